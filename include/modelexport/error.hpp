@@ -1,0 +1,64 @@
+// modelexport/error.hpp — the error types every part of modelexport throws.
+//
+// Each error carries the exit code the CLI returns for it and the file it is
+// about, so a failure always prints as one line a user can act on:
+//   modelexport: error: <file>: <problem>
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace modelexport {
+
+/// Process exit codes; the README's table mirrors this enum.
+enum class exit_code : int {
+    ok = 0,
+    internal = 1,           ///< a bug in modelexport: please report it
+    usage = 2,              ///< bad command line
+    model_not_found = 3,    ///< neither a local directory nor a cached Hub model
+    config_missing = 4,     ///< the source has no config.json
+    invalid_input = 5,      ///< a source file is malformed, unsafe or inconsistent
+    export_failed = 6,      ///< the exporter process failed, hung or wrote no ONNX
+    validation_failed = 7,  ///< a package check failed (or warned, with --strict)
+    io_error = 8,           ///< the package could not be written (permissions, disk full, ...)
+    package_modified = 9,   ///< `verify` found files that no longer match their hashes
+};
+
+/// Base of all modelexport errors: a message about one file, plus an exit code.
+class error : public std::runtime_error {
+public:
+    error(exit_code code, std::string file, const std::string& problem, std::string hint = {})
+        : std::runtime_error(file.empty() ? problem : file + ": " + problem),
+          code_(code), file_(std::move(file)), hint_(std::move(hint)) {}
+
+    exit_code code() const noexcept { return code_; }
+    const std::string& file() const noexcept { return file_; }
+    /// A suggestion for what to do next; may be empty.
+    const std::string& hint() const noexcept { return hint_; }
+
+private:
+    exit_code code_;
+    std::string file_;
+    std::string hint_;
+};
+
+#define MODELEXPORT_ERROR_TYPE(name, code_value)                                         \
+    class name : public error {                                                          \
+    public:                                                                              \
+        name(std::string file, const std::string& problem, std::string hint = {})        \
+            : error(exit_code::code_value, std::move(file), problem, std::move(hint)) {} \
+    }
+
+MODELEXPORT_ERROR_TYPE(usage_error, usage);
+MODELEXPORT_ERROR_TYPE(model_not_found, model_not_found);
+MODELEXPORT_ERROR_TYPE(config_missing, config_missing);
+MODELEXPORT_ERROR_TYPE(invalid_input, invalid_input);
+MODELEXPORT_ERROR_TYPE(export_failed, export_failed);
+MODELEXPORT_ERROR_TYPE(validation_failed, validation_failed);
+MODELEXPORT_ERROR_TYPE(io_error, io_error);
+MODELEXPORT_ERROR_TYPE(package_modified, package_modified);
+
+#undef MODELEXPORT_ERROR_TYPE
+
+}  // namespace modelexport

@@ -1,0 +1,323 @@
+// modelexport/export.hpp — one export: source -> package (SPEC §1-4, §9).
+//
+//   resolve source -> stage model.onnx (htp | prebuilt | command) -> project
+//   hierarchy (and embed it) -> copy configuration -> write metadata -> commit
+//
+// Everything is written into package_writer's staging directory; only commit()
+// touches the target, so every failure leaves the previous package (or none).
+#pragma once
+
+#include "modelexport/copier.hpp"
+#include "modelexport/depfile.hpp"
+#include "modelexport/error.hpp"
+#include "modelexport/hierarchy.hpp"
+#include "modelexport/hierarchy_embed.hpp"
+#include "modelexport/json_file.hpp"
+#include "modelexport/metadata.hpp"
+#include "modelexport/onnx_model.hpp"
+#include "modelexport/package_writer.hpp"
+#include "modelexport/process.hpp"
+#include "modelexport/source.hpp"
+#include "modelexport/tasks.hpp"
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace modelexport {
+
+enum class strategy { automatic, htp, prebuilt, command };
+
+inline std::string to_string(strategy s) {
+    switch (s) {
+        case strategy::htp: return "htp";
+        case strategy::prebuilt: return "prebuilt";
+        case strategy::command: return "command";
+        default: return "auto";
+    }
+}
+
+struct export_options {
+    std::string source;                ///< directory or Hub id
+    fs::path output;                   ///< package directory
+    std::string task;                  ///< empty: from config.json architectures
+    strategy how = strategy::automatic;
+    std::string model_factory;         ///< htp without transformers: "file.py:factory" (relative to the source)
+    std::string python = "python3";    ///< interpreter for the exporter
+    fs::path exporter_script;          ///< tools/htp_exporter.py
+    std::string command;               ///< command strategy: shell command with {source} and {output}
+    std::string onnx_file;             ///< prebuilt: file in the source (default model.onnx, then onnx/model.onnx)
+    int opset = 14;
+    bool embed_hierarchy = false;
+    bool include_torch_modules = false;
+    std::chrono::seconds timeout{1800};
+    fs::path depfile;                    ///< write a Make-style depfile of every input read
+    std::vector<std::string> expect;     ///< declared package files; empty: not checked
+    std::vector<std::string> keep;       ///< build files that live in the package directory (kept across exports)
+    fs::path tool_path;                  ///< the running tool, a dependency of every package
+    std::function<void(const std::string&)> log;                 ///< progress messages
+    std::function<void(const std::string&, bool)> exporter_line;  ///< exporter's output lines
+};
+
+/// What an export produced, for reports and the CLI.
+struct export_result {
+    fs::path package;
+    json metadata;
+    std::vector<fs::path> inputs;                 ///< every file read
+    std::vector<std::pair<std::string, double>> step_seconds;  ///< resolve, export, project, copy, commit
+};
+
+namespace detail {
+
+inline std::string shell_quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+inline std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+    for (std::size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
+    return s;
+}
+
+/// Runs a child for the export and turns its failure into export_failed.
+inline void run_exporter(const std::string& what, const std::string& program, const std::vector<std::string>& args,
+                         const export_options& opt) {
+    run_options ro;
+    ro.timeout = opt.timeout;
+    ro.on_line = opt.exporter_line;
+    ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONUNBUFFERED", "1"}};
+    run_result r = run_process(program, args, ro);
+    if (!r.ok()) {
+        std::string tail = r.stderr_tail();
+        throw export_failed(what, "exporter failed (" + r.describe(opt.timeout) + ")" + (tail.empty() ? "" : ": " + tail),
+                            r.timed_out ? "raise --timeout if the model is large" : "");
+    }
+}
+
+/// Files of the source directory the exporter may read (top level, regular files).
+inline std::vector<fs::path> source_files(const model_source& src) {
+    std::vector<fs::path> files;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(src.dir, ec)) {
+        if (auto real = src.file(e.path().filename().string())) files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+class step_timer {
+public:
+    explicit step_timer(std::vector<std::pair<std::string, double>>& out) : out_(out) {}
+    void done(const std::string& step) {
+        auto now = std::chrono::steady_clock::now();
+        out_.emplace_back(step, std::chrono::duration<double>(now - last_).count());
+        last_ = now;
+    }
+
+private:
+    std::vector<std::pair<std::string, double>>& out_;
+    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace detail
+
+/// The task for a config: `requested` if given, else from `architectures`.
+inline const task_info& resolve_task(const std::string& requested, const json& config, const std::string& config_name) {
+    if (!requested.empty()) {
+        if (const auto* t = find_task(requested)) return *t;
+        throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+    }
+    if (config.contains("architectures") && config["architectures"].is_array())
+        for (const auto& a : config["architectures"])
+            if (a.is_string())
+                if (const auto* t = task_for_architecture(a.get<std::string>())) return *t;
+    throw invalid_input(config_name, "cannot infer the task from \"architectures\"", "pass --task (one of: " + task_names() + ")");
+}
+
+/// Runs one export. Throws modelexport::error subclasses; the target is untouched on failure.
+inline export_result export_package(const export_options& opt) {
+    auto log = [&](const std::string& m) { if (opt.log) opt.log(m); };
+    export_result result;
+    detail::step_timer timer(result.step_seconds);
+
+    model_source src = resolve_source(opt.source);
+    fs::path out_abs = fs::absolute(opt.output).lexically_normal();
+    if (model_source::is_within(fs::weakly_canonical(out_abs), src.dir))
+        throw usage_error(opt.output.string(), "the output directory is inside the model source " + src.dir.string());
+    auto config_path = src.file("config.json");
+    if (!config_path)
+        throw config_missing(src.spec, "config.json required but the source has none",
+                             "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
+    json config = read_json_object(*config_path);
+    const task_info& task = resolve_task(opt.task, config, config_path->string());
+    log("source " + (src.from_cache() ? src.spec + " (commit " + src.commit + ")" : src.dir.string()) + ", task " + std::string(task.name));
+    timer.done("resolve");
+
+    std::set<std::string> allowed(opt.keep.begin(), opt.keep.end());
+    if (!opt.depfile.empty() && fs::absolute(opt.depfile).lexically_normal().parent_path() == out_abs)
+        allowed.insert(opt.depfile.filename().string());
+    package_writer writer(opt.output, allowed, log);
+    const fs::path stage = writer.staging();
+    const fs::path staged_model = stage / "model.onnx";
+
+    // 1. model.onnx
+    strategy how = opt.how;
+    std::string prebuilt_name = opt.onnx_file;
+    if (how == strategy::automatic) {
+        bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
+        how = has_onnx && opt.model_factory.empty() ? strategy::prebuilt : strategy::htp;
+    }
+    std::vector<fs::path> inputs{*config_path};
+    std::vector<traced_module> modules;
+    std::string torch_version;
+    long long parameters = 0;
+    std::string parameters_origin = "onnx initializers";
+    if (how == strategy::htp) {
+        if (opt.exporter_script.empty() || !fs::is_regular_file(opt.exporter_script))
+            throw export_failed(opt.exporter_script.string(), "exporter script not found", "pass --exporter-script or reinstall modelexport");
+        fs::path table = stage / ".modules.json";
+        std::vector<std::string> args{opt.exporter_script.string(), "--source", src.dir.string(), "--task", std::string(task.name),
+                                      "--onnx", staged_model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset)};
+        if (!opt.model_factory.empty()) {
+            args.insert(args.end(), {"--model", opt.model_factory});
+            std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
+            fs::path py = fs::path(file).is_absolute() ? fs::path(file) : src.dir / file;
+            inputs.push_back(py);
+        }
+        log("running the torch exporter (" + opt.python + ")");
+        detail::run_exporter(opt.exporter_script.string(), opt.python, args, opt);
+        if (!fs::is_regular_file(staged_model) || fs::file_size(staged_model) == 0)
+            throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
+        json t = read_json_object(table, {64u << 20, 64});
+        fs::remove(table);
+        modules = traced_modules_from_json(t);
+        torch_version = t.value("torch_version", "");
+        parameters = t.value("parameters", 0LL);
+        parameters_origin = "torch";
+        for (const auto& f : detail::source_files(src)) inputs.push_back(f);
+        inputs.push_back(opt.exporter_script);
+    } else if (how == strategy::command) {
+        if (opt.command.empty()) throw usage_error("--command", "the command strategy needs --command");
+        fs::path out_dir = stage / ".command-output";
+        fs::create_directory(out_dir);
+        std::string cmd = detail::replace_all(opt.command, "{source}", detail::shell_quote(src.dir.string()));
+        cmd = detail::replace_all(cmd, "{output}", detail::shell_quote(out_dir.string()));
+        log("running: " + cmd);
+        detail::run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
+        fs::path produced = out_dir / (prebuilt_name.empty() ? "model.onnx" : prebuilt_name);
+        if (!fs::is_regular_file(produced)) throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
+        fs::rename(produced, staged_model);
+        if (fs::exists(out_dir / "model.onnx_data")) fs::rename(out_dir / "model.onnx_data", stage / "model.onnx_data");
+        fs::remove_all(out_dir);
+        for (const auto& f : detail::source_files(src)) inputs.push_back(f);
+    } else {
+        std::vector<std::string> candidates = prebuilt_name.empty() ? std::vector<std::string>{"model.onnx", "onnx/model.onnx"}
+                                                                    : std::vector<std::string>{prebuilt_name};
+        std::optional<fs::path> found;
+        for (const auto& c : candidates)
+            if (!found) found = src.file(c);
+        if (!found) throw invalid_input(src.dir.string(), "has no " + candidates.front() + " for the prebuilt strategy");
+        copy_file_hashed(*found, staged_model);
+        inputs.push_back(*found);
+        fs::path data = found->parent_path() / "model.onnx_data";
+        if (fs::is_regular_file(data)) {
+            copy_file_hashed(data, stage / "model.onnx_data");
+            inputs.push_back(data);
+        }
+    }
+    timer.done("export");
+
+    // 2. hierarchy
+    onnx::ModelProto model = load_onnx(staged_model);
+    signature sig = graph_signature(model.graph());
+    std::string root_class = config.contains("architectures") && config["architectures"].is_array() &&
+                                     !config["architectures"].empty() && config["architectures"][0].is_string()
+                                 ? config["architectures"][0].get<std::string>()
+                                 : std::string("Model");
+    projection proj = project_hierarchy(node_views(model.graph()), modules, root_class, opt.include_torch_modules);
+    if (proj.coverage() < 100.0) throw export_failed(staged_model.string(), "hierarchy projection left nodes untagged");
+    if (parameters_origin != "torch")
+        for (const auto& init : model.graph().initializer()) {
+            long long n = 1;
+            for (auto d : init.dims()) n *= d;
+            parameters += n;
+        }
+    if (opt.embed_hierarchy) {
+        embed_hierarchy_tags(model, proj.tags);
+        save_onnx(model, staged_model);
+    }
+    model.Clear();
+    log("projected " + std::to_string(proj.tags.size()) + " nodes onto " + std::to_string(proj.module_tags.size()) + " modules");
+    timer.done("project");
+
+    // 3. configuration
+    configuration_copier<> copier(src, stage);
+    std::vector<copied_file> files;
+    auto model_entry = [&](const std::string& name) {
+        fs::path p = stage / name;
+        return copied_file{name, file_role::model, fs::file_size(p), hash_file(p), p};
+    };
+    files.push_back(model_entry("model.onnx"));
+    if (fs::exists(stage / "model.onnx_data")) files.push_back(model_entry("model.onnx_data"));
+    for (auto& f : copier.copy_all()) {
+        if (f.name != "config.json") inputs.push_back(f.source);
+        files.push_back(std::move(f));
+    }
+    if (src.from_cache()) inputs.push_back(src.boundary / "refs" / src.revision);
+    if (!opt.tool_path.empty()) inputs.push_back(opt.tool_path);
+    timer.done("copy");
+
+    // 4. metadata
+    metadata_inputs mi;
+    mi.strategy = to_string(how);
+    mi.time = choose_export_time(inputs);
+    mi.embed_hierarchy = opt.embed_hierarchy;
+    mi.source = &src;
+    mi.config = &config;
+    mi.task = std::string(task.name);
+    mi.optimum_class = std::string(task.optimum_class);
+    mi.parameters = parameters;
+    mi.parameters_origin = parameters_origin;
+    mi.files = files;
+    mi.sig = &sig;
+    mi.modules = &modules;
+    mi.proj = &proj;
+    mi.torch_version = torch_version;
+    if (modules.empty()) {
+        // No trace: the levels are the scope names; list them as modules so the metadata has one shape.
+        for (const auto& [path, tag] : proj.module_tags) modules.push_back({path, path.empty() ? root_class : path, false, std::nullopt});
+    }
+    result.metadata = build_metadata(mi);
+    write_file(stage / "export_metadata.json", to_canonical_text(result.metadata));
+
+    if (!opt.expect.empty()) {
+        std::set<std::string> declared(opt.expect.begin(), opt.expect.end()), actual;
+        for (const auto& e : fs::directory_iterator(stage)) actual.insert(e.path().filename().string());
+        std::string missing, extra;
+        for (const auto& d : declared)
+            if (!actual.count(d)) missing += " " + d;
+        for (const auto& a : actual)
+            if (!declared.count(a)) extra += " " + a;
+        if (!missing.empty() || !extra.empty())
+            throw usage_error(opt.output.string(),
+                              "declared outputs differ from the package:" + (missing.empty() ? "" : " not produced:" + missing) +
+                                  (extra.empty() ? "" : "; not declared:" + extra),
+                              "reconfigure the build (meson setup --reconfigure) so the declared files match the source");
+    }
+    writer.commit();
+    timer.done("commit");
+    log("package written to " + writer.target().string());
+
+    std::sort(inputs.begin(), inputs.end());
+    inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
+    if (!opt.depfile.empty()) write_depfile(opt.depfile, (opt.output / "model.onnx").string(), inputs);
+    result.package = writer.target();
+    result.inputs = std::move(inputs);
+    return result;
+}
+
+}  // namespace modelexport

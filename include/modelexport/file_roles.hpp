@@ -1,0 +1,47 @@
+// modelexport/file_roles.hpp — the one table of files a package may hold (SPEC §1).
+//
+// Adding a file kind is one line here; the copier, the validator, the Meson
+// module's configure-time check and `inspect` all read this table.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace modelexport {
+
+enum class file_role { model, config, tokenizer, processor, generation, metadata };
+
+inline constexpr std::string_view to_string(file_role r) {
+    switch (r) {
+        case file_role::model: return "model";
+        case file_role::config: return "config";
+        case file_role::tokenizer: return "tokenizer";
+        case file_role::processor: return "processor";
+        case file_role::generation: return "generation";
+        case file_role::metadata: return "metadata";
+    }
+    return "unknown";
+}
+
+struct package_file {
+    std::string_view name;
+    file_role role;
+    bool required;
+};
+
+/// Every file a package can contain, in the order they are written. The list
+/// itself lives in package_files.def so Meson (modules/meson) reads the same one.
+inline constexpr package_file package_files[] = {
+#define MODELEXPORT_PACKAGE_FILE(name, role, required) {name, file_role::role, required},
+#include "modelexport/package_files.def"
+#undef MODELEXPORT_PACKAGE_FILE
+};
+
+/// The role of a package file name, or nullopt for names a package never holds.
+inline constexpr std::optional<file_role> role_of(std::string_view name) {
+    for (const auto& f : package_files)
+        if (f.name == name) return f.role;
+    return std::nullopt;
+}
+
+}  // namespace modelexport

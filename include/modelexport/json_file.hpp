@@ -1,0 +1,135 @@
+// modelexport/json_file.hpp — reading small JSON files from untrusted sources.
+//
+// Model configs come from the internet. Before a document is built, a SAX pass
+// checks it against limits: file size, nesting depth (a 100 000-deep array must
+// be an error, not a stack overflow in whoever walks the tree later) and
+// duplicate object keys (nlohmann/json would silently keep the last one, while
+// Python's json keeps the last and other readers the first: ambiguous).
+#pragma once
+
+#include "modelexport/error.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace modelexport {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct json_limits {
+    std::uintmax_t max_bytes = 16u << 20;  ///< 16 MiB; tokenizer.json of large vocabularies fits
+    std::size_t max_depth = 64;            ///< HF configs nest 3-4 levels
+};
+
+namespace detail {
+
+/// SAX handler that builds nothing and stops at the first violated limit.
+class limit_checker : public json::json_sax_t {
+public:
+    explicit limit_checker(std::size_t max_depth) : max_depth_(max_depth) {}
+
+    std::string problem;  ///< empty when the document is acceptable
+
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(json::number_integer_t) override { return true; }
+    bool number_unsigned(json::number_unsigned_t) override { return true; }
+    bool number_float(json::number_float_t, const std::string&) override { return true; }
+    bool string(json::string_t&) override { return true; }
+    bool binary(json::binary_t&) override { return true; }
+    bool start_object(std::size_t) override {
+        keys_.emplace_back();
+        return enter();
+    }
+    bool key(json::string_t& k) override {
+        if (!keys_.back().insert(k).second) {
+            problem = "duplicate key \"" + k + "\"";
+            return false;
+        }
+        return true;
+    }
+    bool end_object() override {
+        keys_.pop_back();
+        return leave();
+    }
+    bool start_array(std::size_t) override {
+        keys_.emplace_back();  // arrays have no keys; keeps the stack aligned with depth
+        return enter();
+    }
+    bool end_array() override {
+        keys_.pop_back();
+        return leave();
+    }
+    bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& ex) override {
+        problem = "invalid JSON at byte " + std::to_string(position) + ": " + short_reason(ex.what());
+        return false;
+    }
+
+private:
+    bool enter() {
+        if (keys_.size() > max_depth_) {
+            problem = "nesting deeper than " + std::to_string(max_depth_) + " levels";
+            return false;
+        }
+        return true;
+    }
+    bool leave() { return true; }
+    // nlohmann messages start with "[json.exception.parse_error.101] parse error at line 1, column 2: ".
+    static std::string short_reason(const std::string& what) {
+        auto colon = what.find(": ");
+        return colon == std::string::npos ? what : what.substr(colon + 2);
+    }
+
+    std::size_t max_depth_;
+    std::vector<std::set<std::string>> keys_;
+};
+
+}  // namespace detail
+
+/// Parses JSON text that is known to be within limits; `name` names it in errors.
+inline json parse_json_text(const std::string& text, const std::string& name, const json_limits& limits = {}) {
+    if (text.size() > limits.max_bytes)
+        throw invalid_input(name, "larger than " + std::to_string(limits.max_bytes) + " bytes");
+    detail::limit_checker checker(limits.max_depth);
+    if (!json::sax_parse(text, &checker) || !checker.problem.empty())
+        throw invalid_input(name, checker.problem.empty() ? "invalid JSON" : checker.problem);
+    return json::parse(text);
+}
+
+/// Reads a whole (small) file into memory.
+inline std::string read_text_file(const fs::path& path, std::uintmax_t max_bytes = json_limits{}.max_bytes) {
+    std::error_code ec;
+    auto size = fs::file_size(path, ec);
+    if (ec) throw io_error(path.string(), "cannot read: " + ec.message());
+    if (size > max_bytes) throw invalid_input(path.string(), "larger than " + std::to_string(max_bytes) + " bytes");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw io_error(path.string(), "cannot open for reading");
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+/// Reads and parses a JSON file within `limits`.
+inline json read_json_file(const fs::path& path, const json_limits& limits = {}) {
+    return parse_json_text(read_text_file(path, limits.max_bytes), path.string(), limits);
+}
+
+/// Reads a JSON file that must hold an object (config.json and friends).
+inline json read_json_object(const fs::path& path, const json_limits& limits = {}) {
+    json doc = read_json_file(path, limits);
+    if (!doc.is_object()) throw invalid_input(path.string(), std::string("expected a JSON object, found ") + doc.type_name());
+    return doc;
+}
+
+/// Serialises JSON the one way modelexport writes it: sorted keys, 2-space indent, final newline.
+inline std::string to_canonical_text(const json& doc) { return doc.dump(2) + "\n"; }
+
+}  // namespace modelexport

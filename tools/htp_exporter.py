@@ -1,0 +1,460 @@
+#!/usr/bin/env python3
+"""Export a Hugging Face-style model to ONNX and record its module hierarchy.
+
+The C++ ``modelexport`` tool runs this script as a child process.  It:
+
+1. loads a model from a Hugging Face-layout directory (``--source``), either
+   through ``transformers`` (``AutoModelFor*.from_pretrained``) or through a
+   user factory given with ``--model FILE.py:FACTORY``;
+2. builds deterministic dummy inputs for the task (see ``make_dummy_inputs``);
+3. runs one forward pass with forward pre-hooks on every module, recording the
+   order in which each module is first called;
+4. exports the model with ``torch.onnx.export`` (node names keep the module
+   scopes, e.g. ``/bert/encoder/layer.0/attention/self/query/MatMul``);
+5. writes a JSON description of the modules (``--modules``).
+
+Nothing else is written.  Progress goes to stdout, errors to stderr.
+
+Exit codes: 0 success, 1 export/runtime failure, 2 usage error (unknown task,
+bad ``--model`` value, missing source directory), 3 ``transformers`` missing
+when no ``--model`` is given.
+
+``tests/fixtures/make_models.py`` imports this file to build exactly the same
+dummy inputs, so keep ``make_dummy_inputs``/``forward_args`` importable
+without side effects.
+"""
+
+import argparse
+import functools
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import traceback
+import warnings
+
+# Never leave __pycache__ directories behind (in the source directory when
+# importing the user's modeling file, or next to this script).
+sys.dont_write_bytecode = True
+
+import torch  # noqa: E402  (after dont_write_bytecode on purpose)
+
+# Text dummy inputs: batch 1, sequence length 8.
+TEXT_BATCH = 1
+TEXT_SEQUENCE_LENGTH = 8
+# Multiple-choice models need a choices axis: [batch, num_choices, sequence].
+MULTIPLE_CHOICE_CHOICES = 2
+# Audio dummy input: one second at 16 kHz.
+AUDIO_SAMPLES = 16000
+# Seed of the generator used for vision/audio dummy inputs.
+DUMMY_SEED = 0
+
+TEXT_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+
+# Optimum task name -> modality, output names, transformers Auto class.
+TASKS = {
+    "feature-extraction": ("text", ["last_hidden_state"], "AutoModel"),
+    "text-classification": ("text", ["logits"], "AutoModelForSequenceClassification"),
+    "token-classification": ("text", ["logits"], "AutoModelForTokenClassification"),
+    "multiple-choice": ("text", ["logits"], "AutoModelForMultipleChoice"),
+    "fill-mask": ("text", ["logits"], "AutoModelForMaskedLM"),
+    "question-answering": ("text", ["start_logits", "end_logits"],
+                           "AutoModelForQuestionAnswering"),
+    "image-classification": ("vision", ["logits"], "AutoModelForImageClassification"),
+    "semantic-segmentation": ("vision", ["logits"], "AutoModelForSemanticSegmentation"),
+    "image-segmentation": ("vision", ["logits"], "AutoModelForImageSegmentation"),
+    "object-detection": ("vision", ["logits", "pred_boxes"], "AutoModelForObjectDetection"),
+    "audio-classification": ("audio", ["logits"], "AutoModelForAudioClassification"),
+}
+
+# Outputs whose second axis is the sequence axis.
+SEQUENCE_OUTPUT_TASKS = {"feature-extraction", "token-classification", "fill-mask",
+                         "question-answering"}
+
+
+class UsageError(Exception):
+    """A problem with the command line (exit code 2)."""
+
+
+class MissingTransformers(Exception):
+    """transformers is needed but not importable (exit code 3)."""
+
+
+def log(message):
+    print("htp: " + message, flush=True)
+
+
+def read_json(path):
+    with open(path, "r", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+# --------------------------------------------------------------------------
+# Task description
+# --------------------------------------------------------------------------
+
+def task_modality(task):
+    if task not in TASKS:
+        raise UsageError("unknown task '%s' (known: %s)" % (task, ", ".join(sorted(TASKS))))
+    return TASKS[task][0]
+
+
+def forward_parameters(model):
+    """Parameters of model.forward in declaration order (no *args/**kwargs)."""
+    signature = inspect.signature(model.forward)
+    return [p for p in signature.parameters.values()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+
+
+def input_names_for(task, model):
+    """Names of the ONNX inputs, in the order of the model's forward signature."""
+    modality = task_modality(task)
+    if modality == "text":
+        wanted = list(TEXT_INPUTS)
+        accepted = {p.name for p in forward_parameters(model)}
+        # token_type_ids only when the model takes them (BERT yes, DistilBERT no).
+        if "token_type_ids" not in accepted:
+            wanted.remove("token_type_ids")
+    elif modality == "vision":
+        wanted = ["pixel_values"]
+    else:
+        wanted = ["input_values"]
+    order = [p.name for p in forward_parameters(model)]
+    missing = [name for name in wanted if name not in order]
+    if missing:
+        raise RuntimeError("%s.forward does not accept %s" % (type(model).__name__,
+                                                              ", ".join(missing)))
+    return sorted(wanted, key=order.index)
+
+
+def output_names_for(task):
+    task_modality(task)
+    return list(TASKS[task][1])
+
+
+def dynamic_axes_for(task, input_names, output_names):
+    modality = task_modality(task)
+    axes = {}
+    if modality == "text":
+        if task == "multiple-choice":
+            text_axes = {0: "batch_size", 1: "num_choices", 2: "sequence_length"}
+        else:
+            text_axes = {0: "batch_size", 1: "sequence_length"}
+        for name in input_names:
+            axes[name] = dict(text_axes)
+        for name in output_names:
+            if task in SEQUENCE_OUTPUT_TASKS:
+                axes[name] = {0: "batch_size", 1: "sequence_length"}
+            elif task == "multiple-choice":
+                axes[name] = {0: "batch_size", 1: "num_choices"}
+            else:
+                axes[name] = {0: "batch_size"}
+    else:
+        for name in list(input_names) + list(output_names):
+            axes[name] = {0: "batch_size"}
+    return axes
+
+
+# --------------------------------------------------------------------------
+# Dummy inputs
+# --------------------------------------------------------------------------
+
+def image_size(source_dir, config):
+    """(height, width) of the model's images.
+
+    Taken from preprocessor_config.json ``size`` (an int, a dict with
+    height/width, or a dict with shortest_edge), else config ``image_size``
+    (an int or a [height, width] pair), else 224.
+    """
+    path = os.path.join(source_dir, "preprocessor_config.json")
+    if os.path.isfile(path):
+        size = read_json(path).get("size")
+        if isinstance(size, int):
+            return size, size
+        if isinstance(size, dict):
+            if "height" in size and "width" in size:
+                return int(size["height"]), int(size["width"])
+            if "shortest_edge" in size:
+                edge = int(size["shortest_edge"])
+                return edge, edge
+    size = config.get("image_size", 224)
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def make_dummy_inputs(task, config, source_dir, input_names):
+    """Deterministic dummy inputs, as a dict name -> tensor.
+
+    text:   input_ids[k] = (1 + 7 * k) % vocab_size for the flat index k over a
+            [1, 8] tensor ([1, 2, 8] for multiple-choice); attention_mask all
+            ones; token_type_ids all zeros; all int64.
+    vision: pixel_values float32 [1, num_channels, H, W], uniform in [-1, 1)
+            from torch.Generator seeded with 0 (H, W from image_size()).
+    audio:  input_values float32 [1, 16000], standard normal from
+            torch.Generator seeded with 0.
+    """
+    modality = task_modality(task)
+    generator = torch.Generator().manual_seed(DUMMY_SEED)
+    tensors = {}
+    if modality == "text":
+        if task == "multiple-choice":
+            shape = (TEXT_BATCH, MULTIPLE_CHOICE_CHOICES, TEXT_SEQUENCE_LENGTH)
+        else:
+            shape = (TEXT_BATCH, TEXT_SEQUENCE_LENGTH)
+        count = 1
+        for dim in shape:
+            count *= dim
+        vocab_size = max(int(config.get("vocab_size", 2)), 1)
+        ids = (1 + 7 * torch.arange(count, dtype=torch.int64)) % vocab_size
+        tensors["input_ids"] = ids.reshape(shape)
+        tensors["attention_mask"] = torch.ones(shape, dtype=torch.int64)
+        tensors["token_type_ids"] = torch.zeros(shape, dtype=torch.int64)
+    elif modality == "vision":
+        height, width = image_size(source_dir, config)
+        channels = int(config.get("num_channels", 3))
+        pixels = torch.rand((1, channels, height, width), generator=generator,
+                            dtype=torch.float32)
+        tensors["pixel_values"] = pixels * 2.0 - 1.0
+    else:
+        tensors["input_values"] = torch.randn((1, AUDIO_SAMPLES), generator=generator,
+                                              dtype=torch.float32)
+    return {name: tensors[name] for name in input_names}
+
+
+def forward_args(model, inputs):
+    """Arguments for model(*args) following the forward signature.
+
+    Inputs are placed at their positional slot; parameters in between that we
+    do not feed get their default (usually None, which torch.onnx.export drops).
+    Inputs that can only be given by keyword go into a trailing dict, which
+    torch.onnx.export treats as keyword arguments.
+    """
+    remaining = dict(inputs)
+    args = []
+    for parameter in forward_parameters(model):
+        if not remaining:
+            break
+        if parameter.kind == inspect.Parameter.KEYWORD_ONLY:
+            break
+        if parameter.name in remaining:
+            args.append(remaining.pop(parameter.name))
+        elif parameter.default is not inspect.Parameter.empty:
+            args.append(parameter.default)
+        else:
+            raise RuntimeError("forward parameter '%s' has no default and no dummy input"
+                               % parameter.name)
+    if remaining:
+        args.append(remaining)
+    return tuple(args)
+
+
+def call_model(model, args):
+    """model(*args), honouring a trailing keyword dict as forward_args builds it."""
+    if args and isinstance(args[-1], dict):
+        return model(*args[:-1], **args[-1])
+    return model(*args)
+
+
+# --------------------------------------------------------------------------
+# Model loading
+# --------------------------------------------------------------------------
+
+def load_user_model(source_dir, spec, config):
+    """Build the model with FILE.py:FACTORY and load pytorch_model.bin if present."""
+    file_part, sep, factory_name = spec.rpartition(":")
+    if not sep or not file_part or not factory_name:
+        raise UsageError("--model must look like FILE.py:FACTORY, got '%s'" % spec)
+    path = file_part if os.path.isabs(file_part) else os.path.join(source_dir, file_part)
+    if not os.path.isfile(path):
+        raise UsageError("model file not found: %s" % path)
+    module_name = "htp_user_model"
+    import_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(import_spec)
+    sys.modules[module_name] = module
+    # Let the file import its siblings.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    try:
+        import_spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UsageError("%s has no callable '%s'" % (path, factory_name))
+    model = factory(config)
+    if not isinstance(model, torch.nn.Module):
+        raise RuntimeError("%s:%s returned %s, not a torch.nn.Module"
+                           % (path, factory_name, type(model).__name__))
+    weights = os.path.join(source_dir, "pytorch_model.bin")
+    if os.path.isfile(weights):
+        state = torch.load(weights, map_location="cpu")
+        model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_transformers_model(source_dir, task):
+    try:
+        import transformers
+    except ImportError as error:
+        raise MissingTransformers(str(error))
+    auto_class = getattr(transformers, TASKS[task][2])
+    model = auto_class.from_pretrained(source_dir, local_files_only=True)
+    # Tuples instead of ModelOutput objects, so outputs map to output_names.
+    model.config.return_dict = False
+    return model
+
+
+# --------------------------------------------------------------------------
+# Hierarchy tracing
+# --------------------------------------------------------------------------
+
+def trace_modules(model, args):
+    """Run one forward pass and record each module's first-call order."""
+    records = []
+    first_call = {}
+    handles = []
+
+    def make_hook(path):
+        def hook(module, inputs):
+            if path not in first_call:
+                first_call[path] = len(first_call)
+        return hook
+
+    for path, module in model.named_modules():
+        records.append({
+            "path": path,
+            "class": type(module).__name__,
+            "torch_module": type(module).__module__.startswith("torch.nn"),
+        })
+        handles.append(module.register_forward_pre_hook(make_hook(path)))
+    try:
+        with torch.no_grad():
+            outputs = call_model(model, args)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for record in records:
+        record["order"] = first_call.get(record["path"])
+    return records, outputs
+
+
+def count_outputs(outputs):
+    if isinstance(outputs, (tuple, list)):
+        return len(outputs)
+    return 1
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="htp_exporter.py",
+        description="Export a Hugging Face-style model to ONNX with its module hierarchy.")
+    parser.add_argument("--source", required=True, help="model directory (config.json, ...)")
+    parser.add_argument("--task", required=True, help="Optimum task name")
+    parser.add_argument("--onnx", required=True, help="ONNX file to write")
+    parser.add_argument("--modules", required=True, help="module hierarchy JSON to write")
+    parser.add_argument("--model", help="FILE.py:FACTORY building the model from config.json")
+    parser.add_argument("--opset", type=int, default=14, help="ONNX opset (default 14)")
+    return parser.parse_args(argv)
+
+
+def export(options):
+    task_modality(options.task)  # validate before any heavy work
+    source_dir = options.source
+    if not os.path.isdir(source_dir):
+        raise UsageError("source directory not found: %s" % source_dir)
+    config = read_json(os.path.join(source_dir, "config.json"))
+    if not isinstance(config, dict):
+        raise RuntimeError("config.json is not a JSON object")
+
+    log("loading model")
+    if options.model:
+        model = load_user_model(source_dir, options.model, config)
+    else:
+        model = load_transformers_model(source_dir, options.task)
+    model.eval()
+
+    input_names = input_names_for(options.task, model)
+    output_names = output_names_for(options.task)
+    inputs = make_dummy_inputs(options.task, config, source_dir, input_names)
+    args = forward_args(model, inputs)
+
+    module_count = sum(1 for _ in model.named_modules())
+    log("tracing %d modules" % module_count)
+    modules, outputs = trace_modules(model, args)
+    produced = count_outputs(outputs)
+    if produced < len(output_names):
+        raise RuntimeError("model returned %d outputs, task %s needs %d (%s)"
+                           % (produced, options.task, len(output_names),
+                              ", ".join(output_names)))
+
+    log("exporting to ONNX (opset %d)" % options.opset)
+    # Like Optimum, export only the outputs the task names (BertModel also
+    # returns pooler_output, for instance).  The forward is patched on the
+    # instance rather than wrapped in another module, so that the ONNX node
+    # scopes stay exactly the model's module paths.
+    trimmed = produced > len(output_names)
+    if trimmed:
+        original_forward = model.forward
+        keep = len(output_names)
+
+        @functools.wraps(original_forward)
+        def forward_named_outputs(*call_args, **call_kwargs):
+            return tuple(original_forward(*call_args, **call_kwargs)[:keep])
+
+        model.forward = forward_named_outputs
+    try:
+        torch.onnx.export(
+            model, args, options.onnx,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes_for(options.task, input_names, output_names),
+            opset_version=options.opset,
+            do_constant_folding=True)
+    finally:
+        if trimmed:
+            del model.forward
+
+    description = {
+        "format": 1,
+        "task": options.task,
+        "root_class": type(model).__name__,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "inputs": input_names,
+        "outputs": output_names,
+        "torch_version": torch.__version__,
+        "modules": modules,
+    }
+    with open(options.modules, "w", encoding="utf-8") as handle:
+        json.dump(description, handle, sort_keys=True, indent=2)
+        handle.write("\n")
+    log("done")
+
+
+def main(argv=None):
+    options = parse_args(argv)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        export(options)
+    except UsageError as error:
+        print("htp_exporter: error: %s" % error, file=sys.stderr)
+        return 2
+    except MissingTransformers:
+        print("htp_exporter: error: transformers is not installed; "
+              "pass --model FILE.py:FACTORY", file=sys.stderr)
+        return 3
+    except Exception as error:  # report anything else with a traceback
+        traceback.print_exc(file=sys.stderr)
+        print("htp_exporter: error: %s" % error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+// modelexport — the generator CLI. A thin layer over the headers in
+// include/modelexport/: it parses arguments, calls one function per
+// subcommand, prints, and maps errors to the documented exit codes.
+#include "modelexport/export.hpp"
+#include "modelexport/inspect.hpp"
+#include "modelexport/runtime.hpp"
+#include "modelexport/validator.hpp"
+#include "modelexport/verify.hpp"
+#include "modelexport/version.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#ifndef MODELEXPORT_EXPORTER_SCRIPT
+#define MODELEXPORT_EXPORTER_SCRIPT ""
+#endif
+#ifndef MODELEXPORT_RUNTIME_DIR
+#define MODELEXPORT_RUNTIME_DIR ""
+#endif
+#ifndef MODELEXPORT_DEFAULT_PYTHON
+#define MODELEXPORT_DEFAULT_PYTHON "python3"
+#endif
+
+namespace me = modelexport;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct output_mode {
+    bool quiet = false;
+    bool verbose = false;
+    bool json = false;
+    /// Progress goes to a terminal only, or anywhere with --verbose; never with --quiet.
+    bool progress() const { return !quiet && (verbose || ::isatty(STDERR_FILENO)); }
+};
+
+fs::path self_path() {
+    std::error_code ec;
+    auto p = fs::read_symlink("/proc/self/exe", ec);
+    return ec ? fs::path() : p;
+}
+
+/// An installed file: $ENV, else <prefix>/share/modelexport/<name> beside the tool, else the build-time default.
+fs::path locate(const char* env, const std::string& name, const std::string& built_in) {
+    if (const char* e = std::getenv(env); e && *e) return e;
+    fs::path installed = self_path().parent_path().parent_path() / "share" / "modelexport" / name;
+    std::error_code ec;
+    if (fs::exists(installed, ec)) return installed;
+    return built_in;
+}
+
+std::string default_python() {
+    if (const char* e = std::getenv("MODELEXPORT_PYTHON"); e && *e) return e;
+    return MODELEXPORT_DEFAULT_PYTHON;
+}
+
+int run_export(const me::export_options& base, const output_mode& mode, const std::string& report_path) {
+    me::export_options opt = base;
+    if (mode.progress()) opt.log = [](const std::string& m) { std::cerr << "modelexport: " << m << "\n"; };
+    if (!mode.quiet && mode.verbose) opt.exporter_line = [](const std::string& l, bool) { std::cerr << "  | " << l << "\n"; };
+    me::json report{{"tool", "modelexport"}, {"version", me::version}, {"source", opt.source}, {"output", opt.output.string()}};
+    try {
+        auto r = me::export_package(opt);
+        if (!report_path.empty()) {
+            me::json steps = me::json::object();
+            for (const auto& [name, secs] : r.step_seconds) steps[name] = secs;
+            std::uintmax_t model = 0, configs = 0;
+            for (const auto& [name, f] : r.metadata["files"].items())
+                (f["role"] == "model" ? model : configs) += f["size"].get<std::uintmax_t>();
+            report.update({{"result", "ok"}, {"steps_seconds", steps}, {"sizes", {{"model", model}, {"configs", configs}}},
+                           {"statistics", r.metadata["statistics"]}});
+            me::write_file(report_path, me::to_canonical_text(report));
+        }
+        if (mode.json) std::cout << r.metadata.dump(2) << "\n";
+        else if (!mode.quiet) std::cout << r.package.string() << "\n";
+        return 0;
+    } catch (const me::error& e) {
+        if (!report_path.empty()) {
+            report.update({{"result", "failed"}, {"failure", e.what()}, {"exit_code", static_cast<int>(e.code())}});
+            me::write_file(report_path, me::to_canonical_text(report));
+        }
+        throw;
+    }
+}
+
+int run_validate(const fs::path& dir, const std::string& task, bool strict, const std::string& runtime_name,
+                 const me::runtime_config& rcfg, const output_mode& mode) {
+    auto kind = me::parse_runtime(runtime_name);
+    if (!kind) throw me::usage_error("--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
+    if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
+    me::runtime_check runtime(*kind, rcfg);
+    if (*kind == me::runtime_kind::automatic && !mode.quiet && !mode.json)
+        std::cerr << "modelexport: runtime check: " << me::to_string(runtime.chosen()) << " (auto)\n";
+    auto report = me::validate_package(dir, {task}, runtime);
+    bool ok = report.ok(strict);
+    if (mode.json) {
+        std::cout << me::to_json(report, strict).dump(2) << "\n";
+    } else {
+        for (const auto& c : report.checks) {
+            if (mode.quiet && c.status != me::check_status::fail) continue;
+            std::cout << (c.status == me::check_status::pass ? "ok    " : c.status == me::check_status::skip ? "skip  " : c.level == me::severity::error ? "FAIL  " : "WARN  ")
+                      << c.id << ": " << c.message << "\n";
+        }
+        if (!mode.quiet) std::cout << dir.string() << ": " << (ok ? "valid" : "INVALID") << " for " << (report.task.empty() ? "?" : report.task)
+                                   << (report.optimum_class.empty() ? "" : " (" + report.optimum_class + ")") << (strict ? " [strict]" : "") << "\n";
+    }
+    return ok ? 0 : static_cast<int>(me::exit_code::validation_failed);
+}
+
+int run_inspect(const fs::path& path, const output_mode& mode) {
+    fs::path dir = fs::is_directory(path) ? path : path.parent_path();
+    fs::path model_path = fs::is_directory(path) ? path / "model.onnx" : path;
+    auto model = me::load_onnx(model_path);
+    auto sig = me::graph_signature(model.graph());
+    me::json meta;
+    if (fs::is_regular_file(dir / "export_metadata.json")) meta = me::read_json_object(dir / "export_metadata.json", {256u << 20, 64});
+    // Tags: embedded ones win, else the package metadata, else projected from scope names now.
+    std::map<std::string, std::size_t> per_tag;
+    auto embedded = me::embedded_hierarchy_tags(model.graph());
+    if (!embedded.empty()) {
+        for (const auto& [i, t] : embedded) ++per_tag[t];
+    } else if (meta.contains("nodes") && !meta["nodes"].empty()) {
+        for (const auto& [k, t] : meta["nodes"].items()) ++per_tag[t.get<std::string>()];
+    } else {
+        std::string root = meta.contains("model") ? meta["model"].value("class", "Model") : "Model";
+        per_tag = me::project_hierarchy(me::node_views(model.graph()), {}, root).nodes_per_tag;
+    }
+    if (mode.json) {
+        me::json out{{"model", model_path.string()}, {"signature", me::to_json(sig)}, {"nodes", model.graph().node_size()},
+                     {"hierarchy", me::subtree_counts(per_tag)}};
+        if (!meta.is_null()) out.update({{"task", meta["model"]["task"]}, {"optimum_class", meta["model"]["optimum_class"]}, {"files", meta["files"]}});
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << "model: " << model_path.string() << " (" << model.graph().node_size() << " nodes, opset "
+              << (model.opset_import_size() ? model.opset_import(0).version() : 0) << ")\n";
+    if (!meta.is_null()) std::cout << "task: " << meta["model"].value("task", "?") << " (" << meta["model"].value("optimum_class", "?") << ")\n";
+    auto print_tensors = [](const char* what, const std::vector<me::tensor_info>& v) {
+        std::cout << what << ":\n";
+        for (const auto& t : v) std::cout << "  " << t.name << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump() << "\n";
+    };
+    print_tensors("inputs", sig.inputs);
+    print_tensors("outputs", sig.outputs);
+    if (!meta.is_null() && meta.contains("files")) {
+        std::cout << "files:\n";
+        for (const auto& [name, f] : meta["files"].items())
+            std::cout << "  " << name << "  " << f["size"] << " bytes  sha256 " << f["sha256"].get<std::string>() << "  (" << f["role"].get<std::string>() << ")\n";
+    }
+    std::cout << "hierarchy:\n";
+    me::print_tree(std::cout, per_tag);
+    return 0;
+}
+
+int run_verify(const fs::path& dir, const output_mode& mode) {
+    auto problems = me::verify_package(dir);
+    if (mode.json) {
+        me::json out = me::json::array();
+        for (const auto& p : problems) out.push_back({{"file", p.file}, {"problem", p.kind}, {"detail", p.detail}});
+        std::cout << me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}}.dump(2) << "\n";
+    } else {
+        for (const auto& p : problems) std::cout << (dir / p.file).string() << ": " << p.kind << " (" << p.detail << ")\n";
+        if (problems.empty() && !mode.quiet) std::cout << dir.string() << ": all files match export_metadata.json\n";
+    }
+    return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"modelexport: export Hugging Face models to ONNX packages that Optimum and transformers.js load"};
+    app.set_version_flag("--version", std::string("modelexport ") + me::version);
+    app.require_subcommand(1);
+    output_mode mode;
+    app.add_flag("-q,--quiet", mode.quiet, "print errors only");
+    app.add_flag("-v,--verbose", mode.verbose, "show progress and the exporter's output even when not on a terminal");
+    app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 model not found, 4 config.json missing, 5 invalid input,\n"
+               "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify).");
+
+    me::export_options eo;
+    eo.python = default_python();
+    eo.exporter_script = locate("MODELEXPORT_EXPORTER", "htp_exporter.py", MODELEXPORT_EXPORTER_SCRIPT);
+    eo.tool_path = self_path();
+    std::string strategy_name = "auto", report_path;
+    long timeout_s = 1800;
+    auto* ex = app.add_subcommand("export", "export a model source into a package directory");
+    ex->add_option("source", eo.source, "local model directory or Hub id org/name[@revision] (offline cache)")->required();
+    ex->add_option("outdir", eo.output, "package directory to write (replaced atomically)")->required();
+    ex->add_option("--task", eo.task, "Optimum task (default: from config.json architectures)");
+    ex->add_option("--strategy", strategy_name, "htp, prebuilt, command, or auto (prebuilt when the source has an ONNX file)")
+        ->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
+    ex->add_option("--model", eo.model_factory, "htp without transformers: FILE.py:FACTORY building the torch module");
+    ex->add_option("--python", eo.python, "interpreter with torch for the exporter (env MODELEXPORT_PYTHON)");
+    ex->add_option("--exporter-script", eo.exporter_script, "the HTP exporter script (env MODELEXPORT_EXPORTER)");
+    ex->add_option("--command", eo.command, "command strategy: shell command with {source} and {output} placeholders");
+    ex->add_option("--onnx-file", eo.onnx_file, "prebuilt/command: ONNX file name to take (default model.onnx, onnx/model.onnx)");
+    ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter")->check(CLI::Range(9, 20));
+    ex->add_flag("--embed-hierarchy", eo.embed_hierarchy, "write each node's hierarchy tag into its metadata_props");
+    ex->add_flag("--torch-module", eo.include_torch_modules, "make plain torch.nn modules hierarchy levels too");
+    ex->add_option("--timeout", timeout_s, "seconds before a hung exporter is stopped")->check(CLI::PositiveNumber);
+    ex->add_option("--depfile", eo.depfile, "write a Make-style depfile of every input read");
+    ex->add_option("--expect", eo.expect, "files the build declared; fail if the package differs")->delimiter(',');
+    ex->add_option("--keep", eo.keep, "a build file that lives in OUTDIR beside the package (kept across exports)");
+    ex->add_option("--report", report_path, "write a JSON report (timings, sizes, result) to this file, outside the package");
+    ex->add_flag("--json", mode.json, "print export_metadata.json instead of the package path");
+    ex->footer("Example:\n  modelexport export ./tiny-bert pkg/bert --model modeling.py:build --embed-hierarchy");
+
+    fs::path vdir;
+    std::string vtask, runtime_name = "none";
+    bool strict = false;
+    me::runtime_config rcfg;
+    rcfg.python = default_python();
+    rcfg.scripts_dir = locate("MODELEXPORT_RUNTIME_DIR", "runtime", MODELEXPORT_RUNTIME_DIR);
+    auto* va = app.add_subcommand("validate", "check that a package loads for its task (Optimum compatibility)");
+    va->add_option("dir", vdir, "package directory")->required();
+    va->add_option("--task", vtask, "task to validate for (default: from config.json)");
+    va->add_flag("--strict", strict, "warnings fail too (what meson test uses)");
+    va->add_option("--runtime", runtime_name, "auto, none, onnxruntime, transformers-js, optimum");
+    va->add_option("--node", rcfg.node, "Node.js for the onnxruntime and transformers-js checks");
+    va->add_option("--python", rcfg.python, "Python with optimum for --runtime optimum");
+    va->add_flag("--json", mode.json, "print one JSON object");
+    va->footer("Example:\n  modelexport validate pkg/bert --strict --runtime onnxruntime");
+
+    fs::path ipath;
+    auto* in = app.add_subcommand("inspect", "print signature, task, files and the module hierarchy");
+    in->add_option("path", ipath, "package directory or model.onnx")->required()->check(CLI::ExistingPath);
+    in->add_flag("--json", mode.json, "print JSON");
+    in->footer("Example:\n  modelexport inspect pkg/bert");
+
+    fs::path vfdir;
+    auto* vf = app.add_subcommand("verify", "check the package files against the hashes in export_metadata.json");
+    vf->add_option("dir", vfdir, "package directory")->required();
+    vf->add_flag("--json", mode.json, "print JSON");
+    vf->footer("Example:\n  modelexport verify pkg/bert");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "modelexport: error: " << e.what() << "\n  run 'modelexport --help' for usage\n";
+        return static_cast<int>(me::exit_code::usage);
+    }
+    try {
+        if (*ex) {
+            eo.timeout = std::chrono::seconds(timeout_s);
+            eo.how = strategy_name == "htp" ? me::strategy::htp : strategy_name == "prebuilt" ? me::strategy::prebuilt
+                     : strategy_name == "command" ? me::strategy::command : me::strategy::automatic;
+            return run_export(eo, mode, report_path);
+        }
+        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode);
+        if (*in) return run_inspect(ipath, mode);
+        if (*vf) return run_verify(vfdir, mode);
+    } catch (const me::error& e) {
+        std::cerr << "modelexport: error: " << e.what() << "\n";
+        if (!e.hint().empty() && !mode.quiet) std::cerr << "  hint: " << e.hint() << "\n";
+        return static_cast<int>(e.code());
+    } catch (const fs::filesystem_error& e) {
+        std::cerr << "modelexport: error: " << e.path1().string() << ": " << e.code().message() << "\n";
+        return static_cast<int>(me::exit_code::io_error);
+    } catch (const std::exception& e) {
+        std::cerr << "modelexport: error: internal: " << e.what() << "\n";
+        return static_cast<int>(me::exit_code::internal);
+    }
+    return static_cast<int>(me::exit_code::internal);
+}

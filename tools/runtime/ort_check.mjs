@@ -1,0 +1,300 @@
+#!/usr/bin/env node
+// ort_check.mjs: load PKGDIR/model.onnx with onnxruntime-node, run one inference and
+// print the result as one JSON line on stdout.
+//
+// Usage: node ort_check.mjs PKGDIR [--inputs FILE.json] [--text "sentence"]
+//
+// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
+//
+// Inputs:
+//   --inputs FILE.json  {"inputs": {name: {"dtype": "int64"|"float32", "shape": [...], "data": [flat]}}}
+//                       fed exactly as given.
+//   otherwise           generated from the graph's input names:
+//     input_ids / attention_mask / token_type_ids  tokenized sentence (--text, default below) with the
+//                                                  package's own tokenizer (transformers.js, offline)
+//     position_ids                                 0..seq_len-1
+//     pixel_values                                 float32 [1, C, H, W], value[i] = float32(sin(double i))
+//                                                  C, H, W: the graph's fixed dims, else config num_channels
+//                                                  (default 3) and preprocessor_config crop_size (when
+//                                                  do_center_crop) / size {height,width} / {shortest_edge},
+//                                                  else config image_size
+//     input_values                                 float32 [1, 16000],   value[i] = float32(sin(double i))
+//   Integer inputs use the dtype the graph declares (int64 or int32).
+//
+// Output values that are NaN or +-Infinity cannot be written as JSON numbers and come out as null.
+//
+// stdout carries exactly one line; anything libraries log goes to stderr.
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+const PROG = 'ort_check';
+const DEFAULT_TEXT = 'the movie was great and i loved it';
+const USAGE = `usage: ${PROG}.mjs PKGDIR [--inputs FILE.json] [--text "sentence"]`;
+
+// Keep stdout for the single JSON result line: route console logging to stderr.
+const toStderr = (...args) => process.stderr.write(args.map(String).join(' ') + '\n');
+console.log = toStderr;
+console.info = toStderr;
+console.debug = toStderr;
+
+class UsageError extends Error {}
+
+function parseArgs(argv) {
+    const opts = { pkgDir: null, inputsFile: null, text: null };
+    for (let i = 0; i < argv.length; ++i) {
+        const a = argv[i];
+        const value = () => {
+            if (i + 1 >= argv.length) throw new UsageError(`${a} needs a value`);
+            return argv[++i];
+        };
+        if (a === '-h' || a === '--help') {
+            process.stdout.write(USAGE + '\n');
+            process.exit(0);
+        } else if (a === '--inputs') {
+            opts.inputsFile = value();
+        } else if (a.startsWith('--inputs=')) {
+            opts.inputsFile = a.slice('--inputs='.length);
+        } else if (a === '--text') {
+            opts.text = value();
+        } else if (a.startsWith('--text=')) {
+            opts.text = a.slice('--text='.length);
+        } else if (a.startsWith('-') && a !== '-') {
+            throw new UsageError(`unknown option ${a}`);
+        } else if (opts.pkgDir === null) {
+            opts.pkgDir = a;
+        } else {
+            throw new UsageError(`unexpected argument ${a}`);
+        }
+    }
+    if (opts.pkgDir === null) throw new UsageError('missing PKGDIR');
+    if (opts.inputsFile !== null && opts.text !== null) {
+        throw new UsageError('--inputs and --text cannot be combined');
+    }
+    return opts;
+}
+
+function readJsonIfExists(file) {
+    if (!fs.existsSync(file)) return null;
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
+const TYPED_ARRAYS = {
+    float32: Float32Array,
+    float64: Float64Array,
+    int64: BigInt64Array,
+    int32: Int32Array,
+    int16: Int16Array,
+    int8: Int8Array,
+    uint64: BigUint64Array,
+    uint32: Uint32Array,
+    uint16: Uint16Array,
+    uint8: Uint8Array,
+    bool: Uint8Array,
+};
+
+// Build typed-array data of the given ORT dtype from plain numbers / bigints.
+function makeData(dtype, values) {
+    const Ctor = TYPED_ARRAYS[dtype];
+    if (!Ctor) throw new Error(`unsupported input dtype "${dtype}"`);
+    const out = new Ctor(values.length);
+    const big = Ctor === BigInt64Array || Ctor === BigUint64Array;
+    for (let i = 0; i < values.length; ++i) {
+        const v = values[i];
+        if (big) out[i] = typeof v === 'bigint' ? v : BigInt(Math.trunc(Number(v)));
+        else if (dtype === 'bool') out[i] = v ? 1 : 0;
+        else out[i] = Number(v);
+    }
+    return out;
+}
+
+function product(shape) {
+    return shape.reduce((a, b) => a * b, 1);
+}
+
+function loadInputsFile(ort, file) {
+    const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (!doc || typeof doc.inputs !== 'object' || doc.inputs === null) {
+        throw new Error(`${file}: expected an object with an "inputs" object`);
+    }
+    const feeds = {};
+    for (const [name, spec] of Object.entries(doc.inputs)) {
+        const { dtype, shape, data } = spec ?? {};
+        if (typeof dtype !== 'string' || !Array.isArray(shape) || !Array.isArray(data)) {
+            throw new Error(`${file}: input "${name}" needs "dtype", "shape" and "data"`);
+        }
+        if (product(shape) !== data.length) {
+            throw new Error(`${file}: input "${name}" has ${data.length} values for shape [${shape.join(', ')}]`);
+        }
+        feeds[name] = new ort.Tensor(dtype, makeData(dtype, data), shape);
+    }
+    return feeds;
+}
+
+const TEXT_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids']);
+
+async function tokenize(pkgDir, text) {
+    const { AutoTokenizer, env } = await import('@huggingface/transformers');
+    env.allowRemoteModels = false;
+    env.allowLocalModels = true;
+    // With an absolute directory as the model id, transformers.js reads <dir>/<file> directly;
+    // localModelPath is only prefixed to ids that look like "org/name".
+    env.localModelPath = '';
+    // Never consult (or fill) the library's file cache inside node_modules.
+    env.useFSCache = false;
+    env.useBrowserCache = false;
+    // transformers.js silently skips the tokenizer when tokenizer_config.json is absent and then fails
+    // with an unrelated TypeError; name the missing file instead.
+    for (const f of ['tokenizer_config.json', 'tokenizer.json']) {
+        if (!fs.existsSync(path.join(pkgDir, f))) {
+            throw new Error(`file not found: ${path.join(pkgDir, f)} (needed to tokenize the text inputs)`);
+        }
+    }
+    const tokenizer = await AutoTokenizer.from_pretrained(pkgDir);
+    const enc = tokenizer(text, { return_tensor: false, return_token_type_ids: true });
+    return enc;
+}
+
+function imageSize(pre, config) {
+    // Final spatial size of the processed image: crop size when centre-cropping, else resize size.
+    const fromSize = (size) => {
+        if (size === undefined || size === null) return null;
+        if (typeof size === 'number') return [size, size];
+        if (size.height && size.width) return [size.height, size.width];
+        if (size.shortest_edge) return [size.shortest_edge, size.shortest_edge];
+        return null;
+    };
+    if (pre) {
+        if (pre.do_center_crop && pre.crop_size) {
+            const hw = fromSize(pre.crop_size);
+            if (hw) return hw;
+        }
+        const hw = fromSize(pre.size);
+        if (hw) return hw;
+    }
+    if (config) {
+        const hw = fromSize(config.image_size);
+        if (hw) return hw;
+    }
+    return null;
+}
+
+function sinFill(n) {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; ++i) out[i] = Math.sin(i);
+    return out;
+}
+
+async function generateInputs(ort, session, pkgDir, text) {
+    const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
+    const names = session.inputNames;
+
+    let enc = null;
+    if (names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
+        enc = await tokenize(pkgDir, text);
+    }
+
+    const feeds = {};
+    for (const name of names) {
+        const m = meta.get(name);
+        const dtype = m && m.isTensor ? m.type : null;
+        const graphShape = m && m.isTensor ? m.shape : [];
+        if ((name === 'pixel_values' || name === 'input_values') && dtype && dtype !== 'float32') {
+            throw new Error(`input "${name}" has dtype ${dtype}; only float32 can be generated (use --inputs)`);
+        }
+        if (TEXT_INPUTS.has(name)) {
+            const seq = enc ? enc.input_ids.length : 1;
+            let values;
+            if (name === 'position_ids') values = Array.from({ length: seq }, (_, i) => i);
+            else if (name === 'token_type_ids' && !enc.token_type_ids) values = new Array(seq).fill(0);
+            else values = enc[name];
+            const t = dtype ?? 'int64';
+            feeds[name] = new ort.Tensor(t, makeData(t, values), [1, values.length]);
+        } else if (name === 'pixel_values') {
+            const config = readJsonIfExists(path.join(pkgDir, 'config.json'));
+            const pre = readJsonIfExists(path.join(pkgDir, 'preprocessor_config.json'));
+            const hw = imageSize(pre, config);
+            const fixed = (i) => (typeof graphShape[i] === 'number' && graphShape[i] > 0 ? graphShape[i] : null);
+            const c = fixed(1) ?? config?.num_channels ?? pre?.num_channels ?? 3;
+            const h = fixed(2) ?? hw?.[0];
+            const w = fixed(3) ?? hw?.[1];
+            if (!h || !w) {
+                throw new Error(
+                    'cannot determine pixel_values height/width (no preprocessor_config.json size, no config image_size)',
+                );
+            }
+            const shape = [1, c, h, w];
+            feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
+        } else if (name === 'input_values') {
+            const shape = [1, 16000];
+            feeds[name] = new ort.Tensor('float32', sinFill(shape[1]), shape);
+        } else {
+            throw new Error(`do not know how to generate input "${name}"; pass --inputs FILE.json`);
+        }
+    }
+    return feeds;
+}
+
+function toNumbers(data) {
+    const out = new Array(data.length);
+    for (let i = 0; i < data.length; ++i) {
+        const v = data[i];
+        out[i] = typeof v === 'bigint' ? Number(v) : typeof v === 'boolean' ? (v ? 1 : 0) : v;
+    }
+    return out;
+}
+
+async function main() {
+    let opts;
+    try {
+        opts = parseArgs(process.argv.slice(2));
+    } catch (e) {
+        if (e instanceof UsageError) {
+            process.stderr.write(`${PROG}: ${e.message}\n${USAGE}\n`);
+            process.exit(2);
+        }
+        throw e;
+    }
+    const pkgDir = path.resolve(opts.pkgDir);
+    const modelPath = path.join(pkgDir, 'model.onnx');
+
+    const ort = (await import('onnxruntime-node')).default;
+    ort.env.logLevel = 'fatal';
+    const session = await ort.InferenceSession.create(modelPath, {
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+        logSeverityLevel: 4,
+    });
+
+    const feeds = opts.inputsFile
+        ? loadInputsFile(ort, path.resolve(opts.inputsFile))
+        : await generateInputs(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT);
+
+    const results = await session.run(feeds);
+
+    const inputs = {};
+    for (const [name, t] of Object.entries(feeds)) inputs[name] = Array.from(t.dims);
+    const outputs = {};
+    for (const name of session.outputNames) {
+        const t = results[name];
+        if (!t) continue;
+        outputs[name] = { dtype: t.type, shape: Array.from(t.dims), data: toNumbers(t.data) };
+    }
+    const line = JSON.stringify({
+        runtime: 'onnxruntime-node',
+        version: ort.env.versions?.node ?? ort.env.versions?.common ?? null,
+        inputs,
+        outputs,
+    });
+    await session.release?.();
+    await new Promise((resolve) => process.stdout.write(line + '\n', resolve));
+}
+
+main().then(
+    () => process.exit(0),
+    (e) => {
+        const msg = e && e.message ? e.message : String(e);
+        process.stderr.write(`${PROG}: error: ${msg}\n`);
+        process.exit(1);
+    },
+);

@@ -1,0 +1,222 @@
+#!/usr/bin/env node
+// tjs_pipeline.mjs: run a transformers.js pipeline on a modelexport package directory, fully offline,
+// and print the result as one JSON line on stdout.
+//
+// Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C]
+//
+// TASK is one of: text-classification, token-classification, question-answering, fill-mask,
+// feature-extraction. For question-answering, --text is the question and --context the context.
+// For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's own mask token.
+//
+// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
+//
+// The model is read from PKGDIR/model.onnx (not onnx/model_quantized.onnx), as fp32 on the CPU.
+// stdout carries exactly one line; anything the libraries log goes to stderr.
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+const PROG = 'tjs_pipeline';
+const TASKS = ['text-classification', 'token-classification', 'question-answering', 'fill-mask', 'feature-extraction'];
+const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C]\n  TASK: ${TASKS.join(', ')}`;
+
+const DEFAULT_TEXT = 'the movie was great and i loved it';
+const DEFAULT_MASK_TEXT = 'the movie was [MASK] and i loved it';
+const DEFAULT_QUESTION = 'where does john live?';
+const DEFAULT_CONTEXT = 'john lives in paris and he loved the movie.';
+
+// Keep stdout for the single JSON result line: route console logging to stderr.
+const toStderr = (...args) => process.stderr.write(args.map(String).join(' ') + '\n');
+console.log = toStderr;
+console.info = toStderr;
+console.debug = toStderr;
+
+class UsageError extends Error {}
+
+function parseArgs(argv) {
+    const opts = { pkgDir: null, task: null, text: null, context: null };
+    const valued = { '--task': 'task', '--text': 'text', '--context': 'context' };
+    for (let i = 0; i < argv.length; ++i) {
+        const a = argv[i];
+        if (a === '-h' || a === '--help') {
+            process.stdout.write(USAGE + '\n');
+            process.exit(0);
+        }
+        const eq = a.indexOf('=');
+        const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+        if (flag in valued) {
+            let v;
+            if (flag !== a) v = a.slice(eq + 1);
+            else if (i + 1 < argv.length) v = argv[++i];
+            else throw new UsageError(`${a} needs a value`);
+            opts[valued[flag]] = v;
+        } else if (a.startsWith('-') && a !== '-') {
+            throw new UsageError(`unknown option ${a}`);
+        } else if (opts.pkgDir === null) {
+            opts.pkgDir = a;
+        } else {
+            throw new UsageError(`unexpected argument ${a}`);
+        }
+    }
+    if (opts.pkgDir === null) throw new UsageError('missing PKGDIR');
+    if (opts.task === null) throw new UsageError('missing --task');
+    if (!TASKS.includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
+    if (opts.context !== null && opts.task !== 'question-answering') {
+        throw new UsageError('--context is only used by question-answering');
+    }
+    return opts;
+}
+
+function softmaxInPlace(xs) {
+    let m = -Infinity;
+    for (const x of xs) if (x > m) m = x;
+    let sum = 0;
+    for (let i = 0; i < xs.length; ++i) {
+        xs[i] = Math.exp(xs[i] - m);
+        sum += xs[i];
+    }
+    for (let i = 0; i < xs.length; ++i) xs[i] /= sum;
+    return xs;
+}
+
+// Token indices (into the question+context encoding) of the best answer span, following the same
+// rules as the question-answering pipeline: only context tokens after the first separator, no special
+// tokens, start <= end, and the highest product of start and end probabilities.
+async function answerSpan(pipe, question, context) {
+    const { tokenizer, model } = pipe;
+    const inputs = tokenizer(question, { text_pair: context, padding: true, truncation: true });
+    const { start_logits, end_logits } = await model(inputs);
+    const ids = inputs.input_ids.tolist()[0].map(Number);
+    const special = new Set(tokenizer.all_special_ids.map(Number));
+    const sep = ids.indexOf(Number(tokenizer.sep_token_id));
+    const start = Array.from(start_logits.data, Number);
+    const end = Array.from(end_logits.data, Number);
+    for (let i = 1; i < ids.length; ++i) {
+        if (i <= sep || special.has(ids[i])) {
+            start[i] = -Infinity;
+            end[i] = -Infinity;
+        }
+    }
+    softmaxInPlace(start);
+    softmaxInPlace(end);
+    start[0] = 0;
+    end[0] = 0;
+    let best = null;
+    for (let s = 0; s < ids.length; ++s) {
+        for (let e = s; e < ids.length; ++e) {
+            const p = start[s] * end[e];
+            if (best === null || p > best.p) best = { s, e, p };
+        }
+    }
+    const answer = tokenizer.decode(ids.slice(best.s, best.e + 1), { skip_special_tokens: true });
+    return { start: best.s, end: best.e, answer, tokens: ids.length };
+}
+
+async function run(opts) {
+    const { pipeline, env } = await import('@huggingface/transformers');
+    env.allowRemoteModels = false;
+    env.allowLocalModels = true;
+    // An absolute directory is used as the model id; transformers.js then reads <dir>/<file>
+    // directly (localModelPath is only prefixed to ids that look like "org/name").
+    env.localModelPath = '';
+    // Never consult (or fill) the library's file cache inside node_modules.
+    env.useFSCache = false;
+    env.useBrowserCache = false;
+
+    const pkgDir = path.resolve(opts.pkgDir);
+    if (!fs.statSync(pkgDir, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new Error(`package directory not found: ${pkgDir}`);
+    }
+    // Without tokenizer_config.json the pipeline silently gets no tokenizer and later fails with
+    // "this.tokenizer is not a function"; say what is missing instead.
+    const tokenizerConfig = path.join(pkgDir, 'tokenizer_config.json');
+    if (!fs.existsSync(tokenizerConfig)) {
+        throw new Error(`file not found: ${tokenizerConfig} (transformers.js loads the tokenizer only when it exists)`);
+    }
+    const pipe = await pipeline(opts.task, pkgDir, {
+        local_files_only: true,
+        subfolder: '',
+        model_file_name: 'model',
+        dtype: 'fp32',
+        device: 'cpu',
+    });
+
+    let result;
+    try {
+        switch (opts.task) {
+            case 'text-classification': {
+                const out = await pipe(opts.text ?? DEFAULT_TEXT);
+                const top = Array.isArray(out) ? out[0] : out;
+                result = { label: top.label, score: top.score };
+                break;
+            }
+            case 'token-classification': {
+                // Keep every token, including those labelled "O" (dropped by default).
+                const out = await pipe(opts.text ?? DEFAULT_TEXT, { ignore_labels: [] });
+                result = {
+                    tokens: out.map((t) => ({ index: t.index, word: t.word, entity: t.entity, score: t.score })),
+                };
+                break;
+            }
+            case 'question-answering': {
+                const question = opts.text ?? DEFAULT_QUESTION;
+                const context = opts.context ?? DEFAULT_CONTEXT;
+                const out = await pipe(question, context);
+                result = { answer: out.answer, score: out.score };
+                const span = await answerSpan(pipe, question, context);
+                if (span.answer === out.answer) {
+                    result.start_token = span.start;
+                    result.end_token = span.end;
+                } else {
+                    process.stderr.write(
+                        `${PROG}: warning: could not recover the answer's token span ` +
+                            `(${JSON.stringify(span.answer)} != ${JSON.stringify(out.answer)})\n`,
+                    );
+                }
+                break;
+            }
+            case 'fill-mask': {
+                const mask = pipe.tokenizer.mask_token;
+                if (!mask) throw new Error('the tokenizer has no mask_token (tokenizer_config.json)');
+                let text = opts.text ?? DEFAULT_MASK_TEXT;
+                if (mask !== '[MASK]') text = text.split('[MASK]').join(mask);
+                const out = await pipe(text, { top_k: 1 });
+                const top = out[0];
+                result = { token_str: top.token_str, token: top.token, score: top.score, sequence: top.sequence };
+                break;
+            }
+            case 'feature-extraction': {
+                const out = await pipe(opts.text ?? DEFAULT_TEXT);
+                result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number) };
+                break;
+            }
+        }
+    } finally {
+        await pipe.dispose?.();
+    }
+    return { runtime: 'transformers.js', version: env.version, task: opts.task, result };
+}
+
+async function main() {
+    let opts;
+    try {
+        opts = parseArgs(process.argv.slice(2));
+    } catch (e) {
+        if (e instanceof UsageError) {
+            process.stderr.write(`${PROG}: ${e.message}\n${USAGE}\n`);
+            process.exit(2);
+        }
+        throw e;
+    }
+    const out = await run(opts);
+    await new Promise((resolve) => process.stdout.write(JSON.stringify(out) + '\n', resolve));
+}
+
+main().then(
+    () => process.exit(0),
+    (e) => {
+        const msg = e && e.message ? e.message : String(e);
+        process.stderr.write(`${PROG}: error: ${msg}\n`);
+        process.exit(1);
+    },
+);
