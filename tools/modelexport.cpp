@@ -174,6 +174,7 @@ int main(int argc, char** argv) {
     CLI::App app{"modelexport: export Hugging Face models to ONNX packages that Optimum and transformers.js load"};
     app.set_version_flag("--version", std::string("modelexport ") + me::version);
     app.require_subcommand(1);
+    app.fallthrough();  // -q/-v also after the subcommand, as build files write them
     output_mode mode;
     app.add_flag("-q,--quiet", mode.quiet, "print errors only");
     app.add_flag("-v,--verbose", mode.verbose, "show progress and the exporter's output even when not on a terminal");

@@ -103,7 +103,8 @@ inline std::vector<fs::path> source_files(const model_source& src) {
     std::vector<fs::path> files;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(src.dir, ec)) {
-        if (auto real = src.file(e.path().filename().string())) files.push_back(e.path());
+        if (!fs::is_regular_file(e.path(), ec)) continue;  // subfolders (onnx/) are read only when named
+        if (src.file(e.path().filename().string())) files.push_back(e.path());
     }
     std::sort(files.begin(), files.end());
     return files;
@@ -289,7 +290,8 @@ inline export_result export_package(const export_options& opt) {
     mi.torch_version = torch_version;
     if (modules.empty()) {
         // No trace: the levels are the scope names; list them as modules so the metadata has one shape.
-        for (const auto& [path, tag] : proj.module_tags) modules.push_back({path, path.empty() ? root_class : path, false, std::nullopt});
+        // Their classes are unknown (""), so they add nothing to statistics.module_types.
+        for (const auto& [path, tag] : proj.module_tags) modules.push_back({path, path.empty() ? root_class : "", false, std::nullopt});
     }
     result.metadata = build_metadata(mi);
     write_file(stage / "export_metadata.json", to_canonical_text(result.metadata));

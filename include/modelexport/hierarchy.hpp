@@ -8,8 +8,9 @@
 //
 // Rules (decided here, documented in the README):
 //  - modules are keyed by dotted path, never by class name (same-class siblings differ);
-//  - plain torch.nn modules (Linear, LayerNorm, ModuleList, ...) are not hierarchy
-//    levels unless `include_torch_modules`; their nodes take the nearest level's tag;
+//  - plain torch.nn modules (Linear, LayerNorm, ...) are not hierarchy levels unless
+//    `include_torch_modules`; containers (ModuleList, Sequential, ...) never are;
+//    their nodes take the nearest level's tag;
 //  - direct match: the scope is a traced module (or, for the Identity nodes torch
 //    adds for merged initializers, the parameter path's module); parent match: the nearest traced
 //    ancestor of the scope; neighbour: a node with no scope of its own (empty or
@@ -93,6 +94,11 @@ inline std::string parent_path(const std::string& path) {
     return dot == std::string::npos ? std::string() : path.substr(0, dot);
 }
 
+/// torch containers only group children; their index already shows in the child's tag.
+inline bool is_container(const std::string& cls) {
+    return cls == "ModuleList" || cls == "ModuleDict" || cls == "Sequential" || cls == "ParameterList" || cls == "ParameterDict";
+}
+
 /// Ops the exporter hoists out of module scopes; they belong to whoever uses them.
 inline bool is_scopeless_op(const std::string& op) {
     return op == "Constant" || op == "Cast" || op == "Identity" || op == "ConstantOfShape";
@@ -143,7 +149,7 @@ inline std::map<std::string, std::string> module_tags(const std::vector<traced_m
         std::string parent = detail::parent_path(m->path);
         while (!parent.empty() && !tags.count(parent)) parent = detail::parent_path(parent);
         std::string base = tags.count(parent) ? tags[parent] : "/";
-        bool level = !m->torch_module || include_torch_modules;
+        bool level = !m->torch_module || (include_torch_modules && !detail::is_container(m->class_name));
         if (!level) {
             tags[m->path] = base;
             continue;

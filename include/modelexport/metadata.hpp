@@ -91,7 +91,8 @@ inline json source_json(const model_source& s) {
 
 inline json statistics_json(const projection& p, const std::vector<traced_module>& modules) {
     std::map<std::string, int> types;
-    for (const auto& m : modules) ++types[m.class_name];
+    for (const auto& m : modules)
+        if (!m.class_name.empty()) ++types[m.class_name];
     std::size_t tagged = p.tags.size() - static_cast<std::size_t>(std::count(p.tags.begin(), p.tags.end(), std::string()));
     return {{"node_count", p.tags.size()},
             {"tagged_nodes", tagged},

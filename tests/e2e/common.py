@@ -1,0 +1,79 @@
+"""Shared helpers for the end-to-end tests: they drive the built `modelexport`
+on real files (fixtures made by tests/fixtures/make_models.py with torch) and
+check what lands on disk. Paths come from the environment meson sets."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+TOOL = os.environ["MODELEXPORT"]
+EXAMPLES = os.environ["MODELEXPORT_EXAMPLES"]          # build/examples: sources/ and one package per example
+SOURCES = os.path.join(EXAMPLES, "sources")
+RUNTIME_DIR = os.environ["MODELEXPORT_RUNTIME_DIR"]    # tools/runtime with node_modules
+NODE = os.environ.get("MODELEXPORT_NODE", "node")
+REPO = os.environ["MODELEXPORT_SOURCE_ROOT"]
+
+# Documented exit codes (README, include/modelexport/error.hpp).
+EXIT = {"ok": 0, "internal": 1, "usage": 2, "model_not_found": 3, "config_missing": 4, "invalid_input": 5,
+        "export_failed": 6, "validation_failed": 7, "io_error": 8, "package_modified": 9}
+
+
+def run(*args, env=None, timeout=600, check=None):
+    """Runs modelexport with args; returns CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    p = subprocess.run([TOOL, *map(str, args)], capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check is not None and p.returncode != check:
+        raise AssertionError(f"modelexport {' '.join(map(str, args))}: exit {p.returncode}, expected {check}\n"
+                             f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_hashes(root):
+    """{relative path: sha256} of every file under root."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            out[os.path.relpath(p, root)] = sha256(p)
+    return out
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+class TempDirTest(unittest.TestCase):
+    """A test with a fresh temporary directory self.tmp."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="modelexport-e2e-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def copy_source(self, name, dest=None):
+        """A private copy of an example source, safe to modify."""
+        dest = dest or self.path(name)
+        shutil.copytree(os.path.join(SOURCES, name), dest)
+        return dest
+
+    def assertFailsWith(self, proc, code, *fragments):
+        self.assertEqual(proc.returncode, EXIT[code], f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("modelexport: error: ")]
+        self.assertEqual(len(lines), 1, proc.stderr)
+        for f in fragments:
+            self.assertIn(f, lines[0])

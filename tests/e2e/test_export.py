@@ -1,0 +1,260 @@
+"""End-to-end exports with the built tool on real torch fixtures (issues 2, 3, 4)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+import onnx
+
+from common import (EXIT, REPO, SOURCES, TOOL, TempDirTest, load_json, run, sha256, tree_hashes)
+
+TEXT_FILES = {"model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+              "vocab.txt", "export_metadata.json"}
+EXPORTER = os.path.join(REPO, "tools", "htp_exporter.py")
+
+
+def export(source, out, *extra, **kw):
+    return run("export", source, out, "--model", "modeling.py:build", *extra, **kw)
+
+
+class HtpExport(TempDirTest):
+    def test_text_package_holds_the_sources_bytes_and_hashes(self):
+        src = os.path.join(SOURCES, "text-classification")
+        out = self.path("pkg")
+        export(src, out, check=0)
+        self.assertEqual(set(os.listdir(out)), TEXT_FILES)
+        meta = load_json(os.path.join(out, "export_metadata.json"))
+        for name in TEXT_FILES - {"model.onnx", "export_metadata.json"}:
+            with open(os.path.join(src, name), "rb") as a, open(os.path.join(out, name), "rb") as b:
+                self.assertEqual(a.read(), b.read(), name)
+        for name, entry in meta["files"].items():
+            self.assertEqual(entry["sha256"], sha256(os.path.join(out, name)), name)
+            self.assertEqual(entry["size"], os.path.getsize(os.path.join(out, name)))
+            self.assertEqual(oct(os.stat(os.path.join(out, name)).st_mode & 0o777), "0o644")
+        self.assertEqual(meta["model"]["task"], "text-classification")
+        self.assertEqual(meta["model"]["optimum_class"], "ORTModelForSequenceClassification")
+        self.assertEqual(meta["source"], {"kind": "local", "id": "text-classification"})
+        self.assertEqual(meta["export_context"]["strategy"], "htp")
+
+    def test_every_node_gets_a_hugging_face_style_tag(self):
+        out = self.path("pkg")
+        export(os.path.join(SOURCES, "text-classification"), out, check=0)
+        meta = load_json(os.path.join(out, "export_metadata.json"))
+        model = onnx.load(os.path.join(out, "model.onnx"))
+        stats = meta["statistics"]
+        self.assertEqual(stats["node_count"], len(model.graph.node))
+        self.assertEqual(stats["tagged_nodes"], len(model.graph.node))
+        self.assertEqual(stats["coverage"], 100.0)
+        self.assertEqual(stats["direct_matches"] + stats["parent_matches"] + stats["neighbour_matches"] + stats["root_matches"],
+                         stats["node_count"])
+        self.assertTrue(all(t.startswith("/BertForSequenceClassification") for t in meta["nodes"].values()))
+        self.assertEqual(meta["nodes"]["/bert/encoder/layer.1/attention/self/query/MatMul"],
+                         "/BertForSequenceClassification/BertModel/BertEncoder/BertLayer.1/BertAttention/BertSelfAttention")
+        self.assertEqual(meta["modules"]["bert.encoder.layer.0"]["traced_tag"],
+                         "/BertForSequenceClassification/BertModel/BertEncoder/BertLayer.0")
+        self.assertEqual(meta["modules"]["bert.encoder.layer.0"]["class_name"], "BertLayer")
+        self.assertIsInstance(meta["modules"]["bert.encoder.layer.0"]["execution_order"], int)
+
+    def test_vision_package_has_the_processor_and_vit_tags(self):
+        out = self.path("pkg")
+        export(os.path.join(SOURCES, "image-classification"), out, check=0)
+        self.assertEqual(set(os.listdir(out)), {"model.onnx", "config.json", "preprocessor_config.json", "export_metadata.json"})
+        meta = load_json(os.path.join(out, "export_metadata.json"))
+        self.assertIn("/ViTForImageClassification/ViTModel/ViTEncoder/ViTLayer.1/ViTAttention/ViTSelfAttention",
+                      meta["nodes"].values())
+        self.assertEqual(meta["statistics"]["coverage"], 100.0)
+
+    def test_without_embedding_model_onnx_is_exactly_what_the_exporter_wrote(self):
+        src = os.path.join(SOURCES, "question-answering")
+        out = self.path("pkg")
+        export(src, out, check=0)
+        subprocess.run([sys.executable, EXPORTER, "--source", src, "--task", "question-answering", "--onnx",
+                        self.path("direct.onnx"), "--modules", self.path("direct.json"), "--model", "modeling.py:build"],
+                       check=True, capture_output=True)
+        self.assertEqual(sha256(self.path("direct.onnx")), sha256(os.path.join(out, "model.onnx")))
+
+    def test_embedded_tags_pass_the_checker_and_are_reported_by_inspect(self):
+        out = self.path("pkg")
+        export(os.path.join(SOURCES, "token-classification"), out, "--embed-hierarchy", check=0)
+        model = onnx.load(os.path.join(out, "model.onnx"))
+        onnx.checker.check_model(model, full_check=True)
+        meta = load_json(os.path.join(out, "export_metadata.json"))
+        self.assertTrue(meta["export_context"]["embed_hierarchy"])
+        inspected = load_json_from(run("inspect", out, "--json", check=0).stdout)
+        root = "/BertForTokenClassification"
+        self.assertEqual(inspected["hierarchy"][root], len(model.graph.node))
+        # The embedded tags, read back from the file, are the metadata's tags.
+        self.assertEqual(inspected["hierarchy"][root + "/BertModel/BertEncoder/BertLayer.0"],
+                         sum(1 for t in meta["nodes"].values() if t.startswith(root + "/BertModel/BertEncoder/BertLayer.0")))
+
+    def test_two_exports_of_the_same_input_are_byte_identical(self):
+        src = os.path.join(SOURCES, "text-classification")
+        env = {"SOURCE_DATE_EPOCH": "1700000000"}
+        export(src, self.path("a"), env=env, check=0)
+        export(src, self.path("b"), env=env, check=0)
+        self.assertEqual(tree_hashes(self.path("a")), tree_hashes(self.path("b")))
+        meta = load_json(self.path("a", "export_metadata.json"))
+        self.assertEqual(meta["export_context"]["timestamp"], "2023-11-14T22:13:20Z")
+        for name in os.listdir(self.path("a")):
+            with open(self.path("a", name), "rb") as f:
+                self.assertNotIn(self.tmp.encode(), f.read(), name)
+
+    def test_prebuilt_onnx_keeps_its_bytes_and_gets_scope_tags(self):
+        src = os.path.join(SOURCES, "text-classification-prebuilt")
+        out = self.path("pkg")
+        run("export", src, out, check=0)
+        self.assertEqual(sha256(os.path.join(src, "onnx", "model.onnx")), sha256(os.path.join(out, "model.onnx")))
+        meta = load_json(os.path.join(out, "export_metadata.json"))
+        self.assertEqual(meta["export_context"]["strategy"], "prebuilt")
+        self.assertEqual(meta["nodes"]["/bert/encoder/layer.0/attention/self/query/MatMul"],
+                         "/BertForSequenceClassification/bert/encoder/layer.0/attention/self/query")
+        self.assertEqual(meta["statistics"]["coverage"], 100.0)
+
+    def test_command_strategy_runs_the_users_exporter(self):
+        src = os.path.join(SOURCES, "text-classification-prebuilt")
+        out = self.path("pkg")
+        run("export", src, out, "--strategy", "command", "--command", "cp {source}/onnx/model.onnx {output}/model.onnx", check=0)
+        meta = load_json(os.path.join(out, "export_metadata.json"))
+        self.assertEqual(meta["export_context"]["strategy"], "command")
+        self.assertEqual(sha256(os.path.join(src, "onnx", "model.onnx")), sha256(os.path.join(out, "model.onnx")))
+
+
+def load_json_from(text):
+    import json
+    return json.loads(text)
+
+
+class ExportFailures(TempDirTest):
+    """Bad inputs: one line naming the file and the problem, the documented code, no package."""
+
+    def fake_exporter(self, body):
+        script = self.path("fake_exporter.py")
+        with open(script, "w") as f:
+            f.write("import sys, time\n" + body + "\n")
+        return script
+
+    def test_missing_config_is_exit_4_naming_the_source(self):
+        src = self.copy_source("text-classification")
+        os.remove(os.path.join(src, "config.json"))
+        p = export(src, self.path("pkg"))
+        self.assertFailsWith(p, "config_missing", src, "config.json required")
+        self.assertFalse(os.path.exists(self.path("pkg")))
+
+    def test_unknown_model_is_exit_3(self):
+        p = run("export", "nobody/no-such-model", self.path("pkg"), env={"HF_HUB_CACHE": self.path("cache")})
+        self.assertFailsWith(p, "model_not_found", "nobody/no-such-model", self.path("cache", "models--nobody--no-such-model"))
+
+    def test_malformed_config_is_exit_5(self):
+        src = self.copy_source("text-classification")
+        with open(os.path.join(src, "config.json"), "w") as f:
+            f.write('{"model_type": "bert",')
+        p = export(src, self.path("pkg"))
+        self.assertFailsWith(p, "invalid_input", os.path.join(src, "config.json"), "invalid JSON")
+        self.assertFalse(os.path.exists(self.path("pkg")))
+
+    def test_failing_exporter_reports_status_and_last_lines_and_keeps_the_old_package(self):
+        src = os.path.join(SOURCES, "text-classification")
+        out = self.path("pkg")
+        export(src, out, check=0)
+        before = tree_hashes(out)
+        script = self.fake_exporter("print('RuntimeError: boom in forward', file=sys.stderr); sys.exit(3)")
+        p = export(src, out, "--exporter-script", script)
+        self.assertFailsWith(p, "export_failed", "exit status 3", "boom in forward")
+        self.assertEqual(tree_hashes(out), before)
+        self.assertEqual(sorted(os.listdir(self.tmp)), sorted(["pkg", ".pkg.lock", "fake_exporter.py"]))
+
+    def test_hung_exporter_is_stopped_after_the_timeout(self):
+        script = self.fake_exporter("time.sleep(600)")
+        start = time.monotonic()
+        p = export(os.path.join(SOURCES, "text-classification"), self.path("pkg"), "--exporter-script", script, "--timeout", "2")
+        self.assertLess(time.monotonic() - start, 30)
+        self.assertFailsWith(p, "export_failed", "timed out after 2 s")
+        self.assertFalse(os.path.exists(self.path("pkg")))
+
+    def test_exporter_that_writes_no_onnx(self):
+        script = self.fake_exporter("print('all good, honestly')")
+        p = export(os.path.join(SOURCES, "text-classification"), self.path("pkg"), "--exporter-script", script)
+        self.assertFailsWith(p, "export_failed", "wrote no ONNX model")
+
+    def test_exporter_that_writes_garbage(self):
+        script = self.fake_exporter(
+            "import argparse\nap = argparse.ArgumentParser(); [ap.add_argument(a) for a in "
+            "['--source','--task','--onnx','--modules','--model','--opset']]\n"
+            "a = ap.parse_args()\nopen(a.onnx, 'wb').write(b'\\x08garbage' * 10)\n"
+            "open(a.modules, 'w').write('{\"modules\": []}')\nprint('\\x00\\xff binary noise')")
+        p = export(os.path.join(SOURCES, "text-classification"), self.path("pkg"), "--exporter-script", script)
+        self.assertFailsWith(p, "invalid_input", "model.onnx", "not a valid ONNX model")
+        self.assertFalse(os.path.exists(self.path("pkg")))
+
+    def test_output_inside_the_source_is_a_usage_error(self):
+        src = self.copy_source("text-classification")
+        p = export(src, os.path.join(src, "pkg"))
+        self.assertFailsWith(p, "usage", "inside the model source")
+
+    def test_output_that_is_a_file_is_an_io_error(self):
+        open(self.path("pkg"), "w").close()
+        p = export(os.path.join(SOURCES, "text-classification"), self.path("pkg"))
+        self.assertFailsWith(p, "io_error", self.path("pkg"), "not a directory")
+
+    def test_declared_outputs_must_match(self):
+        p = export(os.path.join(SOURCES, "image-classification"), self.path("pkg"),
+                   "--expect", "model.onnx,config.json,tokenizer.json,export_metadata.json")
+        self.assertFailsWith(p, "usage", "not produced: tokenizer.json", "not declared: preprocessor_config.json")
+        self.assertFalse(os.path.exists(self.path("pkg")))
+
+
+class Atomicity(TempDirTest):
+    def test_kill_9_at_any_point_leaves_the_previous_package_or_none(self):
+        src = os.path.join(SOURCES, "fill-mask")
+        out = self.path("pkg")
+        export(src, out, check=0)
+        good = tree_hashes(out)
+        for delay in (0.05, 0.3, 0.6, 0.9, 1.2):
+            proc = subprocess.Popen([TOOL, "export", src, out, "--model", "modeling.py:build", "--embed-hierarchy"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            now = tree_hashes(out)
+            # Either untouched, or the complete new package (embedded variant) if the kill came after the swap.
+            if now != good:
+                self.assertEqual(run("verify", out).returncode, 0, f"partial package after kill at {delay}s")
+                good = now
+        export(src, out, check=0)  # the next run cleans any staging directory left behind
+        self.assertEqual(sorted(os.listdir(self.tmp)), [".pkg.lock", "pkg"])
+
+    def test_two_concurrent_exports_give_one_complete_package(self):
+        src = os.path.join(SOURCES, "text-classification")
+        out = self.path("pkg")
+        procs = [subprocess.Popen([TOOL, "export", src, out, "--model", "modeling.py:build"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(run("verify", out).returncode, 0)
+        self.assertEqual(set(os.listdir(out)), TEXT_FILES)
+
+
+class Verify(TempDirTest):
+    def test_verify_catches_a_one_byte_change_a_missing_and_an_added_file(self):
+        out = self.path("pkg")
+        export(os.path.join(SOURCES, "text-classification"), out, check=0)
+        self.assertEqual(run("verify", out).returncode, 0)
+        path = os.path.join(out, "tokenizer.json")
+        data = bytearray(open(path, "rb").read())
+        data[10] ^= 1
+        open(path, "wb").write(bytes(data))
+        p = run("verify", out)
+        self.assertEqual(p.returncode, EXIT["package_modified"])
+        self.assertIn(f"{path}: changed", p.stdout)
+        os.remove(os.path.join(out, "vocab.txt"))
+        open(os.path.join(out, "merges.txt"), "w").close()
+        p = run("verify", out, "--json")
+        problems = {(x["file"], x["problem"]) for x in load_json_from(p.stdout)["problems"]}
+        self.assertEqual(problems, {("tokenizer.json", "changed"), ("vocab.txt", "missing"), ("merges.txt", "added")})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,50 @@
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "test_support.hpp"
+
+#include "modelexport/json_file.hpp"
+
+using namespace modelexport;
+
+TEST_CASE("a 100 000-deep array is an error, not a stack overflow") {
+    std::string deep(100000, '[');
+    deep += std::string(100000, ']');
+    CHECK_THROWS_WITH_AS(parse_json_text(deep, "config.json"), "config.json: nesting deeper than 64 levels", invalid_input);
+}
+
+TEST_CASE("nesting up to the limit is accepted") {
+    std::string ok = std::string(64, '[') + std::string(64, ']');
+    CHECK(parse_json_text(ok, "x.json").is_array());
+}
+
+TEST_CASE("duplicate keys are refused, at any depth") {
+    CHECK_THROWS_WITH_AS(parse_json_text(R"({"a": 1, "a": 2})", "c.json"), "c.json: duplicate key \"a\"", invalid_input);
+    CHECK_THROWS_AS(parse_json_text(R"({"x": {"b": 1, "b": 1}})", "c.json"), invalid_input);
+    CHECK_NOTHROW(parse_json_text(R"({"x": {"b": 1}, "y": {"b": 1}})", "c.json"));
+}
+
+TEST_CASE("invalid UTF-8, truncation and garbage name the file and the byte") {
+    std::string bad_utf8 = "{\"a\": \"\xff\xfe\"}";
+    CHECK_THROWS_AS(parse_json_text(bad_utf8, "c.json"), invalid_input);
+    try {
+        parse_json_text("{\"a\": ", "dir/config.json");
+        FAIL("expected an error");
+    } catch (const invalid_input& e) {
+        CHECK(std::string(e.what()).rfind("dir/config.json: invalid JSON at byte", 0) == 0);
+        CHECK(e.code() == exit_code::invalid_input);
+    }
+}
+
+TEST_CASE("read_json_object refuses non-objects, empty and oversized files") {
+    test::temp_dir t;
+    test::write(t / "array.json", "[1, 2]");
+    test::write(t / "empty.json", "");
+    test::write(t / "big.json", "{\"a\": \"" + std::string(2000, 'x') + "\"}");
+    CHECK_THROWS_WITH_AS(read_json_object(t / "array.json"), ((t / "array.json").string() + ": expected a JSON object, found array").c_str(), invalid_input);
+    CHECK_THROWS_AS(read_json_object(t / "empty.json"), invalid_input);
+    CHECK_THROWS_AS(read_json_object(t / "big.json", {1000, 64}), invalid_input);
+    CHECK_THROWS_AS(read_json_object(t / "missing.json"), io_error);
+}
+
+TEST_CASE("canonical text is sorted, indented and ends with a newline") {
+    CHECK(to_canonical_text(json{{"b", 1}, {"a", 2}}) == "{\n  \"a\": 2,\n  \"b\": 1\n}\n");
+}

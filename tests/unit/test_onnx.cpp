@@ -1,0 +1,122 @@
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "test_support.hpp"
+
+#include "modelexport/depfile.hpp"
+#include "modelexport/hierarchy_embed.hpp"
+#include "modelexport/onnx_model.hpp"
+
+#include <onnx/checker.h>
+
+using namespace modelexport;
+
+namespace {
+
+/// A real two-node ONNX model: y = Relu(x + w), with w an initializer.
+onnx::ModelProto tiny_model() {
+    onnx::ModelProto m;
+    m.set_ir_version(8);
+    m.set_producer_name("modelexport-test");
+    m.add_opset_import()->set_version(14);
+    auto* g = m.mutable_graph();
+    g->set_name("g");
+    auto add_value = [](onnx::ValueInfoProto* v, const std::string& name) {
+        v->set_name(name);
+        auto* tt = v->mutable_type()->mutable_tensor_type();
+        tt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+        tt->mutable_shape()->add_dim()->set_dim_param("batch_size");
+        tt->mutable_shape()->add_dim()->set_dim_value(2);
+    };
+    add_value(g->add_input(), "x");
+    add_value(g->add_output(), "y");
+    auto* w = g->add_initializer();
+    w->set_name("w");
+    w->set_data_type(onnx::TensorProto_DataType_FLOAT);
+    w->add_dims(2);
+    w->add_float_data(1.0f);
+    w->add_float_data(2.0f);
+    auto* add = g->add_node();
+    add->set_name("/layer/Add");
+    add->set_op_type("Add");
+    add->add_input("x");
+    add->add_input("w");
+    add->add_output("s");
+    auto* relu = g->add_node();
+    relu->set_name("/Relu");
+    relu->set_op_type("Relu");
+    relu->add_input("s");
+    relu->add_output("y");
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("the signature names real inputs with types and symbolic dims") {
+    auto m = tiny_model();
+    auto sig = graph_signature(m.graph());
+    REQUIRE(sig.inputs.size() == 1);
+    CHECK(sig.inputs[0].name == "x");
+    CHECK(sig.inputs[0].elem_type == "float32");
+    CHECK(std::get<std::string>(sig.inputs[0].shape[0]) == "batch_size");
+    CHECK(sig.outputs[0].fixed_dim(1) == 2);
+    CHECK(to_json(sig)["outputs"][0]["shape"] == nlohmann::json::array({"batch_size", 2}));
+}
+
+TEST_CASE("embedded hierarchy tags survive a save/load round trip and pass the checker") {
+    test::temp_dir t;
+    auto m = tiny_model();
+    onnx::checker::check_model(m);
+    embed_hierarchy_tags(m, {"/Model/Layer", "/Model"});
+    save_onnx(m, t / "model.onnx");
+    auto back = load_onnx(t / "model.onnx");
+    CHECK_NOTHROW(onnx::checker::check_model(back));
+    auto tags = embedded_hierarchy_tags(back.graph());
+    CHECK(tags == std::map<int, std::string>{{0, "/Model/Layer"}, {1, "/Model"}});
+    // Embedding twice replaces, never duplicates.
+    embed_hierarchy_tags(back, {"/Model/Other", "/Model"});
+    CHECK(embedded_hierarchy_tags(back.graph()).at(0) == "/Model/Other");
+    CHECK(back.graph().node(0).GetReflection()->GetUnknownFields(back.graph().node(0)).field_count() == 1);
+}
+
+TEST_CASE("the embedded entry has the wire format of NodeProto.metadata_props (field 9)") {
+    auto m = tiny_model();
+    embed_hierarchy_tags(m, {"/A", "/B"});
+    std::string bytes = m.graph().node(1).SerializeAsString();
+    // field 9, wire type 2 -> tag byte 0x4a; then the StringStringEntryProto {1: "hierarchy_tag", 2: "/B"}.
+    std::string entry = std::string("\x0a\x0dhierarchy_tag\x12\x02/B", 19);
+    CHECK(bytes.find(std::string("\x4a") + static_cast<char>(entry.size()) + entry) != std::string::npos);
+}
+
+TEST_CASE("truncated, empty and random files are not ONNX models") {
+    test::temp_dir t;
+    auto m = tiny_model();
+    save_onnx(m, t / "good.onnx");
+    std::string good = test::read(t / "good.onnx");
+    test::write(t / "truncated.onnx", good.substr(0, good.size() / 2));
+    test::write(t / "empty.onnx", "");
+    test::write(t / "random.onnx", std::string("\xff\xfe\x01\x02garbage\x99", 12));
+    CHECK_NOTHROW(load_onnx(t / "good.onnx"));
+    CHECK_THROWS_WITH_AS(load_onnx(t / "truncated.onnx"), doctest::Contains("truncated.onnx: is not a valid ONNX model"), invalid_input);
+    CHECK_THROWS_AS(load_onnx(t / "empty.onnx"), invalid_input);
+    CHECK_THROWS_AS(load_onnx(t / "random.onnx"), invalid_input);
+}
+
+TEST_CASE("external data must stay inside the package and be long enough") {
+    test::temp_dir t;
+    test::write(t / "weights.bin", std::string(16, '\0'));
+    auto problem = [&](const std::string& loc, std::uint64_t off, std::int64_t len) {
+        return external_reference_problem({"w", loc, off, len}, t.path());
+    };
+    CHECK(problem("weights.bin", 0, 16).empty());
+    CHECK(problem("../weights.bin", 0, 4).find("outside the package") != std::string::npos);
+    CHECK(problem("/etc/passwd", 0, 4).find("absolute path") != std::string::npos);
+    CHECK(problem("missing.bin", 0, 4).find("missing file") != std::string::npos);
+    CHECK(problem("weights.bin", 8, 16).find("has only 16") != std::string::npos);
+    fs::create_symlink("/etc/hostname", t / "link.bin");
+    CHECK(problem("link.bin", 0, 1).find("links outside") != std::string::npos);
+}
+
+TEST_CASE("depfiles escape spaces, hashes and dollars the way ninja reads them") {
+    CHECK(depfile_escape("a b#c$d") == "a\\ b\\#c$$d");
+    CHECK(depfile_text("pkg/model.onnx", {"/src/config.json", "/my models/x"}) ==
+          "pkg/model.onnx: \\\n  /src/config.json \\\n  /my\\ models/x\n");
+}
