@@ -1,6 +1,7 @@
 // modelexport — the generator CLI. A thin layer over the headers in
 // include/modelexport/: it parses arguments, calls one function per
 // subcommand, prints, and maps errors to the documented exit codes.
+#include "modelexport/bindings.hpp"
 #include "modelexport/export.hpp"
 #include "modelexport/inspect.hpp"
 #include "modelexport/runtime.hpp"
@@ -12,6 +13,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 
@@ -168,6 +170,15 @@ int run_verify(const fs::path& dir, const output_mode& mode) {
     return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
 }
 
+/// A namespace from a package directory name: "text-classification" -> "text_classification".
+std::string namespace_for(const fs::path& dir) {
+    std::string ns = fs::absolute(dir).lexically_normal().filename().string();
+    for (char& c : ns)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    if (ns.empty() || std::isdigit(static_cast<unsigned char>(ns[0]))) ns = "model_" + ns;
+    return ns;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -237,6 +248,23 @@ int main(int argc, char** argv) {
     vf->add_flag("--json", mode.json, "print JSON");
     vf->footer("Example:\n  modelexport verify pkg/bert");
 
+    fs::path bdir, bheader;
+    std::string bns;
+    auto* bi = app.add_subcommand("bindings", "generate a C++ header describing a package's model");
+    bi->add_option("dir", bdir, "package directory")->required();
+    bi->add_option("--header", bheader, "header file to write")->required();
+    bi->add_option("--namespace", bns, "C++ namespace (default: from the package directory name)");
+    bi->footer("Example:\n  modelexport bindings pkg/bert --header bert_model.hpp --namespace bert");
+
+    fs::path edir, eout, eheader;
+    std::string ens;
+    auto* em = app.add_subcommand("embed", "generate sources that link model.onnx into a program");
+    em->add_option("dir", edir, "package directory")->required();
+    em->add_option("--output", eout, "model_data.S (GNU as .incbin) or model_data.cpp (byte array)")->required();
+    em->add_option("--header", eheader, "header declaring the bytes, their size and SHA-256")->required();
+    em->add_option("--namespace", ens, "C++ namespace (default: from the package directory name)");
+    em->footer("Example:\n  modelexport embed pkg/bert --output bert_data.S --header bert_data.hpp --namespace bert");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -259,6 +287,19 @@ int main(int argc, char** argv) {
         if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode);
         if (*in) return run_inspect(ipath, mode);
         if (*vf) return run_verify(vfdir, mode);
+        if (*bi) {
+            me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? namespace_for(bdir) : bns));
+            return 0;
+        }
+        if (*em) {
+            std::string ext = eout.extension().string();
+            if (ext != ".S" && ext != ".s" && ext != ".cpp" && ext != ".cc")
+                throw me::usage_error(eout.string(), "--output must end in .S or .cpp");
+            auto sources = me::embed_model(edir, ens.empty() ? namespace_for(edir) : ens, ext == ".S" || ext == ".s");
+            me::write_file_if_changed(eout, sources.source);
+            me::write_file_if_changed(eheader, sources.header);
+            return 0;
+        }
     } catch (const me::error& e) {
         std::cerr << "modelexport: error: " << e.what() << "\n";
         if (!e.hint().empty() && !mode.quiet) std::cerr << "  hint: " << e.hint() << "\n";

@@ -269,6 +269,9 @@ inline export_result export_package(const export_options& opt) {
         files.push_back(std::move(f));
     }
     if (src.from_cache()) inputs.push_back(src.boundary / "refs" / src.revision);
+    // The directory itself: a file added to or removed from the source changes its
+    // mtime, so the build re-exports (and fails clearly if the declared outputs differ).
+    inputs.push_back(src.dir);
     if (!opt.tool_path.empty()) inputs.push_back(opt.tool_path);
     timer.done("copy");
 

@@ -145,6 +145,18 @@ inline written_file write_file(const fs::path& dst, const std::string& bytes) {
     return {bytes.size(), h.hex()};
 }
 
+/// Writes `bytes` unless `dst` already holds exactly them: an unchanged
+/// generated source keeps its mtime, so ninja's restat rebuilds nothing after it.
+inline void write_file_if_changed(const fs::path& dst, const std::string& bytes) {
+    std::error_code ec;
+    if (fs::is_regular_file(dst, ec) && fs::file_size(dst, ec) == bytes.size()) {
+        sha256 h;
+        h.update(bytes.data(), bytes.size());
+        if (hash_file(dst) == h.hex()) return;
+    }
+    write_file(dst, bytes);
+}
+
 /// Copies `src` to `dst` byte for byte with mode 0644, hashing in the same
 /// read. Tries a reflink first; `known_sha256` (e.g. an LFS blob name) skips
 /// the hashing read when the clone succeeded.

@@ -1,4 +1,5 @@
 """End-to-end exports with the built tool on real torch fixtures (issues 2, 3, 4)."""
+import hashlib
 import os
 import signal
 import subprocess
@@ -254,6 +255,71 @@ class Verify(TempDirTest):
         p = run("verify", out, "--json")
         problems = {(x["file"], x["problem"]) for x in load_json_from(p.stdout)["problems"]}
         self.assertEqual(problems, {("tokenizer.json", "changed"), ("vocab.txt", "missing"), ("merges.txt", "added")})
+
+
+class HubCache(TempDirTest):
+    """Hub ids resolved offline in a real huggingface_hub cache tree (refs, snapshots, blob links)."""
+
+    def make_cache(self):
+        cache = self.path("hub")
+        repo = os.path.join(cache, "models--acme--tiny-bert")
+        src = os.path.join(SOURCES, "text-classification")
+        commits = {"main": "1" * 40, "v2": "2" * 40}
+        for rev, commit in commits.items():
+            snap = os.path.join(repo, "snapshots", commit)
+            os.makedirs(snap)
+            for name in sorted(os.listdir(src)):
+                data = open(os.path.join(src, name), "rb").read()
+                if rev == "v2" and name == "config.json":
+                    data = data.replace(b'"NEGATIVE"', b'"BAD"')
+                blob = hashlib.sha256(data).hexdigest()
+                os.makedirs(os.path.join(repo, "blobs"), exist_ok=True)
+                open(os.path.join(repo, "blobs", blob), "wb").write(data)
+                os.symlink(os.path.join("..", "..", "blobs", blob), os.path.join(snap, name))
+            os.makedirs(os.path.join(repo, "refs"), exist_ok=True)
+            open(os.path.join(repo, "refs", rev), "w").write(commit)
+        return cache, repo, commits
+
+    def test_export_by_branch_tag_and_commit_records_the_commit(self):
+        cache, repo, commits = self.make_cache()
+        env = {"HF_HUB_CACHE": cache}
+        for spec, commit in (("acme/tiny-bert", commits["main"]), ("acme/tiny-bert@v2", commits["v2"]),
+                             ("acme/tiny-bert@" + commits["v2"], commits["v2"])):
+            with self.subTest(spec):
+                out = self.path("pkg-" + commit[:1] + str(len(spec)))
+                run("export", spec, out, "--model", "modeling.py:build", env=env, check=0)
+                meta = load_json(os.path.join(out, "export_metadata.json"))
+                self.assertEqual(meta["source"]["kind"], "hub_cache")
+                self.assertEqual(meta["source"]["id"], "acme/tiny-bert")
+                self.assertEqual(meta["source"]["commit"], commit)
+                for name in os.listdir(out):
+                    self.assertFalse(os.path.islink(os.path.join(out, name)))
+                    self.assertEqual(os.stat(os.path.join(out, name)).st_nlink, 1, name)
+                label = load_json(os.path.join(out, "config.json"))["id2label"]["0"]
+                self.assertEqual(label, "BAD" if commit == commits["v2"] else "NEGATIVE")
+
+    def test_hf_home_is_used_when_hf_hub_cache_is_not_set(self):
+        cache, _, _ = self.make_cache()
+        os.makedirs(self.path("home"))
+        os.rename(cache, self.path("home", "hub"))
+        env = {"HF_HOME": self.path("home"), "HF_HUB_CACHE": ""}
+        run("export", "acme/tiny-bert", self.path("pkg"), "--model", "modeling.py:build", env=env, check=0)
+
+    def test_a_blob_link_leaving_the_repository_is_refused(self):
+        cache, repo, commits = self.make_cache()
+        open(self.path("evil.json"), "w").write("{}")
+        link = os.path.join(repo, "snapshots", commits["main"], "special_tokens_map.json")
+        os.remove(link)
+        os.symlink(self.path("evil.json"), link)
+        p = run("export", "acme/tiny-bert", self.path("pkg"), "--model", "modeling.py:build", env={"HF_HUB_CACHE": cache})
+        self.assertFailsWith(p, "invalid_input", "special_tokens_map.json", "refusing to read it")
+        self.assertFalse(os.path.exists(self.path("pkg")))
+
+    def test_invalid_ids_are_rejected(self):
+        for spec in ("acme/../../etc", "acme/x@../../refs", "acme/x\x01"):
+            with self.subTest(spec):
+                p = run("export", spec, self.path("pkg"), env={"HF_HUB_CACHE": self.path("hub")})
+                self.assertFailsWith(p, "invalid_input", "model id")
 
 
 if __name__ == "__main__":
