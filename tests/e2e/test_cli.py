@@ -34,3 +34,43 @@ class Cli(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Install(unittest.TestCase):
+    """meson install puts headers, tool, exporter, runtime scripts and a pkg-config file in place,
+    and an installed tool uses its own exporter."""
+
+    def test_installed_tree_works(self):
+        import glob
+        import os
+        import shutil
+        import subprocess
+        import tempfile
+        from common import SOURCES
+        dest = tempfile.mkdtemp(prefix="modelexport-install-")
+        self.addCleanup(shutil.rmtree, dest, ignore_errors=True)
+        subprocess.run(["meson", "install", "-C", os.environ["MODELEXPORT_BUILD_ROOT"], "--destdir", dest, "--no-rebuild",
+                        "--quiet"], check=True, capture_output=True)
+        prefix = glob.glob(os.path.join(dest, "**", "bin", "modelexport"), recursive=True)
+        self.assertEqual(len(prefix), 1)
+        root = os.path.dirname(os.path.dirname(prefix[0]))
+        for rel in ("include/modelexport/export.hpp", "include/modelexport/package_files.def",
+                    "share/modelexport/htp_exporter.py", "share/modelexport/runtime/ort_check.mjs",
+                    "share/modelexport/modules/meson/package/meson.build", "share/modelexport/export_metadata.schema.json"):
+            self.assertTrue(os.path.isfile(os.path.join(root, rel)), rel)
+        pc = glob.glob(os.path.join(root, "lib*", "**", "pkgconfig", "modelexport.pc"), recursive=True)
+        self.assertEqual(len(pc), 1)
+        text = open(pc[0]).read()
+        self.assertIn("Requires: protobuf, nlohmann_json, libcrypto", text)
+        self.assertIn("-lonnx", text)
+        # The installed tool runs the installed exporter, not the source tree's.
+        installed = os.path.join(root, "share/modelexport/htp_exporter.py")
+        with open(installed) as f:
+            code = f.read()
+        with open(installed, "w") as f:
+            f.write("print('installed exporter ran')\n" + code.replace("from __future__ import annotations\n", ""))
+        env = {k: v for k, v in os.environ.items() if k != "MODELEXPORT_EXPORTER"}
+        p = subprocess.run([prefix[0], "-v", "export", os.path.join(SOURCES, "image-classification"),
+                            os.path.join(dest, "pkg"), "--model", "modeling.py:build"], capture_output=True, text=True, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("installed exporter ran", p.stderr)

@@ -39,6 +39,14 @@ class HtpExport(TempDirTest):
         self.assertEqual(meta["source"], {"kind": "local", "id": "text-classification"})
         self.assertEqual(meta["export_context"]["strategy"], "htp")
 
+    def test_metadata_follows_its_json_schema_for_every_strategy(self):
+        import jsonschema
+        schema = load_json(os.path.join(REPO, "share", "export_metadata.schema.json"))
+        export(os.path.join(SOURCES, "object-detection"), self.path("htp"), "--embed-hierarchy", check=0)
+        run("export", os.path.join(SOURCES, "text-classification-prebuilt"), self.path("prebuilt"), check=0)
+        for pkg in ("htp", "prebuilt"):
+            jsonschema.validate(load_json(self.path(pkg, "export_metadata.json")), schema)
+
     def test_every_node_gets_a_hugging_face_style_tag(self):
         out = self.path("pkg")
         export(os.path.join(SOURCES, "text-classification"), out, check=0)
