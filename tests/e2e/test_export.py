@@ -94,6 +94,10 @@ class HtpExport(TempDirTest):
         inspected = load_json_from(run("inspect", out, "--json", check=0).stdout)
         root = "/BertForTokenClassification"
         self.assertEqual(inspected["hierarchy"][root], len(model.graph.node))
+        tree = run("inspect", out, check=0).stdout
+        self.assertIn("task: token-classification (ORTModelForTokenClassification)", tree)
+        self.assertRegex(tree, r"BertForTokenClassification \(\d+ nodes\)\n└── BertModel \(\d+ nodes\)")
+        self.assertRegex(tree, r"\n        ├── BertLayer\.0 \(113 nodes\)\n        │   ├── BertAttention \(87 nodes\)\n")
         # The embedded tags, read back from the file, are the metadata's tags.
         self.assertEqual(inspected["hierarchy"][root + "/BertModel/BertEncoder/BertLayer.0"],
                          sum(1 for t in meta["nodes"].values() if t.startswith(root + "/BertModel/BertEncoder/BertLayer.0")))

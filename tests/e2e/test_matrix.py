@@ -68,6 +68,40 @@ class Matrix(unittest.TestCase):
                 self.assertEqual(result["runtime"], "transformers.js")
                 check(result["result"], ref)
 
+    def test_embedded_hierarchy_changes_no_output(self):
+        import shutil
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="modelexport-embed-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        src = os.path.join(SOURCES, "token-classification")
+        ref_path = os.path.join(SOURCES, "_reference", "token-classification.json")
+        outputs = []
+        for flags in ([], ["--embed-hierarchy"]):
+            pkg = os.path.join(tmp, "embedded" if flags else "plain")
+            run("export", src, pkg, "--model", "modeling.py:build", *flags, check=0)
+            outputs.append(node("ort_check.mjs", pkg, "--inputs", ref_path)["outputs"])
+        self.assertEqual(outputs[0], outputs[1])
+
+    def test_a_runtime_failure_is_reported_with_the_runtimes_own_error(self):
+        import shutil
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="modelexport-broken-runtime-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        pkg = os.path.join(tmp, "pkg")
+        shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+        # A tokenizer whose ids exceed the embedding table: the graph is valid, running it is not.
+        tok = load_json(os.path.join(pkg, "tokenizer.json"))
+        tok["model"]["vocab"] = {k: v + 100000 if k not in ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]") else v
+                                 for k, v in tok["model"]["vocab"].items()}
+        with open(os.path.join(pkg, "tokenizer.json"), "w") as f:
+            json.dump(tok, f)
+        p = run("validate", pkg, "--runtime", "onnxruntime", "--json")
+        self.assertEqual(p.returncode, 7, p.stdout)
+        check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["runtime.onnxruntime"]
+        self.assertEqual(check["status"], "fail")
+        self.assertIn("Gather", check["message"])
+        self.assertIn("out of", check["message"])
+
     def test_validate_runs_transformers_js_and_auto_says_which_runtime(self):
         p = run("validate", os.path.join(EXAMPLES, "fill-mask"), "--strict", "--runtime", "transformers-js", "--json")
         self.assertEqual(p.returncode, 0, p.stderr)
