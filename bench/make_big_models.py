@@ -12,6 +12,9 @@ Writes, in Hugging Face layout (config.json, model.onnx, tokenizer files):
                          vocab 30522; ~110 M parameters) as BertForSequenceClassification,
                          built from the modeling source of make_models.py and exported
                          with torch.onnx.export (opset 14, scope-named nodes): ~440 MB
+  OUTDIR/bert-base-external/  the same BERT-base graph with every initializer moved to
+                         model.onnx_data (model.onnx is then ~0.2 MB): separates parsing
+                         the weights from working on the graph in the timings
   OUTDIR/big-external/   a > 2 GiB feature-extraction graph (Gather embedding, attention
                          mask Mul, a stack of 4096x4096 MatMul/Add/Relu layers) stored as
                          ONNX external data: a small model.onnx plus model.onnx_data,
@@ -199,6 +202,32 @@ def make_bert_base(outdir, force):
     log("bert-base: model.onnx %.1f MB in %.0f s" % (size / 1e6, time.monotonic() - started))
 
 
+def make_bert_base_external(outdir, force):
+    name = "bert-base-external"
+    if not force and is_current(outdir, name, BIG_FILES):
+        log("bert-base-external: up to date")
+        return
+    import onnx
+
+    if not is_current(outdir, "bert-base", BERT_FILES):
+        make_bert_base(outdir, False)
+    started = time.monotonic()
+    source = os.path.join(outdir, "bert-base")
+    directory = os.path.join(outdir, name)
+    fresh_dir(directory)
+    model = onnx.load(os.path.join(source, "model.onnx"))
+    partial = os.path.join(directory, "model.onnx.partial")
+    onnx.save_model(model, partial, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="model.onnx_data", size_threshold=1024)
+    del model
+    os.replace(partial, os.path.join(directory, "model.onnx"))
+    for f in ["config.json"] + TOKENIZER_FILES:
+        shutil.copyfile(os.path.join(source, f), os.path.join(directory, f))
+    write_stamp(outdir, name, BIG_FILES)
+    log("bert-base-external: model.onnx %d bytes in %.0f s"
+        % (os.path.getsize(os.path.join(directory, "model.onnx")), time.monotonic() - started))
+
+
 # --------------------------------------------------------------------------
 # big-external: > 2 GiB of weights in model.onnx_data
 # --------------------------------------------------------------------------
@@ -339,7 +368,8 @@ def make_big_external(outdir, force):
         % (os.path.getsize(os.path.join(directory, "model.onnx")), data_bytes / 2**30, time.monotonic() - started))
 
 
-MODELS = {"bert-base": make_bert_base, "big-external": make_big_external}
+MODELS = {"bert-base": make_bert_base, "bert-base-external": make_bert_base_external,
+          "big-external": make_big_external}
 
 
 def main(argv=None):

@@ -4,6 +4,8 @@
 #include "modelexport/bindings.hpp"
 #include "modelexport/export.hpp"
 #include "modelexport/inspect.hpp"
+#include "modelexport/pack.hpp"
+#include "modelexport/progress.hpp"
 #include "modelexport/runtime.hpp"
 #include "modelexport/validator.hpp"
 #include "modelexport/verify.hpp"
@@ -62,29 +64,35 @@ std::string default_python() {
 
 int run_export(const me::export_options& base, const output_mode& mode, const std::string& report_path) {
     me::export_options opt = base;
-    if (mode.progress()) opt.log = [](const std::string& m) { std::cerr << "modelexport: " << m << "\n"; };
-    if (!mode.quiet && mode.verbose) opt.exporter_line = [](const std::string& l, bool) { std::cerr << "  | " << l << "\n"; };
+    auto display = std::make_shared<me::progress_display>(me::console_style::detect(mode.quiet, mode.verbose));
+    opt.on_step = [display](const me::step_event& e) { display->on_step(e); };
+    opt.log = [display](const std::string& m) { display->note(m); };
+    if (!mode.quiet && mode.verbose) opt.exporter_line = [display](const std::string& l, bool) { display->child_line(l); };
     me::json report{{"tool", "modelexport"}, {"version", me::version}, {"source", opt.source}, {"output", opt.output.string()}};
+    auto write_report = [&](me::json extra) {
+        if (report_path.empty()) return;
+        report.update(extra);
+        me::write_file(report_path, me::to_canonical_text(report));
+    };
     try {
         auto r = me::export_package(opt);
-        if (!report_path.empty()) {
-            me::json steps = me::json::object();
-            for (const auto& [name, secs] : r.step_seconds) steps[name] = secs;
-            std::uintmax_t model = 0, configs = 0;
-            for (const auto& [name, f] : r.metadata["files"].items())
-                (f["role"] == "model" ? model : configs) += f["size"].get<std::uintmax_t>();
-            report.update({{"result", "ok"}, {"steps_seconds", steps}, {"sizes", {{"model", model}, {"configs", configs}}},
-                           {"statistics", r.metadata["statistics"]}});
-            me::write_file(report_path, me::to_canonical_text(report));
-        }
+        me::json steps = me::json::object();
+        for (const auto& [name, secs] : r.step_seconds) steps[name] = secs;
+        std::uintmax_t model = 0, configs = 0;
+        for (const auto& [name, f] : r.metadata["files"].items())
+            (f["role"] == "model" ? model : configs) += f["size"].get<std::uintmax_t>();
+        std::uintmax_t metadata = fs::file_size(r.package / "export_metadata.json");
+        write_report({{"result", "ok"},
+                      {"steps_seconds", steps},
+                      {"sizes", {{"model", model}, {"configs", configs}, {"metadata", metadata},
+                                 {"overhead_percent", model ? 100.0 * static_cast<double>(configs + metadata) / static_cast<double>(model) : 0.0}}},
+                      {"task", r.metadata["model"]["task"]},
+                      {"statistics", r.metadata["statistics"]}});
         if (mode.json) std::cout << r.metadata.dump(2) << "\n";
         else if (!mode.quiet) std::cout << r.package.string() << "\n";
         return 0;
     } catch (const me::error& e) {
-        if (!report_path.empty()) {
-            report.update({{"result", "failed"}, {"failure", e.what()}, {"exit_code", static_cast<int>(e.code())}});
-            me::write_file(report_path, me::to_canonical_text(report));
-        }
+        write_report({{"result", "failed"}, {"failure", e.what()}, {"exit_code", static_cast<int>(e.code())}});
         throw;
     }
 }
@@ -113,25 +121,23 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
     return ok ? 0 : static_cast<int>(me::exit_code::validation_failed);
 }
 
-int run_inspect(const fs::path& path, const output_mode& mode) {
+int run_inspect(const fs::path& path, const std::string& format, const output_mode& mode) {
     fs::path dir = fs::is_directory(path) ? path : path.parent_path();
     fs::path model_path = fs::is_directory(path) ? path / "model.onnx" : path;
     auto model = me::load_onnx(model_path);
     auto sig = me::graph_signature(model.graph());
     me::json meta;
     if (fs::is_regular_file(dir / "export_metadata.json")) meta = me::read_json_object(dir / "export_metadata.json", {256u << 20, 64});
-    // Tags: embedded ones win, else the package metadata, else projected from scope names now.
-    std::map<std::string, std::size_t> per_tag;
-    auto embedded = me::embedded_hierarchy_tags(model.graph());
-    if (!embedded.empty()) {
-        for (const auto& [i, t] : embedded) ++per_tag[t];
-    } else if (meta.contains("nodes") && !meta["nodes"].empty()) {
-        for (const auto& [k, t] : meta["nodes"].items()) ++per_tag[t.get<std::string>()];
-    } else {
-        std::string root = meta.contains("model") ? meta["model"].value("class", "Model") : "Model";
-        per_tag = me::project_hierarchy(me::node_views(model.graph()), {}, root).nodes_per_tag;
+    auto per_tag = me::nodes_per_tag(model, meta);
+    if (format == "dot") {
+        std::cout << me::hierarchy_dot(per_tag, model_path.string());
+        return 0;
     }
-    if (mode.json) {
+    if (format == "graphml") {
+        std::cout << me::hierarchy_graphml(per_tag);
+        return 0;
+    }
+    if (mode.json || format == "json") {
         me::json out{{"model", model_path.string()}, {"signature", me::to_json(sig)}, {"nodes", model.graph().node_size()},
                      {"hierarchy", me::subtree_counts(per_tag)}};
         if (!meta.is_null()) out.update({{"task", meta["model"]["task"]}, {"optimum_class", meta["model"]["optimum_class"]}, {"files", meta["files"]}});
@@ -217,6 +223,7 @@ int main(int argc, char** argv) {
     ex->add_option("--expect", eo.expect, "files the build declared; fail if the package differs")->delimiter(',');
     ex->add_option("--keep", eo.keep, "a build file that lives in OUTDIR beside the package (kept across exports)");
     ex->add_option("--report", report_path, "write a JSON report (timings, sizes, result) to this file, outside the package");
+    ex->add_flag("--validate", eo.validate, "validate the package before it replaces OUTDIR (errors fail the export)");
     ex->add_flag("--json", mode.json, "print export_metadata.json instead of the package path");
     ex->footer("Example:\n  modelexport export ./tiny-bert pkg/bert --model modeling.py:build --embed-hierarchy");
 
@@ -237,10 +244,12 @@ int main(int argc, char** argv) {
     va->footer("Example:\n  modelexport validate pkg/bert --strict --runtime onnxruntime");
 
     fs::path ipath;
+    std::string iformat = "text";
     auto* in = app.add_subcommand("inspect", "print signature, task, files and the module hierarchy");
     in->add_option("path", ipath, "package directory or model.onnx")->required()->check(CLI::ExistingPath);
-    in->add_flag("--json", mode.json, "print JSON");
-    in->footer("Example:\n  modelexport inspect pkg/bert");
+    in->add_option("--format", iformat, "text, json, dot (Graphviz) or graphml")->check(CLI::IsMember({"text", "json", "dot", "graphml"}));
+    in->add_flag("--json", mode.json, "print JSON (same as --format json)");
+    in->footer("Example:\n  modelexport inspect pkg/bert\n  modelexport inspect pkg/bert --format dot | dot -Tsvg > bert.svg");
 
     fs::path vfdir;
     auto* vf = app.add_subcommand("verify", "check the package files against the hashes in export_metadata.json");
@@ -265,6 +274,18 @@ int main(int argc, char** argv) {
     em->add_option("--namespace", ens, "C++ namespace (default: from the package directory name)");
     em->footer("Example:\n  modelexport embed pkg/bert --output bert_data.S --header bert_data.hpp --namespace bert");
 
+    fs::path pdir, pout;
+    auto* pk = app.add_subcommand("pack", "store a package's configuration files inside its model.onnx (one self-contained file)");
+    pk->add_option("dir", pdir, "package directory")->required();
+    pk->add_option("--output", pout, "the single-file model to write")->required();
+    pk->footer("Example:\n  modelexport pack pkg/bert --output bert.onnx");
+
+    fs::path ufile, udir;
+    auto* up = app.add_subcommand("unpack", "restore a package directory from a packed model (byte-identical files)");
+    up->add_option("file", ufile, "packed model")->required()->check(CLI::ExistingFile);
+    up->add_option("outdir", udir, "package directory to write")->required();
+    up->footer("Example:\n  modelexport unpack bert.onnx pkg/bert");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -285,8 +306,16 @@ int main(int argc, char** argv) {
             return run_export(eo, mode, report_path);
         }
         if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode);
-        if (*in) return run_inspect(ipath, mode);
+        if (*in) return run_inspect(ipath, iformat, mode);
         if (*vf) return run_verify(vfdir, mode);
+        if (*pk) {
+            me::pack_package(pdir, pout);
+            return 0;
+        }
+        if (*up) {
+            me::unpack_model(ufile, udir);
+            return 0;
+        }
         if (*bi) {
             me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? namespace_for(bdir) : bns));
             return 0;
@@ -301,7 +330,7 @@ int main(int argc, char** argv) {
             return 0;
         }
     } catch (const me::error& e) {
-        std::cerr << "modelexport: error: " << e.what() << "\n";
+        std::cerr << "modelexport: " << me::console_style::detect(false, false).red("error:") << " " << e.what() << "\n";
         if (!e.hint().empty() && !mode.quiet) std::cerr << "  hint: " << e.hint() << "\n";
         return static_cast<int>(e.code());
     } catch (const fs::filesystem_error& e) {

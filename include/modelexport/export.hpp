@@ -19,6 +19,7 @@
 #include "modelexport/process.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
+#include "modelexport/validator.hpp"
 
 #include <chrono>
 #include <functional>
@@ -40,6 +41,14 @@ inline std::string to_string(strategy s) {
     }
 }
 
+/// A step of an export starting or ending, for progress displays.
+struct step_event {
+    std::string step;    ///< resolve, export, project, copy, validate, commit
+    std::string detail;  ///< what it does (start) or what it did (end)
+    bool finished = false;
+    double seconds = 0;  ///< elapsed, when finished
+};
+
 struct export_options {
     std::string source;                ///< directory or Hub id
     fs::path output;                   ///< package directory
@@ -58,7 +67,9 @@ struct export_options {
     std::vector<std::string> expect;     ///< declared package files; empty: not checked
     std::vector<std::string> keep;       ///< build files that live in the package directory (kept across exports)
     fs::path tool_path;                  ///< the running tool, a dependency of every package
-    std::function<void(const std::string&)> log;                 ///< progress messages
+    bool validate = false;               ///< validate the staged package before it replaces the target
+    std::function<void(const std::string&)> log;                 ///< notes (waiting for a lock, ...)
+    std::function<void(const step_event&)> on_step;              ///< step start/end, for progress
     std::function<void(const std::string&, bool)> exporter_line;  ///< exporter's output lines
 };
 
@@ -110,18 +121,32 @@ inline std::vector<fs::path> source_files(const model_source& src) {
     return files;
 }
 
+/// Times the export's steps and tells the caller when each starts and ends.
 class step_timer {
 public:
-    explicit step_timer(std::vector<std::pair<std::string, double>>& out) : out_(out) {}
-    void done(const std::string& step) {
-        auto now = std::chrono::steady_clock::now();
-        out_.emplace_back(step, std::chrono::duration<double>(now - last_).count());
-        last_ = now;
+    step_timer(std::vector<std::pair<std::string, double>>& out, const std::function<void(const step_event&)>& on_step)
+        : out_(out), on_step_(on_step) {}
+    ~step_timer() {
+        if (!current_.empty() && on_step_) on_step_({current_, "failed", true, seconds()});
+    }
+    void begin(const std::string& step, const std::string& what) {
+        current_ = step;
+        start_ = std::chrono::steady_clock::now();
+        if (on_step_) on_step_({step, what, false, 0.0});
+    }
+    void end(const std::string& summary = {}) {
+        double s = seconds();
+        out_.emplace_back(current_, s);
+        if (on_step_) on_step_({current_, summary, true, s});
+        current_.clear();
     }
 
 private:
+    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
     std::vector<std::pair<std::string, double>>& out_;
-    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+    const std::function<void(const step_event&)>& on_step_;
+    std::string current_;
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace detail
@@ -143,8 +168,9 @@ inline const task_info& resolve_task(const std::string& requested, const json& c
 inline export_result export_package(const export_options& opt) {
     auto log = [&](const std::string& m) { if (opt.log) opt.log(m); };
     export_result result;
-    detail::step_timer timer(result.step_seconds);
+    detail::step_timer timer(result.step_seconds, opt.on_step);
 
+    timer.begin("resolve", "resolving " + opt.source);
     model_source src = resolve_source(opt.source);
     fs::path out_abs = fs::absolute(opt.output).lexically_normal();
     if (model_source::is_within(fs::weakly_canonical(out_abs), src.dir))
@@ -155,8 +181,7 @@ inline export_result export_package(const export_options& opt) {
                              "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
     json config = read_json_object(*config_path);
     const task_info& task = resolve_task(opt.task, config, config_path->string());
-    log("source " + (src.from_cache() ? src.spec + " (commit " + src.commit + ")" : src.dir.string()) + ", task " + std::string(task.name));
-    timer.done("resolve");
+    timer.end((src.from_cache() ? src.spec + " at commit " + src.commit : src.dir.string()) + ", task " + std::string(task.name));
 
     std::set<std::string> allowed(opt.keep.begin(), opt.keep.end());
     if (!opt.depfile.empty() && fs::absolute(opt.depfile).lexically_normal().parent_path() == out_abs)
@@ -172,6 +197,8 @@ inline export_result export_package(const export_options& opt) {
         bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
         how = has_onnx && opt.model_factory.empty() ? strategy::prebuilt : strategy::htp;
     }
+    timer.begin("export", how == strategy::htp ? "running the torch exporter (" + opt.python + ")"
+                          : how == strategy::command ? "running the export command" : "copying the prebuilt ONNX model");
     std::vector<fs::path> inputs{*config_path};
     std::vector<traced_module> modules;
     std::string torch_version;
@@ -189,7 +216,6 @@ inline export_result export_package(const export_options& opt) {
             fs::path py = fs::path(file).is_absolute() ? fs::path(file) : src.dir / file;
             inputs.push_back(py);
         }
-        log("running the torch exporter (" + opt.python + ")");
         detail::run_exporter(opt.exporter_script.string(), opt.python, args, opt);
         if (!fs::is_regular_file(staged_model) || fs::file_size(staged_model) == 0)
             throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
@@ -207,7 +233,7 @@ inline export_result export_package(const export_options& opt) {
         fs::create_directory(out_dir);
         std::string cmd = detail::replace_all(opt.command, "{source}", detail::shell_quote(src.dir.string()));
         cmd = detail::replace_all(cmd, "{output}", detail::shell_quote(out_dir.string()));
-        log("running: " + cmd);
+        log("running: " + cmd);  // the exact command, after substitution
         detail::run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
         fs::path produced = out_dir / (prebuilt_name.empty() ? "model.onnx" : prebuilt_name);
         if (!fs::is_regular_file(produced)) throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
@@ -230,9 +256,10 @@ inline export_result export_package(const export_options& opt) {
             inputs.push_back(data);
         }
     }
-    timer.done("export");
+    timer.end(std::to_string(fs::file_size(staged_model)) + " bytes of ONNX");
 
     // 2. hierarchy
+    timer.begin("project", "projecting the module hierarchy onto the graph");
     onnx::ModelProto model = load_onnx(staged_model);
     signature sig = graph_signature(model.graph());
     std::string root_class = config.contains("architectures") && config["architectures"].is_array() &&
@@ -252,10 +279,11 @@ inline export_result export_package(const export_options& opt) {
         save_onnx(model, staged_model);
     }
     model.Clear();
-    log("projected " + std::to_string(proj.tags.size()) + " nodes onto " + std::to_string(proj.module_tags.size()) + " modules");
-    timer.done("project");
+    timer.end(std::to_string(proj.tags.size()) + " nodes onto " + std::to_string(proj.module_tags.size()) + " modules, coverage " +
+              std::to_string(static_cast<int>(proj.coverage())) + "%");
 
     // 3. configuration
+    timer.begin("copy", "hashing the model and copying configuration files");
     configuration_copier<> copier(src, stage);
     std::vector<copied_file> files;
     auto model_entry = [&](const std::string& name) {
@@ -273,7 +301,7 @@ inline export_result export_package(const export_options& opt) {
     // mtime, so the build re-exports (and fails clearly if the declared outputs differ).
     inputs.push_back(src.dir);
     if (!opt.tool_path.empty()) inputs.push_back(opt.tool_path);
-    timer.done("copy");
+    timer.end(std::to_string(files.size()) + " files");
 
     // 4. metadata
     metadata_inputs mi;
@@ -313,9 +341,17 @@ inline export_result export_package(const export_options& opt) {
                                   (extra.empty() ? "" : "; not declared:" + extra),
                               "reconfigure the build (meson setup --reconfigure) so the declared files match the source");
     }
+    if (opt.validate) {
+        timer.begin("validate", "validating the staged package");
+        validation_report report = validate_package(stage, {std::string(task.name)});
+        for (const auto& c : report.checks)
+            if (c.status == check_status::fail && c.level == severity::error)
+                throw validation_failed(opt.output.string(), "the exported package fails " + c.id + ": " + c.message);
+        timer.end("passed");
+    }
+    timer.begin("commit", "moving the package into place");
     writer.commit();
-    timer.done("commit");
-    log("package written to " + writer.target().string());
+    timer.end(writer.target().string());
 
     std::sort(inputs.begin(), inputs.end());
     inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());

@@ -2,14 +2,34 @@
 #pragma once
 
 #include "modelexport/hierarchy.hpp"
+#include "modelexport/hierarchy_embed.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_model.hpp"
 
+#include <functional>
 #include <map>
 #include <ostream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace modelexport {
+
+/// Nodes per hierarchy tag of a model: its embedded tags, else the package
+/// metadata's, else projected from scope names now.
+inline std::map<std::string, std::size_t> nodes_per_tag(const onnx::ModelProto& model, const json& meta) {
+    std::map<std::string, std::size_t> per_tag;
+    auto embedded = embedded_hierarchy_tags(model.graph());
+    if (!embedded.empty()) {
+        for (const auto& [i, t] : embedded) ++per_tag[t];
+    } else if (meta.contains("nodes") && !meta["nodes"].empty()) {
+        for (const auto& [k, t] : meta["nodes"].items()) ++per_tag[t.get<std::string>()];
+    } else {
+        std::string root = meta.contains("model") ? meta["model"].value("class", "Model") : "Model";
+        per_tag = project_hierarchy(node_views(model.graph()), {}, root).nodes_per_tag;
+    }
+    return per_tag;
+}
 
 /// Node counts per hierarchy tag, including every ancestor level, for a tree view.
 inline std::map<std::string, std::size_t> subtree_counts(const std::map<std::string, std::size_t>& nodes_per_tag) {
@@ -44,6 +64,82 @@ inline void print_tree(std::ostream& out, const std::map<std::string, std::size_
             draw(kids[i], root ? "" : prefix + (last ? "    " : "│   "), i + 1 == kids.size(), false);
     };
     for (const auto& r : roots) draw(r, "", true, true);
+}
+
+}  // namespace modelexport
+
+namespace modelexport {
+
+namespace detail {
+
+/// Every tag with its parent, for the graph formats (parents before children).
+inline std::vector<std::pair<std::string, std::string>> tag_edges(const std::map<std::string, std::size_t>& totals) {
+    std::vector<std::pair<std::string, std::string>> edges;
+    for (const auto& [tag, n] : totals) {
+        auto slash = tag.rfind('/');
+        if (slash != 0 && slash != std::string::npos) edges.emplace_back(tag.substr(0, slash), tag);
+    }
+    return edges;
+}
+
+inline std::string xml_escape(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        switch (c) {
+            case '&': out += "&amp;"; break;
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '"': out += "&quot;"; break;
+            default: out += c;
+        }
+    }
+    return out;
+}
+
+inline std::string dot_escape(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out;
+}
+
+}  // namespace detail
+
+/// The module hierarchy as Graphviz DOT: one box per module with its node count.
+inline std::string hierarchy_dot(const std::map<std::string, std::size_t>& nodes_per_tag, const std::string& title) {
+    auto totals = subtree_counts(nodes_per_tag);
+    std::ostringstream out;
+    out << "digraph hierarchy {\n  label=\"" << detail::dot_escape(title) << "\";\n  labelloc=t;\n  rankdir=LR;\n"
+        << "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#eef3fb\", fontname=\"Helvetica\"];\n";
+    for (const auto& [tag, n] : totals) {
+        std::string name = tag.substr(tag.rfind('/') + 1);
+        out << "  \"" << detail::dot_escape(tag) << "\" [label=\"" << detail::dot_escape(name) << "\\n" << n << " nodes\"];\n";
+    }
+    for (const auto& [parent, child] : detail::tag_edges(totals))
+        out << "  \"" << detail::dot_escape(parent) << "\" -> \"" << detail::dot_escape(child) << "\";\n";
+    out << "}\n";
+    return out.str();
+}
+
+/// The same as GraphML, for yEd, Gephi or networkx.
+inline std::string hierarchy_graphml(const std::map<std::string, std::size_t>& nodes_per_tag) {
+    auto totals = subtree_counts(nodes_per_tag);
+    std::ostringstream out;
+    out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        << "<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\">\n"
+        << "  <key id=\"name\" for=\"node\" attr.name=\"name\" attr.type=\"string\"/>\n"
+        << "  <key id=\"nodes\" for=\"node\" attr.name=\"onnx_nodes\" attr.type=\"int\"/>\n"
+        << "  <graph id=\"hierarchy\" edgedefault=\"directed\">\n";
+    for (const auto& [tag, n] : totals)
+        out << "    <node id=\"" << detail::xml_escape(tag) << "\"><data key=\"name\">" << detail::xml_escape(tag.substr(tag.rfind('/') + 1))
+            << "</data><data key=\"nodes\">" << n << "</data></node>\n";
+    std::size_t i = 0;
+    for (const auto& [parent, child] : detail::tag_edges(totals))
+        out << "    <edge id=\"e" << i++ << "\" source=\"" << detail::xml_escape(parent) << "\" target=\"" << detail::xml_escape(child) << "\"/>\n";
+    out << "  </graph>\n</graphml>\n";
+    return out.str();
 }
 
 }  // namespace modelexport

@@ -1,0 +1,147 @@
+"""User experience (issue 9): progress and colours, the export report, hierarchy
+pictures, and the self-contained single-file model."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import onnx
+
+from common import EXAMPLES, NODE, RUNTIME_DIR, SOURCES, TOOL, TempDirTest, load_json, run, tree_hashes
+
+ESC = "\x1b["
+
+
+def on_terminal(*args, env=None):
+    """Runs modelexport under a pseudo-terminal (util-linux `script`); returns what the terminal showed."""
+    cmd = " ".join([TOOL, *map(str, args)])
+    full = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    full.update(env or {})
+    # Bytes, not text mode: universal newlines would turn the live line's "\r" into "\n".
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, env=full, timeout=300)
+    return p.returncode, p.stdout.decode()
+
+
+class Progress(TempDirTest):
+    def export_args(self, out):
+        return ["export", os.path.join(SOURCES, "text-classification"), self.path(out), "--model", "modeling.py:build"]
+
+    def test_terminal_shows_live_steps_in_colour(self):
+        code, screen = on_terminal(*self.export_args("pkg"), env={"TERM": "xterm"})
+        self.assertEqual(code, 0, screen)
+        self.assertIn("running the torch exporter", screen)
+        for step in ("resolve", "export", "project", "copy", "commit"):
+            self.assertRegex(screen, rf"{re.escape(ESC)}1m{step}{re.escape(ESC)}0m {re.escape(ESC)}32mdone{re.escape(ESC)}0m in [0-9.]+ s")
+        self.assertIn("\r" + ESC + "K", screen)  # the live line is redrawn in place
+
+    def test_no_color_keeps_progress_but_drops_colours(self):
+        code, screen = on_terminal(*self.export_args("pkg"), env={"TERM": "xterm", "NO_COLOR": "1"})
+        self.assertEqual(code, 0, screen)
+        self.assertIn("export done in", screen)
+        self.assertNotRegex(screen, r"\x1b\[[0-9;]*m")
+
+    def test_quiet_on_a_terminal_prints_only_errors(self):
+        code, screen = on_terminal("-q", *self.export_args("pkg"), env={"TERM": "xterm"})
+        self.assertEqual((code, screen), (0, ""))
+        code, screen = on_terminal("-q", "export", self.path("nowhere"), self.path("pkg2"), env={"TERM": "xterm"})
+        self.assertEqual(code, 3)
+        self.assertIn("error:", screen)
+        self.assertIn(self.path("nowhere"), screen)
+
+    def test_not_a_terminal_is_silent_unless_verbose(self):
+        p = run(*self.export_args("a"))
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        self.assertEqual(p.stdout.strip(), self.path("a"))
+        p = run("--verbose", *self.export_args("b"))
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("modelexport: export done in", p.stderr)
+        self.assertIn("  | htp: exporting to ONNX (opset 14)", p.stderr)  # the exporter's own output, streamed
+        self.assertNotIn(ESC, p.stderr)
+
+
+class Report(TempDirTest):
+    def test_report_has_step_timings_sizes_and_result(self):
+        out = self.path("pkg")
+        run("export", os.path.join(SOURCES, "image-classification"), out, "--model", "modeling.py:build", "--validate",
+            "--report", self.path("ok.json"), check=0)
+        report = load_json(self.path("ok.json"))
+        self.assertEqual(report["result"], "ok")
+        self.assertEqual(set(report["steps_seconds"]), {"resolve", "export", "project", "copy", "validate", "commit"})
+        self.assertTrue(all(v >= 0 for v in report["steps_seconds"].values()))
+        sizes = report["sizes"]
+        self.assertEqual(sizes["model"], os.path.getsize(os.path.join(out, "model.onnx")))
+        self.assertEqual(sizes["configs"], sum(os.path.getsize(os.path.join(out, f)) for f in ("config.json", "preprocessor_config.json")))
+        self.assertAlmostEqual(sizes["overhead_percent"], 100.0 * (sizes["configs"] + sizes["metadata"]) / sizes["model"])
+        self.assertEqual(report["version"], run("--version").stdout.split()[1])
+        self.assertFalse(os.path.exists(os.path.join(out, "ok.json")))
+
+    def test_failed_export_reports_the_reason_and_a_jq_one_liner_summarises_reports(self):
+        os.makedirs(self.path("reports"))
+        run("export", os.path.join(SOURCES, "image-classification"), self.path("a"), "--model", "modeling.py:build",
+            "--report", self.path("reports", "a.json"), check=0)
+        p = run("export", self.path("missing"), self.path("b"), "--report", self.path("reports", "b.json"))
+        self.assertEqual(p.returncode, 3)
+        failed = load_json(self.path("reports", "b.json"))
+        self.assertEqual((failed["result"], failed["exit_code"]), ("failed", 3))
+        self.assertIn("no such directory", failed["failure"])
+        # The README's one-liner.
+        q = subprocess.run("jq -s '{exports: length, ok: map(select(.result == \"ok\")) | length, "
+                           "failed: map(select(.result != \"ok\") | .failure), "
+                           "model_bytes: map(.sizes.model // 0) | add}' " + self.path("reports") + "/*.json",
+                           shell=True, capture_output=True, text=True, check=True)
+        summary = json.loads(q.stdout)
+        self.assertEqual((summary["exports"], summary["ok"]), (2, 1))
+        self.assertEqual(summary["model_bytes"], os.path.getsize(self.path("a", "model.onnx")))
+
+
+class Pictures(TempDirTest):
+    def test_dot_renders_with_graphviz(self):
+        dot = run("inspect", os.path.join(EXAMPLES, "text-classification"), "--format", "dot", check=0).stdout
+        svg = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True).stdout
+        root = ET.fromstring(svg)
+        texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+        self.assertIn("BertLayer.1", texts)
+        self.assertIn("BertForSequenceClassification", texts)
+        meta = load_json(os.path.join(EXAMPLES, "text-classification", "export_metadata.json"))
+        self.assertIn(f"{meta['statistics']['node_count']} nodes", texts)
+
+    def test_graphml_has_one_node_per_module_level_and_tree_edges(self):
+        xml = run("inspect", os.path.join(EXAMPLES, "image-classification"), "--format", "graphml", check=0).stdout
+        g = ET.fromstring(xml).find("{http://graphml.graphdrawing.org/xmlns}graph")
+        nodes = g.findall("{http://graphml.graphdrawing.org/xmlns}node")
+        edges = g.findall("{http://graphml.graphdrawing.org/xmlns}edge")
+        self.assertEqual(len(edges), len(nodes) - 1)  # a tree
+        self.assertIn("/ViTForImageClassification/ViTModel/ViTEncoder/ViTLayer.0", [n.get("id") for n in nodes])
+
+
+class SingleFile(TempDirTest):
+    def test_pack_and_unpack_round_trip_byte_for_byte(self):
+        pkg = self.path("pkg")
+        shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+        # A binary tokenizer file (not UTF-8) must survive too.
+        with open(os.path.join(pkg, "spiece.model"), "wb") as f:
+            f.write(bytes(range(256)) * 3)
+        run("pack", pkg, "--output", self.path("single.onnx"), check=0)
+        model = onnx.load(self.path("single.onnx"))
+        onnx.checker.check_model(model, full_check=True)
+        keys = [p.key for p in model.metadata_props]
+        self.assertIn("modelexport.file:config.json", keys)
+        self.assertEqual(keys[-1], "modelexport.pack")
+        # The packed file runs in ONNX Runtime as it is.
+        os.makedirs(self.path("runnable"))
+        shutil.copy(self.path("single.onnx"), self.path("runnable", "model.onnx"))
+        for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(pkg, f), self.path("runnable", f))
+        p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "ort_check.mjs"), self.path("runnable")], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        run("unpack", self.path("single.onnx"), self.path("restored"), check=0)
+        self.assertEqual(tree_hashes(self.path("restored")), tree_hashes(pkg))
+        self.assertEqual(run("validate", self.path("restored"), "--strict").returncode, 0)
+
+    def test_unpack_refuses_a_model_that_was_not_packed(self):
+        p = run("unpack", os.path.join(EXAMPLES, "text-classification", "model.onnx"), self.path("out"))
+        self.assertEqual(p.returncode, 5)
+        self.assertIn("is not a packed model", p.stderr)
+        self.assertFalse(os.path.exists(self.path("out")))
