@@ -1,0 +1,44 @@
+"""The optional CMake module (modules/cmake/ModelExport.cmake), configured by a real CMake consumer."""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from common import REPO, SOURCES, TOOL
+
+
+def sh(*cmd):
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p.stdout
+
+
+class CMakeConsumer(unittest.TestCase):
+    def test_package_bindings_and_exact_rebuilds(self):
+        tmp = tempfile.mkdtemp(prefix="modelexport-cmake-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        src, build = os.path.join(tmp, "src"), os.path.join(tmp, "build")
+        shutil.copytree(os.path.join(REPO, "tests", "cmake_consumer"), src)
+        shutil.copytree(os.path.join(SOURCES, "text-classification"), os.path.join(src, "sources", "bert"))
+        sh("cmake", "-S", src, "-B", build, "-G", "Ninja", f"-DMODELEXPORT_EXECUTABLE={TOOL}",
+           f"-DMODELEXPORT_MODULE_DIR={os.path.join(REPO, 'modules', 'cmake')}")
+        sh("ninja", "-C", build)
+        self.assertEqual(sh(os.path.join(build, "labels")).split(), ["NEGATIVE", "POSITIVE"])
+        self.assertEqual(sorted(os.listdir(os.path.join(build, "bert"))),
+                         sorted(["model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                 "vocab.txt", "export_metadata.json", "bert-package.d"]))
+        self.assertIn("ninja: no work to do.", sh("ninja", "-C", build))
+        with open(os.path.join(src, "sources", "bert", "vocab.txt"), "a") as f:
+            f.write("extra\n")
+        out = sh("ninja", "-C", build)
+        steps = re.findall(r"^\[\d+/\d+\] (.*)$", out, re.M)
+        self.assertIn("Exporting model package bert", steps)
+        self.assertIn("ninja: no work to do.", sh("ninja", "-C", build))
+
+
+if __name__ == "__main__":
+    unittest.main()
