@@ -88,7 +88,7 @@ int run_export(const me::export_options& base, const output_mode& mode, const st
                                  {"overhead_percent", model ? 100.0 * static_cast<double>(configs + metadata) / static_cast<double>(model) : 0.0}}},
                       {"task", r.metadata["model"]["task"]},
                       {"statistics", r.metadata["statistics"]}});
-        if (mode.json) std::cout << r.metadata.dump(2) << "\n";
+        if (mode.json) std::cout << me::to_canonical_text(r.metadata);
         else if (!mode.quiet) std::cout << r.package.string() << "\n";
         return 0;
     } catch (const me::error& e) {
@@ -108,7 +108,7 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
     auto report = me::validate_package(dir, {task}, runtime);
     bool ok = report.ok(strict);
     if (mode.json) {
-        std::cout << me::to_json(report, strict).dump(2) << "\n";
+        std::cout << me::to_canonical_text(me::to_json(report, strict));
     } else {
         for (const auto& c : report.checks) {
             if (mode.quiet && c.status != me::check_status::fail) continue;
@@ -141,7 +141,7 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
         me::json out{{"model", model_path.string()}, {"signature", me::to_json(sig)}, {"nodes", model.graph().node_size()},
                      {"hierarchy", me::subtree_counts(per_tag)}};
         if (!meta.is_null()) out.update({{"task", meta["model"]["task"]}, {"optimum_class", meta["model"]["optimum_class"]}, {"files", meta["files"]}});
-        std::cout << out.dump(2) << "\n";
+        std::cout << me::to_canonical_text(out);
         return 0;
     }
     std::cout << "model: " << model_path.string() << " (" << model.graph().node_size() << " nodes, opset "
@@ -168,7 +168,7 @@ int run_verify(const fs::path& dir, const output_mode& mode) {
     if (mode.json) {
         me::json out = me::json::array();
         for (const auto& p : problems) out.push_back({{"file", p.file}, {"problem", p.kind}, {"detail", p.detail}});
-        std::cout << me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}}.dump(2) << "\n";
+        std::cout << me::to_canonical_text(me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}});
     } else {
         for (const auto& p : problems) std::cout << (dir / p.file).string() << ": " << p.kind << " (" << p.detail << ")\n";
         if (problems.empty() && !mode.quiet) std::cout << dir.string() << ": all files match export_metadata.json\n";
@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        std::cerr << "modelexport: error: " << e.what() << "\n  run 'modelexport --help' for usage\n";
+        std::cerr << "modelexport: error: " << me::printable(e.what()) << "\n  run 'modelexport --help' for usage\n";
         return static_cast<int>(me::exit_code::usage);
     }
     try {
@@ -330,14 +330,14 @@ int main(int argc, char** argv) {
             return 0;
         }
     } catch (const me::error& e) {
-        std::cerr << "modelexport: " << me::console_style::detect(false, false).red("error:") << " " << e.what() << "\n";
-        if (!e.hint().empty() && !mode.quiet) std::cerr << "  hint: " << e.hint() << "\n";
+        std::cerr << "modelexport: " << me::console_style::detect(false, false).red("error:") << " " << me::printable(e.what()) << "\n";
+        if (!e.hint().empty() && !mode.quiet) std::cerr << "  hint: " << me::printable(e.hint()) << "\n";
         return static_cast<int>(e.code());
     } catch (const fs::filesystem_error& e) {
-        std::cerr << "modelexport: error: " << e.path1().string() << ": " << e.code().message() << "\n";
+        std::cerr << "modelexport: error: " << me::printable(e.path1().string()) << ": " << e.code().message() << "\n";
         return static_cast<int>(me::exit_code::io_error);
     } catch (const std::exception& e) {
-        std::cerr << "modelexport: error: internal: " << e.what() << "\n";
+        std::cerr << "modelexport: error: internal: " << me::printable(e.what()) << "\n";
         return static_cast<int>(me::exit_code::internal);
     }
     return static_cast<int>(me::exit_code::internal);

@@ -57,9 +57,8 @@ inline void check_json_file(const fs::path& real, const std::string& shown_name,
 }
 
 /// tokenizer_config.json may name other files (vocab_file, merges_file, ...);
-/// they must stay inside the source.
-inline void check_tokenizer_config(const fs::path& real, const std::string& shown_name) {
-    json cfg = read_json_object(real);
+/// they must stay inside the source. `cfg` is the parsed object (fuzzed directly).
+inline void check_tokenizer_config_object(const json& cfg, const std::string& shown_name) {
     for (const auto& [key, value] : cfg.items()) {
         bool names_file = key.size() > 5 && key.compare(key.size() - 5, 5, "_file") == 0;
         if (!names_file || !value.is_string()) continue;
@@ -68,6 +67,10 @@ inline void check_tokenizer_config(const fs::path& real, const std::string& show
         for (const auto& part : p) escapes = escapes || part == "..";
         if (escapes) throw invalid_input(shown_name, "\"" + key + "\" points outside the model source: " + p.string());
     }
+}
+
+inline void check_tokenizer_config(const fs::path& real, const std::string& shown_name) {
+    check_tokenizer_config_object(read_json_object(real), shown_name);
 }
 
 }  // namespace detail

@@ -15,14 +15,19 @@
 #include "modelexport/json_file.hpp"
 #include "modelexport/metadata.hpp"
 #include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx_stream.hpp"
 #include "modelexport/package_writer.hpp"
 #include "modelexport/process.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/validator.hpp"
 
+#include <onnx/checker.h>
+
+#include <algorithm>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -193,13 +198,27 @@ inline export_result export_package(const export_options& opt) {
     // 1. model.onnx
     strategy how = opt.how;
     std::string prebuilt_name = opt.onnx_file;
+    // It names a file inside the source (prebuilt) or inside the command's {output}: never one elsewhere.
+    for (const auto& part : fs::path(prebuilt_name))
+        if (part == ".." || fs::path(prebuilt_name).is_absolute())
+            throw usage_error("--onnx-file", "'" + prebuilt_name + "' must be a relative path without '..'");
+    // An exporter or command may leave its model as a symlink: the package holds bytes, never links.
+    auto materialize = [](const fs::path& p) {
+        if (!fs::is_symlink(p)) return;
+        fs::path copy = p.string() + ".copy";
+        copy_file_hashed(p, copy);
+        fs::rename(copy, p);
+    };
     if (how == strategy::automatic) {
         bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
         how = has_onnx && opt.model_factory.empty() ? strategy::prebuilt : strategy::htp;
     }
+    // How errors about the staged model name it: after where it came from, not the staging path.
+    std::string model_shown = "model.onnx written by " + (how == strategy::command ? std::string("--command") : opt.exporter_script.string());
     timer.begin("export", how == strategy::htp ? "running the torch exporter (" + opt.python + ")"
                           : how == strategy::command ? "running the export command" : "copying the prebuilt ONNX model");
     std::vector<fs::path> inputs{*config_path};
+    std::map<std::string, std::string> known_hashes;  ///< sha256 of staged model files, when a copy already computed it
     std::vector<traced_module> modules;
     std::string torch_version;
     long long parameters = 0;
@@ -219,11 +238,18 @@ inline export_result export_package(const export_options& opt) {
         detail::run_exporter(opt.exporter_script.string(), opt.python, args, opt);
         if (!fs::is_regular_file(staged_model) || fs::file_size(staged_model) == 0)
             throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
-        json t = read_json_object(table, {64u << 20, 64});
+        materialize(staged_model);
+        if (!fs::is_regular_file(table))
+            throw export_failed(opt.exporter_script.string(), "the exporter wrote model.onnx but no module table (--modules)");
+        try {
+            json t = parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64});
+            modules = traced_modules_from_json(t);
+            torch_version = t.value("torch_version", "");
+            parameters = t.value("parameters", 0LL);
+        } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
+            throw export_failed(opt.exporter_script.string(), std::string("the exporter wrote an unusable module table: ") + e.what());
+        }
         fs::remove(table);
-        modules = traced_modules_from_json(t);
-        torch_version = t.value("torch_version", "");
-        parameters = t.value("parameters", 0LL);
         parameters_origin = "torch";
         for (const auto& f : detail::source_files(src)) inputs.push_back(f);
         inputs.push_back(opt.exporter_script);
@@ -238,47 +264,82 @@ inline export_result export_package(const export_options& opt) {
         fs::path produced = out_dir / (prebuilt_name.empty() ? "model.onnx" : prebuilt_name);
         if (!fs::is_regular_file(produced)) throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
         fs::rename(produced, staged_model);
-        if (fs::exists(out_dir / "model.onnx_data")) fs::rename(out_dir / "model.onnx_data", stage / "model.onnx_data");
+        materialize(staged_model);
+        if (fs::exists(out_dir / "model.onnx_data")) {
+            fs::rename(out_dir / "model.onnx_data", stage / "model.onnx_data");
+            materialize(stage / "model.onnx_data");
+        }
         fs::remove_all(out_dir);
         for (const auto& f : detail::source_files(src)) inputs.push_back(f);
     } else {
         std::vector<std::string> candidates = prebuilt_name.empty() ? std::vector<std::string>{"model.onnx", "onnx/model.onnx"}
                                                                     : std::vector<std::string>{prebuilt_name};
         std::optional<fs::path> found;
+        std::string found_name;
         for (const auto& c : candidates)
-            if (!found) found = src.file(c);
+            if (!found && (found = src.file(c))) found_name = c;
         if (!found) throw invalid_input(src.dir.string(), "has no " + candidates.front() + " for the prebuilt strategy");
-        copy_file_hashed(*found, staged_model);
+        model_shown = (src.dir / found_name).string();
+        known_hashes["model.onnx"] = copy_file_hashed(*found, staged_model).sha256;
         inputs.push_back(*found);
-        fs::path data = found->parent_path() / "model.onnx_data";
-        if (fs::is_regular_file(data)) {
-            copy_file_hashed(data, stage / "model.onnx_data");
-            inputs.push_back(data);
+        // Beside the model in the source (not beside a cache blob), under the same containment rule.
+        if (auto data = src.file((fs::path(found_name).parent_path() / "model.onnx_data").string())) {
+            known_hashes["model.onnx_data"] = copy_file_hashed(*data, stage / "model.onnx_data").sha256;
+            inputs.push_back(*data);
         }
     }
     timer.end(std::to_string(fs::file_size(staged_model)) + " bytes of ONNX");
 
     // 2. hierarchy
     timer.begin("project", "projecting the module hierarchy onto the graph");
-    onnx::ModelProto model = load_onnx(staged_model);
-    signature sig = graph_signature(model.graph());
+    // The graph without the weights: projection reads node names only. Embedding
+    // rewrites the file, so only then is the whole model loaded.
+    light_model light;
+    try {
+        light = load_onnx_light(staged_model);
+    } catch (const invalid_input& e) {  // named after where the model came from, not the staging copy
+        throw invalid_input(model_shown, std::string(e.what()).substr(e.file().size() + 2));
+    }
+    const onnx::GraphProto& graph = light.model.graph();
+    signature sig = graph_signature(graph);
+    // Bad ONNX (external data leaving the package, cycles, undefined inputs) is refused
+    // here, as validate would: the same checks, in the same order.
+    {
+        std::set<std::string> inline_payloads;
+        for (const auto& p : light.payloads) inline_payloads.insert(p.tensor);
+        for (const auto& ref : external_references(graph))
+            if (!inline_payloads.count(ref.tensor))
+                if (auto problem = external_reference_problem(ref, stage); !problem.empty()) throw invalid_input(model_shown, problem);
+        for (const auto& p : light.payloads)
+            if (auto problem = payload_problem(p); !problem.empty()) throw invalid_input(model_shown, problem);
+        absolutize_external_locations(light.model, fs::absolute(stage));  // check_model resolves them against the cwd
+        try {
+            onnx::checker::check_model(light.model);
+        } catch (const std::exception& e) {
+            std::string what = e.what();
+            std::replace(what.begin(), what.end(), '\n', ' ');
+            throw invalid_input(model_shown, "fails the ONNX checker: " + what);
+        }
+    }
     std::string root_class = config.contains("architectures") && config["architectures"].is_array() &&
                                      !config["architectures"].empty() && config["architectures"][0].is_string()
                                  ? config["architectures"][0].get<std::string>()
                                  : std::string("Model");
-    projection proj = project_hierarchy(node_views(model.graph()), modules, root_class, opt.include_torch_modules);
+    projection proj = project_hierarchy(node_views(graph), modules, root_class, opt.include_torch_modules);
     if (proj.coverage() < 100.0) throw export_failed(staged_model.string(), "hierarchy projection left nodes untagged");
     if (parameters_origin != "torch")
-        for (const auto& init : model.graph().initializer()) {
+        for (const auto& init : graph.initializer()) {
             long long n = 1;
-            for (auto d : init.dims()) n *= d;
-            parameters += n;
+            for (auto d : init.dims())
+                if (__builtin_mul_overflow(n, d, &n)) n = 0;  // hostile dims count nothing rather than overflow
+            if (__builtin_add_overflow(parameters, n, &parameters)) parameters = 0;
         }
+    light.model.Clear();
     if (opt.embed_hierarchy) {
+        onnx::ModelProto model = load_onnx(staged_model, model_shown);
         embed_hierarchy_tags(model, proj.tags);
-        save_onnx(model, staged_model);
+        known_hashes["model.onnx"] = save_onnx(model, staged_model).sha256;
     }
-    model.Clear();
     timer.end(std::to_string(proj.tags.size()) + " nodes onto " + std::to_string(proj.module_tags.size()) + " modules, coverage " +
               std::to_string(static_cast<int>(proj.coverage())) + "%");
 
@@ -288,7 +349,8 @@ inline export_result export_package(const export_options& opt) {
     std::vector<copied_file> files;
     auto model_entry = [&](const std::string& name) {
         fs::path p = stage / name;
-        return copied_file{name, file_role::model, fs::file_size(p), hash_file(p), p};
+        auto known = known_hashes.find(name);
+        return copied_file{name, file_role::model, fs::file_size(p), known != known_hashes.end() ? known->second : hash_file(p), p};
     };
     files.push_back(model_entry("model.onnx"));
     if (fs::exists(stage / "model.onnx_data")) files.push_back(model_entry("model.onnx_data"));
@@ -325,7 +387,8 @@ inline export_result export_package(const export_options& opt) {
         for (const auto& [path, tag] : proj.module_tags) modules.push_back({path, path.empty() ? root_class : "", false, std::nullopt});
     }
     result.metadata = build_metadata(mi);
-    write_file(stage / "export_metadata.json", to_canonical_text(result.metadata));
+    std::map<std::string, std::string> staged_sha256{{"export_metadata.json", write_file(stage / "export_metadata.json", to_canonical_text(result.metadata)).sha256}};
+    for (const auto& f : files) staged_sha256[f.name] = f.sha256;
 
     if (!opt.expect.empty()) {
         std::set<std::string> declared(opt.expect.begin(), opt.expect.end()), actual;
@@ -350,7 +413,7 @@ inline export_result export_package(const export_options& opt) {
         timer.end("passed");
     }
     timer.begin("commit", "moving the package into place");
-    writer.commit();
+    writer.commit(staged_sha256);
     timer.end(writer.target().string());
 
     std::sort(inputs.begin(), inputs.end());

@@ -130,6 +130,10 @@ inline json read_json_object(const fs::path& path, const json_limits& limits = {
 }
 
 /// Serialises JSON the one way modelexport writes it: sorted keys, 2-space indent, final newline.
-inline std::string to_canonical_text(const json& doc) { return doc.dump(2) + "\n"; }
+/// Strings that are not UTF-8 (names in a hostile ONNX file, an exporter's
+/// output quoted in an error) get U+FFFD instead of making dump() throw.
+inline std::string to_canonical_text(const json& doc) {
+    return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
 
 }  // namespace modelexport

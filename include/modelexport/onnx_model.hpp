@@ -13,6 +13,7 @@
 #include <fcntl.h>
 
 #include <climits>
+#include <cstdint>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -23,16 +24,18 @@ namespace modelexport {
 
 namespace fs = std::filesystem;
 
-/// Reads a serialized ModelProto; errors name the file.
-inline onnx::ModelProto load_onnx(const fs::path& path) {
+/// Reads a serialized ModelProto; errors name the file (as `shown` when given:
+/// a staged copy is better named after where it came from).
+inline onnx::ModelProto load_onnx(const fs::path& path, const std::string& shown = {}) {
+    const std::string name = shown.empty() ? path.string() : shown;
     unique_fd fd = open_or_throw(path, O_RDONLY);
     google::protobuf::io::FileInputStream raw(fd.get());
     google::protobuf::io::CodedInputStream coded(&raw);
     coded.SetTotalBytesLimit(INT_MAX);
     onnx::ModelProto model;
     if (!model.ParseFromCodedStream(&coded) || !coded.ConsumedEntireMessage())
-        throw invalid_input(path.string(), "is not a valid ONNX model (protobuf parse failed)");
-    if (!model.has_graph()) throw invalid_input(path.string(), "is not an ONNX model (no graph)");
+        throw invalid_input(name, "is not a valid ONNX model (protobuf parse failed)");
+    if (!model.has_graph()) throw invalid_input(name, "is not an ONNX model (no graph)");
     return model;
 }
 
@@ -142,7 +145,28 @@ struct external_reference {
     std::string location;
     std::uint64_t offset = 0;
     std::int64_t length = -1;  ///< -1: to the end of the file
+    std::string malformed;     ///< "offset" or "length" when its value is not a decimal byte count
 };
+
+namespace detail {
+
+/// A whole decimal number in [0, INT64_MAX]; nothing else (no sign, space, hex or overflow).
+/// std::stoull would throw on "abc" and accept "-1" as 2^64-1.
+inline bool parse_byte_count(const std::string& s, std::uint64_t& out) {
+    constexpr std::uint64_t max = static_cast<std::uint64_t>(INT64_MAX);
+    if (s.empty()) return false;
+    std::uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        auto d = static_cast<std::uint64_t>(c - '0');
+        if (v > (max - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    out = v;
+    return true;
+}
+
+}  // namespace detail
 
 inline std::vector<external_reference> external_references(const onnx::GraphProto& g) {
     std::vector<external_reference> refs;
@@ -151,13 +175,26 @@ inline std::vector<external_reference> external_references(const onnx::GraphProt
         external_reference r;
         r.tensor = t.name();
         for (const auto& kv : t.external_data()) {
+            std::uint64_t v = 0;
             if (kv.key() == "location") r.location = kv.value();
-            else if (kv.key() == "offset") r.offset = std::stoull(kv.value());
-            else if (kv.key() == "length") r.length = std::stoll(kv.value());
+            else if (kv.key() == "offset" && !detail::parse_byte_count(kv.value(), r.offset)) r.malformed = "offset";
+            else if (kv.key() == "length") {
+                if (detail::parse_byte_count(kv.value(), v)) r.length = static_cast<std::int64_t>(v);
+                else r.malformed = "length";
+            }
         }
         refs.push_back(r);
     }
     return refs;
+}
+
+/// Rewrites relative external-data locations of the main graph as absolute paths under `dir`.
+inline void absolutize_external_locations(onnx::ModelProto& model, const fs::path& dir) {
+    for (auto& t : *model.mutable_graph()->mutable_initializer()) {
+        if (t.data_location() != onnx::TensorProto_DataLocation_EXTERNAL) continue;
+        for (auto& kv : *t.mutable_external_data())
+            if (kv.key() == "location" && !fs::path(kv.value()).is_absolute()) kv.set_value((dir / kv.value()).string());
+    }
 }
 
 /// Checks one external reference against the package directory; returns the
@@ -165,6 +202,7 @@ inline std::vector<external_reference> external_references(const onnx::GraphProt
 inline std::string external_reference_problem(const external_reference& r, const fs::path& package_dir) {
     fs::path loc = r.location;
     if (r.location.empty()) return "tensor '" + r.tensor + "' has external data without a location";
+    if (!r.malformed.empty()) return "tensor '" + r.tensor + "' has a malformed external data " + r.malformed + " (not a decimal byte count)";
     if (loc.is_absolute()) return "tensor '" + r.tensor + "' points at an absolute path: " + r.location;
     for (const auto& part : loc)
         if (part == "..") return "tensor '" + r.tensor + "' points outside the package: " + r.location;

@@ -26,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
 
@@ -66,9 +67,10 @@ public:
     const fs::path& staging() const { return staging_; }
     const fs::path& target() const { return target_; }
 
-    /// Makes the staged package the target, atomically.
-    void commit() {
-        keep_unchanged_files();
+    /// Makes the staged package the target, atomically. `staged_sha256` gives the
+    /// hashes of staged files already known (name -> hex), to avoid reading them again.
+    void commit(const std::map<std::string, std::string>& staged_sha256 = {}) {
+        keep_unchanged_files(staged_sha256);
         carry_over_build_files();
         for (const auto& e : fs::directory_iterator(staging_)) {
             unique_fd fd = open_or_throw(e.path(), O_RDONLY);
@@ -118,13 +120,14 @@ private:
             if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove_all(e.path(), ec);
     }
 
-    void keep_unchanged_files() const {
+    void keep_unchanged_files(const std::map<std::string, std::string>& staged_sha256) const {
         std::error_code ec;
         if (!fs::is_directory(target_, ec)) return;
         for (const auto& e : fs::directory_iterator(staging_)) {
             fs::path old = target_ / e.path().filename();
             if (!fs::is_regular_file(old, ec) || fs::file_size(old, ec) != fs::file_size(e.path(), ec)) continue;
-            if (hash_file(old) != hash_file(e.path())) continue;
+            auto known = staged_sha256.find(e.path().filename().string());
+            if (hash_file(old) != (known != staged_sha256.end() ? known->second : hash_file(e.path()))) continue;
             fs::path tmp = e.path().string() + ".keep";
             if (::link(old.c_str(), tmp.c_str()) == 0) ::rename(tmp.c_str(), e.path().c_str());
         }

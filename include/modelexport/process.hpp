@@ -4,18 +4,24 @@
 // Output is streamed line by line to a callback while it runs, the last
 // stderr lines are kept for the error message, and a hung child is stopped
 // after a timeout together with everything it started (a process group).
+// Both pipes are read by one poll() loop, so neither a line of megabytes nor
+// a daemon that left the group (setsid) holding the pipes can outlast it.
 #pragma once
 
 #include "modelexport/error.hpp"
 
 #include <boost/process.hpp>
 
+#include <poll.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +34,8 @@ struct run_options {
     std::function<void(const std::string& line, bool is_stderr)> on_line;
     std::map<std::string, std::string> env;  ///< added to the inherited environment
     std::size_t keep_lines = 20;             ///< stderr lines kept for error messages
+    std::size_t max_err_line = 2048;         ///< longer stderr lines are cut (error messages stay one readable line)
+    std::size_t max_out = 16u << 20;         ///< stdout kept in run_result::out: about the last 16 MiB
 };
 
 struct run_result {
@@ -58,6 +66,39 @@ inline std::string find_program(const std::string& program) {
     return p.empty() ? std::string() : p.string();
 }
 
+namespace detail {
+
+/// Splits a byte stream into lines. A line longer than `max` keeps its first
+/// `max` bytes and says how many were dropped: a child printing megabytes
+/// without a newline grows neither memory nor an error message.
+class line_splitter {
+public:
+    explicit line_splitter(std::size_t max) : max_(max) {}
+    template <class Emit>
+    void feed(const char* p, std::size_t n, Emit&& emit) {
+        for (std::size_t i = 0; i < n; ++i) {
+            if (p[i] == '\n') flush(emit);
+            else if (line_.size() < max_) line_ += p[i];
+            else ++dropped_;
+        }
+    }
+    template <class Emit>
+    void flush(Emit&& emit) {
+        if (dropped_) line_ += " [... " + std::to_string(dropped_) + " more bytes]";
+        emit(line_);
+        line_.clear();
+        dropped_ = 0;
+    }
+    bool pending() const { return !line_.empty() || dropped_ != 0; }
+
+private:
+    std::size_t max_;
+    std::string line_;
+    std::size_t dropped_ = 0;
+};
+
+}  // namespace detail
+
 /// Runs `program args...` to completion (or timeout). Throws export_failed
 /// only when the program cannot be started; a failing child is reported in the result.
 inline run_result run_process(const std::string& program, const std::vector<std::string>& args, const run_options& opts = {}) {
@@ -65,7 +106,7 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     std::string exe = find_program(program);
     if (exe.empty()) throw export_failed(program, "program not found on PATH");
     run_result result;
-    bp::ipstream out, err;
+    bp::pipe out, err;
     bp::group group;
     auto env = boost::this_process::environment();
     bp::environment child_env = env;
@@ -77,35 +118,48 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     } catch (const std::exception& e) {
         throw export_failed(program, std::string("cannot start: ") + e.what());
     }
-    std::thread out_reader([&] {
-        std::string line;
-        while (std::getline(out, line)) {
-            result.out += line + "\n";
-            if (opts.on_line) opts.on_line(line, false);
-        }
-    });
-    std::thread err_reader([&] {
-        std::string line;
-        while (std::getline(err, line)) {
-            result.last_err.push_back(line);
-            if (result.last_err.size() > opts.keep_lines) result.last_err.pop_front();
-            if (opts.on_line) opts.on_line(line, true);
-        }
-    });
-    auto start = std::chrono::steady_clock::now();
+    detail::line_splitter out_lines(1u << 20), err_lines(opts.max_err_line);
+    auto on_out = [&](const std::string& line) {
+        result.out += line;
+        result.out += '\n';
+        if (result.out.size() > opts.max_out) result.out.erase(0, result.out.size() - opts.max_out / 2);
+        if (opts.on_line) opts.on_line(line, false);
+    };
+    auto on_err = [&](const std::string& line) {
+        result.last_err.push_back(line);
+        if (result.last_err.size() > opts.keep_lines) result.last_err.pop_front();
+        if (opts.on_line) opts.on_line(line, true);
+    };
+    pollfd fds[2] = {{out.native_source(), POLLIN, 0}, {err.native_source(), POLLIN, 0}};
+    std::vector<char> buf(1u << 16);
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<std::chrono::steady_clock::time_point> ended;  // when the child was reaped
     std::error_code ec;
-    while (child.running(ec)) {
-        if (opts.timeout.count() > 0 && std::chrono::steady_clock::now() - start > opts.timeout) {
+    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+        auto now = std::chrono::steady_clock::now();
+        if (!ended && !child.running(ec)) {
+            ended = now;
+            group.terminate(ec);  // nothing the child started outlives it (and keeps our pipes open)
+        } else if (!ended && !result.timed_out && opts.timeout.count() > 0 && now - start > opts.timeout) {
             result.timed_out = true;
             group.terminate(ec);  // SIGKILL to the child and everything it started
-            break;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        // A descendant that left the group may hold the pipes open for ever: once the
+        // child is gone, read what is still buffered, then stop waiting for end of file.
+        if (ended && now - *ended > std::chrono::seconds(2)) break;
+        if (::poll(fds, 2, 20) <= 0) continue;
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            ssize_t r = ::read(fds[i].fd, buf.data(), buf.size());
+            if (r > 0 && i == 0) out_lines.feed(buf.data(), static_cast<std::size_t>(r), on_out);
+            else if (r > 0) err_lines.feed(buf.data(), static_cast<std::size_t>(r), on_err);
+            else if (r == 0 || (errno != EINTR && errno != EAGAIN)) fds[i].fd = -1;  // end of file
+        }
     }
+    if (out_lines.pending()) out_lines.flush(on_out);
+    if (err_lines.pending()) err_lines.flush(on_err);
     child.wait(ec);
-    group.terminate(ec);  // nothing the exporter started outlives it (and keeps our pipes open)
-    out_reader.join();
-    err_reader.join();
+    group.terminate(ec);
     int status = child.native_exit_code();
     if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
     else if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);

@@ -11,6 +11,7 @@
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx_stream.hpp"
 #include "modelexport/tasks.hpp"
 
 #include <onnx/checker.h>
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -172,33 +174,43 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     if (missing.empty()) b.pass("package.files", severity::error);
     else b.fail("package.files", severity::error, dir.string() + ": missing required file(s) " + detail::join(missing));
 
-    std::optional<onnx::ModelProto> model;
+    // The graph without its inline weights: validating must not hold the weights in memory.
+    std::optional<light_model> model;
     if (!fs::is_regular_file(model_path)) {
         b.skip("onnx.parse", severity::error, model_path.string() + ": missing");
     } else {
         try {
-            model = load_onnx(model_path);
+            model = load_onnx_light(model_path);
             b.pass("onnx.parse", severity::error);
         } catch (const error& e) {
             b.fail("onnx.parse", severity::error, e.what());
         }
     }
     if (model) {
+        // External data first: its locations must stay inside the package...
+        std::set<std::string> inline_payloads;
+        for (const auto& p : model->payloads) inline_payloads.insert(p.tensor);
+        std::string problem;
+        for (const auto& ref : external_references(model->model.graph()))
+            if (problem.empty() && !inline_payloads.count(ref.tensor)) problem = external_reference_problem(ref, dir);
+        if (problem.empty()) b.pass("onnx.external_data", severity::error);
+        else b.fail("onnx.external_data", severity::error, model_path.string() + ": " + problem);
+        // ...then the checker sees them as absolute paths: check_model(ModelProto) resolves
+        // locations against the working directory, not the package.
+        if (problem.empty()) absolutize_external_locations(model->model, fs::absolute(dir));
+        for (const auto& p : model->payloads)
+            if (problem.empty()) problem = payload_problem(p);
         try {
-            onnx::checker::check_model(*model);
+            if (!problem.empty()) throw std::runtime_error(problem);
+            onnx::checker::check_model(model->model);
             b.pass("onnx.checker", severity::error);
         } catch (const std::exception& e) {
             std::string what = e.what();
             std::replace(what.begin(), what.end(), '\n', ' ');
             b.fail("onnx.checker", severity::error, model_path.string() + ": " + what);
         }
-        std::string problem;
-        for (const auto& ref : external_references(model->graph()))
-            if (problem.empty()) problem = external_reference_problem(ref, dir);
-        if (problem.empty()) b.pass("onnx.external_data", severity::error);
-        else b.fail("onnx.external_data", severity::error, model_path.string() + ": " + problem);
-        r.sig = graph_signature(model->graph());
-        model->Clear();  // weights are not needed past this point
+        r.sig = graph_signature(model->model.graph());
+        model.reset();
     }
 
     std::optional<json> config;

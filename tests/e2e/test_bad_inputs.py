@@ -1,0 +1,746 @@
+"""Bad-input corpus (issue 8): every malformed, hostile or unlucky input gets the
+documented exit code and exactly one `modelexport: error:` line naming the
+offending file (or id) and the problem; a failed export leaves no package and
+no staging directory behind; `validate` turns a broken package into failed
+checks with stable ids (exit 7), never a crash.
+
+The cases are tables. Each row is (name, builder, expected exit, ...): the
+builder prepares the input in a fresh temporary directory and returns the
+command line and the fragments the error line must contain. One test method is
+generated per row so a failure names its case.
+"""
+import json
+import os
+import random
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import onnx
+from onnx import TensorProto, helper
+
+from common import EXAMPLES, EXIT, SOURCES, TempDirTest, run
+
+TEXT = os.path.join(SOURCES, "text-classification")              # htp source (modeling.py + pytorch_model.bin)
+PREBUILT = "text-classification-prebuilt"                          # onnx/model.onnx + config + tokenizer files
+MIB = 1 << 20
+
+
+# --------------------------------------------------------------------------- helpers
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    return path
+
+
+def example_model(name="text-classification"):
+    return onnx.load(os.path.join(EXAMPLES, name, "model.onnx"))
+
+
+def tiny_model(nodes, inputs=("x",), outputs=("y",), initializers=()):
+    """A small float graph with the given nodes (for graph-level defects)."""
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph(nodes, "bad", [vi(i) for i in inputs], [vi(o) for o in outputs], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def cyclic_model():
+    # a = Add(x, c); c = Relu(a); y = Identity(a): a <-> c is a cycle.
+    return tiny_model([helper.make_node("Add", ["x", "c"], ["a"], name="/cycle/Add"),
+                       helper.make_node("Relu", ["a"], ["c"], name="/cycle/Relu"),
+                       helper.make_node("Identity", ["a"], ["y"], name="/out/Identity")])
+
+
+def undefined_input_model():
+    return tiny_model([helper.make_node("Add", ["x", "ghost"], ["y"], name="/ghost/Add")])
+
+
+def externalize(model, location, offset="0", length=None, data_dir=None, data_name=None, short_by=0):
+    """Moves the largest initializer of `model` to external data at `location`
+    (writing the bytes to data_dir/data_name when given, `short_by` bytes short)."""
+    big = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = big.raw_data
+    big.data_location = TensorProto.EXTERNAL
+    del big.external_data[:]
+    for k, v in (("location", location), ("offset", offset), ("length", str(len(raw)) if length is None else length)):
+        e = big.external_data.add()
+        e.key, e.value = k, v
+    big.ClearField("raw_data")
+    if data_dir is not None:
+        write(os.path.join(data_dir, data_name or location), raw[: len(raw) - short_by])
+    return model
+
+
+def fake_exporter_arguments():
+    return ("import argparse, os, sys, time\n"
+            "ap = argparse.ArgumentParser()\n"
+            "for a in ('--source', '--task', '--onnx', '--modules', '--model', '--opset'): ap.add_argument(a)\n"
+            "a = ap.parse_args()\n")
+
+
+def can_mount():
+    """Mounting a tmpfs needs CAP_SYS_ADMIN (root in a container that allows it)."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    d = tempfile.mkdtemp(prefix="modelexport-mnt-")
+    try:
+        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", d], capture_output=True).returncode == 0
+        if ok:
+            subprocess.run(["umount", d], capture_output=True)
+        return ok
+    finally:
+        os.rmdir(d)
+
+
+MOUNT_OK = can_mount()
+NO_MOUNT = "mounting a tmpfs or a read-only bind mount is not permitted here (needs root with CAP_SYS_ADMIN); " \
+           "as root, permission bits alone do not stop writes"
+
+
+class Table(TempDirTest):
+    """Base: runs one table row, checks code, the single error line and leftovers."""
+    CASES = []
+
+    def src(self, name=PREBUILT):
+        return self.copy_source(name, self.path("src-" + name))
+
+    def check_row(self, builder, code):
+        spec = builder(self)
+        args, fragments = spec[0], spec[1]
+        env = spec[2] if len(spec) > 2 else None
+        entries_before = set(os.listdir(self.tmp))
+        start = time.monotonic()
+        p = run(*args, env=env, timeout=300)
+        self.assertLess(time.monotonic() - start, 45, "a bad input must fail fast (hung exporters within --timeout)")
+        self.assertFailsWith(p, code, *fragments)
+        line = next(l for l in p.stderr.splitlines() if l.startswith("modelexport: error: "))
+        self.assertNotIn("internal", line)
+        # the error is one printable line: no terminal escapes, carriage returns or NULs from the input
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in p.stderr), repr(p.stderr))
+        if args[0] == "export":
+            out = str(args[2])
+            parent = os.path.dirname(os.path.abspath(out))
+            if os.path.isdir(parent):
+                leftovers = [n for n in os.listdir(parent) if ".staging-" in n]
+                self.assertEqual(leftovers, [], "staging directory left behind")
+            if os.path.abspath(out).startswith(self.tmp) and os.path.basename(out) not in entries_before:
+                self.assertFalse(os.path.exists(out), "a failed export left a package behind")
+        return p
+
+    @classmethod
+    def generate(cls):
+        for name, builder, code in cls.CASES:
+            def test(self, builder=builder, code=code):
+                self.check_row(builder, code)
+            test.__name__ = "test_" + name
+            test.__doc__ = f"{name}: exit {code}"
+            setattr(cls, test.__name__, test)
+        return cls
+
+
+def export_args(src, out, *extra):
+    return ["export", src, out, *extra]
+
+
+# --------------------------------------------------------------------------- config.json
+
+def config_case(data, *fragments, name_in_source="config.json"):
+    """config.json of a prebuilt source replaced by `data`."""
+    def build(t):
+        src = t.src()
+        path = os.path.join(src, name_in_source)
+        os.remove(path)
+        if data is not None:
+            write(path, data(t) if callable(data) else data)
+        return export_args(src, t.path("pkg")), [path if data is not None else src, *fragments]
+    return build
+
+
+def deep(n):
+    return "[" * n + "]" * n
+
+
+class BadConfig(Table):
+    CASES = [
+        ("config_missing", config_case(None, "config.json required"), "config_missing"),
+        ("config_empty", config_case(b"", "invalid JSON at byte 1"), "invalid_input"),
+        ("config_whitespace_only", config_case(b"  \n\t ", "invalid JSON"), "invalid_input"),
+        ("config_array_not_object", config_case('[{"model_type": "bert"}]', "expected a JSON object, found array"), "invalid_input"),
+        ("config_string_not_object", config_case('"bert"', "expected a JSON object, found string"), "invalid_input"),
+        ("config_null", config_case("null", "expected a JSON object, found null"), "invalid_input"),
+        ("config_huge", config_case(lambda t: '{"model_type": "bert", "pad": "' + "x" * (16 * MIB + 10) + '"}',
+                                    "larger than 16777216 bytes"), "invalid_input"),
+        ("config_nested_100000", config_case('{"model_type": "bert", "a": ' + deep(100000) + "}",
+                                             "nesting deeper than 64 levels"), "invalid_input"),
+        ("config_nested_objects", config_case('{"model_type": "bert", "a": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}",
+                                              "nesting deeper than 64 levels"), "invalid_input"),
+        ("config_invalid_utf8", config_case(b'{"model_type": "bert", "name": "\xff\xfe\xc3("}', "invalid JSON", "UTF-8"),
+         "invalid_input"),
+        ("config_duplicate_key", config_case('{"model_type": "bert", "architectures": ["BertForSequenceClassification"], '
+                                             '"model_type": "gpt2"}', 'duplicate key "model_type"'), "invalid_input"),
+        ("config_truncated", config_case('{"model_type": "bert", "architectures": ["Bert', "invalid JSON"), "invalid_input"),
+        ("config_trailing_garbage", config_case('{"model_type": "bert"} {}', "invalid JSON"), "invalid_input"),
+        ("config_no_model_type", config_case('{"architectures": ["BertForSequenceClassification"]}', 'no "model_type" string'),
+         "invalid_input"),
+        ("config_model_type_not_string", config_case('{"model_type": 7, "architectures": ["BertForSequenceClassification"]}',
+                                                     'no "model_type" string'), "invalid_input"),
+        ("config_model_type_empty", config_case('{"model_type": "", "architectures": ["BertForSequenceClassification"]}',
+                                                'no "model_type" string'), "invalid_input"),
+        ("config_no_architectures", config_case('{"model_type": "bert"}', 'cannot infer the task from "architectures"'),
+         "invalid_input"),
+    ]
+
+    def test_config_is_a_directory(self):
+        src = self.src()
+        os.remove(os.path.join(src, "config.json"))
+        os.mkdir(os.path.join(src, "config.json"))
+        self.check_row(lambda t: (export_args(src, t.path("pkg")), [os.path.join(src, "config.json"), "not a regular file"]),
+                       "invalid_input")
+
+    def test_config_is_a_link_out_of_the_source(self):
+        src = self.src()
+        outside = write(self.path("outside", "config.json"), '{"model_type": "bert"}')
+        os.remove(os.path.join(src, "config.json"))
+        os.symlink(outside, os.path.join(src, "config.json"))
+        self.check_row(lambda t: (export_args(src, t.path("pkg")), [os.path.join(src, "config.json"), "links outside"]),
+                       "invalid_input")
+
+    def test_config_is_a_broken_link(self):
+        src = self.src()
+        os.remove(os.path.join(src, "config.json"))
+        os.symlink("no-such-file.json", os.path.join(src, "config.json"))
+        self.check_row(lambda t: (export_args(src, t.path("pkg")), [os.path.join(src, "config.json"), "broken link"]),
+                       "invalid_input")
+
+
+# --------------------------------------------------------------------------- model.onnx (prebuilt)
+
+def random_bytes(n, seed=8):
+    return random.Random(seed).randbytes(n)
+
+
+def truncated(t):
+    data = open(os.path.join(SOURCES, PREBUILT, "onnx", "model.onnx"), "rb").read()
+    return data[: len(data) // 3]
+
+
+def model_case(data, *fragments, extra=()):
+    """The source's onnx/model.onnx replaced by model.onnx at the top (bytes or a ModelProto)."""
+    def build(t):
+        src = t.src()
+        shutil.rmtree(os.path.join(src, "onnx"))
+        path = os.path.join(src, "model.onnx")
+        value = data(t, src) if callable(data) else data
+        if isinstance(value, onnx.ModelProto):
+            onnx.save(value, path)
+        else:
+            write(path, value)
+        return export_args(src, t.path("pkg"), *extra), [path, *fragments]
+    return build
+
+
+def external(location_fn, **kw):
+    def make(t, src):
+        location = location_fn(t, src)
+        return externalize(example_model(), location, **{k: (v(t, src) if callable(v) else v) for k, v in kw.items()})
+    return make
+
+
+class BadModel(Table):
+    CASES = [
+        ("onnx_truncated", model_case(lambda t, s: truncated(t), "not a valid ONNX model"), "invalid_input"),
+        ("onnx_empty", model_case(b"", "not an ONNX model (no graph)"), "invalid_input"),
+        ("onnx_random_bytes", model_case(random_bytes(4096), "ONNX model"), "invalid_input"),
+        ("onnx_wrong_magic_zip", model_case(b"PK\x03\x04" + random_bytes(2000, 3), "ONNX model"), "invalid_input"),
+        ("onnx_wrong_magic_text", model_case(b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 12\n",
+                                             "ONNX model"), "invalid_input"),
+        ("onnx_no_graph", model_case(lambda t, s: onnx.ModelProto(ir_version=8, producer_name="x"), "no graph"),
+         "invalid_input"),
+        ("onnx_cycle", model_case(lambda t, s: cyclic_model(), "ONNX checker"), "invalid_input"),
+        ("onnx_undefined_input", model_case(lambda t, s: undefined_input_model(), "ONNX checker", "ghost"), "invalid_input"),
+        ("onnx_external_parent_dir", model_case(external(lambda t, s: "../weights.bin"), "points outside the package: ../weights.bin"),
+         "invalid_input"),
+        ("onnx_external_absolute", model_case(external(lambda t, s: t.path("weights.bin"), data_dir=lambda t, s: "/",
+                                                       data_name=lambda t, s: t.path("weights.bin").lstrip("/")),
+                                              "points at an absolute path"), "invalid_input"),
+        ("onnx_external_missing_file", model_case(external(lambda t, s: "model.onnx_data"), "needs missing file model.onnx_data"),
+         "invalid_input"),
+        ("onnx_external_short_file", model_case(external(lambda t, s: "model.onnx_data", data_dir=lambda t, s: s, short_by=7),
+                                                "reads bytes", "model.onnx_data"), "invalid_input"),
+        ("onnx_external_bad_offset", model_case(external(lambda t, s: "model.onnx_data", data_dir=lambda t, s: s, offset="twelve"),
+                                                "offset"), "invalid_input"),
+    ]
+
+    def test_onnx_data_linking_out_of_the_source_is_refused(self):
+        src = self.src()
+        shutil.rmtree(os.path.join(src, "onnx"))
+        onnx.save(externalize(example_model(), "model.onnx_data", data_dir=self.path("secret")), os.path.join(src, "model.onnx"))
+        os.symlink(self.path("secret", "model.onnx_data"), os.path.join(src, "model.onnx_data"))
+        self.check_row(lambda t: (export_args(src, t.path("pkg")), [os.path.join(src, "model.onnx_data"), "links outside"]),
+                       "invalid_input")
+
+    def test_onnx_file_option_leaving_the_source(self):
+        src = self.src()
+        shutil.copy(os.path.join(src, "onnx", "model.onnx"), self.path("elsewhere.onnx"))
+        for name in ("../elsewhere.onnx", self.path("elsewhere.onnx"), "onnx/../../elsewhere.onnx"):
+            with self.subTest(name):
+                self.check_row(lambda t: (export_args(src, t.path("pkg"), "--strategy", "prebuilt", "--onnx-file", name),
+                                          ["--onnx-file", name, "relative path without '..'"]), "usage")
+
+    def test_model_onnx_is_a_directory(self):
+        src = self.src()
+        shutil.rmtree(os.path.join(src, "onnx"))
+        os.mkdir(os.path.join(src, "model.onnx"))
+        self.check_row(lambda t: (export_args(src, t.path("pkg"), "--strategy", "prebuilt"),
+                                  [os.path.join(src, "model.onnx"), "not a regular file"]), "invalid_input")
+
+
+# --------------------------------------------------------------------------- tokenizer files, Hub ids, the cache
+
+def link_out(name, target_fn):
+    def build(t):
+        src = t.src()
+        target = target_fn(t)
+        os.remove(os.path.join(src, name))
+        os.symlink(target, os.path.join(src, name))
+        return export_args(src, t.path("pkg")), [os.path.join(src, name), "links outside", "refusing to read it"]
+    return build
+
+
+def tokenizer_config_case(mutate, *fragments):
+    def build(t):
+        src = t.src()
+        path = os.path.join(src, "tokenizer_config.json")
+        cfg = json.load(open(path))
+        mutate(cfg)
+        write(path, json.dumps(cfg))
+        return export_args(src, t.path("pkg")), [path, *fragments]
+    return build
+
+
+def source_file_case(name, make, *fragments):
+    def build(t):
+        src = t.src()
+        path = os.path.join(src, name)
+        if os.path.lexists(path):
+            os.remove(path)
+        make(t, path)
+        return export_args(src, t.path("pkg")), [path, *fragments]
+    return build
+
+
+def hub_case(spec, *fragments):
+    def build(t):
+        shown = "".join(c if 0x20 <= ord(c) != 0x7f else "\\x%02x" % ord(c) for c in spec)
+        return export_args(spec, t.path("pkg")), ["model id '" + shown[:60], *fragments], {"HF_HUB_CACHE": t.path("hub")}
+    return build
+
+
+def cache(t, refs=None, snapshot=True, files=True):
+    """A minimal huggingface_hub cache for acme/tiny-bert; returns (repo, commit)."""
+    repo = t.path("hub", "models--acme--tiny-bert")
+    commit = "3" * 40
+    for rev, value in (refs or {"main": commit}).items():
+        write(os.path.join(repo, "refs", rev), value)
+    if snapshot:
+        snap = os.path.join(repo, "snapshots", commit)
+        os.makedirs(snap)
+        if files:
+            for name in os.listdir(os.path.join(SOURCES, PREBUILT)) + ["onnx/model.onnx"]:
+                p = os.path.join(SOURCES, PREBUILT, name)
+                if os.path.isfile(p):
+                    blob = os.path.join(repo, "blobs", name.replace("/", "_") + ".blob")
+                    shutil.copy(p, blob) if os.path.isdir(os.path.dirname(blob)) else write(blob, open(p, "rb").read())
+                    os.makedirs(os.path.dirname(os.path.join(snap, name)), exist_ok=True)
+                    up = os.path.join(*[".."] * (2 + name.count("/")))
+                    os.symlink(os.path.join(up, "blobs", os.path.basename(blob)), os.path.join(snap, name))
+    return repo, commit
+
+
+def cache_case(setup, spec, *fragments):
+    def build(t):
+        extra = setup(t)
+        return export_args(spec, t.path("pkg")), [*fragments, *(extra or [])], {"HF_HUB_CACHE": t.path("hub")}
+    return build
+
+
+class BadSource(Table):
+    CASES = [
+        ("tokenizer_json_links_out", link_out("tokenizer.json", lambda t: write(t.path("outside", "tokenizer.json"), "{}")),
+         "invalid_input"),
+        ("tokenizer_json_links_to_etc", link_out("tokenizer.json", lambda t: "/etc/passwd"), "invalid_input"),
+        ("vocab_links_out_relative", link_out("vocab.txt", lambda t: (write(t.path("vocab.txt"), "[PAD]\n"), "../vocab.txt")[1]),
+         "invalid_input"),
+        ("tokenizer_config_links_out", link_out("tokenizer_config.json", lambda t: write(t.path("o", "tokenizer_config.json"), "{}")),
+         "invalid_input"),
+        ("special_tokens_links_out", link_out("special_tokens_map.json", lambda t: write(t.path("o", "stm.json"), "{}")),
+         "invalid_input"),
+        ("tokenizer_config_file_key_parent", tokenizer_config_case(lambda c: c.update(vocab_file="../../etc/passwd"),
+                                                                   '"vocab_file" points outside the model source'), "invalid_input"),
+        ("tokenizer_config_file_key_absolute", tokenizer_config_case(lambda c: c.update(merges_file="/etc/shadow"),
+                                                                     '"merges_file" points outside the model source'), "invalid_input"),
+        ("tokenizer_config_not_object", source_file_case("tokenizer_config.json", lambda t, p: write(p, "[1, 2]"),
+                                                         "expected a JSON object"), "invalid_input"),
+        ("tokenizer_json_invalid", source_file_case("tokenizer.json", lambda t, p: write(p, '{"model": {'), "invalid JSON"),
+         "invalid_input"),
+        ("tokenizer_json_nested", source_file_case("tokenizer.json", lambda t, p: write(p, deep(100000)), "nesting deeper"),
+         "invalid_input"),
+        ("special_tokens_duplicate_key", source_file_case("special_tokens_map.json",
+                                                          lambda t, p: write(p, '{"unk_token": "a", "unk_token": "b"}'),
+                                                          'duplicate key "unk_token"'), "invalid_input"),
+        ("special_tokens_is_directory", source_file_case("special_tokens_map.json", lambda t, p: os.mkdir(p), "not a regular file"),
+         "invalid_input"),
+        ("vocab_is_a_fifo", source_file_case("vocab.txt", lambda t, p: os.mkfifo(p), "not a regular file"), "invalid_input"),
+        ("tokenizer_link_loop", source_file_case("tokenizer.json", lambda t, p: (os.symlink("loop2", p),
+                                                                                 os.symlink("tokenizer.json", p[:-14] + "loop2")),
+                                                 "broken link"), "invalid_input"),
+        # Hub ids: validated before the cache is touched.
+        ("hub_id_dotdot_name", hub_case("acme/..", "invalid model name"), "invalid_input"),
+        ("hub_id_dotdot_inside", hub_case("acme/../../etc", "more than one '/'"), "invalid_input"),
+        ("hub_id_dotdot_revision", hub_case("acme/x@../../../etc/passwd", "invalid revision"), "invalid_input"),
+        ("hub_id_dotdot_revision_middle", hub_case("acme/x@v1/../../x", "invalid revision"), "invalid_input"),
+        ("hub_id_trailing_slash", hub_case("acme/x/", "more than one '/'"), "invalid_input"),
+        ("hub_id_empty_name", hub_case("acme/", "invalid model name ''"), "invalid_input"),
+        ("hub_id_empty_org", hub_case("x/", "invalid model name ''"), "invalid_input"),
+        ("hub_id_double_dash", hub_case("ac--me/x", "invalid organisation"), "invalid_input"),
+        ("hub_id_control_char", hub_case("acme/x\x01y", "control characters"), "invalid_input"),
+        ("hub_id_escape_sequence", hub_case("acme/\x1b[2Jx", "control characters"), "invalid_input"),
+        ("hub_id_newline", hub_case("acme/x\nmodelexport: error: forged", "control characters"), "invalid_input"),
+        ("hub_id_delete_char", hub_case("acme/x\x7f", "control characters"), "invalid_input"),
+        ("hub_id_space", hub_case("acme/x y", "invalid model name"), "invalid_input"),
+        ("hub_id_revision_space", hub_case("acme/x@my branch", "invalid revision"), "invalid_input"),
+        ("hub_id_empty_revision", hub_case("acme/x@", "invalid revision ''"), "invalid_input"),
+        ("hub_id_long_name", hub_case("acme/" + "n" * 97, "invalid model name"), "invalid_input"),
+        ("hub_id_very_long", hub_case("a" * 5000, "longer than 512 characters"), "invalid_input"),
+        ("hub_id_long_revision", hub_case("acme/x@" + "r" * 300, "invalid revision"), "invalid_input"),
+        ("absolute_path_not_found", lambda t: (export_args(t.path("no", "such", "model"), t.path("pkg")),
+                                               [t.path("no", "such", "model"), "no such directory"]), "model_not_found"),
+        ("relative_dotdot_not_found", lambda t: (export_args("../no-such-model-dir", t.path("pkg")),
+                                                 ["../no-such-model-dir", "no such directory"]), "model_not_found"),
+        # The offline cache.
+        ("cache_repo_missing", cache_case(lambda t: None, "acme/tiny-bert", "acme/tiny-bert", "model not found",
+                                          "models--acme--tiny-bert"), "model_not_found"),
+        ("cache_ref_names_missing_snapshot", cache_case(lambda t: [cache(t, snapshot=False)[0]], "acme/tiny-bert",
+                                                        "acme/tiny-bert", "the cache names commit " + "3" * 40, "has no"),
+         "model_not_found"),
+        ("cache_commit_without_snapshot", cache_case(lambda t: cache(t) and None, "acme/tiny-bert@" + "4" * 40,
+                                                     "acme/tiny-bert@", "has no", "snapshots/" + "4" * 40), "model_not_found"),
+        ("cache_revision_missing", cache_case(lambda t: cache(t) and None, "acme/tiny-bert@v9", "revision 'v9' is not in the cache"),
+         "model_not_found"),
+        ("cache_ref_not_a_hash", cache_case(lambda t: [cache(t, refs={"main": "../../../../etc/passwd\n"})[0]], "acme/tiny-bert",
+                                            "refs/main", "does not hold a commit hash"), "invalid_input"),
+        ("cache_ref_is_a_directory", cache_case(lambda t: os.makedirs(t.path("hub", "models--acme--tiny-bert", "refs", "main")),
+                                                "acme/tiny-bert", "revision 'main' is not in the cache"), "model_not_found"),
+        ("cache_snapshot_without_config", cache_case(lambda t: os.remove(os.path.join(cache(t)[0], "snapshots", "3" * 40, "config.json")),
+                                                     "acme/tiny-bert", "acme/tiny-bert", "config.json required"), "config_missing"),
+        ("cache_blob_missing", cache_case(lambda t: os.remove(os.path.join(cache(t)[0], "blobs", "config.json.blob")),
+                                          "acme/tiny-bert", "config.json", "broken link"), "invalid_input"),
+    ]
+
+    def test_cache_snapshot_linking_out_of_the_repository(self):
+        repo, commit = cache(self)
+        snap = os.path.join(repo, "snapshots", commit)
+        os.remove(os.path.join(snap, "tokenizer.json"))
+        os.symlink(write(self.path("evil", "tokenizer.json"), "{}"), os.path.join(snap, "tokenizer.json"))
+        self.check_row(lambda t: (export_args("acme/tiny-bert", t.path("pkg")), [os.path.join(snap, "tokenizer.json"), "links outside"],
+                                  {"HF_HUB_CACHE": t.path("hub")}), "invalid_input")
+
+
+# --------------------------------------------------------------------------- output directory
+
+class BadOutput(Table):
+    def mount(self, *args):
+        target = self.path("mnt-" + str(len(self._mounts)))
+        os.makedirs(target)
+        subprocess.run(["mount", *args, target], check=True, capture_output=True)
+        self._mounts.append(target)
+        return target
+
+    def setUp(self):
+        super().setUp()
+        self._mounts = []
+        self.addCleanup(lambda: [subprocess.run(["umount", "-l", m], capture_output=True) for m in reversed(self._mounts)])
+
+    CASES = [
+        ("output_is_a_file", lambda t: (export_args(t.src(), write(t.path("pkg"), "x")), [t.path("pkg"), "not a directory"]),
+         "io_error"),
+        ("output_is_a_foreign_directory", lambda t: (export_args(t.src(), os.path.dirname(write(t.path("pkg", "notes.txt"), "x"))),
+                                                     [t.path("pkg"), "not a modelexport package", "notes.txt"]), "io_error"),
+        ("output_parent_is_a_file", lambda t: (export_args(t.src(), os.path.join(write(t.path("file"), "x"), "pkg")),
+                                               [t.path("file")]), "io_error"),
+        ("output_inside_the_source", lambda t: (lambda s: (export_args(s, os.path.join(s, "pkg")), [os.path.join(s, "pkg"),
+                                                                                                  "inside the model source"]))(t.src()),
+         "usage"),
+        ("output_is_the_source", lambda t: (lambda s: (export_args(s, s), [s, "inside the model source"]))(t.src()), "usage"),
+        ("output_inside_the_source_via_dotdot", lambda t: (lambda s: (export_args(s, os.path.join(s, "onnx", "..", "pkg")),
+                                                                      ["inside the model source"]))(t.src()), "usage"),
+    ]
+
+    @unittest.skipUnless(MOUNT_OK, NO_MOUNT)
+    def test_output_on_a_read_only_bind_mount(self):
+        src = self.src()
+        # a previous package on the read-only file system must survive untouched
+        run("export", src, self.path("rw", "pkg"), check=0)
+        ro = self.mount("--bind", "-o", "ro", self.path("rw"))
+        before = sorted(os.listdir(os.path.join(ro, "pkg")))
+        self.check_row(lambda t: (export_args(src, os.path.join(ro, "pkg")), [ro, "Read-only file system"]), "io_error")
+        self.assertEqual(sorted(os.listdir(os.path.join(ro, "pkg"))), before)
+
+    @unittest.skipUnless(MOUNT_OK, NO_MOUNT)
+    def test_output_on_a_read_only_tmpfs(self):
+        src = self.src()
+        ro = self.mount("-t", "tmpfs", "-o", "ro,size=64k", "tmpfs")
+        self.check_row(lambda t: (export_args(src, os.path.join(ro, "new", "pkg")), [ro, "Read-only file system"]), "io_error")
+
+    @unittest.skipUnless(MOUNT_OK, NO_MOUNT)
+    def test_output_on_a_full_file_system(self):
+        src = self.src()
+        full = self.mount("-t", "tmpfs", "-o", "size=200k", "tmpfs")
+        self.check_row(lambda t: (export_args(src, os.path.join(full, "pkg")), [full, "No space left on device"]), "io_error")
+        # nothing but the lock file is left: no package, no staging directory
+        self.assertEqual(os.listdir(full), [".pkg.lock"])
+
+    @unittest.skipUnless(MOUNT_OK, NO_MOUNT)
+    def test_full_file_system_keeps_the_previous_package(self):
+        src = self.src()
+        full = self.mount("-t", "tmpfs", "-o", "size=600k", "tmpfs")
+        out = os.path.join(full, "pkg")
+        run("export", src, out, check=0)
+        before = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out)}
+        write(os.path.join(full, "ballast"), b"\0" * (600 * 1024 - 300 * 1024))  # the new staging copy cannot fit
+        p = run("export", src, out, "--embed-hierarchy")
+        self.assertFailsWith(p, "io_error", full, "No space left on device")
+        self.assertEqual({n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out)}, before)
+        self.assertEqual(sorted(os.listdir(full)), [".pkg.lock", "ballast", "pkg"])
+
+
+# --------------------------------------------------------------------------- the exporter
+
+def exporter_case(body, *fragments, extra=(), source=TEXT):
+    def build(t):
+        script = write(t.path("fake_exporter.py"), body(t) if callable(body) else body)
+        return (export_args(source, t.path("pkg"), "--model", "modeling.py:build", "--exporter-script", script, *extra),
+                [f.replace("{script}", script) for f in fragments])
+    return build
+
+
+VALID_ONNX = os.path.join(EXAMPLES, "text-classification", "model.onnx")
+
+
+def writes_onnx_and(table_code):
+    return (fake_exporter_arguments() + f"import shutil\nshutil.copy({VALID_ONNX!r}, a.onnx)\n" + table_code)
+
+
+class BadExporter(Table):
+    CASES = [
+        ("exporter_segfaults", exporter_case("import os\nos.kill(os.getpid(), 11)\n", "{script}", "killed by signal 11"),
+         "export_failed"),
+        ("exporter_aborts", exporter_case("import os\nprint('about to abort', flush=True)\nos.abort()\n", "{script}",
+                                          "killed by signal 6"), "export_failed"),
+        ("exporter_exit_status", exporter_case("import sys\nprint('RuntimeError: shape mismatch', file=sys.stderr)\nsys.exit(3)\n",
+                                               "{script}", "exit status 3", "shape mismatch"), "export_failed"),
+        ("exporter_prints_garbage_and_fails", exporter_case(
+            "import sys, os\nos.write(1, bytes(range(256)) * 50)\n"
+            "os.write(2, b'\\x1b[2J\\x1b[31mred\\r\\x00\\x07bell\\nTraceback: garbage\\xff\\xfe\\n')\nsys.exit(1)\n",
+            "{script}", "exit status 1", "Traceback: garbage", "\\x1b[2J"), "export_failed"),
+        ("exporter_huge_stderr_line", exporter_case("import sys, os\nos.write(2, b'E' * (8 << 20))\nsys.exit(2)\n",
+                                                    "{script}", "exit status 2"), "export_failed"),
+        ("exporter_hangs", exporter_case("import time\ntime.sleep(600)\n", "{script}", "timed out after 2 s",
+                                         extra=("--timeout", "2")), "export_failed"),
+        ("exporter_hangs_in_a_grandchild", exporter_case(
+            "import os, time\nif os.fork() == 0:\n    time.sleep(600)\n    os._exit(0)\ntime.sleep(600)\n",
+            "{script}", "timed out after 2 s", extra=("--timeout", "2")), "export_failed"),
+        ("exporter_leaves_a_daemon_holding_its_output", exporter_case(
+            "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\ntime.sleep(600)\n",
+            "{script}", "timed out after 2 s", extra=("--timeout", "2")), "export_failed"),
+        ("exporter_writes_no_onnx", exporter_case("print('all good, honestly')\n", "{script}", "wrote no ONNX model"),
+         "export_failed"),
+        ("exporter_writes_empty_onnx", exporter_case(fake_exporter_arguments() + "open(a.onnx, 'wb').close()\n",
+                                                     "{script}", "wrote no ONNX model"), "export_failed"),
+        ("exporter_writes_a_directory", exporter_case(fake_exporter_arguments() + "os.mkdir(a.onnx)\n",
+                                                      "{script}", "wrote no ONNX model"), "export_failed"),
+        ("exporter_writes_garbage_onnx", exporter_case(fake_exporter_arguments() + "open(a.onnx, 'wb').write(b'\\x08garbage' * 10)\n"
+                                                       "open(a.modules, 'w').write('{\"modules\": []}')\n",
+                                                       "model.onnx written by {script}", "not a valid ONNX model"), "invalid_input"),
+        ("exporter_writes_cyclic_onnx", exporter_case(lambda t: fake_exporter_arguments() + "import onnx\n" +
+                                                      f"open(a.onnx, 'wb').write({cyclic_model().SerializeToString()!r})\n"
+                                                      "open(a.modules, 'w').write('{\"modules\": []}')\n",
+                                                      "{script}", "ONNX checker"), "invalid_input"),
+        ("exporter_writes_no_module_table", exporter_case(writes_onnx_and(""), "{script}", "module table"), "export_failed"),
+        ("exporter_writes_invalid_module_table", exporter_case(writes_onnx_and("open(a.modules, 'w').write('{\"modules\": [')\n"),
+                                                               "{script}", "module table", "invalid JSON"), "export_failed"),
+        ("exporter_writes_wrong_module_types", exporter_case(
+            writes_onnx_and("open(a.modules, 'w').write('{\"modules\": [{\"path\": 1, \"class\": []}]}')\n"),
+            "{script}", "module table"), "export_failed"),
+        ("exporter_writes_module_table_without_modules", exporter_case(
+            writes_onnx_and("open(a.modules, 'w').write('{\"parameters\": \"many\"}')\n"), "{script}", "module table"),
+         "export_failed"),
+        ("exporter_writes_a_symlinked_onnx", exporter_case(
+            writes_onnx_and("open(a.modules, 'w').write('{\"modules\": []}')\nos.remove(a.onnx)\nos.symlink('/etc/passwd', a.onnx)\n"),
+            "model.onnx written by {script}", "not a valid ONNX model"), "invalid_input"),
+        ("exporter_script_missing", lambda t: (export_args(TEXT, t.path("pkg"), "--model", "modeling.py:build", "--exporter-script",
+                                                           t.path("nope.py")), [t.path("nope.py"), "exporter script not found"]),
+         "export_failed"),
+        ("python_missing", lambda t: (export_args(TEXT, t.path("pkg"), "--model", "modeling.py:build", "--python",
+                                                  "no-such-python-3.99"), ["no-such-python-3.99", "not found"]), "export_failed"),
+        ("python_not_executable", lambda t: (export_args(TEXT, t.path("pkg"), "--model", "modeling.py:build", "--python",
+                                                         write(t.path("python"), "not a program")), [t.path("python")]),
+         "export_failed"),
+        ("command_fails", lambda t: (export_args(TEXT, t.path("pkg"), "--strategy", "command", "--command",
+                                                 "echo 'optimum: no such task' >&2; exit 4"),
+                                     ["--command", "exit status 4", "no such task"]), "export_failed"),
+        ("command_writes_nothing", lambda t: (export_args(TEXT, t.path("pkg"), "--strategy", "command", "--command", "true"),
+                                              ["--command", "wrote no model.onnx"]), "export_failed"),
+        ("command_killed", lambda t: (export_args(TEXT, t.path("pkg"), "--strategy", "command", "--command", "kill -SEGV $$"),
+                                      ["--command", "killed by signal 11"]), "export_failed"),
+        ("command_hangs", lambda t: (export_args(TEXT, t.path("pkg"), "--strategy", "command", "--command", "sleep 600",
+                                                 "--timeout", "2"), ["--command", "timed out after 2 s"]), "export_failed"),
+    ]
+
+    def test_command_onnx_file_cannot_leave_its_output(self):
+        victim = shutil.copy(VALID_ONNX, self.path("victim.onnx"))
+        p = run("export", TEXT, self.path("pkg"), "--strategy", "command", "--command", "true", "--onnx-file", "../../victim.onnx")
+        self.assertFailsWith(p, "usage", "--onnx-file", "../../victim.onnx")
+        self.assertTrue(os.path.isfile(victim), "the command strategy moved a file from outside its output")
+        self.assertFalse(os.path.exists(self.path("pkg")))
+
+    def test_command_output_symlink_is_copied_not_linked(self):
+        # A symlink the command leaves as its model must not end up in the package.
+        out = self.path("pkg")
+        run("export", TEXT, out, "--strategy", "command", "--command", f"ln -s {VALID_ONNX} {{output}}/model.onnx", check=0)
+        self.assertFalse(os.path.islink(os.path.join(out, "model.onnx")))
+        self.assertEqual(open(os.path.join(out, "model.onnx"), "rb").read(), open(VALID_ONNX, "rb").read())
+
+
+# --------------------------------------------------------------------------- validate: broken packages are failed checks
+
+def package_case(mutate, check_id, *fragments, name="text-classification", only=True):
+    """A copy of an example package broken by `mutate(t, pkg)`: validate --json fails `check_id` (exit 7)."""
+    return (mutate, check_id, fragments, name, only)
+
+
+def replace_model(data):
+    def mutate(t, pkg):
+        value = data(t, pkg) if callable(data) else data
+        path = os.path.join(pkg, "model.onnx")
+        if isinstance(value, onnx.ModelProto):
+            onnx.save(value, path)
+        else:
+            write(path, value)
+    return mutate
+
+
+def with_real_model(change, name="text-classification"):
+    def make(t, pkg):
+        model = onnx.load(os.path.join(pkg, "model.onnx"))
+        change(t, pkg, model)
+        return model
+    return make
+
+
+def add_cycle(t, pkg, model):
+    first = model.graph.input[0].name
+    model.graph.node.extend([helper.make_node("Add", [first, "cycle_b"], ["cycle_a"], name="/cycle/Add"),
+                             helper.make_node("Neg", ["cycle_a"], ["cycle_b"], name="/cycle/Neg")])
+
+
+def add_undefined_input(t, pkg, model):
+    model.graph.node.extend([helper.make_node("Neg", ["never_defined"], ["ghost_out"], name="/ghost/Neg")])
+
+
+def ext(location, **kw):
+    def change(t, pkg, model):
+        loc = location(t, pkg) if callable(location) else location
+        externalize(model, loc, **{k: (v(t, pkg) if callable(v) else v) for k, v in kw.items()})
+    return with_real_model(change)
+
+
+class BadPackage(TempDirTest):
+    CASES = [
+        ("onnx_truncated", package_case(replace_model(lambda t, p: open(os.path.join(p, "model.onnx"), "rb").read()[:5000]),
+                                        "onnx.parse", "model.onnx", "not a valid ONNX model")),
+        ("onnx_empty", package_case(replace_model(b""), "onnx.parse", "model.onnx", "no graph")),
+        ("onnx_random_bytes", package_case(replace_model(random_bytes(10000, 11)), "onnx.parse", "model.onnx", "ONNX model")),
+        ("onnx_wrong_magic", package_case(replace_model(b"\x89PNG\r\n\x1a\n" + random_bytes(3000, 5)), "onnx.parse", "model.onnx",
+                                          "ONNX model")),
+        ("onnx_is_a_directory", package_case(lambda t, p: (os.remove(os.path.join(p, "model.onnx")), os.mkdir(os.path.join(p, "model.onnx"))),
+                                             "package.files", "missing required file(s) model.onnx", only=False)),
+        ("onnx_cycle", package_case(replace_model(with_real_model(add_cycle)), "onnx.checker", "model.onnx", "cycle_b")),
+        ("onnx_undefined_input", package_case(replace_model(with_real_model(add_undefined_input)), "onnx.checker", "model.onnx",
+                                              "never_defined")),
+        ("onnx_external_parent_dir", package_case(replace_model(ext("../weights.bin", data_dir=lambda t, p: t.tmp, data_name="weights.bin")),
+                                                  "onnx.external_data", "model.onnx", "points outside the package: ../weights.bin")),
+        ("onnx_external_absolute", package_case(replace_model(ext(lambda t, p: t.path("abs.bin"), data_dir=lambda t, p: "/",
+                                                                  data_name=lambda t, p: t.path("abs.bin").lstrip("/"))),
+                                                "onnx.external_data", "model.onnx", "points at an absolute path")),
+        ("onnx_external_missing", package_case(replace_model(ext("model.onnx_data")), "onnx.external_data", "model.onnx",
+                                               "needs missing file model.onnx_data")),
+        ("onnx_external_short", package_case(replace_model(ext("model.onnx_data", data_dir=lambda t, p: p, short_by=1)),
+                                             "onnx.external_data", "model.onnx", "reads bytes", "which has only")),
+        ("onnx_external_link_out", package_case(
+            lambda t, p: (replace_model(ext("model.onnx_data", data_dir=lambda t, p: t.path("elsewhere")))(t, p),
+                          os.symlink(t.path("elsewhere", "model.onnx_data"), os.path.join(p, "model.onnx_data"))),
+            "onnx.external_data", "model.onnx", "links outside the package")),
+        ("onnx_external_bad_offset", package_case(replace_model(ext("model.onnx_data", data_dir=lambda t, p: p, offset="0x10")),
+                                                  "onnx.external_data", "model.onnx", "offset")),
+        ("onnx_external_bad_length", package_case(replace_model(ext("model.onnx_data", data_dir=lambda t, p: p,
+                                                                    length="99999999999999999999999")),
+                                                  "onnx.external_data", "model.onnx", "length")),
+        ("config_nested_100000", package_case(lambda t, p: write(os.path.join(p, "config.json"), deep(100000)), "config.parse",
+                                              "config.json", "nesting deeper than 64 levels", only=False)),
+        ("config_huge", package_case(lambda t, p: write(os.path.join(p, "config.json"), "[" + "0," * (9 * MIB) + "0]"),
+                                     "config.parse", "config.json", "larger than", only=False)),
+        ("config_invalid_utf8", package_case(lambda t, p: write(os.path.join(p, "config.json"), b'{"model_type": "\xc0\xaf"}'),
+                                             "config.parse", "config.json", "invalid JSON", only=False)),
+        ("config_duplicate_key", package_case(lambda t, p: write(os.path.join(p, "config.json"), '{"model_type": "bert", "model_type": "x"}'),
+                                              "config.parse", "config.json", "duplicate key", only=False)),
+        ("config_no_model_type", package_case(
+            lambda t, p: write(os.path.join(p, "config.json"), '{"architectures": ["BertForSequenceClassification"], '
+                                                              '"id2label": {"0": "N", "1": "P"}}'),
+            "config.model_type", "config.json", 'no "model_type" string')),
+    ]
+
+    @classmethod
+    def generate(cls):
+        for name, (mutate, check_id, fragments, example, only) in cls.CASES:
+            def test(self, mutate=mutate, check_id=check_id, fragments=fragments, example=example, only=only):
+                pkg = self.path("pkg")
+                shutil.copytree(os.path.join(EXAMPLES, example), pkg)
+                mutate(self, pkg)
+                p = run("validate", pkg, "--json", timeout=300)
+                self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout + p.stderr)
+                self.assertNotIn("modelexport: error:", p.stderr)
+                report = json.loads(p.stdout)
+                failed = {c["id"]: c["message"] for c in report["checks"] if c["status"] == "fail"}
+                self.assertIn(check_id, failed)
+                for f in fragments:
+                    self.assertIn(f, failed[check_id])
+                self.assertIn(pkg, failed[check_id])
+                if only:  # nothing else broke (the checker may refuse what external data cannot back): the case tests what it says
+                    self.assertLessEqual(set(failed), {check_id, "onnx.checker"} if check_id == "onnx.external_data" else {check_id})
+            test.__name__ = "test_" + name
+            setattr(cls, test.__name__, test)
+        return cls
+
+    def test_not_a_directory(self):
+        p = run("validate", write(self.path("file"), "x"))
+        self.assertFailsWith(p, "validation_failed", self.path("file"), "not a package directory")
+
+
+for _cls in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadPackage):
+    _cls.generate()
+
+
+def case_count():
+    return sum(len(c.CASES) + sum(1 for n in vars(c) if n.startswith("test_") and not any(n == "test_" + r[0] for r in c.CASES))
+               for c in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadPackage))
+
+
+if __name__ == "__main__":
+    unittest.main()
