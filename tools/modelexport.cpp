@@ -124,7 +124,7 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
 int run_inspect(const fs::path& path, const std::string& format, const output_mode& mode) {
     fs::path dir = fs::is_directory(path) ? path : path.parent_path();
     fs::path model_path = fs::is_directory(path) ? path / "model.onnx" : path;
-    auto model = me::load_onnx(model_path);
+    auto model = me::load_onnx_light(model_path).model;  // the graph; weights are not needed to describe it
     auto sig = me::graph_signature(model.graph());
     me::json meta;
     if (fs::is_regular_file(dir / "export_metadata.json")) meta = me::read_json_object(dir / "export_metadata.json", {256u << 20, 64});

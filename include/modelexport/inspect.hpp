@@ -5,6 +5,7 @@
 #include "modelexport/hierarchy_embed.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx_stream.hpp"
 
 #include <functional>
 #include <map>

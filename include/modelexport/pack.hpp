@@ -17,6 +17,7 @@
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx_stream.hpp"
 #include "modelexport/package_writer.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
@@ -112,7 +113,7 @@ inline void pack_package(const fs::path& dir, const fs::path& output) {
 
 /// Restores a package directory from a packed model: model.onnx and every file byte-identical.
 inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
-    onnx::ModelProto model = load_onnx(packed);
+    onnx::ModelProto model = load_onnx_light(packed).model;
     json manifest;
     std::map<std::string, std::string> stored;
     for (const auto& kv : model.metadata_props()) {

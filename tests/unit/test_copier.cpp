@@ -116,3 +116,17 @@ TEST_CASE("copying from the Hub cache never shares the blob's inode") {
     CHECK_FALSE(fs::equivalent(t / "pkg" / "config.json", repo / "blobs" / "cfgblob"));
     CHECK(fs::hard_link_count(repo / "blobs" / "cfgblob") == 1);
 }
+
+TEST_CASE("large files are copied by the kernel while another thread hashes them") {
+    test::temp_dir t;
+    std::string big(80u << 20, '\0');  // above the 64 MiB threshold of the parallel path
+    for (std::size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>(i / 4096);
+    test::write(t / "big.bin", big);
+    auto w = copy_file_hashed(t / "big.bin", t / "copy.bin");
+    CHECK(w.size == big.size());
+    sha256 h;
+    h.update(big.data(), big.size());
+    CHECK(w.sha256 == h.hex());
+    CHECK(test::read(t / "copy.bin") == big);
+    CHECK(test::mode_of(t / "copy.bin") == 0644);
+}
