@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import REPO, SOURCES, tree_hashes
+from common import REPO, SOURCES, sha256, tree_hashes
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
@@ -121,6 +121,16 @@ class Consumer(unittest.TestCase):
         finally:
             os.remove(extra)
             sh("meson", "setup", "--reconfigure", self.build_dir, self.root, "--wrap-mode=nodownload")
+
+    def test_8_meson_install_puts_the_package_under_datadir_models(self):
+        dest = os.path.join(self.tmp, "dest")
+        sh("meson", "install", "-C", self.build_dir, "--destdir", dest, "--no-rebuild", "--quiet")
+        installed = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs if "/share/models/bert/" in os.path.join(d, f)]
+        self.assertEqual(sorted(os.path.basename(p) for p in installed),
+                         sorted(["model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json",
+                                 "special_tokens_map.json", "vocab.txt", "export_metadata.json"]))
+        for path in installed:
+            self.assertEqual(sha256(path), sha256(os.path.join(self.build_dir, "models", "bert", os.path.basename(path))))
 
 
 if __name__ == "__main__":
