@@ -131,20 +131,30 @@ inline bool kernel_copy(int in, int out, std::uintmax_t size, const fs::path& ds
 
 }  // namespace detail
 
-/// Hex SHA-256 of a file, read once in 1 MiB blocks.
-inline std::string hash_file(const fs::path& p) {
-    unique_fd in = open_or_throw(p, O_RDONLY);
-    std::vector<char> buf(detail::copy_block);
-    sha256 h;
+namespace detail {
+
+/// Reads `fd` to its end in 1 MiB blocks, handing each block to `block(data, n)`.
+template <class Block>
+void read_blocks(int fd, const fs::path& p, Block&& block) {
+    std::vector<char> buf(copy_block);
     for (;;) {
-        ssize_t r = ::read(in.get(), buf.data(), buf.size());
+        ssize_t r = ::read(fd, buf.data(), buf.size());
         if (r < 0) {
             if (errno == EINTR) continue;
             throw io_error(p.string(), std::string("read failed: ") + std::strerror(errno));
         }
-        if (r == 0) break;
-        h.update(buf.data(), static_cast<std::size_t>(r));
+        if (r == 0) return;
+        block(buf.data(), static_cast<std::size_t>(r));
     }
+}
+
+}  // namespace detail
+
+/// Hex SHA-256 of a file, read once.
+inline std::string hash_file(const fs::path& p) {
+    unique_fd in = open_or_throw(p, O_RDONLY);
+    sha256 h;
+    detail::read_blocks(in.get(), p, [&](const char* data, std::size_t n) { h.update(data, n); });
     return h.hex();
 }
 
@@ -217,19 +227,12 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
         ::lseek(in.get(), 0, SEEK_SET);
         ::ftruncate(out.get(), 0);
     }
-    std::vector<char> buf(detail::copy_block);
     sha256 h;
-    for (;;) {
-        ssize_t r = ::read(in.get(), buf.data(), buf.size());
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            throw io_error(src.string(), std::string("read failed: ") + std::strerror(errno));
-        }
-        if (r == 0) break;
-        h.update(buf.data(), static_cast<std::size_t>(r));
-        detail::write_all(out.get(), buf.data(), static_cast<std::size_t>(r), dst);
-        result.size += static_cast<std::uintmax_t>(r);
-    }
+    detail::read_blocks(in.get(), src, [&](const char* data, std::size_t n) {
+        h.update(data, n);
+        detail::write_all(out.get(), data, n, dst);
+        result.size += n;
+    });
     detail::fsync_or_throw(out.get(), dst);
     result.sha256 = h.hex();
     return result;
