@@ -28,51 +28,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { UsageError, runCli } from './cli.mjs';
+
 const PROG = 'ort_check';
 const DEFAULT_TEXT = 'the movie was great and i loved it';
 const USAGE = `usage: ${PROG}.mjs PKGDIR [--inputs FILE.json] [--text "sentence"]`;
-
-// Keep stdout for the single JSON result line: route console logging to stderr.
-const toStderr = (...args) => process.stderr.write(args.map(String).join(' ') + '\n');
-console.log = toStderr;
-console.info = toStderr;
-console.debug = toStderr;
-
-class UsageError extends Error {}
-
-function parseArgs(argv) {
-    const opts = { pkgDir: null, inputsFile: null, text: null };
-    for (let i = 0; i < argv.length; ++i) {
-        const a = argv[i];
-        const value = () => {
-            if (i + 1 >= argv.length) throw new UsageError(`${a} needs a value`);
-            return argv[++i];
-        };
-        if (a === '-h' || a === '--help') {
-            process.stdout.write(USAGE + '\n');
-            process.exit(0);
-        } else if (a === '--inputs') {
-            opts.inputsFile = value();
-        } else if (a.startsWith('--inputs=')) {
-            opts.inputsFile = a.slice('--inputs='.length);
-        } else if (a === '--text') {
-            opts.text = value();
-        } else if (a.startsWith('--text=')) {
-            opts.text = a.slice('--text='.length);
-        } else if (a.startsWith('-') && a !== '-') {
-            throw new UsageError(`unknown option ${a}`);
-        } else if (opts.pkgDir === null) {
-            opts.pkgDir = a;
-        } else {
-            throw new UsageError(`unexpected argument ${a}`);
-        }
-    }
-    if (opts.pkgDir === null) throw new UsageError('missing PKGDIR');
-    if (opts.inputsFile !== null && opts.text !== null) {
-        throw new UsageError('--inputs and --text cannot be combined');
-    }
-    return opts;
-}
 
 function readJsonIfExists(file) {
     if (!fs.existsSync(file)) return null;
@@ -244,17 +204,8 @@ function toNumbers(data) {
     return out;
 }
 
-async function main() {
-    let opts;
-    try {
-        opts = parseArgs(process.argv.slice(2));
-    } catch (e) {
-        if (e instanceof UsageError) {
-            process.stderr.write(`${PROG}: ${e.message}\n${USAGE}\n`);
-            process.exit(2);
-        }
-        throw e;
-    }
+/** Loads the package's model.onnx, runs one inference and returns the result line. */
+async function runModel(opts) {
     const pkgDir = path.resolve(opts.pkgDir);
     const modelPath = path.join(pkgDir, 'model.onnx');
 
@@ -266,8 +217,8 @@ async function main() {
         logSeverityLevel: 4,
     });
 
-    const feeds = opts.inputsFile
-        ? loadInputsFile(ort, path.resolve(opts.inputsFile))
+    const feeds = opts.inputs
+        ? loadInputsFile(ort, path.resolve(opts.inputs))
         : await generateInputs(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT);
 
     const results = await session.run(feeds);
@@ -280,21 +231,23 @@ async function main() {
         if (!t) continue;
         outputs[name] = { dtype: t.type, shape: Array.from(t.dims), data: toNumbers(t.data) };
     }
-    const line = JSON.stringify({
+    await session.release?.();
+    return {
         runtime: 'onnxruntime-node',
         version: ort.env.versions?.node ?? ort.env.versions?.common ?? null,
         inputs,
         outputs,
-    });
-    await session.release?.();
-    await new Promise((resolve) => process.stdout.write(line + '\n', resolve));
+    };
 }
 
-main().then(
-    () => process.exit(0),
-    (e) => {
-        const msg = e && e.message ? e.message : String(e);
-        process.stderr.write(`${PROG}: error: ${msg}\n`);
-        process.exit(1);
+runCli(
+    {
+        prog: PROG,
+        usage: USAGE,
+        options: { inputs: { type: 'string' }, text: { type: 'string' } },
+        check: (opts) => {
+            if (opts.inputs !== undefined && opts.text !== undefined) throw new UsageError('--inputs and --text cannot be combined');
+        },
     },
+    runModel,
 );

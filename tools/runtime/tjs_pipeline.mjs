@@ -16,6 +16,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { UsageError, runCli } from './cli.mjs';
+
 const PROG = 'tjs_pipeline';
 const TASKS = ['text-classification', 'token-classification', 'question-answering', 'fill-mask', 'feature-extraction'];
 const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C]\n  TASK: ${TASKS.join(', ')}`;
@@ -24,48 +26,6 @@ const DEFAULT_TEXT = 'the movie was great and i loved it';
 const DEFAULT_MASK_TEXT = 'the movie was [MASK] and i loved it';
 const DEFAULT_QUESTION = 'where does john live?';
 const DEFAULT_CONTEXT = 'john lives in paris and he loved the movie.';
-
-// Keep stdout for the single JSON result line: route console logging to stderr.
-const toStderr = (...args) => process.stderr.write(args.map(String).join(' ') + '\n');
-console.log = toStderr;
-console.info = toStderr;
-console.debug = toStderr;
-
-class UsageError extends Error {}
-
-function parseArgs(argv) {
-    const opts = { pkgDir: null, task: null, text: null, context: null };
-    const valued = { '--task': 'task', '--text': 'text', '--context': 'context' };
-    for (let i = 0; i < argv.length; ++i) {
-        const a = argv[i];
-        if (a === '-h' || a === '--help') {
-            process.stdout.write(USAGE + '\n');
-            process.exit(0);
-        }
-        const eq = a.indexOf('=');
-        const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
-        if (flag in valued) {
-            let v;
-            if (flag !== a) v = a.slice(eq + 1);
-            else if (i + 1 < argv.length) v = argv[++i];
-            else throw new UsageError(`${a} needs a value`);
-            opts[valued[flag]] = v;
-        } else if (a.startsWith('-') && a !== '-') {
-            throw new UsageError(`unknown option ${a}`);
-        } else if (opts.pkgDir === null) {
-            opts.pkgDir = a;
-        } else {
-            throw new UsageError(`unexpected argument ${a}`);
-        }
-    }
-    if (opts.pkgDir === null) throw new UsageError('missing PKGDIR');
-    if (opts.task === null) throw new UsageError('missing --task');
-    if (!TASKS.includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
-    if (opts.context !== null && opts.task !== 'question-answering') {
-        throw new UsageError('--context is only used by question-answering');
-    }
-    return opts;
-}
 
 function softmaxInPlace(xs) {
     let m = -Infinity;
@@ -197,26 +157,18 @@ async function run(opts) {
     return { runtime: 'transformers.js', version: env.version, task: opts.task, result };
 }
 
-async function main() {
-    let opts;
-    try {
-        opts = parseArgs(process.argv.slice(2));
-    } catch (e) {
-        if (e instanceof UsageError) {
-            process.stderr.write(`${PROG}: ${e.message}\n${USAGE}\n`);
-            process.exit(2);
-        }
-        throw e;
-    }
-    const out = await run(opts);
-    await new Promise((resolve) => process.stdout.write(JSON.stringify(out) + '\n', resolve));
-}
-
-main().then(
-    () => process.exit(0),
-    (e) => {
-        const msg = e && e.message ? e.message : String(e);
-        process.stderr.write(`${PROG}: error: ${msg}\n`);
-        process.exit(1);
+runCli(
+    {
+        prog: PROG,
+        usage: USAGE,
+        options: { task: { type: 'string' }, text: { type: 'string' }, context: { type: 'string' } },
+        check: (opts) => {
+            if (opts.task === undefined) throw new UsageError('missing --task');
+            if (!TASKS.includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
+            if (opts.context !== undefined && opts.task !== 'question-answering') {
+                throw new UsageError('--context is only used by question-answering');
+            }
+        },
     },
+    run,
 );
