@@ -127,7 +127,7 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
     auto model = me::load_onnx_light(model_path).model;  // the graph; weights are not needed to describe it
     auto sig = me::graph_signature(model.graph());
     me::json meta;
-    if (fs::is_regular_file(dir / "export_metadata.json")) meta = me::read_json_object(dir / "export_metadata.json", {256u << 20, 64});
+    if (fs::is_regular_file(dir / "export_metadata.json")) meta = me::read_export_metadata(dir / "export_metadata.json");
     auto per_tag = me::nodes_per_tag(model, meta);
     if (format == "dot") {
         std::cout << me::hierarchy_dot(per_tag, model_path.string());

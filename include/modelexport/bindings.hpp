@@ -71,7 +71,7 @@ inline std::vector<std::string> labels_in_order(const json& config, const std::s
 /// The header text for the package in `dir`, in namespace `ns`.
 inline std::string bindings_header(const fs::path& dir, const std::string& ns) {
     check_identifier(ns, "--namespace");
-    json meta = read_json_object(dir / "export_metadata.json", {256u << 20, 64});
+    json meta = read_export_metadata(dir / "export_metadata.json");
     json config = read_json_object(dir / "config.json");
     signature sig = graph_signature(load_onnx_light(dir / "model.onnx").model.graph());
 

@@ -166,11 +166,20 @@ inline std::map<std::string, std::string> module_tags(const std::vector<traced_m
 inline std::vector<std::string> node_keys(const std::vector<node_view>& nodes) {
     std::unordered_map<std::string, int> seen;
     for (const auto& n : nodes) ++seen[n.name];
+    std::unordered_set<std::string> used;  // unique names are their own keys; generated keys avoid them
+    for (const auto& n : nodes)
+        if (!n.name.empty() && seen[n.name] == 1) used.insert(n.name);
     std::vector<std::string> keys;
     keys.reserve(nodes.size());
     for (std::size_t i = 0; i < nodes.size(); ++i) {
         const auto& n = nodes[i];
-        keys.push_back(!n.name.empty() && seen[n.name] == 1 ? n.name : n.op_type + "_" + std::to_string(i));
+        if (!n.name.empty() && seen[n.name] == 1) {
+            keys.push_back(n.name);
+            continue;
+        }
+        std::string key = n.op_type + "_" + std::to_string(i);
+        while (!used.insert(key).second) key += "_" + std::to_string(i);  // another node is named "Add_4"
+        keys.push_back(key);
     }
     return keys;
 }
@@ -181,7 +190,10 @@ inline projection project_hierarchy(const std::vector<node_view>& nodes, std::ve
                                     const std::string& root_class, bool include_torch_modules = false) {
     projection p;
     bool traced = !modules.empty();
-    if (!traced) modules.push_back({"", root_class.empty() ? "Model" : root_class, false, 0});
+    // Without a trace, or with a table that lacks the root entry (a custom exporter's), the
+    // root is the model class: every path then has a level above it.
+    if (std::none_of(modules.begin(), modules.end(), [](const traced_module& m) { return m.path.empty(); }))
+        modules.push_back({"", root_class.empty() ? "Model" : root_class, false, 0});
     p.module_tags = module_tags(modules, include_torch_modules);
     const std::string root_tag = p.module_tags.at("");
 

@@ -129,6 +129,31 @@ inline json read_json_object(const fs::path& path, const json_limits& limits = {
     return doc;
 }
 
+/// Reads a package's export_metadata.json and checks the shape its readers
+/// (verify, inspect, bindings) rely on, so a damaged or hand-edited file is
+/// invalid input naming it, not an internal error: "files" maps names to
+/// {size, sha256, role}; "model" is an object and it and "nodes" (optional)
+/// hold strings where the readers take strings.
+inline json read_export_metadata(const fs::path& path) {
+    json meta = read_json_object(path, {256u << 20, 64});
+    auto malformed = [&](const std::string& what) { return invalid_input(path.string(), "malformed: " + what); };
+    auto string_or_absent = [](const json& o, const char* k) { return !o.contains(k) || o.at(k).is_string(); };
+    if (!meta.contains("files") || !meta["files"].is_object()) throw malformed("has no \"files\" object");
+    for (const auto& [name, f] : meta["files"].items())
+        if (!f.is_object() || !f.contains("size") || !f.at("size").is_number_unsigned() || !f.contains("sha256") ||
+            !f.at("sha256").is_string() || !f.contains("role") || !f.at("role").is_string())
+            throw malformed("files entry \"" + name + "\" is not {size, sha256, role}");
+    if (!meta.contains("model") || !meta["model"].is_object() || !string_or_absent(meta["model"], "task") ||
+        !string_or_absent(meta["model"], "optimum_class") || !string_or_absent(meta["model"], "class"))
+        throw malformed("\"model\" is not an object with string task, optimum_class and class");
+    if (meta.contains("nodes")) {
+        if (!meta["nodes"].is_object()) throw malformed("\"nodes\" is not an object");
+        for (const auto& [name, tag] : meta["nodes"].items())
+            if (!tag.is_string()) throw malformed("the tag of node \"" + name + "\" is not a string");
+    }
+    return meta;
+}
+
 /// Serialises JSON the one way modelexport writes it: sorted keys, 2-space indent, final newline.
 /// Strings that are not UTF-8 (names in a hostile ONNX file, an exporter's
 /// output quoted in an error) get U+FFFD instead of making dump() throw.

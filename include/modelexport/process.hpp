@@ -54,7 +54,7 @@ struct run_result {
     }
     std::string stderr_tail() const {
         std::string s;
-        for (const auto& l : last_err) s += (s.empty() ? "" : " | ") + l;
+        for (const auto& l : last_err) s += (s.empty() ? "" : " | ") + printable(l);  // a child's bytes, quoted in one line
         return s;
     }
 };
@@ -110,7 +110,9 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     bp::group group;
     auto env = boost::this_process::environment();
     bp::environment child_env = env;
-    for (const auto& [k, v] : opts.env) child_env[k] = v;
+    // set(), not operator[]: Boost 1.74's environment find() compares past the end of
+    // shorter entries (a heap-buffer-overflow AddressSanitizer reports).
+    for (const auto& [k, v] : opts.env) child_env.set(k, v);
     bp::child child;
     try {
         child = bp::child(bp::exe = exe, bp::args = args, bp::std_out > out, bp::std_err > err, bp::std_in < bp::null,
@@ -135,7 +137,7 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     const auto start = std::chrono::steady_clock::now();
     std::optional<std::chrono::steady_clock::time_point> ended;  // when the child was reaped
     std::error_code ec;
-    while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+    while (!ended || fds[0].fd >= 0 || fds[1].fd >= 0) {  // a child may close its output and keep running
         auto now = std::chrono::steady_clock::now();
         if (!ended && !child.running(ec)) {
             ended = now;

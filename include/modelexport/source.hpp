@@ -37,12 +37,14 @@ inline bool id_part_ok(const std::string& part) {
     if (part.empty() || part.size() > 96 || part == "." || part == "..") return false;
     for (unsigned char c : part)
         if (!(std::isalnum(c) || c == '-' || c == '_' || c == '.')) return false;
-    return part.find("--") == std::string::npos && part.front() != '-' && part.front() != '.' &&
-           part.back() != '.';
+    // No "--" or ".." anywhere, as huggingface_hub's validate_repo_id.
+    return part.find("--") == std::string::npos && part.find("..") == std::string::npos && part.front() != '-' &&
+           part.front() != '.' && part.back() != '.';
 }
 
 inline bool revision_ok(const std::string& rev) {
     if (rev.empty() || rev.size() > 255) return false;
+    if (rev.find("..") != std::string::npos) return false;  // git refs never contain ".." (git check-ref-format)
     for (unsigned char c : rev)
         if (c < 0x21 || c == 0x7f || c == '\\') return false;  // control characters, spaces
     // Branches may contain '/', but never a path component that walks out of refs/.

@@ -22,8 +22,7 @@ struct verify_problem {
 inline std::vector<verify_problem> verify_package(const fs::path& dir) {
     fs::path meta_path = dir / "export_metadata.json";
     if (!fs::is_regular_file(meta_path)) throw invalid_input(meta_path.string(), "missing; not a modelexport package");
-    json meta = read_json_object(meta_path);
-    if (!meta.contains("files") || !meta["files"].is_object()) throw invalid_input(meta_path.string(), "has no \"files\" object");
+    json meta = read_export_metadata(meta_path);
     std::vector<verify_problem> problems;
     for (const auto& [name, entry] : meta["files"].items()) {
         fs::path p = dir / name;

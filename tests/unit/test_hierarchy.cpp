@@ -3,6 +3,8 @@
 
 #include "modelexport/hierarchy.hpp"
 
+#include <set>
+
 using namespace modelexport;
 
 namespace {
@@ -100,4 +102,24 @@ TEST_CASE("without a trace, scope components are the levels under the model clas
     CHECK(p.tags[0] == "/BertForSequenceClassification/bert/encoder/layer.0/attention/self/query");
     CHECK(p.tags[1] == "/BertForSequenceClassification");
     CHECK(p.coverage() == 100.0);
+}
+
+TEST_CASE("a module table without its root entry projects under the model class") {
+    std::vector<traced_module> modules{{"encoder", "Encoder", false, 0}, {"encoder.layer.0", "Layer", false, 1}};
+    std::vector<node_view> nodes{{"/encoder/layer.0/MatMul", "MatMul", {"x"}, {"y"}}, {"/other/Add", "Add", {"y"}, {"z"}}, {"", "Constant", {}, {"k"}}};
+    auto p = project_hierarchy(nodes, modules, "MyModel");
+    CHECK(p.tags[0] == "/MyModel/Encoder/Layer.0");
+    CHECK(p.tags[1] == "/MyModel");
+    CHECK(p.tags[2] == "/MyModel");
+    CHECK(p.coverage() == 100.0);
+}
+
+TEST_CASE("a generated key never equals another node's name") {
+    std::vector<node_view> nodes{{"Add_1", "Mul", {}, {"a"}}, {"", "Add", {}, {"b"}}, {"", "Add", {}, {"c"}}, {"Add_2_2", "Neg", {}, {"d"}}};
+    auto keys = node_keys(nodes);
+    CHECK(keys == std::vector<std::string>{"Add_1", "Add_1_1", "Add_2", "Add_2_2"});
+    nodes[2].name = "";
+    nodes.push_back({"", "Add", {}, {"e"}});  // index 4
+    keys = node_keys(nodes);
+    CHECK(std::set<std::string>(keys.begin(), keys.end()).size() == keys.size());
 }

@@ -48,3 +48,35 @@ TEST_CASE("read_json_object refuses non-objects, empty and oversized files") {
 TEST_CASE("canonical text is sorted, indented and ends with a newline") {
     CHECK(to_canonical_text(json{{"b", 1}, {"a", 2}}) == "{\n  \"a\": 2,\n  \"b\": 1\n}\n");
 }
+
+TEST_CASE("printable escapes control characters and bytes that are not UTF-8, and nothing else") {
+    CHECK(printable("acme/x\x1b[2J\n\r\t") == "acme/x\\x1b[2J\\x0a\\x0d\\x09");
+    CHECK(printable(std::string("a\0b", 3)) == "a\\x00b");
+    CHECK(printable("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+    CHECK(printable("\xff\xfe") == "\\xff\\xfe");
+    CHECK(printable("\xc0\xaf") == "\\xc0\\xaf");                  // overlong '/'
+    CHECK(printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");          // surrogate
+    CHECK(printable("\xc2\x9b") == "\\xc2\\x9b");                   // C1 control (CSI)
+    CHECK(printable("\xe2\x82") == "\\xe2\\x82");                   // truncated sequence
+    CHECK(printable(printable("x\x01\xff")) == printable("x\x01\xff"));
+}
+
+TEST_CASE("export_metadata.json readers refuse a damaged file as invalid input naming it") {
+    test::temp_dir t;
+    const std::string good = R"({"files": {"config.json": {"size": 2, "sha256": "ab", "role": "config"}},
+                                 "model": {"task": "fill-mask"}, "nodes": {"n": "/M"}})";
+    test::write(t / "export_metadata.json", good);
+    CHECK_NOTHROW(read_export_metadata(t / "export_metadata.json"));
+    for (const char* bad : {R"({"files": {"config.json": 5}, "model": {}})", R"({"files": {"a": {"size": "2", "sha256": "x", "role": "r"}}, "model": {}})",
+                                   R"({"model": {}})", R"({"files": {}, "model": "x"})", R"({"files": {}})",
+                                   R"({"files": {}, "model": {"task": 1}})", R"({"files": {}, "model": {}, "nodes": {"n": 1}})"}) {
+        CAPTURE(bad);
+        test::write(t / "export_metadata.json", bad);
+        try {
+            read_export_metadata(t / "export_metadata.json");
+            FAIL("accepted");
+        } catch (const invalid_input& e) {
+            CHECK(std::string(e.what()).find((t / "export_metadata.json").string() + ": malformed") == 0);
+        }
+    }
+}

@@ -104,7 +104,7 @@ TEST_CASE("external data must stay inside the package and be long enough") {
     test::temp_dir t;
     test::write(t / "weights.bin", std::string(16, '\0'));
     auto problem = [&](const std::string& loc, std::uint64_t off, std::int64_t len) {
-        return external_reference_problem({"w", loc, off, len}, t.path());
+        return external_reference_problem({"w", loc, off, len, {}}, t.path());
     };
     CHECK(problem("weights.bin", 0, 16).empty());
     CHECK(problem("../weights.bin", 0, 4).find("outside the package") != std::string::npos);
@@ -119,4 +119,28 @@ TEST_CASE("depfiles escape spaces, hashes and dollars the way ninja reads them")
     CHECK(depfile_escape("a b#c$d") == "a\\ b\\#c$$d");
     CHECK(depfile_text("pkg/model.onnx", {"/src/config.json", "/my models/x"}) ==
           "pkg/model.onnx: \\\n  /src/config.json \\\n  /my\\ models/x\n");
+}
+
+TEST_CASE("malformed external-data offsets and lengths are problems, not exceptions") {
+    test::temp_dir t;
+    test::write(t / "weights.bin", std::string(16, '\0'));
+    for (const char* bad : {"abc", "-1", "99999999999999999999", " 4", "0x10", ""}) {
+        CAPTURE(bad);
+        for (const char* key : {"offset", "length"}) {
+            onnx::GraphProto g;
+            auto* init = g.add_initializer();
+            init->set_name("w");
+            init->set_data_location(onnx::TensorProto_DataLocation_EXTERNAL);
+            auto* loc = init->add_external_data();
+            loc->set_key("location");
+            loc->set_value("weights.bin");
+            auto* kv = init->add_external_data();
+            kv->set_key(key);
+            kv->set_value(bad);
+            std::vector<external_reference> refs;
+            REQUIRE_NOTHROW(refs = external_references(g));
+            REQUIRE(refs.size() == 1);
+            CHECK(external_reference_problem(refs[0], t.path()).find(std::string("malformed external data ") + key) != std::string::npos);
+        }
+    }
 }

@@ -119,3 +119,11 @@ TEST_CASE("HF_HUB_CACHE wins over HF_HOME") {
     ::unsetenv("HF_HUB_CACHE");
     ::unsetenv("HF_HOME");
 }
+
+TEST_CASE("'..' anywhere in an id or a revision is refused, as huggingface_hub and git do") {
+    for (const char* bad : {"acme/a..b", "ac..me/x", "a..b", "acme/x@v1..2", "acme/x@refs/..x", "acme/x@x../y"}) {
+        CAPTURE(bad);
+        CHECK_THROWS_AS(parse_hub_id(bad), invalid_input);
+    }
+    CHECK(parse_hub_id("acme/a.b@v1.2").name == "a.b");
+}
