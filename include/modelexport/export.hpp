@@ -15,6 +15,7 @@
 #include "modelexport/json_file.hpp"
 #include "modelexport/metadata.hpp"
 #include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx_checks.hpp"
 #include "modelexport/onnx_stream.hpp"
 #include "modelexport/package_writer.hpp"
 #include "modelexport/process.hpp"
@@ -22,7 +23,6 @@
 #include "modelexport/tasks.hpp"
 #include "modelexport/validator.hpp"
 
-#include <onnx/checker.h>
 
 #include <algorithm>
 #include <chrono>
@@ -303,24 +303,10 @@ inline export_result export_package(const export_options& opt) {
     const onnx::GraphProto& graph = light.model.graph();
     signature sig = graph_signature(graph);
     // Bad ONNX (external data leaving the package, cycles, undefined inputs) is refused
-    // here, as validate would: the same checks, in the same order.
-    {
-        std::set<std::string> inline_payloads;
-        for (const auto& p : light.payloads) inline_payloads.insert(p.tensor);
-        for (const auto& ref : external_references(graph))
-            if (!inline_payloads.count(ref.tensor))
-                if (auto problem = external_reference_problem(ref, stage); !problem.empty()) throw invalid_input(model_shown, problem);
-        for (const auto& p : light.payloads)
-            if (auto problem = payload_problem(p); !problem.empty()) throw invalid_input(model_shown, problem);
-        absolutize_external_locations(light.model, fs::absolute(stage));  // check_model resolves them against the cwd
-        try {
-            onnx::checker::check_model(light.model);
-        } catch (const std::exception& e) {
-            std::string what = e.what();
-            std::replace(what.begin(), what.end(), '\n', ' ');
-            throw invalid_input(model_shown, "fails the ONNX checker: " + what);
-        }
-    }
+    // here with the checks validate runs.
+    onnx_verdict verdict = check_onnx(light, stage);
+    if (!verdict.external_data.empty()) throw invalid_input(model_shown, verdict.external_data);
+    if (!verdict.checker->empty()) throw invalid_input(model_shown, "fails the ONNX checker: " + *verdict.checker);
     std::string root_class = config.contains("architectures") && config["architectures"].is_array() &&
                                      !config["architectures"].empty() && config["architectures"][0].is_string()
                                  ? config["architectures"][0].get<std::string>()

@@ -10,11 +10,8 @@
 #include "modelexport/error.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
-#include "modelexport/onnx_model.hpp"
-#include "modelexport/onnx_stream.hpp"
+#include "modelexport/onnx_checks.hpp"
 #include "modelexport/tasks.hpp"
-
-#include <onnx/checker.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -187,28 +184,12 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         }
     }
     if (model) {
-        // External data first: its locations must stay inside the package...
-        std::set<std::string> inline_payloads;
-        for (const auto& p : model->payloads) inline_payloads.insert(p.tensor);
-        std::string problem;
-        for (const auto& ref : external_references(model->model.graph()))
-            if (problem.empty() && !inline_payloads.count(ref.tensor)) problem = external_reference_problem(ref, dir);
-        if (problem.empty()) b.pass("onnx.external_data", severity::error);
-        else b.fail("onnx.external_data", severity::error, model_path.string() + ": " + problem);
-        // ...then the checker sees them as absolute paths: check_model(ModelProto) resolves
-        // locations against the working directory, not the package.
-        if (problem.empty()) absolutize_external_locations(model->model, fs::absolute(dir));
-        for (const auto& p : model->payloads)
-            if (problem.empty()) problem = payload_problem(p);
-        try {
-            if (!problem.empty()) throw std::runtime_error(problem);
-            onnx::checker::check_model(model->model);
-            b.pass("onnx.checker", severity::error);
-        } catch (const std::exception& e) {
-            std::string what = e.what();
-            std::replace(what.begin(), what.end(), '\n', ' ');
-            b.fail("onnx.checker", severity::error, model_path.string() + ": " + what);
-        }
+        onnx_verdict v = check_onnx(*model, dir);
+        if (v.external_data.empty()) b.pass("onnx.external_data", severity::error);
+        else b.fail("onnx.external_data", severity::error, model_path.string() + ": " + v.external_data);
+        if (!v.checker) b.skip("onnx.checker", severity::error, model_path.string() + ": not run: the external data is unsafe to read");
+        else if (v.checker->empty()) b.pass("onnx.checker", severity::error);
+        else b.fail("onnx.checker", severity::error, model_path.string() + ": " + *v.checker);
         r.sig = graph_signature(model->model.graph());
         model.reset();
     }
