@@ -126,6 +126,103 @@ inline std::vector<fs::path> source_files(const model_source& src) {
     return files;
 }
 
+/// What staging model.onnx produced: the files read and what was learned on the way.
+struct staged_model {
+    std::vector<fs::path> inputs;                     ///< for the depfile
+    std::map<std::string, std::string> known_hashes;  ///< sha256 of staged files a copy already computed
+    std::vector<traced_module> modules;               ///< the trace (htp only)
+    std::string torch_version;
+    long long parameters = 0;  ///< torch's count (htp only)
+    std::string shown;         ///< how errors name the staged model: where it came from, not the staging path
+};
+
+/// An exporter or command may leave its model as a symlink: the package holds bytes, never links.
+inline void materialize(const fs::path& p) {
+    if (!fs::is_symlink(p)) return;
+    fs::path copy = p.string() + ".copy";
+    copy_file_hashed(p, copy);
+    fs::rename(copy, p);
+}
+
+/// htp: the torch exporter writes model.onnx and the module table into the staging directory.
+inline staged_model stage_htp(const model_source& src, const task_info& task, const fs::path& stage, const export_options& opt) {
+    staged_model out;
+    out.shown = "model.onnx written by " + opt.exporter_script.string();
+    const fs::path model = stage / "model.onnx", table = stage / ".modules.json";
+    if (opt.exporter_script.empty() || !fs::is_regular_file(opt.exporter_script))
+        throw export_failed(opt.exporter_script.string(), "exporter script not found", "pass --exporter-script or reinstall modelexport");
+    std::vector<std::string> args{opt.exporter_script.string(), "--source", src.dir.string(), "--task", std::string(task.name),
+                                  "--onnx", model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset)};
+    if (!opt.model_factory.empty()) {
+        args.insert(args.end(), {"--model", opt.model_factory});
+        std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
+        out.inputs.push_back(fs::path(file).is_absolute() ? fs::path(file) : src.dir / file);
+    }
+    run_exporter(opt.exporter_script.string(), opt.python, args, opt);
+    if (!fs::is_regular_file(model) || fs::file_size(model) == 0)
+        throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
+    materialize(model);
+    if (!fs::is_regular_file(table))
+        throw export_failed(opt.exporter_script.string(), "the exporter wrote model.onnx but no module table (--modules)");
+    try {
+        json t = parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64});
+        out.modules = traced_modules_from_json(t);
+        out.torch_version = t.value("torch_version", "");
+        out.parameters = t.value("parameters", 0LL);
+    } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
+        throw export_failed(opt.exporter_script.string(), std::string("the exporter wrote an unusable module table: ") + e.what());
+    }
+    fs::remove(table);
+    for (const auto& f : source_files(src)) out.inputs.push_back(f);
+    out.inputs.push_back(opt.exporter_script);
+    return out;
+}
+
+/// command: the user's command writes into {output}; its model (and model.onnx_data) move into the package.
+inline staged_model stage_command(const model_source& src, const fs::path& stage, const export_options& opt) {
+    staged_model out;
+    out.shown = "model.onnx written by --command";
+    if (opt.command.empty()) throw usage_error("--command", "the command strategy needs --command");
+    fs::path out_dir = stage / ".command-output";
+    fs::create_directory(out_dir);
+    std::string cmd = replace_all(opt.command, "{source}", shell_quote(src.dir.string()));
+    cmd = replace_all(cmd, "{output}", shell_quote(out_dir.string()));
+    if (opt.log) opt.log("running: " + cmd);  // the exact command, after substitution
+    run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
+    fs::path produced = out_dir / (opt.onnx_file.empty() ? "model.onnx" : opt.onnx_file);
+    if (!fs::is_regular_file(produced)) throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
+    fs::rename(produced, stage / "model.onnx");
+    materialize(stage / "model.onnx");
+    if (fs::exists(out_dir / "model.onnx_data")) {
+        fs::rename(out_dir / "model.onnx_data", stage / "model.onnx_data");
+        materialize(stage / "model.onnx_data");
+    }
+    fs::remove_all(out_dir);
+    out.inputs = source_files(src);
+    return out;
+}
+
+/// prebuilt: model.onnx (else onnx/model.onnx, or --onnx-file) and its model.onnx_data, copied from the source.
+inline staged_model stage_prebuilt(const model_source& src, const fs::path& stage, const export_options& opt) {
+    staged_model out;
+    std::vector<std::string> candidates = opt.onnx_file.empty() ? std::vector<std::string>{"model.onnx", "onnx/model.onnx"}
+                                                                : std::vector<std::string>{opt.onnx_file};
+    std::optional<fs::path> found;
+    std::string found_name;
+    for (const auto& c : candidates)
+        if (!found && (found = src.file(c))) found_name = c;
+    if (!found) throw invalid_input(src.dir.string(), "has no " + candidates.front() + " for the prebuilt strategy");
+    out.shown = (src.dir / found_name).string();
+    out.known_hashes["model.onnx"] = copy_file_hashed(*found, stage / "model.onnx").sha256;
+    out.inputs.push_back(*found);
+    // Beside the model in the source (not beside a cache blob), under the same containment rule.
+    if (auto data = src.file((fs::path(found_name).parent_path() / "model.onnx_data").string())) {
+        out.known_hashes["model.onnx_data"] = copy_file_hashed(*data, stage / "model.onnx_data").sha256;
+        out.inputs.push_back(*data);
+    }
+    return out;
+}
+
 /// Times the export's steps and tells the caller when each starts and ends.
 class step_timer {
 public:
@@ -193,101 +290,30 @@ inline export_result export_package(const export_options& opt) {
         allowed.insert(opt.depfile.filename().string());
     package_writer writer(opt.output, allowed, log);
     const fs::path stage = writer.staging();
-    const fs::path staged_model = stage / "model.onnx";
 
     // 1. model.onnx
     strategy how = opt.how;
-    std::string prebuilt_name = opt.onnx_file;
     // It names a file inside the source (prebuilt) or inside the command's {output}: never one elsewhere.
-    for (const auto& part : fs::path(prebuilt_name))
-        if (part == ".." || fs::path(prebuilt_name).is_absolute())
-            throw usage_error("--onnx-file", "'" + prebuilt_name + "' must be a relative path without '..'");
-    // An exporter or command may leave its model as a symlink: the package holds bytes, never links.
-    auto materialize = [](const fs::path& p) {
-        if (!fs::is_symlink(p)) return;
-        fs::path copy = p.string() + ".copy";
-        copy_file_hashed(p, copy);
-        fs::rename(copy, p);
-    };
+    for (const auto& part : fs::path(opt.onnx_file))
+        if (part == ".." || fs::path(opt.onnx_file).is_absolute())
+            throw usage_error("--onnx-file", "'" + opt.onnx_file + "' must be a relative path without '..'");
     if (how == strategy::automatic) {
         bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
         how = has_onnx && opt.model_factory.empty() ? strategy::prebuilt : strategy::htp;
     }
-    // How errors about the staged model name it: after where it came from, not the staging path.
-    std::string model_shown = "model.onnx written by " + (how == strategy::command ? std::string("--command") : opt.exporter_script.string());
     timer.begin("export", how == strategy::htp ? "running the torch exporter (" + opt.python + ")"
                           : how == strategy::command ? "running the export command" : "copying the prebuilt ONNX model");
+    detail::staged_model staged = how == strategy::htp       ? detail::stage_htp(src, task, stage, opt)
+                                  : how == strategy::command ? detail::stage_command(src, stage, opt)
+                                                             : detail::stage_prebuilt(src, stage, opt);
+    const fs::path staged_model = stage / "model.onnx";
     std::vector<fs::path> inputs{*config_path};
-    std::map<std::string, std::string> known_hashes;  ///< sha256 of staged model files, when a copy already computed it
-    std::vector<traced_module> modules;
-    std::string torch_version;
-    long long parameters = 0;
-    std::string parameters_origin = "onnx initializers";
-    if (how == strategy::htp) {
-        if (opt.exporter_script.empty() || !fs::is_regular_file(opt.exporter_script))
-            throw export_failed(opt.exporter_script.string(), "exporter script not found", "pass --exporter-script or reinstall modelexport");
-        fs::path table = stage / ".modules.json";
-        std::vector<std::string> args{opt.exporter_script.string(), "--source", src.dir.string(), "--task", std::string(task.name),
-                                      "--onnx", staged_model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset)};
-        if (!opt.model_factory.empty()) {
-            args.insert(args.end(), {"--model", opt.model_factory});
-            std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
-            fs::path py = fs::path(file).is_absolute() ? fs::path(file) : src.dir / file;
-            inputs.push_back(py);
-        }
-        detail::run_exporter(opt.exporter_script.string(), opt.python, args, opt);
-        if (!fs::is_regular_file(staged_model) || fs::file_size(staged_model) == 0)
-            throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
-        materialize(staged_model);
-        if (!fs::is_regular_file(table))
-            throw export_failed(opt.exporter_script.string(), "the exporter wrote model.onnx but no module table (--modules)");
-        try {
-            json t = parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64});
-            modules = traced_modules_from_json(t);
-            torch_version = t.value("torch_version", "");
-            parameters = t.value("parameters", 0LL);
-        } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
-            throw export_failed(opt.exporter_script.string(), std::string("the exporter wrote an unusable module table: ") + e.what());
-        }
-        fs::remove(table);
-        parameters_origin = "torch";
-        for (const auto& f : detail::source_files(src)) inputs.push_back(f);
-        inputs.push_back(opt.exporter_script);
-    } else if (how == strategy::command) {
-        if (opt.command.empty()) throw usage_error("--command", "the command strategy needs --command");
-        fs::path out_dir = stage / ".command-output";
-        fs::create_directory(out_dir);
-        std::string cmd = detail::replace_all(opt.command, "{source}", detail::shell_quote(src.dir.string()));
-        cmd = detail::replace_all(cmd, "{output}", detail::shell_quote(out_dir.string()));
-        log("running: " + cmd);  // the exact command, after substitution
-        detail::run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
-        fs::path produced = out_dir / (prebuilt_name.empty() ? "model.onnx" : prebuilt_name);
-        if (!fs::is_regular_file(produced)) throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
-        fs::rename(produced, staged_model);
-        materialize(staged_model);
-        if (fs::exists(out_dir / "model.onnx_data")) {
-            fs::rename(out_dir / "model.onnx_data", stage / "model.onnx_data");
-            materialize(stage / "model.onnx_data");
-        }
-        fs::remove_all(out_dir);
-        for (const auto& f : detail::source_files(src)) inputs.push_back(f);
-    } else {
-        std::vector<std::string> candidates = prebuilt_name.empty() ? std::vector<std::string>{"model.onnx", "onnx/model.onnx"}
-                                                                    : std::vector<std::string>{prebuilt_name};
-        std::optional<fs::path> found;
-        std::string found_name;
-        for (const auto& c : candidates)
-            if (!found && (found = src.file(c))) found_name = c;
-        if (!found) throw invalid_input(src.dir.string(), "has no " + candidates.front() + " for the prebuilt strategy");
-        model_shown = (src.dir / found_name).string();
-        known_hashes["model.onnx"] = copy_file_hashed(*found, staged_model).sha256;
-        inputs.push_back(*found);
-        // Beside the model in the source (not beside a cache blob), under the same containment rule.
-        if (auto data = src.file((fs::path(found_name).parent_path() / "model.onnx_data").string())) {
-            known_hashes["model.onnx_data"] = copy_file_hashed(*data, stage / "model.onnx_data").sha256;
-            inputs.push_back(*data);
-        }
-    }
+    inputs.insert(inputs.end(), staged.inputs.begin(), staged.inputs.end());
+    std::map<std::string, std::string>& known_hashes = staged.known_hashes;
+    std::vector<traced_module>& modules = staged.modules;
+    const std::string& model_shown = staged.shown;
+    long long parameters = staged.parameters;
+    std::string parameters_origin = modules.empty() ? "onnx initializers" : "torch";
     timer.end(std::to_string(fs::file_size(staged_model)) + " bytes of ONNX");
 
     // 2. hierarchy
@@ -366,7 +392,7 @@ inline export_result export_package(const export_options& opt) {
     mi.sig = &sig;
     mi.modules = &modules;
     mi.proj = &proj;
-    mi.torch_version = torch_version;
+    mi.torch_version = staged.torch_version;
     if (modules.empty()) {
         // No trace: the levels are the scope names; list them as modules so the metadata has one shape.
         // Their classes are unknown (""), so they add nothing to statistics.module_types.
