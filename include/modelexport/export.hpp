@@ -259,10 +259,7 @@ inline const task_info& resolve_task(const std::string& requested, const json& c
         if (const auto* t = find_task(requested)) return *t;
         throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
     }
-    if (config.contains("architectures") && config["architectures"].is_array())
-        for (const auto& a : config["architectures"])
-            if (a.is_string())
-                if (const auto* t = task_for_architecture(a.get<std::string>())) return *t;
+    if (const auto* t = task_for_config(config)) return *t;
     throw invalid_input(config_name, "cannot infer the task from \"architectures\"", "pass --task (one of: " + task_names() + ")");
 }
 
@@ -333,10 +330,8 @@ inline export_result export_package(const export_options& opt) {
     onnx_verdict verdict = check_onnx(light, stage);
     if (!verdict.external_data.empty()) throw invalid_input(model_shown, verdict.external_data);
     if (!verdict.checker->empty()) throw invalid_input(model_shown, "fails the ONNX checker: " + *verdict.checker);
-    std::string root_class = config.contains("architectures") && config["architectures"].is_array() &&
-                                     !config["architectures"].empty() && config["architectures"][0].is_string()
-                                 ? config["architectures"][0].get<std::string>()
-                                 : std::string("Model");
+    std::string root_class = model_class(config);
+    if (root_class.empty()) root_class = "Model";
     projection proj = project_hierarchy(node_views(graph), modules, root_class, opt.include_torch_modules);
     if (proj.coverage() < 100.0) throw export_failed(staged_model.string(), "hierarchy projection left nodes untagged");
     if (parameters_origin != "torch")

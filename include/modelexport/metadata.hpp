@@ -10,6 +10,7 @@
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/source.hpp"
+#include "modelexport/tasks.hpp"
 #include "modelexport/version.hpp"
 
 #include <nlohmann/json.hpp>
@@ -119,10 +120,7 @@ inline json build_metadata(const metadata_inputs& in) {
     if (in.proj)
         for (std::size_t i = 0; i < in.proj->tags.size(); ++i) nodes[in.proj->node_keys[i]] = in.proj->tags[i];
     const json& cfg = *in.config;
-    std::string cls = cfg.contains("architectures") && cfg["architectures"].is_array() && !cfg["architectures"].empty() &&
-                              cfg["architectures"][0].is_string()
-                          ? cfg["architectures"][0].get<std::string>()
-                          : std::string();
+    std::string cls = model_class(cfg);
     json doc{
         {"format_version", 1},
         {"export_context",

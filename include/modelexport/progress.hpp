@@ -93,9 +93,9 @@ public:
 
 private:
     void draw() {
-        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-        std::fprintf(stderr, "\r\033[Kmodelexport: %s... %s", step_.c_str(), style_.dim(std::to_string(static_cast<int>(s * 10) / 10) + "." +
-                                                                                       std::to_string(static_cast<int>(s * 10) % 10) + " s").c_str());
+        char elapsed[32];
+        std::snprintf(elapsed, sizeof elapsed, "%.1f s", std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+        std::fprintf(stderr, "\r\033[Kmodelexport: %s... %s", step_.c_str(), style_.dim(elapsed).c_str());
         std::fflush(stderr);
     }
     void tick() {

@@ -1,6 +1,8 @@
 // modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (SPEC §5).
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <array>
 #include <optional>
 #include <string>
@@ -61,6 +63,23 @@ inline const task_info* task_for_architecture(std::string_view arch) {
         auto suffix = t.architecture_suffix;
         if (arch.size() > suffix.size() && arch.substr(arch.size() - suffix.size()) == suffix) return &t;
     }
+    return nullptr;
+}
+
+/// The model class config.json names first in `architectures` ("BertForSequenceClassification"), or "".
+inline std::string model_class(const nlohmann::json& config) {
+    auto it = config.find("architectures");
+    if (it == config.end() || !it->is_array() || it->empty() || !(*it)[0].is_string()) return {};
+    return (*it)[0].get<std::string>();
+}
+
+/// The task of the first entry of config.json's `architectures` that names one, or nullptr.
+inline const task_info* task_for_config(const nlohmann::json& config) {
+    auto it = config.find("architectures");
+    if (it == config.end() || !it->is_array()) return nullptr;
+    for (const auto& a : *it)
+        if (a.is_string())
+            if (const auto* t = task_for_architecture(a.get<std::string>())) return t;
     return nullptr;
 }
 

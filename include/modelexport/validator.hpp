@@ -210,9 +210,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
 
     const task_info* task = nullptr;
     if (!opt.task.empty()) task = find_task(opt.task);
-    else if (config && config->contains("architectures") && (*config)["architectures"].is_array())
-        for (const auto& a : (*config)["architectures"])
-            if (!task && a.is_string()) task = task_for_architecture(a.get<std::string>());
+    else if (config) task = task_for_config(*config);
     if (task) {
         r.task = std::string(task->name);
         r.optimum_class = std::string(task->optimum_class);
