@@ -299,10 +299,7 @@ def load_transformers_model(source_dir, task):
     except ImportError as error:
         raise MissingTransformers(str(error))
     auto_class = getattr(transformers, TASKS[task][2])
-    model = auto_class.from_pretrained(source_dir, local_files_only=True)
-    # Tuples instead of ModelOutput objects, so outputs map to output_names.
-    model.config.return_dict = False
-    return model
+    return auto_class.from_pretrained(source_dir, local_files_only=True)
 
 
 # --------------------------------------------------------------------------
@@ -337,6 +334,41 @@ def trace_modules(model, args):
     for record in records:
         record["order"] = first_call.get(record["path"])
     return records, outputs
+
+
+# The hierarchy comes from the node names of torch's TorchScript-based exporter,
+# which carry the module scopes ("/encoder/layer.0/attention/..."). torch >= 2.9
+# defaults to the dynamo-based exporter, whose names do not; torch 2.5+ takes
+# dynamo=False to select the TorchScript one, older torch has only that one.
+ONNX_EXPORTER = "torch.onnx.export (TorchScript)"
+
+
+def torchscript_exporter_arguments():
+    """Keyword arguments that make torch.onnx.export use the TorchScript exporter."""
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        return {"dynamo": False}
+    return {}
+
+
+def named_outputs_forward(forward, keep):
+    """forward returning a tuple of its first `keep` outputs.
+
+    transformers models return ModelOutput objects; their to_tuple() order is
+    Optimum's output order. Like Optimum, only the outputs the task names are
+    exported (BertModel also returns pooler_output, for instance). The forward
+    is patched on the instance rather than wrapped in another module, so that
+    the ONNX node scopes stay exactly the model's module paths; functools.wraps
+    keeps the signature that input_names_for reads.
+    """
+    @functools.wraps(forward)
+    def forward_named_outputs(*args, **kwargs):
+        outputs = forward(*args, **kwargs)
+        if hasattr(outputs, "to_tuple"):
+            outputs = outputs.to_tuple()
+        if not isinstance(outputs, (tuple, list)):
+            outputs = (outputs,)
+        return tuple(outputs[:keep]) if keep is not None else tuple(outputs)
+    return forward_named_outputs
 
 
 def count_outputs(outputs):
@@ -385,6 +417,8 @@ def export(options):
 
     module_count = sum(1 for _ in model.named_modules())
     log("tracing %d modules" % module_count)
+    original_forward = model.forward
+    model.forward = named_outputs_forward(original_forward, None)
     modules, outputs = trace_modules(model, args)
     produced = count_outputs(outputs)
     if produced < len(output_names):
@@ -393,20 +427,7 @@ def export(options):
                               ", ".join(output_names)))
 
     log("exporting to ONNX (opset %d)" % options.opset)
-    # Like Optimum, export only the outputs the task names (BertModel also
-    # returns pooler_output, for instance).  The forward is patched on the
-    # instance rather than wrapped in another module, so that the ONNX node
-    # scopes stay exactly the model's module paths.
-    trimmed = produced > len(output_names)
-    if trimmed:
-        original_forward = model.forward
-        keep = len(output_names)
-
-        @functools.wraps(original_forward)
-        def forward_named_outputs(*call_args, **call_kwargs):
-            return tuple(original_forward(*call_args, **call_kwargs)[:keep])
-
-        model.forward = forward_named_outputs
+    model.forward = named_outputs_forward(original_forward, len(output_names))
     try:
         torch.onnx.export(
             model, args, options.onnx,
@@ -414,10 +435,10 @@ def export(options):
             output_names=output_names,
             dynamic_axes=dynamic_axes_for(options.task, input_names, output_names),
             opset_version=options.opset,
-            do_constant_folding=True)
+            do_constant_folding=True,
+            **torchscript_exporter_arguments())
     finally:
-        if trimmed:
-            del model.forward
+        del model.forward
 
     description = {
         "format": 1,
@@ -427,6 +448,7 @@ def export(options):
         "inputs": input_names,
         "outputs": output_names,
         "torch_version": torch.__version__,
+        "onnx_exporter": ONNX_EXPORTER,
         "modules": modules,
     }
     with open(options.modules, "w", encoding="utf-8") as handle:

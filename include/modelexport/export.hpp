@@ -132,6 +132,7 @@ struct staged_model {
     std::map<std::string, std::string> known_hashes;  ///< sha256 of staged files a copy already computed
     std::vector<traced_module> modules;               ///< the trace (htp only)
     std::string torch_version;
+    std::string onnx_exporter;
     long long parameters = 0;  ///< torch's count (htp only)
     std::string shown;         ///< how errors name the staged model: where it came from, not the staging path
 };
@@ -168,6 +169,7 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
         json t = parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64});
         out.modules = traced_modules_from_json(t);
         out.torch_version = t.value("torch_version", "");
+        out.onnx_exporter = t.value("onnx_exporter", "");
         out.parameters = t.value("parameters", 0LL);
     } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
         throw export_failed(opt.exporter_script.string(), std::string("the exporter wrote an unusable module table: ") + e.what());
@@ -388,6 +390,7 @@ inline export_result export_package(const export_options& opt) {
     mi.modules = &modules;
     mi.proj = &proj;
     mi.torch_version = staged.torch_version;
+    mi.onnx_exporter = staged.onnx_exporter;
     if (modules.empty()) {
         // No trace: the levels are the scope names; list them as modules so the metadata has one shape.
         // Their classes are unknown (""), so they add nothing to statistics.module_types.

@@ -76,6 +76,7 @@ struct metadata_inputs {
     const std::vector<traced_module>* modules = nullptr;
     const projection* proj = nullptr;
     std::string torch_version;
+    std::string onnx_exporter;  ///< which torch exporter wrote the ONNX (htp only)
 };
 
 inline json source_json(const model_source& s) {
@@ -130,7 +131,8 @@ inline json build_metadata(const metadata_inputs& in) {
           {"timestamp", iso8601(in.time.seconds)},
           {"timestamp_origin", in.time.origin},
           {"embed_hierarchy", in.embed_hierarchy},
-          {"torch_version", in.torch_version.empty() ? json(nullptr) : json(in.torch_version)}}},
+          {"torch_version", in.torch_version.empty() ? json(nullptr) : json(in.torch_version)},
+          {"onnx_exporter", in.onnx_exporter.empty() ? json(nullptr) : json(in.onnx_exporter)}}},
         {"source", source_json(*in.source)},
         {"model",
          {{"class", cls},
