@@ -1,47 +1,117 @@
 """Runtime check through Optimum: ORTModelFor<Task>.from_pretrained(PKG) and one inference.
 
-Usage: optimum_check.py PKGDIR ORT_CLASS
-Prints one JSON line {"runtime": "optimum", "version": ..., "outputs": {name: {"shape": [...]}}}.
-Exit 1 with "optimum_check: error: <Optimum's own message>" on stderr when loading or running fails.
+Usage: optimum_check.py PKGDIR ORT_CLASS [--inputs FILE.json] [--text "sentence"]
+
+Prints one JSON line on stdout:
+  {"runtime": "optimum", "version": ..., "onnxruntime": ..., "class": ORT_CLASS,
+   "outputs": {name: {"shape": [...]}}}                      (generated inputs)
+   "outputs": {name: {"shape": [...], "data": [flat]}}       (with --inputs)
+
+Inputs: --inputs FILE.json feeds exactly the tensors of
+{"inputs": {name: {"dtype": "int64"|"float32", "shape": [...], "data": [flat]}}} (ort_check.mjs's
+format); otherwise they are generated from the names the loaded model takes: a sentence through
+the package's own tokenizer, pixel_values of the processor's size, or a waveform.
+
+Exit 0 on success; 1 with "optimum_check: error: <Optimum's own message>" on stderr when loading
+or running fails; 2 on a usage error. Offline: HF_HUB_OFFLINE is set before anything is imported.
 """
+import argparse
 import json
+import math
+import os
 import sys
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.dont_write_bytecode = True
 
-def main():
-    if len(sys.argv) != 3:
-        print("usage: optimum_check.py PKGDIR ORT_CLASS", file=sys.stderr)
-        return 2
-    pkg, cls_name = sys.argv[1], sys.argv[2]
+DEFAULT_TEXT = "the movie was great and i loved it"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="optimum_check.py")
+    parser.add_argument("pkg")
+    parser.add_argument("ort_class")
+    parser.add_argument("--inputs", help="JSON file with the exact input tensors")
+    parser.add_argument("--text", default=DEFAULT_TEXT)
+    options = parser.parse_args(argv)
     try:
-        import optimum
-        import optimum.onnxruntime as ort_models
-        from transformers import AutoConfig
-
-        cls = getattr(ort_models, cls_name)
-        model = cls.from_pretrained(pkg, local_files_only=True)
-        inputs = dummy_inputs(pkg, model, AutoConfig.from_pretrained(pkg, local_files_only=True))
-        out = model(**inputs)
-        shapes = {k: {"shape": list(v.shape)} for k, v in out.items() if hasattr(v, "shape")}
-        print(json.dumps({"runtime": "optimum", "version": getattr(optimum, "__version__", "?"), "outputs": shapes}))
-        return 0
+        result = run(options)
     except Exception as e:  # report the runtime's own message, whatever it raised
         print(f"optimum_check: error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
+    print(json.dumps(result))
+    return 0
 
 
-def dummy_inputs(pkg, model, config):
+def run(options):
+    import warnings
+    warnings.filterwarnings("ignore")
+    import onnxruntime
+    import optimum.onnxruntime as ort_models
+    from importlib.metadata import version
+
+    cls = getattr(ort_models, options.ort_class)
+    model = cls.from_pretrained(options.pkg, local_files_only=True)
+    if options.inputs:
+        inputs = read_inputs(options.inputs)
+    else:
+        inputs = generated_inputs(options.pkg, model, options.text)
+    outputs = model(**inputs)
+    return {
+        "runtime": "optimum",
+        "version": version("optimum"),
+        "onnxruntime": onnxruntime.__version__,
+        "class": options.ort_class,
+        "outputs": {name: describe(value, with_data=bool(options.inputs))
+                    for name, value in named_outputs(outputs).items()},
+    }
+
+
+def read_inputs(path):
+    import torch
+    dtypes = {"int64": torch.int64, "int32": torch.int32, "float32": torch.float32, "bool": torch.bool}
+    with open(path, encoding="utf-8") as handle:
+        doc = json.load(handle)
+    return {name: torch.tensor(spec["data"], dtype=dtypes[spec["dtype"]]).reshape(spec["shape"])
+            for name, spec in doc["inputs"].items()}
+
+
+def generated_inputs(pkg, model, text):
+    import torch
     names = set(getattr(model, "input_names", {}) or {})
     if "pixel_values" in names:
-        import torch
-        size = getattr(config, "image_size", 224)
-        return {"pixel_values": torch.zeros(1, getattr(config, "num_channels", 3), size, size)}
+        from transformers import AutoImageProcessor
+        from PIL import Image
+        processor = AutoImageProcessor.from_pretrained(pkg, local_files_only=True)
+        size = getattr(processor, "size", {}) or {}
+        height = size.get("height", size.get("shortest_edge", 224))
+        width = size.get("width", size.get("shortest_edge", 224))
+        pixels = bytes((x * 7 + y * 13) % 256 for y in range(height) for x in range(width) for _ in range(3))
+        image = Image.frombytes("RGB", (width, height), pixels)
+        return {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"]}
     if "input_values" in names:
-        import torch
-        return {"input_values": torch.zeros(1, 16000)}
+        samples = [math.sin(i * 0.05) for i in range(12345)]
+        return {"input_values": torch.tensor([samples], dtype=torch.float32)}
     from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(pkg, local_files_only=True)
-    return dict(tok("the movie was great and i loved it", return_tensors="pt"))
+    tokenizer = AutoTokenizer.from_pretrained(pkg, local_files_only=True)
+    encoded = tokenizer(text, return_tensors="pt")
+    return {k: v for k, v in encoded.items() if k in names or not names}
+
+
+def named_outputs(outputs):
+    """{name: tensor} of a ModelOutput (ORTModelFor*) or a dict (ORTModelForCustomTasks)."""
+    items = outputs.items() if hasattr(outputs, "items") else vars(outputs).items()
+    return {name: value for name, value in items if hasattr(value, "shape")}
+
+
+def describe(value, with_data):
+    import numpy
+    array = value.detach().cpu().numpy() if hasattr(value, "detach") else numpy.asarray(value)
+    entry = {"shape": list(array.shape)}
+    if with_data:
+        entry["data"] = [None if not math.isfinite(float(x)) else float(x) for x in array.reshape(-1)]
+    return entry
 
 
 if __name__ == "__main__":
