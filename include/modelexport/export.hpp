@@ -152,7 +152,8 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     if (opt.exporter_script.empty() || !fs::is_regular_file(opt.exporter_script))
         throw export_failed(opt.exporter_script.string(), "exporter script not found", "pass --exporter-script or reinstall modelexport");
     std::vector<std::string> args{opt.exporter_script.string(), "--source", src.dir.string(), "--task", std::string(task.name),
-                                  "--onnx", model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset)};
+                                  "--onnx", model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset),
+                                  "--source-boundary", src.boundary.string()};  // Hub snapshots link into ../../blobs
     if (!opt.model_factory.empty()) {
         args.insert(args.end(), {"--model", opt.model_factory});
         std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
@@ -175,6 +176,8 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     fs::remove(table);
     for (const auto& f : source_files(src)) out.inputs.push_back(f);
     out.inputs.push_back(opt.exporter_script);
+    // The weights reader the exporter imports; a custom --exporter-script may come without one.
+    if (fs::path w = opt.exporter_script.parent_path() / "htp_weights.py"; fs::is_regular_file(w)) out.inputs.push_back(w);
     return out;
 }
 
