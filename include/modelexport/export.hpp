@@ -152,8 +152,10 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     if (opt.exporter_script.empty() || !fs::is_regular_file(opt.exporter_script))
         throw export_failed(opt.exporter_script.string(), "exporter script not found", "pass --exporter-script or reinstall modelexport");
     std::vector<std::string> args{opt.exporter_script.string(), "--source", src.dir.string(), "--task", std::string(task.name),
-                                  "--onnx", model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset),
-                                  "--source-boundary", src.boundary.string()};  // Hub snapshots link into ../../blobs
+                                  "--onnx", model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset)};
+    // Hub snapshots link into ../../blobs: the exporter must accept links inside the repository folder.
+    // Only then, so that custom --exporter-script programs keep their argument list for local sources.
+    if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
     if (!opt.model_factory.empty()) {
         args.insert(args.end(), {"--model", opt.model_factory});
         std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
