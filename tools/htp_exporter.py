@@ -15,9 +15,15 @@ The C++ ``modelexport`` tool runs this script as a child process.  It:
 
 Nothing else is written.  Progress goes to stdout, errors to stderr.
 
-Exit codes: 0 success, 1 export/runtime failure, 2 usage error (unknown task,
-bad ``--model`` value, missing source directory), 3 ``transformers`` missing
-when no ``--model`` is given.
+Weights come from the source's ``model.safetensors`` (or its sharded index),
+else ``pytorch_model.bin`` (or its index), read by ``htp_weights.py`` beside
+this script: never with a pickle that can run code, every key checked.  A
+source without weights is an error unless ``--random-weights`` (tests only).
+
+Exit codes: 0 success, 1 export/runtime failure (a weights problem prints
+one line ``htp_exporter: error: <file>: <problem>`` and no traceback),
+2 usage error (unknown task, bad ``--model`` value, missing source directory),
+3 ``transformers`` missing when no ``--model`` is given.
 
 ``tests/fixtures/make_models.py`` imports this file to build exactly the same
 dummy inputs, so keep ``make_dummy_inputs``/``forward_args`` importable
@@ -39,6 +45,12 @@ import warnings
 sys.dont_write_bytecode = True
 
 import torch  # noqa: E402  (after dont_write_bytecode on purpose)
+
+# htp_weights.py sits beside this script, wherever it is installed and
+# whatever the caller's working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from htp_weights import (SAFETENSORS, SAFETENSORS_INDEX, WeightsError,  # noqa: E402
+                         find_weights, load_weights, weight_files)
 
 # Text dummy inputs: batch 1, sequence length 8.
 TEXT_BATCH = 1
@@ -261,8 +273,13 @@ def call_model(model, args):
 # Model loading
 # --------------------------------------------------------------------------
 
-def load_user_model(source_dir, spec, config):
-    """Build the model with FILE.py:FACTORY and load pytorch_model.bin if present."""
+def load_user_model(source_dir, spec, config, boundary=None, random_weights=False):
+    """Build the model with FILE.py:FACTORY and load the source's weights into it.
+
+    With random_weights, a source without any weights file keeps the
+    factory's initial weights (tests only); a weights file present is always
+    loaded and checked.
+    """
     file_part, sep, factory_name = spec.rpartition(":")
     if not sep or not file_part or not factory_name:
         raise UsageError("--model must look like FILE.py:FACTORY, got '%s'" % spec)
@@ -286,20 +303,25 @@ def load_user_model(source_dir, spec, config):
     if not isinstance(model, torch.nn.Module):
         raise RuntimeError("%s:%s returned %s, not a torch.nn.Module"
                            % (path, factory_name, type(model).__name__))
-    weights = os.path.join(source_dir, "pytorch_model.bin")
-    if os.path.isfile(weights):
-        state = torch.load(weights, map_location="cpu")
-        model.load_state_dict(state, strict=True)
+    if random_weights and find_weights(source_dir) is None:
+        log("no weights file: keeping the factory's initial weights (--random-weights)")
+    else:
+        load_weights(model, source_dir, boundary)
     return model
 
 
-def load_transformers_model(source_dir, task):
+def load_transformers_model(source_dir, task, boundary=None):
     try:
         import transformers
     except ImportError as error:
         raise MissingTransformers(str(error))
+    # from_pretrained reads the files itself; vetting them first gives our
+    # clear errors (no weights, links out of the source) instead of its own.
+    weight_files(source_dir, boundary)
+    weights = os.path.basename(find_weights(source_dir))
     auto_class = getattr(transformers, TASKS[task][2])
-    return auto_class.from_pretrained(source_dir, local_files_only=True)
+    return auto_class.from_pretrained(source_dir, local_files_only=True,
+                                      use_safetensors=weights in (SAFETENSORS, SAFETENSORS_INDEX))
 
 
 # --------------------------------------------------------------------------
@@ -391,6 +413,12 @@ def parse_args(argv):
     parser.add_argument("--modules", required=True, help="module hierarchy JSON to write")
     parser.add_argument("--model", help="FILE.py:FACTORY building the model from config.json")
     parser.add_argument("--opset", type=int, default=14, help="ONNX opset (default 14)")
+    parser.add_argument("--source-boundary",
+                        help="folder that links in the source may point into (default: --source; "
+                             "modelexport passes the cache repository folder for Hub snapshots)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="for tests only: keep the factory's initial weights when the source "
+                             "has no weights file (with --model)")
     return parser.parse_args(argv)
 
 
@@ -404,10 +432,13 @@ def export(options):
         raise RuntimeError("config.json is not a JSON object")
 
     log("loading model")
+    boundary = options.source_boundary or source_dir
     if options.model:
-        model = load_user_model(source_dir, options.model, config)
+        model = load_user_model(source_dir, options.model, config, boundary, options.random_weights)
     else:
-        model = load_transformers_model(source_dir, options.task)
+        if options.random_weights:
+            raise UsageError("--random-weights needs --model FILE.py:FACTORY")
+        model = load_transformers_model(source_dir, options.task, boundary)
     model.eval()
 
     input_names = input_names_for(options.task, model)
@@ -467,6 +498,9 @@ def main(argv=None):
     except UsageError as error:
         print("htp_exporter: error: %s" % error, file=sys.stderr)
         return 2
+    except WeightsError as error:  # an expected, actionable problem: no traceback
+        print("htp_exporter: error: %s" % error, file=sys.stderr)
+        return 1
     except MissingTransformers:
         print("htp_exporter: error: transformers is not installed; "
               "pass --model FILE.py:FACTORY", file=sys.stderr)

@@ -154,6 +154,9 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
         throw export_failed(opt.exporter_script.string(), "exporter script not found", "pass --exporter-script or reinstall modelexport");
     std::vector<std::string> args{opt.exporter_script.string(), "--source", src.dir.string(), "--task", std::string(task.name),
                                   "--onnx", model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset)};
+    // Hub snapshots link into ../../blobs: the exporter must accept links inside the repository folder.
+    // Only then, so that custom --exporter-script programs keep their argument list for local sources.
+    if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
     if (!opt.model_factory.empty()) {
         args.insert(args.end(), {"--model", opt.model_factory});
         std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
@@ -177,6 +180,8 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     fs::remove(table);
     for (const auto& f : source_files(src)) out.inputs.push_back(f);
     out.inputs.push_back(opt.exporter_script);
+    // The weights reader the exporter imports; a custom --exporter-script may come without one.
+    if (fs::path w = opt.exporter_script.parent_path() / "htp_weights.py"; fs::is_regular_file(w)) out.inputs.push_back(w);
     return out;
 }
 

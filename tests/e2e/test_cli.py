@@ -55,7 +55,7 @@ class Install(unittest.TestCase):
         self.assertEqual(len(prefix), 1)
         root = os.path.dirname(os.path.dirname(prefix[0]))
         for rel in ("include/modelexport/export.hpp", "include/modelexport/package_files.def",
-                    "share/modelexport/htp_exporter.py", "share/modelexport/runtime/ort_check.mjs",
+                    "share/modelexport/htp_exporter.py", "share/modelexport/htp_weights.py", "share/modelexport/runtime/ort_check.mjs",
                     "share/modelexport/modules/meson/package/meson.build", "share/modelexport/export_metadata.schema.json"):
             self.assertTrue(os.path.isfile(os.path.join(root, rel)), rel)
         pc = glob.glob(os.path.join(root, "lib*", "**", "pkgconfig", "modelexport.pc"), recursive=True)
