@@ -375,7 +375,7 @@ inline export_result export_package(const export_options& opt) {
     // 4. metadata
     metadata_inputs mi;
     mi.strategy = to_string(how);
-    mi.time = choose_export_time(inputs);
+    mi.time = choose_export_time();
     mi.embed_hierarchy = opt.embed_hierarchy;
     mi.source = &src;
     mi.config = &config;
