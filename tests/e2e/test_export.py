@@ -246,10 +246,17 @@ class ExportFailures(TempDirTest):
         p = export(os.path.join(SOURCES, "text-classification"), self.path("pkg"))
         self.assertFailsWith(p, "io_error", self.path("pkg"), "not a directory")
 
-    def test_declared_outputs_must_match(self):
-        p = export(os.path.join(SOURCES, "image-classification"), self.path("pkg"),
-                   "--expect", "model.onnx,config.json,tokenizer.json,export_metadata.json")
-        self.assertFailsWith(p, "usage", "not produced: tokenizer.json", "not declared: preprocessor_config.json")
+    def test_declared_outputs_must_match_and_quiet_keeps_the_hint(self):
+        # --quiet is what the build templates pass: the error and its hint must still reach the build log.
+        p = export(os.path.join(SOURCES, "image-classification"), self.path("pkg"), "--quiet",
+                   "--expect", "model.onnx,config.json,tokenizer.json,vocab.txt,export_metadata.json")
+        self.assertFailsWith(p, "usage", "the package does not match the declared outputs (declared but not produced: "
+                             "tokenizer.json, vocab.txt; produced but not declared: preprocessor_config.json)")
+        self.assertEqual(p.stdout, "")
+        hints = [l for l in p.stderr.splitlines() if l.startswith("  hint: ")]
+        self.assertEqual(hints, ["  hint: if the source changed since the build was configured, reconfigure (meson setup "
+                                 "--reconfigure, or rerun cmake); if the model's 'files' list is explicit, remove tokenizer.json, "
+                                 "vocab.txt and add preprocessor_config.json there"], p.stderr)
         self.assertFalse(os.path.exists(self.path("pkg")))
 
 
