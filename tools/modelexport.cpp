@@ -193,7 +193,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.fallthrough();  // -q/-v also after the subcommand, as build files write them
     output_mode mode;
-    app.add_flag("-q,--quiet", mode.quiet, "print errors only");
+    app.add_flag("-q,--quiet", mode.quiet, "no progress or results; errors and their hints still print");
     app.add_flag("-v,--verbose", mode.verbose, "show progress and the exporter's output even when not on a terminal");
     app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 model not found, 4 config.json missing, 5 invalid input,\n"
                "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify).");
@@ -331,7 +331,8 @@ int main(int argc, char** argv) {
         }
     } catch (const me::error& e) {
         std::cerr << "modelexport: " << me::console_style::detect(false, false).red("error:") << " " << me::printable(e.what()) << "\n";
-        if (!e.hint().empty() && !mode.quiet) std::cerr << "  hint: " << me::printable(e.hint()) << "\n";
+        // The hint is part of the error, not progress: --quiet (what build systems pass) keeps it.
+        if (!e.hint().empty()) std::cerr << "  hint: " << me::printable(e.hint()) << "\n";
         return static_cast<int>(e.code());
     } catch (const fs::filesystem_error& e) {
         std::cerr << "modelexport: error: " << me::printable(e.path1().string()) << ": " << e.code().message() << "\n";

@@ -382,7 +382,7 @@ inline export_result export_package(const export_options& opt) {
     // 4. metadata
     metadata_inputs mi;
     mi.strategy = to_string(how);
-    mi.time = choose_export_time(inputs);
+    mi.time = choose_export_time();
     mi.embed_hierarchy = opt.embed_hierarchy;
     mi.source = &src;
     mi.config = &config;
@@ -408,16 +408,23 @@ inline export_result export_package(const export_options& opt) {
     if (!opt.expect.empty()) {
         std::set<std::string> declared(opt.expect.begin(), opt.expect.end()), actual;
         for (const auto& e : fs::directory_iterator(stage)) actual.insert(e.path().filename().string());
-        std::string missing, extra;
+        std::vector<std::string> missing, extra;  // declared but not produced; produced but not declared
         for (const auto& d : declared)
-            if (!actual.count(d)) missing += " " + d;
+            if (!actual.count(d)) missing.push_back(d);
         for (const auto& a : actual)
-            if (!declared.count(a)) extra += " " + a;
+            if (!declared.count(a)) extra.push_back(a);
+        // The build decided the list when it was configured (from the source) or took the user's
+        // explicit 'files'/FILES list: the fix is a reconfigure after a source change, else that list.
+        std::string edit = (missing.empty() ? "" : "remove " + detail::join(missing)) + (missing.empty() || extra.empty() ? "" : " and ") +
+                           (extra.empty() ? "" : "add " + detail::join(extra));
         if (!missing.empty() || !extra.empty())
             throw usage_error(opt.output.string(),
-                              "declared outputs differ from the package:" + (missing.empty() ? "" : " not produced:" + missing) +
-                                  (extra.empty() ? "" : "; not declared:" + extra),
-                              "reconfigure the build (meson setup --reconfigure) so the declared files match the source");
+                              "the package does not match the declared outputs (" +
+                                  (missing.empty() ? "" : "declared but not produced: " + detail::join(missing)) +
+                                  (missing.empty() || extra.empty() ? "" : "; ") +
+                                  (extra.empty() ? "" : "produced but not declared: " + detail::join(extra)) + ")",
+                              "if the source changed since the build was configured, reconfigure (meson setup --reconfigure, or "
+                              "rerun cmake); if the model's 'files' list is explicit, " + edit + " there");
     }
     if (opt.validate) {
         timer.begin("validate", "validating the staged package");

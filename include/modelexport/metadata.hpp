@@ -2,8 +2,8 @@
 // share/export_metadata.schema.json).
 //
 // Everything here must be reproducible: no wall-clock time, no absolute paths.
-// The timestamp is SOURCE_DATE_EPOCH when set, else the newest modification
-// time among the inputs, so two exports of the same files are byte-identical.
+// The timestamp is SOURCE_DATE_EPOCH when set, else the fixed 1970-01-01T00:00:00Z
+// (see choose_export_time for why not the inputs' mtimes).
 #pragma once
 
 #include "modelexport/copier.hpp"
@@ -15,12 +15,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
+#include <charconv>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace modelexport {
@@ -30,25 +32,36 @@ using json = nlohmann::json;
 /// Seconds since the epoch for the metadata, and where they came from.
 struct export_time {
     long long seconds = 0;
-    std::string origin;  ///< "SOURCE_DATE_EPOCH" or "inputs"
+    std::string origin;  ///< "SOURCE_DATE_EPOCH" or "fixed"
 };
 
-inline export_time choose_export_time(const std::vector<fs::path>& inputs) {
-    if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde && *sde) {
-        char* end = nullptr;
-        long long v = std::strtoll(sde, &end, 10);
-        if (end && *end == '\0' && v >= 0) return {v, "SOURCE_DATE_EPOCH"};
-        throw usage_error("SOURCE_DATE_EPOCH", "must be a non-negative integer, got '" + std::string(sde) + "'");
-    }
-    export_time t{0, "inputs"};
-    for (const auto& p : inputs) {
-        std::error_code ec;
-        auto ft = fs::last_write_time(p, ec);
-        if (ec) continue;
-        auto sys = std::chrono::time_point_cast<std::chrono::seconds>(ft - fs::file_time_type::clock::now() + std::chrono::system_clock::now());
-        t.seconds = std::max<long long>(t.seconds, sys.time_since_epoch().count());
-    }
-    return t;
+/// The latest second iso8601 can write with a four-digit year (9999-12-31T23:59:59Z).
+inline constexpr long long max_export_seconds = 253402300799;
+
+/// SOURCE_DATE_EPOCH's value as seconds: decimal digits only, no sign, no spaces,
+/// at most max_export_seconds. Anything else is refused rather than guessed at.
+inline long long parse_source_date_epoch(std::string_view text) {
+    long long v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    std::string shown = "'" + std::string(text) + "'";
+    if (ec == std::errc::result_out_of_range || (ec == std::errc() && end == text.data() + text.size() && v > max_export_seconds))
+        throw usage_error("SOURCE_DATE_EPOCH", shown + " is too large (at most " + std::to_string(max_export_seconds) + ", the year 9999)");
+    if (ec != std::errc() || end != text.data() + text.size() || text.front() == '-')
+        throw usage_error("SOURCE_DATE_EPOCH", "must be seconds since 1970 as decimal digits, got " + shown);
+    return v;
+}
+
+/// The metadata's timestamp: SOURCE_DATE_EPOCH when set, else 0 (1970-01-01T00:00:00Z).
+///
+/// Not the inputs' modification times: an mtime is not content. A git checkout, a
+/// copy, an unpacked archive or a rebuilt tool gives identical files new mtimes, so a
+/// timestamp taken from them makes identical sources export to different packages in
+/// two build directories or on two machines. A fixed, documented value keeps
+/// identical sources byte-identical whatever built the tool and when; a build that
+/// wants a meaningful date sets SOURCE_DATE_EPOCH (reproducible-builds.org practice).
+inline export_time choose_export_time() {
+    if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde && *sde) return {parse_source_date_epoch(sde), "SOURCE_DATE_EPOCH"};
+    return {0, "fixed"};
 }
 
 inline std::string iso8601(long long seconds) {

@@ -27,7 +27,7 @@ struct console_style {
     bool live = false;     ///< redraw a live line (terminal)
     bool color = false;
 
-    /// quiet: errors only. verbose: progress even when stderr is not a terminal.
+    /// quiet: no progress (errors and hints are printed by the caller regardless). verbose: progress even when stderr is not a terminal.
     static console_style detect(bool quiet, bool verbose, int fd = STDERR_FILENO) {
         console_style s;
         bool tty = ::isatty(fd) == 1;

@@ -14,7 +14,8 @@
 # modelexport_add_bindings(NAME HEADER file NAMESPACE ns)
 #   Generates the C++ header describing the package's model.
 #
-# The tool is MODELEXPORT_EXECUTABLE (found on PATH unless set).
+# The tool is MODELEXPORT_EXECUTABLE (found on PATH unless set; find_package(modelexport CONFIG)
+# sets it to the installed tool and includes this file).
 
 if(NOT MODELEXPORT_EXECUTABLE)
   find_program(MODELEXPORT_EXECUTABLE modelexport REQUIRED)

@@ -1,8 +1,14 @@
 """The CLI contract: help with an example for every subcommand, version, usage errors (exit 2)."""
+import glob
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 import unittest
 
-from common import EXIT, REPO, run
+from common import EXAMPLES, EXIT, REPO, SOURCES, run
+from test_cmake_consumer import consumer_tree
 
 
 class Cli(unittest.TestCase):
@@ -32,45 +38,89 @@ class Cli(unittest.TestCase):
         self.assertIn("unknown runtime 'tensorflow'", p.stderr)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class Install(unittest.TestCase):
-    """meson install puts headers, tool, exporter, runtime scripts and a pkg-config file in place,
-    and an installed tool uses its own exporter."""
+    """meson install puts headers, tool, exporter, runtime scripts, a pkg-config file and a CMake
+    package config in place; an installed tool uses its own exporter, and programs and CMake
+    projects build against the installed tree alone."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dest = tempfile.mkdtemp(prefix="modelexport-install-")
+        subprocess.run(["meson", "install", "-C", os.environ["MODELEXPORT_BUILD_ROOT"], "--destdir", cls.dest, "--no-rebuild",
+                        "--quiet"], check=True, capture_output=True)
+        tools = glob.glob(os.path.join(cls.dest, "**", "bin", "modelexport"), recursive=True)
+        assert len(tools) == 1, tools
+        cls.tool = tools[0]
+        cls.root = os.path.dirname(os.path.dirname(cls.tool))  # DESTDIR + prefix
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dest, ignore_errors=True)
+
+    def sh(self, *cmd, env=None):
+        """Runs cmd in env (the whole environment; default: this one) and returns its stdout."""
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        self.assertEqual(p.returncode, 0, f"{' '.join(cmd)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+        return p.stdout
 
     def test_installed_tree_works(self):
-        import glob
-        import os
-        import shutil
-        import subprocess
-        import tempfile
-        from common import SOURCES
-        dest = tempfile.mkdtemp(prefix="modelexport-install-")
-        self.addCleanup(shutil.rmtree, dest, ignore_errors=True)
-        subprocess.run(["meson", "install", "-C", os.environ["MODELEXPORT_BUILD_ROOT"], "--destdir", dest, "--no-rebuild",
-                        "--quiet"], check=True, capture_output=True)
-        prefix = glob.glob(os.path.join(dest, "**", "bin", "modelexport"), recursive=True)
-        self.assertEqual(len(prefix), 1)
-        root = os.path.dirname(os.path.dirname(prefix[0]))
-        for rel in ("include/modelexport/export.hpp", "include/modelexport/package_files.def",
+        root = self.root
+        for rel in ("include/modelexport/export.hpp", "include/modelexport/package_files.def", "include/modelexport/version.hpp",
                     "share/modelexport/htp_exporter.py", "share/modelexport/htp_weights.py", "share/modelexport/runtime/ort_check.mjs",
-                    "share/modelexport/modules/meson/package/meson.build", "share/modelexport/export_metadata.schema.json"):
+                    "share/modelexport/modules/meson/package/meson.build", "share/modelexport/modules/cmake/ModelExport.cmake",
+                    "share/modelexport/export_metadata.schema.json"):
             self.assertTrue(os.path.isfile(os.path.join(root, rel)), rel)
-        pc = glob.glob(os.path.join(root, "lib*", "**", "pkgconfig", "modelexport.pc"), recursive=True)
-        self.assertEqual(len(pc), 1)
-        text = open(pc[0]).read()
-        self.assertIn("Requires: protobuf, nlohmann_json, libcrypto", text)
-        self.assertIn("-lonnx", text)
-        # The installed tool runs the installed exporter, not the source tree's.
-        installed = os.path.join(root, "share/modelexport/htp_exporter.py")
+        for rel in ("include/modelexport/meson.build", "include/modelexport/version.hpp.in",
+                    "share/modelexport/modules/cmake/modelexportConfig.cmake.in"):
+            self.assertFalse(os.path.exists(os.path.join(root, rel)), rel)
+        # The installed tool runs the installed exporter, not the source tree's (on a copy of the tree:
+        # the other tests use the installed exporter as it is).
+        tree = os.path.join(tempfile.mkdtemp(prefix="modelexport-install-copy-"), "prefix")
+        self.addCleanup(shutil.rmtree, os.path.dirname(tree), ignore_errors=True)
+        shutil.copytree(root, tree, symlinks=True)
+        installed = os.path.join(tree, "share/modelexport/htp_exporter.py")
         with open(installed) as f:
             code = f.read()
         with open(installed, "w") as f:
             f.write("print('installed exporter ran')\n" + code.replace("from __future__ import annotations\n", ""))
         env = {k: v for k, v in os.environ.items() if k != "MODELEXPORT_EXPORTER"}
-        p = subprocess.run([prefix[0], "-v", "export", os.path.join(SOURCES, "image-classification"),
-                            os.path.join(dest, "pkg"), "--model", "modeling.py:build"], capture_output=True, text=True, env=env)
+        p = subprocess.run([os.path.join(tree, "bin", "modelexport"), "-v", "export", os.path.join(SOURCES, "image-classification"),
+                            os.path.join(os.path.dirname(tree), "pkg"), "--model", "modeling.py:build"],
+                           capture_output=True, text=True, env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("installed exporter ran", p.stderr)
+
+    def test_pkg_config_compiles_and_links_a_program(self):
+        pcs = glob.glob(os.path.join(self.root, "lib*", "**", "pkgconfig", "modelexport.pc"), recursive=True)
+        self.assertEqual(len(pcs), 1)
+        # The sysroot puts the .pc's own -I paths into DESTDIR (system ones stay filtered out).
+        env = {**os.environ, "PKG_CONFIG_PATH": os.path.dirname(pcs[0]), "PKG_CONFIG_SYSROOT_DIR": self.dest}
+        version = self.sh("pkg-config", "--modversion", "modelexport", env=env).strip()
+        with open(os.path.join(REPO, "meson.build")) as f:
+            self.assertEqual(version, re.search(r"version: '([^']+)'", f.read()).group(1))
+        flags = self.sh("pkg-config", "--cflags", "--libs", "modelexport", env=env).split()
+        self.assertIn(f"-I{self.root}/include", flags)
+        exe = os.path.join(self.dest, "signature")
+        self.sh("c++", "-std=c++17", os.path.join(REPO, "tests", "install_consumer", "signature.cpp"), "-o", exe, *flags)
+        out = self.sh(exe, os.path.join(EXAMPLES, "text-classification", "model.onnx"), "text-classification")
+        self.assertRegex(out, rf"^{re.escape(version)} ORTModelForSequenceClassification input_ids attention_mask")
+
+    def test_cmake_find_package_builds_against_the_target_and_exports_with_the_installed_tool(self):
+        src, build = consumer_tree(self, "install_consumer")
+        # Nothing points at the build tree: no MODELEXPORT_* overrides, no modelexport on PATH.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELEXPORT")}
+        env["SOURCE_DATE_EPOCH"] = "1700000000"
+        env["PATH"] = "/usr/bin:/bin"
+        self.sh("cmake", "-S", src, "-B", build, "-G", "Ninja", f"-DCMAKE_PREFIX_PATH={self.root}", env=env)
+        self.sh("ninja", "-C", build, env=env)
+        tests = self.sh("ctest", "--test-dir", build, "--output-on-failure", env=env)
+        self.assertIn("100% tests passed, 0 tests failed out of 2", tests)
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            self.assertIn(f"modelexport_DIR:PATH={self.root}/lib", f.read())
+        self.assertTrue(os.path.isfile(os.path.join(build, "bert", "export_metadata.json")))
+        # The package came from the installed tool: the command line ninja ran names it.
+        self.assertIn(self.tool, self.sh("ninja", "-C", build, "-t", "commands", env=env))
+
+
+if __name__ == "__main__":
+    unittest.main()

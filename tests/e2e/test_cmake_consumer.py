@@ -17,13 +17,20 @@ def sh(*cmd):
     return p.stdout
 
 
+def consumer_tree(test, project):
+    """A temporary copy of tests/<project> with the text-classification example as sources/bert,
+    removed after the test; returns (source dir, build dir)."""
+    tmp = tempfile.mkdtemp(prefix="modelexport-cmake-")
+    test.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+    src, build = os.path.join(tmp, "src"), os.path.join(tmp, "build")
+    shutil.copytree(os.path.join(REPO, "tests", project), src)
+    shutil.copytree(os.path.join(SOURCES, "text-classification"), os.path.join(src, "sources", "bert"))
+    return src, build
+
+
 class CMakeConsumer(unittest.TestCase):
     def test_package_bindings_and_exact_rebuilds(self):
-        tmp = tempfile.mkdtemp(prefix="modelexport-cmake-")
-        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        src, build = os.path.join(tmp, "src"), os.path.join(tmp, "build")
-        shutil.copytree(os.path.join(REPO, "tests", "cmake_consumer"), src)
-        shutil.copytree(os.path.join(SOURCES, "text-classification"), os.path.join(src, "sources", "bert"))
+        src, build = consumer_tree(self, "cmake_consumer")
         sh("cmake", "-S", src, "-B", build, "-G", "Ninja", f"-DMODELEXPORT_EXECUTABLE={TOOL}",
            f"-DMODELEXPORT_MODULE_DIR={os.path.join(REPO, 'modules', 'cmake')}")
         sh("ninja", "-C", build)

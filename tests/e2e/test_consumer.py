@@ -113,7 +113,8 @@ class Consumer(unittest.TestCase):
             p = subprocess.run(["ninja", "-C", self.build_dir], capture_output=True, text=True, env={**os.environ, **EPOCH})
             # Meson notices nothing (fs checks run at configure time), so the export must fail clearly...
             self.assertNotEqual(p.returncode, 0)
-            self.assertIn("not declared: generation_config.json", p.stdout + p.stderr)
+            self.assertIn("produced but not declared: generation_config.json", p.stdout + p.stderr)
+            self.assertIn("hint: if the source changed since the build was configured, reconfigure", p.stdout + p.stderr)
             # ...until the project is reconfigured, which declares the new file.
             sh("meson", "setup", "--reconfigure", self.build_dir, self.root, "--wrap-mode=nodownload")
             build(self.root, self.build_dir)

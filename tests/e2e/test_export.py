@@ -1,6 +1,7 @@
 """End-to-end exports with the built tool on real torch fixtures (issues 2, 3, 4)."""
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,6 +115,40 @@ class HtpExport(TempDirTest):
             with open(self.path("a", name), "rb") as f:
                 self.assertNotIn(self.tmp.encode(), f.read(), name)
 
+    def test_without_source_date_epoch_a_new_tool_and_fresh_mtimes_change_nothing(self):
+        # Another build directory: a copy of the tool and of the exporter, and a copy of the source whose
+        # files all have new mtimes (shutil.copy does not keep them), as a checkout on another machine would.
+        tool, script = self.path("bin", "modelexport"), self.path("bin", "htp_exporter.py")
+        os.makedirs(self.path("bin"))
+        shutil.copy2(TOOL, tool)
+        shutil.copy2(EXPORTER, script)
+        src_a = os.path.join(SOURCES, "text-classification")
+        src_b = shutil.copytree(src_a, self.path("elsewhere", "text-classification"), copy_function=shutil.copy)
+        unset = {"SOURCE_DATE_EPOCH": ""}
+        export(src_a, self.path("a"), "--exporter-script", script, env=unset, check=0)
+        later = time.time() + 3600
+        for p in (tool, script):
+            os.utime(p, (later, later))
+        p = subprocess.run([tool, "export", src_b, self.path("b"), "--model", "modeling.py:build", "--exporter-script", script],
+                           capture_output=True, text=True, env={**os.environ, **unset})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(self.path("a", "export_metadata.json"), "rb") as a, open(self.path("b", "export_metadata.json"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        context = load_json(self.path("a", "export_metadata.json"))["export_context"]
+        self.assertEqual((context["timestamp"], context["timestamp_origin"]), ("1970-01-01T00:00:00Z", "fixed"))
+
+    def test_source_date_epoch_must_be_plain_decimal_seconds(self):
+        src = os.path.join(SOURCES, "text-classification-prebuilt")
+        for value, says in (("17e8", "decimal digits"), (" 1700000000", "decimal digits"), ("-1", "decimal digits"),
+                            ("1700000000x", "decimal digits"), ("99999999999999999999", "too large"),
+                            ("253402300800", "too large")):
+            with self.subTest(value):
+                p = run("export", src, self.path("pkg"), env={"SOURCE_DATE_EPOCH": value})
+                self.assertFailsWith(p, "usage", "SOURCE_DATE_EPOCH", says)
+                self.assertFalse(os.path.exists(self.path("pkg")))
+        p = run("export", src, self.path("pkg"), env={"SOURCE_DATE_EPOCH": "253402300799"}, check=0)
+        self.assertEqual(load_json(self.path("pkg", "export_metadata.json"))["export_context"]["timestamp"], "9999-12-31T23:59:59Z")
+
     def test_prebuilt_onnx_keeps_its_bytes_and_gets_scope_tags(self):
         src = os.path.join(SOURCES, "text-classification-prebuilt")
         out = self.path("pkg")
@@ -211,10 +246,17 @@ class ExportFailures(TempDirTest):
         p = export(os.path.join(SOURCES, "text-classification"), self.path("pkg"))
         self.assertFailsWith(p, "io_error", self.path("pkg"), "not a directory")
 
-    def test_declared_outputs_must_match(self):
-        p = export(os.path.join(SOURCES, "image-classification"), self.path("pkg"),
-                   "--expect", "model.onnx,config.json,tokenizer.json,export_metadata.json")
-        self.assertFailsWith(p, "usage", "not produced: tokenizer.json", "not declared: preprocessor_config.json")
+    def test_declared_outputs_must_match_and_quiet_keeps_the_hint(self):
+        # --quiet is what the build templates pass: the error and its hint must still reach the build log.
+        p = export(os.path.join(SOURCES, "image-classification"), self.path("pkg"), "--quiet",
+                   "--expect", "model.onnx,config.json,tokenizer.json,vocab.txt,export_metadata.json")
+        self.assertFailsWith(p, "usage", "the package does not match the declared outputs (declared but not produced: "
+                             "tokenizer.json, vocab.txt; produced but not declared: preprocessor_config.json)")
+        self.assertEqual(p.stdout, "")
+        hints = [l for l in p.stderr.splitlines() if l.startswith("  hint: ")]
+        self.assertEqual(hints, ["  hint: if the source changed since the build was configured, reconfigure (meson setup "
+                                 "--reconfigure, or rerun cmake); if the model's 'files' list is explicit, remove tokenizer.json, "
+                                 "vocab.txt and add preprocessor_config.json there"], p.stderr)
         self.assertFalse(os.path.exists(self.path("pkg")))
 
 
