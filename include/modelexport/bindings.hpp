@@ -1,4 +1,4 @@
-// modelexport/bindings.hpp — C++ sources generated from a package (SPEC §8):
+// modelexport/bindings.hpp — C++ sources generated from a package (docs/design.md §8):
 //  - a header describing the model (task, input/output names, element types,
 //    shapes with symbolic dims named, id2label, file hashes), so application
 //    code compiles against the model it ships;

@@ -1,4 +1,4 @@
-// modelexport/export.hpp — one export: source -> package (SPEC §1-4, §9).
+// modelexport/export.hpp — one export: source -> package (docs/design.md §1-4, §9).
 //
 //   resolve source -> stage model.onnx (htp | prebuilt | command) -> project
 //   hierarchy (and embed it) -> copy configuration -> write metadata -> commit

@@ -1,7 +1,11 @@
-// modelexport/file_roles.hpp — the one table of files a package may hold (SPEC §1).
+// modelexport/file_roles.hpp — the one table of files a package may hold (docs/design.md §1).
 //
-// Adding a file kind is one line here; the copier, the validator, the Meson
-// module's configure-time check and `inspect` all read this table.
+// Adding a file kind is one line here. Readers of this table: the copier
+// (what to copy, by role), the validator (which files are required; it does
+// not read the "files" of export_metadata.json), package_writer (which names
+// belong to a package it may replace), verify and pack (which names are
+// package files), and the top-level meson.build and modules/cmake (the
+// optional files, at configure time).
 #pragma once
 
 #include <optional>

@@ -1,4 +1,4 @@
-// modelexport/metadata.hpp — export_metadata.json (SPEC §9; schema in
+// modelexport/metadata.hpp — export_metadata.json (docs/design.md §9; schema in
 // share/export_metadata.schema.json).
 //
 // Everything here must be reproducible: no wall-clock time, no absolute paths.

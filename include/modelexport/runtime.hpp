@@ -1,5 +1,5 @@
 // modelexport/runtime.hpp — the runtime check: load the package in a real
-// runtime and run one inference (SPEC §5.5).
+// runtime and run one inference (docs/design.md §5.5).
 //
 // Runtimes run as child processes so modelexport links none of them:
 //  - onnxruntime:     node tools/runtime/ort_check.mjs PKG   (npm onnxruntime-node)

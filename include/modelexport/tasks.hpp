@@ -1,4 +1,4 @@
-// modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (SPEC §5).
+// modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (docs/design.md §5).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-// modelexport/validator.hpp — does a package load for its task? (SPEC §5)
+// modelexport/validator.hpp — does a package load for its task? (docs/design.md §5)
 //
 // Each check has a stable id, a severity and a message naming the file and the
 // problem. A failed error-check makes the package invalid; a failed warning
