@@ -3,7 +3,6 @@ runs in ONNX Runtime with the torch model's outputs, and text packages give the
 torch model's answers through a transformers.js pipeline."""
 import json
 import os
-import subprocess
 import unittest
 
 from common import EXAMPLES, SOURCES, load_json, node, run
