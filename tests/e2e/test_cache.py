@@ -5,7 +5,6 @@ package a miss produces, byte for byte."""
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -13,78 +12,9 @@ import unittest
 from concurrent.futures import ThreadPoolExecutor
 
 from common import SOURCES, TempDirTest, load_json, run, tree_hashes
+from nginx_server import Nginx
 
 BUILD_ROOT = os.environ["MODELEXPORT_BUILD_ROOT"]
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Nginx:
-    """nginx serving a WebDAV root on 127.0.0.1: PUT creates files (the Bazel HTTP cache layout
-    needs nothing else), /broken/ answers 500. Config, logs, pid and temp files stay in `base`."""
-
-    def __init__(self, base):
-        self.base = base
-        self.root = os.path.join(base, "root")
-        for d in ("root", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            os.makedirs(os.path.join(base, d))
-            os.chmod(os.path.join(base, d), 0o777)  # a root-started nginx writes as its worker user
-        os.chmod(base, 0o755)
-        self.port = free_port()
-        conf = os.path.join(base, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""daemon off;
-worker_processes 1;
-pid {base}/nginx.pid;
-error_log {base}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log {base}/access.log;
-  client_body_temp_path {base}/body;
-  proxy_temp_path {base}/proxy;
-  fastcgi_temp_path {base}/fastcgi;
-  uwsgi_temp_path {base}/uwsgi;
-  scgi_temp_path {base}/scgi;
-  client_max_body_size 0;
-  server {{
-    listen 127.0.0.1:{self.port};
-    root {self.root};
-    location /cache/ {{ dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r; }}
-    location /broken/ {{ return 500; }}
-  }}
-}}
-""")
-        self.proc = subprocess.Popen([NGINX, "-p", base, "-c", conf, "-e", os.path.join(base, "error.log")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.stop()
-                    raise RuntimeError("nginx did not start: " + self.proc.stderr.read().decode(errors="replace"))
-                time.sleep(0.1)
-
-    def url(self, prefix="cache"):
-        return f"http://127.0.0.1:{self.port}/{prefix}"
-
-    def stored(self, kind):
-        """Names under cache/<kind> (ac or cas) on the server."""
-        d = os.path.join(self.root, "cache", kind)
-        return sorted(os.listdir(d)) if os.path.isdir(d) else []
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()  # by the pid we started, never by name
-            self.proc.wait(timeout=15)
-        self.proc.stderr.close()
 
 
 class CacheTest(TempDirTest):
@@ -94,6 +24,7 @@ class CacheTest(TempDirTest):
         super().setUp()
         # Build-dir temp space: nginx's files, not the user's /tmp or ~/.cache.
         self.work = tempfile.mkdtemp(prefix="cache-", dir=os.path.join(BUILD_ROOT, "tests"))
+        os.chmod(self.work, 0o755)  # mkdtemp's 0700 would keep a root-started nginx's worker user out
         self.addCleanup(shutil.rmtree, self.work, ignore_errors=True)
         self.src = self.path("src")
         shutil.copytree(os.path.join(SOURCES, self.source_name), self.src)
@@ -211,6 +142,7 @@ class RemoteCache(CacheTest):
     def test_corrupt_and_truncated_remote_objects_are_misses(self):
         self.export("a", self.env("machine1", self.nginx.url()))
         objects = [os.path.join(self.nginx.root, "cache", "cas", n) for n in self.nginx.stored("cas")]
+        self.assertTrue(objects, "nothing was uploaded")
         for i, damage in enumerate(("corrupt", "truncate")):
             for o in objects:
                 with open(o, "r+b") as f:
