@@ -172,19 +172,10 @@ int run_verify(const fs::path& dir, const output_mode& mode) {
         for (const auto& p : problems) out.push_back({{"file", p.file}, {"problem", p.kind}, {"detail", p.detail}});
         std::cout << me::to_canonical_text(me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}});
     } else {
-        for (const auto& p : problems) std::cout << (dir / p.file).string() << ": " << p.kind << " (" << p.detail << ")\n";
+        for (const auto& p : problems) std::cout << me::printable((dir / p.file).string()) << ": " << p.kind << " (" << me::printable(p.detail) << ")\n";
         if (problems.empty() && !mode.quiet) std::cout << dir.string() << ": all files match export_metadata.json\n";
     }
     return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
-}
-
-/// A namespace from a package directory name: "text-classification" -> "text_classification".
-std::string namespace_for(const fs::path& dir) {
-    std::string ns = fs::absolute(dir).lexically_normal().filename().string();
-    for (char& c : ns)
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    if (ns.empty() || std::isdigit(static_cast<unsigned char>(ns[0]))) ns = "model_" + ns;
-    return ns;
 }
 
 }  // namespace
@@ -321,14 +312,14 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (*bi) {
-            me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? namespace_for(bdir) : bns));
+            me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? me::namespace_for(bdir) : bns));
             return 0;
         }
         if (*em) {
             std::string ext = eout.extension().string();
             if (ext != ".S" && ext != ".s" && ext != ".cpp" && ext != ".cc")
                 throw me::usage_error(eout.string(), "--output must end in .S or .cpp");
-            auto sources = me::embed_model(edir, ens.empty() ? namespace_for(edir) : ens, ext == ".S" || ext == ".s");
+            auto sources = me::embed_model(edir, ens.empty() ? me::namespace_for(edir) : ens, ext == ".S" || ext == ".s");
             me::write_file_if_changed(eout, sources.source);
             me::write_file_if_changed(eheader, sources.header);
             return 0;
