@@ -122,6 +122,8 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
     }
     if (!manifest.is_object()) throw invalid_input(packed.string(), "is not a packed model (no " + std::string(pack_manifest_key) + " entry)");
     model.Clear();
+    if (package_writer::claims(outdir, fs::weakly_canonical(fs::absolute(packed))))
+        throw usage_error(outdir.string(), "holds " + packed.string() + ", which unpacking would replace", "unpack to another directory");
     package_writer writer(outdir);
     for (const auto& [name, entry] : manifest.at("files").items()) {
         if (!role_of(name) || !stored.count(name)) throw invalid_input(packed.string(), "manifest names an unexpected file '" + name + "'");

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
+#include "modelexport/json_file.hpp"
 
 #include <cctype>
 #include <cstdlib>
@@ -145,9 +146,8 @@ struct model_source {
 namespace detail {
 
 inline std::string read_ref(const fs::path& ref) {
-    std::ifstream in(ref);
-    std::string commit;
-    std::getline(in, commit);
+    std::string commit = read_text_file(ref, 4096);  // a FIFO or device is refused, not waited on
+    commit = commit.substr(0, commit.find('\n'));
     while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back()))) commit.pop_back();
     return commit;
 }
