@@ -83,6 +83,14 @@ private:
     int fd_;
 };
 
+/// True when `p` is `folder` or below it (both canonical or both lexical paths; by components).
+inline bool path_within(const fs::path& p, const fs::path& folder) {
+    auto r = p.begin();
+    for (auto f = folder.begin(); f != folder.end(); ++f, ++r)
+        if (r == p.end() || *r != *f) return false;
+    return true;
+}
+
 /// What a file that is not a regular file is, for messages: "a FIFO", "a directory", ...
 inline std::string file_kind(mode_t mode) {
     if (S_ISDIR(mode)) return "a directory";
@@ -93,6 +101,14 @@ inline std::string file_kind(mode_t mode) {
     if (S_ISLNK(mode)) return "a symbolic link";
     if (S_ISREG(mode)) return "a regular file";
     return "a special file";
+}
+
+/// Why `p` (links followed) cannot be read as a regular file: "missing", "is a FIFO,
+/// not a regular file", ...; empty when it can. For readers that report rather than throw.
+inline std::string regular_file_problem(const fs::path& p) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return "missing";
+    return S_ISREG(st.st_mode) ? std::string() : "is " + file_kind(st.st_mode) + ", not a regular file";
 }
 
 /// The one way modelexport opens a file (docs/design.md §11): every reader and

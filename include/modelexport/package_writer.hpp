@@ -90,15 +90,9 @@ public:
     static bool claims(const fs::path& target, const fs::path& real) {
         fs::path t = fs::weakly_canonical(fs::absolute(target).lexically_normal());
         if (t.filename().empty()) t = t.parent_path();
-        auto within = [](const fs::path& p, const fs::path& folder) {
-            auto r = p.begin();
-            for (auto f = folder.begin(); f != folder.end(); ++f, ++r)
-                if (r == p.end() || *r != *f) return false;
-            return true;
-        };
-        if (within(real, t)) return true;
+        if (path_within(real, t)) return true;
         fs::path parent = t.parent_path();
-        if (!within(real, parent) || real == parent) return false;
+        if (!path_within(real, parent) || real == parent) return false;
         std::string first = std::next(real.begin(), std::distance(parent.begin(), parent.end()))->string();
         std::string base = hidden_base(t.filename().string());
         return first.rfind("." + base + ".staging-", 0) == 0 || first == "." + base + ".lock";

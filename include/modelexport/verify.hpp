@@ -27,7 +27,8 @@ inline std::vector<verify_problem> verify_package(const fs::path& dir) {
     for (const auto& [name, entry] : meta["files"].items()) {
         fs::path p = dir / name;
         if (name.find('/') != std::string::npos || name == ".." || !fs::is_regular_file(p)) {
-            problems.push_back({name, "missing", "listed in export_metadata.json"});
+            std::string why = regular_file_problem(p);
+            problems.push_back({name, "missing", why == "missing" ? "listed in export_metadata.json" : why});
             continue;
         }
         auto size = fs::file_size(p);
