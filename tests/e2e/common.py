@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import unittest
@@ -41,12 +42,20 @@ def sha256(path):
 
 
 def tree_hashes(root):
-    """{relative path: sha256} of every file under root."""
+    """{relative path: sha256} of every file under root; a link is recorded by its target and a
+    special file (FIFO, socket) by its kind, never opened (a FIFO would block the read)."""
     out = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
+    for dirpath, dirs, files in os.walk(root):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
             p = os.path.join(dirpath, name)
-            out[os.path.relpath(p, root)] = sha256(p)
+            mode = os.lstat(p).st_mode
+            key = os.path.relpath(p, root)
+            if stat.S_ISLNK(mode):
+                out[key] = "link:" + os.readlink(p)
+            elif stat.S_ISREG(mode):
+                out[key] = sha256(p)
+            else:
+                out[key] = "special:" + oct(stat.S_IFMT(mode))
     return out
 
 
