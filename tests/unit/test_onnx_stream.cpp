@@ -6,6 +6,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
+#include "modelexport/external_data.hpp"
 #include "modelexport/onnx_checks.hpp"
 #include "modelexport/onnx_stream.hpp"
 #include "modelexport/tensor_walk.hpp"
@@ -414,4 +415,41 @@ TEST_CASE("the walk visits every place a tensor can be, in a fixed order") {
     for_each_tensor(m, [&](onnx::TensorProto& t, const tensor_site&) { seen.push_back(t.name()); });
     CHECK(seen == std::vector<std::string>{"w", "sv", "c", "e", "ft"});
     CHECK(bytes(m) == before);  // walking adds no fields
+}
+
+TEST_CASE("gathering per-tensor files streams them into model.onnx_data at aligned offsets") {
+    test::temp_dir data, stage;
+    onnx::ModelProto m = if_model(constant("k", float_tensor("c", 4), "then_out"), constant("e", float_tensor("e", 4), "else_out"));
+    *m.mutable_graph()->add_initializer() = float_tensor("w", 3);
+    test::write(data / "c.bin", std::string(16, 'c'));
+    test::write(data / "w.bin", std::string(4, '-') + std::string(12, 'w'));  // w's bytes start at offset 4
+    make_external(*m.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_g()->mutable_node(0)->mutable_attribute(0)->mutable_t(),
+                  "c.bin");
+    make_external(*m.mutable_graph()->mutable_initializer(0), "w.bin", 4, 12);
+    test::write(stage / "model.onnx", bytes(m));
+    gathered_data g = gather_external_data(stage / "model.onnx", "model", files_inside(data.path(), "model"));
+    CHECK(g.rewritten);
+    CHECK(g.inputs.size() == 2);
+    std::string gathered = test::read(stage / "model.onnx_data");
+    CHECK(gathered.size() == 4096 + 16);
+    CHECK(gathered.substr(0, 12) == std::string(12, 'w'));
+    CHECK(gathered.substr(4096) == std::string(16, 'c'));
+    CHECK(g.sha256.at("model.onnx_data") == hash_file(stage / "model.onnx_data"));
+    CHECK(g.sha256.at("model.onnx") == hash_file(stage / "model.onnx"));
+    light_model back = load_onnx_light(stage / "model.onnx");
+    onnx_verdict v = check_onnx(back, stage.path());
+    CHECK(v.external_data.empty());
+    REQUIRE(v.checker);
+    CHECK(*v.checker == "");
+    // A range past the end of its file is refused before anything is written into the package.
+    test::write(stage / "model.onnx", bytes(m));
+    fs::remove(stage / "model.onnx_data");
+    test::write(data / "w.bin", std::string(8, 'w'));
+    CHECK_THROWS_WITH_AS(gather_external_data(stage / "model.onnx", "model", files_inside(data.path(), "model")),
+                         doctest::Contains("which has only 8"), invalid_input);
+    // Only model.onnx_data already: nothing to gather, the bytes stay as they are.
+    onnx::ModelProto single = add_model(4);
+    make_external(*single.mutable_graph()->mutable_initializer(0), "model.onnx_data", 0, 16);
+    test::write(stage / "model.onnx", bytes(single));
+    CHECK_FALSE(gather_external_data(stage / "model.onnx", "model", files_inside(data.path(), "model")).rewritten);
 }
