@@ -15,6 +15,7 @@
 #include "modelexport/error.hpp"
 #include "modelexport/file_copy.hpp"
 #include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx_stream.hpp"
 #include "modelexport/tensor_walk.hpp"
 
 #include <fcntl.h>
@@ -78,19 +79,26 @@ inline void set_external(onnx::TensorProto& t, std::uint64_t offset, std::uint64
 
 }  // namespace detail
 
+/// Whether some tensor of `model` keeps its data in a file other than model.onnx_data.
+/// Read without the inline weights, so a large model without external data costs
+/// the graph's memory, not the model's.
+inline bool has_foreign_external_data(const fs::path& model, const std::string& shown) {
+    light_model light = load_onnx_light(model, shown);
+    bool foreign = false;
+    for_each_tensor(light.model, [&](onnx::TensorProto& t, const tensor_site& site) {
+        if (is_external(t) && !light.skipped_at(site)) foreign = foreign || external_reference_of(t, site.where).location != external_data_name;
+    });
+    return foreign;
+}
+
 /// Makes the staged `model` (read as `shown` in messages) keep all its external data in
 /// model.onnx_data beside it. Locations are resolved by `resolve`. Files it gathered
 /// from inside the model's own directory (the staging directory) are removed, so the
 /// package holds model.onnx and model.onnx_data only.
 inline gathered_data gather_external_data(const fs::path& model, const std::string& shown, const external_file_resolver& resolve) {
     gathered_data result;
-    onnx::ModelProto m = load_onnx(model, shown);  // tensors are external here: this is the graph, not the weights
-    bool only_data_file = true, any = false;
-    for (const auto& r : external_references(m)) {
-        any = true;
-        only_data_file = only_data_file && r.location == external_data_name;
-    }
-    if (!any || only_data_file) return result;  // byte for byte: the strategy copies model.onnx_data as it is
+    if (!has_foreign_external_data(model, shown)) return result;  // byte for byte: the strategy copies model.onnx_data as it is
+    onnx::ModelProto m = load_onnx(model, shown);  // the weights are in other files: this is about the graph's size
 
     const fs::path dir = model.parent_path(), data = dir / external_data_name, partial = dir / ".model.onnx_data.partial";
     std::set<fs::path> read;

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -85,15 +84,9 @@ inline void absolutize_external_locations(onnx::ModelProto& model, const fs::pat
 inline onnx_verdict check_onnx(light_model& m, const fs::path& package_dir) {
     onnx_verdict v;
     const fs::path dir = fs::absolute(package_dir);
-    std::map<int, const skipped_payload*> skipped;  // by main-graph initializer index
-    for (const auto& p : m.payloads) skipped[p.initializer] = &p;
-    auto skipped_at = [&](const tensor_site& site) -> const skipped_payload* {
-        auto it = site.main_initializer < 0 ? skipped.end() : skipped.find(site.main_initializer);
-        return it == skipped.end() ? nullptr : it->second;
-    };
     for_each_tensor(m.model, [&](onnx::TensorProto& t, const tensor_site& site) {
         if (!v.external_data.empty()) return;
-        if (const skipped_payload* p = skipped_at(site)) {
+        if (const skipped_payload* p = m.skipped_at(site)) {
             // Its raw_data was skipped: ONNX Runtime would follow the EXTERNAL location it also declares.
             if (p->declared_external) v.external_data = site.where + " has both inline data and an external data location";
             return;
@@ -104,7 +97,7 @@ inline onnx_verdict check_onnx(light_model& m, const fs::path& package_dir) {
     v.checker.emplace();
     for_each_tensor(m.model, [&](onnx::TensorProto& t, const tensor_site& site) {
         if (!v.checker->empty()) return;
-        const skipped_payload* p = skipped_at(site);
+        const skipped_payload* p = m.skipped_at(site);
         *v.checker = p ? payload_problem(*p) : detail::tensor_size_problem(t, site.where, dir);
     });
     if (!v.checker->empty()) return v;

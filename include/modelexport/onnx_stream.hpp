@@ -19,6 +19,7 @@
 
 #include "modelexport/error.hpp"
 #include "modelexport/file_copy.hpp"
+#include "modelexport/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
@@ -51,6 +52,15 @@ struct skipped_payload {
 struct light_model {
     onnx::ModelProto model;
     std::vector<skipped_payload> payloads;
+
+    /// The payload the reader skipped for the tensor at `site`, if it did: that tensor's
+    /// external location is the reader's own pointer into the model file.
+    const skipped_payload* skipped_at(const tensor_site& site) const {
+        if (site.main_initializer < 0) return nullptr;
+        for (const auto& p : payloads)
+            if (p.initializer == site.main_initializer) return &p;
+        return nullptr;
+    }
 };
 
 namespace detail {
@@ -175,15 +185,17 @@ inline bool read_graph(google::protobuf::io::CodedInputStream& in, std::uint32_t
 }  // namespace detail
 
 /// Reads `path` without the bytes of its large initializers. The graph's own
-/// structure (nodes, inputs, outputs, small initializers) is complete.
-inline light_model load_onnx_light(const fs::path& path) {
+/// structure (nodes, inputs, outputs, small initializers) is complete. Errors name
+/// the file as `shown` when given (a staged copy is named after where it came from).
+inline light_model load_onnx_light(const fs::path& path, const std::string& shown = {}) {
+    const std::string name = shown.empty() ? path.string() : shown;
     unique_fd fd = open_or_throw(path, O_RDONLY);
     google::protobuf::io::FileInputStream raw(fd.get());
     google::protobuf::io::CodedInputStream in(&raw);
     in.SetTotalBytesLimit(INT_MAX);
     // Protobuf cannot represent a larger message; the limit makes every length checkable.
     const std::uint64_t size = fs::file_size(path);
-    if (size > static_cast<std::uint64_t>(INT_MAX)) throw invalid_input(path.string(), "is larger than protobuf's 2 GiB message limit");
+    if (size > static_cast<std::uint64_t>(INT_MAX)) throw invalid_input(name, "is larger than protobuf's 2 GiB message limit");
     in.PushLimit(static_cast<int>(size));
     light_model result;
     std::string kept;
@@ -213,10 +225,10 @@ inline light_model load_onnx_light(const fs::path& path) {
     ok = ok && static_cast<std::uint64_t>(in.CurrentPosition()) == size;
     for (const auto& p : result.payloads) ok = ok && p.offset + p.length <= size;
     onnx::ModelProto rest;
-    if (!ok || !rest.ParseFromString(kept)) throw invalid_input(path.string(), "is not a valid ONNX model (protobuf parse failed)");
+    if (!ok || !rest.ParseFromString(kept)) throw invalid_input(name, "is not a valid ONNX model (protobuf parse failed)");
     rest.MergeFrom(result.model);  // graph after the other fields; field order does not matter to readers
     result.model.Swap(&rest);
-    if (!result.model.has_graph()) throw invalid_input(path.string(), "is not an ONNX model (no graph)");
+    if (!result.model.has_graph()) throw invalid_input(name, "is not an ONNX model (no graph)");
     return result;
 }
 
