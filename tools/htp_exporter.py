@@ -162,6 +162,13 @@ def dynamic_axes_for(task, input_names, output_names):
                 axes[name] = {0: "batch_size", 1: "num_choices"}
             else:
                 axes[name] = {0: "batch_size"}
+    elif modality == "vision":
+        # Optimum's vision configs: images of any size and channel count.
+        for name in input_names:
+            axes[name] = {0: "batch_size", 1: "num_channels", 2: "height", 3: "width"}
+        for name in output_names:
+            # Detection heads answer per query (YOLOS' detection tokens, DETR's queries).
+            axes[name] = {0: "batch_size", 1: "num_queries"} if task == "object-detection" else {0: "batch_size"}
     else:
         for name in list(input_names) + list(output_names):
             axes[name] = {0: "batch_size"}
