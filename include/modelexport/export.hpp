@@ -11,6 +11,7 @@
 #include "modelexport/depfile.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export_cache.hpp"
+#include "modelexport/external_data.hpp"
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/hierarchy_embed.hpp"
 #include "modelexport/json_file.hpp"
@@ -167,6 +168,14 @@ inline void adopt_exporter_file(const fs::path& from, const fs::path& to, const 
         throw io_error(to.string(), std::string("cannot move the copied ") + name + ": " + std::strerror(errno));
 }
 
+/// Per-tensor external data becomes one model.onnx_data (external_data.hpp); what that read and wrote is recorded.
+inline bool gather_into(staged_model& out, const fs::path& model, const external_file_resolver& resolve) {
+    gathered_data g = gather_external_data(model, out.shown, resolve);
+    out.inputs.insert(out.inputs.end(), g.inputs.begin(), g.inputs.end());
+    for (const auto& [name, sha] : g.sha256) out.known_hashes[name] = sha;
+    return g.rewritten;
+}
+
 /// htp: the torch exporter writes model.onnx and the module table into the staging directory.
 inline staged_model stage_htp(const model_source& src, const task_info& task, const fs::path& stage, const export_options& opt) {
     staged_model out;
@@ -191,6 +200,7 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     adopt_exporter_file(model, model, opt.exporter_script.string());
     if (fs::file_size(model) == 0)
         throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
+    gather_into(out, model, files_inside(stage, out.shown));  // torch writes a file per tensor above 2 GiB
     if (!fs::is_regular_file(table))
         throw export_failed(opt.exporter_script.string(), "the exporter wrote model.onnx but no module table (--modules)");
     try {
@@ -233,7 +243,8 @@ inline staged_model stage_command(const model_source& src, const fs::path& stage
     if (ec || !fs::exists(st) || fs::is_directory(st))
         throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
     adopt_exporter_file(produced, stage / "model.onnx", "--command");
-    if (fs::exists(fs::symlink_status(out_dir / "model.onnx_data", ec)))
+    bool gathered = gather_into(out, stage / "model.onnx", files_inside(out_dir, out.shown));
+    if (!gathered && fs::exists(fs::symlink_status(out_dir / "model.onnx_data", ec)))
         adopt_exporter_file(out_dir / "model.onnx_data", stage / "model.onnx_data", "--command");
     fs::remove_all(out_dir);
     out.inputs = source_files(src);
@@ -254,7 +265,10 @@ inline staged_model stage_prebuilt(const model_source& src, const fs::path& stag
     out.known_hashes["model.onnx"] = copy_file_hashed(*found, stage / "model.onnx").sha256;
     out.inputs.push_back(*found);
     // Beside the model in the source (not beside a cache blob), under the same containment rule.
-    if (auto data = src.file((fs::path(found_name).parent_path() / "model.onnx_data").string())) {
+    const fs::path beside = fs::path(found_name).parent_path();
+    auto find = [&](const std::string& location) { return src.file((beside / location).string()); };
+    if (gather_into(out, stage / "model.onnx", files_of_source(find, out.shown))) return out;
+    if (auto data = find("model.onnx_data")) {
         out.known_hashes["model.onnx_data"] = copy_file_hashed(*data, stage / "model.onnx_data").sha256;
         out.inputs.push_back(*data);
     }
