@@ -98,7 +98,7 @@ int run_export(const me::export_options& base, const output_mode& mode, const st
 }
 
 int run_validate(const fs::path& dir, const std::string& task, bool strict, const std::string& runtime_name,
-                 const me::runtime_config& rcfg, const output_mode& mode) {
+                 const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path) {
     auto kind = me::parse_runtime(runtime_name);
     if (!kind) throw me::usage_error("--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
     if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
@@ -107,6 +107,8 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
         std::cerr << "modelexport: runtime check: " << me::to_string(runtime.chosen()) << " (auto)\n";
     auto report = me::validate_package(dir, {task}, runtime);
     bool ok = report.ok(strict);
+    // The same document as --json, for monitoring across a build (the runtime check's latency_ms, peak_rss_mb).
+    if (!report_path.empty()) me::write_file(report_path, me::to_canonical_text(me::to_json(report, strict)));
     if (mode.json) {
         std::cout << me::to_canonical_text(me::to_json(report, strict));
     } else {
@@ -170,19 +172,10 @@ int run_verify(const fs::path& dir, const output_mode& mode) {
         for (const auto& p : problems) out.push_back({{"file", p.file}, {"problem", p.kind}, {"detail", p.detail}});
         std::cout << me::to_canonical_text(me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}});
     } else {
-        for (const auto& p : problems) std::cout << (dir / p.file).string() << ": " << p.kind << " (" << p.detail << ")\n";
+        for (const auto& p : problems) std::cout << me::printable((dir / p.file).string()) << ": " << p.kind << " (" << me::printable(p.detail) << ")\n";
         if (problems.empty() && !mode.quiet) std::cout << dir.string() << ": all files match export_metadata.json\n";
     }
     return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
-}
-
-/// A namespace from a package directory name: "text-classification" -> "text_classification".
-std::string namespace_for(const fs::path& dir) {
-    std::string ns = fs::absolute(dir).lexically_normal().filename().string();
-    for (char& c : ns)
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    if (ns.empty() || std::isdigit(static_cast<unsigned char>(ns[0]))) ns = "model_" + ns;
-    return ns;
 }
 
 }  // namespace
@@ -229,6 +222,7 @@ int main(int argc, char** argv) {
 
     fs::path vdir;
     std::string vtask, runtime_name = "none";
+    fs::path vreport;
     bool strict = false;
     me::runtime_config rcfg;
     rcfg.python = default_python();
@@ -241,6 +235,7 @@ int main(int argc, char** argv) {
     va->add_option("--node", rcfg.node, "Node.js for the onnxruntime and transformers-js checks");
     va->add_option("--python", rcfg.python, "Python with optimum for --runtime optimum");
     va->add_flag("--json", mode.json, "print one JSON object");
+    va->add_option("--report", vreport, "also write the --json document to this file (runtime latency_ms, peak_rss_mb)");
     va->footer("Example:\n  modelexport validate pkg/bert --strict --runtime onnxruntime");
 
     fs::path ipath;
@@ -305,7 +300,7 @@ int main(int argc, char** argv) {
                      : strategy_name == "command" ? me::strategy::command : me::strategy::automatic;
             return run_export(eo, mode, report_path);
         }
-        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode);
+        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport);
         if (*in) return run_inspect(ipath, iformat, mode);
         if (*vf) return run_verify(vfdir, mode);
         if (*pk) {
@@ -317,14 +312,14 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (*bi) {
-            me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? namespace_for(bdir) : bns));
+            me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? me::namespace_for(bdir) : bns));
             return 0;
         }
         if (*em) {
             std::string ext = eout.extension().string();
             if (ext != ".S" && ext != ".s" && ext != ".cpp" && ext != ".cc")
                 throw me::usage_error(eout.string(), "--output must end in .S or .cpp");
-            auto sources = me::embed_model(edir, ens.empty() ? namespace_for(edir) : ens, ext == ".S" || ext == ".s");
+            auto sources = me::embed_model(edir, ens.empty() ? me::namespace_for(edir) : ens, ext == ".S" || ext == ".s");
             me::write_file_if_changed(eout, sources.source);
             me::write_file_if_changed(eheader, sources.header);
             return 0;

@@ -30,6 +30,7 @@ struct check_result {
     severity level = severity::error;
     check_status status = check_status::pass;
     std::string message;
+    json metrics = json::object();  ///< measurements (the runtime check's latency_ms, peak_rss_mb)
 };
 
 struct validation_report {
@@ -65,8 +66,11 @@ inline std::string to_string(check_status s) { return s == check_status::pass ? 
 
 inline json to_json(const validation_report& r, bool strict) {
     json checks = json::array();
-    for (const auto& c : r.checks)
-        checks.push_back({{"id", c.id}, {"severity", to_string(c.level)}, {"status", to_string(c.status)}, {"message", c.message}});
+    for (const auto& c : r.checks) {
+        json check{{"id", c.id}, {"severity", to_string(c.level)}, {"status", to_string(c.status)}, {"message", c.message}};
+        check.update(c.metrics);
+        checks.push_back(std::move(check));
+    }
     return {{"package", r.package.string()},
             {"task", r.task},
             {"optimum_class", r.optimum_class},

@@ -59,6 +59,26 @@ def tree_hashes(root):
     return out
 
 
+def tree_snapshot(root):
+    """{relative path: sha256} of everything under root, to compare before and
+    after a command: files by content, symlinks by target ("symlink:" + target,
+    never followed), directories as "dir", other types by their kind."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = "symlink:" + os.readlink(p)
+            elif os.path.isdir(p):
+                out[rel] = "dir"
+            elif os.path.isfile(p):
+                out[rel] = sha256(p)
+            else:
+                out[rel] = "special"
+    return out
+
+
 def load_json(path):
     with open(path) as f:
         return json.load(f)

@@ -22,7 +22,7 @@ import unittest
 import onnx
 from onnx import TensorProto, helper
 
-from common import EXAMPLES, EXIT, SOURCES, TempDirTest, load_json, run
+from common import EXAMPLES, EXIT, SOURCES, TOOL, TempDirTest, load_json, run, tree_snapshot
 
 TEXT = os.path.join(SOURCES, "text-classification")              # htp source (modeling.py + pytorch_model.bin)
 PREBUILT = "text-classification-prebuilt"                          # onnx/model.onnx + config + tokenizer files
@@ -119,6 +119,7 @@ class Table(TempDirTest):
         args, fragments = spec[0], spec[1]
         env = spec[2] if len(spec) > 2 else None
         out_existed = args[0] == "export" and os.path.lexists(str(args[2]))
+        before = tree_snapshot(self.tmp)
         start = time.monotonic()
         p = run(*args, env=env, timeout=300)
         self.assertLess(time.monotonic() - start, 60, "a bad input must fail fast (hung exporters within --timeout)")
@@ -136,6 +137,12 @@ class Table(TempDirTest):
                 self.assertEqual(leftovers, [], "staging directory left behind")
             if not out_existed:
                 self.assertFalse(os.path.lexists(out), "a failed export left a package behind")
+        # Nothing changed anywhere: no package, temporary file or header left, no input
+        # touched. The lock file beside an export's output is a documented gap (§11).
+        ignored = getattr(self, "written_by_test_code", set())
+        after = {k: v for k, v in tree_snapshot(self.tmp).items() if not k.endswith(".lock") and k not in ignored}
+        self.assertEqual(after, {k: v for k, v in before.items() if not k.endswith(".lock")},
+                         "a failed command changed files")
         return p
 
     @classmethod
@@ -199,6 +206,11 @@ class BadConfig(Table):
                                                 'no "model_type" string'), "invalid_input"),
         ("config_no_architectures", config_case('{"model_type": "bert"}', 'cannot infer the task from "architectures"'),
          "invalid_input"),
+        # Issue 16 class 11: what Python's json (as transformers calls it) rejects is rejected.
+        ("config_utf8_bom", config_case(b'\xef\xbb\xbf{"model_type": "bert", "architectures": ["BertForSequenceClassification"]}',
+                                        "byte order mark"), "invalid_input"),
+        ("config_nan_refused", config_case('{"model_type": "bert", "architectures": ["BertForSequenceClassification"], "x": NaN}',
+                                           "invalid JSON"), "invalid_input"),
     ]
 
     def test_config_is_a_directory(self):
@@ -440,6 +452,15 @@ class BadSource(Table):
          "model_not_found"),
         ("cache_ref_not_a_hash", cache_case(lambda t: [cache(t, refs={"main": "../../../../etc/passwd\n"})[0]], "acme/tiny-bert",
                                             "refs/main", "does not hold a commit hash"), "invalid_input"),
+        ("tokenizer_config_utf8_bom", source_file_case("tokenizer_config.json", lambda t, p: write(p, b'\xef\xbb\xbf{}'),
+                                                       "byte order mark"), "invalid_input"),
+        ("generation_config_utf8_bom", source_file_case("generation_config.json", lambda t, p: write(p, b'\xef\xbb\xbf{}'),
+                                                        "byte order mark"), "invalid_input"),
+        ("preprocessor_config_invalid_utf8", source_file_case("preprocessor_config.json",
+                                                              lambda t, p: write(p, b'{"a": "\xc3\x28"}'), "invalid JSON"),
+         "invalid_input"),
+        ("cache_ref_huge", cache_case(lambda t: [cache(t, refs={"main": "3" * 40 + "\n" + " " * (4 * MIB)})[0]], "acme/tiny-bert",
+                                      "refs/main", "larger than 256 bytes"), "invalid_input"),
         ("cache_ref_is_a_directory", cache_case(lambda t: os.makedirs(t.path("hub", "models--acme--tiny-bert", "refs", "main")),
                                                 "acme/tiny-bert", "revision 'main' is not in the cache"), "model_not_found"),
         ("cache_snapshot_without_config", cache_case(lambda t: os.remove(os.path.join(cache(t)[0], "snapshots", "3" * 40, "config.json")),
@@ -548,6 +569,7 @@ def daemon_case():
 
     def build(t):
         t.addCleanup(kill_recorded_pid, t.path("daemon.pid"))  # runs before the directory is removed
+        t.written_by_test_code = {"daemon.pid"}  # the fake exporter's own write, not modelexport's
         return inner(t)
     return build
 
@@ -802,8 +824,307 @@ class BadPackage(TempDirTest):
         p = run("validate", write(self.path("file"), "x"))
         self.assertFailsWith(p, "validation_failed", self.path("file"), "not a package directory")
 
+# --------------------------------------------------------------------------- issue 16 class 8: pack / unpack / bindings
 
-for _cls in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadMetadata, BadPackage):
+def metadata_entry(key, value):
+    """The wire bytes of one ModelProto.metadata_props entry (field 14): appending
+    them to a serialised model merges them; the last "modelexport.pack" wins."""
+    body = onnx.StringStringEntryProto(key=key, value=value).SerializeToString()
+    n, varint = len(body), b""
+    while True:
+        varint += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            break
+    return b"\x72" + varint + body
+
+
+def packed_model(t):
+    pkg = t.path("pkg-to-pack")
+    shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+    out = t.path("packed.onnx")
+    run("pack", pkg, "--output", out, check=0)
+    shutil.rmtree(pkg)
+    return out
+
+
+def manifest_case(mutate, *fragments):
+    """unpack of a packed model whose manifest was replaced by `mutate(manifest)` (edits it or returns new text)."""
+    def build(t):
+        packed = packed_model(t)
+        m = onnx.load(packed)
+        manifest = json.loads([p.value for p in m.metadata_props if p.key == "modelexport.pack"][-1])
+        text = mutate(manifest)
+        with open(packed, "ab") as f:
+            f.write(metadata_entry("modelexport.pack", text if isinstance(text, str) else json.dumps(manifest)))
+        return ["unpack", packed, t.path("unpacked")], [packed, *fragments]
+    return build
+
+
+def file_entry(name, **changes):
+    def mutate(m):
+        m["files"][name].update(changes)
+    return mutate
+
+
+def bindings_with_dim(value):
+    def build(t):
+        pkg = t.path("pkg")
+        shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+        model = onnx.load(os.path.join(pkg, "model.onnx"))
+        model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = value
+        onnx.save(model, os.path.join(pkg, "model.onnx"))
+        return ["bindings", pkg, "--header", t.path("b.hpp")], [os.path.join(pkg, "model.onnx"), f"negative dimension {value}"]
+    return build
+
+
+def pack_over_directory(t):
+    pkg = t.path("pkg")
+    shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+    write(t.path("out.onnx", "keep"), "x")  # the output is a non-empty directory: the final rename fails
+    return ["pack", pkg, "--output", t.path("out.onnx")], [t.path("out.onnx"), "cannot rename into place"]
+
+
+HEX0 = "0" * 64
+
+
+class BadPack(Table):
+    CASES = [
+        ("manifest_not_json", manifest_case(lambda m: "{", "invalid JSON"), "invalid_input"),
+        ("manifest_array", manifest_case(lambda m: "[]", "not a JSON object"), "invalid_input"),
+        ("manifest_bom", manifest_case(lambda m: "\ufeff{}", "byte order mark"), "invalid_input"),
+        ("manifest_no_files", manifest_case(lambda m: drop(m, "files"), 'no "files" object'), "invalid_input"),
+        ("manifest_files_array", manifest_case(lambda m: m.update(files=[]), 'no "files" object'), "invalid_input"),
+        ("manifest_no_model", manifest_case(lambda m: drop(m, "model"), '"model" is not {size, sha256}'), "invalid_input"),
+        ("manifest_model_size_negative", manifest_case(lambda m: m["model"].update(size=-1), '"model" is not'), "invalid_input"),
+        ("manifest_model_size_string", manifest_case(lambda m: m["model"].update(size="12"), '"model" is not'), "invalid_input"),
+        ("manifest_model_size_float", manifest_case(lambda m: m["model"].update(size=1.5), '"model" is not'), "invalid_input"),
+        ("manifest_model_size_huge", manifest_case(lambda m: m["model"].update(size=2 ** 64 - 1), "shorter than the model"),
+         "invalid_input"),
+        ("manifest_model_size_beyond_u64", manifest_case(lambda m: m["model"].update(size=2 ** 70), '"model" is not'),
+         "invalid_input"),
+        ("manifest_model_sha_not_hex", manifest_case(lambda m: m["model"].update(sha256="zz"), '"model" is not'), "invalid_input"),
+        ("manifest_model_sha_mismatch", manifest_case(lambda m: m["model"].update(sha256=HEX0), "do not match the recorded SHA-256"),
+         "invalid_input"),
+        ("manifest_format_version_2", manifest_case(lambda m: m.update(format_version=2), "format_version is not 1"), "invalid_input"),
+        ("manifest_format_version_missing", manifest_case(lambda m: drop(m, "format_version"), "format_version"), "invalid_input"),
+        ("manifest_file_traversal", manifest_case(lambda m: m["files"].update({"../evil.json": m["files"]["config.json"]}),
+                                                  "unexpected file '../evil.json'"), "invalid_input"),
+        ("manifest_file_is_the_model", manifest_case(lambda m: m["files"].update({"model.onnx": m["files"]["config.json"]}),
+                                                     "unexpected file 'model.onnx'"), "invalid_input"),
+        ("manifest_file_entry_number", manifest_case(lambda m: m["files"].update({"config.json": 5}), "files entry 'config.json'"),
+         "invalid_input"),
+        ("manifest_file_size_negative", manifest_case(file_entry("config.json", size=-1), "files entry 'config.json'"),
+         "invalid_input"),
+        ("manifest_file_size_mismatch", manifest_case(lambda m: m["files"]["config.json"].update(size=m["files"]["config.json"]["size"] + 1),
+                                                      "stored config.json does not match"), "invalid_input"),
+        ("manifest_file_sha_mismatch", manifest_case(file_entry("config.json", sha256=HEX0), "stored config.json does not match"),
+         "invalid_input"),
+        ("manifest_file_sha_missing", manifest_case(lambda m: drop(m["files"]["config.json"], "sha256"), "files entry 'config.json'"),
+         "invalid_input"),
+        ("manifest_encoding_unknown", manifest_case(file_entry("config.json", encoding="rot13"), "files entry 'config.json'"),
+         "invalid_input"),
+        ("manifest_encoding_base64_on_text", manifest_case(file_entry("config.json", encoding="base64"), "invalid base64"),
+         "invalid_input"),
+        ("manifest_file_not_stored", manifest_case(lambda m: m["files"].update({"merges.txt": m["files"]["config.json"]}),
+                                                   "holds no such file"), "invalid_input"),
+        ("bindings_negative_dim", bindings_with_dim(-3), "invalid_input"),
+        ("bindings_min_int64_dim", bindings_with_dim(-(2 ** 63)), "invalid_input"),
+        ("pack_output_is_a_directory", pack_over_directory, "io_error"),
+    ]
+
+
+# --------------------------------------------------------------------------- issue 16 class 9: generated code is valid
+
+def tool(*args, check=None):
+    """modelexport with byte-string arguments (hostile file names)."""
+    p = subprocess.run([os.fsencode(TOOL), *[a if isinstance(a, bytes) else os.fsencode(str(a)) for a in args]],
+                       capture_output=True, timeout=120)
+    if check is not None and p.returncode != check:
+        raise AssertionError(f"modelexport {args!r}: exit {p.returncode}\n{p.stderr.decode(errors='replace')}")
+    return p
+
+
+def copy_package(dest, name="text-classification"):
+    """Copies an example package to `dest` (bytes or str path)."""
+    src = os.path.join(EXAMPLES, name)
+    os.makedirs(dest)
+    for f in os.listdir(src):
+        shutil.copyfile(os.path.join(src, f), os.path.join(dest, os.fsencode(f) if isinstance(dest, bytes) else f))
+    return dest
+
+
+def cxx(*args, cwd=None):
+    p = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", *args], capture_output=True, text=True, cwd=cwd,
+                       timeout=300)
+    if p.returncode != 0:
+        raise AssertionError(f"g++ {' '.join(map(str, args))}:\n{p.stderr[-4000:]}")
+
+
+HOSTILE_LABELS = ["\0", "nul\0inside", 'quote"', "back\\slash", "??=", "trigraph??/", "\x1b[31mred", "\x01" + "23",
+                  "\x01ff", "\x7f", "\u0085", "\u2028", "é", "😀", "\ud800", "*/ /*", "\\x41", "// c", "\n#define X 1", "",
+                  "a" * 5000]
+
+# directory name -> the namespace bindings derives (documented in docs/design.md §8)
+HOSTILE_DIRS = {
+    b"class": "model_class", b"2bert": "model_2bert", b"__init__": "init", b"_Upper": "Upper", b"linux": "model_linux",
+    b"NULL": "model_NULL", b"a--b": "a_b", b"caf\xc3\xa9": "caf", b"bad\xff\xfeutf8": "bad_utf8", b"new\nline": "new_line",
+    b'tab\tquote"back\\slash': "tab_quote_back_slash", b"\x1b[31m": "model_31m", b"-": "model", b"std": "model_std",
+    b"modelexport_bindings": "model_modelexport_bindings", b"x" * 250: None,
+}
+
+
+class HostileNames(TempDirTest):
+    """Issue 16 class 9: any directory name or label yields headers that compile
+    and mean what the package says."""
+
+    def test_labels_are_the_exact_bytes_of_config_json(self):
+        pkg = copy_package(self.path("labels"))
+        cfg = load_json(os.path.join(pkg, "config.json"))
+        cfg["id2label"] = {str(i): l for i, l in enumerate(HOSTILE_LABELS)}
+        cfg["label2id"] = {}
+        write(os.path.join(pkg, "config.json"), json.dumps(cfg))  # ensure_ascii: "\ud800" stays an escape
+        run("bindings", pkg, "--header", self.path("labels.hpp"), check=0)
+        write(self.path("main.cpp"), '#include "labels.hpp"\n#include <cstdio>\nint main() {\n'
+              "    for (std::size_t i = 0; i < labels::label_count; ++i) {\n"
+              '        for (char c : labels::id2label[i]) std::printf("%02x", static_cast<unsigned char>(c));\n'
+              '        std::printf("\\n");\n    }\n'
+              '    std::printf("%s\\n", std::string(labels::task).c_str());\n}\n')
+        write(self.path("main.cpp"), read(self.path("main.cpp")).replace(b"<cstdio>", b"<cstdio>\n#include <string>"))
+        cxx("main.cpp", "-o", "main", cwd=self.tmp)
+        out = subprocess.run([self.path("main")], capture_output=True, text=True, check=True).stdout.splitlines()
+        # A lone surrogate (Python keeps it, UTF-8 cannot hold it) becomes U+FFFD, as in docs/design.md §11.
+        expected = [l.encode("utf-8", "surrogatepass").replace(b"\xed\xa0\x80", "\ufffd".encode()).hex() for l in HOSTILE_LABELS]
+        self.assertEqual(out[:-1], expected)
+        self.assertEqual(out[-1], load_json(os.path.join(pkg, "export_metadata.json"))["model"]["task"])
+
+    def test_directory_names_give_valid_deterministic_namespaces(self):
+        root = os.fsencode(self.tmp)
+        for i, (name, expected) in enumerate(HOSTILE_DIRS.items()):
+            with self.subTest(name=name):
+                pkg = copy_package(os.path.join(root, name))
+                h, e, s = (os.path.join(root, b"%d.%s" % (i, ext)) for ext in (b"b.hpp", b"e.hpp", b"S"))
+                tool("bindings", pkg, "--header", h, check=0)
+                tool("embed", pkg, "--output", s, "--header", e, check=0)
+                ns = [l for l in read(h).decode().splitlines() if l.startswith("namespace ") and l != "namespace modelexport_bindings {"][0][10:-2]
+                if expected is None:  # too long: cut, with a hash of the whole name
+                    import hashlib
+                    expected = "x" * 47 + "_" + hashlib.sha256(name).hexdigest()[:16]
+                self.assertEqual(ns, expected)
+                tu = os.path.join(root, b"tu.cpp")
+                write(tu, b'#include "%d.b.hpp"\n#include "%d.e.hpp"\nstatic_assert(%s::model_size > 0);\n' % (i, i, ns.encode()))
+                subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Werror", tu], check=True, capture_output=True)
+                subprocess.run(["g++", "-c", s, "-o", os.path.join(root, b"s.o")], check=True, capture_output=True)
+
+    def test_embedded_bytes_under_a_hostile_path_are_the_model(self):
+        d = os.path.join(os.fsencode(self.tmp), b'q"u\\o\nte\xff')
+        copy_package(d)
+        tool("embed", d, "--output", self.path("data.S"), "--header", self.path("data.hpp"), check=0)
+        ns = [l for l in read(self.path("data.hpp")).decode().splitlines() if l.startswith("namespace ")][0][10:-2]
+        write(self.path("main.cpp"), '#include "data.hpp"\n#include <cstdio>\nint main() {\n'
+              f"    std::fwrite({ns}::model_data(), 1, {ns}::model_size, stdout);\n}}\n")
+        cxx("main.cpp", "data.S", "-o", "main", cwd=self.tmp)
+        out = subprocess.run([self.path("main")], capture_output=True, check=True).stdout
+        self.assertEqual(out, read(os.path.join(d, b"model.onnx")))
+
+    def test_explicit_namespace_must_be_usable(self):
+        pkg = copy_package(self.path("pkg"))
+        for ns in ("class", "a__b", "_X", "2x", "a-b", "caf\u00e9", "std"):
+            with self.subTest(ns=ns):
+                p = run("bindings", pkg, "--header", self.path("b.hpp"), "--namespace", ns)
+                self.assertFailsWith(p, "usage", "--namespace", "not a usable C++ namespace name")
+                self.assertFalse(os.path.exists(self.path("b.hpp")))
+
+
+# --------------------------------------------------------------------------- issue 16 class 11: JSON as Python reads it
+
+CONFIG = b'{"model_type": "bert", "architectures": ["BertForSequenceClassification"], "x": %s}'
+JSON_VALUES = [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b'"\\ud800"', b'"\\udc00x"', b'"\\ud800\\udc00"',
+               b'"\\ud800\\u0041"', b'"\\ud83d"', b'"\\\\ud800"', b'"\\\\\\ud800"', b'"\xed\xa0\x80"', b'"\xff"', b'"\xc0\xaf"',
+               b'"\xf4\x90\x80\x80"', b'"\x00"', b'"\t"', b'"\x1f"', b'"\\u0000"', b"01", b"1.", b".5", b"-", b"+1", b"0x10",
+               b"[1,]", b'{"a": 1,}', b"'s'", b"true", b"True", b"null", b"None", b"[" * 60 + b"]" * 60,
+               b"[" * 70 + b"]" * 70, b'"\\x41"', b'"\\u12"', b'"\\uZZZZ"', b"12345678901234567890123", b"-0", b"1E5",
+               b'"a\xe2\x80\xa8b"', b'{"a": 1, "a": 2}', '"😀"'.encode(), b'"\\/"', b'"\\a"', b"1 2", b"[1 2]", b"{1: 2}",
+               b'{"a" 1}', b"\x0c1", b"1\x0c"]
+JSON_DOCUMENTS = [CONFIG % v for v in JSON_VALUES] + [
+    b"\xef\xbb\xbf" + CONFIG % b"1", CONFIG % b"1" + b" x", CONFIG % b"1" + b"\n", b" \t\r\n" + CONFIG % b"1",
+    CONFIG % b"1" + b"\x00", CONFIG % b"1" + b"\x0c", b"\xc2\xa0" + CONFIG % b"1", (CONFIG % b"1").decode().encode("utf-16"),
+    CONFIG % b"1" + b"\xef\xbb\xbf", CONFIG % b"1" + b"{}", b"\x00" + CONFIG % b"1"]
+# Python's json accepts these; modelexport refuses them on purpose (docs/design.md §11):
+# duplicate keys are ambiguous, NaN/Infinity and numbers beyond double are not JSON, nesting is bounded.
+REFUSED_ON_PURPOSE = {b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"[" * 70 + b"]" * 70, b'{"a": 1, "a": 2}'}
+
+
+def python_accepts(data):
+    """What transformers does: open(..., encoding="utf-8") then json.loads."""
+    try:
+        json.loads(data.decode("utf-8"))
+        return True
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+
+
+class PythonJson(TempDirTest):
+    def test_never_accepts_what_python_rejects(self):
+        src = self.copy_source(PREBUILT, self.path("src"))
+        config = os.path.join(src, "config.json")
+        for data in JSON_DOCUMENTS:
+            with self.subTest(data=data[:200]):
+                write(config, data)
+                p = run("export", src, self.path("pkg"))
+                shutil.rmtree(self.path("pkg"), ignore_errors=True)
+                value = next((v for v in JSON_VALUES if data == CONFIG % v), None)
+                if not python_accepts(data):
+                    self.assertFailsWith(p, "invalid_input", config)
+                elif value in REFUSED_ON_PURPOSE:
+                    self.assertFailsWith(p, "invalid_input", config)
+                else:
+                    self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_lone_surrogates_are_accepted_as_python_does(self):
+        src = self.copy_source(PREBUILT, self.path("src"))
+        tok = os.path.join(src, "tokenizer_config.json")
+        cfg = load_json(tok)
+        cfg["added_piece"] = "\ud83d"
+        write(tok, json.dumps(cfg))
+        run("export", src, self.path("pkg"), check=0)
+        self.assertEqual(read(os.path.join(self.path("pkg"), "tokenizer_config.json")), read(tok), "copied byte for byte")
+
+
+# --------------------------------------------------------------------------- issue 16 class 8: verify during a commit
+
+class VerifyDuringExport(TempDirTest):
+    def test_verify_never_reports_a_change_while_a_reexport_commits(self):
+        a = self.copy_source(PREBUILT, self.path("a"))
+        b = self.copy_source(PREBUILT, self.path("b"))
+        with open(os.path.join(b, "vocab.txt"), "a") as f:
+            f.write("extra\n")
+        pkg = self.path("pkg")
+        run("export", a, pkg, check=0)
+        import threading
+        stop, failures = threading.Event(), []
+
+        def exporter():
+            try:
+                for i in range(40):
+                    run("export", (a, b)[i % 2], pkg, check=0)
+            finally:
+                stop.set()
+
+        t = threading.Thread(target=exporter)
+        t.start()
+        count = 0
+        while not stop.is_set():
+            p = run("verify", pkg)
+            count += 1
+            if p.returncode != 0:
+                failures.append(p.stdout + p.stderr)
+        t.join()
+        self.assertEqual(failures, [], f"{len(failures)} of {count} verify runs reported a change")
+        self.assertGreater(count, 10)
+
+
+for _cls in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadMetadata, BadPackage, BadPack):
     _cls.generate()
 del _cls  # else unittest would load the last class twice
 
