@@ -102,21 +102,23 @@ function generatedWaveform(samples) {
     return out;
 }
 
-async function runVision(pipe, task, image) {
+// `call` runs the pipeline (timed, see run()); `pipe` gives its processor and model.
+async function runVision(pipe, call, task, image) {
     const { pixel_values } = await pipe.processor(image);
     if (task === 'image-classification') {
-        const [top] = await pipe(image, { top_k: 1 });
+        const [top] = await call(image, { top_k: 1 });
         return { label: top.label, score: top.score, pixel_values: tensorEntry(pixel_values) };
     }
     // threshold 0: every query's best class, so the caller can compare all of them with torch.
-    const out = await pipe(image, { threshold: 0, percentage: false });
+    // percentage: boxes relative to the image; pixel boxes are truncated to integers.
+    const out = await call(image, { threshold: 0, percentage: true });
     return { detections: out, image: [image.height, image.width], pixel_values: tensorEntry(pixel_values) };
 }
 
-async function runAudio(pipe, task, wave) {
+async function runAudio(pipe, call, task, wave) {
     const inputs = await pipe.processor(wave);
     if (task === 'audio-classification') {
-        const [top] = await pipe(wave, { top_k: 1 });
+        const [top] = await call(wave, { top_k: 1 });
         return { label: top.label, score: top.score, input_values: tensorEntry(inputs.input_values) };
     }
     // The pipeline returns text only; the per-frame argmax ids are what it decodes.
@@ -127,7 +129,7 @@ async function runAudio(pipe, task, wave) {
         const row = logits.data.subarray(f * width, (f + 1) * width);
         ids.push(row.indexOf(Math.max(...row)));
     }
-    const { text } = await pipe(wave);
+    const { text } = await call(wave);
     return { text, ids, input_values: tensorEntry(inputs.input_values) };
 }
 
@@ -219,11 +221,11 @@ async function run(opts) {
             }
             case 'image-classification':
             case 'object-detection':
-                result = await runVision(pipe, opts.task, generatedImage(RawImage, opts.image ?? DEFAULT_IMAGE));
+                result = await runVision(pipe, call, opts.task, generatedImage(RawImage, opts.image ?? DEFAULT_IMAGE));
                 break;
             case 'audio-classification':
             case 'automatic-speech-recognition':
-                result = await runAudio(pipe, opts.task, generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES)));
+                result = await runAudio(pipe, call, opts.task, generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES)));
                 break;
         }
     } finally {
