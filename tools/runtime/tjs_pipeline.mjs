@@ -12,8 +12,8 @@
 // Vision tasks get a generated RGB image (--image HxW, default 64x48): pixel (x, y) has every channel
 // (7x + 13y) mod 256, handed over as a RawImage so no image file is decoded. Audio tasks get a
 // generated waveform (--samples N, default 12345; not one second at any usual rate) as a Float32Array:
-// float32(sin(0.05 i)). Vision and audio results also carry the processor's output (pixel_values /
-// input_values) so a caller can compute torch's answer for exactly the same preprocessed input.
+// float32(sin(0.05 i)). Vision and audio answers come with "processed": the processor's output
+// (pixel_values / input_values), so a caller can compute torch's answer for exactly the same input.
 //
 // Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
 //
@@ -231,7 +231,11 @@ async function run(opts) {
     } finally {
         await pipe.dispose?.();
     }
-    return { runtime: 'transformers.js', version: env.version, task: opts.task, result, latency_ms: latencyMs };
+    // The processor's tensors are for callers that recompute torch's answer; they stay out of `result`,
+    // which validate quotes in its message.
+    const { pixel_values, input_values, ...answer } = result;
+    const processed = pixel_values || input_values ? { pixel_values, input_values } : undefined;
+    return { runtime: 'transformers.js', version: env.version, task: opts.task, result: answer, processed, latency_ms: latencyMs };
 }
 
 runCli(
