@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXAMPLES, load_json, node, run
+from common import EXAMPLES, SOURCES, load_json, node, run
 from test_optimum import HF_SOURCES, PYTHON, Close, needs_hf, optimum, python_json
 
 PACKAGES = {"hf-audio-classification": ("audio-classification", "ORTModelForAudioClassification"),
@@ -89,6 +89,29 @@ class AudioPackages(unittest.TestCase, Close):
         check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["preprocessing.feature_extractor"]
         self.assertEqual(check["severity"], "warning")
         self.assertIn("preprocessor_config.json: no positive integer \"sampling_rate\"", check["message"])
+
+
+class AudioMirror(unittest.TestCase, Close):
+    """The plain-torch Wav2Vec2 classifier (modeling.py:build, no transformers) exports to the genuine
+    model's signature and module paths and gives its torch outputs in ONNX Runtime at two lengths."""
+
+    def test_mirror_outputs_equal_torch_at_two_lengths(self):
+        pkg = os.path.join(EXAMPLES, "audio-classification")
+        ref_path = os.path.join(SOURCES, "_reference", "audio-classification.json")
+        self.assert_outputs_close(node("ort_check.mjs", pkg, "--inputs", ref_path)["outputs"],
+                                  load_json(ref_path)["outputs"], "export length")
+        self.assertEqual(node("ort_check.mjs", pkg)["inputs"]["input_values"], [1, 12345])
+
+    @needs_hf
+    def test_same_signature_and_module_paths_as_the_genuine_model(self):
+        mirror = load_json(os.path.join(EXAMPLES, "audio-classification", "export_metadata.json"))
+        genuine = load_json(os.path.join(EXAMPLES, "hf-audio-classification", "export_metadata.json"))
+        self.assertEqual(mirror["signature"], genuine["signature"])
+        self.assertEqual(mirror["model"]["class"], genuine["model"]["class"])
+        # transformers' weight norm on the positional convolution adds parametrization modules.
+        extra = {p for p in genuine["modules"] if ".parametrizations" in p}
+        self.assertEqual(set(mirror["modules"]), set(genuine["modules"]) - extra)
+        self.assertEqual(mirror["statistics"]["coverage"], 100.0)
 
 
 @needs_hf
