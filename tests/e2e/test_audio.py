@@ -103,6 +103,12 @@ class AudioMirror(unittest.TestCase, Close):
         self.assertEqual(node("ort_check.mjs", pkg)["inputs"]["input_values"], [1, 12345])
 
     @needs_hf
+    def test_optimum_loads_the_mirror(self):
+        ref_path = os.path.join(SOURCES, "_reference", "audio-classification.json")
+        out = optimum(os.path.join(EXAMPLES, "audio-classification"), "ORTModelForAudioClassification", "--inputs", ref_path)
+        self.assert_outputs_close(out["outputs"], load_json(ref_path)["outputs"], "optimum")
+
+    @needs_hf
     def test_same_signature_and_module_paths_as_the_genuine_model(self):
         mirror = load_json(os.path.join(EXAMPLES, "audio-classification", "export_metadata.json"))
         genuine = load_json(os.path.join(EXAMPLES, "hf-audio-classification", "export_metadata.json"))
