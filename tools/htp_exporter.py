@@ -57,8 +57,9 @@ TEXT_BATCH = 1
 TEXT_SEQUENCE_LENGTH = 8
 # Multiple-choice models need a choices axis: [batch, num_choices, sequence].
 MULTIPLE_CHOICE_CHOICES = 2
-# Audio dummy input: one second at 16 kHz.
-AUDIO_SAMPLES = 16000
+# Audio dummy input: one second of samples at the preprocessor's sampling_rate;
+# this rate stands in only when the source has no preprocessor_config.json.
+DEFAULT_SAMPLING_RATE = 16000
 # Seed of the generator used for vision/audio dummy inputs.
 DUMMY_SEED = 0
 
@@ -78,6 +79,8 @@ TASKS = {
     "image-segmentation": ("vision", ["logits"], "AutoModelForImageSegmentation"),
     "object-detection": ("vision", ["logits", "pred_boxes"], "AutoModelForObjectDetection"),
     "audio-classification": ("audio", ["logits"], "AutoModelForAudioClassification"),
+    # CTC speech recognition (Wav2Vec2ForCTC...): one logit row per audio frame.
+    "automatic-speech-recognition": ("audio", ["logits"], "AutoModelForCTC"),
 }
 
 # Outputs whose second axis is the sequence axis.
@@ -145,7 +148,32 @@ def output_names_for(task):
     return list(TASKS[task][1])
 
 
-def dynamic_axes_for(task, input_names, output_names):
+def ctc_frames_axis(config):
+    """Optimum's name for the frame axis of CTC logits: the conv stack's length formula.
+
+    Each feature-extractor convolution maps a length L to (L - kernel) // stride + 1;
+    Optimum (HubertOnnxConfig, Wav2Vec2's too) spells the composition out, e.g.
+    "( ( sequence_length - 10 ) // 5 + 1 - 3 ) // 2 + 1", and transformers.js only
+    needs the axis to be symbolic, so the same name keeps both packages identical.
+    """
+    axis = "sequence_length"
+    for kernel, stride in zip(config.get("conv_kernel", []), config.get("conv_stride", [])):
+        axis = "( %s - %d ) // %d + 1" % (axis, kernel, stride)
+    return axis
+
+
+def audio_axes(task, input_names, output_names, config):
+    """Waveforms of any length; CTC logits follow the frames, classifier logits do not."""
+    axes = {name: {0: "batch_size", 1: "sequence_length"} for name in input_names}
+    for name in output_names:
+        if task == "automatic-speech-recognition":
+            axes[name] = {0: "batch_size", 1: ctc_frames_axis(config or {})}
+        else:
+            axes[name] = {0: "batch_size"}
+    return axes
+
+
+def dynamic_axes_for(task, input_names, output_names, config=None):
     modality = task_modality(task)
     axes = {}
     if modality == "text":
@@ -170,8 +198,7 @@ def dynamic_axes_for(task, input_names, output_names):
             # Detection heads answer per query (YOLOS' detection tokens, DETR's queries).
             axes[name] = {0: "batch_size", 1: "num_queries"} if task == "object-detection" else {0: "batch_size"}
     else:
-        for name in list(input_names) + list(output_names):
-            axes[name] = {0: "batch_size"}
+        axes = audio_axes(task, input_names, output_names, config)
     return axes
 
 
@@ -203,6 +230,17 @@ def image_size(source_dir, config):
     return int(size), int(size)
 
 
+def audio_samples(source_dir):
+    """Samples in one second of audio at the feature extractor's sampling_rate.
+
+    Only a length for tracing: the export keeps the length axis symbolic, and
+    the runtime checks feed other lengths.
+    """
+    path = os.path.join(source_dir, "preprocessor_config.json")
+    rate = read_json(path).get("sampling_rate") if os.path.isfile(path) else None
+    return int(rate) if isinstance(rate, int) and rate > 0 else DEFAULT_SAMPLING_RATE
+
+
 def make_dummy_inputs(task, config, source_dir, input_names):
     """Deterministic dummy inputs, as a dict name -> tensor.
 
@@ -211,7 +249,7 @@ def make_dummy_inputs(task, config, source_dir, input_names):
             ones; token_type_ids all zeros; all int64.
     vision: pixel_values float32 [1, num_channels, H, W], uniform in [-1, 1)
             from torch.Generator seeded with 0 (H, W from image_size()).
-    audio:  input_values float32 [1, 16000], standard normal from
+    audio:  input_values float32 [1, audio_samples()], standard normal from
             torch.Generator seeded with 0.
     """
     modality = task_modality(task)
@@ -237,7 +275,7 @@ def make_dummy_inputs(task, config, source_dir, input_names):
                             dtype=torch.float32)
         tensors["pixel_values"] = pixels * 2.0 - 1.0
     else:
-        tensors["input_values"] = torch.randn((1, AUDIO_SAMPLES), generator=generator,
+        tensors["input_values"] = torch.randn((1, audio_samples(source_dir)), generator=generator,
                                               dtype=torch.float32)
     return {name: tensors[name] for name in input_names}
 
@@ -471,7 +509,7 @@ def export(options):
             model, args, options.onnx,
             input_names=input_names,
             output_names=output_names,
-            dynamic_axes=dynamic_axes_for(options.task, input_names, output_names),
+            dynamic_axes=dynamic_axes_for(options.task, input_names, output_names, config),
             opset_version=options.opset,
             do_constant_folding=True,
             **torchscript_exporter_arguments())

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>
@@ -27,6 +28,16 @@ struct task_info {
 namespace detail {
 inline const std::vector<std::string_view> text_inputs{"input_ids", "attention_mask"};
 inline const std::vector<std::string_view> text_optional{"token_type_ids"};
+// Optimum exports Wav2Vec2-like models with input_values only, but its audio classes
+// feed an attention_mask a graph declares (models whose feature extractor returns one).
+inline const std::vector<std::string_view> audio_optional{"attention_mask"};
+
+/// Audio model types whose *ForSequenceClassification is transformers'
+/// AutoModelForAudioClassification, not a text classifier.
+inline bool audio_model_type(std::string_view model_type) {
+    static constexpr std::array<std::string_view, 6> types{"wav2vec2", "hubert", "wavlm", "data2vec-audio", "sew", "sew-d"};
+    return std::find(types.begin(), types.end(), model_type) != types.end();
+}
 }  // namespace detail
 
 /// The table. Order matters for suffix matching: longer suffixes first is not
@@ -42,7 +53,8 @@ inline const std::vector<task_info>& tasks() {
         {"image-classification", "ORTModelForImageClassification", modality::vision, {"pixel_values"}, {}, {"logits"}, {}, "ForImageClassification"},
         {"semantic-segmentation", "ORTModelForSemanticSegmentation", modality::vision, {"pixel_values"}, {}, {"logits"}, {"pred_masks"}, "ForSemanticSegmentation"},
         {"object-detection", "ORTModelForCustomTasks", modality::vision, {"pixel_values"}, {}, {"logits", "pred_boxes"}, {}, "ForObjectDetection"},
-        {"audio-classification", "ORTModelForAudioClassification", modality::audio, {"input_values"}, {}, {"logits"}, {}, "ForAudioClassification"},
+        {"audio-classification", "ORTModelForAudioClassification", modality::audio, {"input_values"}, audio_optional, {"logits"}, {}, "ForAudioClassification"},
+        {"automatic-speech-recognition", "ORTModelForCTC", modality::audio, {"input_values"}, audio_optional, {"logits"}, {}, "ForCTC"},
         {"feature-extraction", "ORTModelForFeatureExtraction", modality::text, text_inputs, text_optional, {"last_hidden_state"}, {}, "Model"},
     };
     return table;
@@ -74,12 +86,17 @@ inline std::string model_class(const nlohmann::json& config) {
 }
 
 /// The task of the first entry of config.json's `architectures` that names one, or nullptr.
+/// The suffix alone is ambiguous for audio models: Wav2Vec2ForSequenceClassification is
+/// an audio classifier, so the model_type decides.
 inline const task_info* task_for_config(const nlohmann::json& config) {
     auto it = config.find("architectures");
     if (it == config.end() || !it->is_array()) return nullptr;
+    auto mt = config.find("model_type");
+    bool audio = mt != config.end() && mt->is_string() && detail::audio_model_type(mt->get<std::string>());
     for (const auto& a : *it)
         if (a.is_string())
-            if (const auto* t = task_for_architecture(a.get<std::string>())) return t;
+            if (const auto* t = task_for_architecture(a.get<std::string>()))
+                return audio && t->name == "text-classification" ? find_task("audio-classification") : t;
     return nullptr;
 }
 

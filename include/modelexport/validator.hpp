@@ -125,6 +125,35 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
     else b.fail("signature.outputs", severity::error, model_name + ": missing output(s) " + join(missing_out) + " that " + cls + " reads");
 }
 
+/// What an audio feature extractor's config lacks for a pipeline to prepare waveforms, or "".
+inline std::string feature_extractor_problem(const json& pre) {
+    auto type = pre.find("feature_extractor_type");
+    if (type == pre.end() || !type->is_string() || type->get<std::string>().empty()) return "no \"feature_extractor_type\" string";
+    auto rate = pre.find("sampling_rate");
+    if (rate == pre.end() || !rate->is_number_integer() || rate->get<std::int64_t>() <= 0) return "no positive integer \"sampling_rate\"";
+    // Wav2Vec2 models were trained on zero-mean unit-variance waveforms, or not: the flag must say which.
+    auto norm = pre.find("do_normalize");
+    if (norm != pre.end() && !norm->is_boolean()) return "\"do_normalize\" is not a boolean";
+    return "";
+}
+
+/// Audio packages: preprocessor_config.json describes a feature extractor (type, rate, normalisation).
+inline void check_feature_extractor(report_builder& b, const fs::path& dir) {
+    const fs::path path = dir / "preprocessor_config.json";
+    if (!fs::is_regular_file(path)) {
+        b.skip("preprocessing.feature_extractor", severity::warning, path.string() + ": missing");
+        return;
+    }
+    std::string problem;
+    try {
+        problem = feature_extractor_problem(read_json_object(path));
+    } catch (const error& e) {
+        problem = e.what();
+    }
+    if (problem.empty()) b.pass("preprocessing.feature_extractor", severity::warning);
+    else b.fail("preprocessing.feature_extractor", severity::warning, path.string() + ": " + problem);
+}
+
 inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir) {
     auto present = [&](const char* n) { return fs::is_regular_file(dir / n); };
     if (task.kind == modality::text) {
@@ -137,6 +166,10 @@ inline void check_preprocessing(report_builder& b, const task_info& task, const 
         if (proc) b.pass("preprocessing.processor", severity::warning);
         else b.fail("preprocessing.processor", severity::warning, (dir / "preprocessor_config.json").string() + ": missing; a " + std::string(task.name) + " pipeline needs it");
     }
+    if (task.kind == modality::audio) check_feature_extractor(b, dir);
+    // CTC packages decode ids with the model's character vocabulary.
+    if (task.name == "automatic-speech-recognition" && !fs::is_regular_file(dir / "tokenizer.json") && !fs::is_regular_file(dir / "vocab.json"))
+        b.fail("preprocessing.tokenizer", severity::warning, (dir / "tokenizer.json").string() + ": missing; CTC ids cannot be decoded to text without the vocabulary");
 }
 
 inline void check_labels(report_builder& b, const task_info& task, const signature& sig, const json& config, const fs::path& config_path) {

@@ -18,7 +18,9 @@
 //                                                  (default 3) and preprocessor_config crop_size (when
 //                                                  do_center_crop) / size {height,width} / {shortest_edge},
 //                                                  else config image_size
-//     input_values                                 float32 [1, 16000],   value[i] = float32(sin(double i))
+//     input_values                                 float32 [1, 12345],   value[i] = float32(sin(double i))
+//                                                  (not the export's dummy length: the axis must be symbolic)
+//     attention_mask beside input_values           int64 ones of the waveform's length
 //   Integer inputs use the dtype the graph declares (int64 or int32).
 //
 // Output values that are NaN or +-Infinity cannot be written as JSON numbers and come out as null.
@@ -92,6 +94,9 @@ function loadInputsFile(ort, file) {
 }
 
 const TEXT_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids']);
+// Generated waveforms have this many samples: deliberately not one second at any usual sampling rate,
+// so a package whose exporter pinned its dummy length fails here.
+const AUDIO_SAMPLES = 12345;
 
 async function tokenize(pkgDir, text) {
     const { AutoTokenizer, env } = await import('@huggingface/transformers');
@@ -150,7 +155,8 @@ async function generateInputs(ort, session, pkgDir, text) {
     const names = session.inputNames;
 
     let enc = null;
-    if (names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
+    const audio = names.includes('input_values');
+    if (!audio && names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
         enc = await tokenize(pkgDir, text);
     }
 
@@ -162,7 +168,10 @@ async function generateInputs(ort, session, pkgDir, text) {
         if ((name === 'pixel_values' || name === 'input_values') && dtype && dtype !== 'float32') {
             throw new Error(`input "${name}" has dtype ${dtype}; only float32 can be generated (use --inputs)`);
         }
-        if (TEXT_INPUTS.has(name)) {
+        if (audio && name === 'attention_mask') {
+            const t = dtype ?? 'int64';
+            feeds[name] = new ort.Tensor(t, makeData(t, new Array(AUDIO_SAMPLES).fill(1)), [1, AUDIO_SAMPLES]);
+        } else if (TEXT_INPUTS.has(name)) {
             const seq = enc ? enc.input_ids.length : 1;
             let values;
             if (name === 'position_ids') values = Array.from({ length: seq }, (_, i) => i);
@@ -186,7 +195,7 @@ async function generateInputs(ort, session, pkgDir, text) {
             const shape = [1, c, h, w];
             feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
         } else if (name === 'input_values') {
-            const shape = [1, 16000];
+            const shape = [1, AUDIO_SAMPLES];
             feeds[name] = new ort.Tensor('float32', sinFill(shape[1]), shape);
         } else {
             throw new Error(`do not know how to generate input "${name}"; pass --inputs FILE.json`);
