@@ -2,10 +2,11 @@
 // tjs_pipeline.mjs: run a transformers.js pipeline on a modelexport package directory, fully offline,
 // and print the result as one JSON line on stdout.
 //
-// Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C]
+// Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C] [--max-new-tokens N]
 //
 // TASK is one of: text-classification, token-classification, question-answering, fill-mask,
-// feature-extraction. For question-answering, --text is the question and --context the context.
+// feature-extraction, text-generation. text-generation is greedy (do_sample: false) for exactly
+// --max-new-tokens tokens (default 16) and returns the prompt's and the new token ids. For question-answering, --text is the question and --context the context.
 // For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's own mask token.
 //
 // Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
@@ -19,8 +20,10 @@ import path from 'node:path';
 import { UsageError, runCli } from './cli.mjs';
 
 const PROG = 'tjs_pipeline';
-const TASKS = ['text-classification', 'token-classification', 'question-answering', 'fill-mask', 'feature-extraction'];
-const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C]\n  TASK: ${TASKS.join(', ')}`;
+const TASKS = ['text-classification', 'token-classification', 'question-answering', 'fill-mask', 'feature-extraction',
+    'text-generation'];
+const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--max-new-tokens N]\n  TASK: ${TASKS.join(', ')}`;
+const DEFAULT_NEW_TOKENS = 16;
 
 const DEFAULT_TEXT = 'the movie was great and i loved it';
 const DEFAULT_MASK_TEXT = 'the movie was [MASK] and i loved it';
@@ -145,6 +148,17 @@ async function run(opts) {
                 result = { token_str: top.token_str, token: top.token, score: top.score, sequence: top.sequence };
                 break;
             }
+            case 'text-generation': {
+                // The pipeline returns text only; the model's generate() gives the ids it chose.
+                const n = Number(opts['max-new-tokens'] ?? DEFAULT_NEW_TOKENS);
+                const inputs = pipe.tokenizer(opts.text ?? DEFAULT_TEXT);
+                const out = await pipe.model.generate({ ...inputs, max_new_tokens: n, min_new_tokens: n, do_sample: false });
+                const prompt = inputs.input_ids.tolist()[0].map(Number);
+                const all = out.tolist()[0].map(Number);
+                const texts = await pipe(opts.text ?? DEFAULT_TEXT, { max_new_tokens: n, min_new_tokens: n, do_sample: false });
+                result = { prompt_ids: prompt, generated_ids: all.slice(prompt.length), generated_text: texts[0].generated_text };
+                break;
+            }
             case 'feature-extraction': {
                 const out = await pipe(opts.text ?? DEFAULT_TEXT);
                 result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number), data: Array.from(out.data, Number) };
@@ -161,12 +175,15 @@ runCli(
     {
         prog: PROG,
         usage: USAGE,
-        options: { task: { type: 'string' }, text: { type: 'string' }, context: { type: 'string' } },
+        options: { task: { type: 'string' }, text: { type: 'string' }, context: { type: 'string' }, 'max-new-tokens': { type: 'string' } },
         check: (opts) => {
             if (opts.task === undefined) throw new UsageError('missing --task');
             if (!TASKS.includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
             if (opts.context !== undefined && opts.task !== 'question-answering') {
                 throw new UsageError('--context is only used by question-answering');
+            }
+            if (opts['max-new-tokens'] !== undefined && (opts.task !== 'text-generation' || !/^[1-9][0-9]*$/.test(opts['max-new-tokens']))) {
+                throw new UsageError('--max-new-tokens takes a positive integer, for text-generation only');
             }
         },
     },
