@@ -109,7 +109,7 @@ public:
 private:
     static bool tjs_supported(const std::string& task) {
         return task == "text-classification" || task == "token-classification" || task == "question-answering" ||
-               task == "fill-mask" || task == "feature-extraction";
+               task == "fill-mask" || task == "feature-extraction" || task == "text-generation";
     }
     static json last_json_line(const std::string& out) {
         std::size_t end = out.size();

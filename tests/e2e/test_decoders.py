@@ -18,7 +18,7 @@ import tempfile
 import unittest
 
 from common import EXAMPLES, EXIT, load_json, node, run
-from test_optimum import PYTHON, needs_hf, optimum, python_json
+from test_optimum import HAVE_HF, PYTHON, needs_hf, optimum, python_json
 
 DECODER_SOURCES = os.path.join(EXAMPLES, "decoder-sources")
 DECODERS = {"hf-gpt2": "gpt2", "hf-llama": "llama"}
@@ -124,14 +124,16 @@ class DecoderPackages(unittest.TestCase):
                 self.assertEqual(got[0][1][:2], ["batch_size", "sequence_length"])
                 self.assertEqual(got[1:], outputs[1:])
 
-    def test_valid_strict_with_the_onnxruntime_cache_check(self):
+    def test_valid_strict_with_every_runtime_check(self):
+        runtimes = ["onnxruntime", "transformers-js"] + (["optimum"] if HAVE_HF else [])
         for pkg in DECODERS:
-            with self.subTest(pkg):
-                p = run("validate", os.path.join(EXAMPLES, pkg), "--strict", "--runtime", "onnxruntime", "--json")
-                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-                checks = {c["id"]: c["status"] for c in json.loads(p.stdout)["checks"]}
-                for check in ("signature.cache", "generation.config", "runtime.onnxruntime"):
-                    self.assertEqual(checks[check], "pass", check)
+            for runtime in runtimes:
+                with self.subTest(pkg=pkg, runtime=runtime):
+                    p = run("validate", os.path.join(EXAMPLES, pkg), "--strict", "--runtime", runtime, "--json")
+                    self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                    checks = {c["id"]: c["status"] for c in json.loads(p.stdout)["checks"]}
+                    for check in ("signature.cache", "generation.config", "runtime." + runtime):
+                        self.assertEqual(checks[check], "pass", check)
 
     def broken(self, mutate):
         tmp = tempfile.mkdtemp(prefix="modelexport-decoder-")
@@ -210,7 +212,7 @@ class RealClients(unittest.TestCase):
                 n = len(ref["generated_ids"])
                 self.assertGreaterEqual(n, 12)
                 out = optimum(os.path.join(EXAMPLES, pkg), "ORTModelForCausalLM", "--text", ref["prompt"],
-                              "--generate", n)["generate"]
+                              "--generate", str(n))["generate"]
                 self.assertEqual(out["prompt_ids"], ref["prompt_ids"])
                 self.assertEqual(out["generated_ids"], ref["generated_ids"])
 
