@@ -160,6 +160,13 @@ class DecoderPackages(unittest.TestCase):
                 self.assertEqual(checks["signature.cache"]["status"], "fail")
                 self.assertIn(words, checks["signature.cache"]["message"])
 
+    def test_a_graph_without_cache_is_not_a_text_generation_package(self):
+        p = run("validate", os.path.join(EXAMPLES, "hf-fill-mask"), "--task", "text-generation", "--json", "--runtime", "none")
+        self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout)
+        check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["signature.cache"]
+        self.assertEqual(check["status"], "fail")
+        self.assertIn("no past_key_values.{i}.key/.value inputs", check["message"])
+
     def test_missing_generation_settings_is_a_warning(self):
         def strip(pkg, config):
             os.remove(os.path.join(pkg, "generation_config.json"))
