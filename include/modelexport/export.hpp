@@ -10,6 +10,7 @@
 #include "modelexport/copier.hpp"
 #include "modelexport/depfile.hpp"
 #include "modelexport/error.hpp"
+#include "modelexport/export_cache.hpp"
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/hierarchy_embed.hpp"
 #include "modelexport/json_file.hpp"
@@ -73,6 +74,7 @@ struct export_options {
     std::vector<std::string> keep;       ///< build files that live in the package directory (kept across exports)
     fs::path tool_path;                  ///< the running tool, a dependency of every package
     bool validate = false;               ///< validate the staged package before it replaces the target
+    cache_settings cache;                ///< the export cache (§10); off unless the caller enables it (the CLI does)
     std::function<void(const std::string&)> log;                 ///< notes (waiting for a lock, ...)
     std::function<void(const step_event&)> on_step;              ///< step start/end, for progress
     std::function<void(const std::string&, bool)> exporter_line;  ///< exporter's output lines
@@ -84,6 +86,7 @@ struct export_result {
     json metadata;
     std::vector<fs::path> inputs;                 ///< every file read
     std::vector<std::pair<std::string, double>> step_seconds;  ///< resolve, export, project, copy, commit
+    cache_outcome cache;
 };
 
 namespace detail {
@@ -201,10 +204,7 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     }
     fs::remove(table);
     for (const auto& f : source_files(src)) out.inputs.push_back(f);
-    out.inputs.push_back(opt.exporter_script);
-    // The modules the exporter imports from beside it; a custom --exporter-script may come without them.
-    for (const char* sibling : {"htp_weights.py", "htp_decoder.py"})
-        if (fs::path w = opt.exporter_script.parent_path() / sibling; fs::is_regular_file(w)) out.inputs.push_back(w);
+    for (const auto& f : htp_exporter_files(opt.exporter_script)) out.inputs.push_back(f);
     return out;
 }
 
@@ -257,6 +257,12 @@ inline staged_model stage_prebuilt(const model_source& src, const fs::path& stag
         out.inputs.push_back(*data);
     }
     return out;
+}
+
+/// --strategy auto: prebuilt when the source has an ONNX model and no factory was given, else htp.
+inline strategy automatic_strategy(const model_source& src, const export_options& opt) {
+    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
+    return has_onnx && opt.model_factory.empty() ? strategy::prebuilt : strategy::htp;
 }
 
 /// Times the export's steps and tells the caller when each starts and ends.
@@ -338,15 +344,23 @@ inline export_result export_package(const export_options& opt) {
     for (const auto& part : fs::path(opt.onnx_file))
         if (part == ".." || fs::path(opt.onnx_file).is_absolute())
             throw usage_error("--onnx-file", "'" + opt.onnx_file + "' must be a relative path without '..'");
-    if (how == strategy::automatic) {
-        bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
-        how = has_onnx && opt.model_factory.empty() ? strategy::prebuilt : strategy::htp;
-    }
-    timer.begin("export", how == strategy::htp ? "running the torch exporter (" + opt.python + ")"
+    if (how == strategy::automatic) how = detail::automatic_strategy(src, opt);
+    // The cache wraps the strategy: lookup before, store after (docs/design.md §10). prebuilt is a copy already.
+    bool cacheable = opt.cache.enabled && how != strategy::prebuilt;
+    if (cacheable) timer.begin("cache", "looking up the export cache");
+    auto key_inputs = detail::cache_key_inputs_for(opt, to_string(how), std::string(task.name), src, detail::source_files(src));
+    export_cache cache(opt.cache, cacheable ? std::optional(key_inputs) : std::nullopt, log);
+    std::optional<cache_manifest> hit = cache.lookup(stage);
+    if (cacheable) timer.end(cache.outcome().result + (cache.active() ? ", key " + cache.outcome().key.substr(0, 16) : ""));
+    timer.begin("export", hit ? "restoring the cached export"
+                          : how == strategy::htp ? "running the torch exporter (" + opt.python + ")"
                           : how == strategy::command ? "running the export command" : "copying the prebuilt ONNX model");
-    detail::staged_model staged = how == strategy::htp       ? detail::stage_htp(src, task, stage, opt)
+    detail::staged_model staged = hit                        ? detail::staged_from_cache<detail::staged_model>(*hit, key_inputs, cache.outcome().key)
+                                  : how == strategy::htp     ? detail::stage_htp(src, task, stage, opt)
                                   : how == strategy::command ? detail::stage_command(src, stage, opt)
                                                              : detail::stage_prebuilt(src, stage, opt);
+    if (!hit) cache.store(stage, detail::produced_files(stage), detail::cache_table(staged));
+    result.cache = cache.outcome();
     const fs::path staged_model = stage / "model.onnx";
     std::vector<fs::path> inputs{*config_path};
     inputs.insert(inputs.end(), staged.inputs.begin(), staged.inputs.end());
@@ -483,6 +497,19 @@ inline export_result export_package(const export_options& opt) {
     result.package = writer.target();
     result.inputs = std::move(inputs);
     return result;
+}
+
+/// The export cache key of `opt` with its record (`modelexport cache key`, to explain a miss);
+/// nullopt for prebuilt, which is not cached. Throws cache_key_error when it cannot be computed.
+inline std::optional<key_record> export_cache_key(const export_options& opt) {
+    model_source src = resolve_source(opt.source);
+    auto config_path = src.file("config.json");
+    if (!config_path) throw config_missing(src.spec, "config.json required but the source has none");
+    const task_info& task = resolve_task(opt.task, read_json_object(*config_path), config_path->string());
+    strategy how = opt.how == strategy::automatic ? detail::automatic_strategy(src, opt) : opt.how;
+    if (how == strategy::prebuilt) return std::nullopt;
+    auto in = detail::cache_key_inputs_for(opt, to_string(how), std::string(task.name), src, detail::source_files(src));
+    return make_cache_key(in, local_cache(opt.cache.dir).probes());
 }
 
 }  // namespace modelexport
