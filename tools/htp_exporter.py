@@ -51,6 +51,7 @@ import torch  # noqa: E402  (after dont_write_bytecode on purpose)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from htp_weights import (SAFETENSORS, SAFETENSORS_INDEX, WeightsError,  # noqa: E402
                          find_weights, load_weights, weight_files)
+import htp_decoder  # noqa: E402
 
 # Text dummy inputs: batch 1, sequence length 8.
 TEXT_BATCH = 1
@@ -81,6 +82,8 @@ TASKS = {
     "audio-classification": ("audio", ["logits"], "AutoModelForAudioClassification"),
     # CTC speech recognition (Wav2Vec2ForCTC...): one logit row per audio frame.
     "automatic-speech-recognition": ("audio", ["logits"], "AutoModelForCTC"),
+    # Decoder-only LMs with their KV cache (Optimum's text-generation-with-past); see decoder_*.
+    "text-generation": ("decoder", ["logits"], "AutoModelForCausalLM"),
 }
 
 # Outputs whose second axis is the sequence axis.
@@ -438,6 +441,29 @@ def named_outputs_forward(forward, keep):
     return forward_named_outputs
 
 
+def export_spec(task, model, config, source_dir, transformers_model):
+    """Names, dummy arguments, dynamic axes and the forward patch for the task.
+
+    "forward" is forward_patch(original_forward, keep) -> the instance's forward.
+    Decoders take and return their cache as flat tensors (htp_decoder.py).
+    """
+    if task_modality(task) == "decoder":
+        layers = htp_decoder.cache_geometry(config)[0]
+        names = htp_decoder.input_names(model, layers)
+        inputs = htp_decoder.dummy_inputs(config, names)
+        outputs = htp_decoder.output_names(layers)
+        return {"inputs": names, "outputs": outputs,
+                "args": tuple(inputs[n] for n in names),
+                "axes": htp_decoder.dynamic_axes(names, outputs),
+                "forward": lambda forward, keep: htp_decoder.flat_forward(
+                    forward, names, layers, transformers_model)}
+    names = input_names_for(task, model)
+    outputs = output_names_for(task)
+    inputs = make_dummy_inputs(task, config, source_dir, names)
+    return {"inputs": names, "outputs": outputs, "args": forward_args(model, inputs),
+            "axes": dynamic_axes_for(task, names, outputs, config), "forward": named_outputs_forward}
+
+
 def count_outputs(outputs):
     if isinstance(outputs, (tuple, list)):
         return len(outputs)
@@ -486,35 +512,36 @@ def export(options):
         model = load_transformers_model(source_dir, options.task, boundary)
     model.eval()
 
-    input_names = input_names_for(options.task, model)
-    output_names = output_names_for(options.task)
-    inputs = make_dummy_inputs(options.task, config, source_dir, input_names)
-    args = forward_args(model, inputs)
+    spec = export_spec(options.task, model, config, source_dir, transformers_model=not options.model)
+    input_names, output_names, args = spec["inputs"], spec["outputs"], spec["args"]
 
     module_count = sum(1 for _ in model.named_modules())
     log("tracing %d modules" % module_count)
     original_forward = model.forward
-    model.forward = named_outputs_forward(original_forward, None)
-    modules, outputs = trace_modules(model, args)
-    produced = count_outputs(outputs)
-    if produced < len(output_names):
-        raise RuntimeError("model returned %d outputs, task %s needs %d (%s)"
-                           % (produced, options.task, len(output_names),
-                              ", ".join(output_names)))
+    model.forward = spec["forward"](original_forward, None)
+    with htp_decoder.traceable_masks():
+        modules, outputs = trace_modules(model, args)
+        produced = count_outputs(outputs)
+        if produced < len(output_names):
+            raise RuntimeError("model returned %d outputs, task %s needs %d (%s)"
+                               % (produced, options.task, len(output_names),
+                                  ", ".join(output_names)))
 
-    log("exporting to ONNX (opset %d)" % options.opset)
-    model.forward = named_outputs_forward(original_forward, len(output_names))
-    try:
-        torch.onnx.export(
-            model, args, options.onnx,
-            input_names=input_names,
-            output_names=output_names,
-            dynamic_axes=dynamic_axes_for(options.task, input_names, output_names, config),
-            opset_version=options.opset,
-            do_constant_folding=True,
-            **torchscript_exporter_arguments())
-    finally:
-        del model.forward
+        log("exporting to ONNX (opset %d)" % options.opset)
+        model.forward = spec["forward"](original_forward, len(output_names))
+        try:
+            torch.onnx.export(
+                model, args, options.onnx,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=spec["axes"],
+                opset_version=options.opset,
+                do_constant_folding=True,
+                **torchscript_exporter_arguments())
+        finally:
+            del model.forward
+    if task_modality(options.task) == "decoder":
+        htp_decoder.share_transposed_copies(options.onnx, {n for n, _ in model.named_parameters()}, log)
 
     description = {
         "format": 1,
@@ -543,7 +570,7 @@ def main(argv=None):
     except UsageError as error:
         print("htp_exporter: error: %s" % error, file=sys.stderr)
         return 2
-    except WeightsError as error:  # an expected, actionable problem: no traceback
+    except (WeightsError, htp_decoder.DecoderError) as error:  # an expected, actionable problem: no traceback
         print("htp_exporter: error: %s" % error, file=sys.stderr)
         return 1
     except MissingTransformers:

@@ -214,9 +214,7 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     }
     fs::remove(table);
     for (const auto& f : source_files(src)) out.inputs.push_back(f);
-    out.inputs.push_back(opt.exporter_script);
-    // The weights reader the exporter imports; a custom --exporter-script may come without one.
-    if (fs::path w = opt.exporter_script.parent_path() / "htp_weights.py"; fs::is_regular_file(w)) out.inputs.push_back(w);
+    for (const auto& f : htp_exporter_files(opt.exporter_script)) out.inputs.push_back(f);
     return out;
 }
 
@@ -319,7 +317,7 @@ inline const task_info& resolve_task(const std::string& requested, const json& c
         throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
     }
     if (const auto* t = task_for_config(config)) return *t;
-    throw invalid_input(config_name, "cannot infer the task from \"architectures\"", "pass --task (one of: " + task_names() + ")");
+    throw invalid_input(config_name, "cannot infer the task from \"architectures\" (" + architectures_hint(config) + ")", "pass --task (one of: " + task_names() + ")");
 }
 
 /// Runs one export. Throws modelexport::error subclasses; the target is untouched on failure.

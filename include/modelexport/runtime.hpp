@@ -114,7 +114,7 @@ private:
         // Every task tjs_pipeline.mjs has a pipeline for (TASKS there).
         static const std::set<std::string> supported{
             "text-classification", "token-classification", "question-answering", "fill-mask", "feature-extraction",
-            "image-classification", "object-detection", "audio-classification", "automatic-speech-recognition"};
+            "image-classification", "object-detection", "audio-classification", "automatic-speech-recognition", "text-generation"};
         return supported.count(task) != 0;
     }
     static json last_json_line(const std::string& out) {

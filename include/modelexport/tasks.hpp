@@ -22,7 +22,8 @@ struct task_info {
     std::vector<std::string_view> optional_inputs;   ///< fed only when the graph has them
     std::vector<std::string_view> outputs;           ///< required graph outputs
     std::vector<std::string_view> optional_outputs;
-    std::string_view architecture_suffix;  ///< transformers' class-name suffix ("ForSequenceClassification")
+    std::vector<std::string_view> architecture_suffixes;  ///< transformers' class-name suffixes ("ForSequenceClassification")
+    bool with_past = false;  ///< decoder: past_key_values.{i}.key/.value in, present.{i}.key/.value out (SPEC §5)
 };
 
 namespace detail {
@@ -40,22 +41,25 @@ inline bool audio_model_type(std::string_view model_type) {
 }
 }  // namespace detail
 
-/// The table. Order matters for suffix matching: longer suffixes first is not
-/// needed because no suffix is a suffix of another, except "Model" (last).
+/// The table. Order matters for suffix matching: "LMHeadModel" comes before
+/// feature-extraction's bare "Model", which is matched last and only for the
+/// encoder families below (task_for_architecture).
 inline const std::vector<task_info>& tasks() {
     using namespace detail;
     static const std::vector<task_info> table{
-        {"text-classification", "ORTModelForSequenceClassification", modality::text, text_inputs, text_optional, {"logits"}, {}, "ForSequenceClassification"},
-        {"token-classification", "ORTModelForTokenClassification", modality::text, text_inputs, text_optional, {"logits"}, {}, "ForTokenClassification"},
-        {"question-answering", "ORTModelForQuestionAnswering", modality::text, text_inputs, text_optional, {"start_logits", "end_logits"}, {}, "ForQuestionAnswering"},
-        {"multiple-choice", "ORTModelForMultipleChoice", modality::text, text_inputs, text_optional, {"logits"}, {}, "ForMultipleChoice"},
-        {"fill-mask", "ORTModelForMaskedLM", modality::text, text_inputs, text_optional, {"logits"}, {}, "ForMaskedLM"},
-        {"image-classification", "ORTModelForImageClassification", modality::vision, {"pixel_values"}, {}, {"logits"}, {}, "ForImageClassification"},
-        {"semantic-segmentation", "ORTModelForSemanticSegmentation", modality::vision, {"pixel_values"}, {}, {"logits"}, {"pred_masks"}, "ForSemanticSegmentation"},
-        {"object-detection", "ORTModelForCustomTasks", modality::vision, {"pixel_values"}, {}, {"logits", "pred_boxes"}, {}, "ForObjectDetection"},
-        {"audio-classification", "ORTModelForAudioClassification", modality::audio, {"input_values"}, audio_optional, {"logits"}, {}, "ForAudioClassification"},
-        {"automatic-speech-recognition", "ORTModelForCTC", modality::audio, {"input_values"}, audio_optional, {"logits"}, {}, "ForCTC"},
-        {"feature-extraction", "ORTModelForFeatureExtraction", modality::text, text_inputs, text_optional, {"last_hidden_state"}, {}, "Model"},
+        {"text-classification", "ORTModelForSequenceClassification", modality::text, text_inputs, text_optional, {"logits"}, {}, {"ForSequenceClassification"}},
+        {"token-classification", "ORTModelForTokenClassification", modality::text, text_inputs, text_optional, {"logits"}, {}, {"ForTokenClassification"}},
+        {"question-answering", "ORTModelForQuestionAnswering", modality::text, text_inputs, text_optional, {"start_logits", "end_logits"}, {}, {"ForQuestionAnswering"}},
+        {"multiple-choice", "ORTModelForMultipleChoice", modality::text, text_inputs, text_optional, {"logits"}, {}, {"ForMultipleChoice"}},
+        {"fill-mask", "ORTModelForMaskedLM", modality::text, text_inputs, text_optional, {"logits"}, {}, {"ForMaskedLM"}},
+        {"image-classification", "ORTModelForImageClassification", modality::vision, {"pixel_values"}, {}, {"logits"}, {}, {"ForImageClassification"}},
+        {"semantic-segmentation", "ORTModelForSemanticSegmentation", modality::vision, {"pixel_values"}, {}, {"logits"}, {"pred_masks"}, {"ForSemanticSegmentation"}},
+        {"object-detection", "ORTModelForCustomTasks", modality::vision, {"pixel_values"}, {}, {"logits", "pred_boxes"}, {}, {"ForObjectDetection"}},
+        {"audio-classification", "ORTModelForAudioClassification", modality::audio, {"input_values"}, audio_optional, {"logits"}, {}, {"ForAudioClassification"}},
+        {"automatic-speech-recognition", "ORTModelForCTC", modality::audio, {"input_values"}, audio_optional, {"logits"}, {}, {"ForCTC"}},
+        // Decoder-only LMs with their cache in one model.onnx (Optimum's text-generation-with-past).
+        {"text-generation", "ORTModelForCausalLM", modality::text, text_inputs, {"position_ids"}, {"logits"}, {}, {"LMHeadModel", "ForCausalLM"}, true},
+        {"feature-extraction", "ORTModelForFeatureExtraction", modality::text, text_inputs, text_optional, {"last_hidden_state"}, {}, {"Model"}},
     };
     return table;
 }
@@ -68,13 +72,33 @@ inline const task_info* find_task(std::string_view name) {
     return nullptr;
 }
 
+/// Model types whose bare `<X>Model` class is an encoder giving last_hidden_state,
+/// so that `architectures: ["BertModel"]` means feature-extraction. Any other bare
+/// `Model` (CLIPModel, GPT2Model, T5Model) has no single Optimum task: --task decides.
+inline bool is_encoder_model_type(std::string_view model_type) {
+    static constexpr std::array<std::string_view, 14> encoders{"bert", "roberta", "distilbert", "xlm-roberta", "albert", "electra",
+                                                                "mpnet", "deberta", "deberta-v2", "camembert", "vit", "deit",
+                                                                "convnext", "mobilebert"};
+    return std::find(encoders.begin(), encoders.end(), model_type) != encoders.end();
+}
+
+namespace detail {
+inline bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+}  // namespace detail
+
 /// The task transformers' auto mappings give an architecture class name
-/// ("BertForSequenceClassification" -> text-classification, "BertModel" -> feature-extraction).
-inline const task_info* task_for_architecture(std::string_view arch) {
-    for (const auto& t : tasks()) {
-        auto suffix = t.architecture_suffix;
-        if (arch.size() > suffix.size() && arch.substr(arch.size() - suffix.size()) == suffix) return &t;
-    }
+/// ("BertForSequenceClassification" -> text-classification, "GPT2LMHeadModel" ->
+/// text-generation); a bare "BertModel" is feature-extraction only for an encoder
+/// `model_type` (is_encoder_model_type). nullptr: the name does not tell.
+inline const task_info* task_for_architecture(std::string_view arch, std::string_view model_type) {
+    for (const auto& t : tasks())
+        for (auto suffix : t.architecture_suffixes) {
+            if (!detail::ends_with(arch, suffix)) continue;
+            if (suffix == "Model" && !is_encoder_model_type(model_type)) return nullptr;
+            return &t;
+        }
     return nullptr;
 }
 
@@ -92,12 +116,23 @@ inline const task_info* task_for_config(const nlohmann::json& config) {
     auto it = config.find("architectures");
     if (it == config.end() || !it->is_array()) return nullptr;
     auto mt = config.find("model_type");
-    bool audio = mt != config.end() && mt->is_string() && detail::audio_model_type(mt->get<std::string>());
+    std::string model_type = mt != config.end() && mt->is_string() ? mt->get<std::string>() : "";
+    bool audio = detail::audio_model_type(model_type);
     for (const auto& a : *it)
         if (a.is_string())
-            if (const auto* t = task_for_architecture(a.get<std::string>()))
+            if (const auto* t = task_for_architecture(a.get<std::string>(), model_type))
                 return audio && t->name == "text-classification" ? find_task("audio-classification") : t;
     return nullptr;
+}
+
+/// Why task_for_config found nothing, for the "pass --task" error: which classes were named.
+inline std::string architectures_hint(const nlohmann::json& config) {
+    auto it = config.find("architectures");
+    std::string names;
+    if (it != config.end() && it->is_array())
+        for (const auto& a : *it)
+            if (a.is_string()) names += (names.empty() ? "" : ", ") + a.get<std::string>();
+    return names.empty() ? "none given" : names + ": no task head modelexport knows for this model_type";
 }
 
 /// All task names, for help texts and error messages.

@@ -7,6 +7,7 @@
 // does not depend on which runtimes a machine has (see runtime.hpp).
 #pragma once
 
+#include "modelexport/decoder_checks.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
@@ -109,7 +110,8 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
         if (!has(sig.inputs, n)) missing_in.emplace_back(n);
     for (const auto& in : sig.inputs) {
         bool known = std::find(task.inputs.begin(), task.inputs.end(), in.name) != task.inputs.end() ||
-                     std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) != task.optional_inputs.end();
+                     std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) != task.optional_inputs.end() ||
+                     (task.with_past && in.name.compare(0, past_prefix.size(), past_prefix) == 0);  // checked by check_cache
         if (!known) unexpected_in.push_back(in.name);
     }
     for (auto n : task.outputs)
@@ -191,6 +193,18 @@ inline void check_labels(report_builder& b, const task_info& task, const signatu
                config_path.string() + ": id2label has " + std::to_string(labels) + " labels but logits has width " + std::to_string(width));
 }
 
+/// Decoders: the cache against config.json, and the token ids generation needs.
+inline void check_cache(report_builder& b, const task_info& task, const signature& sig, const json& config, const fs::path& dir,
+                        const std::string& model_name) {
+    if (!task.with_past) return;
+    if (auto problem = cache_problem(sig, config); problem.empty()) b.pass("signature.cache", severity::error);
+    else b.fail("signature.cache", severity::error, model_name + ": " + problem);
+    if (has_generation_settings(dir, config)) b.pass("generation.config", severity::warning);
+    else
+        b.fail("generation.config", severity::warning,
+               (dir / "generation_config.json").string() + ": missing, and config.json has no eos_token_id; generate() cannot stop");
+}
+
 }  // namespace detail
 
 /// Validates the package in `dir`. Never throws for problems of the package:
@@ -257,12 +271,14 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         b.pass("task.known", severity::error, r.task + " (" + r.optimum_class + ")");
     } else {
         b.fail("task.known", severity::error,
-               opt.task.empty() ? config_path.string() + ": cannot infer the task from \"architectures\"; pass --task"
+               opt.task.empty() ? config_path.string() + ": cannot infer the task from \"architectures\" (" +
+                                     (config ? architectures_hint(*config) : std::string("no config")) + "); pass --task"
                                 : "unknown task '" + opt.task + "'; known: " + task_names());
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
     if (task) detail::check_preprocessing(b, *task, dir);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
+    if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
 
     if (r.ok(false))
         if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);

@@ -124,7 +124,8 @@ class HtpExport(TempDirTest):
         os.makedirs(self.path("bin"))
         shutil.copy2(TOOL, tool)
         shutil.copy2(EXPORTER, script)
-        shutil.copy2(os.path.join(os.path.dirname(EXPORTER), "htp_weights.py"), self.path("bin", "htp_weights.py"))
+        for sibling in ("htp_weights.py", "htp_decoder.py"):  # the modules the exporter imports
+            shutil.copy2(os.path.join(os.path.dirname(EXPORTER), sibling), self.path("bin", sibling))
         src_a = os.path.join(SOURCES, "text-classification")
         src_b = shutil.copytree(src_a, self.path("elsewhere", "text-classification"), copy_function=shutil.copy)
         unset = {"SOURCE_DATE_EPOCH": ""}

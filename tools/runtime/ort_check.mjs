@@ -23,6 +23,13 @@
 //     attention_mask beside input_values           int64 ones of the waveform's length
 //   Integer inputs use the dtype the graph declares (int64 or int32).
 //
+// Decoders (inputs past_key_values.{i}.key/.value, outputs present.*): without --inputs, the text is
+// tokenized and run with an empty cache (past_sequence_length 0), then the greedy next token is run
+// as one cached step (the prompt's present as past) and again as a full recompute of the whole
+// sequence without cache; the step's logits must equal the recompute's last position within 1e-4
+// (else exit 1). Outputs: prompt_logits, step_logits, and "decoder": {prompt_ids, step_id,
+// step_position, cache_max_diff}.
+//
 // Output values that are NaN or +-Infinity cannot be written as JSON numbers and come out as null.
 //
 // stdout carries exactly one line; anything libraries log goes to stderr.
@@ -204,6 +211,69 @@ async function generateInputs(ort, session, pkgDir, text) {
     return feeds;
 }
 
+const CACHE_TOLERANCE = 1e-4;
+
+function isPast(name) {
+    return name.startsWith('past_key_values.');
+}
+
+// One decoder run: ids at positions start.., the attention mask over past + ids, and the past
+// (an empty [batch, heads, 0, head_dim] cache when `present` is null).
+async function decoderRun(ort, session, ids, start, present) {
+    const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
+    const feeds = {};
+    const ints = (name, values) => {
+        const t = meta.get(name)?.type ?? 'int64';
+        return new ort.Tensor(t, makeData(t, values), [1, values.length]);
+    };
+    for (const name of session.inputNames) {
+        if (name === 'input_ids') feeds[name] = ints(name, ids);
+        else if (name === 'attention_mask') feeds[name] = ints(name, new Array(start + ids.length).fill(1));
+        else if (name === 'position_ids') feeds[name] = ints(name, ids.map((_, i) => start + i));
+        else if (isPast(name) && present) feeds[name] = present[name.replace('past_key_values.', 'present.')];
+        else if (isPast(name)) {
+            const shape = meta.get(name).shape;
+            const [heads, dim] = [shape[1], shape[3]];
+            if (typeof heads !== 'number' || typeof dim !== 'number') throw new Error(`${name}: heads and head dim must be fixed, got [${shape}]`);
+            feeds[name] = new ort.Tensor(meta.get(name).type, new Float32Array(0), [1, heads, 0, dim]);
+        } else throw new Error(`do not know how to generate decoder input "${name}"; pass --inputs FILE.json`);
+    }
+    return session.run(feeds);
+}
+
+function lastPosition(logits) {
+    const [, seq, vocab] = logits.dims;
+    return Array.from(logits.data.slice((seq - 1) * vocab, seq * vocab), Number);
+}
+
+function argmax(xs) {
+    let best = 0;
+    for (let i = 1; i < xs.length; ++i) if (xs[i] > xs[best]) best = i;
+    return best;
+}
+
+// The prompt with an empty cache, one cached greedy step, and the same step recomputed without cache.
+async function decoderCheck(ort, session, pkgDir, text) {
+    const ids = (await tokenize(pkgDir, text)).input_ids.map(Number);
+    const prompt = await decoderRun(ort, session, ids, 0, null);
+    const next = argmax(lastPosition(prompt.logits));
+    // The cached step is what generation repeats: its median time is the latency.
+    const { result: step, latencyMs } = await timedRuns(() => decoderRun(ort, session, [next], ids.length, prompt));
+    const full = await decoderRun(ort, session, [...ids, next], 0, null);
+    const cached = lastPosition(step.logits), recomputed = lastPosition(full.logits);
+    const diff = Math.max(...cached.map((v, i) => Math.abs(v - recomputed[i])));
+    if (!(diff <= CACHE_TOLERANCE)) {
+        throw new Error(`cached step logits differ from a full recompute by ${diff} (> ${CACHE_TOLERANCE}): the KV cache is wrong`);
+    }
+    const entry = (t) => ({ dtype: t.type, shape: Array.from(t.dims), data: toNumbers(t.data) });
+    return {
+        inputs: { input_ids: [1, ids.length] },
+        outputs: { prompt_logits: entry(prompt.logits), step_logits: entry(step.logits) },
+        decoder: { prompt_ids: ids, step_id: next, step_position: ids.length, cache_max_diff: diff },
+        latency_ms: latencyMs,
+    };
+}
+
 function toNumbers(data) {
     const out = new Array(data.length);
     for (let i = 0; i < data.length; ++i) {
@@ -226,6 +296,12 @@ async function runModel(opts) {
         logSeverityLevel: 4,
     });
 
+    const runtime = { runtime: 'onnxruntime-node', version: ort.env.versions?.node ?? ort.env.versions?.common ?? null };
+    if (!opts.inputs && session.inputNames.some(isPast)) {
+        const result = await decoderCheck(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT);
+        await session.release?.();
+        return { ...runtime, ...result };
+    }
     const feeds = opts.inputs
         ? loadInputsFile(ort, path.resolve(opts.inputs))
         : await generateInputs(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT);
@@ -241,13 +317,7 @@ async function runModel(opts) {
         outputs[name] = { dtype: t.type, shape: Array.from(t.dims), data: toNumbers(t.data) };
     }
     await session.release?.();
-    return {
-        runtime: 'onnxruntime-node',
-        version: ort.env.versions?.node ?? ort.env.versions?.common ?? null,
-        inputs,
-        outputs,
-        latency_ms: latencyMs,
-    };
+    return { ...runtime, inputs, outputs, latency_ms: latencyMs };
 }
 
 runCli(

@@ -3,11 +3,14 @@
 // and print the result as one JSON line on stdout.
 //
 // Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW]
+//                               [--max-new-tokens N]
 //
 // TASK is one of: text-classification, token-classification, question-answering, fill-mask,
 // feature-extraction, image-classification, object-detection, audio-classification,
-// automatic-speech-recognition (CTC). For question-answering, --text is the question and --context
-// the context. For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's own mask token.
+// automatic-speech-recognition (CTC), text-generation. For question-answering, --text is the question
+// and --context the context. For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's
+// own mask token. text-generation is greedy (do_sample: false) for exactly --max-new-tokens tokens
+// (default 16) and returns the prompt's and the new token ids.
 //
 // Vision tasks get a generated RGB image (--image HxW, default 64x48): pixel (x, y) has every channel
 // (7x + 13y) mod 256, handed over as a RawImage so no image file is decoded. Audio tasks get a
@@ -26,13 +29,15 @@ import path from 'node:path';
 import { UsageError, runCli, timedRuns } from './cli.mjs';
 
 const PROG = 'tjs_pipeline';
-const TEXT_TASKS = ['text-classification', 'token-classification', 'question-answering', 'fill-mask', 'feature-extraction'];
+const TEXT_TASKS = ['text-classification', 'token-classification', 'question-answering', 'fill-mask', 'feature-extraction',
+    'text-generation'];
 const VISION_TASKS = ['image-classification', 'object-detection'];
 const AUDIO_TASKS = ['audio-classification', 'automatic-speech-recognition'];
 const TASKS = [...TEXT_TASKS, ...VISION_TASKS, ...AUDIO_TASKS];
-const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW]\n  TASK: ${TASKS.join(', ')}`;
+const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N]\n  TASK: ${TASKS.join(', ')}`;
 const DEFAULT_SAMPLES = 12345;
 const DEFAULT_IMAGE = '64x48';
+const DEFAULT_NEW_TOKENS = 16;
 
 const DEFAULT_TEXT = 'the movie was great and i loved it';
 const DEFAULT_MASK_TEXT = 'the movie was [MASK] and i loved it';
@@ -214,6 +219,17 @@ async function run(opts) {
                 result = { token_str: top.token_str, token: top.token, score: top.score, sequence: top.sequence };
                 break;
             }
+            case 'text-generation': {
+                // The pipeline returns text only; the model's generate() gives the ids it chose.
+                const n = Number(opts['max-new-tokens'] ?? DEFAULT_NEW_TOKENS);
+                const inputs = pipe.tokenizer(opts.text ?? DEFAULT_TEXT);
+                const out = await pipe.model.generate({ ...inputs, max_new_tokens: n, min_new_tokens: n, do_sample: false });
+                const prompt = inputs.input_ids.tolist()[0].map(Number);
+                const all = out.tolist()[0].map(Number);
+                const texts = await call(opts.text ?? DEFAULT_TEXT, { max_new_tokens: n, min_new_tokens: n, do_sample: false });
+                result = { prompt_ids: prompt, generated_ids: all.slice(prompt.length), generated_text: texts[0].generated_text };
+                break;
+            }
             case 'feature-extraction': {
                 const out = await call(opts.text ?? DEFAULT_TEXT);
                 result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number), data: Array.from(out.data, Number) };
@@ -248,6 +264,7 @@ runCli(
             context: { type: 'string' },
             samples: { type: 'string' },
             image: { type: 'string' },
+            'max-new-tokens': { type: 'string' },
         },
         check: (opts) => {
             if (opts.task === undefined) throw new UsageError('missing --task');
@@ -257,6 +274,9 @@ runCli(
             }
             if (opts.samples !== undefined && !/^[1-9][0-9]*$/.test(opts.samples)) throw new UsageError('--samples must be a positive integer');
             if (opts.image !== undefined && !/^[1-9][0-9]*x[1-9][0-9]*$/.test(opts.image)) throw new UsageError('--image must look like 64x48');
+            if (opts['max-new-tokens'] !== undefined && (opts.task !== 'text-generation' || !/^[1-9][0-9]*$/.test(opts['max-new-tokens']))) {
+                throw new UsageError('--max-new-tokens takes a positive integer, for text-generation only');
+            }
         },
     },
     run,
