@@ -76,26 +76,41 @@ int run_export(const me::export_options& base, const output_mode& mode, const st
         report.update(extra);
         me::write_file(report_path, me::to_canonical_text(report));
     };
-    try {
-        auto r = me::export_package(opt);
+    auto success = [](const me::export_result& r) {
         me::json steps = me::json::object();
         for (const auto& [name, secs] : r.step_seconds) steps[name] = secs;
-        std::uintmax_t model = 0, configs = 0;
+        std::uintmax_t model = 0, configs = 0, metadata = 0;
         for (const auto& [name, f] : r.metadata["files"].items())
             (f["role"] == "model" ? model : configs) += f["size"].get<std::uintmax_t>();
-        std::uintmax_t metadata = fs::file_size(r.package / "export_metadata.json");
-        write_report({{"result", "ok"},
-                      {"steps_seconds", steps},
-                      {"sizes", {{"model", model}, {"configs", configs}, {"metadata", metadata},
-                                 {"overhead_percent", model ? 100.0 * static_cast<double>(configs + metadata) / static_cast<double>(model) : 0.0}}},
-                      {"task", r.metadata["model"]["task"]},
-                      {"cache", r.cache.to_json()},
-                      {"statistics", r.metadata["statistics"]}});
+        metadata = me::to_canonical_text(r.metadata).size();
+        return me::json{{"result", "ok"},
+                        {"steps_seconds", steps},
+                        {"sizes", {{"model", model}, {"configs", configs}, {"metadata", metadata},
+                                   {"overhead_percent", model ? 100.0 * static_cast<double>(configs + metadata) / static_cast<double>(model) : 0.0}}},
+                        {"task", r.metadata["model"]["task"]},
+                        {"cache", r.cache.to_json()},
+                        {"statistics", r.metadata["statistics"]}};
+    };
+    // The report is written before the commit (a report that cannot be written fails the export
+    // with no new package), then rewritten with the commit's time; that last write is best effort.
+    opt.before_commit = [&](const me::export_result& r) { write_report(success(r)); };
+    try {
+        auto r = me::export_package(opt);
+        try {
+            write_report(success(r));
+        } catch (const std::exception& e) {
+            display->note(std::string("the report was written before the commit but not updated after it: ") + e.what());
+        }
         if (mode.json) std::cout << me::to_canonical_text(r.metadata);
         else if (!mode.quiet) std::cout << r.package.string() << "\n";
         return 0;
     } catch (const me::error& e) {
-        write_report({{"result", "failed"}, {"failure", e.what()}, {"exit_code", static_cast<int>(e.code())}});
+        // The export's own error is what the user gets, whether or not the report can be written.
+        try {
+            write_report({{"result", "failed"}, {"failure", e.what()}, {"exit_code", static_cast<int>(e.code())}});
+        } catch (const std::exception& w) {
+            display->note(std::string("the report could not be written: ") + w.what());
+        }
         throw;
     }
 }

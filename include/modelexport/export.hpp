@@ -79,6 +79,9 @@ struct export_options {
     std::function<void(const std::string&)> log;                 ///< notes (waiting for a lock, ...)
     std::function<void(const step_event&)> on_step;              ///< step start/end, for progress
     std::function<void(const std::string&, bool)> exporter_line;  ///< exporter's output lines
+    /// Side outputs (the CLI's --report) written just before the commit: what it throws fails
+    /// the export with no package swapped in (docs/design.md §11, side outputs before the commit).
+    std::function<void(const struct export_result&)> before_commit;
 };
 
 /// What an export produced, for reports and the CLI.
@@ -501,15 +504,20 @@ inline export_result export_package(const export_options& opt) {
     }
     std::sort(inputs.begin(), inputs.end());
     inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
-    // Composed before the commit: a name the depfile cannot express fails the export, not after it.
-    std::string depfile = opt.depfile.empty() ? std::string() : depfile_text((opt.output / "model.onnx").string(), inputs);
+    // Side outputs are written before the commit, so a failure to write them fails the export
+    // with the previous package (or none) still in place. A depfile inside the package directory
+    // is staged with the package and arrives with the swap.
+    if (!opt.depfile.empty()) {
+        std::string depfile = depfile_text((opt.output / "model.onnx").string(), inputs);
+        bool inside = fs::absolute(opt.depfile).lexically_normal().parent_path() == out_abs;
+        write_file(inside ? stage / opt.depfile.filename() : opt.depfile, depfile);
+    }
+    result.package = writer.target();
+    result.inputs = inputs;
+    if (opt.before_commit) opt.before_commit(result);
     timer.begin("commit", "moving the package into place");
     writer.commit(staged_sha256);
     timer.end(writer.target().string());
-
-    if (!opt.depfile.empty()) write_file(opt.depfile, depfile);
-    result.package = writer.target();
-    result.inputs = std::move(inputs);
     return result;
 }
 
