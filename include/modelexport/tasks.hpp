@@ -1,6 +1,8 @@
 // modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (docs/design.md §5).
 #pragma once
 
+#include "modelexport/error.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -81,6 +83,34 @@ inline const task_info* task_for_config(const nlohmann::json& config) {
         if (a.is_string())
             if (const auto* t = task_for_architecture(a.get<std::string>())) return t;
     return nullptr;
+}
+
+/// The first architecture in config.json that names a task head ("BertForQuestionAnswering"),
+/// or "" when it names none (a bare `<X>Model` backbone, or unknown classes).
+inline std::string head_architecture(const nlohmann::json& config) {
+    auto it = config.find("architectures");
+    if (it == config.end() || !it->is_array()) return {};
+    for (const auto& a : *it) {
+        if (!a.is_string()) continue;
+        const auto* t = task_for_architecture(a.get<std::string>());
+        if (t && t->architecture_suffix != "Model") return a.get<std::string>();
+    }
+    return {};
+}
+
+/// Refuses a requested task that contradicts the head config.json's `architectures` names
+/// (docs/design.md §5.3): the export would load a class whose head the weights do not have, and
+/// the metadata would name an Optimum class that cannot load the graph. A backbone (or no known
+/// class) accepts any task: then --task is what says which head to build.
+inline void check_task_matches_architecture(const task_info& requested, const nlohmann::json& config, const std::string& config_name) {
+    std::string head = head_architecture(config);
+    if (head.empty()) return;
+    const task_info* inferred = task_for_architecture(head);
+    if (inferred->name == requested.name) return;  // find_task already mapped synonyms (image-segmentation)
+    throw usage_error(config_name, "\"architectures\" names " + head + " (task " + std::string(inferred->name) +
+                                       "), which contradicts --task " + std::string(requested.name),
+                      "drop --task (or pass --task " + std::string(inferred->name) + "), or export a checkpoint with a " +
+                          std::string(requested.name) + " head");
 }
 
 /// All task names, for help texts and error messages.
