@@ -68,6 +68,7 @@ struct export_options {
     bool embed_hierarchy = false;
     bool include_torch_modules = false;
     std::chrono::seconds timeout{1800};
+    fs::path hub_cache;                  ///< Hugging Face cache for Hub ids; empty: hub_cache_dir() (the environment)
     fs::path depfile;                    ///< write a Make-style depfile of every input read
     std::vector<std::string> expect;     ///< declared package files; empty: not checked
     std::vector<std::string> keep;       ///< build files that live in the package directory (kept across exports)
@@ -260,11 +261,20 @@ private:
 
 }  // namespace detail
 
+/// `auto`: prebuilt when the source has an ONNX model and no --model factory, else htp.
+inline strategy resolve_strategy(strategy how, const model_source& src, const std::string& model_factory) {
+    if (how != strategy::automatic) return how;
+    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
+    return has_onnx && model_factory.empty() ? strategy::prebuilt : strategy::htp;
+}
+
 /// The task for a config: `requested` if given, else from `architectures`.
 inline const task_info& resolve_task(const std::string& requested, const json& config, const std::string& config_name) {
     if (!requested.empty()) {
-        if (const auto* t = find_task(requested)) return *t;
-        throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        const auto* t = find_task(requested);
+        if (!t) throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        check_task_matches_architecture(*t, config, config_name);
+        return *t;
     }
     if (const auto* t = task_for_config(config)) return *t;
     throw invalid_input(config_name, "cannot infer the task from \"architectures\"", "pass --task (one of: " + task_names() + ")");
@@ -277,10 +287,13 @@ inline export_result export_package(const export_options& opt) {
     detail::step_timer timer(result.step_seconds, opt.on_step);
 
     timer.begin("resolve", "resolving " + opt.source);
-    model_source src = resolve_source(opt.source);
+    model_source src = resolve_source(opt.source, opt.hub_cache.empty() ? hub_cache_dir() : opt.hub_cache);
     fs::path out_abs = fs::absolute(opt.output).lexically_normal();
     if (model_source::is_within(fs::weakly_canonical(out_abs), src.dir))
         throw usage_error(opt.output.string(), "the output directory is inside the model source " + src.dir.string());
+    // The other direction: committing the package replaces the output directory, source and all.
+    if (model_source::is_within(src.boundary, fs::weakly_canonical(out_abs)))
+        throw usage_error(opt.output.string(), "the model source " + src.dir.string() + " is inside the output directory");
     auto config_path = src.file("config.json");
     if (!config_path)
         throw config_missing(src.spec, "config.json required but the source has none",
@@ -301,10 +314,7 @@ inline export_result export_package(const export_options& opt) {
     for (const auto& part : fs::path(opt.onnx_file))
         if (part == ".." || fs::path(opt.onnx_file).is_absolute())
             throw usage_error("--onnx-file", "'" + opt.onnx_file + "' must be a relative path without '..'");
-    if (how == strategy::automatic) {
-        bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
-        how = has_onnx && opt.model_factory.empty() ? strategy::prebuilt : strategy::htp;
-    }
+    how = resolve_strategy(how, src, opt.model_factory);
     timer.begin("export", how == strategy::htp ? "running the torch exporter (" + opt.python + ")"
                           : how == strategy::command ? "running the export command" : "copying the prebuilt ONNX model");
     detail::staged_model staged = how == strategy::htp       ? detail::stage_htp(src, task, stage, opt)
