@@ -14,9 +14,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 
@@ -152,7 +154,7 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
     if (!meta.is_null()) std::cout << "task: " << meta["model"].value("task", "?") << " (" << meta["model"].value("optimum_class", "?") << ")\n";
     auto print_tensors = [](const char* what, const std::vector<me::tensor_info>& v) {
         std::cout << what << ":\n";
-        for (const auto& t : v) std::cout << "  " << t.name << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump() << "\n";
+        for (const auto& t : v) std::cout << "  " << me::printable(t.name) << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump() << "\n";
     };
     print_tensors("inputs", sig.inputs);
     print_tensors("outputs", sig.outputs);
@@ -179,9 +181,49 @@ int run_verify(const fs::path& dir, const std::vector<std::string>& ignore, cons
     return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
 }
 
+/// SIGINT, SIGTERM and SIGHUP during an export only set a flag (no SA_RESTART, so a
+/// blocking wait returns EINTR): the process loop, copy loops, the lock wait and the
+/// steps check it (cancel.hpp), stop the exporter's process group, unwind (the
+/// staging directory and lock are removed) and the export exits 128 + the signal.
+extern "C" void on_stop_signal(int signo) {
+    int none = 0;
+    me::cancel::pending_signal.compare_exchange_strong(none, signo);
+}
+
+void install_stop_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) {
+        struct sigaction old {};
+        ::sigaction(s, &sa, &old);
+        if (old.sa_handler == SIG_IGN) ::sigaction(s, &old, nullptr);  // ignored by whoever started us (nohup, &): stays ignored
+    }
+}
+
+/// --timeout: seconds as the user types them. A positive decimal number (fractions round
+/// up); huge values clamp to about 100 years instead of overflowing; anything else,
+/// including 0 and negative numbers, is a usage error.
+std::chrono::seconds parse_timeout(const std::string& text) {
+    std::size_t dot = text.find('.');
+    std::string whole = text.substr(0, dot), frac = dot == std::string::npos ? "" : text.substr(dot + 1);
+    auto digits = [](const std::string& s) { return s.find_first_not_of("0123456789") == std::string::npos; };
+    if (text.empty() || (whole.empty() && frac.empty()) || !digits(whole) || !digits(frac))
+        throw me::usage_error("--timeout", "'" + text + "' is not a number of seconds (a positive number, e.g. 600)");
+    constexpr long long max_s = 100LL * 365 * 24 * 3600;
+    long long s = 0;
+    for (char c : whole) s = std::min(max_s, s * 10 + (c - '0'));
+    if (frac.find_first_not_of('0') != std::string::npos && s < max_s) ++s;  // round up
+    if (s == 0) throw me::usage_error("--timeout", "'" + text + "' is not a positive number of seconds");
+    return std::chrono::seconds(s);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A file-size limit (RLIMIT_FSIZE) must fail the write with EFBIG (exit 8), not kill the tool.
+    ::signal(SIGXFSZ, SIG_IGN);
     CLI::App app{"modelexport: export Hugging Face models to ONNX packages that Optimum and transformers.js load"};
     app.set_version_flag("--version", std::string("modelexport ") + me::version);
     app.require_subcommand(1);
@@ -197,7 +239,7 @@ int main(int argc, char** argv) {
     eo.exporter_script = locate("MODELEXPORT_EXPORTER", "htp_exporter.py", MODELEXPORT_EXPORTER_SCRIPT);
     eo.tool_path = self_path();
     std::string strategy_name = "auto", report_path;
-    long timeout_s = 1800;
+    std::string timeout_text = "1800";
     auto* ex = app.add_subcommand("export", "export a model source into a package directory");
     ex->add_option("source", eo.source, "local model directory or Hub id org/name[@revision] (offline cache)")->required();
     ex->add_option("outdir", eo.output, "package directory to write (replaced atomically)")->required();
@@ -212,7 +254,7 @@ int main(int argc, char** argv) {
     ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter")->check(CLI::Range(9, 20));
     ex->add_flag("--embed-hierarchy", eo.embed_hierarchy, "write each node's hierarchy tag into its metadata_props");
     ex->add_flag("--torch-module", eo.include_torch_modules, "make plain torch.nn modules hierarchy levels too");
-    ex->add_option("--timeout", timeout_s, "seconds before a hung exporter is stopped")->check(CLI::PositiveNumber);
+    ex->add_option("--timeout", timeout_text, "seconds the whole export may take (exporter, copies, checks); default 1800");
     ex->add_option("--depfile", eo.depfile, "write a Make-style depfile of every input read");
     ex->add_option("--expect", eo.expect, "files the build declared; fail if the package differs")->delimiter(',');
     ex->add_option("--keep", eo.keep, "a build file that lives in OUTDIR beside the package (kept across exports)");
@@ -310,7 +352,8 @@ int main(int argc, char** argv) {
     }
     try {
         if (*ex) {
-            eo.timeout = std::chrono::seconds(timeout_s);
+            eo.timeout = parse_timeout(timeout_text);
+            install_stop_handlers();
             eo.how = me::parse_strategy(strategy_name);
             return run_export(eo, mode, report_path);
         }

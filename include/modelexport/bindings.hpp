@@ -211,7 +211,7 @@ struct embedded_sources {
 inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, bool assembly) {
     check_identifier(ns, "--namespace");
     fs::path model = fs::absolute(dir / "model.onnx");
-    if (!fs::is_regular_file(model)) throw invalid_input(model.string(), "missing");
+    if (!fs::is_regular_file(model)) throw invalid_input(model.string(), regular_file_problem(model));
     std::string sha = hash_file(model);
     auto size = fs::file_size(model);
     std::string sym = ns + "_model_onnx";

@@ -138,12 +138,31 @@ struct staged_model {
     std::string shown;         ///< how errors name the staged model: where it came from, not the staging path
 };
 
-/// An exporter or command may leave its model as a symlink: the package holds bytes, never links.
-inline void materialize(const fs::path& p) {
-    if (!fs::is_symlink(p)) return;
-    fs::path copy = p.string() + ".copy";
-    copy_file_hashed(p, copy);
-    fs::rename(copy, p);
+/// A file an exporter or command produced (`from`, inside the staging directory)
+/// becomes the package file `to`: moved when it is a regular file with one link;
+/// copied into a new inode when it is a symlink or shares its inode with another
+/// file (the bytes are read through it, never written; the package holds no
+/// links); refused when it is, or links to, anything else (FIFO, socket, device,
+/// directory) — nothing is ever opened that could block. `who` names the exporter.
+inline void adopt_exporter_file(const fs::path& from, const fs::path& to, const std::string& who) {
+    const std::string name = from.filename().string();
+    struct stat st {};
+    if (::lstat(from.c_str(), &st) != 0) throw export_failed(who, "wrote no " + name);
+    if (S_ISREG(st.st_mode) && st.st_nlink == 1) {
+        if (from != to && ::rename(from.c_str(), to.c_str()) != 0)
+            throw io_error(to.string(), std::string("cannot move the exporter's ") + name + ": " + std::strerror(errno));
+        return;
+    }
+    struct stat target {};
+    if (S_ISLNK(st.st_mode) && ::stat(from.c_str(), &target) != 0) throw export_failed(who, "wrote " + name + " as a broken link");
+    if (!S_ISREG(st.st_mode) && !(S_ISLNK(st.st_mode) && S_ISREG(target.st_mode)))
+        throw export_failed(who, "wrote " + name + " as " + file_kind(S_ISLNK(st.st_mode) ? target.st_mode : st.st_mode) +
+                                     (S_ISLNK(st.st_mode) ? " (through a link)" : "") + ", not a regular file");
+    fs::path copy = to.string() + ".copy";
+    copy_file_hashed(from, copy);
+    ::unlink(from.c_str());
+    if (::rename(copy.c_str(), to.c_str()) != 0)
+        throw io_error(to.string(), std::string("cannot move the copied ") + name + ": " + std::strerror(errno));
 }
 
 /// htp: the torch exporter writes model.onnx and the module table into the staging directory.
@@ -164,9 +183,12 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
         out.inputs.push_back(fs::path(file).is_absolute() ? fs::path(file) : src.dir / file);
     }
     run_exporter(opt.exporter_script.string(), opt.python, args, opt);
-    if (!fs::is_regular_file(model) || fs::file_size(model) == 0)
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(model, ec)) || fs::is_directory(fs::symlink_status(model, ec)))
         throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
-    materialize(model);
+    adopt_exporter_file(model, model, opt.exporter_script.string());
+    if (fs::file_size(model) == 0)
+        throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
     if (!fs::is_regular_file(table))
         throw export_failed(opt.exporter_script.string(), "the exporter wrote model.onnx but no module table (--modules)");
     try {
@@ -198,13 +220,19 @@ inline staged_model stage_command(const model_source& src, const fs::path& stage
     if (opt.log) opt.log("running: " + cmd);  // the exact command, after substitution
     run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
     fs::path produced = out_dir / (opt.onnx_file.empty() ? "model.onnx" : opt.onnx_file);
-    if (!fs::is_regular_file(produced)) throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
-    fs::rename(produced, stage / "model.onnx");
-    materialize(stage / "model.onnx");
-    if (fs::exists(out_dir / "model.onnx_data")) {
-        fs::rename(out_dir / "model.onnx_data", stage / "model.onnx_data");
-        materialize(stage / "model.onnx_data");
-    }
+    // Only a file inside {output} is taken: a directory on the way that is a link could
+    // otherwise make the package move a file from anywhere.
+    std::error_code ec;
+    fs::path real_parent = fs::canonical(produced.parent_path(), ec);
+    if (!ec && !model_source::is_within(real_parent, fs::canonical(out_dir)))
+        throw export_failed("--command", "the command's " + produced.filename().string() + " is not inside {output} (" +
+                                             produced.parent_path().string() + " links to " + real_parent.string() + ")");
+    auto st = fs::symlink_status(produced, ec);
+    if (ec || !fs::exists(st) || fs::is_directory(st))
+        throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
+    adopt_exporter_file(produced, stage / "model.onnx", "--command");
+    if (fs::exists(fs::symlink_status(out_dir / "model.onnx_data", ec)))
+        adopt_exporter_file(out_dir / "model.onnx_data", stage / "model.onnx_data", "--command");
     fs::remove_all(out_dir);
     out.inputs = source_files(src);
     return out;
@@ -240,6 +268,7 @@ public:
         if (!current_.empty() && on_step_) on_step_({current_, "failed", true, seconds()});
     }
     void begin(const std::string& step, const std::string& what) {
+        check_cancel(step);  // between steps: a signal or the --timeout deadline stops the export here
         current_ = step;
         start_ = std::chrono::steady_clock::now();
         if (on_step_) on_step_({step, what, false, 0.0});
@@ -286,14 +315,18 @@ inline export_result export_package(const export_options& opt) {
     export_result result;
     detail::step_timer timer(result.step_seconds, opt.on_step);
 
+    cancel::deadline_scope deadline(opt.timeout.count());  // --timeout bounds the whole export
     timer.begin("resolve", "resolving " + opt.source);
     model_source src = resolve_source(opt.source, opt.hub_cache.empty() ? hub_cache_dir() : opt.hub_cache);
     fs::path out_abs = fs::absolute(opt.output).lexically_normal();
-    if (model_source::is_within(fs::weakly_canonical(out_abs), src.dir))
-        throw usage_error(opt.output.string(), "the output directory is inside the model source " + src.dir.string());
-    // The other direction: committing the package replaces the output directory, source and all.
-    if (model_source::is_within(src.boundary, fs::weakly_canonical(out_abs)))
-        throw usage_error(opt.output.string(), "the model source " + src.dir.string() + " is inside the output directory");
+    // Neither may hold the other (canonical paths, both directions), before anything is written:
+    // an export replaces its output and deletes its leftovers beside it.
+    for (const fs::path& s : {src.dir, src.boundary}) {
+        if (model_source::is_within(fs::weakly_canonical(out_abs), s))
+            throw usage_error(opt.output.string(), "the output directory is inside the model source " + s.string());
+        if (package_writer::claims(out_abs, s))
+            throw usage_error(opt.output.string(), "the model source " + s.string() + " is inside the output directory (the export would replace it)");
+    }
     auto config_path = src.file("config.json");
     if (!config_path)
         throw config_missing(src.spec, "config.json required but the source has none",
@@ -444,13 +477,15 @@ inline export_result export_package(const export_options& opt) {
                 throw validation_failed(opt.output.string(), "the exported package fails " + c.id + ": " + c.message);
         timer.end("passed");
     }
+    std::sort(inputs.begin(), inputs.end());
+    inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
+    // Composed before the commit: a name the depfile cannot express fails the export, not after it.
+    std::string depfile = opt.depfile.empty() ? std::string() : depfile_text((opt.output / "model.onnx").string(), inputs);
     timer.begin("commit", "moving the package into place");
     writer.commit(staged_sha256);
     timer.end(writer.target().string());
 
-    std::sort(inputs.begin(), inputs.end());
-    inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
-    if (!opt.depfile.empty()) write_depfile(opt.depfile, (opt.output / "model.onnx").string(), inputs);
+    if (!opt.depfile.empty()) write_file(opt.depfile, depfile);
     result.package = writer.target();
     result.inputs = std::move(inputs);
     return result;

@@ -18,6 +18,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
+#include "modelexport/file_copy.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -174,17 +175,20 @@ inline json parse_json_text(const std::string& raw, const std::string& name, con
     return json::parse(text);
 }
 
-/// Reads a whole (small) file into memory.
+/// Reads a whole (small) file into memory, through open_or_throw (a FIFO or
+/// device is refused, never waited on) and within `max_bytes` however the file
+/// grows while it is read.
 inline std::string read_text_file(const fs::path& path, std::uintmax_t max_bytes = json_limits{}.max_bytes) {
-    std::error_code ec;
-    auto size = fs::file_size(path, ec);
-    if (ec) throw io_error(path.string(), "cannot read: " + ec.message());
-    if (size > max_bytes) throw invalid_input(path.string(), "larger than " + std::to_string(max_bytes) + " bytes");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error(path.string(), "cannot open for reading");
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
+    unique_fd fd = open_or_throw(path, O_RDONLY);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) == 0 && static_cast<std::uintmax_t>(st.st_size) > max_bytes)
+        throw invalid_input(path.string(), "larger than " + std::to_string(max_bytes) + " bytes");
+    std::string out;
+    detail::read_blocks(fd.get(), path, [&](const char* data, std::size_t n) {
+        if (out.size() + n > max_bytes) throw invalid_input(path.string(), "larger than " + std::to_string(max_bytes) + " bytes");
+        out.append(data, n);
+    });
+    return out;
 }
 
 /// Reads and parses a JSON file within `limits`.

@@ -204,6 +204,8 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
             throw invalid_input(packed.string(), "stored " + name + " does not match its recorded size and SHA-256");
         files[name] = std::move(bytes);
     }
+    if (package_writer::claims(outdir, fs::weakly_canonical(fs::absolute(packed))))
+        throw usage_error(outdir.string(), "holds " + packed.string() + ", which unpacking would replace", "unpack to another directory");
     package_writer writer(outdir);
     for (const auto& [name, bytes] : files) write_file(writer.staging() / name, bytes);
     // model.onnx: the packed file cut at the original length.

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
+#include "modelexport/json_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -138,12 +139,7 @@ struct model_source {
         return real;
     }
 
-    static bool is_within(const fs::path& real, const fs::path& folder) {
-        auto r = real.begin();
-        for (auto f = folder.begin(); f != folder.end(); ++f, ++r)
-            if (r == real.end() || *r != *f) return false;
-        return true;
-    }
+    static bool is_within(const fs::path& real, const fs::path& folder) { return path_within(real, folder); }
 };
 
 namespace detail {

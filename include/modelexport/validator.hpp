@@ -212,14 +212,17 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
 
     std::vector<std::string> missing;
     for (const auto& f : package_files)
-        if (f.required && !fs::is_regular_file(dir / std::string(f.name))) missing.emplace_back(f.name);
+        if (f.required && !fs::is_regular_file(dir / std::string(f.name))) {
+            std::string why = regular_file_problem(dir / std::string(f.name));  // "missing", or what it is instead
+            missing.emplace_back(std::string(f.name) + (why == "missing" ? "" : " (" + why + ")"));
+        }
     if (missing.empty()) b.pass("package.files", severity::error);
     else b.fail("package.files", severity::error, dir.string() + ": missing required file(s) " + detail::join(missing));
 
     // The graph without its inline weights: validating must not hold the weights in memory.
     std::optional<light_model> model;
     if (!fs::is_regular_file(model_path)) {
-        b.skip("onnx.parse", severity::error, model_path.string() + ": missing");
+        b.skip("onnx.parse", severity::error, model_path.string() + ": " + regular_file_problem(model_path));
     } else {
         try {
             model = load_onnx_light(model_path);

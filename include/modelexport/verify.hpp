@@ -96,7 +96,10 @@ inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& 
         if (name.find('/') == std::string::npos && name != ".." && name != "." && name.find('\0') == std::string::npos)
             fd = open_package_file(dir_fd, name);
         if (!fd) {
-            problems.push_back({name, "missing", "listed in export_metadata.json"});
+            struct stat st {};  // there but not a regular file (a FIFO, a link): say what it is
+            bool there = name.find('/') == std::string::npos && name.find('\0') == std::string::npos &&
+                         ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode);
+            problems.push_back({name, "missing", there ? "is " + file_kind(st.st_mode) + ", not a regular file" : "listed in export_metadata.json"});
             continue;
         }
         sha256 h;

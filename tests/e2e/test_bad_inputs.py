@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -137,12 +138,10 @@ class Table(TempDirTest):
                 self.assertEqual(leftovers, [], "staging directory left behind")
             if not out_existed:
                 self.assertFalse(os.path.lexists(out), "a failed export left a package behind")
-        # Nothing changed anywhere: no package, temporary file or header left, no input
-        # touched. The lock file beside an export's output is a documented gap (§11).
+        # Nothing changed anywhere: no package, temporary file, header or lock left, no input touched.
         ignored = getattr(self, "written_by_test_code", set())
-        after = {k: v for k, v in tree_snapshot(self.tmp).items() if not k.endswith(".lock") and k not in ignored}
-        self.assertEqual(after, {k: v for k, v in before.items() if not k.endswith(".lock")},
-                         "a failed command changed files")
+        after = {k: v for k, v in tree_snapshot(self.tmp).items() if k not in ignored}
+        self.assertEqual(after, before, "a failed command changed files")
         return p
 
     @classmethod
@@ -529,8 +528,8 @@ class BadOutput(Table):
         src = self.src()
         full = self.mount("-t", "tmpfs", "-o", "size=200k", "tmpfs")
         self.check_row(lambda t: (export_args(src, os.path.join(full, "pkg")), [full, "No space left on device"]), "io_error")
-        # nothing but the lock file is left: no package, no staging directory
-        self.assertEqual(os.listdir(full), [".pkg.lock"])
+        # nothing is left: no package, no staging directory, no lock
+        self.assertEqual(os.listdir(full), [])
 
     @unittest.skipUnless(MOUNT_OK, NO_MOUNT)
     def test_full_file_system_keeps_the_previous_package(self):
@@ -543,7 +542,7 @@ class BadOutput(Table):
         p = run("export", src, out, "--embed-hierarchy")
         self.assertFailsWith(p, "io_error", full, "No space left on device")
         self.assertEqual({n: read(os.path.join(out, n)) for n in os.listdir(out)}, before)
-        self.assertEqual(sorted(os.listdir(full)), [".pkg.lock", "ballast", "pkg"])
+        self.assertEqual(sorted(os.listdir(full)), ["ballast", "pkg"])
 
 
 # --------------------------------------------------------------------------- the exporter
@@ -1122,6 +1121,292 @@ class VerifyDuringExport(TempDirTest):
         t.join()
         self.assertEqual(failures, [], f"{len(failures)} of {count} verify runs reported a change")
         self.assertGreater(count, 10)
+
+
+# --------------------------------------------------------------------------- issue 16: trust rules
+
+class Contained(Table):
+    """Rows whose export must also leave everything outside the output unchanged."""
+
+    def check_contained(self, builder, code, out="pkg"):
+        # check_row already compares the whole temporary directory before and after
+        # (tree_snapshot): the output must not exist after a failure, nothing else may change.
+        return self.check_row(builder, code)
+
+
+def gone(pid):
+    """True when the process no longer runs (a zombie nobody reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+class BadLinks(Contained):
+    """Class 3: never lose or move a file outside the package."""
+
+    def test_source_inside_the_output_directory(self):
+        out = self.path("pkg")
+        run("export", self.src(), out, check=0)
+        src = self.copy_source(PREBUILT, os.path.join(out, "inner"))
+        self.check_contained(lambda t: (export_args(src, out), [out, "is inside the output directory"]), "usage")
+        self.assertTrue(os.path.isfile(os.path.join(src, "config.json")))
+
+    def test_source_in_a_staging_name_beside_the_output(self):
+        # .pkg.staging-* beside pkg are an export's leftovers, removed by the next export: never a source
+        src = self.copy_source(PREBUILT, self.path(".pkg.staging-1"))
+        before = tree_snapshot(self.tmp)
+        self.assertFailsWith(run("export", src, self.path("pkg")), "usage", src, "is inside the output directory")
+        self.assertEqual(tree_snapshot(self.tmp), before)
+
+    def test_command_links_a_directory_out_of_its_output(self):
+        victim_dir = os.path.dirname(write(self.path("victim", "model.onnx"), read(VALID_ONNX)))
+        self.check_contained(lambda t: (export_args(TEXT, t.path("pkg"), "--strategy", "command", "--onnx-file", "sub/model.onnx",
+                                                    "--command", f"ln -s {victim_dir} {{output}}/sub"),
+                                        ["--command", "not inside {output}"]), "export_failed")
+
+    def test_command_hard_links_a_file_into_its_output(self):
+        victim = shutil.copy(VALID_ONNX, self.path("victim.onnx"))
+        before = tree_snapshot(self.tmp, skip=["pkg"])
+        run("export", TEXT, self.path("pkg"), "--strategy", "command", "--command", f"ln {victim} {{output}}/model.onnx", check=0)
+        self.assertEqual(tree_snapshot(self.tmp, skip=["pkg"]), before)
+        self.assertEqual(os.stat(self.path("pkg", "model.onnx")).st_nlink, 1)
+        self.assertEqual(os.stat(victim).st_nlink, 1)
+
+    def test_exporter_plants_a_link_in_the_staging_directory(self):
+        body = writes_onnx_and("open(a.modules, 'w').write('{\"modules\": []}')\n"
+                               "os.symlink('/etc/passwd', os.path.join(os.path.dirname(a.onnx), 'notes'))\n"
+                               "os.symlink('/etc/passwd', os.path.join(os.path.dirname(a.onnx), 'vocab.txt'))\n")
+        # vocab.txt is replaced by the source's copy (a new file, nothing written through the link); notes is refused
+        self.check_contained(exporter_case(body, "notes", "symbolic link"), "io_error")
+
+    def test_reexport_does_not_keep_links_of_the_previous_package(self):
+        out = self.path("pkg")
+        src = self.src()
+        run("export", src, out, check=0)
+        outside = shutil.copy(os.path.join(out, "config.json"), self.path("outside-config.json"))
+        os.remove(os.path.join(out, "config.json"))
+        os.link(outside, os.path.join(out, "config.json"))       # same bytes, shared inode
+        vocab = shutil.copy(os.path.join(out, "vocab.txt"), self.path("outside-vocab.txt"))
+        os.remove(os.path.join(out, "vocab.txt"))
+        os.symlink(vocab, os.path.join(out, "vocab.txt"))          # same bytes, a link
+        before = tree_snapshot(self.tmp, skip=["pkg"])
+        run("export", src, out, check=0)
+        for name in os.listdir(out):
+            st = os.lstat(os.path.join(out, name))
+            self.assertTrue(stat.S_ISREG(st.st_mode) and st.st_nlink == 1, name)
+        after = tree_snapshot(self.tmp, skip=["pkg"])
+        # the outside files keep their bytes; the hard-linked one is no longer shared
+        self.assertEqual({k: v[:4] for k, v in after.items()}, {k: v[:4] for k, v in before.items()})
+        self.assertEqual(os.stat(outside).st_nlink, 1)
+
+
+class SpecialFiles(Contained):
+    """Class 4: FIFOs, sockets, devices and directories where a file is expected never block a reader."""
+
+    def fifo(self, path):
+        if os.path.lexists(path):
+            os.remove(path)
+        os.mkfifo(path)
+        return path
+
+    def test_source_config_is_a_fifo(self):
+        src = self.src()
+        self.fifo(os.path.join(src, "config.json"))
+        self.check_contained(lambda t: (export_args(src, t.path("pkg")), [os.path.join(src, "config.json"), "not a regular file"]),
+                             "invalid_input")
+
+    def test_source_tokenizer_is_a_fifo(self):
+        src = self.src()
+        self.fifo(os.path.join(src, "tokenizer.json"))
+        self.check_contained(lambda t: (export_args(src, t.path("pkg")), ["tokenizer.json", "not a regular file"]), "invalid_input")
+
+    def test_source_model_is_a_socket(self):
+        import socket
+        src = self.src()
+        os.remove(os.path.join(src, "onnx", "model.onnx"))
+        sock = socket.socket(socket.AF_UNIX)
+        self.addCleanup(sock.close)
+        sock.bind(os.path.join(src, "model.onnx"))
+        self.check_contained(lambda t: (export_args(src, t.path("pkg")), ["model.onnx", "not a regular file"]), "invalid_input")
+
+    def test_exporter_writes_a_fifo(self):
+        self.check_contained(exporter_case(fake_exporter_arguments() + "os.mkfifo(a.onnx)\n", "{script}", "model.onnx as a FIFO"),
+                             "export_failed")
+
+    def test_command_output_links_to_a_device(self):
+        self.check_contained(lambda t: (export_args(TEXT, t.path("pkg"), "--strategy", "command", "--command",
+                                                    "ln -s /dev/zero {output}/model.onnx"),
+                                        ["--command", "character device"]), "export_failed")
+
+    def test_lock_path_is_a_fifo(self):
+        self.fifo(self.path(".pkg.lock"))
+        self.check_contained(lambda t: (export_args(t.src(), t.path("pkg")), [t.path(".pkg.lock"), "is a FIFO"]), "io_error")
+
+    def test_readers_refuse_a_fifo_in_a_package(self):
+        out = self.path("pkg")
+        run("export", self.src(), out, check=0)
+        self.fifo(os.path.join(out, "model.onnx"))
+        packed = self.fifo(self.path("packed.onnx"))
+        for args in (["inspect", out], ["validate", out], ["verify", out], ["bindings", out, "--header", self.path("b.hpp")],
+                     ["embed", out, "--output", self.path("e.cpp"), "--header", self.path("e.hpp")], ["unpack", packed, self.path("un")]):
+            with self.subTest(args[0]):
+                start = time.monotonic()
+                p = run(*args, timeout=60)
+                self.assertLess(time.monotonic() - start, 30)
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn("FIFO", p.stderr + p.stdout, args)
+
+    def test_timeout_values(self):
+        src = self.src()
+        for bad in ("abc", "0", "-5", "1e3", "", "5s"):
+            with self.subTest(bad):
+                self.assertFailsWith(run("export", src, self.path("pkg"), "--timeout", bad), "usage", "--timeout")
+        for good in ("99999999999999999999999999999999", "0.5", "1800"):
+            with self.subTest(good):
+                run("export", src, self.path("pkg"), "--timeout", good, check=0)
+
+
+class Signals(TempDirTest):
+    """Class 5: SIGINT, SIGTERM and SIGHUP stop the exporter's whole process group,
+    remove the staging directory and the lock, exit 128 + signal, keep the previous package."""
+
+    EXPORTER = fake_exporter_arguments() + (
+        "pids = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pids')\n"
+        "if os.fork() == 0:\n"
+        "    open(pids + '.grandchild', 'w').write(str(os.getpid()))\n"
+        "    while True: time.sleep(1)\n"
+        "open(a.onnx, 'wb').write(b'partial')\n"
+        "open(pids + '.exporter', 'w').write(str(os.getpid()))\n"
+        "while True: time.sleep(1)\n")
+
+    def check_signal(self, signo):
+        out = self.path("pkg")
+        run("export", os.path.join(SOURCES, PREBUILT), out, check=0)
+        previous = tree_snapshot(out)
+        script = write(self.path("fake_exporter.py"), self.EXPORTER)
+        before = tree_snapshot(self.tmp, skip=["pkg"])
+        proc = subprocess.Popen([TOOL, "export", TEXT, out, "--model", "modeling.py:build", "--exporter-script", script],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pid_files = [self.path("pids.exporter"), self.path("pids.grandchild")]
+        deadline = time.monotonic() + 60
+        while not all(os.path.exists(f) and read(f) for f in pid_files):
+            self.assertIsNone(proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
+            self.assertLess(time.monotonic(), deadline, "the fake exporter did not start")
+            time.sleep(0.05)
+        pids = [int(read(f)) for f in pid_files]
+        self.addCleanup(lambda: [kill_recorded_pid(f) for f in pid_files])
+        proc.send_signal(signo)
+        _, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 128 + signo, err)
+        self.assertIn(f"interrupted by signal {signo}", err)
+        time.sleep(0.2)
+        for pid in pids:
+            self.assertTrue(gone(pid), f"process {pid} of the exporter's group still runs")
+        for f in pid_files:
+            os.remove(f)
+        self.assertEqual(tree_snapshot(self.tmp, skip=["pkg"]), before, "staging directory or lock left behind")
+        self.assertEqual(tree_snapshot(out), previous, "the previous package changed")
+
+    def test_sigint(self):
+        self.check_signal(signal.SIGINT)
+
+    def test_sigterm(self):
+        self.check_signal(signal.SIGTERM)
+
+    def test_sighup(self):
+        self.check_signal(signal.SIGHUP)
+
+
+class Names(Contained):
+    """Class 10: names and paths."""
+
+    ODD = "odd dir #1 $x:y\\z"
+
+    def test_depfile_with_odd_names_is_read_by_ninja(self):
+        src = self.copy_source(PREBUILT, self.path(self.ODD))
+        gen = self.path("gen.d")
+        subprocess.run([TOOL, "export", src, "pkg", "--depfile", gen, "--quiet"], cwd=self.tmp, check=True)
+        write(self.path("build.ninja"),
+              "rule copydep\n  command = cp gen.d pkg.d && touch pkg/model.onnx\n  depfile = pkg.d\n  deps = gcc\n"
+              "build pkg/model.onnx: copydep\n")
+        ninja = lambda *a: subprocess.run(["ninja", *a], cwd=self.tmp, capture_output=True, text=True, check=True).stdout
+        ninja()
+        deps = ninja("-t", "deps", "pkg/model.onnx")
+        self.assertIn(os.path.join(src, "config.json") + "\n", deps)
+        self.assertIn("no work to do", ninja("-n"))
+        os.utime(os.path.join(src, "tokenizer.json"))
+        self.assertNotIn("no work to do", ninja("-n"))
+
+    def test_depfile_with_a_newline_in_a_name(self):
+        src = self.copy_source(PREBUILT, self.path("new\nline"))
+        self.check_contained(lambda t: (export_args(src, t.path("pkg"), "--depfile", t.path("pkg.d")), ["newline", "cannot be named in a depfile"]),
+                             "usage")
+        self.assertFalse(os.path.exists(self.path("pkg.d")))
+
+    def test_name_near_255_bytes(self):
+        src = self.src()
+        long_out = self.path("p" * 250)
+        run("export", src, long_out, check=0)
+        run("export", src, long_out, check=0)
+        self.assertEqual(sorted(os.listdir(self.tmp)), sorted([os.path.basename(src), "p" * 250]))
+        self.check_contained(lambda t: (export_args(src, t.path("q" * 256)), ["q" * 256, "File name too long"]), "io_error",
+                             out="q" * 256)
+
+    def test_dangling_symlink_at_the_lock_path(self):
+        os.symlink(self.path("elsewhere", "made-by-modelexport"), self.path(".pkg.lock"))
+        self.check_contained(lambda t: (export_args(t.src(), t.path("pkg")), [t.path(".pkg.lock"), "symbolic link"]), "io_error")
+        self.assertFalse(os.path.exists(self.path("elsewhere")))
+
+    @unittest.skipUnless(MOUNT_OK, NO_MOUNT)
+    def test_output_is_a_mount_point(self):
+        out = self.path("mnt")
+        os.makedirs(out)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", out], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", out])
+        src = self.src()
+        self.check_contained(lambda t: (export_args(src, out), [out, "mount point"]), "io_error", out="mnt")
+        run("export", src, os.path.join(out, "pkg"), check=0)  # the hint's way works
+
+    def test_pictures_escape_control_characters_in_node_names(self):
+        import xml.etree.ElementTree as ET
+        name = '/enc\x01oder/la"yer\n<1>&\\/Add'
+        model = tiny_model([helper.make_node("Add", ["x", "x"], ["y"], name=name)])
+        src = self.src()
+        os.remove(os.path.join(src, "onnx", "model.onnx"))
+        write(os.path.join(src, "model.onnx"), model.SerializeToString())
+        out = self.path("pkg")
+        run("export", src, out, "--task", "text-classification", check=None)
+        target = out if os.path.isdir(out) else os.path.join(src, "model.onnx")
+        graphml = run("inspect", target, "--format", "graphml", check=0).stdout
+        ET.fromstring(graphml)  # well-formed XML 1.0
+        self.assertFalse(any(ord(c) < 0x20 and c not in "\n\t" for c in graphml))
+        dot = run("inspect", target, "--format", "dot", check=0).stdout
+        subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True)
+        text = run("inspect", target, check=0).stdout
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in text), repr(text))
+
+
+class Limits(Contained):
+    """Class 12: a failing big copy is an I/O error, not std::terminate."""
+
+    def test_big_copy_under_a_file_size_limit(self):
+        src = self.src()
+        with open(os.path.join(src, "onnx", "model.onnx_data"), "wb") as f:
+            f.truncate(70 * MIB)
+        def build(t):
+            return ["export", src, t.path("pkg")], ["model.onnx_data", "File too large"]
+        # the limit is inherited by modelexport; writes past 16 MiB fail with EFBIG (SIGXFSZ is ignored)
+        real_run = run
+        def limited(*args, **kw):
+            return subprocess.run(["prlimit", f"--fsize={16 * MIB}", TOOL, *map(str, args)], capture_output=True, text=True,
+                                  timeout=kw.get("timeout", 300))
+        globals()["run"] = limited
+        try:
+            self.check_contained(build, "io_error")
+        finally:
+            globals()["run"] = real_run
 
 
 for _cls in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadMetadata, BadPackage, BadPack):
