@@ -415,7 +415,7 @@ inline export_result export_package(const export_options& opt) {
         if (f.name != "config.json") inputs.push_back(f.source);
         files.push_back(std::move(f));
     }
-    if (src.from_cache()) inputs.push_back(src.boundary / "refs" / src.revision);
+    if (!src.ref.empty()) inputs.push_back(src.ref);  // not for a commit given as such: a missing input is always dirty
     // The directory itself: a file added to or removed from the source changes its
     // mtime, so the build re-exports (and fails clearly if the declared outputs differ).
     inputs.push_back(src.dir);

@@ -75,8 +75,7 @@ inline package_plan plan_package(const plan_options& opt) {
     p.task = std::string(resolve_task(opt.task, config, config_path->string()).name);
     p.how = resolve_strategy(opt.how, p.source, opt.model_factory);
     p.read.push_back(*config_path);
-    if (p.source.from_cache() && fs::is_regular_file(p.source.boundary / "refs" / p.source.revision))
-        p.read.push_back(p.source.boundary / "refs" / p.source.revision);
+    if (!p.source.ref.empty()) p.read.push_back(p.source.ref);
     p.read.push_back(p.source.dir);
 
     p.files = {"model.onnx", "config.json"};
