@@ -90,6 +90,7 @@ int run_export(const me::export_options& base, const output_mode& mode, const st
                       {"sizes", {{"model", model}, {"configs", configs}, {"metadata", metadata},
                                  {"overhead_percent", model ? 100.0 * static_cast<double>(configs + metadata) / static_cast<double>(model) : 0.0}}},
                       {"task", r.metadata["model"]["task"]},
+                      {"cache", r.cache.to_json()},
                       {"statistics", r.metadata["statistics"]}});
         if (mode.json) std::cout << me::to_canonical_text(r.metadata);
         else if (!mode.quiet) std::cout << r.package.string() << "\n";
@@ -181,6 +182,55 @@ int run_verify(const fs::path& dir, const std::vector<std::string>& ignore, cons
     return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
 }
 
+/// `modelexport cache ...`: the local export cache (docs/design.md §10).
+int run_cache(const std::string& action, const me::export_options& eo, const std::string& max_size, const output_mode& mode) {
+    me::local_cache cache(eo.cache.dir);
+    if (action == "key") {
+        std::optional<me::key_record> record;
+        try {
+            record = me::export_cache_key(eo);
+        } catch (const me::cache_key_error& e) {
+            throw me::export_failed("cache key", e.what());
+        }
+        if (!record) {
+            std::cout << "prebuilt: not cached (the export is already a copy of the source's ONNX)\n";
+            return 0;
+        }
+        std::cout << record->text() << "key " << record->key() << "\n";
+        return 0;
+    }
+    if (action == "stats") {
+        auto st = cache.stats();
+        if (mode.json)
+            std::cout << me::to_canonical_text(me::json{{"dir", cache.root().string()}, {"entries", st.entries}, {"objects", st.objects}, {"bytes", st.bytes},
+                                                        {"max_size", eo.cache.max_size}});
+        else
+            std::cout << cache.root().string() << ": " << st.entries << " exports, " << st.objects << " objects, " << st.bytes << " bytes (limit "
+                      << eo.cache.max_size << ")\n";
+        return 0;
+    }
+    if (action == "prune") {
+        std::uintmax_t limit = eo.cache.max_size;
+        if (!max_size.empty()) {
+            auto n = me::parse_size(max_size);
+            if (!n) throw me::usage_error("--max-size", "'" + max_size + "' is not a size (e.g. 500M, 10G)");
+            limit = *n;
+        }
+        std::uintmax_t freed = cache.prune(limit);
+        if (!mode.quiet) std::cout << "freed " << freed << " bytes\n";
+        return 0;
+    }
+    if (action == "clear") {
+        cache.clear();
+        return 0;
+    }
+    auto r = cache.verify();  // verify
+    if (!mode.quiet)
+        std::cout << r.objects << " objects (" << r.bad_objects << " corrupt, removed), " << r.entries << " exports (" << r.broken_entries
+                  << " incomplete, removed)\n";
+    return 0;
+}
+
 /// SIGINT, SIGTERM and SIGHUP during an export only set a flag (no SA_RESTART, so a
 /// blocking wait returns EINTR): the process loop, copy loops, the lock wait and the
 /// steps check it (cancel.hpp), stop the exporter's process group, unwind (the
@@ -235,6 +285,7 @@ int main(int argc, char** argv) {
                "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify).");
 
     me::export_options eo;
+    eo.cache = me::cache_settings::from_env();
     eo.python = default_python();
     eo.exporter_script = locate("MODELEXPORT_EXPORTER", "htp_exporter.py", MODELEXPORT_EXPORTER_SCRIPT);
     eo.tool_path = self_path();
@@ -262,6 +313,8 @@ int main(int argc, char** argv) {
     ex->add_option("--report", report_path, "write a JSON report (timings, sizes, result) to this file, outside the package");
     ex->add_flag("--validate", eo.validate, "validate the package before it replaces OUTDIR (errors fail the export)");
     ex->add_flag("--json", mode.json, "print export_metadata.json instead of the package path");
+    bool no_cache = false;
+    ex->add_flag("--no-cache", no_cache, "neither read nor write the export cache (MODELEXPORT_CACHE_DIR, MODELEXPORT_REMOTE_CACHE)");
     ex->footer("Example:\n  modelexport export ./tiny-bert pkg/bert --model modeling.py:build --embed-hierarchy");
 
     fs::path vdir;
@@ -332,6 +385,23 @@ int main(int argc, char** argv) {
     pk->add_option("--output", pout, "the single-file model to write")->required();
     pk->footer("Example:\n  modelexport pack pkg/bert --output bert.onnx");
 
+    // cache: the options that enter the key are the export's own (same variables, same defaults).
+    std::string cache_action, max_size;
+    auto* ca = app.add_subcommand("cache", "the export cache: key SOURCE [options] | stats | prune [--max-size N] | clear | verify");
+    ca->add_option("action", cache_action, "key, stats, prune, clear or verify")->required()->check(CLI::IsMember({"key", "stats", "prune", "clear", "verify"}));
+    ca->add_option("source", eo.source, "key: the model source");
+    ca->add_option("--task", eo.task, "key: Optimum task");
+    ca->add_option("--strategy", strategy_name, "key: htp, command or auto")->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
+    ca->add_option("--model", eo.model_factory, "key: FILE.py:FACTORY");
+    ca->add_option("--python", eo.python, "key: the exporter's interpreter");
+    ca->add_option("--exporter-script", eo.exporter_script, "key: the HTP exporter script");
+    ca->add_option("--command", eo.command, "key: the command strategy's command");
+    ca->add_option("--onnx-file", eo.onnx_file, "key: the command's ONNX file name");
+    ca->add_option("--opset", eo.opset, "key: ONNX opset");
+    ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)");
+    ca->add_flag("--json", mode.json, "stats: print JSON");
+    ca->footer("Example:\n  modelexport cache key ./tiny-bert --model modeling.py:build\n  modelexport cache prune --max-size 2G");
+
     fs::path ufile, udir;
     auto* up = app.add_subcommand("unpack", "restore a package directory from a packed model (byte-identical files)");
     up->add_option("file", ufile, "packed model")->required()->check(CLI::ExistingFile);
@@ -351,11 +421,16 @@ int main(int argc, char** argv) {
         return static_cast<int>(me::exit_code::usage);
     }
     try {
+        eo.how = me::parse_strategy(strategy_name);
         if (*ex) {
             eo.timeout = parse_timeout(timeout_text);
+            eo.cache.enabled = eo.cache.enabled && !no_cache;
             install_stop_handlers();
-            eo.how = me::parse_strategy(strategy_name);
             return run_export(eo, mode, report_path);
+        }
+        if (*ca) {
+            if (cache_action == "key" && eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");
+            return run_cache(cache_action, eo, max_size, mode);
         }
         if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport);
         if (*in) return run_inspect(ipath, iformat, mode);

@@ -10,6 +10,8 @@
 #include "modelexport/copier.hpp"
 #include "modelexport/depfile.hpp"
 #include "modelexport/error.hpp"
+#include "modelexport/export_cache.hpp"
+#include "modelexport/external_data.hpp"
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/hierarchy_embed.hpp"
 #include "modelexport/json_file.hpp"
@@ -74,6 +76,7 @@ struct export_options {
     std::vector<std::string> keep;       ///< build files that live in the package directory (kept across exports)
     fs::path tool_path;                  ///< the running tool, a dependency of every package
     bool validate = false;               ///< validate the staged package before it replaces the target
+    cache_settings cache;                ///< the export cache (§10); off unless the caller enables it (the CLI does)
     std::function<void(const std::string&)> log;                 ///< notes (waiting for a lock, ...)
     std::function<void(const step_event&)> on_step;              ///< step start/end, for progress
     std::function<void(const std::string&, bool)> exporter_line;  ///< exporter's output lines
@@ -85,6 +88,7 @@ struct export_result {
     json metadata;
     std::vector<fs::path> inputs;                 ///< every file read
     std::vector<std::pair<std::string, double>> step_seconds;  ///< resolve, export, project, copy, commit
+    cache_outcome cache;
 };
 
 namespace detail {
@@ -165,6 +169,14 @@ inline void adopt_exporter_file(const fs::path& from, const fs::path& to, const 
         throw io_error(to.string(), std::string("cannot move the copied ") + name + ": " + std::strerror(errno));
 }
 
+/// Per-tensor external data becomes one model.onnx_data (external_data.hpp); what that read and wrote is recorded.
+inline bool gather_into(staged_model& out, const fs::path& model, const external_file_resolver& resolve) {
+    gathered_data g = gather_external_data(model, out.shown, resolve);
+    out.inputs.insert(out.inputs.end(), g.inputs.begin(), g.inputs.end());
+    for (const auto& [name, sha] : g.sha256) out.known_hashes[name] = sha;
+    return g.rewritten;
+}
+
 /// htp: the torch exporter writes model.onnx and the module table into the staging directory.
 inline staged_model stage_htp(const model_source& src, const task_info& task, const fs::path& stage, const export_options& opt) {
     staged_model out;
@@ -189,6 +201,7 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     adopt_exporter_file(model, model, opt.exporter_script.string());
     if (fs::file_size(model) == 0)
         throw export_failed(opt.exporter_script.string(), "the exporter exited successfully but wrote no ONNX model");
+    gather_into(out, model, files_inside(stage, out.shown));  // torch writes a file per tensor above 2 GiB
     if (!fs::is_regular_file(table))
         throw export_failed(opt.exporter_script.string(), "the exporter wrote model.onnx but no module table (--modules)");
     try {
@@ -202,9 +215,7 @@ inline staged_model stage_htp(const model_source& src, const task_info& task, co
     }
     fs::remove(table);
     for (const auto& f : source_files(src)) out.inputs.push_back(f);
-    out.inputs.push_back(opt.exporter_script);
-    // The weights reader the exporter imports; a custom --exporter-script may come without one.
-    if (fs::path w = opt.exporter_script.parent_path() / "htp_weights.py"; fs::is_regular_file(w)) out.inputs.push_back(w);
+    for (const auto& f : htp_exporter_files(opt.exporter_script)) out.inputs.push_back(f);
     return out;
 }
 
@@ -231,7 +242,8 @@ inline staged_model stage_command(const model_source& src, const fs::path& stage
     if (ec || !fs::exists(st) || fs::is_directory(st))
         throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
     adopt_exporter_file(produced, stage / "model.onnx", "--command");
-    if (fs::exists(fs::symlink_status(out_dir / "model.onnx_data", ec)))
+    bool gathered = gather_into(out, stage / "model.onnx", files_inside(out_dir, out.shown));
+    if (!gathered && fs::exists(fs::symlink_status(out_dir / "model.onnx_data", ec)))
         adopt_exporter_file(out_dir / "model.onnx_data", stage / "model.onnx_data", "--command");
     fs::remove_all(out_dir);
     out.inputs = source_files(src);
@@ -252,11 +264,20 @@ inline staged_model stage_prebuilt(const model_source& src, const fs::path& stag
     out.known_hashes["model.onnx"] = copy_file_hashed(*found, stage / "model.onnx").sha256;
     out.inputs.push_back(*found);
     // Beside the model in the source (not beside a cache blob), under the same containment rule.
-    if (auto data = src.file((fs::path(found_name).parent_path() / "model.onnx_data").string())) {
+    const fs::path beside = fs::path(found_name).parent_path();
+    auto find = [&](const std::string& location) { return src.file((beside / location).string()); };
+    if (gather_into(out, stage / "model.onnx", files_of_source(find, out.shown))) return out;
+    if (auto data = find("model.onnx_data")) {
         out.known_hashes["model.onnx_data"] = copy_file_hashed(*data, stage / "model.onnx_data").sha256;
         out.inputs.push_back(*data);
     }
     return out;
+}
+
+/// --strategy auto: prebuilt when the source has an ONNX model and no factory was given, else htp.
+inline strategy automatic_strategy(const model_source& src, const export_options& opt) {
+    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
+    return has_onnx && opt.model_factory.empty() ? strategy::prebuilt : strategy::htp;
 }
 
 /// Times the export's steps and tells the caller when each starts and ends.
@@ -290,13 +311,6 @@ private:
 
 }  // namespace detail
 
-/// `auto`: prebuilt when the source has an ONNX model and no --model factory, else htp.
-inline strategy resolve_strategy(strategy how, const model_source& src, const std::string& model_factory) {
-    if (how != strategy::automatic) return how;
-    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
-    return has_onnx && model_factory.empty() ? strategy::prebuilt : strategy::htp;
-}
-
 /// The task for a config: `requested` if given, else from `architectures`.
 inline const task_info& resolve_task(const std::string& requested, const json& config, const std::string& config_name) {
     if (!requested.empty()) {
@@ -306,7 +320,7 @@ inline const task_info& resolve_task(const std::string& requested, const json& c
         return *t;
     }
     if (const auto* t = task_for_config(config)) return *t;
-    throw invalid_input(config_name, "cannot infer the task from \"architectures\"", "pass --task (one of: " + task_names() + ")");
+    throw invalid_input(config_name, "cannot infer the task from \"architectures\" (" + architectures_hint(config) + ")", "pass --task (one of: " + task_names() + ")");
 }
 
 /// Runs one export. Throws modelexport::error subclasses; the target is untouched on failure.
@@ -347,12 +361,23 @@ inline export_result export_package(const export_options& opt) {
     for (const auto& part : fs::path(opt.onnx_file))
         if (part == ".." || fs::path(opt.onnx_file).is_absolute())
             throw usage_error("--onnx-file", "'" + opt.onnx_file + "' must be a relative path without '..'");
-    how = resolve_strategy(how, src, opt.model_factory);
-    timer.begin("export", how == strategy::htp ? "running the torch exporter (" + opt.python + ")"
+    if (how == strategy::automatic) how = detail::automatic_strategy(src, opt);
+    // The cache wraps the strategy: lookup before, store after (docs/design.md §10). prebuilt is a copy already.
+    bool cacheable = opt.cache.enabled && how != strategy::prebuilt;
+    if (cacheable) timer.begin("cache", "looking up the export cache");
+    auto key_inputs = detail::cache_key_inputs_for(opt, to_string(how), std::string(task.name), src, detail::source_files(src));
+    export_cache cache(opt.cache, cacheable ? std::optional(key_inputs) : std::nullopt, log);
+    std::optional<cache_manifest> hit = cache.lookup(stage);
+    if (cacheable) timer.end(cache.outcome().result + (cache.active() ? ", key " + cache.outcome().key.substr(0, 16) : ""));
+    timer.begin("export", hit ? "restoring the cached export"
+                          : how == strategy::htp ? "running the torch exporter (" + opt.python + ")"
                           : how == strategy::command ? "running the export command" : "copying the prebuilt ONNX model");
-    detail::staged_model staged = how == strategy::htp       ? detail::stage_htp(src, task, stage, opt)
+    detail::staged_model staged = hit                        ? detail::staged_from_cache<detail::staged_model>(*hit, key_inputs, cache.outcome().key)
+                                  : how == strategy::htp     ? detail::stage_htp(src, task, stage, opt)
                                   : how == strategy::command ? detail::stage_command(src, stage, opt)
                                                              : detail::stage_prebuilt(src, stage, opt);
+    if (!hit) cache.store(stage, detail::produced_files(stage), detail::cache_table(staged));
+    result.cache = cache.outcome();
     const fs::path staged_model = stage / "model.onnx";
     std::vector<fs::path> inputs{*config_path};
     inputs.insert(inputs.end(), staged.inputs.begin(), staged.inputs.end());
@@ -489,6 +514,19 @@ inline export_result export_package(const export_options& opt) {
     result.package = writer.target();
     result.inputs = std::move(inputs);
     return result;
+}
+
+/// The export cache key of `opt` with its record (`modelexport cache key`, to explain a miss);
+/// nullopt for prebuilt, which is not cached. Throws cache_key_error when it cannot be computed.
+inline std::optional<key_record> export_cache_key(const export_options& opt) {
+    model_source src = resolve_source(opt.source);
+    auto config_path = src.file("config.json");
+    if (!config_path) throw config_missing(src.spec, "config.json required but the source has none");
+    const task_info& task = resolve_task(opt.task, read_json_object(*config_path), config_path->string());
+    strategy how = opt.how == strategy::automatic ? detail::automatic_strategy(src, opt) : opt.how;
+    if (how == strategy::prebuilt) return std::nullopt;
+    auto in = detail::cache_key_inputs_for(opt, to_string(how), std::string(task.name), src, detail::source_files(src));
+    return make_cache_key(in, local_cache(opt.cache.dir).probes());
 }
 
 }  // namespace modelexport

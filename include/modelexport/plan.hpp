@@ -73,7 +73,9 @@ inline package_plan plan_package(const plan_options& opt) {
                              "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
     json config = read_json_object(*config_path);
     p.task = std::string(resolve_task(opt.task, config, config_path->string()).name);
-    p.how = resolve_strategy(opt.how, p.source, opt.model_factory);
+    export_options eo;  // the export's own choice of `auto`
+    eo.model_factory = opt.model_factory;
+    p.how = opt.how != strategy::automatic ? opt.how : detail::automatic_strategy(p.source, eo);
     p.read.push_back(*config_path);
     if (!p.source.ref.empty()) p.read.push_back(p.source.ref);
     p.read.push_back(p.source.dir);

@@ -3,7 +3,8 @@
 //
 // Runtimes run as child processes so modelexport links none of them:
 //  - onnxruntime:     node tools/runtime/ort_check.mjs PKG   (npm onnxruntime-node)
-//  - transformers-js: node tools/runtime/tjs_pipeline.mjs PKG --task T   (npm @huggingface/transformers)
+//  - transformers-js: node tools/runtime/tjs_pipeline.mjs PKG --task T   (npm @huggingface/transformers;
+//                     generated text, image or waveform)
 //  - optimum:         python tools/runtime/optimum_check.py PKG CLASS    (ORTModelFor*.from_pretrained)
 // `auto` takes the first installed of optimum (what the package is for: Optimum's
 // ORTModelFor* loading it), onnxruntime, transformers-js.
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace modelexport {
@@ -111,8 +113,11 @@ public:
 
 private:
     static bool tjs_supported(const std::string& task) {
-        return task == "text-classification" || task == "token-classification" || task == "question-answering" ||
-               task == "fill-mask" || task == "feature-extraction";
+        // Every task tjs_pipeline.mjs has a pipeline for (TASKS there).
+        static const std::set<std::string> supported{
+            "text-classification", "token-classification", "question-answering", "fill-mask", "feature-extraction",
+            "image-classification", "object-detection", "audio-classification", "automatic-speech-recognition", "text-generation"};
+        return supported.count(task) != 0;
     }
     static json last_json_line(const std::string& out) {
         std::size_t end = out.size();

@@ -20,10 +20,11 @@ import tempfile
 import time
 import unittest
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
-from common import EXAMPLES, EXIT, SOURCES, TOOL, TempDirTest, load_json, run, tree_snapshot
+from common import EXAMPLES, EXIT, NODE, RUNTIME_DIR, SOURCES, TOOL, TempDirTest, load_json, run, tree_snapshot
 
 TEXT = os.path.join(SOURCES, "text-classification")              # htp source (modeling.py + pytorch_model.bin)
 PREBUILT = "text-classification-prebuilt"                          # onnx/model.onnx + config + tokenizer files
@@ -707,6 +708,201 @@ class BadMetadata(Table):
         ("bindings_sha_not_string", metadata_case("bindings", lambda m: m["files"]["model.onnx"].update(sha256=1),
                                                   'files entry "model.onnx"'), "invalid_input"),
     ]
+
+
+# --------------------------------------------------------------------------- external data anywhere (issue 16, classes 1 and 7)
+#
+# A tensor can point at external data from anywhere in a model (docs/design.md §11): If/Loop
+# subgraphs, sparse initializers, function bodies, a second `graph` field that protobuf merges
+# into the first, or a tensor that also carries raw_data. Each hostile model is refused by
+# export and by validate, which never write outside their output, and ONNX Runtime refuses the
+# same package (checked with onnxruntime-node where it is installed).
+
+def escaping(name, location="../outside.bin", n=4):
+    """A float[n] tensor whose data is declared to live at `location`."""
+    t = numpy_helper.from_array(np.arange(n, dtype=np.float32), name)
+    return externalize_tensor(t, location)
+
+
+def externalize_tensor(t, location, length=None):
+    length = len(t.raw_data) if length is None else length
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", str(length))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
+def in_subgraph(model, location="../outside.bin"):
+    """An If node (on a constant condition) whose then-branch holds a Loop body whose Constant is external."""
+    f4 = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [4])
+    body = helper.make_graph([helper.make_node("Constant", [], ["k"], value=escaping("deep", location), name="/deep/Constant")],
+                             "body", [], [f4("k")])
+    then_g = helper.make_graph([helper.make_node("If", ["ext_cond"], ["t"], then_branch=body, else_branch=body, name="/inner/If")],
+                               "then", [], [f4("t")])
+    model.graph.node.extend([
+        helper.make_node("Constant", [], ["ext_cond"], value=helper.make_tensor("c", TensorProto.BOOL, [], [True]), name="/cond/Constant"),
+        helper.make_node("If", ["ext_cond"], ["ext_out"], then_branch=then_g, else_branch=then_g, name="/outer/If")])
+    model.graph.output.append(f4("ext_out"))  # used, so ONNX Runtime cannot drop it before reading its data
+    return model
+
+
+def in_sparse_initializer(model, location="../outside.bin"):
+    indices = numpy_helper.from_array(np.array([0, 1, 2, 3], dtype=np.int64), "ext_indices")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(escaping("ext_values", location), indices, [8]))
+    return model
+
+
+def in_function(model, location="../outside.bin"):
+    fn = helper.make_function("ext.local", "Leak", [], ["o"], [helper.make_node("Constant", [], ["o"], value=escaping("fn_const", location),
+                                                                                  name="/fn/Constant")],
+                              [helper.make_opsetid("", 14)])
+    model.functions.append(fn)
+    model.opset_import.append(helper.make_opsetid("ext.local", 1))
+    model.graph.node.append(helper.make_node("Leak", [], ["leak_out"], domain="ext.local", name="/leak/Leak"))
+    model.graph.output.append(helper.make_tensor_value_info("leak_out", TensorProto.FLOAT, [4]))  # used: see in_subgraph
+    return model
+
+
+def raw_and_external(model, location="../outside.bin"):
+    """The largest initializer keeps its raw_data and also says it is EXTERNAL (ONNX Runtime follows the location)."""
+    big = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = big.raw_data
+    externalize_tensor(big, location)
+    big.raw_data = raw
+    return model
+
+
+def graph_field_twice(model, location="../outside.bin"):
+    """The largest initializer, externalized, alone in a first `graph` field; the rest of the model after it.
+    Protobuf merges the two graph fields (ONNX Runtime sees the escaping initializer); a reader that
+    replaced the first with the second would not."""
+    big = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    first = onnx.ModelProto()
+    first.graph.initializer.append(externalize_tensor(onnx.TensorProto.FromString(big.SerializeToString()), location))
+    model.graph.initializer.remove(big)
+    return first.SerializeToString() + model.SerializeToString()
+
+
+HOSTILE = [("subgraph", in_subgraph, "node '/deep/Constant' attribute 'value' points outside the package"),
+           ("sparse_initializer", in_sparse_initializer, "sparse initializer values points outside the package"),
+           ("function_body", in_function, "function 'Leak' node '/fn/Constant' attribute 'value' points outside the package"),
+           ("raw_data_and_external", raw_and_external, "has both inline data and an external data location"),
+           ("graph_field_twice", graph_field_twice, "points outside the package: ../outside.bin")]
+
+
+def save_any(value, path):
+    # Serialized by hand: onnx.save would write an external tensor's raw_data to its location.
+    write(path, value if isinstance(value, bytes) else value.SerializeToString())
+
+
+def ort_refuses(pkg):
+    """True when onnxruntime-node refuses the package, None when it cannot be run here."""
+    if not shutil.which(NODE) or not os.path.isdir(os.path.join(RUNTIME_DIR, "node_modules")):
+        return None
+    p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "ort_check.mjs"), pkg], capture_output=True, text=True, timeout=300)
+    return p.returncode != 0
+
+
+def per_tensor_source(t, damage):
+    """A prebuilt source saved with one external file per tensor, then `damage(onnx_dir, files)`."""
+    src = t.src()
+    onnx_dir = os.path.join(src, "onnx")
+    model = onnx.load(os.path.join(onnx_dir, "model.onnx"))
+    onnx.save_model(model, os.path.join(onnx_dir, "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=False,
+                    size_threshold=0)
+    files = sorted(f for f in os.listdir(onnx_dir) if f != "model.onnx")
+    biggest = max(files, key=lambda f: os.path.getsize(os.path.join(onnx_dir, f)))
+    fragment, names_data_file = damage(t, onnx_dir, biggest)
+    named = os.path.join(onnx_dir, biggest if names_data_file else "model.onnx")
+    return export_args(src, t.path("pkg")), [named, fragment]
+
+
+def link_out_of_source(t, d, name):
+    write(t.path("outside", name), read(os.path.join(d, name)))
+    os.remove(os.path.join(d, name))
+    os.symlink(t.path("outside", name), os.path.join(d, name))
+    return "links outside", True
+
+
+def truncate_file(t, d, name):
+    write(os.path.join(d, name), read(os.path.join(d, name))[:-4])
+    return "which has only", False
+
+
+def remove_file(t, d, name):
+    os.remove(os.path.join(d, name))
+    return "needs missing file " + name, False
+
+
+def fifo_instead(t, d, name):
+    os.remove(os.path.join(d, name))
+    os.mkfifo(os.path.join(d, name))
+    return "not a regular file", True
+
+
+class BadExternalData(Table):
+    """Classes 1 and 7 of issue 16 as export and validate see them."""
+    CASES = [("export_" + name, (lambda make, frag: lambda t: hostile_export(t, make, frag))(make, frag), "invalid_input")
+             for name, make, frag in HOSTILE] + [
+        ("per_tensor_file_links_out_of_the_source", lambda t: per_tensor_source(t, link_out_of_source), "invalid_input"),
+        ("per_tensor_file_truncated", lambda t: per_tensor_source(t, truncate_file), "invalid_input"),
+        ("per_tensor_file_missing", lambda t: per_tensor_source(t, remove_file), "invalid_input"),
+        ("per_tensor_file_is_a_fifo", lambda t: per_tensor_source(t, fifo_instead), "invalid_input"),
+        ("command_per_tensor_file_links_out", lambda t: command_per_tensor_link(t), "invalid_input"),
+    ]
+
+    def check_row(self, builder, code):
+        # Nothing outside the output may change: hash the whole surrounding tree before and after.
+        write(self.path("outside.bin"), bytes(range(256)) * 64)
+        holder = {}
+
+        def hashed_builder(t):
+            spec = builder(t)
+            holder["before"] = tree_snapshot(self.tmp)
+            return spec
+        super().check_row(hashed_builder, code)
+        self.assertEqual(tree_snapshot(self.tmp), holder["before"], "the failed export changed files outside its output")
+
+    def test_validate_refuses_what_onnx_runtime_refuses(self):
+        for name, make, fragment in HOSTILE:
+            with self.subTest(name):
+                pkg = self.path("pkg-" + name)
+                shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+                write(self.path("outside.bin"), bytes(range(256)) * 64)
+                save_any(make(onnx.load(os.path.join(pkg, "model.onnx"))), os.path.join(pkg, "model.onnx"))
+                before = tree_snapshot(self.tmp)
+                p = run("validate", pkg, "--json", timeout=300)
+                self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout + p.stderr)
+                failed = {c["id"]: c["message"] for c in json.loads(p.stdout)["checks"] if c["status"] == "fail"}
+                self.assertIn("onnx.external_data", failed)
+                self.assertIn(os.path.join(pkg, "model.onnx"), failed["onnx.external_data"])
+                self.assertIn(fragment, failed["onnx.external_data"])
+                self.assertEqual(tree_snapshot(self.tmp), before, "validate wrote files")
+                self.assertIn(ort_refuses(pkg), (True, None), "ONNX Runtime loads a package modelexport refuses: the case is wrong")
+
+
+def hostile_export(t, make, fragment):
+    src = t.src()
+    shutil.rmtree(os.path.join(src, "onnx"))
+    path = os.path.join(src, "model.onnx")
+    save_any(make(example_model()), path)
+    return export_args(src, t.path("pkg")), [path, fragment]
+
+
+def command_per_tensor_link(t):
+    """A --command that writes per-tensor files, one of them a link to a file outside its output."""
+    outside = write(t.path("outside-copy"), b"\0" * 4096)
+    script = write(t.path("export.py"), "import onnx, os, sys\n"
+                   f"m = onnx.load({os.path.join(EXAMPLES, 'text-classification', 'model.onnx')!r})\n"
+                   "onnx.save_model(m, sys.argv[1] + '/model.onnx', save_as_external_data=True, all_tensors_to_one_file=False,"
+                   " size_threshold=0)\n"
+                   "f = max((n for n in os.listdir(sys.argv[1]) if n != 'model.onnx'), key=lambda n: os.path.getsize(sys.argv[1] + '/' + n))\n"
+                   "os.remove(sys.argv[1] + '/' + f)\n"
+                   f"os.symlink({outside!r}, sys.argv[1] + '/' + f)\n")
+    return (export_args(os.path.join(SOURCES, PREBUILT), t.path("pkg"), "--strategy", "command", "--command",
+                        f"/usr/bin/python3 {script} {{output}}"), ["model.onnx written by --command", "links outside"])
 
 
 # --------------------------------------------------------------------------- validate: broken packages are failed checks
@@ -1409,7 +1605,7 @@ class Limits(Contained):
             globals()["run"] = real_run
 
 
-for _cls in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadMetadata, BadPackage, BadPack):
+for _cls in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadMetadata, BadPackage, BadPack, BadExternalData):
     _cls.generate()
 del _cls  # else unittest would load the last class twice
 

@@ -212,7 +212,7 @@ def readme_cli_block():
         m = re.match(r"modelexport (\w+) ", line)
         if m:
             current = m.group(1)
-            usage[current] = set()
+            usage.setdefault(current, set())
         line = line.split("#")[0]
         if current:
             usage[current] |= set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*|-[a-z])\b", line))
