@@ -70,6 +70,7 @@ struct export_options {
     bool embed_hierarchy = false;
     bool include_torch_modules = false;
     std::chrono::seconds timeout{1800};
+    fs::path hub_cache;                  ///< Hugging Face cache for Hub ids; empty: hub_cache_dir() (the environment)
     fs::path depfile;                    ///< write a Make-style depfile of every input read
     std::vector<std::string> expect;     ///< declared package files; empty: not checked
     std::vector<std::string> keep;       ///< build files that live in the package directory (kept across exports)
@@ -316,8 +317,10 @@ private:
 /// The task for a config: `requested` if given, else from `architectures`.
 inline const task_info& resolve_task(const std::string& requested, const json& config, const std::string& config_name) {
     if (!requested.empty()) {
-        if (const auto* t = find_task(requested)) return *t;
-        throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        const auto* t = find_task(requested);
+        if (!t) throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        check_task_matches_architecture(*t, config, config_name);
+        return *t;
     }
     if (const auto* t = task_for_config(config)) return *t;
     throw invalid_input(config_name, "cannot infer the task from \"architectures\" (" + architectures_hint(config) + ")", "pass --task (one of: " + task_names() + ")");
@@ -331,7 +334,7 @@ inline export_result export_package(const export_options& opt) {
 
     cancel::deadline_scope deadline(opt.timeout.count());  // --timeout bounds the whole export
     timer.begin("resolve", "resolving " + opt.source);
-    model_source src = resolve_source(opt.source);
+    model_source src = resolve_source(opt.source, opt.hub_cache.empty() ? hub_cache_dir() : opt.hub_cache);
     fs::path out_abs = fs::absolute(opt.output).lexically_normal();
     // Neither may hold the other (canonical paths, both directions), before anything is written:
     // an export replaces its output and deletes its leftovers beside it.
@@ -440,7 +443,7 @@ inline export_result export_package(const export_options& opt) {
         if (f.name != "config.json") inputs.push_back(f.source);
         files.push_back(std::move(f));
     }
-    if (src.from_cache()) inputs.push_back(src.boundary / "refs" / src.revision);
+    if (!src.ref.empty()) inputs.push_back(src.ref);  // not for a commit given as such: a missing input is always dirty
     // The directory itself: a file added to or removed from the source changes its
     // mtime, so the build re-exports (and fails clearly if the declared outputs differ).
     inputs.push_back(src.dir);

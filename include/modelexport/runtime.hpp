@@ -66,7 +66,9 @@ public:
         if (find_program(cfg_.node).empty()) return "node not found on PATH";
         const char* pkg = k == runtime_kind::onnxruntime ? "onnxruntime-node" : "@huggingface/transformers";
         if (!fs::is_directory(cfg_.scripts_dir / "node_modules" / pkg))
-            return std::string(pkg) + " is not installed (run: npm install --ignore-scripts --prefix " + cfg_.scripts_dir.string() + ")";
+            // Not "npm install there": scripts_dir may be an installed share/ or a subproject's source tree.
+            return std::string(pkg) + " is not installed in " + cfg_.scripts_dir.string() +
+                   "; copy that directory somewhere writable, run 'npm ci --ignore-scripts' in the copy and set MODELEXPORT_RUNTIME_DIR to it";
         return "";
     }
 

@@ -1,6 +1,8 @@
 // modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (docs/design.md §5).
 #pragma once
 
+#include "modelexport/error.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -123,6 +125,43 @@ inline const task_info* task_for_config(const nlohmann::json& config) {
             if (const auto* t = task_for_architecture(a.get<std::string>(), model_type))
                 return audio && t->name == "text-classification" ? find_task("audio-classification") : t;
     return nullptr;
+}
+
+/// A task head config.json's `architectures` names ("BertForQuestionAnswering") and its task.
+struct architecture_head {
+    std::string name;              ///< empty: no head (a bare `<X>Model` backbone, or unknown classes)
+    const task_info* task = nullptr;
+};
+
+/// The first architecture that names a head, its task inferred as task_for_config does.
+inline architecture_head head_architecture(const nlohmann::json& config) {
+    auto it = config.find("architectures");
+    if (it == config.end() || !it->is_array()) return {};
+    auto mt = config.find("model_type");
+    std::string model_type = mt != config.end() && mt->is_string() ? mt->get<std::string>() : "";
+    for (const auto& a : *it) {
+        if (!a.is_string()) continue;
+        const auto* t = task_for_architecture(a.get<std::string>(), model_type);
+        if (!t || t->name == "feature-extraction") continue;  // the bare "Model" suffix is a backbone
+        if (detail::audio_model_type(model_type) && t->name == "text-classification") t = find_task("audio-classification");
+        return {a.get<std::string>(), t};
+    }
+    return {};
+}
+
+/// Refuses a requested task that contradicts the head config.json's `architectures` names
+/// (docs/design.md §5.3): the export would load a class whose head the weights do not have, and
+/// the metadata would name an Optimum class that cannot load the graph. A backbone (or no known
+/// class) accepts any task: then --task is what says which head to build.
+inline void check_task_matches_architecture(const task_info& requested, const nlohmann::json& config, const std::string& config_name) {
+    architecture_head head = head_architecture(config);
+    if (head.name.empty()) return;
+    const task_info* inferred = head.task;
+    if (inferred->name == requested.name) return;  // find_task already mapped synonyms (image-segmentation)
+    throw usage_error(config_name, "\"architectures\" names " + head.name + " (task " + std::string(inferred->name) +
+                                       "), which contradicts --task " + std::string(requested.name),
+                      "drop --task (or pass --task " + std::string(inferred->name) + "), or export a checkpoint with a " +
+                          std::string(requested.name) + " head");
 }
 
 /// Why task_for_config found nothing, for the "pass --task" error: which classes were named.

@@ -127,6 +127,47 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
     else b.fail("signature.outputs", severity::error, model_name + ": missing output(s) " + join(missing_out) + " that " + cls + " reads");
 }
 
+/// Whether a graph has the inputs and outputs `task`'s Optimum class needs (signature.* judge the rest).
+inline bool signature_fits(const task_info& task, const signature& sig) {
+    auto has = [](const std::vector<tensor_info>& v, std::string_view n) {
+        return std::any_of(v.begin(), v.end(), [&](const tensor_info& t) { return t.name == n; });
+    };
+    for (auto n : task.inputs)
+        if (!has(sig.inputs, n)) return false;
+    for (auto n : task.outputs)
+        if (!has(sig.outputs, n)) return false;
+    return true;
+}
+
+/// task.recorded: the task export_metadata.json records (model.task) is what tools and people
+/// read (inspect, bindings, audits), so it must agree with the head config.json names and with
+/// the graph (docs/design.md §5.3). A package without metadata (not made by modelexport) skips it.
+inline void check_recorded_task(report_builder& b, const fs::path& dir, const std::optional<signature>& sig, const std::optional<json>& config) {
+    const fs::path meta_path = dir / "export_metadata.json";
+    if (!fs::is_regular_file(meta_path)) return b.skip("task.recorded", severity::error, meta_path.string() + ": missing");
+    std::string recorded;
+    try {
+        json meta = read_export_metadata(meta_path);
+        auto m = meta.find("model");
+        if (m != meta.end() && m->is_object() && m->contains("task") && (*m)["task"].is_string()) recorded = (*m)["task"].get<std::string>();
+    } catch (const error& e) {
+        return b.fail("task.recorded", severity::error, e.what());
+    }
+    const task_info* task = find_task(recorded);
+    if (!task) return b.fail("task.recorded", severity::error, meta_path.string() + ": model.task '" + recorded + "' is not a known task");
+    if (config) {
+        architecture_head head = head_architecture(*config);
+        if (!head.name.empty() && head.task->name != task->name)
+            return b.fail("task.recorded", severity::error,
+                          meta_path.string() + ": model.task is " + recorded + " but config.json's architectures names " + head.name + " (" +
+                              std::string(head.task->name) + ")");
+    }
+    if (sig && !signature_fits(*task, *sig))
+        return b.fail("task.recorded", severity::error,
+                      meta_path.string() + ": model.task is " + recorded + " but model.onnx lacks the signature " + std::string(task->optimum_class) + " needs");
+    b.pass("task.recorded", severity::error, recorded);
+}
+
 /// What an audio feature extractor's config lacks for a pipeline to prepare waveforms, or "".
 inline std::string feature_extractor_problem(const json& pre) {
     auto type = pre.find("feature_extractor_type");
@@ -276,6 +317,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
                                 : "unknown task '" + opt.task + "'; known: " + task_names());
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
+    detail::check_recorded_task(b, dir, r.sig, config);
     if (task) detail::check_preprocessing(b, *task, dir);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
