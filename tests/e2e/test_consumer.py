@@ -8,18 +8,26 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from common import REPO, SOURCES, TOOL, sha256, tree_hashes
 from test_plan import COMMITS, make_hub_cache
 
-EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
+# The consumer builds as a user's would: no SOURCE_DATE_EPOCH (packages must be reproducible
+# without it) and the shared export cache on, in a directory of this test's own.
+CACHE_DIR = None
+
+
+def consumer_env(env=None):
+    full = {k: v for k, v in os.environ.items() if k not in ("SOURCE_DATE_EPOCH", "MODELEXPORT_NO_CACHE")}
+    full["MODELEXPORT_CACHE_DIR"] = CACHE_DIR
+    full.update(env or {})
+    return full
 
 
 def sh(*cmd, cwd=None, env=None):
-    full = dict(os.environ)
-    full.update(EPOCH)
-    full.update(env or {})
+    full = consumer_env(env)
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full, timeout=1200)
     if p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
@@ -68,6 +76,12 @@ def ran(ninja_output):
     return [m.group(1) for m in re.finditer(r"^\[\d+/\d+\] (.*)$", ninja_output, re.M)]
 
 
+def cache_manifests():
+    """{key: mtime_ns} of the export cache's action entries."""
+    ac = os.path.join(CACHE_DIR, "ac")
+    return {k: os.stat(os.path.join(ac, k)).st_mtime_ns for k in os.listdir(ac)} if os.path.isdir(ac) else {}
+
+
 def package_trees(build_dir):
     return {name: {k: v for k, v in tree_hashes(os.path.join(build_dir, "models", name)).items() if not k.endswith(".d")}
             for name in ("bert", "vit")}
@@ -76,7 +90,9 @@ def package_trees(build_dir):
 class Consumer(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        global CACHE_DIR
         cls.tmp = tempfile.mkdtemp(prefix="modelexport-consumer-")
+        CACHE_DIR = os.path.join(cls.tmp, "export-cache")
         cls.root = os.path.join(cls.tmp, "consumer")
         cls.build_dir = os.path.join(cls.tmp, "build")
         make_consumer(cls.root)
@@ -123,9 +139,18 @@ class Consumer(unittest.TestCase):
         steps = ran(build(self.root, self.build_dir))
         self.assertEqual(steps, ["Generating models/vit/vit-package with a custom command"])
 
-    def test_6_two_build_directories_give_byte_identical_packages(self):
+    def test_6_a_second_build_directory_reuses_the_exports_and_gives_byte_identical_packages(self):
+        # Every torch export of the first build left one manifest in the export cache; a second
+        # build directory hits each of them (a hit touches its manifest, LRU) and stores none.
+        manifests = cache_manifests()
+        self.assertTrue(manifests, "the first build stored no export in the cache")
+        time.sleep(1.1)  # mtimes with a coarse clock still move
         other = os.path.join(self.tmp, "build2")
         build(self.root, other)
+        after = cache_manifests()
+        self.assertEqual(sorted(after), sorted(manifests))
+        touched = [k for k in manifests if after[k] > manifests[k]]
+        self.assertGreaterEqual(len(touched), 2, "bert's and vit's torch exports were not reused from the cache")
         self.assertEqual(package_trees(self.build_dir), package_trees(other))
 
     def test_7_declared_files_must_match_what_the_source_has(self):
@@ -134,7 +159,7 @@ class Consumer(unittest.TestCase):
         with open(extra, "w") as f:
             f.write('{"max_length": 20}\n')
         try:
-            p = subprocess.run(["ninja", "-C", self.build_dir], capture_output=True, text=True, env={**os.environ, **EPOCH})
+            p = subprocess.run(["ninja", "-C", self.build_dir], capture_output=True, text=True, env=consumer_env())
             # Meson notices nothing (fs checks run at configure time), so the export must fail clearly...
             self.assertNotEqual(p.returncode, 0)
             self.assertIn("produced but not declared: generation_config.json", p.stdout + p.stderr)
