@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
+#include <ctime>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,7 +99,51 @@ except Exception as e:
 print(json.dumps(d, sort_keys=True))
 )";
 
+/// A note kept in the probe directory: written whole (temp file, rename) or not at all.
+inline void remember(const fs::path& note, const json& value) {
+    try {
+        fs::create_directories(note.parent_path());
+        fs::path tmp = note.string() + ".tmp" + std::to_string(::getpid());
+        write_file(tmp, value.dump());
+        fs::rename(tmp, note);
+    } catch (const std::exception&) {  // remembering is an optimisation
+    }
+}
+
+/// A note written by remember(); throws when absent or unreadable (the caller recomputes).
+inline json recall(const fs::path& note) {
+    return parse_json_text(read_text_file(note, 1u << 16), note.string(), {1u << 16, 8});
+}
+
 }  // namespace detail
+
+/// A file's SHA-256, remembered in `probe_dir` under the file's device, inode, size, mtime and
+/// ctime, as git's index and ccache's direct mode do: a cache hit then costs a stat instead of
+/// reading gigabytes of weights again. Any write changes mtime and ctime, so an edited file has
+/// another note. A file changed in the last two seconds is hashed but not remembered: its
+/// timestamps could still equal those of a later write within the clock's granularity (git's
+/// "racily clean" rule).
+inline std::string remembered_file_hash(const fs::path& file, const fs::path& probe_dir) {
+    struct stat st {};
+    if (probe_dir.empty() || ::stat(file.c_str(), &st) != 0) return hash_file(file);
+    std::string identity = fs::absolute(file).lexically_normal().string();
+    for (long long v : {static_cast<long long>(st.st_dev), static_cast<long long>(st.st_ino), static_cast<long long>(st.st_size),
+                        static_cast<long long>(st.st_mtim.tv_sec), static_cast<long long>(st.st_mtim.tv_nsec),
+                        static_cast<long long>(st.st_ctim.tv_sec), static_cast<long long>(st.st_ctim.tv_nsec)})
+        identity += "\n" + std::to_string(v);
+    sha256 h;
+    h.update(identity.data(), identity.size());
+    fs::path note = probe_dir / ("file-" + h.hex() + ".json");
+    try {
+        std::string known = detail::recall(note).at("sha256").get<std::string>();
+        if (known.size() == 64) return known;
+    } catch (const std::exception&) {  // not seen in this state: hash it
+    }
+    std::string digest = hash_file(file);
+    const long long now = static_cast<long long>(::time(nullptr));
+    if (now - st.st_mtim.tv_sec > 2 && now - st.st_ctim.tv_sec > 2) detail::remember(note, json{{"sha256", digest}});
+    return digest;
+}
 
 /// The interpreter's identity (implementation and version, torch version and git hash, onnx
 /// version), never its path. Probing imports torch (seconds), so the answer is kept in
@@ -113,7 +159,7 @@ inline std::string interpreter_identity(const std::string& python, const fs::pat
     h.update(where.data(), where.size());
     fs::path remembered = probe_dir / (h.hex() + ".json");
     try {
-        json p = parse_json_text(read_text_file(remembered, 1u << 16), remembered.string(), {1u << 16, 8});
+        json p = detail::recall(remembered);
         bool fresh = true;
         for (const auto& [file, stamp] : p.at("stamps").items()) fresh = fresh && detail::mtime_ns(file) == stamp.get<long long>();
         if (fresh) return p.at("identity").get<std::string>();
@@ -134,13 +180,7 @@ inline std::string interpreter_identity(const std::string& python, const fs::pat
     for (const auto& s : d.value("stamps", json::array())) stamps[s.get<std::string>()] = detail::mtime_ns(s.get<std::string>());
     d.erase("stamps");
     std::string identity = d.dump();  // sorted keys: canonical
-    try {
-        fs::create_directories(probe_dir);
-        fs::path tmp = remembered.string() + ".tmp" + std::to_string(::getpid());
-        write_file(tmp, json{{"identity", identity}, {"stamps", stamps}}.dump());
-        fs::rename(tmp, remembered);
-    } catch (const std::exception&) {  // remembering is an optimisation
-    }
+    detail::remember(remembered, json{{"identity", identity}, {"stamps", stamps}});
     return identity;
 }
 
@@ -151,8 +191,8 @@ inline std::string platform_identity() {
     return std::string(u.sysname) + " " + u.machine;
 }
 
-/// The record for an export. Hashes every input file once (weights too: the key must
-/// change when they do, and their names alone say nothing).
+/// The record for an export. Hashes every input file (weights too: the key must change when
+/// they do, and their names alone say nothing), remembering the hashes of unchanged files.
 inline key_record make_cache_key(const cache_key_inputs& in, const fs::path& probe_dir) {
     key_record r;
     r.add("format", "modelexport-export-cache " + std::to_string(cache_key_format));
@@ -164,7 +204,7 @@ inline key_record make_cache_key(const cache_key_inputs& in, const fs::path& pro
     std::vector<std::pair<std::string, fs::path>> files;
     for (const auto& f : in.source_files) files.emplace_back(f.lexically_relative(in.source_dir).generic_string(), f);
     std::sort(files.begin(), files.end());
-    for (const auto& [rel, f] : files) r.add("source " + rel, hash_file(f));
+    for (const auto& [rel, f] : files) r.add("source " + rel, remembered_file_hash(f, probe_dir));
     if (!in.salt.empty()) r.add("salt", in.salt);
     return r;
 }

@@ -3,6 +3,9 @@
 
 #include "modelexport/export_cache.hpp"
 
+#include <chrono>
+#include <thread>
+
 using namespace modelexport;
 
 TEST_CASE("the key record is length-prefixed: a value cannot imitate a field boundary") {
@@ -37,6 +40,32 @@ TEST_CASE("the key depends on file contents and relative names, not on where the
     CHECK(key_of(t / "a") == key_of(t / "b"));
     test::write(t / "b" / "config.json", "{ }");
     CHECK(key_of(t / "a") != key_of(t / "b"));
+}
+
+TEST_CASE("a file's hash is remembered under its stat, and an edit is never answered from memory") {
+    test::temp_dir t;
+    fs::path f = t / "model.safetensors", probes = t / "probes";
+    test::write(f, "weights v1");
+    auto notes = [&] {
+        std::size_t n = 0;
+        for (const auto& e : fs::directory_iterator(probes, fs::directory_options::skip_permission_denied))
+            n += e.path().filename().string().rfind("file-", 0) == 0;
+        return n;
+    };
+    fs::create_directories(probes);
+    // Just written: hashed, not remembered (a same-second rewrite could keep the same stat).
+    CHECK(remembered_file_hash(f, probes) == hash_file(f));
+    CHECK(notes() == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(3100));
+    CHECK(remembered_file_hash(f, probes) == hash_file(f));
+    CHECK(notes() == 1);
+    // The note is what answers now: a forged note for this stat is believed (that is the memo)...
+    for (const auto& e : fs::directory_iterator(probes)) test::write(e.path(), R"({"sha256":")" + std::string(64, 'f') + R"("})");
+    CHECK(remembered_file_hash(f, probes) == std::string(64, 'f'));
+    // ...but any write changes mtime/ctime, so the edited file is hashed again.
+    test::write(f, "weights v2");
+    CHECK(remembered_file_hash(f, probes) == hash_file(f));
+    CHECK(hash_file(f) != std::string(64, 'f'));
 }
 
 TEST_CASE("manifests naming paths outside the stage or bad hashes are refused") {
