@@ -7,10 +7,13 @@
 # modelexport_add_package(NAME SOURCE dir-or-hub-id [MODEL file.py:factory] [TASK t] [STRATEGY s]
 #                         [FILES f...] [ARGS a...] [DEPENDS t...])
 #   Declares the package's files as outputs of one custom command (with a depfile naming every
-#   input the export read), a target NAME_package building it, and sets in the caller's scope
-#   NAME_PACKAGE_DIR and NAME_PACKAGE_FILES. Which optional files exist is decided at configure
-#   time from the source (pass FILES for generated sources or Hub ids); the tool fails the build
-#   when the source no longer matches, until CMake reconfigures.
+#   input the export read), a target NAME_package building it, the tests NAME_validate
+#   (`modelexport validate --strict --runtime auto`) and NAME_verify (`modelexport verify`: the
+#   built package is still the exported one) when the project called enable_testing(), and sets
+#   in the caller's scope NAME_PACKAGE_DIR and NAME_PACKAGE_FILES. Without FILES, the file list
+#   comes from `modelexport plan` at configure time (local directories and Hub ids alike, offline),
+#   and every file plan read (a Hub ref, the source directory) makes CMake reconfigure when it
+#   changes; the tool fails the build if the source no longer matches, until CMake reconfigures.
 # modelexport_add_bindings(NAME HEADER file NAMESPACE ns)
 #   Generates the C++ header describing the package's model.
 #
@@ -41,38 +44,60 @@ foreach(_row IN LISTS _modelexport_rows)
   endif()
 endforeach()
 
+# The package's file list from `modelexport plan SOURCE OPTIONS` (run at configure time, offline);
+# the files it read become configure dependencies.
+function(_modelexport_plan SOURCE OPTIONS OUT)
+  execute_process(COMMAND "${MODELEXPORT_EXECUTABLE}" plan "${SOURCE}" ${OPTIONS}
+                  OUTPUT_VARIABLE plan ERROR_VARIABLE error RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    string(STRIP "${error}" error)
+    message(FATAL_ERROR "modelexport plan ${SOURCE} failed (exit ${rc}):\n${error}")
+  endif()
+  set(files "")
+  string(JSON n LENGTH "${plan}" files)
+  math(EXPR last "${n} - 1")
+  foreach(i RANGE ${last})
+    string(JSON f GET "${plan}" files ${i})
+    list(APPEND files "${f}")
+  endforeach()
+  string(JSON n LENGTH "${plan}" read)
+  if(n GREATER 0)
+    math(EXPR last "${n} - 1")
+    foreach(i RANGE ${last})
+      string(JSON f GET "${plan}" read ${i})
+      set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${f}")
+    endforeach()
+  endif()
+  set(${OUT} "${files}" PARENT_SCOPE)
+endfunction()
+
 function(modelexport_add_package NAME)
   cmake_parse_arguments(ME "" "SOURCE;MODEL;TASK;STRATEGY" "FILES;ARGS;DEPENDS" ${ARGN})
   if(NOT ME_SOURCE)
     message(FATAL_ERROR "modelexport_add_package(${NAME}): SOURCE is required")
   endif()
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/${NAME}")
+  set(options "")
+  if(ME_MODEL)
+    list(APPEND options --model "${ME_MODEL}")
+  endif()
+  if(ME_TASK)
+    list(APPEND options --task "${ME_TASK}")
+  endif()
+  if(ME_STRATEGY)
+    list(APPEND options --strategy "${ME_STRATEGY}")
+  endif()
   if(ME_FILES)
     set(files ${ME_FILES})
   else()
-    set(files model.onnx config.json)
-    foreach(f IN LISTS MODELEXPORT_OPTIONAL_FILES)
-      if(EXISTS "${ME_SOURCE}/${f}")
-        list(APPEND files "${f}")
-      endif()
-    endforeach()
-    list(APPEND files export_metadata.json)
+    _modelexport_plan("${ME_SOURCE}" "${options}" files)
   endif()
   set(outputs "")
   foreach(f IN LISTS files)
     list(APPEND outputs "${dir}/${f}")
   endforeach()
   list(JOIN files "," expect)
-  set(args --quiet --depfile "${dir}/${NAME}-package.d" --expect "${expect}")
-  if(ME_MODEL)
-    list(APPEND args --model "${ME_MODEL}")
-  endif()
-  if(ME_TASK)
-    list(APPEND args --task "${ME_TASK}")
-  endif()
-  if(ME_STRATEGY)
-    list(APPEND args --strategy "${ME_STRATEGY}")
-  endif()
+  set(args --quiet --depfile "${dir}/${NAME}-package.d" --expect "${expect}" ${options})
   list(APPEND args --keep "${NAME}_model.hpp" ${ME_ARGS})
   add_custom_command(
     OUTPUT ${outputs}
@@ -82,6 +107,10 @@ function(modelexport_add_package NAME)
     COMMENT "Exporting model package ${NAME}"
     VERBATIM)
   add_custom_target(${NAME}_package ALL DEPENDS ${outputs})
+  # Registered only where testing is on (add_test is a no-op without enable_testing()).
+  add_test(NAME ${NAME}_validate COMMAND "${MODELEXPORT_EXECUTABLE}" validate "${dir}" --strict --runtime auto)
+  add_test(NAME ${NAME}_verify COMMAND "${MODELEXPORT_EXECUTABLE}" verify "${dir}"
+           --ignore "${NAME}-package.d" --ignore "${NAME}_model.hpp")
   set(${NAME}_PACKAGE_DIR "${dir}" PARENT_SCOPE)
   set(${NAME}_PACKAGE_FILES "${outputs}" PARENT_SCOPE)
 endfunction()

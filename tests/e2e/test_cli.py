@@ -114,7 +114,9 @@ class Install(unittest.TestCase):
         self.sh("cmake", "-S", src, "-B", build, "-G", "Ninja", f"-DCMAKE_PREFIX_PATH={self.root}", env=env)
         self.sh("ninja", "-C", build, env=env)
         tests = self.sh("ctest", "--test-dir", build, "--output-on-failure", env=env)
-        self.assertIn("100% tests passed, 0 tests failed out of 2", tests)
+        self.assertIn("100% tests passed, 0 tests failed out of 3", tests)
+        for name in ("bert_validate", "bert_verify", "signature_bert"):
+            self.assertRegex(tests, name + r" \.+\s+Passed")
         with open(os.path.join(build, "CMakeCache.txt")) as f:
             self.assertIn(f"modelexport_DIR:PATH={self.root}/lib", f.read())
         self.assertTrue(os.path.isfile(os.path.join(build, "bert", "export_metadata.json")))

@@ -39,6 +39,17 @@ class CMakeConsumer(unittest.TestCase):
                          sorted(["model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                  "vocab.txt", "export_metadata.json", "bert-package.d"]))
         self.assertIn("ninja: no work to do.", sh("ninja", "-C", build))
+        # The package's tests, as the Meson template registers them.
+        tests = sh("ctest", "--test-dir", build, "--output-on-failure")
+        self.assertRegex(tests, r"bert_validate \.+\s+Passed")
+        self.assertRegex(tests, r"bert_verify \.+\s+Passed")
+        quantized = os.path.join(build, "bert", "model_quantized.onnx")
+        shutil.copy(os.path.join(build, "bert", "model.onnx"), quantized)
+        p = subprocess.run(["ctest", "--test-dir", build, "-R", "bert_verify", "--output-on-failure"],
+                           capture_output=True, text=True)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("model_quantized.onnx", p.stdout)
+        os.remove(quantized)
         with open(os.path.join(src, "sources", "bert", "vocab.txt"), "a") as f:
             f.write("extra\n")
         out = sh("ninja", "-C", build)
