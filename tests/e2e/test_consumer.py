@@ -211,6 +211,44 @@ class Consumer(unittest.TestCase):
                 f.write(COMMITS["main"])
             build(self.root, self.build_dir)
 
+    def test_b_an_added_file_fails_verify_and_a_wrong_task_fails_the_build(self):
+        pkg = os.path.join(self.build_dir, "models", "bert")
+        added = os.path.join(pkg, "onnx", "model.onnx")  # transformers.js would load this one first
+        os.makedirs(os.path.dirname(added))
+        shutil.copy(os.path.join(pkg, "model.onnx"), added)
+        try:
+            p = subprocess.run(["meson", "test", "-C", self.build_dir, "--no-rebuild", "verify bert"],
+                               capture_output=True, text=True, env=consumer_env())
+            self.assertNotEqual(p.returncode, 0, p.stdout)
+            with open(os.path.join(self.build_dir, "meson-logs", "testlog.txt")) as f:
+                self.assertIn("onnx/model.onnx", f.read())
+        finally:
+            shutil.rmtree(os.path.dirname(added))
+        self.assertIn("verify bert", sh("meson", "test", "-C", self.build_dir, "--no-rebuild", "verify bert"))
+
+        project = os.path.join(self.root, "meson.build")
+        with open(project) as f:
+            original = f.read()
+        wrong = original.replace("  'tiny': {'source': 'acme/tiny-bert'},",
+                                 "  'tiny': {'source': 'acme/tiny-bert'},\n  'wrong': {'source': meson.current_source_dir() / 'sources' / 'bert', "
+                                 "'model': 'modeling.py:build', 'task': 'image-classification'},")
+        self.assertNotEqual(wrong, original)
+        model_dir = os.path.join(self.root, "models", "wrong")
+        os.makedirs(model_dir)
+        os.symlink(os.readlink(os.path.join(self.root, "models", "bert", "meson.build")), os.path.join(model_dir, "meson.build"))
+        try:
+            with open(project, "w") as f:
+                f.write(wrong)
+            p = subprocess.run(["ninja", "-C", self.build_dir], capture_output=True, text=True, env=consumer_env())
+            self.assertNotEqual(p.returncode, 0)
+            self.assertRegex(p.stdout + p.stderr, r"image-classification.*BertForSequenceClassification|BertForSequenceClassification.*image-classification")
+            self.assertFalse(os.path.exists(os.path.join(self.build_dir, "models", "wrong", "model.onnx")))
+        finally:
+            with open(project, "w") as f:
+                f.write(original)
+            shutil.rmtree(model_dir)
+            build(self.root, self.build_dir)
+
     def test_the_build_uses_the_cache_fixed_at_configure_time(self):
         # Another HF_HUB_CACHE when ninja runs changes nothing: the export is told --hf-hub-cache.
         config = os.path.realpath(os.path.join(hub_cache(self.root), "models--acme--tiny-bert", "snapshots", COMMITS["v2"], "config.json"))
