@@ -18,12 +18,15 @@ transformers >= 4.48 passes the cache as a ``DynamicCache`` object, which
 torch.onnx.export cannot take as an input. The forward is patched on the
 instance (not wrapped in another module: the ONNX node scopes must stay the
 model's module paths, docs/design.md §4) to take flat tensors, build the cache
-from them, and return flat tensors. Plain-torch models (``--model FILE:FACTORY``)
-with transformers' legacy tuple cache get the tuple.
+from them, and return flat tensors. Which cache a model takes is read from its forward
+(``takes_cache_object``): plain-torch models (``--model FILE:FACTORY``) with transformers'
+legacy tuple cache get the tuple.
 """
 
 import contextlib
 import inspect
+import os
+import sys
 
 import torch
 
@@ -127,17 +130,14 @@ def dummy_inputs(config, names, past=DUMMY_PAST, sequence=DUMMY_SEQUENCE):
 
 
 def _cache_object(pairs):
-    """transformers' DynamicCache holding `pairs`, or None when transformers has none (legacy tuples).
+    """transformers' DynamicCache holding `pairs`.
 
     Each layer is filled directly rather than through DynamicLayer.update, which
     starts from an empty 1-D tensor and concatenates: traced, that is a Concat of
     a 1-D constant with a 4-D input, which ONNX rejects. Filled directly, the
     update inside attention concatenates past (possibly zero-length) and new keys.
     """
-    try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer
-    except ImportError:
-        return None
+    from transformers.cache_utils import DynamicCache, DynamicLayer
     cache = DynamicCache()
     cache.layers = []
     for key, value in pairs:
@@ -149,33 +149,81 @@ def _cache_object(pairs):
     return cache
 
 
+def _parameters(forward):
+    return inspect.signature(forward).parameters
+
+
+def takes_cache_object(forward):
+    """Whether `forward` wants a transformers Cache object rather than the legacy tuple cache.
+
+    Read from the forward itself, so any model is handled the same way: a `past_key_values`
+    annotated with a Cache class (transformers >= 4.36 annotates `Optional[Cache]`), or a
+    forward bound to a transformers class that does not annotate it, takes a Cache object;
+    anything else (a plain torch module, a user factory's model) gets
+    `((key, value), ...)` per layer, as transformers' legacy cache was. What the forward
+    returns is read the same way whichever it takes (`_split_outputs`).
+    """
+    annotation = _parameters(forward)[PAST].annotation
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    if "Cache" in text:
+        return True
+    owner = getattr(forward, "__self__", None)
+    return owner is not None and type(owner).__module__.startswith("transformers.")
+
+
 def _flat_cache(cache):
+    """A returned cache as flat tensors: a Cache object (.layers, or .to_legacy_cache()),
+    or legacy ((key, value), ...) pairs."""
     if hasattr(cache, "layers"):
         return [t for layer in cache.layers for t in (layer.keys, layer.values)]
     if hasattr(cache, "to_legacy_cache"):
         cache = cache.to_legacy_cache()
+    if not isinstance(cache, (tuple, list)) or not all(isinstance(pair, (tuple, list)) for pair in cache):
+        raise DecoderError("the forward returned a cache of type %s; expected a transformers Cache or "
+                           "((key, value), ...) per layer" % type(cache).__name__)
     return [t for pair in cache for t in pair[:2]]
 
 
-def flat_forward(forward, names, layers, transformers_model):
-    """forward(*tensors in `names` order) -> (logits, present.0.key, ...), patched on the instance."""
+def _split_outputs(outputs):
+    """(logits, present cache) from what a causal LM's forward returns: a ModelOutput or dict with
+    `logits` and `past_key_values`, or a tuple (logits, past_key_values, ...)."""
+    if isinstance(outputs, dict) or hasattr(outputs, "logits"):
+        get = outputs.get if isinstance(outputs, dict) else lambda key: getattr(outputs, key, None)
+        logits, present = get("logits"), get(PAST)
+    elif isinstance(outputs, (tuple, list)) and len(outputs) >= 2:
+        logits, present = outputs[0], outputs[1]
+    else:
+        raise DecoderError("the forward returned %s; a causal LM with use_cache must return (logits, "
+                           "past_key_values) or an output with .logits and .past_key_values"
+                           % type(outputs).__name__)
+    if present is None:
+        raise DecoderError("the forward returned no past_key_values (does it honour use_cache=True?)")
+    return logits, present
+
+
+def flat_forward(forward, names, layers):
+    """forward(*tensors in `names` order) -> (logits, present.0.key, ...), patched on the instance.
+
+    The cache goes in as the forward wants it (`takes_cache_object`); `use_cache` and
+    `return_dict` are passed only when the forward accepts them."""
     past_names = cache_names(PAST, layers)
+    parameters = _parameters(forward)
+    open_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    extra = {key: True for key in ("use_cache", "return_dict") if key in parameters or open_kwargs}
+    cache_object = takes_cache_object(forward)
 
     def forward_with_flat_cache(*tensors):
         given = dict(zip(names, tensors))
         flat = [given.pop(n) for n in past_names]
         pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(layers)]
-        cache = _cache_object(pairs) if transformers_model else None
-        kwargs = dict(given, use_cache=True)
-        kwargs[PAST] = cache if cache is not None else tuple(pairs)
-        if transformers_model:
-            kwargs["return_dict"] = True
-        outputs = forward(**kwargs)
-        if isinstance(outputs, (tuple, list)):
-            logits, present = outputs[0], outputs[1]
-        else:
-            logits, present = outputs.logits, outputs.past_key_values
-        return (logits, *_flat_cache(present))
+        kwargs = dict(given, **extra)
+        kwargs[PAST] = _cache_object(pairs) if cache_object else tuple(pairs)
+        logits, present = _split_outputs(forward(**kwargs))
+        present = _flat_cache(present)
+        if len(present) != 2 * layers:
+            raise DecoderError("the forward returned a cache of %d tensors; config.json's %d layers need %d"
+                               % (len(present), layers, 2 * layers))
+        return (logits, *present)
     return forward_with_flat_cache
 
 
@@ -211,8 +259,13 @@ def traceable_masks():
     TorchScript's tracer records with the dummy input's sizes baked in (a Reshape to
     the traced [2, 1] fails on any other length). Optimum's model patcher replaces
     it for the same reason. Restored on exit; without transformers' masking_utils
-    nothing changes.
+    nothing changes, and when no transformers code is loaded (a plain-torch factory's
+    model) transformers is not imported at all: its masks cannot run, and importing it
+    costs seconds.
     """
+    if "transformers" not in sys.modules:
+        yield
+        return
     try:
         from transformers import masking_utils
     except ImportError:
@@ -241,45 +294,71 @@ def share_transposed_copies(onnx_path, parameter_names, log):
     initializer (it dedupes equal initializers, not transposed ones), which would
     double the embedding's bytes in the package. The Transpose node is named in the
     consumer's scope ("/lm_head/Transpose_tied"), so the hierarchy tags it like the
-    MatMul (docs/design.md §4). Needs the onnx package; skipped, with a note, without
-    it or when the weights are external (> 2 GiB).
+    MatMul (docs/design.md §4). Needs the onnx package; skipped, with a note, without it.
+
+    The model is read without its external data (torch writes one file per tensor above
+    2 GiB): only a pair whose shapes and types could match (a 2-D parameter and a 2-D
+    folded constant of the transposed shape) is read and compared, so a large model's
+    other weights are never loaded; a removed copy's own external file is deleted.
     """
     try:
         import numpy
         import onnx
-        from onnx import numpy_helper
+        from onnx import external_data_helper, numpy_helper
     except ImportError:
         log("onnx not importable: tied weights may be stored twice")
         return 0
-    model = onnx.load(onnx_path)
+    base = os.path.dirname(os.path.abspath(onnx_path))
+    model = onnx.load(onnx_path, load_external_data=False)
     graph = model.graph
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer):
-        log("external weights: transposed copies of tied weights are kept")
-        return 0
-    transposed = {}
-    for tensor in graph.initializer:
-        if tensor.name in parameter_names and len(tensor.dims) == 2:
-            array = numpy_helper.to_array(tensor)
-            transposed[(array.dtype.str, array.T.shape, numpy.ascontiguousarray(array.T).tobytes())] = tensor.name
+
+    def external_file(tensor):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            return None
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        return location if location and os.path.basename(location) == location else None
+
+    def array(tensor):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            loaded = onnx.TensorProto()
+            loaded.CopyFrom(tensor)
+            external_data_helper.load_external_data_for_tensor(loaded, base)
+            loaded.data_location = onnx.TensorProto.DEFAULT
+            del loaded.external_data[:]
+            return numpy_helper.to_array(loaded)
+        return numpy_helper.to_array(tensor)
+
     consumers = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, node)
-    shared = []
+    parameters = [t for t in graph.initializer if t.name in parameter_names and len(t.dims) == 2]
+    shared, removed_files = [], []
     for tensor in list(graph.initializer):
         if tensor.name in parameter_names or len(tensor.dims) != 2 or tensor.name not in consumers:
             continue
-        array = numpy_helper.to_array(tensor)
-        original = transposed.get((array.dtype.str, array.shape, array.tobytes()))
+        matches = [p for p in parameters
+                   if p.data_type == tensor.data_type and list(p.dims) == list(reversed(tensor.dims))]
+        if not matches:
+            continue
+        copy = array(tensor)
+        original = next((p.name for p in matches if numpy.array_equal(numpy.ascontiguousarray(array(p).T), copy)),
+                        None)
         if original is None:
             continue
         scope = consumers[tensor.name].name.rpartition("/")[0]
         node = onnx.helper.make_node("Transpose", [original], [tensor.name], perm=[1, 0],
                                      name="%s/Transpose_tied_%d" % (scope, len(shared)))
         graph.node.insert(0, node)
+        if external_file(tensor):
+            removed_files.append(external_file(tensor))
         graph.initializer.remove(tensor)
         shared.append((tensor.name, original))
     if shared:
         onnx.save(model, onnx_path)
+        still_used = {external_file(t) for t in graph.initializer}
+        for name in removed_files:
+            if name not in still_used and os.path.isfile(os.path.join(base, name)):
+                os.remove(os.path.join(base, name))
         log("tied weights stored once: %s" % ", ".join("%s = %s.T" % pair for pair in shared))
     return len(shared)

@@ -441,7 +441,7 @@ def named_outputs_forward(forward, keep):
     return forward_named_outputs
 
 
-def export_spec(task, model, config, source_dir, transformers_model):
+def export_spec(task, model, config, source_dir):
     """Names, dummy arguments, dynamic axes and the forward patch for the task.
 
     "forward" is forward_patch(original_forward, keep) -> the instance's forward.
@@ -456,7 +456,7 @@ def export_spec(task, model, config, source_dir, transformers_model):
                 "args": tuple(inputs[n] for n in names),
                 "axes": htp_decoder.dynamic_axes(names, outputs),
                 "forward": lambda forward, keep: htp_decoder.flat_forward(
-                    forward, names, layers, transformers_model)}
+                    forward, names, layers)}
     names = input_names_for(task, model)
     outputs = output_names_for(task)
     inputs = make_dummy_inputs(task, config, source_dir, names)
@@ -512,7 +512,7 @@ def export(options):
         model = load_transformers_model(source_dir, options.task, boundary)
     model.eval()
 
-    spec = export_spec(options.task, model, config, source_dir, transformers_model=not options.model)
+    spec = export_spec(options.task, model, config, source_dir)
     input_names, output_names, args = spec["inputs"], spec["outputs"], spec["args"]
 
     module_count = sum(1 for _ in model.named_modules())

@@ -17,7 +17,10 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXAMPLES, EXIT, load_json, node, run
+import threading
+import time
+
+from common import EXAMPLES, EXIT, REPO, TOOL, load_json, node, run, sha256
 from test_optimum import HAVE_HF, PYTHON, needs_hf, optimum, python_json
 
 DECODER_SOURCES = os.path.join(EXAMPLES, "decoder-sources")
@@ -269,6 +272,201 @@ class RealClients(unittest.TestCase):
                 b = node("ort_check.mjs", theirs, "--text", prompt)
                 for name in ("prompt_logits", "step_logits"):
                     self.assert_close(a["outputs"][name], b["outputs"][name], f"{pkg} {name} vs optimum-cli")
+
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+MIRRORS = os.path.join(REPO, "tests", "fixtures", "decoder_mirrors.py")
+# The greedy torch loop over a mirror, on Debian's torch with the source's own weights (htp_weights).
+MIRROR_GREEDY = r'''
+import json, sys, torch
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import decoder_mirrors, htp_weights
+src, prompt_ids, new = sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5])
+model = decoder_mirrors.build(json.load(open(src + "/config.json")))
+htp_weights.load_weights(model, src)
+ids, prompt, step = decoder_mirrors.greedy(model, prompt_ids, new)
+entry = lambda t: {"shape": list(t.shape), "data": t.flatten().tolist()}
+print(json.dumps({"generated_ids": ids, "prompt_logits": entry(prompt), "step_logits": entry(step)}))
+'''
+
+
+def debian_json(code, *args):
+    p = subprocess.run([DEBIAN_PYTHON, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    if p.returncode != 0:
+        raise AssertionError(f"{DEBIAN_PYTHON} -c ... failed: {p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@unittest.skipUnless(os.path.isdir(DECODER_SOURCES), f"no {DECODER_SOURCES} (made with the pinned environment)")
+class PlainTorchMirrors(unittest.TestCase):
+    """Item 4(b): Hugging Face-named plain-torch GPT2LMHeadModel and LlamaForCausalLM
+    (tests/fixtures/decoder_mirrors.py: legacy tuple cache, transformers' forward signature) export
+    through --model FILE.py:FACTORY on Debian's torch 1.13, without transformers, from the very
+    sources of hf-gpt2 and hf-llama (one model.safetensors; Llama sharded): the same package
+    signature as the AutoModel path, torch's logits in ONNX Runtime, and the mirror's greedy ids
+    in ONNX Runtime and transformers.js."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="modelexport-decoder-mirrors-")
+        cls.packages, cls.torch = {}, {}
+        for pkg, src in DECODERS.items():
+            out = os.path.join(cls.tmp, src)
+            run("export", os.path.join(DECODER_SOURCES, src), out, "--model", MIRRORS + ":build",
+                "--python", DEBIAN_PYTHON, check=0)
+            cls.packages[pkg] = out
+            ref = reference(pkg)
+            cls.torch[pkg] = debian_json(MIRROR_GREEDY, os.path.join(REPO, "tests", "fixtures"),
+                                         os.path.join(REPO, "tools"), os.path.join(DECODER_SOURCES, src),
+                                         json.dumps(ref["prompt_ids"]), len(ref["generated_ids"]))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_exported_by_debian_torch_without_transformers(self):
+        p = subprocess.run([DEBIAN_PYTHON, "-c", "import transformers"], capture_output=True)
+        self.assertNotEqual(p.returncode, 0, "Debian's python3 has transformers: the test would prove nothing")
+        for pkg, out in self.packages.items():
+            with self.subTest(pkg):
+                meta = load_json(os.path.join(out, "export_metadata.json"))
+                self.assertTrue(meta["export_context"]["torch_version"].startswith("1.13"), meta["export_context"])
+                self.assertEqual(meta["statistics"]["coverage"], 100.0)
+
+    def test_same_package_as_the_automodel_path(self):
+        for pkg, out in self.packages.items():
+            with self.subTest(pkg):
+                mirror = load_json(os.path.join(out, "export_metadata.json"))
+                genuine = load_json(os.path.join(EXAMPLES, pkg, "export_metadata.json"))
+                # names, order, dtypes and axis names of every input and output
+                self.assertEqual(mirror["signature"], genuine["signature"])
+                self.assertEqual(signature_of(os.path.join(out, "model.onnx")),
+                                 signature_of(os.path.join(EXAMPLES, pkg, "model.onnx")))
+                for key in ("class", "task", "optimum_class", "parameters"):
+                    self.assertEqual(mirror["model"][key], genuine["model"][key], key)
+                self.assertEqual(sorted(mirror["files"]), sorted(genuine["files"]))
+                # Module paths are transformers' own: every module the mirror runs, the genuine model runs.
+                ran = lambda meta: {p for p, m in meta["modules"].items() if m["execution_order"] is not None}
+                self.assertEqual(ran(mirror) - ran(genuine), set())
+                self.assertIn("model.layers.1.self_attn.k_proj" if pkg == "hf-llama" else "transformer.h.1.attn.c_attn",
+                              ran(mirror))
+
+    def test_valid_strict_with_onnxruntime(self):
+        for pkg, out in self.packages.items():
+            with self.subTest(pkg):
+                p = run("validate", out, "--strict", "--runtime", "onnxruntime", "--json")
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                checks = {c["id"]: c["status"] for c in json.loads(p.stdout)["checks"]}
+                self.assertEqual(checks["signature.cache"], "pass")
+
+    def assert_close(self, got, expected, what):
+        self.assertEqual(got["shape"], expected["shape"], what)
+        worst = max(abs(a - b) for a, b in zip(got["data"], expected["data"]))
+        self.assertLess(worst, TOLERANCE, f"{what} differs by {worst}")
+
+    def test_onnxruntime_logits_and_greedy_ids_equal_the_torch_mirror(self):
+        for pkg, out in self.packages.items():
+            with self.subTest(pkg):
+                ref, torch_out = reference(pkg), self.torch[pkg]
+                n = len(torch_out["generated_ids"])
+                self.assertGreaterEqual(n, 12)
+                ort = node("ort_check.mjs", out, "--text", ref["prompt"], "--generate", n)
+                self.assertEqual(ort["decoder"]["prompt_ids"], ref["prompt_ids"])
+                self.assert_close(ort["outputs"]["prompt_logits"], torch_out["prompt_logits"], pkg + " prompt")
+                self.assert_close(ort["outputs"]["step_logits"], torch_out["step_logits"], pkg + " cached step")
+                self.assertEqual(ort["decoder"]["generated_ids"], torch_out["generated_ids"])
+                # and the mirror is the genuine model: transformers' generate() gave the same ids
+                self.assertEqual(torch_out["generated_ids"], ref["generated_ids"])
+
+    @needs_hf
+    def test_optimum_generate_gives_the_mirrors_greedy_ids(self):
+        for pkg, out in self.packages.items():
+            with self.subTest(pkg):
+                ref, ids = reference(pkg), self.torch[pkg]["generated_ids"]
+                got = optimum(out, "ORTModelForCausalLM", "--text", ref["prompt"], "--generate", str(len(ids)))["generate"]
+                self.assertEqual(got["generated_ids"], ids)
+
+    def test_transformers_js_pipeline_gives_the_mirrors_greedy_ids(self):
+        for pkg, out in self.packages.items():
+            with self.subTest(pkg):
+                ref, ids = reference(pkg), self.torch[pkg]["generated_ids"]
+                result = node("tjs_pipeline.mjs", out, "--task", "text-generation", "--text", ref["prompt"],
+                              "--max-new-tokens", len(ids))["result"]
+                self.assertEqual(result["prompt_ids"], ref["prompt_ids"])
+                self.assertEqual(result["generated_ids"], ids)
+
+
+def peak_rss_while(process):
+    """The highest VmHWM of `process` itself (not its children), read every 10 ms until it exits."""
+    peak = [0]
+
+    def poll():
+        while process.poll() is None:
+            try:
+                with open(f"/proc/{process.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                break
+            time.sleep(0.01)
+    thread = threading.Thread(target=poll)
+    thread.start()
+    return thread, peak
+
+
+class LargeDecoder(unittest.TestCase):
+    """Item 9: a decoder whose export is over 2 GiB (tests/fixtures/make_big_decoder.py: the GPT-2
+    mirror with a 2.15 GB position table, made cheaply as a sparse model.safetensors) goes through
+    the real path — torch 1.13's exporter writes one external file per tensor — and the package
+    holds one model.onnx_data, tracked and verified, gathered by streaming (modelexport's own peak
+    memory is a small fraction of the model), with the tied embedding stored once; it validates
+    with the ONNX Runtime check and gives the mirror's logits."""
+
+    def test_export_over_2_gib_is_gathered_into_one_data_file(self):
+        import onnx
+        tmp = tempfile.mkdtemp(prefix="modelexport-big-decoder-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        src, pkg = os.path.join(tmp, "src"), os.path.join(tmp, "pkg")
+        subprocess.run([DEBIAN_PYTHON, os.path.join(REPO, "tests", "fixtures", "make_big_decoder.py"), src],
+                       check=True, capture_output=True, timeout=600)
+        stored = os.path.getsize(os.path.join(src, "model.safetensors"))
+        process = subprocess.Popen([TOOL, "export", src, pkg, "--model", MIRRORS + ":build", "--python", DEBIAN_PYTHON],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        thread, peak = peak_rss_while(process)
+        out, err = process.communicate(timeout=1700)
+        thread.join()
+        self.assertEqual(process.returncode, 0, err)
+
+        # one data file; none of torch's per-tensor files (named after the tensors) is left
+        self.assertEqual(sorted(f for f in os.listdir(pkg) if f.startswith(("model", "transformer"))),
+                         ["model.onnx", "model.onnx_data"])
+        data = os.path.getsize(os.path.join(pkg, "model.onnx_data"))
+        self.assertGreater(data, 2 ** 31)
+        # the tied embedding once: the data is the source's unique parameters (plus 4 KiB alignment)
+        self.assertLess(data, 1.01 * stored)
+        locations = {e.value for t in onnx.load(os.path.join(pkg, "model.onnx"), load_external_data=False).graph.initializer
+                     for e in t.external_data if e.key == "location"}
+        self.assertEqual(locations, {"model.onnx_data"})
+        meta = load_json(os.path.join(pkg, "export_metadata.json"))
+        self.assertEqual(meta["files"]["model.onnx_data"]["size"], data)
+        self.assertEqual(meta["files"]["model.onnx"]["sha256"], sha256(os.path.join(pkg, "model.onnx")))
+        run("verify", pkg, check=0)
+        # Streamed: modelexport itself (not the torch child) stays far below the model's size.
+        self.assertGreater(peak[0], 0)
+        self.assertLess(peak[0], 0.05 * data, f"modelexport peak RSS {peak[0]} bytes for {data} bytes of weights")
+
+        p = run("validate", pkg, "--strict", "--runtime", "onnxruntime", "--json", timeout=900)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        ref = load_json(src + ".reference.json")
+        ort = node("ort_check.mjs", pkg, "--text", ref["prompt"], "--generate", len(ref["generated_ids"]), timeout=900)
+        self.assertEqual(ort["decoder"]["prompt_ids"], ref["prompt_ids"])
+        self.assertEqual(ort["decoder"]["generated_ids"], ref["generated_ids"])
+        for name in ("prompt_logits", "step_logits"):
+            got, want = ort["outputs"][name], ref[name]
+            self.assertEqual(got["shape"], want["shape"])
+            self.assertLess(max(abs(a - b) for a, b in zip(got["data"], want["data"])), TOLERANCE, name)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 // ort_check.mjs: load PKGDIR/model.onnx with onnxruntime-node, run one inference and
 // print the result as one JSON line on stdout.
 //
-// Usage: node ort_check.mjs PKGDIR [--inputs FILE.json] [--text "sentence"]
+// Usage: node ort_check.mjs PKGDIR [--inputs FILE.json] [--text "sentence"] [--generate N]
 //
 // Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
 //
@@ -28,7 +28,8 @@
 // as one cached step (the prompt's present as past) and again as a full recompute of the whole
 // sequence without cache; the step's logits must equal the recompute's last position within 1e-4
 // (else exit 1). Outputs: prompt_logits, step_logits, and "decoder": {prompt_ids, step_id,
-// step_position, cache_max_diff}.
+// step_position, cache_max_diff}. --generate N (decoders only) then continues greedily over the cache
+// for N new tokens in all (the step's token first) and adds "generated_ids" to "decoder".
 //
 // Output values that are NaN or +-Infinity cannot be written as JSON numbers and come out as null.
 //
@@ -41,7 +42,7 @@ import { UsageError, runCli, timedRuns } from './cli.mjs';
 
 const PROG = 'ort_check';
 const DEFAULT_TEXT = 'the movie was great and i loved it';
-const USAGE = `usage: ${PROG}.mjs PKGDIR [--inputs FILE.json] [--text "sentence"]`;
+const USAGE = `usage: ${PROG}.mjs PKGDIR [--inputs FILE.json] [--text "sentence"] [--generate N]`;
 
 function readJsonIfExists(file) {
     if (!fs.existsSync(file)) return null;
@@ -253,7 +254,7 @@ function argmax(xs) {
 }
 
 // The prompt with an empty cache, one cached greedy step, and the same step recomputed without cache.
-async function decoderCheck(ort, session, pkgDir, text) {
+async function decoderCheck(ort, session, pkgDir, text, generate) {
     const ids = (await tokenize(pkgDir, text)).input_ids.map(Number);
     const prompt = await decoderRun(ort, session, ids, 0, null);
     const next = argmax(lastPosition(prompt.logits));
@@ -266,10 +267,23 @@ async function decoderCheck(ort, session, pkgDir, text) {
         throw new Error(`cached step logits differ from a full recompute by ${diff} (> ${CACHE_TOLERANCE}): the KV cache is wrong`);
     }
     const entry = (t) => ({ dtype: t.type, shape: Array.from(t.dims), data: toNumbers(t.data) });
+    const decoder = { prompt_ids: ids, step_id: next, step_position: ids.length, cache_max_diff: diff };
+    if (generate) {
+        // Greedy decoding over the cache: each step feeds the last token and the previous present.
+        const generated = [next];
+        let last = step;
+        while (generated.length < generate) {
+            const token = argmax(lastPosition(last.logits));
+            generated.push(token);
+            if (generated.length === generate) break;
+            last = await decoderRun(ort, session, [token], ids.length + generated.length - 1, last);
+        }
+        decoder.generated_ids = generated;
+    }
     return {
         inputs: { input_ids: [1, ids.length] },
         outputs: { prompt_logits: entry(prompt.logits), step_logits: entry(step.logits) },
-        decoder: { prompt_ids: ids, step_id: next, step_position: ids.length, cache_max_diff: diff },
+        decoder,
         latency_ms: latencyMs,
     };
 }
@@ -298,7 +312,7 @@ async function runModel(opts) {
 
     const runtime = { runtime: 'onnxruntime-node', version: ort.env.versions?.node ?? ort.env.versions?.common ?? null };
     if (!opts.inputs && session.inputNames.some(isPast)) {
-        const result = await decoderCheck(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT);
+        const result = await decoderCheck(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT, opts.generate);
         await session.release?.();
         return { ...runtime, ...result };
     }
@@ -324,9 +338,13 @@ runCli(
     {
         prog: PROG,
         usage: USAGE,
-        options: { inputs: { type: 'string' }, text: { type: 'string' } },
+        options: { inputs: { type: 'string' }, text: { type: 'string' }, generate: { type: 'string' } },
         check: (opts) => {
             if (opts.inputs !== undefined && opts.text !== undefined) throw new UsageError('--inputs and --text cannot be combined');
+            if (opts.generate !== undefined) {
+                if (!/^[1-9][0-9]{0,3}$/.test(opts.generate)) throw new UsageError(`--generate needs a count from 1 to 9999, got "${opts.generate}"`);
+                opts.generate = Number(opts.generate);
+            }
         },
     },
     runModel,
