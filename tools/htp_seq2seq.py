@@ -240,12 +240,35 @@ def dummy_decoder_inputs(config, names, encoder_hidden, with_past):
 # --------------------------------------------------------------------------
 
 def encoder_forward(model, modality, names):
+    """The root's forward runs the encoder through its parents (model.model.encoder for Whisper),
+    so the traced scopes are the encoder's full path ("/model/encoder/conv1/Conv"); calling the
+    encoder from the root directly would name it by its last component only."""
     encoder = model.get_encoder()
+    path = next(name for name, module in model.named_modules() if module is encoder)
+    parts = path.split(".")
+    chain = [model]
+    for part in parts:
+        chain.append(getattr(chain[-1], part))
 
     def forward_encoder(*tensors):
         given = dict(zip(names, tensors))
-        return (encoder(**given, return_dict=True).last_hidden_state,)
-    return forward_encoder
+        return (chain[1](**given, return_dict=True).last_hidden_state,)
+    return forward_encoder, chain[1:]
+
+
+@contextlib.contextmanager
+def passing_through(chain):
+    """Every module of `chain` but the last forwards its call to the next one (patched on the
+    instance: Whisper's model.model runs only its encoder); restored on exit."""
+    patched = []
+    try:
+        for module, target in zip(chain, chain[1:]):
+            module.forward = (lambda t: (lambda **kwargs: t(**kwargs)))(target)
+            patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward
 
 
 def _encoder_decoder_cache(flat, layers):
@@ -447,7 +470,7 @@ def merge_decoders(decoder_path, with_past_path, merged_path, parameter_names):
                 raise Seq2SeqError("decoder output %s has no counterpart with past" % output.name)
             source = output.name.replace("present.", "past_key_values.", 1)
             with_past.graph.node.append(onnx.helper.make_node(
-                "Identity", [source], [output.name], name="/passthrough/%s" % output.name))
+                "Identity", [source], [output.name], name="/Identity_%s" % output.name))  # root scope
     del with_past.graph.output[:]
     with_past.graph.output.extend(decoder.graph.output)
 
@@ -545,8 +568,10 @@ def export(options):
     names, outputs = encoder_names(modality)
     encoder_inputs = dummy_encoder_inputs(config, modality)
     args = tuple(encoder_inputs[n] for n in names)
-    modules = export_graph(model, encoder_forward(model, modality, names), names, outputs, args,
-                           encoder_axes(modality, names, outputs), path(ENCODER), options.opset)
+    forward, chain = encoder_forward(model, modality, names)
+    with passing_through(chain):
+        modules = export_graph(model, forward, names, outputs, args, encoder_axes(modality, names, outputs),
+                               path(ENCODER), options.opset)
     entries.append(table(ENCODER, options.task, model, names, outputs, modules))
     with torch.no_grad():
         encoder_hidden = model.get_encoder()(**encoder_inputs).last_hidden_state
