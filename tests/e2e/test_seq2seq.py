@@ -1,0 +1,234 @@
+"""Encoder-decoder packages (issue 15): T5-style text-to-text and Whisper-style speech-to-text in
+Optimum's and transformers.js' multi-file layout.
+
+Standalone for now (the C++ side does not export several files yet): the fixtures
+(tests/fixtures/make_seq2seq_models.py) and the exporter (tools/htp_seq2seq.py) run into a
+temporary directory, the source's config, tokenizer, processor and generation files are copied
+beside the ONNX files, and the directory is proven in real clients:
+- Optimum's ORTModelForSeq2SeqLM / ORTModelForSpeechSeq2Seq .from_pretrained(dir).generate(), with
+  the merged decoder and with decoder_model + decoder_with_past_model, gives transformers' greedy ids;
+- transformers.js' text2text-generation and automatic-speech-recognition pipelines give the same ids
+  and text, from the Hub layout (onnx/, its default) and from a flat directory (subfolder "");
+- ONNX Runtime: the encoder output, the first step's logits and one cached step equal torch within
+  1e-4, on both branches of the merged decoder; the cached branch equals a full recompute;
+- the names, order and axes of every file equal what optimum-cli writes for the same source;
+- the merged decoder stores every weight once; the module tables cover every node of every file.
+
+The package layout used (configs at the root, ONNX files under onnx/) is the Hub layout, which both
+clients load by default: transformers.js reads <dir>/onnx/encoder_model.onnx and
+decoder_model_merged.onnx, Optimum finds the ONNX files in the subfolder on its own.
+
+The harness runs under Debian's python3; torch, transformers, Optimum and onnxruntime run in the
+exporter's interpreter (MODELEXPORT_PYTHON, the pinned environment), as in test_decoders.py.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from common import REPO, load_json, node
+from test_optimum import PYTHON, needs_hf
+
+TOLERANCE = 1e-4
+FIXTURES = os.path.join(REPO, "tests", "fixtures", "make_seq2seq_models.py")
+EXPORTER = os.path.join(REPO, "tools", "htp_seq2seq.py")
+CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seq2seq_clients.py")
+MODELS = {"t5": "text2text-generation", "whisper": "automatic-speech-recognition"}
+OPTIMUM_TASK = {"t5": "text2text-generation-with-past", "whisper": "automatic-speech-recognition-with-past"}
+ONNX_FILES = ["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx", "decoder_model_merged.onnx"]
+# What a package holds besides the ONNX files (those the source has).
+CONFIG_FILES = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "spiece.model",
+                "preprocessor_config.json"]
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
+
+
+def pinned(*args, timeout=900, env=None):
+    p = subprocess.run([PYTHON, *map(str, args)], capture_output=True, text=True, env=env or ENV, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({p.returncode}): {p.stderr[-3000:]}")
+    return p
+
+
+def clients(*args, env=None):
+    return json.loads(pinned(CLIENTS, *args, env=env).stdout.strip().splitlines()[-1])
+
+
+@needs_hf
+class Seq2Seq(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="modelexport-seq2seq-")
+        cls.sources = os.path.join(cls.tmp, "sources")
+        pinned(FIXTURES, cls.sources)
+        cls.packages, cls.tables = {}, {}
+        for name, task in MODELS.items():
+            out = os.path.join(cls.tmp, "export-" + name)
+            tables = os.path.join(cls.tmp, name + ".modules.json")
+            pinned(EXPORTER, "--source", os.path.join(cls.sources, name), "--task", task,
+                   "--output-dir", out, "--modules", tables)
+            cls.tables[name] = load_json(tables)
+            pkg = os.path.join(cls.tmp, "pkg-" + name)
+            os.makedirs(os.path.join(pkg, "onnx"))
+            for f in ONNX_FILES:
+                shutil.copy(os.path.join(out, f), os.path.join(pkg, "onnx", f))
+            for f in CONFIG_FILES:
+                if os.path.isfile(os.path.join(cls.sources, name, f)):
+                    shutil.copy(os.path.join(cls.sources, name, f), os.path.join(pkg, f))
+            cls.packages[name] = pkg
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def reference(self, name):
+        return load_json(os.path.join(self.sources, "_reference", name + ".json"))
+
+    # --- the exporter's output --------------------------------------------------------------
+
+    def test_files_and_module_tables(self):
+        for name, task in MODELS.items():
+            with self.subTest(name):
+                tables = self.tables[name]
+                self.assertEqual(tables["format"], 2)
+                self.assertEqual([e["file"] for e in tables["files"]], ONNX_FILES)
+                info = clients("inspect", os.path.join(self.packages[name], "onnx"))["files"]
+                for entry in tables["files"]:
+                    self.assertEqual(entry["format"], 1)
+                    self.assertEqual(entry["task"], task)
+                    self.assertEqual(entry["root_class"], tables["root_class"])
+                    graph = info[entry["file"]]
+                    self.assertEqual(entry["inputs"], [i[0] for i in graph["inputs"]], entry["file"])
+                    self.assertEqual(entry["outputs"], [o[0] for o in graph["outputs"]], entry["file"])
+                    ran = {m["path"] for m in entry["modules"] if m["order"] is not None}
+                    # Every node named in a module scope names a module that ran in that file's graph
+                    # (or one of its ancestors did): the C++ projection tags 100% from these tables.
+                    for node_name in graph["nodes"]:
+                        parts = node_name.strip("/").split("/")[:-1] if node_name.startswith("/") else []
+                        scope = ".".join(parts)
+                        while scope and scope not in ran:
+                            scope = scope.rpartition(".")[0]
+                        if parts:
+                            self.assertTrue(scope, f"{entry['file']}: node {node_name} has no traced module")
+                encoder, decoder = tables["files"][0], tables["files"][1]
+                enc_ran = {m["path"] for m in encoder["modules"] if m["order"] is not None}
+                dec_ran = {m["path"] for m in decoder["modules"] if m["order"] is not None}
+                self.assertTrue(enc_ran and all(p == "" or ".decoder" not in "." + p for p in enc_ran), enc_ran)
+                self.assertIn("lm_head" if name == "t5" else "proj_out", dec_ran)
+                self.assertFalse({p for p in dec_ran if p.startswith(("encoder.", "model.encoder."))})
+                self.assertEqual(tables["files"][3]["branches"],
+                                 {"then": "decoder_with_past_model.onnx", "else": "decoder_model.onnx"})
+
+    def test_merged_decoder_stores_each_weight_once(self):
+        for name in MODELS:
+            with self.subTest(name):
+                report = clients("inspect", os.path.join(self.packages[name], "onnx"))
+                files, unique = report["files"], report["unique_weight_bytes"]
+                merged, plain, past = (files[f] for f in ONNX_FILES[3:0:-1])
+                self.assertEqual(merged["main_nodes"], ["If"])
+                self.assertEqual(merged["weight_bytes"], unique)
+                graphs = (plain["size"] - plain["weight_bytes"]) + (past["size"] - past["weight_bytes"])
+                self.assertLess(merged["size"], 1.2 * graphs + unique, files)
+                self.assertLess(merged["size"], plain["size"] + past["size"] - (plain["weight_bytes"] + past["weight_bytes"] - unique) / 2)
+
+    def test_no_weights_is_an_error_not_random_weights(self):
+        src = os.path.join(self.tmp, "no-weights")
+        shutil.copytree(os.path.join(self.sources, "t5"), src)
+        os.remove(os.path.join(src, "model.safetensors"))
+        p = subprocess.run([PYTHON, EXPORTER, "--source", src, "--task", "text2text-generation",
+                            "--output-dir", os.path.join(self.tmp, "no-weights-out"),
+                            "--modules", os.path.join(self.tmp, "no-weights.json")],
+                           capture_output=True, text=True, env=ENV, timeout=600)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("htp_seq2seq: error: ", p.stderr)
+        self.assertNotIn("Traceback", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "no-weights.json")))
+
+    def test_beside_optimum_cli(self):
+        cli = os.path.join(os.path.dirname(PYTHON), "optimum-cli")
+        for name in MODELS:
+            with self.subTest(name):
+                theirs = os.path.join(self.tmp, "optimum-cli-" + name)
+                p = subprocess.run([cli, "export", "onnx", "--model", os.path.join(self.sources, name),
+                                    "--task", OPTIMUM_TASK[name], theirs],
+                                   capture_output=True, text=True, env=ENV, timeout=900)
+                self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+                self.assertEqual({f for f in os.listdir(theirs) if f.endswith(".onnx")}, set(ONNX_FILES))
+                ours = clients("inspect", os.path.join(self.packages[name], "onnx"))["files"]
+                other = clients("inspect", theirs)["files"]
+                for f in ONNX_FILES:
+                    self.assertEqual(ours[f]["inputs"], other[f]["inputs"], f)
+                    self.assertEqual(ours[f]["outputs"], other[f]["outputs"], f)
+                # Their files in the same ONNX Runtime checks: the same torch answers.
+                report = clients("ort", theirs, theirs, os.path.join(self.sources, name),
+                                 os.path.join(self.sources, "_reference", name + ".json"))
+                self.assertLess(report["encoder"], TOLERANCE)
+                self.assertEqual(report["greedy"], self.reference(name)["generated_ids"])
+
+    # --- real clients -----------------------------------------------------------------------
+
+    def test_onnxruntime_equals_torch(self):
+        for name in MODELS:
+            with self.subTest(name):
+                ref = self.reference(name)
+                pkg = self.packages[name]
+                r = clients("ort", pkg, os.path.join(pkg, "onnx"), os.path.join(self.sources, name),
+                            os.path.join(self.sources, "_reference", name + ".json"))
+                self.assertLess(r["encoder"], TOLERANCE, r)
+                if name == "whisper":
+                    self.assertLess(r["features"], 1e-5, r)
+                for key in ("decoder_model", "merged"):
+                    self.assertLess(r["first"][key], TOLERANCE, r)
+                for key in ("decoder_with_past_model", "merged", "merged_vs_recompute"):
+                    self.assertLess(r["step"][key], TOLERANCE, r)
+                self.assertTrue(r["step"]["encoder_cache_kept"])
+                self.assertEqual(r["step"]["decoder_cache_length"], len(ref["decoder_prompt_ids"]) + 1)
+                self.assertEqual(r["greedy"], ref["generated_ids"])
+                self.assertEqual(r["inputs"][-1], "use_cache_branch")
+
+    def test_optimum_generate_gives_transformers_greedy_ids(self):
+        for name in MODELS:
+            for merged in (True, False):
+                with self.subTest(name=name, merged=merged):
+                    ref = self.reference(name)
+                    self.assertGreaterEqual(len(ref["generated_ids"]), 8)
+                    env = dict(ENV, SEQ2SEQ_REFERENCE=os.path.join(self.sources, "_reference", name + ".json"))
+                    out = clients("optimum", self.packages[name], name, *([] if merged else ["--no-merged"]), env=env)
+                    self.assertEqual(out["merged"], merged)
+                    decoder = "onnx/decoder_model_merged.onnx" if merged else "onnx/decoder_model.onnx"
+                    self.assertEqual(out["files"], sorted([decoder, "onnx/encoder_model.onnx"]))
+                    sequence = out["sequence"]
+                    prompt = ref["decoder_prompt_ids"]
+                    if sequence[:len(prompt)] == prompt:  # Whisper's generate() drops its prompt
+                        sequence = sequence[len(prompt):]
+                    self.assertEqual(sequence, ref["generated_ids"])
+                    self.assertEqual(out["text"], ref["generated_text"])
+
+    def test_transformers_js_pipelines_give_transformers_greedy_ids(self):
+        for name, task in MODELS.items():
+            ref = self.reference(name)
+            n = len(ref["generated_ids"])
+            flat = os.path.join(self.tmp, "flat-" + name)
+            if not os.path.isdir(flat):
+                shutil.copytree(self.packages[name], flat)
+                for f in ONNX_FILES:
+                    os.rename(os.path.join(flat, "onnx", f), os.path.join(flat, f))
+                os.rmdir(os.path.join(flat, "onnx"))
+            for pkg, subfolder in ((self.packages[name], []), (flat, ["--subfolder", ""])):
+                with self.subTest(name=name, layout="flat" if subfolder else "hub"):
+                    out = node("tjs_seq2seq.mjs", pkg, "--task", task, "--max-new-tokens", n, *subfolder)["result"]
+                    self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
+                    if name == "t5":
+                        self.assertEqual(out["input_ids"], ref["input_ids"])
+                        self.assertEqual(out["generated_text"], ref["generated_text"])
+                    else:
+                        self.assertEqual(out["input_features_shape"], ref["input_features_shape"])
+                        worst = max(abs(a - b) for a, b in zip(out["input_features_head"], ref["input_features_head"]))
+                        self.assertLess(worst, 1e-4)
+                        self.assertEqual(out["text"], ref["generated_text"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,658 @@
+#!/usr/bin/env python3
+"""Export an encoder-decoder model (T5-style text-to-text, Whisper-style speech-to-text)
+to Optimum's multi-file ONNX layout, with the module hierarchy of every file (issue 15).
+
+Usage:
+  htp_seq2seq.py --source DIR --task text2text-generation|automatic-speech-recognition
+                 --output-dir DIR --modules FILE.json [--opset N] [--source-boundary DIR]
+
+Writes into --output-dir, with Optimum's seq2seq names and axes (what
+``optimum-cli export onnx --task text2text-generation-with-past`` /
+``automatic-speech-recognition-with-past`` writes for the same model):
+
+  encoder_model.onnx            input_ids, attention_mask [batch_size, encoder_sequence_length]   (text)
+                                input_features [batch_size, num_mel_bins, frames]                  (speech)
+                                -> last_hidden_state
+  decoder_model.onnx            [encoder_attention_mask,] input_ids, encoder_hidden_states
+                                -> logits, present.{i}.decoder.key/value, present.{i}.encoder.key/value
+  decoder_with_past_model.onnx  [encoder_attention_mask,] input_ids, past_key_values.{i}.decoder/encoder.key/value
+                                -> logits [batch_size, "1", vocab], present.{i}.decoder.key/value
+  decoder_model_merged.onnx     the union of both decoders' inputs + use_cache_branch (bool [1])
+                                -> decoder_model.onnx's outputs; one If node whose then_branch is the
+                                decoder with past and else_branch the decoder without; every weight
+                                stored once in the main graph (see merge_decoders)
+
+Inputs are in the order of the model's forward signature (attention_mask -> encoder_attention_mask,
+decoder_input_ids -> input_ids, encoder_outputs -> encoder_hidden_states, then the cache), as
+optimum-cli orders them. Whisper's encoder is static in its frames ([batch_size, 80, 3000] ->
+[batch_size, 1500, d_model]), as optimum-cli exports it (the model itself refuses other lengths).
+
+Every graph is traced from the whole model (T5ForConditionalGeneration, ...) with its forward
+patched on the instance, never from a wrapper or a sub-module, so every ONNX node name carries the
+module path from the model's root ("/encoder/block.0/layer.0/SelfAttention/q/MatMul",
+"/model/decoder/layers.1/encoder_attn/k_proj/MatMul", "/lm_head/MatMul"): the same projection
+(docs/design.md §4) tags every file. torch.onnx.export runs with dynamo=False (the TorchScript
+exporter is the one whose node names carry scopes).
+
+The module table (--modules) is JSON, format 2:
+
+  {"format": 2, "task": T, "root_class": C, "parameters": N, "torch_version": V,
+   "onnx_exporter": "torch.onnx.export (TorchScript)",
+   "files": [ENTRY, ...]}                       # in the order listed above
+
+and every ENTRY is a complete format-1 table, exactly what htp_exporter.py writes for one
+model.onnx (so the C++ reader of one table reads each entry unchanged), plus "file":
+
+  {"file": "encoder_model.onnx", "format": 1, "task": T, "root_class": C, "parameters": N,
+   "inputs": [...], "outputs": [...], "torch_version": V, "onnx_exporter": E,
+   "modules": [{"path": "encoder.block.0", "class": "T5Block", "torch_module": false,
+                "order": 3 | null}, ...]}
+
+"modules" lists every module of named_modules() (same list in every entry); "order" is the
+module's first call while tracing THAT file's graph, null when the graph does not run it (the
+encoder file never runs the decoder). The merged file's entry also has
+  "branches": {"then": "decoder_with_past_model.onnx", "else": "decoder_model.onnx"},
+  "order" being the first call in either decoder; its nodes live in the If node's two subgraphs
+  (the main graph holds the If node only, named "/If_use_cache_branch", root scope).
+
+Weights are read by htp_weights.py (model.safetensors or its index, else pytorch_model.bin with
+weights_only=True), never random: the model is built from config.json and every key is checked.
+Exit codes as htp_exporter.py: 0, 1 export failure, 2 usage error, 3 transformers missing.
+"""
+
+import argparse
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import sys
+import traceback
+import warnings
+
+sys.dont_write_bytecode = True
+
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import htp_decoder  # noqa: E402  (traceable_masks, _cache_object, _flat_cache)
+from htp_exporter import (ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json,  # noqa: E402
+                          torchscript_exporter_arguments, trace_modules)
+from htp_weights import WeightsError, load_weights, weight_files  # noqa: E402
+
+# task -> (modality, transformers Auto class)
+TASKS = {
+    "text2text-generation": ("text", "AutoModelForSeq2SeqLM"),
+    "automatic-speech-recognition": ("speech", "AutoModelForSpeechSeq2Seq"),
+}
+ENCODER = "encoder_model.onnx"
+DECODER = "decoder_model.onnx"
+DECODER_WITH_PAST = "decoder_with_past_model.onnx"
+MERGED = "decoder_model_merged.onnx"
+FILES = (ENCODER, DECODER, DECODER_WITH_PAST, MERGED)
+USE_CACHE_BRANCH = "use_cache_branch"
+IF_NODE = "/If_use_cache_branch"
+
+# Dummy sizes for tracing. Lengths above 1 everywhere, so no size-1 axis is baked into a Reshape;
+# the exported axes are symbolic and the tests run other lengths.
+BATCH = 1
+ENCODER_LENGTH = 8       # text encoder tokens
+DECODER_LENGTH = 3       # decoder tokens, no past
+STEP_LENGTH = 2          # decoder tokens with past
+PAST_LENGTH = 3          # past decoder tokens
+SEED = 0
+
+# Forward parameter -> ONNX input name (Optimum's seq2seq decoder names).
+DECODER_RENAMES = {"attention_mask": "encoder_attention_mask", "decoder_input_ids": "input_ids",
+                   "encoder_outputs": "encoder_hidden_states", "past_key_values": "past_key_values"}
+# Initializers kept inside each branch (Optimum's rule): scalars and 1-D int32/int64 tensors
+# (shapes, axes); ONNX Runtime's optimizer folds them per branch.
+SMALL_INT_TYPES = (6, 7)
+
+
+class Seq2SeqError(Exception):
+    """The model or config.json does not fit the encoder-decoder signature."""
+
+
+# --------------------------------------------------------------------------
+# Geometry, names and axes
+# --------------------------------------------------------------------------
+
+def _first(config, *keys):
+    for key in keys:
+        if isinstance(config.get(key), int) and config[key] > 0:
+            return config[key]
+    return None
+
+
+def geometry(config):
+    """(decoder layers, decoder heads, head dim, d_model) from config.json (T5's and Whisper's keys)."""
+    layers = _first(config, "num_decoder_layers", "decoder_layers", "num_layers")
+    heads = _first(config, "num_heads", "decoder_attention_heads", "num_attention_heads")
+    d_model = _first(config, "d_model", "hidden_size")
+    head_dim = _first(config, "d_kv", "head_dim") or (d_model // heads if d_model and heads else None)
+    if not (layers and heads and head_dim and d_model):
+        raise Seq2SeqError("config.json: cannot tell the decoder cache shape (needs num_decoder_layers/"
+                           "decoder_layers, num_heads/decoder_attention_heads and d_model)")
+    return layers, heads, head_dim, d_model
+
+
+def cache_names(prefix, layers, parts=("decoder", "encoder")):
+    """prefix.{i}.decoder.key, .decoder.value, .encoder.key, .encoder.value, layer-major."""
+    return ["%s.%d.%s.%s" % (prefix, i, part, kind) for i in range(layers) for part in parts
+            for kind in ("key", "value")]
+
+
+def decoder_input_names(model, layers, with_past, modality):
+    """Decoder inputs in forward-signature order, as optimum-cli orders them."""
+    order = [p.name for p in inspect.signature(model.forward).parameters.values()]
+    wanted = ["decoder_input_ids", "encoder_outputs", "past_key_values"]
+    if modality == "text":
+        wanted.append("attention_mask")
+    missing = [n for n in wanted if n not in order]
+    if missing:
+        raise Seq2SeqError("%s.forward does not accept %s" % (type(model).__name__, ", ".join(missing)))
+    names = []
+    for parameter in sorted(wanted, key=order.index):
+        if parameter == "past_key_values":
+            if with_past:
+                names += cache_names("past_key_values", layers)
+        elif parameter == "encoder_outputs" and with_past:
+            continue  # the cross-attention keys come from the cache
+        else:
+            names.append(DECODER_RENAMES[parameter])
+    return names
+
+
+def decoder_output_names(layers, with_past):
+    return ["logits"] + cache_names("present", layers, ("decoder",) if with_past else ("decoder", "encoder"))
+
+
+def encoder_names(modality):
+    inputs = ["input_ids", "attention_mask"] if modality == "text" else ["input_features"]
+    return inputs, ["last_hidden_state"]
+
+
+def encoder_axes(modality, inputs, outputs):
+    if modality == "speech":  # optimum-cli: static mel bins and frames
+        return {name: {0: "batch_size"} for name in inputs + outputs}
+    return {name: {0: "batch_size", 1: "encoder_sequence_length"} for name in inputs + outputs}
+
+
+def decoder_axes(inputs, outputs, with_past):
+    """Optimum's axes (OnnxSeq2SeqConfigWithPast): the with-past logits' step axis is named "1"."""
+    axes = {}
+    for name in inputs + outputs:
+        if name in ("encoder_attention_mask", "encoder_hidden_states") or ".encoder." in name:
+            axes[name] = {0: "batch_size", (2 if "." in name else 1): "encoder_sequence_length"}
+        elif name == "input_ids":
+            axes[name] = {0: "batch_size", 1: "decoder_sequence_length"}
+        elif name.startswith("past_key_values."):
+            axes[name] = {0: "batch_size", 2: "past_decoder_sequence_length"}
+        elif name.startswith("present."):
+            axes[name] = {0: "batch_size", 2: "past_decoder_sequence_length + decoder_sequence_length"}
+        elif name == "logits":
+            axes[name] = {0: "batch_size", 1: "1" if with_past else "decoder_sequence_length"}
+    return axes
+
+
+# --------------------------------------------------------------------------
+# Dummy inputs
+# --------------------------------------------------------------------------
+
+def ids(vocab, shape, offset):
+    count = 1
+    for dim in shape:
+        count *= dim
+    return ((offset + 7 * torch.arange(count, dtype=torch.int64)) % max(vocab, 1)).reshape(shape)
+
+
+def dummy_encoder_inputs(config, modality):
+    if modality == "text":
+        shape = (BATCH, ENCODER_LENGTH)
+        return {"input_ids": ids(int(config.get("vocab_size", 2)), shape, 1),
+                "attention_mask": torch.ones(shape, dtype=torch.int64)}
+    generator = torch.Generator().manual_seed(SEED)
+    bins = int(config.get("num_mel_bins", 80))
+    frames = 2 * int(config.get("max_source_positions", 1500))  # conv2 has stride 2
+    return {"input_features": torch.randn((BATCH, bins, frames), generator=generator)}
+
+
+def dummy_decoder_inputs(config, names, encoder_hidden, with_past):
+    layers, heads, head_dim, _ = geometry(config)
+    vocab = int(config.get("vocab_size", 2))
+    encoder_length = encoder_hidden.shape[1]
+    generator = torch.Generator().manual_seed(SEED)
+    length = STEP_LENGTH if with_past else DECODER_LENGTH
+    tensors = {
+        "input_ids": ids(vocab, (BATCH, length), 3),
+        "encoder_hidden_states": encoder_hidden,
+        "encoder_attention_mask": torch.ones((BATCH, encoder_length), dtype=torch.int64),
+    }
+    for name in cache_names("past_key_values", layers):
+        past = encoder_length if ".encoder." in name else PAST_LENGTH
+        tensors[name] = torch.randn((BATCH, heads, past, head_dim), generator=generator)
+    return {name: tensors[name] for name in names}
+
+
+# --------------------------------------------------------------------------
+# Forwards patched on the instance (the node scopes stay the model's module paths)
+# --------------------------------------------------------------------------
+
+def encoder_forward(model, modality, names):
+    """The root's forward runs the encoder through its parents (model.model.encoder for Whisper),
+    so the traced scopes are the encoder's full path ("/model/encoder/conv1/Conv"); calling the
+    encoder from the root directly would name it by its last component only."""
+    encoder = model.get_encoder()
+    path = next(name for name, module in model.named_modules() if module is encoder)
+    parts = path.split(".")
+    chain = [model]
+    for part in parts:
+        chain.append(getattr(chain[-1], part))
+
+    def forward_encoder(*tensors):
+        given = dict(zip(names, tensors))
+        return (chain[1](**given, return_dict=True).last_hidden_state,)
+    return forward_encoder, chain[1:]
+
+
+@contextlib.contextmanager
+def passing_through(chain):
+    """Every module of `chain` but the last forwards its call to the next one (patched on the
+    instance: Whisper's model.model runs only its encoder); restored on exit."""
+    patched = []
+    try:
+        for module, target in zip(chain, chain[1:]):
+            module.forward = (lambda t: (lambda **kwargs: t(**kwargs)))(target)
+            patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+def _encoder_decoder_cache(flat, layers):
+    """transformers' EncoderDecoderCache holding the flat past (per layer: self k, v, cross k, v)."""
+    from transformers.cache_utils import EncoderDecoderCache
+    self_pairs = [(flat[4 * i], flat[4 * i + 1]) for i in range(layers)]
+    cross_pairs = [(flat[4 * i + 2], flat[4 * i + 3]) for i in range(layers)]
+    return EncoderDecoderCache(htp_decoder._cache_object(self_pairs), htp_decoder._cache_object(cross_pairs))
+
+
+def decoder_forward(forward, names, layers, d_model, with_past):
+    """forward(*tensors in `names` order) -> (logits, present...), cache flattened layer-major."""
+    past_names = cache_names("past_key_values", layers)
+
+    def forward_decoder(*tensors):
+        given = dict(zip(names, tensors))
+        kwargs = {"decoder_input_ids": given["input_ids"], "use_cache": True, "return_dict": True}
+        if "encoder_attention_mask" in given:
+            kwargs["attention_mask"] = given["encoder_attention_mask"]
+        if with_past:
+            flat = [given[n] for n in past_names]
+            kwargs["past_key_values"] = _encoder_decoder_cache(flat, layers)
+            # The decoder layers run cross-attention only when they are given encoder states; with
+            # a filled cache they read its keys and use the states' shape at most. A zero tensor
+            # shaped from the cached encoder keys stands in (no graph input, as in optimum-cli).
+            cross = flat[2]
+            hidden = torch.zeros(cross.shape[0], cross.shape[2], d_model, dtype=cross.dtype)
+            kwargs["encoder_outputs"] = (hidden,)
+        else:
+            kwargs["encoder_outputs"] = (given["encoder_hidden_states"],)
+        outputs = forward(**kwargs)
+        cache = outputs.past_key_values
+        self_flat = htp_decoder._flat_cache(cache.self_attention_cache)
+        present = []
+        if with_past:
+            present = self_flat
+        else:
+            cross_flat = htp_decoder._flat_cache(cache.cross_attention_cache)
+            for i in range(layers):
+                present += self_flat[2 * i:2 * i + 2] + cross_flat[2 * i:2 * i + 2]
+        return (outputs.logits, *present)
+    return forward_decoder
+
+
+@contextlib.contextmanager
+def traceable_empty_caches():
+    """An empty cache layer starts as a zero-length slice of its first keys, not torch.tensor([]).
+
+    transformers' DynamicLayer starts from a 1-D empty tensor and concatenates the first keys to
+    it; eager torch accepts that, but the traced Concat joins a 1-D constant with a 4-D tensor,
+    which ONNX rejects. A [batch, heads, 0, head_dim] slice of the keys keeps every axis dynamic.
+    Restored on exit.
+    """
+    from transformers.cache_utils import DynamicLayer
+    saved = DynamicLayer.lazy_initialization
+
+    def lazy_initialization(self, key_states):
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.keys = key_states[:, :, :0]
+        self.values = key_states[:, :, :0]
+        self.is_initialized = True
+    DynamicLayer.lazy_initialization = lazy_initialization
+    try:
+        yield
+    finally:
+        DynamicLayer.lazy_initialization = saved
+
+
+# --------------------------------------------------------------------------
+# Export of one graph
+# --------------------------------------------------------------------------
+
+def export_graph(model, forward, names, outputs, args, axes, path, opset):
+    """Trace `forward` patched on `model` (hooks record first calls), then export it. Returns modules."""
+    model.forward = forward
+    try:
+        with htp_decoder.traceable_masks(), traceable_empty_caches():
+            modules, produced = trace_modules(model, args)
+            if len(produced) != len(outputs):
+                raise Seq2SeqError("%s: the graph returns %d outputs, expected %d (%s)"
+                                   % (os.path.basename(path), len(produced), len(outputs), ", ".join(outputs)))
+            torch.onnx.export(model, args, path, input_names=names, output_names=outputs, dynamic_axes=axes,
+                              opset_version=opset, do_constant_folding=True, **torchscript_exporter_arguments())
+    finally:
+        del model.forward  # the class's forward again
+    fix_static_output_dims(path, dict(zip(outputs, produced)), axes)
+    return modules
+
+
+def fix_static_output_dims(path, produced, axes):
+    """Declare the model's constant output dims (heads, head dim, vocabulary) as numbers.
+
+    torch's shape inference loses them through the Concat of an empty cache with the first keys
+    and names them "Concat<output>_dim_1"; optimum-cli's files declare the numbers. Every axis
+    not in `axes` is a constant of the model, so the traced size is its value. The file is
+    rewritten only when a dim changes.
+    """
+    import onnx
+    model = onnx.load(path)
+    changed = False
+    for output in model.graph.output:
+        traced = produced[output.name].shape
+        dims = output.type.tensor_type.shape.dim
+        for axis, dim in enumerate(dims):
+            if axis in axes.get(output.name, {}):
+                continue
+            if not dim.HasField("dim_value") or dim.dim_value != traced[axis]:
+                dim.dim_value = int(traced[axis])  # clears dim_param (oneof)
+                changed = True
+    if changed:
+        onnx.save(model, path)
+
+
+# --------------------------------------------------------------------------
+# The merged decoder
+# --------------------------------------------------------------------------
+
+def _tensor_key(tensor):
+    from onnx import numpy_helper
+    array = numpy_helper.to_array(tensor)
+    return (tensor.data_type, tuple(tensor.dims), hashlib.sha256(array.tobytes()).hexdigest())
+
+
+def _is_small(tensor):
+    return len(tensor.dims) == 0 or (len(tensor.dims) == 1 and tensor.data_type in SMALL_INT_TYPES)
+
+
+def _rename_inputs(graph, renames):
+    """Rename node inputs (and inputs of nested subgraphs) of a branch."""
+    for node in graph.node:
+        for j, name in enumerate(node.input):
+            if name in renames:
+                node.input[j] = renames[name]
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                _rename_inputs(attribute.g, renames)
+            for sub in attribute.graphs:
+                _rename_inputs(sub, renames)
+
+
+def merge_decoders(decoder_path, with_past_path, merged_path, parameter_names):
+    """decoder_model_merged.onnx: If(use_cache_branch, then=with past, else=without), weights once.
+
+    Done here, with the onnx package, rather than in C++: the merge needs every initializer's
+    bytes (equal tensors are found by content, and torch names a folded weight differently in
+    each file), which the C++ side deliberately never reads (its light reader seeks over them),
+    and Debian's ONNX 1.12 C++ API has no graph composition; the exporter holds the model anyway
+    and its output (all four files) is what the export cache stores.
+
+    Rules (as Optimum's merge_decoders, so clients that know Optimum's files know these):
+    - every initializer but scalars and 1-D int32/int64 goes to the main graph, once per distinct
+      content (data type, dims, bytes); a name that is a parameter path is kept, else the first
+      name seen, made unique with "_merged_N" when two different tensors share it;
+    - small initializers stay in their branch;
+    - the with-past branch gets the encoder cache outputs the decoder without past has
+      (present.{i}.encoder.*), as Identity of the past inputs: both branches return the same
+      outputs, in the decoder's order, with its types and axes;
+    - inputs: the decoder's, then the with-past decoder's others, then use_cache_branch (bool [1]).
+    """
+    import onnx
+    decoder = onnx.load(decoder_path)
+    with_past = onnx.load(with_past_path)
+    if [(o.domain, o.version) for o in decoder.opset_import] != [(o.domain, o.version) for o in with_past.opset_import]:
+        raise Seq2SeqError("the two decoders have different opsets")
+    models = (decoder, with_past)
+
+    # Group big initializers by content.
+    groups = {}
+    for index, model in enumerate(models):
+        for tensor in model.graph.initializer:
+            if not _is_small(tensor):
+                groups.setdefault(_tensor_key(tensor), []).append((index, tensor))
+    renames = ({}, {})
+    shared, taken = [], set()
+    for members in groups.values():
+        names = [t.name for _, t in members]
+        preferred = [n for n in names if n in parameter_names] or names
+        name = preferred[0]
+        suffix = 0
+        while name in taken:
+            name = "%s_merged_%d" % (preferred[0], suffix)
+            suffix += 1
+        taken.add(name)
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(members[0][1])
+        tensor.name = name
+        shared.append(tensor)
+        for index, member in members:
+            if member.name != name:
+                renames[index][member.name] = name
+    for index, model in enumerate(models):
+        _rename_inputs(model.graph, renames[index])
+
+    # The with-past branch returns the decoder's outputs, in its order.
+    past_outputs = {o.name for o in with_past.graph.output}
+    for output in decoder.graph.output:
+        if output.name not in past_outputs:
+            if not output.name.startswith("present.") or ".encoder." not in output.name:
+                raise Seq2SeqError("decoder output %s has no counterpart with past" % output.name)
+            source = output.name.replace("present.", "past_key_values.", 1)
+            with_past.graph.node.append(onnx.helper.make_node(
+                "Identity", [source], [output.name], name="/Identity_%s" % output.name))  # root scope
+    del with_past.graph.output[:]
+    with_past.graph.output.extend(decoder.graph.output)
+
+    def branch(model, name):
+        return onnx.helper.make_graph(nodes=model.graph.node, name=name, inputs=[], outputs=model.graph.output,
+                                      initializer=[t for t in model.graph.initializer if _is_small(t)])
+
+    inputs, seen = [], set()
+    for model in models:
+        for value in model.graph.input:
+            if value.name not in seen:
+                seen.add(value.name)
+                inputs.append(value)
+    inputs.append(onnx.helper.make_tensor_value_info(USE_CACHE_BRANCH, onnx.TensorProto.BOOL, [1]))
+    node = onnx.helper.make_node("If", [USE_CACHE_BRANCH], [o.name for o in decoder.graph.output], name=IF_NODE,
+                                 then_branch=branch(with_past, "with_past"), else_branch=branch(decoder, "no_past"))
+    graph = onnx.helper.make_graph([node], "merged", inputs, list(decoder.graph.output), initializer=shared)
+    merged = onnx.helper.make_model(graph, opset_imports=list(decoder.opset_import),
+                                    producer_name=decoder.producer_name, producer_version=decoder.producer_version)
+    merged.ir_version = decoder.ir_version
+    onnx.checker.check_model(merged)
+    onnx.save(merged, merged_path)
+    return len(shared), sum(len(v) - 1 for v in groups.values())
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+def load_model(source_dir, task, config, boundary):
+    try:
+        import transformers
+    except ImportError as error:
+        raise MissingTransformers(str(error))
+    weight_files(source_dir, boundary)  # vet every weights file first (clear errors)
+    auto = getattr(transformers, TASKS[task][1])
+    model_config = transformers.AutoConfig.from_pretrained(source_dir, local_files_only=True)
+    model = auto.from_config(model_config)
+    model.tie_weights()
+    load_weights(model, source_dir, boundary)
+    if not getattr(model.config, "is_encoder_decoder", False):
+        raise Seq2SeqError("%s is not an encoder-decoder model (config.json is_encoder_decoder)"
+                           % type(model).__name__)
+    return model.eval()
+
+
+def table(name, task, model, inputs, outputs, modules):
+    entry = {
+        "file": name,
+        "format": 1,
+        "task": task,
+        "root_class": type(model).__name__,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "inputs": inputs,
+        "outputs": outputs,
+        "torch_version": torch.__version__,
+        "onnx_exporter": ONNX_EXPORTER,
+        "modules": modules,
+    }
+    return entry
+
+
+def merged_modules(first, second):
+    """First call in either decoder, in the no-past decoder's numbering, then the with-past one's."""
+    base = {m["path"]: m["order"] for m in first}
+    offset = 1 + max([o for o in base.values() if o is not None] or [-1])
+    out = []
+    for record in second:
+        order = base.get(record["path"])
+        if order is None and record["order"] is not None:
+            order = offset + record["order"]
+        out.append(dict(record, order=order))
+    return out
+
+
+def export(options):
+    if options.task not in TASKS:
+        raise UsageError("unknown task '%s' (known: %s)" % (options.task, ", ".join(sorted(TASKS))))
+    modality = TASKS[options.task][0]
+    source = options.source
+    if not os.path.isdir(source):
+        raise UsageError("source directory not found: %s" % source)
+    os.makedirs(options.output_dir, exist_ok=True)
+    config = read_json(os.path.join(source, "config.json"))
+    if not isinstance(config, dict):
+        raise Seq2SeqError("config.json is not a JSON object")
+    layers = geometry(config)[0]
+
+    log("loading model")
+    model = load_model(source, options.task, config, options.source_boundary or source)
+    path = lambda name: os.path.join(options.output_dir, name)  # noqa: E731
+    entries = []
+
+    log("exporting %s" % ENCODER)
+    names, outputs = encoder_names(modality)
+    encoder_inputs = dummy_encoder_inputs(config, modality)
+    args = tuple(encoder_inputs[n] for n in names)
+    forward, chain = encoder_forward(model, modality, names)
+    with passing_through(chain):
+        modules = export_graph(model, forward, names, outputs, args, encoder_axes(modality, names, outputs),
+                               path(ENCODER), options.opset)
+    entries.append(table(ENCODER, options.task, model, names, outputs, modules))
+    with torch.no_grad():
+        encoder_hidden = model.get_encoder()(**encoder_inputs).last_hidden_state
+
+    decoder_tables = []
+    for name, with_past in ((DECODER, False), (DECODER_WITH_PAST, True)):
+        log("exporting %s" % name)
+        names = decoder_input_names(model, layers, with_past, modality)
+        outputs = decoder_output_names(layers, with_past)
+        tensors = dummy_decoder_inputs(config, names, encoder_hidden, with_past)
+        args = tuple(tensors[n] for n in names)
+        modules = export_graph(model, decoder_forward(model.forward, names, layers, geometry(config)[3], with_past), names, outputs,
+                               args, decoder_axes(names, outputs, with_past), path(name), options.opset)
+        decoder_tables.append(table(name, options.task, model, names, outputs, modules))
+    entries += decoder_tables
+
+    log("merging into %s" % MERGED)
+    parameter_names = {n for n, _ in model.named_parameters()}
+    stored, shared = merge_decoders(path(DECODER), path(DECODER_WITH_PAST), path(MERGED), parameter_names)
+    log("%d weights stored once (%d shared by both decoders)" % (stored, shared))
+    no_past, past = decoder_tables
+    merged_inputs = no_past["inputs"] + [n for n in past["inputs"] if n not in no_past["inputs"]] + [USE_CACHE_BRANCH]
+    entry = table(MERGED, options.task, model, merged_inputs, no_past["outputs"],
+                  merged_modules(no_past["modules"], past["modules"]))
+    entry["branches"] = {"then": DECODER_WITH_PAST, "else": DECODER}
+    entries.append(entry)
+
+    description = {
+        "format": 2,
+        "task": options.task,
+        "root_class": type(model).__name__,
+        "parameters": entries[0]["parameters"],
+        "torch_version": torch.__version__,
+        "onnx_exporter": ONNX_EXPORTER,
+        "files": entries,
+    }
+    with open(options.modules, "w", encoding="utf-8") as handle:
+        json.dump(description, handle, sort_keys=True, indent=2)
+        handle.write("\n")
+    log("done")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="htp_seq2seq.py",
+                                     description="Export an encoder-decoder model to Optimum's multi-file ONNX layout.")
+    parser.add_argument("--source", required=True, help="model directory (config.json, weights, ...)")
+    parser.add_argument("--task", required=True, help="text2text-generation or automatic-speech-recognition")
+    parser.add_argument("--output-dir", required=True, help="directory for the four ONNX files")
+    parser.add_argument("--modules", required=True, help="module tables JSON to write (format 2)")
+    parser.add_argument("--opset", type=int, default=14, help="ONNX opset (default 14)")
+    parser.add_argument("--source-boundary", help="folder that links in the source may point into")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    options = parse_args(argv)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from transformers.utils import logging
+        logging.set_verbosity_error()
+    except ImportError:
+        pass
+    try:
+        export(options)
+    except UsageError as error:
+        print("htp_seq2seq: error: %s" % error, file=sys.stderr)
+        return 2
+    except (WeightsError, Seq2SeqError) as error:
+        print("htp_seq2seq: error: %s" % error, file=sys.stderr)
+        return 1
+    except MissingTransformers:
+        print("htp_seq2seq: error: transformers is not installed", file=sys.stderr)
+        return 3
+    except Exception as error:
+        traceback.print_exc(file=sys.stderr)
+        print("htp_seq2seq: error: %s" % error, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

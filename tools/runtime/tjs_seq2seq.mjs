@@ -1,0 +1,125 @@
+#!/usr/bin/env node
+// tjs_seq2seq.mjs: run a transformers.js encoder-decoder pipeline on a package directory, fully
+// offline, and print the result as one JSON line on stdout (issue 15).
+//
+// Usage: node tjs_seq2seq.mjs PKGDIR --task text2text-generation|automatic-speech-recognition
+//                              [--text T] [--samples N] [--max-new-tokens N] [--subfolder S]
+//                              [--language L] [--speech-task transcribe|translate]
+//
+// transformers.js loads an encoder-decoder as two sessions, PKGDIR/<subfolder>/encoder_model.onnx and
+// PKGDIR/<subfolder>/decoder_model_merged.onnx (it ignores model_file_name for these model types),
+// with config.json, generation_config.json, the tokenizer and (speech) preprocessor_config.json from
+// PKGDIR itself. --subfolder defaults to "onnx", transformers.js' own default (the Hub layout);
+// pass --subfolder "" for a flat package.
+//
+// Generation is greedy (do_sample: false) for --max-new-tokens tokens (default 10). The answer holds
+// the model's generate() ids (decoder prompt and new tokens) and the pipeline's text. Speech gets
+// the generated waveform float32(sin(0.05 i)) of --samples samples (default 12345), as
+// tjs_pipeline.mjs makes it, and language/task (default en / transcribe) as Whisper's generate()
+// takes them; the answer includes the first 8 frames of every mel bin of the processor's
+// input_features, so a caller can check the feature extractor against transformers'.
+//
+// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { UsageError, runCli } from './cli.mjs';
+
+const PROG = 'tjs_seq2seq';
+const TASKS = ['text2text-generation', 'automatic-speech-recognition'];
+const USAGE = `usage: ${PROG}.mjs PKGDIR --task ${TASKS.join('|')} [--text T] [--samples N] [--max-new-tokens N] [--subfolder S] [--language L] [--speech-task T]`;
+const DEFAULT_TEXT = 'translate english to onnx: the quick brown fox';
+const DEFAULT_SAMPLES = 12345;
+const DEFAULT_NEW_TOKENS = 10;
+const FEATURE_FRAMES = 8;
+
+function generatedWaveform(samples) {
+    const out = new Float32Array(samples);
+    for (let i = 0; i < samples; ++i) out[i] = Math.sin(0.05 * i);
+    return out;
+}
+
+// features [1, bins, frames] -> the first `frames` of every bin, bin-major.
+function featureHead(features, frames) {
+    const [, bins, total] = features.dims;
+    const out = [];
+    for (let b = 0; b < bins; ++b)
+        for (let f = 0; f < frames; ++f) out.push(Number(features.data[b * total + f]));
+    return out;
+}
+
+async function run(opts) {
+    const { pipeline, env } = await import('@huggingface/transformers');
+    env.allowRemoteModels = false;
+    env.allowLocalModels = true;
+    env.localModelPath = ''; // an absolute directory is the model id
+    env.useFSCache = false;
+    env.useBrowserCache = false;
+
+    const pkgDir = path.resolve(opts.pkgDir);
+    if (!fs.statSync(pkgDir, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`package directory not found: ${pkgDir}`);
+    const subfolder = opts.subfolder ?? 'onnx';
+    for (const name of ['encoder_model.onnx', 'decoder_model_merged.onnx']) {
+        const file = path.join(pkgDir, subfolder, name);
+        if (!fs.existsSync(file)) throw new Error(`file not found: ${file} (transformers.js loads encoder_model and decoder_model_merged)`);
+    }
+    const pipe = await pipeline(opts.task, pkgDir, { local_files_only: true, subfolder, dtype: 'fp32', device: 'cpu' });
+    const n = Number(opts['max-new-tokens'] ?? DEFAULT_NEW_TOKENS);
+    let result;
+    try {
+        if (opts.task === 'text2text-generation') {
+            const text = opts.text ?? DEFAULT_TEXT;
+            const inputs = pipe.tokenizer(text);
+            const out = await pipe.model.generate({ ...inputs, max_new_tokens: n, do_sample: false });
+            const [answer] = await pipe(text, { max_new_tokens: n, do_sample: false });
+            result = {
+                input_ids: inputs.input_ids.tolist()[0].map(Number),
+                sequence: out.tolist()[0].map(Number),
+                generated_text: answer.generated_text,
+            };
+        } else {
+            const wave = generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES));
+            const language = opts.language ?? 'en';
+            const task = opts['speech-task'] ?? 'transcribe';
+            const { input_features } = await pipe.processor(wave);
+            const out = await pipe.model.generate({ inputs: input_features, max_new_tokens: n, do_sample: false, language, task });
+            const answer = await pipe(wave, { max_new_tokens: n, do_sample: false, language, task });
+            result = {
+                input_features_shape: Array.from(input_features.dims),
+                input_features_head: featureHead(input_features, FEATURE_FRAMES),
+                sequence: out.tolist()[0].map(Number),
+                text: answer.text,
+            };
+        }
+    } finally {
+        await pipe.dispose?.();
+    }
+    return { runtime: 'transformers.js', version: env.version, task: opts.task, subfolder, result };
+}
+
+runCli(
+    {
+        prog: PROG,
+        usage: USAGE,
+        options: {
+            task: { type: 'string' },
+            text: { type: 'string' },
+            samples: { type: 'string' },
+            'max-new-tokens': { type: 'string' },
+            subfolder: { type: 'string' },
+            language: { type: 'string' },
+            'speech-task': { type: 'string' },
+        },
+        check: (opts) => {
+            if (!TASKS.includes(opts.task)) throw new UsageError(`--task must be one of ${TASKS.join(', ')}`);
+            for (const key of ['samples', 'max-new-tokens']) {
+                if (opts[key] !== undefined && !/^[1-9][0-9]*$/.test(opts[key])) throw new UsageError(`--${key} must be a positive integer`);
+            }
+            if (opts.subfolder !== undefined && (opts.subfolder.includes('..') || path.isAbsolute(opts.subfolder))) {
+                throw new UsageError('--subfolder must be a relative folder inside PKGDIR');
+            }
+        },
+    },
+    run,
+);
