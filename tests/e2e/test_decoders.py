@@ -17,12 +17,11 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXAMPLES, EXIT, load_json, node, run
+from common import EXAMPLES, EXIT, TOLERANCE, assert_outputs_close, load_json, node, run
 from test_optimum import HAVE_HF, PYTHON, needs_hf, optimum, python_json
 
 DECODER_SOURCES = os.path.join(EXAMPLES, "decoder-sources")
 DECODERS = {"hf-gpt2": "gpt2", "hf-llama": "llama"}
-TOLERANCE = 1e-4
 # config.json of each fixture: layers, key/value heads, head dim (make_decoder_models.py).
 GEOMETRY = {"hf-gpt2": (2, 4, 8), "hf-llama": (2, 2, 8)}
 
@@ -234,9 +233,7 @@ class RealClients(unittest.TestCase):
                 self.assertTrue(result["generated_text"].startswith(ref["prompt"]))
 
     def assert_close(self, got, expected, what):
-        self.assertEqual(got["shape"], expected["shape"], what)
-        worst = max(abs(a - b) for a, b in zip(got["data"], expected["data"]))
-        self.assertLess(worst, TOLERANCE, f"{what} differs by {worst}")
+        assert_outputs_close(self, {"logits": got}, {"logits": expected}, what)
 
     def test_onnxruntime_prompt_and_cached_step_equal_torch(self):
         for pkg in DECODERS:
