@@ -43,7 +43,7 @@ struct traced_module {
     std::optional<int> order;  ///< first forward call, if it ran
 };
 
-/// The minimum of an ONNX node projection needs; built from a GraphProto by node_views() in hierarchy_embed.hpp.
+/// The minimum of an ONNX node projection needs; built from a GraphProto by node_views() in project.hpp.
 struct node_view {
     std::string name;
     std::string op_type;

@@ -3,6 +3,7 @@
 
 #include "modelexport/depfile.hpp"
 #include "modelexport/hierarchy_embed.hpp"
+#include "modelexport/project.hpp"
 #include "modelexport/onnx_model.hpp"
 
 #include <onnx/checker.h>
