@@ -106,9 +106,10 @@ public:
     const json& last_output() const { return last_output_; }
 
 private:
+    /// Tasks with a transformers.js pipeline (share/tasks.json).
     static bool tjs_supported(const std::string& task) {
-        return task == "text-classification" || task == "token-classification" || task == "question-answering" ||
-               task == "fill-mask" || task == "feature-extraction";
+        const task_info* t = find_task(task);
+        return t && !t->transformers_js_pipeline.empty();
     }
     static json last_json_line(const std::string& out) {
         std::size_t end = out.size();

@@ -1,9 +1,11 @@
-// modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (docs/design.md §5).
+// modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (docs/design.md §5.3).
+//
+// The table is share/tasks.json, the one source the exporter and the runtime scripts read too.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
-#include <array>
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,56 +15,54 @@ namespace modelexport {
 
 enum class modality { text, vision, audio };
 
+/// One symbolic axis of a graph input or output: {0, "batch_size"}.
+struct axis_name {
+    int index;
+    std::string_view name;
+};
+
+/// The dynamic axes of one graph input or output.
+struct tensor_axes {
+    std::string_view tensor;
+    std::vector<axis_name> axes;
+};
+
+/// One entry of share/tasks.json (the field meanings are documented there and in docs/design.md §5.3).
 struct task_info {
-    std::string_view name;           ///< Optimum's task name
-    std::string_view optimum_class;  ///< the ORTModel class that loads it
+    std::string_view name;                          ///< Optimum's task name
+    std::vector<std::string_view> aliases;          ///< other names accepted for it ("image-segmentation")
+    std::string_view optimum_class;                 ///< the ORTModel class that loads it
     modality kind;
     std::vector<std::string_view> inputs;            ///< required graph inputs
     std::vector<std::string_view> optional_inputs;   ///< fed only when the graph has them
     std::vector<std::string_view> outputs;           ///< required graph outputs
     std::vector<std::string_view> optional_outputs;
-    std::string_view architecture_suffix;  ///< transformers' class-name suffix ("ForSequenceClassification")
+    std::vector<tensor_axes> dynamic_axes;           ///< per input/output, as the exporter names them
+    std::vector<std::string_view> architecture_suffixes;  ///< transformers' class-name suffixes ("ForSequenceClassification")
+    std::string_view auto_class;                     ///< transformers' Auto class the exporter loads with
+    std::string_view transformers_js_pipeline;       ///< transformers.js pipeline name, empty when none
 };
 
-namespace detail {
-inline const std::vector<std::string_view> text_inputs{"input_ids", "attention_mask"};
-inline const std::vector<std::string_view> text_optional{"token_type_ids"};
-}  // namespace detail
+}  // namespace modelexport
 
-/// The table. Order matters for suffix matching: longer suffixes first is not
-/// needed because no suffix is a suffix of another, except "Model" (last).
-inline const std::vector<task_info>& tasks() {
-    using namespace detail;
-    static const std::vector<task_info> table{
-        {"text-classification", "ORTModelForSequenceClassification", modality::text, text_inputs, text_optional, {"logits"}, {}, "ForSequenceClassification"},
-        {"token-classification", "ORTModelForTokenClassification", modality::text, text_inputs, text_optional, {"logits"}, {}, "ForTokenClassification"},
-        {"question-answering", "ORTModelForQuestionAnswering", modality::text, text_inputs, text_optional, {"start_logits", "end_logits"}, {}, "ForQuestionAnswering"},
-        {"multiple-choice", "ORTModelForMultipleChoice", modality::text, text_inputs, text_optional, {"logits"}, {}, "ForMultipleChoice"},
-        {"fill-mask", "ORTModelForMaskedLM", modality::text, text_inputs, text_optional, {"logits"}, {}, "ForMaskedLM"},
-        {"image-classification", "ORTModelForImageClassification", modality::vision, {"pixel_values"}, {}, {"logits"}, {}, "ForImageClassification"},
-        {"semantic-segmentation", "ORTModelForSemanticSegmentation", modality::vision, {"pixel_values"}, {}, {"logits"}, {"pred_masks"}, "ForSemanticSegmentation"},
-        {"object-detection", "ORTModelForCustomTasks", modality::vision, {"pixel_values"}, {}, {"logits", "pred_boxes"}, {}, "ForObjectDetection"},
-        {"audio-classification", "ORTModelForAudioClassification", modality::audio, {"input_values"}, {}, {"logits"}, {}, "ForAudioClassification"},
-        {"feature-extraction", "ORTModelForFeatureExtraction", modality::text, text_inputs, text_optional, {"last_hidden_state"}, {}, "Model"},
-    };
-    return table;
-}
+// The table itself, generated from share/tasks.json at configure time (docs/design.md §13).
+#include "modelexport/tasks_table.hpp"
 
-/// Looks a task up by name; "image-segmentation" (Optimum's inferred name) means semantic-segmentation.
+namespace modelexport {
+
+/// Looks a task up by name or alias ("image-segmentation", Optimum's inferred name, is semantic-segmentation).
 inline const task_info* find_task(std::string_view name) {
-    if (name == "image-segmentation") name = "semantic-segmentation";
     for (const auto& t : tasks())
-        if (t.name == name) return &t;
+        if (t.name == name || std::find(t.aliases.begin(), t.aliases.end(), name) != t.aliases.end()) return &t;
     return nullptr;
 }
 
 /// The task transformers' auto mappings give an architecture class name
 /// ("BertForSequenceClassification" -> text-classification, "BertModel" -> feature-extraction).
 inline const task_info* task_for_architecture(std::string_view arch) {
-    for (const auto& t : tasks()) {
-        auto suffix = t.architecture_suffix;
-        if (arch.size() > suffix.size() && arch.substr(arch.size() - suffix.size()) == suffix) return &t;
-    }
+    for (const auto& t : tasks())
+        for (auto suffix : t.architecture_suffixes)
+            if (arch.size() > suffix.size() && arch.substr(arch.size() - suffix.size()) == suffix) return &t;
     return nullptr;
 }
 

@@ -15,9 +15,8 @@
 //     position_ids                                 0..seq_len-1
 //     pixel_values                                 float32 [1, C, H, W], value[i] = float32(sin(double i))
 //                                                  C, H, W: the graph's fixed dims, else config num_channels
-//                                                  (default 3) and preprocessor_config crop_size (when
-//                                                  do_center_crop) / size {height,width} / {shortest_edge},
-//                                                  else config image_size
+//                                                  (default 3) and H, W by share/tasks.json's one
+//                                                  image_size rule (tasks.mjs imageSize)
 //     input_values                                 float32 [1, 16000],   value[i] = float32(sin(double i))
 //   Integer inputs use the dtype the graph declares (int64 or int32).
 //
@@ -29,6 +28,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { UsageError, runCli } from './cli.mjs';
+import { imageSize } from './tasks.mjs';
 
 const PROG = 'ort_check';
 const DEFAULT_TEXT = 'the movie was great and i loved it';
@@ -113,30 +113,6 @@ async function tokenize(pkgDir, text) {
     const tokenizer = await AutoTokenizer.from_pretrained(pkgDir);
     const enc = tokenizer(text, { return_tensor: false, return_token_type_ids: true });
     return enc;
-}
-
-function imageSize(pre, config) {
-    // Final spatial size of the processed image: crop size when centre-cropping, else resize size.
-    const fromSize = (size) => {
-        if (size === undefined || size === null) return null;
-        if (typeof size === 'number') return [size, size];
-        if (size.height && size.width) return [size.height, size.width];
-        if (size.shortest_edge) return [size.shortest_edge, size.shortest_edge];
-        return null;
-    };
-    if (pre) {
-        if (pre.do_center_crop && pre.crop_size) {
-            const hw = fromSize(pre.crop_size);
-            if (hw) return hw;
-        }
-        const hw = fromSize(pre.size);
-        if (hw) return hw;
-    }
-    if (config) {
-        const hw = fromSize(config.image_size);
-        if (hw) return hw;
-    }
-    return null;
 }
 
 function sinFill(n) {

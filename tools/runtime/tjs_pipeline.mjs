@@ -4,8 +4,8 @@
 //
 // Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C]
 //
-// TASK is one of: text-classification, token-classification, question-answering, fill-mask,
-// feature-extraction. For question-answering, --text is the question and --context the context.
+// TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
+// token-classification, question-answering, fill-mask, feature-extraction). For question-answering, --text is the question and --context the context.
 // For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's own mask token.
 //
 // Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
@@ -17,9 +17,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { UsageError, runCli } from './cli.mjs';
+import { TJS_TASKS as TASKS, taskEntry } from './tasks.mjs';
 
 const PROG = 'tjs_pipeline';
-const TASKS = ['text-classification', 'token-classification', 'question-answering', 'fill-mask', 'feature-extraction'];
 const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C]\n  TASK: ${TASKS.join(', ')}`;
 
 const DEFAULT_TEXT = 'the movie was great and i loved it';
@@ -93,7 +93,7 @@ async function run(opts) {
     if (!fs.existsSync(tokenizerConfig)) {
         throw new Error(`file not found: ${tokenizerConfig} (transformers.js loads the tokenizer only when it exists)`);
     }
-    const pipe = await pipeline(opts.task, pkgDir, {
+    const pipe = await pipeline(taskEntry(opts.task).transformers_js_pipeline, pkgDir, {
         local_files_only: true,
         subfolder: '',
         model_file_name: 'model',
