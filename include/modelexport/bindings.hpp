@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
+#include <charconv>
 #include <string>
 #include <vector>
 
@@ -54,14 +55,9 @@ inline std::vector<std::string> labels_in_order(const json& config, const std::s
     const auto& m = config["id2label"];
     labels.resize(m.size());
     for (const auto& [k, v] : m.items()) {
-        std::size_t pos = 0;
-        unsigned long id = 0;
-        try {
-            id = std::stoul(k, &pos);
-        } catch (const std::exception&) {
-            pos = 0;
-        }
-        if (pos != k.size() || id >= labels.size() || !v.is_string())
+        std::size_t id = 0;
+        auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), id);
+        if (ec != std::errc() || end != k.data() + k.size() || id >= labels.size() || !v.is_string())
             throw invalid_input(config_name, "id2label is not a map from 0..n-1 to strings (key '" + k + "')");
         labels[id] = v.get<std::string>();
     }
