@@ -11,7 +11,7 @@
 #include "modelexport/depfile.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export.hpp"
-#include "modelexport/file_copy.hpp"
+#include "modelexport/file_io.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/version.hpp"
 

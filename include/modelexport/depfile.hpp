@@ -5,7 +5,7 @@
 // any of them re-runs exactly that export.
 #pragma once
 
-#include "modelexport/file_copy.hpp"
+#include "modelexport/file_io.hpp"
 
 #include <filesystem>
 #include <string>

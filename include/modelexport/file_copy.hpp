@@ -8,8 +8,8 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-
-#include <openssl/evp.h>
+#include "modelexport/file_io.hpp"
+#include "modelexport/sha256.hpp"
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -18,98 +18,17 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <memory>
 #include <string>
 #include <thread>
-#include <vector>
 
 namespace modelexport {
 
-namespace fs = std::filesystem;
-
-/// Streaming SHA-256 over OpenSSL's EVP interface.
-class sha256 {
-public:
-    sha256() : ctx_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {
-        if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("OpenSSL SHA-256 unavailable");
-    }
-    void update(const void* data, std::size_t n) { EVP_DigestUpdate(ctx_.get(), data, n); }
-    /// Lower-case hex digest; the object cannot be updated afterwards.
-    std::string hex() {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        EVP_DigestFinal_ex(ctx_.get(), md, &len);
-        static const char* digits = "0123456789abcdef";
-        std::string out;
-        for (unsigned i = 0; i < len; ++i) {
-            out += digits[md[i] >> 4];
-            out += digits[md[i] & 15];
-        }
-        return out;
-    }
-
-private:
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx_;
-};
-
-/// An owned file descriptor.
-class unique_fd {
-public:
-    explicit unique_fd(int fd = -1) : fd_(fd) {}
-    unique_fd(unique_fd&& o) noexcept : fd_(o.release()) {}
-    unique_fd& operator=(unique_fd&& o) noexcept {
-        reset(o.release());
-        return *this;
-    }
-    unique_fd(const unique_fd&) = delete;
-    unique_fd& operator=(const unique_fd&) = delete;
-    ~unique_fd() { reset(); }
-    int get() const { return fd_; }
-    explicit operator bool() const { return fd_ >= 0; }
-    int release() { int f = fd_; fd_ = -1; return f; }
-    void reset(int fd = -1) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = fd;
-    }
-
-private:
-    int fd_;
-};
-
-inline unique_fd open_or_throw(const fs::path& p, int flags, mode_t mode = 0644) {
-    unique_fd fd(::open(p.c_str(), flags | O_CLOEXEC, mode));
-    if (!fd) {
-        int e = errno;
-        if (flags & (O_WRONLY | O_RDWR)) throw io_error(p.string(), std::string("cannot write: ") + std::strerror(e));
-        throw io_error(p.string(), std::string("cannot read: ") + std::strerror(e));
-    }
-    return fd;
-}
-
 namespace detail {
 
-inline void write_all(int fd, const char* data, std::size_t n, const fs::path& p) {
-    while (n > 0) {
-        ssize_t w = ::write(fd, data, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            throw io_error(p.string(), std::string("write failed: ") + std::strerror(errno));
-        }
-        data += w;
-        n -= static_cast<std::size_t>(w);
-    }
-}
-
-inline void fsync_or_throw(int fd, const fs::path& p) {
-    if (::fsync(fd) != 0) throw io_error(p.string(), std::string("fsync failed: ") + std::strerror(errno));
-}
-
-constexpr std::size_t copy_block = 1u << 20;
 constexpr std::uintmax_t parallel_copy_threshold = 64u << 20;
 
 /// Copies `size` bytes in the kernel. Returns false, having written nothing, when
@@ -130,62 +49,6 @@ inline bool kernel_copy(int in, int out, std::uintmax_t size, const fs::path& ds
 }
 
 }  // namespace detail
-
-namespace detail {
-
-/// Reads `fd` to its end in 1 MiB blocks, handing each block to `block(data, n)`.
-template <class Block>
-void read_blocks(int fd, const fs::path& p, Block&& block) {
-    std::vector<char> buf(copy_block);
-    for (;;) {
-        ssize_t r = ::read(fd, buf.data(), buf.size());
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            throw io_error(p.string(), std::string("read failed: ") + std::strerror(errno));
-        }
-        if (r == 0) return;
-        block(buf.data(), static_cast<std::size_t>(r));
-    }
-}
-
-}  // namespace detail
-
-/// Hex SHA-256 of a file, read once.
-inline std::string hash_file(const fs::path& p) {
-    unique_fd in = open_or_throw(p, O_RDONLY);
-    sha256 h;
-    detail::read_blocks(in.get(), p, [&](const char* data, std::size_t n) { h.update(data, n); });
-    return h.hex();
-}
-
-/// What was written: size and SHA-256 of the bytes.
-struct written_file {
-    std::uintmax_t size = 0;
-    std::string sha256;
-};
-
-/// Writes `bytes` to `dst` (mode 0644) and fsyncs it.
-inline written_file write_file(const fs::path& dst, const std::string& bytes) {
-    unique_fd out = open_or_throw(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    detail::write_all(out.get(), bytes.data(), bytes.size(), dst);
-    ::fchmod(out.get(), 0644);
-    detail::fsync_or_throw(out.get(), dst);
-    sha256 h;
-    h.update(bytes.data(), bytes.size());
-    return {bytes.size(), h.hex()};
-}
-
-/// Writes `bytes` unless `dst` already holds exactly them: an unchanged
-/// generated source keeps its mtime, so ninja's restat rebuilds nothing after it.
-inline void write_file_if_changed(const fs::path& dst, const std::string& bytes) {
-    std::error_code ec;
-    if (fs::is_regular_file(dst, ec) && fs::file_size(dst, ec) == bytes.size()) {
-        sha256 h;
-        h.update(bytes.data(), bytes.size());
-        if (hash_file(dst) == h.hex()) return;
-    }
-    write_file(dst, bytes);
-}
 
 /// Copies `src` to `dst` byte for byte with mode 0644, hashing in the same
 /// read. Tries a reflink first; `known_sha256` (e.g. an LFS blob name) skips
@@ -236,12 +99,6 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
     detail::fsync_or_throw(out.get(), dst);
     result.sha256 = h.hex();
     return result;
-}
-
-/// fsyncs a directory so renames and new entries in it are durable.
-inline void fsync_directory(const fs::path& dir) {
-    unique_fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (fd) ::fsync(fd.get());
 }
 
 }  // namespace modelexport

@@ -87,9 +87,7 @@ inline void pack_package(const fs::path& dir, const fs::path& output) {
         std::string bytes = read_text_file(dir / name, 1u << 30);
         bool text = valid_utf8(bytes);
         tail += detail::metadata_entry_bytes(pack_file_prefix + name, text ? bytes : detail::base64_encode(bytes));
-        sha256 h;
-        h.update(bytes.data(), bytes.size());
-        manifest["files"][name] = {{"size", bytes.size()}, {"sha256", h.hex()}, {"encoding", text ? "utf-8" : "base64"}};
+        manifest["files"][name] = {{"size", bytes.size()}, {"sha256", sha256_hex(bytes)}, {"encoding", text ? "utf-8" : "base64"}};
     }
     tail += detail::metadata_entry_bytes(pack_manifest_key, manifest.dump());
     fs::path tmp = output.string() + ".tmp";

@@ -1,7 +1,7 @@
 // modelexport/verify.hpp — do a package's files still match export_metadata.json?
 #pragma once
 
-#include "modelexport/file_copy.hpp"
+#include "modelexport/file_io.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
 

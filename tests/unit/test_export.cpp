@@ -11,13 +11,7 @@ using namespace modelexport;
 
 namespace {
 
-/// A local source with config, tokenizer files and a prebuilt model.onnx.
-fs::path prebuilt_source(const test::temp_dir& t) {
-    fs::path src = t / "src";
-    test::make_text_source(src);
-    save_onnx(test::tiny_model(), src / "model.onnx");
-    return src;
-}
+fs::path prebuilt_source(const test::temp_dir& t) { return test::prebuilt_source(t / "src"); }
 
 /// A resolved prebuilt source and an empty staging directory: the state before "produce".
 struct resolved_fixture {
@@ -83,7 +77,7 @@ TEST_CASE_FIXTURE(resolved_fixture, "assemble and metadata: every package file h
     CHECK(std::adjacent_find(a.inputs.begin(), a.inputs.end()) == a.inputs.end());
     auto [doc, sha] = write_metadata(m, strategy::prebuilt, p, pr, a, opt, stage);
     CHECK(doc["model"]["parameters_origin"] == "onnx initializers");
-    CHECK(doc["modules"].contains("layer"));
+    CHECK(doc["modules"].contains("classifier"));
     CHECK(sha.at("export_metadata.json") == hash_file(stage / "export_metadata.json"));
 }
 
