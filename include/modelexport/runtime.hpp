@@ -5,7 +5,8 @@
 //  - onnxruntime:     node tools/runtime/ort_check.mjs PKG   (npm onnxruntime-node)
 //  - transformers-js: node tools/runtime/tjs_pipeline.mjs PKG --task T   (npm @huggingface/transformers)
 //  - optimum:         python tools/runtime/optimum_check.py PKG CLASS    (ORTModelFor*.from_pretrained)
-// `auto` takes the first installed of onnxruntime, transformers-js, optimum.
+// `auto` takes the first installed of optimum (what the package is for: Optimum's
+// ORTModelFor* loading it), onnxruntime, transformers-js.
 #pragma once
 
 #include "modelexport/json_file.hpp"
@@ -70,7 +71,7 @@ public:
     /// The runtime `auto` resolves to, or none.
     runtime_kind chosen() const {
         if (kind_ != runtime_kind::automatic) return kind_;
-        for (auto k : {runtime_kind::onnxruntime, runtime_kind::transformers_js, runtime_kind::optimum})
+        for (auto k : {runtime_kind::optimum, runtime_kind::onnxruntime, runtime_kind::transformers_js})
             if (unavailable(k).empty()) return k;
         return runtime_kind::none;
     }

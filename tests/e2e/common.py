@@ -32,6 +32,15 @@ def run(*args, env=None, timeout=600, check=None):
     return p
 
 
+def node(script, *args, timeout=600):
+    """Runs a tools/runtime script with Node.js; returns its one JSON line, or fails with its stderr."""
+    p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, script), *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} failed: {p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -147,7 +147,7 @@ async function run(opts) {
             }
             case 'feature-extraction': {
                 const out = await pipe(opts.text ?? DEFAULT_TEXT);
-                result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number) };
+                result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number), data: Array.from(out.data, Number) };
                 break;
             }
         }
