@@ -13,9 +13,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 
@@ -75,7 +77,7 @@ int run_export(const me::export_options& base, const me::build_edge& edge, const
 }
 
 int run_validate(const fs::path& dir, const std::string& task, bool strict, const std::string& runtime_name,
-                 const me::runtime_config& rcfg, const output_mode& mode) {
+                 const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path) {
     auto kind = me::parse_runtime(runtime_name);
     if (!kind) throw me::usage_error("--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
     if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
@@ -84,6 +86,8 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
         std::cerr << "modelexport: runtime check: " << me::to_string(runtime.chosen()) << " (auto)\n";
     auto report = me::validate_package(dir, {task}, runtime);
     bool ok = report.ok(strict);
+    // The same document as --json, for monitoring across a build (the runtime check's latency_ms, peak_rss_mb).
+    if (!report_path.empty()) me::write_file(report_path, me::to_canonical_text(me::to_json(report, strict)));
     if (mode.json) {
         std::cout << me::to_canonical_text(me::to_json(report, strict));
     } else {
@@ -126,7 +130,7 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
     if (!meta.is_null()) std::cout << "task: " << meta["model"].value("task", "?") << " (" << meta["model"].value("optimum_class", "?") << ")\n";
     auto print_tensors = [](const char* what, const std::vector<me::tensor_info>& v) {
         std::cout << what << ":\n";
-        for (const auto& t : v) std::cout << "  " << t.name << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump() << "\n";
+        for (const auto& t : v) std::cout << "  " << me::printable(t.name) << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump() << "\n";
     };
     print_tensors("inputs", sig.inputs);
     print_tensors("outputs", sig.outputs);
@@ -147,24 +151,104 @@ int run_verify(const fs::path& dir, const output_mode& mode) {
         for (const auto& p : problems) out.push_back({{"file", p.file}, {"problem", p.kind}, {"detail", p.detail}});
         std::cout << me::to_canonical_text(me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}});
     } else {
-        for (const auto& p : problems) std::cout << (dir / p.file).string() << ": " << p.kind << " (" << p.detail << ")\n";
+        for (const auto& p : problems) std::cout << me::printable((dir / p.file).string()) << ": " << p.kind << " (" << me::printable(p.detail) << ")\n";
         if (problems.empty() && !mode.quiet) std::cout << dir.string() << ": all files match export_metadata.json\n";
     }
     return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
 }
 
-/// A namespace from a package directory name: "text-classification" -> "text_classification".
-std::string namespace_for(const fs::path& dir) {
-    std::string ns = fs::absolute(dir).lexically_normal().filename().string();
-    for (char& c : ns)
-        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    if (ns.empty() || std::isdigit(static_cast<unsigned char>(ns[0]))) ns = "model_" + ns;
-    return ns;
+/// `modelexport cache ...`: the local export cache (docs/design.md §10).
+int run_cache(const std::string& action, const me::export_options& eo, const std::string& max_size, const output_mode& mode) {
+    me::local_cache cache(eo.cache.dir);
+    if (action == "key") {
+        std::optional<me::key_record> record;
+        try {
+            record = me::export_cache_key(eo);
+        } catch (const me::cache_key_error& e) {
+            throw me::export_failed("cache key", e.what());
+        }
+        if (!record) {
+            std::cout << "prebuilt: not cached (the export is already a copy of the source's ONNX)\n";
+            return 0;
+        }
+        std::cout << record->text() << "key " << record->key() << "\n";
+        return 0;
+    }
+    if (action == "stats") {
+        auto st = cache.stats();
+        if (mode.json)
+            std::cout << me::to_canonical_text(me::json{{"dir", cache.root().string()}, {"entries", st.entries}, {"objects", st.objects}, {"bytes", st.bytes},
+                                                        {"max_size", eo.cache.max_size}});
+        else
+            std::cout << cache.root().string() << ": " << st.entries << " exports, " << st.objects << " objects, " << st.bytes << " bytes (limit "
+                      << eo.cache.max_size << ")\n";
+        return 0;
+    }
+    if (action == "prune") {
+        std::uintmax_t limit = eo.cache.max_size;
+        if (!max_size.empty()) {
+            auto n = me::parse_size(max_size);
+            if (!n) throw me::usage_error("--max-size", "'" + max_size + "' is not a size (e.g. 500M, 10G)");
+            limit = *n;
+        }
+        std::uintmax_t freed = cache.prune(limit);
+        if (!mode.quiet) std::cout << "freed " << freed << " bytes\n";
+        return 0;
+    }
+    if (action == "clear") {
+        cache.clear();
+        return 0;
+    }
+    auto r = cache.verify();  // verify
+    if (!mode.quiet)
+        std::cout << r.objects << " objects (" << r.bad_objects << " corrupt, removed), " << r.entries << " exports (" << r.broken_entries
+                  << " incomplete, removed)\n";
+    return 0;
+}
+
+/// SIGINT, SIGTERM and SIGHUP during an export only set a flag (no SA_RESTART, so a
+/// blocking wait returns EINTR): the process loop, copy loops, the lock wait and the
+/// steps check it (cancel.hpp), stop the exporter's process group, unwind (the
+/// staging directory and lock are removed) and the export exits 128 + the signal.
+extern "C" void on_stop_signal(int signo) {
+    int none = 0;
+    me::cancel::pending_signal.compare_exchange_strong(none, signo);
+}
+
+void install_stop_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) {
+        struct sigaction old {};
+        ::sigaction(s, &sa, &old);
+        if (old.sa_handler == SIG_IGN) ::sigaction(s, &old, nullptr);  // ignored by whoever started us (nohup, &): stays ignored
+    }
+}
+
+/// --timeout: seconds as the user types them. A positive decimal number (fractions round
+/// up); huge values clamp to about 100 years instead of overflowing; anything else,
+/// including 0 and negative numbers, is a usage error.
+std::chrono::seconds parse_timeout(const std::string& text) {
+    std::size_t dot = text.find('.');
+    std::string whole = text.substr(0, dot), frac = dot == std::string::npos ? "" : text.substr(dot + 1);
+    auto digits = [](const std::string& s) { return s.find_first_not_of("0123456789") == std::string::npos; };
+    if (text.empty() || (whole.empty() && frac.empty()) || !digits(whole) || !digits(frac))
+        throw me::usage_error("--timeout", "'" + text + "' is not a number of seconds (a positive number, e.g. 600)");
+    constexpr long long max_s = 100LL * 365 * 24 * 3600;
+    long long s = 0;
+    for (char c : whole) s = std::min(max_s, s * 10 + (c - '0'));
+    if (frac.find_first_not_of('0') != std::string::npos && s < max_s) ++s;  // round up
+    if (s == 0) throw me::usage_error("--timeout", "'" + text + "' is not a positive number of seconds");
+    return std::chrono::seconds(s);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A file-size limit (RLIMIT_FSIZE) must fail the write with EFBIG (exit 8), not kill the tool.
+    ::signal(SIGXFSZ, SIG_IGN);
     CLI::App app{"modelexport: export Hugging Face models to ONNX packages that Optimum and transformers.js load"};
     app.set_version_flag("--version", std::string("modelexport ") + me::version);
     app.require_subcommand(1);
@@ -176,12 +260,13 @@ int main(int argc, char** argv) {
                "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify).");
 
     me::export_options eo;
+    eo.cache = me::cache_settings::from_env();
     eo.python = default_python();
     eo.exporter_script = locate("MODELEXPORT_EXPORTER", "htp_exporter.py", MODELEXPORT_EXPORTER_SCRIPT);
     eo.tool_path = self_path();
     me::build_edge edge;
     std::string strategy_name = "auto";
-    long timeout_s = 1800;
+    std::string timeout_text = "1800";
     auto* ex = app.add_subcommand("export", "export a model source into a package directory");
     ex->add_option("source", eo.source, "local model directory or Hub id org/name[@revision] (offline cache)")->required();
     ex->add_option("outdir", eo.output, "package directory to write (replaced atomically)")->required();
@@ -196,17 +281,20 @@ int main(int argc, char** argv) {
     ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter")->check(CLI::Range(9, 20));
     ex->add_flag("--embed-hierarchy", eo.embed_hierarchy, "write each node's hierarchy tag into its metadata_props");
     ex->add_flag("--torch-module", eo.include_torch_modules, "make plain torch.nn modules hierarchy levels too");
-    ex->add_option("--timeout", timeout_s, "seconds before a hung exporter is stopped")->check(CLI::PositiveNumber);
+    ex->add_option("--timeout", timeout_text, "seconds the whole export may take (exporter, copies, checks); default 1800");
     ex->add_option("--depfile", edge.depfile, "write a Make-style depfile of every input read");
     ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")->delimiter(',');
     ex->add_option("--keep", edge.keep, "a build file that lives in OUTDIR beside the package (kept across exports)");
     ex->add_option("--report", edge.report, "write a JSON report (timings, sizes, result) to this file, outside the package");
     ex->add_flag("--validate", eo.validate, "validate the package before it replaces OUTDIR (errors fail the export)");
     ex->add_flag("--json", mode.json, "print export_metadata.json instead of the package path");
+    bool no_cache = false;
+    ex->add_flag("--no-cache", no_cache, "neither read nor write the export cache (MODELEXPORT_CACHE_DIR, MODELEXPORT_REMOTE_CACHE)");
     ex->footer("Example:\n  modelexport export ./tiny-bert pkg/bert --model modeling.py:build --embed-hierarchy");
 
     fs::path vdir;
     std::string vtask, runtime_name = "none";
+    fs::path vreport;
     bool strict = false;
     me::runtime_config rcfg;
     rcfg.python = default_python();
@@ -219,6 +307,7 @@ int main(int argc, char** argv) {
     va->add_option("--node", rcfg.node, "Node.js for the onnxruntime and transformers-js checks");
     va->add_option("--python", rcfg.python, "Python with optimum for --runtime optimum");
     va->add_flag("--json", mode.json, "print one JSON object");
+    va->add_option("--report", vreport, "also write the --json document to this file (runtime latency_ms, peak_rss_mb)");
     va->footer("Example:\n  modelexport validate pkg/bert --strict --runtime onnxruntime");
 
     fs::path ipath;
@@ -258,6 +347,23 @@ int main(int argc, char** argv) {
     pk->add_option("--output", pout, "the single-file model to write")->required();
     pk->footer("Example:\n  modelexport pack pkg/bert --output bert.onnx");
 
+    // cache: the options that enter the key are the export's own (same variables, same defaults).
+    std::string cache_action, max_size;
+    auto* ca = app.add_subcommand("cache", "the export cache: key SOURCE [options] | stats | prune [--max-size N] | clear | verify");
+    ca->add_option("action", cache_action, "key, stats, prune, clear or verify")->required()->check(CLI::IsMember({"key", "stats", "prune", "clear", "verify"}));
+    ca->add_option("source", eo.source, "key: the model source");
+    ca->add_option("--task", eo.task, "key: Optimum task");
+    ca->add_option("--strategy", strategy_name, "key: htp, command or auto")->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
+    ca->add_option("--model", eo.model_factory, "key: FILE.py:FACTORY");
+    ca->add_option("--python", eo.python, "key: the exporter's interpreter");
+    ca->add_option("--exporter-script", eo.exporter_script, "key: the HTP exporter script");
+    ca->add_option("--command", eo.command, "key: the command strategy's command");
+    ca->add_option("--onnx-file", eo.onnx_file, "key: the command's ONNX file name");
+    ca->add_option("--opset", eo.opset, "key: ONNX opset");
+    ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)");
+    ca->add_flag("--json", mode.json, "stats: print JSON");
+    ca->footer("Example:\n  modelexport cache key ./tiny-bert --model modeling.py:build\n  modelexport cache prune --max-size 2G");
+
     fs::path ufile, udir;
     auto* up = app.add_subcommand("unpack", "restore a package directory from a packed model (byte-identical files)");
     up->add_option("file", ufile, "packed model")->required()->check(CLI::ExistingFile);
@@ -277,13 +383,19 @@ int main(int argc, char** argv) {
         return static_cast<int>(me::exit_code::usage);
     }
     try {
+        eo.how = strategy_name == "htp" ? me::strategy::htp : strategy_name == "prebuilt" ? me::strategy::prebuilt
+                 : strategy_name == "command" ? me::strategy::command : me::strategy::automatic;
         if (*ex) {
-            eo.timeout = std::chrono::seconds(timeout_s);
-            eo.how = strategy_name == "htp" ? me::strategy::htp : strategy_name == "prebuilt" ? me::strategy::prebuilt
-                     : strategy_name == "command" ? me::strategy::command : me::strategy::automatic;
+            eo.timeout = parse_timeout(timeout_text);
+            eo.cache.enabled = eo.cache.enabled && !no_cache;
+            install_stop_handlers();
             return run_export(eo, edge, mode);
         }
-        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode);
+        if (*ca) {
+            if (cache_action == "key" && eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");
+            return run_cache(cache_action, eo, max_size, mode);
+        }
+        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport);
         if (*in) return run_inspect(ipath, iformat, mode);
         if (*vf) return run_verify(vfdir, mode);
         if (*pk) {
@@ -295,14 +407,14 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (*bi) {
-            me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? namespace_for(bdir) : bns));
+            me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? me::namespace_for(bdir) : bns));
             return 0;
         }
         if (*em) {
             std::string ext = eout.extension().string();
             if (ext != ".S" && ext != ".s" && ext != ".cpp" && ext != ".cc")
                 throw me::usage_error(eout.string(), "--output must end in .S or .cpp");
-            auto sources = me::embed_model(edir, ens.empty() ? namespace_for(edir) : ens, ext == ".S" || ext == ".s");
+            auto sources = me::embed_model(edir, ens.empty() ? me::namespace_for(edir) : ens, ext == ".S" || ext == ".s");
             me::write_file_if_changed(eout, sources.source);
             me::write_file_if_changed(eheader, sources.header);
             return 0;

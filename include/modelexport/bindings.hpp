@@ -23,14 +23,18 @@
 
 namespace modelexport {
 
-/// A C++ string literal for arbitrary bytes (octal escapes: never greedy like \x).
+/// A C++ string literal for arbitrary bytes. Every byte outside printable
+/// ASCII (controls, DEL, NUL and all bytes >= 0x80, UTF-8 or not) is a
+/// three-digit octal escape: exact bytes whatever -finput-charset or
+/// -fexec-charset say, and never greedy like `\x` (which would swallow a
+/// following hex digit). `?` is escaped too (no trigraphs in old modes).
 inline std::string cpp_string_literal(const std::string& s) {
     std::string out = "\"";
     for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
+        if (c == '"' || c == '\\' || c == '?') {
             out += '\\';
             out += static_cast<char>(c);
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x20 || c >= 0x7f) {
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\%03o", c);
             out += buf;
@@ -41,11 +45,74 @@ inline std::string cpp_string_literal(const std::string& s) {
     return out + "\"";
 }
 
-/// Checks that `ns` is a usable C++ namespace name.
+/// An initializer for a std::string_view holding exactly `s`: the plain literal,
+/// or `std::string_view{"...", N}` when `s` holds a NUL (a literal alone would
+/// stop at it).
+inline std::string cpp_string_view(const std::string& s) {
+    if (s.find('\0') == std::string::npos) return cpp_string_literal(s);
+    return "std::string_view{" + cpp_string_literal(s) + ", " + std::to_string(s.size()) + "}";
+}
+
+namespace detail {
+
+/// Names a namespace may not take: C++20 keywords and alternative tokens, and
+/// macros the compiler or <cstddef>/<cstdint> may define in lower case or as
+/// common words (GNU modes define `linux`, `unix`, `i386`).
+inline bool reserved_word(const std::string& w) {
+    static const char* const words[] = {
+        "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break", "case", "catch", "char",
+        "char8_t", "char16_t", "char32_t", "class", "compl", "concept", "const", "consteval", "constexpr", "constinit",
+        "const_cast", "continue", "co_await", "co_return", "co_yield", "decltype", "default", "delete", "do", "double",
+        "dynamic_cast", "else", "enum", "explicit", "export", "extern", "false", "float", "for", "friend", "goto", "if",
+        "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq", "nullptr", "operator", "or",
+        "or_eq", "private", "protected", "public", "register", "reinterpret_cast", "requires", "return", "short", "signed",
+        "sizeof", "static", "static_assert", "static_cast", "struct", "switch", "template", "this", "thread_local", "throw",
+        "true", "try", "typedef", "typeid", "typename", "union", "unsigned", "using", "virtual", "void", "volatile",
+        "wchar_t", "while", "xor", "xor_eq", "linux", "unix", "i386", "NULL", "errno", "assert", "offsetof", "std",
+        "modelexport_bindings"};
+    for (const char* k : words)
+        if (w == k) return true;
+    return false;
+}
+
+}  // namespace detail
+
+/// Checks that `ns` is a usable C++ namespace name: an identifier, not a
+/// keyword, not reserved (`__` anywhere, a leading `_`), at most 200 characters.
 inline void check_identifier(const std::string& ns, const std::string& what) {
-    bool ok = !ns.empty() && !std::isdigit(static_cast<unsigned char>(ns[0]));
-    for (unsigned char c : ns) ok = ok && (std::isalnum(c) || c == '_');
-    if (!ok) throw usage_error(what, "'" + ns + "' is not a C++ identifier");
+    bool ok = !ns.empty() && ns.size() <= 200 && !std::isdigit(static_cast<unsigned char>(ns[0])) && ns[0] != '_' &&
+              ns.find("__") == std::string::npos && !detail::reserved_word(ns);
+    for (unsigned char c : ns) ok = ok && c < 0x80 && (std::isalnum(c) || c == '_');
+    if (!ok) throw usage_error(what, "'" + ns + "' is not a usable C++ namespace name (an identifier, not a keyword or reserved)");
+}
+
+/// The namespace derived from a package directory's name (docs/design.md §8),
+/// deterministic and always valid: every byte that is not an ASCII letter or
+/// digit becomes `_`, runs of `_` collapse to one and leading/trailing ones go
+/// (so never `__` or a leading `_`); an empty result becomes `model`; a result
+/// starting with a digit, or a keyword or reserved word, gets the prefix
+/// `model_`; a result longer than 64 characters is cut to 47 and gets `_` plus
+/// the first 16 hex digits of the SHA-256 of the whole directory name.
+inline std::string namespace_for(const fs::path& dir) {
+    std::string name = fs::absolute(dir).lexically_normal().filename().string();
+    if (name.empty()) name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
+    std::string ns;
+    for (unsigned char c : name) {
+        bool keep = c < 0x80 && std::isalnum(c);
+        if (keep) ns += static_cast<char>(c);
+        else if (!ns.empty() && ns.back() != '_') ns += '_';
+    }
+    while (!ns.empty() && ns.back() == '_') ns.pop_back();
+    if (ns.empty()) ns = "model";
+    if (std::isdigit(static_cast<unsigned char>(ns[0])) || detail::reserved_word(ns)) ns = "model_" + ns;
+    if (ns.size() > 64) {
+        sha256 h;
+        h.update(name.data(), name.size());
+        ns = ns.substr(0, 47);
+        while (ns.back() == '_') ns.pop_back();
+        ns += "_" + h.hex().substr(0, 16);
+    }
+    return ns;
 }
 
 /// The labels of config.json's id2label in id order; throws when ids are not 0..n-1.
@@ -54,11 +121,15 @@ inline std::vector<std::string> labels_in_order(const json& config, const std::s
     if (!config.contains("id2label") || !config["id2label"].is_object()) return labels;
     const auto& m = config["id2label"];
     labels.resize(m.size());
+    std::vector<bool> seen(m.size());
     for (const auto& [k, v] : m.items()) {
-        std::size_t id = 0;
-        auto [end, ec] = std::from_chars(k.data(), k.data() + k.size(), id);
-        if (ec != std::errc() || end != k.data() + k.size() || id >= labels.size() || !v.is_string())
+        // Decimal digits only: " 1", "+1" and "01" would alias another id.
+        bool digits = !k.empty() && k.size() <= 9 && (k == "0" || k[0] != '0');
+        for (unsigned char c : k) digits = digits && c >= '0' && c <= '9';
+        unsigned long id = digits ? std::stoul(k) : 0;
+        if (!digits || id >= labels.size() || seen[id] || !v.is_string())
             throw invalid_input(config_name, "id2label is not a map from 0..n-1 to strings (key '" + k + "')");
+        seen[id] = true;
         labels[id] = v.get<std::string>();
     }
     return labels;
@@ -69,6 +140,7 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns) {
     check_identifier(ns, "--namespace");
     json meta = read_export_metadata(dir / "export_metadata.json");
     json config = read_json_object(dir / "config.json");
+    const std::string model_name = (dir / "model.onnx").string();
     signature sig = graph_signature(load_onnx_light(dir / "model.onnx").model.graph());
 
     std::ostringstream h;
@@ -83,24 +155,29 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns) {
       << "struct file { std::string_view name; std::uint64_t size; std::string_view sha256; };\n"
       << "}  // namespace modelexport_bindings\n#endif\n\n"
       << "namespace " << ns << " {\n\n"
-      << "inline constexpr std::string_view task = " << cpp_string_literal(meta["model"].value("task", "")) << ";\n"
-      << "inline constexpr std::string_view optimum_class = " << cpp_string_literal(meta["model"].value("optimum_class", "")) << ";\n"
-      << "inline constexpr std::string_view model_type = " << cpp_string_literal(config.value("model_type", "")) << ";\n\n";
+      << "inline constexpr std::string_view task = " << cpp_string_view(meta["model"].value("task", "")) << ";\n"
+      << "inline constexpr std::string_view optimum_class = " << cpp_string_view(meta["model"].value("optimum_class", "")) << ";\n"
+      << "inline constexpr std::string_view model_type = "
+      << cpp_string_view(config.contains("model_type") && config["model_type"].is_string() ? config["model_type"].get<std::string>() : "")
+      << ";\n\n";
 
     auto tensors = [&](const char* what, const std::vector<tensor_info>& list) {
         for (std::size_t i = 0; i < list.size(); ++i) {
             h << "inline constexpr modelexport_bindings::dim " << what << "_" << i << "_shape[] = {";
             for (std::size_t d = 0; d < list[i].shape.size(); ++d) {
-                std::int64_t fixed = list[i].fixed_dim(d);
-                h << (d ? ", " : "") << "{" << fixed << ", "
-                  << cpp_string_literal(fixed < 0 ? std::get<std::string>(list[i].shape[d]) : "") << "}";
+                const auto& dim = list[i].shape[d];
+                const auto* fixed = std::get_if<std::int64_t>(&dim);
+                if (fixed && *fixed < 0)  // ONNX dims are >= 0; -1 here means "symbolic"
+                    throw invalid_input(model_name, std::string(what) + " '" + list[i].name + "' has the negative dimension " +
+                                                        std::to_string(*fixed));
+                h << (d ? ", " : "") << "{" << (fixed ? *fixed : -1) << ", " << cpp_string_view(fixed ? "" : std::get<std::string>(dim)) << "}";
             }
             if (list[i].shape.empty()) h << "{0, \"\"}";  // no zero-length arrays; rank says 0
             h << "};\n";
         }
         h << "inline constexpr modelexport_bindings::tensor " << what << "s[] = {\n";
         for (std::size_t i = 0; i < list.size(); ++i)
-            h << "    {" << cpp_string_literal(list[i].name) << ", " << cpp_string_literal(list[i].elem_type) << ", " << what << "_" << i
+            h << "    {" << cpp_string_view(list[i].name) << ", " << cpp_string_view(list[i].elem_type) << ", " << what << "_" << i
               << "_shape, " << list[i].shape.size() << "},\n";
         h << "};\n\n";
     };
@@ -113,13 +190,13 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns) {
         h << "inline constexpr std::size_t label_count = 0;\n";
     } else {
         h << "inline constexpr std::string_view id2label[] = {";
-        for (std::size_t i = 0; i < labels.size(); ++i) h << (i ? ", " : "") << cpp_string_literal(labels[i]);
+        for (std::size_t i = 0; i < labels.size(); ++i) h << (i ? ",\n    " : "\n    ") << cpp_string_view(labels[i]);
         h << "};\ninline constexpr std::size_t label_count = " << labels.size() << ";\n";
     }
     h << "\n/// The package's files as export_metadata.json records them.\n"
       << "inline constexpr modelexport_bindings::file files[] = {\n";
     for (const auto& [name, f] : meta["files"].items())
-        h << "    {" << cpp_string_literal(name) << ", " << f.value("size", 0ull) << "ull, " << cpp_string_literal(f.value("sha256", "")) << "},\n";
+        h << "    {" << cpp_string_view(name) << ", " << f["size"].get<std::uint64_t>() << "ull, " << cpp_string_view(f["sha256"].get<std::string>()) << "},\n";
     h << "};\n\n}  // namespace " << ns << "\n";
     return h.str();
 }
@@ -135,19 +212,26 @@ struct embedded_sources {
 inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, bool assembly) {
     check_identifier(ns, "--namespace");
     fs::path model = fs::absolute(dir / "model.onnx");
-    if (!fs::is_regular_file(model)) throw invalid_input(model.string(), "missing");
+    if (!fs::is_regular_file(model)) throw invalid_input(model.string(), regular_file_problem(model));
     std::string sha = hash_file(model);
     auto size = fs::file_size(model);
     std::string sym = ns + "_model_onnx";
     embedded_sources out;
     std::ostringstream s;
     if (assembly) {
-        if (model.string().find('"') != std::string::npos) throw invalid_input(model.string(), "path cannot be quoted for .incbin");
+        // GNU as string: `"` and `\` escaped, every other byte outside printable ASCII as octal.
+        std::string quoted;
+        for (unsigned char c : model.string()) {
+            char buf[8];
+            if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f) std::snprintf(buf, sizeof buf, "\\%03o", c);
+            else buf[0] = static_cast<char>(c), buf[1] = '\0';
+            quoted += buf;
+        }
         // The size and hash in the comment make the file change whenever the model does,
         // so the object is rebuilt even though .incbin is invisible to dependency scanning.
         s << "/* Generated by modelexport " << version << ". model.onnx: " << size << " bytes, sha256 " << sha << " */\n"
           << "    .section .rodata\n    .global " << sym << "\n    .type " << sym << ", @object\n    .balign 16\n"
-          << sym << ":\n    .incbin \"" << model.string() << "\"\n    .size " << sym << ", . - " << sym << "\n"
+          << sym << ":\n    .incbin \"" << quoted << "\"\n    .size " << sym << ", . - " << sym << "\n"
           << "    .section .note.GNU-stack,\"\",@progbits\n";
     } else {
         s << "// Generated by modelexport " << version << ". model.onnx: " << size << " bytes, sha256 " << sha << "\n"

@@ -79,6 +79,7 @@ inline json success_report(const export_result& r, const fs::path& metadata_file
             {"steps_seconds", steps},
             {"sizes", {{"model", model}, {"configs", configs}, {"metadata", metadata}, {"overhead_percent", overhead}}},
             {"task", r.metadata["model"]["task"]},
+            {"cache", r.cache.to_json()},
             {"statistics", r.metadata["statistics"]}};
 }
 

@@ -16,6 +16,8 @@
 #include "modelexport/copier.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export_options.hpp"
+#include "modelexport/export_cache.hpp"
+#include "modelexport/external_data.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/metadata.hpp"
 #include "modelexport/package_writer.hpp"
@@ -41,6 +43,7 @@ struct export_result {
     json metadata;                     ///< export_metadata.json's document
     std::vector<fs::path> inputs;      ///< every file read, sorted, for the depfile
     step_times step_seconds;           ///< resolve, export, project, copy, [validate,] commit
+    cache_outcome cache;               ///< what the export cache did (§10)
 };
 
 /// Where a caller (the build edge) joins the pipeline.
@@ -69,11 +72,18 @@ inline const task_info& resolve_task(const std::string& requested, const json& c
     throw invalid_input(config_name, "cannot infer the task from \"architectures\"", "pass --task (one of: " + task_names() + ")");
 }
 
-/// resolve: the source (directory or Hub id), its config.json and the task. `output` may not lie inside the source.
+/// resolve: the source (directory or Hub id), its config.json and the task. Neither the output
+/// nor the source may hold the other (canonical paths, both directions), before anything is
+/// written: an export replaces its output and deletes its leftovers beside it.
 inline resolved_model resolve_model(const std::string& spec, const std::string& requested_task, const fs::path& output) {
     resolved_model r{resolve_source(spec), {}, {}, nullptr, {}};
-    if (model_source::is_within(fs::weakly_canonical(fs::absolute(output).lexically_normal()), r.source.dir))
-        throw usage_error(output.string(), "the output directory is inside the model source " + r.source.dir.string());
+    fs::path out_abs = fs::absolute(output).lexically_normal();
+    for (const fs::path& s : {r.source.dir, r.source.boundary}) {
+        if (model_source::is_within(fs::weakly_canonical(out_abs), s))
+            throw usage_error(output.string(), "the output directory is inside the model source " + s.string());
+        if (package_writer::claims(out_abs, s))
+            throw usage_error(output.string(), "the model source " + s.string() + " is inside the output directory (the export would replace it)");
+    }
     auto config_path = r.source.file("config.json");
     if (!config_path)
         throw config_missing(r.source.spec, "config.json required but the source has none",
@@ -173,10 +183,22 @@ inline void check_onnx_file_option(const std::string& onnx_file) {
             throw usage_error("--onnx-file", "'" + onnx_file + "' must be a relative path without '..'");
 }
 
+namespace detail {
+/// The produce step's result rebuilt from a cache hit; its files are already in the staging directory.
+inline produced_onnx onnx_from_cache(const cache_manifest& hit, const cache_key_inputs& in, const std::string& key) {
+    produced_onnx out = staged_from_cache<produced_onnx>(hit, in, key);
+    out.models = {"model.onnx"};
+    for (const auto& f : hit.files)
+        if (f.path == external_data_name) out.data_files = {external_data_name};
+    return out;
+}
+}  // namespace detail
+
 /// Runs one export. Throws modelexport::error subclasses; the target is untouched on failure.
 inline export_result export_package(const export_options& opt, const export_hooks& hooks = {}) {
     export_result result;
     step_timer timer(result.step_seconds, opt.on_step);
+    cancel::deadline_scope deadline(opt.timeout.count());  // --timeout bounds the whole export
     timer.begin("resolve", "resolving " + opt.source);
     resolved_model m = resolve_model(opt.source, opt.task, opt.output);
     timer.end((m.source.from_cache() ? m.source.spec + " at commit " + m.source.commit : m.source.dir.string()) + ", task " + std::string(m.task->name));
@@ -185,8 +207,19 @@ inline export_result export_package(const export_options& opt, const export_hook
     const fs::path stage = writer.staging();
     check_onnx_file_option(opt.onnx_file);
     strategy how = choose_strategy(opt.how, m.source, opt.model_factory);
-    timer.begin("export", describe(how, opt));
-    produced_onnx onnx = produce_onnx(how, m.source, *m.task, stage, opt);
+    // The cache wraps the produce step: lookup before, store after (docs/design.md §10). prebuilt is a copy already.
+    auto log = [&](const std::string& note) { if (opt.log) opt.log(note); };
+    bool cacheable = opt.cache.enabled && how != strategy::prebuilt;
+    if (cacheable) timer.begin("cache", "looking up the export cache");
+    auto key_inputs = detail::cache_key_inputs_for(opt, to_string(how), std::string(m.task->name), m.source, detail::source_files(m.source));
+    export_cache cache(opt.cache, cacheable ? std::optional(key_inputs) : std::nullopt, log);
+    std::optional<cache_manifest> hit = cache.lookup(stage);
+    if (cacheable) timer.end(cache.outcome().result + (cache.active() ? ", key " + cache.outcome().key.substr(0, 16) : ""));
+    timer.begin("export", hit ? "restoring the cached export" : describe(how, opt));
+    produced_onnx onnx = hit ? detail::onnx_from_cache(*hit, key_inputs, cache.outcome().key)
+                             : produce_onnx(how, m.source, *m.task, stage, opt);
+    if (!hit) cache.store(stage, detail::produced_files(stage), detail::cache_table(onnx));
+    result.cache = cache.outcome();
     timer.end(std::to_string(fs::file_size(stage / onnx.models.front())) + " bytes of ONNX");
 
     timer.begin("project", "projecting the module hierarchy onto the graph");
@@ -217,6 +250,19 @@ inline export_result export_package(const export_options& opt, const export_hook
     writer.commit(staged_sha256);
     timer.end(writer.target().string());
     return result;
+}
+
+/// The export cache key of `opt` with its record (`modelexport cache key`, to explain a miss);
+/// nullopt for prebuilt, which is not cached. Throws cache_key_error when it cannot be computed.
+inline std::optional<key_record> export_cache_key(const export_options& opt) {
+    model_source src = resolve_source(opt.source);
+    auto config_path = src.file("config.json");
+    if (!config_path) throw config_missing(src.spec, "config.json required but the source has none");
+    const task_info& task = resolve_task(opt.task, read_json_object(*config_path), config_path->string());
+    strategy how = choose_strategy(opt.how, src, opt.model_factory);
+    if (how == strategy::prebuilt) return std::nullopt;
+    auto in = detail::cache_key_inputs_for(opt, to_string(how), std::string(task.name), src, detail::source_files(src));
+    return make_cache_key(in, local_cache(opt.cache.dir).probes());
 }
 
 }  // namespace modelexport

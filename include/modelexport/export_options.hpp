@@ -4,6 +4,7 @@
 // --keep, --report) are build_edge.hpp's.
 #pragma once
 
+#include "modelexport/export_cache.hpp"
 #include "modelexport/step_event.hpp"
 
 #include <chrono>
@@ -42,6 +43,7 @@ struct export_options {
     std::chrono::seconds timeout{1800};
     fs::path tool_path;                  ///< the running tool, a dependency of every package
     bool validate = false;               ///< validate the staged package before it replaces the target
+    cache_settings cache;                ///< the export cache (§10); off unless the caller enables it (the CLI does)
     std::function<void(const std::string&)> log;                 ///< notes (waiting for a lock, ...)
     std::function<void(const step_event&)> on_step;              ///< step start/end, for progress
     std::function<void(const std::string&, bool)> exporter_line;  ///< exporter's output lines

@@ -7,6 +7,7 @@
 // sources are never made: editing the source would silently edit the package.
 #pragma once
 
+#include "modelexport/cancel.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/file_io.hpp"
 #include "modelexport/sha256.hpp"
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -36,7 +38,8 @@ constexpr std::uintmax_t parallel_copy_threshold = 64u << 20;
 inline bool kernel_copy(int in, int out, std::uintmax_t size, const fs::path& dst) {
     std::uintmax_t done = 0;
     while (done < size) {
-        ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<std::size_t>(std::min<std::uintmax_t>(size - done, 1u << 30)), 0);
+        check_cancel(dst.string());  // chunks of 64 MiB: a signal or the deadline is noticed within one
+        ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<std::size_t>(std::min<std::uintmax_t>(size - done, 64u << 20)), 0);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (done == 0 && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP)) return false;
@@ -57,8 +60,7 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
     unique_fd in = open_or_throw(src, O_RDONLY);
     struct stat st {};
     if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) throw invalid_input(src.string(), "is not a regular file");
-    unique_fd out = open_or_throw(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::fchmod(out.get(), 0644);  // whatever the umask or source said
+    unique_fd out = create_file(dst);  // a new inode, mode 0644 whatever the umask or source said
     written_file result;
     if (::ioctl(out.get(), FICLONE, in.get()) == 0) {
         detail::fsync_or_throw(out.get(), dst);
@@ -73,15 +75,33 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
     if (static_cast<std::uintmax_t>(st.st_size) >= detail::parallel_copy_threshold) {
         std::string hash_error;
         std::string digest;
+        std::atomic<bool> stop{false};
         std::thread hasher([&] {
             try {
-                digest = hash_file(src);
+                unique_fd again = open_or_throw(src, O_RDONLY);
+                sha256 h;
+                detail::read_blocks(again.get(), src, [&](const char* data, std::size_t n) {
+                    if (stop) throw io_error(src.string(), "stopped");
+                    h.update(data, n);
+                });
+                digest = h.hex();
             } catch (const std::exception& e) {
                 hash_error = e.what();
             }
         });
+        // The hasher must be joined whatever happens to the copy (a joinable
+        // std::thread destroyed by an exception calls std::terminate).
+        struct joiner {
+            std::thread& t;
+            std::atomic<bool>& stop;
+            ~joiner() {
+                stop = true;
+                if (t.joinable()) t.join();
+            }
+        } join_hasher{hasher, stop};
         bool copied = detail::kernel_copy(in.get(), out.get(), static_cast<std::uintmax_t>(st.st_size), dst);
         hasher.join();
+        check_cancel(src.string());
         if (!hash_error.empty()) throw io_error(src.string(), hash_error);
         if (copied) {
             detail::fsync_or_throw(out.get(), dst);

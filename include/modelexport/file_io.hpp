@@ -5,6 +5,7 @@
 // they are renamed into place (std::ofstream cannot fsync; docs/design.md §1).
 #pragma once
 
+#include "modelexport/cancel.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/sha256.hpp"
 
@@ -47,13 +48,76 @@ private:
     int fd_;
 };
 
+/// True when `p` is `folder` or below it (both canonical or both lexical paths; by components).
+inline bool path_within(const fs::path& p, const fs::path& folder) {
+    auto r = p.begin();
+    for (auto f = folder.begin(); f != folder.end(); ++f, ++r)
+        if (r == p.end() || *r != *f) return false;
+    return true;
+}
+
+/// What a file that is not a regular file is, for messages: "a FIFO", "a directory", ...
+inline std::string file_kind(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISLNK(mode)) return "a symbolic link";
+    if (S_ISREG(mode)) return "a regular file";
+    return "a special file";
+}
+
+/// Why `p` (links followed) cannot be read as a regular file: "missing", "is a FIFO,
+/// not a regular file", ...; empty when it can. For readers that report rather than throw.
+inline std::string regular_file_problem(const fs::path& p) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return "missing";
+    return S_ISREG(st.st_mode) ? std::string() : "is " + file_kind(st.st_mode) + ", not a regular file";
+}
+
+/// The one way modelexport opens a file (docs/design.md §11): every reader and
+/// writer goes through here, so no open ever blocks on a FIFO or a device and
+/// nothing but a regular file is read or written. The path is checked with
+/// stat() first (a device is never opened), opened with O_NONBLOCK (a FIFO
+/// swapped in between cannot block the open), checked again with fstat, and
+/// only then made blocking. O_NOFOLLOW in `flags` refuses a link at `p` itself.
+/// A file that is not regular is invalid input when read, an I/O error when written.
 inline unique_fd open_or_throw(const fs::path& p, int flags, mode_t mode = 0644) {
-    unique_fd fd(::open(p.c_str(), flags | O_CLOEXEC, mode));
+    const bool writing = flags & (O_WRONLY | O_RDWR);
+    auto refuse = [&](const std::string& problem) {
+        if (writing) throw io_error(p.string(), problem);
+        throw invalid_input(p.string(), problem);
+    };
+    struct stat st {};
+    if (((flags & O_NOFOLLOW) ? ::lstat(p.c_str(), &st) : ::stat(p.c_str(), &st)) == 0 && !S_ISREG(st.st_mode))
+        refuse("is " + file_kind(st.st_mode) + ", not a regular file");
+    unique_fd fd(::open(p.c_str(), flags | O_CLOEXEC | O_NONBLOCK, mode));
     if (!fd) {
         int e = errno;
-        if (flags & (O_WRONLY | O_RDWR)) throw io_error(p.string(), std::string("cannot write: ") + std::strerror(e));
+        if (e == ELOOP && (flags & O_NOFOLLOW)) refuse("is a symbolic link; refusing to follow it");
+        if (writing) throw io_error(p.string(), std::string("cannot write: ") + std::strerror(e));
         throw io_error(p.string(), std::string("cannot read: ") + std::strerror(e));
     }
+    if (::fstat(fd.get(), &st) != 0) throw io_error(p.string(), std::string("cannot stat: ") + std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) refuse("is " + file_kind(st.st_mode) + ", not a regular file");
+    if (!(flags & O_NONBLOCK)) ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+
+/// Creates `p` as a new regular file (mode 0644): whatever was at `p` (a file,
+/// a link, a FIFO) is unlinked first, and the file is opened with
+/// O_CREAT|O_EXCL|O_NOFOLLOW, so a write never goes through a link or into an
+/// inode that something else shares (a hard link).
+inline unique_fd create_file(const fs::path& p) {
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+        struct stat st {};
+        int e = errno;
+        if (::lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw io_error(p.string(), "is a directory, not a regular file");
+        throw io_error(p.string(), std::string("cannot replace: ") + std::strerror(e));
+    }
+    unique_fd fd = open_or_throw(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
+    ::fchmod(fd.get(), 0644);  // whatever the umask said
     return fd;
 }
 
@@ -82,6 +146,7 @@ template <class Block>
 void read_blocks(int fd, const fs::path& p, Block&& block) {
     std::vector<char> buf(copy_block);
     for (;;) {
+        check_cancel(p.string());
         ssize_t r = ::read(fd, buf.data(), buf.size());
         if (r < 0) {
             if (errno == EINTR) continue;
@@ -109,10 +174,10 @@ struct written_file {
 };
 
 /// Writes `bytes` to `dst` (mode 0644) and fsyncs it.
+/// A new file (create_file): never written through a link or into a shared inode.
 inline written_file write_file(const fs::path& dst, const std::string& bytes) {
-    unique_fd out = open_or_throw(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    unique_fd out = create_file(dst);
     detail::write_all(out.get(), bytes.data(), bytes.size(), dst);
-    ::fchmod(out.get(), 0644);
     detail::fsync_or_throw(out.get(), dst);
     return {bytes.size(), sha256_hex(bytes)};
 }

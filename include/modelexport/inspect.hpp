@@ -60,7 +60,7 @@ inline void print_tree(std::ostream& out, const std::map<std::string, std::size_
     std::function<void(const std::string&, const std::string&, bool, bool)> draw = [&](const std::string& tag, const std::string& prefix,
                                                                                       bool last, bool root) {
         std::string name = tag.substr(tag.rfind('/') + 1);
-        out << (root ? "" : prefix + (last ? "└── " : "├── ")) << name << " (" << totals[tag] << " nodes)\n";
+        out << (root ? "" : prefix + (last ? "└── " : "├── ")) << printable(name) << " (" << totals[tag] << " nodes)\n";  // names from the model: no terminal control
         const auto& kids = children[tag];
         for (std::size_t i = 0; i < kids.size(); ++i)
             draw(kids[i], root ? "" : prefix + (last ? "    " : "│   "), i + 1 == kids.size(), false);
@@ -84,23 +84,29 @@ inline std::vector<std::pair<std::string, std::string>> tag_edges(const std::map
     return edges;
 }
 
+/// XML 1.0 allows no control characters but tab, LF and CR (not even as &#N;),
+/// and a name may hold any bytes: control characters and bytes that are not
+/// UTF-8 become \xNN text first (printable()), then the markup characters are escaped.
 inline std::string xml_escape(const std::string& s) {
     std::string out;
-    for (char c : s) {
+    for (char c : printable(s)) {
         switch (c) {
             case '&': out += "&amp;"; break;
             case '<': out += "&lt;"; break;
             case '>': out += "&gt;"; break;
             case '"': out += "&quot;"; break;
+            case '\'': out += "&apos;"; break;
             default: out += c;
         }
     }
     return out;
 }
 
+/// A DOT quoted string: control characters (newlines) and non-UTF-8 bytes as \xNN
+/// text (printable()), then quotes and backslashes escaped.
 inline std::string dot_escape(const std::string& s) {
     std::string out;
-    for (char c : s) {
+    for (char c : printable(s)) {
         if (c == '"' || c == '\\') out += '\\';
         out += c;
     }

@@ -4,6 +4,7 @@
 
 #include "modelexport/error.hpp"
 #include "modelexport/file_io.hpp"
+#include "modelexport/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
@@ -141,11 +142,12 @@ inline nlohmann::json to_json(const signature& s) {
 
 /// A tensor whose bytes live in another file (ONNX external data).
 struct external_reference {
-    std::string tensor;
+    std::string tensor;        ///< where the tensor is (tensor_site::where), for messages
     std::string location;
     std::uint64_t offset = 0;
     std::int64_t length = -1;  ///< -1: to the end of the file
     std::string malformed;     ///< "offset" or "length" when its value is not a decimal byte count
+    bool has_inline_data = false;  ///< raw_data or typed data beside the external location
 };
 
 namespace detail {
@@ -168,56 +170,86 @@ inline bool parse_byte_count(const std::string& s, std::uint64_t& out) {
 
 }  // namespace detail
 
-inline std::vector<external_reference> external_references(const onnx::GraphProto& g) {
-    std::vector<external_reference> refs;
-    for (const auto& t : g.initializer()) {
-        if (t.data_location() != onnx::TensorProto_DataLocation_EXTERNAL) continue;
-        external_reference r;
-        r.tensor = t.name();
-        for (const auto& kv : t.external_data()) {
-            std::uint64_t v = 0;
-            if (kv.key() == "location") r.location = kv.value();
-            else if (kv.key() == "offset" && !detail::parse_byte_count(kv.value(), r.offset)) r.malformed = "offset";
-            else if (kv.key() == "length") {
-                if (detail::parse_byte_count(kv.value(), v)) r.length = static_cast<std::int64_t>(v);
-                else r.malformed = "length";
-            }
-        }
-        refs.push_back(r);
-    }
-    return refs;
+/// Whether the tensor holds its values in the message itself (raw_data or a typed field).
+inline bool has_inline_data(const onnx::TensorProto& t) {
+    return t.has_raw_data() || t.float_data_size() || t.int32_data_size() || t.string_data_size() || t.int64_data_size() ||
+           t.double_data_size() || t.uint64_data_size();
 }
 
-/// Rewrites relative external-data locations of the main graph as absolute paths under `dir`.
-inline void absolutize_external_locations(onnx::ModelProto& model, const fs::path& dir) {
-    for (auto& t : *model.mutable_graph()->mutable_initializer()) {
-        if (t.data_location() != onnx::TensorProto_DataLocation_EXTERNAL) continue;
-        for (auto& kv : *t.mutable_external_data())
-            if (kv.key() == "location" && !fs::path(kv.value()).is_absolute()) kv.set_value((dir / kv.value()).string());
+/// Whether ONNX Runtime reads this tensor from a file: it looks at data_location only
+/// (external_data entries without it are ignored, and so are they here).
+inline bool is_external(const onnx::TensorProto& t) { return t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL; }
+
+/// The external reference of a tensor with is_external(t); `where` names it in messages.
+/// Repeated keys: the last one wins, as in ONNX Runtime's reader.
+inline external_reference external_reference_of(const onnx::TensorProto& t, std::string where) {
+    external_reference r;
+    r.tensor = std::move(where);
+    r.has_inline_data = has_inline_data(t);
+    bool bad_offset = false, bad_length = false;
+    for (const auto& kv : t.external_data()) {
+        std::uint64_t v = 0;
+        if (kv.key() == "location") r.location = kv.value();
+        else if (kv.key() == "offset") {
+            bad_offset = !detail::parse_byte_count(kv.value(), v);
+            r.offset = bad_offset ? 0 : v;
+        } else if (kv.key() == "length") {
+            bad_length = !detail::parse_byte_count(kv.value(), v);
+            r.length = bad_length ? -1 : static_cast<std::int64_t>(v);
+        }
     }
+    r.malformed = bad_offset ? "offset" : bad_length ? "length" : "";
+    return r;
+}
+
+/// What is wrong with a reference before any file is looked at: no location, a
+/// malformed number, inline data beside it, an absolute path or a `..`; empty when fine.
+inline std::string external_reference_form_problem(const external_reference& r) {
+    const std::string& what = r.tensor;
+    if (r.location.empty()) return what + " has external data without a location";
+    if (r.location.find('\0') != std::string::npos) return what + " has a malformed external data location (NUL byte)";
+    if (!r.malformed.empty()) return what + " has a malformed external data " + r.malformed + " (not a decimal byte count)";
+    if (r.has_inline_data) return what + " has both inline data and an external data location " + r.location;
+    const fs::path loc = r.location;
+    if (loc.is_absolute()) return what + " points at an absolute path: " + r.location;
+    for (const auto& part : loc)
+        if (part == "..") return what + " points outside the package: " + r.location;
+    return {};
 }
 
 /// Checks one external reference against the package directory; returns the
-/// problem or an empty string.
+/// problem or an empty string. Locations resolve against `package_dir` (the
+/// model's directory, as ONNX Runtime resolves them), never the working directory.
 inline std::string external_reference_problem(const external_reference& r, const fs::path& package_dir) {
-    fs::path loc = r.location;
-    if (r.location.empty()) return "tensor '" + r.tensor + "' has external data without a location";
-    if (!r.malformed.empty()) return "tensor '" + r.tensor + "' has a malformed external data " + r.malformed + " (not a decimal byte count)";
-    if (loc.is_absolute()) return "tensor '" + r.tensor + "' points at an absolute path: " + r.location;
-    for (const auto& part : loc)
-        if (part == "..") return "tensor '" + r.tensor + "' points outside the package: " + r.location;
+    if (std::string problem = external_reference_form_problem(r); !problem.empty()) return problem;
+    const std::string& what = r.tensor;
+    const fs::path loc = r.location;
     std::error_code ec;
-    fs::path full = package_dir / loc;
+    const fs::path dir = fs::absolute(package_dir, ec);
+    const fs::path full = dir / loc;
     auto real = fs::weakly_canonical(full, ec);
-    auto root = fs::weakly_canonical(package_dir, ec);
-    if (real.string().rfind(root.string() + "/", 0) != 0) return "tensor '" + r.tensor + "' links outside the package: " + r.location;
-    if (!fs::is_regular_file(full, ec)) return "tensor '" + r.tensor + "' needs missing file " + r.location;
+    auto root = fs::weakly_canonical(dir, ec);
+    if (real.string().rfind(root.string() + "/", 0) != 0) return what + " links outside the package: " + r.location;
+    auto status = fs::status(full, ec);
+    if (!fs::exists(status)) return what + " needs missing file " + r.location;
+    if (!fs::is_regular_file(status)) return what + " points at " + r.location + ", which is not a regular file";
     auto size = fs::file_size(full, ec);
-    std::uint64_t end = r.offset + static_cast<std::uint64_t>(r.length < 0 ? 0 : r.length);
-    if (r.offset > size || end > size)
-        return "tensor '" + r.tensor + "' reads bytes " + std::to_string(r.offset) + ".." + std::to_string(end) + " of " + r.location +
+    std::uint64_t end = 0;
+    if (ec || r.offset > size ||
+        __builtin_add_overflow(r.offset, static_cast<std::uint64_t>(r.length < 0 ? 0 : r.length), &end) || end > size)
+        return what + " reads bytes " + std::to_string(r.offset) + ".." +
+               (r.length < 0 ? std::string("end") : std::to_string(r.offset) + "+" + std::to_string(r.length)) + " of " + r.location +
                " which has only " + std::to_string(size);
     return {};
+}
+
+/// Every external reference in the model: all tensors, wherever they are (tensor_walk.hpp).
+inline std::vector<external_reference> external_references(onnx::ModelProto& model) {
+    std::vector<external_reference> refs;
+    for_each_tensor(model, [&](onnx::TensorProto& t, const tensor_site& site) {
+        if (is_external(t)) refs.push_back(external_reference_of(t, site.where));
+    });
+    return refs;
 }
 
 }  // namespace modelexport

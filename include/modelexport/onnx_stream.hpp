@@ -9,10 +9,17 @@
 // so onnx::checker still checks every tensor's declaration while modelexport
 // checks the payload sizes itself (payload_problem). Memory stays at the size
 // of the graph, whatever the size of the weights.
+//
+// It reads what protobuf (and so ONNX Runtime) reads: a singular message field
+// that occurs several times (two `graph` fields) is merged, not replaced, and of
+// several raw_data fields in one tensor the last counts (docs/design.md §11).
+// Every length is checked against what is left of its enclosing message before
+// it is used.
 #pragma once
 
 #include "modelexport/error.hpp"
 #include "modelexport/file_io.hpp"
+#include "modelexport/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
@@ -24,6 +31,7 @@
 #include <climits>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +40,8 @@ namespace modelexport {
 /// An initializer whose raw_data was left in the file.
 struct skipped_payload {
     std::string tensor;
+    int initializer = -1;      ///< index in the main graph's initializers (tensor_site::main_initializer)
+    bool declared_external = false;  ///< the tensor also says its data is EXTERNAL: malformed
     std::uint64_t offset = 0;  ///< in the model file
     std::uint64_t length = 0;
     int data_type = 0;
@@ -42,6 +52,15 @@ struct skipped_payload {
 struct light_model {
     onnx::ModelProto model;
     std::vector<skipped_payload> payloads;
+
+    /// The payload the reader skipped for the tensor at `site`, if it did: that tensor's
+    /// external location is the reader's own pointer into the model file.
+    const skipped_payload* skipped_at(const tensor_site& site) const {
+        if (site.main_initializer < 0) return nullptr;
+        for (const auto& p : payloads)
+            if (p.initializer == site.main_initializer) return &p;
+        return nullptr;
+    }
 };
 
 namespace detail {
@@ -69,9 +88,17 @@ inline std::size_t element_size(int data_type) {
     }
 }
 
-/// Reads one TensorProto of `length` bytes; a large raw_data is skipped and recorded.
-inline bool read_tensor(google::protobuf::io::CodedInputStream& in, std::uint32_t length, const std::string& location,
+/// Whether a length-delimited field of `n` bytes fits in what is left of the current message.
+inline bool fits(google::protobuf::io::CodedInputStream& in, std::uint32_t n) {
+    int left = in.BytesUntilLimit();
+    return left >= 0 && n <= static_cast<std::uint32_t>(left);
+}
+
+/// Reads one TensorProto of `length` bytes; a large raw_data is skipped and recorded
+/// as payload number `index` of the main graph.
+inline bool read_tensor(google::protobuf::io::CodedInputStream& in, std::uint32_t length, const std::string& location, int index,
                         onnx::TensorProto& tensor, std::vector<skipped_payload>& payloads) {
+    if (!fits(in, length)) return false;
     auto limit = in.PushLimit(static_cast<int>(length));
     std::string kept;
     std::uint64_t raw_offset = 0, raw_length = 0;
@@ -87,8 +114,10 @@ inline bool read_tensor(google::protobuf::io::CodedInputStream& in, std::uint32_
                 continue;
             }
             std::uint32_t n = 0;
-            if (!in.ReadVarint32(&n)) return false;
-            if (n < skip_threshold) {
+            if (!in.ReadVarint32(&n) || !fits(in, n)) return false;
+            // Of several raw_data fields the last one counts (protobuf's rule for a bytes field).
+            skipped = n >= skip_threshold;
+            if (!skipped) {
                 std::string bytes;
                 if (!in.ReadString(&bytes, static_cast<int>(n))) return false;
                 out.WriteTag(tag);
@@ -99,15 +128,17 @@ inline bool read_tensor(google::protobuf::io::CodedInputStream& in, std::uint32_
             raw_offset = static_cast<std::uint64_t>(in.CurrentPosition());
             raw_length = n;
             if (!in.Skip(static_cast<int>(n))) return false;
-            skipped = true;
         }
     }
     if (!in.ConsumedEntireMessage()) return false;
     in.PopLimit(limit);
     if (!tensor.ParseFromString(kept)) return false;
     if (skipped) {
-        payloads.push_back({tensor.name(), raw_offset, raw_length, tensor.data_type(), {tensor.dims().begin(), tensor.dims().end()}});
+        tensor.clear_raw_data();  // an earlier small raw_data that the skipped one replaces
+        payloads.push_back({tensor.name(), index, tensor.data_location() == onnx::TensorProto_DataLocation_EXTERNAL, raw_offset,
+                            raw_length, tensor.data_type(), {tensor.dims().begin(), tensor.dims().end()}});
         tensor.set_data_location(onnx::TensorProto_DataLocation_EXTERNAL);
+        tensor.clear_external_data();
         auto add = [&](const char* k, const std::string& v) {
             auto* e = tensor.add_external_data();
             e->set_key(k);
@@ -120,8 +151,11 @@ inline bool read_tensor(google::protobuf::io::CodedInputStream& in, std::uint32_
     return true;
 }
 
+/// Reads one occurrence of ModelProto.graph and merges it into `graph`, as protobuf
+/// merges repeated occurrences of a singular message field.
 inline bool read_graph(google::protobuf::io::CodedInputStream& in, std::uint32_t length, const std::string& location,
                        onnx::GraphProto& graph, std::vector<skipped_payload>& payloads) {
+    if (!fits(in, length)) return false;
     auto limit = in.PushLimit(static_cast<int>(length));
     std::string kept;
     std::vector<onnx::TensorProto> initializers;
@@ -133,8 +167,9 @@ inline bool read_graph(google::protobuf::io::CodedInputStream& in, std::uint32_t
                 WFL::GetTagWireType(tag) == WFL::WIRETYPE_LENGTH_DELIMITED) {
                 std::uint32_t n = 0;
                 if (!in.ReadVarint32(&n)) return false;
+                int index = graph.initializer_size() + static_cast<int>(initializers.size());
                 initializers.emplace_back();
-                if (!read_tensor(in, n, location, initializers.back(), payloads)) return false;
+                if (!read_tensor(in, n, location, index, initializers.back(), payloads)) return false;
                 continue;
             }
             if (!copy_field(in, tag, out)) return false;
@@ -142,7 +177,7 @@ inline bool read_graph(google::protobuf::io::CodedInputStream& in, std::uint32_t
     }
     if (!in.ConsumedEntireMessage()) return false;
     in.PopLimit(limit);
-    if (!graph.ParseFromString(kept)) return false;
+    if (!graph.MergeFromString(kept)) return false;
     for (auto& t : initializers) *graph.add_initializer() = std::move(t);
     return true;
 }
@@ -150,12 +185,18 @@ inline bool read_graph(google::protobuf::io::CodedInputStream& in, std::uint32_t
 }  // namespace detail
 
 /// Reads `path` without the bytes of its large initializers. The graph's own
-/// structure (nodes, inputs, outputs, small initializers) is complete.
-inline light_model load_onnx_light(const fs::path& path) {
+/// structure (nodes, inputs, outputs, small initializers) is complete. Errors name
+/// the file as `shown` when given (a staged copy is named after where it came from).
+inline light_model load_onnx_light(const fs::path& path, const std::string& shown = {}) {
+    const std::string name = shown.empty() ? path.string() : shown;
     unique_fd fd = open_or_throw(path, O_RDONLY);
     google::protobuf::io::FileInputStream raw(fd.get());
     google::protobuf::io::CodedInputStream in(&raw);
     in.SetTotalBytesLimit(INT_MAX);
+    // Protobuf cannot represent a larger message; the limit makes every length checkable.
+    const std::uint64_t size = fs::file_size(path);
+    if (size > static_cast<std::uint64_t>(INT_MAX)) throw invalid_input(name, "is larger than protobuf's 2 GiB message limit");
+    in.PushLimit(static_cast<int>(size));
     light_model result;
     std::string kept;
     bool ok = true;
@@ -181,29 +222,42 @@ inline light_model load_onnx_light(const fs::path& path) {
         }
     }
     // Skipping seeks, and a seek past the end succeeds: the reader must have ended exactly at the end.
-    std::uint64_t size = fs::file_size(path);
     ok = ok && static_cast<std::uint64_t>(in.CurrentPosition()) == size;
     for (const auto& p : result.payloads) ok = ok && p.offset + p.length <= size;
     onnx::ModelProto rest;
-    if (!ok || !rest.ParseFromString(kept)) throw invalid_input(path.string(), "is not a valid ONNX model (protobuf parse failed)");
+    if (!ok || !rest.ParseFromString(kept)) throw invalid_input(name, "is not a valid ONNX model (protobuf parse failed)");
     rest.MergeFrom(result.model);  // graph after the other fields; field order does not matter to readers
     result.model.Swap(&rest);
-    if (!result.model.has_graph()) throw invalid_input(path.string(), "is not an ONNX model (no graph)");
+    if (!result.model.has_graph()) throw invalid_input(name, "is not an ONNX model (no graph)");
     return result;
+}
+
+/// The bytes a tensor of `data_type` and `dims` needs; nullopt when the type has no
+/// fixed element size (strings, unknown types). Checked arithmetic: hostile dims
+/// must not wrap around to a small, matching size.
+inline std::optional<std::uint64_t> payload_bytes(int data_type, const std::vector<std::int64_t>& dims, std::string& problem) {
+    std::uint64_t bytes = detail::element_size(data_type);
+    if (bytes == 0) return std::nullopt;
+    for (auto d : dims) {
+        if (d < 0) return problem = "has a negative dimension", std::nullopt;
+        if (__builtin_mul_overflow(bytes, static_cast<std::uint64_t>(d), &bytes)) return problem = "has dimensions whose size overflows", std::nullopt;
+    }
+    return bytes;
+}
+
+/// A payload of `length` bytes that is not the size `data_type` and `dims` need; empty when fine.
+inline std::string payload_size_problem(const std::string& tensor, int data_type, const std::vector<std::int64_t>& dims, std::uint64_t length) {
+    std::string problem;
+    auto need = payload_bytes(data_type, dims, problem);
+    if (!problem.empty()) return tensor + " " + problem;
+    if (need && *need != length)
+        return tensor + " holds " + std::to_string(length) + " bytes but its shape needs " + std::to_string(*need);
+    return {};
 }
 
 /// A skipped payload whose size does not match its tensor's type and shape; empty when fine.
 inline std::string payload_problem(const skipped_payload& p) {
-    std::size_t element = detail::element_size(p.data_type);
-    if (element == 0) return {};  // strings and unknown types: nothing to compare
-    std::uint64_t count = 1;
-    for (auto d : p.dims) {
-        if (d < 0) return "tensor '" + p.tensor + "' has a negative dimension";
-        count *= static_cast<std::uint64_t>(d);
-    }
-    if (count * element != p.length)
-        return "tensor '" + p.tensor + "' holds " + std::to_string(p.length) + " bytes but its shape needs " + std::to_string(count * element);
-    return {};
+    return payload_size_problem("tensor '" + p.tensor + "'", p.data_type, p.dims, p.length);
 }
 
 }  // namespace modelexport

@@ -25,7 +25,13 @@
 #include <google/protobuf/wire_format_lite.h>
 #include <openssl/evp.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 
 namespace modelexport {
@@ -45,13 +51,75 @@ inline std::string base64_encode(const std::string& in) {
 }
 
 inline std::string base64_decode(const std::string& in, const std::string& what) {
+    if (in.size() % 4 != 0 || in.size() > (1u << 31)) throw invalid_input(what, "invalid base64");
     std::string out(3 * in.size() / 4 + 3, '\0');
     int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
                             static_cast<int>(in.size()));
-    if (n < 0) throw invalid_input(what, "invalid base64");
     std::size_t pad = in.size() >= 2 ? (in[in.size() - 1] == '=') + (in[in.size() - 2] == '=') : 0;
+    if (n < 0 || static_cast<std::size_t>(n) < pad) throw invalid_input(what, "invalid base64");
     out.resize(static_cast<std::size_t>(n) - pad);
     return out;
+}
+
+/// A file being written beside its destination: removed on unwind, renamed by commit().
+/// Created with O_EXCL under a per-process name, so it never writes through a
+/// link or over a file someone else put there.
+class temp_file {
+public:
+    explicit temp_file(const fs::path& dest) : dest_(dest), path_(dest.string() + ".tmp-" + std::to_string(::getpid())) {
+        unique_fd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+        if (!fd && errno == EEXIST) {  // left by a killed run with our pid
+            ::unlink(path_.c_str());
+            fd.reset(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+        }
+        if (!fd) {
+            int e = errno;
+            path_.clear();
+            throw io_error(dest.string(), std::string("cannot write: ") + std::strerror(e));
+        }
+    }
+    temp_file(const temp_file&) = delete;
+    temp_file& operator=(const temp_file&) = delete;
+    ~temp_file() {
+        if (!path_.empty()) ::unlink(path_.c_str());
+    }
+    const fs::path& path() const { return path_; }
+    void commit() {
+        if (::rename(path_.c_str(), dest_.c_str()) != 0)
+            throw io_error(dest_.string(), std::string("cannot rename into place: ") + std::strerror(errno));
+        path_.clear();
+    }
+
+private:
+    fs::path dest_, path_;
+};
+
+/// A lower-case 64-digit hex SHA-256.
+inline bool is_sha256_hex(const json& v) {
+    if (!v.is_string() || v.get_ref<const std::string&>().size() != 64) return false;
+    for (char c : v.get_ref<const std::string&>())
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+/// Checks the manifest's shape before anything uses it: {format_version: 1,
+/// model: {size, sha256}, files: {name: {size, sha256, encoding}}} with package
+/// file names other than model.onnx, unsigned sizes, hex hashes and a known
+/// encoding. Anything else is invalid input naming the packed file.
+inline void check_pack_manifest(const json& m, const std::string& name) {
+    auto bad = [&](const std::string& what) { return invalid_input(name, "malformed " + std::string(pack_manifest_key) + " manifest: " + what); };
+    if (!m.is_object()) throw bad("not a JSON object");
+    if (!m.contains("format_version") || !m["format_version"].is_number_unsigned() || m["format_version"].get<std::uint64_t>() != 1)
+        throw bad("format_version is not 1");
+    auto sized = [](const json& e) { return e.is_object() && e.contains("size") && e["size"].is_number_unsigned() && e.contains("sha256") && is_sha256_hex(e["sha256"]); };
+    if (!m.contains("model") || !sized(m["model"])) throw bad("\"model\" is not {size, sha256}");
+    if (!m.contains("files") || !m["files"].is_object()) throw bad("no \"files\" object");
+    for (const auto& [file, e] : m["files"].items()) {
+        auto role = role_of(file);
+        if (!role || *role == file_role::model || file == "model.onnx_data") throw bad("names an unexpected file '" + file + "'");
+        if (!sized(e) || !e.contains("encoding") || !e["encoding"].is_string() || (e["encoding"] != "utf-8" && e["encoding"] != "base64"))
+            throw bad("files entry '" + file + "' is not {size, sha256, encoding: utf-8|base64}");
+    }
 }
 
 /// The wire bytes of one `metadata_props` entry of ModelProto.
@@ -90,14 +158,14 @@ inline void pack_package(const fs::path& dir, const fs::path& output) {
         manifest["files"][name] = {{"size", bytes.size()}, {"sha256", sha256_hex(bytes)}, {"encoding", text ? "utf-8" : "base64"}};
     }
     tail += detail::metadata_entry_bytes(pack_manifest_key, manifest.dump());
-    fs::path tmp = output.string() + ".tmp";
-    copy_file_hashed(model, tmp);
+    detail::temp_file tmp(output);  // removed on any failure below: no OUT.tmp-PID stays
+    copy_file_hashed(model, tmp.path());
     {
-        unique_fd out = open_or_throw(tmp, O_WRONLY | O_APPEND);
-        detail::write_all(out.get(), tail.data(), tail.size(), tmp);
-        detail::fsync_or_throw(out.get(), tmp);
+        unique_fd out = open_or_throw(tmp.path(), O_WRONLY | O_APPEND);
+        detail::write_all(out.get(), tail.data(), tail.size(), tmp.path());
+        detail::fsync_or_throw(out.get(), tmp.path());
     }
-    fs::rename(tmp, output);
+    tmp.commit();
 }
 
 /// Restores a package directory from a packed model: model.onnx and every file byte-identical.
@@ -109,22 +177,31 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
         if (kv.key() == pack_manifest_key) manifest = parse_json_text(kv.value(), packed.string() + " (" + pack_manifest_key + ")");
         else if (kv.key().rfind(pack_file_prefix, 0) == 0) stored[kv.key().substr(std::string(pack_file_prefix).size())] = kv.value();
     }
-    if (!manifest.is_object()) throw invalid_input(packed.string(), "is not a packed model (no " + std::string(pack_manifest_key) + " entry)");
+    if (manifest.is_null()) throw invalid_input(packed.string(), "is not a packed model (no " + std::string(pack_manifest_key) + " entry)");
+    detail::check_pack_manifest(manifest, packed.string());
     model.Clear();
-    package_writer writer(outdir);
-    for (const auto& [name, entry] : manifest.at("files").items()) {
-        if (!role_of(name) || !stored.count(name)) throw invalid_input(packed.string(), "manifest names an unexpected file '" + name + "'");
-        std::string bytes = entry.value("encoding", "utf-8") == "base64" ? detail::base64_decode(stored[name], packed.string()) : stored[name];
-        if (write_file(writer.staging() / name, bytes).sha256 != entry.value("sha256", ""))
-            throw invalid_input(packed.string(), "stored " + name + " does not match its recorded SHA-256");
-    }
-    // model.onnx: the packed file cut at the original length.
-    std::uintmax_t size = manifest.at("model").at("size").get<std::uintmax_t>();
+    // Everything is checked in memory before the package writer touches the output.
+    std::uintmax_t size = manifest["model"]["size"].get<std::uintmax_t>();
     if (size > fs::file_size(packed)) throw invalid_input(packed.string(), "shorter than the model it claims to hold");
+    std::map<std::string, std::string> files;
+    for (const auto& [name, entry] : manifest["files"].items()) {
+        if (!stored.count(name)) throw invalid_input(packed.string(), "manifest names '" + name + "' but the model holds no such file");
+        std::string bytes = entry["encoding"] == "base64" ? detail::base64_decode(stored[name], packed.string() + " (" + name + ")") : stored[name];
+        sha256 h;
+        h.update(bytes.data(), bytes.size());
+        if (bytes.size() != entry["size"].get<std::uintmax_t>() || h.hex() != entry["sha256"].get<std::string>())
+            throw invalid_input(packed.string(), "stored " + name + " does not match its recorded size and SHA-256");
+        files[name] = std::move(bytes);
+    }
+    if (package_writer::claims(outdir, fs::weakly_canonical(fs::absolute(packed))))
+        throw usage_error(outdir.string(), "holds " + packed.string() + ", which unpacking would replace", "unpack to another directory");
+    package_writer writer(outdir);
+    for (const auto& [name, bytes] : files) write_file(writer.staging() / name, bytes);
+    // model.onnx: the packed file cut at the original length.
     fs::path staged = writer.staging() / "model.onnx";
     copy_file_hashed(packed, staged);
     fs::resize_file(staged, size);
-    if (hash_file(staged) != manifest["model"].value("sha256", ""))
+    if (hash_file(staged) != manifest["model"]["sha256"].get<std::string>())
         throw invalid_input(packed.string(), "the model bytes before the packed files do not match the recorded SHA-256");
     writer.commit();
 }

@@ -10,6 +10,13 @@
 // Files whose bytes did not change are kept as the previous package's inode
 // (hard link from the old package, which modelexport owns), so their mtime
 // stays and ninja's restat stops rebuilding what consumes them.
+//
+// Trust rules (docs/design.md §11): only regular files with one link, created
+// by modelexport, are committed (checked before the swap); nothing is followed
+// for writing; a target that is a mount point is refused up front (a rename
+// cannot replace it); the lock file is removed when the export ends, whether
+// it succeeded, failed or was stopped by a signal. Long target names get hashed
+// lock and staging names so they stay within NAME_MAX.
 #pragma once
 
 #include "modelexport/error.hpp"
@@ -19,7 +26,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <linux/stat.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,6 +43,25 @@ namespace modelexport {
 
 namespace fs = std::filesystem;
 
+namespace detail {
+
+/// The atomic swap; a seam so tests can make it fail as on file systems without RENAME_EXCHANGE.
+inline int (*rename_exchange)(const char*, const char*) = [](const char* a, const char* b) {
+    return ::renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+};
+
+/// True when `dir` is the root of a mount (rename cannot replace it).
+inline bool is_mount_point(const fs::path& dir) {
+    struct statx sx {};
+    if (::syscall(SYS_statx, AT_FDCWD, dir.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx) == 0 &&
+        (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+        return (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+    struct stat a {}, b {};  // old kernels: a different device than the parent
+    return ::lstat(dir.c_str(), &a) == 0 && ::stat(dir.parent_path().c_str(), &b) == 0 && a.st_dev != b.st_dev;
+}
+
+}  // namespace detail
+
 class package_writer {
 public:
     /// `extra_allowed` names files that may sit in an existing target without
@@ -42,6 +70,7 @@ public:
                             const std::function<void(const std::string&)>& on_wait = {})
         : target_(fs::absolute(std::move(target)).lexically_normal()), extra_allowed_(std::move(extra_allowed)) {
         if (target_.filename().empty()) target_ = target_.parent_path();
+        base_ = hidden_base(target_.filename().string());
         check_target();
         fs::path parent = target_.parent_path();
         std::error_code ec;
@@ -49,19 +78,44 @@ public:
         if (ec) throw io_error(parent.string(), "cannot create directory: " + ec.message());
         lock(on_wait);
         remove_stale_staging();
-        staging_ = parent / ("." + target_.filename().string() + ".staging-" + std::to_string(::getpid()));
+        staging_ = parent / ("." + base_ + ".staging-" + std::to_string(::getpid()));
         if (!fs::create_directory(staging_, ec) || ec)
             throw io_error(staging_.string(), "cannot create staging directory: " + (ec ? ec.message() : "exists"));
         fs::permissions(staging_, fs::perms(0755), ec);
     }
 
-    package_writer(const package_writer&) = delete;
-    package_writer& operator=(const package_writer&) = delete;
+    /// True when `real` (a canonical path) is the target, inside it, or one of the
+    /// names beside it that an export of `target` owns (its staging directories and
+    /// lock): a model source there would be replaced or deleted by the export.
+    static bool claims(const fs::path& target, const fs::path& real) {
+        fs::path t = fs::weakly_canonical(fs::absolute(target).lexically_normal());
+        if (t.filename().empty()) t = t.parent_path();
+        if (path_within(real, t)) return true;
+        fs::path parent = t.parent_path();
+        if (!path_within(real, parent) || real == parent) return false;
+        std::string first = std::next(real.begin(), std::distance(parent.begin(), parent.end()))->string();
+        std::string base = hidden_base(t.filename().string());
+        return first.rfind("." + base + ".staging-", 0) == 0 || first == "." + base + ".lock";
+    }
+
+    /// The name the hidden files beside a target are built from: the target's name,
+    /// or for a long name (lock and staging names must fit NAME_MAX, 255 bytes) a
+    /// prefix and a hash of it.
+    static std::string hidden_base(const std::string& name) {
+        if (name.size() <= 200) return name;
+        sha256 h;
+        h.update(name.data(), name.size());
+        return name.substr(0, 100) + "~" + h.hex().substr(0, 32);
+    }
 
     ~package_writer() {
         std::error_code ec;
         if (!staging_.empty()) fs::remove_all(staging_, ec);
+        unlock();
     }
+
+    package_writer(const package_writer&) = delete;
+    package_writer& operator=(const package_writer&) = delete;
 
     /// Where files are written before commit().
     const fs::path& staging() const { return staging_; }
@@ -70,30 +124,41 @@ public:
     /// Makes the staged package the target, atomically. `staged_sha256` gives the
     /// hashes of staged files already known (name -> hex), to avoid reading them again.
     void commit(const std::map<std::string, std::string>& staged_sha256 = {}) {
+        check_cancel(target_.string());
+        check_staged_files();
         keep_unchanged_files(staged_sha256);
         carry_over_build_files();
         for (const auto& e : fs::directory_iterator(staging_)) {
-            unique_fd fd = open_or_throw(e.path(), O_RDONLY);
+            unique_fd fd = open_or_throw(e.path(), O_RDONLY | O_NOFOLLOW);
             ::fsync(fd.get());
         }
         fsync_directory(staging_);
-        if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, target_.c_str(), RENAME_EXCHANGE) == 0) {
+        check_cancel(target_.string());  // the last moment a signal or the deadline stops the export
+        if (detail::rename_exchange(staging_.c_str(), target_.c_str()) == 0) {
             // staging_ now holds the previous package; the destructor removes it.
         } else if (errno == ENOENT) {
             if (::rename(staging_.c_str(), target_.c_str()) != 0)
                 throw io_error(target_.string(), std::string("cannot rename package into place: ") + std::strerror(errno));
             staging_.clear();
+        } else if (errno == EXDEV || errno == EBUSY) {
+            throw io_error(target_.string(), std::string("cannot swap package into place: ") + std::strerror(errno),
+                           "the output directory must not be a mount point; export to a directory inside it");
         } else {
-            throw io_error(target_.string(), std::string("cannot swap package into place: ") + std::strerror(errno));
+            swap_by_renames(errno);
         }
         fsync_directory(target_.parent_path());
     }
 
 private:
     void check_target() const {
+        if (target_.filename().string().size() > 255)
+            throw usage_error(target_.string(), "the directory name is longer than 255 bytes");
         std::error_code ec;
         auto st = fs::symlink_status(target_, ec);
         if (!fs::exists(st)) return;
+        if (fs::is_directory(st) && detail::is_mount_point(target_))
+            throw io_error(target_.string(), "is a mount point; a package is swapped into place by rename, which cannot replace a mount point",
+                           "export to a directory inside it, e.g. " + (target_ / "package").string());
         if (!fs::is_directory(st)) throw io_error(target_.string(), "exists and is not a directory");
         for (const auto& e : fs::directory_iterator(target_, ec)) {
             std::string name = e.path().filename().string();
@@ -103,29 +168,89 @@ private:
         }
     }
 
+    /// Takes the lock `.NAME.lock` beside the target. The file is removed again
+    /// when the export ends (unlock()), so after taking the lock we check that the
+    /// path still names the locked inode; if not, whoever held it removed it: retry.
     void lock(const std::function<void(const std::string&)>& on_wait) {
-        fs::path lock_path = target_.parent_path() / ("." + target_.filename().string() + ".lock");
-        lock_fd_ = open_or_throw(lock_path, O_RDWR | O_CREAT, 0644);
-        if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) == 0) return;
-        if (on_wait) on_wait("waiting for another export to " + target_.string());
-        while (::flock(lock_fd_.get(), LOCK_EX) != 0)
-            if (errno != EINTR) throw io_error(lock_path.string(), std::string("cannot lock: ") + std::strerror(errno));
+        lock_path_ = target_.parent_path() / ("." + base_ + ".lock");
+        bool told = false;
+        for (;;) {
+            unique_fd fd = open_or_throw(lock_path_, O_RDWR | O_CREAT | O_NOFOLLOW, 0644);
+            if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+                if (on_wait && !told) on_wait("waiting for another export to " + target_.string());
+                told = true;
+                while (::flock(fd.get(), LOCK_EX) != 0) {
+                    if (errno != EINTR) throw io_error(lock_path_.string(), std::string("cannot lock: ") + std::strerror(errno));
+                    check_cancel(lock_path_.string());  // a signal while waiting
+                }
+            }
+            struct stat held {}, now {};
+            if (::fstat(fd.get(), &held) == 0 && ::lstat(lock_path_.c_str(), &now) == 0 && held.st_dev == now.st_dev &&
+                held.st_ino == now.st_ino) {
+                lock_fd_ = std::move(fd);
+                return;
+            }
+        }
+    }
+
+    void unlock() {
+        if (!lock_fd_) return;
+        ::unlink(lock_path_.c_str());  // still ours: nobody else can hold it while we do
+        lock_fd_.reset();
+    }
+
+    /// Everything committed is a regular file with one link that this export created.
+    void check_staged_files() const {
+        for (const auto& e : fs::directory_iterator(staging_)) {
+            struct stat st {};
+            if (::lstat(e.path().c_str(), &st) != 0) throw io_error(e.path().string(), std::string("cannot stat: ") + std::strerror(errno));
+            if (!S_ISREG(st.st_mode))
+                throw io_error(e.path().string(), "is " + file_kind(st.st_mode) + "; only regular files are committed to a package");
+            if (st.st_nlink != 1)
+                throw io_error(e.path().string(), "has " + std::to_string(st.st_nlink) + " links; a package file may not share its inode");
+        }
+    }
+
+    /// Where RENAME_EXCHANGE is refused (EINVAL on file systems without it): move the
+    /// previous package aside to a staging name, move the new one in, and put the old
+    /// one back if that fails. A crash in between leaves no package, never a mix.
+    void swap_by_renames(int exchange_errno) {
+        fs::path aside = staging_.string() + "-old";
+        if (::rename(target_.c_str(), aside.c_str()) != 0) {
+            if (errno != ENOENT)
+                throw io_error(target_.string(), std::string("cannot swap package into place: ") + std::strerror(exchange_errno) +
+                                                     ", and cannot move the previous package aside: " + std::strerror(errno));
+            aside.clear();
+        }
+        if (::rename(staging_.c_str(), target_.c_str()) != 0) {
+            int e = errno;
+            if (!aside.empty()) ::rename(aside.c_str(), target_.c_str());
+            throw io_error(target_.string(), std::string("cannot rename package into place: ") + std::strerror(e));
+        }
+        staging_ = aside;  // the previous package (or nothing), removed by the destructor
     }
 
     /// With the lock held, any staging directory of this target is a leftover.
     void remove_stale_staging() const {
-        std::string prefix = "." + target_.filename().string() + ".staging-";
+        std::string prefix = "." + base_ + ".staging-";
         std::error_code ec;
         for (const auto& e : fs::directory_iterator(target_.parent_path(), ec))
             if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove_all(e.path(), ec);
     }
 
+    /// Only a previous file that is itself a regular file with one link (what an
+    /// export made) is kept: a link or shared inode someone put there is not carried on.
+    static bool own_regular_file(const fs::path& p, struct stat& st) {
+        return ::lstat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1;
+    }
+
     void keep_unchanged_files(const std::map<std::string, std::string>& staged_sha256) const {
         std::error_code ec;
-        if (!fs::is_directory(target_, ec)) return;
+        if (!fs::is_directory(fs::symlink_status(target_, ec))) return;
         for (const auto& e : fs::directory_iterator(staging_)) {
             fs::path old = target_ / e.path().filename();
-            if (!fs::is_regular_file(old, ec) || fs::file_size(old, ec) != fs::file_size(e.path(), ec)) continue;
+            struct stat st {};
+            if (!own_regular_file(old, st) || static_cast<std::uintmax_t>(st.st_size) != fs::file_size(e.path(), ec)) continue;
             auto known = staged_sha256.find(e.path().filename().string());
             if (hash_file(old) != (known != staged_sha256.end() ? known->second : hash_file(e.path()))) continue;
             fs::path tmp = e.path().string() + ".keep";
@@ -134,18 +259,22 @@ private:
     }
 
     /// Files the build system keeps beside the package (depfile, generated
-    /// headers) move into the new package directory so the swap keeps them.
+    /// headers) move into the new package directory so the swap keeps them;
+    /// only regular files with one link (anything else stays with the old package).
     void carry_over_build_files() const {
         std::error_code ec;
         for (const auto& name : extra_allowed_) {
             fs::path old = target_ / name;
-            if (fs::exists(fs::symlink_status(old, ec)) && !fs::exists(staging_ / name, ec)) fs::rename(old, staging_ / name, ec);
+            struct stat st {};
+            if (own_regular_file(old, st) && !fs::exists(fs::symlink_status(staging_ / name, ec))) fs::rename(old, staging_ / name, ec);
         }
     }
 
     fs::path target_;
     std::set<std::string> extra_allowed_;
+    std::string base_;
     fs::path staging_;
+    fs::path lock_path_;
     unique_fd lock_fd_;
 };
 

@@ -8,6 +8,7 @@
 // a daemon that left the group (setsid) holding the pipes can outlast it.
 #pragma once
 
+#include "modelexport/cancel.hpp"
 #include "modelexport/error.hpp"
 
 #include <boost/process.hpp>
@@ -139,10 +140,16 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     std::error_code ec;
     while (!ended || fds[0].fd >= 0 || fds[1].fd >= 0) {  // a child may close its output and keep running
         auto now = std::chrono::steady_clock::now();
+        if (cancel::pending_signal.load()) {  // SIGINT/SIGTERM/SIGHUP to modelexport: stop the whole group, then unwind
+            group.terminate(ec);
+            child.wait(ec);
+            check_cancel(program);
+        }
         if (!ended && !child.running(ec)) {
             ended = now;
             group.terminate(ec);  // nothing the child started outlives it (and keeps our pipes open)
-        } else if (!ended && !result.timed_out && opts.timeout.count() > 0 && now - start > opts.timeout) {
+        } else if (!ended && !result.timed_out && ((opts.timeout.count() > 0 && now - start > opts.timeout) || cancel::expired())) {
+            // its own limit, or the deadline of the whole operation (export --timeout)
             result.timed_out = true;
             group.terminate(ec);  // SIGKILL to the child and everything it started
         }

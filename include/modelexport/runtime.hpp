@@ -100,7 +100,8 @@ public:
         run_result r = run_process(program, args, {cfg_.timeout, {}, {}, 5});
         if (!r.ok()) return check_result{id, severity::error, check_status::fail, abs.string() + ": " + to_string(k) + " failed (" + r.describe(cfg_.timeout) + "): " + r.stderr_tail()};
         last_output_ = last_json_line(r.out);
-        return check_result{id, severity::error, check_status::pass, "loaded and ran one inference: " + summary(k, last_output_)};
+        return check_result{id, severity::error, check_status::pass, "loaded and ran one inference: " + summary(k, last_output_),
+                            metrics(last_output_)};
     }
 
     /// The runtime's JSON answer from the last run (outputs, pipeline result).
@@ -124,6 +125,15 @@ private:
         }
         return json();
     }
+    /// Inference monitoring (docs/design.md §5.5): the median latency of the timed runs that
+    /// follow the first inference, and the runtime process's peak RSS, as the scripts report them.
+    static json metrics(const json& out) {
+        json m = json::object();
+        if (!out.is_object()) return m;
+        for (const char* key : {"latency_ms", "peak_rss_mb"})
+            if (auto it = out.find(key); it != out.end() && it->is_number()) m[key] = *it;
+        return m;
+    }
     static std::string summary(runtime_kind k, const json& out) {
         if (!out.is_object()) return to_string(k);
         std::string s = out.value("runtime", to_string(k)) + " " + out.value("version", "");
@@ -132,6 +142,9 @@ private:
             for (const auto& [name, v] : out["outputs"].items()) s += " " + name + (v.contains("shape") ? v["shape"].dump() : "");
         }
         if (out.contains("result")) s += "; result " + out["result"].dump().substr(0, 160);
+        json m = metrics(out);
+        if (m.contains("latency_ms")) s += "; median latency " + std::to_string(m["latency_ms"].get<double>()).substr(0, 6) + " ms";
+        if (m.contains("peak_rss_mb")) s += ", peak RSS " + std::to_string(m["peak_rss_mb"].get<long long>()) + " MB";
         return s;
     }
 

@@ -7,6 +7,11 @@
 #pragma once
 
 #include "modelexport/error.hpp"
+#include "modelexport/json_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cstdlib>
@@ -134,20 +139,29 @@ struct model_source {
         return real;
     }
 
-    static bool is_within(const fs::path& real, const fs::path& folder) {
-        auto r = real.begin();
-        for (auto f = folder.begin(); f != folder.end(); ++f, ++r)
-            if (r == real.end() || *r != *f) return false;
-        return true;
-    }
+    static bool is_within(const fs::path& real, const fs::path& folder) { return path_within(real, folder); }
 };
 
 namespace detail {
 
+/// A refs/<name> file holds a 40-hex commit and maybe a newline. It is read
+/// with a small bound (never into memory whole), without blocking on a FIFO.
+inline constexpr std::size_t max_ref_bytes = 256;
+
 inline std::string read_ref(const fs::path& ref) {
-    std::ifstream in(ref);
-    std::string commit;
-    std::getline(in, commit);
+    int fd = ::open(ref.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) throw invalid_input(ref.string(), "cannot be read");
+    struct stat st {};
+    bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    char buf[max_ref_bytes + 1];
+    ssize_t n = regular ? ::read(fd, buf, sizeof buf) : -1;
+    ::close(fd);
+    if (!regular) throw invalid_input(ref.string(), "is not a regular file");
+    if (n < 0) throw invalid_input(ref.string(), "cannot be read");
+    if (static_cast<std::size_t>(n) > max_ref_bytes)
+        throw invalid_input(ref.string(), "larger than " + std::to_string(max_ref_bytes) + " bytes; does not hold a commit hash");
+    std::string commit(buf, static_cast<std::size_t>(n));
+    commit = commit.substr(0, commit.find('\n'));
     while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back()))) commit.pop_back();
     return commit;
 }

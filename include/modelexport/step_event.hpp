@@ -4,6 +4,8 @@
 // progress display (progress.hpp), which shows them; neither needs the other.
 #pragma once
 
+#include "modelexport/cancel.hpp"
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -34,6 +36,7 @@ public:
         if (!current_.empty() && on_step_) on_step_({current_, "failed", true, seconds()});
     }
     void begin(const std::string& step, const std::string& what) {
+        check_cancel(step);  // between steps: a signal or the --timeout deadline stops the export here
         current_ = step;
         start_ = std::chrono::steady_clock::now();
         if (on_step_) on_step_({step, what, false, 0.0});

@@ -10,6 +10,7 @@
 
 #include "modelexport/error.hpp"
 #include "modelexport/export_options.hpp"
+#include "modelexport/external_data.hpp"
 #include "modelexport/file_copy.hpp"
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/json_file.hpp"
@@ -17,7 +18,11 @@
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <string>
@@ -78,12 +83,40 @@ inline std::vector<fs::path> source_files(const model_source& src) {
     return files;
 }
 
-/// An exporter or command may leave its model as a symlink: the package holds bytes, never links.
-inline void materialize(const fs::path& p) {
-    if (!fs::is_symlink(p)) return;
-    fs::path copy = p.string() + ".copy";
-    copy_file_hashed(p, copy);
-    fs::rename(copy, p);
+/// A file an exporter or command produced (`from`, inside the staging directory)
+/// becomes the package file `to`: moved when it is a regular file with one link;
+/// copied into a new inode when it is a symlink or shares its inode with another
+/// file (the bytes are read through it, never written; the package holds no
+/// links); refused when it is, or links to, anything else (FIFO, socket, device,
+/// directory) — nothing is ever opened that could block. `who` names the exporter.
+inline void adopt_exporter_file(const fs::path& from, const fs::path& to, const std::string& who) {
+    const std::string name = from.filename().string();
+    struct stat st {};
+    if (::lstat(from.c_str(), &st) != 0) throw export_failed(who, "wrote no " + name);
+    if (S_ISREG(st.st_mode) && st.st_nlink == 1) {
+        if (from != to && ::rename(from.c_str(), to.c_str()) != 0)
+            throw io_error(to.string(), std::string("cannot move the exporter's ") + name + ": " + std::strerror(errno));
+        return;
+    }
+    struct stat target {};
+    if (S_ISLNK(st.st_mode) && ::stat(from.c_str(), &target) != 0) throw export_failed(who, "wrote " + name + " as a broken link");
+    if (!S_ISREG(st.st_mode) && !(S_ISLNK(st.st_mode) && S_ISREG(target.st_mode)))
+        throw export_failed(who, "wrote " + name + " as " + file_kind(S_ISLNK(st.st_mode) ? target.st_mode : st.st_mode) +
+                                     (S_ISLNK(st.st_mode) ? " (through a link)" : "") + ", not a regular file");
+    fs::path copy = to.string() + ".copy";
+    copy_file_hashed(from, copy);
+    ::unlink(from.c_str());
+    if (::rename(copy.c_str(), to.c_str()) != 0)
+        throw io_error(to.string(), std::string("cannot move the copied ") + name + ": " + std::strerror(errno));
+}
+
+/// Per-tensor external data becomes one model.onnx_data (external_data.hpp); what that read and wrote is recorded.
+inline bool gather_into(produced_onnx& out, const fs::path& model, const external_file_resolver& resolve) {
+    gathered_data g = gather_external_data(model, out.shown, resolve);
+    out.inputs.insert(out.inputs.end(), g.inputs.begin(), g.inputs.end());
+    for (const auto& [name, sha] : g.sha256) out.known_hashes[name] = sha;
+    if (g.rewritten) out.data_files = {external_data_name};
+    return g.rewritten;
 }
 
 /// The exporter's module table (--modules): trace, torch version and parameter count.
@@ -127,9 +160,12 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
         out.inputs.push_back(fs::path(file).is_absolute() ? fs::path(file) : src.dir / file);
     }
     detail::run_exporter(exporter, opt.python, args, opt);
-    if (!fs::is_regular_file(model) || fs::file_size(model) == 0)
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(model, ec)) || fs::is_directory(fs::symlink_status(model, ec)))
         throw export_failed(exporter, "the exporter exited successfully but wrote no ONNX model");
-    detail::materialize(model);
+    detail::adopt_exporter_file(model, model, exporter);
+    if (fs::file_size(model) == 0) throw export_failed(exporter, "the exporter exited successfully but wrote no ONNX model");
+    detail::gather_into(out, model, files_inside(stage, out.shown));  // torch writes a file per tensor above 2 GiB
     if (!fs::is_regular_file(table)) throw export_failed(exporter, "the exporter wrote model.onnx but no module table (--modules)");
     detail::read_module_table(table, exporter, out);
     fs::remove(table);
@@ -153,13 +189,21 @@ inline produced_onnx produce_command(const model_source& src, const fs::path& st
     if (opt.log) opt.log("running: " + cmd);  // the exact command, after substitution
     detail::run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
     fs::path produced = out_dir / (opt.onnx_file.empty() ? "model.onnx" : opt.onnx_file);
-    if (!fs::is_regular_file(produced)) throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
-    fs::rename(produced, stage / "model.onnx");
-    detail::materialize(stage / "model.onnx");
+    // Only a file inside {output} is taken: a directory on the way that is a link could
+    // otherwise make the package move a file from anywhere.
+    std::error_code ec;
+    fs::path real_parent = fs::canonical(produced.parent_path(), ec);
+    if (!ec && !model_source::is_within(real_parent, fs::canonical(out_dir)))
+        throw export_failed("--command", "the command's " + produced.filename().string() + " is not inside {output} (" +
+                                             produced.parent_path().string() + " links to " + real_parent.string() + ")");
+    auto st = fs::symlink_status(produced, ec);
+    if (ec || !fs::exists(st) || fs::is_directory(st))
+        throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
+    detail::adopt_exporter_file(produced, stage / "model.onnx", "--command");
     out.models = {"model.onnx"};
-    if (fs::exists(out_dir / "model.onnx_data")) {
-        fs::rename(out_dir / "model.onnx_data", stage / "model.onnx_data");
-        detail::materialize(stage / "model.onnx_data");
+    bool gathered = detail::gather_into(out, stage / "model.onnx", files_inside(out_dir, out.shown));
+    if (!gathered && fs::exists(fs::symlink_status(out_dir / "model.onnx_data", ec))) {
+        detail::adopt_exporter_file(out_dir / "model.onnx_data", stage / "model.onnx_data", "--command");
         out.data_files = {"model.onnx_data"};
     }
     fs::remove_all(out_dir);
@@ -182,7 +226,10 @@ inline produced_onnx produce_prebuilt(const model_source& src, const fs::path& s
     out.models = {"model.onnx"};
     out.inputs.push_back(*found);
     // Beside the model in the source (not beside a cache blob), under the same containment rule.
-    if (auto data = src.file((fs::path(found_name).parent_path() / "model.onnx_data").string())) {
+    const fs::path beside = fs::path(found_name).parent_path();
+    auto find = [&](const std::string& location) { return src.file((beside / location).string()); };
+    if (detail::gather_into(out, stage / "model.onnx", files_of_source(find, out.shown))) return out;
+    if (auto data = find("model.onnx_data")) {
         out.known_hashes["model.onnx_data"] = copy_file_hashed(*data, stage / "model.onnx_data").sha256;
         out.data_files = {"model.onnx_data"};
         out.inputs.push_back(*data);

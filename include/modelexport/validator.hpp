@@ -30,6 +30,7 @@ struct check_result {
     severity level = severity::error;
     check_status status = check_status::pass;
     std::string message;
+    json metrics = json::object();  ///< measurements (the runtime check's latency_ms, peak_rss_mb)
 };
 
 struct validation_report {
@@ -65,8 +66,11 @@ inline std::string to_string(check_status s) { return s == check_status::pass ? 
 
 inline json to_json(const validation_report& r, bool strict) {
     json checks = json::array();
-    for (const auto& c : r.checks)
-        checks.push_back({{"id", c.id}, {"severity", to_string(c.level)}, {"status", to_string(c.status)}, {"message", c.message}});
+    for (const auto& c : r.checks) {
+        json check{{"id", c.id}, {"severity", to_string(c.level)}, {"status", to_string(c.status)}, {"message", c.message}};
+        check.update(c.metrics);
+        checks.push_back(std::move(check));
+    }
     return {{"package", r.package.string()},
             {"task", r.task},
             {"optimum_class", r.optimum_class},
@@ -167,14 +171,17 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
 
     std::vector<std::string> missing;
     for (const auto& f : package_files)
-        if (f.required && !fs::is_regular_file(dir / std::string(f.name))) missing.emplace_back(f.name);
+        if (f.required && !fs::is_regular_file(dir / std::string(f.name))) {
+            std::string why = regular_file_problem(dir / std::string(f.name));  // "missing", or what it is instead
+            missing.emplace_back(std::string(f.name) + (why == "missing" ? "" : " (" + why + ")"));
+        }
     if (missing.empty()) b.pass("package.files", severity::error);
     else b.fail("package.files", severity::error, dir.string() + ": missing required file(s) " + detail::join(missing));
 
     // The graph without its inline weights: validating must not hold the weights in memory.
     std::optional<light_model> model;
     if (!fs::is_regular_file(model_path)) {
-        b.skip("onnx.parse", severity::error, model_path.string() + ": missing");
+        b.skip("onnx.parse", severity::error, model_path.string() + ": " + regular_file_problem(model_path));
     } else {
         try {
             model = load_onnx_light(model_path);

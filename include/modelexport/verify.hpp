@@ -1,10 +1,24 @@
 // modelexport/verify.hpp — do a package's files still match export_metadata.json?
+//
+// A re-export may commit (swap the package directory, package_writer.hpp)
+// while verify reads. So verify opens the directory once and reads the
+// metadata and every file through that descriptor (openat): it sees one
+// directory's contents even if the name is swapped meanwhile. If the name no
+// longer refers to the directory it read (a commit happened), it reads again,
+// from the new directory; a package is never reported changed because it was
+// replaced mid-read.
 #pragma once
 
 #include "modelexport/file_io.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <exception>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -17,31 +31,102 @@ struct verify_problem {
     std::string detail;
 };
 
-/// Re-hashes every file listed in the metadata and lists what differs.
-/// Throws invalid_input when the metadata itself is missing or malformed.
-inline std::vector<verify_problem> verify_package(const fs::path& dir) {
+namespace detail {
+
+/// Opens `name` in directory `dir_fd` for reading: a regular file, not through a link.
+inline unique_fd open_package_file(int dir_fd, const std::string& name) {
+    unique_fd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    struct stat st {};
+    if (fd && (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))) fd.reset();
+    return fd;
+}
+
+/// The entry names of the directory `dir_fd`.
+inline std::vector<std::string> list_directory(int dir_fd, const fs::path& dir) {
+    std::vector<std::string> names;
+    int fd = ::dup(dir_fd);
+    DIR* d = fd >= 0 ? ::fdopendir(fd) : nullptr;
+    if (!d) {
+        if (fd >= 0) ::close(fd);
+        throw io_error(dir.string(), "cannot list the directory");
+    }
+    ::rewinddir(d);
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != "..") names.push_back(n);
+    }
+    ::closedir(d);
+    return names;
+}
+
+inline bool same_inode(const struct stat& a, const struct stat& b) { return a.st_dev == b.st_dev && a.st_ino == b.st_ino; }
+
+/// One consistent pass over the directory open as `dir_fd`.
+inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& dir) {
     fs::path meta_path = dir / "export_metadata.json";
-    if (!fs::is_regular_file(meta_path)) throw invalid_input(meta_path.string(), "missing; not a modelexport package");
-    json meta = read_export_metadata(meta_path);
+    unique_fd meta_fd = open_package_file(dir_fd, "export_metadata.json");
+    if (!meta_fd) throw invalid_input(meta_path.string(), "missing; not a modelexport package");
+    std::string text;
+    constexpr std::uintmax_t max_meta = 256u << 20;
+    read_blocks(meta_fd.get(), meta_path, [&](const char* data, std::size_t n) {
+        if (text.size() + n > max_meta) throw invalid_input(meta_path.string(), "larger than " + std::to_string(max_meta) + " bytes");
+        text.append(data, n);
+    });
+    json meta = parse_export_metadata(text, meta_path.string());
     std::vector<verify_problem> problems;
     for (const auto& [name, entry] : meta["files"].items()) {
-        fs::path p = dir / name;
-        if (name.find('/') != std::string::npos || name == ".." || !fs::is_regular_file(p)) {
-            problems.push_back({name, "missing", "listed in export_metadata.json"});
+        unique_fd fd;
+        if (name.find('/') == std::string::npos && name != ".." && name != "." && name.find('\0') == std::string::npos)
+            fd = open_package_file(dir_fd, name);
+        if (!fd) {
+            struct stat st {};  // there but not a regular file (a FIFO, a link): say what it is
+            bool there = name.find('/') == std::string::npos && name.find('\0') == std::string::npos &&
+                         ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode);
+            problems.push_back({name, "missing", there ? "is " + file_kind(st.st_mode) + ", not a regular file" : "listed in export_metadata.json"});
             continue;
         }
-        auto size = fs::file_size(p);
-        std::string expected = entry.value("sha256", "");
-        std::string actual = hash_file(p);
-        if (actual != expected || size != entry.value("size", std::uintmax_t{0}))
+        sha256 h;
+        std::uintmax_t size = 0;
+        read_blocks(fd.get(), dir / name, [&](const char* data, std::size_t n) {
+            h.update(data, n);
+            size += n;
+        });
+        std::string expected = entry["sha256"].get<std::string>(), actual = h.hex();
+        if (actual != expected || size != entry["size"].get<std::uintmax_t>())
             problems.push_back({name, "changed", "sha256 " + actual + ", expected " + expected});
     }
-    for (const auto& e : fs::directory_iterator(dir)) {
-        std::string name = e.path().filename().string();
+    for (const auto& name : list_directory(dir_fd, dir)) {
         if (name == "export_metadata.json" || meta["files"].contains(name)) continue;
         if (role_of(name)) problems.push_back({name, "added", "not listed in export_metadata.json"});
     }
     return problems;
+}
+
+}  // namespace detail
+
+/// Re-hashes every file listed in the metadata and lists what differs.
+/// Throws invalid_input when the metadata itself is missing or malformed.
+inline std::vector<verify_problem> verify_package(const fs::path& dir) {
+    for (int attempt = 0;; ++attempt) {
+        unique_fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dir_fd) throw invalid_input((dir / "export_metadata.json").string(), "missing; not a modelexport package");
+        struct stat before {};
+        ::fstat(dir_fd.get(), &before);
+        std::vector<verify_problem> problems;
+        std::exception_ptr failure;
+        try {
+            problems = detail::verify_directory(dir_fd.get(), dir);
+        } catch (const error&) {
+            failure = std::current_exception();
+        }
+        // Did a commit swap the package while we read? Then read the new one
+        // (a few times at most: a package re-exported continuously is reported as read).
+        struct stat now {};
+        bool swapped = ::stat(dir.c_str(), &now) != 0 || !detail::same_inode(before, now);
+        if (swapped && attempt < 3) continue;
+        if (failure) std::rethrow_exception(failure);
+        return problems;
+    }
 }
 
 }  // namespace modelexport

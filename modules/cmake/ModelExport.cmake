@@ -89,12 +89,14 @@ endfunction()
 function(modelexport_add_bindings NAME)
   cmake_parse_arguments(ME "" "HEADER;NAMESPACE" "" ${ARGN})
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/${NAME}")
-  if(NOT ME_NAMESPACE)
-    string(MAKE_C_IDENTIFIER "${NAME}" ME_NAMESPACE)
+  # Without NAMESPACE the tool derives a valid one from the package directory's name.
+  set(namespace_args "")
+  if(ME_NAMESPACE)
+    set(namespace_args --namespace "${ME_NAMESPACE}")
   endif()
   add_custom_command(
     OUTPUT "${ME_HEADER}"
-    COMMAND "${MODELEXPORT_EXECUTABLE}" bindings "${dir}" --header "${ME_HEADER}" --namespace "${ME_NAMESPACE}"
+    COMMAND "${MODELEXPORT_EXECUTABLE}" bindings "${dir}" --header "${ME_HEADER}" ${namespace_args}
     DEPENDS "${dir}/model.onnx" "${dir}/config.json" "${dir}/export_metadata.json"
     COMMENT "Generating ${ME_HEADER}"
     VERBATIM)

@@ -59,6 +59,34 @@ def tree_hashes(root):
     return out
 
 
+def tree_snapshot(root, skip=()):
+    """A comparable picture of everything under root, links not followed and special
+    files never opened: {relative path: (kind, mode, size, sha256 | link target, nlink)}.
+    Names in `skip` (relative to root, and what is below them) are left out. Equal
+    snapshots before and after a command mean it wrote, moved and deleted nothing there."""
+    import stat as st_mod
+    out = {}
+    skip = {os.path.normpath(s) for s in skip}
+    for dirpath, dirs, files in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        dirs[:] = [d for d in dirs if os.path.normpath(os.path.join(rel_dir, d)) not in skip]
+        for name in dirs + files:
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            if rel in skip:
+                continue
+            p = os.path.join(dirpath, name)
+            s = os.lstat(p)
+            if st_mod.S_ISLNK(s.st_mode):
+                content = os.readlink(p)
+            elif st_mod.S_ISREG(s.st_mode):
+                content = sha256(p)
+            else:
+                content = None
+            out[rel] = (st_mod.S_IFMT(s.st_mode), st_mod.S_IMODE(s.st_mode), s.st_size if st_mod.S_ISREG(s.st_mode) else 0,
+                        content, s.st_nlink if not st_mod.S_ISDIR(s.st_mode) else 0)
+    return out
+
+
 def load_json(path):
     with open(path) as f:
         return json.load(f)

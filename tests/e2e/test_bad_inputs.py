@@ -14,15 +14,17 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
 import unittest
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
-from common import EXAMPLES, EXIT, SOURCES, TempDirTest, load_json, run
+from common import EXAMPLES, EXIT, NODE, RUNTIME_DIR, SOURCES, TOOL, TempDirTest, load_json, run, tree_snapshot
 
 TEXT = os.path.join(SOURCES, "text-classification")              # htp source (modeling.py + pytorch_model.bin)
 PREBUILT = "text-classification-prebuilt"                          # onnx/model.onnx + config + tokenizer files
@@ -119,6 +121,7 @@ class Table(TempDirTest):
         args, fragments = spec[0], spec[1]
         env = spec[2] if len(spec) > 2 else None
         out_existed = args[0] == "export" and os.path.lexists(str(args[2]))
+        before = tree_snapshot(self.tmp)
         start = time.monotonic()
         p = run(*args, env=env, timeout=300)
         self.assertLess(time.monotonic() - start, 60, "a bad input must fail fast (hung exporters within --timeout)")
@@ -136,6 +139,10 @@ class Table(TempDirTest):
                 self.assertEqual(leftovers, [], "staging directory left behind")
             if not out_existed:
                 self.assertFalse(os.path.lexists(out), "a failed export left a package behind")
+        # Nothing changed anywhere: no package, temporary file, header or lock left, no input touched.
+        ignored = getattr(self, "written_by_test_code", set())
+        after = {k: v for k, v in tree_snapshot(self.tmp).items() if k not in ignored}
+        self.assertEqual(after, before, "a failed command changed files")
         return p
 
     @classmethod
@@ -199,6 +206,11 @@ class BadConfig(Table):
                                                 'no "model_type" string'), "invalid_input"),
         ("config_no_architectures", config_case('{"model_type": "bert"}', 'cannot infer the task from "architectures"'),
          "invalid_input"),
+        # Issue 16 class 11: what Python's json (as transformers calls it) rejects is rejected.
+        ("config_utf8_bom", config_case(b'\xef\xbb\xbf{"model_type": "bert", "architectures": ["BertForSequenceClassification"]}',
+                                        "byte order mark"), "invalid_input"),
+        ("config_nan_refused", config_case('{"model_type": "bert", "architectures": ["BertForSequenceClassification"], "x": NaN}',
+                                           "invalid JSON"), "invalid_input"),
     ]
 
     def test_config_is_a_directory(self):
@@ -440,6 +452,15 @@ class BadSource(Table):
          "model_not_found"),
         ("cache_ref_not_a_hash", cache_case(lambda t: [cache(t, refs={"main": "../../../../etc/passwd\n"})[0]], "acme/tiny-bert",
                                             "refs/main", "does not hold a commit hash"), "invalid_input"),
+        ("tokenizer_config_utf8_bom", source_file_case("tokenizer_config.json", lambda t, p: write(p, b'\xef\xbb\xbf{}'),
+                                                       "byte order mark"), "invalid_input"),
+        ("generation_config_utf8_bom", source_file_case("generation_config.json", lambda t, p: write(p, b'\xef\xbb\xbf{}'),
+                                                        "byte order mark"), "invalid_input"),
+        ("preprocessor_config_invalid_utf8", source_file_case("preprocessor_config.json",
+                                                              lambda t, p: write(p, b'{"a": "\xc3\x28"}'), "invalid JSON"),
+         "invalid_input"),
+        ("cache_ref_huge", cache_case(lambda t: [cache(t, refs={"main": "3" * 40 + "\n" + " " * (4 * MIB)})[0]], "acme/tiny-bert",
+                                      "refs/main", "larger than 256 bytes"), "invalid_input"),
         ("cache_ref_is_a_directory", cache_case(lambda t: os.makedirs(t.path("hub", "models--acme--tiny-bert", "refs", "main")),
                                                 "acme/tiny-bert", "revision 'main' is not in the cache"), "model_not_found"),
         ("cache_snapshot_without_config", cache_case(lambda t: os.remove(os.path.join(cache(t)[0], "snapshots", "3" * 40, "config.json")),
@@ -508,8 +529,8 @@ class BadOutput(Table):
         src = self.src()
         full = self.mount("-t", "tmpfs", "-o", "size=200k", "tmpfs")
         self.check_row(lambda t: (export_args(src, os.path.join(full, "pkg")), [full, "No space left on device"]), "io_error")
-        # nothing but the lock file is left: no package, no staging directory
-        self.assertEqual(os.listdir(full), [".pkg.lock"])
+        # nothing is left: no package, no staging directory, no lock
+        self.assertEqual(os.listdir(full), [])
 
     @unittest.skipUnless(MOUNT_OK, NO_MOUNT)
     def test_full_file_system_keeps_the_previous_package(self):
@@ -522,7 +543,7 @@ class BadOutput(Table):
         p = run("export", src, out, "--embed-hierarchy")
         self.assertFailsWith(p, "io_error", full, "No space left on device")
         self.assertEqual({n: read(os.path.join(out, n)) for n in os.listdir(out)}, before)
-        self.assertEqual(sorted(os.listdir(full)), [".pkg.lock", "ballast", "pkg"])
+        self.assertEqual(sorted(os.listdir(full)), ["ballast", "pkg"])
 
 
 # --------------------------------------------------------------------------- the exporter
@@ -548,6 +569,7 @@ def daemon_case():
 
     def build(t):
         t.addCleanup(kill_recorded_pid, t.path("daemon.pid"))  # runs before the directory is removed
+        t.written_by_test_code = {"daemon.pid"}  # the fake exporter's own write, not modelexport's
         return inner(t)
     return build
 
@@ -688,6 +710,201 @@ class BadMetadata(Table):
     ]
 
 
+# --------------------------------------------------------------------------- external data anywhere (issue 16, classes 1 and 7)
+#
+# A tensor can point at external data from anywhere in a model (docs/design.md §11): If/Loop
+# subgraphs, sparse initializers, function bodies, a second `graph` field that protobuf merges
+# into the first, or a tensor that also carries raw_data. Each hostile model is refused by
+# export and by validate, which never write outside their output, and ONNX Runtime refuses the
+# same package (checked with onnxruntime-node where it is installed).
+
+def escaping(name, location="../outside.bin", n=4):
+    """A float[n] tensor whose data is declared to live at `location`."""
+    t = numpy_helper.from_array(np.arange(n, dtype=np.float32), name)
+    return externalize_tensor(t, location)
+
+
+def externalize_tensor(t, location, length=None):
+    length = len(t.raw_data) if length is None else length
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", str(length))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
+def in_subgraph(model, location="../outside.bin"):
+    """An If node (on a constant condition) whose then-branch holds a Loop body whose Constant is external."""
+    f4 = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [4])
+    body = helper.make_graph([helper.make_node("Constant", [], ["k"], value=escaping("deep", location), name="/deep/Constant")],
+                             "body", [], [f4("k")])
+    then_g = helper.make_graph([helper.make_node("If", ["ext_cond"], ["t"], then_branch=body, else_branch=body, name="/inner/If")],
+                               "then", [], [f4("t")])
+    model.graph.node.extend([
+        helper.make_node("Constant", [], ["ext_cond"], value=helper.make_tensor("c", TensorProto.BOOL, [], [True]), name="/cond/Constant"),
+        helper.make_node("If", ["ext_cond"], ["ext_out"], then_branch=then_g, else_branch=then_g, name="/outer/If")])
+    model.graph.output.append(f4("ext_out"))  # used, so ONNX Runtime cannot drop it before reading its data
+    return model
+
+
+def in_sparse_initializer(model, location="../outside.bin"):
+    indices = numpy_helper.from_array(np.array([0, 1, 2, 3], dtype=np.int64), "ext_indices")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(escaping("ext_values", location), indices, [8]))
+    return model
+
+
+def in_function(model, location="../outside.bin"):
+    fn = helper.make_function("ext.local", "Leak", [], ["o"], [helper.make_node("Constant", [], ["o"], value=escaping("fn_const", location),
+                                                                                  name="/fn/Constant")],
+                              [helper.make_opsetid("", 14)])
+    model.functions.append(fn)
+    model.opset_import.append(helper.make_opsetid("ext.local", 1))
+    model.graph.node.append(helper.make_node("Leak", [], ["leak_out"], domain="ext.local", name="/leak/Leak"))
+    model.graph.output.append(helper.make_tensor_value_info("leak_out", TensorProto.FLOAT, [4]))  # used: see in_subgraph
+    return model
+
+
+def raw_and_external(model, location="../outside.bin"):
+    """The largest initializer keeps its raw_data and also says it is EXTERNAL (ONNX Runtime follows the location)."""
+    big = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    raw = big.raw_data
+    externalize_tensor(big, location)
+    big.raw_data = raw
+    return model
+
+
+def graph_field_twice(model, location="../outside.bin"):
+    """The largest initializer, externalized, alone in a first `graph` field; the rest of the model after it.
+    Protobuf merges the two graph fields (ONNX Runtime sees the escaping initializer); a reader that
+    replaced the first with the second would not."""
+    big = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    first = onnx.ModelProto()
+    first.graph.initializer.append(externalize_tensor(onnx.TensorProto.FromString(big.SerializeToString()), location))
+    model.graph.initializer.remove(big)
+    return first.SerializeToString() + model.SerializeToString()
+
+
+HOSTILE = [("subgraph", in_subgraph, "node '/deep/Constant' attribute 'value' points outside the package"),
+           ("sparse_initializer", in_sparse_initializer, "sparse initializer values points outside the package"),
+           ("function_body", in_function, "function 'Leak' node '/fn/Constant' attribute 'value' points outside the package"),
+           ("raw_data_and_external", raw_and_external, "has both inline data and an external data location"),
+           ("graph_field_twice", graph_field_twice, "points outside the package: ../outside.bin")]
+
+
+def save_any(value, path):
+    # Serialized by hand: onnx.save would write an external tensor's raw_data to its location.
+    write(path, value if isinstance(value, bytes) else value.SerializeToString())
+
+
+def ort_refuses(pkg):
+    """True when onnxruntime-node refuses the package, None when it cannot be run here."""
+    if not shutil.which(NODE) or not os.path.isdir(os.path.join(RUNTIME_DIR, "node_modules")):
+        return None
+    p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "ort_check.mjs"), pkg], capture_output=True, text=True, timeout=300)
+    return p.returncode != 0
+
+
+def per_tensor_source(t, damage):
+    """A prebuilt source saved with one external file per tensor, then `damage(onnx_dir, files)`."""
+    src = t.src()
+    onnx_dir = os.path.join(src, "onnx")
+    model = onnx.load(os.path.join(onnx_dir, "model.onnx"))
+    onnx.save_model(model, os.path.join(onnx_dir, "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=False,
+                    size_threshold=0)
+    files = sorted(f for f in os.listdir(onnx_dir) if f != "model.onnx")
+    biggest = max(files, key=lambda f: os.path.getsize(os.path.join(onnx_dir, f)))
+    fragment, names_data_file = damage(t, onnx_dir, biggest)
+    named = os.path.join(onnx_dir, biggest if names_data_file else "model.onnx")
+    return export_args(src, t.path("pkg")), [named, fragment]
+
+
+def link_out_of_source(t, d, name):
+    write(t.path("outside", name), read(os.path.join(d, name)))
+    os.remove(os.path.join(d, name))
+    os.symlink(t.path("outside", name), os.path.join(d, name))
+    return "links outside", True
+
+
+def truncate_file(t, d, name):
+    write(os.path.join(d, name), read(os.path.join(d, name))[:-4])
+    return "which has only", False
+
+
+def remove_file(t, d, name):
+    os.remove(os.path.join(d, name))
+    return "needs missing file " + name, False
+
+
+def fifo_instead(t, d, name):
+    os.remove(os.path.join(d, name))
+    os.mkfifo(os.path.join(d, name))
+    return "not a regular file", True
+
+
+class BadExternalData(Table):
+    """Classes 1 and 7 of issue 16 as export and validate see them."""
+    CASES = [("export_" + name, (lambda make, frag: lambda t: hostile_export(t, make, frag))(make, frag), "invalid_input")
+             for name, make, frag in HOSTILE] + [
+        ("per_tensor_file_links_out_of_the_source", lambda t: per_tensor_source(t, link_out_of_source), "invalid_input"),
+        ("per_tensor_file_truncated", lambda t: per_tensor_source(t, truncate_file), "invalid_input"),
+        ("per_tensor_file_missing", lambda t: per_tensor_source(t, remove_file), "invalid_input"),
+        ("per_tensor_file_is_a_fifo", lambda t: per_tensor_source(t, fifo_instead), "invalid_input"),
+        ("command_per_tensor_file_links_out", lambda t: command_per_tensor_link(t), "invalid_input"),
+    ]
+
+    def check_row(self, builder, code):
+        # Nothing outside the output may change: hash the whole surrounding tree before and after.
+        write(self.path("outside.bin"), bytes(range(256)) * 64)
+        holder = {}
+
+        def hashed_builder(t):
+            spec = builder(t)
+            holder["before"] = tree_snapshot(self.tmp)
+            return spec
+        super().check_row(hashed_builder, code)
+        self.assertEqual(tree_snapshot(self.tmp), holder["before"], "the failed export changed files outside its output")
+
+    def test_validate_refuses_what_onnx_runtime_refuses(self):
+        for name, make, fragment in HOSTILE:
+            with self.subTest(name):
+                pkg = self.path("pkg-" + name)
+                shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+                write(self.path("outside.bin"), bytes(range(256)) * 64)
+                save_any(make(onnx.load(os.path.join(pkg, "model.onnx"))), os.path.join(pkg, "model.onnx"))
+                before = tree_snapshot(self.tmp)
+                p = run("validate", pkg, "--json", timeout=300)
+                self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout + p.stderr)
+                failed = {c["id"]: c["message"] for c in json.loads(p.stdout)["checks"] if c["status"] == "fail"}
+                self.assertIn("onnx.external_data", failed)
+                self.assertIn(os.path.join(pkg, "model.onnx"), failed["onnx.external_data"])
+                self.assertIn(fragment, failed["onnx.external_data"])
+                self.assertEqual(tree_snapshot(self.tmp), before, "validate wrote files")
+                self.assertIn(ort_refuses(pkg), (True, None), "ONNX Runtime loads a package modelexport refuses: the case is wrong")
+
+
+def hostile_export(t, make, fragment):
+    src = t.src()
+    shutil.rmtree(os.path.join(src, "onnx"))
+    path = os.path.join(src, "model.onnx")
+    save_any(make(example_model()), path)
+    return export_args(src, t.path("pkg")), [path, fragment]
+
+
+def command_per_tensor_link(t):
+    """A --command that writes per-tensor files, one of them a link to a file outside its output."""
+    outside = write(t.path("outside-copy"), b"\0" * 4096)
+    script = write(t.path("export.py"), "import onnx, os, sys\n"
+                   f"m = onnx.load({os.path.join(EXAMPLES, 'text-classification', 'model.onnx')!r})\n"
+                   "onnx.save_model(m, sys.argv[1] + '/model.onnx', save_as_external_data=True, all_tensors_to_one_file=False,"
+                   " size_threshold=0)\n"
+                   "f = max((n for n in os.listdir(sys.argv[1]) if n != 'model.onnx'), key=lambda n: os.path.getsize(sys.argv[1] + '/' + n))\n"
+                   "os.remove(sys.argv[1] + '/' + f)\n"
+                   f"os.symlink({outside!r}, sys.argv[1] + '/' + f)\n")
+    return (export_args(os.path.join(SOURCES, PREBUILT), t.path("pkg"), "--strategy", "command", "--command",
+                        f"/usr/bin/python3 {script} {{output}}"), ["model.onnx written by --command", "links outside"])
+
+
 # --------------------------------------------------------------------------- validate: broken packages are failed checks
 
 def package_case(mutate, check_id, *fragments, name="text-classification", only=True):
@@ -802,8 +1019,593 @@ class BadPackage(TempDirTest):
         p = run("validate", write(self.path("file"), "x"))
         self.assertFailsWith(p, "validation_failed", self.path("file"), "not a package directory")
 
+# --------------------------------------------------------------------------- issue 16 class 8: pack / unpack / bindings
 
-for _cls in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadMetadata, BadPackage):
+def metadata_entry(key, value):
+    """The wire bytes of one ModelProto.metadata_props entry (field 14): appending
+    them to a serialised model merges them; the last "modelexport.pack" wins."""
+    body = onnx.StringStringEntryProto(key=key, value=value).SerializeToString()
+    n, varint = len(body), b""
+    while True:
+        varint += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            break
+    return b"\x72" + varint + body
+
+
+def packed_model(t):
+    pkg = t.path("pkg-to-pack")
+    shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+    out = t.path("packed.onnx")
+    run("pack", pkg, "--output", out, check=0)
+    shutil.rmtree(pkg)
+    return out
+
+
+def manifest_case(mutate, *fragments):
+    """unpack of a packed model whose manifest was replaced by `mutate(manifest)` (edits it or returns new text)."""
+    def build(t):
+        packed = packed_model(t)
+        m = onnx.load(packed)
+        manifest = json.loads([p.value for p in m.metadata_props if p.key == "modelexport.pack"][-1])
+        text = mutate(manifest)
+        with open(packed, "ab") as f:
+            f.write(metadata_entry("modelexport.pack", text if isinstance(text, str) else json.dumps(manifest)))
+        return ["unpack", packed, t.path("unpacked")], [packed, *fragments]
+    return build
+
+
+def file_entry(name, **changes):
+    def mutate(m):
+        m["files"][name].update(changes)
+    return mutate
+
+
+def bindings_with_dim(value):
+    def build(t):
+        pkg = t.path("pkg")
+        shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+        model = onnx.load(os.path.join(pkg, "model.onnx"))
+        model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = value
+        onnx.save(model, os.path.join(pkg, "model.onnx"))
+        return ["bindings", pkg, "--header", t.path("b.hpp")], [os.path.join(pkg, "model.onnx"), f"negative dimension {value}"]
+    return build
+
+
+def pack_over_directory(t):
+    pkg = t.path("pkg")
+    shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+    write(t.path("out.onnx", "keep"), "x")  # the output is a non-empty directory: the final rename fails
+    return ["pack", pkg, "--output", t.path("out.onnx")], [t.path("out.onnx"), "cannot rename into place"]
+
+
+HEX0 = "0" * 64
+
+
+class BadPack(Table):
+    CASES = [
+        ("manifest_not_json", manifest_case(lambda m: "{", "invalid JSON"), "invalid_input"),
+        ("manifest_array", manifest_case(lambda m: "[]", "not a JSON object"), "invalid_input"),
+        ("manifest_bom", manifest_case(lambda m: "\ufeff{}", "byte order mark"), "invalid_input"),
+        ("manifest_no_files", manifest_case(lambda m: drop(m, "files"), 'no "files" object'), "invalid_input"),
+        ("manifest_files_array", manifest_case(lambda m: m.update(files=[]), 'no "files" object'), "invalid_input"),
+        ("manifest_no_model", manifest_case(lambda m: drop(m, "model"), '"model" is not {size, sha256}'), "invalid_input"),
+        ("manifest_model_size_negative", manifest_case(lambda m: m["model"].update(size=-1), '"model" is not'), "invalid_input"),
+        ("manifest_model_size_string", manifest_case(lambda m: m["model"].update(size="12"), '"model" is not'), "invalid_input"),
+        ("manifest_model_size_float", manifest_case(lambda m: m["model"].update(size=1.5), '"model" is not'), "invalid_input"),
+        ("manifest_model_size_huge", manifest_case(lambda m: m["model"].update(size=2 ** 64 - 1), "shorter than the model"),
+         "invalid_input"),
+        ("manifest_model_size_beyond_u64", manifest_case(lambda m: m["model"].update(size=2 ** 70), '"model" is not'),
+         "invalid_input"),
+        ("manifest_model_sha_not_hex", manifest_case(lambda m: m["model"].update(sha256="zz"), '"model" is not'), "invalid_input"),
+        ("manifest_model_sha_mismatch", manifest_case(lambda m: m["model"].update(sha256=HEX0), "do not match the recorded SHA-256"),
+         "invalid_input"),
+        ("manifest_format_version_2", manifest_case(lambda m: m.update(format_version=2), "format_version is not 1"), "invalid_input"),
+        ("manifest_format_version_missing", manifest_case(lambda m: drop(m, "format_version"), "format_version"), "invalid_input"),
+        ("manifest_file_traversal", manifest_case(lambda m: m["files"].update({"../evil.json": m["files"]["config.json"]}),
+                                                  "unexpected file '../evil.json'"), "invalid_input"),
+        ("manifest_file_is_the_model", manifest_case(lambda m: m["files"].update({"model.onnx": m["files"]["config.json"]}),
+                                                     "unexpected file 'model.onnx'"), "invalid_input"),
+        ("manifest_file_entry_number", manifest_case(lambda m: m["files"].update({"config.json": 5}), "files entry 'config.json'"),
+         "invalid_input"),
+        ("manifest_file_size_negative", manifest_case(file_entry("config.json", size=-1), "files entry 'config.json'"),
+         "invalid_input"),
+        ("manifest_file_size_mismatch", manifest_case(lambda m: m["files"]["config.json"].update(size=m["files"]["config.json"]["size"] + 1),
+                                                      "stored config.json does not match"), "invalid_input"),
+        ("manifest_file_sha_mismatch", manifest_case(file_entry("config.json", sha256=HEX0), "stored config.json does not match"),
+         "invalid_input"),
+        ("manifest_file_sha_missing", manifest_case(lambda m: drop(m["files"]["config.json"], "sha256"), "files entry 'config.json'"),
+         "invalid_input"),
+        ("manifest_encoding_unknown", manifest_case(file_entry("config.json", encoding="rot13"), "files entry 'config.json'"),
+         "invalid_input"),
+        ("manifest_encoding_base64_on_text", manifest_case(file_entry("config.json", encoding="base64"), "invalid base64"),
+         "invalid_input"),
+        ("manifest_file_not_stored", manifest_case(lambda m: m["files"].update({"merges.txt": m["files"]["config.json"]}),
+                                                   "holds no such file"), "invalid_input"),
+        ("bindings_negative_dim", bindings_with_dim(-3), "invalid_input"),
+        ("bindings_min_int64_dim", bindings_with_dim(-(2 ** 63)), "invalid_input"),
+        ("pack_output_is_a_directory", pack_over_directory, "io_error"),
+    ]
+
+
+# --------------------------------------------------------------------------- issue 16 class 9: generated code is valid
+
+def tool(*args, check=None):
+    """modelexport with byte-string arguments (hostile file names)."""
+    p = subprocess.run([os.fsencode(TOOL), *[a if isinstance(a, bytes) else os.fsencode(str(a)) for a in args]],
+                       capture_output=True, timeout=120)
+    if check is not None and p.returncode != check:
+        raise AssertionError(f"modelexport {args!r}: exit {p.returncode}\n{p.stderr.decode(errors='replace')}")
+    return p
+
+
+def copy_package(dest, name="text-classification"):
+    """Copies an example package to `dest` (bytes or str path)."""
+    src = os.path.join(EXAMPLES, name)
+    os.makedirs(dest)
+    for f in os.listdir(src):
+        shutil.copyfile(os.path.join(src, f), os.path.join(dest, os.fsencode(f) if isinstance(dest, bytes) else f))
+    return dest
+
+
+def cxx(*args, cwd=None):
+    p = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", *args], capture_output=True, text=True, cwd=cwd,
+                       timeout=300)
+    if p.returncode != 0:
+        raise AssertionError(f"g++ {' '.join(map(str, args))}:\n{p.stderr[-4000:]}")
+
+
+HOSTILE_LABELS = ["\0", "nul\0inside", 'quote"', "back\\slash", "??=", "trigraph??/", "\x1b[31mred", "\x01" + "23",
+                  "\x01ff", "\x7f", "\u0085", "\u2028", "é", "😀", "\ud800", "*/ /*", "\\x41", "// c", "\n#define X 1", "",
+                  "a" * 5000]
+
+# directory name -> the namespace bindings derives (documented in docs/design.md §8)
+HOSTILE_DIRS = {
+    b"class": "model_class", b"2bert": "model_2bert", b"__init__": "init", b"_Upper": "Upper", b"linux": "model_linux",
+    b"NULL": "model_NULL", b"a--b": "a_b", b"caf\xc3\xa9": "caf", b"bad\xff\xfeutf8": "bad_utf8", b"new\nline": "new_line",
+    b'tab\tquote"back\\slash': "tab_quote_back_slash", b"\x1b[31m": "model_31m", b"-": "model", b"std": "model_std",
+    b"modelexport_bindings": "model_modelexport_bindings", b"x" * 250: None,
+}
+
+
+class HostileNames(TempDirTest):
+    """Issue 16 class 9: any directory name or label yields headers that compile
+    and mean what the package says."""
+
+    def test_labels_are_the_exact_bytes_of_config_json(self):
+        pkg = copy_package(self.path("labels"))
+        cfg = load_json(os.path.join(pkg, "config.json"))
+        cfg["id2label"] = {str(i): l for i, l in enumerate(HOSTILE_LABELS)}
+        cfg["label2id"] = {}
+        write(os.path.join(pkg, "config.json"), json.dumps(cfg))  # ensure_ascii: "\ud800" stays an escape
+        run("bindings", pkg, "--header", self.path("labels.hpp"), check=0)
+        write(self.path("main.cpp"), '#include "labels.hpp"\n#include <cstdio>\nint main() {\n'
+              "    for (std::size_t i = 0; i < labels::label_count; ++i) {\n"
+              '        for (char c : labels::id2label[i]) std::printf("%02x", static_cast<unsigned char>(c));\n'
+              '        std::printf("\\n");\n    }\n'
+              '    std::printf("%s\\n", std::string(labels::task).c_str());\n}\n')
+        write(self.path("main.cpp"), read(self.path("main.cpp")).replace(b"<cstdio>", b"<cstdio>\n#include <string>"))
+        cxx("main.cpp", "-o", "main", cwd=self.tmp)
+        out = subprocess.run([self.path("main")], capture_output=True, text=True, check=True).stdout.splitlines()
+        # A lone surrogate (Python keeps it, UTF-8 cannot hold it) becomes U+FFFD, as in docs/design.md §11.
+        expected = [l.encode("utf-8", "surrogatepass").replace(b"\xed\xa0\x80", "\ufffd".encode()).hex() for l in HOSTILE_LABELS]
+        self.assertEqual(out[:-1], expected)
+        self.assertEqual(out[-1], load_json(os.path.join(pkg, "export_metadata.json"))["model"]["task"])
+
+    def test_directory_names_give_valid_deterministic_namespaces(self):
+        root = os.fsencode(self.tmp)
+        for i, (name, expected) in enumerate(HOSTILE_DIRS.items()):
+            with self.subTest(name=name):
+                pkg = copy_package(os.path.join(root, name))
+                h, e, s = (os.path.join(root, b"%d.%s" % (i, ext)) for ext in (b"b.hpp", b"e.hpp", b"S"))
+                tool("bindings", pkg, "--header", h, check=0)
+                tool("embed", pkg, "--output", s, "--header", e, check=0)
+                ns = [l for l in read(h).decode().splitlines() if l.startswith("namespace ") and l != "namespace modelexport_bindings {"][0][10:-2]
+                if expected is None:  # too long: cut, with a hash of the whole name
+                    import hashlib
+                    expected = "x" * 47 + "_" + hashlib.sha256(name).hexdigest()[:16]
+                self.assertEqual(ns, expected)
+                tu = os.path.join(root, b"tu.cpp")
+                write(tu, b'#include "%d.b.hpp"\n#include "%d.e.hpp"\nstatic_assert(%s::model_size > 0);\n' % (i, i, ns.encode()))
+                subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Werror", tu], check=True, capture_output=True)
+                subprocess.run(["g++", "-c", s, "-o", os.path.join(root, b"s.o")], check=True, capture_output=True)
+
+    def test_embedded_bytes_under_a_hostile_path_are_the_model(self):
+        d = os.path.join(os.fsencode(self.tmp), b'q"u\\o\nte\xff')
+        copy_package(d)
+        tool("embed", d, "--output", self.path("data.S"), "--header", self.path("data.hpp"), check=0)
+        ns = [l for l in read(self.path("data.hpp")).decode().splitlines() if l.startswith("namespace ")][0][10:-2]
+        write(self.path("main.cpp"), '#include "data.hpp"\n#include <cstdio>\nint main() {\n'
+              f"    std::fwrite({ns}::model_data(), 1, {ns}::model_size, stdout);\n}}\n")
+        cxx("main.cpp", "data.S", "-o", "main", cwd=self.tmp)
+        out = subprocess.run([self.path("main")], capture_output=True, check=True).stdout
+        self.assertEqual(out, read(os.path.join(d, b"model.onnx")))
+
+    def test_explicit_namespace_must_be_usable(self):
+        pkg = copy_package(self.path("pkg"))
+        for ns in ("class", "a__b", "_X", "2x", "a-b", "caf\u00e9", "std"):
+            with self.subTest(ns=ns):
+                p = run("bindings", pkg, "--header", self.path("b.hpp"), "--namespace", ns)
+                self.assertFailsWith(p, "usage", "--namespace", "not a usable C++ namespace name")
+                self.assertFalse(os.path.exists(self.path("b.hpp")))
+
+
+# --------------------------------------------------------------------------- issue 16 class 11: JSON as Python reads it
+
+CONFIG = b'{"model_type": "bert", "architectures": ["BertForSequenceClassification"], "x": %s}'
+JSON_VALUES = [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b'"\\ud800"', b'"\\udc00x"', b'"\\ud800\\udc00"',
+               b'"\\ud800\\u0041"', b'"\\ud83d"', b'"\\\\ud800"', b'"\\\\\\ud800"', b'"\xed\xa0\x80"', b'"\xff"', b'"\xc0\xaf"',
+               b'"\xf4\x90\x80\x80"', b'"\x00"', b'"\t"', b'"\x1f"', b'"\\u0000"', b"01", b"1.", b".5", b"-", b"+1", b"0x10",
+               b"[1,]", b'{"a": 1,}', b"'s'", b"true", b"True", b"null", b"None", b"[" * 60 + b"]" * 60,
+               b"[" * 70 + b"]" * 70, b'"\\x41"', b'"\\u12"', b'"\\uZZZZ"', b"12345678901234567890123", b"-0", b"1E5",
+               b'"a\xe2\x80\xa8b"', b'{"a": 1, "a": 2}', '"😀"'.encode(), b'"\\/"', b'"\\a"', b"1 2", b"[1 2]", b"{1: 2}",
+               b'{"a" 1}', b"\x0c1", b"1\x0c"]
+JSON_DOCUMENTS = [CONFIG % v for v in JSON_VALUES] + [
+    b"\xef\xbb\xbf" + CONFIG % b"1", CONFIG % b"1" + b" x", CONFIG % b"1" + b"\n", b" \t\r\n" + CONFIG % b"1",
+    CONFIG % b"1" + b"\x00", CONFIG % b"1" + b"\x0c", b"\xc2\xa0" + CONFIG % b"1", (CONFIG % b"1").decode().encode("utf-16"),
+    CONFIG % b"1" + b"\xef\xbb\xbf", CONFIG % b"1" + b"{}", b"\x00" + CONFIG % b"1"]
+# Python's json accepts these; modelexport refuses them on purpose (docs/design.md §11):
+# duplicate keys are ambiguous, NaN/Infinity and numbers beyond double are not JSON, nesting is bounded.
+REFUSED_ON_PURPOSE = {b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b"[" * 70 + b"]" * 70, b'{"a": 1, "a": 2}'}
+
+
+def python_accepts(data):
+    """What transformers does: open(..., encoding="utf-8") then json.loads."""
+    try:
+        json.loads(data.decode("utf-8"))
+        return True
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+
+
+class PythonJson(TempDirTest):
+    def test_never_accepts_what_python_rejects(self):
+        src = self.copy_source(PREBUILT, self.path("src"))
+        config = os.path.join(src, "config.json")
+        for data in JSON_DOCUMENTS:
+            with self.subTest(data=data[:200]):
+                write(config, data)
+                p = run("export", src, self.path("pkg"))
+                shutil.rmtree(self.path("pkg"), ignore_errors=True)
+                value = next((v for v in JSON_VALUES if data == CONFIG % v), None)
+                if not python_accepts(data):
+                    self.assertFailsWith(p, "invalid_input", config)
+                elif value in REFUSED_ON_PURPOSE:
+                    self.assertFailsWith(p, "invalid_input", config)
+                else:
+                    self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_lone_surrogates_are_accepted_as_python_does(self):
+        src = self.copy_source(PREBUILT, self.path("src"))
+        tok = os.path.join(src, "tokenizer_config.json")
+        cfg = load_json(tok)
+        cfg["added_piece"] = "\ud83d"
+        write(tok, json.dumps(cfg))
+        run("export", src, self.path("pkg"), check=0)
+        self.assertEqual(read(os.path.join(self.path("pkg"), "tokenizer_config.json")), read(tok), "copied byte for byte")
+
+
+# --------------------------------------------------------------------------- issue 16 class 8: verify during a commit
+
+class VerifyDuringExport(TempDirTest):
+    def test_verify_never_reports_a_change_while_a_reexport_commits(self):
+        a = self.copy_source(PREBUILT, self.path("a"))
+        b = self.copy_source(PREBUILT, self.path("b"))
+        with open(os.path.join(b, "vocab.txt"), "a") as f:
+            f.write("extra\n")
+        pkg = self.path("pkg")
+        run("export", a, pkg, check=0)
+        import threading
+        stop, failures = threading.Event(), []
+
+        def exporter():
+            try:
+                for i in range(40):
+                    run("export", (a, b)[i % 2], pkg, check=0)
+            finally:
+                stop.set()
+
+        t = threading.Thread(target=exporter)
+        t.start()
+        count = 0
+        while not stop.is_set():
+            p = run("verify", pkg)
+            count += 1
+            if p.returncode != 0:
+                failures.append(p.stdout + p.stderr)
+        t.join()
+        self.assertEqual(failures, [], f"{len(failures)} of {count} verify runs reported a change")
+        self.assertGreater(count, 10)
+
+
+# --------------------------------------------------------------------------- issue 16: trust rules
+
+class Contained(Table):
+    """Rows whose export must also leave everything outside the output unchanged."""
+
+    def check_contained(self, builder, code, out="pkg"):
+        # check_row already compares the whole temporary directory before and after
+        # (tree_snapshot): the output must not exist after a failure, nothing else may change.
+        return self.check_row(builder, code)
+
+
+def gone(pid):
+    """True when the process no longer runs (a zombie nobody reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+class BadLinks(Contained):
+    """Class 3: never lose or move a file outside the package."""
+
+    def test_source_inside_the_output_directory(self):
+        out = self.path("pkg")
+        run("export", self.src(), out, check=0)
+        src = self.copy_source(PREBUILT, os.path.join(out, "inner"))
+        self.check_contained(lambda t: (export_args(src, out), [out, "is inside the output directory"]), "usage")
+        self.assertTrue(os.path.isfile(os.path.join(src, "config.json")))
+
+    def test_source_in_a_staging_name_beside_the_output(self):
+        # .pkg.staging-* beside pkg are an export's leftovers, removed by the next export: never a source
+        src = self.copy_source(PREBUILT, self.path(".pkg.staging-1"))
+        before = tree_snapshot(self.tmp)
+        self.assertFailsWith(run("export", src, self.path("pkg")), "usage", src, "is inside the output directory")
+        self.assertEqual(tree_snapshot(self.tmp), before)
+
+    def test_command_links_a_directory_out_of_its_output(self):
+        victim_dir = os.path.dirname(write(self.path("victim", "model.onnx"), read(VALID_ONNX)))
+        self.check_contained(lambda t: (export_args(TEXT, t.path("pkg"), "--strategy", "command", "--onnx-file", "sub/model.onnx",
+                                                    "--command", f"ln -s {victim_dir} {{output}}/sub"),
+                                        ["--command", "not inside {output}"]), "export_failed")
+
+    def test_command_hard_links_a_file_into_its_output(self):
+        victim = shutil.copy(VALID_ONNX, self.path("victim.onnx"))
+        before = tree_snapshot(self.tmp, skip=["pkg"])
+        run("export", TEXT, self.path("pkg"), "--strategy", "command", "--command", f"ln {victim} {{output}}/model.onnx", check=0)
+        self.assertEqual(tree_snapshot(self.tmp, skip=["pkg"]), before)
+        self.assertEqual(os.stat(self.path("pkg", "model.onnx")).st_nlink, 1)
+        self.assertEqual(os.stat(victim).st_nlink, 1)
+
+    def test_exporter_plants_a_link_in_the_staging_directory(self):
+        body = writes_onnx_and("open(a.modules, 'w').write('{\"modules\": []}')\n"
+                               "os.symlink('/etc/passwd', os.path.join(os.path.dirname(a.onnx), 'notes'))\n"
+                               "os.symlink('/etc/passwd', os.path.join(os.path.dirname(a.onnx), 'vocab.txt'))\n")
+        # vocab.txt is replaced by the source's copy (a new file, nothing written through the link); notes is refused
+        self.check_contained(exporter_case(body, "notes", "symbolic link"), "io_error")
+
+    def test_reexport_does_not_keep_links_of_the_previous_package(self):
+        out = self.path("pkg")
+        src = self.src()
+        run("export", src, out, check=0)
+        outside = shutil.copy(os.path.join(out, "config.json"), self.path("outside-config.json"))
+        os.remove(os.path.join(out, "config.json"))
+        os.link(outside, os.path.join(out, "config.json"))       # same bytes, shared inode
+        vocab = shutil.copy(os.path.join(out, "vocab.txt"), self.path("outside-vocab.txt"))
+        os.remove(os.path.join(out, "vocab.txt"))
+        os.symlink(vocab, os.path.join(out, "vocab.txt"))          # same bytes, a link
+        before = tree_snapshot(self.tmp, skip=["pkg"])
+        run("export", src, out, check=0)
+        for name in os.listdir(out):
+            st = os.lstat(os.path.join(out, name))
+            self.assertTrue(stat.S_ISREG(st.st_mode) and st.st_nlink == 1, name)
+        after = tree_snapshot(self.tmp, skip=["pkg"])
+        # the outside files keep their bytes; the hard-linked one is no longer shared
+        self.assertEqual({k: v[:4] for k, v in after.items()}, {k: v[:4] for k, v in before.items()})
+        self.assertEqual(os.stat(outside).st_nlink, 1)
+
+
+class SpecialFiles(Contained):
+    """Class 4: FIFOs, sockets, devices and directories where a file is expected never block a reader."""
+
+    def fifo(self, path):
+        if os.path.lexists(path):
+            os.remove(path)
+        os.mkfifo(path)
+        return path
+
+    def test_source_config_is_a_fifo(self):
+        src = self.src()
+        self.fifo(os.path.join(src, "config.json"))
+        self.check_contained(lambda t: (export_args(src, t.path("pkg")), [os.path.join(src, "config.json"), "not a regular file"]),
+                             "invalid_input")
+
+    def test_source_tokenizer_is_a_fifo(self):
+        src = self.src()
+        self.fifo(os.path.join(src, "tokenizer.json"))
+        self.check_contained(lambda t: (export_args(src, t.path("pkg")), ["tokenizer.json", "not a regular file"]), "invalid_input")
+
+    def test_source_model_is_a_socket(self):
+        import socket
+        src = self.src()
+        os.remove(os.path.join(src, "onnx", "model.onnx"))
+        sock = socket.socket(socket.AF_UNIX)
+        self.addCleanup(sock.close)
+        sock.bind(os.path.join(src, "model.onnx"))
+        self.check_contained(lambda t: (export_args(src, t.path("pkg")), ["model.onnx", "not a regular file"]), "invalid_input")
+
+    def test_exporter_writes_a_fifo(self):
+        self.check_contained(exporter_case(fake_exporter_arguments() + "os.mkfifo(a.onnx)\n", "{script}", "model.onnx as a FIFO"),
+                             "export_failed")
+
+    def test_command_output_links_to_a_device(self):
+        self.check_contained(lambda t: (export_args(TEXT, t.path("pkg"), "--strategy", "command", "--command",
+                                                    "ln -s /dev/zero {output}/model.onnx"),
+                                        ["--command", "character device"]), "export_failed")
+
+    def test_lock_path_is_a_fifo(self):
+        self.fifo(self.path(".pkg.lock"))
+        self.check_contained(lambda t: (export_args(t.src(), t.path("pkg")), [t.path(".pkg.lock"), "is a FIFO"]), "io_error")
+
+    def test_readers_refuse_a_fifo_in_a_package(self):
+        out = self.path("pkg")
+        run("export", self.src(), out, check=0)
+        self.fifo(os.path.join(out, "model.onnx"))
+        packed = self.fifo(self.path("packed.onnx"))
+        for args in (["inspect", out], ["validate", out], ["verify", out], ["bindings", out, "--header", self.path("b.hpp")],
+                     ["embed", out, "--output", self.path("e.cpp"), "--header", self.path("e.hpp")], ["unpack", packed, self.path("un")]):
+            with self.subTest(args[0]):
+                start = time.monotonic()
+                p = run(*args, timeout=60)
+                self.assertLess(time.monotonic() - start, 30)
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn("FIFO", p.stderr + p.stdout, args)
+
+    def test_timeout_values(self):
+        src = self.src()
+        for bad in ("abc", "0", "-5", "1e3", "", "5s"):
+            with self.subTest(bad):
+                self.assertFailsWith(run("export", src, self.path("pkg"), "--timeout", bad), "usage", "--timeout")
+        for good in ("99999999999999999999999999999999", "0.5", "1800"):
+            with self.subTest(good):
+                run("export", src, self.path("pkg"), "--timeout", good, check=0)
+
+
+class Signals(TempDirTest):
+    """Class 5: SIGINT, SIGTERM and SIGHUP stop the exporter's whole process group,
+    remove the staging directory and the lock, exit 128 + signal, keep the previous package."""
+
+    EXPORTER = fake_exporter_arguments() + (
+        "pids = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'pids')\n"
+        "if os.fork() == 0:\n"
+        "    open(pids + '.grandchild', 'w').write(str(os.getpid()))\n"
+        "    while True: time.sleep(1)\n"
+        "open(a.onnx, 'wb').write(b'partial')\n"
+        "open(pids + '.exporter', 'w').write(str(os.getpid()))\n"
+        "while True: time.sleep(1)\n")
+
+    def check_signal(self, signo):
+        out = self.path("pkg")
+        run("export", os.path.join(SOURCES, PREBUILT), out, check=0)
+        previous = tree_snapshot(out)
+        script = write(self.path("fake_exporter.py"), self.EXPORTER)
+        before = tree_snapshot(self.tmp, skip=["pkg"])
+        proc = subprocess.Popen([TOOL, "export", TEXT, out, "--model", "modeling.py:build", "--exporter-script", script],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pid_files = [self.path("pids.exporter"), self.path("pids.grandchild")]
+        deadline = time.monotonic() + 60
+        while not all(os.path.exists(f) and read(f) for f in pid_files):
+            self.assertIsNone(proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
+            self.assertLess(time.monotonic(), deadline, "the fake exporter did not start")
+            time.sleep(0.05)
+        pids = [int(read(f)) for f in pid_files]
+        self.addCleanup(lambda: [kill_recorded_pid(f) for f in pid_files])
+        proc.send_signal(signo)
+        _, err = proc.communicate(timeout=30)
+        self.assertEqual(proc.returncode, 128 + signo, err)
+        self.assertIn(f"interrupted by signal {signo}", err)
+        time.sleep(0.2)
+        for pid in pids:
+            self.assertTrue(gone(pid), f"process {pid} of the exporter's group still runs")
+        for f in pid_files:
+            os.remove(f)
+        self.assertEqual(tree_snapshot(self.tmp, skip=["pkg"]), before, "staging directory or lock left behind")
+        self.assertEqual(tree_snapshot(out), previous, "the previous package changed")
+
+    def test_sigint(self):
+        self.check_signal(signal.SIGINT)
+
+    def test_sigterm(self):
+        self.check_signal(signal.SIGTERM)
+
+    def test_sighup(self):
+        self.check_signal(signal.SIGHUP)
+
+
+class Names(Contained):
+    """Class 10: names and paths."""
+
+    ODD = "odd dir #1 $x:y\\z"
+
+    def test_depfile_with_odd_names_is_read_by_ninja(self):
+        src = self.copy_source(PREBUILT, self.path(self.ODD))
+        gen = self.path("gen.d")
+        subprocess.run([TOOL, "export", src, "pkg", "--depfile", gen, "--quiet"], cwd=self.tmp, check=True)
+        write(self.path("build.ninja"),
+              "rule copydep\n  command = cp gen.d pkg.d && touch pkg/model.onnx\n  depfile = pkg.d\n  deps = gcc\n"
+              "build pkg/model.onnx: copydep\n")
+        ninja = lambda *a: subprocess.run(["ninja", *a], cwd=self.tmp, capture_output=True, text=True, check=True).stdout
+        ninja()
+        deps = ninja("-t", "deps", "pkg/model.onnx")
+        self.assertIn(os.path.join(src, "config.json") + "\n", deps)
+        self.assertIn("no work to do", ninja("-n"))
+        os.utime(os.path.join(src, "tokenizer.json"))
+        self.assertNotIn("no work to do", ninja("-n"))
+
+    def test_depfile_with_a_newline_in_a_name(self):
+        src = self.copy_source(PREBUILT, self.path("new\nline"))
+        self.check_contained(lambda t: (export_args(src, t.path("pkg"), "--depfile", t.path("pkg.d")), ["newline", "cannot be named in a depfile"]),
+                             "usage")
+        self.assertFalse(os.path.exists(self.path("pkg.d")))
+
+    def test_name_near_255_bytes(self):
+        src = self.src()
+        long_out = self.path("p" * 250)
+        run("export", src, long_out, check=0)
+        run("export", src, long_out, check=0)
+        self.assertEqual(sorted(os.listdir(self.tmp)), sorted([os.path.basename(src), "p" * 250]))
+        self.check_contained(lambda t: (export_args(src, t.path("q" * 256)), ["q" * 256, "File name too long"]), "io_error",
+                             out="q" * 256)
+
+    def test_dangling_symlink_at_the_lock_path(self):
+        os.symlink(self.path("elsewhere", "made-by-modelexport"), self.path(".pkg.lock"))
+        self.check_contained(lambda t: (export_args(t.src(), t.path("pkg")), [t.path(".pkg.lock"), "symbolic link"]), "io_error")
+        self.assertFalse(os.path.exists(self.path("elsewhere")))
+
+    @unittest.skipUnless(MOUNT_OK, NO_MOUNT)
+    def test_output_is_a_mount_point(self):
+        out = self.path("mnt")
+        os.makedirs(out)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", out], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", out])
+        src = self.src()
+        self.check_contained(lambda t: (export_args(src, out), [out, "mount point"]), "io_error", out="mnt")
+        run("export", src, os.path.join(out, "pkg"), check=0)  # the hint's way works
+
+    def test_pictures_escape_control_characters_in_node_names(self):
+        import xml.etree.ElementTree as ET
+        name = '/enc\x01oder/la"yer\n<1>&\\/Add'
+        model = tiny_model([helper.make_node("Add", ["x", "x"], ["y"], name=name)])
+        src = self.src()
+        os.remove(os.path.join(src, "onnx", "model.onnx"))
+        write(os.path.join(src, "model.onnx"), model.SerializeToString())
+        out = self.path("pkg")
+        run("export", src, out, "--task", "text-classification", check=None)
+        target = out if os.path.isdir(out) else os.path.join(src, "model.onnx")
+        graphml = run("inspect", target, "--format", "graphml", check=0).stdout
+        ET.fromstring(graphml)  # well-formed XML 1.0
+        self.assertFalse(any(ord(c) < 0x20 and c not in "\n\t" for c in graphml))
+        dot = run("inspect", target, "--format", "dot", check=0).stdout
+        subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True)
+        text = run("inspect", target, check=0).stdout
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in text), repr(text))
+
+
+class Limits(Contained):
+    """Class 12: a failing big copy is an I/O error, not std::terminate."""
+
+    def test_big_copy_under_a_file_size_limit(self):
+        src = self.src()
+        with open(os.path.join(src, "onnx", "model.onnx_data"), "wb") as f:
+            f.truncate(70 * MIB)
+        def build(t):
+            return ["export", src, t.path("pkg")], ["model.onnx_data", "File too large"]
+        # the limit is inherited by modelexport; writes past 16 MiB fail with EFBIG (SIGXFSZ is ignored)
+        real_run = run
+        def limited(*args, **kw):
+            return subprocess.run(["prlimit", f"--fsize={16 * MIB}", TOOL, *map(str, args)], capture_output=True, text=True,
+                                  timeout=kw.get("timeout", 300))
+        globals()["run"] = limited
+        try:
+            self.check_contained(build, "io_error")
+        finally:
+            globals()["run"] = real_run
+
+
+for _cls in (BadConfig, BadModel, BadSource, BadOutput, BadExporter, BadMetadata, BadPackage, BadPack, BadExternalData):
     _cls.generate()
 del _cls  # else unittest would load the last class twice
 

@@ -80,7 +80,9 @@ class HtpExport(TempDirTest):
         src = os.path.join(SOURCES, "question-answering")
         out = self.path("pkg")
         export(src, out, check=0)
-        subprocess.run([sys.executable, EXPORTER, "--source", src, "--task", "question-answering", "--onnx",
+        # The exporter's own interpreter (MODELEXPORT_PYTHON): another torch writes other bytes.
+        python = os.environ.get("MODELEXPORT_PYTHON") or sys.executable
+        subprocess.run([python, EXPORTER, "--source", src, "--task", "question-answering", "--onnx",
                         self.path("direct.onnx"), "--modules", self.path("direct.json"), "--model", "modeling.py:build"],
                        check=True, capture_output=True)
         self.assertEqual(sha256(self.path("direct.onnx")), sha256(os.path.join(out, "model.onnx")))
@@ -122,6 +124,9 @@ class HtpExport(TempDirTest):
         os.makedirs(self.path("bin"))
         shutil.copy2(TOOL, tool)
         shutil.copy2(EXPORTER, script)
+        shutil.copy2(os.path.join(os.path.dirname(EXPORTER), "htp_weights.py"), self.path("bin", "htp_weights.py"))
+        # and the task table it reads, beside it as installed (share/modelexport/)
+        shutil.copy2(os.path.join(REPO, "share", "tasks.json"), self.path("bin", "tasks.json"))
         src_a = os.path.join(SOURCES, "text-classification")
         src_b = shutil.copytree(src_a, self.path("elsewhere", "text-classification"), copy_function=shutil.copy)
         unset = {"SOURCE_DATE_EPOCH": ""}
@@ -169,6 +174,78 @@ class HtpExport(TempDirTest):
         self.assertEqual(sha256(os.path.join(src, "onnx", "model.onnx")), sha256(os.path.join(out, "model.onnx")))
 
 
+def save_per_tensor(model_path, out_path):
+    """Saves a model the way torch.onnx.export does above 2 GiB: one external file per tensor."""
+    onnx.save_model(onnx.load(model_path), out_path, save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0)
+
+
+def ort_outputs(pkg):
+    """ONNX Runtime (onnxruntime-node) on the package with its tokenizer's inputs."""
+    from common import NODE, RUNTIME_DIR
+    p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "ort_check.mjs"), pkg], capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise AssertionError(p.stderr)
+    return load_json_from(p.stdout)["outputs"]
+
+
+class PerTensorExternalData(TempDirTest):
+    """Per-tensor external files (torch above 2 GiB, onnx's all_tensors_to_one_file=False) become one
+    model.onnx_data that is tracked, hashed, verified and runs in ONNX Runtime like the original."""
+    PREBUILT = os.path.join(SOURCES, "text-classification-prebuilt")
+    REFERENCE = os.path.join(os.environ["MODELEXPORT_EXAMPLES"], "text-classification-prebuilt")
+
+    def check_package(self, out, strategy):
+        self.assertEqual(sorted(f for f in os.listdir(out) if f.startswith("model")), ["model.onnx", "model.onnx_data"])
+        meta = load_json(os.path.join(out, "export_metadata.json"))
+        self.assertEqual(meta["export_context"]["strategy"], strategy)
+        self.assertEqual(meta["files"]["model.onnx_data"]["sha256"], sha256(os.path.join(out, "model.onnx_data")))
+        self.assertEqual(meta["files"]["model.onnx"]["sha256"], sha256(os.path.join(out, "model.onnx")))
+        locations = {e.value for t in onnx.load(os.path.join(out, "model.onnx"), load_external_data=False).graph.initializer
+                     for e in t.external_data if e.key == "location"}
+        self.assertEqual(locations, {"model.onnx_data"})
+        run("verify", out, check=0)
+        run("validate", out, "--strict", check=0)
+        try:
+            expected = ort_outputs(self.REFERENCE)
+        except (AssertionError, FileNotFoundError) as e:
+            self.skipTest(f"ONNX Runtime (onnxruntime-node) not usable here: {e}")
+        self.assertEqual(ort_outputs(out), expected)
+
+    def test_prebuilt_gathers_per_tensor_files(self):
+        src = self.copy_source("text-classification-prebuilt")
+        save_per_tensor(os.path.join(self.PREBUILT, "onnx", "model.onnx"), os.path.join(src, "onnx", "model.onnx"))
+        self.assertGreater(len(os.listdir(os.path.join(src, "onnx"))), 10)
+        before = tree_hashes(src)
+        run("export", src, self.path("pkg"), check=0)
+        self.assertEqual(tree_hashes(src), before, "gathering changed the source")
+        self.check_package(self.path("pkg"), "prebuilt")
+
+    def test_command_output_with_per_tensor_files_is_gathered(self):
+        script = self.path("export.py")
+        with open(script, "w") as f:
+            f.write("import onnx, sys\n"
+                    f"onnx.save_model(onnx.load({os.path.join(self.PREBUILT, 'onnx', 'model.onnx')!r}), sys.argv[1] + '/model.onnx', "
+                    "save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0)\n")
+        run("export", self.PREBUILT, self.path("pkg"), "--strategy", "command", "--command", f"{sys.executable} {script} {{output}}",
+            check=0)
+        self.check_package(self.path("pkg"), "command")
+
+    def test_htp_exporter_writing_per_tensor_files_is_gathered(self):
+        # A stand-in for torch above 2 GiB: the exporter leaves one file per tensor beside model.onnx.
+        script = self.path("exporter.py")
+        with open(script, "w") as f:
+            f.write("import argparse, json, onnx\nap = argparse.ArgumentParser()\n"
+                    "for a in ('--source', '--task', '--onnx', '--modules', '--model', '--opset', '--source-boundary'): ap.add_argument(a)\n"
+                    "a = ap.parse_args()\n"
+                    f"onnx.save_model(onnx.load({os.path.join(self.PREBUILT, 'onnx', 'model.onnx')!r}), a.onnx, "
+                    "save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0)\n"
+                    "json.dump({'modules': []}, open(a.modules, 'w'))\n")
+        src = self.copy_source("text-classification")
+        run("export", src, self.path("pkg"), "--model", "modeling.py:build", "--exporter-script", script, "--python", sys.executable,
+            check=0)
+        self.check_package(self.path("pkg"), "htp")
+
+
 def load_json_from(text):
     import json
     return json.loads(text)
@@ -211,7 +288,7 @@ class ExportFailures(TempDirTest):
         p = export(src, out, "--exporter-script", script)
         self.assertFailsWith(p, "export_failed", "exit status 3", "boom in forward")
         self.assertEqual(tree_hashes(out), before)
-        self.assertEqual(sorted(os.listdir(self.tmp)), sorted(["pkg", ".pkg.lock", "fake_exporter.py"]))
+        self.assertEqual(sorted(os.listdir(self.tmp)), sorted(["pkg", "fake_exporter.py"]))  # no staging directory, no lock
 
     def test_hung_exporter_is_stopped_after_the_timeout(self):
         script = self.fake_exporter("time.sleep(600)")
@@ -278,7 +355,7 @@ class Atomicity(TempDirTest):
                 self.assertEqual(run("verify", out).returncode, 0, f"partial package after kill at {delay}s")
                 good = now
         export(src, out, check=0)  # the next run cleans any staging directory left behind
-        self.assertEqual(sorted(os.listdir(self.tmp)), [".pkg.lock", "pkg"])
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["pkg"])  # and removes its lock when done
 
     def test_two_concurrent_exports_give_one_complete_package(self):
         src = os.path.join(SOURCES, "text-classification")

@@ -104,6 +104,21 @@ class Matrix(unittest.TestCase):
         # auto prefers Optimum where it is installed (test_optimum), else ONNX Runtime.
         self.assertRegex(p.stderr, r"runtime check: (optimum|onnxruntime) \(auto\)")
 
+    def test_runtime_checks_report_latency_and_peak_memory(self):
+        import tempfile
+        for runtime in ("onnxruntime", "transformers-js"):
+            with self.subTest(runtime), tempfile.TemporaryDirectory() as tmp:
+                report = os.path.join(tmp, "report.json")
+                p = run("validate", os.path.join(EXAMPLES, "text-classification"), "--runtime", runtime, "--json",
+                        "--report", report)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["runtime." + runtime]
+                self.assertGreater(check["latency_ms"], 0)
+                self.assertLess(check["latency_ms"], 10_000)
+                self.assertGreater(check["peak_rss_mb"], 10)  # a Node.js process with a runtime loaded
+                self.assertIn("median latency", check["message"])
+                self.assertEqual(load_json(report), json.loads(p.stdout))
+
     def test_optimum_runtime_reports_that_it_is_not_installed(self):
         p = run("validate", os.path.join(EXAMPLES, "text-classification"), "--runtime", "optimum", "--json",
                 env={"MODELEXPORT_PYTHON": "/usr/bin/python3"})

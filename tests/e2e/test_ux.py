@@ -89,11 +89,15 @@ class Report(TempDirTest):
         # The README's one-liner.
         q = subprocess.run("jq -s '{exports: length, ok: map(select(.result == \"ok\")) | length, "
                            "failed: map(select(.result != \"ok\") | .failure), "
-                           "model_bytes: map(.sizes.model // 0) | add}' " + self.path("reports") + "/*.json",
+                           "model_bytes: map(.sizes.model // 0) | add, "
+                           "cache_hit_rate: (map(select((.cache.result // \"disabled\") != \"disabled\")) as $c | "
+                           "if ($c | length) == 0 then null else ($c | map(select(.cache.result | startswith(\"hit\"))) | length) / ($c | length) end)}' "
+                           + self.path("reports") + "/*.json",
                            shell=True, capture_output=True, text=True, check=True)
         summary = json.loads(q.stdout)
         self.assertEqual((summary["exports"], summary["ok"]), (2, 1))
         self.assertEqual(summary["model_bytes"], os.path.getsize(self.path("a", "model.onnx")))
+        self.assertIsNone(summary["cache_hit_rate"])  # the suite runs without the cache (MODELEXPORT_NO_CACHE)
 
 
 class SideOutputs(TempDirTest):

@@ -76,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const onnx::GraphProto& g = model.graph();
     me::signature sig = me::graph_signature(g);
     me::to_canonical_text(me::to_json(sig));
-    for (const auto& ref : me::external_references(g)) {
+    for (const auto& ref : me::external_references(model)) {
         std::string problem = me::external_reference_problem(ref, dir);
         // Accepted references name an existing file inside the package.
         if (problem.empty()) {

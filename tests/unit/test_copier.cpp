@@ -130,3 +130,31 @@ TEST_CASE("large files are copied by the kernel while another thread hashes them
     CHECK(test::read(t / "copy.bin") == big);
     CHECK(test::mode_of(t / "copy.bin") == 0644);
 }
+
+TEST_CASE("a copy stops at the export's deadline and on a signal, and refuses special files") {
+    test::temp_dir t;
+    test::write(t / "src.bin", std::string(3u << 20, 'x'));
+    {
+        cancel::deadline_scope d(1);
+        cancel::deadline_ns = 1;  // already past
+        CHECK_THROWS_WITH_AS(copy_file_hashed(t / "src.bin", t / "a.bin"), doctest::Contains("timed out"), export_failed);
+    }
+    cancel::pending_signal = 15;
+    CHECK_THROWS_AS(copy_file_hashed(t / "src.bin", t / "b.bin"), interrupted);
+    try {
+        copy_file_hashed(t / "src.bin", t / "b.bin");
+    } catch (const interrupted& e) {
+        CHECK(static_cast<int>(e.code()) == 128 + 15);
+    }
+    cancel::pending_signal = 0;
+    CHECK(copy_file_hashed(t / "src.bin", t / "c.bin").size == (3u << 20));
+    REQUIRE(::mkfifo((t / "fifo").c_str(), 0644) == 0);
+    CHECK_THROWS_WITH_AS(copy_file_hashed(t / "fifo", t / "d.bin"), doctest::Contains("is a FIFO, not a regular file"), invalid_input);
+    CHECK_THROWS_WITH_AS(read_text_file(t / "fifo"), doctest::Contains("is a FIFO"), invalid_input);
+    // never written through a link: the link is replaced, its target untouched
+    test::write(t / "target.txt", "keep");
+    fs::create_symlink(t / "target.txt", t / "link.txt");
+    write_file(t / "link.txt", "new");
+    CHECK(test::read(t / "target.txt") == "keep");
+    CHECK_FALSE(fs::is_symlink(t / "link.txt"));
+}

@@ -34,6 +34,25 @@ TEST_CASE("invalid UTF-8, truncation and garbage name the file and the byte") {
     }
 }
 
+TEST_CASE("what Python's json rejects is rejected: a byte order mark, NUL bytes") {
+    CHECK_THROWS_WITH_AS(parse_json_text("\xef\xbb\xbf{}", "c.json"), "c.json: starts with a UTF-8 byte order mark (Python's json refuses it)",
+                         invalid_input);
+    // nlohmann/json alone would stop at the NUL and accept the object before it.
+    CHECK_THROWS_WITH_AS(parse_json_text(std::string("{}\0garbage", 10), "c.json"), "c.json: invalid JSON at byte 3: a NUL byte",
+                         invalid_input);
+    CHECK_THROWS_AS(parse_json_text("NaN", "c.json"), invalid_input);  // Python accepts; refused on purpose
+}
+
+TEST_CASE("lone surrogate escapes are accepted as Python's json accepts them") {
+    CHECK(parse_json_text(R"({"a": "\ud800"})", "c.json")["a"] == "\xef\xbf\xbd");
+    CHECK(parse_json_text(R"({"a": "x\udc00\ud800"})", "c.json")["a"] == "x\xef\xbf\xbd\xef\xbf\xbd");
+    CHECK(parse_json_text(R"({"a": "\ud83d\ude00"})", "c.json")["a"] == "\xf0\x9f\x98\x80");  // a pair is untouched
+    CHECK(parse_json_text(R"({"a": "\\ud800"})", "c.json")["a"] == "\\ud800");             // an escaped backslash, not an escape
+    CHECK(parse_json_text(R"({"\ud800": 1})", "c.json").contains("\xef\xbf\xbd"));
+    CHECK_THROWS_AS(parse_json_text(R"({"a": "\ud8"})", "c.json"), invalid_input);
+    CHECK(detail::replace_lone_surrogates(R"(["\ud800", 1])").size() == std::string(R"(["\ud800", 1])").size());
+}
+
 TEST_CASE("read_json_object refuses non-objects, empty and oversized files") {
     test::temp_dir t;
     test::write(t / "array.json", "[1, 2]");

@@ -90,8 +90,8 @@ TEST_CASE("malformed external-data offsets and lengths are problems, not excepti
     for (const char* bad : {"abc", "-1", "99999999999999999999", " 4", "0x10", ""}) {
         CAPTURE(bad);
         for (const char* key : {"offset", "length"}) {
-            onnx::GraphProto g;
-            auto* init = g.add_initializer();
+            onnx::ModelProto m;
+            auto* init = m.mutable_graph()->add_initializer();
             init->set_name("w");
             init->set_data_location(onnx::TensorProto_DataLocation_EXTERNAL);
             auto* loc = init->add_external_data();
@@ -101,7 +101,7 @@ TEST_CASE("malformed external-data offsets and lengths are problems, not excepti
             kv->set_key(key);
             kv->set_value(bad);
             std::vector<external_reference> refs;
-            REQUIRE_NOTHROW(refs = external_references(g));
+            REQUIRE_NOTHROW(refs = external_references(m));
             REQUIRE(refs.size() == 1);
             CHECK(external_reference_problem(refs[0], t.path()).find(std::string("malformed external data ") + key) != std::string::npos);
         }

@@ -2,6 +2,7 @@
 #include "test_support.hpp"
 
 #include "modelexport/package_writer.hpp"
+#include "modelexport/depfile.hpp"
 
 #include <sys/wait.h>
 
@@ -38,7 +39,7 @@ TEST_CASE("a failure before commit leaves the previous package untouched and no 
     CHECK(test::read(t / "pkg" / "config.json") == "old");
     int entries = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(t.path())) ++entries;
-    CHECK(entries == 2);  // pkg and the lock file
+    CHECK(entries == 1);  // pkg: the staging directory and the lock file are gone
 }
 
 TEST_CASE("a replaced package holds only the new files") {
@@ -141,4 +142,104 @@ TEST_CASE("two writers to one target are serialised by the lock") {
     CHECK(waited);
     CHECK(test::read(t / "pkg" / "config.json") == "parent");
     for (int fd : {locked[0], locked[1], waiting[0], waiting[1]}) ::close(fd);
+}
+
+TEST_CASE("the lock file is removed when the export ends, and a lock path that is not a regular file is refused") {
+    test::temp_dir t;
+    {
+        package_writer w(t / "pkg");
+        CHECK(fs::exists(t / ".pkg.lock"));
+        w.commit();
+    }
+    CHECK_FALSE(fs::exists(fs::symlink_status(t / ".pkg.lock")));
+    fs::create_symlink(t / "elsewhere" / "victim", t / ".pkg.lock");  // dangling
+    CHECK_THROWS_WITH_AS(package_writer(t / "pkg"), doctest::Contains("is a symbolic link"), io_error);
+    CHECK_FALSE(fs::exists(t / "elsewhere"));  // nothing created through the link
+    fs::remove(t / ".pkg.lock");
+    REQUIRE(::mkfifo((t / ".pkg.lock").c_str(), 0644) == 0);
+    CHECK_THROWS_WITH_AS(package_writer(t / "pkg"), doctest::Contains("is a FIFO, not a regular file"), io_error);
+}
+
+TEST_CASE("only regular files with one link are committed; links of a previous package are not kept") {
+    test::temp_dir t;
+    test::write(t / "outside.txt", "secret");
+    {
+        package_writer w(t / "pkg");
+        fs::create_symlink(t / "outside.txt", w.staging() / "vocab.txt");
+        CHECK_THROWS_WITH_AS(w.commit(), doctest::Contains("is a symbolic link"), io_error);
+    }
+    {
+        package_writer w(t / "pkg");
+        fs::create_hard_link(t / "outside.txt", w.staging() / "vocab.txt");
+        CHECK_THROWS_WITH_AS(w.commit(), doctest::Contains("has 2 links"), io_error);
+    }
+    CHECK_FALSE(fs::exists(t / "pkg"));
+    // A previous package someone left a hard link in: the new package gets its own inode.
+    fs::create_directories(t / "pkg");
+    fs::create_hard_link(t / "outside.txt", t / "pkg" / "vocab.txt");
+    {
+        package_writer w(t / "pkg");
+        test::write(w.staging() / "vocab.txt", "secret");
+        w.commit();
+    }
+    struct stat st {};
+    ::lstat((t / "pkg" / "vocab.txt").c_str(), &st);
+    CHECK(st.st_nlink == 1);
+    CHECK(test::read(t / "outside.txt") == "secret");
+}
+
+TEST_CASE("without RENAME_EXCHANGE (EINVAL) the swap falls back to two renames") {
+    test::temp_dir t;
+    auto saved = detail::rename_exchange;
+    detail::rename_exchange = [](const char*, const char*) { errno = EINVAL; return -1; };
+    {
+        package_writer w(t / "pkg");
+        test::write(w.staging() / "config.json", "old");
+        w.commit();
+    }
+    {
+        package_writer w(t / "pkg");
+        test::write(w.staging() / "config.json", "new");
+        w.commit();
+    }
+    detail::rename_exchange = saved;
+    CHECK(test::read(t / "pkg" / "config.json") == "new");
+    int entries = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(t.path())) ++entries;
+    CHECK(entries == 1);  // no old package, staging directory or lock left
+}
+
+TEST_CASE("names near 255 bytes get hashed lock and staging names") {
+    test::temp_dir t;
+    std::string name(250, 'n');
+    {
+        package_writer w(t / name);
+        CHECK(w.staging().filename().string().size() < 200);
+        test::write(w.staging() / "config.json", "{}");
+        w.commit();
+    }
+    CHECK(test::read(t / name / "config.json") == "{}");
+    CHECK_THROWS_WITH_AS(package_writer(t / std::string(256, 'n')), doctest::Contains("longer than 255 bytes"), usage_error);
+}
+
+TEST_CASE("claims: the target, what is inside it and its staging names belong to the export") {
+    test::temp_dir t;
+    fs::path base = fs::canonical(t.path());
+    CHECK(package_writer::claims(base / "pkg", base / "pkg"));
+    CHECK(package_writer::claims(base / "pkg", base / "pkg" / "src"));
+    CHECK(package_writer::claims(base / "pkg", base / ".pkg.staging-12" / "src"));
+    CHECK_FALSE(package_writer::claims(base / "pkg", base / "pkg2"));
+    CHECK_FALSE(package_writer::claims(base / "pkg", base));
+    CHECK_FALSE(package_writer::claims(base / "pkg" / "sub", base / "pkg"));
+}
+
+TEST_CASE("depfile names: every character ninja needs escaped, the rest refused") {
+    CHECK(depfile_escape("a:b") == "a\\:b");
+    CHECK(depfile_escape("a\\ b") == "a\\\\\\ b");  // a\ b -> 2k+1 backslashes before the space
+    CHECK(depfile_escape("a\\b") == "a\\b");
+    CHECK(depfile_escape("a\\\\") == "a\\\\");
+    CHECK_THROWS_WITH_AS(depfile_escape("a\nb"), doctest::Contains("newline"), usage_error);
+    CHECK_THROWS_WITH_AS(depfile_escape("a&b"), doctest::Contains("'&'"), usage_error);
+    CHECK_THROWS_AS(depfile_escape("a:"), usage_error);
+    CHECK_THROWS_AS(depfile_escape("a\\"), usage_error);
 }

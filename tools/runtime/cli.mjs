@@ -7,6 +7,25 @@ import { parseArgs } from 'node:util';
 
 export class UsageError extends Error {}
 
+// Inference monitoring: how many timed runs follow the first (untimed, warming) one.
+export const TIMED_RUNS = 5;
+
+/**
+ * Runs `fn` once for its result, then TIMED_RUNS more times; returns the first result and the
+ * median wall time of the timed runs in milliseconds.
+ */
+export async function timedRuns(fn) {
+    const result = await fn();
+    const ms = [];
+    for (let i = 0; i < TIMED_RUNS; ++i) {
+        const start = process.hrtime.bigint();
+        await fn();
+        ms.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+    ms.sort((a, b) => a - b);
+    return { result, latencyMs: ms[Math.floor(ms.length / 2)] };
+}
+
 // Libraries log to the console; stdout is reserved for the result line.
 const toStderr = (...args) => process.stderr.write(args.map(String).join(' ') + '\n');
 console.log = toStderr;
@@ -45,7 +64,11 @@ export function runCli({ prog, usage, options, check = () => {} }, body) {
     Promise.resolve()
         .then(() => body(opts))
         .then(
-            (result) => new Promise((resolve) => process.stdout.write(JSON.stringify(result) + '\n', resolve)),
+            (result) => {
+                // The runtime's peak memory (maxRSS is in KiB), reported with every answer.
+                result.peak_rss_mb = Math.round(process.resourceUsage().maxRSS / 1024);
+                return new Promise((resolve) => process.stdout.write(JSON.stringify(result) + '\n', resolve));
+            },
         )
         .then(
             () => process.exit(0),

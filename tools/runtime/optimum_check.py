@@ -4,8 +4,9 @@ Usage: optimum_check.py PKGDIR ORT_CLASS [--inputs FILE.json] [--text "sentence"
 
 Prints one JSON line on stdout:
   {"runtime": "optimum", "version": ..., "onnxruntime": ..., "class": ORT_CLASS,
-   "outputs": {name: {"shape": [...]}}}                      (generated inputs)
-   "outputs": {name: {"shape": [...], "data": [flat]}}       (with --inputs)
+   "outputs": {name: {"shape": [...]}},                      (generated inputs)
+   "outputs": {name: {"shape": [...], "data": [flat]}},      (with --inputs)
+   "latency_ms": median of 5 runs after the first, "peak_rss_mb": the process's peak RSS}
 
 Inputs: --inputs FILE.json feeds exactly the tensors of
 {"inputs": {name: {"dtype": "int64"|"float32", "shape": [...], "data": [flat]}}} (ort_check.mjs's
@@ -19,7 +20,10 @@ import argparse
 import json
 import math
 import os
+import resource
+import statistics
 import sys
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -57,7 +61,7 @@ def run(options):
         inputs = read_inputs(options.inputs)
     else:
         inputs = generated_inputs(options.pkg, model, options.text)
-    outputs = model(**inputs)
+    outputs, latency_ms = timed_runs(lambda: model(**inputs))
     return {
         "runtime": "optimum",
         "version": version("optimum"),
@@ -65,7 +69,20 @@ def run(options):
         "class": options.ort_class,
         "outputs": {name: describe(value, with_data=bool(options.inputs))
                     for name, value in named_outputs(outputs).items()},
+        "latency_ms": latency_ms,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+
+
+def timed_runs(fn, runs=5):
+    """fn() once for its result, then `runs` timed repeats: (result, median milliseconds)."""
+    result = fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return result, statistics.median(times)
 
 
 def read_inputs(path):

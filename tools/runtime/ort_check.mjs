@@ -27,7 +27,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { UsageError, runCli } from './cli.mjs';
+import { UsageError, runCli, timedRuns } from './cli.mjs';
 import { imageSize } from './tasks.mjs';
 
 const PROG = 'ort_check';
@@ -197,7 +197,7 @@ async function runModel(opts) {
         ? loadInputsFile(ort, path.resolve(opts.inputs))
         : await generateInputs(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT);
 
-    const results = await session.run(feeds);
+    const { result: results, latencyMs } = await timedRuns(() => session.run(feeds));
 
     const inputs = {};
     for (const [name, t] of Object.entries(feeds)) inputs[name] = Array.from(t.dims);
@@ -213,6 +213,7 @@ async function runModel(opts) {
         version: ort.env.versions?.node ?? ort.env.versions?.common ?? null,
         inputs,
         outputs,
+        latency_ms: latencyMs,
     };
 }
 

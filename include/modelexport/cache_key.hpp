@@ -1,0 +1,172 @@
+// modelexport/cache_key.hpp — the export cache key (docs/design.md §10).
+//
+// The key is the SHA-256 of a canonical record of everything that can change the
+// bytes the strategy step produces (the ONNX files and the module table). Each
+// field is written as `name <length>:<value>\n`, so no value can imitate a field
+// boundary, and the record is printable (`modelexport cache key` shows it to
+// explain a miss). Absolute paths and times never enter it: two machines with the
+// same inputs compute the same key, which is what makes a shared cache useful.
+#pragma once
+
+#include "modelexport/file_copy.hpp"
+#include "modelexport/file_roles.hpp"
+#include "modelexport/json_file.hpp"
+#include "modelexport/process.hpp"
+
+#include <sys/stat.h>
+#include <sys/utsname.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace modelexport {
+
+/// Bump when the record's fields or the cached unit's format change: old entries become misses.
+constexpr int cache_key_format = 1;
+
+/// The key could not be computed (e.g. the interpreter does not start): the export runs uncached.
+class cache_key_error : public std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A canonical, length-prefixed record and its SHA-256.
+class key_record {
+public:
+    void add(const std::string& field, const std::string& value) {
+        text_ += field + " " + std::to_string(value.size()) + ":" + value + "\n";
+    }
+    const std::string& text() const { return text_; }
+    std::string key() const {
+        sha256 h;
+        h.update(text_.data(), text_.size());
+        return h.hex();
+    }
+
+private:
+    std::string text_;
+};
+
+/// What the export contributes to the key; export.hpp fills it from its options.
+struct cache_key_inputs {
+    std::string strategy;                            ///< htp or command (prebuilt is not cached)
+    std::vector<std::pair<std::string, std::string>> options;  ///< name -> value of every ONNX-affecting option
+    std::vector<fs::path> exporter_files;            ///< htp_exporter.py, htp_weights.py (hashed, names only)
+    std::string python;                              ///< htp: the interpreter, identified by probing it
+    fs::path source_dir;                             ///< files are keyed relative to it
+    std::vector<fs::path> source_files;              ///< what reaches the exporter (see exporter_inputs)
+    std::string salt;                                ///< $MODELEXPORT_CACHE_SALT: a user's way to invalidate
+    std::vector<fs::path> read;                      ///< not keyed: every file the strategy reads, for the depfile
+};
+
+/// Source files that can change the exporter's output: all but tokenizer, processor and
+/// generation files, which are copied into the package after the export (editing them is a hit).
+inline std::vector<fs::path> exporter_inputs(const std::vector<fs::path>& source_files) {
+    std::vector<fs::path> out;
+    for (const auto& f : source_files) {
+        auto role = role_of(f.filename().string());
+        if (role && (*role == file_role::tokenizer || *role == file_role::processor || *role == file_role::generation)) continue;
+        out.push_back(f);
+    }
+    return out;
+}
+
+namespace detail {
+
+inline long long mtime_ns(const fs::path& p) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return -1;
+    return static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+}
+
+/// Asks the interpreter what it is. Prints one JSON object; `stamps` are files whose mtimes
+/// tell a later run that a package was upgraded (the interpreter's own mtime would not).
+inline constexpr const char* probe_script = R"(import json, sys, platform
+d = {"python": platform.python_implementation() + " " + platform.python_version(), "stamps": []}
+try:
+    import torch, torch.version
+    d["torch"] = torch.__version__; d["torch_git"] = getattr(torch.version, "git_version", "")
+    d["stamps"].append(torch.version.__file__)
+except Exception as e:
+    d["torch"] = "none: " + type(e).__name__
+try:
+    import onnx
+    d["onnx"] = onnx.__version__; d["stamps"].append(onnx.__file__)
+except Exception as e:
+    d["onnx"] = "none: " + type(e).__name__
+print(json.dumps(d, sort_keys=True))
+)";
+
+}  // namespace detail
+
+/// The interpreter's identity (implementation and version, torch version and git hash, onnx
+/// version), never its path. Probing imports torch (seconds), so the answer is kept in
+/// `probe_dir` under the interpreter's path and mtime and reused while no stamp file changed.
+inline std::string interpreter_identity(const std::string& python, const fs::path& probe_dir) {
+    std::string program = find_program(python);
+    if (program.empty()) throw cache_key_error("interpreter " + python + " not found");
+    fs::path abs = fs::absolute(program);
+    std::error_code ec;
+    fs::path target = fs::canonical(abs, ec);
+    std::string where = abs.string() + "\n" + std::to_string(detail::mtime_ns(ec ? abs : target));
+    sha256 h;
+    h.update(where.data(), where.size());
+    fs::path remembered = probe_dir / (h.hex() + ".json");
+    try {
+        json p = parse_json_text(read_text_file(remembered, 1u << 16), remembered.string(), {1u << 16, 8});
+        bool fresh = true;
+        for (const auto& [file, stamp] : p.at("stamps").items()) fresh = fresh && detail::mtime_ns(file) == stamp.get<long long>();
+        if (fresh) return p.at("identity").get<std::string>();
+    } catch (const std::exception&) {  // absent or unusable: probe again
+    }
+    run_options ro;
+    ro.timeout = std::chrono::seconds(120);
+    ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}};
+    run_result r = run_process(program, {"-c", detail::probe_script}, ro);
+    if (!r.ok()) throw cache_key_error("probing " + python + " failed (" + r.describe(ro.timeout) + ")");
+    json d;
+    try {
+        d = parse_json_text(r.out, "interpreter probe", {1u << 16, 8});
+    } catch (const std::exception& e) {
+        throw cache_key_error(std::string("probing ") + python + ": " + e.what());
+    }
+    json stamps = json::object();
+    for (const auto& s : d.value("stamps", json::array())) stamps[s.get<std::string>()] = detail::mtime_ns(s.get<std::string>());
+    d.erase("stamps");
+    std::string identity = d.dump();  // sorted keys: canonical
+    try {
+        fs::create_directories(probe_dir);
+        fs::path tmp = remembered.string() + ".tmp" + std::to_string(::getpid());
+        write_file(tmp, json{{"identity", identity}, {"stamps", stamps}}.dump());
+        fs::rename(tmp, remembered);
+    } catch (const std::exception&) {  // remembering is an optimisation
+    }
+    return identity;
+}
+
+/// `uname -m` and the OS: the same torch can export differently elsewhere.
+inline std::string platform_identity() {
+    struct utsname u {};
+    if (::uname(&u) != 0) return "unknown";
+    return std::string(u.sysname) + " " + u.machine;
+}
+
+/// The record for an export. Hashes every input file once (weights too: the key must
+/// change when they do, and their names alone say nothing).
+inline key_record make_cache_key(const cache_key_inputs& in, const fs::path& probe_dir) {
+    key_record r;
+    r.add("format", "modelexport-export-cache " + std::to_string(cache_key_format));
+    r.add("strategy", in.strategy);
+    for (const auto& [name, value] : in.options) r.add("option " + name, value);
+    for (const auto& f : in.exporter_files) r.add("exporter " + f.filename().string(), hash_file(f));
+    if (!in.python.empty()) r.add("interpreter", interpreter_identity(in.python, probe_dir));
+    r.add("platform", platform_identity());
+    std::vector<std::pair<std::string, fs::path>> files;
+    for (const auto& f : in.source_files) files.emplace_back(f.lexically_relative(in.source_dir).generic_string(), f);
+    std::sort(files.begin(), files.end());
+    for (const auto& [rel, f] : files) r.add("source " + rel, hash_file(f));
+    if (!in.salt.empty()) r.add("salt", in.salt);
+    return r;
+}
+
+}  // namespace modelexport

@@ -1,0 +1,309 @@
+// modelexport/cache_store.hpp — the local export cache: content-addressed objects
+// (`cas/<sha256>`) and action entries (`ac/<key>`, a JSON manifest), docs/design.md §10.
+//
+// The layout is the Bazel HTTP remote cache's, so a remote (remote_cache.hpp) mirrors it
+// one to one. Every write is a temporary file in the same directory, fsync'ed and renamed:
+// a concurrent reader sees the old state or the new one, never a partial file, and two
+// builds storing the same key write identical bytes. Readers trust nothing: an object is
+// used only after its size and SHA-256 matched while it was copied out. Eviction is LRU
+// by mtime, which a hit touches (atime is unreliable under noatime/relatime).
+#pragma once
+
+#include "modelexport/file_copy.hpp"
+#include "modelexport/json_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace modelexport {
+
+/// Any failure of a cache (I/O, corrupt or missing object, server): always a miss, never an export error.
+class cache_error : public std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// One file of a cached export, by its name in the staging directory.
+struct cached_file {
+    std::string path;
+    std::uintmax_t size = 0;
+    std::string sha256;
+};
+
+/// What an `ac/<key>` entry holds: the files the strategy produced and its module table.
+struct cache_manifest {
+    std::vector<cached_file> files;
+    json table = json::object();
+};
+
+constexpr std::uintmax_t max_manifest_bytes = 64u << 20;  // a module table of a very large model fits
+
+inline std::string manifest_text(const cache_manifest& m) {
+    json files = json::array();
+    for (const auto& f : m.files) files.push_back({{"path", f.path}, {"size", f.size}, {"sha256", f.sha256}});
+    return json{{"format", 1}, {"files", files}, {"table", m.table}}.dump();
+}
+
+namespace detail {
+
+inline bool is_sha256_hex(const std::string& s) {
+    return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+/// A cached file name is one plain component: a hostile manifest cannot write outside the stage.
+inline bool is_plain_name(const std::string& s) {
+    return !s.empty() && s.size() < 256 && s[0] != '.' &&
+           std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; });
+}
+
+}  // namespace detail
+
+/// Parses a manifest from the local or remote cache; anything unexpected is a cache_error.
+inline cache_manifest parse_manifest(const std::string& text) {
+    try {
+        json doc = parse_json_text(text, "cache manifest", {max_manifest_bytes, 64});
+        if (doc.at("format").get<int>() != 1) throw cache_error("unknown manifest format");
+        cache_manifest m;
+        for (const auto& f : doc.at("files")) {
+            cached_file c{f.at("path").get<std::string>(), f.at("size").get<std::uintmax_t>(), f.at("sha256").get<std::string>()};
+            if (!detail::is_plain_name(c.path) || !detail::is_sha256_hex(c.sha256)) throw cache_error("bad manifest entry");
+            m.files.push_back(std::move(c));
+        }
+        if (m.files.empty()) throw cache_error("manifest lists no files");
+        m.table = doc.at("table");
+        return m;
+    } catch (const cache_error&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw cache_error(std::string("unusable manifest: ") + e.what());
+    }
+}
+
+/// "10G", "500M", "64K", plain bytes; nullopt when it is none of these.
+inline std::optional<std::uintmax_t> parse_size(const std::string& s) {
+    if (s.empty()) return std::nullopt;
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(s.c_str(), &end, 10);
+    if (end == s.c_str()) return std::nullopt;
+    std::string unit(end);
+    if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+    if (!unit.empty() && (unit.back() == 'i')) unit.pop_back();
+    int shift = unit.empty() ? 0 : unit == "K" || unit == "k" ? 10 : unit == "M" || unit == "m" ? 20 : unit == "G" || unit == "g" ? 30 : unit == "T" || unit == "t" ? 40 : -1;
+    if (shift < 0) return std::nullopt;
+    return static_cast<std::uintmax_t>(n) << shift;
+}
+
+/// Counts and sizes of a cache directory, for `modelexport cache stats`.
+struct cache_stats {
+    std::size_t entries = 0, objects = 0;
+    std::uintmax_t bytes = 0;
+};
+
+/// What `verify` found: objects whose bytes no longer match their name, entries naming missing objects.
+struct cache_verify_result {
+    std::size_t objects = 0, bad_objects = 0, entries = 0, broken_entries = 0;
+};
+
+class local_cache {
+public:
+    static constexpr std::uintmax_t default_max_size = 10ull << 30;
+
+    /// $MODELEXPORT_CACHE_DIR, else $XDG_CACHE_HOME/modelexport/exports, else ~/.cache/modelexport/exports.
+    /// A subfolder: ~/.cache/modelexport/python-* already holds the pinned Python environment.
+    static fs::path default_root() {
+        if (const char* d = std::getenv("MODELEXPORT_CACHE_DIR"); d && *d) return d;
+        if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "modelexport" / "exports";
+        const char* home = std::getenv("HOME");
+        return fs::path(home && *home ? home : "/tmp") / ".cache" / "modelexport" / "exports";
+    }
+
+    explicit local_cache(fs::path root) : root_(std::move(root)) {}
+
+    const fs::path& root() const { return root_; }
+    fs::path object(const std::string& sha) const { return root_ / "cas" / sha; }
+    fs::path entry(const std::string& key) const { return root_ / "ac" / key; }
+    fs::path probes() const { return root_ / "probes"; }
+
+    /// A fresh temporary name inside `dir` (same file system as the final name, so rename is atomic).
+    static fs::path temp_in(const fs::path& dir) {
+        static std::atomic<unsigned> counter{0};
+        auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+        return dir / (".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(now));
+    }
+
+    /// The manifest of `key`, or nullopt when there is none (or it is unusable). Touches it (LRU).
+    std::optional<cache_manifest> find(const std::string& key) const {
+        std::error_code ec;
+        if (!fs::is_regular_file(entry(key), ec)) return std::nullopt;
+        cache_manifest m = parse_manifest(read_text_file(entry(key), max_manifest_bytes));
+        touch(entry(key));
+        return m;
+    }
+
+    /// Copies the manifest's objects into `stage`, verifying each one's size and SHA-256 in the
+    /// same read. A mismatching object is deleted (the next store replaces it) and is a cache_error.
+    void materialize(const cache_manifest& m, const fs::path& stage) const {
+        for (const auto& f : m.files) {
+            fs::path obj = object(f.sha256);
+            std::error_code ec;
+            if (fs::file_size(obj, ec) != f.size || ec) throw cache_error("object " + f.sha256 + " missing or of the wrong size");
+            written_file w = copy_file_hashed(obj, stage / f.path);
+            if (w.size != f.size || w.sha256 != f.sha256) {
+                fs::remove(obj, ec);
+                fs::remove(stage / f.path, ec);
+                throw cache_error("object " + f.sha256 + " is corrupt (removed)");
+            }
+            touch(obj);
+        }
+    }
+
+    /// Stores `files` of `stage` as objects, then the entry (the entry is the commit: a reader
+    /// that finds it finds its objects, unless eviction raced it, which readers detect).
+    cache_manifest store(const std::string& key, const fs::path& stage, const std::vector<std::string>& files, const json& table) const {
+        cache_manifest m;
+        m.table = table;
+        for (const auto& name : files) {
+            if (!detail::is_plain_name(name)) throw cache_error("cannot cache '" + name + "'");
+            fs::create_directories(root_ / "cas");
+            fs::path tmp = temp_in(root_ / "cas");
+            written_file w = copy_file_hashed(stage / name, tmp);
+            commit_object(tmp, w.sha256);
+            m.files.push_back({name, w.size, w.sha256});
+        }
+        put_entry(key, manifest_text(m));
+        return m;
+    }
+
+    /// Renames a verified temporary file (in cas/) to its object name.
+    void commit_object(const fs::path& tmp, const std::string& sha) const {
+        std::error_code ec;
+        if (fs::is_regular_file(object(sha), ec)) {  // same name, same bytes (readers verify anyway)
+            fs::remove(tmp, ec);
+            touch(object(sha));
+            return;
+        }
+        fs::rename(tmp, object(sha));
+        fsync_directory(root_ / "cas");
+    }
+
+    /// Writes an entry atomically.
+    void put_entry(const std::string& key, const std::string& text) const {
+        fs::create_directories(root_ / "ac");
+        fs::path tmp = temp_in(root_ / "ac");
+        write_file(tmp, text);
+        fs::rename(tmp, entry(key));
+        fsync_directory(root_ / "ac");
+    }
+
+    cache_stats stats() const {
+        cache_stats s;
+        for (const auto& f : files()) {
+            (f.is_entry ? s.entries : s.objects)++;
+            s.bytes += f.size;
+        }
+        return s;
+    }
+
+    /// Deletes least recently used entries and objects until the cache holds at most `max_bytes`;
+    /// temporary files of crashed writers go once they are an hour old. Returns bytes freed.
+    std::uintmax_t prune(std::uintmax_t max_bytes) const {
+        auto all = files();
+        std::uintmax_t total = 0, freed = 0;
+        auto now = fs::file_time_type::clock::now();
+        std::vector<entry_file> kept;
+        for (auto& f : all) {
+            if (f.is_temp) {
+                std::error_code ec;
+                if (now - f.mtime > std::chrono::hours(1) && fs::remove(f.path, ec)) freed += f.size;
+                continue;
+            }
+            total += f.size;
+            kept.push_back(f);
+        }
+        std::sort(kept.begin(), kept.end(), [](const entry_file& a, const entry_file& b) { return a.mtime < b.mtime; });
+        for (const auto& f : kept) {
+            if (total <= max_bytes) break;
+            std::error_code ec;
+            if (fs::remove(f.path, ec)) {
+                total -= f.size;
+                freed += f.size;
+            }
+        }
+        return freed;
+    }
+
+    /// Removes everything the cache holds (not the directory itself, which the user may have made).
+    void clear() const {
+        std::error_code ec;
+        for (const char* sub : {"ac", "cas", "probes"}) fs::remove_all(root_ / sub, ec);
+    }
+
+    /// Re-hashes every object and checks every entry; removes what is bad.
+    cache_verify_result verify() const {
+        cache_verify_result r;
+        std::error_code ec;
+        for (const auto& f : files()) {
+            if (f.is_temp) continue;
+            if (!f.is_entry) {
+                ++r.objects;
+                if (f.path.filename().string() != hash_file(f.path)) {
+                    ++r.bad_objects;
+                    fs::remove(f.path, ec);
+                }
+            }
+        }
+        for (const auto& f : files()) {
+            if (!f.is_entry || f.is_temp) continue;
+            ++r.entries;
+            bool ok = false;
+            try {
+                cache_manifest m = parse_manifest(read_text_file(f.path, max_manifest_bytes));
+                ok = std::all_of(m.files.begin(), m.files.end(), [&](const cached_file& c) { return fs::file_size(object(c.sha256), ec) == c.size && !ec; });
+            } catch (const std::exception&) {
+            }
+            if (!ok) {
+                ++r.broken_entries;
+                fs::remove(f.path, ec);
+            }
+        }
+        return r;
+    }
+
+private:
+    struct entry_file {
+        fs::path path;
+        std::uintmax_t size = 0;
+        fs::file_time_type mtime;
+        bool is_entry = false, is_temp = false;
+    };
+
+    std::vector<entry_file> files() const {
+        std::vector<entry_file> out;
+        for (const char* sub : {"ac", "cas"}) {
+            std::error_code ec;
+            for (const auto& e : fs::directory_iterator(root_ / sub, ec)) {
+                std::error_code ec2;
+                if (!e.is_regular_file(ec2)) continue;
+                entry_file f{e.path(), e.file_size(ec2), e.last_write_time(ec2), sub[0] == 'a',
+                             e.path().filename().string().rfind(".tmp-", 0) == 0};
+                out.push_back(std::move(f));
+            }
+        }
+        return out;
+    }
+
+    /// Marks a file as recently used for LRU eviction.
+    static void touch(const fs::path& p) { ::utimensat(AT_FDCWD, p.c_str(), nullptr, 0); }
+
+    fs::path root_;
+};
+
+}  // namespace modelexport

@@ -1,0 +1,198 @@
+// modelexport/remote_cache.hpp — a client for the Bazel HTTP remote cache layout
+// (`GET/HEAD/PUT <prefix>/cas/<sha256>` and `<prefix>/ac/<key>`), docs/design.md §10.
+//
+// Served by bazel-remote, nginx or Apache WebDAV and the like. Downloads go to a temporary
+// file in the local cache's cas/ directory and are renamed into place only after their size
+// and SHA-256 matched, so a corrupt, truncated or hostile server costs a miss, never a wrong
+// package. Timeouts bound a connect and a stalled transfer (not a slow but moving one: large
+// weights may take long). TLS is verified (libcurl's default, never turned off here).
+#pragma once
+
+#include "modelexport/cache_store.hpp"
+
+#include <curl/curl.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace modelexport {
+
+struct remote_settings {
+    std::string url;        ///< http[s]://[user:password@]host[:port]/prefix
+    std::string token;      ///< bearer token
+    bool read_only = false; ///< look up, never upload
+    long timeout_s = 30;    ///< connect timeout, and how long a transfer may stall
+
+    /// $MODELEXPORT_REMOTE_CACHE (+ _TOKEN, _READONLY=1, _TIMEOUT seconds); nullopt when unset.
+    static std::optional<remote_settings> from_env() {
+        const char* url = std::getenv("MODELEXPORT_REMOTE_CACHE");
+        if (!url || !*url) return std::nullopt;
+        remote_settings s;
+        s.url = url;
+        while (!s.url.empty() && s.url.back() == '/') s.url.pop_back();
+        if (const char* t = std::getenv("MODELEXPORT_REMOTE_CACHE_TOKEN")) s.token = t;
+        if (const char* r = std::getenv("MODELEXPORT_REMOTE_CACHE_READONLY")) s.read_only = std::string(r) == "1";
+        if (const char* t = std::getenv("MODELEXPORT_REMOTE_CACHE_TIMEOUT"); t && std::atol(t) > 0) s.timeout_s = std::atol(t);
+        return s;
+    }
+};
+
+/// The URL without user:password, for messages.
+inline std::string redacted_url(const std::string& url) {
+    auto scheme = url.find("://");
+    if (scheme == std::string::npos) return url;
+    auto at = url.find('@', scheme + 3), slash = url.find('/', scheme + 3);
+    if (at == std::string::npos || (slash != std::string::npos && at > slash)) return url;
+    return url.substr(0, scheme + 3) + url.substr(at + 1);
+}
+
+class remote_cache {
+public:
+    explicit remote_cache(remote_settings s) : s_(std::move(s)) {
+        static const bool initialised = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+        if (!initialised) throw cache_error("libcurl initialisation failed");
+    }
+
+    const remote_settings& settings() const { return s_; }
+
+    /// The manifest text of `key`, nullopt on 404.
+    std::optional<std::string> get_entry(const std::string& key) {
+        std::string body;
+        long status = transfer("ac/" + key, request::get, [&](const char* d, std::size_t n) {
+            if (body.size() + n > max_manifest_bytes) return false;
+            body.append(d, n);
+            return true;
+        });
+        if (status == 404) return std::nullopt;
+        expect_ok(status, "ac/" + key);
+        return body;
+    }
+
+    /// Downloads an object into `local` after checking its size and SHA-256.
+    void fetch_object(const cached_file& f, const local_cache& local) {
+        fs::create_directories(local.root() / "cas");
+        fs::path tmp = local_cache::temp_in(local.root() / "cas");
+        struct remover {
+            fs::path p;
+            ~remover() { std::error_code ec; fs::remove(p, ec); }
+        } cleanup{tmp};
+        unique_fd out = open_or_throw(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        sha256 h;
+        std::uintmax_t got = 0;
+        long status = transfer("cas/" + f.sha256, request::get, [&](const char* d, std::size_t n) {
+            if (got + n > f.size) return false;  // longer than the manifest says: stop reading
+            detail::write_all(out.get(), d, n, tmp);
+            h.update(d, n);
+            got += n;
+            return true;
+        });
+        expect_ok(status, "cas/" + f.sha256);
+        if (got != f.size) throw cache_error("cas/" + f.sha256 + ": " + std::to_string(got) + " bytes, expected " + std::to_string(f.size));
+        if (h.hex() != f.sha256) throw cache_error("cas/" + f.sha256 + ": content does not match its SHA-256");
+        detail::fsync_or_throw(out.get(), tmp);
+        local.commit_object(tmp, f.sha256);
+    }
+
+    /// Whether the server has `path` (HEAD).
+    bool has(const std::string& path) {
+        long status = transfer(path, request::head, nullptr);
+        if (status == 404) return false;
+        expect_ok(status, path);
+        return true;
+    }
+
+    /// Uploads a file (PUT).
+    void put_file(const std::string& path, const fs::path& file) {
+        unique_fd in = open_or_throw(file, O_RDONLY);
+        put(path, fs::file_size(file), [&](char* buf, std::size_t n) -> std::size_t {
+            for (;;) {
+                ssize_t r = ::read(in.get(), buf, n);
+                if (r < 0 && errno == EINTR) continue;
+                return r < 0 ? CURL_READFUNC_ABORT : static_cast<std::size_t>(r);
+            }
+        });
+    }
+
+    /// Uploads bytes (PUT).
+    void put_text(const std::string& path, const std::string& text) {
+        std::size_t pos = 0;
+        put(path, text.size(), [&](char* buf, std::size_t n) {
+            std::size_t k = std::min(n, text.size() - pos);
+            std::memcpy(buf, text.data() + pos, k);
+            pos += k;
+            return k;
+        });
+    }
+
+private:
+    enum class request { get, head, put };
+    using sink = std::function<bool(const char*, std::size_t)>;
+    using source = std::function<std::size_t(char*, std::size_t)>;
+
+    struct callbacks {
+        sink on_data;
+        source on_read;
+    };
+
+    static std::size_t write_cb(char* d, std::size_t sz, std::size_t n, void* u) {
+        auto* c = static_cast<callbacks*>(u);
+        if (!c->on_data) return sz * n;
+        return c->on_data(d, sz * n) ? sz * n : 0;  // 0 aborts the transfer
+    }
+    static std::size_t read_cb(char* d, std::size_t sz, std::size_t n, void* u) { return static_cast<callbacks*>(u)->on_read(d, sz * n); }
+
+    void put(const std::string& path, std::uintmax_t size, source src) {
+        long status = transfer(path, request::put, nullptr, std::move(src), size);
+        if (status < 200 || status > 299) throw cache_error("PUT " + path + ": HTTP " + std::to_string(status));
+    }
+
+    void expect_ok(long status, const std::string& path) const {
+        if (status != 200) throw cache_error(path + ": HTTP " + std::to_string(status));
+    }
+
+    /// One request; returns the HTTP status. Transport failures (refused, timeout, TLS) throw.
+    long transfer(const std::string& path, request how, sink on_data, source on_read = nullptr, std::uintmax_t upload_size = 0) {
+        std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
+        if (!curl) throw cache_error("libcurl: no handle");
+        CURL* c = curl.get();
+        std::string url = s_.url + "/" + path;
+        callbacks cb{std::move(on_data), std::move(on_read)};
+        char errbuf[CURL_ERROR_SIZE] = {};
+        curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");  // no file://, no redirects elsewhere
+        curl_easy_setopt(c, CURLOPT_NETRC, static_cast<long>(CURL_NETRC_OPTIONAL));
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, s_.timeout_s);
+        // A stalled server (accepts, never answers) is a miss after timeout_s; a slow but moving
+        // transfer of large weights continues.
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s_.timeout_s);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &write_cb);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &cb);
+        std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(nullptr, &curl_slist_free_all);
+        if (!s_.token.empty()) headers.reset(curl_slist_append(headers.release(), ("Authorization: Bearer " + s_.token).c_str()));
+        if (how == request::head) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        if (how == request::put) {
+            curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+            curl_easy_setopt(c, CURLOPT_READFUNCTION, &read_cb);
+            curl_easy_setopt(c, CURLOPT_READDATA, &cb);
+            curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(upload_size));
+            headers.reset(curl_slist_append(headers.release(), "Expect:"));  // no 1 s wait for 100-continue
+        }
+        if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+        CURLcode rc = curl_easy_perform(c);
+        if (rc != CURLE_OK)
+            throw cache_error(redacted_url(url) + ": " + (errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(rc))));
+        long status = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        return status;
+    }
+
+    remote_settings s_;
+};
+
+}  // namespace modelexport

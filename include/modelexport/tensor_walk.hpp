@@ -1,0 +1,86 @@
+// modelexport/tensor_walk.hpp — every TensorProto a model holds, in one walk.
+//
+// A tensor can carry external data wherever ONNX allows a tensor: graph
+// initializers, sparse initializers (values and indices), Constant-style node
+// attributes (`t`, `tensors`, `sparse_tensor`, `sparse_tensors`), the same
+// inside If/Loop/Scan subgraphs (attributes `g`, `graphs`) at any depth, and
+// model-local function bodies. ONNX Runtime reads all of them. This walk is the
+// single list of those places (docs/design.md §11): the containment check, the
+// payload-size check, the checker's location rewrite and the external-data
+// gathering all visit tensors through it, so none can forget one.
+//
+// It walks the parsed message, so fields that appeared several times in the file
+// have already been merged as protobuf (and so ONNX Runtime) merges them.
+#pragma once
+
+#include <onnx/onnx_pb.h>
+
+#include <string>
+
+namespace modelexport {
+
+/// Where a visited tensor sits, for messages ("graph 'g' initializer 'w'",
+/// "node 'If_0' attribute 'then_branch' > graph 'then' node 'c' attribute 'value'").
+struct tensor_site {
+    std::string where;
+    /// Index into the main graph's initializer list, -1 elsewhere: the light reader
+    /// (onnx_stream.hpp) records its skipped payloads by this index.
+    int main_initializer = -1;
+};
+
+namespace detail {
+
+template <class Visit>
+void walk_graph(onnx::GraphProto& g, const std::string& prefix, bool main, Visit& visit);
+
+inline std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+template <class Visit>
+void walk_sparse(onnx::SparseTensorProto& s, const std::string& where, Visit& visit) {
+    // mutable_*() on an absent singular field would add it: ask has_*() first.
+    if (s.has_values()) visit(*s.mutable_values(), tensor_site{where + " values"});
+    if (s.has_indices()) visit(*s.mutable_indices(), tensor_site{where + " indices"});
+}
+
+template <class Visit>
+void walk_attribute(onnx::AttributeProto& a, const std::string& prefix, Visit& visit) {
+    const std::string where = prefix + " attribute " + quoted(a.name());
+    if (a.has_t()) visit(*a.mutable_t(), tensor_site{where});
+    for (auto& t : *a.mutable_tensors()) visit(t, tensor_site{where + " tensor " + quoted(t.name())});
+    if (a.has_sparse_tensor()) walk_sparse(*a.mutable_sparse_tensor(), where, visit);
+    for (auto& s : *a.mutable_sparse_tensors()) walk_sparse(s, where, visit);
+    if (a.has_g()) walk_graph(*a.mutable_g(), where + " > ", false, visit);
+    for (auto& g : *a.mutable_graphs()) walk_graph(g, where + " > ", false, visit);
+}
+
+template <class Visit>
+void walk_nodes(google::protobuf::RepeatedPtrField<onnx::NodeProto>& nodes, const std::string& prefix, Visit& visit) {
+    for (auto& n : nodes)
+        for (auto& a : *n.mutable_attribute()) walk_attribute(a, prefix + "node " + quoted(n.name()), visit);
+}
+
+template <class Visit>
+void walk_graph(onnx::GraphProto& g, const std::string& prefix, bool main, Visit& visit) {
+    const std::string here = prefix + "graph " + quoted(g.name());
+    int i = 0;
+    for (auto& t : *g.mutable_initializer()) {
+        visit(t, tensor_site{here + " initializer " + quoted(t.name()), main ? i : -1});
+        ++i;
+    }
+    for (auto& s : *g.mutable_sparse_initializer()) walk_sparse(s, here + " sparse initializer", visit);
+    walk_nodes(*g.mutable_node(), here + " ", visit);
+}
+
+}  // namespace detail
+
+/// Calls `visit(onnx::TensorProto&, const tensor_site&)` for every tensor in `model`, in
+/// a fixed order (per graph: initializers, sparse initializers, nodes; then functions).
+/// The walk itself changes nothing (it never creates absent fields); the visitor may
+/// change the tensor it is given.
+template <class Visit>
+void for_each_tensor(onnx::ModelProto& model, Visit&& visit) {
+    if (model.has_graph()) detail::walk_graph(*model.mutable_graph(), "", true, visit);
+    for (auto& f : *model.mutable_functions()) detail::walk_nodes(*f.mutable_node(), "function " + detail::quoted(f.name()) + " ", visit);
+}
+
+}  // namespace modelexport

@@ -1,0 +1,208 @@
+"""The export cache (docs/design.md §10): a local content-addressed store and a Bazel HTTP
+remote cache, here a real nginx WebDAV server started by the test on 127.0.0.1. Every
+failure of a cache must be a miss with a correct package, and a hit must produce the
+package a miss produces, byte for byte."""
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+from common import SOURCES, TempDirTest, load_json, run, tree_hashes
+from nginx_server import Nginx
+
+BUILD_ROOT = os.environ["MODELEXPORT_BUILD_ROOT"]
+
+
+class CacheTest(TempDirTest):
+    source_name = "text-classification"
+
+    def setUp(self):
+        super().setUp()
+        # Build-dir temp space: nginx's files, not the user's /tmp or ~/.cache.
+        self.work = tempfile.mkdtemp(prefix="cache-", dir=os.path.join(BUILD_ROOT, "tests"))
+        os.chmod(self.work, 0o755)  # mkdtemp's 0700 would keep a root-started nginx's worker user out
+        self.addCleanup(shutil.rmtree, self.work, ignore_errors=True)
+        self.src = self.path("src")
+        shutil.copytree(os.path.join(SOURCES, self.source_name), self.src)
+
+    def env(self, local="local", remote=None, **extra):
+        e = {"MODELEXPORT_NO_CACHE": "0", "MODELEXPORT_CACHE_DIR": self.path(local), "MODELEXPORT_REMOTE_CACHE": remote or ""}
+        e.update(extra)
+        return e
+
+    def export(self, out, env, *extra):
+        """Exports self.src into out; returns the report's cache object."""
+        report = self.path(out + ".report.json")
+        run("--verbose", "export", self.src, self.path(out), "--model", "modeling.py:build", "--report", report, *extra,
+            env=env, check=0)
+        return load_json(report)["cache"]
+
+    def reference(self):
+        """The package without any cache, to compare hits and failures against."""
+        if not hasattr(self, "_reference"):
+            self.export("reference", self.env(), "--no-cache")
+            self._reference = tree_hashes(self.path("reference"))
+        return self._reference
+
+    def assertSamePackage(self, out):
+        self.assertEqual(tree_hashes(self.path(out)), self.reference(), out)
+
+
+class LocalCache(CacheTest):
+    def test_miss_then_local_hit_is_byte_identical(self):
+        first = self.export("a", self.env())
+        self.assertEqual(first["result"], "miss")
+        self.assertRegex(first["key"], "^[0-9a-f]{64}$")
+        second = self.export("b", self.env())
+        self.assertEqual((second["result"], second["key"]), ("hit-local", first["key"]))
+        self.assertSamePackage("a")
+        self.assertSamePackage("b")
+        self.assertEqual(os.listdir(self.path("local", "ac")), [first["key"]])
+        stats = run("cache", "stats", "--json", env=self.env(), check=0)
+        self.assertIn('"entries": 1', stats.stdout)
+
+    def test_tokenizer_edit_is_a_hit_with_the_new_tokenizer(self):
+        self.export("a", self.env())
+        tok = next(f for f in ("tokenizer.json", "vocab.txt") if os.path.exists(os.path.join(self.src, f)))
+        with open(os.path.join(self.src, tok), "a") as f:
+            f.write("\n" if tok == "vocab.txt" else " ")
+        hit = self.export("b", self.env())
+        self.assertEqual(hit["result"], "hit-local")
+        self.assertSamePackage("b")  # the reference is made after the edit: same new tokenizer
+        # The model code reaches the exporter: editing it is a miss.
+        with open(os.path.join(self.src, "modeling.py"), "a") as f:
+            f.write("\n# edited\n")
+        self.assertEqual(self.export("c", self.env())["result"], "miss")
+
+    def test_cache_key_prints_the_record_without_absolute_paths(self):
+        first = self.export("a", self.env())
+        p = run("cache", "key", self.src, "--model", "modeling.py:build", env=self.env(), check=0)
+        self.assertIn("key " + first["key"], p.stdout)
+        self.assertIn("source config.json", p.stdout)
+        self.assertNotIn(self.tmp, p.stdout)
+        self.assertNotIn("tokenizer", p.stdout)
+
+    def test_concurrent_exports_of_one_key(self):
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda i: self.export(f"p{i}", self.env()), range(4)))
+        self.assertEqual(len({r["key"] for r in results}), 1)
+        for i in range(4):
+            self.assertSamePackage(f"p{i}")
+        p = run("cache", "verify", env=self.env(), check=0)
+        self.assertIn("(0 corrupt, removed)", p.stdout)
+        self.assertIn("(0 incomplete, removed)", p.stdout)
+
+    def test_disabled_by_flag_and_for_prebuilt(self):
+        self.assertEqual(self.export("a", self.env(), "--no-cache")["result"], "disabled")
+        self.assertFalse(os.path.exists(self.path("local", "ac")))
+        report = self.path("pre.json")
+        run("export", os.path.join(SOURCES, "text-classification-prebuilt"), self.path("pre"), "--report", report,
+            env=self.env(), check=0)
+        self.assertEqual(load_json(report)["cache"]["result"], "disabled")
+
+    def test_corrupt_local_object_is_a_miss_and_prune_bounds_the_size(self):
+        key = self.export("a", self.env())["key"]
+        for name in os.listdir(self.path("local", "cas")):
+            with open(self.path("local", "cas", name), "r+b") as f:
+                f.write(b"X")
+        self.assertEqual(self.export("b", self.env())["result"], "miss")
+        self.assertSamePackage("b")
+        self.assertEqual(self.export("c", self.env())["result"], "hit-local")  # the miss stored it again
+        run("cache", "prune", "--max-size", "0", env=self.env(), check=0)
+        self.assertEqual(self.export("d", self.env())["result"], "miss")
+        self.assertTrue(key)
+
+
+class RemoteCache(CacheTest):
+    def setUp(self):
+        super().setUp()
+        self.nginx = Nginx(os.path.join(self.work, "nginx"))
+        self.addCleanup(self.nginx.stop)
+
+    def test_an_empty_local_cache_hits_the_remote(self):
+        first = self.export("a", self.env("machine1", self.nginx.url()))
+        self.assertEqual(first["result"], "miss")
+        self.assertEqual(self.nginx.stored("ac"), [first["key"]])
+        self.assertTrue(self.nginx.stored("cas"))
+        second = self.export("b", self.env("machine2", self.nginx.url()))
+        self.assertEqual((second["result"], second["key"]), ("hit-remote", first["key"]))
+        self.assertEqual(self.export("c", self.env("machine2", self.nginx.url()))["result"], "hit-local")
+        for out in "abc":
+            self.assertSamePackage(out)
+
+    def test_read_only_uploads_nothing(self):
+        e = self.env("machine1", self.nginx.url(), MODELEXPORT_REMOTE_CACHE_READONLY="1")
+        self.assertEqual(self.export("a", e)["result"], "miss")
+        self.assertEqual((self.nginx.stored("ac"), self.nginx.stored("cas")), ([], []))
+
+    def test_corrupt_and_truncated_remote_objects_are_misses(self):
+        self.export("a", self.env("machine1", self.nginx.url()))
+        objects = [os.path.join(self.nginx.root, "cache", "cas", n) for n in self.nginx.stored("cas")]
+        self.assertTrue(objects, "nothing was uploaded")
+        for i, damage in enumerate(("corrupt", "truncate")):
+            for o in objects:
+                with open(o, "r+b") as f:
+                    if damage == "corrupt":
+                        f.write(b"XXXX")
+                    else:
+                        f.truncate(max(0, os.path.getsize(o) // 2))
+            r = self.export(f"b{i}", self.env(f"fresh{i}", self.nginx.url()))
+            self.assertEqual(r["result"], "miss", damage)
+            self.assertSamePackage(f"b{i}")
+
+
+class RemoteFailures(CacheTest):
+    def check_miss(self, url, **extra):
+        start = time.time()
+        r = self.export("a", self.env("local", url, **extra))
+        self.assertEqual(r["result"], "miss")
+        self.assertSamePackage("a")
+        return time.time() - start
+
+    def test_server_error_500(self):
+        nginx = Nginx(os.path.join(self.work, "nginx"))
+        self.addCleanup(nginx.stop)
+        self.check_miss(nginx.url("broken"))
+
+    def test_stopped_server(self):
+        nginx = Nginx(os.path.join(self.work, "nginx"))
+        url = nginx.url()
+        nginx.stop()
+        self.check_miss(url)
+
+    def test_stalled_server_times_out(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        held = []
+        stop = threading.Event()
+
+        def accept_and_say_nothing():
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    held.append(listener.accept()[0])
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=accept_and_say_nothing, daemon=True)
+        t.start()
+        try:
+            url = f"http://127.0.0.1:{listener.getsockname()[1]}/cache"
+            elapsed = self.check_miss(url, MODELEXPORT_REMOTE_CACHE_TIMEOUT="2")
+            self.assertLess(elapsed, 120)
+            self.assertTrue(held, "the client never connected")
+        finally:
+            stop.set()
+            t.join()
+            for c in held:
+                c.close()
+            listener.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
