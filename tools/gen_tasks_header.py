@@ -18,14 +18,31 @@ def strings(items):
     return "{" + ", ".join(literal(s) for s in items) + "}"
 
 
+def axis_list(axes):
+    return "{" + ", ".join("{%d, %s}" % (int(i), literal(a)) for i, a in sorted(axes.items(), key=lambda kv: int(kv[0]))) + "}"
+
+
+def cache(c):
+    if not c:
+        return "{}"
+    return "{%s, %s, %s, %s}" % (literal(c["input_prefix"]), literal(c["output_prefix"]), axis_list(c["input_axes"]), axis_list(c["output_axes"]))
+
+
 def task_entry(t):
-    axes = ", ".join("{%s, {%s}}" % (literal(name), ", ".join("{%d, %s}" % (int(i), literal(a)) for i, a in sorted(ax.items(), key=lambda kv: int(kv[0]))))
-                     for name, ax in t["dynamic_axes"].items())
+    axes = ", ".join("{%s, %s}" % (literal(name), axis_list(ax)) for name, ax in t["dynamic_axes"].items())
+    rules = ", ".join("{%s, %s}" % (literal(r["suffix"]), strings(r["model_types"])) for r in t["model_type_suffixes"])
     fields = [literal(t["name"]), strings(t["aliases"]), literal(t["optimum_class"]), "modality::" + t["modality"],
               strings(t["inputs"]), strings(t["optional_inputs"]), strings(t["outputs"]), strings(t["optional_outputs"]),
-              "{" + axes + "}", strings(t["architecture_suffixes"]), literal(t["auto_class"]),
-              literal(t["transformers_js_pipeline"] or "")]
+              "{" + axes + "}", strings(t["architecture_suffixes"]), "{" + rules + "}", literal(t["auto_class"]),
+              literal(t["transformers_js_pipeline"] or ""), cpp_bool(t["needs_tokenizer"]), cpp_bool(t["labels"]),
+              str(int(t["labels_extra"])), cpp_bool(t["with_past"]), cache(t.get("cache"))]
     return "        {" + ", ".join(fields) + "},"
+
+
+def cpp_bool(value):
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false, got %r" % (value,))
+    return "true" if value else "false"
 
 
 def main(argv):

@@ -51,35 +51,25 @@ import torch  # noqa: E402  (after dont_write_bytecode on purpose)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from htp_weights import (SAFETENSORS, SAFETENSORS_INDEX, WeightsError,  # noqa: E402
                          find_weights, load_weights, weight_files)
+import htp_decoder  # noqa: E402
+import htp_tasks  # noqa: E402
 
 # Text dummy inputs: batch 1, sequence length 8.
 TEXT_BATCH = 1
 TEXT_SEQUENCE_LENGTH = 8
 # Multiple-choice models need a choices axis: [batch, num_choices, sequence].
 MULTIPLE_CHOICE_CHOICES = 2
-# Audio dummy input: one second at 16 kHz.
-AUDIO_SAMPLES = 16000
+# The size of each symbolic text axis in the dummy inputs.
+TEXT_DUMMY_DIMS = {"batch_size": TEXT_BATCH, "num_choices": MULTIPLE_CHOICE_CHOICES,
+                   "sequence_length": TEXT_SEQUENCE_LENGTH}
+# Audio dummy input: one second of samples at the preprocessor's sampling_rate;
+# this rate stands in only when the source has no preprocessor_config.json.
+DEFAULT_SAMPLING_RATE = 16000
 # Seed of the generator used for vision/audio dummy inputs.
 DUMMY_SEED = 0
 
-
-def find_task_table():
-    """share/tasks.json, the one task table (docs/design.md §5.3): installed beside this
-    script (share/modelexport/), or in the source tree's share/ next to tools/."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.path.join(here, "tasks.json"), os.path.join(here, os.pardir, "share", "tasks.json")):
-        if os.path.isfile(candidate):
-            return candidate
-    raise FileNotFoundError("tasks.json not found beside %s or in ../share/ (reinstall modelexport)" % here)
-
-
-with open(find_task_table(), encoding="utf-8") as _table:
-    TASK_TABLE = json.load(_table)
-# Task name or alias -> its entry.
-TASKS = {}
-for _entry in TASK_TABLE["tasks"]:
-    for _name in [_entry["name"]] + _entry["aliases"]:
-        TASKS[_name] = _entry
+# The task table, read from share/tasks.json (htp_tasks.py).
+TASK_TABLE, TASKS = htp_tasks.TASK_TABLE, htp_tasks.TASKS
 
 
 class UsageError(Exception):
@@ -111,7 +101,9 @@ def task_entry(task):
 
 
 def task_modality(task):
-    return task_entry(task)["modality"]
+    """text, vision or audio; "decoder" for a task with its KV cache (htp_decoder.py)."""
+    entry = task_entry(task)
+    return "decoder" if entry["with_past"] else entry["modality"]
 
 
 def forward_parameters(model):
@@ -126,7 +118,7 @@ def input_names_for(task, model):
     entry = task_entry(task)
     order = [p.name for p in forward_parameters(model)]
     # Optional inputs only when the model takes them (token_type_ids: BERT yes, DistilBERT no).
-    wanted = list(entry["inputs"]) + [name for name in entry["optional_inputs"] if name in order]
+    wanted = list(entry["inputs"]) + [name for name in entry["export_optional_inputs"] if name in order]
     missing = [name for name in wanted if name not in order]
     if missing:
         raise RuntimeError("%s.forward does not accept %s" % (type(model).__name__,
@@ -138,11 +130,32 @@ def output_names_for(task):
     return list(task_entry(task)["outputs"])
 
 
-def dynamic_axes_for(task, input_names, output_names):
+def ctc_frames_axis(config):
+    """Optimum's name for the frame axis of CTC logits: the conv stack's length formula.
+
+    Each feature-extractor convolution maps a length L to (L - kernel) // stride + 1;
+    Optimum (HubertOnnxConfig, Wav2Vec2's too) spells the composition out, e.g.
+    "( ( sequence_length - 10 ) // 5 + 1 - 3 ) // 2 + 1", and transformers.js only
+    needs the axis to be symbolic, so the same name keeps both packages identical.
+    """
+    axis = "sequence_length"
+    for kernel, stride in zip(config.get("conv_kernel", []), config.get("conv_stride", [])):
+        axis = "( %s - %d ) // %d + 1" % (axis, kernel, stride)
+    return axis
+
+
+# Axis names the table leaves to the exporter ("$name"): computed from config.json.
+COMPUTED_AXES = {"$ctc_frames": ctc_frames_axis}
+
+
+def dynamic_axes_for(task, input_names, output_names, config=None):
     """The table's symbolic axes of each exported input and output ({axis: name})."""
     table = task_entry(task)["dynamic_axes"]
-    return {name: {int(axis): label for axis, label in table[name].items()}
-            for name in list(input_names) + list(output_names)}
+    out = {}
+    for name in list(input_names) + list(output_names):
+        out[name] = {axis: COMPUTED_AXES[label](config or {}) if label.startswith("$") else label
+                     for axis, label in htp_tasks.axes(table[name]).items()}
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -182,6 +195,17 @@ def image_size(source_dir, config):
     return rule["default"], rule["default"]
 
 
+def audio_samples(source_dir):
+    """Samples in one second of audio at the feature extractor's sampling_rate.
+
+    Only a length for tracing: the export keeps the length axis symbolic, and
+    the runtime checks feed other lengths.
+    """
+    path = os.path.join(source_dir, "preprocessor_config.json")
+    rate = read_json(path).get("sampling_rate") if os.path.isfile(path) else None
+    return int(rate) if isinstance(rate, int) and rate > 0 else DEFAULT_SAMPLING_RATE
+
+
 def make_dummy_inputs(task, config, source_dir, input_names):
     """Deterministic dummy inputs, as a dict name -> tensor.
 
@@ -190,17 +214,16 @@ def make_dummy_inputs(task, config, source_dir, input_names):
             ones; token_type_ids all zeros; all int64.
     vision: pixel_values float32 [1, num_channels, H, W], uniform in [-1, 1)
             from torch.Generator seeded with 0 (H, W from image_size()).
-    audio:  input_values float32 [1, 16000], standard normal from
+    audio:  input_values float32 [1, audio_samples()], standard normal from
             torch.Generator seeded with 0.
     """
     modality = task_modality(task)
     generator = torch.Generator().manual_seed(DUMMY_SEED)
     tensors = {}
     if modality == "text":
-        if task == "multiple-choice":
-            shape = (TEXT_BATCH, MULTIPLE_CHOICE_CHOICES, TEXT_SEQUENCE_LENGTH)
-        else:
-            shape = (TEXT_BATCH, TEXT_SEQUENCE_LENGTH)
+        # The table's input_ids axes say the shape: [batch, sequence], or [batch, choices, sequence].
+        axes = htp_tasks.axes(task_entry(task)["dynamic_axes"]["input_ids"])
+        shape = tuple(TEXT_DUMMY_DIMS[axes[i]] for i in range(len(axes)))
         count = 1
         for dim in shape:
             count *= dim
@@ -216,7 +239,7 @@ def make_dummy_inputs(task, config, source_dir, input_names):
                             dtype=torch.float32)
         tensors["pixel_values"] = pixels * 2.0 - 1.0
     else:
-        tensors["input_values"] = torch.randn((1, AUDIO_SAMPLES), generator=generator,
+        tensors["input_values"] = torch.randn((1, audio_samples(source_dir)), generator=generator,
                                               dtype=torch.float32)
     return {name: tensors[name] for name in input_names}
 
@@ -379,6 +402,29 @@ def named_outputs_forward(forward, keep):
     return forward_named_outputs
 
 
+def export_spec(task, model, config, source_dir, transformers_model):
+    """Names, dummy arguments, dynamic axes and the forward patch for the task.
+
+    "forward" is forward_patch(original_forward, keep) -> the instance's forward.
+    Decoders take and return their cache as flat tensors (htp_decoder.py).
+    """
+    if task_modality(task) == "decoder":
+        layers = htp_decoder.cache_geometry(config)[0]
+        names = htp_decoder.input_names(model, layers)
+        inputs = htp_decoder.dummy_inputs(config, names)
+        outputs = htp_decoder.output_names(layers)
+        return {"inputs": names, "outputs": outputs,
+                "args": tuple(inputs[n] for n in names),
+                "axes": htp_decoder.dynamic_axes(names, outputs),
+                "forward": lambda forward, keep: htp_decoder.flat_forward(
+                    forward, names, layers, transformers_model)}
+    names = input_names_for(task, model)
+    outputs = output_names_for(task)
+    inputs = make_dummy_inputs(task, config, source_dir, names)
+    return {"inputs": names, "outputs": outputs, "args": forward_args(model, inputs),
+            "axes": dynamic_axes_for(task, names, outputs, config), "forward": named_outputs_forward}
+
+
 def count_outputs(outputs):
     if isinstance(outputs, (tuple, list)):
         return len(outputs)
@@ -427,35 +473,36 @@ def export(options):
         model = load_transformers_model(source_dir, options.task, boundary)
     model.eval()
 
-    input_names = input_names_for(options.task, model)
-    output_names = output_names_for(options.task)
-    inputs = make_dummy_inputs(options.task, config, source_dir, input_names)
-    args = forward_args(model, inputs)
+    spec = export_spec(options.task, model, config, source_dir, transformers_model=not options.model)
+    input_names, output_names, args = spec["inputs"], spec["outputs"], spec["args"]
 
     module_count = sum(1 for _ in model.named_modules())
     log("tracing %d modules" % module_count)
     original_forward = model.forward
-    model.forward = named_outputs_forward(original_forward, None)
-    modules, outputs = trace_modules(model, args)
-    produced = count_outputs(outputs)
-    if produced < len(output_names):
-        raise RuntimeError("model returned %d outputs, task %s needs %d (%s)"
-                           % (produced, options.task, len(output_names),
-                              ", ".join(output_names)))
+    model.forward = spec["forward"](original_forward, None)
+    with htp_decoder.traceable_masks():
+        modules, outputs = trace_modules(model, args)
+        produced = count_outputs(outputs)
+        if produced < len(output_names):
+            raise RuntimeError("model returned %d outputs, task %s needs %d (%s)"
+                               % (produced, options.task, len(output_names),
+                                  ", ".join(output_names)))
 
-    log("exporting to ONNX (opset %d)" % options.opset)
-    model.forward = named_outputs_forward(original_forward, len(output_names))
-    try:
-        torch.onnx.export(
-            model, args, options.onnx,
-            input_names=input_names,
-            output_names=output_names,
-            dynamic_axes=dynamic_axes_for(options.task, input_names, output_names),
-            opset_version=options.opset,
-            do_constant_folding=True,
-            **torchscript_exporter_arguments())
-    finally:
-        del model.forward
+        log("exporting to ONNX (opset %d)" % options.opset)
+        model.forward = spec["forward"](original_forward, len(output_names))
+        try:
+            torch.onnx.export(
+                model, args, options.onnx,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=spec["axes"],
+                opset_version=options.opset,
+                do_constant_folding=True,
+                **torchscript_exporter_arguments())
+        finally:
+            del model.forward
+    if task_modality(options.task) == "decoder":
+        htp_decoder.share_transposed_copies(options.onnx, {n for n, _ in model.named_parameters()}, log)
 
     description = {
         "format": 1,
@@ -484,7 +531,7 @@ def main(argv=None):
     except UsageError as error:
         print("htp_exporter: error: %s" % error, file=sys.stderr)
         return 2
-    except WeightsError as error:  # an expected, actionable problem: no traceback
+    except (WeightsError, htp_decoder.DecoderError) as error:  # an expected, actionable problem: no traceback
         print("htp_exporter: error: %s" % error, file=sys.stderr)
         return 1
     except MissingTransformers:

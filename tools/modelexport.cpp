@@ -5,6 +5,7 @@
 #include "modelexport/build_edge.hpp"
 #include "modelexport/inspect.hpp"
 #include "modelexport/pack.hpp"
+#include "modelexport/plan.hpp"
 #include "modelexport/progress.hpp"
 #include "modelexport/runtime.hpp"
 #include "modelexport/validator.hpp"
@@ -144,8 +145,8 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
     return 0;
 }
 
-int run_verify(const fs::path& dir, const output_mode& mode) {
-    auto problems = me::verify_package(dir);
+int run_verify(const fs::path& dir, const std::vector<std::string>& ignore, const output_mode& mode) {
+    auto problems = me::verify_package(dir, ignore);
     if (mode.json) {
         me::json out = me::json::array();
         for (const auto& p : problems) out.push_back({{"file", p.file}, {"problem", p.kind}, {"detail", p.detail}});
@@ -286,6 +287,7 @@ int main(int argc, char** argv) {
     ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")->delimiter(',');
     ex->add_option("--keep", edge.keep, "a build file that lives in OUTDIR beside the package (kept across exports)");
     ex->add_option("--report", edge.report, "write a JSON report (timings, sizes, result) to this file, outside the package");
+    ex->add_option("--hf-hub-cache", eo.hub_cache, "Hugging Face cache for Hub ids (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)");
     ex->add_flag("--validate", eo.validate, "validate the package before it replaces OUTDIR (errors fail the export)");
     ex->add_flag("--json", mode.json, "print export_metadata.json instead of the package path");
     bool no_cache = false;
@@ -319,10 +321,23 @@ int main(int argc, char** argv) {
     in->footer("Example:\n  modelexport inspect pkg/bert\n  modelexport inspect pkg/bert --format dot | dot -Tsvg > bert.svg");
 
     fs::path vfdir;
+    std::vector<std::string> vfignore;
     auto* vf = app.add_subcommand("verify", "check the package files against the hashes in export_metadata.json");
     vf->add_option("dir", vfdir, "package directory")->required();
+    vf->add_option("--ignore", vfignore, "a build file kept in DIR on purpose (export --keep, the depfile); repeatable");
     vf->add_flag("--json", mode.json, "print JSON");
     vf->footer("Example:\n  modelexport verify pkg/bert");
+
+    me::plan_options po;
+    std::string plan_strategy = "auto";
+    auto* pl = app.add_subcommand("plan", "print, as JSON, the files an export of SOURCE will write (for build files)");
+    pl->add_option("source", po.source, "local model directory or Hub id org/name[@revision] (offline cache)")->required();
+    pl->add_option("--task", po.task, "Optimum task (default: from config.json architectures)");
+    pl->add_option("--strategy", plan_strategy, "htp, prebuilt, command, or auto")->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
+    pl->add_option("--onnx-file", po.onnx_file, "prebuilt: ONNX file name to take");
+    pl->add_option("--model", po.model_factory, "the export's --model (makes auto choose htp)");
+    pl->add_option("--hf-hub-cache", po.hub_cache, "Hugging Face cache for Hub ids (default: from the environment)");
+    pl->footer("Example:\n  modelexport plan acme/tiny-bert@v2 --hf-hub-cache ~/.cache/huggingface/hub");
 
     fs::path bdir, bheader;
     std::string bns;
@@ -383,8 +398,7 @@ int main(int argc, char** argv) {
         return static_cast<int>(me::exit_code::usage);
     }
     try {
-        eo.how = strategy_name == "htp" ? me::strategy::htp : strategy_name == "prebuilt" ? me::strategy::prebuilt
-                 : strategy_name == "command" ? me::strategy::command : me::strategy::automatic;
+        eo.how = me::parse_strategy(strategy_name);
         if (*ex) {
             eo.timeout = parse_timeout(timeout_text);
             eo.cache.enabled = eo.cache.enabled && !no_cache;
@@ -397,7 +411,12 @@ int main(int argc, char** argv) {
         }
         if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport);
         if (*in) return run_inspect(ipath, iformat, mode);
-        if (*vf) return run_verify(vfdir, mode);
+        if (*vf) return run_verify(vfdir, vfignore, mode);
+        if (*pl) {
+            po.how = me::parse_strategy(plan_strategy);
+            std::cout << me::to_canonical_text(me::to_json(me::plan_package(po)));
+            return 0;
+        }
         if (*pk) {
             me::pack_package(pdir, pout);
             return 0;

@@ -33,6 +33,8 @@
 #include <map>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace modelexport {
@@ -65,18 +67,30 @@ struct resolved_model {
 /// The task for a config: `requested` if given, else from `architectures`.
 inline const task_info& resolve_task(const std::string& requested, const json& config, const std::string& config_name) {
     if (!requested.empty()) {
-        if (const auto* t = find_task(requested)) return *t;
-        throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        const auto* t = find_task(requested);
+        if (!t) throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        check_task_matches_architecture(*t, config, config_name);
+        return *t;
     }
     if (const auto* t = task_for_config(config)) return *t;
-    throw invalid_input(config_name, "cannot infer the task from \"architectures\"", "pass --task (one of: " + task_names() + ")");
+    throw invalid_input(config_name, "cannot infer the task from \"architectures\" (" + architectures_hint(config) + ")", "pass --task (one of: " + task_names() + ")");
+}
+
+/// The source's config.json (its path and document); config_missing when it has none.
+inline std::pair<fs::path, json> read_source_config(const model_source& src) {
+    auto path = src.file("config.json");
+    if (!path)
+        throw config_missing(src.spec, "config.json required but the source has none",
+                             "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
+    return {*path, read_json_object(*path)};
 }
 
 /// resolve: the source (directory or Hub id), its config.json and the task. Neither the output
 /// nor the source may hold the other (canonical paths, both directions), before anything is
 /// written: an export replaces its output and deletes its leftovers beside it.
-inline resolved_model resolve_model(const std::string& spec, const std::string& requested_task, const fs::path& output) {
-    resolved_model r{resolve_source(spec), {}, {}, nullptr, {}};
+inline resolved_model resolve_model(const std::string& spec, const std::string& requested_task, const fs::path& output,
+                                    const fs::path& hub_cache = {}) {
+    resolved_model r{resolve_source(spec, hub_cache.empty() ? hub_cache_dir() : hub_cache), {}, {}, nullptr, {}};
     fs::path out_abs = fs::absolute(output).lexically_normal();
     for (const fs::path& s : {r.source.dir, r.source.boundary}) {
         if (model_source::is_within(fs::weakly_canonical(out_abs), s))
@@ -84,12 +98,7 @@ inline resolved_model resolve_model(const std::string& spec, const std::string& 
         if (package_writer::claims(out_abs, s))
             throw usage_error(output.string(), "the model source " + s.string() + " is inside the output directory (the export would replace it)");
     }
-    auto config_path = r.source.file("config.json");
-    if (!config_path)
-        throw config_missing(r.source.spec, "config.json required but the source has none",
-                             "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
-    r.config_path = *config_path;
-    r.config = read_json_object(r.config_path);
+    std::tie(r.config_path, r.config) = read_source_config(r.source);
     r.task = &resolve_task(requested_task, r.config, r.config_path.string());
     r.root_class = model_class(r.config);
     if (r.root_class.empty()) r.root_class = "Model";
@@ -121,7 +130,7 @@ inline assembled_files assemble_files(const resolved_model& m, const produced_on
         if (f.name != "config.json") out.inputs.push_back(f.source);
         out.files.push_back(std::move(f));
     }
-    if (m.source.from_cache()) out.inputs.push_back(m.source.boundary / "refs" / m.source.revision);
+    if (!m.source.ref.empty()) out.inputs.push_back(m.source.ref);  // not for a commit given as such: a missing input is always dirty
     out.inputs.push_back(m.source.dir);
     if (!tool.empty()) out.inputs.push_back(tool);
     std::sort(out.inputs.begin(), out.inputs.end());
@@ -200,7 +209,7 @@ inline export_result export_package(const export_options& opt, const export_hook
     step_timer timer(result.step_seconds, opt.on_step);
     cancel::deadline_scope deadline(opt.timeout.count());  // --timeout bounds the whole export
     timer.begin("resolve", "resolving " + opt.source);
-    resolved_model m = resolve_model(opt.source, opt.task, opt.output);
+    resolved_model m = resolve_model(opt.source, opt.task, opt.output, opt.hub_cache);
     timer.end((m.source.from_cache() ? m.source.spec + " at commit " + m.source.commit : m.source.dir.string()) + ", task " + std::string(m.task->name));
 
     package_writer writer(opt.output, hooks.build_files, opt.log);
@@ -255,10 +264,9 @@ inline export_result export_package(const export_options& opt, const export_hook
 /// The export cache key of `opt` with its record (`modelexport cache key`, to explain a miss);
 /// nullopt for prebuilt, which is not cached. Throws cache_key_error when it cannot be computed.
 inline std::optional<key_record> export_cache_key(const export_options& opt) {
-    model_source src = resolve_source(opt.source);
-    auto config_path = src.file("config.json");
-    if (!config_path) throw config_missing(src.spec, "config.json required but the source has none");
-    const task_info& task = resolve_task(opt.task, read_json_object(*config_path), config_path->string());
+    model_source src = resolve_source(opt.source, opt.hub_cache.empty() ? hub_cache_dir() : opt.hub_cache);
+    auto [config_path, config] = read_source_config(src);
+    const task_info& task = resolve_task(opt.task, config, config_path.string());
     strategy how = choose_strategy(opt.how, src, opt.model_factory);
     if (how == strategy::prebuilt) return std::nullopt;
     auto in = detail::cache_key_inputs_for(opt, to_string(how), std::string(task.name), src, detail::source_files(src));

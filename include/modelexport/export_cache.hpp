@@ -159,6 +159,25 @@ private:
     bool remote_failed_ = false;
 };
 
+/// The exporter script, the modules it imports from beside it (htp_weights.py, htp_decoder.py,
+/// htp_tasks.py) and the task table it reads (share/tasks.json: beside it when installed, in
+/// ../share/ in the source tree; the first found, as htp_tasks.py looks): all of them change
+/// the ONNX bytes, so they are depfile inputs and part of the cache key. A custom
+/// --exporter-script may come without the siblings.
+inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
+    std::vector<fs::path> out{script};
+    std::error_code ec;
+    const fs::path dir = script.parent_path();
+    for (const char* sibling : {"htp_weights.py", "htp_decoder.py", "htp_tasks.py"})
+        if (fs::path f = dir / sibling; fs::is_regular_file(f, ec)) out.push_back(f);
+    for (const fs::path& table : {dir / "tasks.json", dir / ".." / "share" / "tasks.json"})
+        if (fs::is_regular_file(table, ec)) {
+            out.push_back(table.lexically_normal());
+            break;
+        }
+    return out;
+}
+
 namespace detail {
 
 // Adapters between export.hpp's types and the cache. Templates, so that this header does not
@@ -180,12 +199,10 @@ cache_key_inputs cache_key_inputs_for(const Options& opt, const std::string& str
         in.options.push_back({"opset", std::to_string(opt.opset)});
         in.options.push_back({"model", opt.model_factory});
         in.python = opt.python;
-        std::error_code ec;
-        for (const fs::path& f : {opt.exporter_script, opt.exporter_script.parent_path() / "htp_weights.py"})
-            if (fs::is_regular_file(f, ec)) {
-                in.exporter_files.push_back(f);
-                in.read.push_back(f);
-            }
+        for (const fs::path& f : htp_exporter_files(opt.exporter_script)) {
+            in.exporter_files.push_back(f);
+            in.read.push_back(f);
+        }
         if (!opt.model_factory.empty()) {
             fs::path file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
             in.read.push_back(file.is_absolute() ? file : src.dir / file);
@@ -238,3 +255,4 @@ Staged staged_from_cache(const cache_manifest& hit, const cache_key_inputs& in, 
 }  // namespace detail
 
 }  // namespace modelexport
+

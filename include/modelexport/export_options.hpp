@@ -41,6 +41,7 @@ struct export_options {
     bool embed_hierarchy = false;
     bool include_torch_modules = false;
     std::chrono::seconds timeout{1800};
+    fs::path hub_cache;                  ///< Hugging Face cache for Hub ids; empty: hub_cache_dir() (the environment)
     fs::path tool_path;                  ///< the running tool, a dependency of every package
     bool validate = false;               ///< validate the staged package before it replaces the target
     cache_settings cache;                ///< the export cache (§10); off unless the caller enables it (the CLI does)

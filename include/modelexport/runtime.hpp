@@ -3,7 +3,8 @@
 //
 // Runtimes run as child processes so modelexport links none of them:
 //  - onnxruntime:     node tools/runtime/ort_check.mjs PKG   (npm onnxruntime-node)
-//  - transformers-js: node tools/runtime/tjs_pipeline.mjs PKG --task T   (npm @huggingface/transformers)
+//  - transformers-js: node tools/runtime/tjs_pipeline.mjs PKG --task T   (npm @huggingface/transformers;
+//                     generated text, image or waveform)
 //  - optimum:         python tools/runtime/optimum_check.py PKG CLASS    (ORTModelFor*.from_pretrained)
 // `auto` takes the first installed of optimum (what the package is for: Optimum's
 // ORTModelFor* loading it), onnxruntime, transformers-js.
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace modelexport {
@@ -64,7 +66,9 @@ public:
         if (find_program(cfg_.node).empty()) return "node not found on PATH";
         const char* pkg = k == runtime_kind::onnxruntime ? "onnxruntime-node" : "@huggingface/transformers";
         if (!fs::is_directory(cfg_.scripts_dir / "node_modules" / pkg))
-            return std::string(pkg) + " is not installed (run: npm install --ignore-scripts --prefix " + cfg_.scripts_dir.string() + ")";
+            // Not "npm install there": scripts_dir may be an installed share/ or a subproject's source tree.
+            return std::string(pkg) + " is not installed in " + cfg_.scripts_dir.string() +
+                   "; copy that directory somewhere writable, run 'npm ci --ignore-scripts' in the copy and set MODELEXPORT_RUNTIME_DIR to it";
         return "";
     }
 

@@ -121,6 +121,7 @@ struct model_source {
     fs::path boundary;    ///< files (after following links) must stay inside this folder
     std::string revision; ///< hub only: the revision asked for
     std::string commit;   ///< hub only: the commit it resolved to
+    fs::path ref;         ///< hub only: the refs/<revision> file the commit came from; empty for a commit given as such
 
     bool from_cache() const { return kind == kind::hub_cache; }
 
@@ -174,7 +175,8 @@ inline model_source resolve_in_cache(const std::string& spec, const hub_id& id, 
     if (!fs::is_directory(repo, ec)) return {};
     std::string commit;
     fs::path ref = repo / "refs" / id.revision;
-    if (fs::is_regular_file(ref, ec)) {
+    bool from_ref = fs::is_regular_file(ref, ec);
+    if (from_ref) {
         commit = read_ref(ref);
         if (!is_commit_hash(commit)) throw invalid_input(ref.string(), "does not hold a commit hash");
     } else if (is_commit_hash(id.revision)) {
@@ -193,6 +195,7 @@ inline model_source resolve_in_cache(const std::string& spec, const hub_id& id, 
     src.boundary = fs::canonical(repo);
     src.revision = id.revision;
     src.commit = commit;
+    if (from_ref) src.ref = src.boundary / "refs" / id.revision;
     return src;
 }
 

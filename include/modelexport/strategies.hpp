@@ -171,9 +171,7 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
     fs::remove(table);
     out.models = {"model.onnx"};
     for (const auto& f : detail::source_files(src)) out.inputs.push_back(f);
-    out.inputs.push_back(opt.exporter_script);
-    // The weights reader the exporter imports; a custom --exporter-script may come without one.
-    if (fs::path w = opt.exporter_script.parent_path() / "htp_weights.py"; fs::is_regular_file(w)) out.inputs.push_back(w);
+    for (const auto& f : htp_exporter_files(opt.exporter_script)) out.inputs.push_back(f);
     return out;
 }
 

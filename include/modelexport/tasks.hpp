@@ -3,6 +3,8 @@
 // The table is share/tasks.json, the one source the exporter and the runtime scripts read too.
 #pragma once
 
+#include "modelexport/error.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -27,6 +29,19 @@ struct tensor_axes {
     std::vector<axis_name> axes;
 };
 
+/// An architecture suffix that names the task only for some config.json model_types
+/// (Wav2Vec2ForSequenceClassification is an audio classifier; a bare BertModel an encoder).
+struct suffix_rule {
+    std::string_view suffix;
+    std::vector<std::string_view> model_types;
+};
+
+/// A decoder's KV cache: <input_prefix>.{i}.key/.value in, <output_prefix>.{i}.key/.value out.
+struct kv_cache {
+    std::string_view input_prefix, output_prefix;  ///< "past_key_values", "present"
+    std::vector<axis_name> input_axes, output_axes;   ///< the symbolic axes of each cache tensor
+};
+
 /// One entry of share/tasks.json (the field meanings are documented there and in docs/design.md §5.3).
 struct task_info {
     std::string_view name;                          ///< Optimum's task name
@@ -39,13 +54,19 @@ struct task_info {
     std::vector<std::string_view> optional_outputs;
     std::vector<tensor_axes> dynamic_axes;           ///< per input/output, as the exporter names them
     std::vector<std::string_view> architecture_suffixes;  ///< transformers' class-name suffixes ("ForSequenceClassification")
+    std::vector<suffix_rule> model_type_suffixes;    ///< suffixes that name this task only for some model_types
     std::string_view auto_class;                     ///< transformers' Auto class the exporter loads with
     std::string_view transformers_js_pipeline;       ///< transformers.js pipeline name, empty when none
+    bool needs_tokenizer = false;                    ///< the pipeline reads the model's tokenizer or vocabulary
+    bool labels = false;                             ///< logits' last axis: one entry per id2label label ...
+    int labels_extra = 0;                            ///< ... plus these ("no object" for detection)
+    bool with_past = false;                          ///< decoder: the KV cache is a graph input and output
+    kv_cache cache;                                  ///< its names and axes (with_past only)
 };
 
 }  // namespace modelexport
 
-// The table itself, generated from share/tasks.json at configure time (docs/design.md §13).
+// The table itself, generated from share/tasks.json at build time (docs/design.md §13).
 #include "modelexport/tasks_table.hpp"
 
 namespace modelexport {
@@ -57,13 +78,55 @@ inline const task_info* find_task(std::string_view name) {
     return nullptr;
 }
 
-/// The task transformers' auto mappings give an architecture class name
-/// ("BertForSequenceClassification" -> text-classification, "BertModel" -> feature-extraction).
-inline const task_info* task_for_architecture(std::string_view arch) {
+/// The decoder task's cache names and axes (the table's with_past row).
+inline const kv_cache& decoder_cache() {
     for (const auto& t : tasks())
-        for (auto suffix : t.architecture_suffixes)
-            if (arch.size() > suffix.size() && arch.substr(arch.size() - suffix.size()) == suffix) return &t;
-    return nullptr;
+        if (t.with_past) return t.cache;
+    static const kv_cache none{};
+    return none;
+}
+
+/// The name of axis `index` in `axes`, or "" when that axis is not symbolic.
+inline std::string_view axis_at(const std::vector<axis_name>& axes, int index) {
+    for (const auto& a : axes)
+        if (a.index == index) return a.name;
+    return {};
+}
+
+namespace detail {
+inline bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+}  // namespace detail
+
+/// The task transformers' auto mappings give an architecture class name
+/// ("BertForSequenceClassification" -> text-classification, "GPT2LMHeadModel" -> text-generation,
+/// "Wav2Vec2ForSequenceClassification" with model_type wav2vec2 -> audio-classification). The most
+/// specific rule of the table wins: the longest suffix, then one restricted to `model_type`. A bare
+/// "<X>Model" names feature-extraction only for the encoder model types the table lists; nullptr:
+/// the name does not tell.
+inline const task_info* task_for_architecture(std::string_view arch, std::string_view model_type) {
+    const task_info* best = nullptr;
+    std::size_t best_length = 0;
+    bool best_restricted = false;
+    auto consider = [&](const task_info& t, std::string_view suffix, bool restricted) {
+        if (!detail::ends_with(arch, suffix)) return;
+        if (suffix.size() > best_length || (suffix.size() == best_length && restricted && !best_restricted))
+            best = &t, best_length = suffix.size(), best_restricted = restricted;
+    };
+    for (const auto& t : tasks()) {
+        for (auto suffix : t.architecture_suffixes) consider(t, suffix, false);
+        for (const auto& rule : t.model_type_suffixes)
+            if (std::find(rule.model_types.begin(), rule.model_types.end(), model_type) != rule.model_types.end())
+                consider(t, rule.suffix, true);
+    }
+    return best;
+}
+
+/// config.json's model_type, or "".
+inline std::string model_type_of(const nlohmann::json& config) {
+    auto mt = config.find("model_type");
+    return mt != config.end() && mt->is_string() ? mt->get<std::string>() : "";
 }
 
 /// The model class config.json names first in `architectures` ("BertForSequenceClassification"), or "".
@@ -77,10 +140,56 @@ inline std::string model_class(const nlohmann::json& config) {
 inline const task_info* task_for_config(const nlohmann::json& config) {
     auto it = config.find("architectures");
     if (it == config.end() || !it->is_array()) return nullptr;
+    std::string model_type = model_type_of(config);
     for (const auto& a : *it)
         if (a.is_string())
-            if (const auto* t = task_for_architecture(a.get<std::string>())) return t;
+            if (const auto* t = task_for_architecture(a.get<std::string>(), model_type)) return t;
     return nullptr;
+}
+
+/// A task head config.json's `architectures` names ("BertForQuestionAnswering") and its task.
+struct architecture_head {
+    std::string name;              ///< empty: no head (a bare `<X>Model` backbone, or unknown classes)
+    const task_info* task = nullptr;
+};
+
+/// The first architecture that names a head, its task inferred as task_for_config does.
+inline architecture_head head_architecture(const nlohmann::json& config) {
+    auto it = config.find("architectures");
+    if (it == config.end() || !it->is_array()) return {};
+    std::string model_type = model_type_of(config);
+    for (const auto& a : *it) {
+        if (!a.is_string()) continue;
+        const auto* t = task_for_architecture(a.get<std::string>(), model_type);
+        if (!t || t->name == "feature-extraction") continue;  // the bare "Model" suffix is a backbone
+        return {a.get<std::string>(), t};
+    }
+    return {};
+}
+
+/// Refuses a requested task that contradicts the head config.json's `architectures` names
+/// (docs/design.md §5.3): the export would load a class whose head the weights do not have, and
+/// the metadata would name an Optimum class that cannot load the graph. A backbone (or no known
+/// class) accepts any task: then --task is what says which head to build.
+inline void check_task_matches_architecture(const task_info& requested, const nlohmann::json& config, const std::string& config_name) {
+    architecture_head head = head_architecture(config);
+    if (head.name.empty()) return;
+    const task_info* inferred = head.task;
+    if (inferred->name == requested.name) return;  // find_task already mapped synonyms (image-segmentation)
+    throw usage_error(config_name, "\"architectures\" names " + head.name + " (task " + std::string(inferred->name) +
+                                       "), which contradicts --task " + std::string(requested.name),
+                      "drop --task (or pass --task " + std::string(inferred->name) + "), or export a checkpoint with a " +
+                          std::string(requested.name) + " head");
+}
+
+/// Why task_for_config found nothing, for the "pass --task" error: which classes were named.
+inline std::string architectures_hint(const nlohmann::json& config) {
+    auto it = config.find("architectures");
+    std::string names;
+    if (it != config.end() && it->is_array())
+        for (const auto& a : *it)
+            if (a.is_string()) names += (names.empty() ? "" : ", ") + a.get<std::string>();
+    return names.empty() ? "none given" : names + ": no task head modelexport knows for this model_type";
 }
 
 /// All task names, for help texts and error messages.

@@ -7,6 +7,7 @@
 // does not depend on which runtimes a machine has (see runtime.hpp).
 #pragma once
 
+#include "modelexport/decoder_checks.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
@@ -109,7 +110,8 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
         if (!has(sig.inputs, n)) missing_in.emplace_back(n);
     for (const auto& in : sig.inputs) {
         bool known = std::find(task.inputs.begin(), task.inputs.end(), in.name) != task.inputs.end() ||
-                     std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) != task.optional_inputs.end();
+                     std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) != task.optional_inputs.end() ||
+                     (task.with_past && is_cache_input(in.name, task.cache));  // checked by check_cache
         if (!known) unexpected_in.push_back(in.name);
     }
     for (auto n : task.outputs)
@@ -125,6 +127,76 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
     else b.fail("signature.outputs", severity::error, model_name + ": missing output(s) " + join(missing_out) + " that " + cls + " reads");
 }
 
+/// Whether a graph has the inputs and outputs `task`'s Optimum class needs (signature.* judge the rest).
+inline bool signature_fits(const task_info& task, const signature& sig) {
+    auto has = [](const std::vector<tensor_info>& v, std::string_view n) {
+        return std::any_of(v.begin(), v.end(), [&](const tensor_info& t) { return t.name == n; });
+    };
+    for (auto n : task.inputs)
+        if (!has(sig.inputs, n)) return false;
+    for (auto n : task.outputs)
+        if (!has(sig.outputs, n)) return false;
+    return true;
+}
+
+/// task.recorded: the task export_metadata.json records (model.task) is what tools and people
+/// read (inspect, bindings, audits), so it must agree with the head config.json names and with
+/// the graph (docs/design.md §5.3). A package without metadata (not made by modelexport) skips it.
+inline void check_recorded_task(report_builder& b, const fs::path& dir, const std::optional<signature>& sig, const std::optional<json>& config) {
+    const fs::path meta_path = dir / "export_metadata.json";
+    if (!fs::is_regular_file(meta_path)) return b.skip("task.recorded", severity::error, meta_path.string() + ": missing");
+    std::string recorded;
+    try {
+        json meta = read_export_metadata(meta_path);
+        auto m = meta.find("model");
+        if (m != meta.end() && m->is_object() && m->contains("task") && (*m)["task"].is_string()) recorded = (*m)["task"].get<std::string>();
+    } catch (const error& e) {
+        return b.fail("task.recorded", severity::error, e.what());
+    }
+    const task_info* task = find_task(recorded);
+    if (!task) return b.fail("task.recorded", severity::error, meta_path.string() + ": model.task '" + recorded + "' is not a known task");
+    if (config) {
+        architecture_head head = head_architecture(*config);
+        if (!head.name.empty() && head.task->name != task->name)
+            return b.fail("task.recorded", severity::error,
+                          meta_path.string() + ": model.task is " + recorded + " but config.json's architectures names " + head.name + " (" +
+                              std::string(head.task->name) + ")");
+    }
+    if (sig && !signature_fits(*task, *sig))
+        return b.fail("task.recorded", severity::error,
+                      meta_path.string() + ": model.task is " + recorded + " but model.onnx lacks the signature " + std::string(task->optimum_class) + " needs");
+    b.pass("task.recorded", severity::error, recorded);
+}
+
+/// What an audio feature extractor's config lacks for a pipeline to prepare waveforms, or "".
+inline std::string feature_extractor_problem(const json& pre) {
+    auto type = pre.find("feature_extractor_type");
+    if (type == pre.end() || !type->is_string() || type->get<std::string>().empty()) return "no \"feature_extractor_type\" string";
+    auto rate = pre.find("sampling_rate");
+    if (rate == pre.end() || !rate->is_number_integer() || rate->get<std::int64_t>() <= 0) return "no positive integer \"sampling_rate\"";
+    // Wav2Vec2 models were trained on zero-mean unit-variance waveforms, or not: the flag must say which.
+    auto norm = pre.find("do_normalize");
+    if (norm != pre.end() && !norm->is_boolean()) return "\"do_normalize\" is not a boolean";
+    return "";
+}
+
+/// Audio packages: preprocessor_config.json describes a feature extractor (type, rate, normalisation).
+inline void check_feature_extractor(report_builder& b, const fs::path& dir) {
+    const fs::path path = dir / "preprocessor_config.json";
+    if (!fs::is_regular_file(path)) {
+        b.skip("preprocessing.feature_extractor", severity::warning, path.string() + ": missing");
+        return;
+    }
+    std::string problem;
+    try {
+        problem = feature_extractor_problem(read_json_object(path));
+    } catch (const error& e) {
+        problem = e.what();
+    }
+    if (problem.empty()) b.pass("preprocessing.feature_extractor", severity::warning);
+    else b.fail("preprocessing.feature_extractor", severity::warning, path.string() + ": " + problem);
+}
+
 inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir) {
     auto present = [&](const char* n) { return fs::is_regular_file(dir / n); };
     if (task.kind == modality::text) {
@@ -137,25 +209,39 @@ inline void check_preprocessing(report_builder& b, const task_info& task, const 
         if (proc) b.pass("preprocessing.processor", severity::warning);
         else b.fail("preprocessing.processor", severity::warning, (dir / "preprocessor_config.json").string() + ": missing; a " + std::string(task.name) + " pipeline needs it");
     }
+    if (task.kind == modality::audio) check_feature_extractor(b, dir);
+    // CTC packages decode ids with the model's character vocabulary.
+    if (task.kind != modality::text && task.needs_tokenizer && !fs::is_regular_file(dir / "tokenizer.json") && !fs::is_regular_file(dir / "vocab.json"))
+        b.fail("preprocessing.tokenizer", severity::warning, (dir / "tokenizer.json").string() + ": missing; CTC ids cannot be decoded to text without the vocabulary");
 }
 
 inline void check_labels(report_builder& b, const task_info& task, const signature& sig, const json& config, const fs::path& config_path) {
     const tensor_info* logits = sig.output("logits");
-    bool classifier = task.name == "text-classification" || task.name == "token-classification" || task.name == "image-classification" ||
-                      task.name == "audio-classification" || task.name == "object-detection";
-    if (!classifier || !logits || !config.contains("id2label") || !config["id2label"].is_object()) {
+    if (!task.labels || !logits || !config.contains("id2label") || !config["id2label"].is_object()) {
         b.skip("labels.width", severity::warning, "no id2label or no classifier output");
         return;
     }
     std::int64_t width = logits->fixed_dim(logits->shape.empty() ? 0 : logits->shape.size() - 1);
     auto labels = static_cast<std::int64_t>(config["id2label"].size());
-    // DETR/YOLOS add one "no object" class to the logits.
-    std::int64_t expected = task.name == "object-detection" ? labels + 1 : labels;
+    std::int64_t expected = labels + task.labels_extra;  // DETR/YOLOS add one "no object" class to the logits
+
     if (width < 0) b.skip("labels.width", severity::warning, "classifier width is symbolic");
     else if (width == expected) b.pass("labels.width", severity::warning);
     else
         b.fail("labels.width", severity::warning,
                config_path.string() + ": id2label has " + std::to_string(labels) + " labels but logits has width " + std::to_string(width));
+}
+
+/// Decoders: the cache against config.json, and the token ids generation needs.
+inline void check_cache(report_builder& b, const task_info& task, const signature& sig, const json& config, const fs::path& dir,
+                        const std::string& model_name) {
+    if (!task.with_past) return;
+    if (auto problem = cache_problem(sig, config, task.cache); problem.empty()) b.pass("signature.cache", severity::error);
+    else b.fail("signature.cache", severity::error, model_name + ": " + problem);
+    if (has_generation_settings(dir, config)) b.pass("generation.config", severity::warning);
+    else
+        b.fail("generation.config", severity::warning,
+               (dir / "generation_config.json").string() + ": missing, and config.json has no eos_token_id; generate() cannot stop");
 }
 
 }  // namespace detail
@@ -224,12 +310,15 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         b.pass("task.known", severity::error, r.task + " (" + r.optimum_class + ")");
     } else {
         b.fail("task.known", severity::error,
-               opt.task.empty() ? config_path.string() + ": cannot infer the task from \"architectures\"; pass --task"
+               opt.task.empty() ? config_path.string() + ": cannot infer the task from \"architectures\" (" +
+                                     (config ? architectures_hint(*config) : std::string("no config")) + "); pass --task"
                                 : "unknown task '" + opt.task + "'; known: " + task_names());
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
+    detail::check_recorded_task(b, dir, r.sig, config);
     if (task) detail::check_preprocessing(b, *task, dir);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
+    if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
 
     if (r.ok(false))
         if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 #include <filesystem>
 #include <string>
@@ -59,10 +60,26 @@ inline std::vector<std::string> list_directory(int dir_fd, const fs::path& dir) 
     return names;
 }
 
+/// Every entry under the directory `dir_fd`, recursively, as paths relative to it ("onnx/model.onnx").
+/// Subdirectories are opened through their parent's descriptor without following links; an empty
+/// subdirectory is listed as "name/" so that it counts too.
+inline void list_tree(int dir_fd, const fs::path& dir, const std::string& prefix, int depth, std::vector<std::string>& out) {
+    for (const auto& name : list_directory(dir_fd, dir)) {
+        unique_fd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!sub || depth >= 16) {  // a file, a link, a special file (or a tree too deep to walk): one entry
+            out.push_back(prefix + name);
+            continue;
+        }
+        std::size_t before = out.size();
+        list_tree(sub.get(), dir / name, prefix + name + "/", depth + 1, out);
+        if (out.size() == before) out.push_back(prefix + name + "/");
+    }
+}
+
 inline bool same_inode(const struct stat& a, const struct stat& b) { return a.st_dev == b.st_dev && a.st_ino == b.st_ino; }
 
 /// One consistent pass over the directory open as `dir_fd`.
-inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& dir) {
+inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& dir, const std::vector<std::string>& ignore) {
     fs::path meta_path = dir / "export_metadata.json";
     unique_fd meta_fd = open_package_file(dir_fd, "export_metadata.json");
     if (!meta_fd) throw invalid_input(meta_path.string(), "missing; not a modelexport package");
@@ -95,18 +112,28 @@ inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& 
         if (actual != expected || size != entry["size"].get<std::uintmax_t>())
             problems.push_back({name, "changed", "sha256 " + actual + ", expected " + expected});
     }
-    for (const auto& name : list_directory(dir_fd, dir)) {
+    // Any other entry, at any depth, is added: a loader may pick it up (transformers.js loads
+    // onnx/model.onnx first, model_quantized.onnx on request), so it is never "not a package file".
+    std::vector<std::string> entries;
+    list_tree(dir_fd, dir, "", 0, entries);
+    std::sort(entries.begin(), entries.end());
+    for (const auto& name : entries) {
         if (name == "export_metadata.json" || meta["files"].contains(name)) continue;
-        if (role_of(name)) problems.push_back({name, "added", "not listed in export_metadata.json"});
+        if (std::find(ignore.begin(), ignore.end(), name) != ignore.end()) continue;
+        problems.push_back({name, "added", "not listed in export_metadata.json"});
     }
     return problems;
 }
 
 }  // namespace detail
 
-/// Re-hashes every file listed in the metadata and lists what differs.
+/// Re-hashes every file listed in the metadata and lists what differs, and every entry the
+/// metadata does not list (recursively). `ignore` names build files that live in the package
+/// directory on purpose: the Meson template's depfile `<name>-package.d` and bindings header
+/// `<name>_model.hpp` (export --keep); they are not recorded in the package, so a package's
+/// bytes do not depend on how a build declared it (docs/design.md §7).
 /// Throws invalid_input when the metadata itself is missing or malformed.
-inline std::vector<verify_problem> verify_package(const fs::path& dir) {
+inline std::vector<verify_problem> verify_package(const fs::path& dir, const std::vector<std::string>& ignore = {}) {
     for (int attempt = 0;; ++attempt) {
         unique_fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!dir_fd) throw invalid_input((dir / "export_metadata.json").string(), "missing; not a modelexport package");
@@ -115,7 +142,7 @@ inline std::vector<verify_problem> verify_package(const fs::path& dir) {
         std::vector<verify_problem> problems;
         std::exception_ptr failure;
         try {
-            problems = detail::verify_directory(dir_fd.get(), dir);
+            problems = detail::verify_directory(dir_fd.get(), dir, ignore);
         } catch (const error&) {
             failure = std::current_exception();
         }

@@ -1,6 +1,8 @@
-"""The Meson plugin from a consumer's side (issue 6): tests/consumer uses
-modelexport only as a subproject, declares two models, consumes their files,
-and ninja rebuilds exactly what an edit touches."""
+"""The Meson plugin from a consumer's side (issues 6, 17): tests/consumer uses
+modelexport only as a subproject, declares two local models and three Hub-id
+models (by their source alone), consumes their files, and ninja rebuilds exactly
+what an edit or a moved Hub ref touches."""
+import json
 import os
 import re
 import shutil
@@ -8,7 +10,8 @@ import subprocess
 import tempfile
 import unittest
 
-from common import REPO, SOURCES, sha256, tree_hashes
+from common import REPO, SOURCES, TOOL, sha256, tree_hashes
+from test_plan import COMMITS, make_hub_cache
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
@@ -31,12 +34,33 @@ def make_consumer(root):
     os.symlink(REPO, os.path.join(root, "subprojects", "modelexport"))
     shutil.copytree(os.path.join(SOURCES, "text-classification"), os.path.join(root, "sources", "bert"))
     shutil.copytree(os.path.join(SOURCES, "image-classification"), os.path.join(root, "sources", "vit"))
+    make_hub_cache(hub_cache(root))
 
 
-def build(root, build_dir):
+def hub_cache(root):
+    """The consumer's Hugging Face cache: beside the project, fixed at configure time."""
+    return os.path.join(os.path.dirname(root), "hub")
+
+
+def build(root, build_dir, env=None):
     if not os.path.exists(os.path.join(build_dir, "build.ninja")):
-        sh("meson", "setup", build_dir, root, "--wrap-mode=nodownload")
-    return sh("ninja", "-C", build_dir)
+        sh("meson", "setup", build_dir, root, "--wrap-mode=nodownload", "-Dmodelexport:hf_hub_cache=" + hub_cache(root))
+    return sh("ninja", "-C", build_dir, env=env)
+
+
+def declared(build_dir, name):
+    """The outputs the template declared for <name>-package (meson introspect), in order."""
+    targets = json.loads(sh("meson", "introspect", "--targets", build_dir))
+    [t] = [t for t in targets if t["name"] == name + "-package"]
+    return [os.path.basename(f) for f in t["filename"]]
+
+
+def planned(source, *args, cache):
+    return json.loads(sh(TOOL, "plan", source, "--hf-hub-cache", cache, *args))["files"]
+
+
+def package_files(build_dir, name):
+    return sorted(f for f in os.listdir(os.path.join(build_dir, "models", name)) if not f.endswith(".d") and not f.endswith(".hpp"))
 
 
 def ran(ninja_output):
@@ -73,7 +97,7 @@ class Consumer(unittest.TestCase):
                                  "special_tokens_map.json", "vocab.txt", "export_metadata.json"]))
         with open(os.path.join(self.build_dir, "models", "bert", "bert_model.hpp")) as f:
             header = f.read()
-        self.assertIn('inline constexpr std::string_view id2label[] = {"NEGATIVE", "POSITIVE"};', header)
+        self.assertRegex(header, r'inline constexpr std::string_view id2label\[\] = \{\s*"NEGATIVE",\s*"POSITIVE"\};')
 
     def test_2_nothing_changed_rebuilds_nothing(self):
         self.assertIn("ninja: no work to do.", build(self.root, self.build_dir))
@@ -122,6 +146,52 @@ class Consumer(unittest.TestCase):
         finally:
             os.remove(extra)
             sh("meson", "setup", "--reconfigure", self.build_dir, self.root, "--wrap-mode=nodownload")
+
+    def test_9_plan_template_and_export_agree_for_local_and_hub_sources(self):
+        cache = hub_cache(self.root)
+        build(self.root, self.build_dir)  # after test_7's reconfigure, bert is re-exported without its extra file
+        cases = {"bert": (os.path.join(self.root, "sources", "bert"), "--model", "modeling.py:build"),
+                 "tiny": ("acme/tiny-bert",), "tiny-v2": ("acme/tiny-bert@v2",),
+                 "tiny-commit": ("acme/tiny-bert@" + COMMITS["v2"],)}
+        for name, (source, *args) in cases.items():
+            with self.subTest(name):
+                files = planned(source, *args, cache=cache)
+                self.assertEqual(declared(self.build_dir, name), files)
+                self.assertEqual(package_files(self.build_dir, name), sorted(files))
+        self.assertIn("special_tokens_map.json", package_files(self.build_dir, "tiny"))
+        self.assertNotIn("special_tokens_map.json", package_files(self.build_dir, "tiny-v2"))
+
+    def test_a_moved_hub_ref_reconfigures_and_rebuilds_exactly_its_package(self):
+        repo = os.path.join(hub_cache(self.root), "models--acme--tiny-bert")
+        old = os.path.join(repo, "snapshots", COMMITS["main"])
+        new_commit = "3" * 40
+        new = os.path.join(repo, "snapshots", new_commit)
+        # The same relative blob links (onnx/ included), without one file.
+        shutil.copytree(old, new, symlinks=True, ignore=shutil.ignore_patterns("special_tokens_map.json"))
+        with open(os.path.join(repo, "refs", "main"), "w") as f:
+            f.write(new_commit)
+        try:
+            steps = [s for s in ran(build(self.root, self.build_dir)) if s.startswith("Generating models/") and "-package" in s]
+            # The other Hub packages stay. (The htp packages bert and vit were seen re-running after this
+            # regeneration too, restat keeping their outputs: not yet explained, so not asserted here.)
+            self.assertIn("Generating models/tiny/tiny-package with a custom command", steps)
+            self.assertFalse([s for s in steps if "tiny-v2" in s or "tiny-commit" in s], steps)
+            self.assertEqual(declared(self.build_dir, "tiny"), planned("acme/tiny-bert", cache=hub_cache(self.root)))
+            self.assertNotIn("special_tokens_map.json", package_files(self.build_dir, "tiny"))
+            with open(os.path.join(self.build_dir, "models", "tiny", "export_metadata.json")) as f:
+                self.assertEqual(json.load(f)["source"]["commit"], new_commit)
+            self.assertIn("ninja: no work to do.", build(self.root, self.build_dir))
+        finally:
+            with open(os.path.join(repo, "refs", "main"), "w") as f:
+                f.write(COMMITS["main"])
+            build(self.root, self.build_dir)
+
+    def test_the_build_uses_the_cache_fixed_at_configure_time(self):
+        # Another HF_HUB_CACHE when ninja runs changes nothing: the export is told --hf-hub-cache.
+        config = os.path.realpath(os.path.join(hub_cache(self.root), "models--acme--tiny-bert", "snapshots", COMMITS["v2"], "config.json"))
+        os.utime(config)
+        steps = ran(build(self.root, self.build_dir, env={"HF_HUB_CACHE": os.path.join(self.tmp, "no-such-cache"), "HF_HOME": ""}))
+        self.assertIn("Generating models/tiny-v2/tiny-v2-package with a custom command", steps)
 
     def test_8_meson_install_puts_the_package_under_datadir_models(self):
         dest = os.path.join(self.tmp, "dest")

@@ -124,8 +124,9 @@ class HtpExport(TempDirTest):
         os.makedirs(self.path("bin"))
         shutil.copy2(TOOL, tool)
         shutil.copy2(EXPORTER, script)
-        shutil.copy2(os.path.join(os.path.dirname(EXPORTER), "htp_weights.py"), self.path("bin", "htp_weights.py"))
-        # and the task table it reads, beside it as installed (share/modelexport/)
+        for sibling in ("htp_weights.py", "htp_decoder.py", "htp_tasks.py"):  # the modules the exporter imports
+            shutil.copy2(os.path.join(os.path.dirname(EXPORTER), sibling), self.path("bin", sibling))
+        # and the task table they read, beside them as installed (share/modelexport/)
         shutil.copy2(os.path.join(REPO, "share", "tasks.json"), self.path("bin", "tasks.json"))
         src_a = os.path.join(SOURCES, "text-classification")
         src_b = shutil.copytree(src_a, self.path("elsewhere", "text-classification"), copy_function=shutil.copy)

@@ -61,6 +61,48 @@ class Progress(TempDirTest):
         self.assertNotIn(ESC, p.stderr)
 
 
+class SideOutputs(TempDirTest):
+    """--depfile and --report are written before the package is swapped in: a failure to write
+    them fails the export with no new package, and never replaces the export's own error."""
+
+    SRC = os.path.join(SOURCES, "image-classification")
+
+    def export(self, out, *extra, **kw):
+        return run("export", self.SRC, out, "--model", "modeling.py:build", *extra, **kw)
+
+    def test_an_unwritable_depfile_fails_the_export_and_keeps_the_previous_package(self):
+        out = self.path("pkg")
+        self.export(out, check=0)
+        before = tree_hashes(out)
+        p = self.export(out, "--embed-hierarchy", "--depfile", self.path("no-such-dir", "pkg.d"))
+        self.assertEqual(p.returncode, 8, p.stderr)
+        self.assertIn("pkg.d", p.stderr)
+        self.assertEqual(tree_hashes(out), before)  # the embedded-tags package was not committed
+
+    def test_an_unwritable_report_fails_the_export_with_no_package(self):
+        out = self.path("pkg")
+        p = self.export(out, "--report", self.path("no-such-dir", "report.json"))
+        self.assertEqual(p.returncode, 8, p.stderr)
+        self.assertIn("report.json", p.stderr)
+        self.assertFalse(os.path.exists(out))
+
+    def test_a_report_problem_never_replaces_the_exports_own_error(self):
+        src = self.path("src")
+        os.makedirs(src)  # no config.json: exit 4
+        p = run("export", src, self.path("pkg"), "--report", self.path("no-such-dir", "report.json"))
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertIn("config.json", p.stderr)
+
+    def test_a_depfile_inside_the_package_arrives_with_it(self):
+        out = self.path("pkg")
+        depfile = os.path.join(out, "pkg.d")
+        self.export(out, "--depfile", depfile, check=0)
+        with open(depfile) as f:
+            self.assertIn("config.json", f.read())
+        self.export(out, "--depfile", depfile, "--embed-hierarchy", check=0)
+        self.assertTrue(os.path.isfile(depfile))
+
+
 class Report(TempDirTest):
     def test_report_has_step_timings_sizes_and_result(self):
         out = self.path("pkg")

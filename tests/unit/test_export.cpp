@@ -31,7 +31,9 @@ TEST_CASE("resolve: source, config, task from architectures, and the output may 
     CHECK(m.task->name == "text-classification");
     CHECK(m.root_class == "BertForSequenceClassification");
     CHECK(m.config_path.filename() == "config.json");
-    CHECK(resolve_model(src.string(), "image-segmentation", t / "out").task->name == "semantic-segmentation");
+    CHECK(resolve_model(src.string(), "text-classification", t / "out").task->name == "text-classification");
+    // A --task that contradicts the head config.json names is refused (the alias is mapped first).
+    CHECK_THROWS_AS(resolve_model(src.string(), "image-segmentation", t / "out"), usage_error);
     CHECK_THROWS_AS(resolve_model(src.string(), "", src / "pkg"), usage_error);
     CHECK_THROWS_AS(resolve_model(src.string(), "no-such-task", t / "out"), usage_error);
     fs::remove(src / "config.json");

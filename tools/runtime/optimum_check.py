@@ -1,6 +1,6 @@
 """Runtime check through Optimum: ORTModelFor<Task>.from_pretrained(PKG) and one inference.
 
-Usage: optimum_check.py PKGDIR ORT_CLASS [--inputs FILE.json] [--text "sentence"]
+Usage: optimum_check.py PKGDIR ORT_CLASS [--inputs FILE.json] [--text "sentence"] [--generate N]
 
 Prints one JSON line on stdout:
   {"runtime": "optimum", "version": ..., "onnxruntime": ..., "class": ORT_CLASS,
@@ -12,6 +12,9 @@ Inputs: --inputs FILE.json feeds exactly the tensors of
 {"inputs": {name: {"dtype": "int64"|"float32", "shape": [...], "data": [flat]}}} (ort_check.mjs's
 format); otherwise they are generated from the names the loaded model takes: a sentence through
 the package's own tokenizer, pixel_values of the processor's size, or a waveform.
+
+--generate N (ORTModelForCausalLM): greedy generate() of exactly N new tokens from the tokenized
+--text; adds "generate": {"prompt_ids": [...], "generated_ids": [...]} to the line.
 
 Exit 0 on success; 1 with "optimum_check: error: <Optimum's own message>" on stderr when loading
 or running fails; 2 on a usage error. Offline: HF_HUB_OFFLINE is set before anything is imported.
@@ -38,6 +41,7 @@ def main(argv=None):
     parser.add_argument("ort_class")
     parser.add_argument("--inputs", help="JSON file with the exact input tensors")
     parser.add_argument("--text", default=DEFAULT_TEXT)
+    parser.add_argument("--generate", type=int, metavar="N", help="greedy generate() of N new tokens")
     options = parser.parse_args(argv)
     try:
         result = run(options)
@@ -62,7 +66,7 @@ def run(options):
     else:
         inputs = generated_inputs(options.pkg, model, options.text)
     outputs, latency_ms = timed_runs(lambda: model(**inputs))
-    return {
+    result = {
         "runtime": "optimum",
         "version": version("optimum"),
         "onnxruntime": onnxruntime.__version__,
@@ -72,6 +76,18 @@ def run(options):
         "latency_ms": latency_ms,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+    if options.generate:
+        result["generate"] = greedy_generate(options.pkg, model, options.text, options.generate)
+    return result
+
+
+def greedy_generate(pkg, model, text, count):
+    """Optimum's own generate(): greedy, exactly `count` new tokens."""
+    from transformers import AutoTokenizer
+    encoded = AutoTokenizer.from_pretrained(pkg, local_files_only=True)(text, return_tensors="pt")
+    ids = model.generate(**encoded, do_sample=False, max_new_tokens=count, min_new_tokens=count)
+    prompt = encoded["input_ids"][0].tolist()
+    return {"prompt_ids": prompt, "generated_ids": ids[0, len(prompt):].tolist()}
 
 
 def timed_runs(fn, runs=5):

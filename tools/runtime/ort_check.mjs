@@ -17,8 +17,17 @@
 //                                                  C, H, W: the graph's fixed dims, else config num_channels
 //                                                  (default 3) and H, W by share/tasks.json's one
 //                                                  image_size rule (tasks.mjs imageSize)
-//     input_values                                 float32 [1, 16000],   value[i] = float32(sin(double i))
+//     input_values                                 float32 [1, 12345],   value[i] = float32(sin(double i))
+//                                                  (not the export's dummy length: the axis must be symbolic)
+//     attention_mask beside input_values           int64 ones of the waveform's length
 //   Integer inputs use the dtype the graph declares (int64 or int32).
+//
+// Decoders (inputs past_key_values.{i}.key/.value, outputs present.*): without --inputs, the text is
+// tokenized and run with an empty cache (past_sequence_length 0), then the greedy next token is run
+// as one cached step (the prompt's present as past) and again as a full recompute of the whole
+// sequence without cache; the step's logits must equal the recompute's last position within 1e-4
+// (else exit 1). Outputs: prompt_logits, step_logits, and "decoder": {prompt_ids, step_id,
+// step_position, cache_max_diff}.
 //
 // Output values that are NaN or +-Infinity cannot be written as JSON numbers and come out as null.
 //
@@ -28,7 +37,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { UsageError, runCli, timedRuns } from './cli.mjs';
-import { imageSize } from './tasks.mjs';
+import { DECODER_CACHE, imageSize } from './tasks.mjs';
 
 const PROG = 'ort_check';
 const DEFAULT_TEXT = 'the movie was great and i loved it';
@@ -92,6 +101,9 @@ function loadInputsFile(ort, file) {
 }
 
 const TEXT_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids']);
+// Generated waveforms have this many samples: deliberately not one second at any usual sampling rate,
+// so a package whose exporter pinned its dummy length fails here.
+const AUDIO_SAMPLES = 12345;
 
 async function tokenize(pkgDir, text) {
     const { AutoTokenizer, env } = await import('@huggingface/transformers');
@@ -126,7 +138,8 @@ async function generateInputs(ort, session, pkgDir, text) {
     const names = session.inputNames;
 
     let enc = null;
-    if (names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
+    const audio = names.includes('input_values');
+    if (!audio && names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
         enc = await tokenize(pkgDir, text);
     }
 
@@ -138,7 +151,10 @@ async function generateInputs(ort, session, pkgDir, text) {
         if ((name === 'pixel_values' || name === 'input_values') && dtype && dtype !== 'float32') {
             throw new Error(`input "${name}" has dtype ${dtype}; only float32 can be generated (use --inputs)`);
         }
-        if (TEXT_INPUTS.has(name)) {
+        if (audio && name === 'attention_mask') {
+            const t = dtype ?? 'int64';
+            feeds[name] = new ort.Tensor(t, makeData(t, new Array(AUDIO_SAMPLES).fill(1)), [1, AUDIO_SAMPLES]);
+        } else if (TEXT_INPUTS.has(name)) {
             const seq = enc ? enc.input_ids.length : 1;
             let values;
             if (name === 'position_ids') values = Array.from({ length: seq }, (_, i) => i);
@@ -162,13 +178,80 @@ async function generateInputs(ort, session, pkgDir, text) {
             const shape = [1, c, h, w];
             feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
         } else if (name === 'input_values') {
-            const shape = [1, 16000];
+            const shape = [1, AUDIO_SAMPLES];
             feeds[name] = new ort.Tensor('float32', sinFill(shape[1]), shape);
         } else {
             throw new Error(`do not know how to generate input "${name}"; pass --inputs FILE.json`);
         }
     }
     return feeds;
+}
+
+const CACHE_TOLERANCE = 1e-4;
+
+// The cache's names come from the task table: past_key_values.{i}.key in, present.{i}.key out.
+const PAST = `${DECODER_CACHE.input_prefix}.`;
+const PRESENT = `${DECODER_CACHE.output_prefix}.`;
+
+function isPast(name) {
+    return name.startsWith(PAST);
+}
+
+// One decoder run: ids at positions start.., the attention mask over past + ids, and the past
+// (an empty [batch, heads, 0, head_dim] cache when `present` is null).
+async function decoderRun(ort, session, ids, start, present) {
+    const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
+    const feeds = {};
+    const ints = (name, values) => {
+        const t = meta.get(name)?.type ?? 'int64';
+        return new ort.Tensor(t, makeData(t, values), [1, values.length]);
+    };
+    for (const name of session.inputNames) {
+        if (name === 'input_ids') feeds[name] = ints(name, ids);
+        else if (name === 'attention_mask') feeds[name] = ints(name, new Array(start + ids.length).fill(1));
+        else if (name === 'position_ids') feeds[name] = ints(name, ids.map((_, i) => start + i));
+        else if (isPast(name) && present) feeds[name] = present[PRESENT + name.slice(PAST.length)];
+        else if (isPast(name)) {
+            const shape = meta.get(name).shape;
+            const [heads, dim] = [shape[1], shape[3]];
+            if (typeof heads !== 'number' || typeof dim !== 'number') throw new Error(`${name}: heads and head dim must be fixed, got [${shape}]`);
+            feeds[name] = new ort.Tensor(meta.get(name).type, new Float32Array(0), [1, heads, 0, dim]);
+        } else throw new Error(`do not know how to generate decoder input "${name}"; pass --inputs FILE.json`);
+    }
+    return session.run(feeds);
+}
+
+function lastPosition(logits) {
+    const [, seq, vocab] = logits.dims;
+    return Array.from(logits.data.slice((seq - 1) * vocab, seq * vocab), Number);
+}
+
+function argmax(xs) {
+    let best = 0;
+    for (let i = 1; i < xs.length; ++i) if (xs[i] > xs[best]) best = i;
+    return best;
+}
+
+// The prompt with an empty cache, one cached greedy step, and the same step recomputed without cache.
+async function decoderCheck(ort, session, pkgDir, text) {
+    const ids = (await tokenize(pkgDir, text)).input_ids.map(Number);
+    const prompt = await decoderRun(ort, session, ids, 0, null);
+    const next = argmax(lastPosition(prompt.logits));
+    // The cached step is what generation repeats: its median time is the latency.
+    const { result: step, latencyMs } = await timedRuns(() => decoderRun(ort, session, [next], ids.length, prompt));
+    const full = await decoderRun(ort, session, [...ids, next], 0, null);
+    const cached = lastPosition(step.logits), recomputed = lastPosition(full.logits);
+    const diff = Math.max(...cached.map((v, i) => Math.abs(v - recomputed[i])));
+    if (!(diff <= CACHE_TOLERANCE)) {
+        throw new Error(`cached step logits differ from a full recompute by ${diff} (> ${CACHE_TOLERANCE}): the KV cache is wrong`);
+    }
+    const entry = (t) => ({ dtype: t.type, shape: Array.from(t.dims), data: toNumbers(t.data) });
+    return {
+        inputs: { input_ids: [1, ids.length] },
+        outputs: { prompt_logits: entry(prompt.logits), step_logits: entry(step.logits) },
+        decoder: { prompt_ids: ids, step_id: next, step_position: ids.length, cache_max_diff: diff },
+        latency_ms: latencyMs,
+    };
 }
 
 function toNumbers(data) {
@@ -193,6 +276,12 @@ async function runModel(opts) {
         logSeverityLevel: 4,
     });
 
+    const runtime = { runtime: 'onnxruntime-node', version: ort.env.versions?.node ?? ort.env.versions?.common ?? null };
+    if (!opts.inputs && session.inputNames.some(isPast)) {
+        const result = await decoderCheck(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT);
+        await session.release?.();
+        return { ...runtime, ...result };
+    }
     const feeds = opts.inputs
         ? loadInputsFile(ort, path.resolve(opts.inputs))
         : await generateInputs(ort, session, pkgDir, opts.text ?? DEFAULT_TEXT);
@@ -208,13 +297,7 @@ async function runModel(opts) {
         outputs[name] = { dtype: t.type, shape: Array.from(t.dims), data: toNumbers(t.data) };
     }
     await session.release?.();
-    return {
-        runtime: 'onnxruntime-node',
-        version: ort.env.versions?.node ?? ort.env.versions?.common ?? null,
-        inputs,
-        outputs,
-        latency_ms: latencyMs,
-    };
+    return { ...runtime, inputs, outputs, latency_ms: latencyMs };
 }
 
 runCli(

@@ -17,6 +17,9 @@ export function taskEntry(name) {
     return TASK_TABLE.tasks.find((t) => t.name === name || t.aliases.includes(name));
 }
 
+/// The decoder's KV cache names and axes (the with_past row's `cache`).
+export const DECODER_CACHE = TASK_TABLE.tasks.find((t) => t.with_past)?.cache;
+
 /// Tasks with a transformers.js pipeline.
 export const TJS_TASKS = TASK_TABLE.tasks.filter((t) => t.transformers_js_pipeline).map((t) => t.name);
 

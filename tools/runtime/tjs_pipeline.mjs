@@ -2,11 +2,21 @@
 // tjs_pipeline.mjs: run a transformers.js pipeline on a modelexport package directory, fully offline,
 // and print the result as one JSON line on stdout.
 //
-// Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C]
+// Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW]
+//                               [--max-new-tokens N]
 //
 // TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
-// token-classification, question-answering, fill-mask, feature-extraction). For question-answering, --text is the question and --context the context.
-// For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's own mask token.
+// token-classification, question-answering, fill-mask, feature-extraction, image-classification,
+// object-detection, audio-classification, automatic-speech-recognition (CTC), text-generation). For question-answering, --text is the question
+// and --context the context. For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's
+// own mask token. text-generation is greedy (do_sample: false) for exactly --max-new-tokens tokens
+// (default 16) and returns the prompt's and the new token ids.
+//
+// Vision tasks get a generated RGB image (--image HxW, default 64x48): pixel (x, y) has every channel
+// (7x + 13y) mod 256, handed over as a RawImage so no image file is decoded. Audio tasks get a
+// generated waveform (--samples N, default 12345; not one second at any usual rate) as a Float32Array:
+// float32(sin(0.05 i)). Vision and audio answers come with "processed": the processor's output
+// (pixel_values / input_values), so a caller can compute torch's answer for exactly the same input.
 //
 // Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
 //
@@ -20,7 +30,10 @@ import { UsageError, runCli, timedRuns } from './cli.mjs';
 import { TJS_TASKS as TASKS, taskEntry } from './tasks.mjs';
 
 const PROG = 'tjs_pipeline';
-const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C]\n  TASK: ${TASKS.join(', ')}`;
+const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N]\n  TASK: ${TASKS.join(', ')}`;
+const DEFAULT_SAMPLES = 12345;
+const DEFAULT_IMAGE = '64x48';
+const DEFAULT_NEW_TOKENS = 16;
 
 const DEFAULT_TEXT = 'the movie was great and i loved it';
 const DEFAULT_MASK_TEXT = 'the movie was [MASK] and i loved it';
@@ -72,8 +85,57 @@ async function answerSpan(pipe, question, context) {
     return { start: best.s, end: best.e, answer, tokens: ids.length };
 }
 
+function tensorEntry(t) {
+    return { dims: Array.from(t.dims), data: Array.from(t.data, Number) };
+}
+
+function generatedImage(RawImage, spec) {
+    const [height, width] = spec.split('x').map(Number);
+    const data = new Uint8ClampedArray(width * height * 3);
+    for (let y = 0; y < height; ++y)
+        for (let x = 0; x < width; ++x) data.fill((7 * x + 13 * y) % 256, 3 * (y * width + x), 3 * (y * width + x) + 3);
+    return new RawImage(data, width, height, 3);
+}
+
+function generatedWaveform(samples) {
+    const out = new Float32Array(samples);
+    for (let i = 0; i < samples; ++i) out[i] = Math.sin(0.05 * i);
+    return out;
+}
+
+// `call` runs the pipeline (timed, see run()); `pipe` gives its processor and model.
+async function runVision(pipe, call, task, image) {
+    const { pixel_values } = await pipe.processor(image);
+    if (task === 'image-classification') {
+        const [top] = await call(image, { top_k: 1 });
+        return { label: top.label, score: top.score, pixel_values: tensorEntry(pixel_values) };
+    }
+    // threshold 0: every query's best class, so the caller can compare all of them with torch.
+    // percentage: boxes relative to the image; pixel boxes are truncated to integers.
+    const out = await call(image, { threshold: 0, percentage: true });
+    return { detections: out, image: [image.height, image.width], pixel_values: tensorEntry(pixel_values) };
+}
+
+async function runAudio(pipe, call, task, wave) {
+    const inputs = await pipe.processor(wave);
+    if (task === 'audio-classification') {
+        const [top] = await call(wave, { top_k: 1 });
+        return { label: top.label, score: top.score, input_values: tensorEntry(inputs.input_values) };
+    }
+    // The pipeline returns text only; the per-frame argmax ids are what it decodes.
+    const { logits } = await pipe.model(inputs);
+    const [frames, width] = logits.dims.slice(1);
+    const ids = [];
+    for (let f = 0; f < frames; ++f) {
+        const row = logits.data.subarray(f * width, (f + 1) * width);
+        ids.push(row.indexOf(Math.max(...row)));
+    }
+    const { text } = await call(wave);
+    return { text, ids, input_values: tensorEntry(inputs.input_values) };
+}
+
 async function run(opts) {
-    const { pipeline, env } = await import('@huggingface/transformers');
+    const { pipeline, env, RawImage } = await import('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     // An absolute directory is used as the model id; transformers.js then reads <dir>/<file>
@@ -90,7 +152,7 @@ async function run(opts) {
     // Without tokenizer_config.json the pipeline silently gets no tokenizer and later fails with
     // "this.tokenizer is not a function"; say what is missing instead.
     const tokenizerConfig = path.join(pkgDir, 'tokenizer_config.json');
-    if (!fs.existsSync(tokenizerConfig)) {
+    if (taskEntry(opts.task).needs_tokenizer && !fs.existsSync(tokenizerConfig)) {
         throw new Error(`file not found: ${tokenizerConfig} (transformers.js loads the tokenizer only when it exists)`);
     }
     const pipe = await pipeline(taskEntry(opts.task).transformers_js_pipeline, pkgDir, {
@@ -152,28 +214,63 @@ async function run(opts) {
                 result = { token_str: top.token_str, token: top.token, score: top.score, sequence: top.sequence };
                 break;
             }
+            case 'text-generation': {
+                // The pipeline returns text only; the model's generate() gives the ids it chose.
+                const n = Number(opts['max-new-tokens'] ?? DEFAULT_NEW_TOKENS);
+                const inputs = pipe.tokenizer(opts.text ?? DEFAULT_TEXT);
+                const out = await pipe.model.generate({ ...inputs, max_new_tokens: n, min_new_tokens: n, do_sample: false });
+                const prompt = inputs.input_ids.tolist()[0].map(Number);
+                const all = out.tolist()[0].map(Number);
+                const texts = await call(opts.text ?? DEFAULT_TEXT, { max_new_tokens: n, min_new_tokens: n, do_sample: false });
+                result = { prompt_ids: prompt, generated_ids: all.slice(prompt.length), generated_text: texts[0].generated_text };
+                break;
+            }
             case 'feature-extraction': {
                 const out = await call(opts.text ?? DEFAULT_TEXT);
                 result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number), data: Array.from(out.data, Number) };
                 break;
             }
+            case 'image-classification':
+            case 'object-detection':
+                result = await runVision(pipe, call, opts.task, generatedImage(RawImage, opts.image ?? DEFAULT_IMAGE));
+                break;
+            case 'audio-classification':
+            case 'automatic-speech-recognition':
+                result = await runAudio(pipe, call, opts.task, generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES)));
+                break;
         }
     } finally {
         await pipe.dispose?.();
     }
-    return { runtime: 'transformers.js', version: env.version, task: opts.task, result, latency_ms: latencyMs };
+    // The processor's tensors are for callers that recompute torch's answer; they stay out of `result`,
+    // which validate quotes in its message.
+    const { pixel_values, input_values, ...answer } = result;
+    const processed = pixel_values || input_values ? { pixel_values, input_values } : undefined;
+    return { runtime: 'transformers.js', version: env.version, task: opts.task, result: answer, processed, latency_ms: latencyMs };
 }
 
 runCli(
     {
         prog: PROG,
         usage: USAGE,
-        options: { task: { type: 'string' }, text: { type: 'string' }, context: { type: 'string' } },
+        options: {
+            task: { type: 'string' },
+            text: { type: 'string' },
+            context: { type: 'string' },
+            samples: { type: 'string' },
+            image: { type: 'string' },
+            'max-new-tokens': { type: 'string' },
+        },
         check: (opts) => {
             if (opts.task === undefined) throw new UsageError('missing --task');
             if (!TASKS.includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
             if (opts.context !== undefined && opts.task !== 'question-answering') {
                 throw new UsageError('--context is only used by question-answering');
+            }
+            if (opts.samples !== undefined && !/^[1-9][0-9]*$/.test(opts.samples)) throw new UsageError('--samples must be a positive integer');
+            if (opts.image !== undefined && !/^[1-9][0-9]*x[1-9][0-9]*$/.test(opts.image)) throw new UsageError('--image must look like 64x48');
+            if (opts['max-new-tokens'] !== undefined && (opts.task !== 'text-generation' || !/^[1-9][0-9]*$/.test(opts['max-new-tokens']))) {
+                throw new UsageError('--max-new-tokens takes a positive integer, for text-generation only');
             }
         },
     },
