@@ -60,7 +60,12 @@ public:
     std::string unavailable(runtime_kind k) const {
         if (k == runtime_kind::optimum) {
             if (find_program(cfg_.python).empty()) return cfg_.python + " not found";
-            run_result r = run_process(cfg_.python, {"-c", "import optimum.onnxruntime"}, {std::chrono::seconds(60), {}, {}, 3});
+            run_result r;
+            try {
+                r = run_process(cfg_.python, {"-c", "import optimum.onnxruntime"}, {std::chrono::seconds(60), {}, {}, 3});
+            } catch (const std::exception& e) {  // a configured interpreter path that cannot start
+                return cfg_.python + " cannot start: " + e.what();
+            }
             return r.ok() ? "" : "optimum is not installed for " + cfg_.python + " (" + r.stderr_tail() + ")";
         }
         if (find_program(cfg_.node).empty()) return "node not found on PATH";
