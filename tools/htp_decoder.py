@@ -30,8 +30,12 @@ import sys
 
 import torch
 
-PAST = "past_key_values"
-PRESENT = "present"
+import htp_tasks
+
+# The decoder row of the task table (share/tasks.json): its inputs, outputs, axes and cache names.
+TASK = htp_tasks.decoder_entry()
+PAST = TASK["cache"]["input_prefix"]
+PRESENT = TASK["cache"]["output_prefix"]
 # Dummy cache for tracing: a past of at least one step, so the traced graph
 # concatenates real 4-D tensors (an empty past would trace a 1-D placeholder);
 # the exported graph also runs with a zero-length past (checked by the tests).
@@ -77,10 +81,10 @@ def _forward_order(model):
 def input_names(model, layers):
     """Graph inputs in forward-signature order, the cache expanded at its slot."""
     order = _forward_order(model)
-    for needed in ("input_ids", "attention_mask", PAST):
+    for needed in TASK["inputs"] + [PAST]:
         if needed not in order:
             raise DecoderError("%s.forward does not accept %s" % (type(model).__name__, needed))
-    wanted = {"input_ids", "attention_mask", "position_ids", PAST}
+    wanted = set(TASK["inputs"] + TASK["export_optional_inputs"] + [PAST])
     names = []
     for name in order:
         if name == PAST:
@@ -91,24 +95,17 @@ def input_names(model, layers):
 
 
 def output_names(layers):
-    return ["logits"] + cache_names(PRESENT, layers)
+    return list(TASK["outputs"]) + cache_names(PRESENT, layers)
 
 
 def dynamic_axes(inputs, outputs):
-    """Optimum's axis names (optimum's OnnxConfigWithPast.add_past_key_values and TextDecoderOnnxConfig)."""
+    """Optimum's axis names (optimum's OnnxConfigWithPast.add_past_key_values and TextDecoderOnnxConfig),
+    as the task table writes them."""
     axes = {}
     for name in inputs:
-        if name.startswith(PAST + "."):
-            axes[name] = {0: "batch_size", 2: "past_sequence_length"}
-        elif name == "attention_mask":
-            axes[name] = {0: "batch_size", 1: "past_sequence_length + sequence_length"}
-        else:
-            axes[name] = {0: "batch_size", 1: "sequence_length"}
+        axes[name] = htp_tasks.axes(TASK["cache"]["input_axes"] if name.startswith(PAST + ".") else TASK["dynamic_axes"][name])
     for name in outputs:
-        if name.startswith(PRESENT + "."):
-            axes[name] = {0: "batch_size", 2: "past_sequence_length + sequence_length"}
-        else:
-            axes[name] = {0: "batch_size", 1: "sequence_length"}
+        axes[name] = htp_tasks.axes(TASK["cache"]["output_axes"] if name.startswith(PRESENT + ".") else TASK["dynamic_axes"][name])
     return axes
 
 

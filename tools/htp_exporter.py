@@ -52,43 +52,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from htp_weights import (SAFETENSORS, SAFETENSORS_INDEX, WeightsError,  # noqa: E402
                          find_weights, load_weights, weight_files)
 import htp_decoder  # noqa: E402
+import htp_tasks  # noqa: E402
 
 # Text dummy inputs: batch 1, sequence length 8.
 TEXT_BATCH = 1
 TEXT_SEQUENCE_LENGTH = 8
 # Multiple-choice models need a choices axis: [batch, num_choices, sequence].
 MULTIPLE_CHOICE_CHOICES = 2
+# The size of each symbolic text axis in the dummy inputs.
+TEXT_DUMMY_DIMS = {"batch_size": TEXT_BATCH, "num_choices": MULTIPLE_CHOICE_CHOICES,
+                   "sequence_length": TEXT_SEQUENCE_LENGTH}
 # Audio dummy input: one second of samples at the preprocessor's sampling_rate;
 # this rate stands in only when the source has no preprocessor_config.json.
 DEFAULT_SAMPLING_RATE = 16000
 # Seed of the generator used for vision/audio dummy inputs.
 DUMMY_SEED = 0
 
-TEXT_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
-
-# Optimum task name -> modality, output names, transformers Auto class.
-TASKS = {
-    "feature-extraction": ("text", ["last_hidden_state"], "AutoModel"),
-    "text-classification": ("text", ["logits"], "AutoModelForSequenceClassification"),
-    "token-classification": ("text", ["logits"], "AutoModelForTokenClassification"),
-    "multiple-choice": ("text", ["logits"], "AutoModelForMultipleChoice"),
-    "fill-mask": ("text", ["logits"], "AutoModelForMaskedLM"),
-    "question-answering": ("text", ["start_logits", "end_logits"],
-                           "AutoModelForQuestionAnswering"),
-    "image-classification": ("vision", ["logits"], "AutoModelForImageClassification"),
-    "semantic-segmentation": ("vision", ["logits"], "AutoModelForSemanticSegmentation"),
-    "image-segmentation": ("vision", ["logits"], "AutoModelForImageSegmentation"),
-    "object-detection": ("vision", ["logits", "pred_boxes"], "AutoModelForObjectDetection"),
-    "audio-classification": ("audio", ["logits"], "AutoModelForAudioClassification"),
-    # CTC speech recognition (Wav2Vec2ForCTC...): one logit row per audio frame.
-    "automatic-speech-recognition": ("audio", ["logits"], "AutoModelForCTC"),
-    # Decoder-only LMs with their KV cache (Optimum's text-generation-with-past); see decoder_*.
-    "text-generation": ("decoder", ["logits"], "AutoModelForCausalLM"),
-}
-
-# Outputs whose second axis is the sequence axis.
-SEQUENCE_OUTPUT_TASKS = {"feature-extraction", "token-classification", "fill-mask",
-                         "question-answering"}
+# The task table, read from share/tasks.json (htp_tasks.py).
+TASK_TABLE, TASKS = htp_tasks.TASK_TABLE, htp_tasks.TASKS
 
 
 class UsageError(Exception):
@@ -112,10 +93,17 @@ def read_json(path):
 # Task description
 # --------------------------------------------------------------------------
 
-def task_modality(task):
+def task_entry(task):
+    """The table entry of a task name or alias."""
     if task not in TASKS:
         raise UsageError("unknown task '%s' (known: %s)" % (task, ", ".join(sorted(TASKS))))
-    return TASKS[task][0]
+    return TASKS[task]
+
+
+def task_modality(task):
+    """text, vision or audio; "decoder" for a task with its KV cache (htp_decoder.py)."""
+    entry = task_entry(task)
+    return "decoder" if entry["with_past"] else entry["modality"]
 
 
 def forward_parameters(model):
@@ -127,18 +115,10 @@ def forward_parameters(model):
 
 def input_names_for(task, model):
     """Names of the ONNX inputs, in the order of the model's forward signature."""
-    modality = task_modality(task)
-    if modality == "text":
-        wanted = list(TEXT_INPUTS)
-        accepted = {p.name for p in forward_parameters(model)}
-        # token_type_ids only when the model takes them (BERT yes, DistilBERT no).
-        if "token_type_ids" not in accepted:
-            wanted.remove("token_type_ids")
-    elif modality == "vision":
-        wanted = ["pixel_values"]
-    else:
-        wanted = ["input_values"]
+    entry = task_entry(task)
     order = [p.name for p in forward_parameters(model)]
+    # Optional inputs only when the model takes them (token_type_ids: BERT yes, DistilBERT no).
+    wanted = list(entry["inputs"]) + [name for name in entry["export_optional_inputs"] if name in order]
     missing = [name for name in wanted if name not in order]
     if missing:
         raise RuntimeError("%s.forward does not accept %s" % (type(model).__name__,
@@ -147,8 +127,7 @@ def input_names_for(task, model):
 
 
 def output_names_for(task):
-    task_modality(task)
-    return list(TASKS[task][1])
+    return list(task_entry(task)["outputs"])
 
 
 def ctc_frames_axis(config):
@@ -165,72 +144,55 @@ def ctc_frames_axis(config):
     return axis
 
 
-def audio_axes(task, input_names, output_names, config):
-    """Waveforms of any length; CTC logits follow the frames, classifier logits do not."""
-    axes = {name: {0: "batch_size", 1: "sequence_length"} for name in input_names}
-    for name in output_names:
-        if task == "automatic-speech-recognition":
-            axes[name] = {0: "batch_size", 1: ctc_frames_axis(config or {})}
-        else:
-            axes[name] = {0: "batch_size"}
-    return axes
+# Axis names the table leaves to the exporter ("$name"): computed from config.json.
+COMPUTED_AXES = {"$ctc_frames": ctc_frames_axis}
 
 
 def dynamic_axes_for(task, input_names, output_names, config=None):
-    modality = task_modality(task)
-    axes = {}
-    if modality == "text":
-        if task == "multiple-choice":
-            text_axes = {0: "batch_size", 1: "num_choices", 2: "sequence_length"}
-        else:
-            text_axes = {0: "batch_size", 1: "sequence_length"}
-        for name in input_names:
-            axes[name] = dict(text_axes)
-        for name in output_names:
-            if task in SEQUENCE_OUTPUT_TASKS:
-                axes[name] = {0: "batch_size", 1: "sequence_length"}
-            elif task == "multiple-choice":
-                axes[name] = {0: "batch_size", 1: "num_choices"}
-            else:
-                axes[name] = {0: "batch_size"}
-    elif modality == "vision":
-        # Optimum's vision configs: images of any size and channel count.
-        for name in input_names:
-            axes[name] = {0: "batch_size", 1: "num_channels", 2: "height", 3: "width"}
-        for name in output_names:
-            # Detection heads answer per query (YOLOS' detection tokens, DETR's queries).
-            axes[name] = {0: "batch_size", 1: "num_queries"} if task == "object-detection" else {0: "batch_size"}
-    else:
-        axes = audio_axes(task, input_names, output_names, config)
-    return axes
+    """The table's symbolic axes of each exported input and output ({axis: name})."""
+    table = task_entry(task)["dynamic_axes"]
+    out = {}
+    for name in list(input_names) + list(output_names):
+        out[name] = {axis: COMPUTED_AXES[label](config or {}) if label.startswith("$") else label
+                     for axis, label in htp_tasks.axes(table[name]).items()}
+    return out
 
 
 # --------------------------------------------------------------------------
 # Dummy inputs
 # --------------------------------------------------------------------------
 
-def image_size(source_dir, config):
-    """(height, width) of the model's images.
+def size_pair(value):
+    """(height, width) from an int, a [height, width] list, {height, width} or {shortest_edge}; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    if isinstance(value, dict):
+        if "height" in value and "width" in value:
+            return int(value["height"]), int(value["width"])
+        if "shortest_edge" in value:
+            return int(value["shortest_edge"]), int(value["shortest_edge"])
+    return None
 
-    Taken from preprocessor_config.json ``size`` (an int, a dict with
-    height/width, or a dict with shortest_edge), else config ``image_size``
-    (an int or a [height, width] pair), else 224.
-    """
+
+def image_size(source_dir, config):
+    """(height, width) of the model's images: the task table's one rule (share/tasks.json
+    "image_size"): the first of its sources that gives a size, else its default."""
+    rule = TASK_TABLE["image_size"]
+    documents = {"config.json": config}
     path = os.path.join(source_dir, "preprocessor_config.json")
-    if os.path.isfile(path):
-        size = read_json(path).get("size")
-        if isinstance(size, int):
-            return size, size
-        if isinstance(size, dict):
-            if "height" in size and "width" in size:
-                return int(size["height"]), int(size["width"])
-            if "shortest_edge" in size:
-                edge = int(size["shortest_edge"])
-                return edge, edge
-    size = config.get("image_size", 224)
-    if isinstance(size, (list, tuple)):
-        return int(size[0]), int(size[1])
-    return int(size), int(size)
+    documents["preprocessor_config.json"] = read_json(path) if os.path.isfile(path) else {}
+    for source in rule["sources"]:
+        document = documents.get(source["file"]) or {}
+        if "when" in source and not document.get(source["when"]):
+            continue
+        size = size_pair(document.get(source["key"]))
+        if size:
+            return size
+    return rule["default"], rule["default"]
 
 
 def audio_samples(source_dir):
@@ -259,10 +221,9 @@ def make_dummy_inputs(task, config, source_dir, input_names):
     generator = torch.Generator().manual_seed(DUMMY_SEED)
     tensors = {}
     if modality == "text":
-        if task == "multiple-choice":
-            shape = (TEXT_BATCH, MULTIPLE_CHOICE_CHOICES, TEXT_SEQUENCE_LENGTH)
-        else:
-            shape = (TEXT_BATCH, TEXT_SEQUENCE_LENGTH)
+        # The table's input_ids axes say the shape: [batch, sequence], or [batch, choices, sequence].
+        axes = htp_tasks.axes(task_entry(task)["dynamic_axes"]["input_ids"])
+        shape = tuple(TEXT_DUMMY_DIMS[axes[i]] for i in range(len(axes)))
         count = 1
         for dim in shape:
             count *= dim
@@ -367,7 +328,7 @@ def load_transformers_model(source_dir, task, boundary=None):
     # clear errors (no weights, links out of the source) instead of its own.
     weight_files(source_dir, boundary)
     weights = os.path.basename(find_weights(source_dir))
-    auto_class = getattr(transformers, TASKS[task][2])
+    auto_class = getattr(transformers, task_entry(task)["auto_class"])
     return auto_class.from_pretrained(source_dir, local_files_only=True,
                                       use_safetensors=weights in (SAFETENSORS, SAFETENSORS_INDEX))
 

@@ -2,7 +2,7 @@
 // include/modelexport/: it parses arguments, calls one function per
 // subcommand, prints, and maps errors to the documented exit codes.
 #include "modelexport/bindings.hpp"
-#include "modelexport/export.hpp"
+#include "modelexport/build_edge.hpp"
 #include "modelexport/inspect.hpp"
 #include "modelexport/pack.hpp"
 #include "modelexport/plan.hpp"
@@ -65,55 +65,16 @@ std::string default_python() {
     return MODELEXPORT_DEFAULT_PYTHON;
 }
 
-int run_export(const me::export_options& base, const output_mode& mode, const std::string& report_path) {
+int run_export(const me::export_options& base, const me::build_edge& edge, const output_mode& mode) {
     me::export_options opt = base;
     auto display = std::make_shared<me::progress_display>(me::console_style::detect(mode.quiet, mode.verbose));
     opt.on_step = [display](const me::step_event& e) { display->on_step(e); };
     opt.log = [display](const std::string& m) { display->note(m); };
     if (!mode.quiet && mode.verbose) opt.exporter_line = [display](const std::string& l, bool) { display->child_line(l); };
-    me::json report{{"tool", "modelexport"}, {"version", me::version}, {"source", opt.source}, {"output", opt.output.string()}};
-    auto write_report = [&](me::json extra) {
-        if (report_path.empty()) return;
-        report.update(extra);
-        me::write_file(report_path, me::to_canonical_text(report));
-    };
-    auto success = [](const me::export_result& r) {
-        me::json steps = me::json::object();
-        for (const auto& [name, secs] : r.step_seconds) steps[name] = secs;
-        std::uintmax_t model = 0, configs = 0, metadata = 0;
-        for (const auto& [name, f] : r.metadata["files"].items())
-            (f["role"] == "model" ? model : configs) += f["size"].get<std::uintmax_t>();
-        metadata = me::to_canonical_text(r.metadata).size();
-        return me::json{{"result", "ok"},
-                        {"steps_seconds", steps},
-                        {"sizes", {{"model", model}, {"configs", configs}, {"metadata", metadata},
-                                   {"overhead_percent", model ? 100.0 * static_cast<double>(configs + metadata) / static_cast<double>(model) : 0.0}}},
-                        {"task", r.metadata["model"]["task"]},
-                        {"cache", r.cache.to_json()},
-                        {"statistics", r.metadata["statistics"]}};
-    };
-    // The report is written before the commit (a report that cannot be written fails the export
-    // with no new package), then rewritten with the commit's time; that last write is best effort.
-    opt.before_commit = [&](const me::export_result& r) { write_report(success(r)); };
-    try {
-        auto r = me::export_package(opt);
-        try {
-            write_report(success(r));
-        } catch (const std::exception& e) {
-            display->note(std::string("the report was written before the commit but not updated after it: ") + e.what());
-        }
-        if (mode.json) std::cout << me::to_canonical_text(r.metadata);
-        else if (!mode.quiet) std::cout << r.package.string() << "\n";
-        return 0;
-    } catch (const me::error& e) {
-        // The export's own error is what the user gets, whether or not the report can be written.
-        try {
-            write_report({{"result", "failed"}, {"failure", e.what()}, {"exit_code", static_cast<int>(e.code())}});
-        } catch (const std::exception& w) {
-            display->note(std::string("the report could not be written: ") + w.what());
-        }
-        throw;
-    }
+    auto r = me::export_for_build(opt, edge);
+    if (mode.json) std::cout << me::to_canonical_text(r.metadata);
+    else if (!mode.quiet) std::cout << r.package.string() << "\n";
+    return 0;
 }
 
 int run_validate(const fs::path& dir, const std::string& task, bool strict, const std::string& runtime_name,
@@ -304,7 +265,8 @@ int main(int argc, char** argv) {
     eo.python = default_python();
     eo.exporter_script = locate("MODELEXPORT_EXPORTER", "htp_exporter.py", MODELEXPORT_EXPORTER_SCRIPT);
     eo.tool_path = self_path();
-    std::string strategy_name = "auto", report_path;
+    me::build_edge edge;
+    std::string strategy_name = "auto";
     std::string timeout_text = "1800";
     auto* ex = app.add_subcommand("export", "export a model source into a package directory");
     ex->add_option("source", eo.source, "local model directory or Hub id org/name[@revision] (offline cache)")->required();
@@ -321,11 +283,11 @@ int main(int argc, char** argv) {
     ex->add_flag("--embed-hierarchy", eo.embed_hierarchy, "write each node's hierarchy tag into its metadata_props");
     ex->add_flag("--torch-module", eo.include_torch_modules, "make plain torch.nn modules hierarchy levels too");
     ex->add_option("--timeout", timeout_text, "seconds the whole export may take (exporter, copies, checks); default 1800");
-    ex->add_option("--depfile", eo.depfile, "write a Make-style depfile of every input read");
-    ex->add_option("--expect", eo.expect, "files the build declared; fail if the package differs")->delimiter(',');
-    ex->add_option("--keep", eo.keep, "a build file that lives in OUTDIR beside the package (kept across exports)");
+    ex->add_option("--depfile", edge.depfile, "write a Make-style depfile of every input read");
+    ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")->delimiter(',');
+    ex->add_option("--keep", edge.keep, "a build file that lives in OUTDIR beside the package (kept across exports)");
+    ex->add_option("--report", edge.report, "write a JSON report (timings, sizes, result) to this file, outside the package");
     ex->add_option("--hf-hub-cache", eo.hub_cache, "Hugging Face cache for Hub ids (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)");
-    ex->add_option("--report", report_path, "write a JSON report (timings, sizes, result) to this file, outside the package");
     ex->add_flag("--validate", eo.validate, "validate the package before it replaces OUTDIR (errors fail the export)");
     ex->add_flag("--json", mode.json, "print export_metadata.json instead of the package path");
     bool no_cache = false;
@@ -441,7 +403,7 @@ int main(int argc, char** argv) {
             eo.timeout = parse_timeout(timeout_text);
             eo.cache.enabled = eo.cache.enabled && !no_cache;
             install_stop_handlers();
-            return run_export(eo, mode, report_path);
+            return run_export(eo, edge, mode);
         }
         if (*ca) {
             if (cache_action == "key" && eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");

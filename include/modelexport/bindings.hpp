@@ -7,7 +7,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_copy.hpp"
+#include "modelexport/file_io.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/onnx_stream.hpp"
@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
+#include <charconv>
 #include <string>
 #include <vector>
 

@@ -4,10 +4,12 @@
 // empty first one from the axis names, so every layer needs its past/present
 // pair, in layer-major key, value order, shaped [batch_size, kv_heads, <length>,
 // head_dim] with the lengths named exactly as Optimum names them, and as many
-// layers, key/value heads and head dims as config.json says.
+// layers, key/value heads and head dims as config.json says. The names and axes
+// are the task table's `cache` (share/tasks.json, tasks.hpp kv_cache).
 #pragma once
 
 #include "modelexport/onnx_model.hpp"
+#include "modelexport/tasks.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -18,8 +20,11 @@
 
 namespace modelexport {
 
-inline constexpr std::string_view past_prefix = "past_key_values.";
-inline constexpr std::string_view present_prefix = "present.";
+/// Whether `name` is one of the cache's inputs ("past_key_values.0.key").
+inline bool is_cache_input(std::string_view name, const kv_cache& cache = decoder_cache()) {
+    return name.size() > cache.input_prefix.size() && name.compare(0, cache.input_prefix.size(), cache.input_prefix) == 0 &&
+           name[cache.input_prefix.size()] == '.';
+}
 
 /// Layers, key/value heads and head dim as config.json states them (GPT-2's and Llama's key names).
 struct cache_geometry {
@@ -36,11 +41,12 @@ inline std::int64_t config_int(const nlohmann::json& config, std::initializer_li
     return -1;
 }
 
-/// The cache tensors of one direction ("past_key_values." or "present."), in graph order.
+/// The cache tensors of one direction (prefix "past_key_values" or "present"), in graph order.
 inline std::vector<const tensor_info*> cache_tensors(const std::vector<tensor_info>& v, std::string_view prefix) {
     std::vector<const tensor_info*> out;
     for (const auto& t : v)
-        if (t.name.compare(0, prefix.size(), prefix) == 0) out.push_back(&t);
+        if (t.name.size() > prefix.size() && t.name.compare(0, prefix.size(), prefix) == 0 && t.name[prefix.size()] == '.')
+            out.push_back(&t);
     return out;
 }
 
@@ -49,10 +55,11 @@ inline std::string dim_text(const std::variant<std::int64_t, std::string>& d) {
     return "'" + std::get<std::string>(d) + "'";
 }
 
-/// "" when `t` is [batch_size, kv_heads, length_name, head_dim], else what is wrong.
-inline std::string cache_shape_problem(const tensor_info& t, const std::string& length_name, const cache_geometry& g) {
+/// "" when `t` is [<axis 0>, kv_heads, <axis 2>, head_dim] with the table's axis names, else what is wrong.
+inline std::string cache_shape_problem(const tensor_info& t, const std::vector<axis_name>& axes, const cache_geometry& g) {
     if (t.shape.size() != 4) return t.name + " has rank " + std::to_string(t.shape.size()) + ", not 4";
-    std::vector<std::variant<std::int64_t, std::string>> want{std::string("batch_size"), g.kv_heads, length_name, g.head_dim};
+    std::vector<std::variant<std::int64_t, std::string>> want{std::string(axis_at(axes, 0)), g.kv_heads, std::string(axis_at(axes, 2)),
+                                                              g.head_dim};
     const char* what[] = {"batch axis", "key/value heads", "length axis", "head dim"};
     for (std::size_t i = 0; i < 4; ++i) {
         bool unknown = std::holds_alternative<std::int64_t>(want[i]) && std::get<std::int64_t>(want[i]) < 0;
@@ -77,26 +84,27 @@ inline cache_geometry cache_geometry_of(const nlohmann::json& config) {
 }
 
 /// "" when the signature carries a complete cache matching `config`, else the first problem found.
-inline std::string cache_problem(const signature& sig, const nlohmann::json& config) {
-    auto past = detail::cache_tensors(sig.inputs, past_prefix), present = detail::cache_tensors(sig.outputs, present_prefix);
+inline std::string cache_problem(const signature& sig, const nlohmann::json& config, const kv_cache& cache = decoder_cache()) {
+    const std::string in(cache.input_prefix), out(cache.output_prefix);
+    auto past = detail::cache_tensors(sig.inputs, in), present = detail::cache_tensors(sig.outputs, out);
     cache_geometry g = cache_geometry_of(config);
-    if (past.empty()) return "no past_key_values.{i}.key/.value inputs: export with the cache (text-generation-with-past)";
+    if (past.empty()) return "no " + in + ".{i}.key/.value inputs: export with the cache (text-generation-with-past)";
     if (past.size() != present.size())
-        return std::to_string(past.size()) + " past_key_values inputs but " + std::to_string(present.size()) + " present outputs";
-    if (past.size() % 2 != 0) return "an odd number (" + std::to_string(past.size()) + ") of past_key_values inputs";
+        return std::to_string(past.size()) + " " + in + " inputs but " + std::to_string(present.size()) + " " + out + " outputs";
+    if (past.size() % 2 != 0) return "an odd number (" + std::to_string(past.size()) + ") of " + in + " inputs";
     auto layers = static_cast<std::int64_t>(past.size() / 2);
     if (g.layers > 0 && layers != g.layers)
         return "cache for " + std::to_string(layers) + " layers, config.json says " + std::to_string(g.layers);
     for (std::size_t i = 0; i < past.size(); ++i) {
-        std::string suffix = std::to_string(i / 2) + (i % 2 == 0 ? ".key" : ".value");
-        if (past[i]->name != std::string(past_prefix) + suffix)
-            return "input " + past[i]->name + " where past_key_values." + suffix + " belongs (layer-major key, value order)";
-        if (present[i]->name != std::string(present_prefix) + suffix)
-            return "output " + present[i]->name + " where present." + suffix + " belongs (layer-major key, value order)";
+        std::string suffix = "." + std::to_string(i / 2) + (i % 2 == 0 ? ".key" : ".value");
+        if (past[i]->name != in + suffix)
+            return "input " + past[i]->name + " where " + in + suffix + " belongs (layer-major key, value order)";
+        if (present[i]->name != out + suffix)
+            return "output " + present[i]->name + " where " + out + suffix + " belongs (layer-major key, value order)";
         if (past[i]->elem_type != present[i]->elem_type)
             return past[i]->name + " is " + past[i]->elem_type + " but " + present[i]->name + " is " + present[i]->elem_type;
-        if (auto p = detail::cache_shape_problem(*past[i], "past_sequence_length", g); !p.empty()) return p;
-        if (auto p = detail::cache_shape_problem(*present[i], "past_sequence_length + sequence_length", g); !p.empty()) return p;
+        if (auto p = detail::cache_shape_problem(*past[i], cache.input_axes, g); !p.empty()) return p;
+        if (auto p = detail::cache_shape_problem(*present[i], cache.output_axes, g); !p.empty()) return p;
     }
     return {};
 }

@@ -12,7 +12,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_copy.hpp"
+#include "modelexport/file_io.hpp"
 
 #include <cctype>
 #include <cstring>

@@ -61,6 +61,27 @@ MODELEXPORT_ERROR_TYPE(package_modified, package_modified);
 
 #undef MODELEXPORT_ERROR_TYPE
 
+/// Length of the well-formed UTF-8 sequence at `text[i]` (RFC 3629: no overlong forms, no
+/// surrogates, nothing above U+10FFFF), or 0 when the bytes there are not one.
+inline std::size_t utf8_sequence_length(const std::string& text, std::size_t i) {
+    auto byte = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
+    auto cont = [&](std::size_t k) { return (byte(k) & 0xc0u) == 0x80u; };
+    unsigned c = byte(0), c1 = byte(1);
+    if (i >= text.size()) return 0;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf && cont(1)) return 2;
+    if (c >= 0xe0 && c <= 0xef && cont(1) && cont(2)) return (c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0) ? 0 : 3;
+    if (c >= 0xf0 && c <= 0xf4 && cont(1) && cont(2) && cont(3)) return (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 >= 0x90) ? 0 : 4;
+    return 0;
+}
+
+/// True when all of `text` is well-formed UTF-8.
+inline bool valid_utf8(const std::string& text) {
+    for (std::size_t i = 0, n = 0; i < text.size(); i += n)
+        if ((n = utf8_sequence_length(text, i)) == 0) return false;
+    return true;
+}
+
 /// `text` made safe to print as (part of) one line: control characters
 /// (C0, DEL, C1) and bytes that are not well-formed UTF-8 become `\xNN`, so a
 /// Hub id, a file name or an exporter's output quoted in a message can neither
@@ -69,18 +90,11 @@ inline std::string printable(const std::string& text) {
     static const char* hex = "0123456789abcdef";
     std::string out;
     out.reserve(text.size());
-    auto byte = [&](std::size_t i) { return i < text.size() ? static_cast<unsigned char>(text[i]) : 0u; };
     for (std::size_t i = 0; i < text.size();) {
-        unsigned c = byte(i), c1 = byte(i + 1);
-        auto cont = [&](std::size_t k) { return (byte(i + k) & 0xc0u) == 0x80u; };
-        std::size_t n = 0;  // length of a well-formed, printable sequence at i (RFC 3629)
-        if (c >= 0x20 && c < 0x7f) n = 1;
-        else if (c >= 0xc2 && c <= 0xdf && cont(1)) n = (c == 0xc2 && c1 < 0xa0) ? 0 : 2;  // U+0080..U+009F: C1 controls
-        else if (c >= 0xe0 && c <= 0xef && cont(1) && cont(2))
-            n = (c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0) ? 0 : 3;  // overlong, surrogates
-        else if (c >= 0xf0 && c <= 0xf4 && cont(1) && cont(2) && cont(3))
-            n = (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 >= 0x90) ? 0 : 4;  // overlong, > U+10FFFF
-        if (n) {
+        auto c = static_cast<unsigned char>(text[i]);
+        std::size_t n = utf8_sequence_length(text, i);
+        bool control = c < 0x20 || c == 0x7f || (n == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0);  // C0, DEL, C1
+        if (n && !control) {
             out.append(text, i, n);
             i += n;
         } else {

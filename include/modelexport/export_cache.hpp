@@ -159,14 +159,22 @@ private:
     bool remote_failed_ = false;
 };
 
-/// The exporter script and the modules it imports from beside it (htp_weights.py, htp_decoder.py):
-/// all of them change the ONNX bytes, so they are depfile inputs and part of the cache key. A
-/// custom --exporter-script may come without the siblings.
+/// The exporter script, the modules it imports from beside it (htp_weights.py, htp_decoder.py,
+/// htp_tasks.py) and the task table it reads (share/tasks.json: beside it when installed, in
+/// ../share/ in the source tree; the first found, as htp_tasks.py looks): all of them change
+/// the ONNX bytes, so they are depfile inputs and part of the cache key. A custom
+/// --exporter-script may come without the siblings.
 inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
     std::vector<fs::path> out{script};
     std::error_code ec;
-    for (const char* sibling : {"htp_weights.py", "htp_decoder.py"})
-        if (fs::path f = script.parent_path() / sibling; fs::is_regular_file(f, ec)) out.push_back(f);
+    const fs::path dir = script.parent_path();
+    for (const char* sibling : {"htp_weights.py", "htp_decoder.py", "htp_tasks.py"})
+        if (fs::path f = dir / sibling; fs::is_regular_file(f, ec)) out.push_back(f);
+    for (const fs::path& table : {dir / "tasks.json", dir / ".." / "share" / "tasks.json"})
+        if (fs::is_regular_file(table, ec)) {
+            out.push_back(table.lexically_normal());
+            break;
+        }
     return out;
 }
 

@@ -43,7 +43,7 @@ struct traced_module {
     std::optional<int> order;  ///< first forward call, if it ran
 };
 
-/// The minimum of an ONNX node projection needs; built from a GraphProto by node_views() in hierarchy_embed.hpp.
+/// The minimum of an ONNX node projection needs; built from a GraphProto by node_views() in project.hpp.
 struct node_view {
     std::string name;
     std::string op_type;
@@ -184,6 +184,72 @@ inline std::vector<std::string> node_keys(const std::vector<node_view>& nodes) {
     return keys;
 }
 
+namespace detail {
+
+/// Tags a node that has a module scope: without a trace the scope components are the levels;
+/// with one, the deepest traced module (direct) or its nearest traced ancestor (parent).
+inline void tag_by_scope(projection& p, std::size_t i, const std::string& scope, bool traced, const std::string& root_tag) {
+    if (!traced) {
+        p.tags[i] = tag_from_scope(root_tag, scope);
+        p.module_tags.emplace(scope, p.tags[i]);
+        p.matches[i] = match_kind::direct;
+        return;
+    }
+    std::string path = scope;
+    while (!path.empty() && !p.module_tags.count(path)) path = parent_path(path);
+    p.tags[i] = p.module_tags.at(path);
+    p.matches[i] = path == scope ? match_kind::direct : path.empty() ? match_kind::root : match_kind::parent;
+}
+
+/// torch merges equal initializers and re-exposes each through an unnamed Identity whose
+/// output is the parameter's dotted path: that names its module. True when it tagged node i.
+inline bool tag_parameter_identity(projection& p, std::size_t i, const node_view& n) {
+    if (n.op_type != "Identity" || n.outputs.size() != 1 || n.outputs[0].find('.') == std::string::npos) return false;
+    auto it = p.module_tags.find(parent_path(n.outputs[0]));
+    if (it == p.module_tags.end()) return false;
+    p.tags[i] = it->second;
+    p.matches[i] = match_kind::direct;
+    return true;
+}
+
+/// Scopeless nodes take the tag of their first tagged consumer, else producer (neighbour);
+/// constants feeding constants resolve over rounds (bounded by the count); the rest get the root.
+inline void tag_by_neighbours(projection& p, const std::vector<node_view>& nodes, const std::vector<std::size_t>& scopeless,
+                              const std::string& root_tag) {
+    std::unordered_map<std::string, std::vector<std::size_t>> consumers;
+    std::unordered_map<std::string, std::size_t> producer;
+    for (std::size_t i = 0; i < nodes.size(); ++i) {
+        for (const auto& in : nodes[i].inputs) consumers[in].push_back(i);
+        for (const auto& out : nodes[i].outputs) producer.emplace(out, i);
+    }
+    for (std::size_t round = 0; round < scopeless.size(); ++round) {
+        bool changed = false;
+        for (std::size_t i : scopeless) {
+            if (!p.tags[i].empty()) continue;
+            std::string found;
+            for (const auto& out : nodes[i].outputs)
+                for (std::size_t c : consumers[out])
+                    if (found.empty() && !p.tags[c].empty()) found = p.tags[c];
+            for (const auto& in : nodes[i].inputs)
+                if (auto it = producer.find(in); found.empty() && it != producer.end() && !p.tags[it->second].empty())
+                    found = p.tags[it->second];
+            if (!found.empty()) {
+                p.tags[i] = found;
+                p.matches[i] = match_kind::neighbour;
+                changed = true;
+            }
+        }
+        if (!changed) break;
+    }
+    for (std::size_t i : scopeless)
+        if (p.tags[i].empty()) {
+            p.tags[i] = root_tag;
+            p.matches[i] = match_kind::root;
+        }
+}
+
+}  // namespace detail
+
 /// Projects the traced hierarchy onto the nodes. With `modules` empty there is
 /// no trace: scope components become the levels under `root_class`.
 inline projection project_hierarchy(const std::vector<node_view>& nodes, std::vector<traced_module> modules,
@@ -196,77 +262,18 @@ inline projection project_hierarchy(const std::vector<node_view>& nodes, std::ve
         modules.push_back({"", root_class.empty() ? "Model" : root_class, false, 0});
     p.module_tags = module_tags(modules, include_torch_modules);
     const std::string root_tag = p.module_tags.at("");
-
     p.node_keys = node_keys(nodes);
     p.tags.assign(nodes.size(), std::string());
     p.matches.assign(nodes.size(), match_kind::root);
-
     std::vector<std::size_t> scopeless;
     for (std::size_t i = 0; i < nodes.size(); ++i) {
         auto scope = scope_of(nodes[i].name);
-        if (!scope || (scope->empty() && detail::is_scopeless_op(nodes[i].op_type))) {
-            // torch merges equal initializers and re-exposes each through an unnamed
-            // Identity whose output is the parameter's dotted path: that names its module.
-            if (traced && nodes[i].op_type == "Identity" && nodes[i].outputs.size() == 1)
-                if (auto it = p.module_tags.find(detail::parent_path(nodes[i].outputs[0]));
-                    it != p.module_tags.end() && nodes[i].outputs[0].find('.') != std::string::npos) {
-                    p.tags[i] = it->second;
-                    p.matches[i] = match_kind::direct;
-                    continue;
-                }
+        if (scope && !(scope->empty() && detail::is_scopeless_op(nodes[i].op_type)))
+            detail::tag_by_scope(p, i, *scope, traced, root_tag);
+        else if (!(traced && detail::tag_parameter_identity(p, i, nodes[i])))
             scopeless.push_back(i);
-            continue;
-        }
-        if (!traced) {
-            p.tags[i] = detail::tag_from_scope(root_tag, *scope);
-            p.module_tags.emplace(*scope, p.tags[i]);
-            p.matches[i] = match_kind::direct;
-            continue;
-        }
-        std::string path = *scope;
-        if (auto it = p.module_tags.find(path); it != p.module_tags.end()) {
-            p.tags[i] = it->second;
-            p.matches[i] = match_kind::direct;
-            continue;
-        }
-        while (!path.empty() && !p.module_tags.count(path)) path = detail::parent_path(path);
-        p.tags[i] = p.module_tags.at(path);
-        p.matches[i] = path.empty() ? match_kind::root : match_kind::parent;
     }
-
-    if (!scopeless.empty()) {
-        std::unordered_map<std::string, std::vector<std::size_t>> consumers;
-        std::unordered_map<std::string, std::size_t> producer;
-        for (std::size_t i = 0; i < nodes.size(); ++i) {
-            for (const auto& in : nodes[i].inputs) consumers[in].push_back(i);
-            for (const auto& out : nodes[i].outputs) producer.emplace(out, i);
-        }
-        // Constants feeding constants: resolve until nothing changes (bounded by the count).
-        for (std::size_t round = 0; round < scopeless.size(); ++round) {
-            bool changed = false;
-            for (std::size_t i : scopeless) {
-                if (!p.tags[i].empty()) continue;
-                std::string found;
-                for (const auto& out : nodes[i].outputs)
-                    for (std::size_t c : consumers[out])
-                        if (found.empty() && !p.tags[c].empty()) found = p.tags[c];
-                for (const auto& in : nodes[i].inputs)
-                    if (auto it = producer.find(in); found.empty() && it != producer.end() && !p.tags[it->second].empty())
-                        found = p.tags[it->second];
-                if (!found.empty()) {
-                    p.tags[i] = found;
-                    p.matches[i] = match_kind::neighbour;
-                    changed = true;
-                }
-            }
-            if (!changed) break;
-        }
-        for (std::size_t i : scopeless)
-            if (p.tags[i].empty()) {
-                p.tags[i] = root_tag;
-                p.matches[i] = match_kind::root;
-            }
-    }
+    if (!scopeless.empty()) detail::tag_by_neighbours(p, nodes, scopeless, root_tag);
     for (const auto& t : p.tags) ++p.nodes_per_tag[t];
     return p;
 }

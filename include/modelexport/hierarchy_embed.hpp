@@ -9,8 +9,6 @@
 // untouched through parse and serialise.
 #pragma once
 
-#include "modelexport/hierarchy.hpp"
-
 #include <google/protobuf/unknown_field_set.h>
 #include <onnx/onnx_pb.h>
 
@@ -22,15 +20,6 @@ namespace modelexport {
 
 inline constexpr int node_metadata_props_field = 9;
 inline constexpr const char* hierarchy_tag_key = "hierarchy_tag";
-
-/// The parts of the graph's nodes projection needs.
-inline std::vector<node_view> node_views(const onnx::GraphProto& g) {
-    std::vector<node_view> nodes;
-    nodes.reserve(static_cast<std::size_t>(g.node_size()));
-    for (const auto& n : g.node())
-        nodes.push_back({n.name(), n.op_type(), {n.input().begin(), n.input().end()}, {n.output().begin(), n.output().end()}});
-    return nodes;
-}
 
 /// Adds a `hierarchy_tag` metadata entry to every node of the main graph,
 /// replacing one written by an earlier run.

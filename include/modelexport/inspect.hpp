@@ -3,6 +3,7 @@
 
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/hierarchy_embed.hpp"
+#include "modelexport/project.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/onnx_stream.hpp"

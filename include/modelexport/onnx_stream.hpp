@@ -18,7 +18,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_copy.hpp"
+#include "modelexport/file_io.hpp"
 #include "modelexport/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>

@@ -42,15 +42,6 @@ inline constexpr int model_metadata_props_field = 14;
 
 namespace detail {
 
-inline bool valid_utf8(const std::string& s) {
-    try {
-        (void)json(s).dump();  // nlohmann validates UTF-8 on output
-        return true;
-    } catch (const json::type_error&) {
-        return false;
-    }
-}
-
 inline std::string base64_encode(const std::string& in) {
     std::string out(4 * ((in.size() + 2) / 3), '\0');
     int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
@@ -162,11 +153,9 @@ inline void pack_package(const fs::path& dir, const fs::path& output) {
         std::string name(f.name);
         if (f.role == file_role::model || !fs::is_regular_file(dir / name)) continue;
         std::string bytes = read_text_file(dir / name, 1u << 30);
-        bool text = detail::valid_utf8(bytes);
+        bool text = valid_utf8(bytes);
         tail += detail::metadata_entry_bytes(pack_file_prefix + name, text ? bytes : detail::base64_encode(bytes));
-        sha256 h;
-        h.update(bytes.data(), bytes.size());
-        manifest["files"][name] = {{"size", bytes.size()}, {"sha256", h.hex()}, {"encoding", text ? "utf-8" : "base64"}};
+        manifest["files"][name] = {{"size", bytes.size()}, {"sha256", sha256_hex(bytes)}, {"encoding", text ? "utf-8" : "base64"}};
     }
     tail += detail::metadata_entry_bytes(pack_manifest_key, manifest.dump());
     detail::temp_file tmp(output);  // removed on any failure below: no OUT.tmp-PID stays

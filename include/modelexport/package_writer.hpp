@@ -20,7 +20,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_copy.hpp"
+#include "modelexport/file_io.hpp"
 #include "modelexport/file_roles.hpp"
 
 #include <fcntl.h>

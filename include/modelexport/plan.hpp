@@ -67,16 +67,10 @@ inline bool plan_has(const package_file& f, const model_source& src, strategy ho
 inline package_plan plan_package(const plan_options& opt) {
     package_plan p;
     p.source = resolve_source(opt.source, opt.hub_cache.empty() ? hub_cache_dir() : opt.hub_cache);
-    auto config_path = p.source.file("config.json");
-    if (!config_path)
-        throw config_missing(p.source.spec, "config.json required but the source has none",
-                             "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
-    json config = read_json_object(*config_path);
-    p.task = std::string(resolve_task(opt.task, config, config_path->string()).name);
-    export_options eo;  // the export's own choice of `auto`
-    eo.model_factory = opt.model_factory;
-    p.how = opt.how != strategy::automatic ? opt.how : detail::automatic_strategy(p.source, eo);
-    p.read.push_back(*config_path);
+    auto [config_path, config] = read_source_config(p.source);
+    p.task = std::string(resolve_task(opt.task, config, config_path.string()).name);
+    p.how = choose_strategy(opt.how, p.source, opt.model_factory);  // the export's own choice of `auto`
+    p.read.push_back(config_path);
     if (!p.source.ref.empty()) p.read.push_back(p.source.ref);
     p.read.push_back(p.source.dir);
 

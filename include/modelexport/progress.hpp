@@ -7,7 +7,7 @@
 // terminal, never with NO_COLOR set (https://no-color.org) or TERM=dumb.
 #pragma once
 
-#include "modelexport/export.hpp"
+#include "modelexport/step_event.hpp"
 
 #include <unistd.h>
 

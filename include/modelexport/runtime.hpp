@@ -60,7 +60,12 @@ public:
     std::string unavailable(runtime_kind k) const {
         if (k == runtime_kind::optimum) {
             if (find_program(cfg_.python).empty()) return cfg_.python + " not found";
-            run_result r = run_process(cfg_.python, {"-c", "import optimum.onnxruntime"}, {std::chrono::seconds(60), {}, {}, 3});
+            run_result r;
+            try {
+                r = run_process(cfg_.python, {"-c", "import optimum.onnxruntime"}, {std::chrono::seconds(60), {}, {}, 3});
+            } catch (const std::exception& e) {  // a configured interpreter path that cannot start
+                return cfg_.python + " cannot start: " + e.what();
+            }
             return r.ok() ? "" : "optimum is not installed for " + cfg_.python + " (" + r.stderr_tail() + ")";
         }
         if (find_program(cfg_.node).empty()) return "node not found on PATH";
@@ -112,12 +117,10 @@ public:
     const json& last_output() const { return last_output_; }
 
 private:
+    /// Tasks with a transformers.js pipeline (share/tasks.json).
     static bool tjs_supported(const std::string& task) {
-        // Every task tjs_pipeline.mjs has a pipeline for (TASKS there).
-        static const std::set<std::string> supported{
-            "text-classification", "token-classification", "question-answering", "fill-mask", "feature-extraction",
-            "image-classification", "object-detection", "audio-classification", "automatic-speech-recognition", "text-generation"};
-        return supported.count(task) != 0;
+        const task_info* t = find_task(task);
+        return t && !t->transformers_js_pipeline.empty();
     }
     static json last_json_line(const std::string& out) {
         std::size_t end = out.size();

@@ -1,4 +1,6 @@
-// modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (docs/design.md §5).
+// modelexport/tasks.hpp — Optimum's tasks and the graph signature each needs (docs/design.md §5.3).
+//
+// The table is share/tasks.json, the one source the exporter and the runtime scripts read too.
 #pragma once
 
 #include "modelexport/error.hpp"
@@ -6,7 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,72 +17,80 @@ namespace modelexport {
 
 enum class modality { text, vision, audio };
 
+/// One symbolic axis of a graph input or output: {0, "batch_size"}.
+struct axis_name {
+    int index;
+    std::string_view name;
+};
+
+/// The dynamic axes of one graph input or output.
+struct tensor_axes {
+    std::string_view tensor;
+    std::vector<axis_name> axes;
+};
+
+/// An architecture suffix that names the task only for some config.json model_types
+/// (Wav2Vec2ForSequenceClassification is an audio classifier; a bare BertModel an encoder).
+struct suffix_rule {
+    std::string_view suffix;
+    std::vector<std::string_view> model_types;
+};
+
+/// A decoder's KV cache: <input_prefix>.{i}.key/.value in, <output_prefix>.{i}.key/.value out.
+struct kv_cache {
+    std::string_view input_prefix, output_prefix;  ///< "past_key_values", "present"
+    std::vector<axis_name> input_axes, output_axes;   ///< the symbolic axes of each cache tensor
+};
+
+/// One entry of share/tasks.json (the field meanings are documented there and in docs/design.md §5.3).
 struct task_info {
-    std::string_view name;           ///< Optimum's task name
-    std::string_view optimum_class;  ///< the ORTModel class that loads it
+    std::string_view name;                          ///< Optimum's task name
+    std::vector<std::string_view> aliases;          ///< other names accepted for it ("image-segmentation")
+    std::string_view optimum_class;                 ///< the ORTModel class that loads it
     modality kind;
     std::vector<std::string_view> inputs;            ///< required graph inputs
     std::vector<std::string_view> optional_inputs;   ///< fed only when the graph has them
     std::vector<std::string_view> outputs;           ///< required graph outputs
     std::vector<std::string_view> optional_outputs;
+    std::vector<tensor_axes> dynamic_axes;           ///< per input/output, as the exporter names them
     std::vector<std::string_view> architecture_suffixes;  ///< transformers' class-name suffixes ("ForSequenceClassification")
-    bool with_past = false;  ///< decoder: past_key_values.{i}.key/.value in, present.{i}.key/.value out (SPEC §5)
+    std::vector<suffix_rule> model_type_suffixes;    ///< suffixes that name this task only for some model_types
+    std::string_view auto_class;                     ///< transformers' Auto class the exporter loads with
+    std::string_view transformers_js_pipeline;       ///< transformers.js pipeline name, empty when none
+    bool needs_tokenizer = false;                    ///< the pipeline reads the model's tokenizer or vocabulary
+    bool labels = false;                             ///< logits' last axis: one entry per id2label label ...
+    int labels_extra = 0;                            ///< ... plus these ("no object" for detection)
+    bool with_past = false;                          ///< decoder: the KV cache is a graph input and output
+    kv_cache cache;                                  ///< its names and axes (with_past only)
 };
 
-namespace detail {
-inline const std::vector<std::string_view> text_inputs{"input_ids", "attention_mask"};
-inline const std::vector<std::string_view> text_optional{"token_type_ids"};
-// Optimum exports Wav2Vec2-like models with input_values only, but its audio classes
-// feed an attention_mask a graph declares (models whose feature extractor returns one).
-inline const std::vector<std::string_view> audio_optional{"attention_mask"};
+}  // namespace modelexport
 
-/// Audio model types whose *ForSequenceClassification is transformers'
-/// AutoModelForAudioClassification, not a text classifier.
-inline bool audio_model_type(std::string_view model_type) {
-    static constexpr std::array<std::string_view, 6> types{"wav2vec2", "hubert", "wavlm", "data2vec-audio", "sew", "sew-d"};
-    return std::find(types.begin(), types.end(), model_type) != types.end();
-}
-}  // namespace detail
+// The table itself, generated from share/tasks.json at build time (docs/design.md §13).
+#include "modelexport/tasks_table.hpp"
 
-/// The table. Order matters for suffix matching: "LMHeadModel" comes before
-/// feature-extraction's bare "Model", which is matched last and only for the
-/// encoder families below (task_for_architecture).
-inline const std::vector<task_info>& tasks() {
-    using namespace detail;
-    static const std::vector<task_info> table{
-        {"text-classification", "ORTModelForSequenceClassification", modality::text, text_inputs, text_optional, {"logits"}, {}, {"ForSequenceClassification"}},
-        {"token-classification", "ORTModelForTokenClassification", modality::text, text_inputs, text_optional, {"logits"}, {}, {"ForTokenClassification"}},
-        {"question-answering", "ORTModelForQuestionAnswering", modality::text, text_inputs, text_optional, {"start_logits", "end_logits"}, {}, {"ForQuestionAnswering"}},
-        {"multiple-choice", "ORTModelForMultipleChoice", modality::text, text_inputs, text_optional, {"logits"}, {}, {"ForMultipleChoice"}},
-        {"fill-mask", "ORTModelForMaskedLM", modality::text, text_inputs, text_optional, {"logits"}, {}, {"ForMaskedLM"}},
-        {"image-classification", "ORTModelForImageClassification", modality::vision, {"pixel_values"}, {}, {"logits"}, {}, {"ForImageClassification"}},
-        {"semantic-segmentation", "ORTModelForSemanticSegmentation", modality::vision, {"pixel_values"}, {}, {"logits"}, {"pred_masks"}, {"ForSemanticSegmentation"}},
-        {"object-detection", "ORTModelForCustomTasks", modality::vision, {"pixel_values"}, {}, {"logits", "pred_boxes"}, {}, {"ForObjectDetection"}},
-        {"audio-classification", "ORTModelForAudioClassification", modality::audio, {"input_values"}, audio_optional, {"logits"}, {}, {"ForAudioClassification"}},
-        {"automatic-speech-recognition", "ORTModelForCTC", modality::audio, {"input_values"}, audio_optional, {"logits"}, {}, {"ForCTC"}},
-        // Decoder-only LMs with their cache in one model.onnx (Optimum's text-generation-with-past).
-        {"text-generation", "ORTModelForCausalLM", modality::text, text_inputs, {"position_ids"}, {"logits"}, {}, {"LMHeadModel", "ForCausalLM"}, true},
-        {"feature-extraction", "ORTModelForFeatureExtraction", modality::text, text_inputs, text_optional, {"last_hidden_state"}, {}, {"Model"}},
-    };
-    return table;
-}
+namespace modelexport {
 
-/// Looks a task up by name; "image-segmentation" (Optimum's inferred name) means semantic-segmentation.
+/// Looks a task up by name or alias ("image-segmentation", Optimum's inferred name, is semantic-segmentation).
 inline const task_info* find_task(std::string_view name) {
-    if (name == "image-segmentation") name = "semantic-segmentation";
     for (const auto& t : tasks())
-        if (t.name == name) return &t;
+        if (t.name == name || std::find(t.aliases.begin(), t.aliases.end(), name) != t.aliases.end()) return &t;
     return nullptr;
 }
 
-/// Model types whose bare `<X>Model` class is an encoder giving last_hidden_state,
-/// so that `architectures: ["BertModel"]` means feature-extraction. Any other bare
-/// `Model` (CLIPModel, GPT2Model, T5Model) has no single Optimum task: --task decides.
-inline bool is_encoder_model_type(std::string_view model_type) {
-    static constexpr std::array<std::string_view, 14> encoders{"bert", "roberta", "distilbert", "xlm-roberta", "albert", "electra",
-                                                                "mpnet", "deberta", "deberta-v2", "camembert", "vit", "deit",
-                                                                "convnext", "mobilebert"};
-    return std::find(encoders.begin(), encoders.end(), model_type) != encoders.end();
+/// The decoder task's cache names and axes (the table's with_past row).
+inline const kv_cache& decoder_cache() {
+    for (const auto& t : tasks())
+        if (t.with_past) return t.cache;
+    static const kv_cache none{};
+    return none;
+}
+
+/// The name of axis `index` in `axes`, or "" when that axis is not symbolic.
+inline std::string_view axis_at(const std::vector<axis_name>& axes, int index) {
+    for (const auto& a : axes)
+        if (a.index == index) return a.name;
+    return {};
 }
 
 namespace detail {
@@ -91,17 +100,33 @@ inline bool ends_with(std::string_view s, std::string_view suffix) {
 }  // namespace detail
 
 /// The task transformers' auto mappings give an architecture class name
-/// ("BertForSequenceClassification" -> text-classification, "GPT2LMHeadModel" ->
-/// text-generation); a bare "BertModel" is feature-extraction only for an encoder
-/// `model_type` (is_encoder_model_type). nullptr: the name does not tell.
+/// ("BertForSequenceClassification" -> text-classification, "GPT2LMHeadModel" -> text-generation,
+/// "Wav2Vec2ForSequenceClassification" with model_type wav2vec2 -> audio-classification). The most
+/// specific rule of the table wins: the longest suffix, then one restricted to `model_type`. A bare
+/// "<X>Model" names feature-extraction only for the encoder model types the table lists; nullptr:
+/// the name does not tell.
 inline const task_info* task_for_architecture(std::string_view arch, std::string_view model_type) {
-    for (const auto& t : tasks())
-        for (auto suffix : t.architecture_suffixes) {
-            if (!detail::ends_with(arch, suffix)) continue;
-            if (suffix == "Model" && !is_encoder_model_type(model_type)) return nullptr;
-            return &t;
-        }
-    return nullptr;
+    const task_info* best = nullptr;
+    std::size_t best_length = 0;
+    bool best_restricted = false;
+    auto consider = [&](const task_info& t, std::string_view suffix, bool restricted) {
+        if (!detail::ends_with(arch, suffix)) return;
+        if (suffix.size() > best_length || (suffix.size() == best_length && restricted && !best_restricted))
+            best = &t, best_length = suffix.size(), best_restricted = restricted;
+    };
+    for (const auto& t : tasks()) {
+        for (auto suffix : t.architecture_suffixes) consider(t, suffix, false);
+        for (const auto& rule : t.model_type_suffixes)
+            if (std::find(rule.model_types.begin(), rule.model_types.end(), model_type) != rule.model_types.end())
+                consider(t, rule.suffix, true);
+    }
+    return best;
+}
+
+/// config.json's model_type, or "".
+inline std::string model_type_of(const nlohmann::json& config) {
+    auto mt = config.find("model_type");
+    return mt != config.end() && mt->is_string() ? mt->get<std::string>() : "";
 }
 
 /// The model class config.json names first in `architectures` ("BertForSequenceClassification"), or "".
@@ -112,18 +137,13 @@ inline std::string model_class(const nlohmann::json& config) {
 }
 
 /// The task of the first entry of config.json's `architectures` that names one, or nullptr.
-/// The suffix alone is ambiguous for audio models: Wav2Vec2ForSequenceClassification is
-/// an audio classifier, so the model_type decides.
 inline const task_info* task_for_config(const nlohmann::json& config) {
     auto it = config.find("architectures");
     if (it == config.end() || !it->is_array()) return nullptr;
-    auto mt = config.find("model_type");
-    std::string model_type = mt != config.end() && mt->is_string() ? mt->get<std::string>() : "";
-    bool audio = detail::audio_model_type(model_type);
+    std::string model_type = model_type_of(config);
     for (const auto& a : *it)
         if (a.is_string())
-            if (const auto* t = task_for_architecture(a.get<std::string>(), model_type))
-                return audio && t->name == "text-classification" ? find_task("audio-classification") : t;
+            if (const auto* t = task_for_architecture(a.get<std::string>(), model_type)) return t;
     return nullptr;
 }
 
@@ -137,13 +157,11 @@ struct architecture_head {
 inline architecture_head head_architecture(const nlohmann::json& config) {
     auto it = config.find("architectures");
     if (it == config.end() || !it->is_array()) return {};
-    auto mt = config.find("model_type");
-    std::string model_type = mt != config.end() && mt->is_string() ? mt->get<std::string>() : "";
+    std::string model_type = model_type_of(config);
     for (const auto& a : *it) {
         if (!a.is_string()) continue;
         const auto* t = task_for_architecture(a.get<std::string>(), model_type);
         if (!t || t->name == "feature-extraction") continue;  // the bare "Model" suffix is a backbone
-        if (detail::audio_model_type(model_type) && t->name == "text-classification") t = find_task("audio-classification");
         return {a.get<std::string>(), t};
     }
     return {};

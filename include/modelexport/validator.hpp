@@ -111,7 +111,7 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
     for (const auto& in : sig.inputs) {
         bool known = std::find(task.inputs.begin(), task.inputs.end(), in.name) != task.inputs.end() ||
                      std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) != task.optional_inputs.end() ||
-                     (task.with_past && in.name.compare(0, past_prefix.size(), past_prefix) == 0);  // checked by check_cache
+                     (task.with_past && is_cache_input(in.name, task.cache));  // checked by check_cache
         if (!known) unexpected_in.push_back(in.name);
     }
     for (auto n : task.outputs)
@@ -211,22 +211,20 @@ inline void check_preprocessing(report_builder& b, const task_info& task, const 
     }
     if (task.kind == modality::audio) check_feature_extractor(b, dir);
     // CTC packages decode ids with the model's character vocabulary.
-    if (task.name == "automatic-speech-recognition" && !fs::is_regular_file(dir / "tokenizer.json") && !fs::is_regular_file(dir / "vocab.json"))
+    if (task.kind != modality::text && task.needs_tokenizer && !fs::is_regular_file(dir / "tokenizer.json") && !fs::is_regular_file(dir / "vocab.json"))
         b.fail("preprocessing.tokenizer", severity::warning, (dir / "tokenizer.json").string() + ": missing; CTC ids cannot be decoded to text without the vocabulary");
 }
 
 inline void check_labels(report_builder& b, const task_info& task, const signature& sig, const json& config, const fs::path& config_path) {
     const tensor_info* logits = sig.output("logits");
-    bool classifier = task.name == "text-classification" || task.name == "token-classification" || task.name == "image-classification" ||
-                      task.name == "audio-classification" || task.name == "object-detection";
-    if (!classifier || !logits || !config.contains("id2label") || !config["id2label"].is_object()) {
+    if (!task.labels || !logits || !config.contains("id2label") || !config["id2label"].is_object()) {
         b.skip("labels.width", severity::warning, "no id2label or no classifier output");
         return;
     }
     std::int64_t width = logits->fixed_dim(logits->shape.empty() ? 0 : logits->shape.size() - 1);
     auto labels = static_cast<std::int64_t>(config["id2label"].size());
-    // DETR/YOLOS add one "no object" class to the logits.
-    std::int64_t expected = task.name == "object-detection" ? labels + 1 : labels;
+    std::int64_t expected = labels + task.labels_extra;  // DETR/YOLOS add one "no object" class to the logits
+
     if (width < 0) b.skip("labels.width", severity::warning, "classifier width is symbolic");
     else if (width == expected) b.pass("labels.width", severity::warning);
     else
@@ -238,7 +236,7 @@ inline void check_labels(report_builder& b, const task_info& task, const signatu
 inline void check_cache(report_builder& b, const task_info& task, const signature& sig, const json& config, const fs::path& dir,
                         const std::string& model_name) {
     if (!task.with_past) return;
-    if (auto problem = cache_problem(sig, config); problem.empty()) b.pass("signature.cache", severity::error);
+    if (auto problem = cache_problem(sig, config, task.cache); problem.empty()) b.pass("signature.cache", severity::error);
     else b.fail("signature.cache", severity::error, model_name + ": " + problem);
     if (has_generation_settings(dir, config)) b.pass("generation.config", severity::warning);
     else

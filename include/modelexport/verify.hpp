@@ -9,7 +9,7 @@
 // replaced mid-read.
 #pragma once
 
-#include "modelexport/file_copy.hpp"
+#include "modelexport/file_io.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
 

@@ -68,7 +68,8 @@ class Install(unittest.TestCase):
         for rel in ("include/modelexport/export.hpp", "include/modelexport/package_files.def", "include/modelexport/version.hpp",
                     "share/modelexport/htp_exporter.py", "share/modelexport/htp_weights.py", "share/modelexport/htp_decoder.py", "share/modelexport/runtime/ort_check.mjs",
                     "share/modelexport/modules/meson/package/meson.build", "share/modelexport/modules/cmake/ModelExport.cmake",
-                    "share/modelexport/export_metadata.schema.json"):
+                    "share/modelexport/export_metadata.schema.json", "share/modelexport/tasks.json",
+                    "include/modelexport/tasks_table.hpp"):
             self.assertTrue(os.path.isfile(os.path.join(root, rel)), rel)
         for rel in ("include/modelexport/meson.build", "include/modelexport/version.hpp.in",
                     "share/modelexport/modules/cmake/modelexportConfig.cmake.in"):

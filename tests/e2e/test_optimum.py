@@ -168,7 +168,7 @@ import json, sys, torch, transformers
 sys.path.insert(0, sys.argv[3])
 import htp_exporter
 src, task = sys.argv[1], sys.argv[2]
-model = getattr(transformers, htp_exporter.TASKS[task][2]).from_pretrained(src, local_files_only=True).eval()
+model = getattr(transformers, htp_exporter.task_entry(task)["auto_class"]).from_pretrained(src, local_files_only=True).eval()
 ref = json.load(open(sys.argv[4]))
 dtypes = {"int64": torch.int64, "float32": torch.float32}
 inputs = {k: torch.tensor(v["data"], dtype=dtypes[v["dtype"]]).reshape(v["shape"]) for k, v in ref["inputs"].items()}

@@ -142,6 +142,59 @@ class Report(TempDirTest):
         self.assertIsNone(summary["cache_hit_rate"])  # the suite runs without the cache (MODELEXPORT_NO_CACHE)
 
 
+class SideOutputs(TempDirTest):
+    """--depfile and --report are written before the package is swapped in (docs/design.md §11):
+    a side output that cannot be written never leaves a new package behind an error exit, and a
+    report that cannot be written never changes which error a failing export reports."""
+
+    SOURCE = os.path.join(SOURCES, "text-classification-prebuilt")
+
+    def test_unwritable_depfile_fails_before_the_first_package_exists(self):
+        out = self.path("pkg")
+        p = run("export", self.SOURCE, out, "--depfile", self.path("no", "such", "dir", "pkg.d"))
+        self.assertFailsWith(p, "io_error", "pkg.d")
+        self.assertFalse(os.path.exists(out))
+
+    def test_unwritable_depfile_keeps_the_previous_package(self):
+        out = self.path("pkg")
+        run("export", self.SOURCE, out, check=0)
+        before = tree_hashes(out)
+        src = self.copy_source("text-classification-prebuilt", self.path("src"))
+        with open(os.path.join(src, "config.json")) as f:
+            config = json.load(f)
+        config["id2label"] = {"0": "no", "1": "yes"}  # a different package
+        with open(os.path.join(src, "config.json"), "w") as f:
+            json.dump(config, f)
+        os.mkdir(self.path("d-is-a-dir.d"))
+        p = run("export", src, out, "--depfile", self.path("d-is-a-dir.d"))
+        self.assertFailsWith(p, "io_error", "d-is-a-dir.d")
+        self.assertEqual(tree_hashes(out), before)
+
+    def test_depfile_in_the_package_directory_arrives_with_the_package(self):
+        out = self.path("pkg")
+        depfile = os.path.join(out, "pkg-package.d")
+        run("export", self.SOURCE, out, "--depfile", depfile, check=0)
+        with open(depfile) as f:
+            self.assertTrue(f.read().startswith(os.path.join(out, "model.onnx") + ":"))
+        run("export", self.SOURCE, out, "--depfile", depfile, check=0)  # carried across the swap
+        self.assertTrue(os.path.isfile(depfile))
+
+    def test_unwritable_report_fails_before_the_package_exists(self):
+        out = self.path("pkg")
+        p = run("export", self.SOURCE, out, "--report", self.path("no", "such", "dir", "r.json"))
+        self.assertFailsWith(p, "io_error", "r.json")
+        self.assertFalse(os.path.exists(out))
+
+    def test_unwritable_report_does_not_hide_the_exports_own_error(self):
+        p = run("export", self.path("missing"), self.path("pkg"), "--report", self.path("no", "such", "dir", "r.json"))
+        self.assertFailsWith(p, "model_not_found", "missing")
+        src = self.copy_source("text-classification-prebuilt", self.path("src"))
+        os.remove(os.path.join(src, "config.json"))
+        p = run("export", src, self.path("pkg"), "--report", self.path("no", "such", "dir", "r.json"))
+        self.assertFailsWith(p, "config_missing", "config.json")
+        self.assertFalse(os.path.exists(self.path("pkg")))
+
+
 class Pictures(TempDirTest):
     def test_dot_renders_with_graphviz(self):
         dot = run("inspect", os.path.join(EXAMPLES, "text-classification"), "--format", "dot", check=0).stdout

@@ -51,13 +51,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     // copy_model_config: a string model_type.
     auto mt = doc.find("model_type");
-    bool has_model_type = mt != doc.end() && mt->is_string() && !mt->get<std::string>().empty();
-    (void)has_model_type;
+    std::string model_type = mt != doc.end() && mt->is_string() ? mt->get<std::string>() : "";
     // resolve_task: the task from "architectures".
     if (doc.contains("architectures") && doc["architectures"].is_array())
         for (const auto& a : doc["architectures"])
             if (a.is_string())
-                if (const auto* t = me::task_for_architecture(a.get<std::string>())) require(me::find_task(std::string(t->name)) == t);
+                if (const auto* t = me::task_for_architecture(a.get<std::string>(), model_type)) require(me::find_task(std::string(t->name)) == t);
     // tokenizer_config.json: "*_file" keys must stay inside the source.
     try {
         me::detail::check_tokenizer_config_object(doc, "tokenizer_config.json");

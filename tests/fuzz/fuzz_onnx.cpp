@@ -11,6 +11,7 @@
 //     try/catch (it throws ValidationError for invalid models).
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/hierarchy_embed.hpp"
+#include "modelexport/project.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/validator.hpp"

@@ -1,19 +1,62 @@
-// Wire-level tests of the light reader (onnx_stream.hpp) and the checks on what it
-// reads (onnx_checks.hpp, tensor_walk.hpp): bytes built by hand where protobuf's
-// API cannot write them (truncated varints, oversized lengths, a singular field
-// twice), else with the protobuf API. Each hostile case is judged as protobuf,
-// and so ONNX Runtime, would read it.
+// The light reader (onnx_stream.hpp): the graph without the weights, on real model files;
+// and wire-level tests of it and the checks on what it reads (onnx_checks.hpp,
+// tensor_walk.hpp): bytes built by hand where protobuf's API cannot write them
+// (truncated varints, oversized lengths, a singular field twice), else with the
+// protobuf API. Each hostile case is judged as protobuf, and so ONNX Runtime, would read it.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include "test_support.hpp"
+#include "onnx_support.hpp"
 
 #include "modelexport/external_data.hpp"
 #include "modelexport/onnx_checks.hpp"
 #include "modelexport/onnx_stream.hpp"
 #include "modelexport/tensor_walk.hpp"
 
+#include <onnx/checker.h>
 #include <unistd.h>
 
 using namespace modelexport;
+
+TEST_CASE("large raw_data is skipped by offset, small stays inline, and the graph is intact") {
+    test::temp_dir t;
+    save_onnx(test::text_classifier(2048), t / "big.onnx");  // 8 KiB of weights: skipped
+    save_onnx(test::text_classifier(2), t / "small.onnx");   // 8 bytes: inline
+    light_model big = load_onnx_light(t / "big.onnx");
+    REQUIRE(big.payloads.size() == 1);
+    const skipped_payload& p = big.payloads.front();
+    CHECK(p.tensor == "classifier.weight");
+    CHECK(p.length == 2048 * 4);
+    CHECK(p.offset + p.length <= fs::file_size(t / "big.onnx"));
+    CHECK(payload_problem(p).empty());
+    CHECK(big.model.graph().node_size() == 3);
+    CHECK(big.model.graph().initializer(0).raw_data().empty());  // not read
+    CHECK(load_onnx_light(t / "small.onnx").payloads.empty());
+    CHECK(load_onnx_light(t / "small.onnx").model.graph().initializer(0).raw_data().size() == 8);
+}
+
+TEST_CASE("a payload that does not match its shape is a problem, not an exception") {
+    skipped_payload p;
+    p.tensor = "w";
+    p.length = 12;
+    p.data_type = onnx::TensorProto_DataType_FLOAT;
+    p.dims = {2, 2};
+    CHECK(payload_problem(p) == "tensor 'w' holds 12 bytes but its shape needs 16");
+    p.dims = {-1};
+    CHECK(payload_problem(p) == "tensor 'w' has a negative dimension");
+}
+
+TEST_CASE("a truncated model, one cut inside a skipped payload, or garbage is invalid input") {
+    test::temp_dir t;
+    save_onnx(test::text_classifier(2048), t / "m.onnx");
+    std::string bytes = test::read(t / "m.onnx");
+    for (std::size_t keep : {bytes.size() - 1, bytes.size() / 2, std::size_t{3}}) {
+        CAPTURE(keep);
+        test::write(t / "cut.onnx", bytes.substr(0, keep));
+        CHECK_THROWS_AS(load_onnx_light(t / "cut.onnx"), invalid_input);
+    }
+    test::write(t / "garbage.onnx", std::string(100, '\xff'));
+    CHECK_THROWS_AS(load_onnx_light(t / "garbage.onnx"), invalid_input);
+    CHECK_THROWS_AS(load_onnx_light(t / "missing.onnx"), error);
+}
 
 namespace {
 

@@ -107,27 +107,41 @@ TEST_CASE("a staging directory left by a killed run is removed by the next one")
 }
 
 TEST_CASE("two writers to one target are serialised by the lock") {
+    // Deterministic hand-over through two pipes, no sleeps: the child takes the lock and says
+    // so; the parent's writer tells the child (from its on_wait callback) that it is waiting;
+    // only then does the child commit and release the lock.
     test::temp_dir t;
+    int locked[2], waiting[2];
+    REQUIRE(::pipe(locked) == 0);
+    REQUIRE(::pipe(waiting) == 0);
     pid_t child = ::fork();
     if (child == 0) {
+        char c = 0;
         package_writer w(t / "pkg");
         test::write(w.staging() / "config.json", "child");
-        ::usleep(300 * 1000);  // hold the lock while the parent tries
+        if (::write(locked[1], "l", 1) != 1 || ::read(waiting[0], &c, 1) != 1) ::_exit(1);
         w.commit();
         ::_exit(0);
     }
-    ::usleep(100 * 1000);
+    char c = 0;
+    REQUIRE(::read(locked[0], &c, 1) == 1);
     bool waited = false;
     {
-        package_writer w(t / "pkg", {}, [&](const std::string&) { waited = true; });
+        package_writer w(t / "pkg", {}, [&](const std::string&) {
+            waited = true;
+            CHECK(::write(waiting[1], "w", 1) == 1);
+        });
         CHECK(test::read(t / "pkg" / "config.json") == "child");  // the child committed before we got the lock
         test::write(w.staging() / "config.json", "parent");
         w.commit();
     }
     int status = 0;
     ::waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
     CHECK(waited);
     CHECK(test::read(t / "pkg" / "config.json") == "parent");
+    for (int fd : {locked[0], locked[1], waiting[0], waiting[1]}) ::close(fd);
 }
 
 TEST_CASE("the lock file is removed when the export ends, and a lock path that is not a regular file is refused") {

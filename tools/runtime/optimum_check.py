@@ -110,6 +110,35 @@ def read_inputs(path):
             for name, spec in doc["inputs"].items()}
 
 
+def image_size(pkg):
+    """(height, width) by share/tasks.json's one image_size rule (docs/design.md §5.3); the
+    table is installed one level up (share/modelexport/), in the source tree at ../../share/."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for table_path in (os.path.join(here, os.pardir, "tasks.json"), os.path.join(here, os.pardir, os.pardir, "share", "tasks.json")):
+        if os.path.isfile(table_path):
+            break
+    with open(table_path, encoding="utf-8") as handle:
+        rule = json.load(handle)["image_size"]
+    docs = {}
+    for name in ("preprocessor_config.json", "config.json"):
+        path = os.path.join(pkg, name)
+        docs[name] = json.load(open(path, encoding="utf-8")) if os.path.isfile(path) else {}
+    for source in rule["sources"]:
+        doc = docs.get(source["file"], {})
+        if source.get("when") and not doc.get(source["when"]):
+            continue
+        value = doc.get(source["key"])
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, value
+        if isinstance(value, list) and len(value) == 2:
+            return int(value[0]), int(value[1])
+        if isinstance(value, dict) and "height" in value and "width" in value:
+            return int(value["height"]), int(value["width"])
+        if isinstance(value, dict) and "shortest_edge" in value:
+            return int(value["shortest_edge"]), int(value["shortest_edge"])
+    return rule["default"], rule["default"]
+
+
 def generated_inputs(pkg, model, text):
     import torch
     names = set(getattr(model, "input_names", {}) or {})
@@ -117,9 +146,7 @@ def generated_inputs(pkg, model, text):
         from transformers import AutoImageProcessor
         from PIL import Image
         processor = AutoImageProcessor.from_pretrained(pkg, local_files_only=True)
-        size = getattr(processor, "size", {}) or {}
-        height = size.get("height", size.get("shortest_edge", 224))
-        width = size.get("width", size.get("shortest_edge", 224))
+        height, width = image_size(pkg)
         pixels = bytes((x * 7 + y * 13) % 256 for y in range(height) for x in range(width) for _ in range(3))
         image = Image.frombytes("RGB", (width, height), pixels)
         return {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"]}

@@ -15,9 +15,8 @@
 //     position_ids                                 0..seq_len-1
 //     pixel_values                                 float32 [1, C, H, W], value[i] = float32(sin(double i))
 //                                                  C, H, W: the graph's fixed dims, else config num_channels
-//                                                  (default 3) and preprocessor_config crop_size (when
-//                                                  do_center_crop) / size {height,width} / {shortest_edge},
-//                                                  else config image_size
+//                                                  (default 3) and H, W by share/tasks.json's one
+//                                                  image_size rule (tasks.mjs imageSize)
 //     input_values                                 float32 [1, 12345],   value[i] = float32(sin(double i))
 //                                                  (not the export's dummy length: the axis must be symbolic)
 //     attention_mask beside input_values           int64 ones of the waveform's length
@@ -39,6 +38,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { UsageError, runCli, timedRuns } from './cli.mjs';
+import { DECODER_CACHE, imageSize } from './tasks.mjs';
 
 const PROG = 'ort_check';
 const DEFAULT_TEXT = 'the movie was great and i loved it';
@@ -128,30 +128,6 @@ async function tokenize(pkgDir, text) {
     return enc;
 }
 
-function imageSize(pre, config) {
-    // Final spatial size of the processed image: crop size when centre-cropping, else resize size.
-    const fromSize = (size) => {
-        if (size === undefined || size === null) return null;
-        if (typeof size === 'number') return [size, size];
-        if (size.height && size.width) return [size.height, size.width];
-        if (size.shortest_edge) return [size.shortest_edge, size.shortest_edge];
-        return null;
-    };
-    if (pre) {
-        if (pre.do_center_crop && pre.crop_size) {
-            const hw = fromSize(pre.crop_size);
-            if (hw) return hw;
-        }
-        const hw = fromSize(pre.size);
-        if (hw) return hw;
-    }
-    if (config) {
-        const hw = fromSize(config.image_size);
-        if (hw) return hw;
-    }
-    return null;
-}
-
 function sinFill(n) {
     const out = new Float32Array(n);
     for (let i = 0; i < n; ++i) out[i] = Math.sin(i);
@@ -214,8 +190,12 @@ async function generateInputs(ort, session, pkgDir, text) {
 
 const CACHE_TOLERANCE = 1e-4;
 
+// The cache's names come from the task table: past_key_values.{i}.key in, present.{i}.key out.
+const PAST = `${DECODER_CACHE.input_prefix}.`;
+const PRESENT = `${DECODER_CACHE.output_prefix}.`;
+
 function isPast(name) {
-    return name.startsWith('past_key_values.');
+    return name.startsWith(PAST);
 }
 
 // One decoder run: ids at positions start.., the attention mask over past + ids, and the past
@@ -231,7 +211,7 @@ async function decoderRun(ort, session, ids, start, present) {
         if (name === 'input_ids') feeds[name] = ints(name, ids);
         else if (name === 'attention_mask') feeds[name] = ints(name, new Array(start + ids.length).fill(1));
         else if (name === 'position_ids') feeds[name] = ints(name, ids.map((_, i) => start + i));
-        else if (isPast(name) && present) feeds[name] = present[name.replace('past_key_values.', 'present.')];
+        else if (isPast(name) && present) feeds[name] = present[PRESENT + name.slice(PAST.length)];
         else if (isPast(name)) {
             const shape = meta.get(name).shape;
             const [heads, dim] = [shape[1], shape[3]];

@@ -5,9 +5,9 @@
 // Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW]
 //                               [--max-new-tokens N]
 //
-// TASK is one of: text-classification, token-classification, question-answering, fill-mask,
-// feature-extraction, image-classification, object-detection, audio-classification,
-// automatic-speech-recognition (CTC), text-generation. For question-answering, --text is the question
+// TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
+// token-classification, question-answering, fill-mask, feature-extraction, image-classification,
+// object-detection, audio-classification, automatic-speech-recognition (CTC), text-generation). For question-answering, --text is the question
 // and --context the context. For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's
 // own mask token. text-generation is greedy (do_sample: false) for exactly --max-new-tokens tokens
 // (default 16) and returns the prompt's and the new token ids.
@@ -27,13 +27,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { UsageError, runCli, timedRuns } from './cli.mjs';
+import { TJS_TASKS as TASKS, taskEntry } from './tasks.mjs';
 
 const PROG = 'tjs_pipeline';
-const TEXT_TASKS = ['text-classification', 'token-classification', 'question-answering', 'fill-mask', 'feature-extraction',
-    'text-generation'];
-const VISION_TASKS = ['image-classification', 'object-detection'];
-const AUDIO_TASKS = ['audio-classification', 'automatic-speech-recognition'];
-const TASKS = [...TEXT_TASKS, ...VISION_TASKS, ...AUDIO_TASKS];
 const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N]\n  TASK: ${TASKS.join(', ')}`;
 const DEFAULT_SAMPLES = 12345;
 const DEFAULT_IMAGE = '64x48';
@@ -156,11 +152,10 @@ async function run(opts) {
     // Without tokenizer_config.json the pipeline silently gets no tokenizer and later fails with
     // "this.tokenizer is not a function"; say what is missing instead.
     const tokenizerConfig = path.join(pkgDir, 'tokenizer_config.json');
-    const needsTokenizer = TEXT_TASKS.includes(opts.task) || opts.task === 'automatic-speech-recognition';
-    if (needsTokenizer && !fs.existsSync(tokenizerConfig)) {
+    if (taskEntry(opts.task).needs_tokenizer && !fs.existsSync(tokenizerConfig)) {
         throw new Error(`file not found: ${tokenizerConfig} (transformers.js loads the tokenizer only when it exists)`);
     }
-    const pipe = await pipeline(opts.task, pkgDir, {
+    const pipe = await pipeline(taskEntry(opts.task).transformers_js_pipeline, pkgDir, {
         local_files_only: true,
         subfolder: '',
         model_file_name: 'model',

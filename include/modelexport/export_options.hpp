@@ -1,0 +1,53 @@
+// modelexport/export_options.hpp — what one export is asked to do (docs/design.md §3).
+//
+// Only the library's concerns: a build system's additions (--depfile, --expect,
+// --keep, --report) are build_edge.hpp's.
+#pragma once
+
+#include "modelexport/export_cache.hpp"
+#include "modelexport/step_event.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace modelexport {
+
+namespace fs = std::filesystem;
+
+enum class strategy { automatic, htp, prebuilt, command };
+
+inline std::string to_string(strategy s) {
+    switch (s) {
+        case strategy::htp: return "htp";
+        case strategy::prebuilt: return "prebuilt";
+        case strategy::command: return "command";
+        default: return "auto";
+    }
+}
+
+struct export_options {
+    std::string source;                ///< directory or Hub id
+    fs::path output;                   ///< package directory
+    std::string task;                  ///< empty: from config.json architectures
+    strategy how = strategy::automatic;
+    std::string model_factory;         ///< htp without transformers: "file.py:factory" (relative to the source)
+    std::string python = "python3";    ///< interpreter for the exporter
+    fs::path exporter_script;          ///< tools/htp_exporter.py
+    std::string command;               ///< command strategy: shell command with {source} and {output}
+    std::string onnx_file;             ///< prebuilt: file in the source (default model.onnx, then onnx/model.onnx)
+    int opset = 14;
+    bool embed_hierarchy = false;
+    bool include_torch_modules = false;
+    std::chrono::seconds timeout{1800};
+    fs::path hub_cache;                  ///< Hugging Face cache for Hub ids; empty: hub_cache_dir() (the environment)
+    fs::path tool_path;                  ///< the running tool, a dependency of every package
+    bool validate = false;               ///< validate the staged package before it replaces the target
+    cache_settings cache;                ///< the export cache (§10); off unless the caller enables it (the CLI does)
+    std::function<void(const std::string&)> log;                 ///< notes (waiting for a lock, ...)
+    std::function<void(const step_event&)> on_step;              ///< step start/end, for progress
+    std::function<void(const std::string&, bool)> exporter_line;  ///< exporter's output lines
+};
+
+}  // namespace modelexport

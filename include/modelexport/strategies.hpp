@@ -1,0 +1,256 @@
+// modelexport/strategies.hpp — the "produce ONNX" step: htp, prebuilt, command
+// (docs/design.md §3).
+//
+// Each strategy writes its model file(s) into the staging directory and returns
+// a produced_onnx: which files it staged, which inputs it read (for the depfile)
+// and what it learned on the way (the trace, torch's parameter count). That is
+// also the unit an export cache would store (§10): everything after this step is
+// deterministic in it.
+#pragma once
+
+#include "modelexport/error.hpp"
+#include "modelexport/export_options.hpp"
+#include "modelexport/external_data.hpp"
+#include "modelexport/file_copy.hpp"
+#include "modelexport/hierarchy.hpp"
+#include "modelexport/json_file.hpp"
+#include "modelexport/process.hpp"
+#include "modelexport/source.hpp"
+#include "modelexport/tasks.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace modelexport {
+
+/// What producing the ONNX model gave.
+struct produced_onnx {
+    std::vector<std::string> models;                  ///< ONNX files staged, by package name ("model.onnx"); the first is the primary
+    std::vector<std::string> data_files;              ///< their external data files ("model.onnx_data")
+    std::vector<fs::path> inputs;                     ///< source files read, for the depfile
+    std::map<std::string, std::string> known_hashes;  ///< sha256 of staged files a copy already computed
+    std::vector<traced_module> modules;               ///< the trace (htp only)
+    std::string torch_version;
+    std::string onnx_exporter;
+    long long parameters = 0;  ///< torch's count (htp only)
+    std::string shown;         ///< how errors name the model: where it came from, not the staging path
+};
+
+namespace detail {
+
+inline std::string shell_quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+inline std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+    for (std::size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
+    return s;
+}
+
+/// Runs a child for the export and turns its failure into export_failed.
+inline void run_exporter(const std::string& what, const std::string& program, const std::vector<std::string>& args,
+                         const export_options& opt) {
+    run_options ro;
+    ro.timeout = opt.timeout;
+    ro.on_line = opt.exporter_line;
+    ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONUNBUFFERED", "1"}};
+    run_result r = run_process(program, args, ro);
+    if (!r.ok()) {
+        std::string tail = r.stderr_tail();
+        throw export_failed(what, "exporter failed (" + r.describe(opt.timeout) + ")" + (tail.empty() ? "" : ": " + tail),
+                            r.timed_out ? "raise --timeout if the model is large" : "");
+    }
+}
+
+/// Files of the source directory the exporter may read (top level, regular files).
+inline std::vector<fs::path> source_files(const model_source& src) {
+    std::vector<fs::path> files;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(src.dir, ec)) {
+        if (!fs::is_regular_file(e.path(), ec)) continue;  // subfolders (onnx/) are read only when named
+        if (src.file(e.path().filename().string())) files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+/// A file an exporter or command produced (`from`, inside the staging directory)
+/// becomes the package file `to`: moved when it is a regular file with one link;
+/// copied into a new inode when it is a symlink or shares its inode with another
+/// file (the bytes are read through it, never written; the package holds no
+/// links); refused when it is, or links to, anything else (FIFO, socket, device,
+/// directory) — nothing is ever opened that could block. `who` names the exporter.
+inline void adopt_exporter_file(const fs::path& from, const fs::path& to, const std::string& who) {
+    const std::string name = from.filename().string();
+    struct stat st {};
+    if (::lstat(from.c_str(), &st) != 0) throw export_failed(who, "wrote no " + name);
+    if (S_ISREG(st.st_mode) && st.st_nlink == 1) {
+        if (from != to && ::rename(from.c_str(), to.c_str()) != 0)
+            throw io_error(to.string(), std::string("cannot move the exporter's ") + name + ": " + std::strerror(errno));
+        return;
+    }
+    struct stat target {};
+    if (S_ISLNK(st.st_mode) && ::stat(from.c_str(), &target) != 0) throw export_failed(who, "wrote " + name + " as a broken link");
+    if (!S_ISREG(st.st_mode) && !(S_ISLNK(st.st_mode) && S_ISREG(target.st_mode)))
+        throw export_failed(who, "wrote " + name + " as " + file_kind(S_ISLNK(st.st_mode) ? target.st_mode : st.st_mode) +
+                                     (S_ISLNK(st.st_mode) ? " (through a link)" : "") + ", not a regular file");
+    fs::path copy = to.string() + ".copy";
+    copy_file_hashed(from, copy);
+    ::unlink(from.c_str());
+    if (::rename(copy.c_str(), to.c_str()) != 0)
+        throw io_error(to.string(), std::string("cannot move the copied ") + name + ": " + std::strerror(errno));
+}
+
+/// Per-tensor external data becomes one model.onnx_data (external_data.hpp); what that read and wrote is recorded.
+inline bool gather_into(produced_onnx& out, const fs::path& model, const external_file_resolver& resolve) {
+    gathered_data g = gather_external_data(model, out.shown, resolve);
+    out.inputs.insert(out.inputs.end(), g.inputs.begin(), g.inputs.end());
+    for (const auto& [name, sha] : g.sha256) out.known_hashes[name] = sha;
+    if (g.rewritten) out.data_files = {external_data_name};
+    return g.rewritten;
+}
+
+/// The exporter's module table (--modules): trace, torch version and parameter count.
+inline void read_module_table(const fs::path& table, const std::string& exporter, produced_onnx& out) {
+    try {
+        json t = parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64});
+        out.modules = traced_modules_from_json(t);
+        out.torch_version = t.value("torch_version", "");
+        out.onnx_exporter = t.value("onnx_exporter", "");
+        out.parameters = t.value("parameters", 0LL);
+    } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
+        throw export_failed(exporter, std::string("the exporter wrote an unusable module table: ") + e.what());
+    }
+}
+
+}  // namespace detail
+
+/// `auto` is prebuilt when the source has an ONNX model and no --model factory was given, else htp (§3).
+inline strategy choose_strategy(strategy requested, const model_source& src, const std::string& model_factory) {
+    if (requested != strategy::automatic) return requested;
+    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
+    return has_onnx && model_factory.empty() ? strategy::prebuilt : strategy::htp;
+}
+
+/// htp: the torch exporter writes model.onnx and the module table into the staging directory.
+inline produced_onnx produce_htp(const model_source& src, const task_info& task, const fs::path& stage, const export_options& opt) {
+    produced_onnx out;
+    const std::string exporter = opt.exporter_script.string();
+    out.shown = "model.onnx written by " + exporter;
+    const fs::path model = stage / "model.onnx", table = stage / ".modules.json";
+    if (opt.exporter_script.empty() || !fs::is_regular_file(opt.exporter_script))
+        throw export_failed(exporter, "exporter script not found", "pass --exporter-script or reinstall modelexport");
+    std::vector<std::string> args{exporter, "--source", src.dir.string(), "--task", std::string(task.name),
+                                  "--onnx", model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset)};
+    // Hub snapshots link into ../../blobs: the exporter must accept links inside the repository folder.
+    // Only then, so that custom --exporter-script programs keep their argument list for local sources.
+    if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
+    if (!opt.model_factory.empty()) {
+        args.insert(args.end(), {"--model", opt.model_factory});
+        std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
+        out.inputs.push_back(fs::path(file).is_absolute() ? fs::path(file) : src.dir / file);
+    }
+    detail::run_exporter(exporter, opt.python, args, opt);
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(model, ec)) || fs::is_directory(fs::symlink_status(model, ec)))
+        throw export_failed(exporter, "the exporter exited successfully but wrote no ONNX model");
+    detail::adopt_exporter_file(model, model, exporter);
+    if (fs::file_size(model) == 0) throw export_failed(exporter, "the exporter exited successfully but wrote no ONNX model");
+    detail::gather_into(out, model, files_inside(stage, out.shown));  // torch writes a file per tensor above 2 GiB
+    if (!fs::is_regular_file(table)) throw export_failed(exporter, "the exporter wrote model.onnx but no module table (--modules)");
+    detail::read_module_table(table, exporter, out);
+    fs::remove(table);
+    out.models = {"model.onnx"};
+    for (const auto& f : detail::source_files(src)) out.inputs.push_back(f);
+    for (const auto& f : htp_exporter_files(opt.exporter_script)) out.inputs.push_back(f);
+    return out;
+}
+
+/// command: the user's command writes into {output}; its model (and model.onnx_data) move into the package.
+inline produced_onnx produce_command(const model_source& src, const fs::path& stage, const export_options& opt) {
+    produced_onnx out;
+    out.shown = "model.onnx written by --command";
+    if (opt.command.empty()) throw usage_error("--command", "the command strategy needs --command");
+    fs::path out_dir = stage / ".command-output";
+    fs::create_directory(out_dir);
+    std::string cmd = detail::replace_all(opt.command, "{source}", detail::shell_quote(src.dir.string()));
+    cmd = detail::replace_all(cmd, "{output}", detail::shell_quote(out_dir.string()));
+    if (opt.log) opt.log("running: " + cmd);  // the exact command, after substitution
+    detail::run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
+    fs::path produced = out_dir / (opt.onnx_file.empty() ? "model.onnx" : opt.onnx_file);
+    // Only a file inside {output} is taken: a directory on the way that is a link could
+    // otherwise make the package move a file from anywhere.
+    std::error_code ec;
+    fs::path real_parent = fs::canonical(produced.parent_path(), ec);
+    if (!ec && !model_source::is_within(real_parent, fs::canonical(out_dir)))
+        throw export_failed("--command", "the command's " + produced.filename().string() + " is not inside {output} (" +
+                                             produced.parent_path().string() + " links to " + real_parent.string() + ")");
+    auto st = fs::symlink_status(produced, ec);
+    if (ec || !fs::exists(st) || fs::is_directory(st))
+        throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
+    detail::adopt_exporter_file(produced, stage / "model.onnx", "--command");
+    out.models = {"model.onnx"};
+    bool gathered = detail::gather_into(out, stage / "model.onnx", files_inside(out_dir, out.shown));
+    if (!gathered && fs::exists(fs::symlink_status(out_dir / "model.onnx_data", ec))) {
+        detail::adopt_exporter_file(out_dir / "model.onnx_data", stage / "model.onnx_data", "--command");
+        out.data_files = {"model.onnx_data"};
+    }
+    fs::remove_all(out_dir);
+    out.inputs = detail::source_files(src);
+    return out;
+}
+
+/// prebuilt: model.onnx (else onnx/model.onnx, or --onnx-file) and its model.onnx_data, copied from the source.
+inline produced_onnx produce_prebuilt(const model_source& src, const fs::path& stage, const export_options& opt) {
+    produced_onnx out;
+    std::vector<std::string> candidates = opt.onnx_file.empty() ? std::vector<std::string>{"model.onnx", "onnx/model.onnx"}
+                                                                : std::vector<std::string>{opt.onnx_file};
+    std::optional<fs::path> found;
+    std::string found_name;
+    for (const auto& c : candidates)
+        if (!found && (found = src.file(c))) found_name = c;
+    if (!found) throw invalid_input(src.dir.string(), "has no " + candidates.front() + " for the prebuilt strategy");
+    out.shown = (src.dir / found_name).string();
+    out.known_hashes["model.onnx"] = copy_file_hashed(*found, stage / "model.onnx").sha256;
+    out.models = {"model.onnx"};
+    out.inputs.push_back(*found);
+    // Beside the model in the source (not beside a cache blob), under the same containment rule.
+    const fs::path beside = fs::path(found_name).parent_path();
+    auto find = [&](const std::string& location) { return src.file((beside / location).string()); };
+    if (detail::gather_into(out, stage / "model.onnx", files_of_source(find, out.shown))) return out;
+    if (auto data = find("model.onnx_data")) {
+        out.known_hashes["model.onnx_data"] = copy_file_hashed(*data, stage / "model.onnx_data").sha256;
+        out.data_files = {"model.onnx_data"};
+        out.inputs.push_back(*data);
+    }
+    return out;
+}
+
+/// The "produce ONNX" step: runs strategy `how` (never automatic) into `stage`.
+inline produced_onnx produce_onnx(strategy how, const model_source& src, const task_info& task, const fs::path& stage,
+                                  const export_options& opt) {
+    switch (how) {
+        case strategy::htp: return produce_htp(src, task, stage, opt);
+        case strategy::command: return produce_command(src, stage, opt);
+        case strategy::prebuilt: return produce_prebuilt(src, stage, opt);
+        default: throw usage_error("--strategy", "no strategy chosen (call choose_strategy first)");
+    }
+}
+
+/// What the export step says it is doing, for progress.
+inline std::string describe(strategy how, const export_options& opt) {
+    return how == strategy::htp       ? "running the torch exporter (" + opt.python + ")"
+           : how == strategy::command ? "running the export command"
+                                      : "copying the prebuilt ONNX model";
+}
+
+}  // namespace modelexport

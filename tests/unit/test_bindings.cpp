@@ -1,0 +1,58 @@
+// C++ bindings of a package (bindings.hpp): a real package exported with the prebuilt strategy.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "onnx_support.hpp"
+
+#include "modelexport/bindings.hpp"
+#include "modelexport/export.hpp"
+
+using namespace modelexport;
+
+namespace {
+fs::path exported_package(const test::temp_dir& t) {
+    export_options opt;
+    opt.source = test::prebuilt_source(t / "src").string();
+    opt.output = t / "tiny-bert.pkg";
+    return export_package(opt).package;
+}
+}  // namespace
+
+TEST_CASE("the header states the package's task, signature, labels and files") {
+    test::temp_dir t;
+    fs::path pkg = exported_package(t);
+    std::string h = bindings_header(pkg, "tiny");
+    CHECK(h.find("namespace tiny {") != std::string::npos);
+    CHECK(h.find("task = \"text-classification\"") != std::string::npos);
+    CHECK(h.find("optimum_class = \"ORTModelForSequenceClassification\"") != std::string::npos);
+    CHECK(h.find("{\"input_ids\", \"int64\", input_0_shape, 2}") != std::string::npos);
+    CHECK(h.find("output_0_shape[] = {{-1, \"batch_size\"}, {2, \"\"}}") != std::string::npos);
+    CHECK(h.find("id2label[] = {\n    \"NEG\",\n    \"POS\"}") != std::string::npos);
+    CHECK(h.find("{\"model.onnx\", " + std::to_string(fs::file_size(pkg / "model.onnx")) + "ull, \"" + hash_file(pkg / "model.onnx") + "\"}") !=
+          std::string::npos);
+    CHECK_THROWS_AS(bindings_header(pkg, "class"), usage_error);  // a keyword is no namespace
+}
+
+TEST_CASE("namespaces derived from directory names are always valid identifiers") {
+    CHECK(namespace_for("/x/tiny-bert.pkg") == "tiny_bert_pkg");
+    CHECK(namespace_for("/x/__a--b__") == "a_b");
+    CHECK(namespace_for("/x/2024-model") == "model_2024_model");
+    CHECK(namespace_for("/x/class") == "model_class");
+    CHECK(namespace_for("/x/---") == "model");
+    std::string long_name = namespace_for("/x/" + std::string(100, 'a'));
+    CHECK(long_name.size() == 64);
+    CHECK(long_name.substr(0, 48) == std::string(47, 'a') + "_");
+}
+
+TEST_CASE("string literals keep exact bytes; NUL needs a sized string_view") {
+    CHECK(cpp_string_literal("a\"b\\c") == "\"a\\\"b\\\\c\"");
+    CHECK(cpp_string_literal("\xc3\xa9" "1") == "\"\\303\\2511\"");  // octal, never a greedy \x
+    CHECK(cpp_string_literal("??=") == "\"\\?\\?=\"");
+    CHECK(cpp_string_view(std::string("a\0b", 3)) == "std::string_view{\"a\\000b\", 3}");
+}
+
+TEST_CASE("id2label must map 0..n-1 to strings") {
+    CHECK(labels_in_order({{"id2label", {{"1", "b"}, {"0", "a"}}}}, "c") == std::vector<std::string>{"a", "b"});
+    CHECK(labels_in_order(nlohmann::json::object(), "c").empty());
+    CHECK_THROWS_AS(labels_in_order({{"id2label", {{"01", "a"}}}}, "c"), invalid_input);
+    CHECK_THROWS_AS(labels_in_order({{"id2label", {{"0", "a"}, {"2", "b"}}}}, "c"), invalid_input);
+    CHECK_THROWS_AS(labels_in_order({{"id2label", {{"0", 5}}}}, "c"), invalid_input);
+}

@@ -1,0 +1,98 @@
+// The KV cache of a decoder package against config.json (decoder_checks.hpp), on real ONNX files.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "onnx_support.hpp"
+
+#include "modelexport/decoder_checks.hpp"
+#include "modelexport/onnx_stream.hpp"
+
+#include <vector>
+
+using namespace modelexport;
+
+namespace {
+
+void add_value(onnx::ValueInfoProto* v, const std::string& name, int elem_type, const std::vector<std::string>& dims) {
+    v->set_name(name);
+    auto* tt = v->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(elem_type);
+    for (const auto& d : dims) {
+        auto* dim = tt->mutable_shape()->add_dim();
+        if (!d.empty() && std::isdigit(static_cast<unsigned char>(d[0]))) dim->set_dim_value(std::stoll(d));
+        else dim->set_dim_param(d);
+    }
+}
+
+/// A decoder graph signature as optimum-cli writes it: `layers` past/present pairs of [batch, kv, len, dim].
+/// `kv` heads and `dim` head dim; `present_len` names the present length axis.
+onnx::ModelProto decoder_model(int layers, int kv, int dim, const std::string& present_len = "past_sequence_length + sequence_length") {
+    onnx::ModelProto m = test::empty_model();
+    auto* g = m.mutable_graph();
+    const int f = onnx::TensorProto_DataType_FLOAT, i64 = onnx::TensorProto_DataType_INT64;
+    add_value(g->add_input(), "input_ids", i64, {"batch_size", "sequence_length"});
+    add_value(g->add_input(), "attention_mask", i64, {"batch_size", "past_sequence_length + sequence_length"});
+    add_value(g->add_output(), "logits", f, {"batch_size", "sequence_length", "16"});
+    for (int l = 0; l < layers; ++l)
+        for (const char* kind : {"key", "value"}) {
+            std::string s = "." + std::to_string(l) + "." + kind;
+            add_value(g->add_input(), "past_key_values" + s, f, {"batch_size", std::to_string(kv), "past_sequence_length", std::to_string(dim)});
+            add_value(g->add_output(), "present" + s, f, {"batch_size", std::to_string(kv), present_len, std::to_string(dim)});
+        }
+    return m;
+}
+
+/// The signature of `m` as the validator reads it: saved to a real file and read back.
+signature saved_signature(const onnx::ModelProto& m) {
+    test::temp_dir t;
+    save_onnx(m, t / "model.onnx");
+    return graph_signature(load_onnx_light(t / "model.onnx").model.graph());
+}
+
+const nlohmann::json gpt2{{"model_type", "gpt2"}, {"n_layer", 2}, {"n_head", 4}, {"n_embd", 32}};
+
+}  // namespace
+
+TEST_CASE("cache geometry from GPT-2's and Llama's config keys") {
+    cache_geometry g = cache_geometry_of(gpt2);
+    CHECK(g.layers == 2);
+    CHECK(g.kv_heads == 4);
+    CHECK(g.head_dim == 8);
+    cache_geometry l = cache_geometry_of({{"num_hidden_layers", 3}, {"num_attention_heads", 8}, {"num_key_value_heads", 2}, {"hidden_size", 64}});
+    CHECK(l.kv_heads == 2);  // grouped-query attention
+    CHECK(l.head_dim == 8);
+    CHECK(cache_geometry_of(nlohmann::json::object()).layers == -1);
+}
+
+TEST_CASE("a complete cache matching config.json passes") {
+    CHECK(cache_problem(saved_signature(decoder_model(2, 4, 8)), gpt2) == "");
+}
+
+TEST_CASE("each way a cache can be wrong is named") {
+    CHECK(cache_problem(saved_signature(test::text_classifier()), gpt2).find("no past_key_values") == 0);
+    CHECK(cache_problem(saved_signature(decoder_model(3, 4, 8)), gpt2) == "cache for 3 layers, config.json says 2");
+    CHECK(cache_problem(saved_signature(decoder_model(2, 2, 8)), gpt2).find("key/value heads is 2, expected 4") != std::string::npos);
+    CHECK(cache_problem(saved_signature(decoder_model(2, 4, 16)), gpt2).find("head dim is 16, expected 8") != std::string::npos);
+    CHECK(cache_problem(saved_signature(decoder_model(2, 4, 8, "total_length")), gpt2).find("length axis is 'total_length'") !=
+          std::string::npos);
+    onnx::ModelProto swapped = decoder_model(2, 4, 8);
+    swapped.mutable_graph()->mutable_input(2)->set_name("past_key_values.0.value");  // value before key
+    swapped.mutable_graph()->mutable_input(3)->set_name("past_key_values.0.key");
+    CHECK(cache_problem(saved_signature(swapped), gpt2).find("layer-major key, value order") != std::string::npos);
+    onnx::ModelProto missing_present = decoder_model(2, 4, 8);
+    missing_present.mutable_graph()->mutable_output()->RemoveLast();
+    CHECK(cache_problem(saved_signature(missing_present), gpt2) == "4 past_key_values inputs but 3 present outputs");
+}
+
+TEST_CASE("cache inputs are recognised by the table's prefix and a dot") {
+    CHECK(is_cache_input("past_key_values.0.key"));
+    CHECK_FALSE(is_cache_input("past_key_values"));
+    CHECK_FALSE(is_cache_input("past_key_values_extra.0.key"));
+    CHECK_FALSE(is_cache_input("input_ids"));
+}
+
+TEST_CASE("generation settings: generation_config.json, else eos/bos ids in config.json") {
+    test::temp_dir t;
+    CHECK_FALSE(has_generation_settings(t.path(), gpt2));
+    CHECK(has_generation_settings(t.path(), {{"eos_token_id", 2}}));
+    test::write(t / "generation_config.json", "{}");
+    CHECK(has_generation_settings(t.path(), gpt2));
+}

@@ -1,0 +1,27 @@
+// Single-file models (pack.hpp): pack, unpack, byte for byte.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "onnx_support.hpp"
+
+#include "modelexport/pack.hpp"
+
+using namespace modelexport;
+
+TEST_CASE("pack then unpack restores every file byte for byte, text and binary") {
+    test::temp_dir t;
+    fs::path pkg = test::prebuilt_source(t / "pkg");
+    test::write(pkg / "spiece.model", std::string("\x00\xff\xfe binary \x80", 13));  // not UTF-8: base64
+    pack_package(pkg, t / "packed.onnx");
+    unpack_model(t / "packed.onnx", t / "out");
+    for (const char* name : {"model.onnx", "config.json", "tokenizer.json", "vocab.txt", "spiece.model"}) {
+        CAPTURE(name);
+        CHECK(hash_file(t / "out" / name) == hash_file(pkg / name));
+    }
+}
+
+TEST_CASE("a model that is not packed, or a package with external data, is refused") {
+    test::temp_dir t;
+    fs::path pkg = test::prebuilt_source(t / "pkg");
+    CHECK_THROWS_AS(unpack_model(pkg / "model.onnx", t / "out"), invalid_input);
+    test::write(pkg / "model.onnx_data", "x");
+    CHECK_THROWS_AS(pack_package(pkg, t / "packed.onnx"), invalid_input);
+}

@@ -1,0 +1,59 @@
+// `modelexport plan`: the files an export will write, decided without exporting (plan.hpp).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "onnx_support.hpp"
+
+#include "modelexport/plan.hpp"
+
+#include <algorithm>
+
+using namespace modelexport;
+
+namespace {
+bool has(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+}  // namespace
+
+TEST_CASE("a source with model.onnx plans prebuilt: the model, config, tokenizer files present, metadata last") {
+    test::temp_dir t;
+    fs::path src = test::prebuilt_source(t / "src");
+    package_plan p = plan_package({src.string()});
+    CHECK(p.how == strategy::prebuilt);
+    CHECK(p.task == "text-classification");
+    REQUIRE(p.files.size() >= 3);
+    CHECK(p.files.front() == "model.onnx");
+    CHECK(p.files.back() == "export_metadata.json");
+    CHECK(has(p.files, "tokenizer.json"));
+    CHECK(has(p.files, "vocab.txt"));
+    CHECK_FALSE(has(p.files, "preprocessor_config.json"));  // the source has none
+    CHECK_FALSE(has(p.files, "model.onnx_data"));
+    CHECK(std::find(p.read.begin(), p.read.end(), src / "config.json") != p.read.end());
+    nlohmann::json j = to_json(p);
+    CHECK(j["strategy"] == "prebuilt");
+    CHECK(j["source"]["kind"] == "local");
+}
+
+TEST_CASE("prebuilt from onnx/ takes the external data beside that model; htp never plans it") {
+    test::temp_dir t;
+    fs::path src = t / "src";
+    test::make_text_source(src);
+    fs::create_directories(src / "onnx");
+    save_onnx(test::text_classifier(), src / "onnx" / "model.onnx");
+    test::write(src / "onnx" / "model.onnx_data", "weights");
+    CHECK(has(plan_package({src.string()}).files, "model.onnx_data"));
+    plan_options htp{src.string()};
+    htp.model_factory = "modeling.py:build";  // a factory makes `auto` choose htp
+    package_plan p = plan_package(htp);
+    CHECK(p.how == strategy::htp);
+    CHECK_FALSE(has(p.files, "model.onnx_data"));
+}
+
+TEST_CASE("plan refuses what the export refuses: no config.json, a contradicting --task") {
+    test::temp_dir t;
+    fs::path src = test::prebuilt_source(t / "src");
+    plan_options wrong{src.string()};
+    wrong.task = "question-answering";
+    CHECK_THROWS_AS(plan_package(wrong), usage_error);
+    fs::remove(src / "config.json");
+    CHECK_THROWS_AS(plan_package({src.string()}), config_missing);
+    CHECK(parse_strategy("command") == strategy::command);
+    CHECK(parse_strategy("auto") == strategy::automatic);
+}

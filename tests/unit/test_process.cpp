@@ -1,0 +1,45 @@
+// process.hpp: child processes with streamed lines, exit status, signals and a timeout.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "test_support.hpp"
+
+#include "modelexport/process.hpp"
+
+using namespace modelexport;
+
+TEST_CASE("stdout, stderr lines and the exit status come back") {
+    std::vector<std::pair<std::string, bool>> lines;
+    run_options o;
+    o.on_line = [&](const std::string& l, bool err) { lines.emplace_back(l, err); };
+    run_result r = run_process("/bin/sh", {"-c", "echo out; echo err >&2; exit 3"}, o);
+    CHECK_FALSE(r.ok());
+    CHECK(r.exit_status == 3);
+    CHECK(r.describe() == "exit status 3");
+    CHECK(r.out == "out\n");
+    CHECK(r.stderr_tail() == "err");
+    CHECK(std::count(lines.begin(), lines.end(), std::make_pair(std::string("out"), false)) == 1);
+    CHECK(std::count(lines.begin(), lines.end(), std::make_pair(std::string("err"), true)) == 1);
+}
+
+TEST_CASE("environment additions reach the child; a signal is reported") {
+    run_options o;
+    o.env = {{"MODELEXPORT_TEST_VALUE", "42"}};
+    CHECK(run_process("/bin/sh", {"-c", "echo $MODELEXPORT_TEST_VALUE"}, o).out == "42\n");
+    run_result killed = run_process("/bin/sh", {"-c", "kill -9 $$"});
+    CHECK(killed.signal == 9);
+    CHECK(killed.describe() == "killed by signal 9");
+}
+
+TEST_CASE("a hung child and its process group are stopped at the timeout") {
+    run_options o;
+    o.timeout = std::chrono::seconds(1);
+    auto start = std::chrono::steady_clock::now();
+    run_result r = run_process("/bin/sh", {"-c", "sleep 60 & sleep 60"}, o);
+    CHECK(r.timed_out);
+    CHECK(r.describe(o.timeout) == "timed out after 1 s");
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+}
+
+TEST_CASE("control characters in stderr are escaped in the tail") {
+    run_result r = run_process("/bin/sh", {"-c", "printf 'a\\033[31mb\\n' >&2; exit 1"});
+    CHECK(r.stderr_tail() == "a\\x1b[31mb");
+}

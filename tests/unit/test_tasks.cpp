@@ -1,0 +1,85 @@
+// The task table generated from share/tasks.json (tasks.hpp, tasks_table.hpp).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include "test_support.hpp"
+
+#include "modelexport/tasks.hpp"
+
+using namespace modelexport;
+
+TEST_CASE("names and aliases find their task") {
+    REQUIRE(find_task("text-classification"));
+    CHECK(find_task("text-classification")->optimum_class == "ORTModelForSequenceClassification");
+    CHECK(find_task("image-segmentation") == find_task("semantic-segmentation"));
+    CHECK(find_task("nope") == nullptr);
+}
+
+TEST_CASE("architectures map to tasks by the most specific suffix") {
+    CHECK(task_for_architecture("BertForSequenceClassification", "bert")->name == "text-classification");
+    CHECK(task_for_architecture("ViTForImageClassification", "vit")->name == "image-classification");
+    CHECK(task_for_architecture("BertModel", "bert")->name == "feature-extraction");
+    CHECK(task_for_architecture("ForMaskedLM", "bert") == nullptr);  // a suffix alone is not a class
+    CHECK(task_for_architecture("BertTokenizer", "bert") == nullptr);
+    nlohmann::json config{{"architectures", {"Unknown", "BertForMaskedLM"}}, {"model_type", "bert"}};
+    CHECK(task_for_config(config)->name == "fill-mask");
+    CHECK(model_class(config) == "Unknown");
+}
+
+TEST_CASE("decoders: LMHeadModel and ForCausalLM beat the bare Model suffix, even for an encoder model_type") {
+    CHECK(task_for_architecture("GPT2LMHeadModel", "gpt2")->name == "text-generation");
+    CHECK(task_for_architecture("LlamaForCausalLM", "llama")->name == "text-generation");
+    CHECK(task_for_architecture("BertLMHeadModel", "bert")->name == "text-generation");
+    CHECK(find_task("text-generation")->with_past);
+    CHECK(find_task("text-generation")->optimum_class == "ORTModelForCausalLM");
+}
+
+TEST_CASE("a bare <X>Model names feature-extraction only for encoder model types") {
+    CHECK(task_for_architecture("GPT2Model", "gpt2") == nullptr);
+    CHECK(task_for_architecture("CLIPModel", "clip") == nullptr);
+    CHECK(task_for_architecture("RobertaModel", "roberta")->name == "feature-extraction");
+    CHECK(task_for_architecture("BertModel", "") == nullptr);  // no model_type: the name does not tell
+    nlohmann::json clip{{"architectures", {"CLIPModel"}}, {"model_type", "clip"}};
+    CHECK(task_for_config(clip) == nullptr);
+    CHECK(architectures_hint(clip).find("CLIPModel") != std::string::npos);
+}
+
+TEST_CASE("audio model types: ForSequenceClassification is audio-classification, ForCTC speech recognition") {
+    CHECK(task_for_architecture("Wav2Vec2ForSequenceClassification", "wav2vec2")->name == "audio-classification");
+    CHECK(task_for_architecture("HubertForSequenceClassification", "hubert")->name == "audio-classification");
+    CHECK(task_for_architecture("BertForSequenceClassification", "bert")->name == "text-classification");
+    CHECK(task_for_architecture("Wav2Vec2ForCTC", "wav2vec2")->name == "automatic-speech-recognition");
+    CHECK(find_task("automatic-speech-recognition")->optimum_class == "ORTModelForCTC");
+    CHECK(find_task("automatic-speech-recognition")->needs_tokenizer);
+    CHECK_FALSE(find_task("audio-classification")->needs_tokenizer);
+}
+
+TEST_CASE("a --task that contradicts the head in architectures is refused; a backbone accepts any") {
+    nlohmann::json qa{{"architectures", {"BertForQuestionAnswering"}}, {"model_type", "bert"}};
+    CHECK_THROWS_AS(check_task_matches_architecture(*find_task("text-classification"), qa, "config.json"), usage_error);
+    CHECK_NOTHROW(check_task_matches_architecture(*find_task("question-answering"), qa, "config.json"));
+    nlohmann::json backbone{{"architectures", {"BertModel"}}, {"model_type", "bert"}};
+    CHECK_NOTHROW(check_task_matches_architecture(*find_task("fill-mask"), backbone, "config.json"));
+    CHECK(head_architecture(qa).name == "BertForQuestionAnswering");
+    CHECK(head_architecture(backbone).name.empty());
+}
+
+TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto class") {
+    for (const auto& t : tasks()) {
+        CAPTURE(t.name);
+        CHECK_FALSE(t.inputs.empty());
+        CHECK_FALSE(t.outputs.empty());
+        CHECK_FALSE(t.auto_class.empty());
+        CHECK_FALSE((t.architecture_suffixes.empty() && t.model_type_suffixes.empty()));
+        for (const auto* names : {&t.inputs, &t.optional_inputs, &t.outputs})
+            for (auto n : *names)
+                CHECK(std::any_of(t.dynamic_axes.begin(), t.dynamic_axes.end(), [&](const tensor_axes& a) {
+                    return a.tensor == n && !a.axes.empty() && a.axes.front().index == 0 && a.axes.front().name == "batch_size";
+                }));
+        CHECK(t.with_past != t.cache.input_prefix.empty());
+    }
+    CHECK(find_task("multiple-choice")->dynamic_axes.front().axes.at(1).name == "num_choices");
+    CHECK(find_task("semantic-segmentation")->transformers_js_pipeline.empty());
+    CHECK(find_task("fill-mask")->transformers_js_pipeline == "fill-mask");
+    CHECK(find_task("object-detection")->labels_extra == 1);
+    CHECK(decoder_cache().input_prefix == "past_key_values");
+    CHECK(axis_at(decoder_cache().output_axes, 2) == "past_sequence_length + sequence_length");
+}

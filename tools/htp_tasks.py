@@ -1,0 +1,38 @@
+"""The task table (share/tasks.json, docs/design.md §5.3) for htp_exporter.py and htp_decoder.py.
+
+The table is installed beside these scripts (share/modelexport/tasks.json); in the source
+tree it is share/tasks.json, one directory above tools/. The C++ library and the runtime
+scripts read the same file: nothing here is a second copy of it.
+"""
+
+import json
+import os
+
+
+def find_task_table():
+    """The path of tasks.json: beside this module, else ../share/tasks.json."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "tasks.json"), os.path.join(here, os.pardir, "share", "tasks.json")):
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError("tasks.json not found beside %s or in ../share/ (reinstall modelexport)" % here)
+
+
+with open(find_task_table(), encoding="utf-8") as _table:
+    TASK_TABLE = json.load(_table)
+
+# Task name or alias -> its entry.
+TASKS = {}
+for _entry in TASK_TABLE["tasks"]:
+    for _name in [_entry["name"]] + _entry["aliases"]:
+        TASKS[_name] = _entry
+
+
+def decoder_entry():
+    """The entry of the decoder task (with_past: its KV cache is a graph input and output)."""
+    return next(entry for entry in TASK_TABLE["tasks"] if entry["with_past"])
+
+
+def axes(table_axes):
+    """{"0": "batch_size"} as the table writes it -> {0: "batch_size"} as torch.onnx.export takes it."""
+    return {int(axis): name for axis, name in table_axes.items()}
