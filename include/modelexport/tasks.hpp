@@ -178,8 +178,8 @@ inline void check_task_matches_architecture(const task_info& requested, const nl
     if (inferred->name == requested.name) return;  // find_task already mapped synonyms (image-segmentation)
     throw usage_error(config_name, "\"architectures\" names " + head.name + " (task " + std::string(inferred->name) +
                                        "), which contradicts --task " + std::string(requested.name),
-                      "drop --task (or pass --task " + std::string(inferred->name) + "), or export a checkpoint with a " +
-                          std::string(requested.name) + " head");
+                      "drop --task (or pass --task " + std::string(inferred->name) + "), or export a checkpoint whose head is for " +
+                          std::string(requested.name));
 }
 
 /// Why task_for_config found nothing, for the "pass --task" error: which classes were named.
