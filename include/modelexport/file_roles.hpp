@@ -8,7 +8,9 @@
 // optional files, at configure time).
 #pragma once
 
+#include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace modelexport {
@@ -46,6 +48,19 @@ inline constexpr std::optional<file_role> role_of(std::string_view name) {
     for (const auto& f : package_files)
         if (f.name == name) return f.role;
     return std::nullopt;
+}
+
+/// The ONNX files of a multi-file (encoder-decoder) package present in `dir`, comma-separated;
+/// "" for a single-file package. Tools that handle one model.onnx refuse the others with it.
+inline std::string multi_file_models(const std::filesystem::path& dir) {
+    std::string out;
+    for (const auto& f : package_files) {
+        std::string_view n = f.name;
+        bool onnx = n.size() > 5 && n.substr(n.size() - 5) == ".onnx";
+        if (f.role == file_role::model && onnx && n != "model.onnx" && std::filesystem::is_regular_file(dir / std::string(n)))
+            out += (out.empty() ? "" : ", ") + std::string(n);
+    }
+    return out;
 }
 
 }  // namespace modelexport

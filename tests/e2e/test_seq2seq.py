@@ -300,6 +300,18 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
         p = run("validate", broken, check=EXIT["validation_failed"])
         self.assertIn("missing required file(s) decoder_model_merged.onnx", p.stdout + p.stderr)
 
+    def test_pack_and_bindings_refuse_several_models_in_one_line(self):
+        pkg = self.packages["t5"]
+        out = os.path.join(self.tmp, "packed-t5.onnx")
+        for args in (("pack", pkg, "--output", out), ("bindings", pkg, "--header", out + ".hpp")):
+            with self.subTest(command=args[0]):
+                p = run(*args, check=EXIT["invalid_input"])
+                self.assertEqual(p.stderr.strip().splitlines()[0],
+                                 f"modelexport: error: {pkg}: holds several ONNX models (encoder_model.onnx, decoder_model.onnx, "
+                                 f"decoder_with_past_model.onnx, decoder_model_merged.onnx); {args[0]} takes a single-file "
+                                 "package (model.onnx)")
+                self.assertFalse(os.path.exists(out) or os.path.exists(out + ".hpp"))
+
     def test_optimum_generate_gives_transformers_greedy_ids(self):
         for name in MODELS:
             with self.subTest(name=name):
