@@ -300,6 +300,21 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
         p = run("validate", broken, check=EXIT["validation_failed"])
         self.assertIn("missing required file(s) decoder_model_merged.onnx", p.stdout + p.stderr)
 
+    def test_inspect_prints_a_tree_per_file(self):
+        pkg = self.packages["whisper"]
+        meta = load_json(os.path.join(pkg, "export_metadata.json"))
+        text = run("inspect", pkg, check=EXIT["ok"]).stdout
+        for f in ONNX_FILES:
+            self.assertIn("model: " + os.path.join(pkg, f), text)
+        self.assertEqual(text.count("hierarchy:"), len(ONNX_FILES))
+        # One file alone: its own tree, from its models.<file> section (the merged file's If branches).
+        merged = run("inspect", os.path.join(pkg, "decoder_model_merged.onnx"), "--format", "json", check=EXIT["ok"]).stdout
+        counts = json.loads(merged)["hierarchy"]
+        root = meta["model"]["class"]
+        self.assertEqual(counts["/" + root], meta["models"]["decoder_model_merged.onnx"]["statistics"]["node_count"])
+        p = run("inspect", pkg, "--format", "json", check=EXIT["usage"])
+        self.assertIn("holds several ONNX models", p.stderr)
+
     def test_pack_and_bindings_refuse_several_models_in_one_line(self):
         pkg = self.packages["t5"]
         out = os.path.join(self.tmp, "packed-t5.onnx")
