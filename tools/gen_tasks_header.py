@@ -28,6 +28,12 @@ def cache(c):
     return "{%s, %s, %s, %s}" % (literal(c["input_prefix"]), literal(c["output_prefix"]), axis_list(c["input_axes"]), axis_list(c["output_axes"]))
 
 
+def encoder_decoder(e):
+    if not e:
+        return "{}"
+    return "{%s, %s, %s}" % (literal(e["exporter"]), literal(e["exporter_task"]), strings(e["files"]))
+
+
 def task_entry(t):
     axes = ", ".join("{%s, %s}" % (literal(name), axis_list(ax)) for name, ax in t["dynamic_axes"].items())
     rules = ", ".join("{%s, %s}" % (literal(r["suffix"]), strings(r["model_types"])) for r in t["model_type_suffixes"])
@@ -35,7 +41,8 @@ def task_entry(t):
               strings(t["inputs"]), strings(t["optional_inputs"]), strings(t["outputs"]), strings(t["optional_outputs"]),
               "{" + axes + "}", strings(t["architecture_suffixes"]), "{" + rules + "}", literal(t["auto_class"]),
               literal(t["transformers_js_pipeline"] or ""), cpp_bool(t["needs_tokenizer"]), cpp_bool(t["labels"]),
-              str(int(t["labels_extra"])), cpp_bool(t["with_past"]), cache(t.get("cache"))]
+              str(int(t["labels_extra"])), cpp_bool(t["with_past"]), cache(t.get("cache")),
+              encoder_decoder(t.get("encoder_decoder"))]
     return "        {" + ", ".join(fields) + "},"
 
 

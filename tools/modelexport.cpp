@@ -104,12 +104,20 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
 }
 
 int run_inspect(const fs::path& path, const std::string& format, const output_mode& mode) {
+    if (std::string several = fs::is_directory(path) ? me::multi_file_models(path) : ""; !several.empty()) {
+        if (mode.json || format != "text")
+            throw me::usage_error(path.string(), "holds several ONNX models (" + several + "); inspect one of them for --format " +
+                                                     (mode.json ? std::string("json") : format));
+        for (const auto& name : me::multi_file_model_names(path)) run_inspect(path / name, format, mode);  // a tree per file
+        return 0;
+    }
     fs::path dir = fs::is_directory(path) ? path : path.parent_path();
     fs::path model_path = fs::is_directory(path) ? path / "model.onnx" : path;
     auto model = me::load_onnx_light(model_path).model;  // the graph; weights are not needed to describe it
     auto sig = me::graph_signature(model.graph());
     me::json meta;
     if (fs::is_regular_file(dir / "export_metadata.json")) meta = me::read_export_metadata(dir / "export_metadata.json");
+    meta = me::metadata_for_file(meta, model_path.filename().string());
     auto per_tag = me::nodes_per_tag(model, meta);
     if (format == "dot") {
         std::cout << me::hierarchy_dot(per_tag, model_path.string());

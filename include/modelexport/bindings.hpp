@@ -7,6 +7,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
+#include "modelexport/file_roles.hpp"
 #include "modelexport/file_io.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_model.hpp"
@@ -138,6 +139,8 @@ inline std::vector<std::string> labels_in_order(const json& config, const std::s
 /// The header text for the package in `dir`, in namespace `ns`.
 inline std::string bindings_header(const fs::path& dir, const std::string& ns) {
     check_identifier(ns, "--namespace");
+    if (std::string several = multi_file_models(dir); !several.empty())  // Gap: a namespace per file (issue 15)
+        throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); bindings takes a single-file package (model.onnx)");
     json meta = read_export_metadata(dir / "export_metadata.json");
     json config = read_json_object(dir / "config.json");
     const std::string model_name = (dir / "model.onnx").string();

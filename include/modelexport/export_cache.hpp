@@ -160,7 +160,7 @@ private:
 };
 
 /// The exporter script, the modules it imports from beside it (htp_weights.py, htp_decoder.py,
-/// htp_tasks.py) and the task table it reads (share/tasks.json: beside it when installed, in
+/// htp_tasks.py), the seq2seq exporter run instead of it for encoder-decoder tasks (htp_seq2seq.py) and the task table it reads (share/tasks.json: beside it when installed, in
 /// ../share/ in the source tree; the first found, as htp_tasks.py looks): all of them change
 /// the ONNX bytes, so they are depfile inputs and part of the cache key. A custom
 /// --exporter-script may come without the siblings.
@@ -168,7 +168,7 @@ inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
     std::vector<fs::path> out{script};
     std::error_code ec;
     const fs::path dir = script.parent_path();
-    for (const char* sibling : {"htp_weights.py", "htp_decoder.py", "htp_tasks.py"})
+    for (const char* sibling : {"htp_weights.py", "htp_decoder.py", "htp_tasks.py", "htp_seq2seq.py"})
         if (fs::path f = dir / sibling; fs::is_regular_file(f, ec)) out.push_back(f);
     for (const fs::path& table : {dir / "tasks.json", dir / ".." / "share" / "tasks.json"})
         if (fs::is_regular_file(table, ec)) {

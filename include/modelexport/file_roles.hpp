@@ -8,8 +8,11 @@
 // optional files, at configure time).
 #pragma once
 
+#include <filesystem>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace modelexport {
 
@@ -46,6 +49,26 @@ inline constexpr std::optional<file_role> role_of(std::string_view name) {
     for (const auto& f : package_files)
         if (f.name == name) return f.role;
     return std::nullopt;
+}
+
+/// The ONNX files of a multi-file (encoder-decoder) package present in `dir`, in the table's
+/// order; empty for a single-file package.
+inline std::vector<std::string> multi_file_model_names(const std::filesystem::path& dir) {
+    std::vector<std::string> out;
+    for (const auto& f : package_files) {
+        std::string_view n = f.name;
+        bool onnx = n.size() > 5 && n.substr(n.size() - 5) == ".onnx";
+        if (f.role == file_role::model && onnx && n != "model.onnx" && std::filesystem::is_regular_file(dir / std::string(n)))
+            out.emplace_back(n);
+    }
+    return out;
+}
+
+/// The same, comma-separated ("" for a single-file package): tools that handle one model.onnx refuse the others with it.
+inline std::string multi_file_models(const std::filesystem::path& dir) {
+    std::string out;
+    for (const auto& n : multi_file_model_names(dir)) out += (out.empty() ? "" : ", ") + n;
+    return out;
 }
 
 }  // namespace modelexport

@@ -17,6 +17,15 @@
 
 namespace modelexport {
 
+/// The metadata as one ONNX file of a multi-file package sees it: its `models.<file>` section's
+/// nodes replace the top level's (the primary's). Single-file metadata is returned as it is.
+inline json metadata_for_file(json meta, const std::string& file) {
+    if (meta.is_object() && meta.contains("models") && meta["models"].is_object() && meta["models"].contains(file) &&
+        meta["models"][file].is_object() && meta["models"][file].contains("nodes"))
+        meta["nodes"] = meta["models"][file]["nodes"];
+    return meta;
+}
+
 /// Nodes per hierarchy tag of a model: its embedded tags, else the package
 /// metadata's, else projected from scope names now.
 inline std::map<std::string, std::size_t> nodes_per_tag(const onnx::ModelProto& model, const json& meta) {

@@ -73,6 +73,14 @@ inline std::string iso8601(long long seconds) {
     return buf;
 }
 
+/// One ONNX file's part of the metadata: its signature, modules (tag, order), node tags, statistics.
+struct model_section {
+    std::string file;  ///< the package name ("encoder_model.onnx")
+    const signature* sig = nullptr;
+    const std::vector<traced_module>* modules = nullptr;
+    const projection* proj = nullptr;
+};
+
 /// Everything the metadata is made of.
 struct metadata_inputs {
     std::string strategy;
@@ -90,6 +98,7 @@ struct metadata_inputs {
     const projection* proj = nullptr;
     std::string torch_version;
     std::string onnx_exporter;  ///< which torch exporter wrote the ONNX (htp only)
+    std::vector<model_section> models;  ///< several ONNX files: each one's section (the top level is the first's)
 };
 
 inline json source_json(const model_source& s) {
@@ -119,20 +128,40 @@ inline json statistics_json(const projection& p, const std::vector<traced_module
             {"module_types", types}};
 }
 
+inline json modules_json(const std::vector<traced_module>* modules, const projection* proj) {
+    json out = json::object();
+    if (modules)
+        for (const auto& m : *modules) {
+            json entry{{"class_name", m.class_name}, {"torch_module", m.torch_module}, {"traced_tag", proj ? proj->module_tags.at(m.path) : ""}};
+            entry["execution_order"] = m.order ? json(*m.order) : json(nullptr);
+            out[m.path] = entry;
+        }
+    return out;
+}
+
+inline json nodes_json(const projection* proj) {
+    json nodes = json::object();
+    if (proj)
+        for (std::size_t i = 0; i < proj->tags.size(); ++i) nodes[proj->node_keys[i]] = proj->tags[i];
+    return nodes;
+}
+
+/// A multi-file package's `models`: per ONNX file, what the top level says of the primary one.
+inline json models_json(const std::vector<model_section>& sections) {
+    json out = json::object();
+    for (const auto& s : sections)
+        out[s.file] = {{"signature", s.sig ? to_json(*s.sig) : json::object()},
+                       {"modules", modules_json(s.modules, s.proj)},
+                       {"nodes", nodes_json(s.proj)},
+                       {"statistics", s.proj && s.modules ? statistics_json(*s.proj, *s.modules) : json::object()}};
+    return out;
+}
+
 inline json build_metadata(const metadata_inputs& in) {
     json files = json::object();
     for (const auto& f : in.files) files[f.name] = {{"size", f.size}, {"sha256", f.sha256}, {"role", std::string(to_string(f.role))}};
-    json modules = json::object();
-    if (in.modules)
-        for (const auto& m : *in.modules) {
-            json entry{{"class_name", m.class_name}, {"torch_module", m.torch_module},
-                       {"traced_tag", in.proj ? in.proj->module_tags.at(m.path) : ""}};
-            entry["execution_order"] = m.order ? json(*m.order) : json(nullptr);
-            modules[m.path] = entry;
-        }
-    json nodes = json::object();
-    if (in.proj)
-        for (std::size_t i = 0; i < in.proj->tags.size(); ++i) nodes[in.proj->node_keys[i]] = in.proj->tags[i];
+    json modules = modules_json(in.modules, in.proj);
+    json nodes = nodes_json(in.proj);
     const json& cfg = *in.config;
     std::string cls = model_class(cfg);
     json doc{
@@ -160,6 +189,7 @@ inline json build_metadata(const metadata_inputs& in) {
         {"nodes", nodes},
         {"statistics", in.proj && in.modules ? statistics_json(*in.proj, *in.modules) : json::object()},
     };
+    if (in.models.size() > 1) doc["models"] = models_json(in.models);  // a single-file package's document is unchanged
     return doc;
 }
 

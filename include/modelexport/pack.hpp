@@ -144,6 +144,8 @@ inline std::string metadata_entry_bytes(const std::string& key, const std::strin
 /// Writes `output`: the package's model.onnx with its configuration files appended.
 inline void pack_package(const fs::path& dir, const fs::path& output) {
     fs::path model = dir / "model.onnx";
+    if (std::string several = multi_file_models(dir); !several.empty())
+        throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); pack takes a single-file package (model.onnx)");
     if (!fs::is_regular_file(model)) throw invalid_input(model.string(), "missing");
     if (fs::exists(dir / "model.onnx_data"))
         throw invalid_input((dir / "model.onnx_data").string(), "external data cannot be packed into one file");

@@ -36,7 +36,8 @@ struct produced_onnx {
     std::vector<std::string> data_files;              ///< their external data files ("model.onnx_data")
     std::vector<fs::path> inputs;                     ///< source files read, for the depfile
     std::map<std::string, std::string> known_hashes;  ///< sha256 of staged files a copy already computed
-    std::vector<traced_module> modules;               ///< the trace (htp only)
+    std::vector<traced_module> modules;               ///< the trace (htp only); of the primary file
+    std::vector<std::vector<traced_module>> model_modules;  ///< several models: each one's trace, parallel to `models`
     std::string torch_version;
     std::string onnx_exporter;
     long long parameters = 0;  ///< torch's count (htp only)
@@ -132,6 +133,29 @@ inline void read_module_table(const fs::path& table, const std::string& exporter
     }
 }
 
+/// The seq2seq exporter's module table (format 2, tools/htp_seq2seq.py): one format-1 entry per
+/// ONNX file, in `files`' order; each must be a file the task declares and the staging directory holds.
+inline void read_module_tables(const fs::path& table, const std::string& exporter, const std::vector<std::string_view>& files,
+                               produced_onnx& out) {
+    try {
+        json t = parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64});
+        if (t.value("format", 0) != 2 || !t.contains("files") || !t["files"].is_array())
+            throw std::runtime_error("not a format-2 table with \"files\"");
+        out.torch_version = t.value("torch_version", "");
+        out.onnx_exporter = t.value("onnx_exporter", "");
+        out.parameters = t.value("parameters", 0LL);
+        for (auto name : files) {
+            auto entry = std::find_if(t["files"].begin(), t["files"].end(), [&](const json& e) { return e.value("file", "") == name; });
+            if (entry == t["files"].end()) throw std::runtime_error("no entry for " + std::string(name));
+            out.models.emplace_back(name);
+            out.model_modules.push_back(traced_modules_from_json(*entry));
+        }
+        out.modules = out.model_modules.front();
+    } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
+        throw export_failed(exporter, std::string("the exporter wrote an unusable module table: ") + e.what());
+    }
+}
+
 }  // namespace detail
 
 /// `auto` is prebuilt when the source has an ONNX model and no --model factory was given, else htp (§3).
@@ -170,6 +194,32 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
     detail::read_module_table(table, exporter, out);
     fs::remove(table);
     out.models = {"model.onnx"};
+    for (const auto& f : detail::source_files(src)) out.inputs.push_back(f);
+    for (const auto& f : htp_exporter_files(opt.exporter_script)) out.inputs.push_back(f);
+    return out;
+}
+
+/// htp for an encoder-decoder task: the seq2seq exporter beside htp_exporter.py writes the task's
+/// ONNX files (encoder, decoders, merged decoder) and a format-2 module table into the staging directory.
+inline produced_onnx produce_htp_seq2seq(const model_source& src, const task_info& task, const fs::path& stage, const export_options& opt) {
+    produced_onnx out;
+    const fs::path script = opt.exporter_script.parent_path() / std::string(task.encoder_decoder.exporter);
+    const std::string exporter = script.string(), table = (stage / ".modules.json").string();
+    out.shown = "the ONNX files written by " + exporter;
+    if (!opt.model_factory.empty()) throw usage_error("--model", "a model factory is not supported for " + std::string(task.name));
+    if (!fs::is_regular_file(script)) throw export_failed(exporter, "exporter script not found", "reinstall modelexport");
+    std::vector<std::string> args{exporter, "--source", src.dir.string(), "--task", std::string(task.encoder_decoder.exporter_task),
+                                  "--output-dir", stage.string(), "--modules", table, "--opset", std::to_string(opt.opset)};
+    if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
+    detail::run_exporter(exporter, opt.python, args, opt);
+    for (auto name : task.encoder_decoder.files) {
+        const fs::path model = stage / std::string(name);
+        detail::adopt_exporter_file(model, model, exporter);
+        if (fs::file_size(model) == 0) throw export_failed(exporter, "the exporter exited successfully but wrote an empty " + model.filename().string());
+    }
+    if (!fs::is_regular_file(table)) throw export_failed(exporter, "the exporter wrote no module table (--modules)");
+    detail::read_module_tables(table, exporter, task.encoder_decoder.files, out);
+    fs::remove(table);
     for (const auto& f : detail::source_files(src)) out.inputs.push_back(f);
     for (const auto& f : htp_exporter_files(opt.exporter_script)) out.inputs.push_back(f);
     return out;
@@ -239,7 +289,7 @@ inline produced_onnx produce_prebuilt(const model_source& src, const fs::path& s
 inline produced_onnx produce_onnx(strategy how, const model_source& src, const task_info& task, const fs::path& stage,
                                   const export_options& opt) {
     switch (how) {
-        case strategy::htp: return produce_htp(src, task, stage, opt);
+        case strategy::htp: return task.encoder_decoder.empty() ? produce_htp(src, task, stage, opt) : produce_htp_seq2seq(src, task, stage, opt);
         case strategy::command: return produce_command(src, stage, opt);
         case strategy::prebuilt: return produce_prebuilt(src, stage, opt);
         default: throw usage_error("--strategy", "no strategy chosen (call choose_strategy first)");

@@ -42,6 +42,15 @@ struct kv_cache {
     std::vector<axis_name> input_axes, output_axes;   ///< the symbolic axes of each cache tensor
 };
 
+/// An encoder-decoder task's multi-file package (Optimum's seq2seq layout, docs/design.md §1).
+struct encoder_decoder_files {
+    std::string_view exporter;               ///< the exporter script beside htp_exporter.py ("htp_seq2seq.py")
+    std::string_view exporter_task;          ///< the --task it takes
+    std::vector<std::string_view> files;     ///< the ONNX files it writes; the first (the encoder) is the primary
+
+    bool empty() const { return files.empty(); }
+};
+
 /// One entry of share/tasks.json (the field meanings are documented there and in docs/design.md §5.3).
 struct task_info {
     std::string_view name;                          ///< Optimum's task name
@@ -62,6 +71,7 @@ struct task_info {
     int labels_extra = 0;                            ///< ... plus these ("no object" for detection)
     bool with_past = false;                          ///< decoder: the KV cache is a graph input and output
     kv_cache cache;                                  ///< its names and axes (with_past only)
+    encoder_decoder_files encoder_decoder;           ///< empty: one model.onnx
 };
 
 }  // namespace modelexport

@@ -12,10 +12,12 @@
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/onnx_checks.hpp"
+#include "modelexport/seq2seq_checks.hpp"
 #include "modelexport/tasks.hpp"
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -244,6 +246,52 @@ inline void check_cache(report_builder& b, const task_info& task, const signatur
                (dir / "generation_config.json").string() + ": missing, and config.json has no eos_token_id; generate() cannot stop");
 }
 
+/// The package's ONNX files: an encoder-decoder task's (the first is the primary), else model.onnx.
+inline std::vector<std::string> package_models(const fs::path& dir, const validate_options& opt) {
+    const task_info* inferred = nullptr;
+    try {
+        if (fs::is_regular_file(dir / "config.json")) inferred = task_for_config(read_json_object(dir / "config.json"));
+    } catch (const error&) {  // config.parse reports it
+    }
+    const task_info* t = opt.task.empty() ? inferred : find_task(opt.task);
+    if (t && inferred && inferred->encoder_decoder.exporter_task == t->name) t = inferred;  // Whisper's automatic-speech-recognition
+    if (t && !t->encoder_decoder.empty()) return {t->encoder_decoder.files.begin(), t->encoder_decoder.files.end()};
+    return {"model.onnx"};
+}
+
+/// onnx.parse, onnx.external_data, onnx.checker of one ONNX file; its signature when it parses.
+inline std::optional<signature> check_model_file(report_builder& b, const fs::path& dir, const fs::path& model_path) {
+    std::optional<light_model> model;  // the graph without its inline weights
+    if (!fs::is_regular_file(model_path)) {
+        b.skip("onnx.parse", severity::error, model_path.string() + ": " + regular_file_problem(model_path));
+        return std::nullopt;
+    }
+    try {
+        model = load_onnx_light(model_path);
+        b.pass("onnx.parse", severity::error);
+    } catch (const error& e) {
+        b.fail("onnx.parse", severity::error, e.what());
+        return std::nullopt;
+    }
+    onnx_verdict v = check_onnx(*model, dir);
+    if (v.external_data.empty()) b.pass("onnx.external_data", severity::error);
+    else b.fail("onnx.external_data", severity::error, model_path.string() + ": " + v.external_data);
+    if (!v.checker) b.skip("onnx.checker", severity::error, model_path.string() + ": not run: the external data is unsafe to read");
+    else if (v.checker->empty()) b.pass("onnx.checker", severity::error);
+    else b.fail("onnx.checker", severity::error, model_path.string() + ": " + *v.checker);
+    return graph_signature(model->model.graph());
+}
+
+/// An encoder-decoder package: each file's role signature, then the cross-file contract (seq2seq_checks.hpp).
+inline void check_seq2seq(report_builder& b, const fs::path& dir, const std::map<std::string, signature>& sigs, const json& config) {
+    for (const auto& [name, sig] : sigs)
+        if (auto problem = seq2seq_file_problem(name, sig); !problem.empty())
+            return b.fail("signature.files", severity::error, (dir / name).string() + ": " + problem);
+    b.pass("signature.files", severity::error);
+    if (auto problem = seq2seq_contract_problem(sigs, config); problem.empty()) b.pass("signature.encoder_decoder", severity::error);
+    else b.fail("signature.encoder_decoder", severity::error, dir.string() + ": " + problem);
+}
+
 }  // namespace detail
 
 /// Validates the package in `dir`. Never throws for problems of the package:
@@ -253,39 +301,25 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     validation_report r;
     r.package = dir;
     detail::report_builder b(r);
-    const fs::path model_path = dir / "model.onnx", config_path = dir / "config.json";
+    const std::vector<std::string> models = detail::package_models(dir, opt);
+    const fs::path model_path = dir / models.front(), config_path = dir / "config.json";
 
     std::vector<std::string> missing;
+    std::vector<std::string> required(models.begin(), models.end());
     for (const auto& f : package_files)
-        if (f.required && !fs::is_regular_file(dir / std::string(f.name))) {
-            std::string why = regular_file_problem(dir / std::string(f.name));  // "missing", or what it is instead
-            missing.emplace_back(std::string(f.name) + (why == "missing" ? "" : " (" + why + ")"));
+        if (f.required && f.role != file_role::model) required.emplace_back(f.name);
+    for (const auto& name : required)
+        if (!fs::is_regular_file(dir / name)) {
+            std::string why = regular_file_problem(dir / name);  // "missing", or what it is instead
+            missing.emplace_back(name + (why == "missing" ? "" : " (" + why + ")"));
         }
     if (missing.empty()) b.pass("package.files", severity::error);
     else b.fail("package.files", severity::error, dir.string() + ": missing required file(s) " + detail::join(missing));
 
-    // The graph without its inline weights: validating must not hold the weights in memory.
-    std::optional<light_model> model;
-    if (!fs::is_regular_file(model_path)) {
-        b.skip("onnx.parse", severity::error, model_path.string() + ": " + regular_file_problem(model_path));
-    } else {
-        try {
-            model = load_onnx_light(model_path);
-            b.pass("onnx.parse", severity::error);
-        } catch (const error& e) {
-            b.fail("onnx.parse", severity::error, e.what());
-        }
-    }
-    if (model) {
-        onnx_verdict v = check_onnx(*model, dir);
-        if (v.external_data.empty()) b.pass("onnx.external_data", severity::error);
-        else b.fail("onnx.external_data", severity::error, model_path.string() + ": " + v.external_data);
-        if (!v.checker) b.skip("onnx.checker", severity::error, model_path.string() + ": not run: the external data is unsafe to read");
-        else if (v.checker->empty()) b.pass("onnx.checker", severity::error);
-        else b.fail("onnx.checker", severity::error, model_path.string() + ": " + *v.checker);
-        r.sig = graph_signature(model->model.graph());
-        model.reset();
-    }
+    std::map<std::string, signature> sigs;
+    for (const auto& name : models)
+        if (auto sig = detail::check_model_file(b, dir, dir / name)) sigs[name] = *sig;
+    if (sigs.count(models.front())) r.sig = sigs[models.front()];
 
     std::optional<json> config;
     try {
@@ -302,8 +336,11 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     }
 
     const task_info* task = nullptr;
+    const task_info* inferred = config ? task_for_config(*config) : nullptr;
     if (!opt.task.empty()) task = find_task(opt.task);
-    else if (config) task = task_for_config(*config);
+    else task = inferred;
+    // Optimum's automatic-speech-recognition of an encoder-decoder (Whisper) is its -with-past task.
+    if (task && inferred && inferred->encoder_decoder.exporter_task == task->name) task = inferred;
     if (task) {
         r.task = std::string(task->name);
         r.optimum_class = std::string(task->optimum_class);
@@ -319,6 +356,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     if (task) detail::check_preprocessing(b, *task, dir);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
+    if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, sigs, *config);
 
     if (r.ok(false))
         if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);

@@ -66,7 +66,7 @@ class Install(unittest.TestCase):
     def test_installed_tree_works(self):
         root = self.root
         for rel in ("include/modelexport/export.hpp", "include/modelexport/package_files.def", "include/modelexport/version.hpp",
-                    "share/modelexport/htp_exporter.py", "share/modelexport/htp_weights.py", "share/modelexport/htp_decoder.py", "share/modelexport/runtime/ort_check.mjs",
+                    "share/modelexport/htp_exporter.py", "share/modelexport/htp_weights.py", "share/modelexport/htp_decoder.py", "share/modelexport/htp_seq2seq.py", "share/modelexport/runtime/ort_check.mjs",
                     "share/modelexport/modules/meson/package/meson.build", "share/modelexport/modules/cmake/ModelExport.cmake",
                     "share/modelexport/export_metadata.schema.json", "share/modelexport/tasks.json",
                     "include/modelexport/tasks_table.hpp"):

@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import REPO, load_json, node
+from common import EXIT, REPO, load_json, node, run, sha256
 from test_optimum import PYTHON, needs_hf
 
 TOLERANCE = 1e-4
@@ -56,8 +56,19 @@ def clients(*args, env=None):
     return json.loads(pinned(CLIENTS, *args, env=env).stdout.strip().splitlines()[-1])
 
 
+class FixtureSources:
+    """The fixtures' temporary directory (cls.tmp, cls.sources) and transformers' reference answers."""
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def reference(self, name):
+        return load_json(os.path.join(self.sources, "_reference", name + ".json"))
+
+
 @needs_hf
-class Seq2Seq(unittest.TestCase):
+class Seq2Seq(FixtureSources, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="modelexport-seq2seq-")
@@ -78,13 +89,6 @@ class Seq2Seq(unittest.TestCase):
                 if os.path.isfile(os.path.join(cls.sources, name, f)):
                     shutil.copy(os.path.join(cls.sources, name, f), os.path.join(pkg, f))
             cls.packages[name] = pkg
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-
-    def reference(self, name):
-        return load_json(os.path.join(self.sources, "_reference", name + ".json"))
 
     # --- the exporter's output --------------------------------------------------------------
 
@@ -228,6 +232,121 @@ class Seq2Seq(unittest.TestCase):
                         worst = max(abs(a - b) for a, b in zip(out["input_features_head"], ref["input_features_head"]))
                         self.assertLess(worst, 1e-4)
                         self.assertEqual(out["text"], ref["generated_text"])
+
+
+@needs_hf
+class CliSeq2Seq(FixtureSources, unittest.TestCase):
+    """`modelexport export SRC OUT` of both fixtures through the C++ pipeline, no --task: the task is
+    inferred from architectures + model_type, the four ONNX files land flat at the package root
+    (the product's layout, like model.onnx), every file is projected and recorded, and the
+    package works in Optimum and transformers.js (subfolder '')."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="modelexport-cli-seq2seq-")
+        cls.sources = os.path.join(cls.tmp, "sources")
+        pinned(FIXTURES, cls.sources)
+        cls.packages = {}
+        for name in MODELS:
+            out = os.path.join(cls.tmp, "pkg-" + name)
+            run("export", os.path.join(cls.sources, name), out, check=EXIT["ok"], timeout=900)
+            cls.packages[name] = out
+
+    def test_task_inferred_and_every_file_recorded(self):
+        expected = {"t5": ("text2text-generation", "ORTModelForSeq2SeqLM"),
+                    "whisper": ("automatic-speech-recognition-with-past", "ORTModelForSpeechSeq2Seq")}
+        for name, pkg in self.packages.items():
+            with self.subTest(name=name):
+                meta = load_json(os.path.join(pkg, "export_metadata.json"))
+                self.assertEqual((meta["model"]["task"], meta["model"]["optimum_class"]), expected[name])
+                self.assertFalse(os.path.exists(os.path.join(pkg, "model.onnx")))
+                self.assertEqual(sorted(meta["models"]), sorted(ONNX_FILES))
+                for f in ONNX_FILES:
+                    self.assertEqual(meta["files"][f]["sha256"], sha256(os.path.join(pkg, f)))
+                    self.assertEqual(meta["files"][f]["role"], "model")
+                    section = meta["models"][f]
+                    self.assertEqual(section["statistics"]["coverage"], 100.0)
+                    self.assertEqual(section["statistics"]["tagged_nodes"], section["statistics"]["node_count"])
+                    self.assertTrue(section["signature"]["inputs"])
+                merged = meta["models"]["decoder_model_merged.onnx"]
+                names = [i["name"] for i in merged["signature"]["inputs"]]
+                self.assertIn("use_cache_branch", names)
+                # The merged file's nodes are its If's branches: far more than the one If node.
+                self.assertGreater(merged["statistics"]["node_count"],
+                                   meta["models"]["decoder_model.onnx"]["statistics"]["node_count"])
+                self.assertEqual(meta["signature"], meta["models"]["encoder_model.onnx"]["signature"])
+
+    def test_validate_strict_and_verify(self):
+        for name, pkg in self.packages.items():
+            with self.subTest(name=name):
+                p = run("validate", "--strict", pkg, check=EXIT["ok"])
+                self.assertIn("ok    signature.encoder_decoder", p.stdout)
+                self.assertEqual(p.stdout.count("ok    onnx.checker"), len(ONNX_FILES))
+                run("verify", pkg, check=EXIT["ok"])
+                run("validate", "--strict", "--task", MODELS[name], pkg, check=EXIT["ok"])  # Optimum's task name
+
+    def test_a_decoder_with_the_wrong_layer_count_fails_validate(self):
+        broken = os.path.join(self.tmp, "broken-t5")
+        shutil.copytree(self.packages["t5"], broken)
+        config = load_json(os.path.join(broken, "config.json"))
+        config["num_decoder_layers"] = config.get("num_decoder_layers") or config["num_layers"]
+        config["num_decoder_layers"] += 1
+        with open(os.path.join(broken, "config.json"), "w") as f:
+            json.dump(config, f)
+        p = run("validate", broken, check=EXIT["validation_failed"])
+        self.assertIn("signature.encoder_decoder", p.stdout + p.stderr)
+        self.assertIn("config.json states", p.stdout + p.stderr)
+        os.remove(os.path.join(broken, "decoder_model_merged.onnx"))
+        p = run("validate", broken, check=EXIT["validation_failed"])
+        self.assertIn("missing required file(s) decoder_model_merged.onnx", p.stdout + p.stderr)
+
+    def test_inspect_prints_a_tree_per_file(self):
+        pkg = self.packages["whisper"]
+        meta = load_json(os.path.join(pkg, "export_metadata.json"))
+        text = run("inspect", pkg, check=EXIT["ok"]).stdout
+        for f in ONNX_FILES:
+            self.assertIn("model: " + os.path.join(pkg, f), text)
+        self.assertEqual(text.count("hierarchy:"), len(ONNX_FILES))
+        # One file alone: its own tree, from its models.<file> section (the merged file's If branches).
+        merged = run("inspect", os.path.join(pkg, "decoder_model_merged.onnx"), "--format", "json", check=EXIT["ok"]).stdout
+        counts = json.loads(merged)["hierarchy"]
+        root = meta["model"]["class"]
+        self.assertEqual(counts["/" + root], meta["models"]["decoder_model_merged.onnx"]["statistics"]["node_count"])
+        p = run("inspect", pkg, "--format", "json", check=EXIT["usage"])
+        self.assertIn("holds several ONNX models", p.stderr)
+
+    def test_pack_and_bindings_refuse_several_models_in_one_line(self):
+        pkg = self.packages["t5"]
+        out = os.path.join(self.tmp, "packed-t5.onnx")
+        for args in (("pack", pkg, "--output", out), ("bindings", pkg, "--header", out + ".hpp")):
+            with self.subTest(command=args[0]):
+                p = run(*args, check=EXIT["invalid_input"])
+                self.assertEqual(p.stderr.strip().splitlines()[0],
+                                 f"modelexport: error: {pkg}: holds several ONNX models (encoder_model.onnx, decoder_model.onnx, "
+                                 f"decoder_with_past_model.onnx, decoder_model_merged.onnx); {args[0]} takes a single-file "
+                                 "package (model.onnx)")
+                self.assertFalse(os.path.exists(out) or os.path.exists(out + ".hpp"))
+
+    def test_optimum_generate_gives_transformers_greedy_ids(self):
+        for name in MODELS:
+            with self.subTest(name=name):
+                ref = self.reference(name)
+                env = dict(ENV, SEQ2SEQ_REFERENCE=os.path.join(self.sources, "_reference", name + ".json"))
+                out = clients("optimum", self.packages[name], name, env=env)
+                self.assertEqual(out["files"], ["decoder_model_merged.onnx", "encoder_model.onnx"])
+                sequence = out["sequence"]
+                prompt = ref["decoder_prompt_ids"]
+                if sequence[:len(prompt)] == prompt:  # Whisper's generate() drops its prompt
+                    sequence = sequence[len(prompt):]
+                self.assertEqual(sequence, ref["generated_ids"])
+
+    def test_transformers_js_gives_transformers_greedy_ids(self):
+        for name, task in MODELS.items():
+            with self.subTest(name=name):
+                ref = self.reference(name)
+                out = node("tjs_seq2seq.mjs", self.packages[name], "--task", task, "--max-new-tokens",
+                           len(ref["generated_ids"]), "--subfolder", "")["result"]
+                self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
 
 
 if __name__ == "__main__":

@@ -83,3 +83,20 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
     CHECK(decoder_cache().input_prefix == "past_key_values");
     CHECK(axis_at(decoder_cache().output_axes, 2) == "past_sequence_length + sequence_length");
 }
+
+TEST_CASE("encoder-decoders: ForConditionalGeneration names a task only for the listed encoder-decoder model types") {
+    const auto* t5 = task_for_architecture("T5ForConditionalGeneration", "t5");
+    REQUIRE(t5);
+    CHECK(t5->name == "text2text-generation");
+    CHECK(t5->optimum_class == "ORTModelForSeq2SeqLM");
+    CHECK(t5->encoder_decoder.exporter == "htp_seq2seq.py");
+    CHECK(t5->encoder_decoder.files.front() == "encoder_model.onnx");
+    CHECK(t5->encoder_decoder.files.size() == 4);
+    const auto* whisper = task_for_architecture("WhisperForConditionalGeneration", "whisper");
+    REQUIRE(whisper);
+    CHECK(whisper->optimum_class == "ORTModelForSpeechSeq2Seq");
+    CHECK(whisper->encoder_decoder.exporter_task == "automatic-speech-recognition");
+    CHECK(find_task("automatic-speech-recognition")->encoder_decoder.empty());  // CTC stays one model.onnx
+    CHECK(task_for_architecture("BlipForConditionalGeneration", "blip") == nullptr);  // not guessed
+    CHECK(find_task("text2text-generation-with-past") == t5);
+}
