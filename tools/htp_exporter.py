@@ -515,34 +515,44 @@ def export(options):
         "onnx_exporter": ONNX_EXPORTER,
         "modules": modules,
     }
-    with open(options.modules, "w", encoding="utf-8") as handle:
+    write_module_table(options.modules, description)
+
+
+def write_module_table(path, description):
+    """The module table the C++ side reads (sorted keys: the same model gives the same bytes)."""
+    with open(path, "w", encoding="utf-8") as handle:
         json.dump(description, handle, sort_keys=True, indent=2)
         handle.write("\n")
     log("done")
 
 
-def main(argv=None):
-    options = parse_args(argv)
+def run_export(prog, export_function, options, expected_errors, missing_transformers_hint=""):
+    """Runs an exporter and maps its failure to the documented exit code: 2 usage, 1 export
+    failure (an expected, actionable one without a traceback), 3 transformers missing."""
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        export(options)
+        export_function(options)
     except UsageError as error:
-        print("htp_exporter: error: %s" % error, file=sys.stderr)
+        print("%s: error: %s" % (prog, error), file=sys.stderr)
         return 2
-    except (WeightsError, htp_decoder.DecoderError) as error:  # an expected, actionable problem: no traceback
-        print("htp_exporter: error: %s" % error, file=sys.stderr)
+    except expected_errors as error:
+        print("%s: error: %s" % (prog, error), file=sys.stderr)
         return 1
     except MissingTransformers:
-        print("htp_exporter: error: transformers is not installed; "
-              "pass --model FILE.py:FACTORY", file=sys.stderr)
+        print("%s: error: transformers is not installed%s" % (prog, missing_transformers_hint), file=sys.stderr)
         return 3
     except Exception as error:  # report anything else with a traceback
         traceback.print_exc(file=sys.stderr)
-        print("htp_exporter: error: %s" % error, file=sys.stderr)
+        print("%s: error: %s" % (prog, error), file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv=None):
+    return run_export("htp_exporter", export, parse_args(argv), (WeightsError, htp_decoder.DecoderError),
+                      "; pass --model FILE.py:FACTORY")
 
 
 if __name__ == "__main__":

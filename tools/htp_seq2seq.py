@@ -64,11 +64,8 @@ import argparse
 import contextlib
 import hashlib
 import inspect
-import json
 import os
 import sys
-import traceback
-import warnings
 
 sys.dont_write_bytecode = True
 
@@ -76,8 +73,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import htp_decoder  # noqa: E402  (traceable_masks, _cache_object, _flat_cache)
-from htp_exporter import (ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json,  # noqa: E402
-                          torchscript_exporter_arguments, trace_modules)
+from htp_exporter import (ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json, run_export,  # noqa: E402
+                          torchscript_exporter_arguments, trace_modules, write_module_table)
 from htp_weights import WeightsError, load_weights, weight_files  # noqa: E402
 
 # task -> (modality, transformers Auto class)
@@ -608,10 +605,7 @@ def export(options):
         "onnx_exporter": ONNX_EXPORTER,
         "files": entries,
     }
-    with open(options.modules, "w", encoding="utf-8") as handle:
-        json.dump(description, handle, sort_keys=True, indent=2)
-        handle.write("\n")
-    log("done")
+    write_module_table(options.modules, description)
 
 
 def parse_args(argv):
@@ -628,30 +622,12 @@ def parse_args(argv):
 
 def main(argv=None):
     options = parse_args(argv)
-    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         from transformers.utils import logging
         logging.set_verbosity_error()
     except ImportError:
         pass
-    try:
-        export(options)
-    except UsageError as error:
-        print("htp_seq2seq: error: %s" % error, file=sys.stderr)
-        return 2
-    except (WeightsError, Seq2SeqError) as error:
-        print("htp_seq2seq: error: %s" % error, file=sys.stderr)
-        return 1
-    except MissingTransformers:
-        print("htp_seq2seq: error: transformers is not installed", file=sys.stderr)
-        return 3
-    except Exception as error:
-        traceback.print_exc(file=sys.stderr)
-        print("htp_seq2seq: error: %s" % error, file=sys.stderr)
-        return 1
-    return 0
+    return run_export("htp_seq2seq", export, options, (WeightsError, Seq2SeqError))
 
 
 if __name__ == "__main__":
