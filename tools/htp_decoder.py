@@ -48,7 +48,8 @@ class DecoderError(Exception):
     """The model or its config.json does not fit the decoder signature."""
 
 
-def _first(config, *keys):
+def first_positive_int(config, *keys):
+    """The first of `keys` that config.json sets to a positive integer (families name the same size differently)."""
     for key in keys:
         if isinstance(config.get(key), int) and config[key] > 0:
             return config[key]
@@ -57,11 +58,11 @@ def _first(config, *keys):
 
 def cache_geometry(config):
     """(layers, kv_heads, head_dim) from config.json, with GPT-2's and Llama's key names."""
-    layers = _first(config, "num_hidden_layers", "n_layer", "num_layers")
-    heads = _first(config, "num_attention_heads", "n_head")
-    kv_heads = _first(config, "num_key_value_heads") or heads
-    hidden = _first(config, "hidden_size", "n_embd", "d_model")
-    head_dim = _first(config, "head_dim") or (hidden // heads if hidden and heads else None)
+    layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers")
+    heads = first_positive_int(config, "num_attention_heads", "n_head")
+    kv_heads = first_positive_int(config, "num_key_value_heads") or heads
+    hidden = first_positive_int(config, "hidden_size", "n_embd", "d_model")
+    head_dim = first_positive_int(config, "head_dim") or (hidden // heads if hidden and heads else None)
     if not (layers and kv_heads and head_dim):
         raise DecoderError("config.json: cannot tell the cache shape (needs num_hidden_layers/n_layer, "
                            "num_attention_heads/n_head and hidden_size/n_embd)")

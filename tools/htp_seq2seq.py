@@ -73,6 +73,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import htp_decoder  # noqa: E402  (traceable_masks, _cache_object, _flat_cache)
+from htp_decoder import first_positive_int  # noqa: E402
 from htp_exporter import (ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json, run_export,  # noqa: E402
                           torchscript_exporter_arguments, trace_modules, write_module_table)
 from htp_weights import WeightsError, load_weights, weight_files  # noqa: E402
@@ -115,19 +116,12 @@ class Seq2SeqError(Exception):
 # Geometry, names and axes
 # --------------------------------------------------------------------------
 
-def _first(config, *keys):
-    for key in keys:
-        if isinstance(config.get(key), int) and config[key] > 0:
-            return config[key]
-    return None
-
-
 def geometry(config):
     """(decoder layers, decoder heads, head dim, d_model) from config.json (T5's and Whisper's keys)."""
-    layers = _first(config, "num_decoder_layers", "decoder_layers", "num_layers")
-    heads = _first(config, "num_heads", "decoder_attention_heads", "num_attention_heads")
-    d_model = _first(config, "d_model", "hidden_size")
-    head_dim = _first(config, "d_kv", "head_dim") or (d_model // heads if d_model and heads else None)
+    layers = first_positive_int(config, "num_decoder_layers", "decoder_layers", "num_layers")
+    heads = first_positive_int(config, "num_heads", "decoder_attention_heads", "num_attention_heads")
+    d_model = first_positive_int(config, "d_model", "hidden_size")
+    head_dim = first_positive_int(config, "d_kv", "head_dim") or (d_model // heads if d_model and heads else None)
     if not (layers and heads and head_dim and d_model):
         raise Seq2SeqError("config.json: cannot tell the decoder cache shape (needs num_decoder_layers/"
                            "decoder_layers, num_heads/decoder_attention_heads and d_model)")
