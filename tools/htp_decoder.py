@@ -390,7 +390,8 @@ def share_transposed_copies(serialized, onnx_path, parameter_names, log, written
         return location if location and os.path.basename(location) == location else None
 
     def array(tensor, raw, span):
-        dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        dtype = (helper.tensor_dtype_to_np_dtype(tensor.data_type) if hasattr(helper, "tensor_dtype_to_np_dtype")
+                 else onnx.mapping.TENSOR_TYPE_TO_NP_TYPE[tensor.data_type])  # onnx < 1.13 (Debian 12's)
         if raw is not None:
             return numpy.frombuffer(buffer[raw[0]:raw[1]], dtype=dtype).reshape(tensor.dims)
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
