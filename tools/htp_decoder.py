@@ -25,6 +25,7 @@ legacy tuple cache get the tuple.
 
 import contextlib
 import inspect
+import io
 import os
 import sys
 
@@ -283,32 +284,104 @@ def traceable_masks():
         registry.register("sdpa", saved_registered)
 
 
-def share_transposed_copies(onnx_path, parameter_names, log):
-    """Store a tied weight once: replace an initializer that is the transpose of a parameter
-    by a Transpose node reading that parameter.
+# Field numbers of onnx.proto3 that share_transposed_copies reads on the wire.
+MODEL_GRAPH, GRAPH_NODE, GRAPH_INITIALIZER, TENSOR_RAW_DATA = 7, 1, 5, 9
+
+
+def _varint(buffer, pos):
+    value = shift = 0
+    while True:
+        byte = buffer[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _encode_varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _fields(buffer, start, end):
+    """(number, field start, value start, value end) of each protobuf field in buffer[start:end]:
+    the message's structure only, so that a field (a 300 MB initializer) is found without being
+    parsed or copied. The protobuf runtime has no public way to do that."""
+    pos = start
+    while pos < end:
+        field_start = pos
+        key, pos = _varint(buffer, pos)
+        wire = key & 7
+        if wire == 0:
+            value_start, pos = pos, _varint(buffer, pos)[1]
+        elif wire in (1, 5):
+            value_start, pos = pos, pos + (8 if wire == 1 else 4)
+        elif wire == 2:
+            length, value_start = _varint(buffer, pos)
+            pos = value_start + length
+        else:
+            raise DecoderError("unexpected protobuf wire type %d in the exported model" % wire)
+        if pos > end:
+            raise DecoderError("the exported model ends inside a protobuf field")
+        yield key >> 3, field_start, value_start, pos
+
+
+def share_transposed_copies(serialized, onnx_path, parameter_names, log, written=False):
+    """Writes `serialized` (torch.onnx.export's ModelProto bytes) to `onnx_path`, storing a tied
+    weight once: an initializer that is the transpose of a parameter is replaced by a Transpose
+    node reading that parameter.
 
     A tied lm_head (GPT-2's lm_head.weight is transformer.wte.weight) runs as
     MatMul(hidden, weight.T); torch's constant folding stores weight.T as a second
     initializer (it dedupes equal initializers, not transposed ones), which would
     double the embedding's bytes in the package. The Transpose node is named in the
-    consumer's scope ("/lm_head/Transpose_tied"), so the hierarchy tags it like the
-    MatMul (docs/design.md §4). Needs the onnx package; skipped, with a note, without it.
+    consumer's scope ("/lm_head/Transpose_tied_0"), so the hierarchy tags it like the
+    MatMul (docs/design.md §4). Needs the onnx package; without it the bytes are written
+    as they are, with a note.
 
-    The model is read without its external data (torch writes one file per tensor above
-    2 GiB): only a pair whose shapes and types could match (a 2-D parameter and a 2-D
-    folded constant of the transposed shape) is read and compared, so a large model's
-    other weights are never loaded; a removed copy's own external file is deleted.
+    The bytes are edited on the wire, not parsed and re-serialised (which copies every
+    weight twice): the graph's fields are located, each initializer's header (everything
+    but raw_data) is parsed by onnx, only a pair whose shapes and types could match is
+    compared (as arrays over the buffer, or read from torch's per-tensor external file
+    above 2 GiB, which is then deleted), and the file is written once, as the kept byte
+    ranges with the new nodes first in the graph: the bytes onnx.save would write for the
+    edited model. `serialized` is bytes, a memoryview or an mmap; `written` says it already is
+    the content of `onnx_path` (a mapped file), which is then rewritten only when a copy is shared.
     """
+    buffer = memoryview(serialized)
     try:
         import numpy
         import onnx
-        from onnx import external_data_helper, numpy_helper
+        from onnx import helper, numpy_helper
     except ImportError:
         log("onnx not importable: tied weights may be stored twice")
-        return 0
+        return 0 if written else _write_pieces(onnx_path, [buffer])
     base = os.path.dirname(os.path.abspath(onnx_path))
-    model = onnx.load(onnx_path, load_external_data=False)
-    graph = model.graph
+    graphs = [f for f in _fields(buffer, 0, len(buffer)) if f[0] == MODEL_GRAPH]
+    if len(graphs) != 1:
+        log("the exported model has %d graph fields: tied weights left as exported" % len(graphs))
+        return 0 if written else _write_pieces(onnx_path, [buffer])
+    _, graph_field, graph_start, graph_end = graphs[0]
+
+    consumers, initializers = {}, []
+    for number, field_start, start, end in _fields(buffer, graph_start, graph_end):
+        if number == GRAPH_NODE:
+            node = onnx.NodeProto.FromString(bytes(buffer[start:end]))
+            for name in node.input:
+                consumers.setdefault(name, node)
+        elif number == GRAPH_INITIALIZER:
+            header, raw = bytearray(), None
+            for tensor_field, tensor_field_start, value_start, value_end in _fields(buffer, start, end):
+                if tensor_field == TENSOR_RAW_DATA:
+                    raw = (value_start, value_end)
+                else:
+                    header += buffer[tensor_field_start:value_end]
+            initializers.append((onnx.TensorProto.FromString(bytes(header)), raw, (field_start, end)))
 
     def external_file(tensor):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
@@ -316,47 +389,95 @@ def share_transposed_copies(onnx_path, parameter_names, log):
         location = {e.key: e.value for e in tensor.external_data}.get("location", "")
         return location if location and os.path.basename(location) == location else None
 
-    def array(tensor):
+    def array(tensor, raw, span):
+        dtype = (helper.tensor_dtype_to_np_dtype(tensor.data_type) if hasattr(helper, "tensor_dtype_to_np_dtype")
+                 else onnx.mapping.TENSOR_TYPE_TO_NP_TYPE[tensor.data_type])  # onnx < 1.13 (Debian 12's)
+        if raw is not None:
+            return numpy.frombuffer(buffer[raw[0]:raw[1]], dtype=dtype).reshape(tensor.dims)
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            loaded = onnx.TensorProto()
-            loaded.CopyFrom(tensor)
-            external_data_helper.load_external_data_for_tensor(loaded, base)
-            loaded.data_location = onnx.TensorProto.DEFAULT
-            del loaded.external_data[:]
-            return numpy_helper.to_array(loaded)
-        return numpy_helper.to_array(tensor)
+            info = {e.key: e.value for e in tensor.external_data}
+            count = int(numpy.prod(tensor.dims))
+            return numpy.fromfile(os.path.join(base, info["location"]), dtype=dtype, count=count,
+                                  offset=int(info.get("offset", 0))).reshape(tensor.dims)
+        return numpy_helper.to_array(onnx.TensorProto.FromString(bytes(buffer[span[0]:span[1]])))
 
-    consumers = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, node)
-    parameters = [t for t in graph.initializer if t.name in parameter_names and len(t.dims) == 2]
-    shared, removed_files = [], []
-    for tensor in list(graph.initializer):
+    parameters = [i for i in initializers if i[0].name in parameter_names and len(i[0].dims) == 2]
+    shared, removed_spans, removed_files, new_nodes = [], [], [], []
+    for tensor, raw, span in initializers:
         if tensor.name in parameter_names or len(tensor.dims) != 2 or tensor.name not in consumers:
             continue
         matches = [p for p in parameters
-                   if p.data_type == tensor.data_type and list(p.dims) == list(reversed(tensor.dims))]
+                   if p[0].data_type == tensor.data_type and list(p[0].dims) == list(reversed(tensor.dims))]
         if not matches:
             continue
-        copy = array(tensor)
-        original = next((p.name for p in matches if numpy.array_equal(numpy.ascontiguousarray(array(p).T), copy)),
-                        None)
+        copy = array(tensor, raw, span)
+        original = next((p[0].name for p in matches if _is_transpose(array(*p), copy)), None)
         if original is None:
             continue
         scope = consumers[tensor.name].name.rpartition("/")[0]
-        node = onnx.helper.make_node("Transpose", [original], [tensor.name], perm=[1, 0],
-                                     name="%s/Transpose_tied_%d" % (scope, len(shared)))
-        graph.node.insert(0, node)
+        node = helper.make_node("Transpose", [original], [tensor.name], perm=[1, 0],
+                                name="%s/Transpose_tied_%d" % (scope, len(shared)))
+        new_nodes.insert(0, node)  # each goes first, as graph.node.insert(0, node) would put it
+        removed_spans.append(span)
         if external_file(tensor):
             removed_files.append(external_file(tensor))
-        graph.initializer.remove(tensor)
         shared.append((tensor.name, original))
-    if shared:
-        onnx.save(model, onnx_path)
-        still_used = {external_file(t) for t in graph.initializer}
-        for name in removed_files:
-            if name not in still_used and os.path.isfile(os.path.join(base, name)):
-                os.remove(os.path.join(base, name))
-        log("tied weights stored once: %s" % ", ".join("%s = %s.T" % pair for pair in shared))
+    if not shared:
+        return 0 if written else _write_pieces(onnx_path, [buffer])
+
+    nodes = b"".join(_encode_varint(GRAPH_NODE << 3 | 2) + _encode_varint(n.ByteSize()) + n.SerializeToString()
+                     for n in new_nodes)
+    kept, pos = [], graph_start
+    for start, end in removed_spans:  # in file order: initializers were walked in order
+        kept.append(buffer[pos:start])
+        pos = end
+    kept.append(buffer[pos:graph_end])
+    graph_length = len(nodes) + sum(len(piece) for piece in kept)
+    _write_pieces(onnx_path, [buffer[:graph_field], _encode_varint(MODEL_GRAPH << 3 | 2) + _encode_varint(graph_length),
+                              nodes] + kept + [buffer[graph_end:]])
+    still_used = {external_file(t) for t, _, span in initializers if span not in removed_spans}
+    for name in removed_files:
+        if name not in still_used and os.path.isfile(os.path.join(base, name)):
+            os.remove(os.path.join(base, name))
+    log("tied weights stored once: %s" % ", ".join("%s = %s.T" % pair for pair in shared))
     return len(shared)
+
+
+class CapturedBytes(io.BytesIO):
+    """A file-like target for torch.onnx.export that keeps the bytes objects written to it
+    instead of copying them (torch writes its serialised ModelProto in one write)."""
+
+    def __init__(self):
+        super().__init__()
+        self.chunks = []
+
+    def write(self, data):
+        self.chunks.append(data)
+        return len(data)
+
+    def value(self):
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+
+def _is_transpose(matrix, other, tile=256):
+    """Whether `other` is matrix.T, compared tile by tile: a tile of each fits in the cache,
+    where a whole strided transpose misses it on nearly every element (5x slower on GPT-2's
+    embedding)."""
+    import numpy
+    for row in range(0, other.shape[0], tile):
+        for column in range(0, other.shape[1], tile):
+            if not numpy.array_equal(matrix[column:column + tile, row:row + tile].T,
+                                     other[row:row + tile, column:column + tile]):
+                return False
+    return True
+
+
+def _write_pieces(path, pieces):
+    """Writes the byte ranges `pieces` to `path`, replacing it by a rename (it may be the
+    file the pieces are mapped from)."""
+    partial = path + ".partial"
+    with open(partial, "wb") as handle:
+        for piece in pieces:
+            handle.write(piece)
+    os.replace(partial, path)
+    return 0

@@ -31,18 +31,23 @@ without side effects.
 """
 
 import argparse
+import contextlib
 import functools
 import importlib.util
 import inspect
 import json
+import mmap
 import os
 import sys
+import time
 import traceback
 import warnings
 
 # Never leave __pycache__ directories behind (in the source directory when
 # importing the user's modeling file, or next to this script).
 sys.dont_write_bytecode = True
+# The phase timings' clock (PhaseClock) starts before torch's import, most of the start-up.
+STARTED = time.perf_counter()
 
 import torch  # noqa: E402  (after dont_write_bytecode on purpose)
 
@@ -82,6 +87,25 @@ class MissingTransformers(Exception):
 
 def log(message):
     print("htp: " + message, flush=True)
+
+
+class PhaseClock:
+    """Wall seconds of the exporter's phases, in order: logged as each ends (modelexport shows the
+    exporter's lines with --verbose) and written to the module table's "phase_seconds", which
+    modelexport copies into its --report, never into the package. "start" is the interpreter's
+    imports up to main(), measured from the first line of this script."""
+
+    def __init__(self):
+        self.seconds = {"start": time.perf_counter() - STARTED}
+
+    @contextlib.contextmanager
+    def phase(self, name):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - began
+            log("%s took %.2f s" % (name, self.seconds[name]))
 
 
 def read_json(path):
@@ -337,8 +361,11 @@ def load_transformers_model(source_dir, task, boundary=None):
 # Hierarchy tracing
 # --------------------------------------------------------------------------
 
-def trace_modules(model, args):
-    """Run one forward pass and record each module's first-call order."""
+@contextlib.contextmanager
+def recorded_modules(model):
+    """Forward pre-hooks on every module while the block runs. Yields the module records
+    (path, class, torch_module); each gets its first call's index as "order" (None when it
+    never ran) when the block ends. Only a module's first call counts."""
     records = []
     first_call = {}
     handles = []
@@ -357,14 +384,31 @@ def trace_modules(model, args):
         })
         handles.append(module.register_forward_pre_hook(make_hook(path)))
     try:
-        with torch.no_grad():
-            outputs = call_model(model, args)
+        yield records
     finally:
         for handle in handles:
             handle.remove()
-    for record in records:
-        record["order"] = first_call.get(record["path"])
+        for record in records:
+            record["order"] = first_call.get(record["path"])
+
+
+def trace_modules(model, args):
+    """Run one forward pass and record each module's first-call order."""
+    with recorded_modules(model) as records, torch.no_grad():
+        outputs = call_model(model, args)
     return records, outputs
+
+
+# Models with fewer bytes of weights are exported into memory when a pass edits torch's bytes
+# before they are written; torch's ModelProto must stay below protobuf's 2 GiB with the
+# constants it folds (a tied lm_head's transposed copy), hence the margin.
+IN_MEMORY_BYTES = 1 << 30
+
+
+def weight_bytes(model):
+    """Bytes of the model's parameters and buffers, each tensor once."""
+    tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 # The hierarchy comes from the node names of torch's TorchScript-based exporter,
@@ -398,6 +442,8 @@ def named_outputs_forward(forward, keep):
             outputs = outputs.to_tuple()
         if not isinstance(outputs, (tuple, list)):
             outputs = (outputs,)
+        if keep is not None and len(outputs) < keep:
+            raise RuntimeError("model returned %d outputs, the task needs %d" % (len(outputs), keep))
         return tuple(outputs[:keep]) if keep is not None else tuple(outputs)
     return forward_named_outputs
 
@@ -425,12 +471,6 @@ def export_spec(task, model, config, source_dir):
             "axes": dynamic_axes_for(task, names, outputs, config), "forward": named_outputs_forward}
 
 
-def count_outputs(outputs):
-    if isinstance(outputs, (tuple, list)):
-        return len(outputs)
-    return 1
-
-
 # --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
@@ -455,6 +495,7 @@ def parse_args(argv):
 
 
 def export(options):
+    clock = PhaseClock()
     task_modality(options.task)  # validate before any heavy work
     source_dir = options.source
     if not os.path.isdir(source_dir):
@@ -465,44 +506,50 @@ def export(options):
 
     log("loading model")
     boundary = options.source_boundary or source_dir
-    if options.model:
-        model = load_user_model(source_dir, options.model, config, boundary, options.random_weights)
-    else:
-        if options.random_weights:
-            raise UsageError("--random-weights needs --model FILE.py:FACTORY")
-        model = load_transformers_model(source_dir, options.task, boundary)
-    model.eval()
+    with clock.phase("load"):
+        if options.model:
+            model = load_user_model(source_dir, options.model, config, boundary, options.random_weights)
+        else:
+            if options.random_weights:
+                raise UsageError("--random-weights needs --model FILE.py:FACTORY")
+            model = load_transformers_model(source_dir, options.task, boundary)
+        model.eval()
 
     spec = export_spec(options.task, model, config, source_dir)
     input_names, output_names, args = spec["inputs"], spec["outputs"], spec["args"]
 
     module_count = sum(1 for _ in model.named_modules())
-    log("tracing %d modules" % module_count)
+    log("exporting to ONNX (opset %d), tracing %d modules" % (options.opset, module_count))
     original_forward = model.forward
-    model.forward = spec["forward"](original_forward, None)
-    with htp_decoder.traceable_masks():
-        modules, outputs = trace_modules(model, args)
-        produced = count_outputs(outputs)
-        if produced < len(output_names):
-            raise RuntimeError("model returned %d outputs, task %s needs %d (%s)"
-                               % (produced, options.task, len(output_names),
-                                  ", ".join(output_names)))
-
-        log("exporting to ONNX (opset %d)" % options.opset)
-        model.forward = spec["forward"](original_forward, len(output_names))
-        try:
+    model.forward = spec["forward"](original_forward, len(output_names))
+    # A decoder's tied-weight pass edits torch's bytes before the one write (htp_decoder.py);
+    # above IN_MEMORY_BYTES of weights torch needs a path (its per-tensor external data).
+    decoder = task_modality(options.task) == "decoder"
+    target = options.onnx
+    if decoder and weight_bytes(model) < IN_MEMORY_BYTES:
+        target = htp_decoder.CapturedBytes()
+    # The hierarchy is recorded during torch's own trace of the forward (the hooks only note
+    # which module runs first; the graph is the same), rather than in a forward of its own.
+    try:
+        with htp_decoder.traceable_masks(), recorded_modules(model) as modules, clock.phase("torch.onnx.export"):
             torch.onnx.export(
-                model, args, options.onnx,
+                model, args, target,
                 input_names=input_names,
                 output_names=output_names,
                 dynamic_axes=spec["axes"],
                 opset_version=options.opset,
                 do_constant_folding=True,
                 **torchscript_exporter_arguments())
-        finally:
-            del model.forward
-    if task_modality(options.task) == "decoder":
-        htp_decoder.share_transposed_copies(options.onnx, {n for n, _ in model.named_parameters()}, log)
+    finally:
+        del model.forward
+    if decoder:
+        with clock.phase("tied weights"):
+            parameter_names = {n for n, _ in model.named_parameters()}
+            if target is options.onnx:
+                with open(options.onnx, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                    htp_decoder.share_transposed_copies(mapped, options.onnx, parameter_names, log, written=True)
+            else:
+                htp_decoder.share_transposed_copies(target.value(), options.onnx, parameter_names, log)
 
     description = {
         "format": 1,
@@ -514,6 +561,7 @@ def export(options):
         "torch_version": torch.__version__,
         "onnx_exporter": ONNX_EXPORTER,
         "modules": modules,
+        "phase_seconds": clock.seconds,
     }
     write_module_table(options.modules, description)
 
@@ -556,4 +604,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Every file is written and closed: skip the interpreter's teardown of torch and the
+    # model, which writes nothing and takes seconds for a large model (docs/design.md §3).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -85,6 +85,7 @@ inline json success_report(const export_result& r, const fs::path& metadata_file
     double overhead = model ? 100.0 * static_cast<double>(configs + metadata) / static_cast<double>(model) : 0.0;
     return {{"result", "ok"},
             {"steps_seconds", steps},
+            {"exporter_seconds", r.exporter_seconds},
             {"sizes", {{"model", model}, {"configs", configs}, {"metadata", metadata}, {"overhead_percent", overhead}}},
             {"task", r.metadata["model"]["task"]},
             {"cache", r.cache.to_json()},

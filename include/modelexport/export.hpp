@@ -46,6 +46,7 @@ struct export_result {
     json metadata;                     ///< export_metadata.json's document
     std::vector<fs::path> inputs;      ///< every file read, sorted, for the depfile
     step_times step_seconds;           ///< resolve, export, project, copy, [validate,] commit
+    json exporter_seconds = json::object();  ///< the exporter's phases inside "export" (htp; empty on a cache hit)
     cache_outcome cache;               ///< what the export cache did (§10)
 };
 
@@ -278,6 +279,7 @@ inline export_result export_package(const export_options& opt, const export_hook
                              : produce_onnx(how, m.source, *m.task, stage, opt);
     if (!hit) cache.store(stage, detail::produced_files(stage), detail::cache_table(onnx));
     result.cache = cache.outcome();
+    result.exporter_seconds = onnx.exporter_seconds;
     timer.end(std::to_string(fs::file_size(stage / onnx.models.front())) + " bytes of ONNX");
 
     timer.begin("project", "projecting the module hierarchy onto the graph");

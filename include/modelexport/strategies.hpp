@@ -41,6 +41,7 @@ struct produced_onnx {
     std::string torch_version;
     std::string onnx_exporter;
     long long parameters = 0;  ///< torch's count (htp only)
+    json exporter_seconds = json::object();  ///< the exporter's own phases ("phase_seconds" of its table), for --report only
     std::string shown;         ///< how errors name the model: where it came from, not the staging path
 };
 
@@ -128,6 +129,9 @@ inline void read_module_table(const fs::path& table, const std::string& exporter
         out.torch_version = t.value("torch_version", "");
         out.onnx_exporter = t.value("onnx_exporter", "");
         out.parameters = t.value("parameters", 0LL);
+        const json phases = t.value("phase_seconds", json::object());
+        for (const auto& [phase, seconds] : phases.items())
+            if (phases.is_object() && seconds.is_number()) out.exporter_seconds[phase] = seconds;
     } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
         throw export_failed(exporter, std::string("the exporter wrote an unusable module table: ") + e.what());
     }

@@ -112,6 +112,9 @@ class Report(TempDirTest):
         self.assertEqual(report["result"], "ok")
         self.assertEqual(set(report["steps_seconds"]), {"resolve", "export", "project", "copy", "validate", "commit"})
         self.assertTrue(all(v >= 0 for v in report["steps_seconds"].values()))
+        if not report["cache"]["result"].startswith("hit"):  # the exporter ran: its phases inside "export"
+            self.assertLessEqual({"start", "load", "torch.onnx.export"}, set(report["exporter_seconds"]))
+            self.assertLessEqual(sum(report["exporter_seconds"].values()), report["steps_seconds"]["export"])
         sizes = report["sizes"]
         self.assertEqual(sizes["model"], os.path.getsize(os.path.join(out, "model.onnx")))
         self.assertEqual(sizes["configs"], sum(os.path.getsize(os.path.join(out, f)) for f in ("config.json", "preprocessor_config.json")))
