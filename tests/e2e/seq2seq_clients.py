@@ -4,7 +4,7 @@ ONNX Runtime on the package's four files, and Optimum's ORTModelFor*.generate().
 
 Usage:
   seq2seq_clients.py ort PKG ONNXDIR SOURCE REFERENCE.json
-  seq2seq_clients.py optimum PKG t5|whisper [--no-merged]
+  seq2seq_clients.py optimum PKG [--no-merged]      (SEQ2SEQ_REFERENCE names the reference)
   seq2seq_clients.py inspect ONNXDIR
 
 `inspect` reports per ONNX file its inputs and outputs ([name, elem type, dims] with dims as
@@ -53,7 +53,7 @@ def worst(got, expected):
 
 
 def encoder_feed(kind, source, ref):
-    if kind == "t5":
+    if kind == "text":
         ids = numpy.array([ref["input_ids"]], dtype=numpy.int64)
         return {"input_ids": ids, "attention_mask": numpy.ones_like(ids)}
     from transformers import WhisperFeatureExtractor
@@ -65,7 +65,7 @@ def encoder_feed(kind, source, ref):
 def ort(pkg, onnx_dir, source, reference):
     import onnxruntime
     ref = load_json(reference)
-    kind = "t5" if ref["task"] == "text2text-generation" else "whisper"
+    kind = "text" if ref["task"] == "text2text-generation" else "speech"
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     sessions = {name: onnxruntime.InferenceSession(os.path.join(onnx_dir, name + ".onnx"), options,
@@ -74,7 +74,7 @@ def ort(pkg, onnx_dir, source, reference):
     enc_in = encoder_feed(kind, source, ref)
     hidden = sessions["encoder_model"].run(None, enc_in)[0]
     report = {}
-    if kind == "t5":
+    if kind == "text":
         report["encoder"] = worst(hidden, ref["last_hidden_state"])
     else:
         report["encoder"] = worst(hidden[:, :16], ref["last_hidden_state_head"])
@@ -137,18 +137,30 @@ def ort(pkg, onnx_dir, source, reference):
     return report
 
 
-def optimum(pkg, kind, merged):
+def text_tokenizer(pkg):
+    """AutoTokenizer, else the package's tokenizer.json as it is (a class with no fast version,
+    such as MarianTokenizer, needs sentencepiece files a tokenizer.json-only package lacks)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    try:
+        return AutoTokenizer.from_pretrained(pkg, local_files_only=True)
+    except (ImportError, OSError, TypeError, ValueError):
+        return PreTrainedTokenizerFast.from_pretrained(pkg, local_files_only=True)
+
+
+def optimum(pkg, merged):
+    """ORTModelForSeq2SeqLM / ORTModelForSpeechSeq2Seq (by the reference's task) .generate()."""
     import torch
-    from transformers import AutoProcessor, AutoTokenizer
+    from transformers import AutoProcessor
     from optimum.onnxruntime import ORTModelForSeq2SeqLM, ORTModelForSpeechSeq2Seq
-    cls = ORTModelForSeq2SeqLM if kind == "t5" else ORTModelForSpeechSeq2Seq
+    ref = load_json(os.environ["SEQ2SEQ_REFERENCE"])
+    text = ref["task"] == "text2text-generation"
+    cls = ORTModelForSeq2SeqLM if text else ORTModelForSpeechSeq2Seq
     model = cls.from_pretrained(pkg, local_files_only=True, use_merged=merged)
     files = sorted(os.path.relpath(p, pkg) for p in (str(model.encoder.path), str(model.decoder.path)))
-    ref = load_json(os.environ["SEQ2SEQ_REFERENCE"])
     n = len(ref["generated_ids"])
     with torch.no_grad():
-        if kind == "t5":
-            tokenizer = AutoTokenizer.from_pretrained(pkg, local_files_only=True)
+        if text:
+            tokenizer = text_tokenizer(pkg)
             encoded = tokenizer(ref["text"], return_tensors="pt")
             out = model.generate(**encoded, max_new_tokens=n, do_sample=False, num_beams=1)
             text = tokenizer.decode(out[0], skip_special_tokens=True)
@@ -214,9 +226,9 @@ def main(argv):
     elif argv[0] == "ort":
         result = ort(*argv[1:5])
     elif argv[0] == "optimum":
-        result = optimum(argv[1], argv[2], "--no-merged" not in argv[3:])
+        result = optimum(argv[1], "--no-merged" not in argv[2:])
     else:
-        raise SystemExit("usage: seq2seq_clients.py ort PKG ONNXDIR SOURCE REF | optimum PKG t5|whisper [--no-merged]")
+        raise SystemExit("usage: seq2seq_clients.py ort PKG ONNXDIR SOURCE REF | optimum PKG [--no-merged] | inspect ONNXDIR")
     print(json.dumps(result))
 
 

@@ -199,7 +199,7 @@ class Seq2Seq(FixtureSources, unittest.TestCase):
                     ref = self.reference(name)
                     self.assertGreaterEqual(len(ref["generated_ids"]), 8)
                     env = dict(ENV, SEQ2SEQ_REFERENCE=os.path.join(self.sources, "_reference", name + ".json"))
-                    out = clients("optimum", self.packages[name], name, *([] if merged else ["--no-merged"]), env=env)
+                    out = clients("optimum", self.packages[name], *([] if merged else ["--no-merged"]), env=env)
                     self.assertEqual(out["merged"], merged)
                     decoder = "onnx/decoder_model_merged.onnx" if merged else "onnx/decoder_model.onnx"
                     self.assertEqual(out["files"], sorted([decoder, "onnx/encoder_model.onnx"]))
@@ -332,7 +332,7 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
             with self.subTest(name=name):
                 ref = self.reference(name)
                 env = dict(ENV, SEQ2SEQ_REFERENCE=os.path.join(self.sources, "_reference", name + ".json"))
-                out = clients("optimum", self.packages[name], name, env=env)
+                out = clients("optimum", self.packages[name], env=env)
                 self.assertEqual(out["files"], ["decoder_model_merged.onnx", "encoder_model.onnx"])
                 sequence = out["sequence"]
                 prompt = ref["decoder_prompt_ids"]
