@@ -361,7 +361,7 @@ def check_shapes(model, state, origin):
 
 def never_saved(model):
     """Keys the model's class leaves out of every checkpoint it writes (transformers'
-    _keys_to_ignore_on_save: Marian's and Pegasus' sinusoidal position tables, which the class
+    _keys_to_ignore_on_save: Marian's sinusoidal position tables, which the class
     computes when it is built): a checkpoint cannot hold them, so they are not missing."""
     return set(getattr(model, "_keys_to_ignore_on_save", None) or ())
 

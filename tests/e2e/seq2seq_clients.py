@@ -5,7 +5,9 @@ ONNX Runtime on the package's four files, and Optimum's ORTModelFor*.generate().
 Usage:
   seq2seq_clients.py ort PKG ONNXDIR SOURCE REFERENCE.json
   seq2seq_clients.py optimum PKG [--no-merged]      (SEQ2SEQ_REFERENCE names the reference)
+  seq2seq_clients.py optimum-each PKG REFERENCE [PKG REFERENCE ...]   (merged; {PKG: answer or error})
   seq2seq_clients.py inspect ONNXDIR
+  seq2seq_clients.py versus PKG OTHERPKG SOURCE REFERENCE.json   (largest differences between the two)
 
 `inspect` reports per ONNX file its inputs and outputs ([name, elem type, dims] with dims as
 numbers or names), its node names (the If node's subgraphs included), the file size and the
@@ -175,6 +177,51 @@ def optimum(pkg, merged):
             "sequence": out[0].tolist(), "text": text}
 
 
+def versus(ours, theirs, source, reference):
+    """Two packages' files on the same inputs in ONNX Runtime: the largest difference of the
+    encoder's output, the first step's logits and presents (decoder_model.onnx), one cached step's
+    logits (decoder_with_past_model.onnx) and both merged branches' logits."""
+    import onnxruntime
+    ref = load_json(reference)
+    kind = "text" if ref["task"] == "text2text-generation" else "speech"
+    enc_in = encoder_feed(kind, source, ref)
+    prompt, step_id = ref["decoder_prompt_ids"], ref["step"]["input_id"]
+    answers = []
+    for directory in (ours, theirs):
+        def session(name):
+            return onnxruntime.InferenceSession(os.path.join(directory, name + ".onnx"), providers=["CPUExecutionProvider"])
+
+        def run(sess, ids, hidden, past=None, branch=None):
+            feed = {"input_ids": numpy.array([ids], dtype=numpy.int64)}
+            for i in sess.get_inputs():
+                if i.name == "encoder_hidden_states":
+                    feed[i.name] = hidden
+                elif i.name == "encoder_attention_mask":
+                    feed[i.name] = enc_in["attention_mask"]
+                elif i.name.startswith("past_key_values."):
+                    feed[i.name] = past[i.name.replace("past_key_values.", "present.")]
+                elif i.name == "use_cache_branch":
+                    feed[i.name] = numpy.array([branch])
+            return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+
+        hidden = session("encoder_model").run(None, enc_in)[0]
+        first = run(session("decoder_model"), prompt, hidden)
+        step = run(session("decoder_with_past_model"), [step_id], hidden, first)
+        merged = session("decoder_model_merged")
+        empty = {n: v[:, :, :0] for n, v in first.items() if n.startswith("present.")}
+        merged_first = run(merged, prompt, hidden, empty, False)
+        merged_step = run(merged, [step_id], hidden, merged_first, True)
+        answers.append({"encoder": hidden, "first": first["logits"], "presents": [first[n] for n in sorted(empty)],
+                        "step": step["logits"], "merged_first": merged_first["logits"], "merged_step": merged_step["logits"]})
+    a, b = answers
+
+    def biggest(x, y):
+        return float(numpy.max(numpy.abs(x - y)))
+    report = {key: biggest(a[key], b[key]) for key in a if key != "presents"}
+    report["presents"] = max(biggest(x, y) for x, y in zip(a["presents"], b["presents"]))
+    return report
+
+
 def inspect(onnx_dir):
     import hashlib
     import onnx
@@ -227,6 +274,16 @@ def main(argv):
         result = ort(*argv[1:5])
     elif argv[0] == "optimum":
         result = optimum(argv[1], "--no-merged" not in argv[2:])
+    elif argv[0] == "versus":
+        result = versus(*argv[1:5])
+    elif argv[0] == "optimum-each":  # PKG REFERENCE pairs in one process (one import of torch)
+        result = {}
+        for pkg, reference in zip(argv[1::2], argv[2::2]):
+            os.environ["SEQ2SEQ_REFERENCE"] = reference
+            try:
+                result[pkg] = optimum(pkg, True)
+            except Exception as error:  # noqa: BLE001  (reported per package; the test names it)
+                result[pkg] = {"error": "%s: %s" % (type(error).__name__, str(error)[-1500:])}
     else:
         raise SystemExit("usage: seq2seq_clients.py ort PKG ONNXDIR SOURCE REF | optimum PKG [--no-merged] | inspect ONNXDIR")
     print(json.dumps(result))
