@@ -405,6 +405,18 @@ class UnseenSeq2Seq(unittest.TestCase):
                 self.assertEqual(p.returncode, EXIT["ok"], p.stdout + p.stderr)
                 self.assertIn("ok    signature.encoder_decoder", p.stdout)
 
+    def test_marian_head_is_scoped_to_its_model_type(self):
+        """MarianMTModel names no task suffix: it is text2text-generation for model_type marian only;
+        under another model_type the task is not guessed (exit 5, the hint names --task)."""
+        other = os.path.join(self.tmp, "marian-as-bart")
+        os.makedirs(other, exist_ok=True)
+        config = load_json(os.path.join(self.sources, "marian", "config.json"))
+        with open(os.path.join(other, "config.json"), "w") as f:
+            json.dump(dict(config, model_type="bart"), f)
+        p = run("plan", other, check=EXIT["invalid_input"])
+        self.assertIn("cannot infer the task", p.stderr)
+        self.assertIn("hint: pass --task", p.stderr)
+
     def test_optimum_generate_gives_transformers_greedy_ids(self):
         pairs = [a for name in self.packages for a in (self.packages[name], self.reference_path(name))]
         answers = clients("optimum-each", *pairs)
