@@ -353,13 +353,13 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
 class UnseenSeq2Seq(unittest.TestCase):
     """Encoder-decoder families no other fixture uses, built at test time
     (tests/fixtures/make_unseen_seq2seq.py: T5 v1.1 / Flan-style gated-gelu with an untied head and
-    d_kv * heads != d_model, MT5, BART, MarianMTModel, M2M100, a distil-Whisper with fewer decoder than
+    d_kv * heads != d_model, MT5, BART, MarianMTModel, M2M100, mBART, a distil-Whisper with fewer decoder than
     encoder layers): `modelexport export SRC OUT` with no --task infers the task, validate --strict
     passes (the cache shapes against each family's config keys), and Optimum's .generate() and
     transformers.js' pipelines give transformers' own greedy ids. One export per source, shared."""
 
     TASKS = {"t5v11": "text2text-generation", "mt5": "text2text-generation", "bart": "text2text-generation",
-             "marian": "text2text-generation", "m2m100": "text2text-generation",
+             "marian": "text2text-generation", "m2m100": "text2text-generation", "mbart": "text2text-generation",
              "whisper-distil": "automatic-speech-recognition-with-past"}
 
     @classmethod
