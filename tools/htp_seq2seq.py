@@ -170,8 +170,18 @@ def encoder_axes(modality, inputs, outputs):
     return {name: {0: "batch_size", 1: "encoder_sequence_length"} for name in inputs + outputs}
 
 
-def decoder_axes(inputs, outputs, with_past):
-    """Optimum's axes (OnnxSeq2SeqConfigWithPast): the with-past logits' step axis is named "1"."""
+def decoder_axes(inputs, outputs, with_past, config):
+    """Optimum's axes (OnnxSeq2SeqConfigWithPast): the with-past logits' step axis is named "1".
+
+    One addition, from config.json: when the head dim is not d_model / heads (T5 v1.1 and Flan-T5
+    small: d_kv 64, 6 heads, d_model 512), the past inputs' head-dim axis is named "head_dim"
+    instead of fixed. Optimum (optimum-onnx 0.1.0, ORTDecoderForSeq2Seq) feeds the merged
+    decoder's first step empty past tensors shaped [batch, heads, 0, d_model // heads], which
+    ONNX Runtime refuses against a fixed dim (optimum-cli's own export of such a model fails so);
+    the first step's branch never reads them, and the cached steps get the real presents.
+    """
+    _, heads, head_dim, d_model = geometry(config)
+    loose_head_dim = d_model // heads != head_dim
     axes = {}
     for name in inputs + outputs:
         if name in ("encoder_attention_mask", "encoder_hidden_states") or ".encoder." in name:
@@ -184,6 +194,8 @@ def decoder_axes(inputs, outputs, with_past):
             axes[name] = {0: "batch_size", 2: "past_decoder_sequence_length + decoder_sequence_length"}
         elif name == "logits":
             axes[name] = {0: "batch_size", 1: "1" if with_past else "decoder_sequence_length"}
+        if loose_head_dim and name.startswith("past_key_values."):
+            axes[name][3] = "head_dim"
     return axes
 
 
@@ -575,7 +587,7 @@ def export(options):
         tensors = dummy_decoder_inputs(config, names, encoder_hidden, with_past)
         args = tuple(tensors[n] for n in names)
         modules = export_graph(model, decoder_forward(model.forward, names, layers, geometry(config)[3], with_past), names, outputs,
-                               args, decoder_axes(names, outputs, with_past), path(name), options.opset)
+                               args, decoder_axes(names, outputs, with_past, config), path(name), options.opset)
         decoder_tables.append(table(name, options.task, model, names, outputs, modules))
     entries += decoder_tables
 

@@ -345,7 +345,7 @@ def load_weights(model, source_dir, boundary=None):
     if result.unexpected_keys:
         raise WeightsError(shown, "%s not in the model: %s" % (count_of(result.unexpected_keys, "tensor"),
                                                                   some(result.unexpected_keys)))
-    missing = untied_missing_keys(model, result.missing_keys)
+    missing = [key for key in untied_missing_keys(model, result.missing_keys) if key not in never_saved(model)]
     if missing:
         raise WeightsError(shown, "%s of the model missing: %s" % (count_of(missing, "tensor"), some(missing)))
 
@@ -357,6 +357,13 @@ def check_shapes(model, state, origin):
         if key in expected and tuple(expected[key].shape) != tuple(tensor.shape):
             raise WeightsError(origin[key], "tensor %r has shape %s, the model needs %s"
                                % (key, list(tensor.shape), list(expected[key].shape)))
+
+
+def never_saved(model):
+    """Keys the model's class leaves out of every checkpoint it writes (transformers'
+    _keys_to_ignore_on_save: Marian's sinusoidal position tables, which the class
+    computes when it is built): a checkpoint cannot hold them, so they are not missing."""
+    return set(getattr(model, "_keys_to_ignore_on_save", None) or ())
 
 
 def untied_missing_keys(model, missing_keys):

@@ -2,6 +2,7 @@
 // against config.json (docs/design.md §5.3): pure functions over signatures, no files.
 #pragma once
 
+#include "modelexport/decoder_checks.hpp"  // detail::config_int (and tasks.hpp's detail::ends_with)
 #include "modelexport/onnx_model.hpp"
 
 #include <nlohmann/json.hpp>
@@ -37,13 +38,36 @@ inline bool has_input(const signature& s, const std::string& name) {
     return std::any_of(s.inputs.begin(), s.inputs.end(), [&](const tensor_info& t) { return t.name == name; });
 }
 
-/// The decoder's layer count config.json states (T5: num_decoder_layers, else num_layers; BART, Whisper: decoder_layers), or -1.
-inline std::int64_t config_decoder_layers(const nlohmann::json& config) {
-    for (const char* key : {"decoder_layers", "num_decoder_layers", "num_layers"})
-        if (auto it = config.find(key); it != config.end() && it->is_number_integer()) return it->get<std::int64_t>();
-    return -1;
+/// A cache tensor's name: past_key_values.{i}.{decoder|encoder}.{key|value} or present.{i}....
+inline bool is_cache_tensor(const std::string& name) {
+    return (name.rfind("past_key_values.", 0) == 0 || name.rfind("present.", 0) == 0) &&
+           (ends_with(name, ".key") || ends_with(name, ".value"));
 }
 }  // namespace detail
+
+/// The decoder's cache geometry as config.json states it, each -1 when it does not. The keys are
+/// each family's own (as Optimum's normalized configs and transformers.js read them):
+///   layers    decoder_layers (BART, mBART, Marian, M2M100, Pegasus, Whisper), num_decoder_layers
+///             (T5, MT5; absent in old T5 configs), else num_layers (T5: the encoder's, which the
+///             decoder then shares)
+///   heads     decoder_attention_heads (BART family, Whisper), num_heads (T5)
+///   head_dim  d_kv (T5: heads * d_kv need not be d_model), else d_model / heads
+///   d_model   d_model (every family), hidden_size
+/// encoder_layers / num_layers (the encoder's depth) are not in any file's signature: the encoder's
+/// graph holds no cache, so they are not checked.
+struct seq2seq_geometry {
+    std::int64_t layers = -1, heads = -1, head_dim = -1, d_model = -1;
+};
+
+inline seq2seq_geometry seq2seq_config_geometry(const nlohmann::json& config) {
+    seq2seq_geometry g;
+    g.layers = detail::config_int(config, {"decoder_layers", "num_decoder_layers", "num_layers"});
+    g.heads = detail::config_int(config, {"decoder_attention_heads", "num_heads"});
+    g.d_model = detail::config_int(config, {"d_model", "hidden_size"});
+    g.head_dim = detail::config_int(config, {"d_kv"});
+    if (g.head_dim < 0 && g.d_model > 0 && g.heads > 0 && g.d_model % g.heads == 0) g.head_dim = g.d_model / g.heads;
+    return g;
+}
 
 /// What file `name`'s signature lacks for its role in the package, or "".
 inline std::string seq2seq_file_problem(const std::string& name, const signature& sig) {
@@ -57,29 +81,52 @@ inline std::string seq2seq_file_problem(const std::string& name, const signature
     return "";
 }
 
-/// The cross-file contract: the encoder's last_hidden_state width is the decoder's
-/// encoder_hidden_states width, and every decoder has one present.{i}.decoder.key per layer config.json states.
+/// The cross-file contract, against config.json (seq2seq_config_geometry):
+/// - the encoder's last_hidden_state width is d_model and the decoders' encoder_hidden_states width;
+/// - every decoder has one present.{i}.decoder.key per decoder layer;
+/// - every cache tensor (past_key_values.*, present.*; self- and cross-attention) is
+///   [batch, heads, length, head_dim] where its dims are fixed.
 inline std::string seq2seq_contract_problem(const std::map<std::string, signature>& sigs, const nlohmann::json& config) {
     auto enc = sigs.find("encoder_model.onnx");
     if (enc == sigs.end() || !enc->second.output("last_hidden_state")) return "encoder_model.onnx has no last_hidden_state";
     const tensor_info& hidden = *enc->second.output("last_hidden_state");
     std::int64_t width = hidden.fixed_dim(hidden.shape.empty() ? 0 : hidden.shape.size() - 1);
-    std::int64_t layers = detail::config_decoder_layers(config);
+    const seq2seq_geometry g = seq2seq_config_geometry(config);
+    if (width >= 0 && g.d_model >= 0 && width != g.d_model)
+        return "encoder_model.onnx: last_hidden_state has width " + std::to_string(width) + " but config.json states d_model " +
+               std::to_string(g.d_model);
+    auto cache_problem = [&](const std::string& file, const tensor_info& t) -> std::string {
+        if (!detail::is_cache_tensor(t.name)) return "";
+        if (t.has_shape && t.shape.size() != 4) return file + ": " + t.name + " has " + std::to_string(t.shape.size()) + " dims, not 4";
+        const std::pair<std::size_t, std::int64_t> wanted[] = {{1, g.heads}, {3, g.head_dim}};
+        for (auto [axis, size] : wanted) {
+            std::int64_t got = t.fixed_dim(axis);
+            if (got >= 0 && size >= 0 && got != size)
+                return file + ": " + t.name + " has " + std::to_string(got) + (axis == 1 ? " heads" : " per head") +
+                       " but config.json states " + std::to_string(size) +
+                       (axis == 1 ? " (decoder_attention_heads / num_heads)" : " (d_kv, else d_model / heads)");
+        }
+        return "";
+    };
     for (const auto& [name, sig] : sigs) {
         if (name == "encoder_model.onnx") continue;
-        for (const auto& in : sig.inputs)
+        for (const auto& in : sig.inputs) {
             if (in.name == "encoder_hidden_states") {
                 std::int64_t w = in.fixed_dim(in.shape.empty() ? 0 : in.shape.size() - 1);
                 if (w >= 0 && width >= 0 && w != width)
                     return name + ": encoder_hidden_states has width " + std::to_string(w) + " but the encoder's last_hidden_state " +
                            std::to_string(width);
             }
+            if (auto problem = cache_problem(name, in); !problem.empty()) return problem;
+        }
+        for (const auto& out : sig.outputs)
+            if (auto problem = cache_problem(name, out); !problem.empty()) return problem;
         std::int64_t present = std::count_if(sig.outputs.begin(), sig.outputs.end(), [](const tensor_info& t) {
-            return t.name.rfind("present.", 0) == 0 && t.name.size() > 12 && t.name.compare(t.name.size() - 12, 12, ".decoder.key") == 0;
+            return t.name.rfind("present.", 0) == 0 && detail::ends_with(t.name, ".decoder.key");
         });
-        if (layers >= 0 && present != layers)
+        if (g.layers >= 0 && present != g.layers)
             return name + ": " + std::to_string(present) + " decoder layers (present.{i}.decoder.key) but config.json states " +
-                   std::to_string(layers);
+                   std::to_string(g.layers) + " (decoder_layers / num_decoder_layers / num_layers)";
     }
     return "";
 }

@@ -4,8 +4,10 @@ ONNX Runtime on the package's four files, and Optimum's ORTModelFor*.generate().
 
 Usage:
   seq2seq_clients.py ort PKG ONNXDIR SOURCE REFERENCE.json
-  seq2seq_clients.py optimum PKG t5|whisper [--no-merged]
+  seq2seq_clients.py optimum PKG [--no-merged]      (SEQ2SEQ_REFERENCE names the reference)
+  seq2seq_clients.py optimum-each PKG REFERENCE [PKG REFERENCE ...]   (merged; {PKG: answer or error})
   seq2seq_clients.py inspect ONNXDIR
+  seq2seq_clients.py versus PKG OTHERPKG SOURCE REFERENCE.json   (largest differences between the two)
 
 `inspect` reports per ONNX file its inputs and outputs ([name, elem type, dims] with dims as
 numbers or names), its node names (the If node's subgraphs included), the file size and the
@@ -53,7 +55,7 @@ def worst(got, expected):
 
 
 def encoder_feed(kind, source, ref):
-    if kind == "t5":
+    if kind == "text":
         ids = numpy.array([ref["input_ids"]], dtype=numpy.int64)
         return {"input_ids": ids, "attention_mask": numpy.ones_like(ids)}
     from transformers import WhisperFeatureExtractor
@@ -65,7 +67,7 @@ def encoder_feed(kind, source, ref):
 def ort(pkg, onnx_dir, source, reference):
     import onnxruntime
     ref = load_json(reference)
-    kind = "t5" if ref["task"] == "text2text-generation" else "whisper"
+    kind = "text" if ref["task"] == "text2text-generation" else "speech"
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     sessions = {name: onnxruntime.InferenceSession(os.path.join(onnx_dir, name + ".onnx"), options,
@@ -74,7 +76,7 @@ def ort(pkg, onnx_dir, source, reference):
     enc_in = encoder_feed(kind, source, ref)
     hidden = sessions["encoder_model"].run(None, enc_in)[0]
     report = {}
-    if kind == "t5":
+    if kind == "text":
         report["encoder"] = worst(hidden, ref["last_hidden_state"])
     else:
         report["encoder"] = worst(hidden[:, :16], ref["last_hidden_state_head"])
@@ -137,18 +139,30 @@ def ort(pkg, onnx_dir, source, reference):
     return report
 
 
-def optimum(pkg, kind, merged):
+def text_tokenizer(pkg):
+    """AutoTokenizer, else the package's tokenizer.json as it is (a class with no fast version,
+    such as MarianTokenizer, needs sentencepiece files a tokenizer.json-only package lacks)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    try:
+        return AutoTokenizer.from_pretrained(pkg, local_files_only=True)
+    except (ImportError, OSError, TypeError, ValueError):
+        return PreTrainedTokenizerFast.from_pretrained(pkg, local_files_only=True)
+
+
+def optimum(pkg, merged):
+    """ORTModelForSeq2SeqLM / ORTModelForSpeechSeq2Seq (by the reference's task) .generate()."""
     import torch
-    from transformers import AutoProcessor, AutoTokenizer
+    from transformers import AutoProcessor
     from optimum.onnxruntime import ORTModelForSeq2SeqLM, ORTModelForSpeechSeq2Seq
-    cls = ORTModelForSeq2SeqLM if kind == "t5" else ORTModelForSpeechSeq2Seq
+    ref = load_json(os.environ["SEQ2SEQ_REFERENCE"])
+    text = ref["task"] == "text2text-generation"
+    cls = ORTModelForSeq2SeqLM if text else ORTModelForSpeechSeq2Seq
     model = cls.from_pretrained(pkg, local_files_only=True, use_merged=merged)
     files = sorted(os.path.relpath(p, pkg) for p in (str(model.encoder.path), str(model.decoder.path)))
-    ref = load_json(os.environ["SEQ2SEQ_REFERENCE"])
     n = len(ref["generated_ids"])
     with torch.no_grad():
-        if kind == "t5":
-            tokenizer = AutoTokenizer.from_pretrained(pkg, local_files_only=True)
+        if text:
+            tokenizer = text_tokenizer(pkg)
             encoded = tokenizer(ref["text"], return_tensors="pt")
             out = model.generate(**encoded, max_new_tokens=n, do_sample=False, num_beams=1)
             text = tokenizer.decode(out[0], skip_special_tokens=True)
@@ -161,6 +175,51 @@ def optimum(pkg, kind, merged):
             text = processor.batch_decode(out, skip_special_tokens=True)[0]
     return {"class": cls.__name__, "files": files, "merged": bool(model.decoder.is_merged),
             "sequence": out[0].tolist(), "text": text}
+
+
+def versus(ours, theirs, source, reference):
+    """Two packages' files on the same inputs in ONNX Runtime: the largest difference of the
+    encoder's output, the first step's logits and presents (decoder_model.onnx), one cached step's
+    logits (decoder_with_past_model.onnx) and both merged branches' logits."""
+    import onnxruntime
+    ref = load_json(reference)
+    kind = "text" if ref["task"] == "text2text-generation" else "speech"
+    enc_in = encoder_feed(kind, source, ref)
+    prompt, step_id = ref["decoder_prompt_ids"], ref["step"]["input_id"]
+    answers = []
+    for directory in (ours, theirs):
+        def session(name):
+            return onnxruntime.InferenceSession(os.path.join(directory, name + ".onnx"), providers=["CPUExecutionProvider"])
+
+        def run(sess, ids, hidden, past=None, branch=None):
+            feed = {"input_ids": numpy.array([ids], dtype=numpy.int64)}
+            for i in sess.get_inputs():
+                if i.name == "encoder_hidden_states":
+                    feed[i.name] = hidden
+                elif i.name == "encoder_attention_mask":
+                    feed[i.name] = enc_in["attention_mask"]
+                elif i.name.startswith("past_key_values."):
+                    feed[i.name] = past[i.name.replace("past_key_values.", "present.")]
+                elif i.name == "use_cache_branch":
+                    feed[i.name] = numpy.array([branch])
+            return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+
+        hidden = session("encoder_model").run(None, enc_in)[0]
+        first = run(session("decoder_model"), prompt, hidden)
+        step = run(session("decoder_with_past_model"), [step_id], hidden, first)
+        merged = session("decoder_model_merged")
+        empty = {n: v[:, :, :0] for n, v in first.items() if n.startswith("present.")}
+        merged_first = run(merged, prompt, hidden, empty, False)
+        merged_step = run(merged, [step_id], hidden, merged_first, True)
+        answers.append({"encoder": hidden, "first": first["logits"], "presents": [first[n] for n in sorted(empty)],
+                        "step": step["logits"], "merged_first": merged_first["logits"], "merged_step": merged_step["logits"]})
+    a, b = answers
+
+    def biggest(x, y):
+        return float(numpy.max(numpy.abs(x - y)))
+    report = {key: biggest(a[key], b[key]) for key in a if key != "presents"}
+    report["presents"] = max(biggest(x, y) for x, y in zip(a["presents"], b["presents"]))
+    return report
 
 
 def inspect(onnx_dir):
@@ -214,9 +273,19 @@ def main(argv):
     elif argv[0] == "ort":
         result = ort(*argv[1:5])
     elif argv[0] == "optimum":
-        result = optimum(argv[1], argv[2], "--no-merged" not in argv[3:])
+        result = optimum(argv[1], "--no-merged" not in argv[2:])
+    elif argv[0] == "versus":
+        result = versus(*argv[1:5])
+    elif argv[0] == "optimum-each":  # PKG REFERENCE pairs in one process (one import of torch)
+        result = {}
+        for pkg, reference in zip(argv[1::2], argv[2::2]):
+            os.environ["SEQ2SEQ_REFERENCE"] = reference
+            try:
+                result[pkg] = optimum(pkg, True)
+            except Exception as error:  # noqa: BLE001  (reported per package; the test names it)
+                result[pkg] = {"error": "%s: %s" % (type(error).__name__, str(error)[-1500:])}
     else:
-        raise SystemExit("usage: seq2seq_clients.py ort PKG ONNXDIR SOURCE REF | optimum PKG t5|whisper [--no-merged]")
+        raise SystemExit("usage: seq2seq_clients.py ort PKG ONNXDIR SOURCE REF | optimum PKG [--no-merged] | inspect ONNXDIR")
     print(json.dumps(result))
 
 

@@ -21,6 +21,7 @@ decoder_model_merged.onnx, Optimum finds the ONNX files in the subfolder on its 
 The harness runs under Debian's python3; torch, transformers, Optimum and onnxruntime run in the
 exporter's interpreter (MODELEXPORT_PYTHON, the pinned environment), as in test_decoders.py.
 """
+import concurrent.futures
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from test_optimum import PYTHON, needs_hf
 
 TOLERANCE = 1e-4
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "make_seq2seq_models.py")
+UNSEEN_FIXTURES = os.path.join(REPO, "tests", "fixtures", "make_unseen_seq2seq.py")
 EXPORTER = os.path.join(REPO, "tools", "htp_seq2seq.py")
 CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seq2seq_clients.py")
 MODELS = {"t5": "text2text-generation", "whisper": "automatic-speech-recognition"}
@@ -54,6 +56,12 @@ def pinned(*args, timeout=900, env=None):
 
 def clients(*args, env=None):
     return json.loads(pinned(CLIENTS, *args, env=env).stdout.strip().splitlines()[-1])
+
+
+def new_ids(sequence, ref):
+    """An Optimum generate() answer less its decoder prompt (Whisper's generate() already drops it)."""
+    prompt = ref["decoder_prompt_ids"]
+    return sequence[len(prompt):] if sequence[:len(prompt)] == prompt else sequence
 
 
 class FixtureSources:
@@ -199,15 +207,11 @@ class Seq2Seq(FixtureSources, unittest.TestCase):
                     ref = self.reference(name)
                     self.assertGreaterEqual(len(ref["generated_ids"]), 8)
                     env = dict(ENV, SEQ2SEQ_REFERENCE=os.path.join(self.sources, "_reference", name + ".json"))
-                    out = clients("optimum", self.packages[name], name, *([] if merged else ["--no-merged"]), env=env)
+                    out = clients("optimum", self.packages[name], *([] if merged else ["--no-merged"]), env=env)
                     self.assertEqual(out["merged"], merged)
                     decoder = "onnx/decoder_model_merged.onnx" if merged else "onnx/decoder_model.onnx"
                     self.assertEqual(out["files"], sorted([decoder, "onnx/encoder_model.onnx"]))
-                    sequence = out["sequence"]
-                    prompt = ref["decoder_prompt_ids"]
-                    if sequence[:len(prompt)] == prompt:  # Whisper's generate() drops its prompt
-                        sequence = sequence[len(prompt):]
-                    self.assertEqual(sequence, ref["generated_ids"])
+                    self.assertEqual(new_ids(out["sequence"], ref), ref["generated_ids"])
                     self.assertEqual(out["text"], ref["generated_text"])
 
     def test_transformers_js_pipelines_give_transformers_greedy_ids(self):
@@ -332,13 +336,9 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
             with self.subTest(name=name):
                 ref = self.reference(name)
                 env = dict(ENV, SEQ2SEQ_REFERENCE=os.path.join(self.sources, "_reference", name + ".json"))
-                out = clients("optimum", self.packages[name], name, env=env)
+                out = clients("optimum", self.packages[name], env=env)
                 self.assertEqual(out["files"], ["decoder_model_merged.onnx", "encoder_model.onnx"])
-                sequence = out["sequence"]
-                prompt = ref["decoder_prompt_ids"]
-                if sequence[:len(prompt)] == prompt:  # Whisper's generate() drops its prompt
-                    sequence = sequence[len(prompt):]
-                self.assertEqual(sequence, ref["generated_ids"])
+                self.assertEqual(new_ids(out["sequence"], ref), ref["generated_ids"])
 
     def test_transformers_js_gives_transformers_greedy_ids(self):
         for name, task in MODELS.items():
@@ -347,6 +347,119 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
                 out = node("tjs_seq2seq.mjs", self.packages[name], "--task", task, "--max-new-tokens",
                            len(ref["generated_ids"]), "--subfolder", "")["result"]
                 self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
+
+
+@needs_hf
+class UnseenSeq2Seq(unittest.TestCase):
+    """Encoder-decoder families no other fixture uses, built at test time
+    (tests/fixtures/make_unseen_seq2seq.py: T5 v1.1 / Flan-style gated-gelu with an untied head and
+    d_kv * heads != d_model, MT5, BART, MarianMTModel, M2M100, mBART, a distil-Whisper with fewer decoder than
+    encoder layers): `modelexport export SRC OUT` with no --task infers the task, validate --strict
+    passes (the cache shapes against each family's config keys), and Optimum's .generate() and
+    transformers.js' pipelines give transformers' own greedy ids. One export per source, shared."""
+
+    TASKS = {"t5v11": "text2text-generation", "mt5": "text2text-generation", "bart": "text2text-generation",
+             "marian": "text2text-generation", "m2m100": "text2text-generation", "mbart": "text2text-generation",
+             "whisper-distil": "automatic-speech-recognition-with-past"}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="modelexport-unseen-seq2seq-")
+        cls.sources = os.path.join(cls.tmp, "sources")
+        pinned(UNSEEN_FIXTURES, cls.sources)
+        cls.packages = {name: os.path.join(cls.tmp, "pkg-" + name) for name in cls.TASKS}
+        cls.theirs = {name: os.path.join(cls.tmp, "optimum-cli-" + name) for name in cls.TASKS}
+        cli = os.path.join(os.path.dirname(PYTHON), "optimum-cli")
+
+        def ours(name):
+            run("export", os.path.join(cls.sources, name), cls.packages[name], "--no-cache", check=EXIT["ok"], timeout=900)
+
+        def optimum_cli(name):
+            task = "text2text-generation-with-past" if cls.TASKS[name] == "text2text-generation" else cls.TASKS[name]
+            p = subprocess.run([cli, "export", "onnx", "--model", os.path.join(cls.sources, name), "--task", task,
+                                cls.theirs[name]], capture_output=True, text=True, env=ENV, timeout=900)
+            if p.returncode != 0:
+                raise AssertionError(f"optimum-cli export of {name} failed: {p.stderr[-3000:]}")
+
+        # The exports mostly wait for Python imports: three at a time roughly halves the wall time.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            jobs = [pool.submit(ours, n) for n in cls.TASKS] + [pool.submit(optimum_cli, n) for n in cls.TASKS]
+            for job in jobs:
+                job.result()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def reference_path(self, name):
+        return os.path.join(self.sources, "_reference", name + ".json")
+
+    def test_task_inferred_and_valid_strict(self):
+        for name, pkg in self.packages.items():
+            with self.subTest(name):
+                meta = load_json(os.path.join(pkg, "export_metadata.json"))
+                self.assertEqual(meta["model"]["task"], self.TASKS[name])
+                self.assertEqual(meta["model"]["class"], load_json(self.reference_path(name))["architecture"])
+                self.assertEqual(sorted(meta["models"]), sorted(ONNX_FILES))
+                p = run("validate", "--strict", pkg)
+                self.assertEqual(p.returncode, EXIT["ok"], p.stdout + p.stderr)
+                self.assertIn("ok    signature.encoder_decoder", p.stdout)
+
+    def test_marian_head_is_scoped_to_its_model_type(self):
+        """MarianMTModel names no task suffix: it is text2text-generation for model_type marian only;
+        under another model_type the task is not guessed (exit 5, the hint names --task)."""
+        other = os.path.join(self.tmp, "marian-as-bart")
+        os.makedirs(other, exist_ok=True)
+        config = load_json(os.path.join(self.sources, "marian", "config.json"))
+        with open(os.path.join(other, "config.json"), "w") as f:
+            json.dump(dict(config, model_type="bart"), f)
+        p = run("plan", other, check=EXIT["invalid_input"])
+        self.assertIn("cannot infer the task", p.stderr)
+        self.assertIn("hint: pass --task", p.stderr)
+
+    def test_optimum_generate_gives_transformers_greedy_ids(self):
+        pairs = [a for name in self.packages for a in (self.packages[name], self.reference_path(name))]
+        answers = clients("optimum-each", *pairs)
+        for name, pkg in self.packages.items():
+            with self.subTest(name):
+                ref = load_json(self.reference_path(name))
+                self.assertGreaterEqual(len(ref["generated_ids"]), 8)
+                out = answers[pkg]
+                self.assertNotIn("error", out)
+                self.assertEqual(out["files"], ["decoder_model_merged.onnx", "encoder_model.onnx"])
+                self.assertEqual(new_ids(out["sequence"], ref), ref["generated_ids"])
+
+    def test_transformers_js_gives_transformers_greedy_ids(self):
+        for name, pkg in self.packages.items():
+            with self.subTest(name):
+                ref = load_json(self.reference_path(name))
+                task = "automatic-speech-recognition" if "input_features_shape" in ref else "text2text-generation"
+                args = ["--text", ref["text"]] if task == "text2text-generation" else []
+                out = node("tjs_seq2seq.mjs", pkg, "--task", task, "--max-new-tokens", len(ref["generated_ids"]),
+                           "--subfolder", "", *args)["result"]
+                self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
+                if task == "text2text-generation":
+                    self.assertEqual(out["input_ids"], ref["input_ids"])
+
+    def test_beside_optimum_cli(self):
+        """optimum-cli's export of the same source: the same files, input and output names and axes
+        (but the head_dim axis README documents for d_kv * heads != d_model), and the same outputs
+        within 1e-4 in ONNX Runtime (encoder, first step, one cached step, both decoders)."""
+        for name, pkg in self.packages.items():
+            with self.subTest(name):
+                theirs = self.theirs[name]
+                self.assertEqual({f for f in os.listdir(theirs) if f.endswith(".onnx")}, set(ONNX_FILES))
+                ours, other = clients("inspect", pkg)["files"], clients("inspect", theirs)["files"]
+                for f in ONNX_FILES:
+                    loose = {n for n, _, dims in ours[f]["inputs"] if len(dims) == 4 and dims[3] == "head_dim"}
+
+                    def axes(values):
+                        return [[n, t, dims[:3] if n in loose else dims] for n, t, dims in values]
+                    self.assertEqual(axes(ours[f]["inputs"]), axes(other[f]["inputs"]), f)
+                    self.assertEqual(ours[f]["outputs"], other[f]["outputs"], f)
+                report = clients("versus", pkg, theirs, os.path.join(self.sources, name), self.reference_path(name))
+                for key, worst in report.items():
+                    self.assertLess(worst, TOLERANCE, (key, report))
 
 
 if __name__ == "__main__":

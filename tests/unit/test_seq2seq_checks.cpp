@@ -15,12 +15,21 @@ tensor_info tensor(const std::string& name, std::int64_t width) {
     return t;
 }
 
-std::map<std::string, signature> package(std::int64_t decoder_width, int layers) {
+tensor_info cache(const std::string& name, std::int64_t heads, std::int64_t head_dim) {
+    tensor_info t;
+    t.name = name;
+    t.shape = {std::string("batch_size"), heads, std::string("past_decoder_sequence_length"), head_dim};
+    t.has_shape = true;
+    return t;
+}
+
+/// encoder width 32; a decoder with `layers` layers of `heads` x `head_dim` caches.
+std::map<std::string, signature> package(std::int64_t decoder_width, int layers, std::int64_t heads = 4, std::int64_t head_dim = 8) {
     signature enc{{tensor("input_ids", 1)}, {tensor("last_hidden_state", 32)}};
     signature dec{{tensor("input_ids", 1), tensor("encoder_hidden_states", decoder_width)}, {tensor("logits", 99)}};
     for (int i = 0; i < layers; ++i) {
-        dec.outputs.push_back(tensor("present." + std::to_string(i) + ".decoder.key", 8));
-        dec.outputs.push_back(tensor("present." + std::to_string(i) + ".encoder.key", 8));
+        dec.outputs.push_back(cache("present." + std::to_string(i) + ".decoder.key", heads, head_dim));
+        dec.outputs.push_back(cache("present." + std::to_string(i) + ".encoder.key", heads, head_dim));
     }
     return {{"encoder_model.onnx", enc}, {"decoder_model.onnx", dec}};
 }
@@ -32,6 +41,22 @@ TEST_CASE("the cross-file contract: widths and layer counts") {
     CHECK(seq2seq_contract_problem(package(16, 2), config).find("encoder_hidden_states has width 16") != std::string::npos);
     CHECK(seq2seq_contract_problem(package(32, 1), config).find("config.json states 2") != std::string::npos);
     CHECK(seq2seq_contract_problem(package(32, 3), {{"decoder_layers", 3}, {"num_layers", 2}}).empty());  // decoder_layers first
+}
+
+TEST_CASE("each family's config keys: T5's num_heads and d_kv, the BART family's and Whisper's decoder_* and d_model") {
+    nlohmann::json t5{{"d_model", 32}, {"num_heads", 4}, {"d_kv", 16}, {"num_layers", 3}, {"num_decoder_layers", 2}};
+    CHECK(seq2seq_contract_problem(package(32, 2, 4, 16), t5).empty());  // heads * d_kv need not be d_model
+    CHECK(seq2seq_contract_problem(package(32, 3, 4, 16), t5).find("3 decoder layers") != std::string::npos);
+    CHECK(seq2seq_contract_problem(package(32, 2, 4, 8), t5).find("has 8 per head but config.json states 16") != std::string::npos);
+    CHECK(seq2seq_contract_problem(package(32, 2, 2, 16), t5).find("has 2 heads but config.json states 4") != std::string::npos);
+    // BART, Marian, Whisper: decoder_layers and decoder_attention_heads, not the encoder's; head dim d_model / heads.
+    nlohmann::json bart{{"d_model", 32}, {"encoder_layers", 2}, {"decoder_layers", 1}, {"encoder_attention_heads", 8},
+                        {"decoder_attention_heads", 4}, {"num_hidden_layers", 2}};
+    CHECK(seq2seq_contract_problem(package(32, 1, 4, 8), bart).empty());
+    CHECK(seq2seq_contract_problem(package(32, 2, 4, 8), bart).find("config.json states 1") != std::string::npos);
+    CHECK(seq2seq_contract_problem(package(32, 1, 8, 4), bart).find("has 8 heads but config.json states 4") != std::string::npos);
+    bart["d_model"] = 48;
+    CHECK(seq2seq_contract_problem(package(32, 1, 4, 12), bart).find("config.json states d_model 48") != std::string::npos);
 }
 
 TEST_CASE("each file's role needs its names") {
