@@ -15,7 +15,8 @@
 #   and every file plan read (a Hub ref, the source directory) makes CMake reconfigure when it
 #   changes; the tool fails the build if the source no longer matches, until CMake reconfigures.
 # modelexport_add_bindings(NAME HEADER file NAMESPACE ns)
-#   Generates the C++ header describing the package's model.
+#   Generates the C++ header describing the package's model (an encoder-decoder package: a nested
+#   namespace per ONNX file); call it after modelexport_add_package(NAME ...).
 #
 # The tool is MODELEXPORT_EXECUTABLE (found on PATH unless set; find_package(modelexport CONFIG)
 # sets it to the installed tool and includes this file).
@@ -111,6 +112,8 @@ function(modelexport_add_package NAME)
   add_test(NAME ${NAME}_validate COMMAND "${MODELEXPORT_EXECUTABLE}" validate "${dir}" --strict --runtime auto)
   add_test(NAME ${NAME}_verify COMMAND "${MODELEXPORT_EXECUTABLE}" verify "${dir}"
            --ignore "${NAME}-package.d" --ignore "${NAME}_model.hpp")
+  # For modelexport_add_bindings, which reads every ONNX file (an encoder-decoder has several).
+  set_property(GLOBAL PROPERTY _MODELEXPORT_${NAME}_FILES "${outputs}")
   set(${NAME}_PACKAGE_DIR "${dir}" PARENT_SCOPE)
   set(${NAME}_PACKAGE_FILES "${outputs}" PARENT_SCOPE)
 endfunction()
@@ -123,10 +126,22 @@ function(modelexport_add_bindings NAME)
   if(ME_NAMESPACE)
     set(namespace_args --namespace "${ME_NAMESPACE}")
   endif()
+  # The files the header is generated from: every ONNX file (one namespace each), config.json and
+  # export_metadata.json, as modelexport_add_package(NAME) declared them.
+  get_property(files GLOBAL PROPERTY _MODELEXPORT_${NAME}_FILES)
+  set(inputs "")
+  foreach(f IN LISTS files)
+    if(f MATCHES "\\.onnx$" OR f MATCHES "/(config|export_metadata)\\.json$")
+      list(APPEND inputs "${f}")
+    endif()
+  endforeach()
+  if(NOT inputs)
+    message(FATAL_ERROR "modelexport_add_bindings(${NAME}): call modelexport_add_package(${NAME} ...) first")
+  endif()
   add_custom_command(
     OUTPUT "${ME_HEADER}"
     COMMAND "${MODELEXPORT_EXECUTABLE}" bindings "${dir}" --header "${ME_HEADER}" ${namespace_args}
-    DEPENDS "${dir}/model.onnx" "${dir}/config.json" "${dir}/export_metadata.json"
+    DEPENDS ${inputs}
     COMMENT "Generating ${ME_HEADER}"
     VERBATIM)
   add_custom_target(${NAME}_bindings DEPENDS "${ME_HEADER}")
