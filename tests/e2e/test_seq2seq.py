@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXIT, REPO, load_json, node, run, sha256
+from common import EXAMPLES, EXIT, NODE, REPO, RUNTIME_DIR, load_json, node, run, sha256
 from test_optimum import PYTHON, needs_hf
 
 TOLERANCE = 1e-4
@@ -412,6 +412,64 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
                 out = node("tjs_seq2seq.mjs", self.packages[name], "--task", task, "--max-new-tokens",
                            len(ref["generated_ids"]), "--subfolder", "")["result"]
                 self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
+
+
+@needs_hf
+class Examples(unittest.TestCase):
+    """The main job's packages examples/hf-t5 and examples/hf-whisper (exported by the Meson template
+    from the fixtures generated at build time, validated --strict there): transformers.js loads them
+    by its default file names (encoder_model.onnx + decoder_model_merged.onnx, subfolder '' since
+    the files sit at the package root) and, like Optimum, gives torch's greedy ids, which the
+    fixture recorded in seq2seq-sources/_reference/<name>.json."""
+
+    EXAMPLE = {"t5": "hf-t5", "whisper": "hf-whisper"}
+
+    def package(self, name):
+        return os.path.join(EXAMPLES, self.EXAMPLE[name])
+
+    def reference(self, name):
+        return load_json(os.path.join(EXAMPLES, "seq2seq-sources", "_reference", name + ".json"))
+
+    def test_the_examples_are_the_four_file_packages_and_verify(self):
+        for name in MODELS:
+            with self.subTest(name=name):
+                pkg = self.package(name)
+                meta = load_json(os.path.join(pkg, "export_metadata.json"))
+                self.assertEqual(sorted(meta["models"]), sorted(ONNX_FILES))
+                self.assertTrue(load_json(os.path.join(EXAMPLES, self.EXAMPLE[name] + ".validation.json"))["ok"])
+                run("verify", pkg, "--ignore", self.EXAMPLE[name] + "-package.d", check=EXIT["ok"])
+
+    def test_transformers_js_gives_torchs_greedy_ids(self):
+        for name, task in MODELS.items():
+            with self.subTest(name=name):
+                ref = self.reference(name)
+                out = node("tjs_seq2seq.mjs", self.package(name), "--task", task, "--max-new-tokens",
+                           len(ref["generated_ids"]), "--subfolder", "")["result"]
+                self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
+                self.assertEqual(out["text" if name == "whisper" else "generated_text"], ref["generated_text"])
+        # What it loads is the merged decoder by name: without it the pipeline cannot start.
+        pkg = os.path.join(tempfile.mkdtemp(prefix="modelexport-seq2seq-example-"), "t5")
+        try:
+            shutil.copytree(self.package("t5"), pkg)
+            os.remove(os.path.join(pkg, "decoder_model_merged.onnx"))
+            p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "tjs_seq2seq.mjs"), pkg, "--task", MODELS["t5"], "--subfolder", ""],
+                               capture_output=True, text=True, timeout=600)
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("decoder_model_merged.onnx", p.stderr)
+        finally:
+            shutil.rmtree(os.path.dirname(pkg), ignore_errors=True)
+
+    def test_optimum_generate_gives_torchs_greedy_ids(self):
+        for name in MODELS:
+            with self.subTest(name=name):
+                ref = self.reference(name)
+                env = dict(ENV, SEQ2SEQ_REFERENCE=os.path.join(EXAMPLES, "seq2seq-sources", "_reference", name + ".json"))
+                out = clients("optimum", self.package(name), name, env=env)
+                self.assertEqual(out["files"], ["decoder_model_merged.onnx", "encoder_model.onnx"])
+                sequence = out["sequence"]
+                if sequence[:len(ref["decoder_prompt_ids"])] == ref["decoder_prompt_ids"]:  # Whisper's generate() drops its prompt
+                    sequence = sequence[len(ref["decoder_prompt_ids"]):]
+                self.assertEqual(sequence, ref["generated_ids"])
 
 
 if __name__ == "__main__":
