@@ -11,6 +11,7 @@
 #include "modelexport/file_roles.hpp"
 #include "modelexport/file_io.hpp"
 #include "modelexport/json_file.hpp"
+#include "modelexport/layout.hpp"
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/onnx_stream.hpp"
 #include "modelexport/version.hpp"
@@ -211,7 +212,7 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns) {
       << ";\n\n";
 
     if (several.empty()) {
-        const fs::path model = dir / "model.onnx";
+        const fs::path model = package_file_path(dir, "model.onnx");  // onnx/model.onnx in the hub layout
         detail::write_signature(h, graph_signature(load_onnx_light(model).model.graph()), model.string());
     } else {
         h << "/// The package's ONNX files; each has a namespace of its own with its signature.\n"
@@ -219,7 +220,7 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns) {
         for (std::size_t i = 0; i < several.size(); ++i) h << (i ? ", " : "") << cpp_string_view(several[i]);
         h << "};\n\n";
         for (const auto& name : several) {
-            const fs::path model = dir / name;
+            const fs::path model = package_file_path(dir, name);
             h << "namespace " << file_namespace(name) << " {\n"
               << "inline constexpr std::string_view file = " << cpp_string_view(name) << ";\n";
             detail::write_signature(h, graph_signature(load_onnx_light(model).model.graph()), model.string());
@@ -257,7 +258,7 @@ inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, 
     // One symbol holds one model's bytes; an encoder-decoder's files are loaded as separate files anyway.
     if (std::string several = multi_file_models(dir); !several.empty())
         throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); embed takes a single-file package (model.onnx)");
-    fs::path model = fs::absolute(dir / "model.onnx");
+    fs::path model = fs::absolute(package_file_path(dir, "model.onnx"));
     if (!fs::is_regular_file(model)) throw invalid_input(model.string(), regular_file_problem(model));
     std::string sha = hash_file(model);
     auto size = fs::file_size(model);

@@ -5,7 +5,7 @@
 #   modelexport_add_bindings(bert HEADER ${CMAKE_CURRENT_BINARY_DIR}/bert_model.hpp NAMESPACE bert)
 #
 # modelexport_add_package(NAME SOURCE dir-or-hub-id [MODEL file.py:factory] [TASK t] [STRATEGY s]
-#                         [FILES f...] [ARGS a...] [DEPENDS t...])
+#                         [LAYOUT flat|hub] [FILES f...] [ARGS a...] [DEPENDS t...])
 #   Declares the package's files as outputs of one custom command (with a depfile naming every
 #   input the export read), a target NAME_package building it, the tests NAME_validate
 #   (`modelexport validate --strict --runtime auto`) and NAME_verify (`modelexport verify`: the
@@ -14,6 +14,8 @@
 #   comes from `modelexport plan` at configure time (local directories and Hub ids alike, offline),
 #   and every file plan read (a Hub ref, the source directory) makes CMake reconfigure when it
 #   changes; the tool fails the build if the source no longer matches, until CMake reconfigures.
+#   LAYOUT hub puts the ONNX files under onnx/ (NAME_PACKAGE_FILES then lists ${dir}/onnx/model.onnx;
+#   an explicit FILES list names them so too); the default is flat.
 # modelexport_add_bindings(NAME HEADER file NAMESPACE ns)
 #   Generates the C++ header describing the package's model (an encoder-decoder package: a nested
 #   namespace per ONNX file); call it after modelexport_add_package(NAME ...).
@@ -73,7 +75,7 @@ function(_modelexport_plan SOURCE OPTIONS OUT)
 endfunction()
 
 function(modelexport_add_package NAME)
-  cmake_parse_arguments(ME "" "SOURCE;MODEL;TASK;STRATEGY" "FILES;ARGS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(ME "" "SOURCE;MODEL;TASK;STRATEGY;LAYOUT" "FILES;ARGS;DEPENDS" ${ARGN})
   if(NOT ME_SOURCE)
     message(FATAL_ERROR "modelexport_add_package(${NAME}): SOURCE is required")
   endif()
@@ -87,6 +89,9 @@ function(modelexport_add_package NAME)
   endif()
   if(ME_STRATEGY)
     list(APPEND options --strategy "${ME_STRATEGY}")
+  endif()
+  if(ME_LAYOUT)
+    list(APPEND options --layout "${ME_LAYOUT}")  # plan lists the files where export writes them
   endif()
   if(ME_FILES)
     set(files ${ME_FILES})
@@ -126,8 +131,8 @@ function(modelexport_add_bindings NAME)
   if(ME_NAMESPACE)
     set(namespace_args --namespace "${ME_NAMESPACE}")
   endif()
-  # The files the header is generated from: every ONNX file (one namespace each), config.json and
-  # export_metadata.json, as modelexport_add_package(NAME) declared them.
+  # The files the header is generated from: every ONNX file (one namespace each; under onnx/ in the
+  # hub layout), config.json and export_metadata.json, as modelexport_add_package(NAME) declared them.
   get_property(files GLOBAL PROPERTY _MODELEXPORT_${NAME}_FILES)
   set(inputs "")
   foreach(f IN LISTS files)
