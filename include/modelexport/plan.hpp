@@ -2,8 +2,8 @@
 //
 // `modelexport plan` prints this so a build can declare a package's outputs (docs/design.md §7).
 // It resolves the source as the export does (source.hpp, the same Hub cache) and walks the same
-// file table (package_files.def) with the same rules: model.onnx, config.json, the optional
-// files the source has, export_metadata.json. The Meson template applies these rules itself at
+// file table (package_files.def) with the same rules: model.onnx (an encoder-decoder task's ONNX
+// files instead), config.json, the optional files the source has, export_metadata.json. The Meson template applies these rules itself at
 // configure time (the tool may not be built yet); tests compare the three lists.
 #pragma once
 
@@ -55,6 +55,7 @@ inline std::string prebuilt_model_name(const model_source& src, const std::strin
 inline bool plan_has(const package_file& f, const model_source& src, strategy how, const std::string& onnx_file) {
     if (f.role == file_role::metadata) return false;  // always written, listed last
     if (f.role != file_role::model) return src.file(std::string(f.name)).has_value();  // the copier's rule
+    if (f.name != std::string_view("model.onnx_data")) return false;  // ONNX files: the task's (package_onnx_files)
     // model.onnx_data: prebuilt copies the one beside the model it takes. htp writes one only past
     // 2 GiB and a command whenever it likes: neither is known before running, so a build that
     // needs it declares 'files' explicitly.
@@ -65,19 +66,29 @@ inline bool plan_has(const package_file& f, const model_source& src, strategy ho
 
 }  // namespace detail
 
+/// The ONNX files the export writes: an encoder-decoder task's htp export writes the task's files
+/// (share/tasks.json `encoder_decoder.files`: encoder_model.onnx, decoder_model.onnx, ...) where
+/// every other export writes model.onnx (prebuilt and command copy one model.onnx whatever the task).
+inline std::vector<std::string> package_onnx_files(const task_info& task, strategy how) {
+    if (how != strategy::htp || task.encoder_decoder.empty()) return {"model.onnx"};
+    return {task.encoder_decoder.files.begin(), task.encoder_decoder.files.end()};
+}
+
 /// Plans an export: resolves the source and task and lists the files the package will hold.
 /// Throws what the export would throw for the same source (model_not_found, config_missing, ...).
 inline package_plan plan_package(const plan_options& opt) {
     package_plan p;
     p.source = resolve_source(opt.source, opt.hub_cache.empty() ? hub_cache_dir() : opt.hub_cache);
     auto [config_path, config] = read_source_config(p.source);
-    p.task = std::string(resolve_task(opt.task, config, config_path.string()).name);
+    const task_info& task = resolve_task(opt.task, config, config_path.string());
+    p.task = std::string(task.name);
     p.how = choose_strategy(opt.how, p.source, opt.model_factory);  // the export's own choice of `auto`
     p.read.push_back(config_path);
     if (!p.source.ref.empty()) p.read.push_back(p.source.ref);
     p.read.push_back(p.source.dir);
 
-    p.files = {"model.onnx", "config.json"};
+    p.files = package_onnx_files(task, p.how);
+    p.files.emplace_back("config.json");
     for (const auto& f : package_files)
         if (!f.required && detail::plan_has(f, p.source, p.how, opt.onnx_file)) p.files.emplace_back(f.name);
     p.files.emplace_back("export_metadata.json");

@@ -23,22 +23,16 @@
 
 namespace modelexport {
 
-/// The parts of the graph's nodes projection needs: the main graph's nodes first (in order, so
-/// their indices are the graph's), then those of every subgraph (an If's then_branch and
-/// else_branch: the merged decoder's nodes all live there), depth first.
+/// The parts of the graph's nodes projection needs, in for_each_node_in_tag_order's order
+/// (hierarchy_embed.hpp): the main graph's nodes first (their indices are the graph's), then those
+/// of every subgraph (an If's then_branch and else_branch: the merged decoder's nodes all live
+/// there), depth first, so --embed-hierarchy puts each tag on the node it was projected for.
 inline std::vector<node_view> node_views(const onnx::GraphProto& g) {
     std::vector<node_view> nodes;
     nodes.reserve(static_cast<std::size_t>(g.node_size()));
-    for (const auto& n : g.node())
+    for_each_node_in_tag_order(g, [&](const onnx::NodeProto& n) {
         nodes.push_back({n.name(), n.op_type(), {n.input().begin(), n.input().end()}, {n.output().begin(), n.output().end()}});
-    for (const auto& n : g.node())
-        for (const auto& a : n.attribute()) {
-            std::vector<const onnx::GraphProto*> subgraphs;
-            if (a.has_g()) subgraphs.push_back(&a.g());
-            for (const auto& sg : a.graphs()) subgraphs.push_back(&sg);
-            for (const auto* sg : subgraphs)
-                for (auto& v : node_views(*sg)) nodes.push_back(std::move(v));
-        }
+    });
     return nodes;
 }
 

@@ -17,7 +17,8 @@
 #   LAYOUT hub puts the ONNX files under onnx/ (NAME_PACKAGE_FILES then lists ${dir}/onnx/model.onnx;
 #   an explicit FILES list names them so too); the default is flat.
 # modelexport_add_bindings(NAME HEADER file NAMESPACE ns)
-#   Generates the C++ header describing the package's model.
+#   Generates the C++ header describing the package's model (an encoder-decoder package: a nested
+#   namespace per ONNX file); call it after modelexport_add_package(NAME ...).
 #
 # The tool is MODELEXPORT_EXECUTABLE (found on PATH unless set; find_package(modelexport CONFIG)
 # sets it to the installed tool and includes this file).
@@ -116,6 +117,8 @@ function(modelexport_add_package NAME)
   add_test(NAME ${NAME}_validate COMMAND "${MODELEXPORT_EXECUTABLE}" validate "${dir}" --strict --runtime auto)
   add_test(NAME ${NAME}_verify COMMAND "${MODELEXPORT_EXECUTABLE}" verify "${dir}"
            --ignore "${NAME}-package.d" --ignore "${NAME}_model.hpp")
+  # For modelexport_add_bindings, which reads every ONNX file (an encoder-decoder has several).
+  set_property(GLOBAL PROPERTY _MODELEXPORT_${NAME}_FILES "${outputs}")
   set(${NAME}_PACKAGE_DIR "${dir}" PARENT_SCOPE)
   set(${NAME}_PACKAGE_FILES "${outputs}" PARENT_SCOPE)
 endfunction()
@@ -123,20 +126,27 @@ endfunction()
 function(modelexport_add_bindings NAME)
   cmake_parse_arguments(ME "" "HEADER;NAMESPACE" "" ${ARGN})
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/${NAME}")
-  # The package's model.onnx wherever its layout put it (NAME_PACKAGE_FILES of modelexport_add_package).
-  set(model "${dir}/model.onnx")
-  if(DEFINED ${NAME}_PACKAGE_FILES AND "${dir}/onnx/model.onnx" IN_LIST ${NAME}_PACKAGE_FILES)
-    set(model "${dir}/onnx/model.onnx")
-  endif()
   # Without NAMESPACE the tool derives a valid one from the package directory's name.
   set(namespace_args "")
   if(ME_NAMESPACE)
     set(namespace_args --namespace "${ME_NAMESPACE}")
   endif()
+  # The files the header is generated from: every ONNX file (one namespace each; under onnx/ in the
+  # hub layout), config.json and export_metadata.json, as modelexport_add_package(NAME) declared them.
+  get_property(files GLOBAL PROPERTY _MODELEXPORT_${NAME}_FILES)
+  set(inputs "")
+  foreach(f IN LISTS files)
+    if(f MATCHES "\\.onnx$" OR f MATCHES "/(config|export_metadata)\\.json$")
+      list(APPEND inputs "${f}")
+    endif()
+  endforeach()
+  if(NOT inputs)
+    message(FATAL_ERROR "modelexport_add_bindings(${NAME}): call modelexport_add_package(${NAME} ...) first")
+  endif()
   add_custom_command(
     OUTPUT "${ME_HEADER}"
     COMMAND "${MODELEXPORT_EXECUTABLE}" bindings "${dir}" --header "${ME_HEADER}" ${namespace_args}
-    DEPENDS "${model}" "${dir}/config.json" "${dir}/export_metadata.json"
+    DEPENDS ${inputs}
     COMMENT "Generating ${ME_HEADER}"
     VERBATIM)
   add_custom_target(${NAME}_bindings DEPENDS "${ME_HEADER}")

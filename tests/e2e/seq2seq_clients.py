@@ -8,6 +8,7 @@ Usage:
   seq2seq_clients.py optimum-each PKG REFERENCE [PKG REFERENCE ...]   (merged; {PKG: answer or error})
   seq2seq_clients.py inspect ONNXDIR
   seq2seq_clients.py versus PKG OTHERPKG SOURCE REFERENCE.json   (largest differences between the two)
+  seq2seq_clients.py tags ONNXDIR
 
 `inspect` reports per ONNX file its inputs and outputs ([name, elem type, dims] with dims as
 numbers or names), its node names (the If node's subgraphs included), the file size and the
@@ -267,9 +268,49 @@ def inspect(onnx_dir):
     return {"files": files, "unique_weight_bytes": sum(unique.values())}
 
 
+def tags(onnx_dir):
+    """Per ONNX file: onnx.checker's verdict, whether ONNX Runtime loads it, and the `hierarchy_tag`
+    entries of NodeProto.metadata_props (--embed-hierarchy) of every node, If branches included."""
+    import collections
+    import onnx
+    import onnxruntime
+
+    def nodes(graph, depth=0):
+        for node in graph.node:
+            yield node, depth
+            for attribute in node.attribute:
+                for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                    yield from nodes(sub, depth + 1)
+
+    files = {}
+    for name in sorted(os.listdir(onnx_dir)):
+        if not name.endswith(".onnx"):
+            continue
+        path = os.path.join(onnx_dir, name)
+        try:
+            onnx.checker.check_model(path)
+            checker = "ok"
+        except Exception as e:  # the verdict is the report
+            checker = str(e)
+        onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        counts, untagged, in_branches = collections.Counter(), 0, 0
+        for node, depth in nodes(onnx.load(path).graph):
+            found = [p.value for p in node.metadata_props if p.key == "hierarchy_tag"]
+            if len(found) != 1:
+                untagged += 1
+                continue
+            counts[found[0]] += 1
+            in_branches += depth > 0
+        files[name] = {"checker": checker, "ort_loads": True, "tags": counts, "untagged": untagged,
+                       "tagged_in_subgraphs": in_branches}
+    return {"files": files}
+
+
 def main(argv):
     if argv[0] == "inspect":
         result = inspect(argv[1])
+    elif argv[0] == "tags":
+        result = tags(argv[1])
     elif argv[0] == "ort":
         result = ort(*argv[1:5])
     elif argv[0] == "optimum":
@@ -285,7 +326,8 @@ def main(argv):
             except Exception as error:  # noqa: BLE001  (reported per package; the test names it)
                 result[pkg] = {"error": "%s: %s" % (type(error).__name__, str(error)[-1500:])}
     else:
-        raise SystemExit("usage: seq2seq_clients.py ort PKG ONNXDIR SOURCE REF | optimum PKG [--no-merged] | inspect ONNXDIR")
+        raise SystemExit("usage: seq2seq_clients.py ort PKG ONNXDIR SOURCE REF | optimum PKG [--no-merged] | "
+                         "optimum-each PKG REF ... | inspect ONNXDIR | versus PKG OTHERPKG SOURCE REF | tags ONNXDIR")
     print(json.dumps(result))
 
 

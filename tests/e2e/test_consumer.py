@@ -12,7 +12,7 @@ import tempfile
 import time
 import unittest
 
-from common import REPO, SOURCES, TOOL, sha256, tree_hashes
+from common import EXAMPLES, REPO, SOURCES, TOOL, sha256, tree_hashes
 from test_plan import COMMITS, make_hub_cache
 
 # The consumer builds as a user's would: no SOURCE_DATE_EPOCH (packages must be reproducible
@@ -35,12 +35,22 @@ def sh(*cmd, cwd=None, env=None):
     return p.stdout
 
 
-def make_consumer(root):
-    """A copy of tests/consumer with modelexport as subprojects/modelexport (a symlink to this
-    checkout) and model sources in its tree, as a user's project would have them."""
-    shutil.copytree(os.path.join(REPO, "tests", "consumer"), root, symlinks=True)
-    os.makedirs(os.path.join(root, "subprojects"))
-    os.symlink(REPO, os.path.join(root, "subprojects", "modelexport"))
+def consumer_dirs(cls, project):
+    """cls.tmp (also holding the export cache), cls.root: a copy of tests/<project> with modelexport
+    as subprojects/modelexport (a symlink to this checkout), as a user's project would have it, and
+    cls.build_dir."""
+    global CACHE_DIR
+    cls.tmp = tempfile.mkdtemp(prefix=f"modelexport-{project}-")
+    CACHE_DIR = os.path.join(cls.tmp, "export-cache")
+    cls.root = os.path.join(cls.tmp, "consumer")
+    cls.build_dir = os.path.join(cls.tmp, "build")
+    shutil.copytree(os.path.join(REPO, "tests", project), cls.root, symlinks=True)
+    os.makedirs(os.path.join(cls.root, "subprojects"))
+    os.symlink(REPO, os.path.join(cls.root, "subprojects", "modelexport"))
+
+
+def add_sources(root):
+    """tests/consumer's model sources in its tree."""
     shutil.copytree(os.path.join(SOURCES, "text-classification"), os.path.join(root, "sources", "bert"))
     shutil.copytree(os.path.join(SOURCES, "text-classification"), os.path.join(root, "sources", "bert-hub"))
     shutil.copytree(os.path.join(SOURCES, "image-classification"), os.path.join(root, "sources", "vit"))
@@ -94,12 +104,8 @@ def package_trees(build_dir):
 class Consumer(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        global CACHE_DIR
-        cls.tmp = tempfile.mkdtemp(prefix="modelexport-consumer-")
-        CACHE_DIR = os.path.join(cls.tmp, "export-cache")
-        cls.root = os.path.join(cls.tmp, "consumer")
-        cls.build_dir = os.path.join(cls.tmp, "build")
-        make_consumer(cls.root)
+        consumer_dirs(cls, "consumer")
+        add_sources(cls.root)
         cls.first_build = build(cls.root, cls.build_dir)
 
     @classmethod
@@ -294,6 +300,85 @@ class Consumer(unittest.TestCase):
                                  "special_tokens_map.json", "vocab.txt", "export_metadata.json"]))
         for path in installed:
             self.assertEqual(sha256(path), sha256(os.path.join(self.build_dir, "models", "bert", os.path.basename(path))))
+
+
+class Seq2SeqConsumer(unittest.TestCase):
+    """tests/seq2seq_consumer: an encoder-decoder package (the T5 example's source) in a consumer
+    build. The template declares the four ONNX files and everything else the package holds (the
+    same list as `modelexport plan`), a later target consumes decoder_model_merged.onnx alone and
+    is rebuilt exactly when an edited input changes that file; the bindings header compiles with a
+    namespace per file. ModelExport.cmake declares the same outputs through plan."""
+
+    ONNX = ["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx", "decoder_model_merged.onnx"]
+
+    @classmethod
+    def setUpClass(cls):
+        consumer_dirs(cls, "seq2seq_consumer")
+        cls.source = os.path.join(cls.root, "sources", "t5")
+        shutil.copytree(os.path.join(EXAMPLES, "seq2seq-sources", "t5"), cls.source)
+        sh("meson", "setup", cls.build_dir, cls.root, "--wrap-mode=nodownload")
+        sh("ninja", "-C", cls.build_dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def package(self, name=""):
+        return os.path.join(self.build_dir, "models", "t5", name)
+
+    def test_1_every_file_is_declared_as_plan_lists_it(self):
+        files = json.loads(sh(TOOL, "plan", self.source))["files"]
+        self.assertEqual(files[:4], self.ONNX)
+        self.assertEqual(declared(self.build_dir, "t5"), files)
+        self.assertEqual(package_files(self.build_dir, "t5"), sorted(files))
+        self.assertEqual(sha256(os.path.join(self.build_dir, "t5-merged-copy.onnx")), sha256(self.package("decoder_model_merged.onnx")))
+        out = sh("meson", "test", "-C", self.build_dir, "--print-errorlogs")
+        for name in ("t5 bindings", "verify t5", "validate t5"):
+            self.assertRegex(out, rf"{re.escape(name)}\s+OK")
+        self.assertIn("ninja: no work to do.", sh("ninja", "-C", self.build_dir))
+
+    def test_2_an_edited_weight_rebuilds_the_merged_decoder_and_its_consumer(self):
+        before = sha256(self.package("decoder_model_merged.onnx"))
+        # A decoder weight changes: the package is re-exported and the merged decoder's bytes change.
+        weights = os.path.join(self.source, "model.safetensors")
+        subprocess.run([os.environ["MODELEXPORT_PYTHON"], "-c",
+                        "import sys; from safetensors.numpy import load_file, save_file; w = load_file(sys.argv[1]); "
+                        "k = 'decoder.final_layer_norm.weight'; w[k] = w[k] * 1.5; save_file(w, sys.argv[1], metadata={'format': 'pt'})",
+                        weights], check=True, timeout=300)
+        steps = ran(sh("ninja", "-C", self.build_dir))
+        self.assertIn("Generating models/t5/t5-package with a custom command", steps)
+        self.assertTrue([s for s in steps if "t5-merged-copy" in s], steps)
+        after = sha256(self.package("decoder_model_merged.onnx"))
+        self.assertNotEqual(after, before)
+        self.assertEqual(sha256(os.path.join(self.build_dir, "t5-merged-copy.onnx")), after)
+        self.assertIn("ninja: no work to do.", sh("ninja", "-C", self.build_dir))
+
+    def test_3_an_edited_tokenizer_reexports_but_leaves_the_merged_decoders_consumer(self):
+        with open(os.path.join(self.source, "tokenizer.json"), "a") as f:
+            f.write("\n")  # same JSON, other bytes: the ONNX files keep their bytes (restat)
+        steps = ran(sh("ninja", "-C", self.build_dir))
+        self.assertIn("Generating models/t5/t5-package with a custom command", steps)
+        self.assertFalse([s for s in steps if "t5-merged-copy" in s], steps)
+
+    def test_4_the_cmake_module_declares_the_same_files(self):
+        src, build = os.path.join(self.tmp, "cmake-src"), os.path.join(self.tmp, "cmake-build")
+        os.makedirs(src)
+        with open(os.path.join(src, "CMakeLists.txt"), "w") as f:
+            f.write("cmake_minimum_required(VERSION 3.20)\nproject(seq2seq_cmake NONE)\n"
+                    f"list(APPEND CMAKE_MODULE_PATH \"{os.path.join(REPO, 'modules', 'cmake')}\")\ninclude(ModelExport)\n"
+                    f"modelexport_add_package(t5 SOURCE \"{self.source}\")\n"
+                    "modelexport_add_bindings(t5 HEADER \"${CMAKE_CURRENT_BINARY_DIR}/t5_model.hpp\" NAMESPACE t5)\n"
+                    "add_custom_target(merged_copy ALL COMMAND ${CMAKE_COMMAND} -E copy \"${t5_PACKAGE_DIR}/decoder_model_merged.onnx\" m.onnx "
+                    "DEPENDS \"${t5_PACKAGE_DIR}/decoder_model_merged.onnx\")\n")
+        sh("cmake", "-S", src, "-B", build, "-G", "Ninja", f"-DMODELEXPORT_EXECUTABLE={TOOL}")
+        with open(os.path.join(build, "build.ninja")) as f:
+            ninja = f.read()
+        # The one edge writing the package (CUSTOM_COMMAND): its outputs, as ninja names them.
+        [export] = [l for l in ninja.splitlines() if l.startswith("build ") and "t5/export_metadata.json" in l.split(": ")[0]]
+        outputs = set(export.split(": ")[0].split()[1:])
+        for name in json.loads(sh(TOOL, "plan", self.source))["files"]:
+            self.assertTrue({"t5/" + name, os.path.join(build, "t5", name)} & outputs, (name, outputs))
+        self.assertNotIn("t5/model.onnx", ninja)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 
-from common import EXIT, REPO, SOURCES, TOOL, TempDirTest, load_json, run
+from common import EXAMPLES, EXIT, REPO, SOURCES, TOOL, TempDirTest, load_json, run
 
 PREBUILT = os.path.join(SOURCES, "text-classification-prebuilt")
 COMMITS = {"main": "1" * 40, "v2": "2" * 40}
@@ -86,6 +86,25 @@ class Plan(TempDirTest):
         self.assertEqual(plan("acme/tiny-bert", env={"HF_HUB_CACHE": cache})["source"]["commit"], COMMITS["main"])
         p = run("plan", "acme/tiny-bert", env={"HF_HUB_CACHE": self.path("nothing-here")})
         self.assertEqual(p.returncode, EXIT["model_not_found"], p.stderr)
+
+    def test_the_templates_onnx_files_are_plans(self):
+        # tools/plan_onnx_files.py is the Meson template's configure-time stand-in for plan's ONNX
+        # files: an encoder-decoder's four (task from architectures, a name or an alias, or Optimum's
+        # automatic-speech-recognition of a Whisper config), model.onnx for everything else.
+        script = os.path.join(REPO, "tools", "plan_onnx_files.py")
+        seq2seq = os.path.join(EXAMPLES, "seq2seq-sources")
+        cases = [(os.path.join(seq2seq, "t5"), ""), (os.path.join(seq2seq, "t5"), "text2text-generation"),
+                 (os.path.join(seq2seq, "whisper"), ""), (os.path.join(seq2seq, "whisper"), "automatic-speech-recognition"),
+                 (os.path.join(seq2seq, "whisper"), "speech2seq-lm"), (os.path.join(SOURCES, "text-classification"), ""),
+                 (os.path.join(SOURCES, "text-classification"), "text-classification")]
+        for source, task in cases:
+            with self.subTest(source=os.path.basename(source), task=task):
+                files = json.loads(run("plan", source, *(["--task", task] if task else []), check=EXIT["ok"]).stdout)["files"]
+                planned = [f for f in files if f.endswith(".onnx")]
+                out = subprocess.run(["python3", script, os.path.join(source, "config.json"), task],
+                                     capture_output=True, text=True, check=True).stdout.split()
+                self.assertEqual(out, planned)
+                self.assertEqual(len(planned), 1 if "text-classification" in source else 4)
 
     def test_model_onnx_data_follows_the_strategy(self):
         src = self.copy_source("text-classification-prebuilt")

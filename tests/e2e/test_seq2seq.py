@@ -1,9 +1,9 @@
 """Encoder-decoder packages (issue 15): T5-style text-to-text and Whisper-style speech-to-text in
 Optimum's and transformers.js' multi-file layout.
 
-Standalone for now (the C++ side does not export several files yet): the fixtures
-(tests/fixtures/make_seq2seq_models.py) and the exporter (tools/htp_seq2seq.py) run into a
-temporary directory, the source's config, tokenizer, processor and generation files are copied
+Seq2Seq runs the exporter script alone (tests/fixtures/make_seq2seq_models.py's fixtures,
+tools/htp_seq2seq.py into a temporary directory; CliSeq2Seq, UnseenSeq2Seq and Examples go
+through `modelexport export`): the source's config, tokenizer, processor and generation files are copied
 beside the ONNX files, and the directory is proven in real clients:
 - Optimum's ORTModelForSeq2SeqLM / ORTModelForSpeechSeq2Seq .from_pretrained(dir).generate(), with
   the merged decoder and with decoder_model + decoder_with_past_model, gives transformers' greedy ids;
@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXIT, REPO, load_json, node, run, sha256
+from common import EXAMPLES, EXIT, NODE, REPO, RUNTIME_DIR, load_json, node, run, sha256
 from test_optimum import PYTHON, needs_hf
 
 TOLERANCE = 1e-4
@@ -319,17 +319,82 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
         p = run("inspect", pkg, "--format", "json", check=EXIT["usage"])
         self.assertIn("holds several ONNX models", p.stderr)
 
-    def test_pack_and_bindings_refuse_several_models_in_one_line(self):
+    def test_pack_and_embed_refuse_several_models_in_one_line(self):
+        # Decision (README "Single-file models"): one ONNX file cannot carry an encoder-decoder's four.
         pkg = self.packages["t5"]
         out = os.path.join(self.tmp, "packed-t5.onnx")
-        for args in (("pack", pkg, "--output", out), ("bindings", pkg, "--header", out + ".hpp")):
+        for args in (("pack", pkg, "--output", out), ("embed", pkg, "--output", out + ".S", "--header", out + ".hpp")):
             with self.subTest(command=args[0]):
                 p = run(*args, check=EXIT["invalid_input"])
                 self.assertEqual(p.stderr.strip().splitlines()[0],
                                  f"modelexport: error: {pkg}: holds several ONNX models (encoder_model.onnx, decoder_model.onnx, "
                                  f"decoder_with_past_model.onnx, decoder_model_merged.onnx); {args[0]} takes a single-file "
                                  "package (model.onnx)")
-                self.assertFalse(os.path.exists(out) or os.path.exists(out + ".hpp"))
+                self.assertFalse(os.path.exists(out) or os.path.exists(out + ".hpp") or os.path.exists(out + ".S"))
+
+    def test_bindings_have_a_namespace_per_file_that_compiles(self):
+        # A real compile of the generated header; the program prints what it holds, which must be
+        # each ONNX file's own inputs and outputs (read with onnx) and the metadata's file hashes.
+        namespaces = [f[:-len(".onnx")] for f in ONNX_FILES]
+        for name, pkg in self.packages.items():
+            with self.subTest(name=name):
+                header = os.path.join(self.tmp, name + "_model.hpp")
+                run("bindings", pkg, "--header", header, "--namespace", name, check=EXIT["ok"])
+                dump = "".join(
+                    f"    for (const auto& t : {name}::{ns}::inputs) std::printf(\"%s in %s\\n\", s({name}::{ns}::file), s(t.name));\n"
+                    f"    for (const auto& t : {name}::{ns}::outputs) std::printf(\"%s out %s\\n\", s({name}::{ns}::file), s(t.name));\n"
+                    for ns in namespaces)
+                program = os.path.join(self.tmp, name + "_bindings.cpp")
+                with open(program, "w") as f:
+                    f.write(f'#include "{name}_model.hpp"\n#include <cstdio>\n#include <iterator>\n#include <string>\n'
+                            "static const char* s(std::string_view v) { static std::string keep[64]; static int i; "
+                            "return (keep[i++ % 64] = std::string(v)).c_str(); }\n"
+                            f"static_assert({name}::task == \"{load_json(os.path.join(pkg, 'export_metadata.json'))['model']['task']}\");\n"
+                            f"static_assert(std::size({name}::models) == 4 && {name}::models[3] == \"decoder_model_merged.onnx\");\n"
+                            f"static_assert({name}::decoder_model_merged::inputs[std::size({name}::decoder_model_merged::inputs) - 1].name"
+                            " == \"use_cache_branch\");\n"
+                            "int main() {\n" + dump +
+                            f"    for (const auto& f : {name}::files) std::printf(\"hash %s %s\\n\", s(f.name), s(f.sha256));\n}}\n")
+                exe = os.path.join(self.tmp, name + "_bindings")
+                subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-I", self.tmp, program, "-o", exe],
+                               check=True, capture_output=True, text=True)
+                lines = subprocess.run([exe], check=True, capture_output=True, text=True).stdout.splitlines()
+                graphs = clients("inspect", pkg)["files"]
+                expected = [f"{f} {kind} {v[0]}" for f in ONNX_FILES for kind in ("in", "out")
+                            for v in graphs[f]["inputs" if kind == "in" else "outputs"]]
+                self.assertEqual([l for l in lines if not l.startswith("hash ")], expected)
+                meta = load_json(os.path.join(pkg, "export_metadata.json"))
+                self.assertEqual(sorted(l.split()[1:] for l in lines if l.startswith("hash ")),
+                                 sorted([f, e["sha256"]] for f, e in meta["files"].items()))
+
+    def test_embed_hierarchy_tags_the_merged_decoders_branches(self):
+        # --embed-hierarchy reaches the nodes inside the If's then/else branches; every file still
+        # passes onnx.checker, loads in ONNX Runtime and generates the same greedy ids.
+        name = "t5"
+        pkg = os.path.join(self.tmp, "pkg-t5-embedded")
+        run("export", os.path.join(self.sources, name), pkg, "--embed-hierarchy", check=EXIT["ok"], timeout=900)
+        meta = load_json(os.path.join(pkg, "export_metadata.json"))
+        self.assertTrue(meta["export_context"]["embed_hierarchy"])
+        report = clients("tags", pkg)["files"]
+        self.assertEqual(sorted(report), sorted(ONNX_FILES))
+        for f in ONNX_FILES:
+            with self.subTest(file=f):
+                self.assertEqual(report[f]["checker"], "ok")
+                self.assertTrue(report[f]["ort_loads"])
+                self.assertEqual(report[f]["untagged"], 0)
+                expected = {}
+                for tag in meta["models"][f]["nodes"].values():
+                    expected[tag] = expected.get(tag, 0) + 1
+                self.assertEqual(report[f]["tags"], expected)
+                self.assertEqual(meta["files"][f]["sha256"], sha256(os.path.join(pkg, f)))
+        merged = report["decoder_model_merged.onnx"]
+        self.assertEqual(merged["tagged_in_subgraphs"], sum(merged["tags"].values()) - 1)  # all but the If itself
+        self.assertGreater(merged["tagged_in_subgraphs"], 100)
+        r = clients("ort", pkg, pkg, os.path.join(self.sources, name), os.path.join(self.sources, "_reference", name + ".json"))
+        self.assertEqual(r["greedy"], self.reference(name)["generated_ids"])
+        self.assertLess(r["step"]["merged_vs_recompute"], TOLERANCE)
+        run("validate", "--strict", pkg, check=EXIT["ok"])
+        run("verify", pkg, check=EXIT["ok"])
 
     def test_optimum_generate_gives_transformers_greedy_ids(self):
         for name in MODELS:
@@ -460,6 +525,64 @@ class UnseenSeq2Seq(unittest.TestCase):
                 report = clients("versus", pkg, theirs, os.path.join(self.sources, name), self.reference_path(name))
                 for key, worst in report.items():
                     self.assertLess(worst, TOLERANCE, (key, report))
+
+
+@needs_hf
+class Examples(unittest.TestCase):
+    """The main job's packages examples/hf-t5 and examples/hf-whisper (exported by the Meson template
+    from the fixtures generated at build time, validated --strict there): transformers.js loads them
+    by its default file names (encoder_model.onnx + decoder_model_merged.onnx, subfolder '' since
+    the files sit at the package root) and, like Optimum, gives torch's greedy ids, which the
+    fixture recorded in seq2seq-sources/_reference/<name>.json."""
+
+    EXAMPLE = {"t5": "hf-t5", "whisper": "hf-whisper"}
+
+    def package(self, name):
+        return os.path.join(EXAMPLES, self.EXAMPLE[name])
+
+    def reference(self, name):
+        return load_json(os.path.join(EXAMPLES, "seq2seq-sources", "_reference", name + ".json"))
+
+    def test_the_examples_are_the_four_file_packages_and_verify(self):
+        for name in MODELS:
+            with self.subTest(name=name):
+                pkg = self.package(name)
+                meta = load_json(os.path.join(pkg, "export_metadata.json"))
+                self.assertEqual(sorted(meta["models"]), sorted(ONNX_FILES))
+                self.assertTrue(load_json(os.path.join(EXAMPLES, self.EXAMPLE[name] + ".validation.json"))["ok"])
+                run("verify", pkg, "--ignore", self.EXAMPLE[name] + "-package.d", check=EXIT["ok"])
+
+    def test_transformers_js_gives_torchs_greedy_ids(self):
+        for name, task in MODELS.items():
+            with self.subTest(name=name):
+                ref = self.reference(name)
+                out = node("tjs_seq2seq.mjs", self.package(name), "--task", task, "--max-new-tokens",
+                           len(ref["generated_ids"]), "--subfolder", "")["result"]
+                self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
+                self.assertEqual(out["text" if name == "whisper" else "generated_text"], ref["generated_text"])
+        # What it loads is the merged decoder by name: without it the pipeline cannot start.
+        pkg = os.path.join(tempfile.mkdtemp(prefix="modelexport-seq2seq-example-"), "t5")
+        try:
+            shutil.copytree(self.package("t5"), pkg)
+            os.remove(os.path.join(pkg, "decoder_model_merged.onnx"))
+            p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "tjs_seq2seq.mjs"), pkg, "--task", MODELS["t5"], "--subfolder", ""],
+                               capture_output=True, text=True, timeout=600)
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn("decoder_model_merged.onnx", p.stderr)
+        finally:
+            shutil.rmtree(os.path.dirname(pkg), ignore_errors=True)
+
+    def test_optimum_generate_gives_torchs_greedy_ids(self):
+        for name in MODELS:
+            with self.subTest(name=name):
+                ref = self.reference(name)
+                env = dict(ENV, SEQ2SEQ_REFERENCE=os.path.join(EXAMPLES, "seq2seq-sources", "_reference", name + ".json"))
+                out = clients("optimum", self.package(name), env=env)
+                self.assertEqual(out["files"], ["decoder_model_merged.onnx", "encoder_model.onnx"])
+                sequence = out["sequence"]
+                if sequence[:len(ref["decoder_prompt_ids"])] == ref["decoder_prompt_ids"]:  # Whisper's generate() drops its prompt
+                    sequence = sequence[len(ref["decoder_prompt_ids"]):]
+                self.assertEqual(sequence, ref["generated_ids"])
 
 
 if __name__ == "__main__":

@@ -42,6 +42,15 @@ TEST_CASE("namespaces derived from directory names are always valid identifiers"
     CHECK(long_name.substr(0, 48) == std::string(47, 'a') + "_");
 }
 
+TEST_CASE("an encoder-decoder's files get namespaces that cannot collide with the package's names") {
+    CHECK(file_namespace("decoder_model_merged.onnx") == "decoder_model_merged");
+    CHECK(file_namespace("encoder_model.onnx") == "encoder_model");
+    CHECK(file_namespace("task.onnx") == "model_task");    // the package-level `task`
+    CHECK(file_namespace("files.onnx") == "model_files");
+    CHECK(file_namespace("2nd-decoder.onnx") == "model_2nd_decoder");
+    CHECK(file_namespace("class.onnx") == "model_class");
+}
+
 TEST_CASE("string literals keep exact bytes; NUL needs a sized string_view") {
     CHECK(cpp_string_literal("a\"b\\c") == "\"a\\\"b\\\\c\"");
     CHECK(cpp_string_literal("\xc3\xa9" "1") == "\"\\303\\2511\"");  // octal, never a greedy \x

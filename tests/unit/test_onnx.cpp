@@ -40,6 +40,60 @@ TEST_CASE("embedded hierarchy tags survive a save/load round trip and pass the c
     CHECK(back.graph().node(0).GetReflection()->GetUnknownFields(back.graph().node(0)).field_count() == 1);
 }
 
+namespace {
+/// y = If(c) then Relu(x + w) else Neg(x): the merged seq2seq decoder's shape, every real node in a branch.
+onnx::ModelProto if_model() {
+    onnx::ModelProto m = test::tiny_model();
+    auto* g = m.mutable_graph();
+    onnx::GraphProto then_branch, else_branch;
+    then_branch.set_name("then");
+    test::add_node(&then_branch, "/layer/Add", "Add", {"x", "w"}, "s");
+    test::add_node(&then_branch, "/Relu", "Relu", {"s"}, "y_then");
+    test::add_tensor_value(then_branch.add_output(), "y_then", onnx::TensorProto_DataType_FLOAT, "batch_size", 2);
+    else_branch.set_name("else");
+    test::add_node(&else_branch, "/decoder/Neg", "Neg", {"x"}, "y_else");
+    test::add_tensor_value(else_branch.add_output(), "y_else", onnx::TensorProto_DataType_FLOAT, "batch_size", 2);
+    g->clear_node();
+    auto* c = g->add_input();
+    c->set_name("use_cache_branch");
+    c->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto_DataType_BOOL);
+    c->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(1);
+    auto* n = test::add_node(g, "optimum::if", "If", {"use_cache_branch"}, "y");
+    auto* a = n->add_attribute();
+    a->set_name("then_branch");
+    a->set_type(onnx::AttributeProto_AttributeType_GRAPH);
+    *a->mutable_g() = then_branch;
+    a = n->add_attribute();
+    a->set_name("else_branch");
+    a->set_type(onnx::AttributeProto_AttributeType_GRAPH);
+    *a->mutable_g() = else_branch;
+    return m;
+}
+}  // namespace
+
+TEST_CASE("tags reach the nodes inside If branches, in node_views' order, and still pass the checker") {
+    test::temp_dir t;
+    auto m = if_model();
+    onnx::checker::check_model(m);
+    auto views = node_views(m.graph());
+    REQUIRE(views.size() == 4);  // If, then: Add, Relu, else: Neg
+    CHECK(views[0].op_type == "If");
+    CHECK(views[1].name == "/layer/Add");
+    CHECK(views[3].name == "/decoder/Neg");
+    embed_hierarchy_tags(m, {"/M", "/M/Layer", "/M", "/M/Decoder"});
+    save_onnx(m, t / "merged.onnx");
+    auto back = load_onnx(t / "merged.onnx");
+    CHECK_NOTHROW(onnx::checker::check_model(back));
+    CHECK(embedded_hierarchy_tags(back.graph()) == std::map<int, std::string>{{0, "/M"}, {1, "/M/Layer"}, {2, "/M"}, {3, "/M/Decoder"}});
+    // The branch node itself carries the entry (field 9 of that NodeProto, not of the If).
+    const auto& neg = back.graph().node(0).attribute(1).g().node(0);
+    CHECK(neg.GetReflection()->GetUnknownFields(neg).field_count() == 1);
+    // Re-embedding replaces in the branches too.
+    embed_hierarchy_tags(back, {"/M", "/M/A", "/M/B", "/M/C"});
+    CHECK(embedded_hierarchy_tags(back.graph()).at(3) == "/M/C");
+    CHECK(neg.GetReflection()->GetUnknownFields(neg).field_count() == 1);
+}
+
 TEST_CASE("the embedded entry has the wire format of NodeProto.metadata_props (field 9)") {
     auto m = tiny_model();
     embed_hierarchy_tags(m, {"/A", "/B"});
