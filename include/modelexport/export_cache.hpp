@@ -53,7 +53,10 @@ struct cache_outcome {
     std::string result = "disabled";  ///< hit-local | hit-remote | miss | disabled
     std::string key;
     double seconds = 0;  ///< spent in the cache (key, lookup, store, upload), not in the exporter
-    std::map<std::string, double> steps;  ///< the same by part (key, lookup, store, upload); parts may overlap the exporter
+    /// The same by part: key, lookup (and restore), store (copying into cas/ while hashing), and in
+    /// threads beside the rest of the export: commit (fsync, rename, entry, prune) and upload.
+    /// With `speculative`, key and lookup ran beside the exporter.
+    std::map<std::string, double> steps;
     bool speculative = false;  ///< the exporter started while the key was computed (export_cache::lookup_or_produce)
     json to_json() const {
         return {{"result", result}, {"key", key}, {"seconds", seconds}, {"steps", steps}, {"speculative", speculative}};
@@ -160,7 +163,7 @@ public:
             hashes[o.file.path] = o.file.sha256;
         }
         background_.emplace_back([this, staged, m] {
-            timed("store", false, [&] {
+            timed("commit", false, [&] {
                 local_.commit_staged(*staged);
                 local_.put_entry(key_, manifest_text(m));
                 local_.prune(s_.max_size);

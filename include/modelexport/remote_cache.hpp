@@ -198,6 +198,10 @@ private:
         // transfer of large weights continues.
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s_.timeout_s);
+        // Large buffers: libcurl's 16 KiB default meant tens of thousands of callbacks, each with
+        // its write() calls, for one model (512 KiB and 1 MiB are within every libcurl >= 7.62's limits).
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+        curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
         curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &progress_cb);
         curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &write_cb);

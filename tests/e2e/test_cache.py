@@ -59,7 +59,7 @@ class LocalCache(CacheTest):
         self.assertRegex(first["key"], "^[0-9a-f]{64}$")
         # A fresh cache remembers no hash and no interpreter: the exporter ran while the key was computed.
         self.assertTrue(first["speculative"])
-        self.assertTrue({"key", "lookup", "store"} <= set(first["steps"]), first)
+        self.assertTrue({"key", "lookup", "store", "commit"} <= set(first["steps"]), first)
         second = self.export("b", self.env())
         self.assertEqual((second["result"], second["key"]), ("hit-local", first["key"]))
         self.assertSamePackage("a")
