@@ -261,21 +261,31 @@ private:
         auto text = remote.get_entry(key_);
         if (!text) return std::nullopt;
         cache_manifest m = parse_manifest(*text);
+        auto pending = std::make_shared<std::vector<local_cache::staged_object>>();
         try {
             for (const auto& f : m.files) {
                 std::error_code ec;
                 if (fs::file_size(local_.object(f.sha256), ec) == f.size && !ec) continue;
-                remote.fetch_object(f, local_, stage.empty() ? fs::path() : stage / f.path);
+                // Into the stage too when there is one: then the local store need not be durable
+                // before the package is assembled from it (committed beside the rest, below).
+                auto staged = remote.fetch_object(f, local_, stage.empty() ? fs::path() : stage / f.path, stage.empty());
                 if (!stage.empty()) fetched_.insert(f.path);
+                if (staged) pending->push_back(*staged);
             }
-            local_.put_entry(key_, manifest_text(m));
-            local_.prune(s_.max_size);
         } catch (...) {
             std::error_code ec;
             for (const auto& name : fetched_) fs::remove(stage / name, ec);
             fetched_.clear();
+            local_cache::remove_staged(*pending);
             throw;
         }
+        auto keep = [this, pending, m] {
+            local_.commit_staged(*pending);  // objects before the entry
+            local_.put_entry(key_, manifest_text(m));
+            local_.prune(s_.max_size);
+        };
+        if (pending->empty()) keep();
+        else background_.emplace_back([this, keep] { timed("commit", false, keep); });
         return m;
     }
 

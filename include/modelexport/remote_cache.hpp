@@ -75,8 +75,10 @@ public:
     /// Downloads an object into `local` after checking its size and SHA-256. With `also`, the
     /// same bytes go to that new file too (a hit's staging directory: one download, one hash,
     /// no second copy out of the store); it is removed unless the object checked out, and not
-    /// fsync'ed (the package's commit does that).
-    void fetch_object(const cached_file& f, const local_cache& local, const fs::path& also = {}) {
+    /// fsync'ed (the package's commit does that). With `durable` false the object stays a
+    /// temporary file in cas/ whose write-back has started, returned for commit_staged().
+    std::optional<local_cache::staged_object> fetch_object(const cached_file& f, const local_cache& local, const fs::path& also = {},
+                                                           bool durable = true) {
         fs::create_directories(local.root() / "cas");
         fs::path tmp = local_cache::temp_in(local.root() / "cas");
         struct remover {
@@ -106,9 +108,15 @@ public:
         if (got != f.size) throw cache_error("cas/" + f.sha256 + ": " + std::to_string(got) + " bytes, expected " + std::to_string(f.size));
         if (h.hex() != f.sha256) throw cache_error("cas/" + f.sha256 + ": content does not match its SHA-256");
         if (copy) ::sync_file_range(copy.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // start its write-back; the commit fsyncs it
+        if (!durable) {
+            ::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+            cleanup.paths.clear();
+            return local_cache::staged_object{f, tmp};
+        }
         detail::fsync_or_throw(out.get(), tmp);
         local.commit_object(tmp, f.sha256);
         cleanup.paths.clear();
+        return std::nullopt;
     }
 
     /// Whether the server has `path` (HEAD).
