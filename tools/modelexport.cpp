@@ -108,11 +108,11 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
         if (mode.json || format != "text")
             throw me::usage_error(path.string(), "holds several ONNX models (" + several + "); inspect one of them for --format " +
                                                      (mode.json ? std::string("json") : format));
-        for (const auto& name : me::multi_file_model_names(path)) run_inspect(path / name, format, mode);  // a tree per file
+        for (const auto& name : me::multi_file_model_names(path)) run_inspect(me::package_file_path(path, name), format, mode);  // a tree per file
         return 0;
     }
-    fs::path dir = fs::is_directory(path) ? path : path.parent_path();
-    fs::path model_path = fs::is_directory(path) ? path / "model.onnx" : path;
+    fs::path dir = fs::is_directory(path) ? path : me::package_dir_of(path);
+    fs::path model_path = fs::is_directory(path) ? me::package_file_path(path, "model.onnx") : path;
     auto model = me::load_onnx_light(model_path).model;  // the graph; weights are not needed to describe it
     auto sig = me::graph_signature(model.graph());
     me::json meta;
@@ -290,6 +290,9 @@ int main(int argc, char** argv) {
     ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter")->check(CLI::Range(9, 20));
     ex->add_flag("--embed-hierarchy", eo.embed_hierarchy, "write each node's hierarchy tag into its metadata_props");
     ex->add_flag("--torch-module", eo.include_torch_modules, "make plain torch.nn modules hierarchy levels too");
+    std::string layout_name = "flat";
+    ex->add_option("--layout", layout_name, "flat (ONNX files at the package root, default) or hub (under onnx/, as Hub ONNX repositories)")
+        ->check(CLI::IsMember({"flat", "hub"}));
     ex->add_option("--timeout", timeout_text, "seconds the whole export may take (exporter, copies, checks); default 1800");
     ex->add_option("--depfile", edge.depfile, "write a Make-style depfile of every input read");
     ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")->delimiter(',');
@@ -345,6 +348,8 @@ int main(int argc, char** argv) {
     pl->add_option("--onnx-file", po.onnx_file, "prebuilt: ONNX file name to take");
     pl->add_option("--model", po.model_factory, "the export's --model (makes auto choose htp)");
     pl->add_option("--hf-hub-cache", po.hub_cache, "Hugging Face cache for Hub ids (default: from the environment)");
+    std::string plan_layout = "flat";
+    pl->add_option("--layout", plan_layout, "the export's --layout: flat or hub (ONNX files listed as onnx/...)")->check(CLI::IsMember({"flat", "hub"}));
     pl->footer("Example:\n  modelexport plan acme/tiny-bert@v2 --hf-hub-cache ~/.cache/huggingface/hub");
 
     fs::path bdir, bheader;
@@ -407,6 +412,7 @@ int main(int argc, char** argv) {
     }
     try {
         eo.how = me::parse_strategy(strategy_name);
+        eo.layout = me::parse_layout(layout_name);
         if (*ex) {
             eo.timeout = parse_timeout(timeout_text);
             eo.cache.enabled = eo.cache.enabled && !no_cache;
@@ -422,6 +428,7 @@ int main(int argc, char** argv) {
         if (*vf) return run_verify(vfdir, vfignore, mode);
         if (*pl) {
             po.how = me::parse_strategy(plan_strategy);
+            po.layout = me::parse_layout(plan_layout);
             std::cout << me::to_canonical_text(me::to_json(me::plan_package(po)));
             return 0;
         }

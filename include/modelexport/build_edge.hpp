@@ -33,7 +33,7 @@ struct build_edge {
 inline void check_expected(const fs::path& staging, const std::vector<std::string>& expect, const fs::path& output) {
     if (expect.empty()) return;
     std::set<std::string> declared(expect.begin(), expect.end()), actual;
-    for (const auto& e : fs::directory_iterator(staging)) actual.insert(e.path().filename().string());
+    for (const auto& name : package_entries(staging)) actual.insert(name);  // package-relative: "onnx/model.onnx" in hub
     std::vector<std::string> missing, extra;  // declared but not produced; produced but not declared
     for (const auto& d : declared)
         if (!actual.count(d)) missing.push_back(d);
@@ -59,12 +59,20 @@ inline bool inside_package_dir(const fs::path& file, const fs::path& output) {
     return fs::absolute(file).lexically_normal().parent_path() == out;
 }
 
+/// The depfile's target: the build's first declared output (ninja and CMake attach a depfile to
+/// its edge's first output; with Meson's hub layout that edge's outputs are the root files, see
+/// modules/meson/package/onnx), else the primary ONNX file at its layout path.
+inline fs::path depfile_target(const fs::path& output, const std::vector<std::string>& expect, const json& metadata) {
+    if (!expect.empty()) return output / expect.front();
+    return output / metadata["layout"]["onnx_files"][0].get<std::string>();
+}
+
 /// Writes the depfile before the commit. One that lives in the package directory is written
 /// into the staging directory, so the swap puts the new one in place with the package.
 inline void write_depfile_before_commit(const fs::path& depfile, const fs::path& staging, const fs::path& output,
-                                        const std::vector<fs::path>& inputs) {
+                                        const fs::path& target, const std::vector<fs::path>& inputs) {
     fs::path where = inside_package_dir(depfile, output) ? staging / depfile.filename() : depfile;
-    write_depfile(where, (output / "model.onnx").string(), inputs);
+    write_depfile(where, target.string(), inputs);
 }
 
 /// The report of a successful export (README "Export report").
@@ -96,7 +104,8 @@ inline export_result export_for_build(const export_options& opt, const build_edg
     if (!edge.depfile.empty() && inside_package_dir(edge.depfile, opt.output)) hooks.build_files.insert(edge.depfile.filename().string());
     hooks.check_staged = [&](const fs::path& staging) { check_expected(staging, edge.expect, opt.output); };
     hooks.before_commit = [&](const fs::path& staging, const export_result& r) {
-        if (!edge.depfile.empty()) write_depfile_before_commit(edge.depfile, staging, opt.output, r.inputs);
+        if (!edge.depfile.empty())
+            write_depfile_before_commit(edge.depfile, staging, opt.output, depfile_target(opt.output, edge.expect, r.metadata), r.inputs);
         if (!edge.report.empty()) write_report(success_report(r, staging / "export_metadata.json"));
     };
     export_result r;

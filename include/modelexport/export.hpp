@@ -1,7 +1,7 @@
 // modelexport/export.hpp — one export as a pipeline of named steps (docs/design.md §1-4, §9):
 //
 //   resolve_model -> produce_onnx (strategies.hpp) -> project_model (project.hpp)
-//     -> assemble_files -> write_metadata -> validate_staged -> commit
+//     -> place_models -> assemble_files -> write_metadata -> validate_staged -> commit
 //
 // Each step takes what it needs and returns what it made, so it can be tested
 // alone and a new step (an export cache between resolve and produce, §10) slots
@@ -19,6 +19,7 @@
 #include "modelexport/export_cache.hpp"
 #include "modelexport/external_data.hpp"
 #include "modelexport/json_file.hpp"
+#include "modelexport/layout.hpp"
 #include "modelexport/metadata.hpp"
 #include "modelexport/package_writer.hpp"
 #include "modelexport/project.hpp"
@@ -164,6 +165,28 @@ inline std::vector<projected_model> project_models(const resolved_model& m, cons
     return out;
 }
 
+/// place: the layout's paths for the staged ONNX files. In `hub` they and their external data
+/// move under onnx/ (a rename inside the staging directory: bytes, known hashes and the relative
+/// external-data locations stay valid, since model and data move together); from here on
+/// `onnx.models`/`data_files` are package-relative paths. Strategies, the export cache and
+/// projection never see the layout, which is why it is not part of the cache key (§10).
+inline void place_models(produced_onnx& onnx, const fs::path& stage, package_layout layout, std::map<std::string, std::string>& known_hashes) {
+    if (layout == package_layout::flat) return;
+    const fs::path sub = stage / std::string(hub_onnx_dir);
+    fs::create_directory(sub);
+    fs::permissions(sub, fs::perms(0755));
+    for (auto* names : {&onnx.models, &onnx.data_files})
+        for (auto& name : *names) {
+            std::string to = layout_path(layout, name);
+            fs::rename(stage / name, stage / to);
+            if (auto k = known_hashes.find(name); k != known_hashes.end()) {
+                known_hashes[to] = k->second;
+                known_hashes.erase(name);
+            }
+            name = to;
+        }
+}
+
 /// metadata: builds export_metadata.json from the steps' results and writes it into `stage`.
 /// `all` (several ONNX files) adds a section per file; `p` is the primary's. Returns the
 /// document and the sha256 of every staged file (for the commit).
@@ -192,7 +215,10 @@ inline std::pair<json, std::map<std::string, std::string>> write_metadata(const 
     mi.proj = &p.proj;
     mi.torch_version = onnx.torch_version;
     mi.onnx_exporter = onnx.onnx_exporter;
-    for (std::size_t i = 0; i < file_modules.size(); ++i) mi.models.push_back({onnx.models[i], &all[i].sig, &file_modules[i], &all[i].proj});
+    for (std::size_t i = 0; i < file_modules.size(); ++i)
+        mi.models.push_back({fs::path(onnx.models[i]).filename().string(), &all[i].sig, &file_modules[i], &all[i].proj});
+    mi.layout = to_string(opt.layout);
+    mi.onnx_files = onnx.models;
     json doc = build_metadata(mi);
     std::map<std::string, std::string> sha256{{"export_metadata.json", write_file(stage / "export_metadata.json", to_canonical_text(doc)).sha256}};
     for (const auto& f : a.files) sha256[f.name] = f.sha256;
@@ -271,6 +297,7 @@ inline export_result export_package(const export_options& opt, const export_hook
     timer.end(std::to_string(nodes) + " nodes of " + std::to_string(projected.size()) + " ONNX file(s) onto " +
               std::to_string(p.proj.module_tags.size()) + " modules, coverage 100%");
 
+    place_models(onnx, stage, opt.layout, known_hashes);
     timer.begin("copy", "hashing the model and copying configuration files");
     assembled_files files = assemble_files(m, onnx, stage, known_hashes, opt.tool_path);
     timer.end(std::to_string(files.files.size()) + " files");

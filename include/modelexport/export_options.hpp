@@ -5,6 +5,7 @@
 #pragma once
 
 #include "modelexport/export_cache.hpp"
+#include "modelexport/layout.hpp"
 #include "modelexport/step_event.hpp"
 
 #include <chrono>
@@ -40,6 +41,7 @@ struct export_options {
     int opset = 14;
     bool embed_hierarchy = false;
     bool include_torch_modules = false;
+    package_layout layout = package_layout::flat;  ///< where the ONNX files go; acts after the cached step, so not in the cache key
     std::chrono::seconds timeout{1800};
     fs::path hub_cache;                  ///< Hugging Face cache for Hub ids; empty: hub_cache_dir() (the environment)
     fs::path tool_path;                  ///< the running tool, a dependency of every package

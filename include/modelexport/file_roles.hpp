@@ -51,14 +51,18 @@ inline constexpr std::optional<file_role> role_of(std::string_view name) {
     return std::nullopt;
 }
 
-/// The ONNX files of a multi-file (encoder-decoder) package present in `dir`, in the table's
-/// order; empty for a single-file package.
+/// The subfolder holding the model files in the hub layout (layout.hpp).
+inline constexpr std::string_view hub_onnx_dir = "onnx";
+
+/// The ONNX files of a multi-file (encoder-decoder) package present in `dir` (at the root or under
+/// onnx/, whichever layout it has), in the table's order; empty for a single-file package.
 inline std::vector<std::string> multi_file_model_names(const std::filesystem::path& dir) {
     std::vector<std::string> out;
     for (const auto& f : package_files) {
         std::string_view n = f.name;
         bool onnx = n.size() > 5 && n.substr(n.size() - 5) == ".onnx";
-        if (f.role == file_role::model && onnx && n != "model.onnx" && std::filesystem::is_regular_file(dir / std::string(n)))
+        if (f.role == file_role::model && onnx && n != "model.onnx" &&
+            (std::filesystem::is_regular_file(dir / std::string(n)) || std::filesystem::is_regular_file(dir / std::string(hub_onnx_dir) / std::string(n))))
             out.emplace_back(n);
     }
     return out;

@@ -75,7 +75,7 @@ inline std::string iso8601(long long seconds) {
 
 /// One ONNX file's part of the metadata: its signature, modules (tag, order), node tags, statistics.
 struct model_section {
-    std::string file;  ///< the package name ("encoder_model.onnx")
+    std::string file;  ///< the file's name ("encoder_model.onnx"), whatever the layout; `layout.onnx_files` has its path
     const signature* sig = nullptr;
     const std::vector<traced_module>* modules = nullptr;
     const projection* proj = nullptr;
@@ -99,6 +99,8 @@ struct metadata_inputs {
     std::string torch_version;
     std::string onnx_exporter;  ///< which torch exporter wrote the ONNX (htp only)
     std::vector<model_section> models;  ///< several ONNX files: each one's section (the top level is the first's)
+    std::string layout = "flat";        ///< "flat" or "hub" (layout.hpp)
+    std::vector<std::string> onnx_files;  ///< every ONNX file's package-relative path, the primary first
 };
 
 inline json source_json(const model_source& s) {
@@ -184,6 +186,7 @@ inline json build_metadata(const metadata_inputs& in) {
           {"parameters", in.parameters},
           {"parameters_origin", in.parameters_origin}}},
         {"files", files},
+        {"layout", {{"name", in.layout}, {"onnx_files", in.onnx_files}}},
         {"signature", in.sig ? to_json(*in.sig) : json::object()},
         {"modules", modules},
         {"nodes", nodes},

@@ -16,6 +16,7 @@
 #include "modelexport/file_copy.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
+#include "modelexport/layout.hpp"
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/onnx_stream.hpp"
 #include "modelexport/package_writer.hpp"
@@ -114,6 +115,7 @@ inline void check_pack_manifest(const json& m, const std::string& name) {
     auto sized = [](const json& e) { return e.is_object() && e.contains("size") && e["size"].is_number_unsigned() && e.contains("sha256") && is_sha256_hex(e["sha256"]); };
     if (!m.contains("model") || !sized(m["model"])) throw bad("\"model\" is not {size, sha256}");
     if (!m.contains("files") || !m["files"].is_object()) throw bad("no \"files\" object");
+    if (m.contains("layout") && m["layout"] != "hub") throw bad("\"layout\" is not \"hub\"");  // absent: flat
     for (const auto& [file, e] : m["files"].items()) {
         auto role = role_of(file);
         if (!role || *role == file_role::model || file == "model.onnx_data") throw bad("names an unexpected file '" + file + "'");
@@ -141,16 +143,19 @@ inline std::string metadata_entry_bytes(const std::string& key, const std::strin
 
 }  // namespace detail
 
-/// Writes `output`: the package's model.onnx with its configuration files appended.
+/// Writes `output`: the package's model.onnx (at the root, or onnx/model.onnx in the hub layout)
+/// with its configuration files appended. A hub package's manifest says so ("layout": "hub"), and
+/// unpack puts the model back under onnx/, where the stored export_metadata.json lists it.
 inline void pack_package(const fs::path& dir, const fs::path& output) {
-    fs::path model = dir / "model.onnx";
     if (std::string several = multi_file_models(dir); !several.empty())
         throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); pack takes a single-file package (model.onnx)");
+    const package_layout layout = find_layout(dir);
+    fs::path model = dir / layout_path(layout, "model.onnx"), data = dir / layout_path(layout, "model.onnx_data");
     if (!fs::is_regular_file(model)) throw invalid_input(model.string(), "missing");
-    if (fs::exists(dir / "model.onnx_data"))
-        throw invalid_input((dir / "model.onnx_data").string(), "external data cannot be packed into one file");
+    if (fs::exists(data)) throw invalid_input(data.string(), "external data cannot be packed into one file");
     std::string tail;
     json manifest{{"format_version", 1}, {"model", {{"size", fs::file_size(model)}, {"sha256", hash_file(model)}}}, {"files", json::object()}};
+    if (layout == package_layout::hub) manifest["layout"] = "hub";  // absent for flat: flat packs keep their bytes
     for (const auto& f : package_files) {
         std::string name(f.name);
         if (f.role == file_role::model || !fs::is_regular_file(dir / name)) continue;
@@ -199,8 +204,13 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
         throw usage_error(outdir.string(), "holds " + packed.string() + ", which unpacking would replace", "unpack to another directory");
     package_writer writer(outdir);
     for (const auto& [name, bytes] : files) write_file(writer.staging() / name, bytes);
-    // model.onnx: the packed file cut at the original length.
-    fs::path staged = writer.staging() / "model.onnx";
+    // model.onnx: the packed file cut at the original length, where the packed package's layout had it.
+    const package_layout layout = manifest.contains("layout") ? package_layout::hub : package_layout::flat;
+    fs::path staged = writer.staging() / layout_path(layout, "model.onnx");
+    if (layout == package_layout::hub) {
+        fs::create_directory(staged.parent_path());
+        fs::permissions(staged.parent_path(), fs::perms(0755));
+    }
     copy_file_hashed(packed, staged);
     fs::resize_file(staged, size);
     if (hash_file(staged) != manifest["model"]["sha256"].get<std::string>())

@@ -17,6 +17,9 @@
 // cannot replace it); the lock file is removed when the export ends, whether
 // it succeeded, failed or was stopped by a signal. Long target names get hashed
 // lock and staging names so they stay within NAME_MAX.
+//
+// The one subdirectory a package may hold is onnx/ of the hub layout (layout.hpp), and it
+// holds model files only; every rule above applies to the files in it.
 #pragma once
 
 #include "modelexport/error.hpp"
@@ -38,6 +41,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace modelexport {
 
@@ -128,10 +132,11 @@ public:
         check_staged_files();
         keep_unchanged_files(staged_sha256);
         carry_over_build_files();
-        for (const auto& e : fs::directory_iterator(staging_)) {
-            unique_fd fd = open_or_throw(e.path(), O_RDONLY | O_NOFOLLOW);
+        for (const auto& name : staged_files()) {
+            unique_fd fd = open_or_throw(staging_ / name, O_RDONLY | O_NOFOLLOW);
             ::fsync(fd.get());
         }
+        if (fs::is_directory(fs::symlink_status(staging_ / std::string(hub_onnx_dir)))) fsync_directory(staging_ / std::string(hub_onnx_dir));
         fsync_directory(staging_);
         check_cancel(target_.string());  // the last moment a signal or the deadline stops the export
         if (detail::rename_exchange(staging_.c_str(), target_.c_str()) == 0) {
@@ -162,7 +167,7 @@ private:
         if (!fs::is_directory(st)) throw io_error(target_.string(), "exists and is not a directory");
         for (const auto& e : fs::directory_iterator(target_, ec)) {
             std::string name = e.path().filename().string();
-            if (role_of(name) || extra_allowed_.count(name)) continue;
+            if (role_of(name) || extra_allowed_.count(name) || is_model_subfolder(e.path())) continue;
             throw io_error(target_.string(), "is not a modelexport package (it holds '" + name + "'); refusing to replace it",
                            "choose an empty or new output directory");
         }
@@ -199,15 +204,40 @@ private:
         lock_fd_.reset();
     }
 
+    /// True for the hub layout's onnx/ directory (not a link) holding only model files: part of a package.
+    static bool is_model_subfolder(const fs::path& p) {
+        std::error_code ec;
+        if (p.filename() != hub_onnx_dir || !fs::is_directory(fs::symlink_status(p, ec))) return false;
+        for (const auto& e : fs::directory_iterator(p, ec)) {
+            auto role = role_of(e.path().filename().string());
+            if (!role || *role != file_role::model) return false;
+        }
+        return !ec;
+    }
+
+    /// The staged files as package-relative paths; the entries of the hub layout's onnx/ as "onnx/<name>".
+    std::vector<std::string> staged_files() const {
+        std::vector<std::string> out;
+        for (const auto& e : fs::directory_iterator(staging_)) {
+            std::string name = e.path().filename().string();
+            if (name == hub_onnx_dir && fs::is_directory(e.symlink_status()))
+                for (const auto& sub : fs::directory_iterator(e.path())) out.push_back(name + "/" + sub.path().filename().string());
+            else
+                out.push_back(name);
+        }
+        return out;
+    }
+
     /// Everything committed is a regular file with one link that this export created.
     void check_staged_files() const {
-        for (const auto& e : fs::directory_iterator(staging_)) {
+        for (const auto& name : staged_files()) {
+            const fs::path p = staging_ / name;
             struct stat st {};
-            if (::lstat(e.path().c_str(), &st) != 0) throw io_error(e.path().string(), std::string("cannot stat: ") + std::strerror(errno));
+            if (::lstat(p.c_str(), &st) != 0) throw io_error(p.string(), std::string("cannot stat: ") + std::strerror(errno));
             if (!S_ISREG(st.st_mode))
-                throw io_error(e.path().string(), "is " + file_kind(st.st_mode) + "; only regular files are committed to a package");
+                throw io_error(p.string(), "is " + file_kind(st.st_mode) + "; only regular files are committed to a package");
             if (st.st_nlink != 1)
-                throw io_error(e.path().string(), "has " + std::to_string(st.st_nlink) + " links; a package file may not share its inode");
+                throw io_error(p.string(), "has " + std::to_string(st.st_nlink) + " links; a package file may not share its inode");
         }
     }
 
@@ -247,14 +277,14 @@ private:
     void keep_unchanged_files(const std::map<std::string, std::string>& staged_sha256) const {
         std::error_code ec;
         if (!fs::is_directory(fs::symlink_status(target_, ec))) return;
-        for (const auto& e : fs::directory_iterator(staging_)) {
-            fs::path old = target_ / e.path().filename();
+        for (const auto& name : staged_files()) {
+            const fs::path staged = staging_ / name, old = target_ / name;
             struct stat st {};
-            if (!own_regular_file(old, st) || static_cast<std::uintmax_t>(st.st_size) != fs::file_size(e.path(), ec)) continue;
-            auto known = staged_sha256.find(e.path().filename().string());
-            if (hash_file(old) != (known != staged_sha256.end() ? known->second : hash_file(e.path()))) continue;
-            fs::path tmp = e.path().string() + ".keep";
-            if (::link(old.c_str(), tmp.c_str()) == 0) ::rename(tmp.c_str(), e.path().c_str());
+            if (!own_regular_file(old, st) || static_cast<std::uintmax_t>(st.st_size) != fs::file_size(staged, ec)) continue;
+            auto known = staged_sha256.find(name);
+            if (hash_file(old) != (known != staged_sha256.end() ? known->second : hash_file(staged))) continue;
+            fs::path tmp = staged.string() + ".keep";
+            if (::link(old.c_str(), tmp.c_str()) == 0) ::rename(tmp.c_str(), staged.c_str());
         }
     }
 

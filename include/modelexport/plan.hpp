@@ -10,6 +10,7 @@
 #include "modelexport/export.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
+#include "modelexport/layout.hpp"
 #include "modelexport/source.hpp"
 
 #include <string>
@@ -24,13 +25,15 @@ struct plan_options {
     strategy how = strategy::automatic;
     std::string onnx_file;      ///< prebuilt: the ONNX file to take
     std::string model_factory;  ///< htp's --model (it makes `auto` choose htp)
+    package_layout layout = package_layout::flat;  ///< the export's --layout: where the ONNX files are listed
 };
 
 struct package_plan {
     model_source source;
     strategy how = strategy::automatic;  ///< never automatic once planned
+    package_layout layout = package_layout::flat;
     std::string task;
-    std::vector<std::string> files;  ///< in the order a build declares them
+    std::vector<std::string> files;  ///< package-relative paths (onnx/model.onnx in hub), in the order a build declares them
     std::vector<fs::path> read;      ///< what the decision depends on (config, Hub ref, the source listing)
 };
 
@@ -78,6 +81,8 @@ inline package_plan plan_package(const plan_options& opt) {
     for (const auto& f : package_files)
         if (!f.required && detail::plan_has(f, p.source, p.how, opt.onnx_file)) p.files.emplace_back(f.name);
     p.files.emplace_back("export_metadata.json");
+    p.layout = opt.layout;
+    for (auto& f : p.files) f = layout_path(opt.layout, f);  // the same mapping as the export's place step
     return p;
 }
 
@@ -90,6 +95,7 @@ inline json to_json(const package_plan& p) {
                         {"revision", p.source.revision},
                         {"commit", p.source.commit}}},
             {"strategy", to_string(p.how)},
+            {"layout", to_string(p.layout)},
             {"task", p.task},
             {"files", p.files},
             {"read", read}};

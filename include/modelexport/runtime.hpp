@@ -96,11 +96,13 @@ public:
         std::vector<std::string> args;
         fs::path abs = fs::absolute(dir);
         switch (k) {
-            case runtime_kind::onnxruntime: args = {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string()}; break;
+            case runtime_kind::onnxruntime:
+                args = {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string(), "--model", report.model};  // where the layout put it
+                break;
             case runtime_kind::transformers_js:
                 if (!tjs_supported(report.task))
                     return check_result{id, severity::warning, check_status::skip, "no transformers.js pipeline check for task " + report.task};
-                args = {(cfg_.scripts_dir / "tjs_pipeline.mjs").string(), abs.string(), "--task", report.task};
+                args = {(cfg_.scripts_dir / "tjs_pipeline.mjs").string(), abs.string(), "--task", report.task, "--layout", to_string(report.layout)};
                 if (report.task == "question-answering") args.insert(args.end(), {"--text", "where does john live ?", "--context", "john lives in paris"});
                 if (report.task == "fill-mask") args.insert(args.end(), {"--text", "the movie was [MASK] ."});
                 break;

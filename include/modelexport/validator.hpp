@@ -11,6 +11,7 @@
 #include "modelexport/error.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
+#include "modelexport/layout.hpp"
 #include "modelexport/onnx_checks.hpp"
 #include "modelexport/seq2seq_checks.hpp"
 #include "modelexport/tasks.hpp"
@@ -41,6 +42,8 @@ struct validation_report {
     std::string task;
     std::string optimum_class;
     std::optional<signature> sig;
+    package_layout layout = package_layout::flat;
+    std::string model = "model.onnx";  ///< the primary ONNX file, package-relative ("onnx/model.onnx" in hub)
     std::vector<check_result> checks;
 
     bool ok(bool strict) const {
@@ -246,7 +249,7 @@ inline void check_cache(report_builder& b, const task_info& task, const signatur
                (dir / "generation_config.json").string() + ": missing, and config.json has no eos_token_id; generate() cannot stop");
 }
 
-/// The package's ONNX files: an encoder-decoder task's (the first is the primary), else model.onnx.
+/// The package's ONNX files by name: an encoder-decoder task's (the first is the primary), else model.onnx.
 inline std::vector<std::string> package_models(const fs::path& dir, const validate_options& opt) {
     const task_info* inferred = nullptr;
     try {
@@ -260,7 +263,7 @@ inline std::vector<std::string> package_models(const fs::path& dir, const valida
 }
 
 /// onnx.parse, onnx.external_data, onnx.checker of one ONNX file; its signature when it parses.
-inline std::optional<signature> check_model_file(report_builder& b, const fs::path& dir, const fs::path& model_path) {
+inline std::optional<signature> check_model_file(report_builder& b, const fs::path& model_path) {
     std::optional<light_model> model;  // the graph without its inline weights
     if (!fs::is_regular_file(model_path)) {
         b.skip("onnx.parse", severity::error, model_path.string() + ": " + regular_file_problem(model_path));
@@ -273,7 +276,7 @@ inline std::optional<signature> check_model_file(report_builder& b, const fs::pa
         b.fail("onnx.parse", severity::error, e.what());
         return std::nullopt;
     }
-    onnx_verdict v = check_onnx(*model, dir);
+    onnx_verdict v = check_onnx(*model, model_path.parent_path());  // external data is read beside the model (onnx/ in hub)
     if (v.external_data.empty()) b.pass("onnx.external_data", severity::error);
     else b.fail("onnx.external_data", severity::error, model_path.string() + ": " + v.external_data);
     if (!v.checker) b.skip("onnx.checker", severity::error, model_path.string() + ": not run: the external data is unsafe to read");
@@ -283,10 +286,11 @@ inline std::optional<signature> check_model_file(report_builder& b, const fs::pa
 }
 
 /// An encoder-decoder package: each file's role signature, then the cross-file contract (seq2seq_checks.hpp).
-inline void check_seq2seq(report_builder& b, const fs::path& dir, const std::map<std::string, signature>& sigs, const json& config) {
+inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout layout, const std::map<std::string, signature>& sigs,
+                          const json& config) {
     for (const auto& [name, sig] : sigs)
         if (auto problem = seq2seq_file_problem(name, sig); !problem.empty())
-            return b.fail("signature.files", severity::error, (dir / name).string() + ": " + problem);
+            return b.fail("signature.files", severity::error, (dir / layout_path(layout, name)).string() + ": " + problem);
     b.pass("signature.files", severity::error);
     if (auto problem = seq2seq_contract_problem(sigs, config); problem.empty()) b.pass("signature.encoder_decoder", severity::error);
     else b.fail("signature.encoder_decoder", severity::error, dir.string() + ": " + problem);
@@ -301,11 +305,21 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     validation_report r;
     r.package = dir;
     detail::report_builder b(r);
+    // package.layout: where the ONNX files are (layout.hpp); the same model at the root and under
+    // onnx/ fails here, naming both, and the rest is checked at the root.
+    try {
+        r.layout = find_layout(dir);
+        b.pass("package.layout", severity::error, to_string(r.layout));
+    } catch (const error& e) {
+        b.fail("package.layout", severity::error, e.what());
+    }
     const std::vector<std::string> models = detail::package_models(dir, opt);
-    const fs::path model_path = dir / models.front(), config_path = dir / "config.json";
+    r.model = layout_path(r.layout, models.front());
+    const fs::path model_path = dir / r.model, config_path = dir / "config.json";
 
     std::vector<std::string> missing;
-    std::vector<std::string> required(models.begin(), models.end());
+    std::vector<std::string> required;
+    for (const auto& name : models) required.push_back(layout_path(r.layout, name));
     for (const auto& f : package_files)
         if (f.required && f.role != file_role::model) required.emplace_back(f.name);
     for (const auto& name : required)
@@ -318,7 +332,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
 
     std::map<std::string, signature> sigs;
     for (const auto& name : models)
-        if (auto sig = detail::check_model_file(b, dir, dir / name)) sigs[name] = *sig;
+        if (auto sig = detail::check_model_file(b, dir / layout_path(r.layout, name))) sigs[name] = *sig;
     if (sigs.count(models.front())) r.sig = sigs[models.front()];
 
     std::optional<json> config;
@@ -356,7 +370,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     if (task) detail::check_preprocessing(b, *task, dir);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
-    if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, sigs, *config);
+    if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, r.layout, sigs, *config);
 
     if (r.ok(false))
         if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);

@@ -42,6 +42,14 @@ inline unique_fd open_package_file(int dir_fd, const std::string& name) {
     return fd;
 }
 
+/// The hub layout's onnx/ directory under `dir_fd` for a listed name "onnx/<file>" (layout.hpp):
+/// opened without following links; an invalid fd for any other name with a '/'.
+inline unique_fd open_model_subfolder(int dir_fd, const std::string& name) {
+    std::string prefix = std::string(hub_onnx_dir) + "/";
+    if (name.rfind(prefix, 0) != 0 || name.find('/', prefix.size()) != std::string::npos) return unique_fd();
+    return unique_fd(::openat(dir_fd, std::string(hub_onnx_dir).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+}
+
 /// The entry names of the directory `dir_fd`.
 inline std::vector<std::string> list_directory(int dir_fd, const fs::path& dir) {
     std::vector<std::string> names;
@@ -92,13 +100,17 @@ inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& 
     json meta = parse_export_metadata(text, meta_path.string());
     std::vector<verify_problem> problems;
     for (const auto& [name, entry] : meta["files"].items()) {
+        // A listed name is one component, or "onnx/<file>" of the hub layout read through onnx/'s descriptor.
+        unique_fd sub = open_model_subfolder(dir_fd, name);
+        const int parent = sub ? sub.get() : dir_fd;
+        const std::string base = sub ? name.substr(hub_onnx_dir.size() + 1) : name;
         unique_fd fd;
-        if (name.find('/') == std::string::npos && name != ".." && name != "." && name.find('\0') == std::string::npos)
-            fd = open_package_file(dir_fd, name);
+        if (base.find('/') == std::string::npos && base != ".." && base != "." && !base.empty() && base.find('\0') == std::string::npos)
+            fd = open_package_file(parent, base);
         if (!fd) {
             struct stat st {};  // there but not a regular file (a FIFO, a link): say what it is
-            bool there = name.find('/') == std::string::npos && name.find('\0') == std::string::npos &&
-                         ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode);
+            bool there = base.find('/') == std::string::npos && base.find('\0') == std::string::npos &&
+                         ::fstatat(parent, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode);
             problems.push_back({name, "missing", there ? "is " + file_kind(st.st_mode) + ", not a regular file" : "listed in export_metadata.json"});
             continue;
         }

@@ -5,7 +5,7 @@
 #   modelexport_add_bindings(bert HEADER ${CMAKE_CURRENT_BINARY_DIR}/bert_model.hpp NAMESPACE bert)
 #
 # modelexport_add_package(NAME SOURCE dir-or-hub-id [MODEL file.py:factory] [TASK t] [STRATEGY s]
-#                         [FILES f...] [ARGS a...] [DEPENDS t...])
+#                         [LAYOUT flat|hub] [FILES f...] [ARGS a...] [DEPENDS t...])
 #   Declares the package's files as outputs of one custom command (with a depfile naming every
 #   input the export read), a target NAME_package building it, the tests NAME_validate
 #   (`modelexport validate --strict --runtime auto`) and NAME_verify (`modelexport verify`: the
@@ -14,6 +14,8 @@
 #   comes from `modelexport plan` at configure time (local directories and Hub ids alike, offline),
 #   and every file plan read (a Hub ref, the source directory) makes CMake reconfigure when it
 #   changes; the tool fails the build if the source no longer matches, until CMake reconfigures.
+#   LAYOUT hub puts the ONNX files under onnx/ (NAME_PACKAGE_FILES then lists ${dir}/onnx/model.onnx;
+#   an explicit FILES list names them so too); the default is flat.
 # modelexport_add_bindings(NAME HEADER file NAMESPACE ns)
 #   Generates the C++ header describing the package's model.
 #
@@ -72,7 +74,7 @@ function(_modelexport_plan SOURCE OPTIONS OUT)
 endfunction()
 
 function(modelexport_add_package NAME)
-  cmake_parse_arguments(ME "" "SOURCE;MODEL;TASK;STRATEGY" "FILES;ARGS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(ME "" "SOURCE;MODEL;TASK;STRATEGY;LAYOUT" "FILES;ARGS;DEPENDS" ${ARGN})
   if(NOT ME_SOURCE)
     message(FATAL_ERROR "modelexport_add_package(${NAME}): SOURCE is required")
   endif()
@@ -86,6 +88,9 @@ function(modelexport_add_package NAME)
   endif()
   if(ME_STRATEGY)
     list(APPEND options --strategy "${ME_STRATEGY}")
+  endif()
+  if(ME_LAYOUT)
+    list(APPEND options --layout "${ME_LAYOUT}")  # plan lists the files where export writes them
   endif()
   if(ME_FILES)
     set(files ${ME_FILES})
@@ -118,6 +123,11 @@ endfunction()
 function(modelexport_add_bindings NAME)
   cmake_parse_arguments(ME "" "HEADER;NAMESPACE" "" ${ARGN})
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/${NAME}")
+  # The package's model.onnx wherever its layout put it (NAME_PACKAGE_FILES of modelexport_add_package).
+  set(model "${dir}/model.onnx")
+  if(DEFINED ${NAME}_PACKAGE_FILES AND "${dir}/onnx/model.onnx" IN_LIST ${NAME}_PACKAGE_FILES)
+    set(model "${dir}/onnx/model.onnx")
+  endif()
   # Without NAMESPACE the tool derives a valid one from the package directory's name.
   set(namespace_args "")
   if(ME_NAMESPACE)
@@ -126,7 +136,7 @@ function(modelexport_add_bindings NAME)
   add_custom_command(
     OUTPUT "${ME_HEADER}"
     COMMAND "${MODELEXPORT_EXECUTABLE}" bindings "${dir}" --header "${ME_HEADER}" ${namespace_args}
-    DEPENDS "${dir}/model.onnx" "${dir}/config.json" "${dir}/export_metadata.json"
+    DEPENDS "${model}" "${dir}/config.json" "${dir}/export_metadata.json"
     COMMENT "Generating ${ME_HEADER}"
     VERBATIM)
   add_custom_target(${NAME}_bindings DEPENDS "${ME_HEADER}")

@@ -38,11 +38,20 @@ class CMakeConsumer(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(os.path.join(build, "bert"))),
                          sorted(["model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                  "vocab.txt", "export_metadata.json", "bert-package.d"]))
+        # LAYOUT hub: the same files, the model under onnx/, consumed there by a later command.
+        hub = os.path.join(build, "bert_hub")
+        self.assertEqual(sorted(os.path.relpath(os.path.join(d, f), hub) for d, _, fs in os.walk(hub) for f in fs),
+                         sorted(["onnx/model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json",
+                                 "special_tokens_map.json", "vocab.txt", "export_metadata.json", "bert_hub-package.d"]))
+        with open(os.path.join(build, "hub-onnx-copy.onnx"), "rb") as a, open(os.path.join(hub, "onnx", "model.onnx"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
         self.assertIn("ninja: no work to do.", sh("ninja", "-C", build))
         # The package's tests, as the Meson template registers them.
         tests = sh("ctest", "--test-dir", build, "--output-on-failure")
         self.assertRegex(tests, r"bert_validate \.+\s+Passed")
         self.assertRegex(tests, r"bert_verify \.+\s+Passed")
+        self.assertRegex(tests, r"bert_hub_validate \.+\s+Passed")
+        self.assertRegex(tests, r"bert_hub_verify \.+\s+Passed")
         quantized = os.path.join(build, "bert", "model_quantized.onnx")
         shutil.copy(os.path.join(build, "bert", "model.onnx"), quantized)
         p = subprocess.run(["ctest", "--test-dir", build, "-R", "bert_verify", "--output-on-failure"],

@@ -1,7 +1,8 @@
 """The Meson plugin from a consumer's side (issues 6, 17): tests/consumer uses
-modelexport only as a subproject, declares two local models and three Hub-id
-models (by their source alone), consumes their files, and ninja rebuilds exactly
-what an edit or a moved Hub ref touches."""
+modelexport only as a subproject, declares two local models, three Hub-id
+models (by their source alone) and one local model in the hub layout (its
+onnx/model.onnx declared by the template's nested onnx/ target), consumes their
+files, and ninja rebuilds exactly what an edit or a moved Hub ref touches."""
 import json
 import os
 import re
@@ -41,6 +42,7 @@ def make_consumer(root):
     os.makedirs(os.path.join(root, "subprojects"))
     os.symlink(REPO, os.path.join(root, "subprojects", "modelexport"))
     shutil.copytree(os.path.join(SOURCES, "text-classification"), os.path.join(root, "sources", "bert"))
+    shutil.copytree(os.path.join(SOURCES, "text-classification"), os.path.join(root, "sources", "bert-hub"))
     shutil.copytree(os.path.join(SOURCES, "image-classification"), os.path.join(root, "sources", "vit"))
     make_hub_cache(hub_cache(root))
 
@@ -57,10 +59,12 @@ def build(root, build_dir, env=None):
 
 
 def declared(build_dir, name):
-    """The outputs the template declared for <name>-package (meson introspect), in order."""
+    """The outputs the template declared for <name>-package (meson introspect), in order, as paths
+    relative to the package; a hub package's onnx/ files (its <name>-onnx target) follow."""
     targets = json.loads(sh("meson", "introspect", "--targets", build_dir))
-    [t] = [t for t in targets if t["name"] == name + "-package"]
-    return [os.path.basename(f) for f in t["filename"]]
+    pkg = os.path.join(build_dir, "models", name)
+    return [os.path.relpath(f, pkg) for suffix in ("-package", "-onnx") for t in targets if t["name"] == name + suffix
+            for f in t["filename"]]
 
 
 def planned(source, *args, cache):
@@ -104,7 +108,8 @@ class Consumer(unittest.TestCase):
 
     def test_1_consumer_builds_and_its_tests_pass(self):
         out = sh("meson", "test", "-C", self.build_dir, "--print-errorlogs")
-        for name in ("validate bert", "validate vit", "read bert package", "bindings match packages", "embedded model hash"):
+        for name in ("validate bert", "validate vit", "read bert package", "bindings match packages", "embedded model hash",
+                     "validate bert-hub", "verify bert-hub"):
             self.assertRegex(out, rf"{re.escape(name)}\s+OK")
         self.assertIn("Fail:               0", out)
         pkg = os.path.join(self.build_dir, "models", "bert")
@@ -185,6 +190,30 @@ class Consumer(unittest.TestCase):
                 self.assertEqual(package_files(self.build_dir, name), sorted(files))
         self.assertIn("special_tokens_map.json", package_files(self.build_dir, "tiny"))
         self.assertNotIn("special_tokens_map.json", package_files(self.build_dir, "tiny-v2"))
+
+    def test_c_a_hub_layout_package_declares_and_consumes_onnx_model_onnx(self):
+        build(self.root, self.build_dir)
+        source = os.path.join(self.root, "sources", "bert-hub")
+        files = planned(source, "--model", "modeling.py:build", "--layout", "hub", cache=hub_cache(self.root))
+        self.assertEqual(files[0], "onnx/model.onnx")
+        # The root files are the export's outputs, onnx/model.onnx the nested onnx/ target's: together plan's list.
+        self.assertEqual(sorted(declared(self.build_dir, "bert-hub")), sorted(files))
+        pkg = os.path.join(self.build_dir, "models", "bert-hub")
+        self.assertEqual(sorted(k for k in tree_hashes(pkg) if not k.endswith(".d")), sorted(files))
+        copy = os.path.join(self.build_dir, "hub-onnx-copy.onnx")
+        self.assertEqual(sha256(copy), sha256(os.path.join(pkg, "onnx", "model.onnx")))
+        # The depfile's target is the export's first declared output.
+        self.assertIn("ninja: no work to do.", build(self.root, self.build_dir))
+        # The model deleted: the onnx/ target fails the build naming it, instead of handing on nothing.
+        os.remove(os.path.join(pkg, "onnx", "model.onnx"))
+        try:
+            p = subprocess.run(["ninja", "-C", self.build_dir, "hub-onnx-copy.onnx"], capture_output=True, text=True, env=consumer_env())
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("onnx/model.onnx", p.stdout + p.stderr)
+        finally:
+            os.utime(os.path.join(source, "config.json"))  # re-export
+            build(self.root, self.build_dir)
+        self.assertEqual(sha256(copy), sha256(os.path.join(pkg, "onnx", "model.onnx")))
 
     def test_a_moved_hub_ref_reconfigures_and_rebuilds_exactly_its_package(self):
         repo = os.path.join(hub_cache(self.root), "models--acme--tiny-bert")

@@ -71,6 +71,8 @@ def run(options):
         "version": version("optimum"),
         "onnxruntime": onnxruntime.__version__,
         "class": options.ort_class,
+        # The ONNX file Optimum's glob chose (model.onnx, or onnx/model.onnx in a hub package).
+        "model_file": os.path.relpath(str(model.path), options.pkg) if hasattr(model, "path") else None,
         "outputs": {name: describe(value, with_data=bool(options.inputs))
                     for name, value in named_outputs(outputs).items()},
         "latency_ms": latency_ms,

@@ -2,7 +2,10 @@
 // ort_check.mjs: load PKGDIR/model.onnx with onnxruntime-node, run one inference and
 // print the result as one JSON line on stdout.
 //
-// Usage: node ort_check.mjs PKGDIR [--inputs FILE.json] [--text "sentence"] [--generate N]
+// Usage: node ort_check.mjs PKGDIR [--model FILE] [--inputs FILE.json] [--text "sentence"] [--generate N]
+//
+//   --model FILE        the ONNX file, relative to PKGDIR (default model.onnx; modelexport validate passes
+//                       where the package's layout keeps it, e.g. onnx/model.onnx)
 //
 // Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
 //
@@ -42,7 +45,7 @@ import { DECODER_CACHE, imageSize } from './tasks.mjs';
 
 const PROG = 'ort_check';
 const DEFAULT_TEXT = 'the movie was great and i loved it';
-const USAGE = `usage: ${PROG}.mjs PKGDIR [--inputs FILE.json] [--text "sentence"] [--generate N]`;
+const USAGE = `usage: ${PROG}.mjs PKGDIR [--model FILE] [--inputs FILE.json] [--text "sentence"] [--generate N]`;
 
 function readJsonIfExists(file) {
     if (!fs.existsSync(file)) return null;
@@ -277,10 +280,10 @@ function toNumbers(data) {
     return out;
 }
 
-/** Loads the package's model.onnx, runs one inference and returns the result line. */
+/** Loads the package's model (--model, default model.onnx), runs one inference and returns the result line. */
 async function runModel(opts) {
     const pkgDir = path.resolve(opts.pkgDir);
-    const modelPath = path.join(pkgDir, 'model.onnx');
+    const modelPath = path.join(pkgDir, opts.model ?? 'model.onnx');
 
     const ort = (await import('onnxruntime-node')).default;
     ort.env.logLevel = 'fatal';
@@ -318,8 +321,11 @@ runCli(
     {
         prog: PROG,
         usage: USAGE,
-        options: { inputs: { type: 'string' }, text: { type: 'string' }, generate: { type: 'string' } },
+        options: { model: { type: 'string' }, inputs: { type: 'string' }, text: { type: 'string' }, generate: { type: 'string' } },
         check: (opts) => {
+            if (opts.model !== undefined && (opts.model.split(/[\\/]/).includes('..') || path.isAbsolute(opts.model))) {
+                throw new UsageError('--model must be a file inside PKGDIR');
+            }
             if (opts.inputs !== undefined && opts.text !== undefined) throw new UsageError('--inputs and --text cannot be combined');
             if (opts.generate !== undefined) {
                 if (!/^[1-9][0-9]{0,3}$/.test(opts.generate)) throw new UsageError(`--generate needs a count from 1 to 9999, got "${opts.generate}"`);

@@ -3,7 +3,7 @@
 // and print the result as one JSON line on stdout.
 //
 // Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW]
-//                               [--max-new-tokens N]
+//                               [--max-new-tokens N] [--layout flat|hub]
 //
 // TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
 // token-classification, question-answering, fill-mask, feature-extraction, image-classification,
@@ -20,7 +20,10 @@
 //
 // Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
 //
-// The model is read from PKGDIR/model.onnx (not onnx/model_quantized.onnx), as fp32 on the CPU.
+// The model is read as fp32 on the CPU. --layout flat (the default) reads PKGDIR/model.onnx (not
+// onnx/model_quantized.onnx): subfolder '' and model_file_name 'model'. --layout hub (modelexport's
+// onnx/ layout) passes no file options at all, so the library's own defaults find onnx/model.onnx:
+// that is what a user of a hub package writes.
 // stdout carries exactly one line; anything the libraries log goes to stderr.
 
 import fs from 'node:fs';
@@ -155,10 +158,10 @@ async function run(opts) {
     if (taskEntry(opts.task).needs_tokenizer && !fs.existsSync(tokenizerConfig)) {
         throw new Error(`file not found: ${tokenizerConfig} (transformers.js loads the tokenizer only when it exists)`);
     }
+    const files = opts.layout === 'hub' ? {} : { subfolder: '', model_file_name: 'model' };
     const pipe = await pipeline(taskEntry(opts.task).transformers_js_pipeline, pkgDir, {
         local_files_only: true,
-        subfolder: '',
-        model_file_name: 'model',
+        ...files,
         dtype: 'fp32',
         device: 'cpu',
     });
@@ -260,9 +263,11 @@ runCli(
             samples: { type: 'string' },
             image: { type: 'string' },
             'max-new-tokens': { type: 'string' },
+            layout: { type: 'string' },
         },
         check: (opts) => {
             if (opts.task === undefined) throw new UsageError('missing --task');
+            if (opts.layout !== undefined && !['flat', 'hub'].includes(opts.layout)) throw new UsageError('--layout must be flat or hub');
             if (!TASKS.includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
             if (opts.context !== undefined && opts.task !== 'question-answering') {
                 throw new UsageError('--context is only used by question-answering');

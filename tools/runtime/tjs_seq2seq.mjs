@@ -64,7 +64,10 @@ async function run(opts) {
         const file = path.join(pkgDir, subfolder, name);
         if (!fs.existsSync(file)) throw new Error(`file not found: ${file} (transformers.js loads encoder_model and decoder_model_merged)`);
     }
-    const pipe = await pipeline(opts.task, pkgDir, { local_files_only: true, subfolder, dtype: 'fp32', device: 'cpu' });
+    // Without --subfolder no file option is passed: the library's own default ('onnx') finds a hub
+    // package, as a user's pipeline(task, dir) would.
+    const files = opts.subfolder === undefined ? {} : { subfolder };
+    const pipe = await pipeline(opts.task, pkgDir, { local_files_only: true, ...files, dtype: 'fp32', device: 'cpu' });
     const n = Number(opts['max-new-tokens'] ?? DEFAULT_NEW_TOKENS);
     let result;
     try {
