@@ -17,6 +17,7 @@
 #include <sys/utsname.h>
 
 #include <ctime>
+#include <optional>
 
 #include <string>
 #include <utility>
@@ -117,6 +118,35 @@ inline json recall(const fs::path& note) {
 
 }  // namespace detail
 
+namespace detail {
+
+/// The note remembered_file_hash() keeps for `file` in its current state (path, device, inode,
+/// size, mtime, ctime); empty when there is no probe directory or the file cannot be stat'ed.
+inline fs::path file_hash_note(const fs::path& file, const fs::path& probe_dir, struct stat& st) {
+    if (probe_dir.empty() || ::stat(file.c_str(), &st) != 0) return {};
+    std::string identity = fs::absolute(file).lexically_normal().string();
+    for (long long v : {static_cast<long long>(st.st_dev), static_cast<long long>(st.st_ino), static_cast<long long>(st.st_size),
+                        static_cast<long long>(st.st_mtim.tv_sec), static_cast<long long>(st.st_mtim.tv_nsec),
+                        static_cast<long long>(st.st_ctim.tv_sec), static_cast<long long>(st.st_ctim.tv_nsec)})
+        identity += "\n" + std::to_string(v);
+    sha256 h;
+    h.update(identity.data(), identity.size());
+    return probe_dir / ("file-" + h.hex() + ".json");
+}
+
+/// The hash a note holds, nullopt when there is none (or it is unusable).
+inline std::optional<std::string> recalled_hash(const fs::path& note) {
+    if (note.empty()) return std::nullopt;
+    try {
+        std::string known = recall(note).at("sha256").get<std::string>();
+        if (known.size() == 64) return known;
+    } catch (const std::exception&) {  // not seen in this state
+    }
+    return std::nullopt;
+}
+
+}  // namespace detail
+
 /// A file's SHA-256, remembered in `probe_dir` under the file's device, inode, size, mtime and
 /// ctime, as git's index and ccache's direct mode do: a cache hit then costs a stat instead of
 /// reading gigabytes of weights again. Any write changes mtime and ctime, so an edited file has
@@ -125,46 +155,51 @@ inline json recall(const fs::path& note) {
 /// "racily clean" rule).
 inline std::string remembered_file_hash(const fs::path& file, const fs::path& probe_dir) {
     struct stat st {};
-    if (probe_dir.empty() || ::stat(file.c_str(), &st) != 0) return hash_file(file);
-    std::string identity = fs::absolute(file).lexically_normal().string();
-    for (long long v : {static_cast<long long>(st.st_dev), static_cast<long long>(st.st_ino), static_cast<long long>(st.st_size),
-                        static_cast<long long>(st.st_mtim.tv_sec), static_cast<long long>(st.st_mtim.tv_nsec),
-                        static_cast<long long>(st.st_ctim.tv_sec), static_cast<long long>(st.st_ctim.tv_nsec)})
-        identity += "\n" + std::to_string(v);
-    sha256 h;
-    h.update(identity.data(), identity.size());
-    fs::path note = probe_dir / ("file-" + h.hex() + ".json");
-    try {
-        std::string known = detail::recall(note).at("sha256").get<std::string>();
-        if (known.size() == 64) return known;
-    } catch (const std::exception&) {  // not seen in this state: hash it
-    }
+    fs::path note = detail::file_hash_note(file, probe_dir, st);
+    if (note.empty()) return hash_file(file);
+    if (auto known = detail::recalled_hash(note)) return *known;
     std::string digest = hash_file(file);
     const long long now = static_cast<long long>(::time(nullptr));
     if (now - st.st_mtim.tv_sec > 2 && now - st.st_ctim.tv_sec > 2) detail::remember(note, json{{"sha256", digest}});
     return digest;
 }
 
-/// The interpreter's identity (implementation and version, torch version and git hash, onnx
-/// version), never its path. Probing imports torch (seconds), so the answer is kept in
-/// `probe_dir` under the interpreter's path and mtime and reused while no stamp file changed.
-inline std::string interpreter_identity(const std::string& python, const fs::path& probe_dir) {
-    std::string program = find_program(python);
+namespace detail {
+
+/// Where interpreter_identity() keeps `python`'s identity: under its path and mtime.
+inline fs::path interpreter_note(const std::string& python, const fs::path& probe_dir, std::string& program) {
+    program = find_program(python);
     if (program.empty()) throw cache_key_error("interpreter " + python + " not found");
     fs::path abs = fs::absolute(program);
     std::error_code ec;
     fs::path target = fs::canonical(abs, ec);
-    std::string where = abs.string() + "\n" + std::to_string(detail::mtime_ns(ec ? abs : target));
+    std::string where = abs.string() + "\n" + std::to_string(mtime_ns(ec ? abs : target));
     sha256 h;
     h.update(where.data(), where.size());
-    fs::path remembered = probe_dir / (h.hex() + ".json");
+    return probe_dir / (h.hex() + ".json");
+}
+
+/// The identity a note holds while none of its stamp files changed; nullopt otherwise.
+inline std::optional<std::string> recalled_identity(const fs::path& note) {
     try {
-        json p = detail::recall(remembered);
+        json p = recall(note);
         bool fresh = true;
-        for (const auto& [file, stamp] : p.at("stamps").items()) fresh = fresh && detail::mtime_ns(file) == stamp.get<long long>();
+        for (const auto& [file, stamp] : p.at("stamps").items()) fresh = fresh && mtime_ns(file) == stamp.get<long long>();
         if (fresh) return p.at("identity").get<std::string>();
     } catch (const std::exception&) {  // absent or unusable: probe again
     }
+    return std::nullopt;
+}
+
+}  // namespace detail
+
+/// The interpreter's identity (implementation and version, torch version and git hash, onnx
+/// version), never its path. Probing imports torch (seconds), so the answer is kept in
+/// `probe_dir` under the interpreter's path and mtime and reused while no stamp file changed.
+inline std::string interpreter_identity(const std::string& python, const fs::path& probe_dir) {
+    std::string program;
+    fs::path remembered = detail::interpreter_note(python, probe_dir, program);
+    if (auto known = detail::recalled_identity(remembered)) return *known;
     run_options ro;
     ro.timeout = std::chrono::seconds(120);
     ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}};
@@ -207,6 +242,23 @@ inline key_record make_cache_key(const cache_key_inputs& in, const fs::path& pro
     for (const auto& [rel, f] : files) r.add("source " + rel, remembered_file_hash(f, probe_dir));
     if (!in.salt.empty()) r.add("salt", in.salt);
     return r;
+}
+
+/// True when make_cache_key() would read no source file and start no interpreter: every
+/// hash and the interpreter's identity are remembered. Then the key costs a few stats, and
+/// an export need not start its exporter before knowing whether it is a hit (export_cache.hpp).
+inline bool cache_key_is_remembered(const cache_key_inputs& in, const fs::path& probe_dir) {
+    try {
+        std::string program;
+        if (!in.python.empty() && !detail::recalled_identity(detail::interpreter_note(in.python, probe_dir, program))) return false;
+        for (const auto& f : in.source_files) {
+            struct stat st {};
+            if (!detail::recalled_hash(detail::file_hash_note(f, probe_dir, st))) return false;
+        }
+        return true;
+    } catch (const std::exception&) {
+        return false;
+    }
 }
 
 }  // namespace modelexport

@@ -170,16 +170,57 @@ public:
     cache_manifest store(const std::string& key, const fs::path& stage, const std::vector<std::string>& files, const json& table) const {
         cache_manifest m;
         m.table = table;
-        for (const auto& name : files) {
-            if (!detail::is_plain_name(name)) throw cache_error("cannot cache '" + name + "'");
-            fs::create_directories(root_ / "cas");
-            fs::path tmp = temp_in(root_ / "cas");
-            written_file w = copy_file_hashed(stage / name, tmp);
-            commit_object(tmp, w.sha256);
-            m.files.push_back({name, w.size, w.sha256});
-        }
+        std::vector<staged_object> staged = stage_objects(stage, files);
+        for (const auto& o : staged) m.files.push_back(o.file);
+        commit_staged(staged);
         put_entry(key, manifest_text(m));
         return m;
+    }
+
+    /// An object copied into cas/ under a temporary name: neither durable nor named yet.
+    struct staged_object {
+        cached_file file;
+        fs::path tmp;
+    };
+
+    /// The first half of a store: copies `files` of `stage` to temporary files in cas/, hashing
+    /// them in the same read. Their write-back starts (sync_file_range) but nothing waits for
+    /// the disk: commit_staged() fsyncs and names them, so the export can go on meanwhile.
+    std::vector<staged_object> stage_objects(const fs::path& stage, const std::vector<std::string>& files) const {
+        std::vector<staged_object> out;
+        try {
+            for (const auto& name : files) {
+                if (!detail::is_plain_name(name)) throw cache_error("cannot cache '" + name + "'");
+                fs::create_directories(root_ / "cas");
+                out.push_back({{name, 0, {}}, temp_in(root_ / "cas")});
+                written_file w = copy_file_hashed(stage / name, out.back().tmp, {}, false);
+                out.back().file.size = w.size;
+                out.back().file.sha256 = w.sha256;
+            }
+        } catch (...) {
+            remove_staged(out);
+            throw;
+        }
+        return out;
+    }
+
+    /// The second half: fsyncs each staged object, then renames it to its name (temp file,
+    /// fsync, rename). What fails is removed; the entry must be written only after this.
+    void commit_staged(const std::vector<staged_object>& staged) const {
+        try {
+            for (const auto& o : staged) {
+                detail::fsync_or_throw(open_or_throw(o.tmp, O_RDONLY).get(), o.tmp);
+                commit_object(o.tmp, o.file.sha256);
+            }
+        } catch (...) {
+            remove_staged(staged);
+            throw;
+        }
+    }
+
+    static void remove_staged(const std::vector<staged_object>& staged) {
+        std::error_code ec;
+        for (const auto& o : staged) fs::remove(o.tmp, ec);
     }
 
     /// Renames a verified temporary file (in cas/) to its object name.

@@ -78,6 +78,18 @@ private:
     std::int64_t saved_, saved_limit_;
 };
 
+/// A speculative exporter (export_cache.hpp starts it while the cache key is computed) is
+/// stopped when the flag its thread set here becomes true: run_process() kills the child's
+/// process group and throws `abandoned`.
+inline thread_local const std::atomic<bool>* abandon_flag = nullptr;
+
+class abandoned : public std::exception {
+public:
+    const char* what() const noexcept override { return "the speculative exporter was stopped: the export cache has the result"; }
+};
+
+inline bool abandon_requested() { return abandon_flag && abandon_flag->load(); }
+
 }  // namespace cancel
 
 /// Throws when a signal asked to stop (interrupted) or the deadline passed

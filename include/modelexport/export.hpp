@@ -272,13 +272,21 @@ inline export_result export_package(const export_options& opt, const export_hook
     if (cacheable) timer.begin("cache", "looking up the export cache");
     auto key_inputs = detail::cache_key_inputs_for(opt, to_string(how), std::string(m.task->name), m.source, detail::source_files(m.source));
     export_cache cache(opt.cache, cacheable ? std::optional(key_inputs) : std::nullopt, log);
-    std::optional<cache_manifest> hit = cache.lookup(stage);
-    if (cacheable) timer.end(cache.outcome().result + (cache.active() ? ", key " + cache.outcome().key.substr(0, 16) : ""));
-    timer.begin("export", hit ? "restoring the cached export" : describe(how, opt));
-    produced_onnx onnx = hit ? detail::onnx_from_cache(*hit, key_inputs, cache.outcome().key)
-                             : produce_onnx(how, m.source, *m.task, stage, opt);
-    if (!hit) cache.store(stage, detail::produced_files(stage), detail::cache_table(onnx));
-    result.cache = cache.outcome();
+    produced_onnx onnx;
+    bool exporting = false;
+    auto end_cache_step = [&](const std::string& what) {
+        if (cacheable) timer.end(cache.outcome().speculative ? "key computed alongside the exporter" : cache.outcome().result + (cache.active() ? ", key " + cache.outcome().key.substr(0, 16) : ""));
+        timer.begin("export", what);
+        exporting = true;
+    };
+    // htp may start while the key is computed (export_cache::lookup_or_produce): a hit stops it.
+    std::optional<cache_manifest> hit = cache.lookup_or_produce(stage, how == strategy::htp, [&] {
+        if (!exporting) end_cache_step(describe(how, opt));
+        onnx = produce_onnx(how, m.source, *m.task, stage, opt);
+    });
+    if (!exporting) end_cache_step("restoring the cached export");
+    if (hit) onnx = detail::onnx_from_cache(*hit, key_inputs, cache.outcome().key);
+    else onnx.known_hashes.merge(cache.store(stage, detail::produced_files(stage), detail::cache_table(onnx)));
     result.exporter_seconds = onnx.exporter_seconds;
     timer.end(std::to_string(fs::file_size(stage / onnx.models.front())) + " bytes of ONNX");
 
@@ -306,11 +314,14 @@ inline export_result export_package(const export_options& opt, const export_hook
     result.package = writer.target();
     result.metadata = std::move(metadata);
     result.inputs = std::move(files.inputs);
+    result.cache = cache.snapshot();  // the store may still be making its copies durable and uploading
     if (hooks.before_commit) hooks.before_commit(stage, result);
 
     timer.begin("commit", "moving the package into place");
     writer.commit(staged_sha256);
     timer.end(writer.target().string());
+    cache.finish();
+    result.cache = cache.outcome();
     return result;
 }
 

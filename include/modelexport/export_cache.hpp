@@ -14,8 +14,16 @@
 #include "modelexport/source.hpp"
 #include "modelexport/remote_cache.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <exception>
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <optional>
 #include <string>
 
@@ -40,12 +48,19 @@ struct cache_settings {
     }
 };
 
-/// What the cache did for one export, for --report.
+/// What the export cache did for one export, for --report.
 struct cache_outcome {
     std::string result = "disabled";  ///< hit-local | hit-remote | miss | disabled
     std::string key;
-    double seconds = 0;  ///< spent in the cache (key, lookup, store), not in the exporter
-    json to_json() const { return {{"result", result}, {"key", key}, {"seconds", seconds}}; }
+    double seconds = 0;  ///< spent in the cache (key, lookup, store, upload), not in the exporter
+    /// The same by part: key, lookup (and restore), store (copying into cas/ while hashing), and in
+    /// threads beside the rest of the export: commit (fsync, rename, entry, prune) and upload.
+    /// With `speculative`, key and lookup ran beside the exporter.
+    std::map<std::string, double> steps;
+    bool speculative = false;  ///< the exporter started while the key was computed (export_cache::lookup_or_produce)
+    json to_json() const {
+        return {{"result", result}, {"key", key}, {"seconds", seconds}, {"steps", steps}, {"speculative", speculative}};
+    }
 };
 
 class export_cache {
@@ -55,73 +70,223 @@ public:
     /// `inputs` empty: not cacheable (prebuilt is already a copy; a cache would add nothing).
     export_cache(const cache_settings& s, const std::optional<cache_key_inputs>& inputs, note_fn note)
         : s_(s), local_(s.dir), note_(std::move(note)) {
-        if (!s_.enabled || !inputs) return;
-        timed(false, [&] {
-            key_ = make_cache_key(*inputs, local_.probes()).key();
-            out_.key = key_;
-            out_.result = "miss";
-        });
+        if (s_.enabled && inputs) inputs_ = *inputs;
     }
+
+    ~export_cache() { finish(); }
+    export_cache(const export_cache&) = delete;
+    export_cache& operator=(const export_cache&) = delete;
 
     bool active() const { return !key_.empty(); }
     const cache_outcome& outcome() const { return out_; }
 
-    /// Fills `stage` with a cached result; the manifest (files and table) on a hit.
-    std::optional<cache_manifest> lookup(const fs::path& stage) {
-        std::optional<cache_manifest> hit;
-        if (!active()) return hit;
-        timed(false, [&] { hit = restore(local_.find(key_), stage); });
-        if (hit) out_.result = "hit-local";
-        else if (remote_usable()) timed(true, [&] { hit = fetch_remote(stage); });
-        if (hit && out_.result == "miss") out_.result = "hit-remote";
+    /// Looks the result up; without a hit runs `produce()` (the strategy, writing into `stage`) and
+    /// returns nullopt. When the key needs reading files or probing the interpreter (a cold
+    /// memo: seconds for large weights) and `speculate` allows it, `produce()` starts at once in
+    /// this thread while another computes the key and looks it up: a miss then pays nothing for
+    /// the key, and a hit stops the exporter (its process group, cancel::abandoned), empties
+    /// `stage` and restores the cached files. With a remembered key the lookup simply comes first.
+    template <class Produce>
+    std::optional<cache_manifest> lookup_or_produce(const fs::path& stage, bool speculate, Produce&& produce) {
+        if (!inputs_) {
+            produce();
+            return std::nullopt;
+        }
+        if (!speculate || cache_key_is_remembered(*inputs_, local_.probes())) {
+            find_key_and_entry(stage);
+            std::optional<cache_manifest> hit = restore_found(stage);
+            if (!hit) produce();
+            return hit;
+        }
+        out_.speculative = true;
+        std::atomic<bool> found{false};
+        std::thread finder([&] {
+            find_key_and_entry();
+            found = entry_.has_value();
+        });
+        bool produced = false;
+        std::exception_ptr failure;
+        {
+            const std::atomic<bool>* saved = cancel::abandon_flag;
+            cancel::abandon_flag = &found;
+            try {
+                produce();
+                produced = true;
+            } catch (const cancel::abandoned&) {
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            cancel::abandon_flag = saved;
+        }
+        finder.join();
+        flush_notes();
+        // A signal or the deadline stops the export whatever the cache found; an exporter that
+        // failed otherwise is as if it never ran when the cache has the result (as without speculation).
+        if (failure && (!entry_ || cancel::pending_signal.load() || cancel::expired())) std::rethrow_exception(failure);
+        if (produced) {
+            if (entry_) {  // the exporter finished first: its files are as good as the entry's, and there is nothing to store
+                out_.result = "miss";
+                key_.clear();
+            }
+            return std::nullopt;
+        }
+        empty_stage(stage);
+        std::optional<cache_manifest> hit = restore_found(stage);
+        if (!hit) {
+            empty_stage(stage);
+            produce();  // the hit could not be restored after all: export as without a cache
+        }
         return hit;
     }
 
     /// Keeps what the strategy wrote into `stage` (the named files and its table), then shares it.
-    void store(const fs::path& stage, const std::vector<std::string>& files, const json& table) {
-        if (!active() || out_.result != "miss") return;
-        std::optional<cache_manifest> m;
-        timed(false, [&] {
-            m = local_.store(key_, stage, files, table);
-            local_.prune(s_.max_size);
+    /// Returns the files' SHA-256, computed while copying them into the store, which the package
+    /// needs too (the export does not read them again). Only the copies are made here: making
+    /// them durable and the entry (one thread), and the upload (another, reading the copies
+    /// through descriptors opened now), run beside the rest of the export until finish().
+    std::map<std::string, std::string> store(const fs::path& stage, const std::vector<std::string>& files, const json& table) {
+        std::map<std::string, std::string> hashes;
+        if (!active() || out_.result != "miss") return hashes;
+        auto staged = std::make_shared<std::vector<local_cache::staged_object>>();
+        auto readers = std::make_shared<std::vector<unique_fd>>();
+        bool ok = false;
+        timed("store", false, [&] {
+            *staged = local_.stage_objects(stage, files);
+            for (const auto& o : *staged) readers->push_back(open_or_throw(o.tmp, O_RDONLY));
+            ok = true;
         });
-        if (m && remote_usable() && !s_.remote->read_only) timed(true, [&] { upload(*m); });
+        if (!ok) return hashes;
+        cache_manifest m;
+        m.table = table;
+        for (const auto& o : *staged) {
+            m.files.push_back(o.file);
+            hashes[o.file.path] = o.file.sha256;
+        }
+        background_.emplace_back([this, staged, m] {
+            timed("commit", false, [&] {
+                local_.commit_staged(*staged);
+                local_.put_entry(key_, manifest_text(m));
+                local_.prune(s_.max_size);
+            });
+        });
+        if (remote_usable() && !s_.remote->read_only)
+            background_.emplace_back([this, readers, m] { timed("upload", true, [&] { upload(m, *readers); }); });
+        return hashes;
+    }
+
+    /// Waits for the store's threads; after it the outcome is final.
+    void finish() {
+        for (auto& t : background_)
+            if (t.joinable()) t.join();
+        background_.clear();
+        flush_notes();
+    }
+
+    /// The outcome so far, while the store's threads may still run (the report before the commit).
+    cache_outcome snapshot() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return out_;
     }
 
 private:
     /// Runs `f`, adding its time to the outcome; a failure becomes a note and, for the remote, ends its use.
     template <class F>
-    void timed(bool remote, F&& f) {
+    void timed(const char* step, bool remote, F&& f) {
         auto start = std::chrono::steady_clock::now();
         try {
             f();
         } catch (const std::exception& e) {  // cache_error, filesystem_error, io_error, bad JSON: all misses
-            note("export cache: " + std::string(e.what()));
+            std::lock_guard<std::mutex> lock(mutex_);
+            notes_.push_back("export cache: " + std::string(e.what()));
             remote_failed_ = remote_failed_ || remote;  // a server that failed once is not asked again in this export (no second timeout)
         }
-        out_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::lock_guard<std::mutex> lock(mutex_);
+        out_.seconds += s;
+        out_.steps[step] += s;
     }
 
-    bool remote_usable() const { return s_.remote && !remote_failed_; }
-
-    void note(const std::string& m) const {
-        if (note_) note_(m);
+    /// Notes are collected (the cache's threads add them) and shown from the export's thread.
+    void flush_notes() {
+        std::vector<std::string> notes;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            notes.swap(notes_);
+        }
+        if (note_)
+            for (const auto& n : notes) note_(n);
     }
 
-    /// The remote's entry, its objects checked into the local cache, then the entry stored locally.
+    bool remote_usable() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return s_.remote && !remote_failed_;
+    }
+
+    /// The key, then its entry: local, else remote (its objects fetched into the local cache and,
+    /// given `stage`, into it as well). Without `stage` it writes nothing there, so it may run
+    /// beside a speculative exporter.
+    void find_key_and_entry(const fs::path& stage = {}) {
+        timed("key", false, [&] {
+            key_ = make_cache_key(*inputs_, local_.probes()).key();
+            out_.key = key_;
+            out_.result = "miss";
+        });
+        if (!active()) return;
+        timed("lookup", false, [&] {
+            if ((entry_ = local_.find(key_))) out_.result = "hit-local";
+        });
+        if (!entry_ && remote_usable()) timed("lookup", true, [&] { entry_ = fetch_remote(stage); });
+        if (entry_ && out_.result == "miss") out_.result = "hit-remote";
+    }
+
+    /// Restores the entry found into `stage`; a failure is a miss.
+    std::optional<cache_manifest> restore_found(const fs::path& stage) {
+        std::optional<cache_manifest> hit;
+        if (entry_) timed("lookup", false, [&] { hit = restore(entry_, stage); });
+        if (!hit && entry_) out_.result = "miss";
+        flush_notes();
+        return hit;
+    }
+
+    /// Removes what an abandoned exporter left in the staging directory (it was empty before).
+    static void empty_stage(const fs::path& stage) {
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(stage, ec)) fs::remove_all(e.path(), ec);
+    }
+
+    /// The remote's entry, its objects checked into the local cache (and written into `stage` in
+    /// the same pass when given: `fetched_`), then the entry stored locally.
     std::optional<cache_manifest> fetch_remote(const fs::path& stage) {
         remote_cache remote(*s_.remote);
         auto text = remote.get_entry(key_);
         if (!text) return std::nullopt;
         cache_manifest m = parse_manifest(*text);
-        for (const auto& f : m.files) {
+        auto pending = std::make_shared<std::vector<local_cache::staged_object>>();
+        try {
+            for (const auto& f : m.files) {
+                std::error_code ec;
+                if (fs::file_size(local_.object(f.sha256), ec) == f.size && !ec) continue;
+                // Into the stage too when there is one: then the local store need not be durable
+                // before the package is assembled from it (committed beside the rest, below).
+                auto staged = remote.fetch_object(f, local_, stage.empty() ? fs::path() : stage / f.path, stage.empty());
+                if (!stage.empty()) fetched_.insert(f.path);
+                if (staged) pending->push_back(*staged);
+            }
+        } catch (...) {
             std::error_code ec;
-            if (fs::file_size(local_.object(f.sha256), ec) == f.size && !ec) continue;
-            remote.fetch_object(f, local_);
+            for (const auto& name : fetched_) fs::remove(stage / name, ec);
+            fetched_.clear();
+            local_cache::remove_staged(*pending);
+            throw;
         }
-        local_.put_entry(key_, manifest_text(m));
-        local_.prune(s_.max_size);
-        return restore(m, stage);  // verifies again: a local object of the right size may still be corrupt
+        auto keep = [this, pending, m] {
+            local_.commit_staged(*pending);  // objects before the entry
+            local_.put_entry(key_, manifest_text(m));
+            local_.prune(s_.max_size);
+        };
+        if (pending->empty()) keep();
+        else background_.emplace_back([this, keep] { timed("commit", false, keep); });
+        return m;
     }
 
     /// Copies a manifest's objects into `stage`; on any failure removes what it copied, so the
@@ -134,7 +299,10 @@ private:
             m->table.value("torch_version", std::string());
             m->table.value("onnx_exporter", std::string());
             m->table.value("parameters", 0LL);
-            local_.materialize(*m, stage);
+            cache_manifest rest = *m;  // what a download did not already put into the stage, checked
+            rest.files.erase(std::remove_if(rest.files.begin(), rest.files.end(), [&](const cached_file& f) { return fetched_.count(f.path) > 0; }),
+                             rest.files.end());
+            local_.materialize(rest, stage);
             return m;
         } catch (...) {
             std::error_code ec;
@@ -144,19 +312,26 @@ private:
     }
 
     /// Objects first (skipping those the server has), the entry last: the entry's PUT is the commit.
-    void upload(const cache_manifest& m) {
+    /// `objects` are open on the stored copies, parallel to `m.files`.
+    void upload(const cache_manifest& m, const std::vector<unique_fd>& objects) {
         remote_cache remote(*s_.remote);
-        for (const auto& f : m.files)
-            if (!remote.has("cas/" + f.sha256)) remote.put_file("cas/" + f.sha256, local_.object(f.sha256));
+        for (std::size_t i = 0; i < m.files.size(); ++i)
+            if (!remote.has("cas/" + m.files[i].sha256)) remote.put_fd("cas/" + m.files[i].sha256, objects[i].get(), m.files[i].size);
         remote.put_text("ac/" + key_, manifest_text(m));
     }
 
     cache_settings s_;
     local_cache local_;
     note_fn note_;
+    std::optional<cache_key_inputs> inputs_;
     std::string key_;
+    std::optional<cache_manifest> entry_;  ///< what the lookup found (local, or fetched from the remote)
+    std::set<std::string> fetched_;        ///< files a download wrote into the stage already (verified)
     cache_outcome out_;
     bool remote_failed_ = false;
+    std::vector<std::thread> background_;
+    std::mutex mutex_;  ///< guards out_'s times, notes_ and remote_failed_ while the store's thread runs
+    std::vector<std::string> notes_;
 };
 
 /// The exporter script, the modules it imports from beside it (htp_weights.py, htp_decoder.py,

@@ -53,17 +53,27 @@ inline bool kernel_copy(int in, int out, std::uintmax_t size, const fs::path& ds
 
 }  // namespace detail
 
+namespace detail {
+/// `durable`: fsync now; otherwise only start the write-back (sync_file_range), for a
+/// caller that fsyncs the file later, before it renames it into place (export_cache.hpp).
+inline void finish_copy(int fd, const fs::path& dst, bool durable) {
+    if (durable) fsync_or_throw(fd, dst);
+    else ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+}  // namespace detail
+
 /// Copies `src` to `dst` byte for byte with mode 0644, hashing in the same
 /// read. Tries a reflink first; `known_sha256` (e.g. an LFS blob name) skips
-/// the hashing read when the clone succeeded.
-inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, const std::string& known_sha256 = {}) {
+/// the hashing read when the clone succeeded. Without `durable` the caller fsyncs `dst`.
+inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, const std::string& known_sha256 = {},
+                                     bool durable = true) {
     unique_fd in = open_or_throw(src, O_RDONLY);
     struct stat st {};
     if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) throw invalid_input(src.string(), "is not a regular file");
     unique_fd out = create_file(dst);  // a new inode, mode 0644 whatever the umask or source said
     written_file result;
     if (::ioctl(out.get(), FICLONE, in.get()) == 0) {
-        detail::fsync_or_throw(out.get(), dst);
+        detail::finish_copy(out.get(), dst, durable);
         result.size = static_cast<std::uintmax_t>(st.st_size);
         result.sha256 = known_sha256.empty() ? hash_file(dst) : known_sha256;
         return result;
@@ -104,7 +114,7 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
         check_cancel(src.string());
         if (!hash_error.empty()) throw io_error(src.string(), hash_error);
         if (copied) {
-            detail::fsync_or_throw(out.get(), dst);
+            detail::finish_copy(out.get(), dst, durable);
             return {static_cast<std::uintmax_t>(st.st_size), digest};
         }
         ::lseek(in.get(), 0, SEEK_SET);
@@ -116,7 +126,7 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
         detail::write_all(out.get(), data, n, dst);
         result.size += n;
     });
-    detail::fsync_or_throw(out.get(), dst);
+    detail::finish_copy(out.get(), dst, durable);
     result.sha256 = h.hex();
     return result;
 }

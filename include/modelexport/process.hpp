@@ -145,6 +145,11 @@ inline run_result run_process(const std::string& program, const std::vector<std:
             child.wait(ec);
             check_cancel(program);
         }
+        if (!ended && cancel::abandon_requested()) {  // a speculative exporter whose result the cache has
+            group.terminate(ec);
+            child.wait(ec);
+            throw cancel::abandoned();
+        }
         if (!ended && !child.running(ec)) {
             ended = now;
             group.terminate(ec);  // nothing the child started outlives it (and keeps our pipes open)

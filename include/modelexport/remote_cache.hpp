@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace modelexport {
 
@@ -71,20 +72,34 @@ public:
         return body;
     }
 
-    /// Downloads an object into `local` after checking its size and SHA-256.
-    void fetch_object(const cached_file& f, const local_cache& local) {
+    /// Downloads an object into `local` after checking its size and SHA-256. With `also`, the
+    /// same bytes go to that new file too (a hit's staging directory: one download, one hash,
+    /// no second copy out of the store); it is removed unless the object checked out, and not
+    /// fsync'ed (the package's commit does that). With `durable` false the object stays a
+    /// temporary file in cas/ whose write-back has started, returned for commit_staged().
+    std::optional<local_cache::staged_object> fetch_object(const cached_file& f, const local_cache& local, const fs::path& also = {},
+                                                           bool durable = true) {
         fs::create_directories(local.root() / "cas");
         fs::path tmp = local_cache::temp_in(local.root() / "cas");
         struct remover {
-            fs::path p;
-            ~remover() { std::error_code ec; fs::remove(p, ec); }
-        } cleanup{tmp};
+            std::vector<fs::path> paths;
+            ~remover() {
+                std::error_code ec;
+                for (const auto& p : paths) fs::remove(p, ec);
+            }
+        } cleanup{{tmp}};
         unique_fd out = open_or_throw(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        unique_fd copy;
+        if (!also.empty()) {
+            copy = create_file(also);
+            cleanup.paths.push_back(also);
+        }
         sha256 h;
         std::uintmax_t got = 0;
         long status = transfer("cas/" + f.sha256, request::get, [&](const char* d, std::size_t n) {
             if (got + n > f.size) return false;  // longer than the manifest says: stop reading
             detail::write_all(out.get(), d, n, tmp);
+            if (copy) detail::write_all(copy.get(), d, n, also);
             h.update(d, n);
             got += n;
             return true;
@@ -92,8 +107,16 @@ public:
         expect_ok(status, "cas/" + f.sha256);
         if (got != f.size) throw cache_error("cas/" + f.sha256 + ": " + std::to_string(got) + " bytes, expected " + std::to_string(f.size));
         if (h.hex() != f.sha256) throw cache_error("cas/" + f.sha256 + ": content does not match its SHA-256");
+        if (copy) ::sync_file_range(copy.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // start its write-back; the commit fsyncs it
+        if (!durable) {
+            ::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+            cleanup.paths.clear();
+            return local_cache::staged_object{f, tmp};
+        }
         detail::fsync_or_throw(out.get(), tmp);
         local.commit_object(tmp, f.sha256);
+        cleanup.paths.clear();
+        return std::nullopt;
     }
 
     /// Whether the server has `path` (HEAD).
@@ -107,11 +130,19 @@ public:
     /// Uploads a file (PUT).
     void put_file(const std::string& path, const fs::path& file) {
         unique_fd in = open_or_throw(file, O_RDONLY);
-        put(path, fs::file_size(file), [&](char* buf, std::size_t n) -> std::size_t {
+        put_fd(path, in.get(), fs::file_size(file));
+    }
+
+    /// Uploads `size` bytes read from an open file, from its start (PUT).
+    void put_fd(const std::string& path, int fd, std::uintmax_t size) {
+        off_t at = 0;
+        put(path, size, [&](char* buf, std::size_t n) -> std::size_t {
             for (;;) {
-                ssize_t r = ::read(in.get(), buf, n);
+                ssize_t r = ::pread(fd, buf, n, at);
                 if (r < 0 && errno == EINTR) continue;
-                return r < 0 ? CURL_READFUNC_ABORT : static_cast<std::size_t>(r);
+                if (r < 0) return CURL_READFUNC_ABORT;
+                at += r;
+                return static_cast<std::size_t>(r);
             }
         });
     }
@@ -143,6 +174,10 @@ private:
         return c->on_data(d, sz * n) ? sz * n : 0;  // 0 aborts the transfer
     }
     static std::size_t read_cb(char* d, std::size_t sz, std::size_t n, void* u) { return static_cast<callbacks*>(u)->on_read(d, sz * n); }
+    /// A signal to modelexport or the --timeout deadline ends a transfer (it may run in a cache thread).
+    static int progress_cb(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+        return cancel::pending_signal.load() || cancel::expired() ? 1 : 0;
+    }
 
     void put(const std::string& path, std::uintmax_t size, source src) {
         long status = transfer(path, request::put, nullptr, std::move(src), size);
@@ -171,6 +206,12 @@ private:
         // transfer of large weights continues.
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s_.timeout_s);
+        // Large buffers: libcurl's 16 KiB default meant tens of thousands of callbacks, each with
+        // its write() calls, for one model (512 KiB and 1 MiB are within every libcurl >= 7.62's limits).
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+        curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &progress_cb);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &write_cb);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &cb);
         std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(nullptr, &curl_slist_free_all);

@@ -57,6 +57,9 @@ class LocalCache(CacheTest):
         first = self.export("a", self.env())
         self.assertEqual(first["result"], "miss")
         self.assertRegex(first["key"], "^[0-9a-f]{64}$")
+        # A fresh cache remembers no hash and no interpreter: the exporter ran while the key was computed.
+        self.assertTrue(first["speculative"])
+        self.assertTrue({"key", "lookup", "store", "commit"} <= set(first["steps"]), first)
         second = self.export("b", self.env())
         self.assertEqual((second["result"], second["key"]), ("hit-local", first["key"]))
         self.assertSamePackage("a")
@@ -77,6 +80,28 @@ class LocalCache(CacheTest):
         with open(os.path.join(self.src, "modeling.py"), "a") as f:
             f.write("\n# edited\n")
         self.assertEqual(self.export("c", self.env())["result"], "miss")
+
+    def test_a_hit_stops_the_speculative_exporter(self):
+        """With the source's hashes forgotten the key needs reading the files, so the exporter
+        starts alongside; the hit stops its whole process group and leaves nothing behind."""
+        pids = self.path("pids")
+        wrapper = self.path("python-wrapper")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\necho $$ >> '{pids}'\nexec '{os.environ['MODELEXPORT_PYTHON']}' \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        self.assertEqual(self.export("a", self.env(), "--python", wrapper)["result"], "miss")
+        for note in os.listdir(self.path("local", "probes")):
+            if note.startswith("file-"):
+                os.remove(self.path("local", "probes", note))
+        hit = self.export("b", self.env(), "--python", wrapper)
+        self.assertEqual((hit["result"], hit["speculative"]), ("hit-local", True))
+        self.assertSamePackage("b")
+        with open(pids) as f:
+            for pid in map(int, f.read().split()):
+                with self.assertRaises(ProcessLookupError, msg=f"process {pid} of the exporter outlived the export"):
+                    os.kill(pid, 0)
+        self.assertEqual(sorted(n for n in os.listdir(self.tmp) if n.startswith(".b.")), [])  # no staging directory or lock
+        self.assertEqual([n for n in os.listdir(self.path("local", "cas")) if n.startswith(".tmp-")], [])
 
     def test_cache_key_prints_the_record_without_absolute_paths(self):
         first = self.export("a", self.env())

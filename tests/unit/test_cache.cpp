@@ -54,18 +54,63 @@ TEST_CASE("a file's hash is remembered under its stat, and an edit is never answ
     };
     fs::create_directories(probes);
     // Just written: hashed, not remembered (a same-second rewrite could keep the same stat).
+    cache_key_inputs in;
+    in.source_dir = t.path();
+    in.source_files = {f};
     CHECK(remembered_file_hash(f, probes) == hash_file(f));
     CHECK(notes() == 0);
+    CHECK_FALSE(cache_key_is_remembered(in, probes));
     std::this_thread::sleep_for(std::chrono::milliseconds(3100));
     CHECK(remembered_file_hash(f, probes) == hash_file(f));
     CHECK(notes() == 1);
+    CHECK(cache_key_is_remembered(in, probes));  // the key now costs a stat: no speculative exporter
     // The note is what answers now: a forged note for this stat is believed (that is the memo)...
     for (const auto& e : fs::directory_iterator(probes)) test::write(e.path(), R"({"sha256":")" + std::string(64, 'f') + R"("})");
     CHECK(remembered_file_hash(f, probes) == std::string(64, 'f'));
     // ...but any write changes mtime/ctime, so the edited file is hashed again.
     test::write(f, "weights v2");
+    CHECK_FALSE(cache_key_is_remembered(in, probes));
     CHECK(remembered_file_hash(f, probes) == hash_file(f));
     CHECK(hash_file(f) != std::string(64, 'f'));
+}
+
+TEST_CASE("speculation: a miss keeps the strategy's files and stores them; a hit stops the running strategy") {
+    test::temp_dir t;
+    fs::create_directories(t / "src");
+    fs::create_directories(t / "stage");
+    test::write(t / "src" / "config.json", "{}");  // just written: its hash is not remembered, so the key is cold
+    cache_key_inputs in;
+    in.strategy = "command";
+    in.source_dir = t / "src";
+    in.source_files = {t / "src" / "config.json"};
+    cache_settings s;
+    s.enabled = true;
+    s.dir = t / "cache";
+    {
+        export_cache c(s, in, nullptr);
+        auto hit = c.lookup_or_produce(t / "stage", true, [&] { test::write(t / "stage" / "model.onnx", "exported"); });
+        CHECK_FALSE(hit);
+        CHECK(c.outcome().result == "miss");
+        CHECK(c.outcome().speculative);
+        auto hashes = c.store(t / "stage", {"model.onnx"}, json{{"modules", json::array()}});
+        CHECK(hashes.at("model.onnx") == hash_file(t / "stage" / "model.onnx"));
+        c.finish();
+        CHECK(fs::exists(local_cache(s.dir).entry(c.outcome().key)));
+    }
+    fs::remove_all(t / "stage");
+    fs::create_directories(t / "stage");
+    export_cache c(s, in, nullptr);
+    auto start = std::chrono::steady_clock::now();
+    auto hit = c.lookup_or_produce(t / "stage", true, [&] {
+        test::write(t / "stage" / "partial", "left by the exporter");
+        run_process("/bin/sh", {"-c", "sleep 60"});  // stopped as soon as the lookup finds the entry
+        FAIL("the speculative strategy was not stopped");
+    });
+    REQUIRE(hit);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+    CHECK(c.outcome().result == "hit-local");
+    CHECK(test::read(t / "stage" / "model.onnx") == "exported");
+    CHECK_FALSE(fs::exists(t / "stage" / "partial"));
 }
 
 TEST_CASE("manifests naming paths outside the stage or bad hashes are refused") {
