@@ -244,8 +244,7 @@ inline void check_onnx_file_option(const std::string& onnx_file) {
 namespace detail {
 /// The produce step's result rebuilt from a cache hit; its files are already in the staging directory.
 inline produced_onnx onnx_from_cache(const cache_manifest& hit, const cache_key_inputs& in, const std::string& key) {
-    produced_onnx out = staged_from_cache<produced_onnx>(hit, in, key);
-    out.models = {"model.onnx"};
+    produced_onnx out = staged_from_cache<produced_onnx>(hit, in, key);  // models: model.onnx, or the table's files
     for (const auto& f : hit.files)
         if (f.path == external_data_name) out.data_files = {external_data_name};
     return out;
@@ -267,8 +266,8 @@ inline export_result export_package(const export_options& opt, const export_hook
     strategy how = choose_strategy(opt.how, m.source, opt.model_factory);
     // The cache wraps the produce step: lookup before, store after (docs/design.md §10). prebuilt is a copy already.
     auto log = [&](const std::string& note) { if (opt.log) opt.log(note); };
-    // Gap: a multi-file export is not cached yet (the cache stores one module table), docs/design.md §10.
-    bool cacheable = opt.cache.enabled && how != strategy::prebuilt && m.task->encoder_decoder.empty();
+    // A multi-file (encoder-decoder) export is cached as one entry: every file, a module table per file.
+    bool cacheable = opt.cache.enabled && how != strategy::prebuilt;
     if (cacheable) timer.begin("cache", "looking up the export cache");
     auto key_inputs = detail::cache_key_inputs_for(opt, to_string(how), std::string(m.task->name), m.source, detail::source_files(m.source));
     export_cache cache(opt.cache, cacheable ? std::optional(key_inputs) : std::nullopt, log);

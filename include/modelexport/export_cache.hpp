@@ -63,6 +63,24 @@ struct cache_outcome {
     }
 };
 
+namespace detail {
+
+/// The ONNX files a cached module table describes, each with its trace: a multi-file export's
+/// table lists them under "files" (`{file, modules}`, the exporter's format-2 order, the primary
+/// first); a single-file table is model.onnx's. Throws when the table has the wrong shape.
+inline std::vector<std::pair<std::string, std::vector<traced_module>>> cached_model_tables(const json& table) {
+    std::vector<std::pair<std::string, std::vector<traced_module>>> out;
+    if (!table.contains("files")) {
+        out.emplace_back("model.onnx", traced_modules_from_json(table));
+        return out;
+    }
+    for (const auto& entry : table.at("files")) out.emplace_back(entry.at("file").get<std::string>(), traced_modules_from_json(entry));
+    if (out.empty()) throw cache_error("the module table lists no files");
+    return out;
+}
+
+}  // namespace detail
+
 class export_cache {
 public:
     using note_fn = std::function<void(const std::string&)>;
@@ -296,6 +314,9 @@ private:
         try {
             // A table of the wrong shape is a miss here, not an error after the files were restored.
             traced_modules_from_json(m->table);
+            for (const auto& [name, modules] : detail::cached_model_tables(m->table))
+                if (std::none_of(m->files.begin(), m->files.end(), [&](const cached_file& f) { return f.path == name; }))
+                    throw cache_error("the module table names " + name + ", which the entry does not hold");
             m->table.value("torch_version", std::string());
             m->table.value("onnx_exporter", std::string());
             m->table.value("parameters", 0LL);
@@ -401,16 +422,30 @@ inline std::vector<std::string> produced_files(const fs::path& stage) {
     return out;
 }
 
-/// The part of a staged model that is not a file: the module table and what the exporter reported.
-template <class Staged>
-json cache_table(const Staged& staged) {
+/// A trace as the cache stores it (the exporter's module-table entries).
+inline json cached_modules(const std::vector<traced_module>& trace) {
     json modules = json::array();
-    for (const auto& m : staged.modules) {
+    for (const auto& m : trace) {
         json j{{"path", m.path}, {"class", m.class_name}, {"torch_module", m.torch_module}};
         if (m.order) j["order"] = *m.order;
         modules.push_back(std::move(j));
     }
-    return {{"modules", modules}, {"torch_version", staged.torch_version}, {"onnx_exporter", staged.onnx_exporter}, {"parameters", staged.parameters}};
+    return modules;
+}
+
+/// The part of a staged model that is not a file: the module table and what the exporter reported.
+/// Several ONNX files (an encoder-decoder export) add "files": each file's name and trace, in the
+/// staged order; "modules" stays the primary's. A single file's table has no "files" (unchanged).
+template <class Staged>
+json cache_table(const Staged& staged) {
+    json table{{"modules", cached_modules(staged.modules)}, {"torch_version", staged.torch_version},
+               {"onnx_exporter", staged.onnx_exporter}, {"parameters", staged.parameters}};
+    if (staged.model_modules.empty()) return table;
+    json files = json::array();
+    for (std::size_t i = 0; i < staged.models.size(); ++i)
+        files.push_back({{"file", staged.models[i]}, {"modules", cached_modules(staged.model_modules.at(i))}});
+    table["files"] = std::move(files);
+    return table;
 }
 
 /// A staged model rebuilt from a hit; its files are already in the staging directory.
@@ -418,12 +453,16 @@ template <class Staged>
 Staged staged_from_cache(const cache_manifest& hit, const cache_key_inputs& in, const std::string& key) {
     Staged out;
     out.modules = traced_modules_from_json(hit.table);  // cannot throw: export_cache::restore parsed it
+    for (auto& [name, modules] : cached_model_tables(hit.table)) {
+        out.models.push_back(name);
+        if (hit.table.contains("files")) out.model_modules.push_back(std::move(modules));
+    }
     out.torch_version = hit.table.value("torch_version", "");
     out.onnx_exporter = hit.table.value("onnx_exporter", "");
     out.parameters = hit.table.value("parameters", 0LL);
     for (const auto& f : hit.files) out.known_hashes[f.path] = f.sha256;
     out.inputs = in.read;
-    out.shown = "model.onnx from the export cache (key " + key + ")";
+    out.shown = (out.models.size() > 1 ? "the ONNX files" : out.models.front()) + " from the export cache (key " + key + ")";
     return out;
 }
 

@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXAMPLES, EXIT, NODE, REPO, RUNTIME_DIR, load_json, node, run, sha256
+from common import EXAMPLES, EXIT, NODE, REPO, RUNTIME_DIR, load_json, node, run, sha256, tree_hashes
 from test_optimum import PYTHON, needs_hf
 
 TOLERANCE = 1e-4
@@ -279,6 +279,42 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
                 self.assertGreater(merged["statistics"]["node_count"],
                                    meta["models"]["decoder_model.onnx"]["statistics"]["node_count"])
                 self.assertEqual(meta["signature"], meta["models"]["encoder_model.onnx"]["signature"])
+
+    def test_export_cache_stores_every_file_and_a_hit_is_byte_identical(self):
+        """The four ONNX files and a module table per file are one cache entry (docs/design.md §10):
+        a second export of the same source into another directory is a local hit, a tokenizer
+        edit is a hit with the new tokenizer, and each package equals a --no-cache export's, every
+        file (export_metadata.json included)."""
+        src = os.path.join(self.tmp, "cache-source-t5")
+        shutil.copytree(os.path.join(self.sources, "t5"), src)
+        cache_dir = os.path.join(self.tmp, "export-cache")
+        env = {"MODELEXPORT_NO_CACHE": "0", "MODELEXPORT_CACHE_DIR": cache_dir, "MODELEXPORT_REMOTE_CACHE": ""}
+
+        def export(name, *extra):
+            out, report = os.path.join(self.tmp, name), os.path.join(self.tmp, name + ".report.json")
+            run("export", src, out, "--report", report, *extra, env=env, check=EXIT["ok"], timeout=900)
+            return load_json(report)["cache"], tree_hashes(out)
+
+        first, miss = export("cache-a")
+        self.assertEqual(first["result"], "miss")
+        second, hit = export("cache-b")
+        self.assertEqual((second["result"], second["key"]), ("hit-local", first["key"]))
+        self.assertEqual(hit, miss)
+        self.assertLessEqual(set(ONNX_FILES) | {"export_metadata.json"}, set(miss))
+        entry = load_json(os.path.join(cache_dir, "ac", first["key"]))
+        self.assertEqual(sorted(f["path"] for f in entry["files"]), sorted(ONNX_FILES))
+        self.assertEqual([f["file"] for f in entry["table"]["files"]], ONNX_FILES)
+        off, without_cache = export("cache-off", "--no-cache")
+        self.assertEqual((off["result"], without_cache), ("disabled", miss))
+
+        tokenizer = next(f for f in ("tokenizer.json", "tokenizer_config.json") if os.path.exists(os.path.join(src, f)))
+        with open(os.path.join(src, tokenizer), "a") as f:
+            f.write(" ")
+        edited, after_edit = export("cache-c")
+        self.assertEqual((edited["result"], edited["key"]), ("hit-local", first["key"]))
+        self.assertNotEqual(after_edit[tokenizer], miss[tokenizer])
+        self.assertEqual(export("cache-off-edited", "--no-cache")[1], after_edit)
+        run("verify", os.path.join(self.tmp, "cache-c"), check=EXIT["ok"])
 
     def test_validate_strict_and_verify(self):
         for name, pkg in self.packages.items():

@@ -74,18 +74,28 @@ TEST_CASE("a file's hash is remembered under its stat, and an edit is never answ
     CHECK(hash_file(f) != std::string(64, 'f'));
 }
 
+namespace {
+/// A `command` export of a source holding only config.json (just written: its hash is not
+/// remembered, so the key is cold), with a cache under `t`; the stage is empty.
+struct command_source {
+    cache_key_inputs in;
+    cache_settings s;
+    explicit command_source(const fs::path& t) {
+        fs::create_directories(t / "src");
+        fs::create_directories(t / "stage");
+        test::write(t / "src" / "config.json", "{}");
+        in.strategy = "command";
+        in.source_dir = t / "src";
+        in.source_files = {t / "src" / "config.json"};
+        s.enabled = true;
+        s.dir = t / "cache";
+    }
+};
+}  // namespace
+
 TEST_CASE("speculation: a miss keeps the strategy's files and stores them; a hit stops the running strategy") {
     test::temp_dir t;
-    fs::create_directories(t / "src");
-    fs::create_directories(t / "stage");
-    test::write(t / "src" / "config.json", "{}");  // just written: its hash is not remembered, so the key is cold
-    cache_key_inputs in;
-    in.strategy = "command";
-    in.source_dir = t / "src";
-    in.source_files = {t / "src" / "config.json"};
-    cache_settings s;
-    s.enabled = true;
-    s.dir = t / "cache";
+    auto [in, s] = command_source(t.path());
     {
         export_cache c(s, in, nullptr);
         auto hit = c.lookup_or_produce(t / "stage", true, [&] { test::write(t / "stage" / "model.onnx", "exported"); });
@@ -111,6 +121,72 @@ TEST_CASE("speculation: a miss keeps the strategy's files and stores them; a hit
     CHECK(c.outcome().result == "hit-local");
     CHECK(test::read(t / "stage" / "model.onnx") == "exported");
     CHECK_FALSE(fs::exists(t / "stage" / "partial"));
+}
+
+namespace {
+struct staged_models {  // produced_onnx's fields the cache reads and rebuilds
+    std::vector<std::string> models;
+    std::vector<traced_module> modules;
+    std::vector<std::vector<traced_module>> model_modules;
+    std::string torch_version, onnx_exporter, shown;
+    long long parameters = 0;
+    std::map<std::string, std::string> known_hashes;
+    std::vector<fs::path> inputs;
+};
+}  // namespace
+
+TEST_CASE("several ONNX files are one entry with a module table per file; a table naming a file the entry lacks is a miss") {
+    test::temp_dir t;
+    auto [in, s] = command_source(t.path());
+    staged_models produced;
+    produced.models = {"encoder_model.onnx", "decoder_model.onnx"};
+    produced.model_modules = {{{"", "T5", false, 0}, {"encoder", "T5Stack", true, 1}}, {{"", "T5", false, std::nullopt}}};
+    produced.modules = produced.model_modules.front();
+    produced.torch_version = "2.x";
+    produced.parameters = 42;
+    json table = detail::cache_table(produced);
+    REQUIRE(table.at("files").size() == 2);
+    CHECK(detail::cache_table(staged_models{{"model.onnx"}, produced.modules}).contains("files") == false);  // one file: as before
+    std::string key;
+    {
+        export_cache c(s, in, nullptr);
+        CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] {
+            test::write(t / "stage" / "encoder_model.onnx", "encoder");
+            test::write(t / "stage" / "decoder_model.onnx", "decoder");
+        }));
+        c.store(t / "stage", {"decoder_model.onnx", "encoder_model.onnx"}, table);
+        c.finish();
+        key = c.outcome().key;
+    }
+    fs::remove_all(t / "stage");
+    fs::create_directories(t / "stage");
+    {
+        export_cache c(s, in, nullptr);
+        auto hit = c.lookup_or_produce(t / "stage", false, [&] { FAIL("a hit runs no strategy"); });
+        REQUIRE(hit);
+        auto back = detail::staged_from_cache<staged_models>(*hit, in, key);
+        CHECK(back.models == produced.models);
+        REQUIRE(back.model_modules.size() == 2);
+        CHECK(back.model_modules[0].size() == 2);
+        CHECK(back.model_modules[0][1].path == "encoder");
+        CHECK(back.model_modules[0][1].order == 1);
+        CHECK(back.model_modules[1].size() == 1);
+        CHECK(back.parameters == 42);
+        CHECK(back.known_hashes.at("decoder_model.onnx") == hash_file(t / "stage" / "decoder_model.onnx"));
+        CHECK(test::read(t / "stage" / "encoder_model.onnx") == "encoder");
+    }
+    // The same entry with a table naming a third file: restoring it is a miss, and the stage is left clean.
+    cache_manifest m = *local_cache(s.dir).find(key);
+    m.table["files"].push_back({{"file", "decoder_with_past_model.onnx"}, {"modules", json::array()}});
+    local_cache(s.dir).put_entry(key, manifest_text(m));
+    fs::remove_all(t / "stage");
+    fs::create_directories(t / "stage");
+    export_cache c(s, in, nullptr);
+    bool produced_again = false;
+    CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { produced_again = true; }));
+    CHECK(produced_again);
+    CHECK(c.outcome().result == "miss");
+    CHECK(fs::is_empty(t / "stage"));
 }
 
 TEST_CASE("manifests naming paths outside the stage or bad hashes are refused") {
