@@ -141,13 +141,10 @@ public:
         // A signal or the deadline stops the export whatever the cache found; an exporter that
         // failed otherwise is as if it never ran when the cache has the result (as without speculation).
         if (failure && (!entry_ || cancel::pending_signal.load() || cancel::expired())) std::rethrow_exception(failure);
-        if (produced) {
-            if (entry_) {  // the exporter finished first: its files are as good as the entry's, and there is nothing to store
-                out_.result = "miss";
-                key_.clear();
-            }
-            return std::nullopt;
-        }
+        if (produced && !entry_) return std::nullopt;
+        // A found entry decides, whoever finished first: hit or miss depends on the cache's
+        // content, never on a race with a quick exporter (a small model's export can end before
+        // the key's interpreter probe). The exporter's files are dropped; a hit is byte-identical.
         empty_stage(stage);
         std::optional<cache_manifest> hit = restore_found(stage);
         if (!hit) {
