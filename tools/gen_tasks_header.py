@@ -22,10 +22,18 @@ def axis_list(axes):
     return "{" + ", ".join("{%d, %s}" % (int(i), literal(a)) for i, a in sorted(axes.items(), key=lambda kv: int(kv[0]))) + "}"
 
 
+def fused_cache(f):
+    if not f:
+        return "{}"
+    rules = ", ".join("{%s, %s, %s}" % (literal(r["model_type"]), literal(r["config_key"]), cpp_bool(r["default"])) for r in f["when"])
+    return "{%s, {%s}, %s, %s}" % (literal(f["suffix"]), rules, axis_list(f["input_axes"]), axis_list(f["output_axes"]))
+
+
 def cache(c):
     if not c:
         return "{}"
-    return "{%s, %s, %s, %s}" % (literal(c["input_prefix"]), literal(c["output_prefix"]), axis_list(c["input_axes"]), axis_list(c["output_axes"]))
+    return "{%s, %s, %s, %s, %s}" % (literal(c["input_prefix"]), literal(c["output_prefix"]), axis_list(c["input_axes"]),
+                                     axis_list(c["output_axes"]), fused_cache(c.get("fused")))
 
 
 def encoder_decoder(e):

@@ -10,7 +10,12 @@ The package is Optimum's ``text-generation-with-past`` in one ``model.onnx``
   outputs  logits [batch_size, sequence_length, vocab]
            present.{i}.key / .value [batch_size, kv_heads, past_sequence_length + sequence_length, head_dim]
 
-in the order of the model's forward signature (the cache at ``past_key_values``'
+or, for the configs the task table's ``cache.fused`` lists (GPT-BigCode with multi_query), one
+``past_key_values.{i}.key_value`` [batch_size, past_sequence_length, 2 * head_dim] per layer and its
+``present.{i}.key_value``, key then value on the last axis (``CacheForm``): transformers.js reads a
+multi_query config's cache only in that form, and Optimum reads it too.
+
+In the order of the model's forward signature (the cache at ``past_key_values``'
 slot), as optimum-cli writes it. transformers.js builds the empty first cache
 from these axis names, so they are exact.
 
@@ -58,10 +63,17 @@ def first_positive_int(config, *keys):
 
 
 def cache_geometry(config):
-    """(layers, kv_heads, head_dim) from config.json, with GPT-2's and Llama's key names."""
+    """(layers, kv_heads, head_dim) from config.json, with GPT-2's and Llama's key names.
+
+    A boolean `multi_query` decides the key/value heads (1, else one per attention head) over
+    `num_key_value_heads`: GPT-BigCode's attention reads only the flag, and its config can save
+    a stale `num_key_value_heads` (computed from the default n_head before n_head was set)."""
     layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers")
     heads = first_positive_int(config, "num_attention_heads", "n_head")
-    kv_heads = first_positive_int(config, "num_key_value_heads") or heads
+    if isinstance(config.get("multi_query"), bool) and not config.get("new_decoder_architecture"):
+        kv_heads = 1 if config["multi_query"] else heads
+    else:
+        kv_heads = first_positive_int(config, "num_key_value_heads", "num_kv_heads") or heads
     hidden = first_positive_int(config, "hidden_size", "n_embd", "d_model")
     head_dim = first_positive_int(config, "head_dim") or (hidden // heads if hidden and heads else None)
     if not (layers and kv_heads and head_dim):
@@ -70,9 +82,49 @@ def cache_geometry(config):
     return layers, kv_heads, head_dim
 
 
-def cache_names(prefix, layers):
-    """prefix.{i}.key, prefix.{i}.value for every layer, layer-major."""
-    return ["%s.%d.%s" % (prefix, i, kind) for i in range(layers) for kind in ("key", "value")]
+class CacheForm:
+    """How config.json's cache crosses the graph boundary: per layer a key and a value
+    [batch, kv_heads, length, head_dim], or, when the task table's cache.fused names the config,
+    one tensor [batch, length, 2 * head_dim] holding the single head's key then value (transformers'
+    GPT-BigCode cache before 4.54, what transformers.js reads for multi_query)."""
+
+    def __init__(self, config):
+        self.layers, self.kv_heads, self.head_dim = cache_geometry(config)
+        self.fused = htp_tasks.fused_cache(config, TASK["cache"])
+        self.kinds = (self.fused["suffix"],) if self.fused else ("key", "value")
+
+    def names(self, prefix):
+        """prefix.{i}.key, prefix.{i}.value (or prefix.{i}.key_value) for every layer, layer-major."""
+        return ["%s.%d.%s" % (prefix, i, kind) for i in range(self.layers) for kind in self.kinds]
+
+    def axes(self, direction):
+        """The table's axes of a cache tensor; direction "input_axes" or "output_axes"."""
+        return htp_tasks.axes((self.fused or TASK["cache"])[direction])
+
+    def dummy(self, generator, past):
+        shape = ((DUMMY_BATCH, past, 2 * self.head_dim) if self.fused
+                 else (DUMMY_BATCH, self.kv_heads, past, self.head_dim))
+        return torch.randn(shape, generator=generator)
+
+    def pairs(self, flat):
+        """Graph tensors (names order) -> [(key, value)] per layer, [batch, heads, length, head_dim]."""
+        if self.fused:
+            return [(t[..., :self.head_dim].unsqueeze(1), t[..., self.head_dim:].unsqueeze(1)) for t in flat]
+        return [(flat[2 * i], flat[2 * i + 1]) for i in range(self.layers)]
+
+    def flat(self, cache):
+        """A returned cache -> graph tensors in names order. A legacy tuple of one tensor per layer is
+        already fused (transformers' GPT-BigCode before 4.54)."""
+        if self.fused and isinstance(cache, (tuple, list)) and all(torch.is_tensor(t) for t in cache):
+            return list(cache)
+        flat = _flat_cache(cache)
+        if not self.fused:
+            return flat
+        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)]
+        if any(key.dim() != 4 or key.shape[1] != 1 for key, _ in pairs):
+            raise DecoderError("config.json asks for a fused key_value cache (one key/value head), but the forward "
+                               "returned keys shaped %s" % (list(pairs[0][0].shape) if pairs else "[]"))
+        return [torch.cat((key.squeeze(1), value.squeeze(1)), dim=-1) for key, value in pairs]
 
 
 def _forward_order(model):
@@ -80,8 +132,8 @@ def _forward_order(model):
     return [p.name for p in signature.parameters.values()]
 
 
-def input_names(model, layers):
-    """Graph inputs in forward-signature order, the cache expanded at its slot."""
+def input_names(model, form):
+    """Graph inputs in forward-signature order, the cache (a CacheForm) expanded at its slot."""
     order = _forward_order(model)
     for needed in TASK["inputs"] + [PAST]:
         if needed not in order:
@@ -90,31 +142,31 @@ def input_names(model, layers):
     names = []
     for name in order:
         if name == PAST:
-            names += cache_names(PAST, layers)
+            names += form.names(PAST)
         elif name in wanted:
             names.append(name)
     return names
 
 
-def output_names(layers):
-    return list(TASK["outputs"]) + cache_names(PRESENT, layers)
+def output_names(form):
+    return list(TASK["outputs"]) + form.names(PRESENT)
 
 
-def dynamic_axes(inputs, outputs):
+def dynamic_axes(inputs, outputs, form):
     """Optimum's axis names (optimum's OnnxConfigWithPast.add_past_key_values and TextDecoderOnnxConfig),
     as the task table writes them."""
     axes = {}
     for name in inputs:
-        axes[name] = htp_tasks.axes(TASK["cache"]["input_axes"] if name.startswith(PAST + ".") else TASK["dynamic_axes"][name])
+        axes[name] = form.axes("input_axes") if name.startswith(PAST + ".") else htp_tasks.axes(TASK["dynamic_axes"][name])
     for name in outputs:
-        axes[name] = htp_tasks.axes(TASK["cache"]["output_axes"] if name.startswith(PRESENT + ".") else TASK["dynamic_axes"][name])
+        axes[name] = form.axes("output_axes") if name.startswith(PRESENT + ".") else htp_tasks.axes(TASK["dynamic_axes"][name])
     return axes
 
 
 def dummy_inputs(config, names, past=DUMMY_PAST, sequence=DUMMY_SEQUENCE):
     """Deterministic inputs: ids (1 + 7k) % vocab, a full mask, positions after the past,
     a standard-normal cache from a generator seeded with 0."""
-    layers, kv_heads, head_dim = cache_geometry(config)
+    form = CacheForm(config)
     vocab = max(int(config.get("vocab_size", 2)), 1)
     generator = torch.Generator().manual_seed(0)
     shape = (DUMMY_BATCH, sequence)
@@ -123,8 +175,8 @@ def dummy_inputs(config, names, past=DUMMY_PAST, sequence=DUMMY_SEQUENCE):
         "attention_mask": torch.ones((DUMMY_BATCH, past + sequence), dtype=torch.int64),
         "position_ids": torch.arange(past, past + sequence, dtype=torch.int64).expand(shape).contiguous(),
     }
-    for name in cache_names(PAST, layers):
-        tensors[name] = torch.randn((DUMMY_BATCH, kv_heads, past, head_dim), generator=generator)
+    for name in form.names(PAST):
+        tensors[name] = form.dummy(generator, past)
     return {name: tensors[name] for name in names}
 
 
@@ -200,12 +252,13 @@ def _split_outputs(outputs):
     return logits, present
 
 
-def flat_forward(forward, names, layers):
+def flat_forward(forward, names, form):
     """forward(*tensors in `names` order) -> (logits, present.0.key, ...), patched on the instance.
 
-    The cache goes in as the forward wants it (`takes_cache_object`); `use_cache` and
+    The cache goes in as the forward wants it (`takes_cache_object`; a legacy tuple forward with a
+    fused cache gets one tensor per layer, as transformers' GPT-BigCode took it); `use_cache` and
     `return_dict` are passed only when the forward accepts them."""
-    past_names = cache_names(PAST, layers)
+    past_names = form.names(PAST)
     parameters = _parameters(forward)
     open_kwargs = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     extra = {key: True for key in ("use_cache", "return_dict") if key in parameters or open_kwargs}
@@ -214,14 +267,16 @@ def flat_forward(forward, names, layers):
     def forward_with_flat_cache(*tensors):
         given = dict(zip(names, tensors))
         flat = [given.pop(n) for n in past_names]
-        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(layers)]
         kwargs = dict(given, **extra)
-        kwargs[PAST] = _cache_object(pairs) if cache_object else tuple(pairs)
+        if cache_object:
+            kwargs[PAST] = _cache_object(form.pairs(flat))
+        else:
+            kwargs[PAST] = tuple(flat) if form.fused else tuple(form.pairs(flat))
         logits, present = _split_outputs(forward(**kwargs))
-        present = _flat_cache(present)
-        if len(present) != 2 * layers:
+        present = form.flat(present)
+        if len(present) != len(past_names):
             raise DecoderError("the forward returned a cache of %d tensors; config.json's %d layers need %d"
-                               % (len(present), layers, 2 * layers))
+                               % (len(present), form.layers, len(past_names)))
         return (logits, *present)
     return forward_with_flat_cache
 

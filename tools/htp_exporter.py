@@ -455,15 +455,14 @@ def export_spec(task, model, config, source_dir):
     Decoders take and return their cache as flat tensors (htp_decoder.py).
     """
     if task_modality(task) == "decoder":
-        layers = htp_decoder.cache_geometry(config)[0]
-        names = htp_decoder.input_names(model, layers)
+        form = htp_decoder.CacheForm(config)
+        names = htp_decoder.input_names(model, form)
         inputs = htp_decoder.dummy_inputs(config, names)
-        outputs = htp_decoder.output_names(layers)
+        outputs = htp_decoder.output_names(form)
         return {"inputs": names, "outputs": outputs,
                 "args": tuple(inputs[n] for n in names),
-                "axes": htp_decoder.dynamic_axes(names, outputs),
-                "forward": lambda forward, keep: htp_decoder.flat_forward(
-                    forward, names, layers)}
+                "axes": htp_decoder.dynamic_axes(names, outputs, form),
+                "forward": lambda forward, keep: htp_decoder.flat_forward(forward, names, form)}
     names = input_names_for(task, model)
     outputs = output_names_for(task)
     inputs = make_dummy_inputs(task, config, source_dir, names)

@@ -36,3 +36,14 @@ def decoder_entry():
 def axes(table_axes):
     """{"0": "batch_size"} as the table writes it -> {0: "batch_size"} as torch.onnx.export takes it."""
     return {int(axis): name for axis, name in table_axes.items()}
+
+
+def fused_cache(config, cache):
+    """The decoder cache's `fused` entry when config.json takes that form (its model_type is listed and its
+    config_key is true, or absent with a true default: GPT-BigCode with multi_query), else None."""
+    fused = cache.get("fused")
+    for rule in (fused or {}).get("when", []):
+        if config.get("model_type") == rule["model_type"]:
+            value = config.get(rule["config_key"])
+            return fused if (rule["default"] if value is None else value is True) else None
+    return None

@@ -36,10 +36,25 @@ struct suffix_rule {
     std::vector<std::string_view> model_types;
 };
 
+/// A config.json whose cache is fused: `model_type` matches and `config_key` is true (`default_value` when absent).
+struct fused_cache_rule {
+    std::string_view model_type, config_key;
+    bool default_value = false;
+};
+
+/// A cache kept as one tensor per layer, <prefix>.{i}.<suffix> shaped [batch, <length>, 2 * head_dim] (key, then
+/// value, on the last axis): how transformers.js reads a multi_query model's cache (GPT-BigCode).
+struct fused_kv_cache {
+    std::string_view suffix;                          ///< "key_value"
+    std::vector<fused_cache_rule> when;
+    std::vector<axis_name> input_axes, output_axes;   ///< the symbolic axes of each fused tensor
+};
+
 /// A decoder's KV cache: <input_prefix>.{i}.key/.value in, <output_prefix>.{i}.key/.value out.
 struct kv_cache {
     std::string_view input_prefix, output_prefix;  ///< "past_key_values", "present"
     std::vector<axis_name> input_axes, output_axes;   ///< the symbolic axes of each cache tensor
+    fused_kv_cache fused;                             ///< the configs that take the fused form instead
 };
 
 /// An encoder-decoder task's multi-file package (Optimum's seq2seq layout, docs/design.md §1).

@@ -293,7 +293,8 @@ print(json.dumps({"generated_ids": ids, "prompt_logits": entry(prompt), "step_lo
 
 @needs_hf
 class UnseenArchitectures(unittest.TestCase):
-    """Decoder families no fixture uses (Qwen2, Mistral, GPT-NeoX, OPT, Phi-3), built at test time
+    """Decoder families no fixture uses (Qwen2, Mistral, GPT-NeoX, OPT, Phi-3, GPT-BigCode with and
+    without multi_query), built at test time
     with the GPT-2 fixture's byte-level BPE: each exports with its task inferred, validates
     --strict, and generates transformers' greedy ids in transformers.js (and in Optimum, except
     Phi-3 with grouped-query attention: optimum-onnx 0.1.0 builds its first-step cache with the
@@ -325,6 +326,18 @@ class UnseenArchitectures(unittest.TestCase):
                 self.assertEqual(load_json(os.path.join(out, "export_metadata.json"))["model"]["task"], "text-generation")
                 p = run("validate", out, "--strict", "--runtime", "onnxruntime")
                 self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_multi_query_cache_is_fused_as_transformers_js_reads_it(self):
+        """GPT-BigCode with multi_query: one past_key_values.{i}.key_value [batch, past, 2 * head_dim] per layer
+        (transformers.js builds its cache from those names for a multi_query config); without it, key and value."""
+        def cache(name):
+            sig = json.loads(run("inspect", self.packages[name], "--json").stdout)["signature"]
+            return [(t["name"], t["shape"]) for t in sig["inputs"] if t["name"].startswith("past_key_values.")]
+        head_dim = 64 // 4
+        self.assertEqual(cache("gpt_bigcode"), [("past_key_values.%d.key_value" % i, ["batch_size", "past_sequence_length", 2 * head_dim])
+                                                for i in range(2)])
+        self.assertEqual(cache("gpt_bigcode_mha"), [("past_key_values.%d.%s" % (i, kind), ["batch_size", 4, "past_sequence_length", head_dim])
+                                                    for i in range(2) for kind in ("key", "value")])
 
     def test_transformers_js_generates_transformers_greedy_ids(self):
         for name, out in self.packages.items():

@@ -40,6 +40,20 @@ onnx::ModelProto decoder_model(int layers, int kv, int dim, const std::string& p
     return m;
 }
 
+/// GPT-BigCode's multi-query cache as transformers.js reads it: one past_key_values.{i}.key_value
+/// [batch, past, 2 * head_dim] per layer, with `width` as its last axis.
+onnx::ModelProto fused_decoder_model(int layers, int width) {
+    onnx::ModelProto m = decoder_model(0, 1, 1);
+    auto* g = m.mutable_graph();
+    const int f = onnx::TensorProto_DataType_FLOAT;
+    for (int l = 0; l < layers; ++l) {
+        std::string s = "." + std::to_string(l) + ".key_value";
+        add_value(g->add_input(), "past_key_values" + s, f, {"batch_size", "past_sequence_length", std::to_string(width)});
+        add_value(g->add_output(), "present" + s, f, {"batch_size", "past_sequence_length + sequence_length", std::to_string(width)});
+    }
+    return m;
+}
+
 /// The signature of `m` as the validator reads it: saved to a real file and read back.
 signature saved_signature(const onnx::ModelProto& m) {
     test::temp_dir t;
@@ -95,4 +109,32 @@ TEST_CASE("generation settings: generation_config.json, else eos/bos ids in conf
     CHECK(has_generation_settings(t.path(), {{"eos_token_id", 2}}));
     test::write(t / "generation_config.json", "{}");
     CHECK(has_generation_settings(t.path(), gpt2));
+}
+
+TEST_CASE("multi_query decides the key/value heads over a stale num_key_value_heads") {
+    // GPTBigCodeConfig(num_attention_heads=4) saves num_key_value_heads 12 (from the default n_head); the model reads multi_query.
+    nlohmann::json mha{{"model_type", "gpt_bigcode"}, {"n_layer", 2}, {"n_head", 4}, {"n_embd", 32}, {"multi_query", false},
+                       {"num_key_value_heads", 12}};
+    CHECK(cache_geometry_of(mha).kv_heads == 4);
+    mha["multi_query"] = true;
+    CHECK(cache_geometry_of(mha).kv_heads == 1);
+}
+
+TEST_CASE("GPT-BigCode with multi_query needs the fused key_value cache, without it the split one") {
+    nlohmann::json bigcode{{"model_type", "gpt_bigcode"}, {"n_layer", 2}, {"n_head", 4}, {"n_embd", 32}, {"multi_query", true}};
+    CHECK(takes_fused_cache(bigcode));
+    CHECK(cache_problem(saved_signature(fused_decoder_model(2, 16)), bigcode) == "");
+    CHECK(cache_problem(saved_signature(fused_decoder_model(2, 8)), bigcode).find("last axis (key and value, 2 x head dim) is 8, expected 16") !=
+          std::string::npos);
+    CHECK(cache_problem(saved_signature(fused_decoder_model(3, 16)), bigcode) == "cache for 3 layers, config.json says 2");
+    // The split cache Optimum writes today is what transformers.js cannot read for a multi_query config.
+    CHECK(cache_problem(saved_signature(decoder_model(2, 1, 8)), bigcode).find("where past_key_values.0.key_value belongs") !=
+          std::string::npos);
+    CHECK(takes_fused_cache({{"model_type", "gpt_bigcode"}}));  // multi_query defaults to true (GPTBigCodeConfig)
+    bigcode["multi_query"] = false;
+    CHECK_FALSE(takes_fused_cache(bigcode));
+    CHECK(cache_problem(saved_signature(decoder_model(2, 4, 8)), bigcode) == "");
+    CHECK(cache_problem(saved_signature(fused_decoder_model(2, 16)), bigcode).find("no past_key_values") == std::string::npos);
+    CHECK(cache_problem(saved_signature(fused_decoder_model(2, 16)), bigcode) != "");
+    CHECK_FALSE(takes_fused_cache({{"model_type", "falcon"}, {"multi_query", true}}));  // not in the table's cache.fused
 }

@@ -25,7 +25,7 @@
 //     attention_mask beside input_values           int64 ones of the waveform's length
 //   Integer inputs use the dtype the graph declares (int64 or int32).
 //
-// Decoders (inputs past_key_values.{i}.key/.value, outputs present.*): without --inputs, the text is
+// Decoders (inputs past_key_values.{i}.key/.value or fused .key_value, outputs present.*): without --inputs, the text is
 // tokenized and run with an empty cache (past_sequence_length 0), then the greedy next token is run
 // as one cached step (the prompt's present as past) and again as a full recompute of the whole
 // sequence without cache; the step's logits must equal the recompute's last position within 1e-4
@@ -201,8 +201,19 @@ function isPast(name) {
     return name.startsWith(PAST);
 }
 
+// The first step's empty cache tensor, shaped from the graph as transformers.js does
+// (addPastKeyValues): batch_size is 1, any other named axis (a length) 0, fixed sizes kept. So
+// [batch, heads, 0, head_dim] and a fused [batch, 0, 2 * head_dim] are both built from the graph.
+function emptyCache(ort, name, meta) {
+    const shape = meta.shape.map((d) => (typeof d === 'number' ? d : d === 'batch_size' ? 1 : 0));
+    if (!shape.includes(0)) throw new Error(`${name}: no length axis to start empty in [${meta.shape}]`);
+    const fixed = meta.shape.filter((d) => typeof d === 'number');
+    if (fixed.length < meta.shape.length - 2) throw new Error(`${name}: heads and head dim must be fixed, got [${meta.shape}]`);
+    return new ort.Tensor(meta.type, new Float32Array(0), shape);
+}
+
 // One decoder run: ids at positions start.., the attention mask over past + ids, and the past
-// (an empty [batch, heads, 0, head_dim] cache when `present` is null).
+// (an empty cache, emptyCache, when `present` is null).
 async function decoderRun(ort, session, ids, start, present) {
     const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
     const feeds = {};
@@ -215,12 +226,8 @@ async function decoderRun(ort, session, ids, start, present) {
         else if (name === 'attention_mask') feeds[name] = ints(name, new Array(start + ids.length).fill(1));
         else if (name === 'position_ids') feeds[name] = ints(name, ids.map((_, i) => start + i));
         else if (isPast(name) && present) feeds[name] = present[PRESENT + name.slice(PAST.length)];
-        else if (isPast(name)) {
-            const shape = meta.get(name).shape;
-            const [heads, dim] = [shape[1], shape[3]];
-            if (typeof heads !== 'number' || typeof dim !== 'number') throw new Error(`${name}: heads and head dim must be fixed, got [${shape}]`);
-            feeds[name] = new ort.Tensor(meta.get(name).type, new Float32Array(0), [1, heads, 0, dim]);
-        } else throw new Error(`do not know how to generate decoder input "${name}"; pass --inputs FILE.json`);
+        else if (isPast(name)) feeds[name] = emptyCache(ort, name, meta.get(name));
+        else throw new Error(`do not know how to generate decoder input "${name}"; pass --inputs FILE.json`);
     }
     return session.run(feeds);
 }
