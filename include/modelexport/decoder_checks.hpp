@@ -119,6 +119,18 @@ inline bool takes_fused_cache(const nlohmann::json& config, const kv_cache& cach
     return false;
 }
 
+/// "" unless transformers.js cannot read this config's cache: for a config.json whose multi_query is true it reads only
+/// one fused <prefix>.{i}.key_value per layer (configs.js getKeyValueNames), which Optimum reads only for the families
+/// of the table's cache.fused (GPT-BigCode). Falcon with multi_query has no form both clients read.
+inline std::string transformers_js_cache_problem(const nlohmann::json& config, const kv_cache& cache = decoder_cache()) {
+    auto mq = config.find("multi_query");
+    if (mq == config.end() || !mq->is_boolean() || !mq->get<bool>() || takes_fused_cache(config, cache)) return {};
+    return "multi_query is true, for which transformers.js reads only a fused " + std::string(cache.input_prefix) +
+           ".{i}." + std::string(cache.fused.suffix) + " cache; Optimum reads that form only for " +
+           (cache.fused.when.empty() ? std::string("no model_type") : std::string(cache.fused.when.front().model_type)) +
+           ", so this " + model_type_of(config) + " package runs in Optimum and ONNX Runtime but not in transformers.js";
+}
+
 /// "" when the signature carries a complete cache matching `config`, else the first problem found.
 inline std::string cache_problem(const signature& sig, const nlohmann::json& config, const kv_cache& cache = decoder_cache()) {
     const std::string in(cache.input_prefix), out(cache.output_prefix);

@@ -243,6 +243,8 @@ inline void check_cache(report_builder& b, const task_info& task, const signatur
     if (!task.with_past) return;
     if (auto problem = cache_problem(sig, config, task.cache); problem.empty()) b.pass("signature.cache", severity::error);
     else b.fail("signature.cache", severity::error, model_name + ": " + problem);
+    if (auto problem = transformers_js_cache_problem(config, task.cache); problem.empty()) b.pass("signature.transformers_js_cache", severity::warning);
+    else b.fail("signature.transformers_js_cache", severity::warning, (dir / "config.json").string() + ": " + problem);
     if (has_generation_settings(dir, config)) b.pass("generation.config", severity::warning);
     else
         b.fail("generation.config", severity::warning,

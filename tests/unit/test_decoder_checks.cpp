@@ -130,11 +130,22 @@ TEST_CASE("GPT-BigCode with multi_query needs the fused key_value cache, without
     // The split cache Optimum writes today is what transformers.js cannot read for a multi_query config.
     CHECK(cache_problem(saved_signature(decoder_model(2, 1, 8)), bigcode).find("where past_key_values.0.key_value belongs") !=
           std::string::npos);
-    CHECK(takes_fused_cache({{"model_type", "gpt_bigcode"}}));  // multi_query defaults to true (GPTBigCodeConfig)
+    // Without multi_query in config.json transformers.js reads key/value (GPTBigCodeConfig always saves the flag).
+    CHECK_FALSE(takes_fused_cache({{"model_type", "gpt_bigcode"}}));
     bigcode["multi_query"] = false;
     CHECK_FALSE(takes_fused_cache(bigcode));
     CHECK(cache_problem(saved_signature(decoder_model(2, 4, 8)), bigcode) == "");
     CHECK(cache_problem(saved_signature(fused_decoder_model(2, 16)), bigcode).find("no past_key_values") == std::string::npos);
     CHECK(cache_problem(saved_signature(fused_decoder_model(2, 16)), bigcode) != "");
     CHECK_FALSE(takes_fused_cache({{"model_type", "falcon"}, {"multi_query", true}}));  // not in the table's cache.fused
+}
+
+TEST_CASE("a multi_query config that transformers.js cannot read is named") {
+    CHECK(transformers_js_cache_problem({{"model_type", "gpt_bigcode"}, {"multi_query", true}}) == "");
+    CHECK(transformers_js_cache_problem({{"model_type", "gpt_bigcode"}, {"multi_query", false}}) == "");
+    CHECK(transformers_js_cache_problem(gpt2) == "");
+    std::string falcon = transformers_js_cache_problem({{"model_type", "falcon"}, {"multi_query", true}});
+    CHECK(falcon.find("transformers.js reads only a fused past_key_values.{i}.key_value cache") != std::string::npos);
+    CHECK(falcon.find("only for gpt_bigcode, so this falcon package runs in Optimum and ONNX Runtime but not in transformers.js") !=
+          std::string::npos);
 }
