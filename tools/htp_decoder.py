@@ -69,7 +69,7 @@ def cache_geometry(config):
     `num_key_value_heads`: GPT-BigCode's attention reads only the flag, and its config can save
     a stale `num_key_value_heads` (computed from the default n_head before n_head was set)."""
     layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers")
-    heads = first_positive_int(config, "num_attention_heads", "n_head")
+    heads = first_positive_int(config, "num_attention_heads", "n_head", "num_heads")  # num_heads: GPT-Neo
     if isinstance(config.get("multi_query"), bool) and not config.get("new_decoder_architecture"):
         kv_heads = 1 if config["multi_query"] else heads
     else:
@@ -78,7 +78,7 @@ def cache_geometry(config):
     head_dim = first_positive_int(config, "head_dim") or (hidden // heads if hidden and heads else None)
     if not (layers and kv_heads and head_dim):
         raise DecoderError("config.json: cannot tell the cache shape (needs num_hidden_layers/n_layer, "
-                           "num_attention_heads/n_head and hidden_size/n_embd)")
+                           "num_attention_heads/n_head/num_heads and hidden_size/n_embd)")
     return layers, kv_heads, head_dim
 
 

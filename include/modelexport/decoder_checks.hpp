@@ -89,7 +89,7 @@ inline std::string fused_shape_problem(const tensor_info& t, const std::vector<a
 inline cache_geometry cache_geometry_of(const nlohmann::json& config) {
     cache_geometry g;
     g.layers = detail::config_int(config, {"num_hidden_layers", "n_layer", "num_layers"});
-    std::int64_t heads = detail::config_int(config, {"num_attention_heads", "n_head"});
+    std::int64_t heads = detail::config_int(config, {"num_attention_heads", "n_head", "num_heads"});  // num_heads: GPT-Neo
     // A boolean multi_query decides over num_key_value_heads (as htp_decoder.cache_geometry): GPT-BigCode's attention
     // reads only the flag, and its config.json can carry a stale num_key_value_heads.
     auto mq = config.find("multi_query");
