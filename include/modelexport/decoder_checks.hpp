@@ -137,18 +137,19 @@ inline std::string cache_problem(const signature& sig, const nlohmann::json& con
     const bool fused = takes_fused_cache(config, cache);
     const std::vector<std::string> kinds = fused ? std::vector<std::string>{std::string(cache.fused.suffix)}
                                                  : std::vector<std::string>{"key", "value"};
-    const std::string form = fused ? "." + kinds[0] + " (" + model_type_of(config) + ": one fused tensor per layer)"
-                                   : ".key/.value";
+    const std::string form = fused ? "." + kinds[0] : ".key/.value";
+    const std::string why = fused ? " (" + model_type_of(config) + " with multi_query: one fused " + kinds[0] +
+                                        " tensor per layer, the form transformers.js reads)"
+                                  : " (layer-major key, value order)";
     auto past = detail::cache_tensors(sig.inputs, in), present = detail::cache_tensors(sig.outputs, out);
     cache_geometry g = cache_geometry_of(config);
     if (past.empty()) return "no " + in + ".{i}" + form + " inputs: export with the cache (text-generation-with-past)";
     if (past.size() != present.size())
         return std::to_string(past.size()) + " " + in + " inputs but " + std::to_string(present.size()) + " " + out + " outputs";
-    const std::string order = fused ? " (" + in + ".{i}" + form + ")" : " (layer-major key, value order)";
     auto name_problem = [&](std::size_t i) -> std::string {
         std::string suffix = "." + std::to_string(i / kinds.size()) + "." + kinds[i % kinds.size()];
-        if (past[i]->name != in + suffix) return "input " + past[i]->name + " where " + in + suffix + " belongs" + order;
-        if (present[i]->name != out + suffix) return "output " + present[i]->name + " where " + out + suffix + " belongs" + order;
+        if (past[i]->name != in + suffix) return "input " + past[i]->name + " where " + in + suffix + " belongs" + why;
+        if (present[i]->name != out + suffix) return "output " + present[i]->name + " where " + out + suffix + " belongs" + why;
         return {};
     };
     if (auto p = name_problem(0); !p.empty()) return p;  // the wrong form is named before its count
