@@ -293,7 +293,8 @@ print(json.dumps({"generated_ids": ids, "prompt_logits": entry(prompt), "step_lo
 
 @needs_hf
 class UnseenArchitectures(unittest.TestCase):
-    """Decoder families no fixture uses (Qwen2, Mistral, GPT-NeoX, OPT, Phi-3, GPT-Neo, GPT-BigCode with and
+    """Decoder families no fixture uses (Qwen2, Mistral, GPT-NeoX, OPT, Phi-3, GPT-J, CodeGen, Qwen3, Granite,
+    StableLM, GPT-Neo, GPT-BigCode with and
     without multi_query, Falcon with multi_query), built at test time
     with the GPT-2 fixture's byte-level BPE: each exports with its task inferred, validates
     --strict, and generates transformers' greedy ids in transformers.js (and in Optimum, except
