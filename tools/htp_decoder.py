@@ -110,7 +110,12 @@ class CacheForm:
         """Graph tensors (names order) -> [(key, value)] per layer, [batch, heads, length, head_dim]."""
         if self.fused:
             return [(t[..., :self.head_dim].unsqueeze(1), t[..., self.head_dim:].unsqueeze(1)) for t in flat]
-        return [(flat[2 * i], flat[2 * i + 1]) for i in range(self.layers)]
+        return _pairs(flat)
+
+    def legacy(self, flat):
+        """Graph tensors -> transformers' legacy tuple cache: ((key, value), ...) per layer, or, fused,
+        the one tensor per layer transformers' GPT-BigCode took before 4.54."""
+        return tuple(flat) if self.fused else tuple(self.pairs(flat))
 
     def flat(self, cache):
         """A returned cache -> graph tensors in names order. A legacy tuple of one tensor per layer is
@@ -120,11 +125,16 @@ class CacheForm:
         flat = _flat_cache(cache)
         if not self.fused:
             return flat
-        pairs = [(flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)]
+        pairs = _pairs(flat)
         if any(key.dim() != 4 or key.shape[1] != 1 for key, _ in pairs):
             raise DecoderError("config.json asks for a fused key_value cache (one key/value head), but the forward "
                                "returned keys shaped %s" % (list(pairs[0][0].shape) if pairs else "[]"))
         return [torch.cat((key.squeeze(1), value.squeeze(1)), dim=-1) for key, value in pairs]
+
+
+def _pairs(flat):
+    """[key0, value0, key1, value1, ...] -> [(key0, value0), (key1, value1), ...]."""
+    return list(zip(flat[0::2], flat[1::2]))
 
 
 def _forward_order(model):
@@ -268,10 +278,7 @@ def flat_forward(forward, names, form):
         given = dict(zip(names, tensors))
         flat = [given.pop(n) for n in past_names]
         kwargs = dict(given, **extra)
-        if cache_object:
-            kwargs[PAST] = _cache_object(form.pairs(flat))
-        else:
-            kwargs[PAST] = tuple(flat) if form.fused else tuple(form.pairs(flat))
+        kwargs[PAST] = _cache_object(form.pairs(flat)) if cache_object else form.legacy(flat)
         logits, present = _split_outputs(forward(**kwargs))
         present = form.flat(present)
         if len(present) != len(past_names):

@@ -40,7 +40,7 @@ def axes(table_axes):
 
 def fused_cache(config, cache):
     """The decoder cache's `fused` entry when config.json takes that form (its model_type is listed and its
-    config_key is true, or absent with a true default: GPT-BigCode with multi_query), else None."""
+    config_key is true, or absent and the rule's default is true: GPT-BigCode with multi_query), else None."""
     fused = cache.get("fused")
     for rule in (fused or {}).get("when", []):
         if config.get("model_type") == rule["model_type"]:

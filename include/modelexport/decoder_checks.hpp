@@ -157,13 +157,13 @@ inline std::string cache_problem(const signature& sig, const nlohmann::json& con
     auto layers = static_cast<std::int64_t>(past.size() / kinds.size());
     if (g.layers > 0 && layers != g.layers)
         return "cache for " + std::to_string(layers) + " layers, config.json says " + std::to_string(g.layers);
+    auto shape = fused ? detail::fused_shape_problem : detail::cache_shape_problem;
+    const auto& in_axes = fused ? cache.fused.input_axes : cache.input_axes;
+    const auto& out_axes = fused ? cache.fused.output_axes : cache.output_axes;
     for (std::size_t i = 0; i < past.size(); ++i) {
         if (auto p = name_problem(i); !p.empty()) return p;
         if (past[i]->elem_type != present[i]->elem_type)
             return past[i]->name + " is " + past[i]->elem_type + " but " + present[i]->name + " is " + present[i]->elem_type;
-        auto shape = fused ? detail::fused_shape_problem : detail::cache_shape_problem;
-        const auto& in_axes = fused ? cache.fused.input_axes : cache.input_axes;
-        const auto& out_axes = fused ? cache.fused.output_axes : cache.output_axes;
         if (auto p = shape(*past[i], in_axes, g); !p.empty()) return p;
         if (auto p = shape(*present[i], out_axes, g); !p.empty()) return p;
     }

@@ -208,7 +208,7 @@ function emptyCache(ort, name, meta) {
     const shape = meta.shape.map((d) => (typeof d === 'number' ? d : d === 'batch_size' ? 1 : 0));
     if (!shape.includes(0)) throw new Error(`${name}: no length axis to start empty in [${meta.shape}]`);
     const fixed = meta.shape.filter((d) => typeof d === 'number');
-    if (fixed.length < meta.shape.length - 2) throw new Error(`${name}: heads and head dim must be fixed, got [${meta.shape}]`);
+    if (fixed.length < meta.shape.length - 2) throw new Error(`${name}: every axis but batch and length (heads, head dim) must be fixed, got [${meta.shape}]`);
     return new ort.Tensor(meta.type, new Float32Array(0), shape);
 }
 
