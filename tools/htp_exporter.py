@@ -573,6 +573,16 @@ def write_module_table(path, description):
     log("done")
 
 
+def describe(error):
+    """The exception's message, or, when it has none (a bare assert inside torch's exporter), its
+    type and the function that raised it: the one line modelexport shows must say something."""
+    if str(error):
+        return str(error)
+    frames = traceback.extract_tb(error.__traceback__)
+    where = " in %s (%s line %d)" % (frames[-1].name, os.path.basename(frames[-1].filename), frames[-1].lineno) if frames else ""
+    return "%s%s, without a message" % (type(error).__name__, where)
+
+
 def run_export(prog, export_function, options, expected_errors, missing_transformers_hint=""):
     """Runs an exporter and maps its failure to the documented exit code: 2 usage, 1 export
     failure (an expected, actionable one without a traceback), 3 transformers missing."""
@@ -592,7 +602,7 @@ def run_export(prog, export_function, options, expected_errors, missing_transfor
         return 3
     except Exception as error:  # report anything else with a traceback
         traceback.print_exc(file=sys.stderr)
-        print("%s: error: %s" % (prog, error), file=sys.stderr)
+        print("%s: error: %s" % (prog, describe(error)), file=sys.stderr)
         return 1
     return 0
 

@@ -444,6 +444,21 @@ class Exporter(TempDirTest):
         p = self.exporter(src, "--random-weights")
         self.assertEqual(p.returncode, 0, p.stderr)
 
+    def test_an_exception_without_a_message_is_named_by_its_type_and_place(self):
+        """A bare assert (torch's exporter has them) must not end in an empty 'error:' line."""
+        src = self.copy_source("fill-mask")
+        os.remove(os.path.join(src, "pytorch_model.bin"))
+        with open(os.path.join(src, "asserting.py"), "w") as f:
+            f.write("import torch\n\n\nclass Asserting(torch.nn.Module):\n"
+                    "    def __init__(self):\n        super().__init__()\n        self.linear = torch.nn.Linear(2, 2)\n\n"
+                    "    def forward(self, input_ids, attention_mask=None):\n        assert input_ids.shape[0] < 0\n"
+                    "        return self.linear(attention_mask.float())\n\n\n"
+                    "def build(config):\n    return Asserting()\n")
+        p = self.exporter(src, "--model", "asserting.py:build", "--random-weights")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.stderr.strip().splitlines()[-1],
+                         "htp_exporter: error: AssertionError in forward (asserting.py line 10), without a message")
+
     def test_modelexport_reports_the_missing_weights(self):
         src = self.copy_source("text-classification")
         os.remove(os.path.join(src, "pytorch_model.bin"))
