@@ -183,6 +183,12 @@ int run_cache(const std::string& action, const me::export_options& eo, const std
         std::cout << record->text() << "key " << record->key() << "\n";
         return 0;
     }
+    // A background store still copying or uploading is part of the cache: wait for it first.
+    std::size_t waited = cache.wait_for_stores();
+    if (action == "wait") {
+        if (!mode.quiet) std::cout << "waited for " << waited << " background store" << (waited == 1 ? "" : "s") << "\n";
+        return 0;
+    }
     if (action == "stats") {
         auto st = cache.stats();
         if (mode.json)
@@ -270,6 +276,10 @@ int main(int argc, char** argv) {
 
     me::export_options eo;
     eo.cache = me::cache_settings::from_env();
+    // The CLI stores and uploads a miss after it returned, in a detached process (§10), as
+    // Bazel's --remote_cache_async; MODELEXPORT_CACHE_ASYNC=0 keeps them inside the command.
+    const char* async = std::getenv("MODELEXPORT_CACHE_ASYNC");
+    eo.cache.background = !(async && std::string(async) == "0");
     eo.python = default_python();
     eo.exporter_script = locate("MODELEXPORT_EXPORTER", "htp_exporter.py", MODELEXPORT_EXPORTER_SCRIPT);
     eo.tool_path = self_path();
@@ -377,8 +387,10 @@ int main(int argc, char** argv) {
 
     // cache: the options that enter the key are the export's own (same variables, same defaults).
     std::string cache_action, max_size;
-    auto* ca = app.add_subcommand("cache", "the export cache: key SOURCE [options] | stats | prune [--max-size N] | clear | verify");
-    ca->add_option("action", cache_action, "key, stats, prune, clear or verify")->required()->check(CLI::IsMember({"key", "stats", "prune", "clear", "verify"}));
+    auto* ca = app.add_subcommand("cache", "the export cache: key SOURCE [options] | stats | prune [--max-size N] | clear | verify | wait");
+    ca->add_option("action", cache_action, "key, stats, prune, clear, verify, or wait (for background stores and uploads to finish; the others wait too)")
+        ->required()
+        ->check(CLI::IsMember({"key", "stats", "prune", "clear", "verify", "wait"}));
     ca->add_option("source", eo.source, "key: the model source");
     ca->add_option("--task", eo.task, "key: Optimum task");
     ca->add_option("--strategy", strategy_name, "key: htp, command or auto")->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
@@ -390,7 +402,8 @@ int main(int argc, char** argv) {
     ca->add_option("--opset", eo.opset, "key: ONNX opset");
     ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)");
     ca->add_flag("--json", mode.json, "stats: print JSON");
-    ca->footer("Example:\n  modelexport cache key ./tiny-bert --model modeling.py:build\n  modelexport cache prune --max-size 2G");
+    ca->footer("Example:\n  modelexport cache key ./tiny-bert --model modeling.py:build\n  modelexport cache prune --max-size 2G\n"
+               "  modelexport cache wait    # at the end of a CI job: the uploads are done");
 
     fs::path ufile, udir;
     auto* up = app.add_subcommand("unpack", "restore a package directory from a packed model (byte-identical files)");

@@ -13,6 +13,7 @@
 #include "modelexport/json_file.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,8 +21,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace modelexport {
@@ -187,13 +191,20 @@ public:
     /// them in the same read. Their write-back starts (sync_file_range) but nothing waits for
     /// the disk: commit_staged() fsyncs and names them, so the export can go on meanwhile.
     std::vector<staged_object> stage_objects(const fs::path& stage, const std::vector<std::string>& files) const {
+        std::vector<std::pair<std::string, fs::path>> named;
+        for (const auto& name : files) named.emplace_back(name, stage / name);
+        return stage_objects(named);
+    }
+
+    /// The same from `{name, file to read}` pairs (a background store reads /proc/self/fd/N).
+    std::vector<staged_object> stage_objects(const std::vector<std::pair<std::string, fs::path>>& named) const {
         std::vector<staged_object> out;
         try {
-            for (const auto& name : files) {
+            for (const auto& [name, from] : named) {
                 if (!detail::is_plain_name(name)) throw cache_error("cannot cache '" + name + "'");
                 fs::create_directories(root_ / "cas");
                 out.push_back({{name, 0, {}}, temp_in(root_ / "cas")});
-                written_file w = copy_file_hashed(stage / name, out.back().tmp, {}, false);
+                written_file w = copy_file_hashed(from, out.back().tmp, {}, false);
                 out.back().file.size = w.size;
                 out.back().file.sha256 = w.sha256;
             }
@@ -244,6 +255,64 @@ public:
         fsync_directory(root_ / "ac");
     }
 
+    // Background stores (export_cache.hpp): a store that runs after its export returned holds
+    // an exclusive flock on pending/<key> from before the export returns until it has uploaded.
+    // A lookup of that key waits for its entry; `cache wait` and the maintenance commands wait
+    // for every store. A store that died left an unlocked file: nobody waits for it.
+
+    fs::path pending(const std::string& key) const { return root_ / "pending" / key; }
+
+    /// Locks pending/<key> for a background store; an empty descriptor when another process
+    /// is storing this key already (its bytes are the same).
+    unique_fd claim_store(const std::string& key) const {
+        fs::create_directories(root_ / "pending");
+        unique_fd fd(::open(pending(key).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+        if (!fd) throw cache_error(pending(key).string() + ": " + std::strerror(errno));
+        if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return unique_fd();
+        return fd;
+    }
+
+    /// The store is over: its marker goes (the lock goes with the process).
+    void end_store(const std::string& key) const {
+        std::error_code ec;
+        fs::remove(pending(key), ec);
+    }
+
+    /// Waits while a background store of `key` runs and its entry is not written yet.
+    void wait_for_entry(const std::string& key) const {
+        unique_fd fd(::open(pending(key).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+        std::error_code ec;
+        while (fd && !fs::exists(entry(key), ec) && locked(fd.get())) pause();
+    }
+
+    /// Waits for every background store of this cache (uploads included); returns how many ran.
+    std::size_t wait_for_stores() const {
+        std::size_t waited = 0;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(root_ / "pending", ec)) {
+            unique_fd fd(::open(e.path().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+            if (!fd || !locked(fd.get())) continue;
+            ++waited;
+            while (locked(fd.get())) pause();
+        }
+        return waited;
+    }
+
+    /// Appends a line to store.log: what a background store has to say (its failures are
+    /// misses for later exports, but someone debugging a miss wants to read them). Kept small.
+    void log(const std::string& line) const {
+        fs::path p = root_ / "store.log";
+        std::error_code ec;
+        if (fs::file_size(p, ec) > (1u << 20) && !ec) fs::remove(p, ec);
+        unique_fd fd(::open(p.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+        if (!fd) return;
+        std::time_t now = std::time(nullptr);
+        char stamp[32] = {};
+        std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+        std::string text = std::string(stamp) + " " + line + "\n";
+        (void)!::write(fd.get(), text.data(), text.size());  // one write: lines of concurrent stores do not interleave
+    }
+
     cache_stats stats() const {
         cache_stats s;
         for (const auto& f : files()) {
@@ -268,6 +337,12 @@ public:
             }
             total += f.size;
             kept.push_back(f);
+        }
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(root_ / "pending", ec)) {  // markers of stores that died
+            unique_fd fd(::open(e.path().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+            std::error_code ec2;
+            if (fd && !locked(fd.get()) && now - e.last_write_time(ec2) > std::chrono::hours(1)) fs::remove(e.path(), ec2);
         }
         std::sort(kept.begin(), kept.end(), [](const entry_file& a, const entry_file& b) { return a.mtime < b.mtime; });
         for (const auto& f : kept) {
@@ -339,6 +414,19 @@ private:
             }
         }
         return out;
+    }
+
+    /// Whether another process holds a lock on `fd`'s file (a shared lock is free when it does not).
+    static bool locked(int fd) {
+        if (::flock(fd, LOCK_SH | LOCK_NB) != 0) return true;
+        ::flock(fd, LOCK_UN);
+        return false;
+    }
+
+    /// One poll of a wait for a store: a signal or the --timeout deadline ends it.
+    static void pause() {
+        check_cancel("the export cache");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
 
     /// Marks a file as recently used for LRU eviction.

@@ -10,6 +10,7 @@
 
 #include "modelexport/cache_key.hpp"
 #include "modelexport/cache_store.hpp"
+#include "modelexport/detached.hpp"
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/remote_cache.hpp"
@@ -31,6 +32,10 @@ namespace modelexport {
 
 struct cache_settings {
     bool enabled = false;  ///< library callers opt in; the CLI enables it unless --no-cache
+    /// Store and upload a miss in a detached process after the export returned (export_cache::store):
+    /// the CLI's default (MODELEXPORT_CACHE_ASYNC=0 turns it off); library callers opt in, since
+    /// it forks their process.
+    bool background = false;
     fs::path dir = local_cache::default_root();
     std::uintmax_t max_size = local_cache::default_max_size;
     std::optional<remote_settings> remote;
@@ -55,11 +60,17 @@ struct cache_outcome {
     double seconds = 0;  ///< spent in the cache (key, lookup, store, upload), not in the exporter
     /// The same by part: key, lookup (and restore), store (copying into cas/ while hashing), and in
     /// threads beside the rest of the export: commit (fsync, rename, entry, prune) and upload.
-    /// With `speculative`, key and lookup ran beside the exporter.
+    /// With `speculative`, key and lookup ran beside the exporter; with `background`, store is
+    /// only keeping descriptors, and commit and upload happen after the export.
     std::map<std::string, double> steps;
     bool speculative = false;  ///< the exporter started while the key was computed (export_cache::lookup_or_produce)
+    /// The store (and upload) went on in a detached process after the export returned: its
+    /// time is not in `seconds`; `modelexport cache wait` waits for it.
+    bool background = false;
     json to_json() const {
-        return {{"result", result}, {"key", key}, {"seconds", seconds}, {"steps", steps}, {"speculative", speculative}};
+        return {{"result", result},   {"key", key},
+                {"seconds", seconds}, {"steps", steps},
+                {"speculative", speculative}, {"background", background}};
     }
 };
 
@@ -91,7 +102,9 @@ public:
         if (s_.enabled && inputs) inputs_ = *inputs;
     }
 
-    ~export_cache() { finish(); }
+    /// Joins the store's threads. A background store not launched by finish() is dropped: the
+    /// export failed after its strategy ran, and no process is forked while an exception unwinds.
+    ~export_cache() { join(); }
     export_cache(const export_cache&) = delete;
     export_cache& operator=(const export_cache&) = delete;
 
@@ -102,8 +115,9 @@ public:
     /// returns nullopt. When the key needs reading files or probing the interpreter (a cold
     /// memo: seconds for large weights) and `speculate` allows it, `produce()` starts at once in
     /// this thread while another computes the key and looks it up: a miss then pays nothing for
-    /// the key, and a hit stops the exporter (its process group, cancel::abandoned), empties
-    /// `stage` and restores the cached files. With a remembered key the lookup simply comes first.
+    /// the key, and a hit stops the exporter (its process group, cancel::abandoned) as soon as an
+    /// entry is found, empties `stage` and restores the cached files (a remote entry's objects
+    /// are downloaded then, with the exporter gone). With a remembered key the lookup simply comes first.
     template <class Produce>
     std::optional<cache_manifest> lookup_or_produce(const fs::path& stage, bool speculate, Produce&& produce) {
         if (!inputs_) {
@@ -111,7 +125,7 @@ public:
             return std::nullopt;
         }
         if (!speculate || cache_key_is_remembered(*inputs_, local_.probes())) {
-            find_key_and_entry(stage);
+            find_key_and_entry();
             std::optional<cache_manifest> hit = restore_found(stage);
             if (!hit) produce();
             return hit;
@@ -155,13 +169,23 @@ public:
     }
 
     /// Keeps what the strategy wrote into `stage` (the named files and its table), then shares it.
-    /// Returns the files' SHA-256, computed while copying them into the store, which the package
-    /// needs too (the export does not read them again). Only the copies are made here: making
-    /// them durable and the entry (one thread), and the upload (another, reading the copies
-    /// through descriptors opened now), run beside the rest of the export until finish().
+    ///
+    /// With `background` (the CLI's default) nothing is copied now: descriptors on the staged
+    /// files are kept (their inodes move into the package by rename, and no step rewrites a
+    /// file in place: create_file makes a new inode), and finish() hands them to a detached
+    /// process that stores and uploads after the export returned. Returns no hashes then.
+    ///
+    /// Otherwise returns the files' SHA-256, computed while copying them into the store, which
+    /// the package needs too (the export does not read them again). Only the copies are made
+    /// here: making them durable and the entry (one thread), and the upload (another, reading
+    /// the copies through descriptors opened now), run beside the rest of the export until finish().
     std::map<std::string, std::string> store(const fs::path& stage, const std::vector<std::string>& files, const json& table) {
         std::map<std::string, std::string> hashes;
         if (!active() || out_.result != "miss") return hashes;
+        if (s_.background) {
+            timed("store", false, [&] { defer_store(stage, files, table, remote_usable() && !s_.remote->read_only); });
+            return hashes;
+        }
         auto staged = std::make_shared<std::vector<local_cache::staged_object>>();
         auto readers = std::make_shared<std::vector<unique_fd>>();
         bool ok = false;
@@ -185,15 +209,16 @@ public:
             });
         });
         if (remote_usable() && !s_.remote->read_only)
-            background_.emplace_back([this, readers, m] { timed("upload", true, [&] { upload(m, *readers); }); });
+            background_.emplace_back([this, readers, m] { timed("upload", true, [&] { upload(m, descriptors(*readers)); }); });
         return hashes;
     }
 
-    /// Waits for the store's threads; after it the outcome is final.
+    /// Called once the package is committed: waits for the store's threads, or launches the
+    /// background store; after it the outcome is final.
     void finish() {
-        for (auto& t : background_)
-            if (t.joinable()) t.join();
-        background_.clear();
+        join();
+        flush_notes();
+        if (deferred_) launch_deferred();
         flush_notes();
     }
 
@@ -204,6 +229,13 @@ public:
     }
 
 private:
+    /// What a background store takes along: descriptors on the staged files, by name, and the table.
+    struct deferred_store {
+        std::vector<std::pair<std::string, unique_fd>> files;
+        json table;
+        bool upload = false;
+    };
+
     /// Runs `f`, adding its time to the outcome; a failure becomes a note and, for the remote, ends its use.
     template <class F>
     void timed(const char* step, bool remote, F&& f) {
@@ -232,15 +264,21 @@ private:
             for (const auto& n : notes) note_(n);
     }
 
+    void join() {
+        for (auto& t : background_)
+            if (t.joinable()) t.join();
+        background_.clear();
+    }
+
     bool remote_usable() {
         std::lock_guard<std::mutex> lock(mutex_);
         return s_.remote && !remote_failed_;
     }
 
-    /// The key, then its entry: local, else remote (its objects fetched into the local cache and,
-    /// given `stage`, into it as well). Without `stage` it writes nothing there, so it may run
-    /// beside a speculative exporter.
-    void find_key_and_entry(const fs::path& stage = {}) {
+    /// The key, then its entry: local (after a background store of it that is still copying),
+    /// else the remote's manifest. Reads only, writes nothing into the stage: it may run beside
+    /// a speculative exporter.
+    void find_key_and_entry() {
         timed("key", false, [&] {
             key_ = make_cache_key(*inputs_, local_.probes()).key();
             out_.key = key_;
@@ -248,16 +286,24 @@ private:
         });
         if (!active()) return;
         timed("lookup", false, [&] {
-            if ((entry_ = local_.find(key_))) out_.result = "hit-local";
+            if (!(entry_ = local_.find(key_))) {
+                local_.wait_for_entry(key_);
+                entry_ = local_.find(key_);
+            }
+            if (entry_) out_.result = "hit-local";
         });
-        if (!entry_ && remote_usable()) timed("lookup", true, [&] { entry_ = fetch_remote(stage); });
+        if (!entry_ && remote_usable())
+            timed("lookup", true, [&] {
+                remote_cache remote(*s_.remote);
+                if (auto text = remote.get_entry(key_)) entry_ = parse_manifest(*text);
+            });
         if (entry_ && out_.result == "miss") out_.result = "hit-remote";
     }
 
     /// Restores the entry found into `stage`; a failure is a miss.
     std::optional<cache_manifest> restore_found(const fs::path& stage) {
         std::optional<cache_manifest> hit;
-        if (entry_) timed("lookup", false, [&] { hit = restore(entry_, stage); });
+        if (entry_) timed("lookup", out_.result == "hit-remote", [&] { hit = restore(*entry_, stage); });
         if (!hit && entry_) out_.result = "miss";
         flush_notes();
         return hit;
@@ -269,30 +315,55 @@ private:
         for (const auto& e : fs::directory_iterator(stage, ec)) fs::remove_all(e.path(), ec);
     }
 
-    /// The remote's entry, its objects checked into the local cache (and written into `stage` in
-    /// the same pass when given: `fetched_`), then the entry stored locally.
-    std::optional<cache_manifest> fetch_remote(const fs::path& stage) {
+    /// Copies a manifest's objects into `stage`: from the local store, or for a remote entry
+    /// downloaded into it (size and SHA-256 checked in the same pass) unless the local store has
+    /// them already. On any failure removes what it wrote, so the strategy then runs on a stage
+    /// as clean as without a cache.
+    cache_manifest restore(const cache_manifest& m, const fs::path& stage) {
+        try {
+            // A table of the wrong shape is a miss here, not an error after the files were restored.
+            traced_modules_from_json(m.table);
+            for (const auto& [name, modules] : detail::cached_model_tables(m.table))
+                if (std::none_of(m.files.begin(), m.files.end(), [&](const cached_file& f) { return f.path == name; }))
+                    throw cache_error("the module table names " + name + ", which the entry does not hold");
+            m.table.value("torch_version", std::string());
+            m.table.value("onnx_exporter", std::string());
+            m.table.value("parameters", 0LL);
+            cache_manifest local = m;  // what the local store holds
+            if (out_.result == "hit-remote") local.files = download(m, stage);
+            local_.materialize(local, stage);
+            if (s_.background && local.files.size() < m.files.size()) defer_store(stage, names_of(m), m.table, false);
+            return m;
+        } catch (...) {
+            std::error_code ec;
+            for (const auto& f : m.files) fs::remove(stage / f.path, ec);
+            deferred_.reset();
+            throw;
+        }
+    }
+
+    /// Downloads a remote entry's objects that the local store lacks into `stage`; returns the
+    /// others. Without `background` the same pass writes each into cas/ (made durable and
+    /// entered beside the rest of the export); with it a background store fills the local
+    /// cache from the package afterwards, so the hit writes the model once.
+    std::vector<cached_file> download(const cache_manifest& m, const fs::path& stage) {
         remote_cache remote(*s_.remote);
-        auto text = remote.get_entry(key_);
-        if (!text) return std::nullopt;
-        cache_manifest m = parse_manifest(*text);
+        std::vector<cached_file> local;
         auto pending = std::make_shared<std::vector<local_cache::staged_object>>();
         try {
             for (const auto& f : m.files) {
                 std::error_code ec;
-                if (fs::file_size(local_.object(f.sha256), ec) == f.size && !ec) continue;
-                // Into the stage too when there is one: then the local store need not be durable
-                // before the package is assembled from it (committed beside the rest, below).
-                auto staged = remote.fetch_object(f, local_, stage.empty() ? fs::path() : stage / f.path, stage.empty());
-                if (!stage.empty()) fetched_.insert(f.path);
-                if (staged) pending->push_back(*staged);
+                if (fs::file_size(local_.object(f.sha256), ec) == f.size && !ec) local.push_back(f);
+                else if (s_.background) remote.fetch_object_to(f, stage / f.path);
+                else pending->push_back(*remote.fetch_object(f, local_, stage / f.path, false));
             }
         } catch (...) {
-            std::error_code ec;
-            for (const auto& name : fetched_) fs::remove(stage / name, ec);
-            fetched_.clear();
             local_cache::remove_staged(*pending);
             throw;
+        }
+        if (s_.background) {
+            if (local.size() == m.files.size()) local_.put_entry(key_, manifest_text(m));  // nothing to copy later
+            return local;
         }
         auto keep = [this, pending, m] {
             local_.commit_staged(*pending);  // objects before the entry
@@ -301,40 +372,80 @@ private:
         };
         if (pending->empty()) keep();
         else background_.emplace_back([this, keep] { timed("commit", false, keep); });
-        return m;
+        return local;
     }
 
-    /// Copies a manifest's objects into `stage`; on any failure removes what it copied, so the
-    /// strategy then runs on a stage as clean as without a cache.
-    std::optional<cache_manifest> restore(const std::optional<cache_manifest>& m, const fs::path& stage) {
-        if (!m) return m;
-        try {
-            // A table of the wrong shape is a miss here, not an error after the files were restored.
-            traced_modules_from_json(m->table);
-            for (const auto& [name, modules] : detail::cached_model_tables(m->table))
-                if (std::none_of(m->files.begin(), m->files.end(), [&](const cached_file& f) { return f.path == name; }))
-                    throw cache_error("the module table names " + name + ", which the entry does not hold");
-            m->table.value("torch_version", std::string());
-            m->table.value("onnx_exporter", std::string());
-            m->table.value("parameters", 0LL);
-            cache_manifest rest = *m;  // what a download did not already put into the stage, checked
-            rest.files.erase(std::remove_if(rest.files.begin(), rest.files.end(), [&](const cached_file& f) { return fetched_.count(f.path) > 0; }),
-                             rest.files.end());
-            local_.materialize(rest, stage);
-            return m;
-        } catch (...) {
-            std::error_code ec;
-            for (const auto& f : m->files) fs::remove(stage / f.path, ec);
-            throw;
+    static std::vector<std::string> names_of(const cache_manifest& m) {
+        std::vector<std::string> out;
+        for (const auto& f : m.files) out.push_back(f.path);
+        return out;
+    }
+
+    static std::vector<int> descriptors(const std::vector<unique_fd>& fds) {
+        std::vector<int> out;
+        for (const auto& fd : fds) out.push_back(fd.get());
+        return out;
+    }
+
+    /// Keeps descriptors on `files` of `stage` for the background store finish() launches.
+    void defer_store(const fs::path& stage, const std::vector<std::string>& files, const json& table, bool upload) {
+        deferred_store d;
+        for (const auto& name : files) d.files.emplace_back(name, open_or_throw(stage / name, O_RDONLY));
+        d.table = table;
+        d.upload = upload;
+        deferred_ = std::move(d);
+        out_.background = true;
+    }
+
+    /// Starts the background store in a detached process (detached.hpp) holding pending/<key>,
+    /// unless another process is storing this key. Without a process to be had it runs here.
+    void launch_deferred() {
+        deferred_store d = std::move(*deferred_);
+        deferred_.reset();
+        unique_fd claim;
+        timed("store", false, [&] { claim = local_.claim_store(key_); });
+        if (!claim) return;
+        std::vector<int> keep{claim.get()};
+        for (const auto& f : d.files) keep.push_back(f.second.get());
+        bool detached = run_detached(keep, [&] {
+            cancel::deadline_ns = 0;  // --timeout bounded the export, which is over
+            run_deferred(d);
+            for (const auto& n : notes_) local_.log(key_.substr(0, 16) + " " + n);
+        });
+        if (!detached) run_deferred(d);
+    }
+
+    /// The background store itself: copies into cas/ while hashing (reading the staged inodes
+    /// through /proc/self/fd), makes them durable, writes the entry, prunes; then uploads,
+    /// objects first and the entry last; then drops the pending marker.
+    void run_deferred(const deferred_store& d) {
+        std::vector<std::pair<std::string, fs::path>> named;
+        std::vector<int> fds;
+        for (const auto& [name, fd] : d.files) {
+            named.emplace_back(name, "/proc/self/fd/" + std::to_string(fd.get()));
+            fds.push_back(fd.get());
         }
+        cache_manifest m;
+        m.table = d.table;
+        bool stored = false;
+        timed("store", false, [&] {
+            std::vector<local_cache::staged_object> staged = local_.stage_objects(named);
+            for (const auto& o : staged) m.files.push_back(o.file);
+            local_.commit_staged(staged);
+            local_.put_entry(key_, manifest_text(m));
+            local_.prune(s_.max_size);
+            stored = true;
+        });
+        if (stored && d.upload) timed("upload", true, [&] { upload(m, fds); });
+        local_.end_store(key_);
     }
 
     /// Objects first (skipping those the server has), the entry last: the entry's PUT is the commit.
-    /// `objects` are open on the stored copies, parallel to `m.files`.
-    void upload(const cache_manifest& m, const std::vector<unique_fd>& objects) {
+    /// `objects` are open on the files, parallel to `m.files`.
+    void upload(const cache_manifest& m, const std::vector<int>& objects) {
         remote_cache remote(*s_.remote);
         for (std::size_t i = 0; i < m.files.size(); ++i)
-            if (!remote.has("cas/" + m.files[i].sha256)) remote.put_fd("cas/" + m.files[i].sha256, objects[i].get(), m.files[i].size);
+            if (!remote.has("cas/" + m.files[i].sha256)) remote.put_fd("cas/" + m.files[i].sha256, objects[i], m.files[i].size);
         remote.put_text("ac/" + key_, manifest_text(m));
     }
 
@@ -343,8 +454,8 @@ private:
     note_fn note_;
     std::optional<cache_key_inputs> inputs_;
     std::string key_;
-    std::optional<cache_manifest> entry_;  ///< what the lookup found (local, or fetched from the remote)
-    std::set<std::string> fetched_;        ///< files a download wrote into the stage already (verified)
+    std::optional<cache_manifest> entry_;  ///< what the lookup found (local, or the remote's manifest)
+    std::optional<deferred_store> deferred_;  ///< the background store finish() launches
     cache_outcome out_;
     bool remote_failed_ = false;
     std::vector<std::thread> background_;

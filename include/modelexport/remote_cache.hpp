@@ -81,43 +81,24 @@ public:
                                                            bool durable = true) {
         fs::create_directories(local.root() / "cas");
         fs::path tmp = local_cache::temp_in(local.root() / "cas");
-        struct remover {
-            std::vector<fs::path> paths;
-            ~remover() {
-                std::error_code ec;
-                for (const auto& p : paths) fs::remove(p, ec);
-            }
-        } cleanup{{tmp}};
-        unique_fd out = open_or_throw(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        unique_fd copy;
-        if (!also.empty()) {
-            copy = create_file(also);
-            cleanup.paths.push_back(also);
+        std::vector<fs::path> to{tmp};
+        if (!also.empty()) to.push_back(also);
+        std::vector<unique_fd> written = download(f, to);
+        if (!durable) return local_cache::staged_object{f, tmp};
+        try {
+            detail::fsync_or_throw(written.front().get(), tmp);
+            local.commit_object(tmp, f.sha256);
+        } catch (...) {
+            std::error_code ec;
+            for (const auto& p : to) fs::remove(p, ec);
+            throw;
         }
-        sha256 h;
-        std::uintmax_t got = 0;
-        long status = transfer("cas/" + f.sha256, request::get, [&](const char* d, std::size_t n) {
-            if (got + n > f.size) return false;  // longer than the manifest says: stop reading
-            detail::write_all(out.get(), d, n, tmp);
-            if (copy) detail::write_all(copy.get(), d, n, also);
-            h.update(d, n);
-            got += n;
-            return true;
-        });
-        expect_ok(status, "cas/" + f.sha256);
-        if (got != f.size) throw cache_error("cas/" + f.sha256 + ": " + std::to_string(got) + " bytes, expected " + std::to_string(f.size));
-        if (h.hex() != f.sha256) throw cache_error("cas/" + f.sha256 + ": content does not match its SHA-256");
-        if (copy) ::sync_file_range(copy.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // start its write-back; the commit fsyncs it
-        if (!durable) {
-            ::sync_file_range(out.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-            cleanup.paths.clear();
-            return local_cache::staged_object{f, tmp};
-        }
-        detail::fsync_or_throw(out.get(), tmp);
-        local.commit_object(tmp, f.sha256);
-        cleanup.paths.clear();
         return std::nullopt;
     }
+
+    /// Downloads an object into the new file `dst` only (a hit's staging directory, when a
+    /// background store fills the local cache from it later), checked like fetch_object.
+    void fetch_object_to(const cached_file& f, const fs::path& dst) { download(f, {dst}); }
 
     /// Whether the server has `path` (HEAD).
     bool has(const std::string& path) {
@@ -177,6 +158,35 @@ private:
     /// A signal to modelexport or the --timeout deadline ends a transfer (it may run in a cache thread).
     static int progress_cb(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
         return cancel::pending_signal.load() || cancel::expired() ? 1 : 0;
+    }
+
+    /// GETs an object into each of `to` (new files) in one pass, checking its size and SHA-256;
+    /// on any failure all of them are removed. Their write-back has started, nothing is fsync'ed.
+    std::vector<unique_fd> download(const cached_file& f, const std::vector<fs::path>& to) {
+        struct remover {
+            std::vector<fs::path> paths;
+            ~remover() {
+                std::error_code ec;
+                for (const auto& p : paths) fs::remove(p, ec);
+            }
+        } cleanup{to};
+        std::vector<unique_fd> out;
+        for (const auto& p : to) out.push_back(create_file(p));
+        sha256 h;
+        std::uintmax_t got = 0;
+        long status = transfer("cas/" + f.sha256, request::get, [&](const char* d, std::size_t n) {
+            if (got + n > f.size) return false;  // longer than the manifest says: stop reading
+            for (std::size_t i = 0; i < out.size(); ++i) detail::write_all(out[i].get(), d, n, to[i]);
+            h.update(d, n);
+            got += n;
+            return true;
+        });
+        expect_ok(status, "cas/" + f.sha256);
+        if (got != f.size) throw cache_error("cas/" + f.sha256 + ": " + std::to_string(got) + " bytes, expected " + std::to_string(f.size));
+        if (h.hex() != f.sha256) throw cache_error("cas/" + f.sha256 + ": content does not match its SHA-256");
+        for (const auto& fd : out) ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // start the write-back; commits fsync
+        cleanup.paths.clear();
+        return out;
     }
 
     void put(const std::string& path, std::uintmax_t size, source src) {

@@ -28,6 +28,17 @@ class CacheTest(TempDirTest):
         self.addCleanup(shutil.rmtree, self.work, ignore_errors=True)
         self.src = self.path("src")
         shutil.copytree(os.path.join(SOURCES, self.source_name), self.src)
+        self.addCleanup(self.wait_for_stores)
+
+    def wait_for_stores(self):
+        """Lets every background store of this test's caches end before the directories go."""
+        for name in os.listdir(self.tmp):
+            if os.path.isdir(self.path(name, "pending")):
+                self.wait(name)
+
+    def wait(self, local="local"):
+        """`modelexport cache wait`: the background stores (and uploads) of that cache are done."""
+        return run("cache", "wait", env=self.env(local), check=0).stdout
 
     def env(self, local="local", remote=None, **extra):
         e = {"MODELEXPORT_NO_CACHE": "0", "MODELEXPORT_CACHE_DIR": self.path(local), "MODELEXPORT_REMOTE_CACHE": remote or ""}
@@ -59,7 +70,10 @@ class LocalCache(CacheTest):
         self.assertRegex(first["key"], "^[0-9a-f]{64}$")
         # A fresh cache remembers no hash and no interpreter: the exporter ran while the key was computed.
         self.assertTrue(first["speculative"])
-        self.assertTrue({"key", "lookup", "store", "commit"} <= set(first["steps"]), first)
+        # The store went on after the command returned; the next lookup waits for its entry.
+        self.assertTrue(first["background"])
+        self.assertTrue({"key", "lookup", "store"} <= set(first["steps"]), first)
+        self.assertNotIn("commit", first["steps"])
         second = self.export("b", self.env())
         self.assertEqual((second["result"], second["key"]), ("hit-local", first["key"]))
         self.assertSamePackage("a")
@@ -67,6 +81,26 @@ class LocalCache(CacheTest):
         self.assertEqual(os.listdir(self.path("local", "ac")), [first["key"]])
         stats = run("cache", "stats", "--json", env=self.env(), check=0)
         self.assertIn('"entries": 1', stats.stdout)
+
+    def test_background_store_holds_nothing_of_the_export_and_can_be_waited_for(self):
+        key = self.export("a", self.env())["key"]
+        # The package's lock and staging directory are gone although the store may still run:
+        # the detached store closed every descriptor but its own.
+        self.assertEqual(sorted(n for n in os.listdir(self.tmp) if n.startswith(".a.")), [])
+        self.assertRegex(self.wait(), r"^waited for [01] background stores?$")
+        self.assertEqual(os.listdir(self.path("local", "ac")), [key])
+        self.assertEqual(os.listdir(self.path("local", "pending")), [])
+        self.assertEqual([n for n in os.listdir(self.path("local", "cas")) if n.startswith(".tmp-")], [])
+        self.assertEqual(run("cache", "verify", env=self.env(), check=0).stdout, "1 objects (0 corrupt, removed), 1 exports (0 incomplete, removed)\n")
+
+    def test_async_off_stores_inside_the_command(self):
+        first = self.export("a", self.env(MODELEXPORT_CACHE_ASYNC="0"))
+        self.assertEqual((first["result"], first["background"]), ("miss", False))
+        self.assertTrue({"key", "lookup", "store", "commit"} <= set(first["steps"]), first)
+        self.assertEqual(os.listdir(self.path("local", "ac")), [first["key"]])  # no wait: the entry is there
+        self.assertFalse(os.path.exists(self.path("local", "pending")))
+        self.assertEqual(self.export("b", self.env(MODELEXPORT_CACHE_ASYNC="0"))["result"], "hit-local")
+        self.assertSamePackage("b")
 
     def test_tokenizer_edit_is_a_hit_with_the_new_tokenizer(self):
         self.export("a", self.env())
@@ -131,6 +165,7 @@ class LocalCache(CacheTest):
 
     def test_corrupt_local_object_is_a_miss_and_prune_bounds_the_size(self):
         key = self.export("a", self.env())["key"]
+        self.wait()
         for name in os.listdir(self.path("local", "cas")):
             with open(self.path("local", "cas", name), "r+b") as f:
                 f.write(b"X")
@@ -151,10 +186,13 @@ class RemoteCache(CacheTest):
     def test_an_empty_local_cache_hits_the_remote(self):
         first = self.export("a", self.env("machine1", self.nginx.url()))
         self.assertEqual(first["result"], "miss")
+        self.wait("machine1")  # the upload ran after the export returned (as a CI job ends with `cache wait`)
         self.assertEqual(self.nginx.stored("ac"), [first["key"]])
         self.assertTrue(self.nginx.stored("cas"))
         second = self.export("b", self.env("machine2", self.nginx.url()))
         self.assertEqual((second["result"], second["key"]), ("hit-remote", first["key"]))
+        # The remote hit wrote the model once, into the package; the local cache was filled from it afterwards.
+        self.assertTrue(second["background"])
         self.assertEqual(self.export("c", self.env("machine2", self.nginx.url()))["result"], "hit-local")
         for out in "abc":
             self.assertSamePackage(out)
@@ -162,10 +200,12 @@ class RemoteCache(CacheTest):
     def test_read_only_uploads_nothing(self):
         e = self.env("machine1", self.nginx.url(), MODELEXPORT_REMOTE_CACHE_READONLY="1")
         self.assertEqual(self.export("a", e)["result"], "miss")
+        self.wait("machine1")
         self.assertEqual((self.nginx.stored("ac"), self.nginx.stored("cas")), ([], []))
 
     def test_corrupt_and_truncated_remote_objects_are_misses(self):
         self.export("a", self.env("machine1", self.nginx.url()))
+        self.wait("machine1")
         objects = [os.path.join(self.nginx.root, "cache", "cas", n) for n in self.nginx.stored("cas")]
         self.assertTrue(objects, "nothing was uploaded")
         for i, damage in enumerate(("corrupt", "truncate")):

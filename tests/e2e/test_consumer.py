@@ -91,7 +91,8 @@ def ran(ninja_output):
 
 
 def cache_manifests():
-    """{key: mtime_ns} of the export cache's action entries."""
+    """{key: mtime_ns} of the export cache's action entries, once the builds' background stores are done."""
+    sh(TOOL, "cache", "wait")
     ac = os.path.join(CACHE_DIR, "ac")
     return {k: os.stat(os.path.join(ac, k)).st_mtime_ns for k in os.listdir(ac)} if os.path.isdir(ac) else {}
 

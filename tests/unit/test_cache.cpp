@@ -3,6 +3,7 @@
 
 #include "modelexport/export_cache.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -121,6 +122,68 @@ TEST_CASE("speculation: a miss keeps the strategy's files and stores them; a hit
     CHECK(c.outcome().result == "hit-local");
     CHECK(test::read(t / "stage" / "model.onnx") == "exported");
     CHECK_FALSE(fs::exists(t / "stage" / "partial"));
+}
+
+TEST_CASE("background store: after the export, from the staged inodes, visible to the next lookup, waited for") {
+    test::temp_dir t;
+    auto [in, s] = command_source(t.path());
+    s.background = true;
+    std::string key;
+    {
+        export_cache c(s, in, nullptr);
+        CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { test::write(t / "stage" / "model.onnx", "exported"); }));
+        CHECK(c.store(t / "stage", {"model.onnx"}, json{{"modules", json::array()}}).empty());  // the package hashes for itself
+        key = c.outcome().key;
+        // What the export does next: commit the package (a rename) and rewrite a file through a
+        // new inode (--embed-hierarchy). The store still reads the strategy's bytes.
+        fs::create_directories(t / "pkg");
+        fs::rename(t / "stage" / "model.onnx", t / "pkg" / "model.onnx");
+        write_file(t / "pkg" / "model.onnx", "rewritten");
+        CHECK_FALSE(fs::exists(local_cache(s.dir).entry(key)));  // nothing stored before finish()
+        c.finish();
+        CHECK(c.outcome().background);
+        CHECK_FALSE(c.outcome().steps.count("commit"));
+    }
+    local_cache local(s.dir);
+    fs::create_directories(t / "stage2");
+    export_cache again(s, in, nullptr);
+    auto hit = again.lookup_or_produce(t / "stage2", false, [&] { FAIL("the lookup did not wait for the background store's entry"); });
+    REQUIRE(hit);
+    CHECK(test::read(t / "stage2" / "model.onnx") == "exported");
+    local.wait_for_stores();
+    CHECK_FALSE(fs::exists(local.pending(key)));
+    CHECK(local.verify().bad_objects == 0);
+}
+
+TEST_CASE("pending markers: one store per key; a lookup waits for the entry, wait for the store's end; a dead store is not waited for") {
+    test::temp_dir t;
+    local_cache c(t / "cache");
+    const std::string key(64, 'a');
+    unique_fd claim = c.claim_store(key);
+    REQUIRE(claim);
+    CHECK_FALSE(c.claim_store(key));  // a second export of the key leaves the store to the first
+    std::atomic<bool> found{false};
+    std::thread lookup([&] {
+        c.wait_for_entry(key);
+        found = fs::exists(c.entry(key));
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    c.put_entry(key, "{}");  // the entry is written; the store still uploads
+    lookup.join();
+    CHECK(found);
+    auto start = std::chrono::steady_clock::now();
+    std::thread store([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        c.end_store(key);
+        claim.reset();
+    });
+    CHECK(c.wait_for_stores() == 1);
+    CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(300));
+    store.join();
+    { unique_fd died = c.claim_store(std::string(64, 'b')); }  // closed without end_store: a store that died
+    CHECK(c.wait_for_stores() == 0);
+    c.wait_for_entry(std::string(64, 'b'));  // returns: nobody holds the marker
+    CHECK(c.claim_store(std::string(64, 'b')));
 }
 
 namespace {
