@@ -5,10 +5,12 @@
 // one to one. Every write is a temporary file in the same directory, fsync'ed and renamed:
 // a concurrent reader sees the old state or the new one, never a partial file, and two
 // builds storing the same key write identical bytes. Readers trust nothing: an object is
-// used only after its size and SHA-256 matched while it was copied out. Eviction is LRU
-// by mtime, which a hit touches (atime is unreliable under noatime/relatime).
+// used only after its size and SHA-256 matched while it was copied out, or matched once
+// before and its stat has not changed since (verified_hash()). Eviction is LRU by mtime,
+// which a hit touches (atime is unreliable under noatime/relatime).
 #pragma once
 
+#include "modelexport/cache_key.hpp"
 #include "modelexport/file_copy.hpp"
 #include "modelexport/json_file.hpp"
 
@@ -153,20 +155,46 @@ public:
     }
 
     /// Copies the manifest's objects into `stage`, verifying each one's size and SHA-256 in the
-    /// same read. A mismatching object is deleted (the next store replaces it) and is a cache_error.
+    /// same read, unless the object was verified before in its current state (verified_hash()).
+    /// A mismatching object is deleted (the next store replaces it) and is a cache_error.
     void materialize(const cache_manifest& m, const fs::path& stage) const {
         for (const auto& f : m.files) {
             fs::path obj = object(f.sha256);
             std::error_code ec;
             if (fs::file_size(obj, ec) != f.size || ec) throw cache_error("object " + f.sha256 + " missing or of the wrong size");
-            written_file w = copy_file_hashed(obj, stage / f.path);
-            if (w.size != f.size || w.sha256 != f.sha256) {
-                fs::remove(obj, ec);
-                fs::remove(stage / f.path, ec);
-                throw cache_error("object " + f.sha256 + " is corrupt (removed)");
+            const bool verified = verified_hash(obj) == f.sha256;  // before the touch changes its stat
+            touch_object(obj);
+            if (verified) {
+                copy_file_known(obj, stage / f.path, f.sha256);
+            } else {
+                written_file w = copy_file_hashed(obj, stage / f.path);
+                if (w.size != f.size || w.sha256 != f.sha256) {
+                    fs::remove(obj, ec);
+                    fs::remove(stage / f.path, ec);
+                    throw cache_error("object " + f.sha256 + " is corrupt (removed)");
+                }
             }
-            touch(obj);
+            remember_verified(obj, f.sha256);
         }
+    }
+
+    /// An object's SHA-256 as verified before (when it was stored, or copied out by a hit),
+    /// remembered in probes/ under its path, device, inode, size, mtime and ctime as a source
+    /// file's hash is (cache_key.hpp): a hit then copies without reading the object to hash it,
+    /// and any write to the object (a corruption) changes its ctime and brings the check back.
+    std::optional<std::string> verified_hash(const fs::path& obj) const {
+        struct stat st {};
+        return detail::recalled_hash(detail::file_hash_note(obj, probes(), st));
+    }
+
+    /// Remembers that `obj` holds `sha` in its current state. Unlike a source file's hash this
+    /// needs no "racily clean" delay: cas/ is written only by modelexport, once per object
+    /// (temp file, fsync, rename), and later changed only by touch_object().
+    void remember_verified(const fs::path& obj, const std::string& sha) const {
+        struct stat st {};
+        fs::path note = detail::file_hash_note(obj, probes(), st);
+        std::error_code ec;
+        if (!note.empty() && !fs::exists(note, ec)) detail::remember(note, json{{"sha256", sha}});
     }
 
     /// Stores `files` of `stage` as objects, then the entry (the entry is the commit: a reader
@@ -239,11 +267,12 @@ public:
         std::error_code ec;
         if (fs::is_regular_file(object(sha), ec)) {  // same name, same bytes (readers verify anyway)
             fs::remove(tmp, ec);
-            touch(object(sha));
+            touch_object(object(sha));
             return;
         }
         fs::rename(tmp, object(sha));
         fsync_directory(root_ / "cas");
+        remember_verified(object(sha), sha);  // its bytes were hashed as they were written
     }
 
     /// Writes an entry atomically.
@@ -339,6 +368,10 @@ public:
             kept.push_back(f);
         }
         std::error_code ec;
+        for (const auto& e : fs::directory_iterator(probes(), ec)) {  // hashes of files in states long gone (recomputed if not)
+            std::error_code ec2;
+            if (e.path().filename().string().rfind("file-", 0) == 0 && now - e.last_write_time(ec2) > std::chrono::hours(24 * 7)) fs::remove(e.path(), ec2);
+        }
         for (const auto& e : fs::directory_iterator(root_ / "pending", ec)) {  // markers of stores that died
             unique_fd fd(::open(e.path().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
             std::error_code ec2;
@@ -431,6 +464,14 @@ private:
 
     /// Marks a file as recently used for LRU eviction.
     static void touch(const fs::path& p) { ::utimensat(AT_FDCWD, p.c_str(), nullptr, 0); }
+
+    /// The same for an object, at most once an hour: a touch changes the stat its verified hash
+    /// is remembered under, and an hour is fine grain enough for eviction.
+    static void touch_object(const fs::path& p) {
+        std::error_code ec;
+        auto mtime = fs::last_write_time(p, ec);
+        if (!ec && fs::file_time_type::clock::now() - mtime > std::chrono::hours(1)) touch(p);
+    }
 
     fs::path root_;
 };

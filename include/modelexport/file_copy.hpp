@@ -131,4 +131,19 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
     return result;
 }
 
+/// Copies `src` to `dst` as copy_file_hashed does, without reading it to hash: for a file whose
+/// SHA-256 the caller verified before and remembers under its stat (a local cache object,
+/// export_cache.hpp). Returns `sha256` as the copy's. A hit then costs one copy, like `cp`.
+inline written_file copy_file_known(const fs::path& src, const fs::path& dst, const std::string& sha256, bool durable = true) {
+    unique_fd in = open_or_throw(src, O_RDONLY);
+    struct stat st {};
+    if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) throw invalid_input(src.string(), "is not a regular file");
+    unique_fd out = create_file(dst);
+    const auto size = static_cast<std::uintmax_t>(st.st_size);
+    if (::ioctl(out.get(), FICLONE, in.get()) != 0 && !detail::kernel_copy(in.get(), out.get(), size, dst))
+        detail::read_blocks(in.get(), src, [&](const char* data, std::size_t n) { detail::write_all(out.get(), data, n, dst); });
+    detail::finish_copy(out.get(), dst, durable);
+    return {size, sha256};
+}
+
 }  // namespace modelexport

@@ -4,6 +4,7 @@
 #include "modelexport/export_cache.hpp"
 
 #include <atomic>
+#include <fstream>
 #include <chrono>
 #include <thread>
 
@@ -284,7 +285,15 @@ TEST_CASE("store, find, materialize; a corrupt object is removed and reported") 
     c.materialize(*m, t / "out");
     CHECK(test::read(t / "out" / "model.onnx") == "onnx bytes");
     CHECK_FALSE(c.find("other"));
-    test::write(c.object(stored.files[0].sha256), "onnx bytez");  // same size, other bytes
+    // Verified when stored: a hit copies without hashing while the object's stat is unchanged.
+    const fs::path obj = c.object(stored.files[0].sha256);
+    CHECK(c.verified_hash(obj) == stored.files[0].sha256);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the clock tick of the store's stat
+    {
+        std::fstream f(obj, std::ios::in | std::ios::out | std::ios::binary);  // in place: same inode, same size, other bytes
+        f << "onnx bytez";
+    }
+    CHECK_FALSE(c.verified_hash(obj));  // the write moved its ctime: read and hash it again
     fs::remove(t / "out" / "model.onnx");
     CHECK_THROWS_AS(c.materialize(*m, t / "out"), cache_error);
     CHECK_FALSE(fs::exists(c.object(stored.files[0].sha256)));
