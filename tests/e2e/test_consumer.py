@@ -111,6 +111,7 @@ class Consumer(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        sh(TOOL, "cache", "wait")  # the builds' background stores write into cls.tmp
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_1_consumer_builds_and_its_tests_pass(self):
@@ -322,6 +323,7 @@ class Seq2SeqConsumer(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        sh(TOOL, "cache", "wait")  # the builds' background stores write into cls.tmp
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def package(self, name=""):

@@ -165,6 +165,7 @@ class LayoutRules(unittest.TestCase):
         self.assertEqual(tree_hashes(self.path("hub-cached")), tree_hashes(self.path("hub-uncached")))
         flat, hub = tree_hashes(self.path("flat")), tree_hashes(self.path("hub-cached"))
         self.assertEqual(flat["model.onnx"], hub["onnx/model.onnx"])
+        run("cache", "wait", env=env, check=EXIT["ok"])  # the miss's background store is done before the directory goes
 
     def test_every_strategy_and_embed_hierarchy(self):
         # prebuilt from a hub package (onnx/model.onnx), command, and htp with tags embedded.

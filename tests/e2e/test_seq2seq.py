@@ -315,6 +315,7 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
         self.assertNotEqual(after_edit[tokenizer], miss[tokenizer])
         self.assertEqual(export("cache-off-edited", "--no-cache")[1], after_edit)
         run("verify", os.path.join(self.tmp, "cache-c"), check=EXIT["ok"])
+        run("cache", "wait", env=env, check=EXIT["ok"])  # no background store outlives the test's directory
 
     def test_validate_strict_and_verify(self):
         for name, pkg in self.packages.items():
