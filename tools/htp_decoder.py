@@ -68,8 +68,9 @@ def cache_geometry(config):
     A boolean `multi_query` decides the key/value heads (1, else one per attention head) over
     `num_key_value_heads`: GPT-BigCode's attention reads only the flag, and its config can save
     a stale `num_key_value_heads` (computed from the default n_head before n_head was set)."""
-    layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers")
-    heads = first_positive_int(config, "num_attention_heads", "n_head", "num_heads")  # num_heads: GPT-Neo
+    # num_layers, attention_heads: XGLM; n_layers, n_heads: MPT; num_heads: GPT-Neo (their config.json keys)
+    layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    heads = first_positive_int(config, "num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads")
     if isinstance(config.get("multi_query"), bool) and not config.get("new_decoder_architecture"):
         kv_heads = 1 if config["multi_query"] else heads
     else:
@@ -77,8 +78,8 @@ def cache_geometry(config):
     hidden = first_positive_int(config, "hidden_size", "n_embd", "d_model")
     head_dim = first_positive_int(config, "head_dim") or (hidden // heads if hidden and heads else None)
     if not (layers and kv_heads and head_dim):
-        raise DecoderError("config.json: cannot tell the cache shape (needs num_hidden_layers/n_layer, "
-                           "num_attention_heads/n_head/num_heads and hidden_size/n_embd)")
+        raise DecoderError("config.json: cannot tell the cache shape (needs num_hidden_layers/n_layer/num_layers/n_layers, "
+                           "num_attention_heads/n_head/num_heads/n_heads/attention_heads and hidden_size/n_embd/d_model)")
     return layers, kv_heads, head_dim
 
 

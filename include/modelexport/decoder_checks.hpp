@@ -88,8 +88,9 @@ inline std::string fused_shape_problem(const tensor_info& t, const std::vector<a
 
 inline cache_geometry cache_geometry_of(const nlohmann::json& config) {
     cache_geometry g;
-    g.layers = detail::config_int(config, {"num_hidden_layers", "n_layer", "num_layers"});
-    std::int64_t heads = detail::config_int(config, {"num_attention_heads", "n_head", "num_heads"});  // num_heads: GPT-Neo
+    // The key names of htp_decoder.cache_geometry: num_layers, attention_heads (XGLM), n_layers, n_heads (MPT), num_heads (GPT-Neo).
+    g.layers = detail::config_int(config, {"num_hidden_layers", "n_layer", "num_layers", "n_layers"});
+    std::int64_t heads = detail::config_int(config, {"num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads"});
     // A boolean multi_query decides over num_key_value_heads (as htp_decoder.cache_geometry): GPT-BigCode's attention
     // reads only the flag, and its config.json can carry a stale num_key_value_heads.
     auto mq = config.find("multi_query");

@@ -294,8 +294,7 @@ print(json.dumps({"generated_ids": ids, "prompt_logits": entry(prompt), "step_lo
 @needs_hf
 class UnseenArchitectures(unittest.TestCase):
     """Decoder families no fixture uses (Qwen2, Mistral, GPT-NeoX, OPT, Phi-3, GPT-J, CodeGen, Qwen3, Granite,
-    StableLM, GPT-Neo, GPT-BigCode with and
-    without multi_query, Falcon with multi_query), built at test time
+    StableLM, GPT-Neo, MPT, GPT-BigCode with and without multi_query, Falcon with multi_query), built at test time
     with the GPT-2 fixture's byte-level BPE: each exports with its task inferred, validates
     --strict, and generates transformers' greedy ids in transformers.js (and in Optimum, except
     Phi-3 with grouped-query attention: optimum-onnx 0.1.0 builds its first-step cache with the

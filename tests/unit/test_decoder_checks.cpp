@@ -74,6 +74,15 @@ TEST_CASE("cache geometry from GPT-2's and Llama's config keys") {
     CHECK(l.kv_heads == 2);  // grouped-query attention
     CHECK(l.head_dim == 8);
     CHECK(cache_geometry_of(nlohmann::json::object()).layers == -1);
+    // Other families' own names, as their config.json saves them: MPT, XGLM, GPT-Neo.
+    for (const auto& other : {nlohmann::json{{"n_layers", 3}, {"n_heads", 4}, {"d_model", 64}},
+                              nlohmann::json{{"num_layers", 3}, {"attention_heads", 4}, {"d_model", 64}},
+                              nlohmann::json{{"num_layers", 3}, {"num_heads", 4}, {"hidden_size", 64}}}) {
+        cache_geometry o = cache_geometry_of(other);
+        CHECK(o.layers == 3);
+        CHECK(o.kv_heads == 4);
+        CHECK(o.head_dim == 16);
+    }
 }
 
 TEST_CASE("a complete cache matching config.json passes") {
