@@ -167,7 +167,7 @@ int run_verify(const fs::path& dir, const std::vector<std::string>& ignore, cons
 }
 
 /// `modelexport cache ...`: the local export cache (docs/design.md §10).
-int run_cache(const std::string& action, const me::export_options& eo, const std::string& max_size, const output_mode& mode) {
+int run_cache(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit, const output_mode& mode) {
     me::local_cache cache(eo.cache.dir);
     if (action == "key") {
         std::optional<me::key_record> record;
@@ -183,20 +183,24 @@ int run_cache(const std::string& action, const me::export_options& eo, const std
         std::cout << record->text() << "key " << record->key() << "\n";
         return 0;
     }
-    // A background store still copying or uploading is part of the cache: wait for it first.
-    std::size_t waited = cache.wait_for_stores();
-    if (action == "wait") {
-        if (!mode.quiet) std::cout << "waited for " << waited << " background store" << (waited == 1 ? "" : "s") << "\n";
-        return 0;
-    }
-    if (action == "stats") {
+    if (action == "stats") {  // what is stored now; stores still running are counted, not waited for
         auto st = cache.stats();
+        std::size_t running = cache.running_stores();
         if (mode.json)
             std::cout << me::to_canonical_text(me::json{{"dir", cache.root().string()}, {"entries", st.entries}, {"objects", st.objects}, {"bytes", st.bytes},
-                                                        {"max_size", eo.cache.max_size}});
+                                                        {"max_size", eo.cache.max_size}, {"running_stores", running}});
         else
             std::cout << cache.root().string() << ": " << st.entries << " exports, " << st.objects << " objects, " << st.bytes << " bytes (limit "
-                      << eo.cache.max_size << ")\n";
+                      << eo.cache.max_size << "), " << running << " background store" << (running == 1 ? "" : "s") << " running\n";
+        return 0;
+    }
+    // A background store still copying or uploading is part of the cache: the rest wait for it first.
+    auto [waited, left] = cache.wait_for_stores(std::chrono::seconds(action == "wait" ? wait_limit : 0));
+    if (action == "wait") {
+        if (!mode.quiet) std::cout << "waited for " << waited << " background store" << (waited == 1 ? "" : "s") << "\n";
+        if (left)  // a cache never fails a build: the stores go on, the command says so and succeeds
+            std::cerr << "modelexport: warning: " << left << " background store" << (left == 1 ? "" : "s") << " still running after "
+                      << wait_limit << " s (" << cache.root().string() << "/store.log says what they did)\n";
         return 0;
     }
     if (action == "prune") {
@@ -387,6 +391,7 @@ int main(int argc, char** argv) {
 
     // cache: the options that enter the key are the export's own (same variables, same defaults).
     std::string cache_action, max_size;
+    long wait_limit = 0;
     auto* ca = app.add_subcommand("cache", "the export cache: key SOURCE [options] | stats | prune [--max-size N] | clear | verify | wait");
     ca->add_option("action", cache_action, "key, stats, prune, clear, verify, or wait (for background stores and uploads to finish; the others wait too)")
         ->required()
@@ -401,6 +406,8 @@ int main(int argc, char** argv) {
     ca->add_option("--onnx-file", eo.onnx_file, "key: the command's ONNX file name");
     ca->add_option("--opset", eo.opset, "key: ONNX opset");
     ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)");
+    ca->add_option("--timeout", wait_limit, "wait: give up after this many seconds (the stores go on; exit 0 with a warning)")
+        ->check(CLI::NonNegativeNumber);
     ca->add_flag("--json", mode.json, "stats: print JSON");
     ca->footer("Example:\n  modelexport cache key ./tiny-bert --model modeling.py:build\n  modelexport cache prune --max-size 2G\n"
                "  modelexport cache wait    # at the end of a CI job: the uploads are done");
@@ -434,7 +441,7 @@ int main(int argc, char** argv) {
         }
         if (*ca) {
             if (cache_action == "key" && eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");
-            return run_cache(cache_action, eo, max_size, mode);
+            return run_cache(cache_action, eo, max_size, wait_limit, mode);
         }
         if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport);
         if (*in) return run_inspect(ipath, iformat, mode);

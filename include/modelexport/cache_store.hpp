@@ -7,7 +7,7 @@
 // builds storing the same key write identical bytes. Readers trust nothing: an object is
 // used only after its size and SHA-256 matched while it was copied out, or matched once
 // before and its stat has not changed since (verified_hash()). Eviction is LRU by mtime,
-// which a hit touches (atime is unreliable under noatime/relatime).
+// which a hit touches, an object's at most hourly (atime is unreliable under noatime/relatime).
 #pragma once
 
 #include "modelexport/cache_key.hpp"
@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace modelexport {
@@ -106,6 +108,26 @@ inline std::optional<std::uintmax_t> parse_size(const std::string& s) {
     if (shift < 0) return std::nullopt;
     return static_cast<std::uintmax_t>(n) << shift;
 }
+
+/// A file's identity and last change (device, inode, size, mtime, ctime), as fstat gives it:
+/// equal states mean nothing wrote to the file in between (a write moves mtime and ctime).
+struct file_state {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    off_t size = -1;
+    long long mtime_ns = 0, ctime_ns = 0;
+
+    static file_state of(int fd) {
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) return {};
+        return {st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec,
+                st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec};
+    }
+    bool operator==(const file_state& o) const {
+        return size >= 0 && dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns && ctime_ns == o.ctime_ns;
+    }
+    bool operator!=(const file_state& o) const { return !(*this == o); }
+};
 
 /// Counts and sizes of a cache directory, for `modelexport cache stats`.
 struct cache_stats {
@@ -285,21 +307,45 @@ public:
     }
 
     // Background stores (export_cache.hpp): a store that runs after its export returned holds
-    // an exclusive flock on pending/<key> from before the export returns until it has uploaded.
-    // A lookup of that key waits for its entry; `cache wait` and the maintenance commands wait
-    // for every store. A store that died left an unlocked file: nobody waits for it.
+    // an exclusive flock on pending/<key> from before the export returns until it has uploaded;
+    // once its entry is written it writes "local done" into the marker. A lookup of that key
+    // waits for the entry (or that line, or the lock's end: a store that died or failed);
+    // `cache wait` and prune/clear/verify wait for every store. A store that died left an
+    // unlocked file: nobody waits for it, and prune removes it after an hour.
 
     fs::path pending(const std::string& key) const { return root_ / "pending" / key; }
 
-    /// Locks pending/<key> for a background store; an empty descriptor when another process
-    /// is storing this key already (its bytes are the same).
-    unique_fd claim_store(const std::string& key) const {
+    /// What claim_store() got: the marker, locked (`fd`); or another process is storing this
+    /// key (`busy`: its bytes are the same); or neither, because the cache's file system has
+    /// no flock (NFS without its lock daemon): then the caller stores in the command.
+    struct store_claim {
+        unique_fd fd;
+        bool busy = false;
+    };
+
+    /// Locks pending/<key> for a background store. Like the package writer's lock it checks that
+    /// the file it locked is still the one at that name (a finishing store unlinks its marker),
+    /// and retries a refused lock for a moment (a waiter's probe holds a shared lock briefly).
+    store_claim claim_store(const std::string& key) const {
         fs::create_directories(root_ / "pending");
-        unique_fd fd(::open(pending(key).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
-        if (!fd) throw cache_error(pending(key).string() + ": " + std::strerror(errno));
-        if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return unique_fd();
-        return fd;
+        for (int attempt = 0; attempt < 10; ++attempt) {
+            unique_fd fd(::open(pending(key).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+            if (!fd) throw cache_error(pending(key).string() + ": " + std::strerror(errno));
+            if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+                if (errno != EWOULDBLOCK) return {};  // no flock here: no marker
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                continue;
+            }
+            struct stat held {}, named {};
+            if (::fstat(fd.get(), &held) == 0 && ::lstat(pending(key).c_str(), &named) == 0 && held.st_ino == named.st_ino &&
+                held.st_dev == named.st_dev)
+                return {std::move(fd), false};
+        }
+        return {unique_fd(), true};
     }
+
+    /// The store's entry is written: lookups stop waiting for it (the upload may go on).
+    static void local_done(int marker) { (void)!::pwrite(marker, "local done\n", 11, 0); }
 
     /// The store is over: its marker goes (the lock goes with the process).
     void end_store(const std::string& key) const {
@@ -307,24 +353,39 @@ public:
         fs::remove(pending(key), ec);
     }
 
-    /// Waits while a background store of `key` runs and its entry is not written yet.
+    /// Waits while a background store of `key` runs and has not written its entry yet.
     void wait_for_entry(const std::string& key) const {
         unique_fd fd(::open(pending(key).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
         std::error_code ec;
-        while (fd && !fs::exists(entry(key), ec) && locked(fd.get())) pause();
+        struct stat st {};
+        while (fd && !fs::exists(entry(key), ec) && ::fstat(fd.get(), &st) == 0 && st.st_size == 0 && locked(fd.get())) pause();
     }
 
-    /// Waits for every background store of this cache (uploads included); returns how many ran.
-    std::size_t wait_for_stores() const {
-        std::size_t waited = 0;
+    /// How many background stores of this cache are running now.
+    std::size_t running_stores() const {
+        std::size_t n = 0;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(root_ / "pending", ec)) {
+            unique_fd fd(::open(e.path().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+            n += fd && locked(fd.get());
+        }
+        return n;
+    }
+
+    /// Waits for every background store of this cache (uploads included), for at most `limit`
+    /// when it is positive; returns how many were running and how many still are.
+    std::pair<std::size_t, std::size_t> wait_for_stores(std::chrono::seconds limit = std::chrono::seconds(0)) const {
+        const auto until = std::chrono::steady_clock::now() + limit;
+        std::size_t waited = 0, left = 0;
         std::error_code ec;
         for (const auto& e : fs::directory_iterator(root_ / "pending", ec)) {
             unique_fd fd(::open(e.path().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
             if (!fd || !locked(fd.get())) continue;
             ++waited;
-            while (locked(fd.get())) pause();
+            while (locked(fd.get()) && (limit.count() <= 0 || std::chrono::steady_clock::now() < until)) pause();
+            left += locked(fd.get());
         }
-        return waited;
+        return {waited, left};
     }
 
     /// Appends a line to store.log: what a background store has to say (its failures are
@@ -449,9 +510,10 @@ private:
         return out;
     }
 
-    /// Whether another process holds a lock on `fd`'s file (a shared lock is free when it does not).
+    /// Whether another process holds an exclusive lock on `fd`'s file (a shared lock is refused
+    /// then). Any other failure (no flock on this file system) is "not locked": no wait hangs on it.
     static bool locked(int fd) {
-        if (::flock(fd, LOCK_SH | LOCK_NB) != 0) return true;
+        if (::flock(fd, LOCK_SH | LOCK_NB) != 0) return errno == EWOULDBLOCK;
         ::flock(fd, LOCK_UN);
         return false;
     }

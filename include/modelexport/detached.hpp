@@ -46,6 +46,8 @@ inline void close_all_but(const std::vector<int>& keep) {
 /// process could be made (the caller decides whether to run the job itself).
 template <class Job>
 bool run_detached(std::vector<int> keep, Job&& job) {
+    // A kept descriptor among 0-2 (a process started with them closed) would become /dev/null.
+    if (std::any_of(keep.begin(), keep.end(), [](int fd) { return fd < 3; })) return false;
     pid_t child = ::fork();
     if (child < 0) return false;
     if (child == 0) {

@@ -229,11 +229,14 @@ public:
     }
 
 private:
-    /// What a background store takes along: descriptors on the staged files, by name, and the table.
+    /// What a background store takes along: descriptors on the staged files, by name, and the table;
+    /// for a remote hit the manifest's files, which the copies must hash to.
     struct deferred_store {
         std::vector<std::pair<std::string, unique_fd>> files;
         json table;
         bool upload = false;
+        std::vector<cached_file> expected;
+        std::vector<file_state> committed;  ///< the files' state when the export ended (launch_deferred)
     };
 
     /// Runs `f`, adding its time to the outcome; a failure becomes a note and, for the remote, ends its use.
@@ -332,7 +335,10 @@ private:
             cache_manifest local = m;  // what the local store holds
             if (out_.result == "hit-remote") local.files = download(m, stage);
             local_.materialize(local, stage);
-            if (s_.background && local.files.size() < m.files.size()) defer_store(stage, names_of(m), m.table, false);
+            if (s_.background && local.files.size() < m.files.size()) {
+                defer_store(stage, names_of(m), m.table, false);
+                deferred_->expected = m.files;
+            }
             return m;
         } catch (...) {
             std::error_code ec;
@@ -398,46 +404,64 @@ private:
     }
 
     /// Starts the background store in a detached process (detached.hpp) holding pending/<key>,
-    /// unless another process is storing this key. Without a process to be had it runs here.
+    /// unless another process is storing this key. Without a marker (no flock on the cache's
+    /// file system) or a process to be had it runs here, as without the background.
     void launch_deferred() {
         deferred_store d = std::move(*deferred_);
         deferred_.reset();
-        unique_fd claim;
+        for (const auto& f : d.files) d.committed.push_back(file_state::of(f.second.get()));  // the export is over: nothing of ours changes them now
+        local_cache::store_claim claim;
         timed("store", false, [&] { claim = local_.claim_store(key_); });
-        if (!claim) return;
-        std::vector<int> keep{claim.get()};
+        if (claim.busy) return;
+        if (!claim.fd) {
+            run_deferred(d, -1);
+            return;
+        }
+        std::vector<int> keep{claim.fd.get()};
         for (const auto& f : d.files) keep.push_back(f.second.get());
         bool detached = run_detached(keep, [&] {
             cancel::deadline_ns = 0;  // --timeout bounded the export, which is over
-            run_deferred(d);
+            run_deferred(d, claim.fd.get());
             for (const auto& n : notes_) local_.log(key_.substr(0, 16) + " " + n);
         });
-        if (!detached) run_deferred(d);
+        if (!detached) run_deferred(d, claim.fd.get());
     }
 
     /// The background store itself: copies into cas/ while hashing (reading the staged inodes
-    /// through /proc/self/fd), makes them durable, writes the entry, prunes; then uploads,
-    /// objects first and the entry last; then drops the pending marker.
-    void run_deferred(const deferred_store& d) {
+    /// through /proc/self/fd), keeps nothing that changed since the export ended (a later build
+    /// step editing the package in place) or that does not hash to a remote manifest's names,
+    /// makes the copies durable, writes the entry, prunes, tells waiting lookups (`marker`);
+    /// then uploads the stored copies, objects first and the entry last; then drops the marker.
+    void run_deferred(const deferred_store& d, int marker) {
         std::vector<std::pair<std::string, fs::path>> named;
-        std::vector<int> fds;
-        for (const auto& [name, fd] : d.files) {
-            named.emplace_back(name, "/proc/self/fd/" + std::to_string(fd.get()));
-            fds.push_back(fd.get());
-        }
+        for (const auto& [name, fd] : d.files) named.emplace_back(name, "/proc/self/fd/" + std::to_string(fd.get()));
         cache_manifest m;
         m.table = d.table;
+        std::vector<unique_fd> copies;  // on the stored objects, for the upload (a rename keeps them)
         bool stored = false;
         timed("store", false, [&] {
             std::vector<local_cache::staged_object> staged = local_.stage_objects(named);
+            try {
+                for (std::size_t i = 0; i < staged.size(); ++i) {
+                    if (file_state::of(d.files[i].second.get()) != d.committed[i])
+                        throw cache_error(d.files[i].first + " changed after the export (edited in place?): not stored");
+                    if (!d.expected.empty() && staged[i].file.sha256 != d.expected[i].sha256)
+                        throw cache_error(d.files[i].first + " does not hash to the remote entry's " + d.expected[i].sha256 + ": not stored");
+                    copies.push_back(open_or_throw(staged[i].tmp, O_RDONLY));
+                }
+            } catch (...) {
+                local_cache::remove_staged(staged);
+                throw;
+            }
             for (const auto& o : staged) m.files.push_back(o.file);
             local_.commit_staged(staged);
             local_.put_entry(key_, manifest_text(m));
-            local_.prune(s_.max_size);
             stored = true;
+            local_.prune(s_.max_size);
         });
-        if (stored && d.upload) timed("upload", true, [&] { upload(m, fds); });
-        local_.end_store(key_);
+        if (marker >= 0) local_cache::local_done(marker);
+        if (stored && d.upload) timed("upload", true, [&] { upload(m, descriptors(copies)); });
+        if (marker >= 0) local_.end_store(key_);
     }
 
     /// Objects first (skipping those the server has), the entry last: the entry's PUT is the commit.

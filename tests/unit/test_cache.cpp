@@ -156,13 +156,14 @@ TEST_CASE("background store: after the export, from the staged inodes, visible t
     CHECK(local.verify().bad_objects == 0);
 }
 
-TEST_CASE("pending markers: one store per key; a lookup waits for the entry, wait for the store's end; a dead store is not waited for") {
+TEST_CASE("pending markers: one store per key; a lookup waits for the entry or the local part, wait for the store's end; a dead store is not waited for") {
     test::temp_dir t;
     local_cache c(t / "cache");
     const std::string key(64, 'a');
-    unique_fd claim = c.claim_store(key);
-    REQUIRE(claim);
-    CHECK_FALSE(c.claim_store(key));  // a second export of the key leaves the store to the first
+    local_cache::store_claim claim = c.claim_store(key);
+    REQUIRE(claim.fd);
+    CHECK(c.claim_store(key).busy);  // a second export of the key leaves the store to the first
+    CHECK(c.running_stores() == 1);
     std::atomic<bool> found{false};
     std::thread lookup([&] {
         c.wait_for_entry(key);
@@ -172,19 +173,75 @@ TEST_CASE("pending markers: one store per key; a lookup waits for the entry, wai
     c.put_entry(key, "{}");  // the entry is written; the store still uploads
     lookup.join();
     CHECK(found);
+    // A wait with a limit gives up while the store runs; it says so and the store goes on.
+    CHECK(c.wait_for_stores(std::chrono::seconds(1)) == std::make_pair(std::size_t(1), std::size_t(1)));
     auto start = std::chrono::steady_clock::now();
     std::thread store([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
         c.end_store(key);
-        claim.reset();
+        claim.fd.reset();
     });
-    CHECK(c.wait_for_stores() == 1);
+    CHECK(c.wait_for_stores().first == 1);
     CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(300));
     store.join();
-    { unique_fd died = c.claim_store(std::string(64, 'b')); }  // closed without end_store: a store that died
-    CHECK(c.wait_for_stores() == 0);
+    { local_cache::store_claim died = c.claim_store(std::string(64, 'b')); }  // closed without end_store: a store that died
+    CHECK(c.wait_for_stores().first == 0);
+    CHECK(c.running_stores() == 0);
     c.wait_for_entry(std::string(64, 'b'));  // returns: nobody holds the marker
-    CHECK(c.claim_store(std::string(64, 'b')));
+    CHECK(c.claim_store(std::string(64, 'b')).fd);
+    // The store's local part is done but there is no entry (evicted, or the store failed): the
+    // lookup stops waiting although the marker stays locked for the upload.
+    local_cache::store_claim uploading = c.claim_store(std::string(64, 'c'));
+    REQUIRE(uploading.fd);
+    std::atomic<bool> returned{false};
+    std::thread waiter([&] {
+        c.wait_for_entry(std::string(64, 'c'));
+        returned = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    CHECK_FALSE(returned);
+    local_cache::local_done(uploading.fd.get());
+    waiter.join();
+    CHECK(returned);
+}
+
+TEST_CASE("file_state: the same while nothing writes, another after an in-place write of the same size") {
+    test::temp_dir t;
+    test::write(t / "g", "exported");
+    unique_fd fd = open_or_throw(t / "g", O_RDONLY);
+    file_state before = file_state::of(fd.get());
+    CHECK(file_state::of(open_or_throw(t / "g", O_RDONLY).get()) == before);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the clock tick of `before`
+    {
+        std::fstream f(t / "g", std::ios::in | std::ios::out | std::ios::binary);
+        f << "EXPORTED";  // same size, in place
+    }
+    CHECK(file_state::of(fd.get()) != before);
+    CHECK(file_state::of(-1) != file_state::of(-1));  // an unreadable state matches nothing
+}
+
+TEST_CASE("background store: a file edited in place after the export is not stored under the key") {
+    test::temp_dir t;
+    auto [in, s] = command_source(t.path());
+    s.background = true;
+    export_cache c(s, in, nullptr);
+    CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { test::write(t / "stage" / "model.onnx", "exported"); }));
+    c.store(t / "stage", {"model.onnx"}, json{{"modules", json::array()}});
+    fs::path kept = t / "stage" / "model.onnx";
+    c.finish();  // the store starts in the background...
+    {
+        std::fstream f(kept, std::ios::in | std::ios::out | std::ios::binary);  // ...and a build step edits the package in place
+        f << "EDITED!!";
+    }
+    local_cache local(s.dir);
+    local.wait_for_stores();
+    // Either the store copied before the edit (the exporter's bytes) or it saw the change and kept nothing.
+    if (fs::exists(local.entry(c.outcome().key))) {
+        auto m = local.find(c.outcome().key);
+        REQUIRE(m);
+        CHECK(m->files.at(0).sha256 == sha256_hex("exported"));
+    }
+    CHECK(local.verify().bad_objects == 0);
 }
 
 namespace {
