@@ -332,7 +332,7 @@ public:
             unique_fd fd(::open(pending(key).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
             if (!fd) throw cache_error(pending(key).string() + ": " + std::strerror(errno));
             if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-                if (errno != EWOULDBLOCK) return {};  // no flock here: no marker
+                if (errno != EWOULDBLOCK) return store_claim();  // no flock here: no marker
                 std::this_thread::sleep_for(std::chrono::milliseconds(10));
                 continue;
             }
