@@ -203,9 +203,7 @@ public:
         }
         background_.emplace_back([this, staged, m] {
             timed("commit", false, [&] {
-                local_.commit_staged(*staged);
-                local_.put_entry(key_, manifest_text(m));
-                local_.prune(s_.max_size);
+                keep_entry(*staged, m);
             });
         });
         if (remote_usable() && !s_.remote->read_only)
@@ -372,13 +370,19 @@ private:
             return local;
         }
         auto keep = [this, pending, m] {
-            local_.commit_staged(*pending);  // objects before the entry
-            local_.put_entry(key_, manifest_text(m));
-            local_.prune(s_.max_size);
+            keep_entry(*pending, m);
         };
         if (pending->empty()) keep();
         else background_.emplace_back([this, keep] { timed("commit", false, keep); });
         return local;
+    }
+
+    /// Makes staged objects durable and named, then writes the entry (objects before the entry:
+    /// a reader that finds it finds them), then prunes. Every store ends this way.
+    void keep_entry(const std::vector<local_cache::staged_object>& staged, const cache_manifest& m) {
+        local_.commit_staged(staged);
+        local_.put_entry(key_, manifest_text(m));
+        local_.prune(s_.max_size);
     }
 
     static std::vector<std::string> names_of(const cache_manifest& m) {
@@ -454,10 +458,8 @@ private:
                 throw;
             }
             for (const auto& o : staged) m.files.push_back(o.file);
-            local_.commit_staged(staged);
-            local_.put_entry(key_, manifest_text(m));
+            keep_entry(staged, m);
             stored = true;
-            local_.prune(s_.max_size);
         });
         if (marker >= 0) local_cache::local_done(marker);
         if (stored && d.upload) timed("upload", true, [&] { upload(m, descriptors(copies)); });
