@@ -7,6 +7,7 @@
 #include "modelexport/pack.hpp"
 #include "modelexport/plan.hpp"
 #include "modelexport/progress.hpp"
+#include "modelexport/reference_source.hpp"
 #include "modelexport/runtime.hpp"
 #include "modelexport/validator.hpp"
 #include "modelexport/verify.hpp"
@@ -78,7 +79,8 @@ int run_export(const me::export_options& base, const me::build_edge& edge, const
 }
 
 int run_validate(const fs::path& dir, const std::string& task, bool strict, const std::string& runtime_name,
-                 const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path) {
+                 const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path,
+                 const me::reference_request& reference) {
     auto kind = me::parse_runtime(runtime_name);
     if (!kind) throw me::usage_error("--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
     if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
@@ -86,6 +88,7 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
     if (*kind == me::runtime_kind::automatic && !mode.quiet && !mode.json)
         std::cerr << "modelexport: runtime check: " << me::to_string(runtime.chosen()) << " (auto)\n";
     auto report = me::validate_package(dir, {task}, runtime);
+    if (!reference.source.empty() && report.ok(false)) report.checks.push_back(me::reference_against(dir, report, reference));
     bool ok = report.ok(strict);
     // The same document as --json, for monitoring across a build (the runtime check's latency_ms, peak_rss_mb).
     if (!report_path.empty()) me::write_file(report_path, me::to_canonical_text(me::to_json(report, strict)));
@@ -301,7 +304,12 @@ int main(int argc, char** argv) {
     ex->add_option("--exporter-script", eo.exporter_script, "the HTP exporter script (env MODELEXPORT_EXPORTER)");
     ex->add_option("--command", eo.command, "command strategy: shell command with {source} and {output} placeholders");
     ex->add_option("--onnx-file", eo.onnx_file, "prebuilt/command: ONNX file name to take (default model.onnx, onnx/model.onnx)");
-    ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter")->check(CLI::Range(9, 20));
+    ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter (default 14)")
+        ->check(CLI::Range(9, 20));
+    bool no_reference_check = false;
+    ex->add_option("--atol", eo.atol, "reference check: largest allowed |onnx - torch| beside 1e-5 * |torch| (default 1e-4, or Optimum's larger one)")
+        ->check(CLI::PositiveNumber);
+    ex->add_flag("--no-reference-check", no_reference_check, "do not compare the ONNX model with torch after the export (recorded as skipped)");
     ex->add_flag("--embed-hierarchy", eo.embed_hierarchy, "write each node's hierarchy tag into its metadata_props");
     ex->add_flag("--torch-module", eo.include_torch_modules, "make plain torch.nn modules hierarchy levels too");
     std::string layout_name = "flat";
@@ -334,6 +342,9 @@ int main(int argc, char** argv) {
     va->add_option("--node", rcfg.node, "Node.js for the onnxruntime and transformers-js checks");
     va->add_option("--python", rcfg.python, "Python with optimum for --runtime optimum");
     va->add_flag("--json", mode.json, "print one JSON object");
+    me::reference_request vreference;
+    va->add_option("--reference", vreference.source,
+                   "also compare the package's outputs with this source's torch model (directory or Hub id), as export does");
     va->add_option("--report", vreport, "also write the --json document to this file (runtime latency_ms, peak_rss_mb)");
     va->footer("Example:\n  modelexport validate pkg/bert --strict --runtime onnxruntime");
 
@@ -436,6 +447,7 @@ int main(int argc, char** argv) {
         if (*ex) {
             eo.timeout = parse_timeout(timeout_text);
             eo.cache.enabled = eo.cache.enabled && !no_cache;
+            eo.reference_check = !no_reference_check;
             install_stop_handlers();
             return run_export(eo, edge, mode);
         }
@@ -443,7 +455,11 @@ int main(int argc, char** argv) {
             if (cache_action == "key" && eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");
             return run_cache(cache_action, eo, max_size, wait_limit, mode);
         }
-        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport);
+        if (*va) {
+            vreference.python = eo.python;
+            vreference.exporter_script = eo.exporter_script;
+            return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport, vreference);
+        }
         if (*in) return run_inspect(ipath, iformat, mode);
         if (*vf) return run_verify(vfdir, vfignore, mode);
         if (*pl) {
