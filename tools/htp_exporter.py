@@ -745,13 +745,13 @@ def export(options):
         model.eval()
 
     spec, table_reason = export_spec(options.task, model, config, source_dir)
-    if options.check_only:  # validate --reference: the existing file against this source
-        write_module_table(options.modules, {"format": 1, "reference_check": run_reference_check(spec, options)})
-        return
     if loading_info is not None:
         unused = check_loading_info(model, loading_info, source_dir, options.task, spec)
         if unused:
             log("%s the exported outputs never use: %s" % (count_of(unused, "missing tensor"), some(unused)))
+    if options.check_only:  # prebuilt, command, validate --reference: an existing file against this source
+        write_module_table(options.modules, {"format": 1, "reference_check": run_reference_check(spec, options)})
+        return
     opset = options.opset
     input_names, output_names = spec.inputs, spec.outputs
 

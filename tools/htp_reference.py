@@ -58,9 +58,15 @@ NUMPY_OF_ONNX = {"tensor(float)": "float32", "tensor(double)": "float64", "tenso
 
 
 def run_onnx(session, inputs):
-    """ONNX Runtime's outputs {name: numpy array} for the graph's inputs taken from `inputs`."""
+    """ONNX Runtime's outputs {name: numpy array} for the graph's inputs taken from `inputs`.
+
+    A `token_type_ids` the torch forward was not given is fed as zeros, as Optimum and
+    transformers.js feed it: a package with one the model does not take (GPT-2's classifiers, whose
+    forward adds an embedding for it) then fails the comparison, as it fails in those clients."""
     feeds = {}
     for arg in session.get_inputs():
+        if arg.name == "token_type_ids" and arg.name not in inputs and "input_ids" in inputs:
+            inputs = dict(inputs, token_type_ids=torch.zeros_like(inputs["input_ids"]))
         if arg.name not in inputs:
             raise ReferenceMismatch("the ONNX model takes an input %r that the torch forward was not given" % arg.name)
         value = inputs[arg.name]

@@ -78,9 +78,34 @@ int run_export(const me::export_options& base, const me::build_edge& edge, const
     return 0;
 }
 
+/// validate --reference: the export's reference check again, on the package's ONNX file(s).
+me::check_result reference_check_result(const fs::path& dir, const me::validation_report& report, const std::string& source,
+                                        const me::reference_runner& runner) {
+    me::check_result c{"reference", me::severity::error, me::check_status::fail, {}, me::json::object()};
+    const me::task_info* task = me::find_task(report.task);
+    if (!task) {
+        c.message = dir.string() + ": the package's task is unknown: no torch model to compare with";
+        return c;
+    }
+    me::reference_outcome o = me::compare_with_source(dir / report.model, *task, me::resolve_source(source), runner);
+    if (!o.mismatch.empty()) {
+        c.message = (dir / report.model).string() + ": " + o.mismatch;
+    } else if (o.record.status != "passed") {
+        c.message = o.record.reason + "; this says nothing about the package";
+    } else {
+        double worst = 0;
+        for (const auto& step : o.record.detail.value("steps", me::json::array()))
+            for (const auto& out : step.value("outputs", me::json::array())) worst = std::max(worst, out.value("max_abs_diff", 0.0));
+        c.status = me::check_status::pass;
+        c.metrics = {{"max_abs_diff", worst}, {"atol", o.record.detail.value("atol", 0.0)}};
+        c.message = "outputs within the tolerance of " + source + "'s torch model (max abs diff " + me::json(worst).dump() + ")";
+    }
+    return c;
+}
+
 int run_validate(const fs::path& dir, const std::string& task, bool strict, const std::string& runtime_name,
                  const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path,
-                 const me::reference_request& reference) {
+                 const std::string& reference, const me::reference_runner& runner) {
     auto kind = me::parse_runtime(runtime_name);
     if (!kind) throw me::usage_error("--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
     if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
@@ -88,7 +113,7 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
     if (*kind == me::runtime_kind::automatic && !mode.quiet && !mode.json)
         std::cerr << "modelexport: runtime check: " << me::to_string(runtime.chosen()) << " (auto)\n";
     auto report = me::validate_package(dir, {task}, runtime);
-    if (!reference.source.empty() && report.ok(false)) report.checks.push_back(me::reference_against(dir, report, reference));
+    if (!reference.empty() && report.ok(false)) report.checks.push_back(reference_check_result(dir, report, reference, runner));
     bool ok = report.ok(strict);
     // The same document as --json, for monitoring across a build (the runtime check's latency_ms, peak_rss_mb).
     if (!report_path.empty()) me::write_file(report_path, me::to_canonical_text(me::to_json(report, strict)));
@@ -342,8 +367,8 @@ int main(int argc, char** argv) {
     va->add_option("--node", rcfg.node, "Node.js for the onnxruntime and transformers-js checks");
     va->add_option("--python", rcfg.python, "Python with optimum for --runtime optimum");
     va->add_flag("--json", mode.json, "print one JSON object");
-    me::reference_request vreference;
-    va->add_option("--reference", vreference.source,
+    std::string vreference;
+    va->add_option("--reference", vreference,
                    "also compare the package's outputs with this source's torch model (directory or Hub id), as export does");
     va->add_option("--report", vreport, "also write the --json document to this file (runtime latency_ms, peak_rss_mb)");
     va->footer("Example:\n  modelexport validate pkg/bert --strict --runtime onnxruntime");
@@ -455,11 +480,7 @@ int main(int argc, char** argv) {
             if (cache_action == "key" && eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");
             return run_cache(cache_action, eo, max_size, wait_limit, mode);
         }
-        if (*va) {
-            vreference.python = eo.python;
-            vreference.exporter_script = eo.exporter_script;
-            return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport, vreference);
-        }
+        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport, vreference, {eo.python, eo.exporter_script});
         if (*in) return run_inspect(ipath, iformat, mode);
         if (*vf) return run_verify(vfdir, vfignore, mode);
         if (*pl) {

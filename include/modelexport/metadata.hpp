@@ -99,7 +99,7 @@ struct metadata_inputs {
     std::string torch_version;
     std::string onnx_exporter;  ///< which torch exporter wrote the ONNX (htp only)
     std::string signature_source;  ///< "optimum" or "task table" (htp only)
-    json reference_check = json::object();  ///< the exporter's comparison with torch (reference_check.hpp)
+    json reference_check = {{"status", "not_run"}};  ///< the comparison with torch (reference_check.hpp)
     std::vector<model_section> models;  ///< several ONNX files: each one's section (the top level is the first's)
     std::string layout = "flat";        ///< "flat" or "hub" (layout.hpp)
     std::vector<std::string> onnx_files;  ///< every ONNX file's package-relative path, the primary first

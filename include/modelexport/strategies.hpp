@@ -16,6 +16,7 @@
 #include "modelexport/json_file.hpp"
 #include "modelexport/process.hpp"
 #include "modelexport/reference_check.hpp"
+#include "modelexport/reference_source.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
 
@@ -79,7 +80,7 @@ inline void run_exporter(const std::string& what, const std::string& program, co
     run_result r = run_process(program, args, ro);
     if (!r.timed_out && r.signal == 0 && r.exit_status == reference_mismatch_status) {
         std::string last = r.last_err.empty() ? std::string() : printable(r.last_err.back());
-        throw reference_mismatch(what, last.substr(last.find("reference check failed") == std::string::npos ? 0 : last.find("reference check failed")),
+        throw reference_mismatch(what, last.substr(std::min(last.find("reference check failed"), last.size())),
                                  "the package would not compute the source model; --atol raises the tolerance, "
                                  "--no-reference-check skips the check");
     }
@@ -313,14 +314,33 @@ inline produced_onnx produce_prebuilt(const model_source& src, const fs::path& s
 }
 
 /// The "produce ONNX" step: runs strategy `how` (never automatic) into `stage`.
+/// The reference check of a model the htp exporter did not trace (prebuilt, command): run when the
+/// source has torch weights, through the exporter's --check-only mode (reference_source.hpp).
+inline void check_against_source(produced_onnx& out, const model_source& src, const task_info& task, const fs::path& stage,
+                                  const export_options& opt) {
+    if (!opt.reference_check) out.reference = {"skipped", "--no-reference-check", json::object()};
+    else if (!has_torch_weights(src)) out.reference = reference_check::not_run("the source has no torch weights to compare with");
+    else if (!task.encoder_decoder.empty()) out.reference = reference_check::not_run("a single model.onnx of an encoder-decoder task");
+    else {
+        reference_outcome o = compare_with_source(stage / out.models.front(), task, src, {opt.python, opt.exporter_script, opt.timeout});
+        if (!o.mismatch.empty())
+            throw reference_mismatch(out.shown, o.mismatch, "the model does not compute the source's torch weights; --atol raises the "
+                                                            "tolerance, --no-reference-check skips the check");
+        out.reference = o.record;
+    }
+}
+
 inline produced_onnx produce_onnx(strategy how, const model_source& src, const task_info& task, const fs::path& stage,
                                   const export_options& opt) {
+    produced_onnx out;
     switch (how) {
         case strategy::htp: return task.encoder_decoder.empty() ? produce_htp(src, task, stage, opt) : produce_htp_seq2seq(src, task, stage, opt);
-        case strategy::command: return produce_command(src, stage, opt);
-        case strategy::prebuilt: return produce_prebuilt(src, stage, opt);
+        case strategy::command: out = produce_command(src, stage, opt); break;
+        case strategy::prebuilt: out = produce_prebuilt(src, stage, opt); break;
         default: throw usage_error("--strategy", "no strategy chosen (call choose_strategy first)");
     }
+    check_against_source(out, src, task, stage, opt);
+    return out;
 }
 
 /// What the export step says it is doing, for progress.
