@@ -253,6 +253,8 @@ struct staged_models {  // produced_onnx's fields the cache reads and rebuilds
     long long parameters = 0;
     std::map<std::string, std::string> known_hashes;
     std::vector<fs::path> inputs;
+    std::string signature_source;
+    reference_check reference;
 };
 }  // namespace
 
