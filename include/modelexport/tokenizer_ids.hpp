@@ -15,6 +15,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -28,7 +29,7 @@ namespace modelexport {
 /// One id a package file makes the model read: a token of a vocabulary or a special id of a config.
 struct token_id {
     std::int64_t id = -1;
-    std::string file;   ///< package-relative: "tokenizer.json", "generation_config.json"
+    std::string file;   ///< the file as read: "<package>/tokenizer.json"
     std::string token;  ///< the piece, for a vocabulary entry
     std::string key;    ///< the config key, for a special id ("eos_token_id")
 
@@ -49,13 +50,22 @@ namespace detail {
 // tokenizer.json of a 250k-piece vocabulary (Gemma's) is over 30 MB; other JSON files keep the default limit.
 inline const json_limits tokenizer_json_limits{64u << 20, 64};
 
+/// `v` as an id; nullopt when it is not an integer. An integer past int64 (JSON allows up to
+/// 2^64 - 1) is refused rather than wrapped to a negative id that would seem to fit.
+inline std::optional<std::int64_t> json_id(const json& v, const std::string& file, const std::string& what) {
+    if (!v.is_number_integer()) return std::nullopt;
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+        throw invalid_input(file, what + " is " + v.dump() + ", past any embedding");
+    return v.get<std::int64_t>();
+}
+
 /// The entry of `vocab` (a {piece: id} object) with the largest id, as read from `file`.
 inline std::optional<token_id> largest_in_map(const json& vocab, const std::string& file, const std::string& what) {
     std::optional<token_id> best;
     for (const auto& [piece, id] : vocab.items()) {
-        if (!id.is_number_integer()) throw invalid_input(file, what + " entry '" + printable(piece) + "' is not an integer id");
-        std::int64_t v = id.get<std::int64_t>();
-        if (!best || v > best->id) best = token_id{v, file, piece, ""};
+        auto v = json_id(id, file, what + " entry '" + printable(piece) + "'");
+        if (!v) throw invalid_input(file, what + " entry '" + printable(piece) + "' is not an integer id");
+        if (!best || *v > best->id) best = token_id{*v, file, piece, ""};
     }
     return best;
 }
@@ -80,11 +90,10 @@ inline std::vector<token_id> tokenizer_json_ids(const json& doc, const std::stri
     if (added != doc.end() && added->is_array()) {
         std::optional<token_id> best;
         for (const auto& t : *added) {
-            auto id = t.is_object() ? t.find("id") : t.end();
-            if (!t.is_object() || id == t.end() || !id->is_number_integer()) throw invalid_input(file, "an added_tokens entry has no integer \"id\"");
-            auto content = t.find("content");
-            std::string piece = content != t.end() && content->is_string() ? content->get<std::string>() : "";
-            if (!best || id->get<std::int64_t>() > best->id) best = token_id{id->get<std::int64_t>(), file, piece, ""};
+            auto id = t.is_object() && t.contains("id") ? json_id(t["id"], file, "an added_tokens id") : std::nullopt;
+            if (!id) throw invalid_input(file, "an added_tokens entry has no integer \"id\"");
+            std::string piece = t.contains("content") && t["content"].is_string() ? t["content"].get<std::string>() : "";
+            if (!best || *id > best->id) best = token_id{*id, file, piece, ""};
         }
         if (best) out.push_back(*best);
     }
@@ -128,7 +137,7 @@ inline void append_special(const json& config, const char* key, const std::strin
     auto it = config.find(key);
     if (it == config.end()) return;
     auto add = [&](const json& v) {
-        if (v.is_number_integer() && v.get<std::int64_t>() >= 0) out.push_back({v.get<std::int64_t>(), file, "", key});
+        if (auto id = json_id(v, file, key); id && *id >= 0) out.push_back({*id, file, "", key});
     };
     if (it->is_array())
         for (const auto& v : *it) add(v);
@@ -147,18 +156,18 @@ inline std::vector<token_id> tokenizer_ids(const fs::path& dir) {
     auto append = [&](std::optional<token_id> t) {
         if (t) out.push_back(std::move(*t));
     };
-    if (fs::is_regular_file(dir / "tokenizer.json")) {
-        auto ids = detail::tokenizer_json_ids(read_json_object(dir / "tokenizer.json", detail::tokenizer_json_limits), "tokenizer.json");
+    const fs::path tokenizer = dir / "tokenizer.json", vocab_txt = dir / "vocab.txt", vocab_json = dir / "vocab.json",
+                   added = dir / "added_tokens.json", config = dir / "tokenizer_config.json";
+    if (fs::is_regular_file(tokenizer)) {
+        auto ids = detail::tokenizer_json_ids(read_json_object(tokenizer, detail::tokenizer_json_limits), tokenizer.string());
         out.insert(out.end(), ids.begin(), ids.end());
-    } else if (fs::is_regular_file(dir / "vocab.txt")) {
-        append(detail::vocab_txt_id(read_text_file(dir / "vocab.txt"), "vocab.txt"));
-    } else if (fs::is_regular_file(dir / "vocab.json")) {
-        append(detail::largest_in_map(read_json_object(dir / "vocab.json"), "vocab.json", "vocab.json"));
+    } else if (fs::is_regular_file(vocab_txt)) {
+        append(detail::vocab_txt_id(read_text_file(vocab_txt), vocab_txt.string()));
+    } else if (fs::is_regular_file(vocab_json)) {
+        append(detail::largest_in_map(read_json_object(vocab_json), vocab_json.string(), "the vocabulary"));
     }
-    if (fs::is_regular_file(dir / "added_tokens.json"))
-        append(detail::largest_in_map(read_json_object(dir / "added_tokens.json"), "added_tokens.json", "added_tokens.json"));
-    if (fs::is_regular_file(dir / "tokenizer_config.json"))
-        append(detail::added_tokens_decoder_id(read_json_object(dir / "tokenizer_config.json"), "tokenizer_config.json"));
+    if (fs::is_regular_file(added)) append(detail::largest_in_map(read_json_object(added), added.string(), "the added tokens"));
+    if (fs::is_regular_file(config)) append(detail::added_tokens_decoder_id(read_json_object(config), config.string()));
     return out;
 }
 
@@ -172,8 +181,9 @@ inline std::vector<token_id> special_ids(const json& config, const std::string& 
     auto forced = config.find("forced_decoder_ids");
     if (forced != config.end() && forced->is_array())
         for (const auto& pair : *forced)
-            if (pair.is_array() && pair.size() == 2 && pair[1].is_number_integer() && pair[1].get<std::int64_t>() >= 0)
-                out.push_back({pair[1].get<std::int64_t>(), file, "", "forced_decoder_ids"});
+            if (pair.is_array() && pair.size() == 2)
+                if (auto id = detail::json_id(pair[1], file, "forced_decoder_ids"); id && *id >= 0)
+                    out.push_back({*id, file, "", "forced_decoder_ids"});
     return out;
 }
 

@@ -319,9 +319,9 @@ inline void check_token_ids(report_builder& b, const fs::path& dir, package_layo
     try {
         ids = tokenizer_ids(dir);
         auto append = [&](const std::vector<token_id>& more) { ids.insert(ids.end(), more.begin(), more.end()); };
-        if (config) append(special_ids(*config, "config.json"));
-        if (fs::is_regular_file(dir / "generation_config.json"))
-            append(special_ids(read_json_object(dir / "generation_config.json"), "generation_config.json"));
+        if (config) append(special_ids(*config, (dir / "config.json").string()));
+        if (const fs::path generation = dir / "generation_config.json"; fs::is_regular_file(generation))
+            append(special_ids(read_json_object(generation), generation.string()));
     } catch (const error& e) {
         return b.fail(id, severity::warning, e.what());
     }
@@ -349,14 +349,14 @@ inline void check_token_ids(report_builder& b, const fs::path& dir, package_layo
         }
         if (largest.id >= rows)
             return b.fail(id, severity::warning,
-                          (dir / largest.file).string() + ": " + largest.describe() + " but the model's embedding (" + source + ") has " +
+                          largest.file + ": " + largest.describe() + " but the model's embedding (" + source + ") has " +
                               std::to_string(rows) + " rows");
         fits.push_back(file + " " + std::to_string(rows) + " rows");
     }
     const std::string not_known = "no Gather of the ids reads an embedding initializer and config.json states no vocab_size";
     if (fits.empty()) return b.skip(id, severity::warning, (dir / layout_path(layout, takes_ids.front())).string() + ": not run: " + not_known);
     b.pass(id, severity::warning,
-           "largest id " + std::to_string(largest.id) + " (" + largest.file + ") fits " + join(fits) +
+           "largest id " + std::to_string(largest.id) + " (" + fs::path(largest.file).filename().string() + ") fits " + join(fits) +
                (unknown.empty() ? "" : "; not checked: " + join(unknown) + " (" + not_known + ")"));
 }
 
