@@ -15,6 +15,7 @@
 #include "modelexport/onnx_checks.hpp"
 #include "modelexport/seq2seq_checks.hpp"
 #include "modelexport/tasks.hpp"
+#include "modelexport/tokenizer_ids.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -264,8 +265,14 @@ inline std::vector<std::string> package_models(const fs::path& dir, const valida
     return {"model.onnx"};
 }
 
-/// onnx.parse, onnx.external_data, onnx.checker of one ONNX file; its signature when it parses.
-inline std::optional<signature> check_model_file(report_builder& b, const fs::path& model_path) {
+/// What the checks after check_model_file need of one ONNX file that parses.
+struct model_file_facts {
+    signature sig;
+    id_embedding ids;
+};
+
+/// onnx.parse, onnx.external_data, onnx.checker of one ONNX file; its facts when it parses.
+inline std::optional<model_file_facts> check_model_file(report_builder& b, const fs::path& model_path) {
     std::optional<light_model> model;  // the graph without its inline weights
     if (!fs::is_regular_file(model_path)) {
         b.skip("onnx.parse", severity::error, model_path.string() + ": " + regular_file_problem(model_path));
@@ -284,7 +291,7 @@ inline std::optional<signature> check_model_file(report_builder& b, const fs::pa
     if (!v.checker) b.skip("onnx.checker", severity::error, model_path.string() + ": not run: the external data is unsafe to read");
     else if (v.checker->empty()) b.pass("onnx.checker", severity::error);
     else b.fail("onnx.checker", severity::error, model_path.string() + ": " + *v.checker);
-    return graph_signature(model->model.graph());
+    return model_file_facts{graph_signature(model->model.graph()), find_id_embedding(model->model.graph())};
 }
 
 /// An encoder-decoder package: each file's role signature, then the cross-file contract (seq2seq_checks.hpp).
@@ -296,6 +303,61 @@ inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout
     b.pass("signature.files", severity::error);
     if (auto problem = seq2seq_contract_problem(sigs, config); problem.empty()) b.pass("signature.encoder_decoder", severity::error);
     else b.fail("signature.encoder_decoder", severity::error, dir.string() + ": " + problem);
+}
+
+/// tokenizer.ids: the largest id the tokenizer files and the configs can feed the model is
+/// below the embedding rows of every ONNX file that takes ids (tokenizer_ids.hpp). A warning:
+/// the graph loads, and fails only on the text that produces such an id.
+inline void check_token_ids(report_builder& b, const fs::path& dir, package_layout layout, const std::vector<std::string>& models,
+                            const std::map<std::string, id_embedding>& embeddings, const std::optional<json>& config) {
+    const char* id = "tokenizer.ids";
+    std::vector<std::string> takes_ids;
+    for (const auto& name : models)
+        if (auto e = embeddings.find(name); e != embeddings.end() && !e->second.input.empty()) takes_ids.push_back(name);
+    if (takes_ids.empty()) return;
+    std::vector<token_id> ids;
+    try {
+        ids = tokenizer_ids(dir);
+        auto append = [&](const std::vector<token_id>& more) { ids.insert(ids.end(), more.begin(), more.end()); };
+        if (config) append(special_ids(*config, (dir / "config.json").string()));
+        if (const fs::path generation = dir / "generation_config.json"; fs::is_regular_file(generation))
+            append(special_ids(read_json_object(generation), generation.string()));
+    } catch (const error& e) {
+        return b.fail(id, severity::warning, e.what());
+    }
+    if (ids.empty()) return b.skip(id, severity::warning, dir.string() + ": not run: no tokenizer file and no token id in the configs");
+    const token_id& largest = *std::max_element(ids.begin(), ids.end(), [](const token_id& a, const token_id& c) { return a.id < c.id; });
+    const bool encoder_decoder = models.size() > 1;
+    std::vector<std::string> fits, unknown;
+    for (const auto& name : takes_ids) {
+        const id_embedding& e = embeddings.at(name);
+        const std::string file = layout_path(layout, name);
+        std::int64_t rows = -1;
+        std::string source;
+        if (e.rows) {
+            rows = *e.rows;
+            source = file + ", Gather of " + e.input;
+        } else if (config) {
+            bool encoder = encoder_decoder && name == models.front();
+            stated_vocab v = config_vocab_size(*config, encoder_decoder && !encoder, encoder);
+            rows = v.size;
+            source = "config.json " + v.key + ", for " + file;
+        }
+        if (rows < 0) {
+            unknown.push_back(file);
+            continue;
+        }
+        if (largest.id >= rows)
+            return b.fail(id, severity::warning,
+                          largest.file + ": " + largest.describe() + " but the model's embedding (" + source + ") has " +
+                              std::to_string(rows) + " rows");
+        fits.push_back(file + " " + std::to_string(rows) + " rows");
+    }
+    const std::string not_known = "no Gather of the ids reads an embedding initializer and config.json states no vocab_size";
+    if (fits.empty()) return b.skip(id, severity::warning, (dir / layout_path(layout, takes_ids.front())).string() + ": not run: " + not_known);
+    b.pass(id, severity::warning,
+           "largest id " + std::to_string(largest.id) + " (" + fs::path(largest.file).filename().string() + ") fits " + join(fits) +
+               (unknown.empty() ? "" : "; not checked: " + join(unknown) + " (" + not_known + ")"));
 }
 
 }  // namespace detail
@@ -333,8 +395,12 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     else b.fail("package.files", severity::error, dir.string() + ": missing required file(s) " + detail::join(missing));
 
     std::map<std::string, signature> sigs;
+    std::map<std::string, id_embedding> embeddings;
     for (const auto& name : models)
-        if (auto sig = detail::check_model_file(b, dir / layout_path(r.layout, name))) sigs[name] = *sig;
+        if (auto facts = detail::check_model_file(b, dir / layout_path(r.layout, name))) {
+            sigs[name] = facts->sig;
+            embeddings[name] = facts->ids;
+        }
     if (sigs.count(models.front())) r.sig = sigs[models.front()];
 
     std::optional<json> config;
@@ -373,6 +439,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
     if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, r.layout, sigs, *config);
+    detail::check_token_ids(b, dir, r.layout, models, embeddings, config);
 
     if (r.ok(false))
         if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);

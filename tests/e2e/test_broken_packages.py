@@ -95,3 +95,90 @@ class BrokenPackages(TempDirTest):
         p = run("validate", pkg, "--task", "telepathy")
         self.assertEqual(p.returncode, 7)
         self.assertIn("unknown task 'telepathy'", p.stdout)
+
+
+class TokenizerIds(TempDirTest):
+    """tokenizer.ids: every id a package's tokenizer and configs can feed the model is below the
+    rows of the embedding its graph gathers the ids from (a warning, so --strict fails)."""
+
+    def package(self, name):
+        if not os.path.isdir(os.path.join(EXAMPLES, name)):
+            self.skipTest(f"no example package {name} (transformers not installed for the build)")
+        dest = self.path(name)
+        shutil.copytree(os.path.join(EXAMPLES, name), dest)
+        return dest
+
+    def report(self, pkg, *args):
+        p = run("validate", pkg, "--json", *args)
+        self.assertIn(p.returncode, (0, 7), p.stderr)
+        checks = {c["id"]: c for c in json.loads(p.stdout)["checks"]}
+        return p.returncode, checks["tokenizer.ids"]
+
+    def vocab_size(self, pkg):
+        with open(os.path.join(pkg, "config.json"), encoding="utf-8") as f:
+            return json.load(f)["vocab_size"]
+
+    def edit_json(self, path, change):
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        change(doc)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f, ensure_ascii=False)
+
+    def assert_strict_fails(self, pkg, message):
+        code, check = self.report(pkg)
+        self.assertEqual((code, check["status"], check["severity"]), (0, "fail", "warning"), check)
+        code, check = self.report(pkg, "--strict")
+        self.assertEqual(code, 7)
+        self.assertEqual(check["message"], message)
+        p = run("validate", pkg, "--strict")
+        self.assertEqual(p.returncode, 7)
+        self.assertIn(message, p.stdout + p.stderr)
+
+    def test_the_examples_pass(self):
+        for name, files in (("hf-text-classification", "model.onnx"),
+                            ("hf-t5", "encoder_model.onnx 112 rows, decoder_model.onnx 112 rows, "
+                                      "decoder_with_past_model.onnx 112 rows, decoder_model_merged.onnx 112 rows")):
+            with self.subTest(name=name):
+                pkg = os.path.join(EXAMPLES, name)
+                if not os.path.isdir(pkg):
+                    self.skipTest(f"no example package {name}")
+                code, check = self.report(pkg, "--strict")
+                self.assertEqual((code, check["status"]), (0, "pass"), check)
+                self.assertIn(files, check["message"])
+
+    def test_one_extra_wordpiece_fails(self):
+        pkg = self.package("hf-text-classification")
+        rows = self.vocab_size(pkg)
+        self.edit_json(os.path.join(pkg, "tokenizer.json"), lambda t: t["model"]["vocab"].update({"xyz": rows}))
+        self.assert_strict_fails(pkg, f"{pkg}/tokenizer.json: token 'xyz' has id {rows} but the model's embedding "
+                                      f"(model.onnx, Gather of input_ids) has {rows} rows")
+
+    def test_one_extra_unigram_piece_fails_the_encoder_decoder(self):
+        # The T5 example as it was: its Unigram list held one piece twice, 113 ids for 112 rows.
+        pkg = self.package("hf-t5")
+        rows = self.vocab_size(pkg)
+        self.edit_json(os.path.join(pkg, "tokenizer.json"), lambda t: t["model"]["vocab"].append(["\u2581xyz", -5.0]))
+        self.assert_strict_fails(pkg, f"{pkg}/tokenizer.json: token '\u2581xyz' has id {rows} but the model's embedding "
+                                      f"(encoder_model.onnx, Gather of input_ids) has {rows} rows")
+
+    def test_a_special_id_out_of_range_in_generation_config_fails(self):
+        pkg = self.package("hf-t5")
+        rows = self.vocab_size(pkg)
+        self.edit_json(os.path.join(pkg, "generation_config.json"), lambda g: g.update(eos_token_id=[1, rows + 5]))
+        self.assert_strict_fails(pkg, f"{pkg}/generation_config.json: eos_token_id is {rows + 5} but the model's embedding "
+                                      f"(encoder_model.onnx, Gather of input_ids) has {rows} rows")
+
+    def test_vocab_txt_without_tokenizer_json_is_counted_by_lines(self):
+        pkg = self.package("text-classification")
+        rows = self.vocab_size(pkg)
+        os.remove(os.path.join(pkg, "tokenizer.json"))
+        with open(os.path.join(pkg, "vocab.txt"), "a", encoding="utf-8") as f:
+            f.write("xyz\n")
+        self.assert_strict_fails(pkg, f"{pkg}/vocab.txt: token 'xyz' has id {rows} but the model's embedding "
+                                      f"(model.onnx, Gather of input_ids) has {rows} rows")
+
+    def test_a_broken_tokenizer_json_fails_naming_it(self):
+        pkg = self.package("text-classification")
+        self.edit_json(os.path.join(pkg, "tokenizer.json"), lambda t: t["model"]["vocab"].update({"xyz": "one"}))
+        self.assert_strict_fails(pkg, f"{pkg}/tokenizer.json: model.vocab entry 'xyz' is not an integer id")
