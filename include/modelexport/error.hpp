@@ -23,6 +23,7 @@ enum class exit_code : int {
     validation_failed = 7,  ///< a package check failed (or warned, with --strict)
     io_error = 8,           ///< the package could not be written (permissions, disk full, ...)
     package_modified = 9,   ///< `verify` found files that no longer match their hashes
+    runtime_unavailable = 10,  ///< `validate --runtime X`: runtime X cannot start here (the package's checks pass)
 };
 
 /// Base of all modelexport errors: a message about one file, plus an exit code.
@@ -58,6 +59,7 @@ MODELEXPORT_ERROR_TYPE(export_failed, export_failed);
 MODELEXPORT_ERROR_TYPE(validation_failed, validation_failed);
 MODELEXPORT_ERROR_TYPE(io_error, io_error);
 MODELEXPORT_ERROR_TYPE(package_modified, package_modified);
+MODELEXPORT_ERROR_TYPE(runtime_unavailable, runtime_unavailable);
 
 #undef MODELEXPORT_ERROR_TYPE
 

@@ -19,12 +19,13 @@
 // takes them; the answer includes the first 8 frames of every mel bin of the processor's
 // input_features, so a caller can check the feature extractor against transformers'.
 //
-// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
+// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error, 3 the runtime cannot
+// start (transformers.js or the task table cannot be loaded; cli.mjs).
 
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { UsageError, runCli } from './cli.mjs';
+import { UsageError, importRuntime, runCli } from './cli.mjs';
 
 const PROG = 'tjs_seq2seq';
 const TASKS = ['text2text-generation', 'automatic-speech-recognition'];
@@ -50,7 +51,7 @@ function featureHead(features, frames) {
 }
 
 async function run(opts) {
-    const { pipeline, env } = await import('@huggingface/transformers');
+    const { pipeline, env } = await importRuntime('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     env.localModelPath = ''; // an absolute directory is the model id
