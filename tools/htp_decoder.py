@@ -102,9 +102,9 @@ class CacheForm:
         """The table's axes of a cache tensor; direction "input_axes" or "output_axes"."""
         return htp_tasks.axes((self.fused or TASK["cache"])[direction])
 
-    def dummy(self, generator, past):
-        shape = ((DUMMY_BATCH, past, 2 * self.head_dim) if self.fused
-                 else (DUMMY_BATCH, self.kv_heads, past, self.head_dim))
+    def dummy(self, generator, past, batch=DUMMY_BATCH):
+        shape = ((batch, past, 2 * self.head_dim) if self.fused
+                 else (batch, self.kv_heads, past, self.head_dim))
         return torch.randn(shape, generator=generator)
 
     def pairs(self, flat):
@@ -174,20 +174,20 @@ def dynamic_axes(inputs, outputs, form):
     return axes
 
 
-def dummy_inputs(config, names, past=DUMMY_PAST, sequence=DUMMY_SEQUENCE):
-    """Deterministic inputs: ids (1 + 7k) % vocab, a full mask, positions after the past,
+def dummy_inputs(config, names, past=DUMMY_PAST, sequence=DUMMY_SEQUENCE, batch=DUMMY_BATCH, ids=None):
+    """Deterministic inputs: ids (1 + 7k) % vocab (or `ids`), a full mask, positions after the past,
     a standard-normal cache from a generator seeded with 0."""
     form = CacheForm(config)
     vocab = max(int(config.get("vocab_size", 2)), 1)
     generator = torch.Generator().manual_seed(0)
-    shape = (DUMMY_BATCH, sequence)
+    shape = (batch, sequence)
     tensors = {
-        "input_ids": ((1 + 7 * torch.arange(DUMMY_BATCH * sequence)) % vocab).reshape(shape),
-        "attention_mask": torch.ones((DUMMY_BATCH, past + sequence), dtype=torch.int64),
+        "input_ids": ids if ids is not None else ((1 + 7 * torch.arange(batch * sequence)) % vocab).reshape(shape),
+        "attention_mask": torch.ones((batch, past + sequence), dtype=torch.int64),
         "position_ids": torch.arange(past, past + sequence, dtype=torch.int64).expand(shape).contiguous(),
     }
     for name in form.names(PAST):
-        tensors[name] = form.dummy(generator, past)
+        tensors[name] = form.dummy(generator, past, batch)
     return {name: tensors[name] for name in names}
 
 

@@ -54,9 +54,12 @@ import torch  # noqa: E402  (after dont_write_bytecode on purpose)
 # htp_weights.py sits beside this script, wherever it is installed and
 # whatever the caller's working directory.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from htp_weights import (SAFETENSORS, SAFETENSORS_INDEX, WeightsError,  # noqa: E402
-                         find_weights, load_weights, weight_files)
+from htp_weights import (SAFETENSORS, SAFETENSORS_INDEX, WeightsError, check_headers,  # noqa: E402
+                         count_of, find_weights, load_weights, some, weight_files)
 import htp_decoder  # noqa: E402
+import htp_weights  # noqa: E402
+import htp_optimum  # noqa: E402
+import htp_reference  # noqa: E402
 import htp_tasks  # noqa: E402
 
 # Text dummy inputs: batch 1, sequence length 8.
@@ -70,6 +73,12 @@ TEXT_DUMMY_DIMS = {"batch_size": TEXT_BATCH, "num_choices": MULTIPLE_CHOICE_CHOI
 # Audio dummy input: one second of samples at the preprocessor's sampling_rate;
 # this rate stands in only when the source has no preprocessor_config.json.
 DEFAULT_SAMPLING_RATE = 16000
+# The exit status of a failed reference check: modelexport maps it to its own exit code.
+REFERENCE_MISMATCH_STATUS = 4
+# The default opset. Not Optimum's (18 in every configuration of optimum-onnx 2.1): 14 is what every
+# client was proven with, and the ONNX checker modelexport links (Debian 12's ONNX 1.12) knows opsets
+# up to 17 only.
+DEFAULT_OPSET = 14
 # Seed of the generator used for vision/audio dummy inputs.
 DUMMY_SEED = 0
 
@@ -230,7 +239,7 @@ def audio_samples(source_dir):
     return int(rate) if isinstance(rate, int) and rate > 0 else DEFAULT_SAMPLING_RATE
 
 
-def make_dummy_inputs(task, config, source_dir, input_names):
+def make_dummy_inputs(task, config, source_dir, input_names, batch=TEXT_BATCH, sequence=None):
     """Deterministic dummy inputs, as a dict name -> tensor.
 
     text:   input_ids[k] = (1 + 7 * k) % vocab_size for the flat index k over a
@@ -240,6 +249,8 @@ def make_dummy_inputs(task, config, source_dir, input_names):
             from torch.Generator seeded with 0 (H, W from image_size()).
     audio:  input_values float32 [1, audio_samples()], standard normal from
             torch.Generator seeded with 0.
+    `batch` and `sequence` (text) change the batch and sequence axes, and a batch other than 1
+    gives audio 1234 more samples: the reference check's inputs.
     """
     modality = task_modality(task)
     generator = torch.Generator().manual_seed(DUMMY_SEED)
@@ -247,7 +258,8 @@ def make_dummy_inputs(task, config, source_dir, input_names):
     if modality == "text":
         # The table's input_ids axes say the shape: [batch, sequence], or [batch, choices, sequence].
         axes = htp_tasks.axes(task_entry(task)["dynamic_axes"]["input_ids"])
-        shape = tuple(TEXT_DUMMY_DIMS[axes[i]] for i in range(len(axes)))
+        dims = dict(TEXT_DUMMY_DIMS, batch_size=batch, sequence_length=sequence or TEXT_SEQUENCE_LENGTH)
+        shape = tuple(dims[axes[i]] for i in range(len(axes)))
         count = 1
         for dim in shape:
             count *= dim
@@ -259,12 +271,12 @@ def make_dummy_inputs(task, config, source_dir, input_names):
     elif modality == "vision":
         height, width = image_size(source_dir, config)
         channels = int(config.get("num_channels", 3))
-        pixels = torch.rand((1, channels, height, width), generator=generator,
+        pixels = torch.rand((batch, channels, height, width), generator=generator,
                             dtype=torch.float32)
         tensors["pixel_values"] = pixels * 2.0 - 1.0
     else:
-        tensors["input_values"] = torch.randn((1, audio_samples(source_dir)), generator=generator,
-                                              dtype=torch.float32)
+        samples = audio_samples(source_dir) + (0 if batch == TEXT_BATCH else 1234)
+        tensors["input_values"] = torch.randn((batch, samples), generator=generator, dtype=torch.float32)
     return {name: tensors[name] for name in input_names}
 
 
@@ -344,17 +356,56 @@ def load_user_model(source_dir, spec, config, boundary=None, random_weights=Fals
 
 
 def load_transformers_model(source_dir, task, boundary=None):
+    """The task's AutoModel class from the source, and transformers' loading report (what the
+    weights gate, check_loading_info, judges once the export's outputs are known)."""
     try:
         import transformers
+        from transformers.utils import logging
     except ImportError as error:
         raise MissingTransformers(str(error))
+    logging.set_verbosity_error()  # its missing-weights warning is ours to give, as an error
     # from_pretrained reads the files itself; vetting them first gives our
-    # clear errors (no weights, links out of the source) instead of its own.
+    # clear errors (no weights, links out of the source, a lying header) instead of its own.
     weight_files(source_dir, boundary)
-    weights = os.path.basename(find_weights(source_dir))
+    check_headers(source_dir, boundary)
+    shown = find_weights(source_dir)
     auto_class = getattr(transformers, task_entry(task)["auto_class"])
-    return auto_class.from_pretrained(source_dir, local_files_only=True,
-                                      use_safetensors=weights in (SAFETENSORS, SAFETENSORS_INDEX))
+    try:
+        return auto_class.from_pretrained(source_dir, local_files_only=True, output_loading_info=True,
+                                          use_safetensors=os.path.basename(shown) in (SAFETENSORS, SAFETENSORS_INDEX))
+    except RuntimeError as error:
+        # A shape mismatch: transformers lists every tensor over many lines; name the first.
+        lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        if lines:
+            raise WeightsError(shown, lines[0].rstrip(".") + " (%d tensor(s) differ)" % len(lines))
+        raise
+
+
+def check_loading_info(model, info, source_dir, task, spec):
+    """The weights gate on the transformers path (htp_weights.check_loading_info): a missing tensor is
+    exempt only when the exported outputs never use it, which a backward pass from them tells."""
+    used = {}
+
+    def used_parameters(key):
+        if not used:
+            used.update(parameters_reaching_outputs(model, spec))
+        return used.get(key, True)
+    return htp_weights.check_loading_info(model, info, source_dir, task, used_parameters)
+
+
+def parameters_reaching_outputs(model, spec):
+    """{parameter name: whether a gradient flows to it from the exported outputs} on the dummy inputs;
+    buffers cannot be told apart this way and count as used."""
+    model.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        outputs = spec.run(spec.dummy)
+        total = sum(value.float().sum() for value in outputs.values()
+                    if torch.is_tensor(value) and value.is_floating_point() and value.requires_grad)
+        if torch.is_tensor(total):
+            total.backward()
+    reached = {name: parameter.grad is not None for name, parameter in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return reached
 
 
 # --------------------------------------------------------------------------
@@ -448,26 +499,196 @@ def named_outputs_forward(forward, keep):
     return forward_named_outputs
 
 
-def export_spec(task, model, config, source_dir):
-    """Names, dummy arguments, dynamic axes and the forward patch for the task.
+class TableSpec:
+    """The project's own rules (share/tasks.json) for a task without its cache: where transformers or
+    optimum-onnx is not importable, for a --model factory, or a model type Optimum has no
+    configuration for. The forward is patched on the instance to return the task's outputs."""
 
-    "forward" is forward_patch(original_forward, keep) -> the instance's forward.
-    Decoders take and return their cache as flat tensors (htp_decoder.py).
-    """
+    source = "task table"
+
+    def __init__(self, task, model, config, source_dir):
+        self.task, self.model, self.config, self.source_dir = task, model, config, source_dir
+        self.inputs = input_names_for(task, model)
+        self.outputs = output_names_for(task)
+        self.dummy = make_dummy_inputs(task, config, source_dir, self.inputs)
+        self.args = forward_args(model, self.dummy)
+        self.axes = dynamic_axes_for(task, self.inputs, self.outputs, config)
+
+    @contextlib.contextmanager
+    def patched(self):
+        self.model.forward = named_outputs_forward(self.model.forward, len(self.outputs))
+        try:
+            yield
+        finally:
+            del self.model.forward
+
+    def run(self, inputs):
+        """torch's outputs {name: tensor} for `inputs`, through the forward the export traced."""
+        with self.patched():
+            return dict(zip(self.outputs, call_model(self.model, forward_args(self.model, inputs))))
+
+    def reference_inputs(self, notes):
+        """Inputs for the reference check: batch 2 and, for text, the tokenizer's length."""
+        length = None
+        if "input_ids" in self.dummy:
+            count = 2 * (MULTIPLE_CHOICE_CHOICES if self.dummy["input_ids"].dim() == 3 else 1)
+            length = htp_reference.tokenized_length(self.source_dir, count, TEXT_SEQUENCE_LENGTH, self.model)
+        inputs = make_dummy_inputs(self.task, self.config, self.source_dir, self.inputs, batch=2, sequence=length)
+        return htp_reference.with_text_ids(inputs, self.source_dir, self.model, TEXT_SEQUENCE_LENGTH, notes)
+
+
+class OptimumSpec:
+    """Optimum's export configuration for the model type and task (htp_optimum.py)."""
+
+    source = "optimum"
+
+    def __init__(self, task, model, onnx_config, source_dir):
+        self.task, self.model, self.source_dir = task, model, source_dir
+        self.signature = htp_optimum.Signature(model, onnx_config)
+        self.inputs, self.outputs, self.axes = self.signature.inputs, self.signature.outputs, self.signature.axes
+        self.dummy = {name: self.signature.dummy[name] for name in self.inputs}
+        self.args = (self.dummy,)
+
+    def patched(self):
+        return self.signature.patched()
+
+    def run(self, inputs):
+        with self.patched():
+            return self.signature.named_outputs(self.model(**inputs))
+
+    def reference_inputs(self, notes):
+        """Every dummy axis the trace had, one larger (a batch of 3 for Optimum's 2, ...); text takes the
+        tokenizer's padded length. Where torch itself refuses the larger sizes (a fixed image size, say),
+        only the batch grows."""
+        trace = {name: list(t.shape) for name, t in self.dummy.items()}
+        shapes = {"batch_size": self._size("batch_size", 2) + 1, "num_choices": self._size("num_choices", 4) - 1,
+                  "audio_sequence_length": 16000 + 1234}
+        if "input_ids" in self.dummy:
+            count = shapes["batch_size"] * (shapes["num_choices"] if self.dummy["input_ids"].dim() == 3 else 1)
+            length = htp_reference.tokenized_length(self.source_dir, count, self.dummy["input_ids"].shape[-1], self.model)
+            shapes["sequence_length"] = length or self.dummy["input_ids"].shape[-1] + 3
+        for attempt in (shapes, {"batch_size": shapes["batch_size"]}):
+            inputs = {name: t for name, t in self.signature.inputs_for(**attempt).items() if name in self.inputs}
+            inputs = htp_reference.with_text_ids(inputs, self.source_dir, self.model,
+                                                 self.dummy["input_ids"].shape[-1] if "input_ids" in self.dummy else -1, notes)
+            try:
+                with torch.no_grad():
+                    self.run(inputs)
+            except Exception as error:  # torch refuses these sizes: keep the model's own
+                notes.append("torch refuses %s (%s); only the batch differs from the trace"
+                             % (shapes_text(inputs), describe(error).splitlines()[0][:200]))
+                continue
+            if all(list(inputs[name].shape) == trace[name] for name in inputs):
+                notes.append("the reference inputs have the trace's shapes")
+            return inputs
+        return inputs
+
+    def _size(self, axis_name, default):
+        for name, axes in self.axes.items():
+            if name in self.dummy:
+                for index, label in axes.items():
+                    if label == axis_name:
+                        return int(self.dummy[name].shape[int(index)])
+        return default
+
+
+class DecoderSpec:
+    """A decoder with its KV cache in one model.onnx (htp_decoder.py): flat tensors in and out."""
+
+    source = "task table"
+
+    def __init__(self, task, model, config, source_dir):
+        self.task, self.model, self.config, self.source_dir = task, model, config, source_dir
+        self.form = htp_decoder.CacheForm(config)
+        self.inputs = htp_decoder.input_names(model, self.form)
+        self.outputs = htp_decoder.output_names(self.form)
+        self.dummy = htp_decoder.dummy_inputs(config, self.inputs)
+        self.args = tuple(self.dummy[n] for n in self.inputs)
+        self.axes = htp_decoder.dynamic_axes(self.inputs, self.outputs, self.form)
+
+    @contextlib.contextmanager
+    def patched(self):
+        self.model.forward = htp_decoder.flat_forward(self.model.forward, self.inputs, self.form)
+        try:
+            yield
+        finally:
+            del self.model.forward
+
+    def run(self, inputs):
+        with self.patched(), htp_decoder.traceable_masks():
+            return dict(zip(self.outputs, self.model(*[inputs[n] for n in self.inputs])))
+
+    def reference_inputs(self, notes):
+        """The prompt: batch 2, the tokenizer's ids cut to one length (no padding: no fully masked row),
+        an empty cache."""
+        inputs = htp_decoder.dummy_inputs(self.config, self.inputs, past=0, sequence=htp_decoder.DUMMY_SEQUENCE + 3,
+                                          batch=2)
+        tokenizer = htp_reference.load_tokenizer(self.source_dir)
+        if tokenizer is None:
+            notes.append("no tokenizer in the source: generated ids")
+            return inputs
+        rows = htp_reference.embedding_rows(self.model) or max(int(self.config.get("vocab_size", 2)), 1)
+        ids, _ = htp_reference.token_ids(tokenizer, 2, htp_decoder.DUMMY_SEQUENCE, rows, notes, pad=False)
+        return htp_decoder.dummy_inputs(self.config, self.inputs, past=0, sequence=ids.shape[-1], batch=2, ids=ids)
+
+    def next_step(self, inputs, outputs, chosen):
+        """The cached step after `inputs`: one token per row (`chosen`), the step's presents as the past."""
+        batch, past = inputs["input_ids"].shape[0], inputs["attention_mask"].shape[-1]
+        step = {"input_ids": chosen.reshape(batch, 1).to(torch.int64),
+                "attention_mask": torch.ones((batch, past + 1), dtype=torch.int64),
+                "position_ids": torch.full((batch, 1), past, dtype=torch.int64)}
+        for name, present in zip(self.form.names(htp_decoder.PAST), self.form.names(htp_decoder.PRESENT)):
+            step[name] = outputs[present]
+        return {name: step[name] for name in self.inputs}
+
+
+def shapes_text(inputs):
+    return ", ".join("%s %s" % (name, list(t.shape)) for name, t in inputs.items())
+
+
+def export_spec(task, model, config, source_dir):
+    """The spec of the export: Optimum's configuration where it has one, else the project's rules."""
     if task_modality(task) == "decoder":
-        form = htp_decoder.CacheForm(config)
-        names = htp_decoder.input_names(model, form)
-        inputs = htp_decoder.dummy_inputs(config, names)
-        outputs = htp_decoder.output_names(form)
-        return {"inputs": names, "outputs": outputs,
-                "args": tuple(inputs[n] for n in names),
-                "axes": htp_decoder.dynamic_axes(names, outputs, form),
-                "forward": lambda forward, keep: htp_decoder.flat_forward(forward, names, form)}
-    names = input_names_for(task, model)
-    outputs = output_names_for(task)
-    inputs = make_dummy_inputs(task, config, source_dir, names)
-    return {"inputs": names, "outputs": outputs, "args": forward_args(model, inputs),
-            "axes": dynamic_axes_for(task, names, outputs, config), "forward": named_outputs_forward}
+        return DecoderSpec(task, model, config, source_dir), None
+    if not is_transformers_model(model):
+        return TableSpec(task, model, config, source_dir), "a --model factory model: the task table's signature"
+    try:
+        onnx_config = htp_optimum.export_config(model, task, source_dir)
+    except htp_optimum.Unavailable as reason:
+        return TableSpec(task, model, config, source_dir), str(reason)
+    htp_optimum.set_pad_token_id(model, task, source_dir)
+    return OptimumSpec(task, model, onnx_config, source_dir), None
+
+
+def is_transformers_model(model):
+    try:
+        import transformers
+    except ImportError:
+        return False
+    return isinstance(model, transformers.PreTrainedModel)
+
+
+def reference_check(spec, onnx_path, atol, atol_origin):
+    """Compare the exported file with torch on fresh inputs (htp_reference.py); the record."""
+    notes = []
+    session = htp_reference.onnx_session(onnx_path)
+    inputs = spec.reference_inputs(notes)
+    with torch.no_grad():
+        expected = spec.run(inputs)
+    produced = htp_reference.run_onnx(session, inputs)
+    if not isinstance(spec, DecoderSpec):
+        steps = [htp_reference.step_record("", inputs, expected, produced, atol)]
+        return htp_reference.judge(steps, atol, atol_origin, notes)
+    steps = [htp_reference.step_record("prompt", inputs, {"logits": expected["logits"]}, {"logits": produced["logits"]}, atol)]
+    chosen = expected["logits"][:, -1, :].argmax(dim=-1)
+    torch_step = spec.next_step(inputs, expected, chosen)
+    onnx_step = spec.next_step(inputs, {k: torch.from_numpy(v) for k, v in produced.items()}, chosen)
+    with torch.no_grad():
+        expected = spec.run(torch_step)
+    produced = htp_reference.run_onnx(session, onnx_step)
+    steps.append(htp_reference.step_record("cached", torch_step, {"logits": expected["logits"]},
+                                           {"logits": produced["logits"]}, atol))
+    return htp_reference.judge(steps, atol, atol_origin, notes)
 
 
 # --------------------------------------------------------------------------
@@ -480,10 +701,18 @@ def parse_args(argv):
         description="Export a Hugging Face-style model to ONNX with its module hierarchy.")
     parser.add_argument("--source", required=True, help="model directory (config.json, ...)")
     parser.add_argument("--task", required=True, help="Optimum task name")
-    parser.add_argument("--onnx", required=True, help="ONNX file to write")
+    parser.add_argument("--onnx", required=True, help="ONNX file to write (with --check-only: to compare)")
     parser.add_argument("--modules", required=True, help="module hierarchy JSON to write")
     parser.add_argument("--model", help="FILE.py:FACTORY building the model from config.json")
-    parser.add_argument("--opset", type=int, default=14, help="ONNX opset (default 14)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %d)" % DEFAULT_OPSET)
+    parser.add_argument("--atol", type=float, default=None,
+                        help="reference check tolerance (default %g, or Optimum's larger one for the model type)"
+                             % htp_reference.DEFAULT_ATOL)
+    parser.add_argument("--no-reference-check", action="store_true",
+                        help="do not compare the ONNX model's outputs with torch's (recorded as skipped)")
+    parser.add_argument("--check-only", action="store_true",
+                        help="export nothing: compare the existing --onnx file with the source's torch model and "
+                             "write the record to --modules (modelexport validate --reference)")
     parser.add_argument("--source-boundary",
                         help="folder that links in the source may point into (default: --source; "
                              "modelexport passes the cache repository folder for Hub snapshots)")
@@ -505,42 +734,47 @@ def export(options):
 
     log("loading model")
     boundary = options.source_boundary or source_dir
+    loading_info = None
     with clock.phase("load"):
         if options.model:
             model = load_user_model(source_dir, options.model, config, boundary, options.random_weights)
         else:
             if options.random_weights:
                 raise UsageError("--random-weights needs --model FILE.py:FACTORY")
-            model = load_transformers_model(source_dir, options.task, boundary)
+            model, loading_info = load_transformers_model(source_dir, options.task, boundary)
         model.eval()
 
-    spec = export_spec(options.task, model, config, source_dir)
-    input_names, output_names, args = spec["inputs"], spec["outputs"], spec["args"]
+    spec, table_reason = export_spec(options.task, model, config, source_dir)
+    if loading_info is not None:
+        unused = check_loading_info(model, loading_info, source_dir, options.task, spec)
+        if unused:
+            log("%s the exported outputs never use: %s" % (count_of(unused, "missing tensor"), some(unused)))
+    if options.check_only:  # prebuilt, command, validate --reference: an existing file against this source
+        write_module_table(options.modules, {"format": 1, "reference_check": run_reference_check(spec, options)})
+        return
+    opset = options.opset
+    input_names, output_names = spec.inputs, spec.outputs
 
     module_count = sum(1 for _ in model.named_modules())
-    log("exporting to ONNX (opset %d), tracing %d modules" % (options.opset, module_count))
-    original_forward = model.forward
-    model.forward = spec["forward"](original_forward, len(output_names))
+    log("exporting to ONNX (opset %d), signature from %s, tracing %d modules" % (opset, spec.source, module_count))
     # A decoder's tied-weight pass edits torch's bytes before the one write (htp_decoder.py);
     # above IN_MEMORY_BYTES of weights torch needs a path (its per-tensor external data).
-    decoder = task_modality(options.task) == "decoder"
+    decoder = isinstance(spec, DecoderSpec)
     target = options.onnx
     if decoder and weight_bytes(model) < IN_MEMORY_BYTES:
         target = htp_decoder.CapturedBytes()
     # The hierarchy is recorded during torch's own trace of the forward (the hooks only note
     # which module runs first; the graph is the same), rather than in a forward of its own.
-    try:
-        with htp_decoder.traceable_masks(), recorded_modules(model) as modules, clock.phase("torch.onnx.export"):
-            torch.onnx.export(
-                model, args, target,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes=spec["axes"],
-                opset_version=options.opset,
-                do_constant_folding=True,
-                **torchscript_exporter_arguments())
-    finally:
-        del model.forward
+    with htp_decoder.traceable_masks(), spec.patched(), recorded_modules(model) as modules, \
+            clock.phase("torch.onnx.export"):
+        torch.onnx.export(
+            model, spec.args, target,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=spec.axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            **torchscript_exporter_arguments())
     if decoder:
         with clock.phase("tied weights"):
             parameter_names = {n for n, _ in model.named_parameters()}
@@ -550,6 +784,9 @@ def export(options):
             else:
                 htp_decoder.share_transposed_copies(target.value(), options.onnx, parameter_names, log)
 
+    with clock.phase("reference check"):
+        checked = run_reference_check(spec, options)
+
     description = {
         "format": 1,
         "task": options.task,
@@ -557,12 +794,30 @@ def export(options):
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "inputs": input_names,
         "outputs": output_names,
+        "opset": opset,
+        "signature": {"source": spec.source, **({"reason": table_reason} if table_reason else {})},
+        "reference_check": checked,
         "torch_version": torch.__version__,
         "onnx_exporter": ONNX_EXPORTER,
         "modules": modules,
         "phase_seconds": clock.seconds,
     }
     write_module_table(options.modules, description)
+
+
+def run_reference_check(spec, options):
+    """The reference check's record: run, skipped on request, or not run with the reason."""
+    if options.no_reference_check:
+        return {"status": "skipped", "reason": "--no-reference-check"}
+    optimum_atol = htp_optimum.atol(spec.signature.config, spec.task) if isinstance(spec, OptimumSpec) else None
+    atol, origin = htp_reference.tolerance(options.atol, spec.model, spec.task, spec.source_dir, optimum_atol)
+    try:
+        record = reference_check(spec, options.onnx, atol, origin)
+    except htp_reference.NotRun as reason:
+        return {"status": "not_run", "reason": str(reason)}
+    worst = max((o["max_abs_diff"] for step in record["steps"] for o in step["outputs"]), default=0.0)
+    log("reference check passed: max abs diff %.3g (atol %.3g)" % (worst, atol))
+    return record
 
 
 def write_module_table(path, description):
@@ -597,6 +852,9 @@ def run_export(prog, export_function, options, expected_errors, missing_transfor
     except expected_errors as error:
         print("%s: error: %s" % (prog, error), file=sys.stderr)
         return 1
+    except htp_reference.ReferenceMismatch as error:
+        print("%s: error: reference check failed: %s" % (prog, error), file=sys.stderr)
+        return REFERENCE_MISMATCH_STATUS
     except MissingTransformers:
         print("%s: error: transformers is not installed%s" % (prog, missing_transformers_hint), file=sys.stderr)
         return 3
@@ -608,8 +866,10 @@ def run_export(prog, export_function, options, expected_errors, missing_transfor
 
 
 def main(argv=None):
-    return run_export("htp_exporter", export, parse_args(argv), (WeightsError, htp_decoder.DecoderError),
+    return run_export("htp_exporter", export, parse_args(argv),
+                      (WeightsError, htp_decoder.DecoderError, htp_optimum.Refused),
                       "; pass --model FILE.py:FACTORY")
+
 
 
 if __name__ == "__main__":

@@ -73,8 +73,9 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import htp_decoder  # noqa: E402  (traceable_masks, _cache_object, _flat_cache)
+import htp_reference  # noqa: E402
 from htp_decoder import first_positive_int  # noqa: E402
-from htp_exporter import (ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json, run_export,  # noqa: E402
+from htp_exporter import (DEFAULT_OPSET, ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json, run_export,  # noqa: E402
                           torchscript_exporter_arguments, trace_modules, write_module_table)
 from htp_weights import WeightsError, load_weights, weight_files  # noqa: E402
 
@@ -549,6 +550,77 @@ def merged_modules(first, second):
     return out
 
 
+def reference_check(model, config, modality, source, directory, options):
+    """The reference check (htp_reference.py) of the files clients run: the encoder, then the merged
+    decoder's two branches, its first step with an empty cache and a cached step fed with the first
+    step's presents (ONNX Runtime's own to ONNX Runtime, torch's cache to torch), on a batch of 2 and
+    lengths other than the trace's. The decoder takes torch's encoder states on both sides."""
+    if options.no_reference_check:
+        return {"status": "skipped", "reason": "--no-reference-check"}
+    atol, origin = htp_reference.tolerance(options.atol, model, options.task, source)
+    notes = []
+    try:
+        encoder_session = htp_reference.onnx_session(os.path.join(directory, ENCODER))
+    except htp_reference.NotRun as reason:
+        return {"status": "not_run", "reason": str(reason)}
+    batch = 2
+    if modality == "text":
+        tokenizer = htp_reference.load_tokenizer(source)
+        rows = htp_reference.embedding_rows(model) or int(config.get("vocab_size", 2))
+        if tokenizer is not None:
+            input_ids, mask = htp_reference.token_ids(tokenizer, batch, ENCODER_LENGTH, rows, notes)
+        else:
+            notes.append("no tokenizer in the source: generated ids")
+            input_ids = ids(rows, (batch, ENCODER_LENGTH + 3), 5)
+            mask = torch.ones_like(input_ids)
+            mask[1, -2:] = 0
+        encoder_inputs = {"input_ids": input_ids, "attention_mask": mask}
+    else:
+        features = dummy_encoder_inputs(config, modality)["input_features"]
+        generator = torch.Generator().manual_seed(SEED + 1)
+        encoder_inputs = {"input_features": torch.randn((batch,) + tuple(features.shape[1:]), generator=generator)}
+    with torch.no_grad():
+        hidden = model.get_encoder()(**encoder_inputs, return_dict=True).last_hidden_state
+    produced = htp_reference.run_onnx(encoder_session, encoder_inputs)
+    steps = [htp_reference.step_record("encoder", encoder_inputs, {"last_hidden_state": hidden}, produced, atol)]
+
+    layers, heads, head_dim, _ = geometry(config)
+    start = config.get("decoder_start_token_id")
+    start = int(start) if isinstance(start, int) else 0
+    vocab = int(config.get("vocab_size", 2))
+    first = torch.tensor([[start, (start + 7) % vocab]] * batch, dtype=torch.int64)
+    decoder_session = htp_reference.onnx_session(os.path.join(directory, MERGED))
+    # Both decoders get torch's encoder states: each file is judged on its own error, not the encoder's
+    # carried through it.
+    feeds = {"input_ids": first, "encoder_hidden_states": hidden,
+             USE_CACHE_BRANCH: torch.tensor([False])}
+    if "attention_mask" in encoder_inputs:
+        feeds["encoder_attention_mask"] = encoder_inputs["attention_mask"]
+    for name in cache_names("past_key_values", layers):
+        feeds[name] = torch.zeros((batch, heads, 0, head_dim))
+    kwargs = {"encoder_outputs": (hidden,), "use_cache": True, "return_dict": True}
+    if "attention_mask" in encoder_inputs:
+        kwargs["attention_mask"] = encoder_inputs["attention_mask"]
+    with torch.no_grad():
+        expected = model(decoder_input_ids=first, **kwargs)
+    produced = htp_reference.run_onnx(decoder_session, feeds)
+    steps.append(htp_reference.step_record("decoder", feeds, {"logits": expected.logits}, {"logits": produced["logits"]}, atol))
+
+    chosen = expected.logits[:, -1, :].argmax(dim=-1, keepdim=True)
+    feeds = dict(feeds, input_ids=chosen, **{USE_CACHE_BRANCH: torch.tensor([True])})
+    for past, present in zip(cache_names("past_key_values", layers), cache_names("present", layers)):
+        feeds[past] = torch.from_numpy(produced[present])
+    with torch.no_grad():
+        expected = model(decoder_input_ids=chosen, past_key_values=expected.past_key_values, **kwargs)
+    produced = htp_reference.run_onnx(decoder_session, feeds)
+    steps.append(htp_reference.step_record("cached decoder", feeds, {"logits": expected.logits},
+                                           {"logits": produced["logits"]}, atol))
+    record = htp_reference.judge(steps, atol, origin, notes)
+    worst = max(o["max_abs_diff"] for step in steps for o in step["outputs"])
+    log("reference check passed: max abs diff %.3g (atol %.3g)" % (worst, atol))
+    return record
+
+
 def export(options):
     if options.task not in TASKS:
         raise UsageError("unknown task '%s' (known: %s)" % (options.task, ", ".join(sorted(TASKS))))
@@ -564,6 +636,10 @@ def export(options):
 
     log("loading model")
     model = load_model(source, options.task, config, options.source_boundary or source)
+    if options.check_only:  # validate --reference: the existing files against this source
+        write_module_table(options.modules, {"format": 2, "reference_check": reference_check(
+            model, config, modality, source, options.output_dir, options)})
+        return
     path = lambda name: os.path.join(options.output_dir, name)  # noqa: E731
     entries = []
 
@@ -607,6 +683,8 @@ def export(options):
         "task": options.task,
         "root_class": type(model).__name__,
         "parameters": entries[0]["parameters"],
+        "signature": {"source": "task table"},
+        "reference_check": reference_check(model, config, modality, source, options.output_dir, options),
         "torch_version": torch.__version__,
         "onnx_exporter": ONNX_EXPORTER,
         "files": entries,
@@ -621,8 +699,14 @@ def parse_args(argv):
     parser.add_argument("--task", required=True, help="text2text-generation or automatic-speech-recognition")
     parser.add_argument("--output-dir", required=True, help="directory for the four ONNX files")
     parser.add_argument("--modules", required=True, help="module tables JSON to write (format 2)")
-    parser.add_argument("--opset", type=int, default=14, help="ONNX opset (default 14)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %d)" % DEFAULT_OPSET)
     parser.add_argument("--source-boundary", help="folder that links in the source may point into")
+    parser.add_argument("--atol", type=float, default=None,
+                        help="reference check tolerance (default %g)" % htp_reference.DEFAULT_ATOL)
+    parser.add_argument("--no-reference-check", action="store_true",
+                        help="do not compare the ONNX files' outputs with torch's (recorded as skipped)")
+    parser.add_argument("--check-only", action="store_true",
+                        help="export nothing: compare the ONNX files in --output-dir with the source's torch model")
     return parser.parse_args(argv)
 
 

@@ -170,6 +170,21 @@ def weight_files(source_dir, boundary=None):
     return [vetted(path, boundary)]
 
 
+def check_headers(source_dir, boundary=None):
+    """Every safetensors file of the source passes the header, offset and dtype checks, whoever reads
+    it next (transformers' from_pretrained on the AutoModel path)."""
+    path = require_weights(source_dir)
+    if os.path.basename(path) not in (SAFETENSORS, SAFETENSORS_INDEX):
+        return
+    shown_of = {real: shard for shard, real in shard_paths(path, boundary or source_dir).values()} \
+        if path.endswith(".index.json") else {vetted(path, boundary or source_dir): path}
+    for real, shown in sorted(shown_of.items()):
+        with open(real, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            header, data_start = read_header(handle, shown, size)
+            tensor_entries(header, shown, size - data_start)
+
+
 # --------------------------------------------------------------------------
 # Reading tensors
 # --------------------------------------------------------------------------
@@ -383,6 +398,70 @@ def untied_missing_keys(model, missing_keys):
         if any(name not in missing for name in names):
             loaded_aliases.update(names)
     return [key for key in missing_keys if key not in loaded_aliases]
+
+
+def check_loading_info(model, info, source_dir, task, used_parameters):
+    """transformers' loading report of from_pretrained, held to the rule of load_weights: every
+    parameter and persistent buffer that reaches the exported outputs comes from the source.
+
+    Exempt, as transformers itself treats them: tied copies and the keys its classes declare
+    ignorable (already left out of `info`), and
+    - missing keys whose tensors do not reach the outputs the task exports (`used_parameters`
+      decides: a pooler a feature-extraction export never runs);
+    - unexpected keys of a head the task does not use, when the checkpoint holds a model with a head
+      and a bare <X>Model is exported (transformers strips the base model's prefix and drops the rest).
+    A head the task needs but the checkpoint lacks is refused by name.
+    """
+    shown = require_weights(source_dir)
+    missing = [key for key in info.get("missing_keys", []) if key not in never_saved(model)]
+    unused = [key for key in missing if not used_parameters(key)]
+    missing = [key for key in missing if key not in unused]
+    if missing:
+        prefix = getattr(model, "base_model_prefix", "") or ""
+        body = [key for key in missing if prefix and key.startswith(prefix + ".")]
+        head = [key for key in missing if key not in body]
+        if head and not body:
+            raise WeightsError(shown, "holds no weights for the %s head of %s (%s missing: %s): the checkpoint "
+                               "is not trained for %s; export it as feature-extraction, or use a checkpoint with "
+                               "that head" % (task, type(model).__name__, count_of(head, "tensor"), some(head), task))
+        raise WeightsError(shown, "%s of %s missing: %s" % (count_of(missing, "tensor"), type(model).__name__,
+                                                            some(missing)))
+    unexpected = list(info.get("unexpected_keys", []))
+    if unexpected and not dropped_head(model, unexpected, checkpoint_keys(source_dir)):
+        raise WeightsError(shown, "%s not in %s: %s" % (count_of(unexpected, "tensor"), type(model).__name__,
+                                                        some(unexpected)))
+    mismatched = info.get("mismatched_keys", [])
+    if mismatched:
+        key = mismatched[0][0] if isinstance(mismatched[0], (tuple, list)) else mismatched[0]
+        raise WeightsError(shown, "tensor %r has another shape than %s needs" % (key, type(model).__name__))
+    return unused
+
+
+def dropped_head(model, unexpected, keys):
+    """True when `unexpected` is the head of a checkpoint with a head loaded into its bare base model:
+    the model is its own base, the checkpoint's other tensors carry the base model's prefix, and none
+    of the unexpected ones do."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    if not prefix or getattr(model, "base_model", model) is not model or keys is None:
+        return False
+    prefixed = any(key.startswith(prefix + ".") for key in keys)
+    return prefixed and not any(key.startswith(prefix + ".") for key in unexpected)
+
+
+def checkpoint_keys(source_dir):
+    """The tensor names of the source's weights without reading their data (None when unknown)."""
+    path = find_weights(source_dir)
+    try:
+        if path.endswith(".index.json"):
+            with open(path, "rb") as handle:
+                return set(json.loads(handle.read()).get("weight_map", {}))
+        if os.path.basename(path) == SAFETENSORS:
+            with open(path, "rb") as handle:
+                header, _ = read_header(handle, path, os.fstat(handle.fileno()).st_size)
+            return {key for key in header if key != "__metadata__"}
+        return set(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+    except Exception:  # already vetted; a key list we cannot read only loses the exemption
+        return None
 
 
 def count_of(items, noun):

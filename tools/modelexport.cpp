@@ -7,6 +7,7 @@
 #include "modelexport/pack.hpp"
 #include "modelexport/plan.hpp"
 #include "modelexport/progress.hpp"
+#include "modelexport/reference_source.hpp"
 #include "modelexport/runtime.hpp"
 #include "modelexport/validator.hpp"
 #include "modelexport/verify.hpp"
@@ -80,8 +81,34 @@ int run_export(const me::export_options& base, const me::build_edge& edge, const
     return 0;
 }
 
+/// validate --reference: the export's reference check again, on the package's ONNX file(s).
+me::check_result reference_check_result(const fs::path& dir, const me::validation_report& report, const std::string& source,
+                                        const me::reference_runner& runner) {
+    me::check_result c{"reference", me::severity::error, me::check_status::fail, {}, me::json::object()};
+    const me::task_info* task = me::find_task(report.task);
+    if (!task) {
+        c.message = dir.string() + ": the package's task is unknown: no torch model to compare with";
+        return c;
+    }
+    me::reference_outcome o = me::compare_with_source(dir / report.model, *task, me::resolve_source(source), runner);
+    if (!o.mismatch.empty()) {
+        c.message = (dir / report.model).string() + ": " + o.mismatch;
+    } else if (o.record.status != "passed") {
+        c.message = o.record.reason + "; this says nothing about the package";
+    } else {
+        double worst = 0;
+        for (const auto& step : o.record.detail.value("steps", me::json::array()))
+            for (const auto& out : step.value("outputs", me::json::array())) worst = std::max(worst, out.value("max_abs_diff", 0.0));
+        c.status = me::check_status::pass;
+        c.metrics = {{"max_abs_diff", worst}, {"atol", o.record.detail.value("atol", 0.0)}};
+        c.message = "outputs within the tolerance of " + source + "'s torch model (max abs diff " + me::json(worst).dump() + ")";
+    }
+    return c;
+}
+
 int run_validate(const fs::path& dir, const std::string& task, bool strict, const std::string& runtime_name,
-                 const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path) {
+                 const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path,
+                 const std::string& reference, const me::reference_runner& runner) {
     auto kind = me::parse_runtime(runtime_name);
     if (!kind) throw me::usage_error("--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
     if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
@@ -89,6 +116,7 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
     auto report = me::validate_package(dir, {task}, runtime);
     if (*kind == me::runtime_kind::automatic && runtime.ran() != me::runtime_kind::none && !mode.quiet && !mode.json)
         std::cerr << "modelexport: runtime check: " << me::to_string(runtime.ran()) << " (auto)\n";
+    if (!reference.empty() && report.ok(false)) report.checks.push_back(reference_check_result(dir, report, reference, runner));
     bool ok = report.ok(strict);
     // A named runtime that cannot start leaves the package's verdict open: neither valid nor INVALID.
     const me::check_result* unavailable = ok ? report.unavailable() : nullptr;
@@ -289,7 +317,7 @@ int main(int argc, char** argv) {
     app.add_flag("-v,--verbose", mode.verbose, "show progress and the exporter's output even when not on a terminal");
     app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 model not found, 4 config.json missing, 5 invalid input,\n"
                "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify),\n"
-               "10 runtime unavailable (validate --runtime X: X cannot start).");
+               "10 runtime unavailable (validate --runtime X: X cannot start), 11 reference mismatch (export).");
 
     me::export_options eo;
     eo.cache = me::cache_settings::from_env();
@@ -314,7 +342,12 @@ int main(int argc, char** argv) {
     ex->add_option("--exporter-script", eo.exporter_script, "the HTP exporter script (env MODELEXPORT_EXPORTER)");
     ex->add_option("--command", eo.command, "command strategy: shell command with {source} and {output} placeholders");
     ex->add_option("--onnx-file", eo.onnx_file, "prebuilt/command: ONNX file name to take (default model.onnx, onnx/model.onnx)");
-    ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter")->check(CLI::Range(9, 20));
+    ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter (default 14)")
+        ->check(CLI::Range(9, 20));
+    bool no_reference_check = false;
+    ex->add_option("--atol", eo.atol, "reference check: largest allowed |onnx - torch| beside 1e-5 * |torch| (default 1e-4, or Optimum's larger one)")
+        ->check(CLI::PositiveNumber);
+    ex->add_flag("--no-reference-check", no_reference_check, "do not compare the ONNX model with torch after the export (recorded as skipped)");
     ex->add_flag("--embed-hierarchy", eo.embed_hierarchy, "write each node's hierarchy tag into its metadata_props");
     ex->add_flag("--torch-module", eo.include_torch_modules, "make plain torch.nn modules hierarchy levels too");
     std::string layout_name = "flat";
@@ -348,6 +381,9 @@ int main(int argc, char** argv) {
     va->add_option("--node", rcfg.node, "Node.js for the onnxruntime and transformers-js checks");
     va->add_option("--python", rcfg.python, "Python with optimum for --runtime optimum");
     va->add_flag("--json", mode.json, "print one JSON object");
+    std::string vreference;
+    va->add_option("--reference", vreference,
+                   "also compare the package's outputs with this source's torch model (directory or Hub id), as export does");
     va->add_option("--report", vreport, "also write the --json document to this file (runtime latency_ms, peak_rss_mb)");
     va->footer("Example:\n  modelexport validate pkg/bert --strict --runtime onnxruntime");
 
@@ -450,6 +486,7 @@ int main(int argc, char** argv) {
         if (*ex) {
             eo.timeout = parse_timeout(timeout_text);
             eo.cache.enabled = eo.cache.enabled && !no_cache;
+            eo.reference_check = !no_reference_check;
             install_stop_handlers();
             return run_export(eo, edge, mode);
         }
@@ -457,7 +494,7 @@ int main(int argc, char** argv) {
             if (cache_action == "key" && eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");
             return run_cache(cache_action, eo, max_size, wait_limit, mode);
         }
-        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport);
+        if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport, vreference, {eo.python, eo.exporter_script});
         if (*in) return run_inspect(ipath, iformat, mode);
         if (*vf) return run_verify(vfdir, vfignore, mode);
         if (*pl) {

@@ -24,6 +24,7 @@ enum class exit_code : int {
     io_error = 8,           ///< the package could not be written (permissions, disk full, ...)
     package_modified = 9,   ///< `verify` found files that no longer match their hashes
     runtime_unavailable = 10,  ///< `validate --runtime X`: runtime X cannot start here (the package's checks pass)
+    reference_mismatch = 11,  ///< the exported model's outputs differ from the torch model's (the reference check)
 };
 
 /// Base of all modelexport errors: a message about one file, plus an exit code.
@@ -60,6 +61,7 @@ MODELEXPORT_ERROR_TYPE(validation_failed, validation_failed);
 MODELEXPORT_ERROR_TYPE(io_error, io_error);
 MODELEXPORT_ERROR_TYPE(package_modified, package_modified);
 MODELEXPORT_ERROR_TYPE(runtime_unavailable, runtime_unavailable);
+MODELEXPORT_ERROR_TYPE(reference_mismatch, reference_mismatch);
 
 #undef MODELEXPORT_ERROR_TYPE
 

@@ -12,6 +12,7 @@
 #include "modelexport/cache_store.hpp"
 #include "modelexport/detached.hpp"
 #include "modelexport/hierarchy.hpp"
+#include "modelexport/reference_check.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/remote_cache.hpp"
 
@@ -330,6 +331,11 @@ private:
             m.table.value("torch_version", std::string());
             m.table.value("onnx_exporter", std::string());
             m.table.value("parameters", 0LL);
+            try {
+                reference_check::from_table(m.table);
+            } catch (const std::exception& e) {
+                throw cache_error(e.what());
+            }
             cache_manifest local = m;  // what the local store holds
             if (out_.result == "hit-remote") local.files = download(m, stage);
             local_.materialize(local, stage);
@@ -489,8 +495,9 @@ private:
     std::vector<std::string> notes_;
 };
 
-/// The exporter script, the modules it imports from beside it (htp_weights.py, htp_decoder.py,
-/// htp_tasks.py), the seq2seq exporter run instead of it for encoder-decoder tasks (htp_seq2seq.py) and the task table it reads (share/tasks.json: beside it when installed, in
+/// The exporter script, the modules beside it (every htp_*.py: the ones it imports, htp_weights.py,
+/// htp_optimum.py, htp_reference.py, ..., and the seq2seq exporter run instead of it for
+/// encoder-decoder tasks, htp_seq2seq.py) and the task table it reads (share/tasks.json: beside it when installed, in
 /// ../share/ in the source tree; the first found, as htp_tasks.py looks): all of them change
 /// the ONNX bytes, so they are depfile inputs and part of the cache key. A custom
 /// --exporter-script may come without the siblings.
@@ -498,8 +505,14 @@ inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
     std::vector<fs::path> out{script};
     std::error_code ec;
     const fs::path dir = script.parent_path();
-    for (const char* sibling : {"htp_weights.py", "htp_decoder.py", "htp_tasks.py", "htp_seq2seq.py"})
-        if (fs::path f = dir / sibling; fs::is_regular_file(f, ec)) out.push_back(f);
+    std::vector<fs::path> siblings;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("htp_", 0) == 0 && e.path().extension() == ".py" && e.path() != script && fs::is_regular_file(e.path(), ec))
+            siblings.push_back(e.path());
+    }
+    std::sort(siblings.begin(), siblings.end());  // directory order is the file system's: the key must not depend on it
+    out.insert(out.end(), siblings.begin(), siblings.end());
     for (const fs::path& table : {dir / "tasks.json", dir / ".." / "share" / "tasks.json"})
         if (fs::is_regular_file(table, ec)) {
             out.push_back(table.lexically_normal());
@@ -527,6 +540,7 @@ cache_key_inputs cache_key_inputs_for(const Options& opt, const std::string& str
     in.options = {{"task", task}};
     if (strategy == "htp") {
         in.options.push_back({"opset", std::to_string(opt.opset)});
+        in.options.push_back({"reference-check", !opt.reference_check ? std::string("off") : opt.atol > 0 ? json(opt.atol).dump() : "default"});
         in.options.push_back({"model", opt.model_factory});
         in.python = opt.python;
         for (const fs::path& f : htp_exporter_files(opt.exporter_script)) {
@@ -573,7 +587,8 @@ inline json cached_modules(const std::vector<traced_module>& trace) {
 template <class Staged>
 json cache_table(const Staged& staged) {
     json table{{"modules", cached_modules(staged.modules)}, {"torch_version", staged.torch_version},
-               {"onnx_exporter", staged.onnx_exporter}, {"parameters", staged.parameters}};
+               {"onnx_exporter", staged.onnx_exporter}, {"parameters", staged.parameters},
+               {"signature", {{"source", staged.signature_source}}}, {"reference_check", staged.reference.to_json()}};
     if (staged.model_modules.empty()) return table;
     json files = json::array();
     for (std::size_t i = 0; i < staged.models.size(); ++i)
@@ -594,6 +609,9 @@ Staged staged_from_cache(const cache_manifest& hit, const cache_key_inputs& in, 
     out.torch_version = hit.table.value("torch_version", "");
     out.onnx_exporter = hit.table.value("onnx_exporter", "");
     out.parameters = hit.table.value("parameters", 0LL);
+    out.signature_source = hit.table.value("signature", json::object()).value("source", "");
+    // A hit carries the check recorded with it (the key holds the check's options).
+    out.reference = reference_check::from_table(hit.table);
     for (const auto& f : hit.files) out.known_hashes[f.path] = f.sha256;
     out.inputs = in.read;
     out.shown = (out.models.size() > 1 ? "the ONNX files" : out.models.front()) + " from the export cache (key " + key + ")";

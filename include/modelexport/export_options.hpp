@@ -39,6 +39,8 @@ struct export_options {
     std::string command;               ///< command strategy: shell command with {source} and {output}
     std::string onnx_file;             ///< prebuilt: file in the source (default model.onnx, then onnx/model.onnx)
     int opset = 14;
+    double atol = 0;                   ///< the reference check's tolerance; 0: the exporter's default
+    bool reference_check = true;       ///< compare the ONNX model's outputs with torch's after the export
     bool embed_hierarchy = false;
     bool include_torch_modules = false;
     package_layout layout = package_layout::flat;  ///< where the ONNX files go; acts after the cached step, so not in the cache key

@@ -98,6 +98,8 @@ struct metadata_inputs {
     const projection* proj = nullptr;
     std::string torch_version;
     std::string onnx_exporter;  ///< which torch exporter wrote the ONNX (htp only)
+    std::string signature_source;  ///< "optimum" or "task table" (htp only)
+    json reference_check = {{"status", "not_run"}};  ///< the comparison with torch (reference_check.hpp)
     std::vector<model_section> models;  ///< several ONNX files: each one's section (the top level is the first's)
     std::string layout = "flat";        ///< "flat" or "hub" (layout.hpp)
     std::vector<std::string> onnx_files;  ///< every ONNX file's package-relative path, the primary first
@@ -176,7 +178,9 @@ inline json build_metadata(const metadata_inputs& in) {
           {"timestamp_origin", in.time.origin},
           {"embed_hierarchy", in.embed_hierarchy},
           {"torch_version", in.torch_version.empty() ? json(nullptr) : json(in.torch_version)},
-          {"onnx_exporter", in.onnx_exporter.empty() ? json(nullptr) : json(in.onnx_exporter)}}},
+          {"onnx_exporter", in.onnx_exporter.empty() ? json(nullptr) : json(in.onnx_exporter)},
+          {"signature_source", in.signature_source.empty() ? json(nullptr) : json(in.signature_source)}}},
+        {"reference_check", in.reference_check},
         {"source", source_json(*in.source)},
         {"model",
          {{"class", cls},

@@ -15,6 +15,8 @@
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/process.hpp"
+#include "modelexport/reference_check.hpp"
+#include "modelexport/reference_source.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
 
@@ -41,6 +43,8 @@ struct produced_onnx {
     std::string torch_version;
     std::string onnx_exporter;
     long long parameters = 0;  ///< torch's count (htp only)
+    std::string signature_source;  ///< where the exporter took the signature from: "optimum" or "task table" (htp only)
+    reference_check reference = reference_check::not_run("the strategy copies an ONNX model it did not export");
     json exporter_seconds = json::object();  ///< the exporter's own phases ("phase_seconds" of its table), for --report only
     std::string shown;         ///< how errors name the model: where it came from, not the staging path
 };
@@ -58,7 +62,15 @@ inline std::string replace_all(std::string s, const std::string& from, const std
     return s;
 }
 
-/// Runs a child for the export and turns its failure into export_failed.
+/// The options both htp exporters take: the opset, the reference check's tolerance or its refusal.
+inline void add_exporter_options(std::vector<std::string>& args, const export_options& opt) {
+    args.insert(args.end(), {"--opset", std::to_string(opt.opset)});
+    if (!opt.reference_check) args.push_back("--no-reference-check");
+    else if (opt.atol > 0) args.insert(args.end(), {"--atol", json(opt.atol).dump()});
+}
+
+/// Runs a child for the export and turns its failure into export_failed (reference_mismatch when
+/// the exporter's reference check failed).
 inline void run_exporter(const std::string& what, const std::string& program, const std::vector<std::string>& args,
                          const export_options& opt) {
     run_options ro;
@@ -66,6 +78,12 @@ inline void run_exporter(const std::string& what, const std::string& program, co
     ro.on_line = opt.exporter_line;
     ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONUNBUFFERED", "1"}};
     run_result r = run_process(program, args, ro);
+    if (!r.timed_out && r.signal == 0 && r.exit_status == reference_mismatch_status) {
+        std::string last = r.last_err.empty() ? std::string() : printable(r.last_err.back());
+        throw reference_mismatch(what, last.substr(std::min(last.find("reference check failed"), last.size())),
+                                 "the package would not compute the source model; --atol raises the tolerance, "
+                                 "--no-reference-check skips the check");
+    }
     if (!r.ok()) {
         std::string tail = r.stderr_tail();
         throw export_failed(what, "exporter failed (" + r.describe(opt.timeout) + ")" + (tail.empty() ? "" : ": " + tail),
@@ -129,6 +147,8 @@ inline void read_module_table(const fs::path& table, const std::string& exporter
         out.torch_version = t.value("torch_version", "");
         out.onnx_exporter = t.value("onnx_exporter", "");
         out.parameters = t.value("parameters", 0LL);
+        out.signature_source = t.value("signature", json::object()).value("source", "");
+        out.reference = reference_check::from_table(t);
         const json phases = t.value("phase_seconds", json::object());
         for (const auto& [phase, seconds] : phases.items())
             if (phases.is_object() && seconds.is_number()) out.exporter_seconds[phase] = seconds;
@@ -148,6 +168,8 @@ inline void read_module_tables(const fs::path& table, const std::string& exporte
         out.torch_version = t.value("torch_version", "");
         out.onnx_exporter = t.value("onnx_exporter", "");
         out.parameters = t.value("parameters", 0LL);
+        out.signature_source = t.value("signature", json::object()).value("source", "");
+        out.reference = reference_check::from_table(t);
         for (auto name : files) {
             auto entry = std::find_if(t["files"].begin(), t["files"].end(), [&](const json& e) { return e.value("file", "") == name; });
             if (entry == t["files"].end()) throw std::runtime_error("no entry for " + std::string(name));
@@ -178,7 +200,8 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
     if (opt.exporter_script.empty() || !fs::is_regular_file(opt.exporter_script))
         throw export_failed(exporter, "exporter script not found", "pass --exporter-script or reinstall modelexport");
     std::vector<std::string> args{exporter, "--source", src.dir.string(), "--task", std::string(task.name),
-                                  "--onnx", model.string(), "--modules", table.string(), "--opset", std::to_string(opt.opset)};
+                                  "--onnx", model.string(), "--modules", table.string()};
+    detail::add_exporter_options(args, opt);
     // Hub snapshots link into ../../blobs: the exporter must accept links inside the repository folder.
     // Only then, so that custom --exporter-script programs keep their argument list for local sources.
     if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
@@ -213,7 +236,8 @@ inline produced_onnx produce_htp_seq2seq(const model_source& src, const task_inf
     if (!opt.model_factory.empty()) throw usage_error("--model", "a model factory is not supported for " + std::string(task.name));
     if (!fs::is_regular_file(script)) throw export_failed(exporter, "exporter script not found", "reinstall modelexport");
     std::vector<std::string> args{exporter, "--source", src.dir.string(), "--task", std::string(task.encoder_decoder.exporter_task),
-                                  "--output-dir", stage.string(), "--modules", table, "--opset", std::to_string(opt.opset)};
+                                  "--output-dir", stage.string(), "--modules", table};
+    detail::add_exporter_options(args, opt);
     if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
     detail::run_exporter(exporter, opt.python, args, opt);
     for (auto name : task.encoder_decoder.files) {
@@ -290,14 +314,33 @@ inline produced_onnx produce_prebuilt(const model_source& src, const fs::path& s
 }
 
 /// The "produce ONNX" step: runs strategy `how` (never automatic) into `stage`.
+/// The reference check of a model the htp exporter did not trace (prebuilt, command): run when the
+/// source has torch weights, through the exporter's --check-only mode (reference_source.hpp).
+inline void check_against_source(produced_onnx& out, const model_source& src, const task_info& task, const fs::path& stage,
+                                  const export_options& opt) {
+    if (!opt.reference_check) out.reference = {"skipped", "--no-reference-check", json::object()};
+    else if (!has_torch_weights(src)) out.reference = reference_check::not_run("the source has no torch weights to compare with");
+    else if (!task.encoder_decoder.empty()) out.reference = reference_check::not_run("a single model.onnx of an encoder-decoder task");
+    else {
+        reference_outcome o = compare_with_source(stage / out.models.front(), task, src, {opt.python, opt.exporter_script, opt.timeout});
+        if (!o.mismatch.empty())
+            throw reference_mismatch(out.shown, o.mismatch, "the model does not compute the source's torch weights; --atol raises the "
+                                                            "tolerance, --no-reference-check skips the check");
+        out.reference = o.record;
+    }
+}
+
 inline produced_onnx produce_onnx(strategy how, const model_source& src, const task_info& task, const fs::path& stage,
                                   const export_options& opt) {
+    produced_onnx out;
     switch (how) {
         case strategy::htp: return task.encoder_decoder.empty() ? produce_htp(src, task, stage, opt) : produce_htp_seq2seq(src, task, stage, opt);
-        case strategy::command: return produce_command(src, stage, opt);
-        case strategy::prebuilt: return produce_prebuilt(src, stage, opt);
+        case strategy::command: out = produce_command(src, stage, opt); break;
+        case strategy::prebuilt: out = produce_prebuilt(src, stage, opt); break;
         default: throw usage_error("--strategy", "no strategy chosen (call choose_strategy first)");
     }
+    check_against_source(out, src, task, stage, opt);
+    return out;
 }
 
 /// What the export step says it is doing, for progress.

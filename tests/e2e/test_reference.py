@@ -1,0 +1,174 @@
+"""The package computes the source model: the reference check, the weights gate on the transformers
+path and the signature Optimum's configurations give (tools/htp_reference.py, htp_optimum.py,
+htp_weights.check_loading_info).
+
+Tiny genuine transformers models are built at test time with the exporter's interpreter (the pinned
+environment), saved as Hugging Face checkpoints, and exported with the built tool."""
+import json
+import os
+import subprocess
+import tempfile
+import textwrap
+import unittest
+
+import onnx
+
+from common import EXIT, load_json, run
+
+PYTHON = os.environ.get("MODELEXPORT_PYTHON", "")
+
+BUILD = textwrap.dedent('''
+    import json, os, sys, torch, transformers
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    out = sys.argv[1]
+    bert = transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=37, max_position_embeddings=64)
+    transformers.BertModel(bert).save_pretrained(os.path.join(out, "bare-bert"))
+    transformers.BertForTokenClassification(bert).save_pretrained(os.path.join(out, "bert-tokens"))
+    empty = os.path.join(out, "bert-no-tensors")
+    transformers.BertForSequenceClassification(bert).save_pretrained(empty)
+    save_file({}, os.path.join(empty, "model.safetensors"))
+    renamed = os.path.join(out, "bert-renamed")
+    model = transformers.BertForSequenceClassification(bert)
+    model.save_pretrained(renamed)
+    save_file({"x." + k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(renamed, "model.safetensors"))
+    gpt2 = transformers.GPT2Config(vocab_size=120, n_embd=32, n_layer=2, n_head=2, n_positions=64, pad_token_id=0)
+    transformers.GPT2ForSequenceClassification(gpt2).save_pretrained(os.path.join(out, "gpt2-classifier"))
+    transformers.GPT2LMHeadModel(gpt2).save_pretrained(os.path.join(out, "gpt2-lm"))
+    layout = transformers.LayoutLMConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=37, max_position_embeddings=64)
+    transformers.LayoutLMForTokenClassification(layout).save_pretrained(os.path.join(out, "layoutlm"))
+''')
+
+# A model whose traced graph depends on the dummy's values: the trace takes the branch of the
+# dummy's first id (1), fresh inputs take the other one in torch but not in the frozen graph.
+BRANCHY = textwrap.dedent('''
+    import torch
+
+    class Branchy(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.embed = torch.nn.Embedding(config["vocab_size"], 8)
+            self.classifier = torch.nn.Linear(8, 2)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.embed(input_ids)
+            if int(input_ids[0, 0]) == 1:
+                hidden = hidden * 2.0
+            return (self.classifier(hidden.mean(dim=1)),)
+
+    def build(config):
+        return Branchy(config)
+''')
+
+
+@unittest.skipUnless(PYTHON, "MODELEXPORT_PYTHON (the pinned environment) is not set")
+class ReferenceCheck(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp_dir = tempfile.TemporaryDirectory()
+        cls.tmp = cls.tmp_dir.name
+        subprocess.run([PYTHON, "-c", BUILD, cls.tmp], check=True, capture_output=True, timeout=600)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp_dir.cleanup()
+
+    def src(self, name):
+        return os.path.join(self.tmp, name)
+
+    def export(self, name, task, out, *args, check=0):
+        return run("export", self.src(name), os.path.join(self.tmp, out), "--task", task, "--no-cache", *args,
+                   check=check, timeout=900)
+
+    def graph_inputs(self, out):
+        model = onnx.load(os.path.join(self.tmp, out, "model.onnx"), load_external_data=False)
+        return [i.name for i in model.graph.input]
+
+    def test_a_bare_checkpoint_asked_for_a_head_task_is_refused_naming_the_head(self):
+        p = self.export("bare-bert", "text-classification", "bare-out", check=EXIT["export_failed"])
+        self.assertIn("model.safetensors", p.stderr)
+        self.assertIn("classifier.bias, classifier.weight", p.stderr)
+        self.assertIn("text-classification head", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "bare-out")))
+
+    def test_a_checkpoint_without_tensors_or_with_wrong_names_is_refused(self):
+        for name in ("bert-no-tensors", "bert-renamed"):
+            with self.subTest(name):
+                p = self.export(name, "text-classification", name + "-out", check=EXIT["export_failed"])
+                self.assertIn(os.path.join(name, "model.safetensors"), p.stderr)
+                self.assertRegex(p.stderr, r"\d+ tensors (of BertForSequenceClassification missing|not in)")
+                self.assertFalse(os.path.exists(os.path.join(self.tmp, name + "-out")))
+
+    def test_a_head_checkpoint_exports_its_base_model_checked_against_torch(self):
+        # The pooler is missing from a token-classification checkpoint, but feature-extraction's
+        # last_hidden_state never uses it; the classifier is the head feature-extraction drops.
+        self.export("bert-tokens", "feature-extraction", "tokens-fe")
+        record = load_json(os.path.join(self.tmp, "tokens-fe", "export_metadata.json"))["reference_check"]
+        self.assertEqual(record["status"], "passed")
+        self.assertEqual([o["output"] for o in record["steps"][0]["outputs"]], ["last_hidden_state"])
+
+    def test_a_gpt2_classifier_takes_no_token_type_ids_and_matches_torch(self):
+        # GPT-2 adds a token_type_ids embedding when given one: Optimum's configuration leaves it out.
+        self.export("gpt2-classifier", "text-classification", "gpt2-cls")
+        self.assertEqual(self.graph_inputs("gpt2-cls"), ["input_ids", "attention_mask"])
+        meta = load_json(os.path.join(self.tmp, "gpt2-cls", "export_metadata.json"))
+        self.assertEqual(meta["export_context"]["signature_source"], "optimum")
+        self.assertEqual(meta["reference_check"]["status"], "passed")
+
+    def test_layoutlm_keeps_its_bbox_input(self):
+        self.export("layoutlm", "token-classification", "layoutlm-out")
+        self.assertIn("bbox", self.graph_inputs("layoutlm-out"))
+        record = load_json(os.path.join(self.tmp, "layoutlm-out", "export_metadata.json"))["reference_check"]
+        self.assertEqual(record["status"], "passed")
+        self.assertEqual(len(record["steps"][0]["inputs"]["bbox"]), 3)
+
+    def test_fresh_inputs_differ_from_the_trace_in_every_dynamic_axis(self):
+        self.export("gpt2-classifier", "text-classification", "gpt2-axes")
+        record = load_json(os.path.join(self.tmp, "gpt2-axes", "export_metadata.json"))["reference_check"]
+        batch, length = record["steps"][0]["inputs"]["input_ids"]
+        self.assertNotEqual(batch, 2)    # Optimum's dummy batch
+        self.assertNotEqual(length, 16)  # Optimum's dummy sequence length
+        self.assertEqual(record["atol"], 1e-4)
+        self.assertLess(record["steps"][0]["outputs"][0]["max_abs_diff"], 1e-4)
+
+    def test_a_decoder_is_checked_on_the_prompt_and_one_cached_step(self):
+        self.export("gpt2-lm", "text-generation", "gpt2-lm-out")
+        record = load_json(os.path.join(self.tmp, "gpt2-lm-out", "export_metadata.json"))["reference_check"]
+        self.assertEqual([s["step"] for s in record["steps"]], ["prompt", "cached"])
+        self.assertEqual(record["steps"][0]["inputs"]["past_key_values.0.key"][2], 0)  # an empty cache
+        self.assertEqual(record["steps"][1]["inputs"]["input_ids"], [2, 1])
+
+    def test_a_graph_frozen_on_the_dummy_fails_the_check_and_commits_nothing(self):
+        src = self.src("branchy")
+        os.makedirs(src, exist_ok=True)
+        with open(os.path.join(src, "config.json"), "w") as f:
+            json.dump({"model_type": "branchy", "vocab_size": 50, "architectures": ["BranchyForSequenceClassification"],
+                       "id2label": {"0": "a", "1": "b"}}, f)
+        with open(os.path.join(src, "modeling.py"), "w") as f:
+            f.write(BRANCHY)
+        subprocess.run([PYTHON, "-c", "import sys, json, torch; sys.path.insert(0, sys.argv[1]); import modeling;"
+                        "from safetensors.torch import save_file; torch.manual_seed(0);"
+                        "m = modeling.build(json.load(open(sys.argv[1] + '/config.json')));"
+                        "save_file(m.state_dict(), sys.argv[1] + '/model.safetensors')", src], check=True, timeout=300)
+        out = os.path.join(self.tmp, "branchy-out")
+        p = run("export", src, out, "--task", "text-classification", "--model", "modeling.py:build", "--no-cache",
+                check=EXIT["reference_mismatch"], timeout=900)
+        self.assertIn("reference check failed", p.stderr)
+        self.assertIn("'logits'", p.stderr)
+        self.assertFalse(os.path.exists(out))
+        # The documented way out: the check is skipped, and the package says so.
+        run("export", src, out, "--task", "text-classification", "--model", "modeling.py:build", "--no-cache",
+            "--no-reference-check", check=0, timeout=900)
+        record = load_json(os.path.join(out, "export_metadata.json"))["reference_check"]
+        self.assertEqual(record, {"status": "skipped", "reason": "--no-reference-check"})
+
+    def test_atol_is_recorded_with_its_origin(self):
+        self.export("bert-tokens", "feature-extraction", "atol-out", "--atol", "0.001")
+        record = load_json(os.path.join(self.tmp, "atol-out", "export_metadata.json"))["reference_check"]
+        self.assertEqual((record["atol"], record["atol_origin"]), (0.001, "--atol"))
+
+
+if __name__ == "__main__":
+    unittest.main()

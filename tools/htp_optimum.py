@@ -1,0 +1,150 @@
+"""Signatures and dummy inputs from Optimum's own export configurations.
+
+optimum-onnx keeps, per model type and task, an ``OnnxConfig``: the input and output names and
+their order, the dynamic axes, the dummy-input generators, and the model patcher that makes the
+forward traceable.  Where transformers and optimum-onnx are importable
+and a configuration exists, the htp exporter takes all of that from it, so a package has the
+signature optimum-cli gives the same model (GPT-2's classifiers without ``token_type_ids``,
+LayoutLM with ``bbox``, CLIP with both towers).  Elsewhere (Debian's torch, a ``--model``
+factory, a model type optimum-onnx does not know) the project's own task table applies, and
+the module table says which of the two was used ("signature").
+
+Decoders with their KV cache and encoder-decoder models keep their own exporters
+(htp_decoder.py, htp_seq2seq.py): their cache forms are what the clients read today.
+"""
+
+import contextlib
+import inspect
+from itertools import chain
+
+# Our task names that Optimum spells otherwise.
+OPTIMUM_TASK = {}
+
+
+class Unavailable(Exception):
+    """No Optimum configuration for this model and task: the reason, for the report."""
+
+
+class Refused(Exception):
+    """The export cannot be done as optimum-cli would do it, and optimum-cli refuses it too."""
+
+
+def load_tasks_manager():
+    """TasksManager with optimum-onnx's configurations registered, or Unavailable."""
+    try:
+        from optimum.exporters.tasks import TasksManager
+        import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs)
+    except ImportError as error:
+        raise Unavailable("optimum-onnx is not importable (%s)" % error)
+    return TasksManager
+
+
+def export_config(model, task, source_dir):
+    """Optimum's OnnxConfig for `model` (a transformers PreTrainedModel) and `task`."""
+    manager = load_tasks_manager()
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if not model_type:
+        raise Unavailable("the model has no config.model_type")
+    optimum_task = OPTIMUM_TASK.get(task, task)
+    try:
+        constructor = manager.get_exporter_config_constructor(
+            exporter="onnx", model=model, task=optimum_task, library_name="transformers")
+    except (KeyError, ValueError) as error:
+        raise Unavailable("optimum-onnx has no export configuration for model type %r and task %r (%s)"
+                          % (model_type, optimum_task, str(error).splitlines()[0] if str(error) else type(error).__name__))
+    return constructor(model.config, int_dtype="int64", float_dtype="fp32", preprocessors=preprocessors(source_dir))
+
+
+def preprocessors(source_dir):
+    """The source's tokenizer/processors as optimum-cli loads them: some configurations read static
+    shapes (an image size) from them."""
+    try:
+        from optimum.utils.save_utils import maybe_load_preprocessors
+        from transformers.utils import logging
+        logging.set_verbosity_error()
+        return maybe_load_preprocessors(source_dir)
+    except Exception:  # no preprocessor in the source: the configuration's defaults
+        return None
+
+
+def set_pad_token_id(model, task, source_dir):
+    """What optimum-cli does for text-classification: a model that finds each row's last token by the
+    pad id needs one; config.json's, else the tokenizer's, else the export is refused."""
+    if task != "text-classification" or getattr(model.config, "pad_token_id", None) is not None:
+        return
+    try:
+        from transformers import AutoTokenizer
+        pad = AutoTokenizer.from_pretrained(source_dir, local_files_only=True).pad_token_id
+    except Exception:  # no tokenizer in the source
+        pad = None
+    if pad is None:
+        raise Refused("config.json has no pad_token_id and the source has no tokenizer with a pad "
+                                  "token; %s finds each row's last token by it (optimum-cli refuses too): "
+                                  "set pad_token_id in config.json" % type(model).__name__)
+    model.config.pad_token_id = pad
+
+
+def supported_tasks(model_type):
+    """The tasks optimum-onnx exports for a model type (Optimum's names), or an empty set."""
+    try:
+        manager = load_tasks_manager()
+        return set(manager.get_supported_tasks_for_model_type(model_type.replace("_", "-"), "onnx",
+                                                              library_name="transformers"))
+    except Exception:  # an unknown model type, or no optimum: nothing to offer
+        return set()
+
+
+def atol(onnx_config, task):
+    """Optimum's validation tolerance for this configuration and task (a float or per-task dict)."""
+    value = getattr(onnx_config, "ATOL_FOR_VALIDATION", None)
+    if isinstance(value, dict):
+        value = value.get(OPTIMUM_TASK.get(task, task))
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def model_kwargs_for(model):
+    """What optimum's export_pytorch passes besides the inputs (logits_to_keep=0 keeps every position)."""
+    parameters = inspect.signature(model.forward).parameters
+    return {"logits_to_keep": 0} if "logits_to_keep" in parameters else {}
+
+
+class Signature:
+    """The inputs, outputs, axes and dummy inputs of one Optimum export, and its patcher."""
+
+    def __init__(self, model, onnx_config, shapes=None):
+        self.config = onnx_config
+        self.model = model
+        self.model_kwargs = model_kwargs_for(model)
+        model.config.return_dict = True
+        for key, value in (onnx_config.values_override or {}).items():
+            setattr(model.config, key, value)
+        self.dummy = self.inputs_for(**(shapes or {}))
+        with self.patched():
+            ordered = onnx_config.ordered_inputs(model)
+        self.inputs = [name for name in ordered if name in self.dummy]
+        self.outputs = list(onnx_config.outputs.keys())
+        self.axes = {name: dict(axes) for name, axes in chain(ordered.items(), onnx_config.outputs.items())
+                     if name in self.inputs or name in self.outputs}
+
+    def inputs_for(self, **shapes):
+        """Dummy inputs from the configuration's generators, for the given shapes (Optimum's defaults else)."""
+        dummy = self.config.generate_dummy_inputs(framework="pt", **shapes)
+        return self.config.rename_ambiguous_inputs(dummy)
+
+    @contextlib.contextmanager
+    def patched(self):
+        """The model's forward as Optimum exports it (its ModelPatcher): returns a dict of the outputs."""
+        with self.config.patch_model_for_export(self.model, model_kwargs=self.model_kwargs):
+            yield
+
+    def named_outputs(self, outputs):
+        """The patched forward's outputs under their ONNX names, nested collections flattened as Optimum does."""
+        mapping = getattr(self.config, "torch_to_onnx_output_map", {}) or {}
+        named = {}
+        for name, value in dict(outputs).items():
+            name = mapping.get(name, name)
+            if isinstance(value, (list, tuple)):
+                named.update(self.config.flatten_output_collection_property(name, value))
+            else:
+                named[name] = value
+        return named

@@ -1,0 +1,237 @@
+"""The reference check: an exported ONNX model computes what the torch model it came from computes.
+
+optimum-cli compares its ONNX outputs with the PyTorch model after every export; so does every htp
+export.  The inputs differ from the trace's dummy in the dynamic axes (another batch, another
+sequence length or audio length), and text inputs are real token ids from the source's tokenizer on
+sentences with its special tokens, padded, so the attention mask has zeros.  ONNX Runtime (the
+exporter's interpreter's ``onnxruntime``) runs the file; torch runs the same forward the export
+traced.  An output passes when every element is within ``atol + rtol * |torch|`` (numpy.allclose's
+rule with Optimum's rtol of 1e-5); the largest absolute difference is recorded either way.
+
+Decoders run two steps: the prompt with an empty cache, then one cached step fed with the step's
+own presents (torch's to torch, ONNX Runtime's to the ONNX model), so the second step's logits
+check the cache too.
+
+The result goes into the module table as "reference_check" and from there into
+export_metadata.json; a failure is ``ReferenceMismatch`` (the exporter's exit status 4).
+"""
+
+import math
+
+import torch
+
+DEFAULT_ATOL = 1e-4
+RTOL = 1e-5
+
+# Sentences for real token ids: different lengths, punctuation, digits, case, a non-ASCII letter.
+SENTENCES = [
+    "Hello world! This is a test.",
+    "The quick brown fox jumps over 13 lazy dogs, and then it rests under the old oak tree.",
+    "Zurich's caf\u00e9 opens at 9.",
+    "A fourth sentence, short.",
+    "Numbers like 2024 and 3.14 appear here too.",
+    "Last one.",
+]
+
+
+class ReferenceMismatch(Exception):
+    """An output of the ONNX model is not within the tolerance of torch's."""
+
+
+class NotRun(Exception):
+    """The check cannot run here (no onnxruntime, ...): the reason is recorded, the export goes on."""
+
+
+def onnx_session(path):
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise NotRun("onnxruntime is not importable by the exporter's interpreter (%s)" % error)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+NUMPY_OF_ONNX = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
+                 "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool",
+                 "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
+
+
+def run_onnx(session, inputs):
+    """ONNX Runtime's outputs {name: numpy array} for the graph's inputs taken from `inputs`.
+
+    A `token_type_ids` the torch forward was not given is fed as zeros, as Optimum and
+    transformers.js feed it: a package with one the model does not take (GPT-2's classifiers, whose
+    forward adds an embedding for it) then fails the comparison, as it fails in those clients."""
+    feeds = {}
+    for arg in session.get_inputs():
+        if arg.name == "token_type_ids" and arg.name not in inputs and "input_ids" in inputs:
+            inputs = dict(inputs, token_type_ids=torch.zeros_like(inputs["input_ids"]))
+        if arg.name not in inputs:
+            raise ReferenceMismatch("the ONNX model takes an input %r that the torch forward was not given" % arg.name)
+        value = inputs[arg.name]
+        array = value.detach().cpu().numpy() if torch.is_tensor(value) else value
+        dtype = NUMPY_OF_ONNX.get(arg.type)
+        feeds[arg.name] = array.astype(dtype) if dtype and str(array.dtype) != dtype else array
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def as_numpy(value):
+    return value.detach().float().cpu().numpy() if value.is_floating_point() else value.detach().cpu().numpy()
+
+
+def compare_outputs(expected, produced, atol, step):
+    """One record per ONNX output that torch also gave: its max abs diff and whether it passes."""
+    import numpy
+    records = []
+    for name, actual in produced.items():
+        if name not in expected or not torch.is_tensor(expected[name]):
+            continue
+        want = as_numpy(expected[name])
+        if tuple(want.shape) != tuple(actual.shape):
+            raise ReferenceMismatch("%soutput %r has shape %s in ONNX Runtime but %s in torch"
+                                    % (step, name, list(actual.shape), list(want.shape)))
+        got = actual.astype(want.dtype) if actual.dtype != want.dtype else actual
+        if want.dtype.kind in "fc":
+            diff = float(numpy.nanmax(numpy.abs(got - want))) if want.size else 0.0
+            passed = bool(numpy.allclose(got, want, atol=atol, rtol=RTOL, equal_nan=True))
+            if math.isnan(diff):
+                diff = float("inf")
+        else:
+            diff = float(numpy.max(numpy.abs(got.astype("int64") - want.astype("int64")))) if want.size else 0.0
+            passed = diff == 0
+        records.append({"output": name, "max_abs_diff": diff, "passed": passed, "shape": list(want.shape)})
+    if not records:
+        raise ReferenceMismatch("%sno output of the ONNX model (%s) is one torch returns (%s)"
+                                % (step, ", ".join(produced), ", ".join(expected)))
+    return records
+
+
+def shapes(inputs):
+    return {name: list(value.shape) for name, value in inputs.items() if torch.is_tensor(value)}
+
+
+def step_record(name, inputs, expected, produced, atol):
+    outputs = compare_outputs(expected, produced, atol, "%s: " % name if name else "")
+    return {"step": name, "inputs": shapes(inputs), "outputs": outputs}
+
+
+def judge(steps, atol, tolerance_origin, notes):
+    """The check's record; raises ReferenceMismatch naming the worst failing output."""
+    record = {"status": "passed", "atol": atol, "rtol": RTOL, "atol_origin": tolerance_origin,
+              "steps": steps, "notes": notes}
+    failing = [(step["step"], out) for step in steps for out in step["outputs"] if not out["passed"]]
+    if failing:
+        step, out = max(failing, key=lambda item: item[1]["max_abs_diff"])
+        record["status"] = "failed"
+        raise ReferenceMismatch("output %r%s differs from torch by %.3g (allowed %.3g + %.0e * |torch|)%s"
+                                % (out["output"], " at the %s step" % step if step else "", out["max_abs_diff"],
+                                   atol, RTOL, "; %d more output(s) fail" % (len(failing) - 1) if len(failing) > 1 else ""))
+    return record
+
+
+def tolerance(requested, model, task, source_dir, optimum_atol=None):
+    """(atol, where it came from): --atol, else the default, or Optimum's ATOL_FOR_VALIDATION for the
+    model type and task when that is larger (Optimum knows which architectures run noisier)."""
+    if requested:
+        return requested, "--atol"
+    if optimum_atol is None:
+        import htp_optimum
+        try:
+            optimum_atol = htp_optimum.atol(htp_optimum.export_config(model, task, source_dir), task)
+        except Exception:  # no configuration for it: the default alone
+            optimum_atol = None
+    if optimum_atol and optimum_atol > DEFAULT_ATOL:
+        return optimum_atol, "optimum's ATOL_FOR_VALIDATION for this model type"
+    return DEFAULT_ATOL, "default"
+
+
+# --------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------
+
+def load_tokenizer(source_dir):
+    """The source's tokenizer through transformers, or None (no tokenizer files, no transformers)."""
+    try:
+        import transformers
+        from transformers.utils import logging
+        logging.set_verbosity_error()
+        return transformers.AutoTokenizer.from_pretrained(source_dir, local_files_only=True)
+    except Exception:  # no tokenizer: the generator's ids stand in, and the record says so
+        return None
+
+
+def token_ids(tokenizer, count, avoid_length, rows, notes, pad=True):
+    """input_ids and attention_mask [count, length] of `count` sentences with the tokenizer's special tokens.
+
+    `length` differs from `avoid_length` (the trace's). Ids at or past the embedding's `rows` are
+    folded into range (noted: validate reports the tokenizer), so torch can run at all. Without
+    padding (decoders: no masked rows), every sentence is cut to the shortest one's length.
+    """
+    sentences = [SENTENCES[i % len(SENTENCES)] for i in range(count)]
+    encoded = [tokenizer(s, add_special_tokens=True)["input_ids"] for s in sentences]
+    encoded = [ids for ids in encoded if ids] or [[0]]
+    while len(encoded) < count:
+        encoded.append(encoded[len(encoded) % max(len(encoded), 1)])
+    if pad:
+        length = max(len(ids) for ids in encoded)
+    else:
+        length = min(len(ids) for ids in encoded)
+    if length == avoid_length:
+        length += 1 if pad else -1
+    length = max(length, 1)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((count, length), int(pad_id), dtype=torch.int64)
+    mask = torch.zeros((count, length), dtype=torch.int64)
+    for row, sentence_ids in enumerate(encoded):
+        if not pad and len(sentence_ids) < length:  # repeat to fill: still the tokenizer's ids
+            sentence_ids = (sentence_ids * (length // len(sentence_ids) + 1))
+        sentence_ids = sentence_ids[:length]
+        ids[row, :len(sentence_ids)] = torch.tensor(sentence_ids, dtype=torch.int64)
+        mask[row, :len(sentence_ids)] = 1
+    if rows and int(ids.max()) >= rows:
+        notes.append("the tokenizer gives ids up to %d but the embedding has %d rows; ids folded into range "
+                     "(validate reports the tokenizer)" % (int(ids.max()), rows))
+        ids = ids % rows
+    return ids, mask
+
+
+def embedding_rows(model):
+    """Rows of the input embedding (what token ids must stay below), or None."""
+    try:
+        embeddings = model.get_input_embeddings()
+        return int(embeddings.weight.shape[0]) if embeddings is not None else None
+    except Exception:  # a model without the transformers API
+        return None
+
+
+def with_text_ids(inputs, source_dir, model, avoid_length, notes, batch_axis_inputs=("input_ids",)):
+    """`inputs` with input_ids/attention_mask replaced by the tokenizer's ids (same shape rules)."""
+    if "input_ids" not in inputs:
+        return inputs
+    tokenizer = load_tokenizer(source_dir)
+    if tokenizer is None:
+        notes.append("no tokenizer in the source: generated ids")
+        return inputs
+    shape = list(inputs["input_ids"].shape)
+    count = 1
+    for dim in shape[:-1]:
+        count *= dim
+    ids, mask = token_ids(tokenizer, count, avoid_length, embedding_rows(model), notes)
+    if ids.shape[-1] != shape[-1]:
+        raise RuntimeError("the tokenizer's length %d differs from the generated inputs' %d" % (ids.shape[-1], shape[-1]))
+    out = dict(inputs)
+    out["input_ids"] = ids.reshape(shape)
+    if "attention_mask" in out and list(out["attention_mask"].shape) == shape:
+        out["attention_mask"] = mask.reshape(shape)
+    return out
+
+
+def tokenized_length(source_dir, count, avoid_length, model):
+    """The padded length of `count` sentences with the source's tokenizer, or None without one."""
+    tokenizer = load_tokenizer(source_dir)
+    if tokenizer is None:
+        return None
+    ids, _ = token_ids(tokenizer, count, avoid_length, embedding_rows(model), [])
+    return int(ids.shape[-1])
