@@ -29,6 +29,9 @@
 #ifndef MODELEXPORT_RUNTIME_DIR
 #define MODELEXPORT_RUNTIME_DIR ""
 #endif
+#ifndef MODELEXPORT_TASKS_FILE
+#define MODELEXPORT_TASKS_FILE ""
+#endif
 #ifndef MODELEXPORT_DEFAULT_PYTHON
 #define MODELEXPORT_DEFAULT_PYTHON "python3"
 #endif
@@ -110,11 +113,13 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
     if (!kind) throw me::usage_error("--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
     if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
     me::runtime_check runtime(*kind, rcfg);
-    if (*kind == me::runtime_kind::automatic && !mode.quiet && !mode.json)
-        std::cerr << "modelexport: runtime check: " << me::to_string(runtime.chosen()) << " (auto)\n";
     auto report = me::validate_package(dir, {task}, runtime);
+    if (*kind == me::runtime_kind::automatic && runtime.ran() != me::runtime_kind::none && !mode.quiet && !mode.json)
+        std::cerr << "modelexport: runtime check: " << me::to_string(runtime.ran()) << " (auto)\n";
     if (!reference.empty() && report.ok(false)) report.checks.push_back(reference_check_result(dir, report, reference, runner));
     bool ok = report.ok(strict);
+    // A named runtime that cannot start leaves the package's verdict open: neither valid nor INVALID.
+    const me::check_result* unavailable = ok ? report.unavailable() : nullptr;
     // The same document as --json, for monitoring across a build (the runtime check's latency_ms, peak_rss_mb).
     if (!report_path.empty()) me::write_file(report_path, me::to_canonical_text(me::to_json(report, strict)));
     if (mode.json) {
@@ -122,12 +127,19 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
     } else {
         for (const auto& c : report.checks) {
             if (mode.quiet && c.status != me::check_status::fail) continue;
-            std::cout << (c.status == me::check_status::pass ? "ok    " : c.status == me::check_status::skip ? "skip  " : c.level == me::severity::error ? "FAIL  " : "WARN  ")
+            std::cout << (c.status == me::check_status::pass          ? "ok    "
+                          : c.status == me::check_status::skip        ? "skip  "
+                          : c.status == me::check_status::unavailable ? "n/a   "
+                          : c.level == me::severity::error            ? "FAIL  "
+                                                                      : "WARN  ")
                       << c.id << ": " << c.message << "\n";
         }
-        if (!mode.quiet) std::cout << dir.string() << ": " << (ok ? "valid" : "INVALID") << " for " << (report.task.empty() ? "?" : report.task)
-                                   << (report.optimum_class.empty() ? "" : " (" + report.optimum_class + ")") << (strict ? " [strict]" : "") << "\n";
+        if (!mode.quiet)
+            std::cout << dir.string() << ": " << (unavailable ? "not checked in its runtime" : ok ? "valid" : "INVALID") << " for "
+                      << (report.task.empty() ? "?" : report.task) << (report.optimum_class.empty() ? "" : " (" + report.optimum_class + ")")
+                      << (strict ? " [strict]" : "") << "\n";
     }
+    if (unavailable) throw me::runtime_unavailable("", unavailable->message, "install it, or validate with --runtime auto to skip a runtime that cannot start");
     return ok ? 0 : static_cast<int>(me::exit_code::validation_failed);
 }
 
@@ -304,7 +316,8 @@ int main(int argc, char** argv) {
     app.add_flag("-q,--quiet", mode.quiet, "no progress or results; errors and their hints still print");
     app.add_flag("-v,--verbose", mode.verbose, "show progress and the exporter's output even when not on a terminal");
     app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 model not found, 4 config.json missing, 5 invalid input,\n"
-               "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify).");
+               "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify),\n"
+               "10 runtime unavailable (validate --runtime X: X cannot start), 11 reference mismatch (export).");
 
     me::export_options eo;
     eo.cache = me::cache_settings::from_env();
@@ -359,6 +372,7 @@ int main(int argc, char** argv) {
     me::runtime_config rcfg;
     rcfg.python = default_python();
     rcfg.scripts_dir = locate("MODELEXPORT_RUNTIME_DIR", "runtime", MODELEXPORT_RUNTIME_DIR);
+    rcfg.tasks_file = locate("MODELEXPORT_TASKS", "tasks.json", MODELEXPORT_TASKS_FILE);
     auto* va = app.add_subcommand("validate", "check that a package loads for its task (Optimum compatibility)");
     va->add_option("dir", vdir, "package directory")->required();
     va->add_option("--task", vtask, "task to validate for (default: from config.json)");

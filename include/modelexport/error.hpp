@@ -23,6 +23,7 @@ enum class exit_code : int {
     validation_failed = 7,  ///< a package check failed (or warned, with --strict)
     io_error = 8,           ///< the package could not be written (permissions, disk full, ...)
     package_modified = 9,   ///< `verify` found files that no longer match their hashes
+    runtime_unavailable = 10,  ///< `validate --runtime X`: runtime X cannot start here (the package's checks pass)
     reference_mismatch = 11,  ///< the exported model's outputs differ from the torch model's (the reference check)
 };
 
@@ -59,6 +60,7 @@ MODELEXPORT_ERROR_TYPE(export_failed, export_failed);
 MODELEXPORT_ERROR_TYPE(validation_failed, validation_failed);
 MODELEXPORT_ERROR_TYPE(io_error, io_error);
 MODELEXPORT_ERROR_TYPE(package_modified, package_modified);
+MODELEXPORT_ERROR_TYPE(runtime_unavailable, runtime_unavailable);
 MODELEXPORT_ERROR_TYPE(reference_mismatch, reference_mismatch);
 
 #undef MODELEXPORT_ERROR_TYPE

@@ -4,10 +4,15 @@
 // Runtimes run as child processes so modelexport links none of them:
 //  - onnxruntime:     node tools/runtime/ort_check.mjs PKG   (npm onnxruntime-node)
 //  - transformers-js: node tools/runtime/tjs_pipeline.mjs PKG --task T   (npm @huggingface/transformers;
-//                     generated text, image or waveform)
+//                     generated text, image or waveform); encoder-decoders: tjs_seq2seq.mjs
 //  - optimum:         python tools/runtime/optimum_check.py PKG CLASS    (ORTModelFor*.from_pretrained)
-// `auto` takes the first installed of optimum (what the package is for: Optimum's
-// ORTModelFor* loading it), onnxruntime, transformers-js.
+// `auto` takes the first of optimum (what the package is for: Optimum's ORTModelFor* loading
+// it), onnxruntime, transformers-js that can start.
+//
+// A script's verdict on the package is exit 0 (it ran) or exit 1 with its last stderr line
+// "<prog>: error: <message>". Anything else it ends with (exit 3 "<prog>: unavailable: ...", its
+// own start-up failing, a missing interpreter) says nothing about the package: the runtime is
+// unavailable, never a failed check.
 #pragma once
 
 #include "modelexport/json_file.hpp"
@@ -18,6 +23,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <regex>
 #include <set>
 #include <string>
 
@@ -48,81 +54,137 @@ struct runtime_config {
     std::string node = "node";
     std::string python = "python3";
     fs::path scripts_dir;  ///< tools/runtime (with node_modules/ from `npm install --ignore-scripts`)
+    fs::path tasks_file;   ///< the task table the scripts read (MODELEXPORT_TASKS); empty: they look beside themselves
     std::chrono::seconds timeout{300};
 };
+
+/// The exit status with which a runtime script says it could not start (tools/runtime/cli.mjs,
+/// optimum_check.py).
+constexpr int runtime_script_unavailable = 3;
+
+/// The line of a child's stderr that says what went wrong: the script's own "<prog>: error: " or
+/// "<prog>: unavailable: " line (its message), else the last line of a Python traceback, else the
+/// first "...Error: ..." line of a Node exception, else the last non-empty line.
+inline std::string first_error_line(const std::deque<std::string>& lines, const std::string& prog) {
+    for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+        for (const char* verdict : {": error: ", ": unavailable: "})
+            if (it->rfind(prog + verdict, 0) == 0) return printable(it->substr(prog.size() + std::string(verdict).size()));
+    std::string last;
+    for (const auto& l : lines)
+        if (l.find_first_not_of(" \t") != std::string::npos) last = l;
+    bool traceback = std::find(lines.begin(), lines.end(), "Traceback (most recent call last):") != lines.end();
+    if (!traceback) {
+        static const std::regex node_error(R"(^[\w$.]*(Error|Exception)( \[\w+\])?: )");
+        for (const auto& l : lines)
+            if (std::regex_search(l, node_error)) return printable(l);
+    }
+    return printable(last);
+}
 
 /// The runtime check as a validator policy.
 class runtime_check {
 public:
     runtime_check(runtime_kind kind, runtime_config cfg) : kind_(kind), cfg_(std::move(cfg)) {}
 
-    /// Why `k` cannot run here, or empty when it can.
-    std::string unavailable(runtime_kind k) const {
-        if (k == runtime_kind::optimum) {
-            if (find_program(cfg_.python).empty()) return cfg_.python + " not found";
-            run_result r;
-            try {
-                r = run_process(cfg_.python, {"-c", "import optimum.onnxruntime"}, {std::chrono::seconds(60), {}, {}, 3});
-            } catch (const std::exception& e) {  // a configured interpreter path that cannot start
-                return cfg_.python + " cannot start: " + e.what();
-            }
-            return r.ok() ? "" : "optimum is not installed for " + cfg_.python + " (" + r.stderr_tail() + ")";
-        }
-        if (find_program(cfg_.node).empty()) return "node not found on PATH";
-        const char* pkg = k == runtime_kind::onnxruntime ? "onnxruntime-node" : "@huggingface/transformers";
-        if (!fs::is_directory(cfg_.scripts_dir / "node_modules" / pkg))
-            // Not "npm install there": scripts_dir may be an installed share/ or a subproject's source tree.
-            return std::string(pkg) + " is not installed in " + cfg_.scripts_dir.string() +
-                   "; copy that directory somewhere writable, run 'npm ci --ignore-scripts' in the copy and set MODELEXPORT_RUNTIME_DIR to it";
-        return "";
-    }
-
-    /// The runtime `auto` resolves to, or none.
-    runtime_kind chosen() const {
-        if (kind_ != runtime_kind::automatic) return kind_;
-        for (auto k : {runtime_kind::optimum, runtime_kind::onnxruntime, runtime_kind::transformers_js})
-            if (unavailable(k).empty()) return k;
-        return runtime_kind::none;
-    }
+    /// The runtime that ran the last check (what `auto` resolved to), or none.
+    runtime_kind ran() const { return ran_; }
 
     std::optional<check_result> operator()(const fs::path& dir, const validation_report& report) const {
+        ran_ = runtime_kind::none;
         if (kind_ == runtime_kind::none) return std::nullopt;
-        runtime_kind k = chosen();
-        if (k == runtime_kind::none)
-            return check_result{"runtime", severity::warning, check_status::skip, "no runtime installed (auto): " + unavailable(runtime_kind::onnxruntime)};
-        std::string id = "runtime." + to_string(k);
-        if (std::string why = unavailable(k); !why.empty()) return check_result{id, severity::error, check_status::fail, why};
-        std::string program = k == runtime_kind::optimum ? cfg_.python : cfg_.node;
-        std::vector<std::string> args;
-        fs::path abs = fs::absolute(dir);
-        switch (k) {
-            case runtime_kind::onnxruntime:
-                args = {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string(), "--model", report.model};  // where the layout put it
-                break;
-            case runtime_kind::transformers_js:
-                if (!tjs_supported(report.task))
-                    return check_result{id, severity::warning, check_status::skip, "no transformers.js pipeline check for task " + report.task};
-                args = {(cfg_.scripts_dir / "tjs_pipeline.mjs").string(), abs.string(), "--task", report.task, "--layout", to_string(report.layout)};
-                if (report.task == "question-answering") args.insert(args.end(), {"--text", "where does john live ?", "--context", "john lives in paris"});
-                if (report.task == "fill-mask") args.insert(args.end(), {"--text", "the movie was [MASK] ."});
-                break;
-            default: args = {(cfg_.scripts_dir / "optimum_check.py").string(), abs.string(), report.optimum_class}; break;
+        if (kind_ != runtime_kind::automatic) {
+            attempt a = run(kind_, dir, report);
+            if (a.result) return a.result;
+            return check_result{"runtime." + to_string(kind_), severity::error, check_status::unavailable,
+                                to_string(kind_) + " unavailable: " + a.unavailable};
         }
-        run_result r = run_process(program, args, {cfg_.timeout, {}, {}, 5});
-        if (!r.ok()) return check_result{id, severity::error, check_status::fail, abs.string() + ": " + to_string(k) + " failed (" + r.describe(cfg_.timeout) + "): " + r.stderr_tail()};
-        last_output_ = last_json_line(r.out);
-        return check_result{id, severity::error, check_status::pass, "loaded and ran one inference: " + summary(k, last_output_),
-                            metrics(last_output_)};
+        std::string reasons;
+        for (auto k : {runtime_kind::optimum, runtime_kind::onnxruntime, runtime_kind::transformers_js}) {
+            attempt a = run(k, dir, report);
+            if (a.result) return a.result;
+            reasons += (reasons.empty() ? "" : "; ") + to_string(k) + ": " + a.unavailable;
+        }
+        return check_result{"runtime", severity::warning, check_status::skip, "no runtime available (auto): " + reasons};
     }
 
     /// The runtime's JSON answer from the last run (outputs, pipeline result).
     const json& last_output() const { return last_output_; }
 
 private:
-    /// Tasks with a transformers.js pipeline (share/tasks.json).
-    static bool tjs_supported(const std::string& task) {
-        const task_info* t = find_task(task);
-        return t && !t->transformers_js_pipeline.empty();
+    /// One runtime's outcome: its check, or why it could not start.
+    struct attempt {
+        std::optional<check_result> result;
+        std::string unavailable;
+    };
+
+    /// The program and arguments that check `dir` in runtime `k`, or a skip result.
+    struct invocation {
+        std::string program;
+        std::vector<std::string> args;
+        std::optional<check_result> skip;
+    };
+
+    invocation command(runtime_kind k, const fs::path& abs, const validation_report& report) const {
+        const std::string id = "runtime." + to_string(k);
+        const task_info* task = find_task(report.task);
+        switch (k) {
+            case runtime_kind::onnxruntime:
+                // The model where the layout put it.
+                return {cfg_.node, {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string(), "--model", report.model}, {}};
+            case runtime_kind::transformers_js: {
+                if (!task || task->transformers_js_pipeline.empty())
+                    return {{}, {}, check_result{id, severity::warning, check_status::skip, "no transformers.js pipeline check for task " + report.task}};
+                std::string pipeline(task->transformers_js_pipeline);
+                if (!task->encoder_decoder.empty()) {
+                    // Two ONNX files and generate(): transformers.js reads them from onnx/ unless told the flat layout.
+                    std::vector<std::string> args{(cfg_.scripts_dir / "tjs_seq2seq.mjs").string(), abs.string(), "--task", pipeline};
+                    if (report.layout == package_layout::flat) args.insert(args.end(), {"--subfolder", ""});
+                    return {cfg_.node, args, {}};
+                }
+                std::vector<std::string> args{(cfg_.scripts_dir / "tjs_pipeline.mjs").string(), abs.string(), "--task", report.task, "--layout", to_string(report.layout)};
+                if (report.task == "question-answering") args.insert(args.end(), {"--text", "where does john live ?", "--context", "john lives in paris"});
+                if (report.task == "fill-mask") args.insert(args.end(), {"--text", "the movie was [MASK] ."});
+                return {cfg_.node, args, {}};
+            }
+            default: return {cfg_.python, {(cfg_.scripts_dir / "optimum_check.py").string(), abs.string(), report.optimum_class}, {}};
+        }
+    }
+
+    attempt run(runtime_kind k, const fs::path& dir, const validation_report& report) const {
+        const std::string id = "runtime." + to_string(k);
+        const fs::path abs = fs::absolute(dir);
+        invocation inv = command(k, abs, report);
+        if (inv.skip) {
+            ran_ = k;
+            return {inv.skip, {}};
+        }
+        if (std::string exe = find_program(inv.program); exe.empty() || !fs::exists(exe)) return {{}, inv.program + " not found"};
+        run_options opts{cfg_.timeout, {}, {}, 20};
+        if (!cfg_.tasks_file.empty()) opts.env["MODELEXPORT_TASKS"] = fs::absolute(cfg_.tasks_file).string();
+        run_result r;
+        try {
+            r = run_process(inv.program, inv.args, opts);
+        } catch (const std::exception& e) {  // a configured interpreter path that cannot start
+            return {{}, inv.program + " cannot start: " + e.what()};
+        }
+        const std::string prog = fs::path(inv.args.front()).stem().string();  // ort_check, tjs_pipeline, optimum_check, ...
+        const bool verdict = r.ok() || r.timed_out || r.signal || (r.exit_status == 1 && said_error(r, prog));
+        if (!verdict) return {{}, first_error_line(r.last_err, prog) + " (" + r.describe(cfg_.timeout) + ")"};
+        ran_ = k;
+        if (!r.ok())
+            return {check_result{id, severity::error, check_status::fail,
+                                 abs.string() + ": " + to_string(k) + " failed (" + r.describe(cfg_.timeout) + "): " + first_error_line(r.last_err, prog)},
+                    {}};
+        last_output_ = last_json_line(r.out);
+        std::string how = kind_ == runtime_kind::automatic ? " (auto)" : "";
+        return {check_result{id, severity::error, check_status::pass, "loaded and ran one inference" + how + ": " + summary(k, last_output_),
+                             metrics(last_output_)},
+                {}};
+    }
+
+    /// Whether the script ended with its own verdict that the package failed.
+    static bool said_error(const run_result& r, const std::string& prog) {
+        return !r.last_err.empty() && r.last_err.back().rfind(prog + ": error: ", 0) == 0;
     }
     static json last_json_line(const std::string& out) {
         std::size_t end = out.size();
@@ -162,6 +224,7 @@ private:
     runtime_kind kind_;
     runtime_config cfg_;
     mutable json last_output_;
+    mutable runtime_kind ran_ = runtime_kind::none;
 };
 
 }  // namespace modelexport

@@ -28,7 +28,9 @@
 namespace modelexport {
 
 enum class severity { error, warning };
-enum class check_status { pass, fail, skip };
+/// `unavailable`: the check could not run here (its runtime cannot start); it says nothing about
+/// the package, so it never makes a report fail (the CLI gives it its own exit code).
+enum class check_status { pass, fail, skip, unavailable };
 
 struct check_result {
     std::string id;  ///< stable: "onnx.checker", "signature.outputs", ...
@@ -52,6 +54,12 @@ struct validation_report {
             return c.status == check_status::fail && (c.level == severity::error || strict);
         });
     }
+    /// The first check that could not run, or nullptr.
+    const check_result* unavailable() const {
+        for (const auto& c : checks)
+            if (c.status == check_status::unavailable) return &c;
+        return nullptr;
+    }
     const check_result* find(const std::string& id) const {
         for (const auto& c : checks)
             if (c.id == id) return &c;
@@ -69,7 +77,14 @@ struct no_runtime {
 };
 
 inline std::string to_string(severity s) { return s == severity::error ? "error" : "warning"; }
-inline std::string to_string(check_status s) { return s == check_status::pass ? "pass" : s == check_status::fail ? "fail" : "skip"; }
+inline std::string to_string(check_status s) {
+    switch (s) {
+        case check_status::pass: return "pass";
+        case check_status::fail: return "fail";
+        case check_status::skip: return "skip";
+        default: return "unavailable";
+    }
+}
 
 inline json to_json(const validation_report& r, bool strict) {
     json checks = json::array();

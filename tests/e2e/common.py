@@ -18,7 +18,7 @@ REPO = os.environ["MODELEXPORT_SOURCE_ROOT"]
 
 # Documented exit codes (README, include/modelexport/error.hpp).
 EXIT = {"ok": 0, "internal": 1, "usage": 2, "model_not_found": 3, "config_missing": 4, "invalid_input": 5,
-        "export_failed": 6, "validation_failed": 7, "io_error": 8, "package_modified": 9,
+        "export_failed": 6, "validation_failed": 7, "io_error": 8, "package_modified": 9, "runtime_unavailable": 10,
         "reference_mismatch": 11}
 
 
@@ -40,6 +40,18 @@ def node(script, *args, timeout=600):
     if p.returncode != 0:
         raise AssertionError(f"{script} {' '.join(map(str, args))} failed: {p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def install_tree(prefix):
+    """`meson install --destdir` of the build into a new temporary directory: (destdir, installed tool,
+    DESTDIR + prefix)."""
+    import glob
+    dest = tempfile.mkdtemp(prefix=prefix)
+    subprocess.run(["meson", "install", "-C", os.environ["MODELEXPORT_BUILD_ROOT"], "--destdir", dest, "--no-rebuild", "--quiet"],
+                   check=True, capture_output=True)
+    tools = glob.glob(os.path.join(dest, "**", "bin", "modelexport"), recursive=True)
+    assert len(tools) == 1, tools
+    return dest, tools[0], os.path.dirname(os.path.dirname(tools[0]))
 
 
 def sha256(path):

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXAMPLES, EXIT, REPO, SOURCES, run
+from common import EXAMPLES, EXIT, REPO, SOURCES, install_tree, run
 from test_cmake_consumer import consumer_tree
 
 
@@ -45,13 +45,7 @@ class Install(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.dest = tempfile.mkdtemp(prefix="modelexport-install-")
-        subprocess.run(["meson", "install", "-C", os.environ["MODELEXPORT_BUILD_ROOT"], "--destdir", cls.dest, "--no-rebuild",
-                        "--quiet"], check=True, capture_output=True)
-        tools = glob.glob(os.path.join(cls.dest, "**", "bin", "modelexport"), recursive=True)
-        assert len(tools) == 1, tools
-        cls.tool = tools[0]
-        cls.root = os.path.dirname(os.path.dirname(cls.tool))  # DESTDIR + prefix
+        cls.dest, cls.tool, cls.root = install_tree("modelexport-install-")
 
     @classmethod
     def tearDownClass(cls):

@@ -226,14 +226,16 @@ class Seq2Seq(FixtureSources, unittest.TestCase):
                 os.rmdir(os.path.join(flat, "onnx"))
             for pkg, subfolder in ((self.packages[name], []), (flat, ["--subfolder", ""])):
                 with self.subTest(name=name, layout="flat" if subfolder else "hub"):
-                    out = node("tjs_seq2seq.mjs", pkg, "--task", task, "--max-new-tokens", n, *subfolder)["result"]
+                    answer = node("tjs_seq2seq.mjs", pkg, "--task", task, "--max-new-tokens", n, *subfolder)
+                    out = answer["result"]
                     self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
                     if name == "t5":
                         self.assertEqual(out["input_ids"], ref["input_ids"])
                         self.assertEqual(out["generated_text"], ref["generated_text"])
                     else:
-                        self.assertEqual(out["input_features_shape"], ref["input_features_shape"])
-                        worst = max(abs(a - b) for a, b in zip(out["input_features_head"], ref["input_features_head"]))
+                        features = answer["processed"]
+                        self.assertEqual(features["input_features_shape"], ref["input_features_shape"])
+                        worst = max(abs(a - b) for a, b in zip(features["input_features_head"], ref["input_features_head"]))
                         self.assertLess(worst, 1e-4)
                         self.assertEqual(out["text"], ref["generated_text"])
 

@@ -52,14 +52,55 @@ TEST_CASE("onnxruntime: the script's last JSON line becomes the check's summary 
     CHECK(check.last_output()["version"] == "1.2.3");
 }
 
-TEST_CASE("a runtime that fails is an error check carrying its stderr") {
+TEST_CASE("a runtime that fails is an error check carrying the script's own message line") {
     test::temp_dir t;
-    runtime_check check(runtime_kind::onnxruntime, stand_in(t, "echo 'cannot load model.onnx' >&2\nexit 1\n"));
+    runtime_check check(runtime_kind::onnxruntime,
+                        stand_in(t, "echo 'Error: stack' >&2\necho '    at f (x.mjs:1)' >&2\necho 'ort_check: error: cannot load model.onnx' >&2\nexit 1\n"));
     auto r = check(t / "pkg", report_for("text-classification"));
     REQUIRE(r);
     CHECK(r->status == check_status::fail);
     CHECK(r->level == severity::error);
-    CHECK(r->message.find("cannot load model.onnx") != std::string::npos);
+    CHECK(r->message.find("failed (exit status 1): cannot load model.onnx") != std::string::npos);
+    CHECK(r->message.find("at f") == std::string::npos);
+}
+
+TEST_CASE("a script that says it cannot start makes its runtime unavailable, never a failed check") {
+    test::temp_dir t;
+    runtime_check named(runtime_kind::onnxruntime, stand_in(t, "echo 'ort_check: unavailable: cannot load onnxruntime-node: gone' >&2\nexit 3\n"));
+    auto r = named(t / "pkg", report_for("text-classification"));
+    REQUIRE(r);
+    CHECK(r->id == "runtime.onnxruntime");
+    CHECK(r->status == check_status::unavailable);
+    CHECK(r->message == "onnxruntime unavailable: cannot load onnxruntime-node: gone (exit status 3)");
+    // Under auto every runtime is tried; none starting is a skipped warning naming each reason.
+    runtime_config cfg = stand_in(t, "echo 'x: unavailable: no' >&2\nexit 3\n");
+    auto automatic = runtime_check(runtime_kind::automatic, cfg)(t / "pkg", report_for("text-classification"));
+    REQUIRE(automatic);
+    CHECK(automatic->status == check_status::skip);
+    CHECK(automatic->level == severity::warning);
+    CHECK(automatic->message.find("optimum: " + cfg.python + " not found") != std::string::npos);
+    CHECK(automatic->message.find("onnxruntime: ") != std::string::npos);
+    CHECK(automatic->message.find("transformers-js: ") != std::string::npos);
+}
+
+TEST_CASE("a script that crashes before its own verdict (an uncaught Node exception) is unavailable, quoting the Error line") {
+    test::temp_dir t;
+    runtime_check check(runtime_kind::onnxruntime,
+                        stand_in(t, "printf 'file:///r/tasks.mjs:10\\nthrow x;\\n^\\n\\nError: tasks.json not found\\n    at a (b)\\n\\nNode.js v20\\n' >&2\nexit 1\n"));
+    auto r = check(t / "pkg", report_for("text-classification"));
+    REQUIRE(r);
+    CHECK(r->status == check_status::unavailable);
+    CHECK(r->message == "onnxruntime unavailable: Error: tasks.json not found (exit status 1)");
+}
+
+TEST_CASE("first_error_line: the script's line, a Python traceback's last line, a Node exception's Error line") {
+    CHECK(first_error_line({"noise", "optimum_check: error: ValueError: bad"}, "optimum_check") == "ValueError: bad");
+    CHECK(first_error_line({"Traceback (most recent call last):", "  File \"x.py\", line 1", "ModuleNotFoundError: No module named 'optimum'"}, "optimum_check") ==
+          "ModuleNotFoundError: No module named 'optimum'");
+    CHECK(first_error_line({"node:internal/errors:496", "    ErrorCaptureStackTrace(err);", "",
+                            "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'x'", "    at y", "", "Node.js v20.20.2"}, "ort_check") ==
+          "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'x'");
+    CHECK(first_error_line({"something odd", ""}, "ort_check") == "something odd");
 }
 
 TEST_CASE("transformers.js runs only for tasks with a pipeline in the task table") {
@@ -74,7 +115,24 @@ TEST_CASE("transformers.js runs only for tasks with a pipeline in the task table
     CHECK(check.last_output()["args"].get<std::string>().find("--task text-generation") != std::string::npos);
 }
 
-TEST_CASE("a missing runtime: none is no check, auto a skipped warning, a named one an error") {
+TEST_CASE("transformers.js runs an encoder-decoder with tjs_seq2seq.mjs and the table's pipeline name") {
+    test::temp_dir t;
+    runtime_check check(runtime_kind::transformers_js, stand_in(t, "echo \"{\\\"args\\\": \\\"$*\\\"}\"\n"));
+    auto flat = check(t / "pkg", report_for("automatic-speech-recognition-with-past"));
+    REQUIRE(flat);
+    CHECK(flat->status == check_status::pass);
+    std::string args = check.last_output()["args"];
+    CHECK(args.find("tjs_seq2seq.mjs") != std::string::npos);
+    CHECK(args.find("--task automatic-speech-recognition --subfolder") != std::string::npos);
+    validation_report hub = report_for("text2text-generation");
+    hub.layout = package_layout::hub;
+    REQUIRE(check(t / "pkg", hub));
+    args = check.last_output()["args"];
+    CHECK(args.find("--task text2text-generation") != std::string::npos);
+    CHECK(args.find("--subfolder") == std::string::npos);  // transformers.js' own default, onnx/
+}
+
+TEST_CASE("a missing runtime: none is no check, auto a skipped warning, a named one unavailable") {
     test::temp_dir t;
     runtime_config cfg;
     cfg.scripts_dir = t / "empty";
@@ -86,5 +144,6 @@ TEST_CASE("a missing runtime: none is no check, auto a skipped warning, a named 
     CHECK(automatic->status == check_status::skip);
     auto named = runtime_check(runtime_kind::onnxruntime, cfg)(t / "pkg", report_for("fill-mask"));
     REQUIRE(named);
-    CHECK(named->status == check_status::fail);
+    CHECK(named->status == check_status::unavailable);
+    CHECK(named->message == "onnxruntime unavailable: " + cfg.node + " not found");
 }

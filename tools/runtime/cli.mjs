@@ -1,11 +1,45 @@
 // Shared command-line frame of the runtime check scripts: one JSON line on
 // stdout, the runtime's own error on stderr.
 //   exit 0: success, exactly one JSON line on stdout
-//   exit 1: the runtime failed; last stderr line "<prog>: error: <message>"
+//   exit 1: the runtime ran and failed on the package; last stderr line "<prog>: error: <message>"
 //   exit 2: usage error
+//   exit 3: the runtime could not start (its npm package or the task table cannot be loaded);
+//           last stderr line "<prog>: unavailable: <message>". modelexport reports this as an
+//           unavailable runtime, never as a failed package.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 export class UsageError extends Error {}
+
+/** The check could not start: nothing was learnt about the package. */
+export class Unavailable extends Error {}
+
+export const EXIT_FAILED = 1;
+export const EXIT_UNAVAILABLE = 3;
+
+/** The first line of an error's message: what a one-line report quotes. */
+export function firstLine(e) {
+    const msg = e && e.message ? e.message : String(e);
+    return msg.split('\n').find((l) => l.trim() !== '') ?? msg;
+}
+
+/**
+ * Imports an npm package of the runtime. A package that is missing or fails to load (a broken
+ * native binding) means the runtime is unavailable, not that the package under test is wrong.
+ */
+export async function importRuntime(name) {
+    try {
+        return await import(name);
+    } catch (e) {
+        // Not "npm install here" alone: this directory may be an installed share/ or a subproject's source tree.
+        const here = path.dirname(fileURLToPath(import.meta.url));
+        const hint = e && e.code === 'ERR_MODULE_NOT_FOUND'
+            ? `; run 'npm ci --ignore-scripts' in ${here}, or in a writable copy of it named by MODELEXPORT_RUNTIME_DIR`
+            : '';
+        throw new Unavailable(`cannot load ${name}: ${firstLine(e)}${hint}`);
+    }
+}
 
 // Inference monitoring: how many timed runs follow the first (untimed, warming) one.
 export const TIMED_RUNS = 5;
@@ -46,7 +80,7 @@ export function runCli({ prog, usage, options, check = () => {} }, body) {
             allowPositionals: true,
         });
         if (values.help) {
-            process.stdout.write(usage + '\n');
+            process.stdout.write(usageText(usage) + '\n');
             process.exit(0);
         }
         if (positionals.length === 0) throw new UsageError('missing PKGDIR');
@@ -56,10 +90,11 @@ export function runCli({ prog, usage, options, check = () => {} }, body) {
     } catch (e) {
         // parseArgs reports unknown options and missing values as TypeErrors with a code.
         if (e instanceof UsageError || (e && typeof e.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS'))) {
-            process.stderr.write(`${prog}: ${e.message}\n${usage}\n`);
+            process.stderr.write(`${prog}: ${e.message}\n${usageText(usage)}\n`);
             process.exit(2);
         }
-        throw e;
+        fail(prog, e);
+        return;
     }
     Promise.resolve()
         .then(() => body(opts))
@@ -72,10 +107,22 @@ export function runCli({ prog, usage, options, check = () => {} }, body) {
         )
         .then(
             () => process.exit(0),
-            (e) => {
-                const msg = e && e.message ? e.message : String(e);
-                process.stderr.write(`${prog}: error: ${msg}\n`);
-                process.exit(1);
-            },
+            (e) => fail(prog, e),
         );
+}
+
+// A usage text may depend on the task table; when that cannot be read, the script is unavailable.
+function usageText(usage) {
+    return typeof usage === 'function' ? usage() : usage;
+}
+
+// The last stderr line is the one modelexport quotes: the message's first line. The rest of a
+// multi-line message (and the stack) comes before it, for a reader of the whole log.
+function fail(prog, e) {
+    const unavailable = e instanceof Unavailable;
+    const msg = e && e.message ? e.message : String(e);
+    const line = firstLine(e);
+    if (msg !== line || (!unavailable && e && e.stack)) process.stderr.write(`${e && e.stack ? e.stack : msg}\n`);
+    process.stderr.write(`${prog}: ${unavailable ? 'unavailable' : 'error'}: ${line}\n`);
+    process.exit(unavailable ? EXIT_UNAVAILABLE : EXIT_FAILED);
 }

@@ -19,8 +19,16 @@ the package's own tokenizer, pixel_values of the processor's size, or a waveform
 --generate N (ORTModelForCausalLM): greedy generate() of exactly N new tokens from the tokenized
 --text; adds "generate": {"prompt_ids": [...], "generated_ids": [...]} to the line.
 
-Exit 0 on success; 1 with "optimum_check: error: <Optimum's own message>" on stderr when loading
-or running fails; 2 on a usage error. Offline: HF_HUB_OFFLINE is set before anything is imported.
+Multiple-choice models (text inputs with three axes, [batch, num_choices, sequence]) get the
+sentence paired with each choice, padded to one length.
+
+Exit 0 on success; 1 with "optimum_check: error: <Optimum's own message>" as the last stderr line
+when loading or running the package fails; 2 on a usage error; 3 with "optimum_check: unavailable:
+<why>" when the runtime cannot start: a library it needs (onnxruntime, optimum, transformers, torch,
+...) is missing or fails to import, or the task table cannot be read. modelexport reports 3 as an
+unavailable runtime, never as a failed package. Offline: HF_HUB_OFFLINE is set before anything is
+imported. The task table is MODELEXPORT_TASKS when set (modelexport sets it), else where an
+install or the source tree keeps it.
 """
 import argparse
 import json
@@ -39,6 +47,19 @@ DEFAULT_TEXT = "the movie was great and i loved it"
 # Optimum's encoder-decoder classes (share/tasks.json rows with encoder_decoder): checked by generating.
 SEQ2SEQ_CLASSES = ("ORTModelForSeq2SeqLM", "ORTModelForSpeechSeq2Seq")
 SEQ2SEQ_NEW_TOKENS = 4
+# Multiple-choice endings paired with the sentence (ort_check.mjs feeds the same ones).
+CHOICES = ("it was good", "it was bad", "it was long", "it was short")
+EXIT_FAILED = 1
+EXIT_UNAVAILABLE = 3
+
+
+class Unavailable(Exception):
+    """The runtime could not start: nothing was learnt about the package."""
+
+
+def first_line(text):
+    """The first non-empty line of a message: what a one-line report quotes."""
+    return next((line for line in str(text).splitlines() if line.strip()), str(text))
 
 
 def main(argv=None):
@@ -50,22 +71,44 @@ def main(argv=None):
     parser.add_argument("--generate", type=int, metavar="N", help="greedy generate() of N new tokens")
     options = parser.parse_args(argv)
     try:
-        result = run(options)
+        result = run(options, start(options.ort_class))
+    except Unavailable as e:
+        print(f"optimum_check: unavailable: {first_line(e)}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except ImportError as e:  # a module the environment lacks, wherever it was first needed
+        print(f"optimum_check: unavailable: {type(e).__name__}: {first_line(e)}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except Exception as e:  # report the runtime's own message, whatever it raised
-        print(f"optimum_check: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        import traceback
+        traceback.print_exc()
+        print(f"optimum_check: error: {type(e).__name__}: {first_line(e)}", file=sys.stderr)
+        return EXIT_FAILED
     print(json.dumps(result))
     return 0
 
 
-def run(options):
-    import warnings
-    warnings.filterwarnings("ignore")
+def start(ort_class):
+    """Imports the runtime and returns the ORTModel class: any failure here is the environment's."""
+    try:
+        import warnings
+        warnings.filterwarnings("ignore")
+        import onnxruntime  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        import optimum.onnxruntime as ort_models
+        cls = getattr(ort_models, ort_class, None)
+    except Exception as e:  # a missing module or a broken installation
+        raise Unavailable(f"cannot import the runtime: {type(e).__name__}: {first_line(e)}") from e
+    if cls is None:
+        from importlib.metadata import version
+        raise Unavailable(f"optimum {version('optimum')} has no {ort_class}")
+    return cls
+
+
+def run(options, cls):
     import onnxruntime
-    import optimum.onnxruntime as ort_models
     from importlib.metadata import version
 
-    cls = getattr(ort_models, options.ort_class)
     model = cls.from_pretrained(options.pkg, local_files_only=True)
     if options.ort_class in SEQ2SEQ_CLASSES and not options.inputs:
         # An encoder-decoder's forward needs decoder ids a caller would have to invent: its one
@@ -124,14 +167,8 @@ def read_inputs(path):
 
 
 def image_size(pkg):
-    """(height, width) by share/tasks.json's one image_size rule (docs/design.md §5.3); the
-    table is installed one level up (share/modelexport/), in the source tree at ../../share/."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for table_path in (os.path.join(here, os.pardir, "tasks.json"), os.path.join(here, os.pardir, os.pardir, "share", "tasks.json")):
-        if os.path.isfile(table_path):
-            break
-    with open(table_path, encoding="utf-8") as handle:
-        rule = json.load(handle)["image_size"]
+    """(height, width) by share/tasks.json's one image_size rule (docs/design.md §5.3)."""
+    rule = task_table()["image_size"]
     docs = {}
     for name in ("preprocessor_config.json", "config.json"):
         path = os.path.join(pkg, name)
@@ -152,6 +189,32 @@ def image_size(pkg):
     return rule["default"], rule["default"]
 
 
+def task_table():
+    """The task table: MODELEXPORT_TASKS (modelexport names the one it uses), else installed one
+    level up (share/modelexport/), else the source tree's ../../share/."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = ([os.environ["MODELEXPORT_TASKS"]] if os.environ.get("MODELEXPORT_TASKS") else
+                  [os.path.join(here, os.pardir, "tasks.json"), os.path.join(here, os.pardir, os.pardir, "share", "tasks.json")])
+    for path in candidates:
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+    raise Unavailable("tasks.json not found (looked at %s); set MODELEXPORT_TASKS to modelexport's "
+                      "share/modelexport/tasks.json" % ", ".join(candidates))
+
+
+def choice_count(model, names):
+    """How many choices a multiple-choice graph takes ([batch, num_choices, sequence] text inputs), or 0."""
+    for graph_input in model.session.get_inputs():
+        if graph_input.name in names and len(graph_input.shape) == 3:
+            fixed = graph_input.shape[1]
+            count = fixed if isinstance(fixed, int) and fixed > 0 else 2
+            if count > len(CHOICES):
+                raise ValueError(f"the graph fixes {count} choices; at most {len(CHOICES)} can be generated (use --inputs)")
+            return count
+    return 0
+
+
 def generated_inputs(pkg, model, text):
     import torch
     names = set(getattr(model, "input_names", {}) or {})
@@ -168,7 +231,12 @@ def generated_inputs(pkg, model, text):
         return {"input_values": torch.tensor([samples], dtype=torch.float32)}
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(pkg, local_files_only=True)
-    encoded = tokenizer(text, return_tensors="pt")
+    choices = choice_count(model, names)
+    if choices:
+        encoded = tokenizer([text] * choices, list(CHOICES[:choices]), padding=True, return_tensors="pt")
+        encoded = {k: v.unsqueeze(0) for k, v in encoded.items()}
+    else:
+        encoded = tokenizer(text, return_tensors="pt")
     return {k: v for k, v in encoded.items() if k in names or not names}
 
 

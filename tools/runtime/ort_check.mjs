@@ -7,14 +7,19 @@
 //   --model FILE        the ONNX file, relative to PKGDIR (default model.onnx; modelexport validate passes
 //                       where the package's layout keeps it, e.g. onnx/model.onnx)
 //
-// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
+// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error, 3 the runtime cannot
+// start (onnxruntime-node, transformers.js or the task table cannot be loaded; cli.mjs).
 //
 // Inputs:
 //   --inputs FILE.json  {"inputs": {name: {"dtype": "int64"|"float32", "shape": [...], "data": [flat]}}}
 //                       fed exactly as given.
 //   otherwise           generated from the graph's input names:
 //     input_ids / attention_mask / token_type_ids  tokenized sentence (--text, default below) with the
-//                                                  package's own tokenizer (transformers.js, offline)
+//                                                  package's own tokenizer (transformers.js, offline);
+//                                                  with three axes in the graph (multiple-choice:
+//                                                  [batch, num_choices, sequence]) the sentence paired
+//                                                  with each of CHOICES (the graph's fixed count, else
+//                                                  2), padded to one length
 //     position_ids                                 0..seq_len-1
 //     pixel_values                                 float32 [1, C, H, W], value[i] = float32(sin(double i))
 //                                                  C, H, W: the graph's fixed dims, else config num_channels
@@ -40,8 +45,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { UsageError, runCli, timedRuns } from './cli.mjs';
-import { DECODER_CACHE, imageSize } from './tasks.mjs';
+import { UsageError, importRuntime, runCli, timedRuns } from './cli.mjs';
+import { decoderCache, imageSize } from './tasks.mjs';
 
 const PROG = 'ort_check';
 const DEFAULT_TEXT = 'the movie was great and i loved it';
@@ -109,8 +114,9 @@ const TEXT_INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'p
 // so a package whose exporter pinned its dummy length fails here.
 const AUDIO_SAMPLES = 12345;
 
-async function tokenize(pkgDir, text) {
-    const { AutoTokenizer, env } = await import('@huggingface/transformers');
+// Tokenizes `text`, or, with `pairs`, the batch (text, pair) for each pair padded to one length.
+async function tokenize(pkgDir, text, pairs = null) {
+    const { AutoTokenizer, env } = await importRuntime('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     // With an absolute directory as the model id, transformers.js reads <dir>/<file> directly;
@@ -127,8 +133,21 @@ async function tokenize(pkgDir, text) {
         }
     }
     const tokenizer = await AutoTokenizer.from_pretrained(pkgDir);
-    const enc = tokenizer(text, { return_tensor: false, return_token_type_ids: true });
-    return enc;
+    if (pairs) return tokenizer(pairs.map(() => text), { text_pair: pairs, padding: true, return_tensor: false, return_token_type_ids: true });
+    return tokenizer(text, { return_tensor: false, return_token_type_ids: true });
+}
+
+// A text input with three axes is a multiple-choice model's [batch, num_choices, sequence]: the
+// sentence is paired with each choice, as a multiple-choice user tokenizes (prompt, ending) pairs.
+const CHOICES = ['it was good', 'it was bad', 'it was long', 'it was short'];
+
+function choiceCount(meta, names) {
+    const shapes = names.filter((n) => TEXT_INPUTS.has(n)).map((n) => meta.get(n)?.shape ?? []);
+    const three = shapes.find((s) => s.length === 3);
+    if (!three) return 0;
+    const fixed = typeof three[1] === 'number' && three[1] > 0 ? three[1] : 2;
+    if (fixed > CHOICES.length) throw new Error(`the graph fixes ${fixed} choices; at most ${CHOICES.length} can be generated (use --inputs)`);
+    return fixed;
 }
 
 function sinFill(n) {
@@ -143,9 +162,15 @@ async function generateInputs(ort, session, pkgDir, text) {
 
     let enc = null;
     const audio = names.includes('input_values');
+    const choices = choiceCount(meta, names);
     if (!audio && names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
-        enc = await tokenize(pkgDir, text);
+        enc = await tokenize(pkgDir, text, choices ? CHOICES.slice(0, choices) : null);
     }
+    // [1, seq], or [1, choices, seq] with the rows of the paired batch.
+    const textTensor = (t, rows) => {
+        const flat = rows.flat();
+        return new ort.Tensor(t, makeData(t, flat), choices ? [1, rows.length, rows[0].length] : [1, flat.length]);
+    };
 
     const feeds = {};
     for (const name of names) {
@@ -159,13 +184,13 @@ async function generateInputs(ort, session, pkgDir, text) {
             const t = dtype ?? 'int64';
             feeds[name] = new ort.Tensor(t, makeData(t, new Array(AUDIO_SAMPLES).fill(1)), [1, AUDIO_SAMPLES]);
         } else if (TEXT_INPUTS.has(name)) {
-            const seq = enc ? enc.input_ids.length : 1;
+            const rows = enc ? (choices ? enc.input_ids : [enc.input_ids]) : [[0]];
+            const seq = rows[0].length;
             let values;
-            if (name === 'position_ids') values = Array.from({ length: seq }, (_, i) => i);
-            else if (name === 'token_type_ids' && !enc.token_type_ids) values = new Array(seq).fill(0);
-            else values = enc[name];
-            const t = dtype ?? 'int64';
-            feeds[name] = new ort.Tensor(t, makeData(t, values), [1, values.length]);
+            if (name === 'position_ids') values = rows.map(() => Array.from({ length: seq }, (_, i) => i));
+            else if (name === 'token_type_ids' && !enc.token_type_ids) values = rows.map(() => new Array(seq).fill(0));
+            else values = choices ? enc[name] : [enc[name]];
+            feeds[name] = textTensor(dtype ?? 'int64', values);
         } else if (name === 'pixel_values') {
             const config = readJsonIfExists(path.join(pkgDir, 'config.json'));
             const pre = readJsonIfExists(path.join(pkgDir, 'preprocessor_config.json'));
@@ -194,11 +219,11 @@ async function generateInputs(ort, session, pkgDir, text) {
 const CACHE_TOLERANCE = 1e-4;
 
 // The cache's names come from the task table: past_key_values.{i}.key in, present.{i}.key out.
-const PAST = `${DECODER_CACHE.input_prefix}.`;
-const PRESENT = `${DECODER_CACHE.output_prefix}.`;
+const pastPrefix = () => `${decoderCache().input_prefix}.`;
+const presentPrefix = () => `${decoderCache().output_prefix}.`;
 
 function isPast(name) {
-    return name.startsWith(PAST);
+    return name.startsWith(pastPrefix());
 }
 
 // The first step's empty cache tensor, shaped from the graph as transformers.js does
@@ -225,7 +250,7 @@ async function decoderRun(ort, session, ids, start, present) {
         if (name === 'input_ids') feeds[name] = ints(name, ids);
         else if (name === 'attention_mask') feeds[name] = ints(name, new Array(start + ids.length).fill(1));
         else if (name === 'position_ids') feeds[name] = ints(name, ids.map((_, i) => start + i));
-        else if (isPast(name) && present) feeds[name] = present[PRESENT + name.slice(PAST.length)];
+        else if (isPast(name) && present) feeds[name] = present[presentPrefix() + name.slice(pastPrefix().length)];
         else if (isPast(name)) feeds[name] = emptyCache(ort, name, meta.get(name));
         else throw new Error(`do not know how to generate decoder input "${name}"; pass --inputs FILE.json`);
     }
@@ -292,7 +317,7 @@ async function runModel(opts) {
     const pkgDir = path.resolve(opts.pkgDir);
     const modelPath = path.join(pkgDir, opts.model ?? 'model.onnx');
 
-    const ort = (await import('onnxruntime-node')).default;
+    const ort = (await importRuntime('onnxruntime-node')).default;
     ort.env.logLevel = 'fatal';
     const session = await ort.InferenceSession.create(modelPath, {
         executionProviders: ['cpu'],

@@ -1,27 +1,48 @@
 // tasks.mjs: the task table (share/tasks.json, docs/design.md §5.3) for the runtime scripts.
-// Installed: share/modelexport/tasks.json, one level above runtime/; source tree: share/tasks.json,
-// two levels above tools/runtime/.
+// modelexport names the file it uses in MODELEXPORT_TASKS, so a copy of this directory anywhere
+// (README: MODELEXPORT_RUNTIME_DIR) reads the same table as the tool. Run by hand, the scripts look
+// where an install (share/modelexport/tasks.json, one level above runtime/) or the source tree
+// (share/tasks.json, two levels above tools/runtime/) keeps it.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const candidates = [path.join(here, '..', 'tasks.json'), path.join(here, '..', '..', 'share', 'tasks.json')];
-const found = candidates.find((p) => fs.existsSync(p));
-if (!found) throw new Error(`tasks.json not found (looked at ${candidates.join(', ')}); reinstall modelexport`);
+import { Unavailable } from './cli.mjs';
 
-export const TASK_TABLE = JSON.parse(fs.readFileSync(found, 'utf8'));
+let table = null;
+
+/// The parsed task table; Unavailable when it cannot be found or read (the check cannot start).
+export function taskTable() {
+    if (table) return table;
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const candidates = process.env.MODELEXPORT_TASKS
+        ? [process.env.MODELEXPORT_TASKS]
+        : [path.join(here, '..', 'tasks.json'), path.join(here, '..', '..', 'share', 'tasks.json')];
+    const found = candidates.find((p) => fs.existsSync(p));
+    if (!found) throw new Unavailable(`tasks.json not found (looked at ${candidates.join(', ')}); set MODELEXPORT_TASKS to modelexport's share/modelexport/tasks.json`);
+    try {
+        table = JSON.parse(fs.readFileSync(found, 'utf8'));
+    } catch (e) {
+        throw new Unavailable(`${found}: ${e.message}`);
+    }
+    return table;
+}
 
 /// The entry of a task name or alias, or undefined.
 export function taskEntry(name) {
-    return TASK_TABLE.tasks.find((t) => t.name === name || t.aliases.includes(name));
+    return taskTable().tasks.find((t) => t.name === name || t.aliases.includes(name));
 }
 
 /// The decoder's KV cache names and axes (the with_past row's `cache`).
-export const DECODER_CACHE = TASK_TABLE.tasks.find((t) => t.with_past)?.cache;
+export function decoderCache() {
+    return taskTable().tasks.find((t) => t.with_past)?.cache;
+}
 
-/// Tasks with a transformers.js pipeline.
-export const TJS_TASKS = TASK_TABLE.tasks.filter((t) => t.transformers_js_pipeline).map((t) => t.name);
+/// Tasks tjs_pipeline.mjs runs: those with a transformers.js pipeline, except the encoder-decoders
+/// (two ONNX files and generate(): tjs_seq2seq.mjs).
+export function pipelineTasks() {
+    return taskTable().tasks.filter((t) => t.transformers_js_pipeline && !t.encoder_decoder).map((t) => t.name);
+}
 
 function sizePair(value) {
     if (value === undefined || value === null || typeof value === 'boolean') return null;
@@ -35,11 +56,12 @@ function sizePair(value) {
 /// [height, width] of pixel_values: the table's one rule (the first source giving a size, else its default).
 export function imageSize(preprocessor, config) {
     const docs = { 'preprocessor_config.json': preprocessor ?? {}, 'config.json': config ?? {} };
-    for (const source of TASK_TABLE.image_size.sources) {
+    const rule = taskTable().image_size;
+    for (const source of rule.sources) {
         const doc = docs[source.file] ?? {};
         if (source.when && !doc[source.when]) continue;
         const hw = sizePair(doc[source.key]);
         if (hw) return hw;
     }
-    return [TASK_TABLE.image_size.default, TASK_TABLE.image_size.default];
+    return [rule.default, rule.default];
 }

@@ -18,7 +18,8 @@
 // float32(sin(0.05 i)). Vision and audio answers come with "processed": the processor's output
 // (pixel_values / input_values), so a caller can compute torch's answer for exactly the same input.
 //
-// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
+// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error, 3 the runtime cannot
+// start (transformers.js or the task table cannot be loaded; cli.mjs).
 //
 // The model is read as fp32 on the CPU. --layout flat (the default) reads PKGDIR/model.onnx (not
 // onnx/model_quantized.onnx): subfolder '' and model_file_name 'model'. --layout hub (modelexport's
@@ -29,11 +30,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { UsageError, runCli, timedRuns } from './cli.mjs';
-import { TJS_TASKS as TASKS, taskEntry } from './tasks.mjs';
+import { UsageError, importRuntime, runCli, timedRuns } from './cli.mjs';
+import { pipelineTasks, taskEntry } from './tasks.mjs';
 
 const PROG = 'tjs_pipeline';
-const USAGE = `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N]\n  TASK: ${TASKS.join(', ')}`;
+const usage = () =>
+    `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N]\n  TASK: ${pipelineTasks().join(', ')}` +
+    '\n  (encoder-decoder tasks: tjs_seq2seq.mjs)';
 const DEFAULT_SAMPLES = 12345;
 const DEFAULT_IMAGE = '64x48';
 const DEFAULT_NEW_TOKENS = 16;
@@ -138,7 +141,7 @@ async function runAudio(pipe, call, task, wave) {
 }
 
 async function run(opts) {
-    const { pipeline, env, RawImage } = await import('@huggingface/transformers');
+    const { pipeline, env, RawImage } = await importRuntime('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     // An absolute directory is used as the model id; transformers.js then reads <dir>/<file>
@@ -241,6 +244,9 @@ async function run(opts) {
             case 'automatic-speech-recognition':
                 result = await runAudio(pipe, call, opts.task, generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES)));
                 break;
+            default:
+                // A task the table gives a pipeline but this script has no inputs for.
+                throw new Error(`no inputs for task "${opts.task}" in ${PROG}.mjs`);
         }
     } finally {
         await pipe.dispose?.();
@@ -255,7 +261,7 @@ async function run(opts) {
 runCli(
     {
         prog: PROG,
-        usage: USAGE,
+        usage,
         options: {
             task: { type: 'string' },
             text: { type: 'string' },
@@ -268,7 +274,7 @@ runCli(
         check: (opts) => {
             if (opts.task === undefined) throw new UsageError('missing --task');
             if (opts.layout !== undefined && !['flat', 'hub'].includes(opts.layout)) throw new UsageError('--layout must be flat or hub');
-            if (!TASKS.includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
+            if (!pipelineTasks().includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
             if (opts.context !== undefined && opts.task !== 'question-answering') {
                 throw new UsageError('--context is only used by question-answering');
             }

@@ -16,15 +16,16 @@
 // the model's generate() ids (decoder prompt and new tokens) and the pipeline's text. Speech gets
 // the generated waveform float32(sin(0.05 i)) of --samples samples (default 12345), as
 // tjs_pipeline.mjs makes it, and language/task (default en / transcribe) as Whisper's generate()
-// takes them; the answer includes the first 8 frames of every mel bin of the processor's
+// takes them; "processed" holds the first 8 frames of every mel bin of the processor's
 // input_features, so a caller can check the feature extractor against transformers'.
 //
-// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error.
+// Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error, 3 the runtime cannot
+// start (transformers.js or the task table cannot be loaded; cli.mjs).
 
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { UsageError, runCli } from './cli.mjs';
+import { UsageError, importRuntime, runCli } from './cli.mjs';
 
 const PROG = 'tjs_seq2seq';
 const TASKS = ['text2text-generation', 'automatic-speech-recognition'];
@@ -50,7 +51,7 @@ function featureHead(features, frames) {
 }
 
 async function run(opts) {
-    const { pipeline, env } = await import('@huggingface/transformers');
+    const { pipeline, env } = await importRuntime('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     env.localModelPath = ''; // an absolute directory is the model id
@@ -69,7 +70,9 @@ async function run(opts) {
     const files = opts.subfolder === undefined ? {} : { subfolder };
     const pipe = await pipeline(opts.task, pkgDir, { local_files_only: true, ...files, dtype: 'fp32', device: 'cpu' });
     const n = Number(opts['max-new-tokens'] ?? DEFAULT_NEW_TOKENS);
-    let result;
+    // The processor's features are for callers that check the feature extractor; they stay out of
+    // `result`, which validate quotes in its message.
+    let result, processed;
     try {
         if (opts.task === 'text2text-generation') {
             const text = opts.text ?? DEFAULT_TEXT;
@@ -88,17 +91,16 @@ async function run(opts) {
             const { input_features } = await pipe.processor(wave);
             const out = await pipe.model.generate({ inputs: input_features, max_new_tokens: n, do_sample: false, language, task });
             const answer = await pipe(wave, { max_new_tokens: n, do_sample: false, language, task });
-            result = {
+            result = { sequence: out.tolist()[0].map(Number), text: answer.text };
+            processed = {
                 input_features_shape: Array.from(input_features.dims),
                 input_features_head: featureHead(input_features, FEATURE_FRAMES),
-                sequence: out.tolist()[0].map(Number),
-                text: answer.text,
             };
         }
     } finally {
         await pipe.dispose?.();
     }
-    return { runtime: 'transformers.js', version: env.version, task: opts.task, subfolder, result };
+    return { runtime: 'transformers.js', version: env.version, task: opts.task, subfolder, result, processed };
 }
 
 runCli(
