@@ -152,6 +152,7 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
         return 0;
     }
     fs::path dir = fs::is_directory(path) ? path : me::package_dir_of(path);
+    me::open_package(dir);  // package files are read only as regular files inside it, never through a link
     fs::path model_path = fs::is_directory(path) ? me::package_file_path(path, "model.onnx") : path;
     auto model = me::load_onnx_light(model_path).model;  // the graph; weights are not needed to describe it
     auto sig = me::graph_signature(model.graph());

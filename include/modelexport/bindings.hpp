@@ -14,9 +14,12 @@
 #include "modelexport/layout.hpp"
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/onnx_stream.hpp"
+#include "modelexport/package_reader.hpp"
 #include "modelexport/version.hpp"
 
+#include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -50,17 +53,28 @@ inline std::string cpp_string_literal(const std::string& s) {
 
 /// An initializer for a std::string_view holding exactly `s`: the plain literal,
 /// or `std::string_view{"...", N}` when `s` holds a NUL (a literal alone would
-/// stop at it).
+/// stop at it) or is long.
 inline std::string cpp_string_view(const std::string& s) {
-    if (s.find('\0') == std::string::npos) return cpp_string_literal(s);
+    // A long literal gets its length too: a constexpr string_view from a bare literal counts
+    // its characters in a constexpr loop, and GCC stops such loops at 262144 iterations.
+    if (s.find('\0') == std::string::npos && s.size() <= 4096) return cpp_string_literal(s);
     return "std::string_view{" + cpp_string_literal(s) + ", " + std::to_string(s.size()) + "}";
 }
 
 namespace detail {
 
-/// Names a namespace may not take: C++20 keywords and alternative tokens, and
-/// macros the compiler or <cstddef>/<cstdint> may define in lower case or as
-/// common words (GNU modes define `linux`, `unix`, `i386`).
+/// Names a generated namespace may not take, because the compiler or the headers the bindings
+/// include (<cstddef>, <cstdint>, <string_view>, which bring in <cwchar> and the C library's
+/// declarations) use them at global scope, or because C and POSIX reserve them for that:
+///  - C++20 keywords and alternative tokens, and lower-case macros of GNU modes (`linux`);
+///  - names ending in `_t` (POSIX reserves them for types: `uint8_t`, `mbstate_t`, `nullptr_t`);
+///  - names without a lower-case letter (the C library's macros: `INT8_MAX`, `SIZE_MAX`, `WEOF`);
+///  - `str`, `mem`, `wcs`, `wmem`, `mbs`, `mbr` followed by a lower-case letter (C's reserved
+///    function prefixes: `wcslen`, `memcmp`, `mbrlen`);
+///  - the other functions and names those headers declare (`btowc`, `fwprintf`, `tm`, `main`).
+/// A name starting with `model_` (the prefix identifier_for gives a reserved name) is none of these.
+/// The list was taken by compiling `namespace X {}` after those includes for every identifier
+/// they declare (glibc, libstdc++); the patterns cover what other C libraries add.
 inline bool reserved_word(const std::string& w) {
     static const char* const words[] = {
         "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break", "case", "catch", "char",
@@ -72,9 +86,22 @@ inline bool reserved_word(const std::string& w) {
         "sizeof", "static", "static_assert", "static_cast", "struct", "switch", "template", "this", "thread_local", "throw",
         "true", "try", "typedef", "typeid", "typename", "union", "unsigned", "using", "virtual", "void", "volatile",
         "wchar_t", "while", "xor", "xor_eq", "linux", "unix", "i386", "NULL", "errno", "assert", "offsetof", "std",
-        "modelexport_bindings"};
+        "modelexport_bindings", "main", "tm", "btowc", "fgetwc", "fgetwc_unlocked", "fgetws", "fgetws_unlocked", "fputwc",
+        "fputwc_unlocked", "fputws", "fputws_unlocked", "fwide", "fwprintf", "fwscanf", "getwc", "getwc_unlocked", "getwchar",
+        "getwchar_unlocked", "open_wmemstream", "putwc", "putwc_unlocked", "putwchar", "putwchar_unlocked", "swprintf",
+        "swscanf", "ungetwc", "vfwprintf", "vfwscanf", "vswprintf", "vswscanf", "vwprintf", "vwscanf", "wcpcpy", "wcpncpy",
+        "wcrtomb", "wctob", "wcwidth", "wprintf", "wscanf", "printf", "fprintf", "sprintf", "snprintf", "puts", "putchar",
+        "getchar", "fopen", "fclose", "fread", "fwrite", "fflush", "abort", "exit", "malloc", "calloc", "realloc", "free",
+        "abs", "labs", "div", "ldiv"};
     for (const char* k : words)
         if (w == k) return true;
+    if (w.rfind("model_", 0) == 0) return false;  // the prefix a reserved name gets: no C or POSIX header declares one
+    if (w.size() > 2 && w.compare(w.size() - 2, 2, "_t") == 0) return true;
+    if (std::none_of(w.begin(), w.end(), [](unsigned char c) { return std::islower(c); })) return true;
+    for (const char* prefix : {"str", "mem", "wcs", "wmem", "mbs", "mbr"}) {
+        std::size_t n = std::strlen(prefix);
+        if (w.size() > n && w.compare(0, n, prefix) == 0 && std::islower(static_cast<unsigned char>(w[n]))) return true;
+    }
     return false;
 }
 
@@ -189,9 +216,10 @@ inline void write_signature(std::ostream& h, const signature& sig, const std::st
 /// package-level declarations (task, labels, the files' hashes) once, in `ns`.
 inline std::string bindings_header(const fs::path& dir, const std::string& ns) {
     check_identifier(ns, "--namespace");
+    const package_reader pkg = open_package(dir);  // no file read through a link (package_reader.hpp)
     const std::vector<std::string> several = multi_file_model_names(dir);
-    json meta = read_export_metadata(dir / "export_metadata.json");
-    json config = read_json_object(dir / "config.json");
+    json meta = parse_export_metadata(pkg.read("export_metadata.json", 256u << 20), (dir / "export_metadata.json").string());
+    json config = parse_json_object(pkg.read("config.json", json_limits{}.max_bytes), (dir / "config.json").string());
 
     std::ostringstream h;
     h << "// Generated by modelexport " << version << " from a model package. Do not edit.\n"
@@ -258,6 +286,7 @@ inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, 
     // One symbol holds one model's bytes; an encoder-decoder's files are loaded as separate files anyway.
     if (std::string several = multi_file_models(dir); !several.empty())
         throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); embed takes a single-file package (model.onnx)");
+    const package_reader pkg = open_package(dir);  // the model is a regular file inside the package, not a link
     fs::path model = fs::absolute(package_file_path(dir, "model.onnx"));
     if (!fs::is_regular_file(model)) throw invalid_input(model.string(), regular_file_problem(model));
     std::string sha = hash_file(model);

@@ -101,6 +101,9 @@ inline export_result export_for_build(const export_options& opt, const build_edg
         write_file(edge.report, to_canonical_text(doc));
     };
     export_hooks hooks;
+    for (const auto& name : edge.keep)  // a file beside the package's own: one name in OUTDIR, never a path out of it
+        if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || role_of(name))
+            throw usage_error("--keep", "'" + printable(name) + "' is not a file name in OUTDIR (one component, not a package file's name)");
     hooks.build_files.insert(edge.keep.begin(), edge.keep.end());
     if (!edge.depfile.empty() && inside_package_dir(edge.depfile, opt.output)) hooks.build_files.insert(edge.depfile.filename().string());
     hooks.check_staged = [&](const fs::path& staging) { check_expected(staging, edge.expect, opt.output); };

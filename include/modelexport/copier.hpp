@@ -89,9 +89,8 @@ public:
                                  "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
         std::string shown = shown_name("config.json");
         json cfg = read_json_object(*real);
-        auto mt = cfg.find("model_type");
-        if (mt == cfg.end() || !mt->is_string() || mt->get<std::string>().empty())
-            throw invalid_input(shown, "has no \"model_type\" string", "transformers' AutoConfig needs it to pick the model class");
+        if (std::string problem = config_problem(cfg); !problem.empty())
+            throw invalid_input(shown, problem, "transformers' AutoConfig reads it to pick and configure the model class");
         return place("config.json", file_role::config, *real);
     }
 

@@ -258,13 +258,14 @@ inline export_result export_package(const export_options& opt, const export_hook
     export_result result;
     step_timer timer(result.step_seconds, opt.on_step);
     cancel::deadline_scope deadline(opt.timeout.count());  // --timeout bounds the whole export
+    if (opt.output.empty()) throw usage_error("OUTDIR", "is empty; name the package directory to write");
+    check_onnx_file_option(opt.onnx_file);
     timer.begin("resolve", "resolving " + opt.source);
     resolved_model m = resolve_model(opt.source, opt.task, opt.output, opt.hub_cache);
     timer.end((m.source.from_cache() ? m.source.spec + " at commit " + m.source.commit : m.source.dir.string()) + ", task " + std::string(m.task->name));
 
     package_writer writer(opt.output, hooks.build_files, opt.log);
     const fs::path stage = writer.staging();
-    check_onnx_file_option(opt.onnx_file);
     strategy how = choose_strategy(opt.how, m.source, opt.model_factory);
     // The cache wraps the produce step: lookup before, store after (docs/design.md §10). prebuilt is a copy already.
     auto log = [&](const std::string& note) { if (opt.log) opt.log(note); };

@@ -9,6 +9,7 @@
 #include "modelexport/error.hpp"
 #include "modelexport/sha256.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -190,6 +191,53 @@ inline void write_file_if_changed(const fs::path& dst, const std::string& bytes)
         if (hash_file(dst) == sha256_hex(bytes)) return;
     }
     write_file(dst, bytes);
+}
+
+namespace detail {
+
+/// Opens the directory `name` of `dir_fd` (never a link) after giving it mode 0700: a directory
+/// of mode 000 cannot be opened otherwise. The mode is set through an O_PATH descriptor of
+/// that very directory, so no link swapped in meanwhile is followed.
+inline unique_fd open_directory_forcibly(int dir_fd, const char* name) {
+    unique_fd where(::openat(dir_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!where) return where;
+    ::chmod(("/proc/self/fd/" + std::to_string(where.get())).c_str(), 0700);
+    return unique_fd(::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+}
+
+/// Gives every directory under the directory `dir_fd` (itself included) mode 0700, through
+/// descriptors, never following a link; `depth` bounds the descriptors held open at once.
+inline void make_tree_removable(int dir_fd, int depth) {
+    ::fchmod(dir_fd, 0700);
+    if (depth >= 256) return;
+    int fd = ::dup(dir_fd);
+    DIR* d = fd >= 0 ? ::fdopendir(fd) : nullptr;
+    if (!d) {
+        if (fd >= 0) ::close(fd);
+        return;
+    }
+    while (dirent* e = ::readdir(d)) {
+        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+        unique_fd sub(::openat(dir_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!sub && errno == EACCES) sub = open_directory_forcibly(dir_fd, e->d_name);
+        if (sub) make_tree_removable(sub.get(), depth + 1);
+    }
+    ::closedir(d);
+}
+
+}  // namespace detail
+
+/// Removes `p` and everything under it, like fs::remove_all, also where a directory's mode
+/// forbids it (a previous package someone made read-only, a command's `chmod 000 {output}`):
+/// modelexport's own staging directories never stay behind. Best effort, never throws.
+inline void remove_tree(const fs::path& p) {
+    std::error_code ec;
+    fs::remove_all(p, ec);
+    if (!ec) return;
+    unique_fd fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd && errno == EACCES) fd = detail::open_directory_forcibly(AT_FDCWD, p.c_str());
+    if (fd) detail::make_tree_removable(fd.get(), 0);
+    fs::remove_all(p, ec);
 }
 
 /// fsyncs a directory so renames and new entries in it are durable.

@@ -196,11 +196,28 @@ inline json read_json_file(const fs::path& path, const json_limits& limits = {})
     return parse_json_text(read_text_file(path, limits.max_bytes), path.string(), limits);
 }
 
+/// Parses `text` (the file `name`) as JSON that must hold an object.
+inline json parse_json_object(const std::string& text, const std::string& name, const json_limits& limits = {}) {
+    json doc = parse_json_text(text, name, limits);
+    if (!doc.is_object()) throw invalid_input(name, std::string("expected a JSON object, found ") + doc.type_name());
+    return doc;
+}
+
 /// Reads a JSON file that must hold an object (config.json and friends).
 inline json read_json_object(const fs::path& path, const json_limits& limits = {}) {
-    json doc = read_json_file(path, limits);
-    if (!doc.is_object()) throw invalid_input(path.string(), std::string("expected a JSON object, found ") + doc.type_name());
-    return doc;
+    return parse_json_object(read_text_file(path, limits.max_bytes), path.string(), limits);
+}
+
+/// What is wrong with the shape of a config.json object that transformers and the bindings
+/// read, or empty: `model_type` must be a non-empty string, `id2label` and `label2id` (when
+/// present) objects (transformers turns a list into nonsense labels; the bindings read a map).
+inline std::string config_problem(const json& cfg) {
+    auto mt = cfg.find("model_type");
+    if (mt == cfg.end() || !mt->is_string() || mt->get<std::string>().empty()) return "has no \"model_type\" string";
+    for (const char* key : {"id2label", "label2id"})
+        if (cfg.contains(key) && !cfg[key].is_object() && !cfg[key].is_null())
+            return std::string(key) + " is " + cfg[key].type_name() + ", not an object mapping ids and labels";
+    return {};
 }
 
 /// Checks the shape of a package's export_metadata.json that its readers

@@ -236,6 +236,9 @@ inline light_model load_onnx_light(const fs::path& path, const std::string& show
 /// fixed element size (strings, unknown types). Checked arithmetic: hostile dims
 /// must not wrap around to a small, matching size.
 inline std::optional<std::uint64_t> payload_bytes(int data_type, const std::vector<std::int64_t>& dims, std::string& problem) {
+    // A type outside TensorProto.DataType (or UNDEFINED) has no meaning for its bytes; ONNX Runtime refuses it.
+    if (!onnx::TensorProto_DataType_IsValid(data_type) || data_type == onnx::TensorProto_DataType_UNDEFINED)
+        return problem = "has data_type " + std::to_string(data_type) + ", which is not an ONNX TensorProto.DataType", std::nullopt;
     std::uint64_t bytes = detail::element_size(data_type);
     if (bytes == 0) return std::nullopt;
     for (auto d : dims) {

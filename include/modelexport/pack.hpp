@@ -19,7 +19,9 @@
 #include "modelexport/layout.hpp"
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/onnx_stream.hpp"
+#include "modelexport/package_reader.hpp"
 #include "modelexport/package_writer.hpp"
+#include "modelexport/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -143,30 +145,61 @@ inline std::string metadata_entry_bytes(const std::string& key, const std::strin
 
 }  // namespace detail
 
+namespace detail {
+
+/// The first tensor of `model` that keeps its data in another file, or empty: a packed model is
+/// one file, so it may hold none (its location, even model.onnx_data, would be outside it).
+/// A light model's skipped payloads are its own bytes, not external data (onnx_stream.hpp).
+inline std::string first_external_tensor(light_model& light) {
+    std::string found;
+    for_each_tensor(light.model, [&](onnx::TensorProto& t, const tensor_site& site) {
+        if (found.empty() && is_external(t) && !light.skipped_at(site)) found = external_reference_of(t, site.where).tensor;
+    });
+    return found;
+}
+
+}  // namespace detail
+
 /// Writes `output`: the package's model.onnx (at the root, or onnx/model.onnx in the hub layout)
 /// with its configuration files appended. A hub package's manifest says so ("layout": "hub"), and
 /// unpack puts the model back under onnx/, where the stored export_metadata.json lists it.
+/// Every file is read through the package's descriptor (package_reader.hpp): a link or special
+/// file among the package's names is refused, never followed or left out, and so is a model
+/// with external data (the packed file would not be self-contained) and an output inside the
+/// package being read.
 inline void pack_package(const fs::path& dir, const fs::path& output) {
+    const package_reader pkg = open_package(dir);
     if (std::string several = multi_file_models(dir); !several.empty())
         throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); pack takes a single-file package (model.onnx)");
+    if (path_within(fs::weakly_canonical(fs::absolute(output)), fs::weakly_canonical(fs::absolute(dir))))
+        throw usage_error(output.string(), "is inside the package " + dir.string() + ", which pack reads", "write the packed model outside the package");
     const package_layout layout = find_layout(dir);
-    fs::path model = dir / layout_path(layout, "model.onnx"), data = dir / layout_path(layout, "model.onnx_data");
-    if (!fs::is_regular_file(model)) throw invalid_input(model.string(), "missing");
-    if (fs::exists(data)) throw invalid_input(data.string(), "external data cannot be packed into one file");
+    const std::string model_name = layout_path(layout, "model.onnx"), data_name = layout_path(layout, "model.onnx_data");
+    const fs::path model = dir / model_name;
+    unique_fd model_fd = pkg.open(model_name);
+    if (!model_fd) throw invalid_input(model.string(), "missing");
+    if (pkg.open(data_name)) throw invalid_input((dir / data_name).string(), "external data cannot be packed into one file");
+    const fs::path model_read = "/proc/self/fd/" + std::to_string(model_fd.get());  // the checked file, whatever the name says now
+    {
+        light_model graph = load_onnx_light(model_read, model.string());
+        if (std::string tensor = detail::first_external_tensor(graph); !tensor.empty())
+            throw invalid_input(model.string(), tensor + " keeps its data in another file; a packed model must hold all its tensors");
+    }
     std::string tail;
-    json manifest{{"format_version", 1}, {"model", {{"size", fs::file_size(model)}, {"sha256", hash_file(model)}}}, {"files", json::object()}};
+    json manifest{{"format_version", 1}, {"model", {{"size", fs::file_size(model_read)}, {"sha256", hash_file(model_read)}}}, {"files", json::object()}};
     if (layout == package_layout::hub) manifest["layout"] = "hub";  // absent for flat: flat packs keep their bytes
     for (const auto& f : package_files) {
         std::string name(f.name);
-        if (f.role == file_role::model || !fs::is_regular_file(dir / name)) continue;
-        std::string bytes = read_text_file(dir / name, 1u << 30);
+        if (f.role == file_role::model || !pkg.open(name)) continue;
+        std::string bytes = pkg.read(name, 1u << 30);
         bool text = valid_utf8(bytes);
         tail += detail::metadata_entry_bytes(pack_file_prefix + name, text ? bytes : detail::base64_encode(bytes));
         manifest["files"][name] = {{"size", bytes.size()}, {"sha256", sha256_hex(bytes)}, {"encoding", text ? "utf-8" : "base64"}};
     }
     tail += detail::metadata_entry_bytes(pack_manifest_key, manifest.dump());
     detail::temp_file tmp(output);  // removed on any failure below: no OUT.tmp-PID stays
-    copy_file_hashed(model, tmp.path());
+    if (copy_file_hashed(model_read, tmp.path()).sha256 != manifest["model"]["sha256"])
+        throw invalid_input(model.string(), "changed while it was packed");
     {
         unique_fd out = open_or_throw(tmp.path(), O_WRONLY | O_APPEND);
         detail::write_all(out.get(), tail.data(), tail.size(), tmp.path());
@@ -215,6 +248,9 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
     fs::resize_file(staged, size);
     if (hash_file(staged) != manifest["model"]["sha256"].get<std::string>())
         throw invalid_input(packed.string(), "the model bytes before the packed files do not match the recorded SHA-256");
+    light_model restored = load_onnx_light(staged, packed.string());
+    if (std::string tensor = detail::first_external_tensor(restored); !tensor.empty())
+        throw invalid_input(packed.string(), "the packed model's " + tensor + " keeps its data in another file; a packed model holds all its tensors");
     writer.commit();
 }
 

@@ -113,8 +113,7 @@ public:
     }
 
     ~package_writer() {
-        std::error_code ec;
-        if (!staging_.empty()) fs::remove_all(staging_, ec);
+        if (!staging_.empty()) remove_tree(staging_);  // also a previous package someone made read-only
         unlock();
     }
 
@@ -265,7 +264,7 @@ private:
         std::string prefix = "." + base_ + ".staging-";
         std::error_code ec;
         for (const auto& e : fs::directory_iterator(target_.parent_path(), ec))
-            if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove_all(e.path(), ec);
+            if (e.path().filename().string().rfind(prefix, 0) == 0) remove_tree(e.path());
     }
 
     /// Only a previous file that is itself a regular file with one link (what an

@@ -78,6 +78,7 @@ inline std::vector<std::string> package_onnx_files(const task_info& task, strate
 /// Throws what the export would throw for the same source (model_not_found, config_missing, ...).
 inline package_plan plan_package(const plan_options& opt) {
     package_plan p;
+    check_onnx_file_option(opt.onnx_file);  // the export's own rule: a plan never names a file the export refuses
     p.source = resolve_source(opt.source, opt.hub_cache.empty() ? hub_cache_dir() : opt.hub_cache);
     auto [config_path, config] = read_source_config(p.source);
     const task_info& task = resolve_task(opt.task, config, config_path.string());

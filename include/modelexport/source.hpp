@@ -176,6 +176,10 @@ inline model_source resolve_in_cache(const std::string& spec, const hub_id& id, 
     std::string commit;
     fs::path ref = repo / "refs" / id.revision;
     bool from_ref = fs::is_regular_file(ref, ec);
+    // A ref read through a link (or a link on the way in refs/) must stay in the repository
+    // folder, as every file the source gives does (model_source::file): it names the snapshot.
+    if (fs::exists(fs::symlink_status(ref, ec)) && !path_within(fs::weakly_canonical(ref, ec), fs::canonical(repo, ec)))
+        throw invalid_input(ref.string(), "links outside the repository folder " + repo.string());
     if (from_ref) {
         commit = read_ref(ref);
         if (!is_commit_hash(commit)) throw invalid_input(ref.string(), "does not hold a commit hash");

@@ -20,7 +20,9 @@
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -253,36 +255,114 @@ inline produced_onnx produce_htp_seq2seq(const model_source& src, const task_inf
     return out;
 }
 
+namespace detail {
+
+/// {output}: the directory modelexport creates for --command, held open from its creation.
+/// The command may do anything to the name: what it left is taken only when the name still
+/// is that directory (not a link, not another directory), and only through the descriptor
+/// (openat, O_NOFOLLOW), so no file from elsewhere can be moved into the package.
+class command_output {
+public:
+    explicit command_output(fs::path path) : path_(std::move(path)) {
+        if (::mkdir(path_.c_str(), 0755) != 0) throw io_error(path_.string(), std::string("cannot create {output}: ") + std::strerror(errno));
+        fd_.reset(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!fd_ || ::fstat(fd_.get(), &created_) != 0) throw io_error(path_.string(), std::string("cannot open {output}: ") + std::strerror(errno));
+    }
+    command_output(const command_output&) = delete;
+    command_output& operator=(const command_output&) = delete;
+    ~command_output() { remove_tree(path_); }  // its leftovers, whatever modes the command gave them
+
+    const fs::path& path() const { return path_; }
+
+    /// After the command: the name must still be the directory created. Its mode is restored
+    /// (the directory is modelexport's; a command's `chmod 000 {output}` does not hide its files).
+    void check_unchanged() const {
+        struct stat now {};
+        if (::lstat(path_.c_str(), &now) != 0) throw export_failed("--command", "the command removed {output} (" + path_.string() + ")");
+        if (S_ISLNK(now.st_mode) || now.st_dev != created_.st_dev || now.st_ino != created_.st_ino)
+            throw export_failed("--command", "the command replaced {output} (" + path_.string() + ") with " +
+                                                 (S_ISLNK(now.st_mode) ? std::string("a symbolic link") : "another " + file_kind(now.st_mode).substr(2)) +
+                                                 "; nothing is taken from it");
+        ::fchmod(fd_.get(), 0755);
+    }
+
+    /// {output} as a path that resolves through the descriptor (for the external-data resolver).
+    fs::path through_descriptor() const { return "/proc/self/fd/" + std::to_string(fd_.get()); }
+
+    /// Whether the command left anything at `name` (a path relative to {output}).
+    bool has(const std::string& name) const {
+        auto [parent, base] = locate(name);
+        struct stat st {};
+        return ::fstatat(parent.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    }
+
+    /// Moves the regular file the command left at `name` to `to` (copied into a new inode when it
+    /// shares its inode). A link, a special file or a path through a link is refused.
+    void take(const std::string& name, const fs::path& to) const {
+        auto [parent, base] = locate(name);
+        struct stat st {};
+        if (::fstatat(parent.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT) throw export_failed("--command", "the command wrote no " + name + " into {output}");
+            throw export_failed("--command", "cannot read the command's " + name + " in {output}: " + std::strerror(errno));
+        }
+        if (S_ISLNK(st.st_mode))
+            throw export_failed("--command", "the command's " + name + " is a symbolic link; a file is taken from {output} only as a regular file in it");
+        if (!S_ISREG(st.st_mode)) throw export_failed("--command", "the command wrote " + name + " as " + file_kind(st.st_mode) + ", not a regular file");
+        if (st.st_nlink == 1) {
+            if (::renameat(parent.get(), base.c_str(), AT_FDCWD, to.c_str()) != 0)
+                throw io_error(to.string(), "cannot move the command's " + name + ": " + std::strerror(errno));
+            return;
+        }
+        unique_fd in(::openat(parent.get(), base.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+        if (!in) throw export_failed("--command", "cannot read the command's " + name + " in {output}: " + std::strerror(errno));
+        copy_file_hashed("/proc/self/fd/" + std::to_string(in.get()), to);  // the inode opened, whatever the name names now
+    }
+
+private:
+    /// The directory holding `name` (its last component) opened below {output} component by component.
+    std::pair<unique_fd, std::string> locate(const std::string& name) const {
+        fs::path rel = fs::path(name).lexically_normal();
+        unique_fd dir(::dup(fd_.get()));
+        std::string base;
+        for (auto it = rel.begin(); it != rel.end(); ++it) {
+            if (std::next(it) == rel.end()) {
+                base = it->string();
+                break;
+            }
+            if (*it == ".." || it->string().empty() || rel.is_absolute())
+                throw usage_error("--onnx-file", "'" + name + "' is not a path inside {output}");
+            dir.reset(::openat(dir.get(), it->c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            if (!dir) throw export_failed("--command", "the command's " + name + " is not inside {output} (" + it->string() + " is not a directory in it)");
+        }
+        if (base.empty() || base == ".." || base == ".") throw usage_error("--onnx-file", "'" + name + "' is not a file name inside {output}");
+        return {std::move(dir), base};
+    }
+
+    fs::path path_;
+    unique_fd fd_;
+    struct stat created_ {};
+};
+
+}  // namespace detail
+
 /// command: the user's command writes into {output}; its model (and model.onnx_data) move into the package.
 inline produced_onnx produce_command(const model_source& src, const fs::path& stage, const export_options& opt) {
     produced_onnx out;
     out.shown = "model.onnx written by --command";
     if (opt.command.empty()) throw usage_error("--command", "the command strategy needs --command");
-    fs::path out_dir = stage / ".command-output";
-    fs::create_directory(out_dir);
+    detail::command_output output(stage / ".command-output");
     std::string cmd = detail::replace_all(opt.command, "{source}", detail::shell_quote(src.dir.string()));
-    cmd = detail::replace_all(cmd, "{output}", detail::shell_quote(out_dir.string()));
+    cmd = detail::replace_all(cmd, "{output}", detail::shell_quote(output.path().string()));
     if (opt.log) opt.log("running: " + cmd);  // the exact command, after substitution
     detail::run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
-    fs::path produced = out_dir / (opt.onnx_file.empty() ? "model.onnx" : opt.onnx_file);
-    // Only a file inside {output} is taken: a directory on the way that is a link could
-    // otherwise make the package move a file from anywhere.
-    std::error_code ec;
-    fs::path real_parent = fs::canonical(produced.parent_path(), ec);
-    if (!ec && !model_source::is_within(real_parent, fs::canonical(out_dir)))
-        throw export_failed("--command", "the command's " + produced.filename().string() + " is not inside {output} (" +
-                                             produced.parent_path().string() + " links to " + real_parent.string() + ")");
-    auto st = fs::symlink_status(produced, ec);
-    if (ec || !fs::exists(st) || fs::is_directory(st))
-        throw export_failed("--command", "the command wrote no " + produced.filename().string() + " into {output}");
-    detail::adopt_exporter_file(produced, stage / "model.onnx", "--command");
+    output.check_unchanged();
+    output.take(opt.onnx_file.empty() ? "model.onnx" : opt.onnx_file, stage / "model.onnx");
     out.models = {"model.onnx"};
-    bool gathered = detail::gather_into(out, stage / "model.onnx", files_inside(out_dir, out.shown));
-    if (!gathered && fs::exists(fs::symlink_status(out_dir / "model.onnx_data", ec))) {
-        detail::adopt_exporter_file(out_dir / "model.onnx_data", stage / "model.onnx_data", "--command");
+    bool gathered = detail::gather_into(out, stage / "model.onnx", files_inside(output.through_descriptor(), out.shown));
+    if (!gathered && output.has("model.onnx_data")) {
+        output.take("model.onnx_data", stage / "model.onnx_data");
         out.data_files = {"model.onnx_data"};
     }
-    fs::remove_all(out_dir);
     out.inputs = detail::source_files(src);
     return out;
 }

@@ -13,6 +13,7 @@
 #include "modelexport/json_file.hpp"
 #include "modelexport/layout.hpp"
 #include "modelexport/onnx_checks.hpp"
+#include "modelexport/package_reader.hpp"
 #include "modelexport/seq2seq_checks.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/tokenizer_ids.hpp"
@@ -384,6 +385,15 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     validation_report r;
     r.package = dir;
     detail::report_builder b(r);
+    // package.entries: every package file is a regular file inside the package, as for every
+    // reader (package_reader.hpp); a link out or a FIFO would be parsed from elsewhere or block.
+    try {
+        open_package(dir);
+        b.pass("package.entries", severity::error);
+    } catch (const error& e) {
+        b.fail("package.entries", severity::error, e.what());
+        return r;
+    }
     // package.layout: where the ONNX files are (layout.hpp); the same model at the root and under
     // onnx/ fails here, naming both, and the rest is checked at the root.
     try {
@@ -427,9 +437,8 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         b.fail("config.parse", severity::error, e.what());
     }
     if (config) {
-        auto mt = config->find("model_type");
-        if (mt != config->end() && mt->is_string() && !mt->get<std::string>().empty()) b.pass("config.model_type", severity::error);
-        else b.fail("config.model_type", severity::error, config_path.string() + ": no \"model_type\" string");
+        if (std::string problem = config_problem(*config); problem.empty()) b.pass("config.model_type", severity::error);
+        else b.fail("config.model_type", severity::error, config_path.string() + ": " + problem);
     }
 
     const task_info* task = nullptr;

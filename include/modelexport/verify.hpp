@@ -12,6 +12,7 @@
 #include "modelexport/file_io.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
+#include "modelexport/package_reader.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -33,22 +34,6 @@ struct verify_problem {
 };
 
 namespace detail {
-
-/// Opens `name` in directory `dir_fd` for reading: a regular file, not through a link.
-inline unique_fd open_package_file(int dir_fd, const std::string& name) {
-    unique_fd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    struct stat st {};
-    if (fd && (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))) fd.reset();
-    return fd;
-}
-
-/// The hub layout's onnx/ directory under `dir_fd` for a listed name "onnx/<file>" (layout.hpp):
-/// opened without following links; an invalid fd for any other name with a '/'.
-inline unique_fd open_model_subfolder(int dir_fd, const std::string& name) {
-    std::string prefix = std::string(hub_onnx_dir) + "/";
-    if (name.rfind(prefix, 0) != 0 || name.find('/', prefix.size()) != std::string::npos) return unique_fd();
-    return unique_fd(::openat(dir_fd, std::string(hub_onnx_dir).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-}
 
 /// The entry names of the directory `dir_fd`.
 inline std::vector<std::string> list_directory(int dir_fd, const fs::path& dir) {

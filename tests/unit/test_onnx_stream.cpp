@@ -12,7 +12,15 @@
 #include "modelexport/tensor_walk.hpp"
 
 #include <onnx/checker.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/message.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <unistd.h>
+
+#include <map>
+#include <set>
 
 using namespace modelexport;
 
@@ -458,6 +466,111 @@ TEST_CASE("the walk visits every place a tensor can be, in a fixed order") {
     for_each_tensor(m, [&](onnx::TensorProto& t, const tensor_site&) { seen.push_back(t.name()); });
     CHECK(seen == std::vector<std::string>{"w", "sv", "c", "e", "ft"});
     CHECK(bytes(m) == before);  // walking adds no fields
+}
+
+namespace {
+
+/// Whether a message of type `d` can hold a TensorProto at some depth (via any message field).
+bool can_hold_tensor(const google::protobuf::Descriptor* d, std::set<const google::protobuf::Descriptor*>& on_path) {
+    if (d == onnx::TensorProto::descriptor()) return true;
+    if (!on_path.insert(d).second) return false;
+    bool holds = false;
+    for (int i = 0; i < d->field_count() && !holds; ++i) {
+        const auto* f = d->field(i);
+        holds = f->message_type() && can_hold_tensor(f->message_type(), on_path);
+    }
+    on_path.erase(d);
+    return holds;
+}
+
+bool can_hold_tensor(const google::protobuf::Descriptor* d) {
+    std::set<const google::protobuf::Descriptor*> on_path;
+    return can_hold_tensor(d, on_path);
+}
+
+/// Puts one element in every field of `m` that can hold a tensor, recursively (a message type
+/// nests in itself at most twice, so If bodies inside If bodies are there too); each tensor
+/// gets a fresh name, recorded in `made` with the path of fields that leads to it.
+void fill_every_tensor_field(google::protobuf::Message& m, std::map<const google::protobuf::Descriptor*, int>& depth,
+                             const std::string& path, std::map<std::string, std::string>& made) {
+    const auto* d = m.GetDescriptor();
+    if (d == onnx::TensorProto::descriptor()) {
+        std::string name = "t" + std::to_string(made.size());
+        static_cast<onnx::TensorProto&>(m).set_name(name);
+        made[name] = path;
+        return;
+    }
+    if (depth[d] >= 2) return;
+    ++depth[d];
+    const auto* r = m.GetReflection();
+    for (int i = 0; i < d->field_count(); ++i) {
+        const auto* f = d->field(i);
+        if (!f->message_type() || !can_hold_tensor(f->message_type())) continue;
+        auto* child = f->is_repeated() ? r->AddMessage(&m, f) : r->MutableMessage(&m, f);
+        fill_every_tensor_field(*child, depth, path + "." + f->name(), made);
+    }
+    --depth[d];
+}
+
+}  // namespace
+
+TEST_CASE("the walk visits every field of the schema that can hold a tensor") {
+    // Built from onnx.proto's descriptor, not from a list: a field the schema adds where a
+    // TensorProto, SparseTensorProto or GraphProto can live gets a tensor here, and the walk
+    // must find it.
+    onnx::ModelProto m;
+    std::map<const google::protobuf::Descriptor*, int> depth;
+    std::map<std::string, std::string> made;
+    fill_every_tensor_field(m, depth, "ModelProto", made);
+    std::set<std::string> paths;
+    for (const auto& [name, path] : made) paths.insert(path);
+    // The rarer homes are among them (the schema has them; the walk visited them before only partly).
+    CHECK(paths.count("ModelProto.training_info.initialization.initializer"));
+    CHECK(paths.count("ModelProto.training_info.algorithm.sparse_initializer.indices"));
+    CHECK(paths.count("ModelProto.graph.node.attribute.graphs.node.attribute.sparse_tensors.values"));
+    std::map<std::string, int> seen;
+    for_each_tensor(m, [&](onnx::TensorProto& t, const tensor_site&) { ++seen[t.name()]; });
+    for (const auto& [name, path] : made) {
+        INFO("the tensor at " << path);
+        CHECK(seen[name] == 1);
+    }
+    CHECK(seen.size() == made.size());
+}
+
+TEST_CASE("the walk visits a function's attribute defaults whether or not the schema it was built with knows them") {
+    // FunctionProto.attribute_proto is field 11 since ONNX 1.13; older generated code keeps it as
+    // an unknown field, which ONNX Runtime reads all the same.
+    onnx::ModelProto m;
+    auto* f = m.add_functions();
+    f->set_name("f");
+    onnx::AttributeProto a;
+    a.set_name("alpha");
+    a.set_type(onnx::AttributeProto::TENSOR);
+    *a.mutable_t() = float_tensor("default", 4);
+    make_external(*a.mutable_t(), "../../outside.bin");
+    std::string wire;
+    {
+        google::protobuf::io::StringOutputStream sos(&wire);
+        google::protobuf::io::CodedOutputStream out(&sos);
+        out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(11, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+        const std::string body = a.SerializeAsString();
+        out.WriteVarint32(static_cast<std::uint32_t>(body.size()));
+        out.WriteRaw(body.data(), static_cast<int>(body.size()));
+    }
+    REQUIRE(f->MergeFromString(wire));
+    const std::string before = bytes(m);
+    std::vector<std::string> seen;
+    for_each_tensor(m, [&](onnx::TensorProto& t, const tensor_site& site) { seen.push_back(site.where + ": " + t.name()); });
+    REQUIRE(seen.size() == 1);
+    CHECK(contains(seen[0], "function 'f' default attribute 'alpha'"));
+    CHECK(bytes(m) == before);  // walking changes nothing
+    // A visitor's change is kept: the gathering step rewrites locations through the walk.
+    for_each_tensor(m, [&](onnx::TensorProto& t, const tensor_site&) { t.set_name("renamed"); });
+    seen.clear();
+    for_each_tensor(m, [&](onnx::TensorProto& t, const tensor_site&) { seen.push_back(t.name()); });
+    CHECK(seen == std::vector<std::string>{"renamed"});
+    // And the containment check sees it: a default pointing out of the package is refused.
+    CHECK(contains(external_references(m).at(0).location, "../../outside.bin"));
 }
 
 TEST_CASE("gathering per-tensor files streams them into model.onnx_data at aligned offsets") {
