@@ -417,12 +417,13 @@ int main(int argc, char** argv) {
     pl->add_option("--layout", plan_layout, "the export's --layout: flat or hub (ONNX files listed as onnx/...)")->check(CLI::IsMember({"flat", "hub"}));
     pl->footer("Example:\n  modelexport plan acme/tiny-bert@v2 --hf-hub-cache ~/.cache/huggingface/hub");
 
-    fs::path bdir, bheader;
+    fs::path bdir, bheader, bfiles;
     std::string bns;
     auto* bi = app.add_subcommand("bindings", "generate a C++ header describing a package's model");
     bi->add_option("dir", bdir, "package directory")->required();
     bi->add_option("--header", bheader, "header file to write")->required();
     bi->add_option("--namespace", bns, "C++ namespace (default: from the package directory name)");
+    bi->add_option("--files-header", bfiles, "put files[] (sizes, SHA-256) in this header instead, so a tokenizer or weight edit leaves --header as it was");
     bi->footer("Example:\n  modelexport bindings pkg/bert --header bert_model.hpp --namespace bert");
 
     fs::path edir, eout, eheader;
@@ -513,7 +514,12 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (*bi) {
-            me::write_file_if_changed(bheader, me::bindings_header(bdir, bns.empty() ? me::namespace_for(bdir) : bns));
+            std::string ns = bns.empty() ? me::namespace_for(bdir) : bns;
+            // Both texts before either file, so a refused --files-header name leaves neither written.
+            std::string main = me::bindings_header(bdir, ns, bfiles.empty());
+            std::string files = bfiles.empty() ? "" : me::bindings_files_header(bdir, ns, bfiles, bheader);
+            me::write_file_if_changed(bheader, main);
+            if (!bfiles.empty()) me::write_file_if_changed(bfiles, files);
             return 0;
         }
         if (*em) {

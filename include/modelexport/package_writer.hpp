@@ -9,7 +9,8 @@
 //
 // Files whose bytes did not change are kept as the previous package's inode
 // (hard link from the old package, which modelexport owns), so their mtime
-// stays and ninja's restat stops rebuilding what consumes them.
+// stays and ninja's restat stops rebuilding what consumes them; all but
+// export_metadata.json, which is new after every export.
 //
 // Trust rules (docs/design.md §11): only regular files with one link, created
 // by modelexport, are committed (checked before the swap); nothing is followed
@@ -277,6 +278,10 @@ private:
         std::error_code ec;
         if (!fs::is_directory(fs::symlink_status(target_, ec))) return;
         for (const auto& name : staged_files()) {
+            // export_metadata.json is always the new file, newer than every input the export read:
+            // the one output of the Meson template's export step, which stays clean after the
+            // `ninja -t restat` of a regeneration however old the kept files are (§7 "restat").
+            if (name == "export_metadata.json") continue;
             const fs::path staged = staging_ / name, old = target_ / name;
             struct stat st {};
             if (!own_regular_file(old, st) || static_cast<std::uintmax_t>(st.st_size) != fs::file_size(staged, ec)) continue;

@@ -5,7 +5,7 @@
 #   modelexport_add_bindings(bert HEADER ${CMAKE_CURRENT_BINARY_DIR}/bert_model.hpp NAMESPACE bert)
 #
 # modelexport_add_package(NAME SOURCE dir-or-hub-id [MODEL file.py:factory] [TASK t] [STRATEGY s]
-#                         [LAYOUT flat|hub] [FILES f...] [ARGS a...] [DEPENDS t...])
+#                         [LAYOUT flat|hub] [FILES f...] [ARGS a...] [DEPENDS t...] [INSTALL] [INSTALL_DIR dir])
 #   Declares the package's files as outputs of one custom command (with a depfile naming every
 #   input the export read), a target NAME_package building it, the tests NAME_validate
 #   (`modelexport validate --strict --runtime auto`) and NAME_verify (`modelexport verify`: the
@@ -15,17 +15,38 @@
 #   and every file plan read (a Hub ref, the source directory) makes CMake reconfigure when it
 #   changes; the tool fails the build if the source no longer matches, until CMake reconfigures.
 #   LAYOUT hub puts the ONNX files under onnx/ (NAME_PACKAGE_FILES then lists ${dir}/onnx/model.onnx;
-#   an explicit FILES list names them so too); the default is flat.
-# modelexport_add_bindings(NAME HEADER file NAMESPACE ns)
+#   an explicit FILES list names them so too); the default is flat. INSTALL installs the package's
+#   files (not the depfile or bindings) to INSTALL_DIR, default ${CMAKE_INSTALL_DATADIR}/models/NAME;
+#   INSTALL_DIR alone implies INSTALL.
+# modelexport_add_bindings(NAME HEADER file NAMESPACE ns [FILES_HEADER file])
 #   Generates the C++ header describing the package's model (an encoder-decoder package: a nested
-#   namespace per ONNX file); call it after modelexport_add_package(NAME ...).
+#   namespace per ONNX file); call it after modelexport_add_package(NAME ...). FILES_HEADER puts
+#   files[] (sizes, hashes) in a second header, so a tokenizer or weight edit recompiles only the
+#   code that includes it.
 #
 # The tool is MODELEXPORT_EXECUTABLE (found on PATH unless set; find_package(modelexport CONFIG)
-# sets it to the installed tool and includes this file).
+# sets it to the installed tool and includes this file). Hub ids resolve in MODELEXPORT_HF_HUB_CACHE,
+# a cache variable fixed when the build is first configured (as Meson's -Dmodelexport:hf_hub_cache):
+# plan and every export are told it, so an automatic reconfigure after a moved ref, or ninja run
+# with another environment, uses the same cache.
 
 if(NOT MODELEXPORT_EXECUTABLE)
   find_program(MODELEXPORT_EXECUTABLE modelexport REQUIRED)
 endif()
+include(GNUInstallDirs)
+
+# huggingface_hub's precedence, read from the environment of the first configure.
+if(DEFINED ENV{HF_HUB_CACHE} AND NOT "$ENV{HF_HUB_CACHE}" STREQUAL "")
+  set(_modelexport_hub_default "$ENV{HF_HUB_CACHE}")
+elseif(DEFINED ENV{HF_HOME} AND NOT "$ENV{HF_HOME}" STREQUAL "")
+  set(_modelexport_hub_default "$ENV{HF_HOME}/hub")
+elseif(DEFINED ENV{XDG_CACHE_HOME} AND NOT "$ENV{XDG_CACHE_HOME}" STREQUAL "")
+  set(_modelexport_hub_default "$ENV{XDG_CACHE_HOME}/huggingface/hub")
+else()
+  set(_modelexport_hub_default "$ENV{HOME}/.cache/huggingface/hub")
+endif()
+set(MODELEXPORT_HF_HUB_CACHE "${_modelexport_hub_default}" CACHE PATH
+    "Hugging Face cache for Hub-id models (default: HF_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub at the first configure)")
 
 # The optional package files, from the table the C++ code includes (source tree or installed layout).
 set(_modelexport_table "")
@@ -75,12 +96,12 @@ function(_modelexport_plan SOURCE OPTIONS OUT)
 endfunction()
 
 function(modelexport_add_package NAME)
-  cmake_parse_arguments(ME "" "SOURCE;MODEL;TASK;STRATEGY;LAYOUT" "FILES;ARGS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(ME "INSTALL" "SOURCE;MODEL;TASK;STRATEGY;LAYOUT;INSTALL_DIR" "FILES;ARGS;DEPENDS" ${ARGN})
   if(NOT ME_SOURCE)
     message(FATAL_ERROR "modelexport_add_package(${NAME}): SOURCE is required")
   endif()
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/${NAME}")
-  set(options "")
+  set(options --hf-hub-cache "${MODELEXPORT_HF_HUB_CACHE}")
   if(ME_MODEL)
     list(APPEND options --model "${ME_MODEL}")
   endif()
@@ -113,6 +134,15 @@ function(modelexport_add_package NAME)
     COMMENT "Exporting model package ${NAME}"
     VERBATIM)
   add_custom_target(${NAME}_package ALL DEPENDS ${outputs})
+  if(ME_INSTALL OR ME_INSTALL_DIR)
+    if(NOT ME_INSTALL_DIR)
+      set(ME_INSTALL_DIR "${CMAKE_INSTALL_DATADIR}/models/${NAME}")
+    endif()
+    foreach(f IN LISTS files)
+      get_filename_component(sub "${f}" DIRECTORY)  # onnx/ in the hub layout
+      install(FILES "${dir}/${f}" DESTINATION "${ME_INSTALL_DIR}/${sub}")
+    endforeach()
+  endif()
   # Registered only where testing is on (add_test is a no-op without enable_testing()).
   add_test(NAME ${NAME}_validate COMMAND "${MODELEXPORT_EXECUTABLE}" validate "${dir}" --strict --runtime auto)
   add_test(NAME ${NAME}_verify COMMAND "${MODELEXPORT_EXECUTABLE}" verify "${dir}"
@@ -124,12 +154,12 @@ function(modelexport_add_package NAME)
 endfunction()
 
 function(modelexport_add_bindings NAME)
-  cmake_parse_arguments(ME "" "HEADER;NAMESPACE" "" ${ARGN})
+  cmake_parse_arguments(ME "" "HEADER;NAMESPACE;FILES_HEADER" "" ${ARGN})
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/${NAME}")
   # Without NAMESPACE the tool derives a valid one from the package directory's name.
-  set(namespace_args "")
+  set(bindings_args "")
   if(ME_NAMESPACE)
-    set(namespace_args --namespace "${ME_NAMESPACE}")
+    set(bindings_args --namespace "${ME_NAMESPACE}")
   endif()
   # The files the header is generated from: every ONNX file (one namespace each; under onnx/ in the
   # hub layout), config.json and export_metadata.json, as modelexport_add_package(NAME) declared them.
@@ -143,11 +173,16 @@ function(modelexport_add_bindings NAME)
   if(NOT inputs)
     message(FATAL_ERROR "modelexport_add_bindings(${NAME}): call modelexport_add_package(${NAME} ...) first")
   endif()
+  set(headers "${ME_HEADER}")  # and the files header, when asked for
+  if(ME_FILES_HEADER)
+    list(APPEND bindings_args --files-header "${ME_FILES_HEADER}")
+    list(APPEND headers "${ME_FILES_HEADER}")
+  endif()
   add_custom_command(
-    OUTPUT "${ME_HEADER}"
-    COMMAND "${MODELEXPORT_EXECUTABLE}" bindings "${dir}" --header "${ME_HEADER}" ${namespace_args}
+    OUTPUT ${headers}
+    COMMAND "${MODELEXPORT_EXECUTABLE}" bindings "${dir}" --header "${ME_HEADER}" ${bindings_args}
     DEPENDS ${inputs}
     COMMENT "Generating ${ME_HEADER}"
     VERBATIM)
-  add_custom_target(${NAME}_bindings DEPENDS "${ME_HEADER}")
+  add_custom_target(${NAME}_bindings DEPENDS ${headers})
 endfunction()

@@ -31,6 +31,32 @@ TEST_CASE("the header states the package's task, signature, labels and files") {
     CHECK_THROWS_AS(bindings_header(pkg, "class"), usage_error);  // a keyword is no namespace
 }
 
+TEST_CASE("with a files header the hashes leave the main header, which a new hash leaves unchanged") {
+    test::temp_dir t;
+    fs::path pkg = exported_package(t);
+    std::string main = bindings_header(pkg, "tiny", false);
+    std::string files = bindings_files_header(pkg, "tiny", t / "gen" / "tiny_files.hpp", t / "gen" / "tiny.hpp");
+    CHECK(main.find("files[]") == std::string::npos);
+    CHECK(main.find("input_0_shape") != std::string::npos);
+    // The main header is the one-header text without its files[] block.
+    std::string whole = bindings_header(pkg, "tiny");
+    std::size_t block = whole.find("\n/// The package's files");
+    REQUIRE(block != std::string::npos);
+    CHECK(main == whole.substr(0, block) + "\n}  // namespace tiny\n");
+    CHECK(files.find("#include \"tiny.hpp\"") != std::string::npos);
+    CHECK(files.find(whole.substr(block, whole.find("};\n", block) + 3 - block)) != std::string::npos);
+    CHECK(bindings_files_header(pkg, "tiny", t / "a" / "f.hpp", t / "b" / "m.hpp").find("#include \"../b/m.hpp\"") != std::string::npos);
+    CHECK_THROWS_AS(bindings_files_header(pkg, "tiny", t / "f.hpp", t / "m\"x.hpp"), usage_error);
+
+    // A tokenizer edit: new hashes, the same main header.
+    test::write(pkg / "vocab.txt", "[PAD]\n[UNK]\nmore\n");
+    json meta = read_json_object(pkg / "export_metadata.json");
+    meta["files"]["vocab.txt"]["sha256"] = hash_file(pkg / "vocab.txt");
+    test::write(pkg / "export_metadata.json", meta.dump());
+    CHECK(bindings_header(pkg, "tiny", false) == main);
+    CHECK(bindings_files_header(pkg, "tiny", t / "gen" / "tiny_files.hpp", t / "gen" / "tiny.hpp") != files);
+}
+
 TEST_CASE("namespaces derived from directory names are always valid identifiers") {
     CHECK(namespace_for("/x/tiny-bert.pkg") == "tiny_bert_pkg");
     CHECK(namespace_for("/x/__a--b__") == "a_b");

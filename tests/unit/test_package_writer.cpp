@@ -59,24 +59,29 @@ TEST_CASE("a replaced package holds only the new files") {
     CHECK_FALSE(fs::exists(t / "pkg" / "vocab.txt"));
 }
 
-TEST_CASE("unchanged files keep their inode, so ninja's restat sees no change") {
+TEST_CASE("unchanged files but the metadata keep their inode, so ninja's restat sees no change") {
     test::temp_dir t;
     {
         package_writer w(t / "pkg");
         test::write(w.staging() / "config.json", "same");
         test::write(w.staging() / "vocab.txt", "v1");
+        test::write(w.staging() / "export_metadata.json", "{}");
         w.commit();
     }
     auto inode = [](const fs::path& p) { struct stat st {}; ::stat(p.c_str(), &st); return st.st_ino; };
     auto config_inode = inode(t / "pkg" / "config.json"), vocab_inode = inode(t / "pkg" / "vocab.txt");
+    auto metadata_inode = inode(t / "pkg" / "export_metadata.json");
     {
         package_writer w(t / "pkg");
         test::write(w.staging() / "config.json", "same");
         test::write(w.staging() / "vocab.txt", "v2");
+        test::write(w.staging() / "export_metadata.json", "{}");
         w.commit();
     }
     CHECK(inode(t / "pkg" / "config.json") == config_inode);
     CHECK(inode(t / "pkg" / "vocab.txt") != vocab_inode);
+    // The metadata is new after every export, same bytes or not: the build's mark that one ran.
+    CHECK(inode(t / "pkg" / "export_metadata.json") != metadata_inode);
     CHECK(test::read(t / "pkg" / "vocab.txt") == "v2");
 }
 
