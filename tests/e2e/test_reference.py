@@ -164,6 +164,55 @@ class ReferenceCheck(unittest.TestCase):
         record = load_json(os.path.join(out, "export_metadata.json"))["reference_check"]
         self.assertEqual(record, {"status": "skipped", "reason": "--no-reference-check"})
 
+    def test_validate_reference_repeats_the_comparison_against_a_source(self):
+        self.export("gpt2-classifier", "text-classification", "gpt2-validate")
+        pkg = os.path.join(self.tmp, "gpt2-validate")
+        p = run("validate", pkg, "--reference", self.src("gpt2-classifier"), "--json", check=0, timeout=900)
+        check = next(c for c in json.loads(p.stdout)["checks"] if c["id"] == "reference")
+        self.assertEqual(check["status"], "pass")
+        # Another checkpoint of the same architecture: same signature, other weights.
+        other = self.src("gpt2-other")
+        subprocess.run([PYTHON, "-c", "import sys, torch, transformers; torch.manual_seed(1);"
+                        "c = transformers.GPT2Config.from_pretrained(sys.argv[1]);"
+                        "transformers.GPT2ForSequenceClassification(c).save_pretrained(sys.argv[2])",
+                        self.src("gpt2-classifier"), other], check=True, capture_output=True, timeout=300)
+        p = run("validate", pkg, "--reference", other, "--json", check=EXIT["validation_failed"], timeout=900)
+        check = next(c for c in json.loads(p.stdout)["checks"] if c["id"] == "reference")
+        self.assertEqual(check["status"], "fail")
+        self.assertIn("'logits'", check["message"])
+        # A source that cannot be loaded is said so, never blamed on the package.
+        p = run("validate", pkg, "--reference", self.src("bare-bert"), "--json", check=EXIT["validation_failed"], timeout=900)
+        check = next(c for c in json.loads(p.stdout)["checks"] if c["id"] == "reference")
+        self.assertIn("says nothing about the package", check["message"])
+
+    def test_a_package_feeding_gpt2_token_type_ids_fails_against_its_source(self):
+        # The package an older exporter gave GPT-2's classifier: a token_type_ids input that clients
+        # feed as zeros, which GPT-2 adds an embedding for. Made here by exporting with that input.
+        src = self.src("gpt2-classifier")
+        out = os.path.join(self.tmp, "gpt2-with-type-ids")
+        os.makedirs(out, exist_ok=True)
+        subprocess.run([PYTHON, "-c", textwrap.dedent('''
+            import shutil, sys, torch, transformers
+            model = transformers.GPT2ForSequenceClassification.from_pretrained(sys.argv[1]).eval()
+            ids = torch.tensor([[5, 6, 7, 8]])
+            class WithTypes(torch.nn.Module):
+                def __init__(self, m):
+                    super().__init__()
+                    self.m = m
+                def forward(self, input_ids, attention_mask, token_type_ids):
+                    return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+            axes = {n: {0: "batch_size", 1: "sequence_length"} for n in ("input_ids", "attention_mask", "token_type_ids")}
+            torch.onnx.export(WithTypes(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)), sys.argv[2] + "/model.onnx",
+                              input_names=list(axes), output_names=["logits"], dynamic_axes=dict(axes, logits={0: "batch_size"}),
+                              opset_version=14, dynamo=False)
+            shutil.copy(sys.argv[1] + "/config.json", sys.argv[2] + "/config.json")
+        '''), src, out], check=True, capture_output=True, timeout=600)
+        p = run("validate", out, "--task", "text-classification", "--reference", src, "--json",
+                check=EXIT["validation_failed"], timeout=900)
+        check = next(c for c in json.loads(p.stdout)["checks"] if c["id"] == "reference")
+        self.assertEqual(check["status"], "fail")
+        self.assertIn("reference check failed", check["message"])
+
     def test_atol_is_recorded_with_its_origin(self):
         self.export("bert-tokens", "feature-extraction", "atol-out", "--atol", "0.001")
         record = load_json(os.path.join(self.tmp, "atol-out", "export_metadata.json"))["reference_check"]
