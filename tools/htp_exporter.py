@@ -628,7 +628,8 @@ class DecoderSpec:
             notes.append("no tokenizer in the source: generated ids")
             return inputs
         rows = htp_reference.embedding_rows(self.model) or max(int(self.config.get("vocab_size", 2)), 1)
-        ids, _ = htp_reference.token_ids(tokenizer, 2, htp_decoder.DUMMY_SEQUENCE, rows, notes, pad=False)
+        ids, _ = htp_reference.token_ids(tokenizer, 2, htp_decoder.DUMMY_SEQUENCE, rows, notes, pad=False,
+                                         limit=htp_reference.position_limit(self.config))
         return htp_decoder.dummy_inputs(self.config, self.inputs, past=0, sequence=ids.shape[-1], batch=2, ids=ids)
 
     def next_step(self, inputs, outputs, chosen):

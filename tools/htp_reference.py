@@ -162,7 +162,20 @@ def load_tokenizer(source_dir):
         return None
 
 
-def token_ids(tokenizer, count, avoid_length, rows, notes, pad=True):
+# config.json keys that bound a sequence (learned position embeddings); the smallest present counts.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_target_positions")
+
+
+def position_limit(config):
+    """The longest sequence the model's position embeddings take (a config dict or object), less 2 for
+    the offset some families add (RoBERTa's padding index, BART's learned offset); None when unbounded."""
+    get = config.get if isinstance(config, dict) else (lambda key: getattr(config, key, None))
+    limits = [get(key) for key in POSITION_KEYS]
+    limits = [value for value in limits if isinstance(value, int) and not isinstance(value, bool) and value > 0]
+    return max(min(limits) - 2, 2) if limits else None
+
+
+def token_ids(tokenizer, count, avoid_length, rows, notes, pad=True, limit=None):
     """input_ids and attention_mask [count, length] of `count` sentences with the tokenizer's special tokens.
 
     `length` differs from `avoid_length` (the trace's). Ids at or past the embedding's `rows` are
@@ -178,8 +191,10 @@ def token_ids(tokenizer, count, avoid_length, rows, notes, pad=True):
         length = max(len(ids) for ids in encoded)
     else:
         length = min(len(ids) for ids in encoded)
+    if limit and length > limit:
+        length = limit
     if length == avoid_length:
-        length += 1 if pad else -1
+        length += 1 if pad and (not limit or length < limit) else -1
     length = max(length, 1)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((count, length), int(pad_id), dtype=torch.int64)
@@ -187,7 +202,8 @@ def token_ids(tokenizer, count, avoid_length, rows, notes, pad=True):
     for row, sentence_ids in enumerate(encoded):
         if not pad and len(sentence_ids) < length:  # repeat to fill: still the tokenizer's ids
             sentence_ids = (sentence_ids * (length // len(sentence_ids) + 1))
-        sentence_ids = sentence_ids[:length]
+        if len(sentence_ids) > length:  # cut inside, keeping the closing special token (EOS, [SEP])
+            sentence_ids = sentence_ids[:length - 1] + sentence_ids[-1:] if length > 1 else sentence_ids[:1]
         ids[row, :len(sentence_ids)] = torch.tensor(sentence_ids, dtype=torch.int64)
         mask[row, :len(sentence_ids)] = 1
     if rows and int(ids.max()) >= rows:
@@ -218,7 +234,8 @@ def with_text_ids(inputs, source_dir, model, avoid_length, notes, batch_axis_inp
     count = 1
     for dim in shape[:-1]:
         count *= dim
-    ids, mask = token_ids(tokenizer, count, avoid_length, embedding_rows(model), notes)
+    ids, mask = token_ids(tokenizer, count, avoid_length, embedding_rows(model), notes,
+                          limit=position_limit(getattr(model, "config", {})))
     if ids.shape[-1] != shape[-1]:
         raise RuntimeError("the tokenizer's length %d differs from the generated inputs' %d" % (ids.shape[-1], shape[-1]))
     out = dict(inputs)
@@ -233,5 +250,6 @@ def tokenized_length(source_dir, count, avoid_length, model):
     tokenizer = load_tokenizer(source_dir)
     if tokenizer is None:
         return None
-    ids, _ = token_ids(tokenizer, count, avoid_length, embedding_rows(model), [])
+    ids, _ = token_ids(tokenizer, count, avoid_length, embedding_rows(model), [],
+                       limit=position_limit(getattr(model, "config", {})))
     return int(ids.shape[-1])

@@ -568,7 +568,8 @@ def reference_check(model, config, modality, source, directory, options):
         tokenizer = htp_reference.load_tokenizer(source)
         rows = htp_reference.embedding_rows(model) or int(config.get("vocab_size", 2))
         if tokenizer is not None:
-            input_ids, mask = htp_reference.token_ids(tokenizer, batch, ENCODER_LENGTH, rows, notes)
+            input_ids, mask = htp_reference.token_ids(tokenizer, batch, ENCODER_LENGTH, rows, notes,
+                                                      limit=htp_reference.position_limit(config))
         else:
             notes.append("no tokenizer in the source: generated ids")
             input_ids = ids(rows, (batch, ENCODER_LENGTH + 3), 5)

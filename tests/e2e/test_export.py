@@ -124,8 +124,9 @@ class HtpExport(TempDirTest):
         os.makedirs(self.path("bin"))
         shutil.copy2(TOOL, tool)
         shutil.copy2(EXPORTER, script)
-        for sibling in ("htp_weights.py", "htp_decoder.py", "htp_tasks.py"):  # the modules the exporter imports
-            shutil.copy2(os.path.join(os.path.dirname(EXPORTER), sibling), self.path("bin", sibling))
+        for sibling in os.listdir(os.path.dirname(EXPORTER)):  # the modules beside it (every htp_*.py), as installed
+            if sibling.startswith("htp_") and sibling.endswith(".py"):
+                shutil.copy2(os.path.join(os.path.dirname(EXPORTER), sibling), self.path("bin", sibling))
         # and the task table they read, beside them as installed (share/modelexport/)
         shutil.copy2(os.path.join(REPO, "share", "tasks.json"), self.path("bin", "tasks.json"))
         src_a = os.path.join(SOURCES, "text-classification")

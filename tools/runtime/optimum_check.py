@@ -203,10 +203,14 @@ def task_table():
                       "share/modelexport/tasks.json" % ", ".join(candidates))
 
 
+TEXT_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
+
+
 def choice_count(model, names):
     """How many choices a multiple-choice graph takes ([batch, num_choices, sequence] text inputs), or 0."""
     for graph_input in model.session.get_inputs():
-        if graph_input.name in names and len(graph_input.shape) == 3:
+        # Only the text inputs: a fused decoder cache (GPT-BigCode's key_value) has three axes too.
+        if graph_input.name in names & TEXT_INPUTS and len(graph_input.shape) == 3:
             fixed = graph_input.shape[1]
             count = fixed if isinstance(fixed, int) and fixed > 0 else 2
             if count > len(CHOICES):
