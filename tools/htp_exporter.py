@@ -532,7 +532,8 @@ class TableSpec:
         length = None
         if "input_ids" in self.dummy:
             count = 2 * (MULTIPLE_CHOICE_CHOICES if self.dummy["input_ids"].dim() == 3 else 1)
-            length = htp_reference.tokenized_length(self.source_dir, count, TEXT_SEQUENCE_LENGTH, self.model)
+            length = htp_reference.tokenized_length(self.source_dir, count, TEXT_SEQUENCE_LENGTH, self.model) \
+                or TEXT_SEQUENCE_LENGTH + 3
         inputs = make_dummy_inputs(self.task, self.config, self.source_dir, self.inputs, batch=2, sequence=length)
         return htp_reference.with_text_ids(inputs, self.source_dir, self.model, TEXT_SEQUENCE_LENGTH, notes)
 
@@ -621,15 +622,15 @@ class DecoderSpec:
     def reference_inputs(self, notes):
         """The prompt: batch 2, the tokenizer's ids cut to one length (no padding: no fully masked row),
         an empty cache."""
-        inputs = htp_decoder.dummy_inputs(self.config, self.inputs, past=0, sequence=htp_decoder.DUMMY_SEQUENCE + 3,
-                                          batch=2)
+        rows = htp_reference.embedding_rows(self.model) or max(int(self.config.get("vocab_size", 2)), 1)
         tokenizer = htp_reference.load_tokenizer(self.source_dir)
         if tokenizer is None:
-            notes.append("no tokenizer in the source: generated ids")
-            return inputs
-        rows = htp_reference.embedding_rows(self.model) or max(int(self.config.get("vocab_size", 2)), 1)
-        ids, _ = htp_reference.token_ids(tokenizer, 2, htp_decoder.DUMMY_SEQUENCE, rows, notes, pad=False,
-                                         limit=htp_reference.position_limit(self.config))
+            notes.append("no tokenizer in the source: random ids")
+            generator = torch.Generator().manual_seed(1)
+            ids = torch.randint(0, rows, (2, htp_decoder.DUMMY_SEQUENCE + 3), generator=generator, dtype=torch.int64)
+        else:
+            ids, _ = htp_reference.token_ids(tokenizer, 2, htp_decoder.DUMMY_SEQUENCE, rows, notes, pad=False,
+                                             limit=htp_reference.position_limit(self.config))
         return htp_decoder.dummy_inputs(self.config, self.inputs, past=0, sequence=ids.shape[-1], batch=2, ids=ids)
 
     def next_step(self, inputs, outputs, chosen):

@@ -227,10 +227,13 @@ def with_text_ids(inputs, source_dir, model, avoid_length, notes, batch_axis_inp
     if "input_ids" not in inputs:
         return inputs
     tokenizer = load_tokenizer(source_dir)
-    if tokenizer is None:
-        notes.append("no tokenizer in the source: generated ids")
-        return inputs
     shape = list(inputs["input_ids"].shape)
+    if tokenizer is None:
+        # Fresh ids, not the trace's formula: a graph frozen on the dummy's values must see others.
+        notes.append("no tokenizer in the source: random ids")
+        rows = embedding_rows(model) or int(inputs["input_ids"].max()) + 1
+        generator = torch.Generator().manual_seed(1)
+        return dict(inputs, input_ids=torch.randint(0, max(rows, 1), shape, generator=generator, dtype=torch.int64))
     count = 1
     for dim in shape[:-1]:
         count *= dim

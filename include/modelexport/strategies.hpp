@@ -71,16 +71,20 @@ inline void add_exporter_options(std::vector<std::string>& args, const export_op
     else if (opt.atol > 0) args.insert(args.end(), {"--atol", json(opt.atol).dump()});
 }
 
+/// Who runs: modelexport's own exporters, whose exit status reference_mismatch_status means a failed
+/// reference check, or a user's command, whose statuses mean nothing to modelexport.
+enum class exporter_kind { htp, command };
+
 /// Runs a child for the export and turns its failure into export_failed (reference_mismatch when
-/// the exporter's reference check failed).
+/// an htp exporter's reference check failed).
 inline void run_exporter(const std::string& what, const std::string& program, const std::vector<std::string>& args,
-                         const export_options& opt) {
+                         const export_options& opt, exporter_kind kind = exporter_kind::htp) {
     run_options ro;
     ro.timeout = opt.timeout;
     ro.on_line = opt.exporter_line;
     ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONUNBUFFERED", "1"}};
     run_result r = run_process(program, args, ro);
-    if (!r.timed_out && r.signal == 0 && r.exit_status == reference_mismatch_status) {
+    if (kind == exporter_kind::htp && !r.timed_out && r.signal == 0 && r.exit_status == reference_mismatch_status) {
         std::string last = r.last_err.empty() ? std::string() : printable(r.last_err.back());
         throw reference_mismatch(what, last.substr(std::min(last.find("reference check failed"), last.size())),
                                  "the package would not compute the source model; --atol raises the tolerance, "
@@ -354,7 +358,7 @@ inline produced_onnx produce_command(const model_source& src, const fs::path& st
     std::string cmd = detail::replace_all(opt.command, "{source}", detail::shell_quote(src.dir.string()));
     cmd = detail::replace_all(cmd, "{output}", detail::shell_quote(output.path().string()));
     if (opt.log) opt.log("running: " + cmd);  // the exact command, after substitution
-    detail::run_exporter("--command", "/bin/sh", {"-c", cmd}, opt);
+    detail::run_exporter("--command", "/bin/sh", {"-c", cmd}, opt, detail::exporter_kind::command);
     output.check_unchanged();
     output.take(opt.onnx_file.empty() ? "model.onnx" : opt.onnx_file, stage / "model.onnx");
     out.models = {"model.onnx"};

@@ -13,7 +13,7 @@ import unittest
 
 import onnx
 
-from common import EXIT, load_json, run
+from common import EXIT, REPO, load_json, run
 
 PYTHON = os.environ.get("MODELEXPORT_PYTHON", "")
 
@@ -192,21 +192,19 @@ class ReferenceCheck(unittest.TestCase):
         out = os.path.join(self.tmp, "gpt2-with-type-ids")
         os.makedirs(out, exist_ok=True)
         subprocess.run([PYTHON, "-c", textwrap.dedent('''
-            import shutil, sys, torch, transformers
+            # The task table's own rules give GPT-2's classifier the token_type_ids its forward accepts.
+            import json, shutil, sys, torch, transformers
+            sys.path.insert(0, sys.argv[3])
+            import htp_decoder, htp_exporter
             model = transformers.GPT2ForSequenceClassification.from_pretrained(sys.argv[1]).eval()
-            ids = torch.tensor([[5, 6, 7, 8]])
-            class WithTypes(torch.nn.Module):
-                def __init__(self, m):
-                    super().__init__()
-                    self.m = m
-                def forward(self, input_ids, attention_mask, token_type_ids):
-                    return self.m(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-            axes = {n: {0: "batch_size", 1: "sequence_length"} for n in ("input_ids", "attention_mask", "token_type_ids")}
-            torch.onnx.export(WithTypes(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)), sys.argv[2] + "/model.onnx",
-                              input_names=list(axes), output_names=["logits"], dynamic_axes=dict(axes, logits={0: "batch_size"}),
-                              opset_version=14, dynamo=False)
+            spec = htp_exporter.TableSpec("text-classification", model, json.load(open(sys.argv[1] + "/config.json")), sys.argv[1])
+            assert "token_type_ids" in spec.inputs
+            with torch.no_grad(), htp_decoder.traceable_masks(), spec.patched():
+                torch.onnx.export(model, spec.args, sys.argv[2] + "/model.onnx", input_names=spec.inputs,
+                                  output_names=spec.outputs, dynamic_axes=spec.axes, opset_version=14,
+                                  **htp_exporter.torchscript_exporter_arguments())
             shutil.copy(sys.argv[1] + "/config.json", sys.argv[2] + "/config.json")
-        '''), src, out], check=True, capture_output=True, timeout=600)
+        '''), src, out, os.path.join(REPO, "tools")], check=True, capture_output=True, timeout=600)
         p = run("validate", out, "--task", "text-classification", "--reference", src, "--json",
                 check=EXIT["validation_failed"], timeout=900)
         check = next(c for c in json.loads(p.stdout)["checks"] if c["id"] == "reference")

@@ -1,5 +1,7 @@
-// Built against the header modelexport generated for a T5 package: a namespace per ONNX file.
+// Built against the headers modelexport generated for a T5 package: a namespace per ONNX file; the
+// files' sizes and hashes are in the second header, so a weight edit recompiles only what reads them.
 #include "t5_model.hpp"
+#include "t5_model_files.hpp"
 
 #include <cstdio>
 #include <iterator>
