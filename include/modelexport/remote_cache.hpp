@@ -83,15 +83,14 @@ public:
     /// temporary file in cas/ whose write-back has started, returned for commit_staged().
     std::optional<local_cache::staged_object> fetch_object(const cached_file& f, const local_cache& local, const fs::path& also = {},
                                                            bool durable = true) {
-        fs::create_directories(local.root() / "cas");
-        fs::path tmp = local_cache::temp_in(local.root() / "cas");
-        std::vector<fs::path> to{tmp};
+        local_cache::staged_object staged{f, local_cache::temp_in(), local.objects_dir()};
+        std::vector<fs::path> to{staged.path()};
         if (!also.empty()) to.push_back(also);
         std::vector<unique_fd> written = download(f, to);
-        if (!durable) return local_cache::staged_object{f, tmp};
+        if (!durable) return staged;
         try {
-            detail::fsync_or_throw(written.front().get(), tmp);
-            local.commit_object(tmp, f.sha256);
+            detail::fsync_or_throw(written.front().get(), local.object(f.sha256));
+            local.commit_object(staged);
         } catch (...) {
             std::error_code ec;
             for (const auto& p : to) fs::remove(p, ec);
