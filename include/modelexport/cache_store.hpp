@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -99,7 +100,8 @@ inline cache_manifest parse_manifest(const std::string& text) {
 
 /// "10G", "500M", "64K", plain bytes; nullopt when it is none of these.
 inline std::optional<std::uintmax_t> parse_size(const std::string& s) {
-    if (s.empty()) return std::nullopt;
+    if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0]))) return std::nullopt;  // strtoull would take "-5" and " 5"
+    errno = 0;
     char* end = nullptr;
     unsigned long long n = std::strtoull(s.c_str(), &end, 10);
     if (end == s.c_str()) return std::nullopt;
@@ -107,7 +109,7 @@ inline std::optional<std::uintmax_t> parse_size(const std::string& s) {
     if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
     if (!unit.empty() && (unit.back() == 'i')) unit.pop_back();
     int shift = unit.empty() ? 0 : unit == "K" || unit == "k" ? 10 : unit == "M" || unit == "m" ? 20 : unit == "G" || unit == "g" ? 30 : unit == "T" || unit == "t" ? 40 : -1;
-    if (shift < 0) return std::nullopt;
+    if (shift < 0 || errno == ERANGE || (shift > 0 && (static_cast<std::uintmax_t>(n) >> (64 - shift)) != 0)) return std::nullopt;
     return static_cast<std::uintmax_t>(n) << shift;
 }
 

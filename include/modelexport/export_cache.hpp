@@ -340,10 +340,10 @@ private:
     /// else the remote's manifest. Reads only, writes nothing into the stage: it may run beside
     /// a speculative exporter.
     void find_key_and_entry() {
+        out_.result = "miss";  // a key that cannot be computed (a refused cache directory) is a miss too
         timed("key", false, [&] {
             key_ = make_cache_key(*inputs_, local_.probes().path).key();
             out_.key = key_;
-            out_.result = "miss";
         });
         if (!active()) return;
         timed("lookup", false, [&] {

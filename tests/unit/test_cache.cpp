@@ -342,6 +342,11 @@ TEST_CASE("sizes") {
     CHECK(parse_size("123") == 123u);
     CHECK_FALSE(parse_size("ten"));
     CHECK_FALSE(parse_size("5X"));
+    CHECK_FALSE(parse_size("-5"));                          // strtoull alone would read a huge number
+    CHECK_FALSE(parse_size(" 5"));
+    CHECK_FALSE(parse_size("99999999999999999999"));        // past 64 bits
+    CHECK_FALSE(parse_size("16777216T"));                   // 2^24 TiB: the shift would overflow
+    CHECK(parse_size("16777215T") == (16777215ull << 40));
 }
 
 TEST_CASE("store, find, materialize; a corrupt object is removed and reported") {
