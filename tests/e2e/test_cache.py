@@ -235,6 +235,7 @@ class LocalCache(CacheTest):
         with open(self.path("local", "cas", digest), "wb") as f:
             f.write(evil)
         for name in ("evil.sh", "model.onnx_data", "tokenizer.json"):
+            self.wait()  # the previous miss's background store rewrites the entry
             forged = dict(manifest, files=manifest["files"] + [{"path": name, "size": len(evil), "sha256": digest}])
             with open(entry, "w") as f:
                 json.dump(forged, f)
