@@ -251,6 +251,7 @@ public:
     /// same read, unless the object was verified before in its current state (verified_hash()).
     /// A mismatching object is deleted (the next store replaces it) and is a cache_error.
     void materialize(const cache_manifest& m, const fs::path& stage) const {
+        if (m.files.empty()) return;  // a remote hit whose objects were all downloaded: cas/ may not exist yet
         held_dir cas = dir("cas", false), probe = probes();
         if (!cas) throw cache_error(object("").string() + " does not exist");
         for (const auto& f : m.files) {
