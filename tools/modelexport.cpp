@@ -207,8 +207,20 @@ int run_verify(const fs::path& dir, const std::vector<std::string>& ignore, cons
     return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
 }
 
-/// `modelexport cache ...`: the local export cache (docs/design.md §10).
+int run_cache_action(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit, const output_mode& mode);
+
+/// `modelexport cache ...`: the local export cache (docs/design.md §10). A cache directory
+/// that is refused (a link or a special file where it keeps something) is an I/O error here:
+/// an export only misses, but the maintenance commands say why they cannot work on it.
 int run_cache(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit, const output_mode& mode) {
+    try {
+        return run_cache_action(action, eo, max_size, wait_limit, mode);
+    } catch (const me::cache_error& e) {
+        throw me::io_error(eo.cache.dir.string(), std::string("the export cache is refused: ") + e.what());
+    }
+}
+
+int run_cache_action(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit, const output_mode& mode) {
     me::local_cache cache(eo.cache.dir);
     if (action == "key") {
         std::optional<me::key_record> record;

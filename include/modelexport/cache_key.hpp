@@ -13,9 +13,14 @@
 #include "modelexport/json_file.hpp"
 #include "modelexport/process.hpp"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <optional>
 
@@ -100,31 +105,58 @@ except Exception as e:
 print(json.dumps(d, sort_keys=True))
 )";
 
+/// The pid namespace this process sees (the inode of /proc/self/ns/pid): a pid names a
+/// process only within it, and a cache directory may be shared by containers.
+inline std::string pid_namespace() {
+    struct stat st {};
+    return ::stat("/proc/self/ns/pid", &st) == 0 ? std::to_string(st.st_ino) : "0";
+}
+
+/// A fresh name for a temporary file of this process in the cache: `.tmp-<pidns>-<pid>-<n>-<time>`,
+/// so that the next process can tell one whose writer is dead (temp_owner_gone).
+inline std::string temp_name() {
+    static std::atomic<unsigned> counter{0};
+    static const std::string ns = pid_namespace();
+    auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    return ".tmp-" + ns + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(now);
+}
+
+/// True when `name` is a temp_name() whose process is gone: it was made in this pid namespace
+/// by a pid that no longer exists (a writer killed, even by SIGKILL). Anything else (another
+/// namespace, a pid in use, another form) is not known to be stale.
+inline bool temp_owner_gone(const std::string& name) {
+    static const std::string prefix = ".tmp-" + pid_namespace() + "-";
+    if (name.rfind(prefix, 0) != 0) return false;
+    char* end = nullptr;
+    long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    return pid > 0 && end && *end == '-' && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
 /// A note kept in the probe directory: written whole (temp file, rename) or not at all.
+/// The temporary file, the note and its directory are never followed through a link.
 inline void remember(const fs::path& note, const json& value) {
     try {
-        fs::create_directories(note.parent_path());
-        fs::path tmp = note.string() + ".tmp" + std::to_string(::getpid());
+        fs::path tmp = note.parent_path() / temp_name();
         write_file(tmp, value.dump());
-        fs::rename(tmp, note);
+        if (::rename(tmp.c_str(), note.c_str()) != 0) ::unlink(tmp.c_str());
     } catch (const std::exception&) {  // remembering is an optimisation
     }
 }
 
-/// A note written by remember(); throws when absent or unreadable (the caller recomputes).
+/// A note written by remember(); throws when absent, unreadable, a link or not a regular file (the caller recomputes).
 inline json recall(const fs::path& note) {
-    return parse_json_text(read_text_file(note, 1u << 16), note.string(), {1u << 16, 8});
+    return parse_json_text(read_text_file(note, 1u << 16, O_NOFOLLOW), note.string(), {1u << 16, 8});
 }
 
 }  // namespace detail
 
 namespace detail {
 
-/// The note remembered_file_hash() keeps for `file` in its current state (path, device, inode,
-/// size, mtime, ctime); empty when there is no probe directory or the file cannot be stat'ed.
-inline fs::path file_hash_note(const fs::path& file, const fs::path& probe_dir, struct stat& st) {
-    if (probe_dir.empty() || ::stat(file.c_str(), &st) != 0) return {};
-    std::string identity = fs::absolute(file).lexically_normal().string();
+/// The note remembered_file_hash() keeps for a file stat'ed as `st` (device, inode, size, mtime,
+/// ctime), known by `name` (its absolute path, as the user would name it); empty without a probe directory.
+inline fs::path stat_hash_note(const std::string& name, const fs::path& probe_dir, const struct stat& st) {
+    if (probe_dir.empty()) return {};
+    std::string identity = name;
     for (long long v : {static_cast<long long>(st.st_dev), static_cast<long long>(st.st_ino), static_cast<long long>(st.st_size),
                         static_cast<long long>(st.st_mtim.tv_sec), static_cast<long long>(st.st_mtim.tv_nsec),
                         static_cast<long long>(st.st_ctim.tv_sec), static_cast<long long>(st.st_ctim.tv_nsec)})
@@ -132,6 +164,12 @@ inline fs::path file_hash_note(const fs::path& file, const fs::path& probe_dir, 
     sha256 h;
     h.update(identity.data(), identity.size());
     return probe_dir / ("file-" + h.hex() + ".json");
+}
+
+/// The same for `file` in its current state; empty when there is no probe directory or the file cannot be stat'ed.
+inline fs::path file_hash_note(const fs::path& file, const fs::path& probe_dir, struct stat& st) {
+    if (probe_dir.empty() || ::stat(file.c_str(), &st) != 0) return {};
+    return stat_hash_note(fs::absolute(file).lexically_normal().string(), probe_dir, st);
 }
 
 /// The hash a note holds, nullopt when there is none (or it is unusable).

@@ -336,7 +336,12 @@ inline std::optional<key_record> export_cache_key(const export_options& opt) {
     strategy how = choose_strategy(opt.how, src, opt.model_factory);
     if (how == strategy::prebuilt) return std::nullopt;
     auto in = detail::cache_key_inputs_for(opt, to_string(how), std::string(task.name), src, detail::source_files(src));
-    return make_cache_key(in, local_cache(opt.cache.dir).probes());
+    held_dir probes;
+    try {
+        probes = local_cache(opt.cache.dir).probes();
+    } catch (const cache_error&) {  // a cache directory refused: the key is computed without remembered hashes
+    }
+    return make_cache_key(in, probes.path);
 }
 
 }  // namespace modelexport

@@ -11,7 +11,10 @@
 #include "modelexport/cache_key.hpp"
 #include "modelexport/cache_store.hpp"
 #include "modelexport/detached.hpp"
+#include "modelexport/file_roles.hpp"
 #include "modelexport/hierarchy.hpp"
+#include "modelexport/onnx_checks.hpp"
+#include "modelexport/onnx_stream.hpp"
 #include "modelexport/reference_check.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/remote_cache.hpp"
@@ -21,6 +24,7 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -91,6 +95,50 @@ inline std::vector<std::pair<std::string, std::vector<traced_module>>> cached_mo
     return out;
 }
 
+/// The names a cache entry may hold, checked before anything is copied: the ONNX files its
+/// module table names (package model files, as a strategy writes them), and besides them only
+/// model files a model may reference as external data (model.onnx_data). An entry naming
+/// anything else (a script, a configuration file) is not what any strategy produces.
+inline void check_entry_names(const cache_manifest& m, const std::set<std::string>& models) {
+    for (const auto& name : models) {
+        auto role = role_of(name);
+        if (!role || *role != file_role::model || name.size() < 5 || name.substr(name.size() - 5) != ".onnx")
+            throw cache_error("the module table names " + printable(name) + ", which is not an ONNX file of a package");
+        if (std::none_of(m.files.begin(), m.files.end(), [&](const cached_file& f) { return f.path == name; }))
+            throw cache_error("the module table names " + name + ", which the entry does not hold");
+    }
+    std::set<std::string> seen;
+    for (const auto& f : m.files) {
+        auto role = role_of(f.path);
+        if (!seen.insert(f.path).second) throw cache_error("the entry lists " + f.path + " twice");
+        if (!models.count(f.path) && (!role || *role != file_role::model))
+            throw cache_error("the entry holds " + printable(f.path) + ", which no strategy produces");
+    }
+}
+
+/// The restored models in `stage` must pass the checks every export's model gets (check_onnx:
+/// external data inside the package, the ONNX checker), and every file of the entry that is not
+/// one of them must be external data they reference: no file rides along unreferenced.
+inline void check_restored_models(const cache_manifest& m, const std::set<std::string>& models, const fs::path& stage) {
+    std::set<std::string> referenced;
+    for (const auto& name : models) {
+        try {
+            light_model light = load_onnx_light(stage / name, name);
+            for_each_tensor(light.model, [&](onnx::TensorProto& t, const tensor_site& site) {
+                if (is_external(t)) referenced.insert(external_reference_of(t, site.where).location);
+            });
+            onnx_verdict v = check_onnx(light, stage);
+            if (!v.external_data.empty()) throw cache_error(v.external_data);
+            if (!v.checker->empty()) throw cache_error("fails the ONNX checker: " + *v.checker);
+        } catch (const std::exception& e) {
+            throw cache_error("the cached " + name + " is unusable (" + e.what() + ")");
+        }
+    }
+    for (const auto& f : m.files)
+        if (!models.count(f.path) && !referenced.count(f.path))
+            throw cache_error("the entry holds " + f.path + ", which its models do not reference");
+}
+
 }  // namespace detail
 
 class export_cache {
@@ -125,7 +173,7 @@ public:
             produce();
             return std::nullopt;
         }
-        if (!speculate || cache_key_is_remembered(*inputs_, local_.probes())) {
+        if (!speculate || key_is_remembered()) {
             find_key_and_entry();
             std::optional<cache_manifest> hit = restore_found(stage);
             if (!hit) produce();
@@ -192,7 +240,7 @@ public:
         bool ok = false;
         timed("store", false, [&] {
             *staged = local_.stage_objects(stage, files);
-            for (const auto& o : *staged) readers->push_back(open_or_throw(o.tmp, O_RDONLY));
+            for (const auto& o : *staged) readers->push_back(o.dir->open(o.tmp));
             ok = true;
         });
         if (!ok) return hashes;
@@ -218,6 +266,9 @@ public:
         join();
         flush_notes();
         if (deferred_) launch_deferred();
+        // A store prunes; a hit only clears what killed writers left (temporary files, markers).
+        if (active() && out_.result != "miss" && !out_.background)
+            timed("commit", false, [&] { local_.prune(std::numeric_limits<std::uintmax_t>::max()); });
         flush_notes();
     }
 
@@ -272,6 +323,15 @@ private:
         background_.clear();
     }
 
+    /// Whether the key costs only stats now; a cache directory refused (a link below it) is a miss later, not an error here.
+    bool key_is_remembered() {
+        try {
+            return cache_key_is_remembered(*inputs_, local_.probes().path);
+        } catch (const std::exception&) {
+            return true;  // computing the key will fail at once, as a miss with its note
+        }
+    }
+
     bool remote_usable() {
         std::lock_guard<std::mutex> lock(mutex_);
         return s_.remote && !remote_failed_;
@@ -281,10 +341,10 @@ private:
     /// else the remote's manifest. Reads only, writes nothing into the stage: it may run beside
     /// a speculative exporter.
     void find_key_and_entry() {
+        out_.result = "miss";  // a key that cannot be computed (a refused cache directory) is a miss too
         timed("key", false, [&] {
-            key_ = make_cache_key(*inputs_, local_.probes()).key();
+            key_ = make_cache_key(*inputs_, local_.probes().path).key();
             out_.key = key_;
-            out_.result = "miss";
         });
         if (!active()) return;
         timed("lookup", false, [&] {
@@ -319,15 +379,18 @@ private:
 
     /// Copies a manifest's objects into `stage`: from the local store, or for a remote entry
     /// downloaded into it (size and SHA-256 checked in the same pass) unless the local store has
-    /// them already. On any failure removes what it wrote, so the strategy then runs on a stage
-    /// as clean as without a cache.
+    /// them already. An entry naming files no strategy produces, or whose models fail the checks
+    /// an export's model gets, is a miss: the cache may not add files to a package or fail an
+    /// export. On any failure removes what it wrote, so the strategy then runs on a stage as
+    /// clean as without a cache, and nothing of a rejected remote entry enters the local store.
     cache_manifest restore(const cache_manifest& m, const fs::path& stage) {
+        std::vector<local_cache::staged_object> downloaded;
         try {
             // A table of the wrong shape is a miss here, not an error after the files were restored.
             traced_modules_from_json(m.table);
-            for (const auto& [name, modules] : detail::cached_model_tables(m.table))
-                if (std::none_of(m.files.begin(), m.files.end(), [&](const cached_file& f) { return f.path == name; }))
-                    throw cache_error("the module table names " + name + ", which the entry does not hold");
+            std::set<std::string> models;
+            for (const auto& [name, modules] : detail::cached_model_tables(m.table)) models.insert(name);
+            detail::check_entry_names(m, models);
             m.table.value("torch_version", std::string());
             m.table.value("onnx_exporter", std::string());
             m.table.value("parameters", 0LL);
@@ -337,8 +400,10 @@ private:
                 throw cache_error(e.what());
             }
             cache_manifest local = m;  // what the local store holds
-            if (out_.result == "hit-remote") local.files = download(m, stage);
+            if (out_.result == "hit-remote") local.files = download(m, stage, downloaded);
             local_.materialize(local, stage);
+            detail::check_restored_models(m, models, stage);
+            if (out_.result == "hit-remote") keep_download(m, std::move(downloaded), local.files.size() == m.files.size());
             if (s_.background && local.files.size() < m.files.size()) {
                 defer_store(stage, names_of(m), m.table, false);
                 deferred_->expected = m.files;
@@ -347,40 +412,39 @@ private:
         } catch (...) {
             std::error_code ec;
             for (const auto& f : m.files) fs::remove(stage / f.path, ec);
+            local_cache::remove_staged(downloaded);
             deferred_.reset();
             throw;
         }
     }
 
     /// Downloads a remote entry's objects that the local store lacks into `stage`; returns the
-    /// others. Without `background` the same pass writes each into cas/ (made durable and
-    /// entered beside the rest of the export); with it a background store fills the local
-    /// cache from the package afterwards, so the hit writes the model once.
-    std::vector<cached_file> download(const cache_manifest& m, const fs::path& stage) {
+    /// others. Without `background` the same pass writes each into cas/ under a temporary name
+    /// (`pending`), kept by keep_download() once the restored entry passed its checks; with it a
+    /// background store fills the local cache from the package afterwards, so the hit writes the model once.
+    std::vector<cached_file> download(const cache_manifest& m, const fs::path& stage, std::vector<local_cache::staged_object>& pending) {
         remote_cache remote(*s_.remote);
         std::vector<cached_file> local;
-        auto pending = std::make_shared<std::vector<local_cache::staged_object>>();
-        try {
-            for (const auto& f : m.files) {
-                std::error_code ec;
-                if (fs::file_size(local_.object(f.sha256), ec) == f.size && !ec) local.push_back(f);
-                else if (s_.background) remote.fetch_object_to(f, stage / f.path);
-                else pending->push_back(*remote.fetch_object(f, local_, stage / f.path, false));
-            }
-        } catch (...) {
-            local_cache::remove_staged(*pending);
-            throw;
+        for (const auto& f : m.files) {
+            if (local_.has_object(f)) local.push_back(f);
+            else if (s_.background) remote.fetch_object_to(f, stage / f.path);
+            else pending.push_back(*remote.fetch_object(f, local_, stage / f.path, false));
         }
-        if (s_.background) {
-            if (local.size() == m.files.size()) local_.put_entry(key_, manifest_text(m));  // nothing to copy later
-            return local;
-        }
-        auto keep = [this, pending, m] {
-            keep_entry(*pending, m);
-        };
-        if (pending->empty()) keep();
-        else background_.emplace_back([this, keep] { timed("commit", false, keep); });
         return local;
+    }
+
+    /// Keeps a checked remote hit in the local store: the downloaded objects are made durable and
+    /// the entry written beside the rest of the export (or, with `background`, by the background
+    /// store, unless the local store had every object already).
+    void keep_download(const cache_manifest& m, std::vector<local_cache::staged_object> pending, bool all_local) {
+        if (s_.background) {
+            if (all_local) local_.put_entry(key_, manifest_text(m));  // nothing to copy later
+            return;
+        }
+        auto staged = std::make_shared<std::vector<local_cache::staged_object>>(std::move(pending));
+        auto keep = [this, staged, m] { keep_entry(*staged, m); };
+        if (staged->empty()) keep();
+        else background_.emplace_back([this, keep] { timed("commit", false, keep); });
     }
 
     /// Makes staged objects durable and named, then writes the entry (objects before the entry:
@@ -457,7 +521,7 @@ private:
                         throw cache_error(d.files[i].first + " changed after the export (edited in place?): not stored");
                     if (!d.expected.empty() && staged[i].file.sha256 != d.expected[i].sha256)
                         throw cache_error(d.files[i].first + " does not hash to the remote entry's " + d.expected[i].sha256 + ": not stored");
-                    copies.push_back(open_or_throw(staged[i].tmp, O_RDONLY));
+                    copies.push_back(staged[i].dir->open(staged[i].tmp));
                 }
             } catch (...) {
                 local_cache::remove_staged(staged);

@@ -12,8 +12,11 @@
 #include "modelexport/error.hpp"
 
 #include <boost/process.hpp>
+#include <boost/process/extend.hpp>
 
 #include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,6 +72,21 @@ inline std::string find_program(const std::string& program) {
 
 namespace detail {
 
+/// Makes the child die with modelexport, even by SIGKILL, which gives no chance to stop it:
+/// the kernel sends SIGKILL when the thread that forked it ends (run_process waits for the
+/// child in that thread, so this is when the process dies). A parent that died between fork
+/// and prctl is caught by comparing getppid() with the pid that forked (the child was
+/// reparented then). Only helpers run through run_process get it; the detached background
+/// store (detached.hpp) is meant to outlive the command and does not.
+struct die_with_parent : boost::process::extend::handler {
+    pid_t parent = ::getpid();
+    template <class Executor>
+    void on_exec_setup(Executor&) const {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(127);
+    }
+};
+
 /// Splits a byte stream into lines. A line longer than `max` keeps its first
 /// `max` bytes and says how many were dropped: a child printing megabytes
 /// without a newline grows neither memory nor an error message.
@@ -117,7 +135,7 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     bp::child child;
     try {
         child = bp::child(bp::exe = exe, bp::args = args, bp::std_out > out, bp::std_err > err, bp::std_in < bp::null,
-                          bp::env = child_env, group);
+                          bp::env = child_env, group, detail::die_with_parent{});
     } catch (const std::exception& e) {
         throw export_failed(program, std::string("cannot start: ") + e.what());
     }

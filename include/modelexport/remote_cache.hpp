@@ -4,8 +4,8 @@
 // Served by bazel-remote, nginx or Apache WebDAV and the like. Downloads go to a temporary
 // file in the local cache's cas/ directory and are renamed into place only after their size
 // and SHA-256 matched, so a corrupt, truncated or hostile server costs a miss, never a wrong
-// package. Timeouts bound a connect and a stalled transfer (not a slow but moving one: large
-// weights may take long). TLS is verified (libcurl's default, never turned off here).
+// package. Timeouts bound a connect, a transfer that stalls or drips, and every transfer's
+// total time (in proportion to its size: large weights may take long). TLS is verified (libcurl's default, never turned off here).
 #pragma once
 
 #include "modelexport/cache_store.hpp"
@@ -25,7 +25,7 @@ struct remote_settings {
     std::string url;        ///< http[s]://[user:password@]host[:port]/prefix
     std::string token;      ///< bearer token
     bool read_only = false; ///< look up, never upload
-    long timeout_s = 30;    ///< connect timeout, and how long a transfer may stall
+    long timeout_s = 30;    ///< connect timeout, how long a transfer may crawl, the base of its deadline
 
     /// $MODELEXPORT_REMOTE_CACHE (+ _TOKEN, _READONLY=1, _TIMEOUT seconds); nullopt when unset.
     static std::optional<remote_settings> from_env() {
@@ -41,13 +41,17 @@ struct remote_settings {
     }
 };
 
-/// The URL without user:password, for messages.
+/// A remote cache URL as it may be shown (messages, -v, reports): any user:password is
+/// replaced by `***`. The userinfo is everything between the scheme (or the start, for a URL
+/// without one, which libcurl reads as http) and the last '@', so neither an unencoded '@' or
+/// '/' in a password nor a missing scheme shows any part of it; a path holding an '@' is
+/// over-redacted, which is harmless. The one redaction: every place that shows the URL uses it.
 inline std::string redacted_url(const std::string& url) {
+    auto at = url.rfind('@');
+    if (at == std::string::npos) return url;
     auto scheme = url.find("://");
-    if (scheme == std::string::npos) return url;
-    auto at = url.find('@', scheme + 3), slash = url.find('/', scheme + 3);
-    if (at == std::string::npos || (slash != std::string::npos && at > slash)) return url;
-    return url.substr(0, scheme + 3) + url.substr(at + 1);
+    std::size_t start = scheme != std::string::npos && scheme < at ? scheme + 3 : 0;
+    return url.substr(0, start) + "***" + url.substr(at);
 }
 
 class remote_cache {
@@ -79,15 +83,14 @@ public:
     /// temporary file in cas/ whose write-back has started, returned for commit_staged().
     std::optional<local_cache::staged_object> fetch_object(const cached_file& f, const local_cache& local, const fs::path& also = {},
                                                            bool durable = true) {
-        fs::create_directories(local.root() / "cas");
-        fs::path tmp = local_cache::temp_in(local.root() / "cas");
-        std::vector<fs::path> to{tmp};
+        local_cache::staged_object staged{f, local_cache::temp_in(), local.objects_dir()};
+        std::vector<fs::path> to{staged.path()};
         if (!also.empty()) to.push_back(also);
         std::vector<unique_fd> written = download(f, to);
-        if (!durable) return local_cache::staged_object{f, tmp};
+        if (!durable) return staged;
         try {
-            detail::fsync_or_throw(written.front().get(), tmp);
-            local.commit_object(tmp, f.sha256);
+            detail::fsync_or_throw(written.front().get(), local.object(f.sha256));
+            local.commit_object(staged);
         } catch (...) {
             std::error_code ec;
             for (const auto& p : to) fs::remove(p, ec);
@@ -180,7 +183,7 @@ private:
             h.update(d, n);
             got += n;
             return true;
-        });
+        }, nullptr, 0, f.size);
         expect_ok(status, "cas/" + f.sha256);
         if (got != f.size) throw cache_error("cas/" + f.sha256 + ": " + std::to_string(got) + " bytes, expected " + std::to_string(f.size));
         if (h.hex() != f.sha256) throw cache_error("cas/" + f.sha256 + ": content does not match its SHA-256");
@@ -190,7 +193,7 @@ private:
     }
 
     void put(const std::string& path, std::uintmax_t size, source src) {
-        long status = transfer(path, request::put, nullptr, std::move(src), size);
+        long status = transfer(path, request::put, nullptr, std::move(src), size, size);
         if (status < 200 || status > 299) throw cache_error("PUT " + path + ": HTTP " + std::to_string(status));
     }
 
@@ -199,7 +202,9 @@ private:
     }
 
     /// One request; returns the HTTP status. Transport failures (refused, timeout, TLS) throw.
-    long transfer(const std::string& path, request how, sink on_data, source on_read = nullptr, std::uintmax_t upload_size = 0) {
+    /// `expected_bytes`: the body's size when known (an object, an upload), for the deadline.
+    long transfer(const std::string& path, request how, sink on_data, source on_read = nullptr, std::uintmax_t upload_size = 0,
+                  std::uintmax_t expected_bytes = 0) {
         std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
         if (!curl) throw cache_error("libcurl: no handle");
         CURL* c = curl.get();
@@ -212,10 +217,12 @@ private:
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");  // no file://, no redirects elsewhere
         curl_easy_setopt(c, CURLOPT_NETRC, static_cast<long>(CURL_NETRC_OPTIONAL));
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, s_.timeout_s);
-        // A stalled server (accepts, never answers) is a miss after timeout_s; a slow but moving
-        // transfer of large weights continues.
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        // A stalled or dripping server (under 1 KiB/s for timeout_s) is a miss, and so is any
+        // transfer past its deadline: timeout_s plus its size at 1 MiB/s, generous for large
+        // weights on a slow link and finite for a server that sends just enough not to stall.
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, min_speed);
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s_.timeout_s);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, static_cast<long>(s_.timeout_s + expected_bytes / deadline_speed));
         // Large buffers: libcurl's 16 KiB default meant tens of thousands of callbacks, each with
         // its write() calls, for one model (512 KiB and 1 MiB are within every libcurl >= 7.62's limits).
         curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
@@ -236,12 +243,18 @@ private:
         }
         if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
         CURLcode rc = curl_easy_perform(c);
+        // libcurl's own message may quote parts of the URL (a host it could not resolve): with
+        // credentials in the URL only its fixed text for the code is shown.
+        bool userinfo = redacted_url(url) != url;
         if (rc != CURLE_OK)
-            throw cache_error(redacted_url(url) + ": " + (errbuf[0] ? std::string(errbuf) : std::string(curl_easy_strerror(rc))));
+            throw cache_error(redacted_url(url) + ": " + (errbuf[0] && !userinfo ? std::string(errbuf) : std::string(curl_easy_strerror(rc))));
         long status = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         return status;
     }
+
+    static constexpr long min_speed = 1024;                       ///< bytes/s, below which for timeout_s a transfer is cut
+    static constexpr std::uintmax_t deadline_speed = 1u << 20;    ///< bytes/s a transfer's deadline allows for its size
 
     remote_settings s_;
 };

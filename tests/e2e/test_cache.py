@@ -2,6 +2,9 @@
 remote cache, here a real nginx WebDAV server started by the test on 127.0.0.1. Every
 failure of a cache must be a miss with a correct package, and a hit must produce the
 package a miss produces, byte for byte."""
+import hashlib
+import http.server
+import json
 import os
 import shutil
 import socket
@@ -11,7 +14,7 @@ import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 
-from common import SOURCES, TempDirTest, load_json, run, tree_hashes
+from common import EXIT, SOURCES, TempDirTest, load_json, run, tree_hashes
 from nginx_server import Nginx
 
 BUILD_ROOT = os.environ["MODELEXPORT_BUILD_ROOT"]
@@ -176,6 +179,71 @@ class LocalCache(CacheTest):
         self.assertEqual(self.export("d", self.env())["result"], "miss")
         self.assertTrue(key)
 
+    def test_links_inside_the_cache_directory_are_refused_never_followed(self):
+        outside = self.path("outside")
+        os.makedirs(outside)
+        victim = os.path.join(outside, "victim")
+        with open(victim, "w") as f:
+            f.write("not the cache's")
+        os.utime(victim, (1_000_000_000, 1_000_000_000))
+        untouched = lambda: (os.listdir(outside), os.stat(victim).st_mtime, open(victim).read()) == (
+            ["victim"], 1_000_000_000, "not the cache's")
+        for sub in ("cas", "ac", "probes", "pending"):
+            local = "links-" + sub
+            os.makedirs(self.path(local))
+            os.symlink(outside, self.path(local, sub))
+            for i in range(2):  # the second export would be a hit through the link, and hits touch objects
+                r = self.export(f"{sub}{i}", self.env(local))
+                self.wait(local)
+                self.assertIn(r["result"], ("miss", "hit-local") if sub == "pending" else ("miss",), sub)
+                self.assertSamePackage(f"{sub}{i}")
+            for action in ("stats", "verify", "prune"):  # refused with one line naming the link, or nothing of it touched
+                p = run("cache", action, env=self.env(local))
+                self.assertIn(p.returncode, (0, EXIT["io_error"]), p.stderr)
+                if p.returncode:
+                    self.assertEqual(len(p.stderr.strip().splitlines()), 2 if "hint:" in p.stderr else 1, p.stderr)
+                    self.assertIn(self.path(local, sub) + " is a symbolic link", p.stderr)
+            self.assertTrue(untouched(), sub)
+            run("cache", "clear", env=self.env(local), check=0)  # the remedy: the link itself goes
+            self.assertFalse(os.path.islink(self.path(local, sub)), sub)
+            self.assertTrue(untouched(), sub)
+
+    def test_a_fifo_anywhere_in_the_cache_never_blocks(self):
+        key = run("cache", "key", self.src, "--model", "modeling.py:build", env=self.env(), check=0).stdout.split()[-1]
+        self.assertRegex(key, "^[0-9a-f]{64}$")
+        for sub, name in (("ac", key), ("pending", key), ("cas", "0" * 64), ("probes", "file-" + "0" * 64 + ".json")):
+            os.makedirs(self.path("local", sub), exist_ok=True)
+            os.mkfifo(self.path("local", sub, name))
+        os.mkfifo(self.path("local", "store.log"))
+        start = time.monotonic()
+        r = self.export("a", self.env(), "--timeout", "300")
+        self.assertEqual((r["result"], r["key"]), ("miss", key))
+        self.assertSamePackage("a")
+        for action in ("stats", "wait", "verify", "prune"):
+            self.assertEqual(run("cache", action, env=self.env(), check=0, timeout=120).returncode, 0, action)
+        self.assertLess(time.monotonic() - start, 200)
+        self.assertEqual(self.export("b", self.env())["result"], "hit-local")  # the store replaced the FIFO entry
+        self.assertSamePackage("b")
+
+    def test_an_entry_naming_files_no_strategy_produces_is_a_miss(self):
+        key = self.export("a", self.env())["key"]
+        self.wait()
+        entry = self.path("local", "ac", key)
+        manifest = load_json(entry)
+        evil = b"#!/bin/sh\necho owned\n"
+        digest = hashlib.sha256(evil).hexdigest()
+        with open(self.path("local", "cas", digest), "wb") as f:
+            f.write(evil)
+        for name in ("evil.sh", "model.onnx_data", "tokenizer.json"):
+            self.wait()  # the previous miss's background store rewrites the entry
+            forged = dict(manifest, files=manifest["files"] + [{"path": name, "size": len(evil), "sha256": digest}])
+            with open(entry, "w") as f:
+                json.dump(forged, f)
+            r = self.export("b-" + name, self.env())
+            self.assertEqual(r["result"], "miss", name)
+            self.assertSamePackage("b-" + name)
+            self.assertFalse(os.path.exists(self.path("b-" + name, "evil.sh")))
+
 
 class RemoteCache(CacheTest):
     def setUp(self):
@@ -221,11 +289,11 @@ class RemoteCache(CacheTest):
 
 
 class RemoteFailures(CacheTest):
-    def check_miss(self, url, **extra):
+    def check_miss(self, url, local="local", **extra):
         start = time.time()
-        r = self.export("a", self.env("local", url, **extra))
+        r = self.export(local + "-out", self.env(local, url, **extra))
         self.assertEqual(r["result"], "miss")
-        self.assertSamePackage("a")
+        self.assertSamePackage(local + "-out")
         return time.time() - start
 
     def test_server_error_500(self):
@@ -267,6 +335,98 @@ class RemoteFailures(CacheTest):
             for c in held:
                 c.close()
             listener.close()
+
+    def test_dripping_server_is_a_miss_within_its_timeout(self):
+        """A server that answers every GET at 2 bytes/s, or at 4 KiB/s (above the low-speed limit)
+        for ever: the low-speed limit and the deadline cut it after MODELEXPORT_REMOTE_CACHE_TIMEOUT."""
+        for rate in (2, 4096):
+            with DrippingServer(rate) as server:
+                elapsed = self.check_miss(server.url, f"local{rate}", MODELEXPORT_REMOTE_CACHE_TIMEOUT="2")
+                self.assertLess(elapsed, 90, rate)
+                self.assertTrue(server.requests, "the client never asked")
+
+    def test_credentials_never_shown(self):
+        """userinfo in any form (no scheme, an '@' or '/' in the password) appears nowhere: not in
+        -v output, the report, the package, or `cache key`."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        listener.close()  # nothing listens: every transfer fails, and its message names the URL
+        for i, url in enumerate((f"user:s3cr3t-pw@127.0.0.1:{port}/cache", f"http://user:s3cr3t@pw@127.0.0.1:{port}/cache",
+                                 f"http://user:s3cr3t/pw@127.0.0.1:{port}/cache", f"https://s3cr3t-token@127.0.0.1:{port}/cache")):
+            out = f"p{i}"
+            report = self.path(out + ".report.json")
+            p = run("--verbose", "export", self.src, self.path(out), "--model", "modeling.py:build", "--report", report,
+                    env=self.env(f"local{i}", url), check=0)
+            self.wait(f"local{i}")
+            key = run("cache", "key", self.src, "--model", "modeling.py:build", env=self.env(f"local{i}", url), check=0)
+            written = [report, self.path(f"local{i}", "store.log")]
+            written += [os.path.join(root, f) for root, _, files in os.walk(self.path(out)) for f in files if f.endswith(".json")]
+            shown = p.stdout + p.stderr + key.stdout + key.stderr + "".join(map(text_of, written))
+            self.assertIn("127.0.0.1", p.stdout + p.stderr, url)  # the failure was reported, with the URL
+            self.assertNotIn("s3cr3t", shown, url)
+            self.assertNotIn("pw@", shown, url)
+
+
+def text_of(path):
+    """A file's text ('' when it does not exist)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+class DrippingServer:
+    """An HTTP server on 127.0.0.1 that sends a 200 with a large Content-Length at `rate` bytes per
+    second and never finishes; 404 for HEAD, 201 for PUT. Bounded: every answer stops after 120 s
+    or when the server is closed."""
+
+    def __init__(self, rate):
+        stop = self.stop = threading.Event()
+        requests = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                requests.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(1 << 30))
+                self.end_headers()
+                until = time.monotonic() + 120
+                try:
+                    while not stop.is_set() and time.monotonic() < until:
+                        self.wfile.write(b"x" * rate)
+                        self.wfile.flush()
+                        stop.wait(1)
+                except OSError:
+                    pass
+
+            def do_HEAD(self):
+                self.send_response(404)
+                self.end_headers()
+
+            def do_PUT(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(201)
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cache"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include "test_support.hpp"
+#include "onnx_support.hpp"
 
 #include "modelexport/export_cache.hpp"
 
@@ -8,7 +8,22 @@
 #include <chrono>
 #include <thread>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+
 using namespace modelexport;
+
+namespace {
+/// A real model's bytes: a hit's models must pass the checks every export's model gets.
+const std::string& exported() {
+    static const std::string bytes = test::text_classifier(2).SerializeAsString();
+    return bytes;
+}
+const std::string& other_model() {
+    static const std::string bytes = test::text_classifier(3).SerializeAsString();
+    return bytes;
+}
+}  // namespace
 
 TEST_CASE("the key record is length-prefixed: a value cannot imitate a field boundary") {
     key_record a, b;
@@ -100,7 +115,7 @@ TEST_CASE("speculation: a miss keeps the strategy's files and stores them; a hit
     auto [in, s] = command_source(t.path());
     {
         export_cache c(s, in, nullptr);
-        auto hit = c.lookup_or_produce(t / "stage", true, [&] { test::write(t / "stage" / "model.onnx", "exported"); });
+        auto hit = c.lookup_or_produce(t / "stage", true, [&] { test::write(t / "stage" / "model.onnx", exported()); });
         CHECK_FALSE(hit);
         CHECK(c.outcome().result == "miss");
         CHECK(c.outcome().speculative);
@@ -121,7 +136,7 @@ TEST_CASE("speculation: a miss keeps the strategy's files and stores them; a hit
     REQUIRE(hit);
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
     CHECK(c.outcome().result == "hit-local");
-    CHECK(test::read(t / "stage" / "model.onnx") == "exported");
+    CHECK(test::read(t / "stage" / "model.onnx") == exported());
     CHECK_FALSE(fs::exists(t / "stage" / "partial"));
 }
 
@@ -132,7 +147,7 @@ TEST_CASE("background store: after the export, from the staged inodes, visible t
     std::string key;
     {
         export_cache c(s, in, nullptr);
-        CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { test::write(t / "stage" / "model.onnx", "exported"); }));
+        CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { test::write(t / "stage" / "model.onnx", exported()); }));
         CHECK(c.store(t / "stage", {"model.onnx"}, json{{"modules", json::array()}}).empty());  // the package hashes for itself
         key = c.outcome().key;
         // What the export does next: commit the package (a rename) and rewrite a file through a
@@ -150,7 +165,7 @@ TEST_CASE("background store: after the export, from the staged inodes, visible t
     export_cache again(s, in, nullptr);
     auto hit = again.lookup_or_produce(t / "stage2", false, [&] { FAIL("the lookup did not wait for the background store's entry"); });
     REQUIRE(hit);
-    CHECK(test::read(t / "stage2" / "model.onnx") == "exported");
+    CHECK(test::read(t / "stage2" / "model.onnx") == exported());
     local.wait_for_stores();
     CHECK_FALSE(fs::exists(local.pending(key)));
     CHECK(local.verify().bad_objects == 0);
@@ -225,7 +240,7 @@ TEST_CASE("background store: a file edited in place after the export is not stor
     auto [in, s] = command_source(t.path());
     s.background = true;
     export_cache c(s, in, nullptr);
-    CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { test::write(t / "stage" / "model.onnx", "exported"); }));
+    CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { test::write(t / "stage" / "model.onnx", exported()); }));
     c.store(t / "stage", {"model.onnx"}, json{{"modules", json::array()}});
     fs::path kept = t / "stage" / "model.onnx";
     c.finish();  // the store starts in the background...
@@ -239,7 +254,7 @@ TEST_CASE("background store: a file edited in place after the export is not stor
     if (fs::exists(local.entry(c.outcome().key))) {
         auto m = local.find(c.outcome().key);
         REQUIRE(m);
-        CHECK(m->files.at(0).sha256 == sha256_hex("exported"));
+        CHECK(m->files.at(0).sha256 == sha256_hex(exported()));
     }
     CHECK(local.verify().bad_objects == 0);
 }
@@ -274,8 +289,8 @@ TEST_CASE("several ONNX files are one entry with a module table per file; a tabl
     {
         export_cache c(s, in, nullptr);
         CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] {
-            test::write(t / "stage" / "encoder_model.onnx", "encoder");
-            test::write(t / "stage" / "decoder_model.onnx", "decoder");
+            test::write(t / "stage" / "encoder_model.onnx", exported());
+            test::write(t / "stage" / "decoder_model.onnx", other_model());
         }));
         c.store(t / "stage", {"decoder_model.onnx", "encoder_model.onnx"}, table);
         c.finish();
@@ -296,7 +311,7 @@ TEST_CASE("several ONNX files are one entry with a module table per file; a tabl
         CHECK(back.model_modules[1].size() == 1);
         CHECK(back.parameters == 42);
         CHECK(back.known_hashes.at("decoder_model.onnx") == hash_file(t / "stage" / "decoder_model.onnx"));
-        CHECK(test::read(t / "stage" / "encoder_model.onnx") == "encoder");
+        CHECK(test::read(t / "stage" / "encoder_model.onnx") == exported());
     }
     // The same entry with a table naming a third file: restoring it is a miss, and the stage is left clean.
     cache_manifest m = *local_cache(s.dir).find(key);
@@ -329,6 +344,11 @@ TEST_CASE("sizes") {
     CHECK(parse_size("123") == 123u);
     CHECK_FALSE(parse_size("ten"));
     CHECK_FALSE(parse_size("5X"));
+    CHECK_FALSE(parse_size("-5"));                          // strtoull alone would read a huge number
+    CHECK_FALSE(parse_size(" 5"));
+    CHECK_FALSE(parse_size("99999999999999999999"));        // past 64 bits
+    CHECK_FALSE(parse_size("16777216T"));                   // 2^24 TiB: the shift would overflow
+    CHECK(parse_size("16777215T") == (16777215ull << 40));
 }
 
 TEST_CASE("store, find, materialize; a corrupt object is removed and reported") {
@@ -346,13 +366,18 @@ TEST_CASE("store, find, materialize; a corrupt object is removed and reported") 
     CHECK_FALSE(c.find("other"));
     // Verified when stored: a hit copies without hashing while the object's stat is unchanged.
     const fs::path obj = c.object(stored.files[0].sha256);
-    CHECK(c.verified_hash(obj) == stored.files[0].sha256);
+    auto verified = [&] {
+        struct stat st {};
+        REQUIRE(::lstat(obj.c_str(), &st) == 0);
+        return c.verified_hash(c.probes(), stored.files[0].sha256, st);
+    };
+    CHECK(verified() == stored.files[0].sha256);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the clock tick of the store's stat
     {
         std::fstream f(obj, std::ios::in | std::ios::out | std::ios::binary);  // in place: same inode, same size, other bytes
         f << "onnx bytez";
     }
-    CHECK_FALSE(c.verified_hash(obj));  // the write moved its ctime: read and hash it again
+    CHECK_FALSE(verified());  // the write moved its ctime: read and hash it again
     fs::remove(t / "out" / "model.onnx");
     CHECK_THROWS_AS(c.materialize(*m, t / "out"), cache_error);
     CHECK_FALSE(fs::exists(c.object(stored.files[0].sha256)));
@@ -379,7 +404,236 @@ TEST_CASE("prune evicts the least recently used until the limit holds") {
     CHECK(c.stats().bytes < 2000);
 }
 
-TEST_CASE("no remote without MODELEXPORT_REMOTE_CACHE; credentials never shown") {
-    CHECK(redacted_url("https://user:secret@cache.example/p") == "https://cache.example/p");
-    CHECK(redacted_url("http://host/a@b") == "http://host/a@b");
+TEST_CASE("credentials in a remote cache URL are never shown, in any form") {
+    CHECK(redacted_url("https://user:secret@cache.example/p") == "https://***@cache.example/p");
+    CHECK(redacted_url("https://cache.example:8080/p") == "https://cache.example:8080/p");
+    CHECK(redacted_url("user:secret@127.0.0.1:9/prefix") == "***@127.0.0.1:9/prefix");          // no scheme: libcurl reads it as http
+    CHECK(redacted_url("http://user:p@ss@host/prefix") == "http://***@host/prefix");            // an unencoded '@' in the password
+    CHECK(redacted_url("http://user:pa/ss@host/prefix") == "http://***@host/prefix");           // an unencoded '/' too
+    CHECK(redacted_url("http://host/a@b") == "http://***@b");                                   // a path's '@' is over-redacted: harmless
+    // A transfer's error names the URL redacted, and with credentials none of libcurl's own text (it may quote the host part).
+    remote_settings s;
+    s.url = "user:s3cr3t@pw@127.0.0.1:1/prefix";
+    s.timeout_s = 2;
+    try {
+        remote_cache(s).get_entry(std::string(64, 'a'));
+        FAIL("no server listens there");
+    } catch (const cache_error& e) {
+        CHECK(std::string(e.what()).find("s3cr3t") == std::string::npos);
+        CHECK(std::string(e.what()).find("pw@") == std::string::npos);
+        CHECK(std::string(e.what()).find("***@") != std::string::npos);
+    }
+}
+
+namespace {
+/// A directory outside the cache, with one file, and its state: what a link in the cache must never change.
+struct outside_dir {
+    fs::path dir;
+    explicit outside_dir(const fs::path& d) : dir(d) {
+        fs::create_directories(dir);
+        test::write(dir / "victim", exported());
+        fs::last_write_time(dir / "victim", fs::file_time_type::clock::now() - std::chrono::hours(48));
+    }
+    std::vector<std::string> listing() const {
+        std::vector<std::string> out;
+        for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+    bool untouched() const {
+        return listing() == std::vector<std::string>{"victim"} && test::read(dir / "victim") == exported() &&
+               fs::file_time_type::clock::now() - fs::last_write_time(dir / "victim") > std::chrono::hours(47);
+    }
+};
+
+/// One export through the cache (miss and store, or hit); returns whether the strategy ran. Never throws.
+bool export_once(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage, std::vector<std::string>& notes) {
+    fs::remove_all(stage);
+    fs::create_directories(stage);
+    bool produced = false;
+    export_cache c(s, in, [&](const std::string& n) { notes.push_back(n); });
+    if (!c.lookup_or_produce(stage, false, [&] {
+            produced = true;
+            test::write(stage / "model.onnx", exported());
+        }))
+        c.store(stage, {"model.onnx"}, json{{"modules", json::array()}});
+    c.finish();
+    return produced;
+}
+}  // namespace
+
+namespace {
+/// A command_source exported once through the cache (a miss that stored its entry), with its key.
+struct stored_source {
+    cache_key_inputs in;
+    cache_settings s;
+    local_cache local;
+    std::string key;
+    std::vector<std::string> notes;
+    explicit stored_source(const fs::path& t) : stored_source(t, command_source(t)) {}
+    stored_source(const fs::path& t, const command_source& c) : in(c.in), s(c.s), local(c.s.dir) {
+        REQUIRE(export_once(s, in, t / "stage", notes));
+        key = make_cache_key(in, local.probes().path).key();
+    }
+};
+}  // namespace
+
+TEST_CASE("a link where the cache keeps something is refused: a miss with a note, nothing outside written, deleted or touched") {
+    for (const char* sub : {"cas", "ac", "probes", "pending"}) {
+        CAPTURE(sub);
+        test::temp_dir t;
+        auto [in, s] = command_source(t.path());
+        for (bool background : {false, true}) {
+            s.background = background;
+            outside_dir outside(t / "outside");
+            fs::create_directories(s.dir);
+            fs::create_directory_symlink(outside.dir, s.dir / sub);
+            std::vector<std::string> notes;
+            CHECK(export_once(s, in, t / "stage", notes));
+            CHECK(export_once(s, in, t / "stage", notes) == (std::string(sub) != "pending"));  // only pending/ is not needed for a hit
+            local_cache local(s.dir);
+            local.wait_for_stores();
+            if (std::string(sub) != "pending") {  // said by the export, or by its background store in store.log
+                std::string said;
+                for (const auto& n : notes) said += n + "\n";
+                if (fs::is_regular_file(s.dir / "store.log")) said += test::read(s.dir / "store.log");
+                CHECK(said.find((s.dir / sub).string() + " is a symbolic link") != std::string::npos);
+            }
+            // The maintenance commands refuse it too (or, stats, count nothing of it); clear removes the link itself.
+            for (auto op : {+[](const local_cache& c) { c.prune(0); }, +[](const local_cache& c) { c.verify(); },
+                            +[](const local_cache& c) { c.stats(); }})
+                try {
+                    op(local);
+                } catch (const cache_error&) {
+                }
+            CHECK(outside.untouched());
+            local.clear();
+            CHECK(outside.untouched());
+            CHECK(!fs::is_symlink(s.dir / sub));
+            fs::remove_all(s.dir);
+            fs::remove_all(outside.dir);
+        }
+    }
+}
+
+TEST_CASE("linked, hard-linked or special objects and entries are misses; their targets' mtimes are not touched") {
+    test::temp_dir t;
+    stored_source src(t.path());
+    auto& [in, s, local, key, notes] = src;
+    const cache_manifest m = *local.find(key);
+    const fs::path obj = local.object(m.files.at(0).sha256);
+    outside_dir outside(t / "outside");
+    auto replace = [&](const fs::path& p, auto&& make) {
+        fs::remove(p);
+        make(p);
+    };
+    // An object that is a link to a file with the right bytes, a hard link, a FIFO.
+    for (int form = 0; form < 3; ++form) {
+        CAPTURE(form);
+        replace(obj, [&](const fs::path& p) {
+            if (form == 0) fs::create_symlink(outside.dir / "victim", p);
+            if (form == 1) fs::create_hard_link(outside.dir / "victim", p);
+            if (form == 2) REQUIRE(::mkfifo(p.c_str(), 0644) == 0);
+        });
+        notes.clear();
+        CHECK(export_once(s, in, t / "stage", notes));  // a miss: the strategy ran (and stored the object again)
+        CHECK(fs::file_time_type::clock::now() - fs::last_write_time(outside.dir / "victim") > std::chrono::hours(47));
+        CHECK(test::read(outside.dir / "victim") == exported());
+        CHECK(fs::is_regular_file(fs::symlink_status(obj)));
+    }
+    // An entry that is a link or a FIFO.
+    for (int form = 0; form < 2; ++form) {
+        replace(local.entry(key), [&](const fs::path& p) {
+            if (form == 0) fs::create_symlink(outside.dir / "victim", p);
+            else REQUIRE(::mkfifo(p.c_str(), 0644) == 0);
+        });
+        CHECK(export_once(s, in, t / "stage", notes));
+        CHECK(outside.untouched());
+    }
+}
+
+TEST_CASE("a FIFO or a device anywhere in the cache never blocks: lookups, stats, waits and prune return at once") {
+    test::temp_dir t;
+    auto [in, s] = command_source(t.path());
+    s.background = true;
+    local_cache local(s.dir);
+    const std::string key = make_cache_key(in, local.probes().path).key();
+    for (const char* sub : {"ac", "cas", "pending"}) {
+        fs::create_directories(s.dir / sub);
+        REQUIRE(::mkfifo((s.dir / sub / key).c_str(), 0644) == 0);
+    }
+    REQUIRE(::mkfifo((s.dir / "store.log").c_str(), 0644) == 0);
+    auto start = std::chrono::steady_clock::now();
+    std::vector<std::string> notes;
+    CHECK(export_once(s, in, t / "stage", notes));  // the FIFO at pending/<key> is not a store to wait for
+    local.wait_for_stores();
+    CHECK(local.running_stores() == 0);
+    CHECK(local.stats().entries <= 1);
+    local.prune(local_cache::default_max_size);
+    local.verify();
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+    CHECK_FALSE(export_once(s, in, t / "stage", notes));  // the FIFOs are gone (prune), the store went through: a hit
+}
+
+TEST_CASE("an entry may only hold what its strategy produces, and models that pass the checks; anything else is a miss") {
+    test::temp_dir t;
+    stored_source src(t.path());
+    auto& [in, s, local, key, notes] = src;
+    auto store_entry = [&](const std::map<std::string, std::string>& files, const json& table) {
+        fs::remove_all(t / "forged");
+        fs::create_directories(t / "forged");
+        std::vector<std::string> names;
+        for (const auto& [name, bytes] : files) {
+            test::write(t / "forged" / name, bytes);
+            names.push_back(name);
+        }
+        local.store(key, t / "forged", names, table);
+    };
+    const json table{{"modules", json::array()}};
+    json names_config = table;
+    names_config["files"] = json::array({{{"file", "config.json"}, {"modules", json::array()}}});
+    for (const auto& [files, t2] : std::vector<std::pair<std::map<std::string, std::string>, json>>{
+             {{{"model.onnx", exported()}, {"evil.sh", "#!/bin/sh\n"}}, table},                  // a file no strategy writes
+             {{{"model.onnx", exported()}, {"model.onnx_data", std::string(64, 'x')}}, table},   // external data nothing references
+             {{{"model.onnx", exported()}, {"config.json", "{}"}}, table},                       // a package file of another role
+             {{{"config.json", exported()}}, names_config},                                     // a table naming a non-model
+             {{{"model.onnx", "not an ONNX model"}}, table}}) {                                   // a model failing check_onnx
+        store_entry(files, t2);
+        notes.clear();
+        CHECK(export_once(s, in, t / "stage", notes));  // a miss, never a failed export
+        CHECK(fs::exists(t / "stage" / "model.onnx"));
+        CHECK_FALSE(fs::exists(t / "stage" / "evil.sh"));
+        CHECK_FALSE(fs::exists(t / "stage" / "model.onnx_data"));
+        CHECK_FALSE(fs::exists(t / "stage" / "config.json"));
+        CHECK_FALSE(notes.empty());
+    }
+    // The miss stored the real entry again: the next export is a hit.
+    CHECK_FALSE(export_once(s, in, t / "stage", notes));
+}
+
+TEST_CASE("temporary files of dead writers and markers of dead stores go at the next prune; a live writer's stay") {
+    test::temp_dir t;
+    local_cache c(t / "cache");
+    pid_t dead = ::fork();
+    if (dead == 0) ::_exit(0);
+    ::waitpid(dead, nullptr, 0);
+    const std::string ns = detail::pid_namespace();
+    const std::string dead_tmp = ".tmp-" + ns + "-" + std::to_string(dead) + "-0-0", live_tmp = local_cache::temp_in();
+    CHECK(detail::temp_owner_gone(dead_tmp));
+    CHECK_FALSE(detail::temp_owner_gone(live_tmp));
+    CHECK_FALSE(detail::temp_owner_gone(".tmp-1-2-3"));  // the old form: its owner is unknown (the hour rule)
+    for (const char* sub : {"cas", "ac", "probes"}) {
+        fs::create_directories(t / "cache" / sub);
+        test::write(t / "cache" / sub / dead_tmp, "partial");
+        test::write(t / "cache" / sub / live_tmp, "partial");
+    }
+    { local_cache::store_claim died = c.claim_store(std::string(64, 'd')); }  // a store killed: an unlocked marker
+    local_cache::store_claim running = c.claim_store(std::string(64, 'r'));
+    c.prune(local_cache::default_max_size);
+    for (const char* sub : {"cas", "ac", "probes"}) {
+        CHECK_FALSE(fs::exists(t / "cache" / sub / dead_tmp));
+        CHECK(fs::exists(t / "cache" / sub / live_tmp));
+    }
+    CHECK_FALSE(fs::exists(c.pending(std::string(64, 'd'))));
+    CHECK(fs::exists(c.pending(std::string(64, 'r'))));
 }
