@@ -569,7 +569,7 @@ class OptimumSpec:
             length = htp_reference.tokenized_length(self.source_dir, count, self.dummy["input_ids"].shape[-1], self.model)
             shapes["sequence_length"] = length or self.dummy["input_ids"].shape[-1] + 3
         for attempt in (shapes, {"batch_size": shapes["batch_size"]}):
-            inputs = {name: t for name, t in self.signature.inputs_for(**attempt).items() if name in self.inputs}
+            inputs = {name: t for name, t in self.signature.inputs_for(seed=1, **attempt).items() if name in self.inputs}
             inputs = htp_reference.with_text_ids(inputs, self.source_dir, self.model,
                                                  self.dummy["input_ids"].shape[-1] if "input_ids" in self.dummy else -1, notes)
             try:

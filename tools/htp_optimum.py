@@ -126,8 +126,12 @@ class Signature:
         self.axes = {name: dict(axes) for name, axes in chain(ordered.items(), onnx_config.outputs.items())
                      if name in self.inputs or name in self.outputs}
 
-    def inputs_for(self, **shapes):
-        """Dummy inputs from the configuration's generators, for the given shapes (Optimum's defaults else)."""
+    def inputs_for(self, seed=0, **shapes):
+        """Dummy inputs from the configuration's generators, for the given shapes (Optimum's defaults else).
+        The generators draw from torch's global generator: seeded, so the same export gives the same
+        inputs and the same recorded differences."""
+        import torch
+        torch.manual_seed(seed)
         dummy = self.config.generate_dummy_inputs(framework="pt", **shapes)
         return self.config.rename_ambiguous_inputs(dummy)
 
