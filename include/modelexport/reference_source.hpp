@@ -9,6 +9,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
+#include "modelexport/exporter_call.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/process.hpp"
 #include "modelexport/reference_check.hpp"
@@ -73,27 +74,16 @@ inline reference_outcome compare_with_source(const fs::path& model, const task_i
                                              const reference_runner& runner) {
     detail::temp_dir tmp;
     const fs::path record_file = tmp.path() / "reference.json";
-    std::vector<std::string> args;
-    if (!task.encoder_decoder.empty()) {
-        const fs::path script = runner.exporter_script.parent_path() / std::string(task.encoder_decoder.exporter);
-        args = {script.string(), "--source", src.dir.string(), "--task", std::string(task.encoder_decoder.exporter_task),
-                "--output-dir", model.parent_path().string(), "--modules", record_file.string(), "--check-only"};
-    } else {
-        args = {runner.exporter_script.string(), "--source", src.dir.string(), "--task", std::string(task.name),
-                "--onnx", model.string(), "--modules", record_file.string(), "--check-only"};
-    }
-    if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
-    run_options ro;
-    ro.timeout = runner.timeout;
-    ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONUNBUFFERED", "1"}};
-    run_result r = run_process(runner.python, args, ro);
-    const std::string last = r.last_err.empty() ? std::string() : printable(r.last_err.back());
-    if (!r.timed_out && r.signal == 0 && r.exit_status == reference_mismatch_status)
-        return {reference_check::not_run("mismatch"), last.substr(std::min(last.find("reference check failed"), last.size()))};
-    if (!r.ok())
+    std::vector<std::string> args = exporter_call_for(runner.exporter_script, task, src, model, record_file).args;
+    args.push_back("--check-only");
+    run_result r = run_exporter_process(runner.python, args, runner.timeout);
+    if (ended_on_reference_mismatch(r)) return {reference_check::not_run("mismatch"), reference_mismatch_text(r)};
+    if (!r.ok()) {
+        const std::string last = last_error_line(r);
         return {reference_check::not_run("the source's torch model could not be compared (" + r.describe(runner.timeout) +
                                          (last.empty() ? "" : ": " + last) + ")"),
                 {}};
+    }
     try {
         json table = parse_json_text(read_text_file(record_file, 16u << 20), record_file.string(), {16u << 20, 64});
         return {reference_check::from_table(table), {}};

@@ -4,12 +4,13 @@
 // Each strategy writes its model file(s) into the staging directory and returns
 // a produced_onnx: which files it staged, which inputs it read (for the depfile)
 // and what it learned on the way (the trace, torch's parameter count). That is
-// also the unit an export cache would store (§10): everything after this step is
+// also the unit the export cache stores (§10): everything after this step is
 // deterministic in it.
 #pragma once
 
 #include "modelexport/error.hpp"
 #include "modelexport/export_options.hpp"
+#include "modelexport/exporter_call.hpp"
 #include "modelexport/external_data.hpp"
 #include "modelexport/file_copy.hpp"
 #include "modelexport/hierarchy.hpp"
@@ -79,17 +80,11 @@ enum class exporter_kind { htp, command };
 /// an htp exporter's reference check failed).
 inline void run_exporter(const std::string& what, const std::string& program, const std::vector<std::string>& args,
                          const export_options& opt, exporter_kind kind = exporter_kind::htp) {
-    run_options ro;
-    ro.timeout = opt.timeout;
-    ro.on_line = opt.exporter_line;
-    ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONUNBUFFERED", "1"}};
-    run_result r = run_process(program, args, ro);
-    if (kind == exporter_kind::htp && !r.timed_out && r.signal == 0 && r.exit_status == reference_mismatch_status) {
-        std::string last = r.last_err.empty() ? std::string() : printable(r.last_err.back());
-        throw reference_mismatch(what, last.substr(std::min(last.find("reference check failed"), last.size())),
+    run_result r = run_exporter_process(program, args, opt.timeout, opt.exporter_line);
+    if (kind == exporter_kind::htp && ended_on_reference_mismatch(r))
+        throw reference_mismatch(what, reference_mismatch_text(r),
                                  "the package would not compute the source model; --atol raises the tolerance, "
                                  "--no-reference-check skips the check");
-    }
     if (!r.ok()) {
         std::string tail = r.stderr_tail();
         throw export_failed(what, "exporter failed (" + r.describe(opt.timeout) + ")" + (tail.empty() ? "" : ": " + tail),
@@ -205,12 +200,8 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
     const fs::path model = stage / "model.onnx", table = stage / ".modules.json";
     if (opt.exporter_script.empty() || !fs::is_regular_file(opt.exporter_script))
         throw export_failed(exporter, "exporter script not found", "pass --exporter-script or reinstall modelexport");
-    std::vector<std::string> args{exporter, "--source", src.dir.string(), "--task", std::string(task.name),
-                                  "--onnx", model.string(), "--modules", table.string()};
+    std::vector<std::string> args = exporter_call_for(opt.exporter_script, task, src, model, table).args;
     detail::add_exporter_options(args, opt);
-    // Hub snapshots link into ../../blobs: the exporter must accept links inside the repository folder.
-    // Only then, so that custom --exporter-script programs keep their argument list for local sources.
-    if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
     if (!opt.model_factory.empty()) {
         args.insert(args.end(), {"--model", opt.model_factory});
         std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
@@ -236,16 +227,14 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
 /// ONNX files (encoder, decoders, merged decoder) and a format-2 module table into the staging directory.
 inline produced_onnx produce_htp_seq2seq(const model_source& src, const task_info& task, const fs::path& stage, const export_options& opt) {
     produced_onnx out;
-    const fs::path script = opt.exporter_script.parent_path() / std::string(task.encoder_decoder.exporter);
-    const std::string exporter = script.string(), table = (stage / ".modules.json").string();
+    const fs::path table = stage / ".modules.json";
+    exporter_call call = exporter_call_for(opt.exporter_script, task, src, stage / std::string(task.encoder_decoder.files.front()), table);
+    const std::string& exporter = call.script;
     out.shown = "the ONNX files written by " + exporter;
     if (!opt.model_factory.empty()) throw usage_error("--model", "a model factory is not supported for " + std::string(task.name));
-    if (!fs::is_regular_file(script)) throw export_failed(exporter, "exporter script not found", "reinstall modelexport");
-    std::vector<std::string> args{exporter, "--source", src.dir.string(), "--task", std::string(task.encoder_decoder.exporter_task),
-                                  "--output-dir", stage.string(), "--modules", table};
-    detail::add_exporter_options(args, opt);
-    if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
-    detail::run_exporter(exporter, opt.python, args, opt);
+    if (!fs::is_regular_file(exporter)) throw export_failed(exporter, "exporter script not found", "reinstall modelexport");
+    detail::add_exporter_options(call.args, opt);
+    detail::run_exporter(exporter, opt.python, call.args, opt);
     for (auto name : task.encoder_decoder.files) {
         const fs::path model = stage / std::string(name);
         detail::adopt_exporter_file(model, model, exporter);
