@@ -16,6 +16,7 @@ The result goes into the module table as "reference_check" and from there into
 export_metadata.json; a failure is ``ReferenceMismatch`` (the exporter's exit status 4).
 """
 
+import concurrent.futures
 import math
 
 import torch
@@ -50,6 +51,18 @@ def onnx_session(path):
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def session_in_background(path):
+    """onnx_session(path) created in a thread, as a future: ONNX Runtime releases the GIL while it
+    parses and optimises the model, so torch computes the expected outputs meanwhile (for a
+    GPT-2-small-size decoder each side takes about a second). result() gives the session or
+    raises what onnx_session raised."""
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return executor.submit(onnx_session, path)
+    finally:
+        executor.shutdown(wait=False)
 
 
 NUMPY_OF_ONNX = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",
@@ -117,17 +130,19 @@ def step_record(name, inputs, expected, produced, atol):
     return {"step": name, "inputs": shapes(inputs), "outputs": outputs}
 
 
-def judge(steps, atol, tolerance_origin, notes):
-    """The check's record; raises ReferenceMismatch naming the worst failing output."""
+def judge(steps, atol, tolerance_origin, notes, log):
+    """The check's record, with the largest difference of any output at any step (logged when the
+    check passed); raises ReferenceMismatch naming the worst failing output."""
+    worst = max((out["max_abs_diff"] for step in steps for out in step["outputs"]), default=0.0)
     record = {"status": "passed", "atol": atol, "rtol": RTOL, "atol_origin": tolerance_origin,
-              "steps": steps, "notes": notes}
+              "max_abs_diff": worst, "steps": steps, "notes": notes}
     failing = [(step["step"], out) for step in steps for out in step["outputs"] if not out["passed"]]
     if failing:
         step, out = max(failing, key=lambda item: item[1]["max_abs_diff"])
-        record["status"] = "failed"
         raise ReferenceMismatch("output %r%s differs from torch by %.3g (allowed %.3g + %.0e * |torch|)%s"
                                 % (out["output"], " at the %s step" % step if step else "", out["max_abs_diff"],
                                    atol, RTOL, "; %d more output(s) fail" % (len(failing) - 1) if len(failing) > 1 else ""))
+    log("reference check passed: max abs diff %.3g (atol %.3g)" % (worst, atol))
     return record
 
 
@@ -222,23 +237,28 @@ def embedding_rows(model):
         return None
 
 
-def with_text_ids(inputs, source_dir, model, avoid_length, notes, batch_axis_inputs=("input_ids",)):
-    """`inputs` with input_ids/attention_mask replaced by the tokenizer's ids (same shape rules)."""
+def text_ids(source_dir, model, count, avoid_length, notes):
+    """The source tokenizer's padded (ids, mask) for `count` sentences, or None without a tokenizer."""
+    tokenizer = load_tokenizer(source_dir)
+    if tokenizer is None:
+        return None
+    return token_ids(tokenizer, count, avoid_length, embedding_rows(model), notes,
+                     limit=position_limit(getattr(model, "config", {})))
+
+
+def with_text_ids(inputs, tokens, model, notes):
+    """`inputs` with input_ids/attention_mask replaced by `tokens` (text_ids' result, same shape
+    rules), or by random ids when the source has no tokenizer (`tokens` None)."""
     if "input_ids" not in inputs:
         return inputs
-    tokenizer = load_tokenizer(source_dir)
     shape = list(inputs["input_ids"].shape)
-    if tokenizer is None:
+    if tokens is None:
         # Fresh ids, not the trace's formula: a graph frozen on the dummy's values must see others.
         notes.append("no tokenizer in the source: random ids")
         rows = embedding_rows(model) or int(inputs["input_ids"].max()) + 1
         generator = torch.Generator().manual_seed(1)
         return dict(inputs, input_ids=torch.randint(0, max(rows, 1), shape, generator=generator, dtype=torch.int64))
-    count = 1
-    for dim in shape[:-1]:
-        count *= dim
-    ids, mask = token_ids(tokenizer, count, avoid_length, embedding_rows(model), notes,
-                          limit=position_limit(getattr(model, "config", {})))
+    ids, mask = tokens
     if ids.shape[-1] != shape[-1]:
         raise RuntimeError("the tokenizer's length %d differs from the generated inputs' %d" % (ids.shape[-1], shape[-1]))
     out = dict(inputs)
@@ -246,13 +266,3 @@ def with_text_ids(inputs, source_dir, model, avoid_length, notes, batch_axis_inp
     if "attention_mask" in out and list(out["attention_mask"].shape) == shape:
         out["attention_mask"] = mask.reshape(shape)
     return out
-
-
-def tokenized_length(source_dir, count, avoid_length, model):
-    """The padded length of `count` sentences with the source's tokenizer, or None without one."""
-    tokenizer = load_tokenizer(source_dir)
-    if tokenizer is None:
-        return None
-    ids, _ = token_ids(tokenizer, count, avoid_length, embedding_rows(model), [],
-                       limit=position_limit(getattr(model, "config", {})))
-    return int(ids.shape[-1])
