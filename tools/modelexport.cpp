@@ -157,7 +157,11 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
     me::json meta;
     if (fs::is_regular_file(dir / "export_metadata.json")) meta = me::read_export_metadata(dir / "export_metadata.json");
     meta = me::metadata_for_file(meta, model_path.filename().string());
-    auto per_tag = me::nodes_per_tag(model, meta);
+    const me::shown_hierarchy shown = me::nodes_per_tag(model, meta);
+    const auto& per_tag = shown.nodes_per_tag;
+    if (shown.cut)
+        std::cerr << "inspect: " << shown.cut << " hierarchy tag(s) shown cut to " << me::shown_depth << " levels of at most "
+                  << me::shown_name_bytes << "-byte names\n";
     if (format == "dot") {
         std::cout << me::hierarchy_dot(per_tag, model_path.string());
         return 0;

@@ -8,6 +8,7 @@
 #include "modelexport/onnx_model.hpp"
 #include "modelexport/onnx_stream.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <ostream>
@@ -26,9 +27,43 @@ inline json metadata_for_file(json meta, const std::string& file) {
     return meta;
 }
 
+/// How deep and how long a tag inspect shows. A generated or hostile node name with thousands of
+/// scope components would otherwise print a line per level indented by its depth, and a DOT or
+/// GraphML id per ancestor holding the whole path: output growing with the square of the depth.
+inline constexpr std::size_t shown_depth = 64;
+inline constexpr std::size_t shown_name_bytes = 256;
+
+/// Node counts per hierarchy tag as inspect shows them, and how many tags were cut to the bounds.
+struct shown_hierarchy {
+    std::map<std::string, std::size_t> nodes_per_tag;
+    std::size_t cut = 0;
+};
+
+/// `tag` ("/BertModel/BertEncoder/...") with at most shown_depth components of at most
+/// shown_name_bytes each ("..." marks a cut name; the deepest kept level takes the nodes below it).
+inline std::string shown_tag(const std::string& tag, bool& cut) {
+    std::string out;
+    std::size_t depth = 0, start = tag.empty() || tag[0] != '/' ? 0 : 1;
+    while (start <= tag.size()) {
+        std::size_t end = std::min(tag.find('/', start), tag.size());
+        if (++depth > shown_depth) {
+            cut = true;
+            break;
+        }
+        std::string name = tag.substr(start, end - start);
+        if (name.size() > shown_name_bytes) {
+            name = name.substr(0, shown_name_bytes) + "...";
+            cut = true;
+        }
+        out += "/" + name;
+        start = end + 1;
+    }
+    return out;
+}
+
 /// Nodes per hierarchy tag of a model: its embedded tags, else the package
-/// metadata's, else projected from scope names now.
-inline std::map<std::string, std::size_t> nodes_per_tag(const onnx::ModelProto& model, const json& meta) {
+/// metadata's, else projected from scope names now; cut to what inspect shows.
+inline shown_hierarchy nodes_per_tag(const onnx::ModelProto& model, const json& meta) {
     std::map<std::string, std::size_t> per_tag;
     auto embedded = embedded_hierarchy_tags(model.graph());
     if (!embedded.empty()) {
@@ -39,7 +74,13 @@ inline std::map<std::string, std::size_t> nodes_per_tag(const onnx::ModelProto& 
         std::string root = meta.contains("model") ? meta["model"].value("class", "Model") : "Model";
         per_tag = project_hierarchy(node_views(model.graph()), {}, root).nodes_per_tag;
     }
-    return per_tag;
+    shown_hierarchy shown;
+    for (const auto& [tag, n] : per_tag) {
+        bool cut = false;
+        shown.nodes_per_tag[shown_tag(tag, cut)] += n;
+        shown.cut += cut;
+    }
+    return shown;
 }
 
 /// Node counts per hierarchy tag, including every ancestor level, for a tree view.
