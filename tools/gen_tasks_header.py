@@ -76,7 +76,15 @@ def main(argv):
         "    static const std::vector<task_info> table{",
     ]
     lines += [task_entry(t) for t in doc["tasks"]]
-    lines += ["    };", "    return table;", "}", "", "}  // namespace modelexport", ""]
+    lines += ["    };", "    return table;", "}", ""]
+    names = sorted(doc["model_types"]["names"])
+    lines += [
+        "/// The config.json model_type values transformers knows, sorted (share/tasks.json \"model_types\").",
+        "inline const std::vector<std::string_view>& known_model_types() {",
+        "    static const std::vector<std::string_view> names{",
+    ]
+    lines += ["        %s," % literal(n) for n in names]
+    lines += ["    };", "    return names;", "}", "", "}  // namespace modelexport", ""]
     with open(out, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
 

@@ -103,6 +103,12 @@ inline const task_info* find_task(std::string_view name) {
     return nullptr;
 }
 
+/// Whether transformers knows a config.json model_type: Optimum's ORTModel and transformers.js read no other.
+inline bool is_known_model_type(std::string_view model_type) {
+    const auto& names = known_model_types();
+    return std::binary_search(names.begin(), names.end(), model_type);
+}
+
 /// The decoder task's cache names and axes (the table's with_past row).
 inline const kv_cache& decoder_cache() {
     for (const auto& t : tasks())

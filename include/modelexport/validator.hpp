@@ -202,6 +202,20 @@ inline std::string feature_extractor_problem(const json& pre) {
     return "";
 }
 
+/// config.json names a model type transformers knows: Optimum's ORTModel and transformers.js read
+/// the config through it, and refuse any other (custom code in auto_map loads only when trusted).
+inline void check_known_model_type(report_builder& b, const json& config, const fs::path& config_path) {
+    const std::string type = config["model_type"].get<std::string>();
+    if (is_known_model_type(type)) {
+        b.pass("config.model_type_known", severity::warning);
+        return;
+    }
+    b.fail("config.model_type_known", severity::warning,
+           config_path.string() + ": model_type \"" + printable(type) + "\" is not a model type transformers knows; " +
+               (config.contains("auto_map") ? "Optimum loads its custom code (auto_map) only with trust_remote_code, transformers.js not at all"
+                                            : "Optimum and transformers.js cannot load this package"));
+}
+
 /// Audio packages: preprocessor_config.json describes a feature extractor (type, rate, normalisation).
 inline void check_feature_extractor(report_builder& b, const fs::path& dir) {
     const fs::path path = dir / "preprocessor_config.json";
@@ -437,8 +451,12 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         b.fail("config.parse", severity::error, e.what());
     }
     if (config) {
-        if (std::string problem = config_problem(*config); problem.empty()) b.pass("config.model_type", severity::error);
-        else b.fail("config.model_type", severity::error, config_path.string() + ": " + problem);
+        if (std::string problem = config_problem(*config); problem.empty()) {
+            b.pass("config.model_type", severity::error);
+            detail::check_known_model_type(b, *config, config_path);
+        } else {
+            b.fail("config.model_type", severity::error, config_path.string() + ": " + problem);
+        }
     }
 
     const task_info* task = nullptr;

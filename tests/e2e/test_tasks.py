@@ -21,7 +21,8 @@ for model_type, exporters in TasksManager._SUPPORTED_MODEL_TYPE.items():
     for task in exporters.get("onnx", {}):
         supported.setdefault(task, []).append(model_type)
 outputs = {task: list(axes) for task, axes in OnnxConfig._TASK_TO_COMMON_OUTPUTS.items()}
-print(json.dumps({"supported": supported, "outputs": outputs}))
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+print(json.dumps({"supported": supported, "outputs": outputs, "model_types": sorted(CONFIG_MAPPING_NAMES)}))
 '''
 
 # Our names for Optimum's tasks: the decoder row is Optimum's text-generation-with-past, the Whisper
@@ -44,10 +45,15 @@ class OptimumAgreement(unittest.TestCase):
         p = subprocess.run([PYTHON, "-c", OPTIMUM_VIEW], capture_output=True, text=True, timeout=600, check=True)
         cls.optimum = json.loads(p.stdout.strip().splitlines()[-1])
         with open(os.path.join(REPO, "share", "tasks.json"), encoding="utf-8") as f:
-            cls.rows = json.load(f)["tasks"]
+            table = json.load(f)
+        cls.rows, cls.model_types = table["tasks"], table["model_types"]["names"]
 
     def optimum_task(self, row):
         return OPTIMUM_NAME.get(row["name"], row["name"])
+
+    def test_the_known_model_types_are_the_pinned_transformers(self):
+        # validate warns on any other model_type (config.model_type_known): the list must be transformers' own.
+        self.assertEqual(sorted(self.model_types), self.optimum["model_types"])
 
     def test_every_task_is_one_optimum_exports(self):
         for row in self.rows:

@@ -56,6 +56,19 @@ TEST_CASE("a missing tokenizer and a label count that differs from the logits ar
     CHECK_FALSE(r.ok(true));
 }
 
+TEST_CASE("a model_type transformers does not know is a warning, so --strict refuses the package") {
+    test::temp_dir t;
+    fs::path pkg = test::prebuilt_source(t / "pkg");
+    CHECK(status_of(validate_package(pkg), "config.model_type_known") == check_status::pass);
+    test::write(pkg / "config.json", R"({"architectures": ["BertForSequenceClassification"], "model_type": "no-such-type",
+                                         "id2label": {"0": "A", "1": "B"}})");
+    validation_report r = validate_package(pkg);
+    CHECK(status_of(r, "config.model_type_known") == check_status::fail);
+    CHECK(r.find("config.model_type_known")->message.find("\"no-such-type\" is not a model type transformers knows") != std::string::npos);
+    CHECK(r.ok(false));
+    CHECK_FALSE(r.ok(true));
+}
+
 TEST_CASE("--task overrides architectures; an unknown task fails task.known") {
     test::temp_dir t;
     fs::path pkg = test::prebuilt_source(t / "pkg");
