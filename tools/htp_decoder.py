@@ -1,7 +1,7 @@
-"""Decoder-only language models with their KV cache, for htp_exporter.py (issue 13).
+"""Decoder-only language models with their KV cache, for htp_exporter.py.
 
 The package is Optimum's ``text-generation-with-past`` in one ``model.onnx``
-(docs/design.md §5, SPEC §5 "Decoders"): the cache is a graph input and output,
+(docs/design.md §5): the cache is a graph input and output,
 
   inputs   input_ids [batch_size, sequence_length]
            attention_mask [batch_size, past_sequence_length + sequence_length]

@@ -23,12 +23,7 @@ class interrupted : public error {
 public:
     explicit interrupted(int signo)
         : error(static_cast<exit_code>(128 + signo), "", "interrupted by signal " + std::to_string(signo) +
-                                                             "; the exporter was stopped and nothing was committed"),
-          signo_(signo) {}
-    int signal_number() const noexcept { return signo_; }
-
-private:
-    int signo_;
+                                                             "; the exporter was stopped and nothing was committed") {}
 };
 
 namespace cancel {
@@ -41,14 +36,6 @@ inline std::atomic<std::int64_t> limit_seconds{0};
 
 inline std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-/// Time left before the deadline (clamped at zero); nullopt-like -1 when there is none.
-inline std::chrono::milliseconds remaining() {
-    std::int64_t d = deadline_ns.load();
-    if (d == 0) return std::chrono::milliseconds(-1);
-    std::int64_t left = d - now_ns();
-    return std::chrono::milliseconds(left > 0 ? left / 1000000 : 0);
 }
 
 inline bool expired() {

@@ -1,4 +1,4 @@
-// modelexport/decoder_checks.hpp — the KV cache of a decoder package (docs/design.md §5.3, SPEC §5 "Decoders").
+// modelexport/decoder_checks.hpp — the KV cache of a decoder package (docs/design.md §5.3).
 //
 // ORTModelForCausalLM and transformers.js find the cache by name and build the
 // empty first one from the axis names, so every layer needs its past/present

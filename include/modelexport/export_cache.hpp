@@ -1,5 +1,5 @@
 // modelexport/export_cache.hpp — the export cache as the export sees it (docs/design.md §10):
-// `lookup()` before the strategy runs, `store()` after it, nothing else.
+// `lookup_or_produce()` runs the strategy only on a miss, `store()` keeps its output, nothing else.
 //
 // What is cached is the strategy's output (ONNX files and module table), before projection,
 // embedding and the configuration copy, so the package is always assembled from it plus the

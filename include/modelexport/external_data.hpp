@@ -1,5 +1,5 @@
 // modelexport/external_data.hpp — bringing a model's external data into the
-// package as one file, model.onnx_data (SPEC §1, docs/design.md §3 and §11).
+// package as one file, model.onnx_data (docs/design.md §3 and §11).
 //
 // torch.onnx.export above 2 GiB, and onnx.save_model(...,
 // all_tensors_to_one_file=False), write one file per tensor beside model.onnx.

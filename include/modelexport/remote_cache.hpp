@@ -111,12 +111,6 @@ public:
         return true;
     }
 
-    /// Uploads a file (PUT).
-    void put_file(const std::string& path, const fs::path& file) {
-        unique_fd in = open_or_throw(file, O_RDONLY);
-        put_fd(path, in.get(), fs::file_size(file));
-    }
-
     /// Uploads `size` bytes read from an open file, from its start (PUT).
     void put_fd(const std::string& path, int fd, std::uintmax_t size) {
         off_t at = 0;

@@ -1,4 +1,4 @@
-"""Audio classification, CTC speech recognition, ResNet and transformers.js for every task (issue 14).
+"""Audio classification, CTC speech recognition, ResNet and transformers.js for every task.
 
 The packages hf-audio-classification (Wav2Vec2ForSequenceClassification), hf-ctc (Wav2Vec2ForCTC)
 and hf-resnet (ResNetForImageClassification) are exported from genuine transformers models
@@ -381,7 +381,7 @@ print(json.dumps({"label": model.config.id2label[best], "score": float(probabili
 
 @needs_hf
 class UnseenAudioSource(unittest.TestCase):
-    """Done-when of issue 14: a Wav2Vec2-style source the tests never saw (Hugging Face names,
+    """A Wav2Vec2-style source the tests never saw (Hugging Face names,
     model.safetensors, made at test time) exports with its task inferred, validates --strict, and
     classifies clips of lengths other than the export's dummy length in transformers.js as torch does."""
 

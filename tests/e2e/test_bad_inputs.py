@@ -1,4 +1,4 @@
-"""Bad-input corpus (issue 8): every malformed, hostile or unlucky input gets the
+"""Bad-input corpus: every malformed, hostile or unlucky input gets the
 documented exit code and exactly one `modelexport: error:` line naming the
 offending file (or id) and the problem; a failed export leaves no package and
 no staging directory behind; `validate` turns a broken package into failed
@@ -206,7 +206,7 @@ class BadConfig(Table):
                                                 'no "model_type" string'), "invalid_input"),
         ("config_no_architectures", config_case('{"model_type": "bert"}', 'cannot infer the task from "architectures"'),
          "invalid_input"),
-        # Issue 16 class 11: what Python's json (as transformers calls it) rejects is rejected.
+        # What Python's json (as transformers calls it) rejects is rejected.
         ("config_utf8_bom", config_case(b'\xef\xbb\xbf{"model_type": "bert", "architectures": ["BertForSequenceClassification"]}',
                                         "byte order mark"), "invalid_input"),
         ("config_nan_refused", config_case('{"model_type": "bert", "architectures": ["BertForSequenceClassification"], "x": NaN}',
@@ -710,7 +710,7 @@ class BadMetadata(Table):
     ]
 
 
-# --------------------------------------------------------------------------- external data anywhere (issue 16, classes 1 and 7)
+# --------------------------------------------------------------------------- external data anywhere
 #
 # A tensor can point at external data from anywhere in a model (docs/design.md §11): If/Loop
 # subgraphs, sparse initializers, function bodies, a second `graph` field that protobuf merges
@@ -876,7 +876,7 @@ def fifo_instead(t, d, name):
 
 
 class BadExternalData(Table):
-    """Classes 1 and 7 of issue 16 as export and validate see them."""
+    """External data anywhere, as export and validate see them."""
     CASES = [("export_" + name, (lambda make, frag: lambda t: hostile_export(t, make, frag))(make, frag), "invalid_input")
              for name, make, frag in HOSTILE] + [
         ("per_tensor_file_links_out_of_the_source", lambda t: per_tensor_source(t, link_out_of_source), "invalid_input"),
@@ -1053,7 +1053,7 @@ class BadPackage(TempDirTest):
         p = run("validate", write(self.path("file"), "x"))
         self.assertFailsWith(p, "validation_failed", self.path("file"), "not a package directory")
 
-# --------------------------------------------------------------------------- issue 16 class 8: pack / unpack / bindings
+# --------------------------------------------------------------------------- pack / unpack / bindings
 
 def metadata_entry(key, value):
     """The wire bytes of one ModelProto.metadata_props entry (field 14): appending
@@ -1163,7 +1163,7 @@ class BadPack(Table):
     ]
 
 
-# --------------------------------------------------------------------------- issue 16 class 9: generated code is valid
+# --------------------------------------------------------------------------- generated code is valid
 
 def tool(*args, check=None):
     """modelexport with byte-string arguments (hostile file names)."""
@@ -1209,7 +1209,7 @@ HOSTILE_DIRS = {
 
 
 class HostileNames(TempDirTest):
-    """Issue 16 class 9: any directory name or label yields headers that compile
+    """Any directory name or label yields headers that compile
     and mean what the package says."""
 
     def test_labels_are_the_exact_bytes_of_config_json(self):
@@ -1279,7 +1279,7 @@ class HostileNames(TempDirTest):
                 self.assertFalse(os.path.exists(self.path("b.hpp")))
 
 
-# --------------------------------------------------------------------------- issue 16 class 11: JSON as Python reads it
+# --------------------------------------------------------------------------- JSON as Python reads it
 
 CONFIG = b'{"model_type": "bert", "architectures": ["BertForSequenceClassification"], "x": %s}'
 JSON_VALUES = [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b'"\\ud800"', b'"\\udc00x"', b'"\\ud800\\udc00"',
@@ -1334,7 +1334,7 @@ class PythonJson(TempDirTest):
         self.assertEqual(read(os.path.join(self.path("pkg"), "tokenizer_config.json")), read(tok), "copied byte for byte")
 
 
-# --------------------------------------------------------------------------- issue 16 class 8: verify during a commit
+# --------------------------------------------------------------------------- verify during a commit
 
 class VerifyDuringExport(TempDirTest):
     def test_verify_never_reports_a_change_while_a_reexport_commits(self):
@@ -1367,7 +1367,7 @@ class VerifyDuringExport(TempDirTest):
         self.assertGreater(count, 10)
 
 
-# --------------------------------------------------------------------------- issue 16: trust rules
+# --------------------------------------------------------------------------- trust rules
 
 class Contained(Table):
     """Rows whose export must also leave everything outside the output unchanged."""
@@ -1513,7 +1513,7 @@ class SpecialFiles(Contained):
 
 
 class TrustPackageReaders(TempDirTest):
-    """Issue 29: every reader of a package opens it as verify does; pack refuses what is not
+    """Every reader of a package opens it as verify does; pack refuses what is not
     self-contained; the command strategy takes files only from the {output} it created."""
 
     def package(self, name="pkg"):

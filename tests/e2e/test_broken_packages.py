@@ -1,4 +1,4 @@
-"""Broken packages fail validation with the right check id (issue 5)."""
+"""Broken packages fail validation with the right check id."""
 import json
 import os
 import shutil

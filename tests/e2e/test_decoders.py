@@ -1,4 +1,4 @@
-"""Decoder-only language models with a KV cache (issue 13).
+"""Decoder-only language models with a KV cache.
 
 The main job exports hf-gpt2 and hf-llama (tests/fixtures/make_decoder_models.py: the real
 transformers classes from tiny configs) as Optimum's text-generation-with-past in one model.onnx.

@@ -1,4 +1,4 @@
-"""The package layouts (issue 13 item 8, issue 15's hub form): `export --layout flat|hub`.
+"""The package layouts (and the hub form of encoder-decoders): `export --layout flat|hub`.
 
 `hub` puts every ONNX file and its external data under onnx/, as Hub ONNX repositories do; the
 other files stay at the root. Proven on real files in real runtimes, for an encoder task (the

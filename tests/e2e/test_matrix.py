@@ -1,4 +1,4 @@
-"""The compatibility matrix (issue 5): every example package validates --strict,
+"""The compatibility matrix: every example package validates --strict,
 runs in ONNX Runtime with the torch model's outputs, and text packages give the
 torch model's answers through a transformers.js pipeline."""
 import json

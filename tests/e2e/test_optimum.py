@@ -1,4 +1,4 @@
-"""Real Optimum and transformers in the loop (issue 12).
+"""Real Optimum and transformers in the loop.
 
 Every package loads in Optimum's ORTModelFor<Task> and gives torch's outputs; genuine
 transformers models (tests/fixtures/make_hf_models.py) export through the AutoModel

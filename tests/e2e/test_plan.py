@@ -1,4 +1,4 @@
-"""Issue 17: `modelexport plan` lists what an export writes (local, Hub id on main, at a tag, at a
+"""`modelexport plan` lists what an export writes (local, Hub id on main, at a tag, at a
 commit); a --task that contradicts the model's head is refused; verify reports every added entry;
 exporting into the source (or the source into the output) is refused; the README's CLI summary
 says what each subcommand's --help says."""

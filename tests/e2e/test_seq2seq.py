@@ -1,4 +1,4 @@
-"""Encoder-decoder packages (issue 15): T5-style text-to-text and Whisper-style speech-to-text in
+"""Encoder-decoder packages: T5-style text-to-text and Whisper-style speech-to-text in
 Optimum's and transformers.js' multi-file layout.
 
 Seq2Seq runs the exporter script alone (tests/fixtures/make_seq2seq_models.py's fixtures,

@@ -1,4 +1,4 @@
-"""User experience (issue 9): progress and colours, the export report, hierarchy
+"""User experience: progress and colours, the export report, hierarchy
 pictures, and the self-contained single-file model."""
 import json
 import os

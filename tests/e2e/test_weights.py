@@ -1,4 +1,4 @@
-"""How the htp exporter reads a source's weights (issue 13 item 1, issue 16 item 2):
+"""How the htp exporter reads a source's weights:
 safetensors (single and sharded, with or without the safetensors package), pytorch_model.bin
 only through torch.load(weights_only=True), every key checked, no weights = error.
 

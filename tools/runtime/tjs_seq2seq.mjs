@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // tjs_seq2seq.mjs: run a transformers.js encoder-decoder pipeline on a package directory, fully
-// offline, and print the result as one JSON line on stdout (issue 15).
+// offline, and print the result as one JSON line on stdout.
 //
 // Usage: node tjs_seq2seq.mjs PKGDIR --task text2text-generation|automatic-speech-recognition
 //                              [--text T] [--samples N] [--max-new-tokens N] [--subfolder S]
