@@ -11,6 +11,7 @@
 #pragma once
 
 #include "modelexport/cache_key.hpp"
+#include "modelexport/cache_settings.hpp"
 #include "modelexport/file_copy.hpp"
 #include "modelexport/json_file.hpp"
 
@@ -98,20 +99,6 @@ inline cache_manifest parse_manifest(const std::string& text) {
     }
 }
 
-/// "10G", "500M", "64K", plain bytes; nullopt when it is none of these.
-inline std::optional<std::uintmax_t> parse_size(const std::string& s) {
-    if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0]))) return std::nullopt;  // strtoull would take "-5" and " 5"
-    errno = 0;
-    char* end = nullptr;
-    unsigned long long n = std::strtoull(s.c_str(), &end, 10);
-    if (end == s.c_str()) return std::nullopt;
-    std::string unit(end);
-    if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
-    if (!unit.empty() && (unit.back() == 'i')) unit.pop_back();
-    int shift = unit.empty() ? 0 : unit == "K" || unit == "k" ? 10 : unit == "M" || unit == "m" ? 20 : unit == "G" || unit == "g" ? 30 : unit == "T" || unit == "t" ? 40 : -1;
-    if (shift < 0 || errno == ERANGE || (shift > 0 && (static_cast<std::uintmax_t>(n) >> (64 - shift)) != 0)) return std::nullopt;
-    return static_cast<std::uintmax_t>(n) << shift;
-}
 
 /// A file's identity and last change (device, inode, size, mtime, ctime), as fstat gives it:
 /// equal states mean nothing wrote to the file in between (a write moves mtime and ctime).
@@ -180,16 +167,8 @@ inline fs::path fd_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); 
 
 class local_cache {
 public:
-    static constexpr std::uintmax_t default_max_size = 10ull << 30;
-
-    /// $MODELEXPORT_CACHE_DIR, else $XDG_CACHE_HOME/modelexport/exports, else ~/.cache/modelexport/exports.
-    /// A subfolder: ~/.cache/modelexport/python-* already holds the pinned Python environment.
-    static fs::path default_root() {
-        if (const char* d = std::getenv("MODELEXPORT_CACHE_DIR"); d && *d) return d;
-        if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return fs::path(x) / "modelexport" / "exports";
-        const char* home = std::getenv("HOME");
-        return fs::path(home && *home ? home : "/tmp") / ".cache" / "modelexport" / "exports";
-    }
+    static constexpr std::uintmax_t default_max_size = default_cache_max_size;
+    static fs::path default_root() { return default_cache_dir(); }
 
     explicit local_cache(fs::path root) : root_(std::move(root)) {}
 

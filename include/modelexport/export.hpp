@@ -66,29 +66,6 @@ struct resolved_model {
     std::string root_class;  ///< the model class, "Model" when config.json names none
 };
 
-/// The task for a config: `requested` if given, else from `architectures`.
-inline const task_info& resolve_task(const std::string& requested, const json& config, const std::string& config_name) {
-    if (!requested.empty()) {
-        const auto* t = find_task(requested);
-        if (!t) throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
-        // Optimum's automatic-speech-recognition of an encoder-decoder (Whisper) is its -with-past export.
-        if (const auto* inferred = task_for_config(config); inferred && inferred->encoder_decoder.exporter_task == requested) return *inferred;
-        check_task_matches_architecture(*t, config, config_name);
-        return *t;
-    }
-    if (const auto* t = task_for_config(config)) return *t;
-    throw invalid_input(config_name, "cannot infer the task from \"architectures\" (" + architectures_hint(config) + ")", "pass --task (one of: " + task_names() + ")");
-}
-
-/// The source's config.json (its path and document); config_missing when it has none.
-inline std::pair<fs::path, json> read_source_config(const model_source& src) {
-    auto path = src.file("config.json");
-    if (!path)
-        throw config_missing(src.spec, "config.json required but the source has none",
-                             "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
-    return {*path, read_json_object(*path)};
-}
-
 /// resolve: the source (directory or Hub id), its config.json and the task. Neither the output
 /// nor the source may hold the other (canonical paths, both directions), before anything is
 /// written: an export replaces its output and deletes its leftovers beside it.
@@ -234,13 +211,6 @@ inline void validate_staged(const fs::path& stage, const task_info& task, const 
     for (const auto& c : report.checks)
         if (c.status == check_status::fail && c.level == severity::error)
             throw validation_failed(output.string(), "the exported package fails " + c.id + ": " + c.message);
-}
-
-/// `--onnx-file` names a file inside the source (prebuilt) or inside the command's {output}: never one elsewhere.
-inline void check_onnx_file_option(const std::string& onnx_file) {
-    for (const auto& part : fs::path(onnx_file))
-        if (part == ".." || fs::path(onnx_file).is_absolute())
-            throw usage_error("--onnx-file", "'" + onnx_file + "' must be a relative path without '..'");
 }
 
 namespace detail {

@@ -9,8 +9,10 @@
 #pragma once
 
 #include "modelexport/cache_key.hpp"
+#include "modelexport/cache_settings.hpp"
 #include "modelexport/cache_store.hpp"
 #include "modelexport/detached.hpp"
+#include "modelexport/exporter_call.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/onnx_checks.hpp"
@@ -34,29 +36,6 @@
 #include <string>
 
 namespace modelexport {
-
-struct cache_settings {
-    bool enabled = false;  ///< library callers opt in; the CLI enables it unless --no-cache
-    /// Store and upload a miss in a detached process after the export returned (export_cache::store):
-    /// the CLI's default (MODELEXPORT_CACHE_ASYNC=0 turns it off); library callers opt in, since
-    /// it forks their process.
-    bool background = false;
-    fs::path dir = local_cache::default_root();
-    std::uintmax_t max_size = local_cache::default_max_size;
-    std::optional<remote_settings> remote;
-
-    /// The environment's settings: MODELEXPORT_CACHE_DIR, MODELEXPORT_CACHE_MAX_SIZE, MODELEXPORT_REMOTE_CACHE*;
-    /// MODELEXPORT_NO_CACHE=1 is --no-cache for a whole build or test suite.
-    static cache_settings from_env() {
-        cache_settings s;
-        const char* off = std::getenv("MODELEXPORT_NO_CACHE");
-        s.enabled = !(off && std::string(off) == "1");
-        if (const char* m = std::getenv("MODELEXPORT_CACHE_MAX_SIZE"))
-            if (auto n = parse_size(m)) s.max_size = *n;
-        s.remote = remote_settings::from_env();
-        return s;
-    }
-};
 
 /// What the export cache did for one export, for --report.
 struct cache_outcome {
@@ -558,32 +537,6 @@ private:
     std::mutex mutex_;  ///< guards out_'s times, notes_ and remote_failed_ while the store's thread runs
     std::vector<std::string> notes_;
 };
-
-/// The exporter script, the modules beside it (every htp_*.py: the ones it imports, htp_weights.py,
-/// htp_optimum.py, htp_reference.py, ..., and the seq2seq exporter run instead of it for
-/// encoder-decoder tasks, htp_seq2seq.py) and the task table it reads (share/tasks.json: beside it when installed, in
-/// ../share/ in the source tree; the first found, as htp_tasks.py looks): all of them change
-/// the ONNX bytes, so they are depfile inputs and part of the cache key. A custom
-/// --exporter-script may come without the siblings.
-inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
-    std::vector<fs::path> out{script};
-    std::error_code ec;
-    const fs::path dir = script.parent_path();
-    std::vector<fs::path> siblings;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-        const std::string name = e.path().filename().string();
-        if (name.rfind("htp_", 0) == 0 && e.path().extension() == ".py" && e.path() != script && fs::is_regular_file(e.path(), ec))
-            siblings.push_back(e.path());
-    }
-    std::sort(siblings.begin(), siblings.end());  // directory order is the file system's: the key must not depend on it
-    out.insert(out.end(), siblings.begin(), siblings.end());
-    for (const fs::path& table : {dir / "tasks.json", dir / ".." / "share" / "tasks.json"})
-        if (fs::is_regular_file(table, ec)) {
-            out.push_back(table.lexically_normal());
-            break;
-        }
-    return out;
-}
 
 namespace detail {
 

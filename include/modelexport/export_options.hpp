@@ -4,8 +4,10 @@
 // --keep, --report) are build_edge.hpp's.
 #pragma once
 
-#include "modelexport/export_cache.hpp"
+#include "modelexport/cache_settings.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/layout.hpp"
+#include "modelexport/source.hpp"
 #include "modelexport/step_event.hpp"
 
 #include <chrono>
@@ -26,6 +28,20 @@ inline std::string to_string(strategy s) {
         case strategy::command: return "command";
         default: return "auto";
     }
+}
+
+/// `auto` is prebuilt when the source has an ONNX model and no --model factory was given, else htp (§3).
+inline strategy choose_strategy(strategy requested, const model_source& src, const std::string& model_factory) {
+    if (requested != strategy::automatic) return requested;
+    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
+    return has_onnx && model_factory.empty() ? strategy::prebuilt : strategy::htp;
+}
+
+/// `--onnx-file` names a file inside the source (prebuilt) or inside the command's {output}: never one elsewhere.
+inline void check_onnx_file_option(const std::string& onnx_file) {
+    for (const auto& part : fs::path(onnx_file))
+        if (part == ".." || fs::path(onnx_file).is_absolute())
+            throw usage_error("--onnx-file", "'" + onnx_file + "' must be a relative path without '..'");
 }
 
 struct export_options {

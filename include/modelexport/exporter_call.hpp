@@ -70,4 +70,30 @@ inline std::string reference_mismatch_text(const run_result& r) {
     return last.substr(std::min(last.find("reference check failed"), last.size()));
 }
 
+/// The exporter script, the modules beside it (every htp_*.py: the ones it imports, htp_weights.py,
+/// htp_optimum.py, htp_reference.py, ..., and the seq2seq exporter run instead of it for
+/// encoder-decoder tasks, htp_seq2seq.py) and the task table it reads (share/tasks.json: beside it when installed, in
+/// ../share/ in the source tree; the first found, as htp_tasks.py looks): all of them change
+/// the ONNX bytes, so they are depfile inputs and part of the cache key. A custom
+/// --exporter-script may come without the siblings.
+inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
+    std::vector<fs::path> out{script};
+    std::error_code ec;
+    const fs::path dir = script.parent_path();
+    std::vector<fs::path> siblings;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("htp_", 0) == 0 && e.path().extension() == ".py" && e.path() != script && fs::is_regular_file(e.path(), ec))
+            siblings.push_back(e.path());
+    }
+    std::sort(siblings.begin(), siblings.end());  // directory order is the file system's: the key must not depend on it
+    out.insert(out.end(), siblings.begin(), siblings.end());
+    for (const fs::path& table : {dir / "tasks.json", dir / ".." / "share" / "tasks.json"})
+        if (fs::is_regular_file(table, ec)) {
+            out.push_back(table.lexically_normal());
+            break;
+        }
+    return out;
+}
+
 }  // namespace modelexport

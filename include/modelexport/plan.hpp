@@ -7,11 +7,12 @@
 // configure time (the tool may not be built yet); tests compare the three lists.
 #pragma once
 
-#include "modelexport/export.hpp"
+#include "modelexport/export_options.hpp"
 #include "modelexport/file_roles.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/layout.hpp"
 #include "modelexport/source.hpp"
+#include "modelexport/tasks.hpp"
 
 #include <string>
 #include <vector>

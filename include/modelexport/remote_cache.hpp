@@ -8,6 +8,7 @@
 // total time (in proportion to its size: large weights may take long). TLS is verified (libcurl's default, never turned off here).
 #pragma once
 
+#include "modelexport/cache_settings.hpp"
 #include "modelexport/cache_store.hpp"
 
 #include <curl/curl.h>
@@ -20,39 +21,6 @@
 #include <vector>
 
 namespace modelexport {
-
-struct remote_settings {
-    std::string url;        ///< http[s]://[user:password@]host[:port]/prefix
-    std::string token;      ///< bearer token
-    bool read_only = false; ///< look up, never upload
-    long timeout_s = 30;    ///< connect timeout, how long a transfer may crawl, the base of its deadline
-
-    /// $MODELEXPORT_REMOTE_CACHE (+ _TOKEN, _READONLY=1, _TIMEOUT seconds); nullopt when unset.
-    static std::optional<remote_settings> from_env() {
-        const char* url = std::getenv("MODELEXPORT_REMOTE_CACHE");
-        if (!url || !*url) return std::nullopt;
-        remote_settings s;
-        s.url = url;
-        while (!s.url.empty() && s.url.back() == '/') s.url.pop_back();
-        if (const char* t = std::getenv("MODELEXPORT_REMOTE_CACHE_TOKEN")) s.token = t;
-        if (const char* r = std::getenv("MODELEXPORT_REMOTE_CACHE_READONLY")) s.read_only = std::string(r) == "1";
-        if (const char* t = std::getenv("MODELEXPORT_REMOTE_CACHE_TIMEOUT"); t && std::atol(t) > 0) s.timeout_s = std::atol(t);
-        return s;
-    }
-};
-
-/// A remote cache URL as it may be shown (messages, -v, reports): any user:password is
-/// replaced by `***`. The userinfo is everything between the scheme (or the start, for a URL
-/// without one, which libcurl reads as http) and the last '@', so neither an unencoded '@' or
-/// '/' in a password nor a missing scheme shows any part of it; a path holding an '@' is
-/// over-redacted, which is harmless. The one redaction: every place that shows the URL uses it.
-inline std::string redacted_url(const std::string& url) {
-    auto at = url.rfind('@');
-    if (at == std::string::npos) return url;
-    auto scheme = url.find("://");
-    std::size_t start = scheme != std::string::npos && scheme < at ? scheme + 3 : 0;
-    return url.substr(0, start) + "***" + url.substr(at);
-}
 
 class remote_cache {
 public:

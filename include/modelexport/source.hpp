@@ -228,4 +228,13 @@ inline model_source resolve_source(const std::string& spec, const fs::path& cach
                           "set HF_HUB_CACHE or HF_HOME, or pass a local directory");
 }
 
+/// The source's config.json (its path and document); config_missing when it has none.
+inline std::pair<fs::path, json> read_source_config(const model_source& src) {
+    auto path = src.file("config.json");
+    if (!path)
+        throw config_missing(src.spec, "config.json required but the source has none",
+                             "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
+    return {*path, read_json_object(*path)};
+}
+
 }  // namespace modelexport

@@ -185,13 +185,6 @@ inline void read_module_tables(const fs::path& table, const std::string& exporte
 
 }  // namespace detail
 
-/// `auto` is prebuilt when the source has an ONNX model and no --model factory was given, else htp (§3).
-inline strategy choose_strategy(strategy requested, const model_source& src, const std::string& model_factory) {
-    if (requested != strategy::automatic) return requested;
-    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
-    return has_onnx && model_factory.empty() ? strategy::prebuilt : strategy::htp;
-}
-
 /// htp: the torch exporter writes model.onnx and the module table into the staging directory.
 inline produced_onnx produce_htp(const model_source& src, const task_info& task, const fs::path& stage, const export_options& opt) {
     produced_onnx out;

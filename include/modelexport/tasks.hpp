@@ -233,4 +233,18 @@ inline std::string task_names() {
     return out;
 }
 
+/// The task for a config: `requested` if given, else from `architectures`.
+inline const task_info& resolve_task(const std::string& requested, const nlohmann::json& config, const std::string& config_name) {
+    if (!requested.empty()) {
+        const auto* t = find_task(requested);
+        if (!t) throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        // Optimum's automatic-speech-recognition of an encoder-decoder (Whisper) is its -with-past export.
+        if (const auto* inferred = task_for_config(config); inferred && inferred->encoder_decoder.exporter_task == requested) return *inferred;
+        check_task_matches_architecture(*t, config, config_name);
+        return *t;
+    }
+    if (const auto* t = task_for_config(config)) return *t;
+    throw invalid_input(config_name, "cannot infer the task from \"architectures\" (" + architectures_hint(config) + ")", "pass --task (one of: " + task_names() + ")");
+}
+
 }  // namespace modelexport
