@@ -369,7 +369,7 @@ def load_transformers_model(source_dir, task, boundary=None):
     weight_files(source_dir, boundary)
     check_headers(source_dir, boundary)
     shown = find_weights(source_dir)
-    auto_class = getattr(transformers, task_entry(task)["auto_class"])
+    auto_class = model_class(transformers, task, source_dir)
     try:
         return auto_class.from_pretrained(source_dir, local_files_only=True, output_loading_info=True,
                                           use_safetensors=os.path.basename(shown) in (SAFETENSORS, SAFETENSORS_INDEX))
@@ -379,6 +379,21 @@ def load_transformers_model(source_dir, task, boundary=None):
         if lines:
             raise WeightsError(shown, lines[0].rstrip(".") + " (%d tensor(s) differ)" % len(lines))
         raise
+
+
+def model_class(transformers, task, source_dir):
+    """The class that loads the task's model: the table's Auto class, or, where no Auto class covers the
+    task's heads (auto_class "architectures"), the class config.json's architectures names, as Optimum loads them."""
+    name = task_entry(task)["auto_class"]
+    if name != "architectures":
+        return getattr(transformers, name)
+    architectures = read_json(os.path.join(source_dir, "config.json")).get("architectures") or []
+    found = getattr(transformers, architectures[0], None) if architectures and isinstance(architectures[0], str) else None
+    if found is None:
+        raise UsageError("%s: --task %s loads the class config.json's architectures names, and it names %s"
+                         % (os.path.join(source_dir, "config.json"), task,
+                            "no transformers class (%s)" % architectures[0] if architectures else "none"))
+    return found
 
 
 def check_loading_info(model, info, source_dir, task, spec):

@@ -15,7 +15,8 @@
 
 namespace modelexport {
 
-enum class modality { text, vision, audio };
+/// What a task's inputs are; time_series is a raw float series (past_values) that needs no preprocessor.
+enum class modality { text, vision, audio, time_series };
 
 /// One symbolic axis of a graph input or output: {0, "batch_size"}.
 struct axis_name {
@@ -79,7 +80,7 @@ struct task_info {
     std::vector<tensor_axes> dynamic_axes;           ///< per input/output, as the exporter names them
     std::vector<std::string_view> architecture_suffixes;  ///< transformers' class-name suffixes ("ForSequenceClassification")
     std::vector<suffix_rule> model_type_suffixes;    ///< suffixes that name this task only for some model_types
-    std::string_view auto_class;                     ///< transformers' Auto class the exporter loads with
+    std::string_view auto_class;                     ///< transformers' Auto class the exporter loads with ("architectures": config.json's class)
     std::string_view transformers_js_pipeline;       ///< transformers.js pipeline name, empty when none
     bool needs_tokenizer = false;                    ///< the pipeline reads the model's tokenizer or vocabulary
     bool labels = false;                             ///< logits' last axis: one entry per id2label label ...

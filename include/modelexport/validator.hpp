@@ -220,6 +220,7 @@ inline void check_feature_extractor(report_builder& b, const fs::path& dir) {
 }
 
 inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir) {
+    if (task.kind == modality::time_series) return b.pass("preprocessing.processor", severity::warning, "none needed: the inputs are the raw series");
     auto present = [&](const char* n) { return fs::is_regular_file(dir / n); };
     if (task.kind == modality::text) {
         bool tok = present("tokenizer.json") || present("vocab.txt") || present("vocab.json") || present("spiece.model") ||
