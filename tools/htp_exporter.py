@@ -139,6 +139,17 @@ def task_modality(task):
     return "decoder" if entry["with_past"] else entry["modality"]
 
 
+def check_single_file(task, config, config_path):
+    """feature-extraction-with-past is one model.onnx only for a decoder: optimum-cli writes an encoder-decoder's
+    (T5, BART, Whisper) as encoder_model.onnx and three decoder files, which this exporter does not make, and one
+    file of another signature would be a package no client reads as that task."""
+    if task == "feature-extraction-with-past" and config.get("is_encoder_decoder") is True:
+        raise UsageError("%s: --task feature-extraction-with-past of an encoder-decoder (%s) is several ONNX files in "
+                         "optimum-cli (encoder_model.onnx, decoder_model.onnx, decoder_with_past_model.onnx, "
+                         "decoder_model_merged.onnx); modelexport exports it for decoder-only models only"
+                         % (config_path, config.get("model_type", "model_type unknown")))
+
+
 def forward_parameters(model):
     """Parameters of model.forward in declaration order (no *args/**kwargs)."""
     signature = inspect.signature(model.forward)
@@ -748,6 +759,7 @@ def export(options):
     config = read_json(os.path.join(source_dir, "config.json"))
     if not isinstance(config, dict):
         raise RuntimeError("config.json is not a JSON object")
+    check_single_file(options.task, config, os.path.join(source_dir, "config.json"))
 
     log("loading model")
     boundary = options.source_boundary or source_dir
@@ -800,6 +812,9 @@ def export(options):
                     htp_decoder.share_transposed_copies(mapped, options.onnx, parameter_names, log, written=True)
             else:
                 htp_decoder.share_transposed_copies(target.value(), options.onnx, parameter_names, log)
+    if isinstance(spec, OptimumSpec):
+        with clock.phase("static axes"):
+            spec.signature.fix_static_axes(options.onnx)
 
     with clock.phase("reference check"):
         checked = run_reference_check(spec, options)
