@@ -70,7 +70,7 @@ struct resolved_model {
 inline const task_info& resolve_task(const std::string& requested, const json& config, const std::string& config_name) {
     if (!requested.empty()) {
         const auto* t = find_task(requested);
-        if (!t) throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        if (!t) throw usage_error("--task", unknown_task_message(requested));
         // Optimum's automatic-speech-recognition of an encoder-decoder (Whisper) is its -with-past export.
         if (const auto* inferred = task_for_config(config); inferred && inferred->encoder_decoder.exporter_task == requested) return *inferred;
         check_task_matches_architecture(*t, config, config_name);

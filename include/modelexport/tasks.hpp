@@ -90,6 +90,13 @@ struct task_info {
     encoder_decoder_files encoder_decoder;           ///< empty: one model.onnx
 };
 
+/// A task Optimum exports and modelexport does not (share/tasks.json's not_exported).
+struct refused_task {
+    std::string_view name;
+    std::vector<std::string_view> aliases;
+    std::string_view reason;  ///< why, for the usage error
+};
+
 }  // namespace modelexport
 
 // The table itself, generated from share/tasks.json at build time (docs/design.md §13).
@@ -226,6 +233,15 @@ inline std::string task_names() {
     std::string out;
     for (const auto& t : tasks()) out += (out.empty() ? "" : ", ") + std::string(t.name);
     return out;
+}
+
+/// The usage error's message for a --task that names no row: the reason when it is one of Optimum's tasks
+/// modelexport does not export, else the known names.
+inline std::string unknown_task_message(std::string_view requested) {
+    for (const auto& r : refused_tasks())
+        if (r.name == requested || std::find(r.aliases.begin(), r.aliases.end(), requested) != r.aliases.end())
+            return "task '" + std::string(requested) + "' is not exported by modelexport: " + std::string(r.reason);
+    return "unknown task '" + std::string(requested) + "'; known tasks: " + task_names();
 }
 
 }  // namespace modelexport

@@ -456,7 +456,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         b.fail("task.known", severity::error,
                opt.task.empty() ? config_path.string() + ": cannot infer the task from \"architectures\" (" +
                                      (config ? architectures_hint(*config) : std::string("no config")) + "); pass --task"
-                                : "unknown task '" + opt.task + "'; known: " + task_names());
+                                : unknown_task_message(opt.task));
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
     detail::check_recorded_task(b, dir, r.sig, config);

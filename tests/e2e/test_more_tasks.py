@@ -146,5 +146,31 @@ class TimeSeriesForecasting(TaskBesideOptimumCli, unittest.TestCase):
     TRANSFORMERS_JS = False
 
 
+class RefusedTasks(unittest.TestCase):
+    """Optimum's tasks modelexport does not export: a --task naming one (or its alias) is a usage error giving the
+    reason, in export and in validate, and nothing is written."""
+
+    def test_usage_error_names_the_reason(self):
+        tmp = tempfile.mkdtemp(prefix="modelexport-refused-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        src = os.path.join(tmp, "musicgen")
+        os.mkdir(src)
+        with open(os.path.join(src, "config.json"), "w") as f:
+            json.dump({"model_type": "musicgen", "architectures": ["MusicgenForConditionalGeneration"]}, f)
+        for task, reason in (("text-to-audio", "encodec_decode"), ("text-to-speech", "encodec_decode"),
+                             ("image-to-text", "pixel_values")):
+            with self.subTest(task):
+                out = os.path.join(tmp, "out-" + task)
+                p = run("export", src, out, "--task", task)
+                self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
+                self.assertIn(f"task '{task}' is not exported by modelexport", p.stderr)
+                self.assertIn(reason, p.stderr)
+                self.assertFalse(os.path.exists(out))
+                p = run("validate", src, "--task", task, "--runtime", "none", "--json")
+                check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["task.known"]
+                self.assertEqual(check["status"], "fail")
+                self.assertIn(reason, check["message"])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -90,6 +90,13 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
     CHECK(find_task("fill-mask")->transformers_js_pipeline == "fill-mask");
     CHECK(find_task("object-detection")->labels_extra == 1);
     CHECK(find_task("time-series-forecasting")->kind == modality::time_series);
+    for (const auto& r : refused_tasks()) {
+        CAPTURE(r.name);
+        CHECK(find_task(r.name) == nullptr);
+        CHECK(unknown_task_message(r.name).find(std::string(r.reason)) != std::string::npos);
+    }
+    CHECK(unknown_task_message("text-to-speech").find("MusicGen") != std::string::npos);
+    CHECK(unknown_task_message("no-such-task").find("known tasks: text-classification") != std::string::npos);
     CHECK(task_for_architecture("PatchTSTForPrediction", "patchtst") == nullptr);
     CHECK(decoder_cache().input_prefix == "past_key_values");
     CHECK(axis_at(decoder_cache().output_axes, 2) == "past_sequence_length + sequence_length");
