@@ -141,7 +141,7 @@ class Signature:
         behind a Reshape, a head dim behind rotary embeddings) get their size, as optimum-cli's export does
         it (OnnxConfig.fix_dynamic_axes: one run of the file, its outputs' sizes written into the graph)."""
         import torch
-        torch.manual_seed(0)
+        torch.manual_seed(0)  # its dummy inputs come from torch's global generator: the same export, the same run
         self.config.fix_dynamic_axes(pathlib.Path(onnx_path), device="cpu", dtype="fp32")
 
     @contextlib.contextmanager
