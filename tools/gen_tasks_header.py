@@ -76,6 +76,11 @@ def main(argv):
         "    static const std::vector<task_info> table{",
     ]
     lines += [task_entry(t) for t in doc["tasks"]]
+    lines += ["    };", "    return table;", "}", "",
+              "/// Optimum's tasks modelexport does not export, with the reason.",
+              "inline const std::vector<refused_task>& refused_tasks() {",
+              "    static const std::vector<refused_task> table{"]
+    lines += ["        {%s, %s, %s}," % (literal(t["name"]), strings(t["aliases"]), literal(t["reason"])) for t in doc["not_exported"]]
     lines += ["    };", "    return table;", "}", ""]
     names = sorted(doc["model_types"]["names"])
     lines += [

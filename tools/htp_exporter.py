@@ -139,6 +139,17 @@ def task_modality(task):
     return "decoder" if entry["with_past"] else entry["modality"]
 
 
+def check_single_file(task, config, config_path):
+    """feature-extraction-with-past is one model.onnx only for a decoder: optimum-cli writes an encoder-decoder's
+    (T5, BART, Whisper) as encoder_model.onnx and three decoder files, which this exporter does not make, and one
+    file of another signature would be a package no client reads as that task."""
+    if task == "feature-extraction-with-past" and config.get("is_encoder_decoder") is True:
+        raise UsageError("%s: --task feature-extraction-with-past of an encoder-decoder (%s) is several ONNX files in "
+                         "optimum-cli (encoder_model.onnx, decoder_model.onnx, decoder_with_past_model.onnx, "
+                         "decoder_model_merged.onnx); modelexport exports it for decoder-only models only"
+                         % (config_path, config.get("model_type", "model_type unknown")))
+
+
 def forward_parameters(model):
     """Parameters of model.forward in declaration order (no *args/**kwargs)."""
     signature = inspect.signature(model.forward)
@@ -369,7 +380,7 @@ def load_transformers_model(source_dir, task, boundary=None):
     weight_files(source_dir, boundary)
     check_headers(source_dir, boundary)
     shown = find_weights(source_dir)
-    auto_class = getattr(transformers, task_entry(task)["auto_class"])
+    auto_class = model_class(transformers, task, source_dir)
     try:
         return auto_class.from_pretrained(source_dir, local_files_only=True, output_loading_info=True,
                                           use_safetensors=os.path.basename(shown) in (SAFETENSORS, SAFETENSORS_INDEX))
@@ -379,6 +390,21 @@ def load_transformers_model(source_dir, task, boundary=None):
         if lines:
             raise WeightsError(shown, lines[0].rstrip(".") + " (%d tensor(s) differ)" % len(lines))
         raise
+
+
+def model_class(transformers, task, source_dir):
+    """The class that loads the task's model: the table's Auto class, or, where no Auto class covers the
+    task's heads (auto_class "architectures"), the class config.json's architectures names, as Optimum loads them."""
+    name = task_entry(task)["auto_class"]
+    if name != "architectures":
+        return getattr(transformers, name)
+    architectures = read_json(os.path.join(source_dir, "config.json")).get("architectures") or []
+    found = getattr(transformers, architectures[0], None) if architectures and isinstance(architectures[0], str) else None
+    if found is None:
+        raise UsageError("%s: --task %s loads the class config.json's architectures names, and it names %s"
+                         % (os.path.join(source_dir, "config.json"), task,
+                            "no transformers class (%s)" % architectures[0] if architectures else "none"))
+    return found
 
 
 def check_loading_info(model, info, source_dir, task, spec):
@@ -749,6 +775,7 @@ def export(options):
     config = read_json(os.path.join(source_dir, "config.json"))
     if not isinstance(config, dict):
         raise RuntimeError("config.json is not a JSON object")
+    check_single_file(options.task, config, os.path.join(source_dir, "config.json"))
 
     log("loading model")
     boundary = options.source_boundary or source_dir
@@ -801,6 +828,9 @@ def export(options):
                     htp_decoder.share_transposed_copies(mapped, options.onnx, parameter_names, log, written=True)
             else:
                 htp_decoder.share_transposed_copies(target.value(), options.onnx, parameter_names, log)
+    if isinstance(spec, OptimumSpec):
+        with clock.phase("static axes"):
+            spec.signature.fix_static_axes(options.onnx)
 
     with clock.phase("reference check"):
         checked = run_reference_check(spec, options)

@@ -15,6 +15,7 @@ Decoders with their KV cache and encoder-decoder models keep their own exporters
 
 import contextlib
 import inspect
+import pathlib
 from itertools import chain
 
 # Our task names that Optimum spells otherwise.
@@ -135,6 +136,14 @@ class Signature:
         dummy = self.config.generate_dummy_inputs(framework="pt", **shapes)
         return self.config.rename_ambiguous_inputs(dummy)
 
+    def fix_static_axes(self, onnx_path):
+        """Output axes the trace left symbolic although the configuration names them static (a hidden size
+        behind a Reshape, a head dim behind rotary embeddings) get their size, as optimum-cli's export does
+        it (OnnxConfig.fix_dynamic_axes: one run of the file, its outputs' sizes written into the graph)."""
+        import torch
+        torch.manual_seed(0)  # its dummy inputs come from torch's global generator: the same export, the same run
+        self.config.fix_dynamic_axes(pathlib.Path(onnx_path), device="cpu", dtype="fp32")
+
     @contextlib.contextmanager
     def patched(self):
         """The model's forward as Optimum exports it (its ModelPatcher): returns a dict of the outputs."""
@@ -143,7 +152,9 @@ class Signature:
 
     def named_outputs(self, outputs):
         """The patched forward's outputs under their ONNX names, nested collections flattened as Optimum does."""
-        mapping = getattr(self.config, "torch_to_onnx_output_map", {}) or {}
+        # The returned cache is the graph's "present" outputs ("past_key_values" names its inputs), as Optimum's
+        # own validation renames it.
+        mapping = {"past_key_values": "present", **(getattr(self.config, "torch_to_onnx_output_map", {}) or {})}
         named = {}
         for name, value in dict(outputs).items():
             name = mapping.get(name, name)

@@ -15,7 +15,8 @@
 
 namespace modelexport {
 
-enum class modality { text, vision, audio };
+/// What a task's inputs are; time_series is a raw float series (past_values) that needs no preprocessor.
+enum class modality { text, vision, audio, time_series };
 
 /// One symbolic axis of a graph input or output: {0, "batch_size"}.
 struct axis_name {
@@ -79,7 +80,7 @@ struct task_info {
     std::vector<tensor_axes> dynamic_axes;           ///< per input/output, as the exporter names them
     std::vector<std::string_view> architecture_suffixes;  ///< transformers' class-name suffixes ("ForSequenceClassification")
     std::vector<suffix_rule> model_type_suffixes;    ///< suffixes that name this task only for some model_types
-    std::string_view auto_class;                     ///< transformers' Auto class the exporter loads with
+    std::string_view auto_class;                     ///< transformers' Auto class the exporter loads with ("architectures": config.json's class)
     std::string_view transformers_js_pipeline;       ///< transformers.js pipeline name, empty when none
     bool needs_tokenizer = false;                    ///< the pipeline reads the model's tokenizer or vocabulary
     bool labels = false;                             ///< logits' last axis: one entry per id2label label ...
@@ -87,6 +88,13 @@ struct task_info {
     bool with_past = false;                          ///< decoder: the KV cache is a graph input and output
     kv_cache cache;                                  ///< its names and axes (with_past only)
     encoder_decoder_files encoder_decoder;           ///< empty: one model.onnx
+};
+
+/// A task Optimum exports and modelexport does not (share/tasks.json's not_exported).
+struct refused_task {
+    std::string_view name;
+    std::vector<std::string_view> aliases;
+    std::string_view reason;  ///< why, for the usage error
 };
 
 }  // namespace modelexport
@@ -233,11 +241,20 @@ inline std::string task_names() {
     return out;
 }
 
+/// The usage error's message for a --task that names no row: the reason when it is one of Optimum's tasks
+/// modelexport does not export, else the known names.
+inline std::string unknown_task_message(std::string_view requested) {
+    for (const auto& r : refused_tasks())
+        if (r.name == requested || std::find(r.aliases.begin(), r.aliases.end(), requested) != r.aliases.end())
+            return "task '" + std::string(requested) + "' is not exported by modelexport: " + std::string(r.reason);
+    return "unknown task '" + std::string(requested) + "'; known tasks: " + task_names();
+}
+
 /// The task for a config: `requested` if given, else from `architectures`.
 inline const task_info& resolve_task(const std::string& requested, const nlohmann::json& config, const std::string& config_name) {
     if (!requested.empty()) {
         const auto* t = find_task(requested);
-        if (!t) throw usage_error("--task", "unknown task '" + requested + "'; known tasks: " + task_names());
+        if (!t) throw usage_error("--task", unknown_task_message(requested));
         // Optimum's automatic-speech-recognition of an encoder-decoder (Whisper) is its -with-past export.
         if (const auto* inferred = task_for_config(config); inferred && inferred->encoder_decoder.exporter_task == requested) return *inferred;
         check_task_matches_architecture(*t, config, config_name);

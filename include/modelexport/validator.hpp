@@ -234,6 +234,7 @@ inline void check_feature_extractor(report_builder& b, const fs::path& dir) {
 }
 
 inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir) {
+    if (task.kind == modality::time_series) return b.pass("preprocessing.processor", severity::warning, "none needed: the inputs are the raw series");
     auto present = [&](const char* n) { return fs::is_regular_file(dir / n); };
     if (task.kind == modality::text) {
         bool tok = present("tokenizer.json") || present("vocab.txt") || present("vocab.json") || present("spiece.model") ||
@@ -473,7 +474,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         b.fail("task.known", severity::error,
                opt.task.empty() ? config_path.string() + ": cannot infer the task from \"architectures\" (" +
                                      (config ? architectures_hint(*config) : std::string("no config")) + "); pass --task"
-                                : "unknown task '" + opt.task + "'; known: " + task_names());
+                                : unknown_task_message(opt.task));
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
     detail::check_recorded_task(b, dir, r.sig, config);

@@ -1,7 +1,9 @@
 """share/tasks.json against Optimum's own task knowledge (optimum-onnx's TasksManager in the pinned
 environment), so the two cannot drift apart: every task the table names for the htp exporter is one
-optimum-onnx exports, the table's outputs are Optimum's, and every model type the table infers a task
-for is one optimum-onnx exports for that task."""
+optimum-onnx exports, the table's outputs are Optimum's, every model type the table infers a task
+for is one optimum-onnx exports for that task, and for every (model type, task) pair optimum-onnx
+exports, the inputs and dynamic axes of Optimum's OnnxConfig are the row's (the differences known
+today are listed with their reason, so a new one fails)."""
 import json
 import os
 import subprocess
@@ -25,12 +27,126 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 print(json.dumps({"supported": supported, "outputs": outputs, "model_types": sorted(CONFIG_MAPPING_NAMES)}))
 '''
 
+# Per row and supported model type, the inputs and outputs (with their axes) of Optimum's OnnxConfig
+# built from the model type's default config, as optimum-cli builds it (text-generation-with-past feeds
+# its cache: use_past_in_inputs). argv: the table, then Optimum's name of each row as JSON.
+SIGNATURE_VIEW = r'''
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+from transformers import CONFIG_MAPPING, AutoConfig
+from transformers.utils import logging
+logging.set_verbosity_error()
+from optimum.exporters.tasks import TasksManager
+import optimum.exporters.onnx.model_configs  # registers the configurations
+rows, names = json.load(open(sys.argv[1]))["tasks"], json.loads(sys.argv[2])
+view = {}
+for row in rows:
+    task = names.get(row["name"], row["name"])
+    for model_type, exporters in TasksManager._SUPPORTED_MODEL_TYPE.items():
+        if task not in exporters.get("onnx", {}):
+            continue
+        key = next((k for k in (model_type, model_type.replace("-", "_")) if k in CONFIG_MAPPING), model_type)
+        try:  # an Optimum-only name (siglip-text) or a composite (encoder-decoder) has no default config to build
+            model_config = AutoConfig.for_model(key)
+        except (TypeError, ValueError):
+            continue
+        extra = {"use_past_in_inputs": True} if task == "text-generation-with-past" else {}
+        config = exporters["onnx"][task](model_config, int_dtype="int64", float_dtype="fp32", **extra)
+        axes = lambda named: {name: {str(axis): label for axis, label in a.items()} for name, a in named.items()}
+        view.setdefault(row["name"], {})[model_type] = {"inputs": axes(config.inputs), "outputs": axes(config.outputs)}
+print(json.dumps(view))
+'''
+
 # Our names for Optimum's tasks: the decoder row is Optimum's text-generation-with-past, the Whisper
 # row its automatic-speech-recognition-with-past; text2text-generation's inputs/outputs are the encoder's.
 OPTIMUM_NAME = {"text-generation": "text-generation-with-past"}
 ENCODER_ONLY_OUTPUTS = {"text2text-generation", "automatic-speech-recognition-with-past"}
 # Model types the project's own exporters take beyond optimum-onnx (the README's matrix says so).
 BEYOND_OPTIMUM = {("text2text-generation", "umt5")}
+CACHE_PREFIXES = ("past_key_values.", "present.")
+SEQ2SEQ_TEXT = ["bart", "bigbird_pegasus", "blenderbot", "blenderbot-small", "longt5", "m2m_100", "marian", "mbart", "mt5",
+                "pegasus", "t5", "trocr"]
+
+# (row, model types, the input/output names whose presence or axes differ from the row): the
+# differences known today, each with its reason. A pair not listed must agree name for name and axis
+# for axis; a listed one must still differ (else the entry goes).
+KNOWN_DIFFERENCES = [
+    # Optimum's per-model-type inputs the rows do not know yet.
+    ("text-classification", ["longformer"], ["global_attention_mask"]),
+    ("token-classification", ["longformer"], ["global_attention_mask"]),
+    ("question-answering", ["longformer"], ["global_attention_mask"]),
+    ("multiple-choice", ["longformer"], ["global_attention_mask"]),
+    ("fill-mask", ["longformer"], ["global_attention_mask"]),
+    ("feature-extraction", ["longformer"], ["global_attention_mask"]),
+    ("text-classification", ["markuplm"], ["xpath_subs_seq", "xpath_tags_seq"]),
+    ("token-classification", ["markuplm"], ["xpath_subs_seq", "xpath_tags_seq"]),
+    ("question-answering", ["markuplm"], ["xpath_subs_seq", "xpath_tags_seq"]),
+    ("feature-extraction", ["markuplm"], ["xpath_subs_seq", "xpath_tags_seq"]),
+    ("fill-mask", ["layoutlm"], ["bbox"]),
+    ("feature-extraction", ["decision_transformer"], ["actions", "returns_to_go", "states", "timesteps"]),
+    ("feature-extraction", ["sam"], ["image_embeddings", "image_positional_embeddings", "input_labels", "input_points"]),
+    ("feature-extraction", ["patchtsmixer", "patchtst"], ["last_hidden_state", "past_values"]),
+    ("feature-extraction", ["visual_bert"], ["last_hidden_state", "visual_embeds"]),
+    # Optimum keeps some image sides, channels or output axes static where the row names them (or the reverse).
+    ("token-classification", ["layoutlmv3"], ["pixel_values"]),
+    ("feature-extraction", ["colpali", "layoutlmv3"], ["pixel_values"]),
+    ("image-classification", ["mobilenet_v1", "mobilenet_v2"], ["pixel_values"]),
+    ("feature-extraction", ["mobilenet_v1", "mobilenet_v2"], ["last_hidden_state", "pixel_values"]),
+    ("object-detection", ["d_fine", "rt_detr", "rt_detr_v2"], ["pixel_values"]),
+    ("zero-shot-image-classification", ["chinese_clip", "clip", "metaclip_2"], ["pixel_values"]),
+    ("image-classification", ["efficientnet"], ["logits"]),
+    ("semantic-segmentation", ["dpt", "segformer"], ["logits"]),
+    ("fill-mask", ["perceiver"], ["logits"]),
+    ("image-to-image", ["swin2sr"], ["reconstruction"]),
+    ("zero-shot-object-detection", ["owlv2", "owlvit"], ["logits", "pred_boxes", "text_embeds"]),
+    ("feature-extraction", ["beit", "clip_vision_model", "convnext", "convnextv2", "cvt", "data2vec-vision", "deit", "detr",
+                            "dinov2", "donut-swin", "dpt", "efficientnet", "glpn", "hiera", "levit", "maskformer", "mobilevit",
+                            "poolformer", "pvt", "regnet", "resnet", "segformer", "siglip_vision_model", "swin", "swin2sr",
+                            "swinv2", "table-transformer", "vit", "vit_mae", "vit_msn", "yolos"], ["last_hidden_state"]),
+    ("feature-extraction", ["chinese_clip", "clip", "groupvit", "metaclip_2", "owlv2", "owlvit"], ["attention_mask", "input_ids"]),
+    ("feature-extraction", ["siglip"], ["input_ids", "pixel_values"]),
+    # Optimum's $ctc_frames is the model type's own convolution formula, which the exporter computes.
+    ("automatic-speech-recognition", ["data2vec-audio", "hubert", "sew", "sew-d", "unispeech", "unispeech-sat", "wav2vec2",
+                                      "wav2vec2-conformer", "wavlm"], ["logits"]),
+    # Spectrogram inputs (input_features, AST's input_values [batch, frames, bins]) beside the waveform rows.
+    ("audio-classification", ["whisper"], ["input_features", "input_values"]),
+    ("audio-classification", ["audio-spectrogram-transformer"], ["input_values"]),
+    ("feature-extraction", ["audio-spectrogram-transformer"], ["input_values"]),
+    ("feature-extraction", ["mctct"], ["input_features"]),
+    ("automatic-speech-recognition", ["mctct"], ["input_features", "input_values", "logits"]),
+    ("image-classification", ["imagegpt", "perceiver"], ["attention_mask", "input_ids", "pixel_values"]),
+    # Encoder-decoders: Optimum's single OnnxConfig is the whole seq2seq model, which the project exports as
+    # several files (its own seq2seq rows), or refuses (feature-extraction-with-past).
+    ("automatic-speech-recognition", ["speech_to_text"], ["attention_mask", "decoder_input_ids", "input_features", "input_values", "logits"]),
+    ("automatic-speech-recognition", ["moonshine"], ["attention_mask", "decoder_input_ids", "input_values", "logits"]),
+    ("automatic-speech-recognition", ["whisper"], ["decoder_input_ids", "input_features", "input_values", "logits"]),
+    ("feature-extraction", ["speech_to_text"], ["attention_mask", "decoder_input_ids", "input_features", "last_hidden_state"]),
+    ("feature-extraction", ["moonshine"], ["attention_mask", "decoder_input_ids", "input_values", "last_hidden_state"]),
+    ("feature-extraction", ["whisper"], ["decoder_input_ids", "last_hidden_state"]),
+    ("feature-extraction", SEQ2SEQ_TEXT, ["attention_mask", "decoder_input_ids", "input_ids", "last_hidden_state"]),
+    ("feature-extraction-with-past", SEQ2SEQ_TEXT, ["attention_mask", "decoder_input_ids", "input_ids", "last_hidden_state"]),
+    ("feature-extraction-with-past", ["speech_to_text", "whisper"],
+     ["attention_mask", "decoder_input_ids", "input_features", "input_ids", "last_hidden_state"]),
+    ("feature-extraction-with-past", ["moonshine"], ["attention_mask", "decoder_input_ids", "input_ids", "input_values", "last_hidden_state"]),
+]
+
+
+def known_differences():
+    """{(row, model type): the names known to differ}."""
+    return {(row, model_type): set(names) for row, model_types, names in KNOWN_DIFFERENCES for model_type in model_types}
+
+
+def differences(row, optimum):
+    """The input/output names where Optimum's OnnxConfig (`optimum`: its inputs and outputs with axes) and the
+    row disagree: an input the row does not know, a required input Optimum does not feed, or other axes."""
+    known = set(row["inputs"] + row["optional_inputs"])
+    cache = lambda name: name.startswith(CACHE_PREFIXES)
+    names = {n for n in optimum["inputs"] if n not in known and not (cache(n) and row["with_past"])}
+    names |= {n for n in row["inputs"] if n not in optimum["inputs"]}
+    for name, axes in list(optimum["inputs"].items()) + list(optimum["outputs"].items()):
+        if not cache(name) and name in row["dynamic_axes"] and row["dynamic_axes"][name] != axes:
+            names.add(name)
+    return names
 
 
 def normal(model_type):
@@ -44,9 +160,13 @@ class OptimumAgreement(unittest.TestCase):
     def setUpClass(cls):
         p = subprocess.run([PYTHON, "-c", OPTIMUM_VIEW], capture_output=True, text=True, timeout=600, check=True)
         cls.optimum = json.loads(p.stdout.strip().splitlines()[-1])
-        with open(os.path.join(REPO, "share", "tasks.json"), encoding="utf-8") as f:
-            table = json.load(f)
-        cls.rows, cls.model_types = table["tasks"], table["model_types"]["names"]
+        table = os.path.join(REPO, "share", "tasks.json")
+        with open(table, encoding="utf-8") as f:
+            document = json.load(f)
+        cls.rows, cls.model_types = document["tasks"], document["model_types"]["names"]
+        p = subprocess.run([PYTHON, "-c", SIGNATURE_VIEW, table, json.dumps(OPTIMUM_NAME)], capture_output=True,
+                           text=True, timeout=600, check=True)
+        cls.signatures = json.loads(p.stdout.strip().splitlines()[-1])
 
     def optimum_task(self, row):
         return OPTIMUM_NAME.get(row["name"], row["name"])
@@ -60,12 +180,22 @@ class OptimumAgreement(unittest.TestCase):
             with self.subTest(row["name"]):
                 self.assertIn(self.optimum_task(row), self.optimum["supported"])
 
+    def test_every_task_not_exported_is_one_optimum_exports_and_no_row(self):
+        with open(os.path.join(REPO, "share", "tasks.json"), encoding="utf-8") as f:
+            refused = json.load(f)["not_exported"]
+        names = {name for row in self.rows for name in [row["name"]] + row["aliases"]}
+        for entry in refused:
+            with self.subTest(entry["name"]):
+                self.assertIn(entry["name"], self.optimum["supported"])
+                self.assertFalse(({entry["name"]} | set(entry["aliases"])) & names)
+
     def test_the_outputs_are_optimums(self):
         for row in self.rows:
             if row["name"] in ENCODER_ONLY_OUTPUTS or row["with_past"]:
                 continue
             with self.subTest(row["name"]):
-                common = self.optimum["outputs"].get(row["name"])
+                # A with-past task's common outputs are its base task's (the presents are added per model).
+                common = self.optimum["outputs"].get(row["name"].removesuffix("-with-past"))
                 self.assertIsNotNone(common, "Optimum names no common outputs for " + row["name"])
                 self.assertEqual(row["outputs"], [o for o in common if o in row["outputs"] + row["optional_outputs"]])
                 self.assertTrue(set(row["outputs"]) <= set(common))
@@ -78,6 +208,18 @@ class OptimumAgreement(unittest.TestCase):
                         continue
                     with self.subTest(task=row["name"], model_type=model_type):
                         self.assertIn(normal(model_type), map(normal, self.optimum["supported"][self.optimum_task(row)]))
+
+    def test_inputs_and_axes_are_optimums_for_every_model_type(self):
+        known = known_differences()
+        checked = set()
+        for row in self.rows:
+            if row.get("encoder_decoder"):  # inputs and outputs are the encoder's: Optimum's config is the whole model
+                continue
+            for model_type, optimum in self.signatures.get(row["name"], {}).items():
+                checked.add((row["name"], model_type))
+                with self.subTest(task=row["name"], model_type=model_type):
+                    self.assertEqual(differences(row, optimum), known.get((row["name"], model_type), set()), optimum)
+        self.assertEqual(set(known) - checked, set(), "known differences of pairs Optimum no longer exports")
 
 
 if __name__ == "__main__":

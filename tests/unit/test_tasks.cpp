@@ -74,7 +74,9 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
         CHECK_FALSE((t.inputs.empty() && t.optional_inputs.empty()));
         CHECK_FALSE(t.outputs.empty());
         CHECK_FALSE(t.auto_class.empty());
-        CHECK_FALSE((t.architecture_suffixes.empty() && t.model_type_suffixes.empty()));
+        // Optimum infers every task from some class except these, which only --task names.
+        const bool task_only = t.name == "feature-extraction-with-past" || t.name == "keypoint-detection" || t.name == "time-series-forecasting";
+        CHECK(task_only == (t.architecture_suffixes.empty() && t.model_type_suffixes.empty()));
         for (const auto* names : {&t.inputs, &t.optional_inputs, &t.outputs})
             for (auto n : *names)
                 CHECK(std::any_of(t.dynamic_axes.begin(), t.dynamic_axes.end(), [&](const tensor_axes& a) {
@@ -87,6 +89,15 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
     CHECK(find_task("semantic-segmentation")->transformers_js_pipeline.empty());
     CHECK(find_task("fill-mask")->transformers_js_pipeline == "fill-mask");
     CHECK(find_task("object-detection")->labels_extra == 1);
+    CHECK(find_task("time-series-forecasting")->kind == modality::time_series);
+    for (const auto& r : refused_tasks()) {
+        CAPTURE(r.name);
+        CHECK(find_task(r.name) == nullptr);
+        CHECK(unknown_task_message(r.name).find(std::string(r.reason)) != std::string::npos);
+    }
+    CHECK(unknown_task_message("text-to-speech").find("MusicGen") != std::string::npos);
+    CHECK(unknown_task_message("no-such-task").find("known tasks: text-classification") != std::string::npos);
+    CHECK(task_for_architecture("PatchTSTForPrediction", "patchtst") == nullptr);
     CHECK(decoder_cache().input_prefix == "past_key_values");
     CHECK(axis_at(decoder_cache().output_axes, 2) == "past_sequence_length + sequence_length");
 }

@@ -14,7 +14,8 @@ generate() of 4 new tokens from the sentence or a generated waveform; "outputs" 
 Inputs: --inputs FILE.json feeds exactly the tensors of
 {"inputs": {name: {"dtype": "int64"|"float32", "shape": [...], "data": [flat]}}} (ort_check.mjs's
 format); otherwise they are generated from the names the loaded model takes: a sentence through
-the package's own tokenizer, pixel_values of the processor's size, or a waveform.
+the package's own tokenizer, pixel_values of the processor's size, a waveform, or a time series
+(past_values of config.json's context_length and num_input_channels).
 
 --generate N (ORTModelForCausalLM): greedy generate() of exactly N new tokens from the tokenized
 --text; adds "generate": {"prompt_ids": [...], "generated_ids": [...]} to the line.
@@ -31,6 +32,7 @@ imported. The task table is MODELEXPORT_TASKS when set (modelexport sets it), el
 install or the source tree keeps it.
 """
 import argparse
+import inspect
 import json
 import math
 import os
@@ -227,9 +229,19 @@ def generated_inputs(pkg, model, text):
         from PIL import Image
         processor = AutoImageProcessor.from_pretrained(pkg, local_files_only=True)
         height, width = image_size(pkg)
+        if "boxes" in inspect.signature(processor.preprocess).parameters:
+            # A top-down pose processor (VitPose) crops a box per person with scipy, which the runtime does not
+            # need: the crop's tensor, filled as ort_check.mjs fills pixel_values, is what reaches the model.
+            count = 3 * height * width
+            return {"pixel_values": torch.sin(torch.arange(count, dtype=torch.float64)).float().reshape(1, 3, height, width)}
         pixels = bytes((x * 7 + y * 13) % 256 for y in range(height) for x in range(width) for _ in range(3))
         image = Image.frombytes("RGB", (width, height), pixels)
         return {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"]}
+    if "past_values" in names:  # a time series [1, context_length, channels], as ort_check.mjs makes it
+        config = json.load(open(os.path.join(pkg, "config.json"), encoding="utf-8"))
+        count = config["context_length"] * config["num_input_channels"]
+        series = [math.sin(i) for i in range(count)]
+        return {"past_values": torch.tensor(series, dtype=torch.float32).reshape(1, config["context_length"], config["num_input_channels"])}
     if "input_values" in names:
         samples = [math.sin(i * 0.05) for i in range(12345)]
         return {"input_values": torch.tensor([samples], dtype=torch.float32)}
@@ -241,6 +253,10 @@ def generated_inputs(pkg, model, text):
         encoded = {k: v.unsqueeze(0) for k, v in encoded.items()}
     else:
         encoded = tokenizer(text, return_tensors="pt")
+    if "position_ids" in names and "position_ids" not in encoded:
+        # A decoder's feature extraction takes positions (optimum-cli exports them); tokenizers do not give them.
+        ids = encoded["input_ids"]
+        encoded["position_ids"] = torch.arange(ids.shape[-1], dtype=torch.int64).expand(ids.shape).contiguous()
     return {k: v for k, v in encoded.items() if k in names or not names}
 
 

@@ -28,6 +28,9 @@
 //     input_values                                 float32 [1, 12345],   value[i] = float32(sin(double i))
 //                                                  (not the export's dummy length: the axis must be symbolic)
 //     attention_mask beside input_values           int64 ones of the waveform's length
+//     past_values                                  float32 [1, context_length, channels], value[i] = float32(sin(double i))
+//                                                  (a time series: the graph's fixed dims, else config.json's
+//                                                  context_length and num_input_channels)
 //   Integer inputs use the dtype the graph declares (int64 or int32).
 //
 // Decoders (inputs past_key_values.{i}.key/.value or fused .key_value, outputs present.*): without --inputs, the text is
@@ -156,6 +159,15 @@ function sinFill(n) {
     return out;
 }
 
+/// [1, context_length, channels] of a time series: the graph's fixed dims, else config.json's.
+function seriesShape(graphShape, config) {
+    const fixed = (i) => (typeof graphShape[i] === 'number' && graphShape[i] > 0 ? graphShape[i] : null);
+    const length = fixed(1) ?? config?.context_length;
+    const channels = fixed(2) ?? config?.num_input_channels;
+    if (!length || !channels) throw new Error('cannot determine past_values length/channels (no config.json context_length, num_input_channels)');
+    return [1, length, channels];
+}
+
 async function generateInputs(ort, session, pkgDir, text) {
     const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
     const names = session.inputNames;
@@ -209,6 +221,9 @@ async function generateInputs(ort, session, pkgDir, text) {
         } else if (name === 'input_values') {
             const shape = [1, AUDIO_SAMPLES];
             feeds[name] = new ort.Tensor('float32', sinFill(shape[1]), shape);
+        } else if (name === 'past_values') {
+            const shape = seriesShape(graphShape, readJsonIfExists(path.join(pkgDir, 'config.json')));
+            feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
         } else {
             throw new Error(`do not know how to generate input "${name}"; pass --inputs FILE.json`);
         }

@@ -6,7 +6,7 @@
 //                               [--max-new-tokens N] [--layout flat|hub]
 //
 // TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
-// token-classification, question-answering, fill-mask, feature-extraction, image-classification,
+// token-classification, question-answering, fill-mask, feature-extraction (also -with-past), image-classification,
 // object-detection, audio-classification, automatic-speech-recognition (CTC), text-generation). For question-answering, --text is the question
 // and --context the context. For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's
 // own mask token. text-generation is greedy (do_sample: false) for exactly --max-new-tokens tokens
@@ -231,7 +231,8 @@ async function run(opts) {
                 result = { prompt_ids: prompt, generated_ids: all.slice(prompt.length), generated_text: texts[0].generated_text };
                 break;
             }
-            case 'feature-extraction': {
+            case 'feature-extraction':
+            case 'feature-extraction-with-past': {
                 const out = await call(opts.text ?? DEFAULT_TEXT);
                 result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number), data: Array.from(out.data, Number) };
                 break;

@@ -1,0 +1,176 @@
+"""Tasks exported through Optimum's own configurations that the examples do not cover:
+feature-extraction-with-past (GPT-2, Llama), keypoint-detection (VitPose) and time-series-forecasting
+(PatchTST, PatchTSMixer).
+
+Each source is a tiny genuine transformers model built at test time (tests/fixtures/make_task_models.py:
+seeded, save_pretrained, with its tokenizer or image processor). modelexport exports it with --task (Optimum
+infers none of these from a local directory either), its reference check against torch passes, `validate
+--strict` passes with every real runtime (transformers.js says when it has no pipeline for the task), and
+beside `optimum-cli export onnx` of the same source it has the same files, the same inputs and output names,
+and outputs within 1e-4 on the same generated inputs.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from common import EXIT, REPO, assert_outputs_close, load_json, node, run
+from test_optimum import PYTHON, needs_hf
+
+RUNTIMES = ["onnxruntime", "optimum", "transformers-js"]
+
+
+class TaskBesideOptimumCli:
+    """One task's tests (mixed into a TestCase per task): its sources, exported by modelexport and optimum-cli
+    once per class."""
+    TASK = None
+    MODELS = ()
+    # The transformers.js pipeline exists for the task (else validate skips that runtime and says why).
+    TRANSFORMERS_JS = True
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="modelexport-more-tasks-")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        p = subprocess.run([PYTHON, os.path.join(REPO, "tests", "fixtures", "make_task_models.py"), cls.tmp, *cls.MODELS],
+                           capture_output=True, text=True, timeout=600, env=env)
+        if p.returncode != 0:
+            raise AssertionError(p.stderr[-3000:])
+        cli = os.path.join(os.path.dirname(PYTHON), "optimum-cli")
+        cls.ours, cls.theirs = {}, {}
+        for name in cls.MODELS:
+            src = os.path.join(cls.tmp, name)
+            cls.ours[name] = os.path.join(cls.tmp, "ours-" + name)
+            p = run("export", src, cls.ours[name], "--task", cls.TASK, "--no-cache", timeout=900)
+            if p.returncode != 0:
+                raise AssertionError(f"modelexport export {name}: {p.stderr[-3000:]}")
+            cls.theirs[name] = os.path.join(cls.tmp, "optimum-" + name)
+            p = subprocess.run([cli, "export", "onnx", "--model", src, "--task", cls.TASK, cls.theirs[name]],
+                               capture_output=True, text=True, env=env, timeout=900)
+            if p.returncode != 0:
+                raise AssertionError(f"optimum-cli {name}: {p.stderr[-3000:]}")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_reference_check_passed_on_every_output(self):
+        for name, pkg in self.ours.items():
+            with self.subTest(name):
+                meta = load_json(os.path.join(pkg, "export_metadata.json"))
+                self.assertEqual(meta["model"]["task"], self.TASK)
+                check = meta["reference_check"]
+                self.assertEqual(check["status"], "passed", check)
+                compared = {o["output"] for step in check["steps"] for o in step["outputs"]}
+                self.assertEqual(compared, {o["name"] for o in meta["signature"]["outputs"]})
+
+    def test_valid_strict_with_every_runtime(self):
+        for name, pkg in self.ours.items():
+            for runtime in RUNTIMES:
+                with self.subTest(name=name, runtime=runtime):
+                    p = run("validate", pkg, "--task", self.TASK, "--strict", "--runtime", runtime, "--json")
+                    self.assertEqual(p.returncode, EXIT["ok"], p.stdout + p.stderr)
+                    check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["runtime." + runtime]
+                    if runtime == "transformers-js" and not self.TRANSFORMERS_JS:
+                        self.assertEqual(check["status"], "skip", check)
+                        self.assertIn("no transformers.js pipeline check for task " + self.TASK, check["message"])
+                    else:
+                        self.assertEqual(check["status"], "pass", check)
+
+    def test_beside_optimum_cli(self):
+        for name in self.MODELS:
+            with self.subTest(name):
+                ours, theirs = self.ours[name], self.theirs[name]
+                self.assertEqual(set(os.listdir(ours)) - {"export_metadata.json"}, set(os.listdir(theirs)))
+                # Names, order, types and shapes: static sizes where optimum-cli's export fixes them.
+                self.assertEqual(signature(ours), signature(theirs))
+                # Generated from the graph's input names: the same tensors for both packages.
+                ours_out = node("ort_check.mjs", ours)["outputs"]
+                theirs_out = node("ort_check.mjs", theirs)["outputs"]
+                assert_outputs_close(self, ours_out, theirs_out, f"{name} vs optimum-cli")
+
+
+def signature(pkg):
+    return json.loads(run("inspect", os.path.join(pkg, "model.onnx"), "--json", check=0).stdout)["signature"]
+
+
+@needs_hf
+class FeatureExtractionWithPast(TaskBesideOptimumCli, unittest.TestCase):
+    """The base decoder with its presents as outputs and no past inputs, as optimum-cli exports it; an
+    encoder-decoder's (several files in optimum-cli) is a usage error naming why."""
+    TASK = "feature-extraction-with-past"
+    MODELS = ("gpt2", "llama")
+
+    def test_signature_is_optimums(self):
+        sig = signature(self.ours["llama"])
+        self.assertEqual([(i["name"], i["shape"]) for i in sig["inputs"]],
+                         [(n, ["batch_size", "sequence_length"]) for n in ("input_ids", "attention_mask", "position_ids")])
+        self.assertEqual(sig["outputs"][0]["shape"], ["batch_size", "sequence_length", 32])
+        # Two layers, two key/value heads (make_task_models.py's Llama); the head dim is what the trace leaves,
+        # as in optimum-cli's package (test_beside_optimum_cli).
+        presents = [(o["name"], o["shape"][:3]) for o in sig["outputs"][1:]]
+        self.assertEqual(presents, [(f"present.{i}.{kv}", ["batch_size", 2, "past_sequence_length + sequence_length"])
+                                    for i in range(2) for kv in ("key", "value")])
+
+    def test_an_encoder_decoder_is_refused_with_the_reason(self):
+        src = os.path.join(self.tmp, "t5")
+        shutil.copytree(os.path.join(self.tmp, "gpt2"), src)
+        config = load_json(os.path.join(src, "config.json"))
+        config["is_encoder_decoder"] = True
+        with open(os.path.join(src, "config.json"), "w") as f:
+            json.dump(config, f)
+        out = os.path.join(self.tmp, "out-t5")
+        p = run("export", src, out, "--task", self.TASK, "--no-cache")
+        self.assertNotEqual(p.returncode, EXIT["ok"])
+        self.assertIn("encoder-decoder", p.stderr)
+        self.assertIn("decoder_model_merged.onnx", p.stderr)
+        self.assertFalse(os.path.exists(out))
+
+
+@needs_hf
+class KeypointDetection(TaskBesideOptimumCli, unittest.TestCase):
+    """VitPose's heatmaps (Optimum's only keypoint-detection model type); transformers.js 4.3.1 has no
+    keypoint-detection pipeline."""
+    TASK = "keypoint-detection"
+    MODELS = ("vitpose",)
+    TRANSFORMERS_JS = False
+
+
+@needs_hf
+class TimeSeriesForecasting(TaskBesideOptimumCli, unittest.TestCase):
+    """PatchTST and PatchTSMixer forecasts from past_values; no preprocessor, no transformers.js pipeline."""
+    TASK = "time-series-forecasting"
+    MODELS = ("patchtst", "patchtsmixer")
+    TRANSFORMERS_JS = False
+
+
+class RefusedTasks(unittest.TestCase):
+    """Optimum's tasks modelexport does not export: a --task naming one (or its alias) is a usage error giving the
+    reason, in export and in validate, and nothing is written."""
+
+    def test_usage_error_names_the_reason(self):
+        tmp = tempfile.mkdtemp(prefix="modelexport-refused-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        src = os.path.join(tmp, "musicgen")
+        os.mkdir(src)
+        with open(os.path.join(src, "config.json"), "w") as f:
+            json.dump({"model_type": "musicgen", "architectures": ["MusicgenForConditionalGeneration"]}, f)
+        for task, reason in (("text-to-audio", "encodec_decode"), ("text-to-speech", "encodec_decode"),
+                             ("image-to-text", "pixel_values")):
+            with self.subTest(task):
+                out = os.path.join(tmp, "out-" + task)
+                p = run("export", src, out, "--task", task)
+                self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
+                self.assertIn(f"task '{task}' is not exported by modelexport", p.stderr)
+                self.assertIn(reason, p.stderr)
+                self.assertFalse(os.path.exists(out))
+                p = run("validate", src, "--task", task, "--runtime", "none", "--json")
+                check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["task.known"]
+                self.assertEqual(check["status"], "fail")
+                self.assertIn(reason, check["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
