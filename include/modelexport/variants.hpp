@@ -1,0 +1,173 @@
+// modelexport/variants.hpp — int8, fp16, 4-bit and ORT-format variants of a package's ONNX files
+// (docs/variants.md).
+//
+// `export --variants q8,fp16,ort` runs tools/htp_variants.py (beside the exporter, same interpreter)
+// on the staged fp32 files after projection, so the variants carry the hierarchy tags the fp32
+// files got. The tool writes the files beside them and a report with each file's size and the
+// accuracy measured against fp32 on the reference check's inputs; a variant past its bound is the
+// tool's exit status 4, variant_inaccurate here. The variant step runs after the export cache's
+// step, so the cache holds the fp32 export alone and a build that only changes the list reuses it.
+#pragma once
+
+#include "modelexport/error.hpp"
+#include "modelexport/export_options.hpp"
+#include "modelexport/file_roles.hpp"
+#include "modelexport/json_file.hpp"
+#include "modelexport/process.hpp"
+#include "modelexport/source.hpp"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace modelexport {
+
+/// A variant name and the suffix transformers.js's dtype adds to an ONNX file's stem; `ort` has none.
+struct variant_kind {
+    std::string_view name;
+    std::string_view suffix;  ///< "_quantized" for q8: model_quantized.onnx
+};
+
+/// transformers.js's names (DEFAULT_DTYPE_SUFFIX_MAPPING) and ONNX Runtime's ORT format.
+inline constexpr variant_kind variant_kinds[] = {
+    {"q8", "_quantized"}, {"int8", "_int8"}, {"uint8", "_uint8"}, {"fp16", "_fp16"}, {"q4", "_q4"}, {"q4f16", "_q4f16"}, {"ort", ""},
+};
+
+inline constexpr std::string_view ort_variant = "ort";
+inline constexpr std::string_view ort_operators_file = "required_operators.config";
+inline constexpr int variant_out_of_bounds_status = 4;  ///< tools/htp_variants.py's status for a variant past its bound
+
+/// The known variant names, comma-separated (for messages).
+inline std::string variant_names() {
+    std::string out;
+    for (const auto& k : variant_kinds) out += (out.empty() ? "" : ", ") + std::string(k.name);
+    return out;
+}
+
+/// A --variants value ("q8,fp16,ort"): known names, each once; empty entries are a usage error.
+inline std::vector<std::string> parse_variants(const std::string& text, const std::string& shown = "--variants") {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= text.size() && !text.empty()) {
+        std::size_t comma = std::min(text.find(',', start), text.size());
+        std::string name = text.substr(start, comma - start);
+        if (std::none_of(std::begin(variant_kinds), std::end(variant_kinds), [&](const variant_kind& k) { return k.name == name; }))
+            throw usage_error(shown, "unknown variant '" + printable(name) + "'; known: " + variant_names());
+        if (std::find(out.begin(), out.end(), name) != out.end()) throw usage_error(shown, "lists '" + name + "' twice");
+        out.push_back(name);
+        start = comma + 1;
+    }
+    return out;
+}
+
+/// The file a variant makes of the ONNX file `onnx` ("model.onnx", q8 -> "model_quantized.onnx"; ort -> "model.ort").
+inline std::string variant_file_name(const std::string& onnx, const std::string& variant) {
+    std::string stem = onnx.substr(0, onnx.size() - std::string_view(".onnx").size());
+    if (variant == ort_variant) return stem + ".ort";
+    for (const auto& k : variant_kinds)
+        if (k.name == variant) return stem + std::string(k.suffix) + ".onnx";
+    throw usage_error("--variants", "unknown variant '" + printable(variant) + "'");
+}
+
+/// Every file `variants` make of the ONNX files `onnx` (package file names; ort adds required_operators.config),
+/// in the order: per variant, per ONNX file. Only names of the package file table come out.
+inline std::vector<std::string> variant_files(const std::vector<std::string>& onnx, const std::vector<std::string>& variants) {
+    std::vector<std::string> out;
+    for (const auto& v : variants) {
+        for (const auto& f : onnx) out.push_back(variant_file_name(f, v));
+        if (v == ort_variant) out.emplace_back(ort_operators_file);
+    }
+    for (const auto& f : out)
+        if (role_of(f) != file_role::variant) throw usage_error("--variants", "makes " + f + ", which is not a file a package holds");
+    return out;
+}
+
+/// What the variant step made: the staged files (names in the staging root, external data included)
+/// and the metadata's `variants` section.
+struct made_variants {
+    std::vector<std::string> files;
+    json record = json::array();
+};
+
+namespace detail {
+
+/// The report's files (ONNX, external data, ORT, operators), each checked against the package file table.
+inline std::vector<std::string> report_files(const json& report, const std::string& shown) {
+    std::vector<std::string> out;
+    auto take = [&](const json& name) {
+        if (!name.is_string() || role_of(name.get<std::string>()) != file_role::variant)
+            throw export_failed(shown, "reports a variant file " + printable(name.dump()) + " that is not a package's variant file");
+        out.push_back(name.get<std::string>());
+    };
+    if (!report.is_object() || !report.contains("variants") || !report["variants"].is_array())
+        throw export_failed(shown, "wrote a report without a \"variants\" list");
+    for (const auto& v : report["variants"]) {
+        if (!v.is_object() || !v.contains("files") || !v["files"].is_array()) throw export_failed(shown, "wrote a variant without \"files\"");
+        for (const auto& f : v["files"]) {
+            if (!f.is_object() || !f.contains("file")) throw export_failed(shown, "wrote a variant file entry without \"file\"");
+            take(f["file"]);
+            if (f.contains("data_file")) take(f["data_file"]);
+        }
+        if (v.contains("operators_file")) take(v["operators_file"]);
+    }
+    return out;
+}
+
+}  // namespace detail
+
+/// The variant step: tools/htp_variants.py makes `opt.variants` of the staged ONNX files `models`
+/// (the source's model gives the reference inputs). Throws variant_inaccurate for a variant past its
+/// bound, export_failed when the tool fails or writes something else than the files it names.
+inline made_variants make_variants(const fs::path& stage, const std::vector<std::string>& models, const model_source& src,
+                                   const std::string& task, const export_options& opt) {
+    const fs::path script = opt.exporter_script.parent_path() / "htp_variants.py";
+    const std::string shown = script.string();
+    if (!fs::is_regular_file(script)) throw export_failed(shown, "variant tool not found", "reinstall modelexport");
+    const fs::path report = stage / ".variants.json";
+    std::string list;
+    for (const auto& v : opt.variants) list += (list.empty() ? "" : ",") + v;
+    std::vector<std::string> args{shown, "--dir", stage.string(), "--variants", list, "--report", report.string(),
+                                  "--source", src.dir.string(), "--task", task, "--files"};
+    args.insert(args.end(), models.begin(), models.end());
+    if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
+    if (!opt.model_factory.empty()) args.insert(args.end(), {"--model", opt.model_factory});
+    for (const auto& t : opt.variant_tolerances) args.insert(args.end(), {"--tolerance", t});
+    run_options ro;
+    ro.timeout = opt.timeout;
+    ro.on_line = opt.exporter_line;
+    ro.env = {{"PYTHONDONTWRITEBYTECODE", "1"}, {"PYTHONUNBUFFERED", "1"}};
+    run_result r = run_process(opt.python, args, ro);
+    std::string last = r.last_err.empty() ? std::string() : printable(r.last_err.back());
+    if (!r.timed_out && r.signal == 0 && r.exit_status == variant_out_of_bounds_status)
+        throw variant_inaccurate(shown, last.substr(std::min(last.find("variant past"), last.size())),
+                                 "--variant-tolerance [VARIANT:]MEASURE=VALUE sets another bound (docs/variants.md)");
+    if (!r.timed_out && r.signal == 0 && r.exit_status == 2) throw usage_error("--variant-tolerance", last);
+    if (!r.ok()) {
+        std::string tail = r.stderr_tail();
+        throw export_failed(shown, "variant tool failed (" + r.describe(opt.timeout) + ")" + (tail.empty() ? "" : ": " + tail));
+    }
+    made_variants out;
+    json doc = read_json_object(report);
+    fs::remove(report);
+    out.files = detail::report_files(doc, shown);
+    for (const auto& f : out.files)
+        if (!fs::is_regular_file(fs::symlink_status(stage / f))) throw export_failed(shown, "reports " + f + " but did not write it as a file");
+    out.record = doc["variants"];
+    return out;
+}
+
+/// The report's file names as package-relative paths of `layout` (what export_metadata.json lists).
+inline json variants_metadata(json record, const std::function<std::string(const std::string&)>& path_of) {
+    for (auto& v : record)
+        for (auto& f : v["files"]) {
+            f["file"] = path_of(f["file"].get<std::string>());
+            f["of"] = path_of(f["of"].get<std::string>());
+            if (f.contains("data_file")) f["data_file"] = path_of(f["data_file"].get<std::string>());
+        }
+    for (auto& v : record)
+        if (v.contains("operators_file")) v["operators_file"] = path_of(v["operators_file"].get<std::string>());
+    return record;
+}
+
+}  // namespace modelexport
