@@ -84,7 +84,7 @@ class Variants(unittest.TestCase):
         self.assertIn("logits", out)
 
         plan = json.loads(run("plan", src, "--variants", "q8,ort", "--layout", "hub", check=0).stdout)
-        self.assertEqual(sorted(plan["files"]), sorted(meta["files"]))
+        self.assertEqual(sorted(plan["files"]), sorted(list(meta["files"]) + ["export_metadata.json"]))
         run("verify", pkg, check=EXIT["ok"])
         p = run("pack", pkg, "--output", self.path("packed.onnx"), check=EXIT["invalid_input"])
         self.assertIn("model_quantized.onnx", p.stderr)
