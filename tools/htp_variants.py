@@ -4,6 +4,9 @@ against the fp32 files they come from (docs/variants.md).
     htp_variants.py --dir STAGE --files model.onnx [...] --variants q8,fp16,ort --report OUT.json
                     [--source DIR --task T [--model FILE.py:FACTORY] [--source-boundary DIR]]
                     [--tolerance [VARIANT:]MEASURE=VALUE ...]
+    htp_variants.py --list-files --files model.onnx [...] --variants q8,fp16,ort
+                    (prints the file names, one a line: the Meson template's declared outputs;
+                     it needs the standard library only)
 
 Names and files are transformers.js's (`DEFAULT_DTYPE_SUFFIX_MAPPING`): each ONNX file NAME.onnx
 gets NAME_quantized.onnx (q8), NAME_int8.onnx, NAME_uint8.onnx, NAME_fp16.onnx, NAME_q4.onnx,
@@ -422,17 +425,31 @@ def judge(figures, bounds):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="htp_variants.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", required=True, help="directory holding the fp32 ONNX files; variants are written there")
+    parser.add_argument("--list-files", action="store_true", help="print the files the variants would be, make nothing")
+    parser.add_argument("--dir", help="directory holding the fp32 ONNX files; variants are written there")
     parser.add_argument("--files", required=True, nargs="+", help="the fp32 ONNX files (names in --dir)")
     parser.add_argument("--variants", required=True, help="comma-separated: " + ", ".join(KNOWN))
-    parser.add_argument("--report", required=True, help="JSON file to write the variants' files and figures to")
+    parser.add_argument("--report", help="JSON file to write the variants' files and figures to")
     parser.add_argument("--source", help="model source: the reference inputs are built from it")
     parser.add_argument("--task", help="the export's task")
     parser.add_argument("--model", help="FILE.py:FACTORY, as the exporter took it")
     parser.add_argument("--source-boundary", help="folder that links in the source may point into")
     parser.add_argument("--tolerance", action="append", default=[],
                         help="[VARIANT:]MEASURE=VALUE (measures: %s); repeatable, comma-separated" % ", ".join(MEASURES))
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    if not options.list_files and (not options.dir or not options.report):
+        parser.error("--dir and --report are required (unless --list-files)")
+    return options
+
+
+def listed_files(names, variants):
+    """Every file `variants` make of the ONNX files `names`, as the export writes them."""
+    out = []
+    for variant in variants:
+        out += [variant_file(name, variant) for name in names]
+        if variant == ORT:
+            out.append(ORT_OPERATORS)
+    return out
 
 
 def reference_for(options, names):
@@ -508,6 +525,9 @@ def main(argv=None):
     warnings.filterwarnings("ignore")
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process, once per file
     try:
+        if options.list_files:
+            print("\n".join(listed_files(options.files, parse_variants(options.variants))))
+            return 0
         run(options)
     except UsageError as error:
         print("htp_variants: error: %s" % error, file=sys.stderr)
