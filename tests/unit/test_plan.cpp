@@ -81,7 +81,8 @@ TEST_CASE("plan lists the variant files after the ONNX files, in the layout's pl
     test::temp_dir t;
     fs::path src = test::prebuilt_source(t / "src");
     test::write(src / "model.ort", "not ours");
-    plan_options o{src.string()};
+    plan_options o;
+    o.source = src.string();
     CHECK_FALSE(has(plan_package(o).files, "model.ort"));
     o.variants = {"q8", "ort"};
     o.layout = package_layout::hub;
