@@ -78,7 +78,8 @@ class Variants(unittest.TestCase):
 
         ort = variant(meta, "ort")
         self.assertEqual(ort["operators_file"], "onnx/required_operators.config")
-        self.assertIn("MatMul", open(os.path.join(pkg, "onnx", "required_operators.config")).read())
+        with open(os.path.join(pkg, "onnx", "required_operators.config"), encoding="utf-8") as f:
+            self.assertIn("MatMul", f.read())
         out = python("import onnxruntime, sys; s = onnxruntime.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']);"
                      "print([o.name for o in s.get_outputs()])", os.path.join(pkg, "onnx", "model.ort"))
         self.assertIn("logits", out)
@@ -88,6 +89,22 @@ class Variants(unittest.TestCase):
         run("verify", pkg, check=EXIT["ok"])
         p = run("pack", pkg, "--output", self.path("packed.onnx"), check=EXIT["invalid_input"])
         self.assertIn("model_quantized.onnx", p.stderr)
+
+        checks = {c["id"]: c for c in json.loads(run("validate", pkg, "--runtime", "none", "--json", check=0).stdout)["checks"]}
+        self.assertEqual(checks["variants.files"]["status"], "pass")
+        self.assertIn("model.ort", checks["variants.files"]["message"])
+        with open(os.path.join(pkg, "onnx", "model.ort"), "r+b") as f:  # no longer ORT's flatbuffer
+            f.write(b"\0" * 8)
+        python("import onnx, sys; from onnx import helper, TensorProto as T;"
+               "x, y = helper.make_tensor_value_info('x', T.FLOAT, [1]), helper.make_tensor_value_info('y', T.FLOAT, [1]);"
+               "onnx.save(helper.make_model(helper.make_graph([helper.make_node('Identity', ['x'], ['y'])], 'g', [x], [y]),"
+               " opset_imports=[helper.make_opsetid('', 14)], ir_version=8), sys.argv[1])",
+               os.path.join(pkg, "onnx", "model_quantized.onnx"))  # a valid model of other tensors
+        p = run("validate", pkg, "--runtime", "none", "--json", check=EXIT["validation_failed"])
+        failed = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["variants.files"]
+        self.assertEqual(failed["status"], "fail")
+        self.assertIn("model_quantized.onnx: takes or gives other tensors", failed["message"])
+        self.assertIn("1 more", failed["message"])
 
     def test_embedding_fp16_cosine(self):
         """fp16 of an encoder: cosine of every unmasked token's vector against fp32, inputs and outputs fp32."""
