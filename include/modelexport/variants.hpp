@@ -12,12 +12,13 @@
 #include "modelexport/error.hpp"
 #include "modelexport/export_options.hpp"
 #include "modelexport/file_roles.hpp"
-#include "modelexport/variant_names.hpp"
 #include "modelexport/json_file.hpp"
 #include "modelexport/process.hpp"
 #include "modelexport/source.hpp"
+#include "modelexport/variant_names.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>

@@ -87,12 +87,18 @@ class Variants(unittest.TestCase):
         plan = json.loads(run("plan", src, "--variants", "q8,ort", "--layout", "hub", check=0).stdout)
         self.assertEqual(sorted(plan["files"]), sorted(list(meta["files"]) + ["export_metadata.json"]))
         run("verify", pkg, check=EXIT["ok"])
+        self.assertIn("task: text-classification", run("inspect", os.path.join(pkg, "onnx", "model_quantized.onnx"), check=0).stdout)
         p = run("pack", pkg, "--output", self.path("packed.onnx"), check=EXIT["invalid_input"])
         self.assertIn("model_quantized.onnx", p.stderr)
 
         checks = {c["id"]: c for c in json.loads(run("validate", pkg, "--runtime", "none", "--json", check=0).stdout)["checks"]}
         self.assertEqual(checks["variants.files"]["status"], "pass")
         self.assertIn("model.ort", checks["variants.files"]["message"])
+        for runtime, ran in (("onnxruntime", "variants ran: onnx/model_quantized.onnx, onnx/model.ort"),
+                             ("transformers-js", "variants ran: onnx/model_quantized.onnx (dtype q8)")):
+            checks = {c["id"]: c for c in json.loads(run("validate", pkg, "--runtime", runtime, "--json", check=0).stdout)["checks"]}
+            self.assertEqual(checks["runtime." + runtime]["status"], "pass")
+            self.assertIn(ran, checks["runtime." + runtime]["message"])
         with open(os.path.join(pkg, "onnx", "model.ort"), "r+b") as f:  # no longer ORT's flatbuffer
             f.write(b"\0" * 8)
         python("import onnx, sys; from onnx import helper, TensorProto as T;"
