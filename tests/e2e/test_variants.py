@@ -15,6 +15,7 @@ from common import EXIT, EXAMPLES, SOURCES, load_json, node, run
 
 PYTHON = os.environ.get("MODELEXPORT_PYTHON", "")
 DECODER_SOURCES = os.path.join(EXAMPLES, "decoder-sources")
+SEQ2SEQ_SOURCES = os.path.join(EXAMPLES, "seq2seq-sources")
 
 
 def python(code, *args):
@@ -167,6 +168,20 @@ class Variants(unittest.TestCase):
         self.assertEqual(len(q4["accuracy"]["greedy_ids"]["variant"]), 2)
         ops = {n.op_type for n in onnx.load(os.path.join(pkg, "model_q4.onnx")).graph.node}
         self.assertIn("MatMulNBits", ops)
+
+    @unittest.skipUnless(os.path.isdir(SEQ2SEQ_SOURCES), "no seq2seq sources")
+    def test_seq2seq_gets_a_variant_per_onnx_file(self):
+        """T5's four ONNX files each get their q8 file under onnx/ (the merged decoder's If branches
+        quantized too); their accuracy is recorded as not measured, with the reason; validate checks each."""
+        pkg = self.path("pkg")
+        run("export", os.path.join(SEQ2SEQ_SOURCES, "t5"), pkg, "--variants", "q8", "--layout", "hub", check=EXIT["ok"])
+        q8 = variant(load_json(os.path.join(pkg, "export_metadata.json")), "q8")
+        self.assertEqual(sorted(f["file"] for f in q8["files"]),
+                         ["onnx/decoder_model_merged_quantized.onnx", "onnx/decoder_model_quantized.onnx",
+                          "onnx/decoder_with_past_model_quantized.onnx", "onnx/encoder_model_quantized.onnx"])
+        self.assertEqual({f["accuracy"]["status"] for f in q8["files"]}, {"not_measured"})
+        checks = {c["id"]: c for c in json.loads(run("validate", pkg, "--runtime", "none", "--json", check=0).stdout)["checks"]}
+        self.assertEqual(checks["variants.files"]["status"], "pass")
 
     def test_the_fp32_export_is_cached_apart_from_the_variant_list(self):
         """Variants are made after the cached step: another list is a cache hit for the fp32 export."""
