@@ -368,6 +368,9 @@ int main(int argc, char** argv) {
     std::string layout_name = "flat";
     ex->add_option("--layout", layout_name, "flat (ONNX files at the package root, default) or hub (under onnx/, as Hub ONNX repositories)")
         ->check(CLI::IsMember({"flat", "hub"}));
+    std::string variants_text;
+    ex->add_option("--variants", variants_text, "also write these variants of the ONNX files, measured against fp32: q8, int8, uint8, fp16, q4, q4f16, ort (comma-separated)");
+    ex->add_option("--variant-tolerance", eo.variant_tolerances, "[VARIANT:]MEASURE=VALUE: another accuracy bound for --variants (cosine, argmax, greedy, max_abs_diff); repeatable");
     ex->add_option("--timeout", timeout_text, "seconds the whole export may take (exporter, copies, checks); default 1800");
     ex->add_option("--depfile", edge.depfile, "write a Make-style depfile of every input read");
     ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")->delimiter(',');
@@ -429,6 +432,8 @@ int main(int argc, char** argv) {
     pl->add_option("--hf-hub-cache", po.hub_cache, "Hugging Face cache for Hub ids (default: from the environment)");
     std::string plan_layout = "flat";
     pl->add_option("--layout", plan_layout, "the export's --layout: flat or hub (ONNX files listed as onnx/...)")->check(CLI::IsMember({"flat", "hub"}));
+    std::string plan_variants;
+    pl->add_option("--variants", plan_variants, "the export's --variants: their files are listed too");
     pl->footer("Example:\n  modelexport plan acme/tiny-bert@v2 --hf-hub-cache ~/.cache/huggingface/hub");
 
     fs::path bdir, bheader, bfiles;
@@ -503,6 +508,9 @@ int main(int argc, char** argv) {
             eo.timeout = parse_timeout(timeout_text);
             eo.cache.enabled = eo.cache.enabled && !no_cache;
             eo.reference_check = !no_reference_check;
+            eo.variants = me::parse_variants(variants_text);
+            if (!eo.variant_tolerances.empty() && eo.variants.empty())
+                throw me::usage_error("--variant-tolerance", "needs --variants");
             install_stop_handlers();
             return run_export(eo, edge, mode);
         }
@@ -516,6 +524,7 @@ int main(int argc, char** argv) {
         if (*pl) {
             po.how = me::parse_strategy(plan_strategy);
             po.layout = me::parse_layout(plan_layout);
+            po.variants = me::parse_variants(plan_variants);
             std::cout << me::to_canonical_text(me::to_json(me::plan_package(po)));
             return 0;
         }

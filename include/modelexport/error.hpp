@@ -25,6 +25,7 @@ enum class exit_code : int {
     package_modified = 9,   ///< `verify` found files that no longer match their hashes
     runtime_unavailable = 10,  ///< `validate --runtime X`: runtime X cannot start here (the package's checks pass)
     reference_mismatch = 11,  ///< the exported model's outputs differ from the torch model's (the reference check)
+    variant_inaccurate = 12,  ///< a requested variant (export --variants) is past its accuracy bound against fp32
 };
 
 /// Base of all modelexport errors: a message about one file, plus an exit code.
@@ -62,6 +63,7 @@ MODELEXPORT_ERROR_TYPE(io_error, io_error);
 MODELEXPORT_ERROR_TYPE(package_modified, package_modified);
 MODELEXPORT_ERROR_TYPE(runtime_unavailable, runtime_unavailable);
 MODELEXPORT_ERROR_TYPE(reference_mismatch, reference_mismatch);
+MODELEXPORT_ERROR_TYPE(variant_inaccurate, variant_inaccurate);
 
 #undef MODELEXPORT_ERROR_TYPE
 

@@ -28,6 +28,7 @@
 #include "modelexport/strategies.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/validator.hpp"
+#include "modelexport/variants.hpp"
 
 #include <algorithm>
 #include <functional>
@@ -97,7 +98,8 @@ struct assembled_files {
 /// depfile's inputs: everything read, the source directory itself (a file added to or
 /// removed from it changes its mtime) and `tool`.
 inline assembled_files assemble_files(const resolved_model& m, const produced_onnx& onnx, const fs::path& stage,
-                                      const std::map<std::string, std::string>& known_hashes, const fs::path& tool) {
+                                      const std::map<std::string, std::string>& known_hashes, const fs::path& tool,
+                                      const std::vector<std::string>& variant_files = {}) {
     assembled_files out;
     out.inputs = {m.config_path};
     out.inputs.insert(out.inputs.end(), onnx.inputs.begin(), onnx.inputs.end());
@@ -107,6 +109,7 @@ inline assembled_files assemble_files(const resolved_model& m, const produced_on
             auto known = known_hashes.find(name);
             out.files.push_back({name, file_role::model, fs::file_size(p), known != known_hashes.end() ? known->second : hash_file(p), p});
         }
+    for (const auto& name : variant_files) out.files.push_back({name, file_role::variant, fs::file_size(stage / name), hash_file(stage / name), stage / name});
     for (auto& f : configuration_copier<>(m.source, stage).copy_all()) {
         if (f.name != "config.json") out.inputs.push_back(f.source);
         out.files.push_back(std::move(f));
@@ -148,12 +151,14 @@ inline std::vector<projected_model> project_models(const resolved_model& m, cons
 /// external-data locations stay valid, since model and data move together); from here on
 /// `onnx.models`/`data_files` are package-relative paths. Strategies, the export cache and
 /// projection never see the layout, which is why it is not part of the cache key (§10).
-inline void place_models(produced_onnx& onnx, const fs::path& stage, package_layout layout, std::map<std::string, std::string>& known_hashes) {
+inline void place_models(produced_onnx& onnx, const fs::path& stage, package_layout layout, std::map<std::string, std::string>& known_hashes,
+                         std::vector<std::string>* variant_files = nullptr) {
     if (layout == package_layout::flat) return;
     const fs::path sub = stage / std::string(hub_onnx_dir);
     fs::create_directory(sub);
     fs::permissions(sub, fs::perms(0755));
-    for (auto* names : {&onnx.models, &onnx.data_files})
+    std::vector<std::string> none;
+    for (auto* names : {&onnx.models, &onnx.data_files, variant_files ? variant_files : &none})
         for (auto& name : *names) {
             std::string to = layout_path(layout, name);
             fs::rename(stage / name, stage / to);
@@ -171,7 +176,8 @@ inline void place_models(produced_onnx& onnx, const fs::path& stage, package_lay
 inline std::pair<json, std::map<std::string, std::string>> write_metadata(const resolved_model& m, strategy how, const produced_onnx& onnx,
                                                                           const projected_model& p, const assembled_files& a,
                                                                           const export_options& opt, const fs::path& stage,
-                                                                          const std::vector<projected_model>& all = {}) {
+                                                                          const std::vector<projected_model>& all = {},
+                                                                          const json& variants = json()) {
     std::vector<traced_module> modules = metadata_modules(onnx.modules, p.proj, m.root_class);
     std::vector<std::vector<traced_module>> file_modules;
     for (std::size_t i = 0; all.size() > 1 && i < all.size(); ++i)
@@ -200,6 +206,7 @@ inline std::pair<json, std::map<std::string, std::string>> write_metadata(const 
     mi.layout = to_string(opt.layout);
     mi.onnx_files = onnx.models;
     json doc = build_metadata(mi);
+    if (!variants.is_null()) doc["variants"] = variants;
     std::map<std::string, std::string> sha256{{"export_metadata.json", write_file(stage / "export_metadata.json", to_canonical_text(doc)).sha256}};
     for (const auto& f : a.files) sha256[f.name] = f.sha256;
     return {std::move(doc), std::move(sha256)};
@@ -271,12 +278,20 @@ inline export_result export_package(const export_options& opt, const export_hook
     timer.end(std::to_string(nodes) + " nodes of " + std::to_string(projected.size()) + " ONNX file(s) onto " +
               std::to_string(p.proj.module_tags.size()) + " modules, coverage 100%");
 
-    place_models(onnx, stage, opt.layout, known_hashes);
+    made_variants variants;
+    if (!opt.variants.empty()) {
+        timer.begin("variants", "making the variants " + joined(opt.variants) + " and measuring them against fp32");
+        variants = make_variants(stage, onnx.models, m.source, std::string(m.task->name), opt);
+        timer.end(std::to_string(variants.files.size()) + " files");
+    }
+    place_models(onnx, stage, opt.layout, known_hashes, &variants.files);
     timer.begin("copy", "hashing the model and copying configuration files");
-    assembled_files files = assemble_files(m, onnx, stage, known_hashes, opt.tool_path);
+    assembled_files files = assemble_files(m, onnx, stage, known_hashes, opt.tool_path, variants.files);
     timer.end(std::to_string(files.files.size()) + " files");
 
-    auto [metadata, staged_sha256] = write_metadata(m, how, onnx, p, files, opt, stage, projected);
+    json variant_record = opt.variants.empty() ? json()
+                                               : variants_metadata(variants.record, [&](const std::string& f) { return layout_path(opt.layout, f); });
+    auto [metadata, staged_sha256] = write_metadata(m, how, onnx, p, files, opt, stage, projected, variant_record);
     if (hooks.check_staged) hooks.check_staged(stage);
     if (opt.validate) {
         timer.begin("validate", "validating the staged package");

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace modelexport {
 
@@ -58,6 +59,8 @@ struct export_options {
     double atol = 0;                   ///< the reference check's tolerance; 0: the exporter's default
     bool reference_check = true;       ///< compare the ONNX model's outputs with torch's after the export
     bool embed_hierarchy = false;
+    std::vector<std::string> variants;            ///< --variants (variants.hpp); made after the cached step, so not in the cache key
+    std::vector<std::string> variant_tolerances;  ///< --variant-tolerance [VARIANT:]MEASURE=VALUE, passed to the variant tool
     bool include_torch_modules = false;
     package_layout layout = package_layout::flat;  ///< where the ONNX files go; acts after the cached step, so not in the cache key
     std::chrono::seconds timeout{1800};

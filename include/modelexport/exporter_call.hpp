@@ -83,7 +83,9 @@ inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
     std::vector<fs::path> siblings;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
         const std::string name = e.path().filename().string();
-        if (name.rfind("htp_", 0) == 0 && e.path().extension() == ".py" && e.path() != script && fs::is_regular_file(e.path(), ec))
+        // htp_variants.py runs after the cached step (variants.hpp): editing it must not lose the fp32 exports.
+        if (name.rfind("htp_", 0) == 0 && e.path().extension() == ".py" && e.path() != script && name != "htp_variants.py" &&
+            fs::is_regular_file(e.path(), ec))
             siblings.push_back(e.path());
     }
     std::sort(siblings.begin(), siblings.end());  // directory order is the file system's: the key must not depend on it

@@ -16,11 +16,14 @@
 
 namespace modelexport {
 
-enum class file_role { model, config, tokenizer, processor, generation, metadata };
+/// `variant`: a file `export --variants` derives from the model files (model_quantized.onnx, model.ort,
+/// ...); it lives where the model files live, but no strategy, source or cache entry provides one.
+enum class file_role { model, variant, config, tokenizer, processor, generation, metadata };
 
 inline constexpr std::string_view to_string(file_role r) {
     switch (r) {
         case file_role::model: return "model";
+        case file_role::variant: return "variant";
         case file_role::config: return "config";
         case file_role::tokenizer: return "tokenizer";
         case file_role::processor: return "processor";
@@ -51,28 +54,46 @@ inline constexpr std::optional<file_role> role_of(std::string_view name) {
     return std::nullopt;
 }
 
+/// Whether files of role `r` live with the model files (under onnx/ in the hub layout).
+inline constexpr bool in_model_folder(file_role r) { return r == file_role::model || r == file_role::variant; }
+
 /// The subfolder holding the model files in the hub layout (layout.hpp).
 inline constexpr std::string_view hub_onnx_dir = "onnx";
 
-/// The ONNX files of a multi-file (encoder-decoder) package present in `dir` (at the root or under
-/// onnx/, whichever layout it has), in the table's order; empty for a single-file package.
-inline std::vector<std::string> multi_file_model_names(const std::filesystem::path& dir) {
+/// The table's files `wanted` that are regular files in `dir`, at the root or under onnx/, in the table's order.
+template <class Wanted>
+std::vector<std::string> present_files(const std::filesystem::path& dir, Wanted&& wanted) {
     std::vector<std::string> out;
     for (const auto& f : package_files) {
-        std::string_view n = f.name;
-        bool onnx = n.size() > 5 && n.substr(n.size() - 5) == ".onnx";
-        if (f.role == file_role::model && onnx && n != "model.onnx" &&
-            (std::filesystem::is_regular_file(dir / std::string(n)) || std::filesystem::is_regular_file(dir / std::string(hub_onnx_dir) / std::string(n))))
-            out.emplace_back(n);
+        std::string n(f.name);
+        if (wanted(f) && (std::filesystem::is_regular_file(dir / n) || std::filesystem::is_regular_file(dir / std::string(hub_onnx_dir) / n)))
+            out.push_back(n);
     }
     return out;
 }
 
-/// The same, comma-separated ("" for a single-file package): tools that handle one model.onnx refuse the others with it.
-inline std::string multi_file_models(const std::filesystem::path& dir) {
+/// The ONNX files of a multi-file (encoder-decoder) package present in `dir` (at the root or under
+/// onnx/, whichever layout it has), in the table's order; empty for a single-file package.
+inline std::vector<std::string> multi_file_model_names(const std::filesystem::path& dir) {
+    return present_files(dir, [](const package_file& f) {
+        std::string_view n = f.name;
+        return f.role == file_role::model && n.size() > 5 && n.substr(n.size() - 5) == ".onnx" && n != "model.onnx";
+    });
+}
+
+/// `names` comma-separated.
+inline std::string joined(const std::vector<std::string>& names) {
     std::string out;
-    for (const auto& n : multi_file_model_names(dir)) out += (out.empty() ? "" : ", ") + n;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
     return out;
+}
+
+/// The same, comma-separated ("" for a single-file package): tools that handle one model.onnx refuse the others with it.
+inline std::string multi_file_models(const std::filesystem::path& dir) { return joined(multi_file_model_names(dir)); }
+
+/// The variant files (export --variants) present in `dir`, comma-separated ("" when none).
+inline std::string variant_files_in(const std::filesystem::path& dir) {
+    return joined(present_files(dir, [](const package_file& f) { return f.role == file_role::variant; }));
 }
 
 }  // namespace modelexport

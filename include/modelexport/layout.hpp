@@ -37,11 +37,11 @@ inline package_layout parse_layout(const std::string& name, const std::string& s
     throw usage_error(shown, "unknown layout '" + name + "'; use flat or hub");
 }
 
-/// The package-relative path of the package file `name` in `layout`: model-role files (ONNX and
-/// external data) go under onnx/ in hub, everything else stays at the root.
+/// The package-relative path of the package file `name` in `layout`: model and variant files (ONNX,
+/// external data, ORT format) go under onnx/ in hub, everything else stays at the root.
 inline std::string layout_path(package_layout layout, std::string_view name) {
     auto role = role_of(name);
-    if (layout == package_layout::hub && role && *role == file_role::model) return std::string(hub_onnx_dir) + "/" + std::string(name);
+    if (layout == package_layout::hub && role && in_model_folder(*role)) return std::string(hub_onnx_dir) + "/" + std::string(name);
     return std::string(name);
 }
 

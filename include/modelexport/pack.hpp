@@ -171,6 +171,9 @@ inline void pack_package(const fs::path& dir, const fs::path& output) {
     const package_reader pkg = open_package(dir);
     if (std::string several = multi_file_models(dir); !several.empty())
         throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); pack takes a single-file package (model.onnx)");
+    // A variant is a model of its own that loaders open by file name: no metadata entry of model.onnx stands for it.
+    if (std::string variants = variant_files_in(dir); !variants.empty())
+        throw invalid_input(dir.string(), "holds variant files (" + variants + "); pack takes a package without variants");
     if (path_within(fs::weakly_canonical(fs::absolute(output)), fs::weakly_canonical(fs::absolute(dir))))
         throw usage_error(output.string(), "is inside the package " + dir.string() + ", which pack reads", "write the packed model outside the package");
     const package_layout layout = find_layout(dir);

@@ -103,7 +103,7 @@ public:
             const std::string name(f.name);
             if (std::string problem = detail::package_entry_problem(fd_.get(), name); !problem.empty())
                 throw invalid_input((dir_ / name).string(), problem);
-            if (onnx && f.role == file_role::model)
+            if (onnx && in_model_folder(f.role))
                 if (std::string problem = detail::package_entry_problem(onnx.get(), name); !problem.empty())
                     throw invalid_input((dir_ / std::string(hub_onnx_dir) / name).string(), problem);
         }

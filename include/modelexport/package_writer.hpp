@@ -210,7 +210,7 @@ private:
         if (p.filename() != hub_onnx_dir || !fs::is_directory(fs::symlink_status(p, ec))) return false;
         for (const auto& e : fs::directory_iterator(p, ec)) {
             auto role = role_of(e.path().filename().string());
-            if (!role || *role != file_role::model) return false;
+            if (!role || !in_model_folder(*role)) return false;
         }
         return !ec;
     }

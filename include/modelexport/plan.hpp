@@ -13,6 +13,7 @@
 #include "modelexport/layout.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
+#include "modelexport/variant_names.hpp"
 
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@ struct plan_options {
     std::string onnx_file;      ///< prebuilt: the ONNX file to take
     std::string model_factory;  ///< htp's --model (it makes `auto` choose htp)
     package_layout layout = package_layout::flat;  ///< the export's --layout: where the ONNX files are listed
+    std::vector<std::string> variants;               ///< the export's --variants: their files follow the ONNX files
 };
 
 struct package_plan {
@@ -55,6 +57,7 @@ inline std::string prebuilt_model_name(const model_source& src, const std::strin
 /// Whether the package gets the optional file `name` (a package_files.def entry that is not required).
 inline bool plan_has(const package_file& f, const model_source& src, strategy how, const std::string& onnx_file) {
     if (f.role == file_role::metadata) return false;  // always written, listed last
+    if (f.role == file_role::variant) return false;   // only on request: plan_package lists them
     if (f.role != file_role::model) return src.file(std::string(f.name)).has_value();  // the copier's rule
     if (f.name != std::string_view("model.onnx_data")) return false;  // ONNX files: the task's (package_onnx_files)
     // model.onnx_data: prebuilt copies the one beside the model it takes. htp writes one only past
@@ -90,6 +93,7 @@ inline package_plan plan_package(const plan_options& opt) {
     p.read.push_back(p.source.dir);
 
     p.files = package_onnx_files(task, p.how);
+    for (auto& f : variant_files(package_onnx_files(task, p.how), opt.variants)) p.files.push_back(std::move(f));
     p.files.emplace_back("config.json");
     for (const auto& f : package_files)
         if (!f.required && detail::plan_has(f, p.source, p.how, opt.onnx_file)) p.files.emplace_back(f.name);

@@ -6,6 +6,8 @@
 //  - transformers-js: node tools/runtime/tjs_pipeline.mjs PKG --task T   (npm @huggingface/transformers;
 //                     generated text, image or waveform); encoder-decoders: tjs_seq2seq.mjs
 //  - optimum:         python tools/runtime/optimum_check.py PKG CLASS    (ORTModelFor*.from_pretrained)
+// A package with variants (export --variants) has each run too after the model passes: onnxruntime
+// every variant file, transformers.js each dtype file with its --dtype (docs/variants.md).
 // `auto` takes the first of optimum (what the package is for: Optimum's ORTModelFor* loading
 // it), onnxruntime, transformers-js that can start.
 //
@@ -19,6 +21,7 @@
 #include "modelexport/process.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/validator.hpp"
+#include "modelexport/variant_names.hpp"
 
 #include <chrono>
 #include <filesystem>
@@ -26,6 +29,9 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 namespace modelexport {
 
@@ -150,6 +156,35 @@ private:
         }
     }
 
+    /// Each variant file of the package's model (export --variants) with the invocation that runs it in
+    /// `k`: onnxruntime every ONNX and ORT-format variant, transformers.js each dtype's file by its
+    /// dtype (what its `dtype` option loads). Optimum's file_name and encoder-decoder variants: not run.
+    std::vector<std::pair<std::string, invocation>> variant_commands(runtime_kind k, const fs::path& abs, const validation_report& report,
+                                                                     const invocation& main) const {
+        std::vector<std::pair<std::string, invocation>> out;
+        const task_info* task = find_task(report.task);
+        if ((task && !task->encoder_decoder.empty()) || main.skip) return out;
+        const std::string primary = fs::path(report.model).filename().string();
+        for (const auto& kind : variant_kinds) {
+            const std::string name(kind.name), file = layout_path(report.layout, variant_file_name(primary, name));
+            if (!fs::is_regular_file(abs / file)) continue;
+            if (k == runtime_kind::onnxruntime) out.push_back({file, {cfg_.node, {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string(), "--model", file}, {}}});
+            if (k == runtime_kind::transformers_js && kind.name != ort_variant) {
+                invocation inv = main;
+                inv.args.insert(inv.args.end(), {"--dtype", name});
+                out.push_back({file + " (dtype " + name + ")", inv});
+            }
+        }
+        return out;
+    }
+
+    /// Runs one invocation: the result, and the script's name for its error lines.
+    std::pair<run_result, std::string> execute(const invocation& inv) const {
+        run_options opts{cfg_.timeout, {}, {}, 20};
+        if (!cfg_.tasks_file.empty()) opts.env["MODELEXPORT_TASKS"] = fs::absolute(cfg_.tasks_file).string();
+        return {run_process(inv.program, inv.args, opts), fs::path(inv.args.front()).stem().string()};  // ort_check, tjs_pipeline, ...
+    }
+
     attempt run(runtime_kind k, const fs::path& dir, const validation_report& report) const {
         const std::string id = "runtime." + to_string(k);
         const fs::path abs = fs::absolute(dir);
@@ -159,15 +194,13 @@ private:
             return {inv.skip, {}};
         }
         if (std::string exe = find_program(inv.program); exe.empty() || !fs::exists(exe)) return {{}, inv.program + " not found"};
-        run_options opts{cfg_.timeout, {}, {}, 20};
-        if (!cfg_.tasks_file.empty()) opts.env["MODELEXPORT_TASKS"] = fs::absolute(cfg_.tasks_file).string();
         run_result r;
+        std::string prog;
         try {
-            r = run_process(inv.program, inv.args, opts);
+            std::tie(r, prog) = execute(inv);
         } catch (const std::exception& e) {  // a configured interpreter path that cannot start
             return {{}, inv.program + " cannot start: " + e.what()};
         }
-        const std::string prog = fs::path(inv.args.front()).stem().string();  // ort_check, tjs_pipeline, optimum_check, ...
         const bool verdict = r.ok() || r.timed_out || r.signal || (r.exit_status == 1 && said_error(r, prog));
         if (!verdict) return {{}, first_error_line(r.last_err, prog) + " (" + r.describe(cfg_.timeout) + ")"};
         ran_ = k;
@@ -177,7 +210,16 @@ private:
                     {}};
         last_output_ = last_json_line(r.out);
         std::string how = kind_ == runtime_kind::automatic ? " (auto)" : "";
-        return {check_result{id, severity::error, check_status::pass, "loaded and ran one inference" + how + ": " + summary(k, last_output_),
+        std::string ran_variants;
+        for (const auto& [shown, variant] : variant_commands(k, abs, report, inv)) {
+            auto [vr, vprog] = execute(variant);
+            if (!vr.ok())
+                return {check_result{id, severity::error, check_status::fail,
+                                     (abs / shown).string() + ": " + to_string(k) + " failed (" + vr.describe(cfg_.timeout) + "): " + first_error_line(vr.last_err, vprog)},
+                        {}};
+            ran_variants += (ran_variants.empty() ? "; variants ran: " : ", ") + shown;
+        }
+        return {check_result{id, severity::error, check_status::pass, "loaded and ran one inference" + how + ": " + summary(k, last_output_) + ran_variants,
                              metrics(last_output_)},
                 {}};
     }

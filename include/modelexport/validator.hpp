@@ -17,6 +17,7 @@
 #include "modelexport/seq2seq_checks.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/tokenizer_ids.hpp"
+#include "modelexport/variant_names.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -325,6 +326,56 @@ inline std::optional<model_file_facts> check_model_file(report_builder& b, const
     return model_file_facts{graph_signature(model->model.graph()), find_id_embedding(model->model.graph())};
 }
 
+/// The names and element types of a signature's inputs and outputs, "name:type" each.
+inline std::vector<std::string> io_types(const signature& sig) {
+    std::vector<std::string> out;
+    for (const auto* side : {&sig.inputs, &sig.outputs})
+        for (const auto& t : *side) out.push_back(t.name + ":" + t.elem_type);
+    return out;
+}
+
+/// The problem of one variant file `name` made of the package's ONNX file `of` ("" when none): an ONNX
+/// variant parses, passes the checker and takes and gives the tensors `of` does (its loaders feed it
+/// alike: fp16 keeps fp32 inputs and outputs); an ORT-format file carries ONNX Runtime's identifier.
+inline std::string variant_problem(const fs::path& path, const signature& of) {
+    if (path.extension() == ".ort") {
+        char head[8] = {};
+        unique_fd fd = open_or_throw(path, O_RDONLY);  // a FIFO or device is refused, never waited on
+        bool ort = ::pread(fd.get(), head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) && std::string(head + 4, 4) == "ORTM";
+        return ort ? "" : "is not an ORT-format model (no ORTM flatbuffer identifier)";
+    }
+    light_model model = load_onnx_light(path);
+    onnx_verdict v = check_onnx(model, path.parent_path());
+    if (!v.external_data.empty()) return v.external_data;
+    if (v.checker && !v.checker->empty()) return *v.checker;
+    if (io_types(graph_signature(model.model.graph())) != io_types(of)) return "takes or gives other tensors than the file it was made of";
+    return "";
+}
+
+/// variants.files, only for a package holding variant files (export --variants): each one's problem.
+inline void check_variants(report_builder& b, const fs::path& dir, package_layout layout, const std::map<std::string, signature>& sigs) {
+    std::vector<std::string> problems, found;
+    bool ort = false, operators = false;
+    for (const auto& [name, sig] : sigs)
+        for (const auto& kind : variant_kinds) {
+            const std::string file = variant_file_name(name, std::string(kind.name));
+            const fs::path path = dir / layout_path(layout, file);
+            if (!fs::is_regular_file(path)) continue;
+            found.push_back(file);
+            ort = ort || kind.name == ort_variant;
+            try {
+                if (std::string problem = variant_problem(path, sig); !problem.empty()) problems.push_back(path.string() + ": " + problem);
+            } catch (const error& e) {
+                problems.push_back(e.what());
+            }
+        }
+    operators = fs::is_regular_file(dir / layout_path(layout, ort_operators_file));
+    if (ort && !operators) problems.push_back(layout_path(layout, ort_operators_file) + " is missing beside the ORT-format models");
+    if (found.empty() && !operators) return;
+    if (problems.empty()) b.pass("variants.files", severity::error, join(found));
+    else b.fail("variants.files", severity::error, problems.front() + (problems.size() > 1 ? " (" + std::to_string(problems.size() - 1) + " more)" : ""));
+}
+
 /// An encoder-decoder package: each file's role signature, then the cross-file contract (seq2seq_checks.hpp).
 inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout layout, const std::map<std::string, signature>& sigs,
                           const json& config) {
@@ -483,6 +534,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
     if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, r.layout, sigs, *config);
     detail::check_token_ids(b, dir, r.layout, models, embeddings, config);
+    detail::check_variants(b, dir, r.layout, sigs);
 
     if (r.ok(false))
         if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);

@@ -5,7 +5,8 @@
 #   modelexport_add_bindings(bert HEADER ${CMAKE_CURRENT_BINARY_DIR}/bert_model.hpp NAMESPACE bert)
 #
 # modelexport_add_package(NAME SOURCE dir-or-hub-id [MODEL file.py:factory] [TASK t] [STRATEGY s]
-#                         [LAYOUT flat|hub] [FILES f...] [ARGS a...] [DEPENDS t...] [INSTALL] [INSTALL_DIR dir])
+#                         [LAYOUT flat|hub] [VARIANTS q8 fp16 ort ...] [FILES f...] [ARGS a...] [DEPENDS t...]
+#                         [INSTALL] [INSTALL_DIR dir])
 #   Declares the package's files as outputs of one custom command (with a depfile naming every
 #   input the export read), a target NAME_package building it, the tests NAME_validate
 #   (`modelexport validate --strict --runtime auto`) and NAME_verify (`modelexport verify`: the
@@ -17,7 +18,8 @@
 #   LAYOUT hub puts the ONNX files under onnx/ (NAME_PACKAGE_FILES then lists ${dir}/onnx/model.onnx;
 #   an explicit FILES list names them so too); the default is flat. INSTALL installs the package's
 #   files (not the depfile or bindings) to INSTALL_DIR, default ${CMAKE_INSTALL_DATADIR}/models/NAME;
-#   INSTALL_DIR alone implies INSTALL.
+#   INSTALL_DIR alone implies INSTALL. VARIANTS passes --variants to plan and export: each variant
+#   file (model_quantized.onnx, model.ort, ...; docs/variants.md) is a declared output.
 # modelexport_add_bindings(NAME HEADER file NAMESPACE ns [FILES_HEADER file])
 #   Generates the C++ header describing the package's model (an encoder-decoder package: a nested
 #   namespace per ONNX file); call it after modelexport_add_package(NAME ...). FILES_HEADER puts
@@ -59,7 +61,7 @@ endforeach()
 if(NOT _modelexport_table)
   message(FATAL_ERROR "ModelExport.cmake: cannot find include/modelexport/package_files.def next to this module")
 endif()
-file(STRINGS "${_modelexport_table}" _modelexport_rows REGEX "^MODELEXPORT_PACKAGE_FILE\\(\".*\", .*, false\\)$")
+file(STRINGS "${_modelexport_table}" _modelexport_rows REGEX "^MODELEXPORT_PACKAGE_FILE\\(\".*\", (model|config|tokenizer|processor|generation|metadata), false\\)$")
 set(MODELEXPORT_OPTIONAL_FILES "")
 foreach(_row IN LISTS _modelexport_rows)
   string(REGEX REPLACE "^MODELEXPORT_PACKAGE_FILE\\(\"([^\"]+)\".*" "\\1" _name "${_row}")
@@ -96,7 +98,7 @@ function(_modelexport_plan SOURCE OPTIONS OUT)
 endfunction()
 
 function(modelexport_add_package NAME)
-  cmake_parse_arguments(ME "INSTALL" "SOURCE;MODEL;TASK;STRATEGY;LAYOUT;INSTALL_DIR" "FILES;ARGS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(ME "INSTALL" "SOURCE;MODEL;TASK;STRATEGY;LAYOUT;INSTALL_DIR" "FILES;ARGS;DEPENDS;VARIANTS" ${ARGN})
   if(NOT ME_SOURCE)
     message(FATAL_ERROR "modelexport_add_package(${NAME}): SOURCE is required")
   endif()
@@ -113,6 +115,10 @@ function(modelexport_add_package NAME)
   endif()
   if(ME_LAYOUT)
     list(APPEND options --layout "${ME_LAYOUT}")  # plan lists the files where export writes them
+  endif()
+  if(ME_VARIANTS)
+    list(JOIN ME_VARIANTS "," variants)
+    list(APPEND options --variants "${variants}")  # plan lists the variant files too (docs/variants.md)
   endif()
   if(ME_FILES)
     set(files ${ME_FILES})

@@ -19,7 +19,7 @@ REPO = os.environ["MODELEXPORT_SOURCE_ROOT"]
 # Documented exit codes (README, include/modelexport/error.hpp).
 EXIT = {"ok": 0, "internal": 1, "usage": 2, "model_not_found": 3, "config_missing": 4, "invalid_input": 5,
         "export_failed": 6, "validation_failed": 7, "io_error": 8, "package_modified": 9, "runtime_unavailable": 10,
-        "reference_mismatch": 11}
+        "reference_mismatch": 11, "variant_inaccurate": 12}
 
 
 def run(*args, env=None, timeout=600, check=None):

@@ -3,7 +3,7 @@
 // and print the result as one JSON line on stdout.
 //
 // Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW]
-//                               [--max-new-tokens N] [--layout flat|hub]
+//                               [--max-new-tokens N] [--layout flat|hub] [--dtype D]
 //
 // TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
 // token-classification, question-answering, fill-mask, feature-extraction (also -with-past), image-classification,
@@ -24,7 +24,8 @@
 // The model is read as fp32 on the CPU. --layout flat (the default) reads PKGDIR/model.onnx (not
 // onnx/model_quantized.onnx): subfolder '' and model_file_name 'model'. --layout hub (modelexport's
 // onnx/ layout) passes no file options at all, so the library's own defaults find onnx/model.onnx:
-// that is what a user of a hub package writes.
+// that is what a user of a hub package writes. --dtype (default fp32) picks a variant file the way
+// transformers.js does (q8: model_quantized.onnx, fp16: model_fp16.onnx, ...; modelexport export --variants).
 // stdout carries exactly one line; anything the libraries log goes to stderr.
 
 import fs from 'node:fs';
@@ -165,7 +166,7 @@ async function run(opts) {
     const pipe = await pipeline(taskEntry(opts.task).transformers_js_pipeline, pkgDir, {
         local_files_only: true,
         ...files,
-        dtype: 'fp32',
+        dtype: opts.dtype ?? 'fp32',
         device: 'cpu',
     });
 
@@ -271,10 +272,14 @@ runCli(
             image: { type: 'string' },
             'max-new-tokens': { type: 'string' },
             layout: { type: 'string' },
+            dtype: { type: 'string' },
         },
         check: (opts) => {
             if (opts.task === undefined) throw new UsageError('missing --task');
             if (opts.layout !== undefined && !['flat', 'hub'].includes(opts.layout)) throw new UsageError('--layout must be flat or hub');
+            if (opts.dtype !== undefined && !['fp32', 'fp16', 'q8', 'int8', 'uint8', 'q4', 'q4f16'].includes(opts.dtype)) {
+                throw new UsageError('--dtype must be fp32, fp16, q8, int8, uint8, q4 or q4f16');
+            }
             if (!pipelineTasks().includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
             if (opts.context !== undefined && opts.task !== 'question-answering') {
                 throw new UsageError('--context is only used by question-answering');

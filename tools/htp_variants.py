@@ -1,0 +1,547 @@
+"""Variants of an exported package's ONNX files, made with ONNX Runtime's own tools and measured
+against the fp32 files they come from (docs/variants.md).
+
+    htp_variants.py --dir STAGE --files model.onnx [...] --variants q8,fp16,ort --report OUT.json
+                    [--source DIR --task T [--model FILE.py:FACTORY] [--source-boundary DIR]]
+                    [--tolerance [VARIANT:]MEASURE=VALUE ...]
+    htp_variants.py --list-files --files model.onnx [...] --variants q8,fp16,ort
+                    (prints the file names, one a line: the Meson template's declared outputs;
+                     it needs the standard library only)
+
+Names and files are transformers.js's (`DEFAULT_DTYPE_SUFFIX_MAPPING`): each ONNX file NAME.onnx
+gets NAME_quantized.onnx (q8), NAME_int8.onnx, NAME_uint8.onnx, NAME_fp16.onnx, NAME_q4.onnx,
+NAME_q4f16.onnx; `ort` gives NAME.ort and one required_operators.config for all files, as
+`python -m onnxruntime.tools.convert_onnx_models_to_ort` writes them. The 8-bit and 4-bit choices
+are those of transformers.js's conversion script (scripts/quantize.py), so a package's files are
+the ones that script would have put on the Hub.
+
+Accuracy: the reference check's inputs (htp_reference.py, built by the exporter's own spec from
+the source) go through the fp32 file and the variant; the measures and their bounds are below.
+A variant past a bound is exit status 4; the report (JSON) names every figure either way.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+OUT_OF_BOUNDS_STATUS = 4
+
+# variant name -> file name suffix (before ".onnx"), as transformers.js maps its dtypes.
+SUFFIXES = {"q8": "_quantized", "int8": "_int8", "uint8": "_uint8", "fp16": "_fp16", "q4": "_q4", "q4f16": "_q4f16"}
+ORT = "ort"
+ORT_OPERATORS = "required_operators.config"
+KNOWN = tuple(SUFFIXES) + (ORT,)
+
+# The bounds a variant must meet, per measure and precision class (docs/variants.md explains them).
+#   cosine: the smallest cosine similarity between fp32's and the variant's vectors (every unmasked
+#           token of every float output of an encoder: embeddings, hidden states).
+#   argmax: the share of positions whose argmax over a logits output agrees (classifiers, heads).
+#   greedy: how far the variant's greedy continuation follows fp32's: the length of the common
+#           prefix of GREEDY_TOKENS new ids, as a share of GREEDY_TOKENS, averaged over the prompts
+#           (decoders; once the ids differ, later positions compare different texts).
+#   max_abs_diff: always recorded; no bound unless one is given (logits scale with the model).
+BOUNDS = {
+    "fp16": {"cosine": 0.999, "argmax": 1.0, "greedy": 0.75},
+    "8bit": {"cosine": 0.99, "argmax": 0.9, "greedy": 0.5},
+    "4bit": {"cosine": 0.95, "argmax": 0.8, "greedy": 0.25},
+}
+PRECISION = {"fp16": "fp16", "q8": "8bit", "int8": "8bit", "uint8": "8bit", "q4": "4bit", "q4f16": "4bit"}
+MEASURES = ("cosine", "argmax", "greedy", "max_abs_diff")
+GREEDY_TOKENS = 8
+
+# transformers.js's script: 8-bit weights are unsigned when the graph has one of these operators
+# (onnxruntime-web has no ConvInteger for signed weights), signed otherwise (faster on most CPUs).
+QUINT8_OPS = ("Conv", "GroupQueryAttention", "MultiHeadAttention")
+Q4_BLOCK_SIZE = 32
+TWO_GIB = 2 ** 31
+
+TAG_KEY = "hierarchy_tag"
+
+
+class UsageError(Exception):
+    pass
+
+
+class OutOfBounds(Exception):
+    """A variant's measure is past its bound."""
+
+
+def log(message):
+    print("htp_variants: %s" % message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------
+
+def parse_variants(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in KNOWN:
+            raise UsageError("unknown variant '%s'; known: %s" % (name, ", ".join(KNOWN)))
+    if len(set(names)) != len(names):
+        raise UsageError("variant listed twice in '%s'" % text)
+    return names
+
+
+def parse_tolerances(items, variants):
+    """{variant: {measure: bound}} for every requested ONNX variant: the defaults, then the overrides."""
+    bounds = {v: dict(BOUNDS[PRECISION[v]]) for v in variants if v in PRECISION}
+    for item in items:
+        for part in (p.strip() for p in item.split(",") if p.strip()):
+            target, _, rest = part.rpartition(":")
+            measure, sep, value = rest.partition("=")
+            if not sep or measure not in MEASURES:
+                raise UsageError("tolerance '%s' must be [VARIANT:]MEASURE=VALUE with MEASURE one of %s"
+                                 % (part, ", ".join(MEASURES)))
+            try:
+                number = float(value)
+            except ValueError:
+                raise UsageError("tolerance '%s': '%s' is not a number" % (part, value))
+            if target and target not in bounds:
+                raise UsageError("tolerance '%s' names the variant '%s', which is not requested" % (part, target))
+            for name in ([target] if target else list(bounds)):
+                bounds[name][measure] = number
+    return bounds
+
+
+# --------------------------------------------------------------------------
+# Making the files
+# --------------------------------------------------------------------------
+
+def has_external_data(path):
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+    model = onnx.load(path, load_external_data=False)
+    return any(uses_external_data(t) for t in model.graph.initializer)
+
+
+def save(model, path, external):
+    """The model at `path`; its tensors in one NAME.onnx_data beside it when the fp32 file had
+    external data or the variant would pass protobuf's 2 GiB."""
+    import onnx
+    data = os.path.basename(path) + "_data"
+    if external or model.ByteSize() >= TWO_GIB:
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data, size_threshold=1024)
+    else:
+        onnx.save_model(model, path)
+
+
+def operators(graph, found=None):
+    found = set() if found is None else found
+    for node in graph.node:
+        found.add(node.op_type)
+        for attribute in node.attribute:
+            if attribute.g.node:
+                operators(attribute.g, found)
+    return found
+
+
+def make_8bit(source, target, variant, external):
+    """Dynamic quantization with the operator set and options of transformers.js's script."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
+    model = onnx.load(source)
+    if variant == "q8":
+        weight = QuantType.QUInt8 if operators(model.graph) & set(QUINT8_OPS) else QuantType.QInt8
+    else:
+        weight = QuantType.QInt8 if variant == "int8" else QuantType.QUInt8
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as scratch:
+        raw = os.path.join(scratch, "quantized.onnx")
+        quantize_dynamic(model, raw, op_types_to_quantize=sorted(IntegerOpsRegistry), per_channel=False,
+                         reduce_range=False, weight_type=weight, use_external_data_format=external,
+                         extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True})
+        return onnx.load(raw)
+
+
+def make_fp16(model):
+    """ONNX Runtime's float16 conversion; inputs and outputs stay fp32, as transformers.js feeds them.
+    The casts it adds for the inputs come last in the node list: ONNX Runtime's own graph helper
+    sorts the nodes again (transformers.js's script slims the model for the same reason)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+    converted = convert_float_to_float16(model, keep_io_types=True,
+                                         disable_shape_infer=model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF)
+    wrapped = OnnxModel(converted)
+    wrapped.topological_sort()
+    return wrapped.model
+
+
+def make_q4(model):
+    """MatMulNBits blocks of 32, symmetric, as transformers.js's script makes q4."""
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    except ImportError as error:
+        raise UsageError("q4 and q4f16 need onnxruntime's MatMulNBitsQuantizer, which cannot be imported "
+                         "here (%s)" % error)
+    quantizer = MatMulNBitsQuantizer(model, block_size=Q4_BLOCK_SIZE, is_symmetric=True)
+    quantizer.process()
+    return quantizer.model.model
+
+
+def make_onnx_variant(directory, name, variant):
+    """Writes the variant of `name` into `directory`; its file name."""
+    import onnx
+    source = os.path.join(directory, name)
+    target = os.path.join(directory, variant_file(name, variant))
+    external = has_external_data(source)
+    if variant in ("q8", "int8", "uint8"):
+        model = make_8bit(source, target, variant, external)
+    else:
+        model = onnx.load(source)
+        if variant in ("q4", "q4f16"):
+            model = make_q4(model)
+        if variant in ("fp16", "q4f16"):
+            model = make_fp16(model)
+    carried = carry_tags(onnx.load(source, load_external_data=False), model)
+    save(model, target, external)
+    onnx.checker.check_model(target)
+    return os.path.basename(target), carried
+
+
+def make_ort(directory, names):
+    """convert_onnx_models_to_ort on copies of the fp32 files (it converts every .onnx it finds):
+    NAME.ort each and one required_operators.config."""
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        inputs, outputs = os.path.join(scratch, "in"), os.path.join(scratch, "out")
+        os.mkdir(inputs)
+        for name in names:
+            os.link(os.path.join(directory, name), os.path.join(inputs, name))
+            data = name + "_data"  # model.onnx_data: where gathering puts external data
+            if os.path.exists(os.path.join(directory, data)):
+                os.link(os.path.join(directory, data), os.path.join(inputs, data))
+        done = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", inputs,
+                               "--output_dir", outputs, "--optimization_style", "Fixed"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            last = [line for line in done.stdout.splitlines() if line.strip()][-1:] or ["no output"]
+            raise RuntimeError("convert_onnx_models_to_ort failed: %s" % last[0])
+        made = []
+        for name in names:
+            ort = os.path.splitext(name)[0] + ".ort"
+            os.replace(os.path.join(outputs, ort), os.path.join(directory, ort))
+            made.append(ort)
+        os.replace(os.path.join(outputs, ORT_OPERATORS), os.path.join(directory, ORT_OPERATORS))
+    return made
+
+
+def variant_file(name, variant):
+    stem = os.path.splitext(name)[0]
+    return stem + ".ort" if variant == ORT else stem + SUFFIXES[variant] + ".onnx"
+
+
+# --------------------------------------------------------------------------
+# Hierarchy tags
+# --------------------------------------------------------------------------
+
+def all_nodes(graph):
+    for node in graph.node:
+        yield node
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.g.node:
+                yield from all_nodes(attribute.g)
+
+
+def tag_of(node):
+    for entry in node.metadata_props:
+        if entry.key == TAG_KEY:
+            return entry.value
+    return None
+
+
+def carry_tags(original, variant):
+    """Gives every variant node without a tag the tag of the fp32 node it replaces: the node of the
+    same name, else the one whose name its own extends (the quantizers name their nodes after the
+    node they rewrite: `.../MatMul_quant`, `.../MatMul_output_cast0`). {tagged, nodes} of the variant."""
+    tags = {node.name: tag_of(node) for node in all_nodes(original.graph) if node.name and tag_of(node)}
+    if not tags:
+        return {"tagged": 0, "nodes": sum(1 for _ in all_nodes(variant.graph))}
+    tagged = total = 0
+    for node in all_nodes(variant.graph):
+        total += 1
+        if tag_of(node) is None:
+            tag = tags.get(node.name)
+            cut = node.name
+            while tag is None and "_" in cut:
+                cut = cut.rsplit("_", 1)[0]
+                tag = tags.get(cut)
+            if tag is not None:
+                node.metadata_props.add(key=TAG_KEY, value=tag)
+        tagged += tag_of(node) is not None
+    return {"tagged": tagged, "nodes": total}
+
+
+# --------------------------------------------------------------------------
+# Accuracy
+# --------------------------------------------------------------------------
+
+class Reference:
+    """The reference check's inputs for the source, from the exporter's own spec."""
+
+    def __init__(self, options):
+        import htp_exporter
+        import htp_reference
+        import torch
+        self.reference, self.torch = htp_reference, torch
+        config = htp_exporter.read_json(os.path.join(options.source, "config.json"))
+        boundary = options.source_boundary or options.source
+        if options.model:
+            model = htp_exporter.load_user_model(options.source, options.model, config, boundary)
+        else:
+            model, _ = htp_exporter.load_transformers_model(options.source, options.task, boundary)
+        model.eval()
+        self.spec, _ = htp_exporter.export_spec(options.task, model, config, options.source)
+        self.decoder = isinstance(self.spec, htp_exporter.DecoderSpec)
+        self.notes = []
+        self.inputs, _ = self.spec.reference_case(self.notes)  # the reference check's inputs
+
+    def session(self, path):
+        return self.reference.onnx_session(path)
+
+    def outputs(self, session):
+        return self.reference.run_onnx(session, self.inputs)
+
+    def greedy(self, session):
+        """GREEDY_TOKENS new ids per prompt row, each step fed the session's own presents."""
+        torch = self.torch
+        inputs, chosen = self.inputs, []
+        for _ in range(GREEDY_TOKENS):
+            produced = self.reference.run_onnx(session, inputs)
+            ids = torch.from_numpy(produced["logits"][:, -1, :]).argmax(dim=-1)
+            chosen.append(ids)
+            inputs = self.spec.next_step(inputs, {k: torch.from_numpy(v) for k, v in produced.items()}, ids)
+        return torch.stack(chosen, dim=1).numpy()
+
+    def mask(self):
+        mask = self.inputs.get("attention_mask")
+        return mask.numpy().astype(bool) if mask is not None else None
+
+
+def float_outputs(outputs):
+    return {name: value for name, value in outputs.items() if value.dtype.kind == "f"}
+
+
+def max_abs_diff(expected, produced):
+    import numpy
+    worst = 0.0
+    for name, want in float_outputs(expected).items():
+        got = produced[name].astype(want.dtype)
+        if want.size:
+            diff = float(numpy.nanmax(numpy.abs(got - want)))
+            worst = max(worst, diff if diff == diff else float("inf"))
+    return worst
+
+
+def positions(value, mask):
+    """The output's vectors [N, last axis], only where the attention mask (when its shape fits) is 1."""
+    vectors = value.reshape(-1, value.shape[-1])
+    if mask is not None and tuple(mask.shape) == tuple(value.shape[:-1]):
+        vectors = vectors[mask.reshape(-1)]
+    return vectors
+
+
+def cosine(expected, produced, mask):
+    import numpy
+    worst = 1.0
+    for name, want in float_outputs(expected).items():
+        if want.ndim < 2:
+            continue
+        a, b = positions(want, mask).astype("float64"), positions(produced[name].astype(want.dtype), mask).astype("float64")
+        norms = numpy.linalg.norm(a, axis=-1) * numpy.linalg.norm(b, axis=-1)
+        values = numpy.where(norms > 0, (a * b).sum(axis=-1) / numpy.maximum(norms, 1e-30), 1.0)
+        if values.size:
+            worst = min(worst, float(values.min()))
+    return worst
+
+
+def argmax_agreement(expected, produced, mask):
+    agree = total = 0
+    for name, want in float_outputs(expected).items():
+        if "logits" not in name:
+            continue
+        a = positions(want, mask).argmax(axis=-1)
+        b = positions(produced[name], mask).argmax(axis=-1)
+        agree += int((a == b).sum())
+        total += int(a.size)
+    return agree / total if total else 1.0
+
+
+def common_prefix_share(want, got):
+    shares = []
+    for a, b in zip(want.tolist(), got.tolist()):
+        same = 0
+        while same < len(a) and a[same] == b[same]:
+            same += 1
+        shares.append(same / len(a))
+    return float(sum(shares) / len(shares)) if shares else 1.0
+
+
+def measure(reference, fp32_session, variant_path, fp32_cache):
+    """The variant file's figures against the fp32 file on the reference inputs."""
+    session = reference.session(variant_path)
+    if "outputs" not in fp32_cache:
+        fp32_cache["outputs"] = reference.outputs(fp32_session)
+    expected, produced = fp32_cache["outputs"], reference.outputs(session)
+    figures = {"max_abs_diff": max_abs_diff(expected, produced)}
+    if reference.decoder:
+        if "greedy" not in fp32_cache:
+            fp32_cache["greedy"] = reference.greedy(fp32_session)
+        want, got = fp32_cache["greedy"], reference.greedy(session)
+        figures["greedy"] = common_prefix_share(want, got)
+        figures["greedy_ids"] = {"fp32": want.tolist(), "variant": got.tolist()}
+    elif any("logits" in name for name in float_outputs(expected)):
+        figures["argmax"] = argmax_agreement(expected, produced, reference.mask())
+    else:
+        figures["cosine"] = cosine(expected, produced, reference.mask())
+    return figures
+
+
+def judge(figures, bounds):
+    """The measures past their bounds, as one line each ('' when all hold)."""
+    failing = []
+    for name, value in figures.items():
+        bound = bounds.get(name)
+        if bound is None or not isinstance(value, float):
+            continue
+        worse = value > bound if name == "max_abs_diff" else value < bound
+        if worse:
+            failing.append("%s %.4g %s the bound %.4g" % (name, value, "above" if name == "max_abs_diff" else "below", bound))
+    return failing
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="htp_variants.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--list-files", action="store_true", help="print the files the variants would be, make nothing")
+    parser.add_argument("--dir", help="directory holding the fp32 ONNX files; variants are written there")
+    parser.add_argument("--files", required=True, nargs="+", help="the fp32 ONNX files (names in --dir)")
+    parser.add_argument("--variants", required=True, help="comma-separated: " + ", ".join(KNOWN))
+    parser.add_argument("--report", help="JSON file to write the variants' files and figures to")
+    parser.add_argument("--source", help="model source: the reference inputs are built from it")
+    parser.add_argument("--task", help="the export's task")
+    parser.add_argument("--model", help="FILE.py:FACTORY, as the exporter took it")
+    parser.add_argument("--source-boundary", help="folder that links in the source may point into")
+    parser.add_argument("--tolerance", action="append", default=[],
+                        help="[VARIANT:]MEASURE=VALUE (measures: %s); repeatable, comma-separated" % ", ".join(MEASURES))
+    options = parser.parse_args(argv)
+    if not options.list_files and (not options.dir or not options.report):
+        parser.error("--dir and --report are required (unless --list-files)")
+    return options
+
+
+def listed_files(names, variants):
+    """Every file `variants` make of the ONNX files `names`, as the export writes them."""
+    out = []
+    for variant in variants:
+        out += [variant_file(name, variant) for name in names]
+        if variant == ORT:
+            out.append(ORT_OPERATORS)
+    return out
+
+
+def reference_for(options, names):
+    """The reference inputs, or the reason the figures cannot be measured."""
+    if len(names) > 1:
+        return None, "an encoder-decoder package: its variants are not measured yet"
+    if not options.source or not options.task:
+        return None, "no --source and --task: nothing to build reference inputs from"
+    try:
+        return Reference(options), None
+    except Exception as error:  # no loadable torch model (prebuilt without weights, ...): say why
+        return None, "the source's model cannot be loaded to build the reference inputs (%s)" % error
+
+
+def run(options):
+    variants = parse_variants(options.variants)
+    bounds = parse_tolerances(options.tolerance, variants)
+    names = list(options.files)
+    for name in names:
+        if os.sep in name or not name.endswith(".onnx") or not os.path.isfile(os.path.join(options.dir, name)):
+            raise UsageError("%s is not an ONNX file in %s" % (name, options.dir))
+    reference, reason = reference_for(options, names) if set(variants) - {ORT} else (None, None)
+    fp32_sessions, fp32_cache = {}, {}
+    report = {"format": 1, "variants": []}
+    failures = []
+    for variant in variants:
+        entry = {"name": variant, "files": []}
+        if variant == ORT:
+            log("converting to ORT format")
+            made = make_ort(options.dir, names)
+            entry["files"] = [{"file": f, "of": n, "bytes": os.path.getsize(os.path.join(options.dir, f))}
+                              for f, n in zip(made, names)]
+            entry["operators_file"] = ORT_OPERATORS
+            report["variants"].append(entry)
+            continue
+        entry["bounds"] = bounds[variant]
+        for name in names:
+            log("making %s of %s" % (variant, name))
+            made, tags = make_onnx_variant(options.dir, name, variant)
+            path = os.path.join(options.dir, made)
+            record = {"file": made, "of": name, "bytes": os.path.getsize(path), "hierarchy_tags": tags}
+            data = made + "_data"
+            if os.path.exists(os.path.join(options.dir, data)):
+                record["data_file"] = data
+                record["bytes"] += os.path.getsize(os.path.join(options.dir, data))
+            if reference is None:
+                record["accuracy"] = {"status": "not_measured", "reason": reason}
+            else:
+                if name not in fp32_sessions:
+                    fp32_sessions[name] = reference.session(os.path.join(options.dir, name))
+                figures = measure(reference, fp32_sessions[name], path, fp32_cache)
+                failing = judge(figures, bounds[variant])
+                record["accuracy"] = {"status": "failed" if failing else "passed", **figures}
+                if failing:
+                    failures.append("%s (%s): %s" % (made, variant, "; ".join(failing)))
+                shown = ", ".join("%s %.4g" % (k, v) for k, v in figures.items() if isinstance(v, float))
+                log("%s: %s" % (made, shown))
+            entry["files"].append(record)
+        report["variants"].append(entry)
+    if reference is not None and reference.notes:
+        report["notes"] = reference.notes
+    with open(options.report, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, sort_keys=True, indent=2)
+        handle.write("\n")
+    if failures:
+        raise OutOfBounds("%s%s" % (failures[0], "; %d more" % (len(failures) - 1) if len(failures) > 1 else ""))
+
+
+def main(argv=None):
+    options = parse_args(argv)
+    import logging
+    import warnings
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process, once per file
+    try:
+        if options.list_files:
+            print("\n".join(listed_files(options.files, parse_variants(options.variants))))
+            return 0
+        run(options)
+    except UsageError as error:
+        print("htp_variants: error: %s" % error, file=sys.stderr)
+        return 2
+    except OutOfBounds as error:
+        print("htp_variants: error: variant past its accuracy bound: %s" % error, file=sys.stderr)
+        return OUT_OF_BOUNDS_STATUS
+    except Exception as error:  # a tool's failure: its message, with the traceback above it
+        import traceback
+        traceback.print_exc(file=sys.stderr)
+        print("htp_variants: error: %s" % (error or type(error).__name__), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
