@@ -28,7 +28,7 @@ print(json.dumps({"supported": supported, "outputs": outputs}))
 # row its automatic-speech-recognition-with-past; text2text-generation's inputs/outputs are the encoder's.
 OPTIMUM_NAME = {"text-generation": "text-generation-with-past"}
 ENCODER_ONLY_OUTPUTS = {"text2text-generation", "automatic-speech-recognition-with-past"}
-# Model types the project's own exporters take beyond optimum-onnx (the README's matrix says so).
+# Model types the project's own exporters take beyond optimum-onnx (docs/compatibility.md's matrix says so).
 BEYOND_OPTIMUM = {("text2text-generation", "umt5")}
 
 
