@@ -16,7 +16,9 @@
 
 namespace modelexport {
 
-enum class file_role { model, config, tokenizer, processor, generation, metadata };
+// recipe: sentence-transformers' description of the pipeline around the model (its modules, the
+// pooling, the normalisation, max_seq_length), which no other file of a package says.
+enum class file_role { model, config, tokenizer, processor, generation, recipe, metadata };
 
 inline constexpr std::string_view to_string(file_role r) {
     switch (r) {
@@ -25,6 +27,7 @@ inline constexpr std::string_view to_string(file_role r) {
         case file_role::tokenizer: return "tokenizer";
         case file_role::processor: return "processor";
         case file_role::generation: return "generation";
+        case file_role::recipe: return "recipe";
         case file_role::metadata: return "metadata";
     }
     return "unknown";

@@ -3,7 +3,10 @@
 // and print the result as one JSON line on stdout.
 //
 // Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW]
-//                               [--max-new-tokens N] [--layout flat|hub]
+//                               [--max-new-tokens N] [--layout flat|hub] [--pooling MODE] [--normalize]
+//
+// --pooling and --normalize are the feature-extraction pipeline's own options (default: none, off),
+// e.g. a sentence-transformers recipe's mean pooling and Normalize module.
 //
 // TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
 // token-classification, question-answering, fill-mask, feature-extraction, image-classification,
@@ -35,7 +38,7 @@ import { pipelineTasks, taskEntry } from './tasks.mjs';
 
 const PROG = 'tjs_pipeline';
 const usage = () =>
-    `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N]\n  TASK: ${pipelineTasks().join(', ')}` +
+    `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N] [--pooling MODE] [--normalize]\n  TASK: ${pipelineTasks().join(', ')}` +
     '\n  (encoder-decoder tasks: tjs_seq2seq.mjs)';
 const DEFAULT_SAMPLES = 12345;
 const DEFAULT_IMAGE = '64x48';
@@ -232,7 +235,7 @@ async function run(opts) {
                 break;
             }
             case 'feature-extraction': {
-                const out = await call(opts.text ?? DEFAULT_TEXT);
+                const out = await call(opts.text ?? DEFAULT_TEXT, { pooling: opts.pooling ?? 'none', normalize: opts.normalize ?? false });
                 result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number), data: Array.from(out.data, Number) };
                 break;
             }
@@ -270,11 +273,17 @@ runCli(
             image: { type: 'string' },
             'max-new-tokens': { type: 'string' },
             layout: { type: 'string' },
+            pooling: { type: 'string' },
+            normalize: { type: 'boolean' },
         },
         check: (opts) => {
             if (opts.task === undefined) throw new UsageError('missing --task');
             if (opts.layout !== undefined && !['flat', 'hub'].includes(opts.layout)) throw new UsageError('--layout must be flat or hub');
             if (!pipelineTasks().includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
+            if ((opts.pooling !== undefined || opts.normalize !== undefined) && opts.task !== 'feature-extraction')
+                throw new UsageError('--pooling and --normalize are only used by feature-extraction');
+            if (opts.pooling !== undefined && !['none', 'mean', 'cls', 'first_token', 'eos', 'last_token'].includes(opts.pooling))
+                throw new UsageError('--pooling must be none, mean, cls, first_token, eos or last_token');
             if (opts.context !== undefined && opts.task !== 'question-answering') {
                 throw new UsageError('--context is only used by question-answering');
             }
