@@ -3,7 +3,8 @@ the files sentence-transformers writes beside it (modules.json, config_sentence_
 sentence_bert_config.json, 1_Pooling/config.json, a Normalize module) exports to a package holding the
 root recipe files byte for byte, hashed as role "recipe" and verified like every other file; and
 transformers.js's feature-extraction pipeline with that recipe's pooling gives the embeddings the
-recipe computes in torch (mean over the attention mask, then L2 normalisation) within 1e-5."""
+recipe computes in torch (mean over the attention mask, then L2 normalisation) within 1e-5; validate
+checks the recipe's max_seq_length against the model's position embedding."""
 import json
 import os
 import shutil
@@ -94,6 +95,25 @@ class SentenceTransformersRecipe(TempDirTest):
         p = run("verify", self.pkg)
         self.assertEqual(p.returncode, EXIT["package_modified"], p.stdout + p.stderr)
         self.assertIn("sentence_bert_config.json", p.stdout + p.stderr)
+
+    def test_validate_checks_the_recipes_length_against_the_position_embedding(self):
+        check = self.recipe_check(self.pkg)
+        self.assertEqual((check["status"], check["message"]), ("pass", "max_seq_length 64 fits max_position_embeddings 512"))
+        # A recipe asking for more tokens than the model has positions: long inputs would fail.
+        write_json(os.path.join(self.src, "sentence_bert_config.json"), {"max_seq_length": 1000, "do_lower_case": False})
+        long_pkg = self.path("long")
+        self.assertEqual(run("export", self.src, long_pkg).returncode, 0)
+        check = self.recipe_check(long_pkg)
+        self.assertEqual((check["status"], check["severity"]), ("fail", "warning"))
+        self.assertIn("sentence_bert_config.json: max_seq_length 1000 exceeds config.json's max_position_embeddings 512",
+                      check["message"])
+        p = run("validate", long_pkg, "--strict")
+        self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout + p.stderr)
+
+    def recipe_check(self, pkg):
+        report = json.loads(run("validate", pkg, "--json", check=0).stdout)
+        (check,) = [c for c in report["checks"] if c["id"] == "recipe.max_seq_length"]
+        return check
 
     def test_transformers_js_with_the_recipes_pooling_gives_the_recipes_embedding(self):
         with open(os.path.join(self.src, "1_Pooling", "config.json")) as f:
