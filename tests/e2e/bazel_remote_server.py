@@ -40,18 +40,25 @@ class BazelRemote:
     def url(self, prefix=""):
         return f"http://127.0.0.1:{self.port}" + (f"/{prefix}" if prefix else "")
 
-    def stored(self, kind):
-        """The SHA-256 names stored under <kind> (ac or cas): bazel-remote keeps each entry as
-        <kind>.v2/<2 hex>/<sha256>-<size>-<random>.v1 (the name's 64 hex digits are what counts)."""
-        names = set()
-        for d, _, files in os.walk(self.root):
-            if os.path.relpath(d, self.root).split(os.sep)[0].split(".")[0] != kind:
-                continue
+    def files(self, kind):
+        """The files on disk holding the <kind> (ac or cas) entries, as {path: their SHA-256 name}."""
+        folder = {"cas": "cas.v2", "ac": "raw.v2"}[kind]
+        out = {}
+        for d, _, files in os.walk(os.path.join(self.root, folder)):
             for f in files:
                 m = re.match(r"[0-9a-f]{64}", f)
                 if m:
-                    names.add(m.group(0))
-        return sorted(names)
+                    out[os.path.join(d, f)] = m.group(0)
+        return out
+
+    def cas_files(self):
+        return sorted(self.files("cas"))
+
+    def stored(self, kind):
+        """The SHA-256 names stored under <kind> (ac or cas). bazel-remote keeps a CAS object as
+        cas.v2/<2 hex>/<sha256>-<random>.v1 and, with AC validation off, an ac/ entry as
+        raw.v2/<2 hex>/<sha256>-<random> (the name's 64 hex digits are what counts)."""
+        return sorted(set(self.files(kind).values()))
 
     def stop(self):
         if self.proc.poll() is None:

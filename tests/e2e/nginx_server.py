@@ -77,6 +77,10 @@ http {{
         d = os.path.join(self.root, "cache", kind)
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
+    def cas_files(self):
+        """The files on the server's disk holding the cas/ objects."""
+        return [os.path.join(self.root, "cache", "cas", n) for n in self.stored("cas")]
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()  # by the pid we started, never by name
