@@ -1,5 +1,5 @@
 // modelexport/copier.hpp — the configuration copier: brings config, tokenizer,
-// processor and generation files from a model source into a package.
+// processor, generation and recipe files from a model source into a package.
 //
 // "Always copy configuration": a package without config.json cannot be loaded
 // by Optimum, and one without its tokenizer cannot be used by transformers.js.
@@ -102,7 +102,7 @@ public:
     /// Everything but the model: config first, so a missing config fails before any other copy.
     std::vector<copied_file> copy_all() {
         std::vector<copied_file> all{copy_model_config()};
-        for (auto role : {file_role::tokenizer, file_role::processor, file_role::generation})
+        for (auto role : {file_role::tokenizer, file_role::processor, file_role::generation, file_role::recipe})
             for (auto& f : copy_role(role)) all.push_back(std::move(f));
         return all;
     }

@@ -18,7 +18,9 @@ namespace modelexport {
 
 /// `variant`: a file `export --variants` derives from the model files (model_quantized.onnx, model.ort,
 /// ...); it lives where the model files live, but no strategy, source or cache entry provides one.
-enum class file_role { model, variant, config, tokenizer, processor, generation, metadata };
+/// `recipe`: sentence-transformers' description of the pipeline around the model (its modules, the
+/// pooling, the normalisation, max_seq_length), which no other file of a package says.
+enum class file_role { model, variant, config, tokenizer, processor, generation, recipe, metadata };
 
 inline constexpr std::string_view to_string(file_role r) {
     switch (r) {
@@ -28,6 +30,7 @@ inline constexpr std::string_view to_string(file_role r) {
         case file_role::tokenizer: return "tokenizer";
         case file_role::processor: return "processor";
         case file_role::generation: return "generation";
+        case file_role::recipe: return "recipe";
         case file_role::metadata: return "metadata";
     }
     return "unknown";

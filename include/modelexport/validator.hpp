@@ -442,6 +442,35 @@ inline void check_token_ids(report_builder& b, const fs::path& dir, package_layo
                (unknown.empty() ? "" : "; not checked: " + join(unknown) + " (" + not_known + ")"));
 }
 
+/// recipe.max_seq_length: a sentence-transformers recipe cuts inputs at sentence_bert_config.json's
+/// max_seq_length; a length past config.json's max_position_embeddings feeds positions the graph's
+/// position table does not have. A warning, as tokenizer.ids: only long inputs fail.
+inline void check_recipe_length(report_builder& b, const fs::path& dir, const std::optional<json>& config) {
+    const char* id = "recipe.max_seq_length";
+    const fs::path recipe = dir / "sentence_bert_config.json";
+    if (!fs::is_regular_file(recipe)) return;
+    json r;
+    try {
+        r = read_json_object(recipe);
+    } catch (const error& e) {
+        return b.fail(id, severity::warning, e.what());
+    }
+    auto length = r.find("max_seq_length");
+    if (length == r.end() || length->is_null()) return b.skip(id, severity::warning, recipe.string() + ": not run: no max_seq_length");
+    if (!length->is_number_integer() || length->get<std::int64_t>() <= 0)
+        return b.fail(id, severity::warning, recipe.string() + ": max_seq_length is not a positive integer");
+    const std::int64_t n = length->get<std::int64_t>();
+    const json positions = config ? config->value("max_position_embeddings", json()) : json();
+    if (!positions.is_number_integer())
+        return b.skip(id, severity::warning, recipe.string() + ": not run: config.json states no max_position_embeddings");
+    const std::int64_t rows = positions.get<std::int64_t>();
+    if (n > rows)
+        return b.fail(id, severity::warning,
+                      recipe.string() + ": max_seq_length " + std::to_string(n) + " exceeds config.json's max_position_embeddings " +
+                          std::to_string(rows) + ": inputs that long index past the model's position embedding");
+    b.pass(id, severity::warning, "max_seq_length " + std::to_string(n) + " fits max_position_embeddings " + std::to_string(rows));
+}
+
 }  // namespace detail
 
 /// Validates the package in `dir`. Never throws for problems of the package:
@@ -535,6 +564,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, r.layout, sigs, *config);
     detail::check_token_ids(b, dir, r.layout, models, embeddings, config);
     detail::check_variants(b, dir, r.layout, sigs);
+    detail::check_recipe_length(b, dir, config);
 
     if (r.ok(false))
         if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);

@@ -16,7 +16,7 @@ RUNTIME_DIR = os.environ["MODELEXPORT_RUNTIME_DIR"]    # tools/runtime with node
 NODE = os.environ.get("MODELEXPORT_NODE", "node")
 REPO = os.environ["MODELEXPORT_SOURCE_ROOT"]
 
-# Documented exit codes (README, include/modelexport/error.hpp).
+# Documented exit codes (docs/cli.md, include/modelexport/error.hpp).
 EXIT = {"ok": 0, "internal": 1, "usage": 2, "model_not_found": 3, "config_missing": 4, "invalid_input": 5,
         "export_failed": 6, "validation_failed": 7, "io_error": 8, "package_modified": 9, "runtime_unavailable": 10,
         "reference_mismatch": 11, "variant_inaccurate": 12}
@@ -100,7 +100,7 @@ def tree_snapshot(root, skip=()):
     return out
 
 
-# Runtime outputs (ONNX Runtime, Optimum, transformers.js) against torch's: the README's 1e-4.
+# Runtime outputs (ONNX Runtime, Optimum, transformers.js) against torch's: docs/compatibility.md's 1e-4.
 TOLERANCE = 1e-4
 
 

@@ -16,6 +16,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listening(proc, port, seconds):
+    """Whether 127.0.0.1:port accepts connections before proc exits or `seconds` pass."""
+    deadline = time.time() + seconds
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 class Nginx:
     """nginx serving a WebDAV root on 127.0.0.1: PUT creates files (the Bazel HTTP cache layout
     needs nothing else), /broken/ answers 500. Config, logs, pid and temp files stay in `base`."""
@@ -53,16 +65,9 @@ http {{
 """)
         self.proc = subprocess.Popen([NGINX, "-p", base, "-c", conf, "-e", os.path.join(base, "error.log")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.time() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.stop()
-                    raise RuntimeError("nginx did not start: " + self.proc.stderr.read().decode(errors="replace"))
-                time.sleep(0.1)
+        if not listening(self.proc, self.port, 15):
+            self.stop()
+            raise RuntimeError("nginx did not start: " + self.proc.stderr.read().decode(errors="replace"))
 
     def url(self, prefix="cache"):
         return f"http://127.0.0.1:{self.port}/{prefix}"
@@ -71,6 +76,10 @@ http {{
         """Names under cache/<kind> (ac or cas) on the server."""
         d = os.path.join(self.root, "cache", kind)
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def cas_files(self):
+        """The files on the server's disk holding the cas/ objects."""
+        return [os.path.join(self.root, "cache", "cas", n) for n in self.stored("cas")]
 
     def stop(self):
         if self.proc.poll() is None:

@@ -15,6 +15,7 @@ import unittest
 from concurrent.futures import ThreadPoolExecutor
 
 from common import EXIT, SOURCES, TempDirTest, load_json, run, tree_hashes
+import bazel_remote_server
 from nginx_server import Nginx
 
 BUILD_ROOT = os.environ["MODELEXPORT_BUILD_ROOT"]
@@ -246,10 +247,15 @@ class LocalCache(CacheTest):
 
 
 class RemoteCache(CacheTest):
+    """Against nginx's WebDAV (the layout under a URL prefix)."""
+
     def setUp(self):
         super().setUp()
-        self.nginx = Nginx(os.path.join(self.work, "nginx"))
+        self.nginx = self.start_server()
         self.addCleanup(self.nginx.stop)
+
+    def start_server(self):
+        return Nginx(os.path.join(self.work, "nginx"))
 
     def test_an_empty_local_cache_hits_the_remote(self):
         first = self.export("a", self.env("machine1", self.nginx.url()))
@@ -274,7 +280,7 @@ class RemoteCache(CacheTest):
     def test_corrupt_and_truncated_remote_objects_are_misses(self):
         self.export("a", self.env("machine1", self.nginx.url()))
         self.wait("machine1")
-        objects = [os.path.join(self.nginx.root, "cache", "cas", n) for n in self.nginx.stored("cas")]
+        objects = self.nginx.cas_files()
         self.assertTrue(objects, "nothing was uploaded")
         for i, damage in enumerate(("corrupt", "truncate")):
             for o in objects:
@@ -286,6 +292,21 @@ class RemoteCache(CacheTest):
             r = self.export(f"b{i}", self.env(f"fresh{i}", self.nginx.url()))
             self.assertEqual(r["result"], "miss", damage)
             self.assertSamePackage(f"b{i}")
+
+
+class RemoteCacheBazelRemote(RemoteCache):
+    """The same against bazel-remote, the cache server Bazel teams run (at the server's root, no
+    prefix), its objects damaged on its disk as nginx's are."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.binary, cls.missing = bazel_remote_server.install()
+
+    def start_server(self):
+        if not self.binary:
+            self.skipTest(f"bazel-remote cannot be installed here: {self.missing}")
+        return bazel_remote_server.BazelRemote(self.binary, os.path.join(self.work, "bazel-remote"))
 
 
 class RemoteFailures(CacheTest):

@@ -1,6 +1,6 @@
 """`modelexport plan` lists what an export writes (local, Hub id on main, at a tag, at a
 commit); a --task that contradicts the model's head is refused; verify reports every added entry;
-exporting into the source (or the source into the output) is refused; the README's CLI summary
+exporting into the source (or the source into the output) is refused; the CLI summary in docs/cli.md
 says what each subcommand's --help says."""
 import hashlib
 import json
@@ -221,10 +221,11 @@ class SourceAndOutput(TempDirTest):
         self.assertEqual(sorted(os.listdir(outer)), ["src"])
 
 
-def readme_cli_block():
-    """The fenced block under '## The CLI' in README.md, as {subcommand: set of options}."""
-    text = open(os.path.join(REPO, "README.md")).read()
-    block = re.search(r"^## The CLI\n\n```\n(.*?)\n```", text, re.S | re.M).group(1)
+def documented_cli_block():
+    """The fenced block under '# The CLI' in docs/cli.md, as {subcommand: set of options}."""
+    with open(os.path.join(REPO, "docs", "cli.md")) as f:
+        text = f.read()
+    block = re.search(r"^# The CLI\n\n```\n(.*?)\n```", text, re.S | re.M).group(1)
     usage = {}
     current = None
     for line in block.splitlines():
@@ -250,9 +251,9 @@ def subcommands():
     return {m.group(1) for m in re.finditer(r"^\s+(\w+)\s", section, re.M)}
 
 
-class Readme(TempDirTest):
-    def test_the_readme_cli_block_lists_every_subcommand_and_option_of_help(self):
-        usage = readme_cli_block()
+class CliReference(TempDirTest):
+    def test_the_documented_cli_block_lists_every_subcommand_and_option_of_help(self):
+        usage = documented_cli_block()
         self.assertEqual(set(usage), subcommands())
         for sub, documented in usage.items():
             with self.subTest(sub):

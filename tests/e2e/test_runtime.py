@@ -8,7 +8,7 @@ runtime that cannot start is "unavailable", never a failed package.
 - Unavailable: no node, a runtime folder without node_modules, a Python without optimum, a Python
   module that fails to import: under `auto` a skip with the reason (exit 0), under an explicit
   `--runtime X` exit 10 with the first meaningful error line, never "INVALID", never exit 7.
-- InstalledCopy: the README's MODELEXPORT_RUNTIME_DIR procedure, from a `meson install` tree.
+- InstalledCopy: the MODELEXPORT_RUNTIME_DIR procedure of docs/meson.md, from a `meson install` tree.
 """
 import json
 import os
@@ -191,7 +191,7 @@ class Unavailable(TempDirTest):
 
 
 class InstalledCopy(unittest.TestCase):
-    """The README procedure: copy an installed share/modelexport/runtime somewhere writable, run
+    """The procedure of docs/meson.md: copy an installed share/modelexport/runtime somewhere writable, run
     `npm ci --ignore-scripts` in the copy and set MODELEXPORT_RUNTIME_DIR to it. The copy has no
     tasks.json beside it: the installed tool tells the scripts where its own is."""
 

@@ -359,7 +359,7 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
         self.assertIn("holds several ONNX models", p.stderr)
 
     def test_pack_and_embed_refuse_several_models_in_one_line(self):
-        # Decision (README "Single-file models"): one ONNX file cannot carry an encoder-decoder's four.
+        # Decision (docs/cli.md "Single-file models"): one ONNX file cannot carry an encoder-decoder's four.
         pkg = self.packages["t5"]
         out = os.path.join(self.tmp, "packed-t5.onnx")
         for args in (("pack", pkg, "--output", out), ("embed", pkg, "--output", out + ".S", "--header", out + ".hpp")):
@@ -547,7 +547,7 @@ class UnseenSeq2Seq(unittest.TestCase):
 
     def test_beside_optimum_cli(self):
         """optimum-cli's export of the same source: the same files, input and output names and axes
-        (but the head_dim axis README documents for d_kv * heads != d_model), and the same outputs
+        (but the head_dim axis docs/cli.md documents for d_kv * heads != d_model), and the same outputs
         within 1e-4 in ONNX Runtime (encoder, first step, one cached step, both decoders)."""
         for name, pkg in self.packages.items():
             with self.subTest(name):

@@ -61,7 +61,7 @@ print(json.dumps(view))
 # row its automatic-speech-recognition-with-past; text2text-generation's inputs/outputs are the encoder's.
 OPTIMUM_NAME = {"text-generation": "text-generation-with-past"}
 ENCODER_ONLY_OUTPUTS = {"text2text-generation", "automatic-speech-recognition-with-past"}
-# Model types the project's own exporters take beyond optimum-onnx (the README's matrix says so).
+# Model types the project's own exporters take beyond optimum-onnx (docs/compatibility.md's matrix says so).
 BEYOND_OPTIMUM = {("text2text-generation", "umt5")}
 CACHE_PREFIXES = ("past_key_values.", "present.")
 SEQ2SEQ_TEXT = ["bart", "bigbird_pegasus", "blenderbot", "blenderbot-small", "longt5", "m2m_100", "marian", "mbart", "mt5",

@@ -131,7 +131,7 @@ class Report(TempDirTest):
         failed = load_json(self.path("reports", "b.json"))
         self.assertEqual((failed["result"], failed["exit_code"]), ("failed", 3))
         self.assertIn("no such directory", failed["failure"])
-        # The README's one-liner.
+        # The one-liner of docs/cli.md.
         q = subprocess.run("jq -s '{exports: length, ok: map(select(.result == \"ok\")) | length, "
                            "failed: map(select(.result != \"ok\") | .failure), "
                            "model_bytes: map(.sizes.model // 0) | add, "

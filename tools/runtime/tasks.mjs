@@ -1,6 +1,6 @@
 // tasks.mjs: the task table (share/tasks.json, docs/design.md §5.3) for the runtime scripts.
 // modelexport names the file it uses in MODELEXPORT_TASKS, so a copy of this directory anywhere
-// (README: MODELEXPORT_RUNTIME_DIR) reads the same table as the tool. Run by hand, the scripts look
+// (docs/meson.md: MODELEXPORT_RUNTIME_DIR) reads the same table as the tool. Run by hand, the scripts look
 // where an install (share/modelexport/tasks.json, one level above runtime/) or the source tree
 // (share/tasks.json, two levels above tools/runtime/) keeps it.
 import fs from 'node:fs';

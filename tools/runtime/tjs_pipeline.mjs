@@ -3,7 +3,10 @@
 // and print the result as one JSON line on stdout.
 //
 // Usage: node tjs_pipeline.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW]
-//                               [--max-new-tokens N] [--layout flat|hub] [--dtype D]
+//                               [--max-new-tokens N] [--layout flat|hub] [--dtype D] [--pooling MODE] [--normalize]
+//
+// --pooling and --normalize are the feature-extraction pipeline's own options (default: none, off),
+// e.g. a sentence-transformers recipe's mean pooling and Normalize module.
 //
 // TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
 // token-classification, question-answering, fill-mask, feature-extraction (also -with-past), image-classification,
@@ -36,7 +39,7 @@ import { pipelineTasks, taskEntry } from './tasks.mjs';
 
 const PROG = 'tjs_pipeline';
 const usage = () =>
-    `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N]\n  TASK: ${pipelineTasks().join(', ')}` +
+    `usage: ${PROG}.mjs PKGDIR --task TASK [--text T] [--context C] [--samples N] [--image HxW] [--max-new-tokens N] [--pooling MODE] [--normalize]\n  TASK: ${pipelineTasks().join(', ')}` +
     '\n  (encoder-decoder tasks: tjs_seq2seq.mjs)';
 const DEFAULT_SAMPLES = 12345;
 const DEFAULT_IMAGE = '64x48';
@@ -234,7 +237,7 @@ async function run(opts) {
             }
             case 'feature-extraction':
             case 'feature-extraction-with-past': {
-                const out = await call(opts.text ?? DEFAULT_TEXT);
+                const out = await call(opts.text ?? DEFAULT_TEXT, { pooling: opts.pooling ?? 'none', normalize: opts.normalize ?? false });
                 result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number), data: Array.from(out.data, Number) };
                 break;
             }
@@ -273,6 +276,8 @@ runCli(
             'max-new-tokens': { type: 'string' },
             layout: { type: 'string' },
             dtype: { type: 'string' },
+            pooling: { type: 'string' },
+            normalize: { type: 'boolean' },
         },
         check: (opts) => {
             if (opts.task === undefined) throw new UsageError('missing --task');
@@ -281,6 +286,10 @@ runCli(
                 throw new UsageError('--dtype must be fp32, fp16, q8, int8, uint8, q4 or q4f16');
             }
             if (!pipelineTasks().includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
+            if ((opts.pooling !== undefined || opts.normalize !== undefined) && opts.task !== 'feature-extraction')
+                throw new UsageError('--pooling and --normalize are only used by feature-extraction');
+            if (opts.pooling !== undefined && !['none', 'mean', 'cls', 'first_token', 'eos', 'last_token'].includes(opts.pooling))
+                throw new UsageError('--pooling must be none, mean, cls, first_token, eos or last_token');
             if (opts.context !== undefined && opts.task !== 'question-answering') {
                 throw new UsageError('--context is only used by question-answering');
             }
