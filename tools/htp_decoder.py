@@ -69,8 +69,10 @@ def cache_geometry(config):
     `num_key_value_heads`: GPT-BigCode's attention reads only the flag, and its config can save
     a stale `num_key_value_heads` (computed from the default n_head before n_head was set)."""
     # num_layers, attention_heads: XGLM; n_layers, n_heads: MPT; num_heads: GPT-Neo (their config.json keys)
-    layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
-    heads = first_positive_int(config, "num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads")
+    # decoder_layers, decoder_attention_heads: the decoder half of an encoder-decoder family as a causal LM (BartForCausalLM)
+    layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers", "decoder_layers")
+    heads = first_positive_int(config, "num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads",
+                               "decoder_attention_heads")
     if isinstance(config.get("multi_query"), bool) and not config.get("new_decoder_architecture"):
         kv_heads = 1 if config["multi_query"] else heads
     else:
