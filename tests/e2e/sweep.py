@@ -292,7 +292,8 @@ def dummy_inputs(source, task):
     config = transformers.AutoConfig.from_pretrained(source)
     constructor = manager.get_exporter_config_constructor(exporter="onnx", model_type=config.model_type,
                                                           task=task, library_name="transformers")
-    onnx_config = constructor(config, int_dtype="int64", float_dtype="fp32")
+    past = {"use_past": True, "use_past_in_inputs": True} if task.endswith("-with-past") else {}
+    onnx_config = constructor(config, int_dtype="int64", float_dtype="fp32", **past)
     import torch
     torch.manual_seed(SEED)
     dummy = onnx_config.generate_dummy_inputs(framework="pt")
