@@ -111,8 +111,23 @@ def sample_pairs(count, seed, skip_tasks):
 
 # ------------------------------------------------------------------------------------ tiny model
 
-def shrink(config):
-    """The model type's default config with every size made tiny and kept consistent."""
+def shrink(model_type):
+    """The model type's default config with every size made tiny and kept consistent: the top-level
+    sizes go through the config's own __init__ (which derives stage names, layer types, ...), nested
+    configs and what __init__ does not derive are set afterwards."""
+    import transformers
+    default = transformers.AutoConfig.for_model(model_type)
+    overrides = {}
+    for key, value in vars(default).items():
+        if not key.startswith("_") and not isinstance(value, bool):
+            new = shrunk_value(key, value, default)
+            if new is not None:
+                overrides[key] = new
+    try:
+        config = transformers.AutoConfig.for_model(model_type, **overrides)
+    except Exception:  # an __init__ that refuses one of them: set them on the default instead
+        config = default
+
     def walk(cfg):
         for key, value in list(vars(cfg).items()):
             if key.startswith("_") or isinstance(value, bool):
@@ -134,6 +149,10 @@ def shrink(config):
                 setattr(cfg, key, HIDDEN // HEADS)
             elif isinstance(value, int) and key.endswith("lora_rank"):
                 setattr(cfg, key, 16)
+        if isinstance(getattr(cfg, "qk_rope_head_dim", None), int) and isinstance(getattr(cfg, "qk_nope_head_dim", None), int):
+            cfg.qk_rope_head_dim = cfg.qk_nope_head_dim = HIDDEN // HEADS // 2  # their sum is the query's head (DeepSeek)
+            if hasattr(cfg, "qk_head_dim"):
+                cfg.qk_head_dim = HIDDEN // HEADS
         layers = getattr(cfg, "num_hidden_layers", None)
         if isinstance(getattr(cfg, "layer_types", None), list) and isinstance(layers, int):
             cfg.layer_types = cfg.layer_types[:layers]
@@ -168,7 +187,7 @@ def shrunk_value(key, value, cfg):
         if key == "image_size":
             return IMAGE
         if key == "patch_size":
-            return PATCH
+            return min(value, PATCH)
         if key in ("num_labels",):
             return value
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
@@ -198,7 +217,7 @@ def build_source(model_type, task, directory):
     import torch
     import transformers
     cls = model_class(model_type, task)
-    config = shrink(transformers.AutoConfig.for_model(model_type))
+    config = shrink(model_type)
     torch.manual_seed(SEED)
     model = (cls.from_config(config) if cls.__name__.startswith("Auto") else cls(config)).eval()
     tmp = directory + ".tmp"
