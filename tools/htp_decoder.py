@@ -145,13 +145,15 @@ def _forward_order(model):
     return [p.name for p in signature.parameters.values()]
 
 
-def input_names(model, form):
-    """Graph inputs in forward-signature order, the cache (a CacheForm) expanded at its slot."""
+def input_names(model, form, optimum_inputs=None):
+    """Graph inputs in forward-signature order, the cache (a CacheForm) expanded at its slot. An optional
+    input (position_ids) is left out where Optimum's configuration for the model (`optimum_inputs`) does."""
     order = _forward_order(model)
     for needed in TASK["inputs"] + [PAST]:
         if needed not in order:
             raise DecoderError("%s.forward does not accept %s" % (type(model).__name__, needed))
-    wanted = set(TASK["inputs"] + TASK["export_optional_inputs"] + [PAST])
+    optional = [name for name in TASK["export_optional_inputs"] if optimum_inputs is None or name in optimum_inputs]
+    wanted = set(TASK["inputs"] + optional + [PAST])
     names = []
     for name in order:
         if name == PAST:

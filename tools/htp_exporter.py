@@ -606,7 +606,7 @@ class DecoderSpec:
     def __init__(self, task, model, config, source_dir):
         self.task, self.model, self.config, self.source_dir = task, model, config, source_dir
         self.form = htp_decoder.CacheForm(config)
-        self.inputs = htp_decoder.input_names(model, self.form)
+        self.inputs = htp_decoder.input_names(model, self.form, htp_optimum.decoder_inputs(model))
         self.outputs = htp_decoder.output_names(self.form)
         self.dummy = htp_decoder.dummy_inputs(config, self.inputs)
         self.args = tuple(self.dummy[n] for n in self.inputs)
