@@ -66,7 +66,8 @@ KV_HEAD_KEYS = {"num_key_value_heads", "multi_query_group_num", "num_kv_heads"}
 INTERMEDIATE_KEYS = {"intermediate_size", "ffn_dim", "encoder_ffn_dim", "decoder_ffn_dim", "n_inner",
                      "hidden_dim_ffn", "decoder_intermediate_size", "ffn_hidden_size", "d_ff", "mlp_dim"}
 VOCAB_KEYS = {"vocab_size"}
-POSITION_KEYS = {"max_position_embeddings", "n_positions", "max_source_positions", "max_target_positions",
+# (not max_source_positions: Whisper's feature extractor pads every input to twice that many frames)
+POSITION_KEYS = {"max_position_embeddings", "n_positions", "max_target_positions",
                  "n_ctx", "max_seq_len", "seq_length"}
 TOKEN_ID_KEYS = {"pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "sep_token_id",
                  "cls_token_id", "mask_token_id", "unk_token_id", "forced_bos_token_id", "forced_eos_token_id"}
@@ -169,6 +170,8 @@ def shrink(model_type):
 
 
 def shrunk_value(key, value, cfg):
+    if value is None and key in VOCAB_KEYS:  # a CTC head needs one (Wav2Vec2-Conformer's default has none)
+        return VOCAB
     if isinstance(value, int):
         if key in WIDTH_KEYS:
             return HIDDEN
@@ -383,6 +386,10 @@ def compare(ours, theirs, source, task):
         feeds = inputs_for(b, dummy, np.random.default_rng(SEED))
         out_a = dict(zip([o.name for o in a.get_outputs()], a.run(None, feeds)))
         out_b = dict(zip([o.name for o in b.get_outputs()], b.run(None, feeds)))
+        # Outputs torch left unnamed ("onnx::MatMul_294": an intermediate the trace exposed) differ in their
+        # numbering from one export to another and no client reads them.
+        out_a = {k: v for k, v in out_a.items() if not k.startswith("onnx::")}
+        out_b = {k: v for k, v in out_b.items() if not k.startswith("onnx::")}
         if set(out_a) != set(out_b):
             problems.append("%s outputs differ: optimum-cli %s, modelexport %s" % (name, sorted(out_b), sorted(out_a)))
         worst = 0.0

@@ -23,7 +23,9 @@ from common import REPO, TOOL, load_json
 PYTHON = os.environ.get("MODELEXPORT_PYTHON", "")
 COVERAGE = os.path.join(REPO, "docs", "coverage.md")
 
-# The fixed sample: every pair's row in docs/coverage.md belongs to exactly one group.
+# The fixed sample: every pair's row in docs/coverage.md belongs to exactly one group. (CLIP's
+# feature-extraction is left out: optimum-cli's package of it, CLIPModel's outputs, loads in no ORTModel
+# class either, and validate says so.)
 GROUPS = {
     "Text": ["bert:text-classification", "distilbert:token-classification", "roberta:question-answering",
              "bert:multiple-choice", "albert:fill-mask", "bert:feature-extraction",
@@ -32,8 +34,7 @@ GROUPS = {
                "dpt:depth-estimation", "vit:masked-im", "swin2sr:image-to-image", "dinov2:feature-extraction"],
     "AudioMultimodal": ["wav2vec2:audio-classification", "wav2vec2:audio-frame-classification",
                         "wav2vec2:audio-xvector", "wav2vec2:automatic-speech-recognition", "hubert:feature-extraction",
-                        "clip:zero-shot-image-classification", "owlvit:zero-shot-object-detection",
-                        "clip:feature-extraction"],
+                        "clip:zero-shot-image-classification", "owlvit:zero-shot-object-detection"],
 }
 
 
@@ -84,7 +85,9 @@ class SweepGroup:
                 self.assertEqual(record["verdict"], "match", json.dumps(record))
                 self.assertEqual(record.get("validate"), "ok", json.dumps(record))
                 self.assertLess(record["max_diff"], sweep.TOLERANCE)
-                self.assertEqual(record["clients"]["optimum"], {"optimum-cli": "ok", "modelexport": "ok"})
+                for client, status in record["clients"].items():  # wherever optimum-cli's package loads, ours does
+                    if status["optimum-cli"] == "ok":
+                        self.assertEqual(status["modelexport"], "ok", client)
 
     def test_the_committed_coverage_table_is_what_this_sample_gives(self):
         produced = sweep.coverage_rows(self.records)
