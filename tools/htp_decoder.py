@@ -69,8 +69,10 @@ def cache_geometry(config):
     `num_key_value_heads`: GPT-BigCode's attention reads only the flag, and its config can save
     a stale `num_key_value_heads` (computed from the default n_head before n_head was set)."""
     # num_layers, attention_heads: XGLM; n_layers, n_heads: MPT; num_heads: GPT-Neo (their config.json keys)
-    layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers")
-    heads = first_positive_int(config, "num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads")
+    # decoder_layers, decoder_attention_heads: the decoder half of an encoder-decoder family as a causal LM (BartForCausalLM)
+    layers = first_positive_int(config, "num_hidden_layers", "n_layer", "num_layers", "n_layers", "decoder_layers")
+    heads = first_positive_int(config, "num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads",
+                               "decoder_attention_heads")
     if isinstance(config.get("multi_query"), bool) and not config.get("new_decoder_architecture"):
         kv_heads = 1 if config["multi_query"] else heads
     else:
@@ -143,13 +145,15 @@ def _forward_order(model):
     return [p.name for p in signature.parameters.values()]
 
 
-def input_names(model, form):
-    """Graph inputs in forward-signature order, the cache (a CacheForm) expanded at its slot."""
+def input_names(model, form, optimum_inputs=None):
+    """Graph inputs in forward-signature order, the cache (a CacheForm) expanded at its slot. An optional
+    input (position_ids) is left out where Optimum's configuration for the model (`optimum_inputs`) does."""
     order = _forward_order(model)
     for needed in TASK["inputs"] + [PAST]:
         if needed not in order:
             raise DecoderError("%s.forward does not accept %s" % (type(model).__name__, needed))
-    wanted = set(TASK["inputs"] + TASK["export_optional_inputs"] + [PAST])
+    optional = [name for name in TASK["export_optional_inputs"] if optimum_inputs is None or name in optimum_inputs]
+    wanted = set(TASK["inputs"] + optional + [PAST])
     names = []
     for name in order:
         if name == PAST:

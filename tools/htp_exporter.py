@@ -601,15 +601,20 @@ class OptimumSpec:
             count = shapes["batch_size"] * (shapes["num_choices"] if self.dummy["input_ids"].dim() == 3 else 1)
             tokens = htp_reference.text_ids(self.source_dir, self.model, count, self.dummy["input_ids"].shape[-1], notes)
             shapes["sequence_length"] = int(tokens[0].shape[-1]) if tokens else self.dummy["input_ids"].shape[-1] + 3
-        for attempt in (shapes, {"batch_size": shapes["batch_size"]}):
+        # Last resort: the generator's own ids, which its configuration shapes for the model (BART's
+        # classifier needs one EOS per row, which a tokenizer without that post-processor never adds).
+        attempts = ((shapes, True), ({"batch_size": shapes["batch_size"]}, True), ({"batch_size": shapes["batch_size"]}, False))
+        for attempt, tokenized in attempts:
             inputs = {name: t for name, t in self.signature.inputs_for(seed=1, **attempt).items() if name in self.inputs}
-            inputs = htp_reference.with_text_ids(inputs, tokens, self.model, notes)
             try:
+                if tokenized:
+                    inputs = htp_reference.with_text_ids(inputs, tokens, self.model, notes)
                 with torch.no_grad():
                     expected = self.run(inputs)
-            except Exception as error:  # torch refuses these sizes: keep the model's own
-                notes.append("torch refuses %s (%s); only the batch differs from the trace"
-                             % (shapes_text(inputs), describe(error).splitlines()[0][:200]))
+            except Exception as error:  # torch refuses these inputs: keep the model's own sizes, then ids
+                notes.append("torch refuses %s (%s); %s" % (shapes_text(inputs), describe(error).splitlines()[0][:200],
+                                                            "only the batch differs from the trace" if tokenized
+                                                            else "the generator's ids instead of the tokenizer's"))
                 continue
             if all(list(inputs[name].shape) == trace[name] for name in inputs):
                 notes.append("the reference inputs have the trace's shapes")
@@ -634,7 +639,7 @@ class DecoderSpec:
     def __init__(self, task, model, config, source_dir):
         self.task, self.model, self.config, self.source_dir = task, model, config, source_dir
         self.form = htp_decoder.CacheForm(config)
-        self.inputs = htp_decoder.input_names(model, self.form)
+        self.inputs = htp_decoder.input_names(model, self.form, htp_optimum.decoder_inputs(model))
         self.outputs = htp_decoder.output_names(self.form)
         self.dummy = htp_decoder.dummy_inputs(config, self.inputs)
         self.args = tuple(self.dummy[n] for n in self.inputs)

@@ -68,6 +68,18 @@ def preprocessors(source_dir):
         return None
 
 
+def decoder_inputs(model):
+    """The input names optimum-cli's text-generation-with-past export of `model` takes (position_ids
+    or not: Llama's configuration lists it, Gemma's does not), or None where Optimum has no configuration."""
+    try:
+        manager = load_tasks_manager()
+        constructor = manager.get_exporter_config_constructor(exporter="onnx", model=model, task="text-generation-with-past",
+                                                              library_name="transformers")
+        return set(constructor(model.config, use_past=True, use_past_in_inputs=True).inputs)
+    except Exception:  # no configuration (or no optimum): the task table's rules
+        return None
+
+
 def set_pad_token_id(model, task, source_dir):
     """What optimum-cli does for text-classification: a model that finds each row's last token by the
     pad id needs one; config.json's, else the tokenizer's, else the export is refused."""

@@ -77,6 +77,12 @@ struct signature {
             if (o.name == name) return &o;
         return nullptr;
     }
+
+    const tensor_info* input(const std::string& name) const {
+        for (const auto& i : inputs)
+            if (i.name == name) return &i;
+        return nullptr;
+    }
 };
 
 inline std::string elem_type_name(int t) {

@@ -212,12 +212,17 @@ inline architecture_head head_architecture(const nlohmann::json& config) {
 /// class) accepts any task: then --task is what says which head to build. feature-extraction is
 /// accepted from any head, as optimum-cli accepts it: the bare base model, the head left out (the
 /// exporter's weights gate checks that the base's weights are all there).
+/// Whether a checkpoint whose head is for `head` may be exported (or recorded) as `requested`.
+inline bool task_fits_head(const task_info& requested, const task_info& head) {
+    if (head.name == requested.name) return true;  // find_task already mapped synonyms (image-segmentation)
+    return requested.name == "feature-extraction" && head.encoder_decoder.empty();
+}
+
 inline void check_task_matches_architecture(const task_info& requested, const nlohmann::json& config, const std::string& config_name) {
     architecture_head head = head_architecture(config);
     if (head.name.empty()) return;
     const task_info* inferred = head.task;
-    if (inferred->name == requested.name) return;  // find_task already mapped synonyms (image-segmentation)
-    if (requested.name == "feature-extraction" && inferred->encoder_decoder.empty()) return;
+    if (task_fits_head(requested, *inferred)) return;
     throw usage_error(config_name, "\"architectures\" names " + head.name + " (task " + std::string(inferred->name) +
                                        "), which contradicts --task " + std::string(requested.name),
                       "drop --task (or pass --task " + std::string(inferred->name) + "), or export a checkpoint whose head is for " +

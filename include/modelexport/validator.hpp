@@ -180,7 +180,7 @@ inline void check_recorded_task(report_builder& b, const fs::path& dir, const st
     if (!task) return b.fail("task.recorded", severity::error, meta_path.string() + ": model.task '" + recorded + "' is not a known task");
     if (config) {
         architecture_head head = head_architecture(*config);
-        if (!head.name.empty() && head.task->name != task->name)
+        if (!head.name.empty() && !task_fits_head(*task, *head.task))
             return b.fail("task.recorded", severity::error,
                           meta_path.string() + ": model.task is " + recorded + " but config.json's architectures names " + head.name + " (" +
                               std::string(head.task->name) + ")");
@@ -234,10 +234,12 @@ inline void check_feature_extractor(report_builder& b, const fs::path& dir) {
     else b.fail("preprocessing.feature_extractor", severity::warning, path.string() + ": " + problem);
 }
 
-inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir) {
+inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir, const std::optional<signature>& sig) {
     if (task.kind == modality::time_series) return b.pass("preprocessing.processor", severity::warning, "none needed: the inputs are the raw series");
     auto present = [&](const char* n) { return fs::is_regular_file(dir / n); };
-    if (task.kind == modality::text) {
+    // A task of several modalities (feature-extraction of ViT, of Wav2Vec2): the graph's inputs tell which.
+    const bool text = sig ? sig->input("input_ids") != nullptr : task.kind == modality::text;
+    if (text) {
         bool tok = present("tokenizer.json") || present("vocab.txt") || present("vocab.json") || present("spiece.model") ||
                    present("tokenizer.model") || present("sentencepiece.bpe.model");
         if (tok) b.pass("preprocessing.tokenizer", severity::warning);
@@ -558,7 +560,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
     detail::check_recorded_task(b, dir, r.sig, config);
-    if (task) detail::check_preprocessing(b, *task, dir);
+    if (task) detail::check_preprocessing(b, *task, dir, r.sig);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
     if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, r.layout, sigs, *config);
