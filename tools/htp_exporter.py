@@ -715,13 +715,12 @@ def is_transformers_model(model):
 
 
 def reference_check(spec, onnx_path, atol, atol_origin):
-    """Compare the exported file with torch on fresh inputs (htp_reference.py); the record. torch's
-    side runs while ONNX Runtime creates its session."""
+    """Compare the exported file with torch on fresh inputs (htp_reference.py); the record."""
     notes = []
-    session = htp_reference.session_in_background(onnx_path)
     inputs, expected = spec.reference_case(notes)
+    session = htp_reference.onnx_session(onnx_path)
     if not isinstance(spec, DecoderSpec):
-        produced = htp_reference.run_onnx(session.result(), inputs)
+        produced = htp_reference.run_onnx(session, inputs)
         steps = [htp_reference.step_record("", inputs, expected, produced, atol)]
         return htp_reference.judge(steps, atol, atol_origin, notes, log)
     # The cached step continues each side's own prompt: torch's presents to torch, ONNX Runtime's to
@@ -730,7 +729,6 @@ def reference_check(spec, onnx_path, atol, atol_origin):
     torch_step = spec.next_step(inputs, expected, chosen)
     with torch.no_grad():
         expected_step = spec.run(torch_step)
-    session = session.result()
     produced = htp_reference.run_onnx(session, inputs)
     steps = [htp_reference.step_record("prompt", inputs, {"logits": expected["logits"]}, {"logits": produced["logits"]}, atol)]
     onnx_step = spec.next_step(inputs, {k: torch.from_numpy(v) for k, v in produced.items()}, chosen)

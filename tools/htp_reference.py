@@ -16,7 +16,6 @@ The result goes into the module table as "reference_check" and from there into
 export_metadata.json; a failure is ``ReferenceMismatch`` (the exporter's exit status 4).
 """
 
-import concurrent.futures
 import math
 
 import torch
@@ -51,18 +50,6 @@ def onnx_session(path):
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
-def session_in_background(path):
-    """onnx_session(path) created in a thread, as a future: ONNX Runtime releases the GIL while it
-    parses and optimises the model, so torch computes the expected outputs meanwhile (for a
-    GPT-2-small-size decoder each side takes about a second). result() gives the session or
-    raises what onnx_session raised."""
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    try:
-        return executor.submit(onnx_session, path)
-    finally:
-        executor.shutdown(wait=False)
 
 
 NUMPY_OF_ONNX = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(float16)": "float16",

@@ -559,9 +559,10 @@ def reference_check(model, config, modality, source, directory, options):
         return {"status": "skipped", "reason": "--no-reference-check"}
     atol, origin = htp_reference.tolerance(options.atol, model, options.task, source)
     notes = []
-    # ONNX Runtime creates both sessions while torch runs.
-    encoder_session = htp_reference.session_in_background(os.path.join(directory, ENCODER))
-    decoder_session = htp_reference.session_in_background(os.path.join(directory, MERGED))
+    try:
+        encoder_session = htp_reference.onnx_session(os.path.join(directory, ENCODER))
+    except htp_reference.NotRun as reason:
+        return {"status": "not_run", "reason": str(reason)}
     batch = 2
     if modality == "text":
         tokens = htp_reference.text_ids(source, model, batch, ENCODER_LENGTH, notes)
@@ -580,10 +581,7 @@ def reference_check(model, config, modality, source, directory, options):
         encoder_inputs = {"input_features": torch.randn((batch,) + tuple(features.shape[1:]), generator=generator)}
     with torch.no_grad():
         hidden = model.get_encoder()(**encoder_inputs, return_dict=True).last_hidden_state
-    try:
-        produced = htp_reference.run_onnx(encoder_session.result(), encoder_inputs)
-    except htp_reference.NotRun as reason:
-        return {"status": "not_run", "reason": str(reason)}
+    produced = htp_reference.run_onnx(encoder_session, encoder_inputs)
     steps = [htp_reference.step_record("encoder", encoder_inputs, {"last_hidden_state": hidden}, produced, atol)]
 
     layers, heads, head_dim, _ = geometry(config)
@@ -591,7 +589,7 @@ def reference_check(model, config, modality, source, directory, options):
     start = int(start) if isinstance(start, int) else 0
     vocab = int(config.get("vocab_size", 2))
     first = torch.tensor([[start, (start + 7) % vocab]] * batch, dtype=torch.int64)
-    decoder_session = decoder_session.result()
+    decoder_session = htp_reference.onnx_session(os.path.join(directory, MERGED))
     # Both decoders get torch's encoder states: each file is judged on its own error, not the encoder's
     # carried through it.
     feeds = {"input_ids": first, "encoder_hidden_states": hidden,
