@@ -90,7 +90,10 @@ me::check_result reference_check_result(const fs::path& dir, const me::validatio
         c.message = dir.string() + ": the package's task is unknown: no torch model to compare with";
         return c;
     }
-    me::reference_outcome o = me::compare_with_source(dir / report.model, *task, me::resolve_source(source), runner);
+    // The source as export takes it: config.json a regular file inside it (a FIFO would block the exporter).
+    const me::model_source src = me::resolve_source(source);
+    me::read_source_config(src);
+    me::reference_outcome o = me::compare_with_source(dir / report.model, *task, src, runner);
     if (!o.mismatch.empty()) {
         c.message = (dir / report.model).string() + ": " + o.mismatch;
     } else if (o.record.status != "passed") {
@@ -518,6 +521,8 @@ int main(int argc, char** argv) {
             if (cache_action == "key" && eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");
             return run_cache(cache_action, eo, max_size, wait_limit, mode);
         }
+        if (*va && va->count("--reference") && vreference.empty())
+            throw me::usage_error("--reference", "needs a model source (a directory or a Hub id); an empty one would skip the comparison");
         if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport, vreference, {eo.python, eo.exporter_script});
         if (*in) return run_inspect(ipath, iformat, mode);
         if (*vf) return run_verify(vfdir, vfignore, mode);

@@ -13,7 +13,7 @@ import unittest
 
 import onnx
 
-from common import EXIT, REPO, load_json, run
+from common import EXAMPLES, EXIT, REPO, load_json, run
 
 PYTHON = os.environ.get("MODELEXPORT_PYTHON", "")
 
@@ -163,6 +163,21 @@ class ReferenceCheck(unittest.TestCase):
             "--no-reference-check", check=0, timeout=900)
         record = load_json(os.path.join(out, "export_metadata.json"))["reference_check"]
         self.assertEqual(record, {"status": "skipped", "reason": "--no-reference-check"})
+
+    def test_validate_reference_takes_only_a_source_export_would_take(self):
+        pkg = os.path.join(EXAMPLES, "hf-text-classification")
+        # An empty source (an unset variable in CI) would skip the comparison and pass: a usage error.
+        p = run("validate", pkg, "--runtime", "none", "--reference", "", check=EXIT["usage"])
+        self.assertIn("--reference", p.stderr)
+        # A config.json that is a FIFO would block the exporter: refused before it starts, naming the file.
+        src = os.path.join(self.tmp, "fifo-source")
+        os.makedirs(src)
+        os.mkfifo(os.path.join(src, "config.json"))
+        p = run("validate", pkg, "--runtime", "none", "--reference", src, check=EXIT["invalid_input"], timeout=60)
+        self.assertIn(os.path.join(src, "config.json"), p.stderr)
+        os.makedirs(os.path.join(self.tmp, "no-config"))
+        run("validate", pkg, "--runtime", "none", "--reference", os.path.join(self.tmp, "no-config"),
+            check=EXIT["config_missing"], timeout=60)
 
     def test_validate_reference_repeats_the_comparison_against_a_source(self):
         self.export("gpt2-classifier", "text-classification", "gpt2-validate")
