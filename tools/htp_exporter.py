@@ -525,6 +525,12 @@ def named_outputs_forward(forward, keep):
     return forward_named_outputs
 
 
+def with_torch_outputs(spec, inputs):
+    """(inputs, torch's outputs for them through the spec's forward)."""
+    with torch.no_grad():
+        return inputs, spec.run(inputs)
+
+
 class TableSpec:
     """The project's own rules (share/tasks.json) for a task without its cache: where transformers or
     optimum-onnx is not importable, for a --model factory, or a model type Optimum has no
@@ -555,9 +561,7 @@ class TableSpec:
 
     def reference_case(self, notes):
         """The reference check's inputs and torch's outputs for them."""
-        inputs = self.reference_inputs(notes)
-        with torch.no_grad():
-            return inputs, self.run(inputs)
+        return with_torch_outputs(self, self.reference_inputs(notes))
 
     def reference_inputs(self, notes):
         """Inputs for the reference check: batch 2 and, for text, the tokenizer's length."""
@@ -609,8 +613,7 @@ class OptimumSpec:
             try:
                 if tokenized:
                     inputs = htp_reference.with_text_ids(inputs, tokens, self.model, notes)
-                with torch.no_grad():
-                    expected = self.run(inputs)
+                case = with_torch_outputs(self, inputs)
             except Exception as error:  # torch refuses these inputs: keep the model's own sizes, then ids
                 notes.append("torch refuses %s (%s); %s" % (shapes_text(inputs), describe(error).splitlines()[0][:200],
                                                             "only the batch differs from the trace" if tokenized
@@ -618,9 +621,8 @@ class OptimumSpec:
                 continue
             if all(list(inputs[name].shape) == trace[name] for name in inputs):
                 notes.append("the reference inputs have the trace's shapes")
-            return inputs, expected
-        with torch.no_grad():  # torch refuses the batch alone too: its own error, as the check's
-            return inputs, self.run(inputs)
+            return case
+        return with_torch_outputs(self, inputs)  # torch refuses the batch alone too: its own error, as the check's
 
     def _size(self, axis_name, default):
         for name, axes in self.axes.items():
@@ -659,9 +661,7 @@ class DecoderSpec:
 
     def reference_case(self, notes):
         """The prompt's inputs and torch's outputs for them."""
-        inputs = self.reference_inputs(notes)
-        with torch.no_grad():
-            return inputs, self.run(inputs)
+        return with_torch_outputs(self, self.reference_inputs(notes))
 
     def reference_inputs(self, notes):
         """The prompt: batch 2, the tokenizer's ids cut to one length (no padding: no fully masked row),

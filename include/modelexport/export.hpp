@@ -152,13 +152,12 @@ inline std::vector<projected_model> project_models(const resolved_model& m, cons
 /// `onnx.models`/`data_files` are package-relative paths. Strategies, the export cache and
 /// projection never see the layout, which is why it is not part of the cache key (§10).
 inline void place_models(produced_onnx& onnx, const fs::path& stage, package_layout layout, std::map<std::string, std::string>& known_hashes,
-                         std::vector<std::string>* variant_files = nullptr) {
+                         std::vector<std::string>& variant_files) {
     if (layout == package_layout::flat) return;
     const fs::path sub = stage / std::string(hub_onnx_dir);
     fs::create_directory(sub);
     fs::permissions(sub, fs::perms(0755));
-    std::vector<std::string> none;
-    for (auto* names : {&onnx.models, &onnx.data_files, variant_files ? variant_files : &none})
+    for (auto* names : {&onnx.models, &onnx.data_files, &variant_files})
         for (auto& name : *names) {
             std::string to = layout_path(layout, name);
             fs::rename(stage / name, stage / to);
@@ -284,7 +283,7 @@ inline export_result export_package(const export_options& opt, const export_hook
         variants = make_variants(stage, onnx.models, m.source, std::string(m.task->name), opt);
         timer.end(std::to_string(variants.files.size()) + " files");
     }
-    place_models(onnx, stage, opt.layout, known_hashes, &variants.files);
+    place_models(onnx, stage, opt.layout, known_hashes, variants.files);
     timer.begin("copy", "hashing the model and copying configuration files");
     assembled_files files = assemble_files(m, onnx, stage, known_hashes, opt.tool_path, variants.files);
     timer.end(std::to_string(files.files.size()) + " files");

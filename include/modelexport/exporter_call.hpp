@@ -59,16 +59,21 @@ inline run_result run_exporter_process(const std::string& program, const std::ve
 /// The last line the exporter wrote to stderr, printable.
 inline std::string last_error_line(const run_result& r) { return r.last_err.empty() ? std::string() : printable(r.last_err.back()); }
 
-/// Whether one of modelexport's exporters ended on a failed reference check (only they use that status).
-inline bool ended_on_reference_mismatch(const run_result& r) {
-    return !r.timed_out && r.signal == 0 && r.exit_status == reference_mismatch_status;
+/// Whether the child exited on its own with `status` (not killed, not timed out).
+inline bool exited_with(const run_result& r, int status) { return !r.timed_out && r.signal == 0 && r.exit_status == status; }
+
+/// The last stderr line from `marker` on (the whole line when it has no marker): the tool's own
+/// account of a failure, without the prefix its logger adds.
+inline std::string last_error_from(const run_result& r, const std::string& marker) {
+    const std::string last = last_error_line(r);
+    return last.substr(std::min(last.find(marker), last.size()));
 }
 
+/// Whether one of modelexport's exporters ended on a failed reference check (only they use that status).
+inline bool ended_on_reference_mismatch(const run_result& r) { return exited_with(r, reference_mismatch_status); }
+
 /// The exporter's one-line account of a failed reference check (from "reference check failed").
-inline std::string reference_mismatch_text(const run_result& r) {
-    const std::string last = last_error_line(r);
-    return last.substr(std::min(last.find("reference check failed"), last.size()));
-}
+inline std::string reference_mismatch_text(const run_result& r) { return last_error_from(r, "reference check failed"); }
 
 /// The exporter script, the modules beside it (every htp_*.py: the ones it imports, htp_weights.py,
 /// htp_optimum.py, htp_reference.py, ..., and the seq2seq exporter run instead of it for

@@ -78,11 +78,10 @@ inline made_variants make_variants(const fs::path& stage, const std::vector<std:
     if (!opt.model_factory.empty()) args.insert(args.end(), {"--model", opt.model_factory});
     for (const auto& t : opt.variant_tolerances) args.insert(args.end(), {"--tolerance", t});
     run_result r = run_exporter_process(opt.python, args, opt.timeout, opt.exporter_line);
-    const std::string last = last_error_line(r);
-    if (!r.timed_out && r.signal == 0 && r.exit_status == variant_out_of_bounds_status)
-        throw variant_inaccurate(shown, last.substr(std::min(last.find("variant past"), last.size())),
+    if (exited_with(r, variant_out_of_bounds_status))
+        throw variant_inaccurate(shown, last_error_from(r, "variant past"),
                                  "--variant-tolerance [VARIANT:]MEASURE=VALUE sets another bound (docs/variants.md)");
-    if (!r.timed_out && r.signal == 0 && r.exit_status == 2) throw usage_error("--variant-tolerance", last);
+    if (exited_with(r, 2)) throw usage_error("--variant-tolerance", last_error_line(r));
     if (!r.ok()) {
         std::string tail = r.stderr_tail();
         throw export_failed(shown, "variant tool failed (" + r.describe(opt.timeout) + ")" + (tail.empty() ? "" : ": " + tail));
@@ -99,14 +98,15 @@ inline made_variants make_variants(const fs::path& stage, const std::vector<std:
 
 /// The report's file names as package-relative paths of `layout` (what export_metadata.json lists).
 inline json variants_metadata(json record, const std::function<std::string(const std::string&)>& path_of) {
-    for (auto& v : record)
+    auto place = [&](json& entry, const char* key) { entry[key] = path_of(entry[key].get<std::string>()); };
+    for (auto& v : record) {
         for (auto& f : v["files"]) {
-            f["file"] = path_of(f["file"].get<std::string>());
-            f["of"] = path_of(f["of"].get<std::string>());
-            if (f.contains("data_file")) f["data_file"] = path_of(f["data_file"].get<std::string>());
+            place(f, "file");
+            place(f, "of");
+            if (f.contains("data_file")) place(f, "data_file");
         }
-    for (auto& v : record)
-        if (v.contains("operators_file")) v["operators_file"] = path_of(v["operators_file"].get<std::string>());
+        if (v.contains("operators_file")) place(v, "operators_file");
+    }
     return record;
 }
 
