@@ -206,18 +206,18 @@ inline architecture_head head_architecture(const nlohmann::json& config) {
     return {};
 }
 
-/// Refuses a requested task that contradicts the head config.json's `architectures` names
-/// (docs/design.md §5.3): the export would load a class whose head the weights do not have, and
-/// the metadata would name an Optimum class that cannot load the graph. A backbone (or no known
-/// class) accepts any task: then --task is what says which head to build. feature-extraction is
-/// accepted from any head, as optimum-cli accepts it: the bare base model, the head left out (the
-/// exporter's weights gate checks that the base's weights are all there).
 /// Whether a checkpoint whose head is for `head` may be exported (or recorded) as `requested`.
 inline bool task_fits_head(const task_info& requested, const task_info& head) {
     if (head.name == requested.name) return true;  // find_task already mapped synonyms (image-segmentation)
     return requested.name == "feature-extraction" && head.encoder_decoder.empty();
 }
 
+/// Refuses a requested task that contradicts the head config.json's `architectures` names
+/// (docs/design.md §5.3): the export would load a class whose head the weights do not have, and
+/// the metadata would name an Optimum class that cannot load the graph. A backbone (or no known
+/// class) accepts any task: then --task is what says which head to build. feature-extraction is
+/// accepted from any head, as optimum-cli accepts it: the bare base model, the head left out (the
+/// exporter's weights gate checks that the base's weights are all there).
 inline void check_task_matches_architecture(const task_info& requested, const nlohmann::json& config, const std::string& config_name) {
     architecture_head head = head_architecture(config);
     if (head.name.empty()) return;
