@@ -352,7 +352,7 @@ def traceable_masks():
 
 
 # Field numbers of onnx.proto3 that share_transposed_copies reads on the wire.
-MODEL_GRAPH, GRAPH_NODE, GRAPH_INITIALIZER, TENSOR_RAW_DATA = 7, 1, 5, 9
+MODEL_GRAPH, GRAPH_NODE, GRAPH_INITIALIZER, GRAPH_OUTPUT, TENSOR_RAW_DATA = 7, 1, 5, 12, 9
 
 
 def _varint(buffer, pos):
@@ -373,6 +373,28 @@ def _encode_varint(value):
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+def output_shapes(path):
+    """{output: [dim, ...]} of the ONNX file's graph outputs, read off the wire without parsing its
+    weights: a dim is its int size, its symbolic name, or None when the file states neither (and
+    the list is None when the output has no shape)."""
+    import mmap
+    import onnx
+    shapes = {}
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        buffer = memoryview(mapped)
+        try:
+            for _, _, graph_start, graph_end in (f for f in _fields(buffer, 0, len(buffer)) if f[0] == MODEL_GRAPH):
+                for number, _, start, end in _fields(buffer, graph_start, graph_end):
+                    if number == GRAPH_OUTPUT:
+                        info = onnx.ValueInfoProto.FromString(bytes(buffer[start:end]))
+                        tensor = info.type.tensor_type
+                        shapes[info.name] = ([d.dim_value if d.HasField("dim_value") else d.dim_param if d.HasField("dim_param")
+                                              else None for d in tensor.shape.dim] if tensor.HasField("shape") else None)
+        finally:
+            buffer.release()
+    return shapes
 
 
 def _fields(buffer, start, end):

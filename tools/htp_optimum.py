@@ -152,9 +152,23 @@ class Signature:
         """Output axes the trace left symbolic although the configuration names them static (a hidden size
         behind a Reshape, a head dim behind rotary embeddings) get their size, as optimum-cli's export does
         it (OnnxConfig.fix_dynamic_axes: one run of the file, its outputs' sizes written into the graph)."""
+        if not self._has_unnamed_symbolic_output(onnx_path):
+            return  # nothing to fix: Optimum would create an ONNX Runtime session only to find that out
         import torch
         torch.manual_seed(0)  # its dummy inputs come from torch's global generator: the same export, the same run
         self.config.fix_dynamic_axes(pathlib.Path(onnx_path), device="cpu", dtype="fp32")
+
+    def _has_unnamed_symbolic_output(self, onnx_path):
+        """Optimum's own test (an output dim that is symbolic but none of the configuration's axis names),
+        on the file's declared output shapes; an output whose shape the file leaves open counts, so
+        Optimum decides it."""
+        import htp_decoder
+        allowed = set(chain.from_iterable(axes.values() for axes in chain(self.config.inputs.values(),
+                                                                         self.config.outputs.values())))
+        for dims in htp_decoder.output_shapes(onnx_path).values():
+            if dims is None or any(d is None or (isinstance(d, str) and d not in allowed) for d in dims):
+                return True
+        return False
 
     @contextlib.contextmanager
     def patched(self):
