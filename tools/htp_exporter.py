@@ -641,7 +641,8 @@ class DecoderSpec:
     def __init__(self, task, model, config, source_dir):
         self.task, self.model, self.config, self.source_dir = task, model, config, source_dir
         self.form = htp_decoder.CacheForm(config)
-        self.inputs = htp_decoder.input_names(model, self.form, htp_optimum.decoder_inputs(model))
+        self.optimum_config = htp_optimum.decoder_config(model, source_dir) if is_transformers_model(model) else None
+        self.inputs = htp_decoder.input_names(model, self.form, htp_optimum.decoder_inputs(self.optimum_config))
         self.outputs = htp_decoder.output_names(self.form)
         self.dummy = htp_decoder.dummy_inputs(config, self.inputs)
         self.args = tuple(self.dummy[n] for n in self.inputs)
@@ -649,11 +650,14 @@ class DecoderSpec:
 
     @contextlib.contextmanager
     def patched(self):
-        self.model.forward = htp_decoder.flat_forward(self.model.forward, self.inputs, self.form)
-        try:
-            yield
-        finally:
-            del self.model.forward
+        """The flat forward, around Optimum's patched one where it has a configuration for the model type
+        (whose traceable replacements optimum-cli's export relies on: Qwen3-MoE's experts, Cohere's rotary)."""
+        with htp_optimum.model_patches(self.model, self.optimum_config):
+            self.model.forward = htp_decoder.flat_forward(self.model.forward, self.inputs, self.form)
+            try:
+                yield
+            finally:
+                self.model.__dict__.pop("forward", None)
 
     def run(self, inputs):
         with self.patched(), htp_decoder.traceable_masks():

@@ -10,7 +10,8 @@ factory, a model type optimum-onnx does not know) the project's own task table a
 the module table says which of the two was used ("signature").
 
 Decoders with their KV cache and encoder-decoder models keep their own exporters
-(htp_decoder.py, htp_seq2seq.py): their cache forms are what the clients read today.
+(htp_decoder.py, htp_seq2seq.py): their cache forms are what the clients read today. A decoder still
+takes its input names and its model patcher from Optimum's with-past configuration where there is one.
 """
 
 import contextlib
@@ -40,8 +41,9 @@ def load_tasks_manager():
     return TasksManager
 
 
-def export_config(model, task, source_dir):
-    """Optimum's OnnxConfig for `model` (a transformers PreTrainedModel) and `task`."""
+def export_config(model, task, source_dir, **options):
+    """Optimum's OnnxConfig for `model` (a transformers PreTrainedModel) and `task` (`options`: the
+    configuration's own, use_past_in_inputs)."""
     manager = load_tasks_manager()
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if not model_type:
@@ -53,7 +55,7 @@ def export_config(model, task, source_dir):
     except (KeyError, ValueError) as error:
         raise Unavailable("optimum-onnx has no export configuration for model type %r and task %r (%s)"
                           % (model_type, optimum_task, str(error).splitlines()[0] if str(error) else type(error).__name__))
-    return constructor(model.config, int_dtype="int64", float_dtype="fp32", preprocessors=preprocessors(source_dir))
+    return constructor(model.config, int_dtype="int64", float_dtype="fp32", preprocessors=preprocessors(source_dir), **options)
 
 
 def preprocessors(source_dir):
@@ -68,16 +70,35 @@ def preprocessors(source_dir):
         return None
 
 
-def decoder_inputs(model):
-    """The input names optimum-cli's text-generation-with-past export of `model` takes (position_ids
-    or not: Llama's configuration lists it, Gemma's does not), or None where Optimum has no configuration."""
+def decoder_config(model, source_dir):
+    """Optimum's text-generation-with-past configuration of `model` with its cache as inputs, or None where
+    optimum-onnx is not importable or has none for the model type (the task table's rules apply then)."""
     try:
-        manager = load_tasks_manager()
-        constructor = manager.get_exporter_config_constructor(exporter="onnx", model=model, task="text-generation-with-past",
-                                                              library_name="transformers")
-        return set(constructor(model.config, use_past=True, use_past_in_inputs=True).inputs)
-    except Exception:  # no configuration (or no optimum): the task table's rules
+        onnx_config = export_config(model, "text-generation-with-past", source_dir, use_past_in_inputs=True)
+    except Unavailable:
         return None
+    return onnx_config
+
+
+def decoder_inputs(onnx_config):
+    """The input names optimum-cli's text-generation-with-past export takes (position_ids or not: Llama's
+    configuration lists it, Gemma's does not), or None without a configuration."""
+    return set(onnx_config.inputs) if onnx_config is not None else None
+
+
+@contextlib.contextmanager
+def model_patches(model, onnx_config):
+    """Optimum's model patcher for the configuration (its traceable replacements: Qwen3-MoE's experts,
+    Cohere's rotary embedding, masks without vmap, ...) around the block, the model's forward left to
+    the caller to wrap; nothing without a configuration."""
+    if onnx_config is None:
+        yield
+        return
+    try:
+        with onnx_config.patch_model_for_export(model, model_kwargs=model_kwargs_for(model)):
+            yield
+    finally:
+        model.__dict__.pop("forward", None)  # the patcher's exit leaves the class's forward as an instance attribute
 
 
 def set_pad_token_id(model, task, source_dir):
