@@ -28,6 +28,9 @@
 //     input_values                                 float32 [1, 12345],   value[i] = float32(sin(double i))
 //                                                  (not the export's dummy length: the axis must be symbolic)
 //     attention_mask beside input_values           int64 ones of the waveform's length
+//     input_features                               float32 [1, mel bins, frames], value[i] = float32(sin(double i))
+//                                                  (a speech encoder: the graph's fixed dims, else config.json's
+//                                                  num_mel_bins and 2 * max_source_positions)
 //     past_values                                  float32 [1, context_length, channels], value[i] = float32(sin(double i))
 //                                                  (a time series: the graph's fixed dims, else config.json's
 //                                                  context_length and num_input_channels)
@@ -223,6 +226,18 @@ async function generateInputs(ort, session, pkgDir, text) {
             feeds[name] = new ort.Tensor('float32', sinFill(shape[1]), shape);
         } else if (name === 'past_values') {
             const shape = seriesShape(graphShape, readJsonIfExists(path.join(pkgDir, 'config.json')));
+            feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
+        } else if (name === 'input_features' && dtype === 'float32') {
+            // A speech encoder's log-mel features (Whisper's [batch, mel bins, frames], both fixed in the graph),
+            // else config.json's num_mel_bins and twice max_source_positions (the encoder's stride-2 convolution).
+            const config = readJsonIfExists(path.join(pkgDir, 'config.json'));
+            const fixed = (i) => (typeof graphShape[i] === 'number' && graphShape[i] > 0 ? graphShape[i] : null);
+            const bins = fixed(1) ?? config?.num_mel_bins;
+            const frames = fixed(2) ?? (config?.max_source_positions ? 2 * config.max_source_positions : null);
+            if (graphShape.length !== 3 || !bins || !frames) {
+                throw new Error('cannot determine input_features mel bins/frames (no fixed dims, no config.json num_mel_bins, max_source_positions)');
+            }
+            const shape = [1, bins, frames];
             feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
         } else {
             throw new Error(`do not know how to generate input "${name}"; pass --inputs FILE.json`);
