@@ -39,7 +39,8 @@ def cache(c):
 def encoder_decoder(e):
     if not e:
         return "{}"
-    return "{%s, %s, %s}" % (literal(e["exporter"]), literal(e["exporter_task"]), strings(e["files"]))
+    return "{%s, %s, %s, %s}" % (literal(e["exporter"]), literal(e["exporter_task"]), strings(e["files"]),
+                                 literal(e["decoder_output"]))
 
 
 def task_entry(t):

@@ -3,7 +3,7 @@
 to Optimum's multi-file ONNX layout, with the module hierarchy of every file.
 
 Usage:
-  htp_seq2seq.py --source DIR --task text2text-generation|automatic-speech-recognition
+  htp_seq2seq.py --source DIR --task text2text-generation[-with-past]|automatic-speech-recognition
                  --output-dir DIR --modules FILE.json [--opset N] [--source-boundary DIR]
 
 Writes into --output-dir, with Optimum's seq2seq names and axes (what
@@ -21,6 +21,11 @@ Writes into --output-dir, with Optimum's seq2seq names and axes (what
                                 -> decoder_model.onnx's outputs; one If node whose then_branch is the
                                 decoder with past and else_branch the decoder without; every weight
                                 stored once in the main graph (see merge_decoders)
+
+--task text2text-generation and automatic-speech-recognition (Optimum's tasks without the cache) write the
+first two only, the decoder's outputs being its logits alone, as optimum-cli writes them for those tasks.
+--task feature-extraction-with-past writes all four of the base model (T5Model, ...), the decoder returning
+last_hidden_state where the others return logits.
 
 Inputs are in the order of the model's forward signature (attention_mask -> encoder_attention_mask,
 decoder_input_ids -> input_ids, encoder_outputs -> encoder_hidden_states, then the cache), as
@@ -61,6 +66,7 @@ Exit codes as htp_exporter.py: 0, 1 export failure, 2 usage error, 3 transformer
 """
 
 import argparse
+import collections
 import contextlib
 import hashlib
 import inspect
@@ -79,10 +85,23 @@ from htp_exporter import (DEFAULT_OPSET, ONNX_EXPORTER, MissingTransformers, Usa
                           torchscript_exporter_arguments, trace_modules, write_module_table)
 from htp_weights import WeightsError, load_weights, weight_files  # noqa: E402
 
-# task -> (modality, transformers Auto class)
+class Seq2SeqTask(collections.namedtuple("Seq2SeqTask", "modality auto_class cached head")):
+    """An exporter task: its inputs ("text", "speech", or None: speech when config.json has mel bins), the
+    transformers Auto class, whether the decoder reads and returns its cache, and what it returns besides."""
+
+    def modality_for(self, config):
+        if "input_feat_per_channel" in config:  # Speech2Text: [batch, frames, features] with a mask, not Whisper's layout
+            raise Seq2SeqError("config.json: input_feat_per_channel (Speech2Text): its encoder takes [batch, frames, "
+                               "features] with an attention_mask, a layout this exporter does not write")
+        return self.modality or ("speech" if "num_mel_bins" in config else "text")
+
+
 TASKS = {
-    "text2text-generation": ("text", "AutoModelForSeq2SeqLM"),
-    "automatic-speech-recognition": ("speech", "AutoModelForSpeechSeq2Seq"),
+    "text2text-generation-with-past": Seq2SeqTask("text", "AutoModelForSeq2SeqLM", True, "logits"),
+    "text2text-generation": Seq2SeqTask("text", "AutoModelForSeq2SeqLM", False, "logits"),
+    "automatic-speech-recognition-with-past": Seq2SeqTask("speech", "AutoModelForSpeechSeq2Seq", True, "logits"),
+    "automatic-speech-recognition": Seq2SeqTask("speech", "AutoModelForSpeechSeq2Seq", False, "logits"),
+    "feature-extraction-with-past": Seq2SeqTask(None, "AutoModel", True, "last_hidden_state"),
 }
 ENCODER = "encoder_model.onnx"
 DECODER = "decoder_model.onnx"
@@ -156,8 +175,11 @@ def decoder_input_names(model, layers, with_past, modality):
     return names
 
 
-def decoder_output_names(layers, with_past):
-    return ["logits"] + cache_names("present", layers, ("decoder",) if with_past else ("decoder", "encoder"))
+def decoder_output_names(layers, with_past, cached=True, head="logits"):
+    """The logits (or `head`), then the presents (none when the package has no cache: `cached` false)."""
+    if not cached:
+        return [head]
+    return [head] + cache_names("present", layers, ("decoder",) if with_past else ("decoder", "encoder"))
 
 
 def encoder_names(modality):
@@ -193,7 +215,7 @@ def decoder_axes(inputs, outputs, with_past, config):
             axes[name] = {0: "batch_size", 2: "past_decoder_sequence_length"}
         elif name.startswith("present."):
             axes[name] = {0: "batch_size", 2: "past_decoder_sequence_length + decoder_sequence_length"}
-        elif name == "logits":
+        elif name in ("logits", "last_hidden_state"):
             axes[name] = {0: "batch_size", 1: "1" if with_past else "decoder_sequence_length"}
         if loose_head_dim and name.startswith("past_key_values."):
             axes[name][3] = "head_dim"
@@ -283,12 +305,16 @@ def _encoder_decoder_cache(flat, layers):
     return EncoderDecoderCache(htp_decoder._cache_object(self_pairs), htp_decoder._cache_object(cross_pairs))
 
 
-def decoder_forward(forward, names, layers, d_model, with_past):
-    """forward(*tensors in `names` order) -> (logits, present...), cache flattened layer-major."""
+def decoder_forward(forward, names, layers, d_model, with_past, cached=True, head="logits"):
+    """forward(*tensors in `names` order) -> (logits, present...), cache flattened layer-major; the
+    logits alone when the package has no cache (`cached` false); `head` for logits (a base model's
+    last_hidden_state)."""
     past_names = cache_names("past_key_values", layers)
 
     def forward_decoder(*tensors):
         given = dict(zip(names, tensors))
+        # use_cache even without a cache to return: the graph then keeps the logits only, and transformers'
+        # cacheless mask path (torch.diff over positions) is not traced.
         kwargs = {"decoder_input_ids": given["input_ids"], "use_cache": True, "return_dict": True}
         if "encoder_attention_mask" in given:
             kwargs["attention_mask"] = given["encoder_attention_mask"]
@@ -304,6 +330,8 @@ def decoder_forward(forward, names, layers, d_model, with_past):
         else:
             kwargs["encoder_outputs"] = (given["encoder_hidden_states"],)
         outputs = forward(**kwargs)
+        if not cached:
+            return (getattr(outputs, head),)
         cache = outputs.past_key_values
         self_flat = htp_decoder._flat_cache(cache.self_attention_cache)
         present = []
@@ -313,7 +341,7 @@ def decoder_forward(forward, names, layers, d_model, with_past):
             cross_flat = htp_decoder._flat_cache(cache.cross_attention_cache)
             for i in range(layers):
                 present += self_flat[2 * i:2 * i + 2] + cross_flat[2 * i:2 * i + 2]
-        return (outputs.logits, *present)
+        return (getattr(outputs, head), *present)
     return forward_decoder
 
 
@@ -510,7 +538,7 @@ def load_model(source_dir, task, config, boundary):
     except ImportError as error:
         raise MissingTransformers(str(error))
     weight_files(source_dir, boundary)  # vet every weights file first (clear errors)
-    auto = getattr(transformers, TASKS[task][1])
+    auto = getattr(transformers, TASKS[task].auto_class)
     model_config = transformers.AutoConfig.from_pretrained(source_dir, local_files_only=True)
     model = auto.from_config(model_config)
     model.tie_weights()
@@ -550,11 +578,13 @@ def merged_modules(first, second):
     return out
 
 
-def reference_check(model, config, modality, source, directory, options):
+def reference_check(model, config, modality, source, directory, options, cached=True, head="logits"):
     """The reference check (htp_reference.py) of the files clients run: the encoder, then the merged
     decoder's two branches, its first step with an empty cache and a cached step fed with the first
     step's presents (ONNX Runtime's own to ONNX Runtime, torch's cache to torch), on a batch of 2 and
-    lengths other than the trace's. The decoder takes torch's encoder states on both sides."""
+    lengths other than the trace's. The decoder takes torch's encoder states on both sides. Without a
+    cache (`cached` false) the decoder is decoder_model.onnx, run once. `head` is the decoder output compared
+    besides the cache (logits, or a base model's last_hidden_state)."""
     if options.no_reference_check:
         return {"status": "skipped", "reason": "--no-reference-check"}
     atol, origin = htp_reference.tolerance(options.atol, model, options.task, source)
@@ -589,39 +619,58 @@ def reference_check(model, config, modality, source, directory, options):
     start = int(start) if isinstance(start, int) else 0
     vocab = int(config.get("vocab_size", 2))
     first = torch.tensor([[start, (start + 7) % vocab]] * batch, dtype=torch.int64)
-    decoder_session = htp_reference.onnx_session(os.path.join(directory, MERGED))
+    decoder_session = htp_reference.onnx_session(os.path.join(directory, MERGED if cached else DECODER))
     # Both decoders get torch's encoder states: each file is judged on its own error, not the encoder's
     # carried through it.
-    feeds = {"input_ids": first, "encoder_hidden_states": hidden,
-             USE_CACHE_BRANCH: torch.tensor([False])}
+    feeds = {"input_ids": first, "encoder_hidden_states": hidden}
     if "attention_mask" in encoder_inputs:
         feeds["encoder_attention_mask"] = encoder_inputs["attention_mask"]
-    for name in cache_names("past_key_values", layers):
-        feeds[name] = torch.zeros((batch, heads, 0, head_dim))
-    kwargs = {"encoder_outputs": (hidden,), "use_cache": True, "return_dict": True}
+    if cached:
+        feeds[USE_CACHE_BRANCH] = torch.tensor([False])
+        for name in cache_names("past_key_values", layers):
+            feeds[name] = torch.zeros((batch, heads, 0, head_dim))
+    kwargs = {"encoder_outputs": (hidden,), "use_cache": cached, "return_dict": True}
     if "attention_mask" in encoder_inputs:
         kwargs["attention_mask"] = encoder_inputs["attention_mask"]
     with torch.no_grad():
         expected = model(decoder_input_ids=first, **kwargs)
     produced = htp_reference.run_onnx(decoder_session, feeds)
-    steps.append(htp_reference.step_record("decoder", feeds, {"logits": expected.logits}, {"logits": produced["logits"]}, atol))
+    steps.append(htp_reference.step_record("decoder", feeds, {head: getattr(expected, head)}, {head: produced[head]}, atol))
+    if not cached:
+        return htp_reference.judge(steps, atol, origin, notes, log)
 
-    chosen = expected.logits[:, -1, :].argmax(dim=-1, keepdim=True)
+    # The next token: the greedy one where there are logits, else a fixed one (a base model has no vocabulary head).
+    chosen = (expected.logits[:, -1, :].argmax(dim=-1, keepdim=True) if head == "logits"
+              else torch.full((batch, 1), (start + 3) % vocab, dtype=torch.int64))
     feeds = dict(feeds, input_ids=chosen, **{USE_CACHE_BRANCH: torch.tensor([True])})
     for past, present in zip(cache_names("past_key_values", layers), cache_names("present", layers)):
         feeds[past] = torch.from_numpy(produced[present])
     with torch.no_grad():
         expected = model(decoder_input_ids=chosen, past_key_values=expected.past_key_values, **kwargs)
     produced = htp_reference.run_onnx(decoder_session, feeds)
-    steps.append(htp_reference.step_record("cached decoder", feeds, {"logits": expected.logits},
-                                           {"logits": produced["logits"]}, atol))
+    steps.append(htp_reference.step_record("cached decoder", feeds, {head: getattr(expected, head)},
+                                           {head: produced[head]}, atol))
     return htp_reference.judge(steps, atol, origin, notes, log)
+
+
+def merged_decoder(model, options, path, decoder_tables):
+    """Writes decoder_model_merged.onnx from the two decoders; its module table entry."""
+    log("merging into %s" % MERGED)
+    parameter_names = {n for n, _ in model.named_parameters()}
+    stored, shared = merge_decoders(path(DECODER), path(DECODER_WITH_PAST), path(MERGED), parameter_names)
+    log("%d weights stored once (%d shared by both decoders)" % (stored, shared))
+    no_past, past = decoder_tables
+    merged_inputs = no_past["inputs"] + [n for n in past["inputs"] if n not in no_past["inputs"]] + [USE_CACHE_BRANCH]
+    entry = table(MERGED, options.task, model, merged_inputs, no_past["outputs"],
+                  merged_modules(no_past["modules"], past["modules"]))
+    entry["branches"] = {"then": DECODER_WITH_PAST, "else": DECODER}
+    return entry
 
 
 def export(options):
     if options.task not in TASKS:
         raise UsageError("unknown task '%s' (known: %s)" % (options.task, ", ".join(sorted(TASKS))))
-    modality = TASKS[options.task][0]
+    task = TASKS[options.task]
     source = options.source
     if not os.path.isdir(source):
         raise UsageError("source directory not found: %s" % source)
@@ -630,12 +679,13 @@ def export(options):
     if not isinstance(config, dict):
         raise Seq2SeqError("config.json is not a JSON object")
     layers = geometry(config)[0]
+    modality, cached, head = task.modality_for(config), task.cached, task.head
 
     log("loading model")
     model = load_model(source, options.task, config, options.source_boundary or source)
     if options.check_only:  # validate --reference: the existing files against this source
         write_module_table(options.modules, {"format": 2, "reference_check": reference_check(
-            model, config, modality, source, options.output_dir, options)})
+            model, config, modality, source, options.output_dir, options, cached, head)})
         return
     path = lambda name: os.path.join(options.output_dir, name)  # noqa: E731
     entries = []
@@ -653,27 +703,19 @@ def export(options):
         encoder_hidden = model.get_encoder()(**encoder_inputs).last_hidden_state
 
     decoder_tables = []
-    for name, with_past in ((DECODER, False), (DECODER_WITH_PAST, True)):
+    for name, with_past in ((DECODER, False), (DECODER_WITH_PAST, True))[:2 if cached else 1]:
         log("exporting %s" % name)
         names = decoder_input_names(model, layers, with_past, modality)
-        outputs = decoder_output_names(layers, with_past)
+        outputs = decoder_output_names(layers, with_past, cached, head)
         tensors = dummy_decoder_inputs(config, names, encoder_hidden, with_past)
         args = tuple(tensors[n] for n in names)
-        modules = export_graph(model, decoder_forward(model.forward, names, layers, geometry(config)[3], with_past), names, outputs,
-                               args, decoder_axes(names, outputs, with_past, config), path(name), options.opset)
+        forward = decoder_forward(model.forward, names, layers, geometry(config)[3], with_past, cached, head)
+        modules = export_graph(model, forward, names, outputs, args, decoder_axes(names, outputs, with_past, config), path(name),
+                               options.opset)
         decoder_tables.append(table(name, options.task, model, names, outputs, modules))
     entries += decoder_tables
-
-    log("merging into %s" % MERGED)
-    parameter_names = {n for n, _ in model.named_parameters()}
-    stored, shared = merge_decoders(path(DECODER), path(DECODER_WITH_PAST), path(MERGED), parameter_names)
-    log("%d weights stored once (%d shared by both decoders)" % (stored, shared))
-    no_past, past = decoder_tables
-    merged_inputs = no_past["inputs"] + [n for n in past["inputs"] if n not in no_past["inputs"]] + [USE_CACHE_BRANCH]
-    entry = table(MERGED, options.task, model, merged_inputs, no_past["outputs"],
-                  merged_modules(no_past["modules"], past["modules"]))
-    entry["branches"] = {"then": DECODER_WITH_PAST, "else": DECODER}
-    entries.append(entry)
+    if cached:
+        entries.append(merged_decoder(model, options, path, decoder_tables))
 
     description = {
         "format": 2,
@@ -681,7 +723,7 @@ def export(options):
         "root_class": type(model).__name__,
         "parameters": entries[0]["parameters"],
         "signature": {"source": "task table"},
-        "reference_check": reference_check(model, config, modality, source, options.output_dir, options),
+        "reference_check": reference_check(model, config, modality, source, options.output_dir, options, cached, head),
         "torch_version": torch.__version__,
         "onnx_exporter": ONNX_EXPORTER,
         "files": entries,
@@ -693,7 +735,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="htp_seq2seq.py",
                                      description="Export an encoder-decoder model to Optimum's multi-file ONNX layout.")
     parser.add_argument("--source", required=True, help="model directory (config.json, weights, ...)")
-    parser.add_argument("--task", required=True, help="text2text-generation or automatic-speech-recognition")
+    parser.add_argument("--task", required=True, help=", ".join(TASKS))
     parser.add_argument("--output-dir", required=True, help="directory for the four ONNX files")
     parser.add_argument("--modules", required=True, help="module tables JSON to write (format 2)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %d)" % DEFAULT_OPSET)

@@ -21,11 +21,20 @@ def find_task_table():
 with open(find_task_table(), encoding="utf-8") as _table:
     TASK_TABLE = json.load(_table)
 
-# Task name or alias -> its entry.
+# Task name or alias -> its entry: the first of a shared name, the row for models that are not
+# encoder-decoders (an encoder-decoder's row names the exporter script that reads it).
 TASKS = {}
 for _entry in TASK_TABLE["tasks"]:
     for _name in [_entry["name"]] + _entry["aliases"]:
-        TASKS[_name] = _entry
+        TASKS.setdefault(_name, _entry)
+
+
+def task_for(name, config):
+    """The row of a task name for a config.json: where two rows share the name, the one with an
+    encoder_decoder layout is for a config whose is_encoder_decoder is true (tasks.hpp's find_task)."""
+    rows = [entry for entry in TASK_TABLE["tasks"] if name == entry["name"] or name in entry["aliases"]]
+    wanted = config.get("is_encoder_decoder") is True
+    return next((entry for entry in rows if bool(entry.get("encoder_decoder")) == wanted), rows[0] if rows else None)
 
 
 def decoder_entry():

@@ -85,7 +85,7 @@ int run_export(const me::export_options& base, const me::build_edge& edge, const
 me::check_result reference_check_result(const fs::path& dir, const me::validation_report& report, const std::string& source,
                                         const me::reference_runner& runner) {
     me::check_result c{"reference", me::severity::error, me::check_status::fail, {}, me::json::object()};
-    const me::task_info* task = me::find_task(report.task);
+    const me::task_info* task = report.row ? report.row : me::find_task(report.task);
     if (!task) {
         c.message = dir.string() + ": the package's task is unknown: no torch model to compare with";
         return c;

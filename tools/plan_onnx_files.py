@@ -3,7 +3,7 @@
     python3 plan_onnx_files.py CONFIG.json [TASK]
 
 prints one name per line: the task's `encoder_decoder.files` (share/tasks.json) for an
-encoder-decoder task, else model.onnx. The task is TASK (a name or alias) when given, else the one
+encoder-decoder task, else model.onnx. The task is TASK (a name or alias: its row for this config) when given, else the one
 config.json's `architectures` names, with the rule of tasks.hpp's task_for_architecture (the longest
 matching suffix, then one restricted to the config's model_type). This is `modelexport plan`'s
 package_onnx_files (plan.hpp) for a build whose modelexport is not built yet (a subproject's tool
@@ -13,7 +13,7 @@ An unreadable config or unknown task prints model.onnx: the export then names th
 import json
 import sys
 
-from htp_tasks import TASK_TABLE, TASKS
+from htp_tasks import TASK_TABLE, task_for
 
 
 def task_for_architecture(arch, model_type):
@@ -38,11 +38,7 @@ def inferred_task(config):
 
 
 def onnx_files(config, requested):
-    inferred = inferred_task(config)
-    entry = TASKS.get(requested) if requested else inferred
-    # Optimum's automatic-speech-recognition of an encoder-decoder (Whisper) is its -with-past export.
-    if requested and inferred and (inferred.get("encoder_decoder") or {}).get("exporter_task") == requested:
-        entry = inferred
+    entry = task_for(requested, config) if requested else inferred_task(config)
     files = (entry or {}).get("encoder_decoder", {}).get("files")
     return files or ["model.onnx"]
 

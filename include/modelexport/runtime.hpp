@@ -132,7 +132,7 @@ private:
 
     invocation command(runtime_kind k, const fs::path& abs, const validation_report& report) const {
         const std::string id = "runtime." + to_string(k);
-        const task_info* task = find_task(report.task);
+        const task_info* task = report.row ? report.row : find_task(report.task);
         switch (k) {
             case runtime_kind::onnxruntime:
                 // The model where the layout put it.
@@ -141,6 +141,10 @@ private:
                 if (!task || task->transformers_js_pipeline.empty())
                     return {{}, {}, check_result{id, severity::warning, check_status::skip, "no transformers.js pipeline check for task " + report.task}};
                 std::string pipeline(task->transformers_js_pipeline);
+                if (!task->encoder_decoder.empty() && !decodes_with_cache(*task))
+                    return {{}, {}, check_result{id, severity::warning, check_status::skip,
+                                                 "transformers.js reads only decoder_model_merged.onnx, which " + report.task +
+                                                     " has not (its -with-past task writes it)"}};
                 if (!task->encoder_decoder.empty()) {
                     // Two ONNX files and generate(): transformers.js reads them from onnx/ unless told the flat layout.
                     std::vector<std::string> args{(cfg_.scripts_dir / "tjs_seq2seq.mjs").string(), abs.string(), "--task", pipeline};
@@ -152,7 +156,14 @@ private:
                 if (report.task == "fill-mask") args.insert(args.end(), {"--text", "the movie was [MASK] ."});
                 return {cfg_.node, args, {}};
             }
-            default: return {cfg_.python, {(cfg_.scripts_dir / "optimum_check.py").string(), abs.string(), report.optimum_class}, {}};
+            default: {
+                std::vector<std::string> args{(cfg_.scripts_dir / "optimum_check.py").string(), abs.string(), report.optimum_class};
+                // Optimum's ORTModel classes of generators expect a cache unless told otherwise (its text-generation
+                // and text2text-generation have none).
+                if (task && (!task->encoder_decoder.empty() || task->optimum_class == "ORTModelForCausalLM") && !decodes_with_cache(*task))
+                    args.emplace_back("--no-cache");
+                return {cfg_.python, args, {}};
+            }
         }
     }
 
@@ -162,7 +173,7 @@ private:
     std::vector<std::pair<std::string, invocation>> variant_commands(runtime_kind k, const fs::path& abs, const validation_report& report,
                                                                      const invocation& main) const {
         std::vector<std::pair<std::string, invocation>> out;
-        const task_info* task = find_task(report.task);
+        const task_info* task = report.row ? report.row : find_task(report.task);
         if ((task && !task->encoder_decoder.empty()) || main.skip) return out;
         const std::string primary = fs::path(report.model).filename().string();
         for (const auto& kind : variant_kinds) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace modelexport {
@@ -69,24 +70,29 @@ inline seq2seq_geometry seq2seq_config_geometry(const nlohmann::json& config) {
     return g;
 }
 
-/// What file `name`'s signature lacks for its role in the package, or "".
-inline std::string seq2seq_file_problem(const std::string& name, const signature& sig) {
+/// What file `name`'s signature lacks for its role in the package, or "". Without a cache (Optimum's
+/// text2text-generation: `cached` false) the decoder's outputs are its logits alone; `head` is what the
+/// decoder returns instead of logits (a base model's last_hidden_state).
+inline std::string seq2seq_file_problem(const std::string& name, const signature& sig, bool cached = true,
+                                        std::string_view head = "logits") {
     for (const auto& c : seq2seq_contracts()) {
         if (name != c.file) continue;
         for (const char* in : c.inputs)
             if (!detail::has_input(sig, in)) return "has no input " + std::string(in);
-        for (const char* out : c.outputs)
-            if (!sig.output(out)) return "has no output " + std::string(out);
+        for (std::string out : c.outputs) {
+            if (out == "logits") out = std::string(head);
+            if ((cached || !detail::is_cache_tensor(out)) && !sig.output(out)) return "has no output " + out;
+        }
     }
     return "";
 }
 
 /// The cross-file contract, against config.json (seq2seq_config_geometry):
 /// - the encoder's last_hidden_state width is d_model and the decoders' encoder_hidden_states width;
-/// - every decoder has one present.{i}.decoder.key per decoder layer;
+/// - every decoder has one present.{i}.decoder.key per decoder layer (when the package has a cache);
 /// - every cache tensor (past_key_values.*, present.*; self- and cross-attention) is
 ///   [batch, heads, length, head_dim] where its dims are fixed.
-inline std::string seq2seq_contract_problem(const std::map<std::string, signature>& sigs, const nlohmann::json& config) {
+inline std::string seq2seq_contract_problem(const std::map<std::string, signature>& sigs, const nlohmann::json& config, bool cached = true) {
     auto enc = sigs.find("encoder_model.onnx");
     if (enc == sigs.end() || !enc->second.output("last_hidden_state")) return "encoder_model.onnx has no last_hidden_state";
     const tensor_info& hidden = *enc->second.output("last_hidden_state");
@@ -124,7 +130,7 @@ inline std::string seq2seq_contract_problem(const std::map<std::string, signatur
         std::int64_t present = std::count_if(sig.outputs.begin(), sig.outputs.end(), [](const tensor_info& t) {
             return t.name.rfind("present.", 0) == 0 && detail::ends_with(t.name, ".decoder.key");
         });
-        if (g.layers >= 0 && present != g.layers)
+        if (cached && g.layers >= 0 && present != g.layers)
             return name + ": " + std::to_string(present) + " decoder layers (present.{i}.decoder.key) but config.json states " +
                    std::to_string(g.layers) + " (decoder_layers / num_decoder_layers / num_layers)";
     }

@@ -63,6 +63,7 @@ struct encoder_decoder_files {
     std::string_view exporter;               ///< the exporter script beside htp_exporter.py ("htp_seq2seq.py")
     std::string_view exporter_task;          ///< the --task it takes
     std::vector<std::string_view> files;     ///< the ONNX files it writes; the first (the encoder) is the primary
+    std::string_view decoder_output;         ///< what the decoder returns besides its cache ("logits", "last_hidden_state")
 
     bool empty() const { return files.empty(); }
 };
@@ -104,11 +105,40 @@ struct refused_task {
 
 namespace modelexport {
 
-/// Looks a task up by name or alias ("image-segmentation", Optimum's inferred name, is semantic-segmentation).
+namespace detail {
+inline bool is_named(const task_info& t, std::string_view name) {
+    return t.name == name || std::find(t.aliases.begin(), t.aliases.end(), name) != t.aliases.end();
+}
+}  // namespace detail
+
+/// Looks a task up by name or alias ("image-segmentation", Optimum's inferred name, is semantic-segmentation):
+/// the first row of that name, the one for models that are not encoder-decoders.
 inline const task_info* find_task(std::string_view name) {
     for (const auto& t : tasks())
-        if (t.name == name || std::find(t.aliases.begin(), t.aliases.end(), name) != t.aliases.end()) return &t;
+        if (detail::is_named(t, name)) return &t;
     return nullptr;
+}
+
+/// The row of a task name for a model: where two rows share the name, the one with an encoder_decoder layout is
+/// for a config.json whose is_encoder_decoder is true (Whisper's automatic-speech-recognition), the other for
+/// every other config (wav2vec2's).
+inline const task_info* find_task(std::string_view name, const nlohmann::json& config) {
+    const auto flag = config.find("is_encoder_decoder");
+    const bool encoder_decoder = flag != config.end() && flag->is_boolean() && flag->get<bool>();
+    const task_info* first = nullptr;
+    for (const auto& t : tasks()) {
+        if (!detail::is_named(t, name)) continue;
+        if (t.encoder_decoder.empty() != encoder_decoder) return &t;
+        if (!first) first = &t;
+    }
+    return first;
+}
+
+/// Whether the task's package decodes with a KV cache: a decoder-only row's with_past, an encoder-decoder's
+/// cached decoder files (Optimum's -with-past tasks; its text2text-generation has none).
+inline bool decodes_with_cache(const task_info& t) {
+    return t.with_past ||
+           std::find(t.encoder_decoder.files.begin(), t.encoder_decoder.files.end(), "decoder_with_past_model.onnx") != t.encoder_decoder.files.end();
 }
 
 /// Whether transformers knows a config.json model_type: Optimum's ORTModel and transformers.js read no other.
@@ -206,10 +236,14 @@ inline architecture_head head_architecture(const nlohmann::json& config) {
     return {};
 }
 
-/// Whether a checkpoint whose head is for `head` may be exported (or recorded) as `requested`.
+/// Whether a checkpoint whose head is for `head` may be exported (or recorded) as `requested`: the same
+/// task, one the same Auto class loads (text-generation beside text-generation-with-past: the head, with or
+/// without its cache), or the bare base model of a single-file head (feature-extraction and its -with-past).
 inline bool task_fits_head(const task_info& requested, const task_info& head) {
     if (head.name == requested.name) return true;  // find_task already mapped synonyms (image-segmentation)
-    return requested.name == "feature-extraction" && head.encoder_decoder.empty();
+    if (requested.auto_class == head.auto_class && requested.auto_class != "architectures") return true;
+    // An encoder-decoder's base model is its own layout (feature-extraction-with-past's four files).
+    return requested.auto_class == "AutoModel" && head.encoder_decoder.empty() == requested.encoder_decoder.empty();
 }
 
 /// Refuses a requested task that contradicts the head config.json's `architectures` names
@@ -242,7 +276,8 @@ inline std::string architectures_hint(const nlohmann::json& config) {
 /// All task names, for help texts and error messages.
 inline std::string task_names() {
     std::string out;
-    for (const auto& t : tasks()) out += (out.empty() ? "" : ", ") + std::string(t.name);
+    for (const auto& t : tasks())
+        if (find_task(t.name) == &t) out += (out.empty() ? "" : ", ") + std::string(t.name);  // a shared name once
     return out;
 }
 
@@ -255,13 +290,11 @@ inline std::string unknown_task_message(std::string_view requested) {
     return "unknown task '" + std::string(requested) + "'; known tasks: " + task_names();
 }
 
-/// The task for a config: `requested` if given, else from `architectures`.
+/// The task for a config: `requested` if given (its row for this kind of model), else from `architectures`.
 inline const task_info& resolve_task(const std::string& requested, const nlohmann::json& config, const std::string& config_name) {
     if (!requested.empty()) {
-        const auto* t = find_task(requested);
+        const auto* t = find_task(requested, config);
         if (!t) throw usage_error("--task", unknown_task_message(requested));
-        // Optimum's automatic-speech-recognition of an encoder-decoder (Whisper) is its -with-past export.
-        if (const auto* inferred = task_for_config(config); inferred && inferred->encoder_decoder.exporter_task == requested) return *inferred;
         check_task_matches_architecture(*t, config, config_name);
         return *t;
     }

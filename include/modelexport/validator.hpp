@@ -46,6 +46,7 @@ struct validation_report {
     fs::path package;
     std::string task;
     std::string optimum_class;
+    const task_info* row = nullptr;  ///< the task's row for this package's model (a shared name has two)
     std::optional<signature> sig;
     package_layout layout = package_layout::flat;
     std::string model = "model.onnx";  ///< the primary ONNX file, package-relative ("onnx/model.onnx" in hub)
@@ -176,7 +177,7 @@ inline void check_recorded_task(report_builder& b, const fs::path& dir, const st
     } catch (const error& e) {
         return b.fail("task.recorded", severity::error, e.what());
     }
-    const task_info* task = find_task(recorded);
+    const task_info* task = config ? find_task(recorded, *config) : find_task(recorded);
     if (!task) return b.fail("task.recorded", severity::error, meta_path.string() + ": model.task '" + recorded + "' is not a known task");
     if (config) {
         architecture_head head = head_architecture(*config);
@@ -286,15 +287,35 @@ inline void check_cache(report_builder& b, const task_info& task, const signatur
                (dir / "generation_config.json").string() + ": missing, and config.json has no eos_token_id; generate() cannot stop");
 }
 
-/// The package's ONNX files by name: an encoder-decoder task's (the first is the primary), else model.onnx.
-inline std::vector<std::string> package_models(const fs::path& dir, const validate_options& opt) {
-    const task_info* inferred = nullptr;
+/// model.task as the package's export_metadata.json records it, or "" (none, or unreadable: task.recorded says why).
+inline std::string recorded_task(const fs::path& dir) {
     try {
-        if (fs::is_regular_file(dir / "config.json")) inferred = task_for_config(read_json_object(dir / "config.json"));
+        const fs::path meta_path = dir / "export_metadata.json";
+        if (!fs::is_regular_file(meta_path)) return {};
+        json meta = read_export_metadata(meta_path);
+        auto m = meta.find("model");
+        if (m != meta.end() && m->is_object() && m->contains("task") && (*m)["task"].is_string()) return (*m)["task"].get<std::string>();
+    } catch (const error&) {  // task.recorded reports it
+    }
+    return {};
+}
+
+/// The task a package is checked for: --task, else the one its export_metadata.json records (the one it was
+/// exported for: a bare backbone names none, a decoder's base model could be either feature extraction),
+/// else the one config.json's `architectures` names. nullptr: none known.
+inline const task_info* package_task(const fs::path& dir, const validate_options& opt) {
+    json config = json::object();
+    try {
+        if (fs::is_regular_file(dir / "config.json")) config = read_json_object(dir / "config.json");
     } catch (const error&) {  // config.parse reports it
     }
-    const task_info* t = opt.task.empty() ? inferred : find_task(opt.task);
-    if (t && inferred && inferred->encoder_decoder.exporter_task == t->name) t = inferred;  // Whisper's automatic-speech-recognition
+    const std::string named = opt.task.empty() ? recorded_task(dir) : opt.task;
+    if (const task_info* t = find_task(named, config); t || !opt.task.empty()) return t;
+    return task_for_config(config);
+}
+
+/// The package's ONNX files by name: an encoder-decoder task's (the first is the primary), else model.onnx.
+inline std::vector<std::string> package_models(const task_info* t) {
     if (t && !t->encoder_decoder.empty()) return {t->encoder_decoder.files.begin(), t->encoder_decoder.files.end()};
     return {"model.onnx"};
 }
@@ -380,12 +401,13 @@ inline void check_variants(report_builder& b, const fs::path& dir, package_layou
 
 /// An encoder-decoder package: each file's role signature, then the cross-file contract (seq2seq_checks.hpp).
 inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout layout, const std::map<std::string, signature>& sigs,
-                          const json& config) {
+                          const json& config, const task_info& task) {
+    const bool cached = decodes_with_cache(task);
     for (const auto& [name, sig] : sigs)
-        if (auto problem = seq2seq_file_problem(name, sig); !problem.empty())
+        if (auto problem = seq2seq_file_problem(name, sig, cached, task.encoder_decoder.decoder_output); !problem.empty())
             return b.fail("signature.files", severity::error, (dir / layout_path(layout, name)).string() + ": " + problem);
     b.pass("signature.files", severity::error);
-    if (auto problem = seq2seq_contract_problem(sigs, config); problem.empty()) b.pass("signature.encoder_decoder", severity::error);
+    if (auto problem = seq2seq_contract_problem(sigs, config, cached); problem.empty()) b.pass("signature.encoder_decoder", severity::error);
     else b.fail("signature.encoder_decoder", severity::error, dir.string() + ": " + problem);
 }
 
@@ -499,7 +521,8 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     } catch (const error& e) {
         b.fail("package.layout", severity::error, e.what());
     }
-    const std::vector<std::string> models = detail::package_models(dir, opt);
+    const task_info* task = detail::package_task(dir, opt);
+    const std::vector<std::string> models = detail::package_models(task);
     r.model = layout_path(r.layout, models.front());
     const fs::path model_path = dir / r.model, config_path = dir / "config.json";
 
@@ -542,14 +565,9 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         }
     }
 
-    const task_info* task = nullptr;
-    const task_info* inferred = config ? task_for_config(*config) : nullptr;
-    if (!opt.task.empty()) task = find_task(opt.task);
-    else task = inferred;
-    // Optimum's automatic-speech-recognition of an encoder-decoder (Whisper) is its -with-past task.
-    if (task && inferred && inferred->encoder_decoder.exporter_task == task->name) task = inferred;
     if (task) {
         r.task = std::string(task->name);
+        r.row = task;
         r.optimum_class = std::string(task->optimum_class);
         b.pass("task.known", severity::error, r.task + " (" + r.optimum_class + ")");
     } else {
@@ -563,7 +581,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     if (task) detail::check_preprocessing(b, *task, dir, r.sig);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
-    if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, r.layout, sigs, *config);
+    if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, r.layout, sigs, *config, *task);
     detail::check_token_ids(b, dir, r.layout, models, embeddings, config);
     detail::check_variants(b, dir, r.layout, sigs);
     detail::check_recipe_length(b, dir, config);

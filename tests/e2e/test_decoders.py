@@ -81,7 +81,7 @@ class TaskInference(unittest.TestCase):
             with self.subTest(pkg):
                 meta = load_json(os.path.join(EXAMPLES, pkg, "export_metadata.json"))
                 self.assertEqual(meta["model"]["class"], cls)
-                self.assertEqual(meta["model"]["task"], "text-generation")
+                self.assertEqual(meta["model"]["task"], "text-generation-with-past")
                 self.assertEqual(meta["model"]["optimum_class"], "ORTModelForCausalLM")
 
     def test_bare_model_of_an_encoder_is_feature_extraction(self):
@@ -107,6 +107,11 @@ class TaskInference(unittest.TestCase):
         config.update(architectures=["GPT2Model"], model_type="gpt2")
         with open(os.path.join(pkg, "config.json"), "w") as f:
             json.dump(config, f)
+        # The task the package was exported for (export_metadata.json) is no guess: validate checks it.
+        p = run("validate", pkg, "--json", "--runtime", "none")
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertEqual(json.loads(p.stdout)["task"], "feature-extraction")
+        os.remove(os.path.join(pkg, "export_metadata.json"))  # a package made elsewhere: nothing says it
         p = run("validate", pkg, "--json", "--runtime", "none")
         self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout)
         check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["task.known"]
@@ -168,7 +173,7 @@ class DecoderPackages(unittest.TestCase):
                 self.assertIn(words, checks["signature.cache"]["message"])
 
     def test_a_graph_without_cache_is_not_a_text_generation_package(self):
-        p = run("validate", os.path.join(EXAMPLES, "hf-fill-mask"), "--task", "text-generation", "--json", "--runtime", "none")
+        p = run("validate", os.path.join(EXAMPLES, "hf-fill-mask"), "--task", "text-generation-with-past", "--json", "--runtime", "none")
         self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout)
         check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["signature.cache"]
         self.assertEqual(check["status"], "fail")
@@ -331,7 +336,7 @@ class UnseenArchitectures(unittest.TestCase):
             if name in self.NOT_FOR_TRANSFORMERS_JS:
                 continue
             with self.subTest(name):
-                self.assertEqual(load_json(os.path.join(out, "export_metadata.json"))["model"]["task"], "text-generation")
+                self.assertEqual(load_json(os.path.join(out, "export_metadata.json"))["model"]["task"], "text-generation-with-past")
                 p = run("validate", out, "--strict", "--runtime", "onnxruntime")
                 self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 

@@ -134,7 +134,7 @@ class ReferenceCheck(unittest.TestCase):
         self.assertLess(record["steps"][0]["outputs"][0]["max_abs_diff"], 1e-4)
 
     def test_a_decoder_is_checked_on_the_prompt_and_one_cached_step(self):
-        self.export("gpt2-lm", "text-generation", "gpt2-lm-out")
+        self.export("gpt2-lm", "text-generation-with-past", "gpt2-lm-out")
         record = load_json(os.path.join(self.tmp, "gpt2-lm-out", "export_metadata.json"))["reference_check"]
         self.assertEqual([s["step"] for s in record["steps"]], ["prompt", "cached"])
         self.assertEqual(record["steps"][0]["inputs"]["past_key_values.0.key"][2], 0)  # an empty cache

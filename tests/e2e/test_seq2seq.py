@@ -37,7 +37,9 @@ FIXTURES = os.path.join(REPO, "tests", "fixtures", "make_seq2seq_models.py")
 UNSEEN_FIXTURES = os.path.join(REPO, "tests", "fixtures", "make_unseen_seq2seq.py")
 EXPORTER = os.path.join(REPO, "tools", "htp_seq2seq.py")
 CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seq2seq_clients.py")
-MODELS = {"t5": "text2text-generation", "whisper": "automatic-speech-recognition"}
+MODELS = {"t5": "text2text-generation-with-past", "whisper": "automatic-speech-recognition-with-past"}
+# transformers.js' pipeline of each (tjs_seq2seq.mjs takes its name).
+PIPELINE = {"t5": "text2text-generation", "whisper": "automatic-speech-recognition"}
 OPTIMUM_TASK = {"t5": "text2text-generation-with-past", "whisper": "automatic-speech-recognition-with-past"}
 ONNX_FILES = ["encoder_model.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx", "decoder_model_merged.onnx"]
 # What a package holds besides the ONNX files (those the source has).
@@ -226,7 +228,7 @@ class Seq2Seq(FixtureSources, unittest.TestCase):
                 os.rmdir(os.path.join(flat, "onnx"))
             for pkg, subfolder in ((self.packages[name], []), (flat, ["--subfolder", ""])):
                 with self.subTest(name=name, layout="flat" if subfolder else "hub"):
-                    answer = node("tjs_seq2seq.mjs", pkg, "--task", task, "--max-new-tokens", n, *subfolder)
+                    answer = node("tjs_seq2seq.mjs", pkg, "--task", PIPELINE[name], "--max-new-tokens", n, *subfolder)
                     out = answer["result"]
                     self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
                     if name == "t5":
@@ -259,7 +261,7 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
             cls.packages[name] = out
 
     def test_task_inferred_and_every_file_recorded(self):
-        expected = {"t5": ("text2text-generation", "ORTModelForSeq2SeqLM"),
+        expected = {"t5": ("text2text-generation-with-past", "ORTModelForSeq2SeqLM"),
                     "whisper": ("automatic-speech-recognition-with-past", "ORTModelForSpeechSeq2Seq")}
         for name, pkg in self.packages.items():
             with self.subTest(name=name):
@@ -448,7 +450,7 @@ class CliSeq2Seq(FixtureSources, unittest.TestCase):
         for name, task in MODELS.items():
             with self.subTest(name=name):
                 ref = self.reference(name)
-                out = node("tjs_seq2seq.mjs", self.packages[name], "--task", task, "--max-new-tokens",
+                out = node("tjs_seq2seq.mjs", self.packages[name], "--task", PIPELINE[name], "--max-new-tokens",
                            len(ref["generated_ids"]), "--subfolder", "")["result"]
                 self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
 
@@ -462,8 +464,9 @@ class UnseenSeq2Seq(unittest.TestCase):
     passes (the cache shapes against each family's config keys), and Optimum's .generate() and
     transformers.js' pipelines give transformers' own greedy ids. One export per source, shared."""
 
-    TASKS = {"t5v11": "text2text-generation", "mt5": "text2text-generation", "bart": "text2text-generation",
-             "marian": "text2text-generation", "m2m100": "text2text-generation", "mbart": "text2text-generation",
+    TASKS = {"t5v11": "text2text-generation-with-past", "mt5": "text2text-generation-with-past",
+             "bart": "text2text-generation-with-past", "marian": "text2text-generation-with-past",
+             "m2m100": "text2text-generation-with-past", "mbart": "text2text-generation-with-past",
              "whisper-distil": "automatic-speech-recognition-with-past"}
 
     @classmethod
@@ -479,8 +482,7 @@ class UnseenSeq2Seq(unittest.TestCase):
             run("export", os.path.join(cls.sources, name), cls.packages[name], "--no-cache", check=EXIT["ok"], timeout=900)
 
         def optimum_cli(name):
-            task = "text2text-generation-with-past" if cls.TASKS[name] == "text2text-generation" else cls.TASKS[name]
-            p = subprocess.run([cli, "export", "onnx", "--model", os.path.join(cls.sources, name), "--task", task,
+            p = subprocess.run([cli, "export", "onnx", "--model", os.path.join(cls.sources, name), "--task", cls.TASKS[name],
                                 cls.theirs[name]], capture_output=True, text=True, env=ENV, timeout=900)
             if p.returncode != 0:
                 raise AssertionError(f"optimum-cli export of {name} failed: {p.stderr[-3000:]}")
@@ -595,7 +597,7 @@ class Examples(unittest.TestCase):
         for name, task in MODELS.items():
             with self.subTest(name=name):
                 ref = self.reference(name)
-                out = node("tjs_seq2seq.mjs", self.package(name), "--task", task, "--max-new-tokens",
+                out = node("tjs_seq2seq.mjs", self.package(name), "--task", PIPELINE[name], "--max-new-tokens",
                            len(ref["generated_ids"]), "--subfolder", "")["result"]
                 self.assertEqual(out["sequence"], ref["decoder_prompt_ids"] + ref["generated_ids"])
                 self.assertEqual(out["text" if name == "whisper" else "generated_text"], ref["generated_text"])
@@ -604,7 +606,7 @@ class Examples(unittest.TestCase):
         try:
             shutil.copytree(self.package("t5"), pkg)
             os.remove(os.path.join(pkg, "decoder_model_merged.onnx"))
-            p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "tjs_seq2seq.mjs"), pkg, "--task", MODELS["t5"], "--subfolder", ""],
+            p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "tjs_seq2seq.mjs"), pkg, "--task", PIPELINE["t5"], "--subfolder", ""],
                                capture_output=True, text=True, timeout=600)
             self.assertEqual(p.returncode, 1, p.stdout)
             self.assertIn("decoder_model_merged.onnx", p.stderr)

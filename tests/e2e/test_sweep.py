@@ -29,11 +29,13 @@ COVERAGE = os.path.join(REPO, "docs", "coverage.md")
 GROUPS = {
     "Text": ["bert:text-classification", "distilbert:token-classification", "roberta:question-answering",
              "bert:multiple-choice", "albert:fill-mask", "bert:feature-extraction",
-             "gpt2:text-generation-with-past", "t5:text2text-generation-with-past"],
+             "gpt2:text-generation-with-past", "qwen2:text-generation", "t5:text2text-generation-with-past",
+             "pegasus:text2text-generation", "t5:feature-extraction-with-past"],
     "Vision": ["vit:image-classification", "segformer:semantic-segmentation", "yolos:object-detection",
                "dpt:depth-estimation", "vit:masked-im", "swin2sr:image-to-image", "dinov2:feature-extraction"],
     "AudioMultimodal": ["wav2vec2:audio-classification", "wav2vec2:audio-frame-classification",
-                        "wav2vec2:audio-xvector", "wav2vec2:automatic-speech-recognition", "hubert:feature-extraction",
+                        "wav2vec2:audio-xvector", "wav2vec2:automatic-speech-recognition", "whisper:automatic-speech-recognition",
+                        "hubert:feature-extraction",
                         "clip:zero-shot-image-classification", "owlvit:zero-shot-object-detection"],
 }
 

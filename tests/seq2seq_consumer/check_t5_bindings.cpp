@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <iterator>
 
-static_assert(t5::task == "text2text-generation");
+static_assert(t5::task == "text2text-generation-with-past");
 static_assert(std::size(t5::models) == 4);
 static_assert(t5::encoder_model::file == "encoder_model.onnx" && t5::encoder_model::inputs[0].name == "input_ids");
 static_assert(t5::encoder_model::outputs[0].name == "last_hidden_state");

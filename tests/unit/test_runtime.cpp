@@ -124,12 +124,18 @@ TEST_CASE("transformers.js runs an encoder-decoder with tjs_seq2seq.mjs and the 
     std::string args = check.last_output()["args"];
     CHECK(args.find("tjs_seq2seq.mjs") != std::string::npos);
     CHECK(args.find("--task automatic-speech-recognition --subfolder") != std::string::npos);
-    validation_report hub = report_for("text2text-generation");
+    validation_report hub = report_for("text2text-generation-with-past");
     hub.layout = package_layout::hub;
     REQUIRE(check(t / "pkg", hub));
     args = check.last_output()["args"];
-    CHECK(args.find("--task text2text-generation") != std::string::npos);
+    CHECK(args.find("--task text2text-generation") != std::string::npos);  // the pipeline's name, not the task's
+    CHECK(args.find("with-past") == std::string::npos);
     CHECK(args.find("--subfolder") == std::string::npos);  // transformers.js' own default, onnx/
+    // Without the cache there is no decoder_model_merged.onnx, the one file transformers.js reads: skipped, saying so.
+    auto skipped = check(t / "pkg", report_for("text2text-generation"));
+    REQUIRE(skipped);
+    CHECK(skipped->status == check_status::skip);
+    CHECK(skipped->message.find("decoder_model_merged.onnx") != std::string::npos);
 }
 
 TEST_CASE("a missing runtime: none is no check, auto a skipped warning, a named one unavailable") {

@@ -25,11 +25,23 @@ TEST_CASE("architectures map to tasks by the most specific suffix") {
 }
 
 TEST_CASE("decoders: LMHeadModel and ForCausalLM beat the bare Model suffix, even for an encoder model_type") {
-    CHECK(task_for_architecture("GPT2LMHeadModel", "gpt2")->name == "text-generation");
-    CHECK(task_for_architecture("LlamaForCausalLM", "llama")->name == "text-generation");
-    CHECK(task_for_architecture("BertLMHeadModel", "bert")->name == "text-generation");
-    CHECK(find_task("text-generation")->with_past);
-    CHECK(find_task("text-generation")->optimum_class == "ORTModelForCausalLM");
+    CHECK(task_for_architecture("GPT2LMHeadModel", "gpt2")->name == "text-generation-with-past");
+    CHECK(task_for_architecture("LlamaForCausalLM", "llama")->name == "text-generation-with-past");
+    CHECK(task_for_architecture("BertLMHeadModel", "bert")->name == "text-generation-with-past");
+    CHECK(find_task("text-generation-with-past")->with_past);
+    CHECK(find_task("text-generation-with-past")->optimum_class == "ORTModelForCausalLM");
+}
+
+TEST_CASE("text-generation is Optimum's: the same head without its cache, asked for by name only") {
+    const task_info* plain = find_task("text-generation");
+    REQUIRE(plain);
+    CHECK_FALSE(plain->with_past);
+    CHECK(plain->optimum_class == "ORTModelForCausalLM");
+    CHECK(plain->architecture_suffixes.empty());
+    nlohmann::json config{{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"}};
+    CHECK_NOTHROW(check_task_matches_architecture(*plain, config, "config.json"));
+    CHECK_NOTHROW(check_task_matches_architecture(*find_task("feature-extraction-with-past"), config, "config.json"));
+    CHECK_THROWS_AS(check_task_matches_architecture(*find_task("text-classification"), config, "config.json"), usage_error);
 }
 
 TEST_CASE("a bare <X>Model names feature-extraction only for encoder model types, zero-shot classification for CLIP") {
@@ -75,7 +87,11 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
         CHECK_FALSE(t.outputs.empty());
         CHECK_FALSE(t.auto_class.empty());
         // Optimum infers every task from some class except these, which only --task names.
-        const bool task_only = t.name == "feature-extraction-with-past" || t.name == "keypoint-detection" || t.name == "time-series-forecasting";
+        // (text-generation, text2text-generation and automatic-speech-recognition of an encoder-decoder:
+        // Optimum infers the -with-past task instead.)
+        const bool task_only = t.name == "feature-extraction-with-past" || t.name == "keypoint-detection" || t.name == "time-series-forecasting" ||
+                               t.name == "text-generation" || t.name == "text2text-generation" ||
+                               (t.name == "automatic-speech-recognition" && !t.encoder_decoder.empty());
         CHECK(task_only == (t.architecture_suffixes.empty() && t.model_type_suffixes.empty()));
         for (const auto* names : {&t.inputs, &t.optional_inputs, &t.outputs})
             for (auto n : *names)
@@ -105,7 +121,7 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
 TEST_CASE("encoder-decoders: ForConditionalGeneration names a task only for the listed encoder-decoder model types") {
     const auto* t5 = task_for_architecture("T5ForConditionalGeneration", "t5");
     REQUIRE(t5);
-    CHECK(t5->name == "text2text-generation");
+    CHECK(t5->name == "text2text-generation-with-past");
     CHECK(t5->optimum_class == "ORTModelForSeq2SeqLM");
     CHECK(t5->encoder_decoder.exporter == "htp_seq2seq.py");
     CHECK(t5->encoder_decoder.files.front() == "encoder_model.onnx");
@@ -113,8 +129,30 @@ TEST_CASE("encoder-decoders: ForConditionalGeneration names a task only for the 
     const auto* whisper = task_for_architecture("WhisperForConditionalGeneration", "whisper");
     REQUIRE(whisper);
     CHECK(whisper->optimum_class == "ORTModelForSpeechSeq2Seq");
-    CHECK(whisper->encoder_decoder.exporter_task == "automatic-speech-recognition");
+    CHECK(whisper->encoder_decoder.exporter_task == "automatic-speech-recognition-with-past");
     CHECK(find_task("automatic-speech-recognition")->encoder_decoder.empty());  // CTC stays one model.onnx
     CHECK(task_for_architecture("BlipForConditionalGeneration", "blip") == nullptr);  // not guessed
     CHECK(find_task("text2text-generation-with-past") == t5);
+}
+
+TEST_CASE("a task name shared by two rows: the encoder-decoder's for an is_encoder_decoder config") {
+    const nlohmann::json whisper{{"model_type", "whisper"}, {"is_encoder_decoder", true}, {"architectures", {"WhisperForConditionalGeneration"}}};
+    const nlohmann::json wav2vec2{{"model_type", "wav2vec2"}, {"architectures", {"Wav2Vec2ForCTC"}}};
+    const task_info* ctc = find_task("automatic-speech-recognition", wav2vec2);
+    const task_info* speech = find_task("automatic-speech-recognition", whisper);
+    REQUIRE(ctc);
+    REQUIRE(speech);
+    CHECK(ctc->optimum_class == "ORTModelForCTC");
+    CHECK(speech->optimum_class == "ORTModelForSpeechSeq2Seq");
+    CHECK(speech->encoder_decoder.files.size() == 2);  // Optimum's task without the cache
+    CHECK_FALSE(decodes_with_cache(*speech));
+    CHECK(&resolve_task("automatic-speech-recognition", whisper, "config.json") == speech);  // the head, without its cache
+    CHECK(&resolve_task("", whisper, "config.json") == find_task("automatic-speech-recognition-with-past"));
+    const nlohmann::json t5{{"model_type", "t5"}, {"is_encoder_decoder", true}, {"architectures", {"T5Model"}}};
+    const task_info* base = find_task("feature-extraction-with-past", t5);
+    REQUIRE(base);
+    CHECK(base->encoder_decoder.decoder_output == "last_hidden_state");
+    CHECK(base->encoder_decoder.files.size() == 4);
+    CHECK(find_task("feature-extraction-with-past")->encoder_decoder.empty());
+    CHECK(task_names().find("feature-extraction-with-past, feature-extraction-with-past") == std::string::npos);
 }

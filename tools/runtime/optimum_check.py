@@ -1,6 +1,6 @@
 """Runtime check through Optimum: ORTModelFor<Task>.from_pretrained(PKG) and one inference.
 
-Usage: optimum_check.py PKGDIR ORT_CLASS [--inputs FILE.json] [--text "sentence"] [--generate N]
+Usage: optimum_check.py PKGDIR ORT_CLASS [--inputs FILE.json] [--text "sentence"] [--generate N] [--no-cache]
 
 Prints one JSON line on stdout:
   {"runtime": "optimum", "version": ..., "onnxruntime": ..., "class": ORT_CLASS,
@@ -19,6 +19,8 @@ the package's own tokenizer, pixel_values of the processor's size, a waveform, o
 
 --generate N (ORTModelForCausalLM): greedy generate() of exactly N new tokens from the tokenized
 --text; adds "generate": {"prompt_ids": [...], "generated_ids": [...]} to the line.
+--no-cache: the package's decoder has no KV cache (Optimum's text-generation, text2text-generation): loaded
+with use_cache=False.
 
 Multiple-choice models (text inputs with three axes, [batch, num_choices, sequence]) get the
 sentence paired with each choice, padded to one length.
@@ -71,6 +73,7 @@ def main(argv=None):
     parser.add_argument("--inputs", help="JSON file with the exact input tensors")
     parser.add_argument("--text", default=DEFAULT_TEXT)
     parser.add_argument("--generate", type=int, metavar="N", help="greedy generate() of N new tokens")
+    parser.add_argument("--no-cache", action="store_true", help="a decoder without its KV cache")
     options = parser.parse_args(argv)
     try:
         result = run(options, start(options.ort_class))
@@ -111,7 +114,7 @@ def run(options, cls):
     import onnxruntime
     from importlib.metadata import version
 
-    model = cls.from_pretrained(options.pkg, local_files_only=True)
+    model = cls.from_pretrained(options.pkg, local_files_only=True, **({"use_cache": False} if options.no_cache else {}))
     if options.ort_class in SEQ2SEQ_CLASSES and not options.inputs:
         # An encoder-decoder's forward needs decoder ids a caller would have to invent: its one
         # inference is what it is for, a short greedy generate() (encoder, then the merged decoder

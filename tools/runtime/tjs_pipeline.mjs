@@ -166,7 +166,9 @@ async function run(opts) {
         throw new Error(`file not found: ${tokenizerConfig} (transformers.js loads the tokenizer only when it exists)`);
     }
     const files = opts.layout === 'hub' ? {} : { subfolder: '', model_file_name: 'model' };
-    const pipe = await pipeline(taskEntry(opts.task).transformers_js_pipeline, pkgDir, {
+    // The inputs are the pipeline's: text-generation and its -with-past task are one pipeline.
+    const kind = taskEntry(opts.task).transformers_js_pipeline;
+    const pipe = await pipeline(kind, pkgDir, {
         local_files_only: true,
         ...files,
         dtype: opts.dtype ?? 'fp32',
@@ -182,7 +184,7 @@ async function run(opts) {
         return timed.result;
     };
     try {
-        switch (opts.task) {
+        switch (kind) {
             case 'text-classification': {
                 const out = await call(opts.text ?? DEFAULT_TEXT);
                 const top = Array.isArray(out) ? out[0] : out;
@@ -235,19 +237,18 @@ async function run(opts) {
                 result = { prompt_ids: prompt, generated_ids: all.slice(prompt.length), generated_text: texts[0].generated_text };
                 break;
             }
-            case 'feature-extraction':
-            case 'feature-extraction-with-past': {
+            case 'feature-extraction': {
                 const out = await call(opts.text ?? DEFAULT_TEXT, { pooling: opts.pooling ?? 'none', normalize: opts.normalize ?? false });
                 result = { dims: Array.from(out.dims), first: Array.from(out.data.slice(0, 4), Number), data: Array.from(out.data, Number) };
                 break;
             }
             case 'image-classification':
             case 'object-detection':
-                result = await runVision(pipe, call, opts.task, generatedImage(RawImage, opts.image ?? DEFAULT_IMAGE));
+                result = await runVision(pipe, call, kind, generatedImage(RawImage, opts.image ?? DEFAULT_IMAGE));
                 break;
             case 'audio-classification':
             case 'automatic-speech-recognition':
-                result = await runAudio(pipe, call, opts.task, generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES)));
+                result = await runAudio(pipe, call, kind, generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES)));
                 break;
             default:
                 // A task the table gives a pipeline but this script has no inputs for.
@@ -286,7 +287,7 @@ runCli(
                 throw new UsageError('--dtype must be fp32, fp16, q8, int8, uint8, q4 or q4f16');
             }
             if (!pipelineTasks().includes(opts.task)) throw new UsageError(`unsupported task "${opts.task}"`);
-            if ((opts.pooling !== undefined || opts.normalize !== undefined) && opts.task !== 'feature-extraction')
+            if ((opts.pooling !== undefined || opts.normalize !== undefined) && taskEntry(opts.task).transformers_js_pipeline !== 'feature-extraction')
                 throw new UsageError('--pooling and --normalize are only used by feature-extraction');
             if (opts.pooling !== undefined && !['none', 'mean', 'cls', 'first_token', 'eos', 'last_token'].includes(opts.pooling))
                 throw new UsageError('--pooling must be none, mean, cls, first_token, eos or last_token');
@@ -295,7 +296,7 @@ runCli(
             }
             if (opts.samples !== undefined && !/^[1-9][0-9]*$/.test(opts.samples)) throw new UsageError('--samples must be a positive integer');
             if (opts.image !== undefined && !/^[1-9][0-9]*x[1-9][0-9]*$/.test(opts.image)) throw new UsageError('--image must look like 64x48');
-            if (opts['max-new-tokens'] !== undefined && (opts.task !== 'text-generation' || !/^[1-9][0-9]*$/.test(opts['max-new-tokens']))) {
+            if (opts['max-new-tokens'] !== undefined && (taskEntry(opts.task).transformers_js_pipeline !== 'text-generation' || !/^[1-9][0-9]*$/.test(opts['max-new-tokens']))) {
                 throw new UsageError('--max-new-tokens takes a positive integer, for text-generation only');
             }
         },
