@@ -49,6 +49,9 @@ def onnx_session(path):
         raise NotRun("onnxruntime is not importable by the exporter's interpreter (%s)" % error)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    # The basic level (constant folding, redundant nodes), as Optimum's own validation: the full level's
+    # fusions and layout passes cost seconds on a large graph and are not what the check is about.
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
