@@ -22,6 +22,7 @@ A variant past a bound is exit status 4; the report (JSON) names every figure ei
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -104,6 +105,11 @@ def parse_tolerances(items, variants):
                 number = float(value)
             except ValueError:
                 raise UsageError("tolerance '%s': '%s' is not a number" % (part, value))
+            # A share (cosine, argmax agreement, greedy prefix) lies in [0, 1], a difference is >= 0; nan and inf
+            # bound nothing (and JSON cannot carry them to the export).
+            if not math.isfinite(number) or number < 0 or (measure != "max_abs_diff" and number > 1):
+                raise UsageError("tolerance '%s': %s must be a finite number %s" % (
+                    part, measure, ">= 0" if measure == "max_abs_diff" else "from 0 to 1"))
             if target and target not in bounds:
                 raise UsageError("tolerance '%s' names the variant '%s', which is not requested" % (part, target))
             for name in ([target] if target else list(bounds)):

@@ -204,6 +204,11 @@ class Variants(unittest.TestCase):
         run("export", src, self.path("x"), "--variant-tolerance", "greedy=0", check=EXIT["usage"])
         p = run("export", src, self.path("x"), "--variants", "q8", "--variant-tolerance", "fp16:cosine=0.5", check=EXIT["usage"])
         self.assertIn("not requested", p.stderr)
+        # nan and inf bound nothing; a share lies in [0, 1], a difference is >= 0.
+        for bound, words in (("max_abs_diff=nan", "finite number >= 0"), ("cosine=2", "from 0 to 1"),
+                             ("argmax=inf", "from 0 to 1"), ("max_abs_diff=-1", ">= 0")):
+            p = run("export", src, self.path("x"), "--variants", "q8", "--variant-tolerance", bound, check=EXIT["usage"])
+            self.assertIn(words, p.stderr)
         self.assertFalse(os.path.exists(self.path("x")))
 
 
