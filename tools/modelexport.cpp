@@ -481,7 +481,12 @@ int main(int argc, char** argv) {
     ca->add_option("--opset", eo.opset, "key: ONNX opset");
     ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)");
     ca->add_option("--timeout", wait_limit, "wait: give up after this many seconds (the stores go on; exit 0 with a warning)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(CLI::Validator(
+            [](std::string& text) {
+                const bool digits = !text.empty() && text.size() <= 12 && text.find_first_not_of("0123456789") == std::string::npos;
+                return digits ? std::string() : "'" + text + "' is not a number of seconds (a whole number, 0 or more, e.g. 600)";
+            },
+            "SECONDS"));
     ca->add_flag("--json", mode.json, "stats: print JSON");
     ca->footer("Example:\n  modelexport cache key ./tiny-bert --model modeling.py:build\n  modelexport cache prune --max-size 2G\n"
                "  modelexport cache wait    # at the end of a CI job: the uploads are done");

@@ -98,7 +98,7 @@ inline fs::path package_file_path(const fs::path& dir, std::string_view name) { 
 /// The package directory of the model file `model`: its directory, or for a file under a hub
 /// package's onnx/ (no export_metadata.json beside it) the parent, where config and metadata are.
 inline fs::path package_dir_of(const fs::path& model) {
-    fs::path dir = model.parent_path();
+    fs::path dir = model.has_parent_path() ? model.parent_path() : fs::path(".");  // a bare name is in the current directory
     if (dir.filename() == hub_onnx_dir && !fs::exists(dir / "export_metadata.json") && fs::exists(dir.parent_path() / "config.json"))
         return dir.parent_path();
     return dir;

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXAMPLES, EXIT, REPO, SOURCES, install_tree, run
+from common import EXAMPLES, EXIT, REPO, SOURCES, TOOL, install_tree, run
 from test_cmake_consumer import consumer_tree
 
 
@@ -31,6 +31,24 @@ class Cli(unittest.TestCase):
                 p = run(*args)
                 self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
                 self.assertTrue(p.stderr.startswith("modelexport: error: "), p.stderr)
+
+    def test_cache_wait_timeout_names_what_it_takes(self):
+        for bad in ("-1", "nan", "1e999"):
+            with self.subTest(bad):
+                p = run("cache", "wait", "--timeout", bad)
+                self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
+                self.assertIn("'%s' is not a number of seconds" % bad, p.stderr)
+
+    def test_inspect_takes_a_bare_file_name_in_the_current_directory(self):
+        tmp = tempfile.mkdtemp(prefix="modelexport-cli-")
+        try:
+            shutil.copy(os.path.join(EXAMPLES, "hf-text-classification", "model.onnx"), tmp)
+            p = subprocess.run([TOOL, "inspect", "model.onnx"], cwd=tmp,
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, EXIT["ok"], p.stderr)
+            self.assertIn("model: model.onnx", p.stdout)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def test_unknown_runtime_and_task_are_usage_errors(self):
         p = run("validate", REPO, "--runtime", "tensorflow")

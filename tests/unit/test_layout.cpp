@@ -18,6 +18,11 @@ json export_with(const test::temp_dir& t, package_layout layout, const fs::path&
 }
 }  // namespace
 
+TEST_CASE("a model file's package is its directory; a bare file name's is the current one") {
+    CHECK(package_dir_of("pkg/model.onnx") == fs::path("pkg"));
+    CHECK(package_dir_of("model.onnx") == fs::path("."));
+}
+
 TEST_CASE("layout_path moves model files only, and only in hub") {
     CHECK(layout_path(package_layout::hub, "model.onnx") == "onnx/model.onnx");
     CHECK(layout_path(package_layout::hub, "model.onnx_data") == "onnx/model.onnx_data");
