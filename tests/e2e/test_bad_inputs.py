@@ -1673,8 +1673,11 @@ class Signals(TempDirTest):
         previous = tree_snapshot(out)
         script = write(self.path("fake_exporter.py"), self.EXPORTER)
         before = tree_snapshot(self.tmp, skip=["pkg"])
+        # The signal's default disposition, whoever started the tests: under nohup SIGHUP is ignored, and
+        # modelexport keeps an inherited SIG_IGN (tools/modelexport.cpp), so it would never arrive.
         proc = subprocess.Popen([TOOL, "export", TEXT, out, "--model", "modeling.py:build", "--exporter-script", script],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signo, signal.SIG_DFL))
         pid_files = [self.path("pids.exporter"), self.path("pids.grandchild")]
         deadline = time.monotonic() + 60
         while not all(os.path.exists(f) and read(f) for f in pid_files):
