@@ -467,12 +467,10 @@ def write_coverage(path, records):
 # ---------------------------------------------------------------------------------------- clients
 
 def task_row(task, config):
-    """The table's row of a task for a config.json: of two rows with one name, the encoder-decoder's for an
-    is_encoder_decoder config (as modelexport picks it)."""
-    with open(TASKS_FILE) as f:
-        rows = [row for row in json.load(f)["tasks"] if task == row["name"] or task in row.get("aliases", [])]
-    wanted = config.get("is_encoder_decoder") is True
-    return next((row for row in rows if bool(row.get("encoder_decoder")) == wanted), rows[0] if rows else None)
+    """The table's row of a task for a config.json, as modelexport's exporters pick it (htp_tasks.task_for)."""
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import htp_tasks
+    return htp_tasks.task_for(task, config)
     return None
 
 
