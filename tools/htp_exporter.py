@@ -38,6 +38,7 @@ import inspect
 import json
 import mmap
 import os
+import re
 import sys
 import time
 import traceback
@@ -79,6 +80,8 @@ REFERENCE_MISMATCH_STATUS = 4
 # client was proven with, and the ONNX checker modelexport links (Debian 12's ONNX 1.12) knows opsets
 # up to 17 only.
 DEFAULT_OPSET = 14
+# The newest opset the default is raised to when an operator of the model needs it (--raise-opset).
+MAX_OPSET = 17
 # Seed of the generator used for vision/audio dummy inputs.
 DUMMY_SEED = 0
 
@@ -502,6 +505,23 @@ def torchscript_exporter_arguments():
     return {}
 
 
+def at_needed_opset(export, opset, raise_opset):
+    """export(opset); where torch refuses an operator that a newer opset has ("Support for this operator
+    was added in version 16") and raise_opset (no --opset was asked for), export(that opset) instead, up
+    to MAX_OPSET, as optimum-cli's newer default would export it. Returns the opset used."""
+    while True:
+        try:
+            export(opset)
+            return opset
+        except torch.onnx.errors.UnsupportedOperatorError as error:
+            match = re.search(r"added in version (\d+)", str(error))
+            needed = int(match.group(1)) if match else None
+            if not (raise_opset and needed and opset < needed <= MAX_OPSET):
+                raise
+            log("%s; exporting at opset %d" % (str(error).split(" is not supported")[0], needed))
+            opset = needed
+
+
 def named_outputs_forward(forward, keep):
     """forward returning a tuple of its first `keep` outputs.
 
@@ -756,6 +776,8 @@ def parse_args(argv):
     parser.add_argument("--modules", required=True, help="module hierarchy JSON to write")
     parser.add_argument("--model", help="FILE.py:FACTORY building the model from config.json")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %d)" % DEFAULT_OPSET)
+    parser.add_argument("--raise-opset", action="store_true",
+                        help="export at a newer opset (up to %d) when an operator of the model needs it" % MAX_OPSET)
     parser.add_argument("--atol", type=float, default=None,
                         help="reference check tolerance (default %g, or Optimum's larger one for the model type)"
                              % htp_reference.DEFAULT_ATOL)
@@ -819,14 +841,14 @@ def export(options):
     # which module runs first; the graph is the same), rather than in a forward of its own.
     with htp_decoder.traceable_masks(), spec.patched(), recorded_modules(model) as modules, \
             clock.phase("torch.onnx.export"):
-        torch.onnx.export(
+        opset = at_needed_opset(lambda version: torch.onnx.export(
             model, spec.args, target,
             input_names=input_names,
             output_names=output_names,
             dynamic_axes=spec.axes,
-            opset_version=opset,
+            opset_version=version,
             do_constant_folding=True,
-            **torchscript_exporter_arguments())
+            **torchscript_exporter_arguments()), opset, options.raise_opset)
     if decoder:
         with clock.phase("tied weights"):
             parameter_names = {n for n, _ in model.named_parameters()}

@@ -155,7 +155,10 @@ class Signature:
         self.dummy = self.inputs_for(**(shapes or {}))
         with self.patched():
             ordered = onnx_config.ordered_inputs(model)
-        self.inputs = [name for name in ordered if name in self.dummy]
+        # An input the generators made, alone or inside a collection ("past_key_values.0.key" of the
+        # cache, "encoder_hidden_states" of encoder_outputs): the configuration may list others.
+        torch_names = {onnx: torch for torch, onnx in (onnx_config.torch_to_onnx_input_map or {}).items()}
+        self.inputs = [name for name in ordered if torch_names.get(name, name).split(".")[0] in self.dummy]
         self.outputs = list(onnx_config.outputs.keys())
         self.axes = {name: dict(axes) for name, axes in chain(ordered.items(), onnx_config.outputs.items())
                      if name in self.inputs or name in self.outputs}
@@ -165,8 +168,11 @@ class Signature:
         The generators draw from torch's global generator: seeded, so the same export gives the same
         inputs and the same recorded differences."""
         import torch
+        from optimum.utils import DEFAULT_DUMMY_SHAPES
         torch.manual_seed(seed)
-        dummy = self.config.generate_dummy_inputs(framework="pt", **shapes)
+        # Every default shape, as optimum-cli passes them: some configurations read one they do not default
+        # (RT-DETR's height and width).
+        dummy = self.config.generate_dummy_inputs(framework="pt", **dict(DEFAULT_DUMMY_SHAPES, **shapes))
         return self.config.rename_ambiguous_inputs(dummy)
 
     def fix_static_axes(self, onnx_path):
@@ -190,6 +196,19 @@ class Signature:
             if dims is None or any(d is None or (isinstance(d, str) and d not in allowed) for d in dims):
                 return True
         return False
+
+    def onnx_feeds(self, inputs, input_names):
+        """`inputs` (the forward's, collections nested) as the ONNX file's flat inputs, as Optimum's own
+        validation feeds them (a merged decoder's use_cache_branch included)."""
+        feeds = {}
+        for name, value in self.config.generate_dummy_inputs_for_validation(dict(inputs), input_names).items():
+            if isinstance(value, (list, tuple)):
+                feeds.update(self.config.flatten_output_collection_property(name, value))
+            elif isinstance(value, dict):
+                feeds.update(value)
+            else:
+                feeds[name] = value
+        return feeds
 
     @contextlib.contextmanager
     def patched(self):

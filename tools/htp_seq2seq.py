@@ -81,8 +81,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import htp_decoder  # noqa: E402  (traceable_masks, _cache_object, _flat_cache)
 import htp_reference  # noqa: E402
 from htp_decoder import first_positive_int  # noqa: E402
-from htp_exporter import (DEFAULT_OPSET, ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json, run_export,  # noqa: E402
-                          torchscript_exporter_arguments, trace_modules, write_module_table)
+from htp_exporter import (DEFAULT_OPSET, MAX_OPSET, ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json,  # noqa: E402
+                          at_needed_opset, recorded_modules, run_export, torchscript_exporter_arguments, trace_modules, write_module_table)
 from htp_weights import WeightsError, load_weights, weight_files  # noqa: E402
 
 class Seq2SeqTask(collections.namedtuple("Seq2SeqTask", "modality auto_class cached head")):
@@ -102,6 +102,8 @@ TASKS = {
     "automatic-speech-recognition-with-past": Seq2SeqTask("speech", "AutoModelForSpeechSeq2Seq", True, "logits"),
     "automatic-speech-recognition": Seq2SeqTask("speech", "AutoModelForSpeechSeq2Seq", False, "logits"),
     "feature-extraction-with-past": Seq2SeqTask(None, "AutoModel", True, "last_hidden_state"),
+    "image-to-text-with-past": Seq2SeqTask("vision", "AutoModelForVision2Seq", True, "logits"),
+    "image-to-text": Seq2SeqTask("vision", "AutoModelForVision2Seq", False, "logits"),
 }
 ENCODER = "encoder_model.onnx"
 DECODER = "decoder_model.onnx"
@@ -183,7 +185,7 @@ def decoder_output_names(layers, with_past, cached=True, head="logits"):
 
 
 def encoder_names(modality):
-    inputs = ["input_ids", "attention_mask"] if modality == "text" else ["input_features"]
+    inputs = {"text": ["input_ids", "attention_mask"], "vision": ["pixel_values"]}.get(modality, ["input_features"])
     return inputs, ["last_hidden_state"]
 
 
@@ -373,7 +375,7 @@ def traceable_empty_caches():
 # Export of one graph
 # --------------------------------------------------------------------------
 
-def export_graph(model, forward, names, outputs, args, axes, path, opset):
+def export_graph(model, forward, names, outputs, args, axes, path, opset, raise_opset=False):
     """Trace `forward` patched on `model` (hooks record first calls), then export it. Returns modules."""
     model.forward = forward
     try:
@@ -382,8 +384,9 @@ def export_graph(model, forward, names, outputs, args, axes, path, opset):
             if len(produced) != len(outputs):
                 raise Seq2SeqError("%s: the graph returns %d outputs, expected %d (%s)"
                                    % (os.path.basename(path), len(produced), len(outputs), ", ".join(outputs)))
-            torch.onnx.export(model, args, path, input_names=names, output_names=outputs, dynamic_axes=axes,
-                              opset_version=opset, do_constant_folding=True, **torchscript_exporter_arguments())
+            at_needed_opset(lambda version: torch.onnx.export(
+                model, args, path, input_names=names, output_names=outputs, dynamic_axes=axes, opset_version=version,
+                do_constant_folding=True, **torchscript_exporter_arguments()), opset, raise_opset)
     finally:
         del model.forward  # the class's forward again
     fix_static_output_dims(path, dict(zip(outputs, produced)), axes)
@@ -667,6 +670,124 @@ def merged_decoder(model, options, path, decoder_tables):
     return entry
 
 
+# --------------------------------------------------------------------------
+# Vision encoders: Optimum's parts
+# --------------------------------------------------------------------------
+#
+# A vision encoder-decoder's decoder is any causal LM given cross-attention (GPT-2, TrOCR, BERT, ...);
+# its cache and inputs are that decoder's own, which Optimum's configuration of the pair knows
+# (EncoderDecoderBaseOnnxConfig takes the decoder's configuration). So these models are exported part
+# by part as optimum-cli exports them: its submodels, their configurations' names, axes, dummy inputs and
+# patchers, each part traced with the hierarchy hooks, the two decoders merged by this file's merge.
+
+class PartSpec:
+    """One part (encoder, decoder, decoder with past) of Optimum's export of the model."""
+
+    def __init__(self, name, model, onnx_config):
+        import htp_optimum
+        self.name, self.model = name, model
+        self.signature = htp_optimum.Signature(model, onnx_config)
+        self.inputs, self.outputs, self.axes = self.signature.inputs, self.signature.outputs, self.signature.axes
+
+    def export(self, path, opset, raise_opset=False):
+        """Writes the part's ONNX file; its module records."""
+        with htp_decoder.traceable_masks(), self.signature.patched(), recorded_modules(self.model) as modules:
+            at_needed_opset(lambda version: torch.onnx.export(
+                self.model, (self.signature.dummy,), path, input_names=self.inputs, output_names=self.outputs,
+                dynamic_axes=self.axes, opset_version=version, do_constant_folding=True,
+                **torchscript_exporter_arguments()), opset, raise_opset)
+        self.signature.fix_static_axes(path)
+        return modules
+
+    def reference_case(self):
+        """Fresh inputs (batch 3 and other lengths than the trace's, seeded) and torch's outputs for them,
+        the inputs as the ONNX file takes them."""
+        shapes = {"batch_size": 3, "sequence_length": 5, "past_sequence_length": 4}
+        inputs = self.signature.inputs_for(seed=1, **shapes)
+        with torch.no_grad(), self.signature.patched():
+            expected = self.signature.named_outputs(self.model(**inputs))
+        return self.signature.onnx_feeds(inputs, self.inputs), expected
+
+
+def parts_of(model, task, source):
+    """{file name: PartSpec} of optimum-cli's export of `model` for `task`, in export order."""
+    import htp_optimum
+    from optimum.exporters.utils import get_encoder_decoder_models_for_export
+    try:
+        onnx_config = htp_optimum.export_config(model, task, source)
+    except htp_optimum.Unavailable as reason:
+        raise Seq2SeqError(str(reason))
+    parts = get_encoder_decoder_models_for_export(model, onnx_config)
+    return {name + ".onnx": PartSpec(name + ".onnx", *parts[name])
+            for name in ("encoder_model", "decoder_model", "decoder_with_past_model") if name in parts}
+
+
+def empty_past(feeds_with_past):
+    """The merged decoder's first step: every past input of the cached step with no positions."""
+    return {name: torch.zeros(tuple(value.shape[:2]) + (0,) + tuple(value.shape[3:]), dtype=value.dtype)
+            for name, value in feeds_with_past.items() if name.startswith("past_key_values.")}
+
+
+def parts_reference_check(parts, directory, atol, origin):
+    """Each part's file against torch on fresh inputs; the merged decoder's two branches on the same
+    inputs as the decoders they were made of."""
+    notes = []
+    steps = []
+    cases = {}
+    try:
+        for name, part in parts.items():
+            feeds, expected = part.reference_case()
+            cases[name] = (feeds, expected)
+            produced = htp_reference.run_onnx(htp_reference.onnx_session(os.path.join(directory, name)), feeds)
+            steps.append(htp_reference.step_record(name.replace("_model.onnx", "").replace("_", " "), feeds, expected,
+                                                   produced, atol))
+        if DECODER_WITH_PAST in parts:
+            session = htp_reference.onnx_session(os.path.join(directory, MERGED))
+            for name, branch in ((DECODER, False), (DECODER_WITH_PAST, True)):
+                feeds, expected = cases[name]
+                feeds = dict(feeds, **{USE_CACHE_BRANCH: torch.tensor([branch])})
+                if not branch:
+                    feeds.update(empty_past(cases[DECODER_WITH_PAST][0]))
+                produced = htp_reference.run_onnx(session, feeds)
+                steps.append(htp_reference.step_record("merged decoder, %s" % ("cached" if branch else "first step"),
+                                                       feeds, expected, produced, atol))
+    except htp_reference.NotRun as reason:
+        return {"status": "not_run", "reason": str(reason)}
+    return htp_reference.judge(steps, atol, origin, notes, log)
+
+
+def export_parts(options, model):
+    """The vision encoder-decoder export (Optimum's parts); the module table's description."""
+    import htp_optimum
+    parts = parts_of(model, options.task, options.source)
+    wanted = encoder_names("vision")[0]
+    if parts[ENCODER].inputs != wanted:  # what ORTModelForVision2Seq and transformers.js feed
+        raise Seq2SeqError("%s's encoder takes %s, not %s: Optimum loads it with a class of its own (Pix2Struct: "
+                           "ORTModelForPix2Struct), a package this task does not describe"
+                           % (type(model).__name__, ", ".join(parts[ENCODER].inputs), ", ".join(wanted)))
+    path = lambda name: os.path.join(options.output_dir, name)  # noqa: E731
+    if options.check_only:
+        return {"reference_check": check_parts(parts, options, model)}
+    entries = []
+    for name, part in parts.items():
+        log("exporting %s" % name)
+        modules = part.export(path(name), options.opset, options.raise_opset)
+        entries.append(table(name, options.task, part.model, part.inputs, part.outputs, modules))
+    if DECODER_WITH_PAST in parts:
+        entries.append(merged_decoder(model, options, path, entries[1:3]))
+    return {"task": options.task, "root_class": type(model).__name__, "parameters": entries[0]["parameters"],
+            "signature": {"source": "optimum"}, "reference_check": check_parts(parts, options, model), "files": entries}
+
+
+def check_parts(parts, options, model):
+    if options.no_reference_check:
+        return {"status": "skipped", "reason": "--no-reference-check"}
+    import htp_optimum
+    atol, origin = htp_reference.tolerance(options.atol, model, options.task, options.source,
+                                           htp_optimum.atol(next(iter(parts.values())).signature.config, options.task))
+    return parts_reference_check(parts, options.output_dir, atol, origin)
+
+
 def export(options):
     if options.task not in TASKS:
         raise UsageError("unknown task '%s' (known: %s)" % (options.task, ", ".join(sorted(TASKS))))
@@ -678,11 +799,17 @@ def export(options):
     config = read_json(os.path.join(source, "config.json"))
     if not isinstance(config, dict):
         raise Seq2SeqError("config.json is not a JSON object")
-    layers = geometry(config)[0]
     modality, cached, head = task.modality_for(config), task.cached, task.head
+    if modality != "vision":
+        layers = geometry(config)[0]  # before the model loads: a config.json without them is refused at once
 
     log("loading model")
     model = load_model(source, options.task, config, options.source_boundary or source)
+    if modality == "vision":
+        description = export_parts(options, model)
+        write_module_table(options.modules, dict(description, format=2, torch_version=torch.__version__,
+                                                 onnx_exporter=ONNX_EXPORTER))
+        return
     if options.check_only:  # validate --reference: the existing files against this source
         write_module_table(options.modules, {"format": 2, "reference_check": reference_check(
             model, config, modality, source, options.output_dir, options, cached, head)})
@@ -697,7 +824,7 @@ def export(options):
     forward, chain = encoder_forward(model, modality, names)
     with passing_through(chain):
         modules = export_graph(model, forward, names, outputs, args, encoder_axes(modality, names, outputs),
-                               path(ENCODER), options.opset)
+                               path(ENCODER), options.opset, options.raise_opset)
     entries.append(table(ENCODER, options.task, model, names, outputs, modules))
     with torch.no_grad():
         encoder_hidden = model.get_encoder()(**encoder_inputs).last_hidden_state
@@ -711,7 +838,7 @@ def export(options):
         args = tuple(tensors[n] for n in names)
         forward = decoder_forward(model.forward, names, layers, geometry(config)[3], with_past, cached, head)
         modules = export_graph(model, forward, names, outputs, args, decoder_axes(names, outputs, with_past, config), path(name),
-                               options.opset)
+                               options.opset, options.raise_opset)
         decoder_tables.append(table(name, options.task, model, names, outputs, modules))
     entries += decoder_tables
     if cached:
@@ -739,6 +866,8 @@ def parse_args(argv):
     parser.add_argument("--output-dir", required=True, help="directory for the four ONNX files")
     parser.add_argument("--modules", required=True, help="module tables JSON to write (format 2)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %d)" % DEFAULT_OPSET)
+    parser.add_argument("--raise-opset", action="store_true",
+                        help="export at a newer opset (up to %d) when an operator of the model needs it" % MAX_OPSET)
     parser.add_argument("--source-boundary", help="folder that links in the source may point into")
     parser.add_argument("--atol", type=float, default=None,
                         help="reference check tolerance (default %g)" % htp_reference.DEFAULT_ATOL)

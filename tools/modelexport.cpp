@@ -360,8 +360,9 @@ int main(int argc, char** argv) {
     ex->add_option("--exporter-script", eo.exporter_script, "the HTP exporter script (env MODELEXPORT_EXPORTER)");
     ex->add_option("--command", eo.command, "command strategy: shell command with {source} and {output} placeholders");
     ex->add_option("--onnx-file", eo.onnx_file, "prebuilt/command: ONNX file name to take (default model.onnx, onnx/model.onnx)");
-    ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter (default 14)")
-        ->check(CLI::Range(9, 20));
+    ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter (default 14, raised up to 17 where an operator needs it)")
+        ->check(CLI::Range(9, 20))
+        ->each([&eo](const std::string&) { eo.opset_given = true; });
     bool no_reference_check = false;
     ex->add_option("--atol", eo.atol, "reference check: largest allowed |onnx - torch| beside 1e-5 * |torch| (default 1e-4, or Optimum's larger one)")
         ->check(CLI::PositiveNumber);
@@ -478,7 +479,7 @@ int main(int argc, char** argv) {
     ca->add_option("--exporter-script", eo.exporter_script, "key: the HTP exporter script");
     ca->add_option("--command", eo.command, "key: the command strategy's command");
     ca->add_option("--onnx-file", eo.onnx_file, "key: the command's ONNX file name");
-    ca->add_option("--opset", eo.opset, "key: ONNX opset");
+    ca->add_option("--opset", eo.opset, "key: ONNX opset")->each([&eo](const std::string&) { eo.opset_given = true; });
     ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)");
     ca->add_option("--timeout", wait_limit, "wait: give up after this many seconds (the stores go on; exit 0 with a warning)")
         ->check(CLI::Validator(

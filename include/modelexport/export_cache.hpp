@@ -557,6 +557,7 @@ cache_key_inputs cache_key_inputs_for(const Options& opt, const std::string& str
     in.options = {{"task", task}};
     if (strategy == "htp") {
         in.options.push_back({"opset", std::to_string(opt.opset)});
+        if (opt.opset_given) in.options.push_back({"opset_given", "1"});  // no raise: another result for some models
         in.options.push_back({"reference-check", !opt.reference_check ? std::string("off") : opt.atol > 0 ? json(opt.atol).dump() : "default"});
         in.options.push_back({"model", opt.model_factory});
         in.python = opt.python;

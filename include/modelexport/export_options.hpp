@@ -56,6 +56,7 @@ struct export_options {
     std::string command;               ///< command strategy: shell command with {source} and {output}
     std::string onnx_file;             ///< prebuilt: file in the source (default model.onnx, then onnx/model.onnx)
     int opset = 14;
+    bool opset_given = false;          ///< --opset asked for: exactly it; else 14, raised where an operator needs a newer one
     double atol = 0;                   ///< the reference check's tolerance; 0: the exporter's default
     bool reference_check = true;       ///< compare the ONNX model's outputs with torch's after the export
     bool embed_hierarchy = false;

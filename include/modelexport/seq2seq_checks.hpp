@@ -56,18 +56,47 @@ inline bool is_cache_tensor(const std::string& name) {
 ///   d_model   d_model (every family), hidden_size
 /// encoder_layers / num_layers (the encoder's depth) are not in any file's signature: the encoder's
 /// graph holds no cache, so they are not checked.
+/// A config.json of two configs (VisionEncoderDecoder: "encoder" and "decoder" objects, each a model's own)
+/// takes the decoder's keys from "decoder", whichever family it is (GPT-2's n_layer, TrOCR's decoder_layers,
+/// BERT's num_hidden_layers), and the encoder's width (encoder_width) from "encoder".
 struct seq2seq_geometry {
-    std::int64_t layers = -1, heads = -1, head_dim = -1, d_model = -1;
+    std::int64_t layers = -1, heads = -1, head_dim = -1, d_model = -1, encoder_width = -1;
 };
 
 inline seq2seq_geometry seq2seq_config_geometry(const nlohmann::json& config) {
     seq2seq_geometry g;
-    g.layers = detail::config_int(config, {"decoder_layers", "num_decoder_layers", "num_layers"});
-    g.heads = detail::config_int(config, {"decoder_attention_heads", "num_heads"});
-    g.d_model = detail::config_int(config, {"d_model", "hidden_size"});
-    g.head_dim = detail::config_int(config, {"d_kv"});
+    auto encoder = config.find("encoder"), decoder = config.find("decoder");
+    if (encoder != config.end() && decoder != config.end() && encoder->is_object() && decoder->is_object()) {
+        const nlohmann::json& d = *decoder;
+        g.layers = detail::config_int(d, {"decoder_layers", "num_decoder_layers", "num_hidden_layers", "n_layer", "num_layers"});
+        g.heads = detail::config_int(d, {"decoder_attention_heads", "num_attention_heads", "n_head", "num_heads"});
+        g.d_model = detail::config_int(d, {"d_model", "hidden_size", "n_embd"});
+        g.head_dim = detail::config_int(d, {"head_dim"});
+        g.encoder_width = detail::config_int(*encoder, {"hidden_size", "d_model"});
+    } else {
+        g.layers = detail::config_int(config, {"decoder_layers", "num_decoder_layers", "num_layers"});
+        g.heads = detail::config_int(config, {"decoder_attention_heads", "num_heads"});
+        g.d_model = detail::config_int(config, {"d_model", "hidden_size"});
+        g.head_dim = detail::config_int(config, {"d_kv"});
+        g.encoder_width = g.d_model;
+    }
     if (g.head_dim < 0 && g.d_model > 0 && g.heads > 0 && g.d_model % g.heads == 0) g.head_dim = g.d_model / g.heads;
     return g;
+}
+
+/// Whether a decoder file keeps its decoder's own cache (past_key_values.{i}.key, self-attention alone)
+/// instead of an encoder-decoder cache (past_key_values.{i}.decoder.key and .encoder.key). Optimum
+/// exports a vision encoder-decoder so: its decoder is a causal LM given cross-attention (GPT-2, TrOCR,
+/// BERT), whose configuration names the cache, and the cross-attention is recomputed at each step.
+inline bool keeps_own_cache(const signature& sig) {
+    return detail::has_input(sig, "past_key_values.0.key") || sig.output("present.0.key");
+}
+
+/// A contract name in the file's cache form: "" for a cross-attention tensor the form does not have.
+inline std::string in_cache_form(std::string name, bool own) {
+    if (!own || !detail::is_cache_tensor(name)) return name;
+    if (name.find(".encoder.") != std::string::npos) return "";
+    return name.replace(name.find(".decoder."), 9, ".");
 }
 
 /// What file `name`'s signature lacks for its role in the package, or "". Without a cache (Optimum's
@@ -75,13 +104,14 @@ inline seq2seq_geometry seq2seq_config_geometry(const nlohmann::json& config) {
 /// decoder returns instead of logits (a base model's last_hidden_state).
 inline std::string seq2seq_file_problem(const std::string& name, const signature& sig, bool cached = true,
                                         std::string_view head = "logits") {
+    const bool own = keeps_own_cache(sig);
     for (const auto& c : seq2seq_contracts()) {
         if (name != c.file) continue;
-        for (const char* in : c.inputs)
-            if (!detail::has_input(sig, in)) return "has no input " + std::string(in);
-        for (std::string out : c.outputs) {
-            if (out == "logits") out = std::string(head);
-            if ((cached || !detail::is_cache_tensor(out)) && !sig.output(out)) return "has no output " + out;
+        for (const char* contract : c.inputs)
+            if (std::string in = in_cache_form(contract, own); !in.empty() && !detail::has_input(sig, in)) return "has no input " + in;
+        for (const char* contract : c.outputs) {
+            std::string out = contract == std::string_view("logits") ? std::string(head) : in_cache_form(contract, own);
+            if (!out.empty() && (cached || !detail::is_cache_tensor(out)) && !sig.output(out)) return "has no output " + out;
         }
     }
     return "";
@@ -98,9 +128,9 @@ inline std::string seq2seq_contract_problem(const std::map<std::string, signatur
     const tensor_info& hidden = *enc->second.output("last_hidden_state");
     std::int64_t width = hidden.fixed_dim(hidden.shape.empty() ? 0 : hidden.shape.size() - 1);
     const seq2seq_geometry g = seq2seq_config_geometry(config);
-    if (width >= 0 && g.d_model >= 0 && width != g.d_model)
-        return "encoder_model.onnx: last_hidden_state has width " + std::to_string(width) + " but config.json states d_model " +
-               std::to_string(g.d_model);
+    if (width >= 0 && g.encoder_width >= 0 && width != g.encoder_width)
+        return "encoder_model.onnx: last_hidden_state has width " + std::to_string(width) + " but config.json states " +
+               std::to_string(g.encoder_width) + " (d_model, or the encoder's hidden_size)";
     auto cache_problem = [&](const std::string& file, const tensor_info& t) -> std::string {
         if (!detail::is_cache_tensor(t.name)) return "";
         if (t.has_shape && t.shape.size() != 4) return file + ": " + t.name + " has " + std::to_string(t.shape.size()) + " dims, not 4";
@@ -127,12 +157,14 @@ inline std::string seq2seq_contract_problem(const std::map<std::string, signatur
         }
         for (const auto& out : sig.outputs)
             if (auto problem = cache_problem(name, out); !problem.empty()) return problem;
-        std::int64_t present = std::count_if(sig.outputs.begin(), sig.outputs.end(), [](const tensor_info& t) {
-            return t.name.rfind("present.", 0) == 0 && detail::ends_with(t.name, ".decoder.key");
+        const std::string key = keeps_own_cache(sig) ? ".key" : ".decoder.key";
+        std::int64_t present = std::count_if(sig.outputs.begin(), sig.outputs.end(), [&](const tensor_info& t) {
+            return t.name.rfind("present.", 0) == 0 && detail::ends_with(t.name, key) &&
+                   t.name.find('.', 8) == t.name.size() - key.size();  // present.{i}<key>, nothing between
         });
         if (cached && g.layers >= 0 && present != g.layers)
-            return name + ": " + std::to_string(present) + " decoder layers (present.{i}.decoder.key) but config.json states " +
-                   std::to_string(g.layers) + " (decoder_layers / num_decoder_layers / num_layers)";
+            return name + ": " + std::to_string(present) + " decoder layers (present.{i}" + key + ") but config.json states " +
+                   std::to_string(g.layers) + " (decoder_layers / num_decoder_layers / num_layers, or the decoder's)";
     }
     return "";
 }

@@ -68,6 +68,7 @@ inline std::string replace_all(std::string s, const std::string& from, const std
 /// The options both htp exporters take: the opset, the reference check's tolerance or its refusal.
 inline void add_exporter_options(std::vector<std::string>& args, const export_options& opt) {
     args.insert(args.end(), {"--opset", std::to_string(opt.opset)});
+    if (!opt.opset_given) args.push_back("--raise-opset");
     if (!opt.reference_check) args.push_back("--no-reference-check");
     else if (opt.atol > 0) args.insert(args.end(), {"--atol", json(opt.atol).dump()});
 }

@@ -112,11 +112,19 @@ def sample_pairs(count, seed, skip_tasks):
 
 # ------------------------------------------------------------------------------------ tiny model
 
+# Model types made of two others (an encoder and a decoder): the pair a tiny one is built from.
+COMPOSITES = {"vision-encoder-decoder": ("vit", "gpt2")}
+
+
 def shrink(model_type):
     """The model type's default config with every size made tiny and kept consistent: the top-level
     sizes go through the config's own __init__ (which derives stage names, layer types, ...), nested
     configs and what __init__ does not derive are set afterwards."""
     import transformers
+    if model_type in COMPOSITES:  # a config of two configs, each made tiny on its own
+        encoder, decoder = COMPOSITES[model_type]
+        composite = transformers.models.auto.configuration_auto.CONFIG_MAPPING[model_type]
+        return composite.from_encoder_decoder_configs(shrink(encoder), shrink(decoder))
     default = transformers.AutoConfig.for_model(model_type)
     overrides = {}
     for key, value in vars(default).items():
@@ -235,8 +243,11 @@ def save_preprocessors(model_type, config, directory):
     """A WordLevel tokenizer for any model with a vocabulary; the model type's own image processor or
     feature extractor with its defaults, sized to the tiny image."""
     from transformers.models.auto import feature_extraction_auto, image_processing_auto
-    if getattr(config, "vocab_size", None) or getattr(getattr(config, "text_config", None), "vocab_size", None):
+    if any(getattr(getattr(config, part, None), "vocab_size", None) for part in ("text_config", "decoder")) or \
+            getattr(config, "vocab_size", None):
         save_tokenizer(directory)
+    if model_type in COMPOSITES:  # the encoder's processor
+        model_type, config = COMPOSITES[model_type][0], config.encoder
     names = image_processing_auto.IMAGE_PROCESSOR_MAPPING_NAMES.get(model_type)
     if names:
         name = next((n for n in (names if isinstance(names, tuple) else (names,)) if n), None)

@@ -56,7 +56,27 @@ TEST_CASE("each family's config keys: T5's num_heads and d_kv, the BART family's
     CHECK(seq2seq_contract_problem(package(32, 2, 4, 8), bart).find("config.json states 1") != std::string::npos);
     CHECK(seq2seq_contract_problem(package(32, 1, 8, 4), bart).find("has 8 heads but config.json states 4") != std::string::npos);
     bart["d_model"] = 48;
-    CHECK(seq2seq_contract_problem(package(32, 1, 4, 12), bart).find("config.json states d_model 48") != std::string::npos);
+    CHECK(seq2seq_contract_problem(package(32, 1, 4, 12), bart).find("config.json states 48 (d_model") != std::string::npos);
+}
+
+TEST_CASE("a vision encoder-decoder: the decoder's own cache, its geometry from config.json's decoder object") {
+    // GPT-2 given cross-attention: present.{i}.key/.value only, n_layer and n_head in "decoder", the width in "encoder".
+    signature enc{{tensor("pixel_values", 32)}, {tensor("last_hidden_state", 48)}};
+    signature dec{{tensor("input_ids", 1), tensor("encoder_hidden_states", 48)}, {tensor("logits", 99)}};
+    for (int i = 0; i < 2; ++i)
+        for (const char* kind : {"key", "value"}) dec.outputs.push_back(cache("present." + std::to_string(i) + "." + kind, 4, 8));
+    std::map<std::string, signature> p{{"encoder_model.onnx", enc}, {"decoder_model.onnx", dec}};
+    nlohmann::json config{{"encoder", {{"hidden_size", 48}}}, {"decoder", {{"n_layer", 2}, {"n_head", 4}, {"n_embd", 32}}}};
+    CHECK(keeps_own_cache(dec));
+    CHECK(seq2seq_file_problem("decoder_model.onnx", dec).empty());  // no present.{i}.encoder.* in this form
+    CHECK(seq2seq_contract_problem(p, config).empty());
+    config["decoder"]["n_layer"] = 3;
+    CHECK(seq2seq_contract_problem(p, config).find("2 decoder layers (present.{i}.key) but config.json states 3") != std::string::npos);
+    config["decoder"]["n_layer"] = 2;
+    config["encoder"]["hidden_size"] = 64;
+    CHECK(seq2seq_contract_problem(p, config).find("states 64 (d_model, or the encoder's hidden_size)") != std::string::npos);
+    dec.outputs.erase(dec.outputs.begin() + 1);  // logits alone: no cache in either form
+    CHECK(seq2seq_file_problem("decoder_model.onnx", dec) == "has no output present.0.decoder.key");
 }
 
 TEST_CASE("each file's role needs its names") {

@@ -8,8 +8,8 @@ Prints one JSON line on stdout:
    "outputs": {name: {"shape": [...], "data": [flat]}},      (with --inputs)
    "latency_ms": median of 5 runs after the first, "peak_rss_mb": the process's peak RSS}
 
-Encoder-decoders (ORTModelForSeq2SeqLM, ORTModelForSpeechSeq2Seq): the inference is a greedy
-generate() of 4 new tokens from the sentence or a generated waveform; "outputs" is {"sequences"}.
+Encoder-decoders (ORTModelForSeq2SeqLM, ORTModelForSpeechSeq2Seq, ORTModelForVision2Seq): the inference is
+a greedy generate() of 4 new tokens from the sentence, a generated waveform or image; "outputs" is {"sequences"}.
 
 Inputs: --inputs FILE.json feeds exactly the tensors of
 {"inputs": {name: {"dtype": "int64"|"float32", "shape": [...], "data": [flat]}}} (ort_check.mjs's
@@ -49,7 +49,7 @@ sys.dont_write_bytecode = True
 
 DEFAULT_TEXT = "the movie was great and i loved it"
 # Optimum's encoder-decoder classes (share/tasks.json rows with encoder_decoder): checked by generating.
-SEQ2SEQ_CLASSES = ("ORTModelForSeq2SeqLM", "ORTModelForSpeechSeq2Seq")
+SEQ2SEQ_CLASSES = ("ORTModelForSeq2SeqLM", "ORTModelForSpeechSeq2Seq", "ORTModelForVision2Seq")
 SEQ2SEQ_NEW_TOKENS = 4
 # Multiple-choice endings paired with the sentence (ort_check.mjs feeds the same ones).
 CHOICES = ("it was good", "it was bad", "it was long", "it was short")
@@ -228,18 +228,7 @@ def generated_inputs(pkg, model, text):
     import torch
     names = set(getattr(model, "input_names", {}) or {})
     if "pixel_values" in names:
-        from transformers import AutoImageProcessor
-        from PIL import Image
-        processor = AutoImageProcessor.from_pretrained(pkg, local_files_only=True)
-        height, width = image_size(pkg)
-        if "boxes" in inspect.signature(processor.preprocess).parameters:
-            # A top-down pose processor (VitPose) crops a box per person with scipy, which the runtime does not
-            # need: the crop's tensor, filled as ort_check.mjs fills pixel_values, is what reaches the model.
-            count = 3 * height * width
-            return {"pixel_values": torch.sin(torch.arange(count, dtype=torch.float64)).float().reshape(1, 3, height, width)}
-        pixels = bytes((x * 7 + y * 13) % 256 for y in range(height) for x in range(width) for _ in range(3))
-        image = Image.frombytes("RGB", (width, height), pixels)
-        return {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"]}
+        return image_inputs(pkg)
     if "past_values" in names:  # a time series [1, context_length, channels], as ort_check.mjs makes it
         config = json.load(open(os.path.join(pkg, "config.json"), encoding="utf-8"))
         count = config["context_length"] * config["num_input_channels"]
@@ -263,9 +252,28 @@ def generated_inputs(pkg, model, text):
     return {k: v for k, v in encoded.items() if k in names or not names}
 
 
+def image_inputs(pkg):
+    """pixel_values of a generated image through the package's image processor, at its size."""
+    import torch
+    from transformers import AutoImageProcessor
+    from PIL import Image
+    processor = AutoImageProcessor.from_pretrained(pkg, local_files_only=True)
+    height, width = image_size(pkg)
+    if "boxes" in inspect.signature(processor.preprocess).parameters:
+        # A top-down pose processor (VitPose) crops a box per person with scipy, which the runtime does not
+        # need: the crop's tensor, filled as ort_check.mjs fills pixel_values, is what reaches the model.
+        count = 3 * height * width
+        return {"pixel_values": torch.sin(torch.arange(count, dtype=torch.float64)).float().reshape(1, 3, height, width)}
+    pixels = bytes((x * 7 + y * 13) % 256 for y in range(height) for x in range(width) for _ in range(3))
+    image = Image.frombytes("RGB", (width, height), pixels)
+    return {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"]}
+
+
 def seq2seq_inputs(pkg, ort_class, text):
     """The encoder's inputs: the sentence through the package's tokenizer, or log-mel features of a
-    one-second waveform through its feature extractor (preprocessor_config.json)."""
+    one-second waveform through its feature extractor (preprocessor_config.json), or an image's pixels."""
+    if ort_class == "ORTModelForVision2Seq":
+        return image_inputs(pkg)
     if ort_class == "ORTModelForSeq2SeqLM":
         from transformers import AutoTokenizer
         return dict(AutoTokenizer.from_pretrained(pkg, local_files_only=True)(text, return_tensors="pt"))

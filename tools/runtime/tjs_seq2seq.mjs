@@ -2,7 +2,7 @@
 // tjs_seq2seq.mjs: run a transformers.js encoder-decoder pipeline on a package directory, fully
 // offline, and print the result as one JSON line on stdout.
 //
-// Usage: node tjs_seq2seq.mjs PKGDIR --task text2text-generation|automatic-speech-recognition
+// Usage: node tjs_seq2seq.mjs PKGDIR --task text2text-generation|automatic-speech-recognition|image-to-text
 //                              [--text T] [--samples N] [--max-new-tokens N] [--subfolder S]
 //                              [--language L] [--speech-task transcribe|translate]
 //
@@ -17,7 +17,8 @@
 // the generated waveform float32(sin(0.05 i)) of --samples samples (default 12345), as
 // tjs_pipeline.mjs makes it, and language/task (default en / transcribe) as Whisper's generate()
 // takes them; "processed" holds the first 8 frames of every mel bin of the processor's
-// input_features, so a caller can check the feature extractor against transformers'.
+// input_features, so a caller can check the feature extractor against transformers'. An image is a
+// generated IMAGE_SIDE x IMAGE_SIDE RGB pattern, which the package's image processor resizes.
 //
 // Exit codes: 0 success, 1 load/run failure (message on stderr), 2 usage error, 3 the runtime cannot
 // start (transformers.js or the task table cannot be loaded; cli.mjs).
@@ -28,12 +29,19 @@ import path from 'node:path';
 import { UsageError, importRuntime, runCli } from './cli.mjs';
 
 const PROG = 'tjs_seq2seq';
-const TASKS = ['text2text-generation', 'automatic-speech-recognition'];
+const TASKS = ['text2text-generation', 'automatic-speech-recognition', 'image-to-text'];
 const USAGE = `usage: ${PROG}.mjs PKGDIR --task ${TASKS.join('|')} [--text T] [--samples N] [--max-new-tokens N] [--subfolder S] [--language L] [--speech-task T]`;
 const DEFAULT_TEXT = 'translate english to onnx: the quick brown fox';
 const DEFAULT_SAMPLES = 12345;
 const DEFAULT_NEW_TOKENS = 10;
 const FEATURE_FRAMES = 8;
+const IMAGE_SIDE = 48;
+
+function generatedImage(RawImage) {
+    const data = new Uint8ClampedArray(IMAGE_SIDE * IMAGE_SIDE * 3);
+    for (let i = 0; i < data.length; ++i) data[i] = (i * 7 + Math.floor(i / (3 * IMAGE_SIDE)) * 13) % 256;
+    return new RawImage(data, IMAGE_SIDE, IMAGE_SIDE, 3);
+}
 
 function generatedWaveform(samples) {
     const out = new Float32Array(samples);
@@ -51,7 +59,7 @@ function featureHead(features, frames) {
 }
 
 async function run(opts) {
-    const { pipeline, env } = await importRuntime('@huggingface/transformers');
+    const { pipeline, env, RawImage } = await importRuntime('@huggingface/transformers');
     env.allowRemoteModels = false;
     env.allowLocalModels = true;
     env.localModelPath = ''; // an absolute directory is the model id
@@ -84,6 +92,12 @@ async function run(opts) {
                 sequence: out.tolist()[0].map(Number),
                 generated_text: answer.generated_text,
             };
+        } else if (opts.task === 'image-to-text') {
+            const image = generatedImage(RawImage);
+            const { pixel_values } = await pipe.processor(image);
+            const out = await pipe.model.generate({ inputs: pixel_values, max_new_tokens: n, do_sample: false });
+            const [answer] = await pipe(image, { max_new_tokens: n, do_sample: false });
+            result = { sequence: out.tolist()[0].map(Number), generated_text: answer.generated_text };
         } else {
             const wave = generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES));
             const language = opts.language ?? 'en';
