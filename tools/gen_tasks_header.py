@@ -43,6 +43,10 @@ def encoder_decoder(e):
                                  literal(e["decoder_output"]))
 
 
+def alternatives(a):
+    return "{" + ", ".join("{%s, %s}" % (literal(name), strings(instead)) for name, instead in a.items()) + "}"
+
+
 def task_entry(t):
     axes = ", ".join("{%s, %s}" % (literal(name), axis_list(ax)) for name, ax in t["dynamic_axes"].items())
     rules = ", ".join("{%s, %s}" % (literal(r["suffix"]), strings(r["model_types"])) for r in t["model_type_suffixes"])
@@ -51,7 +55,7 @@ def task_entry(t):
               "{" + axes + "}", strings(t["architecture_suffixes"]), "{" + rules + "}", literal(t["auto_class"]),
               literal(t["transformers_js_pipeline"] or ""), cpp_bool(t["needs_tokenizer"]), cpp_bool(t["labels"]),
               str(int(t["labels_extra"])), cpp_bool(t["with_past"]), cache(t.get("cache")),
-              encoder_decoder(t.get("encoder_decoder"))]
+              encoder_decoder(t.get("encoder_decoder")), alternatives(t.get("input_alternatives", {}))]
     return "        {" + ", ".join(fields) + "},"
 
 

@@ -90,10 +90,20 @@ class Seq2SeqTask(collections.namedtuple("Seq2SeqTask", "modality auto_class cac
     transformers Auto class, whether the decoder reads and returns its cache, and what it returns besides."""
 
     def modality_for(self, config):
-        if "input_feat_per_channel" in config:  # Speech2Text: [batch, frames, features] with a mask, not Whisper's layout
-            raise Seq2SeqError("config.json: input_feat_per_channel (Speech2Text): its encoder takes [batch, frames, "
-                               "features] with an attention_mask, a layout this exporter does not write")
-        return self.modality or ("speech" if "num_mel_bins" in config else "text")
+        return self.modality or ("speech" if "num_mel_bins" in config or "input_feat_per_channel" in config else "text")
+
+
+def by_parts(config, modality):
+    """Whether the model is exported through Optimum's parts (below) rather than this file's own tracing of
+    T5-, BART- and Whisper-like models: a vision encoder, Speech2Text's encoder ([batch, frames, features] with
+    a mask, not Whisper's layout), or a config.json without the decoder geometry the own tracing reads."""
+    if modality == "vision" or "input_feat_per_channel" in config:
+        return True
+    try:
+        geometry(config)
+    except Seq2SeqError:
+        return True
+    return False
 
 
 TASKS = {
@@ -671,14 +681,15 @@ def merged_decoder(model, options, path, decoder_tables):
 
 
 # --------------------------------------------------------------------------
-# Vision encoders: Optimum's parts
+# Optimum's parts (by_parts)
 # --------------------------------------------------------------------------
 #
 # A vision encoder-decoder's decoder is any causal LM given cross-attention (GPT-2, TrOCR, BERT, ...);
 # its cache and inputs are that decoder's own, which Optimum's configuration of the pair knows
-# (EncoderDecoderBaseOnnxConfig takes the decoder's configuration). So these models are exported part
-# by part as optimum-cli exports them: its submodels, their configurations' names, axes, dummy inputs and
-# patchers, each part traced with the hierarchy hooks, the two decoders merged by this file's merge.
+# (EncoderDecoderBaseOnnxConfig takes the decoder's configuration); Speech2Text's encoder takes a mask.
+# So these models are exported part by part as optimum-cli exports them: its submodels, their
+# configurations' names, axes, dummy inputs and patchers, each part traced with the hierarchy hooks, the
+# two decoders merged by this file's merge.
 
 class PartSpec:
     """One part (encoder, decoder, decoder with past) of Optimum's export of the model."""
@@ -707,6 +718,11 @@ class PartSpec:
         with torch.no_grad(), self.signature.patched():
             expected = self.signature.named_outputs(self.model(**inputs))
         return self.signature.onnx_feeds(inputs, self.inputs), expected
+
+
+# The encoder inputs the task rows describe, per modality (share/tasks.json: inputs and input_alternatives; an
+# attention_mask may follow): Moonshine's encoder takes the raw waveform.
+ENCODER_MAIN_INPUTS = {"text": ("input_ids",), "vision": ("pixel_values",), "speech": ("input_features", "input_values")}
 
 
 def parts_of(model, task, source):
@@ -756,14 +772,15 @@ def parts_reference_check(parts, directory, atol, origin):
     return htp_reference.judge(steps, atol, origin, notes, log)
 
 
-def export_parts(options, model):
-    """The vision encoder-decoder export (Optimum's parts); the module table's description."""
+def export_parts(options, model, modality):
+    """The export through Optimum's parts; the module table's description."""
     parts = parts_of(model, options.task, options.source)
-    wanted = encoder_names("vision")[0]
-    if parts[ENCODER].inputs != wanted:  # what ORTModelForVision2Seq and transformers.js feed
-        raise Seq2SeqError("%s's encoder takes %s, not %s: Optimum loads it with a class of its own (Pix2Struct: "
+    takes = parts[ENCODER].inputs
+    main = ENCODER_MAIN_INPUTS[modality]
+    if takes[:1] not in ([name] for name in main) or not set(takes[1:]) <= {"attention_mask"}:  # what the task's class feeds
+        raise Seq2SeqError("%s's encoder takes %s, not %s: Optimum loads it with a class of its own (Pix2Struct's "
                            "ORTModelForPix2Struct), a package this task does not describe"
-                           % (type(model).__name__, ", ".join(parts[ENCODER].inputs), ", ".join(wanted)))
+                           % (type(model).__name__, ", ".join(takes), " or ".join(main)))
     path = lambda name: os.path.join(options.output_dir, name)  # noqa: E731
     if options.check_only:
         return {"reference_check": check_parts(parts, options, model)}
@@ -800,13 +817,11 @@ def export(options):
     if not isinstance(config, dict):
         raise Seq2SeqError("config.json is not a JSON object")
     modality, cached, head = task.modality_for(config), task.cached, task.head
-    if modality != "vision":
-        layers = geometry(config)[0]  # before the model loads: a config.json without them is refused at once
 
     log("loading model")
     model = load_model(source, options.task, config, options.source_boundary or source)
-    if modality == "vision":
-        description = export_parts(options, model)
+    if by_parts(config, modality):
+        description = export_parts(options, model, modality)
         write_module_table(options.modules, dict(description, format=2, torch_version=torch.__version__,
                                                  onnx_exporter=ONNX_EXPORTER))
         return
@@ -816,6 +831,7 @@ def export(options):
         return
     path = lambda name: os.path.join(options.output_dir, name)  # noqa: E731
     entries = []
+    layers = geometry(config)[0]
 
     log("exporting %s" % ENCODER)
     names, outputs = encoder_names(modality)

@@ -68,6 +68,13 @@ struct encoder_decoder_files {
     bool empty() const { return files.empty(); }
 };
 
+/// A required input that some model types take in another form, under another name (Moonshine's raw waveform
+/// input_values where Whisper and Speech2Text take input_features: ORTModelForSpeechSeq2Seq loads all three).
+struct input_alternative {
+    std::string_view input;
+    std::vector<std::string_view> instead;
+};
+
 /// One entry of share/tasks.json (the field meanings are documented there and in docs/design.md §5.3).
 struct task_info {
     std::string_view name;                          ///< Optimum's task name
@@ -89,6 +96,24 @@ struct task_info {
     bool with_past = false;                          ///< decoder: the KV cache is a graph input and output
     kv_cache cache;                                  ///< its names and axes (with_past only)
     encoder_decoder_files encoder_decoder;           ///< empty: one model.onnx
+    std::vector<input_alternative> input_alternatives;  ///< required inputs a graph may take under another name
+
+    /// Whether a graph whose inputs are `has(name)` takes required input `name`, in one of its forms.
+    template <class Has>
+    bool takes_required(std::string_view name, Has has) const {
+        if (has(name)) return true;
+        for (const auto& a : input_alternatives)
+            if (a.input == name)
+                for (auto other : a.instead)
+                    if (has(other)) return true;
+        return false;
+    }
+    /// Whether `name` is one of the forms of a required input other than its own.
+    bool is_alternative_input(std::string_view name) const {
+        for (const auto& a : input_alternatives)
+            if (std::find(a.instead.begin(), a.instead.end(), name) != a.instead.end()) return true;
+        return false;
+    }
 };
 
 /// A task Optimum exports and modelexport does not (share/tasks.json's not_exported).

@@ -129,12 +129,14 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
     auto has = [](const std::vector<tensor_info>& v, std::string_view n) {
         return std::any_of(v.begin(), v.end(), [&](const tensor_info& t) { return t.name == n; });
     };
+    auto has_input = [&](std::string_view n) { return has(sig.inputs, n); };
     std::vector<std::string> missing_in, unexpected_in, missing_out;
     for (auto n : task.inputs)
-        if (!has(sig.inputs, n)) missing_in.emplace_back(n);
+        if (!task.takes_required(n, has_input)) missing_in.emplace_back(n);
     for (const auto& in : sig.inputs) {
         bool known = std::find(task.inputs.begin(), task.inputs.end(), in.name) != task.inputs.end() ||
                      std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) != task.optional_inputs.end() ||
+                     task.is_alternative_input(in.name) ||
                      (task.with_past && is_cache_input(in.name, task.cache));  // checked by check_cache
         if (!known) unexpected_in.push_back(in.name);
     }
@@ -157,7 +159,7 @@ inline bool signature_fits(const task_info& task, const signature& sig) {
         return std::any_of(v.begin(), v.end(), [&](const tensor_info& t) { return t.name == n; });
     };
     for (auto n : task.inputs)
-        if (!has(sig.inputs, n)) return false;
+        if (!task.takes_required(n, [&](std::string_view name) { return has(sig.inputs, name); })) return false;
     for (auto n : task.outputs)
         if (!has(sig.outputs, n)) return false;
     return true;

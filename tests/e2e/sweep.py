@@ -219,8 +219,11 @@ def shrunk_value(key, value, cfg):
 
 def model_class(model_type, task):
     manager = tasks_manager()
-    return manager.get_model_class_for_task(manager.map_from_synonym(task), model_type=model_type.replace("_", "-"),
-                                            library="transformers")
+    task = manager.map_from_synonym(task)
+    try:  # Optimum's spelling of the model type, else transformers' own (speech_to_text)
+        return manager.get_model_class_for_task(task, model_type=model_type.replace("_", "-"), library="transformers")
+    except ValueError:
+        return manager.get_model_class_for_task(task, model_type=model_type, library="transformers")
 
 
 def build_source(model_type, task, directory):

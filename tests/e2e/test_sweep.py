@@ -36,6 +36,7 @@ GROUPS = {
                "vision-encoder-decoder:image-to-text", "vision-encoder-decoder:image-to-text-with-past"],
     "AudioMultimodal": ["wav2vec2:audio-classification", "wav2vec2:audio-frame-classification",
                         "wav2vec2:audio-xvector", "wav2vec2:automatic-speech-recognition", "whisper:automatic-speech-recognition",
+                        "speech_to_text:automatic-speech-recognition-with-past", "moonshine:automatic-speech-recognition-with-past",
                         "hubert:feature-extraction",
                         "clip:zero-shot-image-classification", "owlvit:zero-shot-object-detection"],
 }

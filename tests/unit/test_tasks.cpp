@@ -156,3 +156,20 @@ TEST_CASE("a task name shared by two rows: the encoder-decoder's for an is_encod
     CHECK(find_task("feature-extraction-with-past")->encoder_decoder.empty());
     CHECK(task_names().find("feature-extraction-with-past, feature-extraction-with-past") == std::string::npos);
 }
+
+TEST_CASE("input_alternatives: Moonshine's input_values stands for the speech encoder's input_features") {
+    const task_info* asr = find_task("automatic-speech-recognition-with-past", nlohmann::json{{"is_encoder_decoder", true}});
+    REQUIRE(asr);
+    auto takes = [](std::initializer_list<std::string_view> names) {
+        return [names](std::string_view n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+    };
+    CHECK(asr->takes_required("input_features", takes({"input_features"})));
+    CHECK(asr->takes_required("input_features", takes({"input_values", "attention_mask"})));
+    CHECK_FALSE(asr->takes_required("input_features", takes({"pixel_values"})));
+    CHECK(asr->is_alternative_input("input_values"));
+    CHECK_FALSE(asr->is_alternative_input("input_features"));
+    // A row without alternatives takes only its own names.
+    const task_info* ctc = find_task("automatic-speech-recognition");
+    REQUIRE(ctc);
+    CHECK_FALSE(ctc->takes_required("input_values", takes({"input_features"})));
+}

@@ -270,8 +270,8 @@ def image_inputs(pkg):
 
 
 def seq2seq_inputs(pkg, ort_class, text):
-    """The encoder's inputs: the sentence through the package's tokenizer, or log-mel features of a
-    one-second waveform through its feature extractor (preprocessor_config.json), or an image's pixels."""
+    """The encoder's inputs: the sentence through the package's tokenizer, a one-second waveform through
+    its feature extractor (preprocessor_config.json), or an image's pixels."""
     if ort_class == "ORTModelForVision2Seq":
         return image_inputs(pkg)
     if ort_class == "ORTModelForSeq2SeqLM":
@@ -280,7 +280,9 @@ def seq2seq_inputs(pkg, ort_class, text):
     from transformers import AutoFeatureExtractor
     extractor = AutoFeatureExtractor.from_pretrained(pkg, local_files_only=True)
     samples = [math.sin(i * 0.05) for i in range(extractor.sampling_rate)]
-    return {"input_features": extractor(samples, sampling_rate=extractor.sampling_rate, return_tensors="pt")["input_features"]}
+    # What the extractor gives: log-mel input_features (Whisper; Speech2Text with its mask) or the
+    # waveform as input_values (Moonshine).
+    return dict(extractor(samples, sampling_rate=extractor.sampling_rate, return_tensors="pt"))
 
 
 def named_outputs(outputs):

@@ -28,7 +28,8 @@
 //     input_values                                 float32 [1, 12345],   value[i] = float32(sin(double i))
 //                                                  (not the export's dummy length: the axis must be symbolic)
 //     attention_mask beside input_values           int64 ones of the waveform's length
-//     input_features                               float32 [1, mel bins, frames], value[i] = float32(sin(double i))
+//     input_features                               float32 [1, mel bins, frames] (Speech2Text: [1, frames, features]
+//                                                  and an attention_mask of ones), value[i] = float32(sin(double i))
 //                                                  (a speech encoder: the graph's fixed dims, else config.json's
 //                                                  num_mel_bins and 2 * max_source_positions)
 //     past_values                                  float32 [1, context_length, channels], value[i] = float32(sin(double i))
@@ -171,12 +172,37 @@ function seriesShape(graphShape, config) {
     return [1, length, channels];
 }
 
+// Frames of Speech2Text's features when neither the graph nor config.json fixes them.
+const SPEECH_FRAMES = 64;
+
+/// A speech encoder's input_features shape and the length of the attention_mask beside it:
+/// Whisper's [1, mel bins, frames] (the graph's fixed dims, else config.json's num_mel_bins and twice
+/// max_source_positions: the encoder's stride-2 convolution), or Speech2Text's [1, frames,
+/// input_feat_per_channel] with a mask over the frames.
+function featuresShape(graphShape, config) {
+    const fixed = (i) => (typeof graphShape[i] === 'number' && graphShape[i] > 0 ? graphShape[i] : null);
+    if (graphShape.length === 3 && config?.input_feat_per_channel) {
+        const frames = fixed(1) ?? SPEECH_FRAMES;
+        return { shape: [1, frames, fixed(2) ?? config.input_feat_per_channel], maskLength: frames };
+    }
+    const bins = fixed(1) ?? config?.num_mel_bins;
+    const frames = fixed(2) ?? (config?.max_source_positions ? 2 * config.max_source_positions : null);
+    if (graphShape.length !== 3 || !bins || !frames) {
+        throw new Error('cannot determine input_features mel bins/frames (no fixed dims, no config.json num_mel_bins, max_source_positions)');
+    }
+    return { shape: [1, bins, frames], maskLength: frames };
+}
+
 async function generateInputs(ort, session, pkgDir, text) {
     const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
     const names = session.inputNames;
 
     let enc = null;
-    const audio = names.includes('input_values');
+    const features = names.includes('input_features') && meta.get('input_features')?.isTensor
+        ? featuresShape(meta.get('input_features').shape, readJsonIfExists(path.join(pkgDir, 'config.json')))
+        : null;
+    const maskLength = features ? features.maskLength : AUDIO_SAMPLES;
+    const audio = names.includes('input_values') || features !== null;
     const choices = choiceCount(meta, names);
     if (!audio && names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
         enc = await tokenize(pkgDir, text, choices ? CHOICES.slice(0, choices) : null);
@@ -197,7 +223,7 @@ async function generateInputs(ort, session, pkgDir, text) {
         }
         if (audio && name === 'attention_mask') {
             const t = dtype ?? 'int64';
-            feeds[name] = new ort.Tensor(t, makeData(t, new Array(AUDIO_SAMPLES).fill(1)), [1, AUDIO_SAMPLES]);
+            feeds[name] = new ort.Tensor(t, makeData(t, new Array(maskLength).fill(1)), [1, maskLength]);
         } else if (TEXT_INPUTS.has(name)) {
             const rows = enc ? (choices ? enc.input_ids : [enc.input_ids]) : [[0]];
             const seq = rows[0].length;
@@ -228,17 +254,7 @@ async function generateInputs(ort, session, pkgDir, text) {
             const shape = seriesShape(graphShape, readJsonIfExists(path.join(pkgDir, 'config.json')));
             feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
         } else if (name === 'input_features' && dtype === 'float32') {
-            // A speech encoder's log-mel features (Whisper's [batch, mel bins, frames], both fixed in the graph),
-            // else config.json's num_mel_bins and twice max_source_positions (the encoder's stride-2 convolution).
-            const config = readJsonIfExists(path.join(pkgDir, 'config.json'));
-            const fixed = (i) => (typeof graphShape[i] === 'number' && graphShape[i] > 0 ? graphShape[i] : null);
-            const bins = fixed(1) ?? config?.num_mel_bins;
-            const frames = fixed(2) ?? (config?.max_source_positions ? 2 * config.max_source_positions : null);
-            if (graphShape.length !== 3 || !bins || !frames) {
-                throw new Error('cannot determine input_features mel bins/frames (no fixed dims, no config.json num_mel_bins, max_source_positions)');
-            }
-            const shape = [1, bins, frames];
-            feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
+            feeds[name] = new ort.Tensor('float32', sinFill(product(features.shape)), features.shape);
         } else {
             throw new Error(`do not know how to generate input "${name}"; pass --inputs FILE.json`);
         }

@@ -100,16 +100,21 @@ async function run(opts) {
             result = { sequence: out.tolist()[0].map(Number), generated_text: answer.generated_text };
         } else {
             const wave = generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES));
-            const language = opts.language ?? 'en';
-            const task = opts['speech-task'] ?? 'transcribe';
-            const { input_features } = await pipe.processor(wave);
-            const out = await pipe.model.generate({ inputs: input_features, max_new_tokens: n, do_sample: false, language, task });
-            const answer = await pipe(wave, { max_new_tokens: n, do_sample: false, language, task });
+            const features = await pipe.processor(wave);
+            const { input_features } = features;
+            // Whisper takes a language and a task; a model fed the waveform itself (Moonshine: input_values) neither.
+            const whisper = input_features && pipe.model.config.model_type === 'whisper';
+            const options = { max_new_tokens: n, do_sample: false };
+            if (whisper) Object.assign(options, { language: opts.language ?? 'en', task: opts['speech-task'] ?? 'transcribe' });
+            const out = await pipe.model.generate({ ...(input_features ? { inputs: input_features } : features), ...options });
+            const answer = await pipe(wave, options);
             result = { sequence: out.tolist()[0].map(Number), text: answer.text };
-            processed = {
-                input_features_shape: Array.from(input_features.dims),
-                input_features_head: featureHead(input_features, FEATURE_FRAMES),
-            };
+            if (input_features) {
+                processed = {
+                    input_features_shape: Array.from(input_features.dims),
+                    input_features_head: featureHead(input_features, FEATURE_FRAMES),
+                };
+            }
         }
     } finally {
         await pipe.dispose?.();
