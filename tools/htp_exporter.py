@@ -93,6 +93,10 @@ class UsageError(Exception):
     """A problem with the command line (exit code 2)."""
 
 
+class OperatorError(Exception):
+    """torch's exporter has no ONNX form of an operator of the model at the opset (exit code 1, no traceback)."""
+
+
 class MissingTransformers(Exception):
     """transformers is needed but not importable (exit code 3)."""
 
@@ -516,9 +520,17 @@ def at_needed_opset(export, opset, raise_opset):
         except torch.onnx.errors.UnsupportedOperatorError as error:
             match = re.search(r"added in version (\d+)", str(error))
             needed = int(match.group(1)) if match else None
-            if not (raise_opset and needed and opset < needed <= MAX_OPSET):
-                raise
-            log("%s; exporting at opset %d" % (str(error).split(" is not supported")[0], needed))
+            operator = re.search(r"operator '([^']+)'", str(error))
+            what = "torch cannot export the operator %s at opset %d" % (operator.group(1) if operator else "(unnamed)", opset)
+            if needed and needed > MAX_OPSET:
+                raise OperatorError("%s; ONNX has it from opset %d, above the %d modelexport's ONNX checker knows"
+                                    % (what, needed, MAX_OPSET))
+            if not needed or needed <= opset:
+                raise OperatorError("%s: %s" % (what, str(error).splitlines()[0]))
+            if not raise_opset:
+                raise OperatorError("%s; ONNX has it from opset %d: pass --opset %d, or leave --opset out and the "
+                                    "default is raised to it" % (what, needed, needed))
+            log("%s; exporting at opset %d" % (what, needed))
             opset = needed
 
 
@@ -919,12 +931,13 @@ def run_export(prog, export_function, options, expected_errors, missing_transfor
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch's note on its TorchScript exporter, which is chosen
     try:
         export_function(options)
     except UsageError as error:
         print("%s: error: %s" % (prog, error), file=sys.stderr)
         return 2
-    except expected_errors as error:
+    except expected_errors + (OperatorError,) as error:
         print("%s: error: %s" % (prog, error), file=sys.stderr)
         return 1
     except htp_reference.ReferenceMismatch as error:

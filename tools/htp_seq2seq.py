@@ -553,7 +553,13 @@ def load_model(source_dir, task, config, boundary):
     weight_files(source_dir, boundary)  # vet every weights file first (clear errors)
     auto = getattr(transformers, TASKS[task].auto_class)
     model_config = transformers.AutoConfig.from_pretrained(source_dir, local_files_only=True)
-    model = auto.from_config(model_config)
+    try:
+        model = auto.from_config(model_config)
+    except ValueError as error:  # transformers has no such head for this model type: the task does not fit it
+        if "Unrecognized configuration class" not in str(error):
+            raise
+        raise UsageError("--task %s: transformers' %s has no model for config.json's model_type %r"
+                         % (task, TASKS[task].auto_class, model_config.model_type))
     model.tie_weights()
     load_weights(model, source_dir, boundary)
     if not getattr(model.config, "is_encoder_decoder", False):

@@ -253,6 +253,63 @@ def load_json_from(text):
     return json.loads(text)
 
 
+GRID_SAMPLE_MODEL = """
+import torch
+from torch import nn
+
+
+class GridSampler(nn.Module):
+    \"\"\"Reads each pixel through grid_sample, which ONNX has from opset 16 (RT-DETR's deformable attention).\"\"\"
+
+    def __init__(self, config):
+        super().__init__()
+        self.classifier = nn.Linear(3, len(config["id2label"]))
+
+    def forward(self, pixel_values):
+        grid = torch.tanh(pixel_values[:, :2].permute(0, 2, 3, 1))
+        sampled = nn.functional.grid_sample(pixel_values, grid, align_corners=False)
+        return (self.classifier(sampled.mean(dim=(2, 3))),)
+
+
+def build(config):
+    return GridSampler(config)
+"""
+
+
+class OpsetRaise(TempDirTest):
+    """Without --opset, the default is raised to the opset an operator of the model needs; --opset is exact."""
+
+    def source(self):
+        src = self.path("src")
+        shutil.copytree(os.path.join(SOURCES, "image-classification"), src)
+        for name in os.listdir(src):
+            if name.endswith((".bin", ".safetensors")):
+                os.remove(os.path.join(src, name))
+        with open(os.path.join(src, "modeling.py"), "w") as f:
+            f.write(GRID_SAMPLE_MODEL)
+        import torch
+        scope = {}
+        exec(GRID_SAMPLE_MODEL, scope)
+        torch.manual_seed(0)
+        torch.save(scope["build"](load_json(os.path.join(src, "config.json"))).state_dict(), os.path.join(src, "pytorch_model.bin"))
+        return src
+
+    def test_the_default_rises_to_the_operators_opset(self):
+        out = self.path("pkg")
+        export(self.source(), out, check=0)
+        model = onnx.load(os.path.join(out, "model.onnx"))
+        self.assertEqual({o.version for o in model.opset_import if o.domain in ("", "ai.onnx")}, {16})
+        self.assertIn("GridSample", {n.op_type for n in model.graph.node})
+
+    def test_an_asked_opset_is_kept_and_the_error_names_the_operator_and_the_way_out(self):
+        out = self.path("pkg")
+        p = export(self.source(), out, "--opset", "14", check=EXIT["export_failed"])
+        self.assertIn("grid_sampler at opset 14", p.stderr)
+        self.assertIn("pass --opset 16", p.stderr)
+        self.assertNotIn("Traceback", p.stderr)
+        self.assertFalse(os.path.exists(out))
+
+
 class ExportFailures(TempDirTest):
     """Bad inputs: one line naming the file and the problem, the documented code, no package."""
 
