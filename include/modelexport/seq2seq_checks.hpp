@@ -35,9 +35,7 @@ inline const std::vector<seq2seq_file_contract>& seq2seq_contracts() {
 }
 
 namespace detail {
-inline bool has_input(const signature& s, const std::string& name) {
-    return std::any_of(s.inputs.begin(), s.inputs.end(), [&](const tensor_info& t) { return t.name == name; });
-}
+inline bool has_input(const signature& s, const std::string& name) { return s.input(name) != nullptr; }
 
 /// A cache tensor's name: past_key_values.{i}.{decoder|encoder}.{key|value} or present.{i}....
 inline bool is_cache_tensor(const std::string& name) {

@@ -125,14 +125,14 @@ inline std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
+inline auto takes_input(const signature& sig) {
+    return [&sig](std::string_view n) { return sig.input(std::string(n)) != nullptr; };
+}
+
 inline void check_signature(report_builder& b, const task_info& task, const signature& sig, const std::string& model_name) {
-    auto has = [](const std::vector<tensor_info>& v, std::string_view n) {
-        return std::any_of(v.begin(), v.end(), [&](const tensor_info& t) { return t.name == n; });
-    };
-    auto has_input = [&](std::string_view n) { return has(sig.inputs, n); };
     std::vector<std::string> missing_in, unexpected_in, missing_out;
     for (auto n : task.inputs)
-        if (!task.takes_required(n, has_input)) missing_in.emplace_back(n);
+        if (!task.takes_required(n, takes_input(sig))) missing_in.emplace_back(n);
     for (const auto& in : sig.inputs) {
         bool known = std::find(task.inputs.begin(), task.inputs.end(), in.name) != task.inputs.end() ||
                      std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) != task.optional_inputs.end() ||
@@ -141,7 +141,7 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
         if (!known) unexpected_in.push_back(in.name);
     }
     for (auto n : task.outputs)
-        if (!has(sig.outputs, n)) missing_out.emplace_back(n);
+        if (!sig.output(std::string(n))) missing_out.emplace_back(n);
     std::string cls(task.optimum_class);
     if (missing_in.empty() && unexpected_in.empty()) b.pass("signature.inputs", severity::error);
     else
@@ -155,13 +155,10 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
 
 /// Whether a graph has the inputs and outputs `task`'s Optimum class needs (signature.* judge the rest).
 inline bool signature_fits(const task_info& task, const signature& sig) {
-    auto has = [](const std::vector<tensor_info>& v, std::string_view n) {
-        return std::any_of(v.begin(), v.end(), [&](const tensor_info& t) { return t.name == n; });
-    };
     for (auto n : task.inputs)
-        if (!task.takes_required(n, [&](std::string_view name) { return has(sig.inputs, name); })) return false;
+        if (!task.takes_required(n, takes_input(sig))) return false;
     for (auto n : task.outputs)
-        if (!has(sig.outputs, n)) return false;
+        if (!sig.output(std::string(n))) return false;
     return true;
 }
 
