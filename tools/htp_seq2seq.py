@@ -727,8 +727,10 @@ class PartSpec:
 
 
 # The encoder inputs the task rows describe, per modality (share/tasks.json: inputs and input_alternatives; an
-# attention_mask may follow): Moonshine's encoder takes the raw waveform.
+# attention_mask may follow): Moonshine's encoder takes the raw waveform. A vision encoder's pixel_values is
+# image-to-text's alone: feature-extraction-with-past's row does not take it, nor does optimum-cli export it so.
 ENCODER_MAIN_INPUTS = {"text": ("input_ids",), "vision": ("pixel_values",), "speech": ("input_features", "input_values")}
+ANY_ENCODER_INPUTS = ("input_ids", "input_features", "input_values")
 
 
 def parts_of(model, task, source):
@@ -782,7 +784,8 @@ def export_parts(options, model, modality):
     """The export through Optimum's parts; the module table's description."""
     parts = parts_of(model, options.task, options.source)
     takes = parts[ENCODER].inputs
-    main = ENCODER_MAIN_INPUTS[modality]
+    # A task for every encoder (feature-extraction-with-past) takes any of them.
+    main = ENCODER_MAIN_INPUTS[modality] if TASKS[options.task].modality else ANY_ENCODER_INPUTS
     if takes[:1] not in ([name] for name in main) or not set(takes[1:]) <= {"attention_mask"}:  # what the task's class feeds
         raise Seq2SeqError("%s's encoder takes %s, not %s: Optimum loads it with a class of its own (Pix2Struct's "
                            "ORTModelForPix2Struct), a package this task does not describe"

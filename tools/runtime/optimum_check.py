@@ -14,8 +14,9 @@ a greedy generate() of 4 new tokens from the sentence, a generated waveform or i
 Inputs: --inputs FILE.json feeds exactly the tensors of
 {"inputs": {name: {"dtype": "int64"|"float32", "shape": [...], "data": [flat]}}} (ort_check.mjs's
 format); otherwise they are generated from the names the loaded model takes: a sentence through
-the package's own tokenizer, pixel_values of the processor's size, a waveform, or a time series
-(past_values of config.json's context_length and num_input_channels).
+the package's own tokenizer, pixel_values of the processor's size, a waveform (with a mask of ones
+where the graph takes one), a waveform's input_features through the package's feature extractor, or a
+time series (past_values of config.json's context_length and num_input_channels).
 
 --generate N (ORTModelForCausalLM): greedy generate() of exactly N new tokens from the tokenized
 --text; adds "generate": {"prompt_ids": [...], "generated_ids": [...]} to the line.
@@ -236,7 +237,12 @@ def generated_inputs(pkg, model, text):
         return {"past_values": torch.tensor(series, dtype=torch.float32).reshape(1, config["context_length"], config["num_input_channels"])}
     if "input_values" in names:
         samples = [math.sin(i * 0.05) for i in range(12345)]
-        return {"input_values": torch.tensor([samples], dtype=torch.float32)}
+        inputs = {"input_values": torch.tensor([samples], dtype=torch.float32)}
+        if "attention_mask" in names:  # an encoder that takes one (Moonshine's)
+            inputs["attention_mask"] = torch.ones((1, len(samples)), dtype=torch.int64)
+        return inputs
+    if "input_features" in names:  # a speech encoder's features, from the package's feature extractor
+        return {k: v for k, v in seq2seq_inputs(pkg, "ORTModelForSpeechSeq2Seq", text).items() if k in names}
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(pkg, local_files_only=True)
     choices = choice_count(model, names)
