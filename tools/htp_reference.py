@@ -77,7 +77,16 @@ def run_onnx(session, inputs):
         dtype = NUMPY_OF_ONNX.get(arg.type)
         feeds[arg.name] = array.astype(dtype) if dtype and str(array.dtype) != dtype else array
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+    try:
+        return dict(zip(names, session.run(names, feeds)))
+    except Exception as error:  # onnxruntime's own failure class is not importable by name across versions
+        if "ONNXRuntimeError" not in str(error) and type(error).__module__.split(".")[0] != "onnxruntime":
+            raise
+        # torch ran these inputs; a graph that cannot keeps a size of the trace (a Reshape, an expand)
+        # and fails in every client fed other sizes.
+        raise ReferenceMismatch("ONNX Runtime cannot run the model on inputs torch runs (%s): %s"
+                                % (", ".join("%s %s" % (n, list(a.shape)) for n, a in feeds.items()),
+                                   str(error).splitlines()[0][:300]))
 
 
 def as_numpy(value):
