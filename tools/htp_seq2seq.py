@@ -737,6 +737,9 @@ def parts_of(model, task, source):
     """{file name: PartSpec} of optimum-cli's export of `model` for `task`, in export order."""
     import htp_optimum
     from optimum.exporters.utils import get_encoder_decoder_models_for_export
+    if not callable(getattr(model, "get_encoder", None)):  # a decoder whose config.json claims is_encoder_decoder
+        raise Seq2SeqError("config.json: cannot tell the decoder cache shape: it says is_encoder_decoder, but %s "
+                           "has no encoder" % type(model).__name__)
     try:
         onnx_config = htp_optimum.export_config(model, task, source)
     except htp_optimum.Unavailable as reason:
