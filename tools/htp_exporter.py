@@ -61,6 +61,7 @@ import htp_decoder  # noqa: E402
 import htp_weights  # noqa: E402
 import htp_optimum  # noqa: E402
 import htp_reference  # noqa: E402
+import htp_sentence  # noqa: E402
 import htp_tasks  # noqa: E402
 
 # Text dummy inputs: batch 1, sequence length 8.
@@ -611,9 +612,10 @@ class OptimumSpec:
 
     source = "optimum"
 
-    def __init__(self, task, model, onnx_config, source_dir):
+    def __init__(self, task, model, onnx_config, source_dir, renamed=None, base=None):
         self.task, self.model, self.source_dir = task, model, source_dir
-        self.signature = htp_optimum.Signature(model, onnx_config)
+        self.base = base if base is not None else model  # the transformers model: its embedding bounds the ids
+        self.signature = htp_optimum.Signature(model, onnx_config, renamed=renamed)
         self.inputs, self.outputs, self.axes = self.signature.inputs, self.signature.outputs, self.signature.axes
         self.dummy = {name: self.signature.dummy[name] for name in self.inputs}
         self.args = (self.dummy,)
@@ -635,7 +637,7 @@ class OptimumSpec:
         tokens = None
         if "input_ids" in self.dummy:
             count = shapes["batch_size"] * (shapes["num_choices"] if self.dummy["input_ids"].dim() == 3 else 1)
-            tokens = htp_reference.text_ids(self.source_dir, self.model, count, self.dummy["input_ids"].shape[-1], notes)
+            tokens = htp_reference.text_ids(self.source_dir, self.base, count, self.dummy["input_ids"].shape[-1], notes)
             shapes["sequence_length"] = int(tokens[0].shape[-1]) if tokens else self.dummy["input_ids"].shape[-1] + 3
         # Last resort: the generator's own ids, which its configuration shapes for the model (BART's
         # classifier needs one EOS per row, which a tokenizer without that post-processor never adds).
@@ -644,7 +646,7 @@ class OptimumSpec:
             inputs = {name: t for name, t in self.signature.inputs_for(seed=1, **attempt).items() if name in self.inputs}
             try:
                 if tokenized:
-                    inputs = htp_reference.with_text_ids(inputs, tokens, self.model, notes)
+                    inputs = htp_reference.with_text_ids(inputs, tokens, self.base, notes)
                 case = with_torch_outputs(self, inputs)
             except Exception as error:  # torch refuses these inputs: keep the model's own sizes, then ids
                 notes.append("torch refuses %s (%s); %s" % (shapes_text(inputs), describe(error).splitlines()[0][:200],
@@ -742,6 +744,17 @@ def export_spec(task, model, config, source_dir):
     return OptimumSpec(task, model, onnx_config, source_dir), None
 
 
+def sentence_spec(task, pipeline, base, source_dir):
+    """The spec of a sentence-transformers pipeline: Optimum's configuration for it, the token embeddings
+    under the name clients read (htp_sentence.py)."""
+    try:
+        onnx_config = htp_optimum.export_config(pipeline, task, source_dir, library="sentence_transformers")
+    except htp_optimum.Unavailable as reason:
+        raise htp_sentence.RecipeError(str(reason))
+    return OptimumSpec(task, pipeline, onnx_config, source_dir, renamed={"token_embeddings": htp_sentence.TOKEN_OUTPUT},
+                       base=base)
+
+
 def is_transformers_model(model):
     try:
         import transformers
@@ -787,6 +800,9 @@ def parse_args(argv):
     parser.add_argument("--onnx", required=True, help="ONNX file to write (with --check-only: to compare)")
     parser.add_argument("--modules", required=True, help="module hierarchy JSON to write")
     parser.add_argument("--model", help="FILE.py:FACTORY building the model from config.json")
+    parser.add_argument("--library", choices=htp_sentence.LIBRARIES, default="transformers",
+                        help="sentence-transformers: the checkpoint's whole pipeline (modules.json), with its "
+                             "sentence_embedding output (feature-extraction only)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %d)" % DEFAULT_OPSET)
     parser.add_argument("--raise-opset", action="store_true",
                         help="export at a newer opset (up to %d) when an operator of the model needs it" % MAX_OPSET)
@@ -810,6 +826,12 @@ def parse_args(argv):
 def export(options):
     clock = PhaseClock()
     task_modality(options.task)  # validate before any heavy work
+    if options.library == "sentence-transformers":
+        if options.task != "feature-extraction":
+            raise UsageError("--library sentence-transformers exports the embedding pipeline: --task feature-extraction, "
+                             "not %s" % options.task)
+        if options.model:
+            raise UsageError("--library sentence-transformers loads the checkpoint with transformers: no --model")
     source_dir = options.source
     if not os.path.isdir(source_dir):
         raise UsageError("source directory not found: %s" % source_dir)
@@ -830,9 +852,14 @@ def export(options):
             model, loading_info = load_transformers_model(source_dir, options.task, boundary)
         model.eval()
 
-    spec, table_reason = export_spec(options.task, model, config, source_dir)
+    base = model
+    if options.library == "sentence-transformers":
+        model = htp_sentence.pipeline_for(base, source_dir)
+        spec, table_reason = sentence_spec(options.task, model, base, source_dir), None
+    else:
+        spec, table_reason = export_spec(options.task, model, config, source_dir)
     if loading_info is not None:
-        unused = check_loading_info(model, loading_info, source_dir, options.task, spec)
+        unused = check_loading_info(base, loading_info, source_dir, options.task, spec)
         if unused:
             log("%s the exported outputs never use: %s" % (count_of(unused, "missing tensor"), some(unused)))
     if options.check_only:  # prebuilt, command, validate --reference: an existing file against this source
@@ -885,6 +912,7 @@ def export(options):
         "outputs": output_names,
         "opset": opset,
         "signature": {"source": spec.source, **({"reason": table_reason} if table_reason else {})},
+        **({"sentence_transformers": htp_sentence.recipe(model)} if options.library == "sentence-transformers" else {}),
         "reference_check": checked,
         "torch_version": torch.__version__,
         "onnx_exporter": ONNX_EXPORTER,
@@ -955,7 +983,7 @@ def run_export(prog, export_function, options, expected_errors, missing_transfor
 
 def main(argv=None):
     return run_export("htp_exporter", export, parse_args(argv),
-                      (WeightsError, htp_decoder.DecoderError, htp_optimum.Refused),
+                      (WeightsError, htp_decoder.DecoderError, htp_optimum.Refused, htp_sentence.RecipeError),
                       "; pass --model FILE.py:FACTORY")
 
 

@@ -41,9 +41,9 @@ def load_tasks_manager():
     return TasksManager
 
 
-def export_config(model, task, source_dir, **options):
-    """Optimum's OnnxConfig for `model` (a transformers PreTrainedModel) and `task` (`options`: the
-    configuration's own, use_past_in_inputs)."""
+def export_config(model, task, source_dir, library="transformers", **options):
+    """Optimum's OnnxConfig for `model` (a transformers PreTrainedModel, or what `library` makes) and `task`
+    (`options`: the configuration's own, use_past_in_inputs)."""
     manager = load_tasks_manager()
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if not model_type:
@@ -51,7 +51,7 @@ def export_config(model, task, source_dir, **options):
     optimum_task = OPTIMUM_TASK.get(task, task)
     try:
         constructor = manager.get_exporter_config_constructor(
-            exporter="onnx", model=model, task=optimum_task, library_name="transformers")
+            exporter="onnx", model=model, task=optimum_task, library_name=library)
     except (KeyError, ValueError) as error:
         raise Unavailable("optimum-onnx has no export configuration for model type %r and task %r (%s)"
                           % (model_type, optimum_task, str(error).splitlines()[0] if str(error) else type(error).__name__))
@@ -145,8 +145,10 @@ def model_kwargs_for(model):
 class Signature:
     """The inputs, outputs, axes and dummy inputs of one Optimum export, and its patcher."""
 
-    def __init__(self, model, onnx_config, shapes=None):
+    def __init__(self, model, onnx_config, shapes=None, renamed=None):
+        """`renamed`: {configuration's output name: the graph's}."""
         self.config = onnx_config
+        self.renamed = dict(renamed or {})
         self.model = model
         self.model_kwargs = model_kwargs_for(model)
         model.config.return_dict = True
@@ -159,8 +161,9 @@ class Signature:
         # cache, "encoder_hidden_states" of encoder_outputs): the configuration may list others.
         torch_names = {onnx: torch for torch, onnx in (onnx_config.torch_to_onnx_input_map or {}).items()}
         self.inputs = [name for name in ordered if torch_names.get(name, name).split(".")[0] in self.dummy]
-        self.outputs = list(onnx_config.outputs.keys())
-        self.axes = {name: dict(axes) for name, axes in chain(ordered.items(), onnx_config.outputs.items())
+        outputs = {self.renamed.get(name, name): axes for name, axes in onnx_config.outputs.items()}
+        self.outputs = list(outputs)
+        self.axes = {name: dict(axes) for name, axes in chain(ordered.items(), outputs.items())
                      if name in self.inputs or name in self.outputs}
 
     def inputs_for(self, seed=0, **shapes):
@@ -220,7 +223,7 @@ class Signature:
         """The patched forward's outputs under their ONNX names, nested collections flattened as Optimum does."""
         # The returned cache is the graph's "present" outputs ("past_key_values" names its inputs), as Optimum's
         # own validation renames it.
-        mapping = {"past_key_values": "present", **(getattr(self.config, "torch_to_onnx_output_map", {}) or {})}
+        mapping = {"past_key_values": "present", **(getattr(self.config, "torch_to_onnx_output_map", {}) or {}), **self.renamed}
         named = {}
         for name, value in dict(outputs).items():
             name = mapping.get(name, name)

@@ -356,6 +356,9 @@ int main(int argc, char** argv) {
     ex->add_option("--strategy", strategy_name, "htp, prebuilt, command, or auto (prebuilt when the source has an ONNX file)")
         ->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
     ex->add_option("--model", eo.model_factory, "htp without transformers: FILE.py:FACTORY building the torch module");
+    ex->add_option("--library", eo.library, "htp: transformers (default), or sentence-transformers: the checkpoint's pooling "
+                                            "too (modules.json), a sentence_embedding output (feature-extraction)")
+        ->check(CLI::IsMember({"transformers", "sentence-transformers"}));
     ex->add_option("--python", eo.python, "interpreter with torch for the exporter (env MODELEXPORT_PYTHON)");
     ex->add_option("--exporter-script", eo.exporter_script, "the HTP exporter script (env MODELEXPORT_EXPORTER)");
     ex->add_option("--command", eo.command, "command strategy: shell command with {source} and {output} placeholders");
@@ -475,6 +478,8 @@ int main(int argc, char** argv) {
     ca->add_option("--task", eo.task, "key: Optimum task");
     ca->add_option("--strategy", strategy_name, "key: htp, command or auto")->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
     ca->add_option("--model", eo.model_factory, "key: FILE.py:FACTORY");
+    ca->add_option("--library", eo.library, "key: transformers or sentence-transformers")
+        ->check(CLI::IsMember({"transformers", "sentence-transformers"}));
     ca->add_option("--python", eo.python, "key: the exporter's interpreter");
     ca->add_option("--exporter-script", eo.exporter_script, "key: the HTP exporter script");
     ca->add_option("--command", eo.command, "key: the command strategy's command");

@@ -199,6 +199,7 @@ inline std::pair<json, std::map<std::string, std::string>> write_metadata(const 
     mi.torch_version = onnx.torch_version;
     mi.onnx_exporter = onnx.onnx_exporter;
     mi.signature_source = onnx.signature_source;
+    mi.pipeline = onnx.pipeline;
     mi.reference_check = onnx.reference.to_json();
     for (std::size_t i = 0; i < file_modules.size(); ++i)
         mi.models.push_back({fs::path(onnx.models[i]).filename().string(), &all[i].sig, &file_modules[i], &all[i].proj});

@@ -18,6 +18,7 @@
 #include "modelexport/onnx_checks.hpp"
 #include "modelexport/onnx_stream.hpp"
 #include "modelexport/reference_check.hpp"
+#include "modelexport/sentence_pipeline.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/remote_cache.hpp"
 
@@ -375,6 +376,7 @@ private:
             m.table.value("parameters", 0LL);
             try {
                 reference_check::from_table(m.table);
+                sentence_pipeline::from_json(m.table);
             } catch (const std::exception& e) {
                 throw cache_error(e.what());
             }
@@ -560,6 +562,7 @@ cache_key_inputs cache_key_inputs_for(const Options& opt, const std::string& str
         if (opt.opset_given) in.options.push_back({"opset_given", "1"});  // no raise: another result for some models
         in.options.push_back({"reference-check", !opt.reference_check ? std::string("off") : opt.atol > 0 ? json(opt.atol).dump() : "default"});
         in.options.push_back({"model", opt.model_factory});
+        if (opt.library != "transformers") in.options.push_back({"library", opt.library});
         in.python = opt.python;
         for (const fs::path& f : htp_exporter_files(opt.exporter_script)) {
             in.exporter_files.push_back(f);
@@ -607,6 +610,7 @@ json cache_table(const Staged& staged) {
     json table{{"modules", cached_modules(staged.modules)}, {"torch_version", staged.torch_version},
                {"onnx_exporter", staged.onnx_exporter}, {"parameters", staged.parameters},
                {"signature", {{"source", staged.signature_source}}}, {"reference_check", staged.reference.to_json()}};
+    if (!staged.pipeline.empty()) table["sentence_transformers"] = staged.pipeline.to_json();
     if (staged.model_modules.empty()) return table;
     json files = json::array();
     for (std::size_t i = 0; i < staged.models.size(); ++i)
@@ -630,6 +634,7 @@ Staged staged_from_cache(const cache_manifest& hit, const cache_key_inputs& in, 
     out.signature_source = hit.table.value("signature", json::object()).value("source", "");
     // A hit carries the check recorded with it (the key holds the check's options).
     out.reference = reference_check::from_table(hit.table);
+    out.pipeline = sentence_pipeline::from_json(hit.table);
     for (const auto& f : hit.files) out.known_hashes[f.path] = f.sha256;
     out.inputs = in.read;
     out.shown = (out.models.size() > 1 ? "the ONNX files" : out.models.front()) + " from the export cache (key " + key + ")";

@@ -51,6 +51,7 @@ struct export_options {
     std::string task;                  ///< empty: from config.json architectures
     strategy how = strategy::automatic;
     std::string model_factory;         ///< htp without transformers: "file.py:factory" (relative to the source)
+    std::string library = "transformers";  ///< htp: "sentence-transformers" exports the checkpoint's pooling too (modules.json)
     std::string python = "python3";    ///< interpreter for the exporter
     fs::path exporter_script;          ///< tools/htp_exporter.py
     std::string command;               ///< command strategy: shell command with {source} and {output}

@@ -9,6 +9,7 @@
 #include "modelexport/copier.hpp"
 #include "modelexport/hierarchy.hpp"
 #include "modelexport/onnx_model.hpp"
+#include "modelexport/sentence_pipeline.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/version.hpp"
@@ -99,6 +100,7 @@ struct metadata_inputs {
     std::string torch_version;
     std::string onnx_exporter;  ///< which torch exporter wrote the ONNX (htp only)
     std::string signature_source;  ///< "optimum" or "task table" (htp only)
+    sentence_pipeline pipeline;    ///< --library sentence-transformers: model.sentence_transformers
     json reference_check = {{"status", "not_run"}};  ///< the comparison with torch (reference_check.hpp)
     std::vector<model_section> models;  ///< several ONNX files: each one's section (the top level is the first's)
     std::string layout = "flat";        ///< "flat" or "hub" (layout.hpp)
@@ -196,6 +198,7 @@ inline json build_metadata(const metadata_inputs& in) {
         {"nodes", nodes},
         {"statistics", in.proj && in.modules ? statistics_json(*in.proj, *in.modules) : json::object()},
     };
+    if (!in.pipeline.empty()) doc["model"]["sentence_transformers"] = in.pipeline.to_json();
     if (in.models.size() > 1) doc["models"] = models_json(in.models);  // a single-file package's document is unchanged
     return doc;
 }

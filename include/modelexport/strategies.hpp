@@ -18,6 +18,7 @@
 #include "modelexport/process.hpp"
 #include "modelexport/reference_check.hpp"
 #include "modelexport/reference_source.hpp"
+#include "modelexport/sentence_pipeline.hpp"
 #include "modelexport/source.hpp"
 #include "modelexport/tasks.hpp"
 
@@ -47,6 +48,7 @@ struct produced_onnx {
     std::string onnx_exporter;
     long long parameters = 0;  ///< torch's count (htp only)
     std::string signature_source;  ///< where the exporter took the signature from: "optimum" or "task table" (htp only)
+    sentence_pipeline pipeline;    ///< --library sentence-transformers: what sentence_embedding computes
     reference_check reference = reference_check::not_run("the strategy copies an ONNX model it did not export");
     json exporter_seconds = json::object();  ///< the exporter's own phases ("phase_seconds" of its table), for --report only
     std::string shown;         ///< how errors name the model: where it came from, not the staging path
@@ -93,13 +95,43 @@ inline void run_exporter(const std::string& what, const std::string& program, co
     }
 }
 
-/// Files of the source directory the exporter may read (top level, regular files).
+/// The module folders a sentence-transformers checkpoint's modules.json names ("1_Pooling", "2_Dense"):
+/// its pipeline reads their files. Only plain folder names of the source; the exporter refuses the rest.
+inline std::vector<std::string> recipe_module_folders(const model_source& src) {
+    std::vector<std::string> folders;
+    json modules;
+    try {
+        auto path = src.file("modules.json");
+        if (!path) return folders;
+        modules = read_json_file(*path);
+    } catch (const std::exception&) {  // unreadable: the exporter names the problem when it reads it
+        return folders;
+    }
+    if (!modules.is_array()) return folders;
+    for (const auto& m : modules) {
+        auto p = m.is_object() ? m.find("path") : m.end();
+        if (p == m.end() || !p->is_string()) continue;
+        std::string folder = p->get<std::string>();
+        if (!folder.empty() && folder != "." && folder != ".." && folder.find('/') == std::string::npos) folders.push_back(folder);
+    }
+    return folders;
+}
+
+/// Files of the source directory the exporter may read: the top level's regular files and those of
+/// sentence-transformers' module folders (other subfolders, onnx/, are read only when named).
 inline std::vector<fs::path> source_files(const model_source& src) {
     std::vector<fs::path> files;
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(src.dir, ec)) {
-        if (!fs::is_regular_file(e.path(), ec)) continue;  // subfolders (onnx/) are read only when named
+        if (!fs::is_regular_file(e.path(), ec)) continue;
         if (src.file(e.path().filename().string())) files.push_back(e.path());
+    }
+    for (const std::string& folder : recipe_module_folders(src)) {
+        if (!fs::is_directory(fs::symlink_status(src.dir / folder, ec))) continue;
+        for (const auto& e : fs::directory_iterator(src.dir / folder, ec)) {
+            const std::string name = folder + "/" + e.path().filename().string();
+            if (fs::is_regular_file(e.path(), ec) && src.file(name)) files.push_back(src.dir / name);
+        }
     }
     std::sort(files.begin(), files.end());
     return files;
@@ -151,6 +183,7 @@ inline void read_module_table(const fs::path& table, const std::string& exporter
         out.parameters = t.value("parameters", 0LL);
         out.signature_source = t.value("signature", json::object()).value("source", "");
         out.reference = reference_check::from_table(t);
+        out.pipeline = sentence_pipeline::from_json(t);
         const json phases = t.value("phase_seconds", json::object());
         for (const auto& [phase, seconds] : phases.items())
             if (phases.is_object() && seconds.is_number()) out.exporter_seconds[phase] = seconds;
@@ -196,6 +229,7 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
         throw export_failed(exporter, "exporter script not found", "pass --exporter-script or reinstall modelexport");
     std::vector<std::string> args = exporter_call_for(opt.exporter_script, task, src, model, table).args;
     detail::add_exporter_options(args, opt);
+    if (opt.library != "transformers") args.insert(args.end(), {"--library", opt.library});
     if (!opt.model_factory.empty()) {
         args.insert(args.end(), {"--model", opt.model_factory});
         std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
@@ -226,6 +260,7 @@ inline produced_onnx produce_htp_seq2seq(const model_source& src, const task_inf
     const std::string& exporter = call.script;
     out.shown = "the ONNX files written by " + exporter;
     if (!opt.model_factory.empty()) throw usage_error("--model", "a model factory is not supported for " + std::string(task.name));
+    if (opt.library != "transformers") throw usage_error("--library", opt.library + " exports feature-extraction only, not " + std::string(task.name));
     if (!fs::is_regular_file(exporter)) throw export_failed(exporter, "exporter script not found", "reinstall modelexport");
     detail::add_exporter_options(call.args, opt);
     detail::run_exporter(exporter, opt.python, call.args, opt);

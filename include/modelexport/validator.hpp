@@ -14,6 +14,7 @@
 #include "modelexport/layout.hpp"
 #include "modelexport/onnx_checks.hpp"
 #include "modelexport/package_reader.hpp"
+#include "modelexport/sentence_pipeline.hpp"
 #include "modelexport/seq2seq_checks.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/tokenizer_ids.hpp"
@@ -494,6 +495,55 @@ inline void check_recipe_length(report_builder& b, const fs::path& dir, const st
     b.pass(id, severity::warning, "max_seq_length " + std::to_string(n) + " fits max_position_embeddings " + std::to_string(rows));
 }
 
+/// The module classes after the transformer that a modules.json lists ("Pooling", "Normalize"), by the
+/// last part of each "type" (sentence_transformers.models.Pooling).
+inline std::vector<std::string> recipe_modules(const fs::path& modules_json) {
+    json list = read_json_file(modules_json);
+    if (!list.is_array() || list.empty()) throw invalid_input(modules_json.string(), "not a list of modules");
+    std::vector<std::string> out;
+    for (std::size_t i = 1; i < list.size(); ++i) {
+        std::string type = list[i].is_object() ? list[i].value("type", "") : "";
+        out.push_back(type.substr(type.rfind('.') == std::string::npos ? 0 : type.rfind('.') + 1));
+    }
+    return out;
+}
+
+/// recipe.pooling: a graph with a sentence_embedding output (export --library sentence-transformers)
+/// computes the modules export_metadata.json records; they must be the ones the package's modules.json
+/// lists (what sentence-transformers users of the same checkpoint get), and the output as wide as recorded.
+inline void check_recipe_pooling(report_builder& b, const fs::path& dir, const std::optional<signature>& sig) {
+    const char* id = "recipe.pooling";
+    const tensor_info* out = sig ? sig->output("sentence_embedding") : nullptr;
+    const fs::path meta_path = dir / "export_metadata.json", modules_path = dir / "modules.json";
+    sentence_pipeline recorded;
+    try {
+        if (fs::is_regular_file(meta_path)) recorded = sentence_pipeline::from_json(read_export_metadata(meta_path).value("model", json::object()));
+    } catch (const std::exception& e) {
+        return b.fail(id, severity::error, meta_path.string() + ": model." + e.what());
+    }
+    if (!out && recorded.empty()) return;
+    if (!out) return b.fail(id, severity::error, meta_path.string() + ": records a sentence-transformers pipeline, but the graph has no sentence_embedding output");
+    if (recorded.empty())
+        return b.skip(id, severity::warning, "not run: " + meta_path.string() + " records no sentence-transformers pipeline for sentence_embedding");
+    if (!fs::is_regular_file(modules_path))
+        return b.fail(id, severity::error, modules_path.string() + ": missing: nothing in the package says how sentence_embedding was pooled");
+    std::vector<std::string> listed;
+    try {
+        listed = recipe_modules(modules_path);
+    } catch (const std::exception& e) {
+        return b.fail(id, severity::error, e.what());
+    }
+    if (listed != recorded.modules)
+        return b.fail(id, severity::error, modules_path.string() + ": lists " + join(listed) + " after the transformer, but sentence_embedding computes " +
+                                               join(recorded.modules) + " (export_metadata.json)");
+    const std::int64_t width = out->fixed_dim(out->shape.size() ? out->shape.size() - 1 : 0);
+    if (width >= 0 && width != recorded.dimension)
+        return b.fail(id, severity::error, "sentence_embedding is " + std::to_string(width) + " wide, but export_metadata.json records " +
+                                               std::to_string(recorded.dimension));
+    b.pass(id, severity::error, join(recorded.modules) + (recorded.pooling.empty() ? "" : " (" + join(recorded.pooling) + ")") + ", " +
+                                    std::to_string(recorded.dimension) + " wide");
+}
+
 }  // namespace detail
 
 /// Validates the package in `dir`. Never throws for problems of the package:
@@ -584,6 +634,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     detail::check_token_ids(b, dir, r.layout, models, embeddings, config);
     detail::check_variants(b, dir, r.layout, sigs);
     detail::check_recipe_length(b, dir, config);
+    detail::check_recipe_pooling(b, dir, r.sig);
 
     if (r.ok(false))
         if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);

@@ -5,7 +5,7 @@
 #   modelexport_add_bindings(bert HEADER ${CMAKE_CURRENT_BINARY_DIR}/bert_model.hpp NAMESPACE bert)
 #
 # modelexport_add_package(NAME SOURCE dir-or-hub-id [MODEL file.py:factory] [TASK t] [STRATEGY s]
-#                         [LAYOUT flat|hub] [VARIANTS q8 fp16 ort ...] [FILES f...] [ARGS a...] [DEPENDS t...]
+#                         [LIBRARY sentence-transformers] [LAYOUT flat|hub] [VARIANTS q8 fp16 ort ...] [FILES f...] [ARGS a...] [DEPENDS t...]
 #                         [INSTALL] [INSTALL_DIR dir])
 #   Declares the package's files as outputs of one custom command (with a depfile naming every
 #   input the export read), a target NAME_package building it, the tests NAME_validate
@@ -19,7 +19,8 @@
 #   an explicit FILES list names them so too); the default is flat. INSTALL installs the package's
 #   files (not the depfile or bindings) to INSTALL_DIR, default ${CMAKE_INSTALL_DATADIR}/models/NAME;
 #   INSTALL_DIR alone implies INSTALL. VARIANTS passes --variants to plan and export: each variant
-#   file (model_quantized.onnx, model.ort, ...; docs/variants.md) is a declared output.
+#   file (model_quantized.onnx, model.ort, ...; docs/variants.md) is a declared output. LIBRARY
+#   sentence-transformers exports the checkpoint's pooling too (export --library; docs/cli.md).
 # modelexport_add_bindings(NAME HEADER file NAMESPACE ns [FILES_HEADER file])
 #   Generates the C++ header describing the package's model (an encoder-decoder package: a nested
 #   namespace per ONNX file); call it after modelexport_add_package(NAME ...). FILES_HEADER puts
@@ -98,7 +99,7 @@ function(_modelexport_plan SOURCE OPTIONS OUT)
 endfunction()
 
 function(modelexport_add_package NAME)
-  cmake_parse_arguments(ME "INSTALL" "SOURCE;MODEL;TASK;STRATEGY;LAYOUT;INSTALL_DIR" "FILES;ARGS;DEPENDS;VARIANTS" ${ARGN})
+  cmake_parse_arguments(ME "INSTALL" "SOURCE;MODEL;TASK;STRATEGY;LIBRARY;LAYOUT;INSTALL_DIR" "FILES;ARGS;DEPENDS;VARIANTS" ${ARGN})
   if(NOT ME_SOURCE)
     message(FATAL_ERROR "modelexport_add_package(${NAME}): SOURCE is required")
   endif()
@@ -131,6 +132,9 @@ function(modelexport_add_package NAME)
   endforeach()
   list(JOIN files "," expect)
   set(args --quiet --depfile "${dir}/${NAME}-package.d" --expect "${expect}" ${options})
+  if(ME_LIBRARY)
+    list(APPEND args --library "${ME_LIBRARY}")  # the export's alone: it changes no file name
+  endif()
   list(APPEND args --keep "${NAME}_model.hpp" ${ME_ARGS})
   add_custom_command(
     OUTPUT ${outputs}

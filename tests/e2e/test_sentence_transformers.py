@@ -134,5 +134,154 @@ class SentenceTransformersRecipe(TempDirTest):
         self.assertAlmostEqual(sum(v * v for v in result["data"]), 1.0, places=5)
 
 
+# A checkpoint as sentence-transformers itself saves one: the tokenizer fixture's BertModel, then mean
+# pooling, a Dense projection (its own safetensors weights) and normalisation.
+BUILD_PIPELINE = r'''
+import sys, torch, transformers
+from sentence_transformers import SentenceTransformer, models
+out, bert_dir = sys.argv[1], sys.argv[2]
+torch.manual_seed(11)
+word = models.Transformer(bert_dir, max_seq_length=64)
+pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+dense = models.Dense(word.get_embedding_dimension(), 16, activation_function=torch.nn.Tanh())
+SentenceTransformer(modules=[word, pooling, dense, models.Normalize()], device="cpu").save(out)
+'''
+
+# sentence-transformers' own embeddings of the source, and the tokenizer's inputs they came from.
+ENCODE = r'''
+import json, sys, torch
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer(sys.argv[1], device="cpu", local_files_only=True)
+texts = sys.argv[2:]
+features = model.tokenize(texts)
+with torch.no_grad():
+    embeddings = model.encode(texts, convert_to_tensor=True)
+entry = lambda t, dt: {"dtype": dt, "shape": list(t.shape), "data": t.flatten().tolist()}
+print(json.dumps({"inputs": {k: entry(features[k], "int64") for k in ("input_ids", "attention_mask")},
+                  "sentence_embedding": entry(embeddings, "float32")}))
+'''
+TEXTS = [SENTENCE, "Short one.", "[CLS] and [SEP] are special tokens of BERT's tokenizer."]
+
+
+@needs_hf
+class SentenceEmbedding(TempDirTest):
+    """export --library sentence-transformers: the checkpoint's whole pipeline in one graph, its
+    sentence_embedding equal to sentence-transformers' encode() in every client."""
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        cls.root = tempfile.mkdtemp(prefix="modelexport-st-")
+        cls.bert = bert = os.path.join(cls.root, "bert")
+        make_source(bert)
+        cls.src = os.path.join(cls.root, "src")
+        p = subprocess.run([PYTHON, "-c", BUILD_PIPELINE, cls.src, bert], capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            raise AssertionError(p.stderr[-3000:])
+        cls.pkg = os.path.join(cls.root, "pkg")
+        cls.export = run("export", cls.src, cls.pkg, "--library", "sentence-transformers", "--no-cache")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        p = subprocess.run([PYTHON, "-c", ENCODE, cls.src, *TEXTS], capture_output=True, text=True, env=env, timeout=600)
+        if p.returncode != 0:
+            raise AssertionError(p.stderr[-3000:])
+        cls.expected = json.loads(p.stdout.strip().splitlines()[-1])
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    def test_the_graph_computes_the_pipeline_and_records_it(self):
+        self.assertEqual(self.export.returncode, 0, self.export.stderr)
+        meta = load_json(os.path.join(self.pkg, "export_metadata.json"))
+        self.assertEqual([o["name"] for o in meta["signature"]["outputs"]], ["last_hidden_state", "sentence_embedding"])
+        self.assertEqual(meta["model"]["sentence_transformers"],
+                         {"library": "sentence-transformers", "dimension": 16,
+                          "modules": [{"module": "Pooling", "modes": ["mean"]}, {"module": "Dense"}, {"module": "Normalize"}]})
+        self.assertEqual(meta["reference_check"]["status"], "passed")
+        # The transformer's modules are hierarchy levels as in any export (sentence-transformers 5 calls its
+        # forward directly, past the hooks and the trace's scopes).
+        self.assertGreater(meta["statistics"]["direct_matches"], 0.9 * meta["statistics"]["node_count"])
+        self.assertIn("/SentenceTransformer/Transformer.0/BertModel/BertEmbeddings", meta["nodes"].values())
+        self.assertIn("sentence_embedding", [o["output"] for o in meta["reference_check"]["steps"][0]["outputs"]])
+        # The module folders are the export's inputs: editing the pooling is another export.
+        key = run("cache", "key", self.src, "--library", "sentence-transformers", check=0).stdout
+        self.assertNotEqual(key, run("cache", "key", self.src, check=0).stdout)
+        pooled = self.path("pooled")
+        shutil.copytree(self.src, pooled)
+        with open(os.path.join(pooled, "1_Pooling", "config.json")) as f:
+            pooling = json.load(f)
+        pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+        with open(os.path.join(pooled, "1_Pooling", "config.json"), "w") as f:
+            json.dump(pooling, f)
+        self.assertNotEqual(run("cache", "key", pooled, "--library", "sentence-transformers", check=0).stdout, key)
+
+    def test_a_checkpoint_of_earlier_sentence_transformers_exports_too(self):
+        # make_source's layout: sentence_transformers.models.* types and the pooling_mode_* flags of 1_Pooling.
+        pkg = self.path("earlier")
+        p = run("export", self.bert, pkg, "--library", "sentence-transformers", "--no-cache")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        meta = load_json(os.path.join(pkg, "export_metadata.json"))
+        self.assertEqual(meta["model"]["sentence_transformers"]["modules"],
+                         [{"module": "Pooling", "modes": ["mean"]}, {"module": "Normalize"}])
+        self.assertEqual(meta["signature"]["outputs"][1]["name"], "sentence_embedding")
+        self.assertEqual(run("validate", pkg, "--strict", "--runtime", "none").returncode, 0)
+
+    def test_onnxruntime_gives_sentence_transformers_embeddings(self):
+        inputs = self.path("inputs.json")
+        with open(inputs, "w") as f:
+            json.dump({"inputs": self.expected["inputs"]}, f)
+        out = node("ort_check.mjs", self.pkg, "--inputs", inputs)["outputs"]
+        want = self.expected["sentence_embedding"]
+        self.assertEqual(out["sentence_embedding"]["shape"], want["shape"])
+        worst = max(abs(a - b) for a, b in zip(out["sentence_embedding"]["data"], want["data"]))
+        self.assertLess(worst, 1e-5)
+
+    def test_every_client_loads_it_and_validate_checks_the_recipe(self):
+        for runtime in ("onnxruntime", "transformers-js", "optimum"):
+            with self.subTest(runtime):
+                p = run("validate", self.pkg, "--strict", "--runtime", runtime)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        report = json.loads(run("validate", self.pkg, "--json", check=0).stdout)
+        (check,) = [c for c in report["checks"] if c["id"] == "recipe.pooling"]
+        self.assertEqual((check["status"], check["message"]), ("pass", "Pooling, Dense, Normalize (mean), 16 wide"))
+        # A recipe that no longer says what the graph computes (Normalize dropped from modules.json).
+        edited = self.edited_copy(self.pkg, "edited", lambda modules: [m for m in modules if not m["type"].endswith("Normalize")])
+        p = run("validate", edited)
+        self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout + p.stderr)
+        self.assertIn("modules.json: lists Pooling, Dense after the transformer, but sentence_embedding computes "
+                      "Pooling, Dense, Normalize", p.stdout + p.stderr)
+
+    def edited_copy(self, folder, name, change):
+        """A copy of `folder` whose modules.json is change(its list); None removes the file."""
+        copy = self.path(name)
+        shutil.copytree(folder, copy)
+        path = os.path.join(copy, "modules.json")
+        modules = change(load_json(path))
+        os.remove(path)
+        if modules is not None:
+            with open(path, "w") as f:
+                json.dump(modules, f)
+        return copy
+
+    def test_refusals_name_the_file_and_leave_nothing(self):
+        def module_1(**fields):
+            return lambda modules: [modules[0], dict(modules[1], **fields)] + modules[2:]
+        hostile = self.edited_copy(self.src, "hostile", module_1(type="os.system"))
+        bare = self.edited_copy(self.src, "bare", lambda modules: None)
+        escaping = self.edited_copy(self.src, "escaping", module_1(path="../bert"))
+        cases = [(hostile, [], "module type 'os.system' is not one this export traces"),
+                 (bare, [], "modules.json: missing"),
+                 (escaping, [], "module folder '../bert' must be a relative path inside the source"),
+                 (self.src, ["--task", "fill-mask"], "--task feature-extraction")]
+        for src, extra, message in cases:
+            with self.subTest(message):
+                out = self.path("out-" + os.path.basename(src) + str(len(extra)))
+                p = run("export", src, out, "--library", "sentence-transformers", "--no-cache", *extra)
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn(message, p.stderr)
+                self.assertNotIn("Traceback", p.stderr)
+                self.assertFalse(os.path.exists(out))
+
+
 if __name__ == "__main__":
     unittest.main()

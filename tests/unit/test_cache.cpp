@@ -270,8 +270,57 @@ struct staged_models {  // produced_onnx's fields the cache reads and rebuilds
     std::vector<fs::path> inputs;
     std::string signature_source;
     reference_check reference;
+    sentence_pipeline pipeline;
 };
+
+/// Stores what `produce` writes into `stage` under `table` as a miss of `in`; the entry's key.
+template <class Produce>
+std::string store_entry(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage, const std::vector<std::string>& names,
+                        const json& table, Produce produce) {
+    export_cache c(s, in, nullptr);
+    CHECK_FALSE(c.lookup_or_produce(stage, false, produce));
+    c.store(stage, names, table);
+    c.finish();
+    return c.outcome().key;
+}
+
+/// The staged models of the next lookup of `in`, which must hit, into an emptied `stage`.
+staged_models hit_entry(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage, const std::string& key) {
+    fs::remove_all(stage);
+    fs::create_directories(stage);
+    export_cache c(s, in, nullptr);
+    auto hit = c.lookup_or_produce(stage, false, [&] { FAIL("a hit runs no strategy"); });
+    REQUIRE(hit);
+    return detail::staged_from_cache<staged_models>(*hit, in, key);
+}
+
+/// Whether the next lookup of `in`, into an emptied `stage`, misses and runs the strategy, leaving the stage clean.
+bool next_lookup_misses(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage) {
+    fs::remove_all(stage);
+    fs::create_directories(stage);
+    export_cache c(s, in, nullptr);
+    bool produced = false;
+    bool hit = c.lookup_or_produce(stage, false, [&] { produced = true; }).has_value();
+    return !hit && produced && c.outcome().result == "miss" && fs::is_empty(stage);
+}
 }  // namespace
+
+TEST_CASE("a sentence-transformers pipeline travels with its entry; an entry whose pipeline record is malformed is a miss") {
+    test::temp_dir t;
+    auto [in, s] = command_source(t.path());
+    staged_models produced{{"model.onnx"}, {{"", "SentenceTransformer", false, 0}}};
+    produced.pipeline = sentence_pipeline{{"Pooling", "Normalize"}, {"mean"}, 32};
+    std::string key = store_entry(s, in, t / "stage", {"model.onnx"}, detail::cache_table(produced),
+                                  [&] { test::write(t / "stage" / "model.onnx", exported()); });
+    staged_models back = hit_entry(s, in, t / "stage", key);
+    CHECK(back.pipeline.modules == produced.pipeline.modules);
+    CHECK(back.pipeline.pooling == produced.pipeline.pooling);
+    CHECK(back.pipeline.dimension == 32);
+    cache_manifest m = *local_cache(s.dir).find(key);
+    m.table["sentence_transformers"] = {{"modules", "Pooling"}};
+    local_cache(s.dir).put_entry(key, manifest_text(m));
+    CHECK(next_lookup_misses(s, in, t / "stage"));
+}
 
 TEST_CASE("several ONNX files are one entry with a module table per file; a table naming a file the entry lacks is a miss") {
     test::temp_dir t;
@@ -285,46 +334,25 @@ TEST_CASE("several ONNX files are one entry with a module table per file; a tabl
     json table = detail::cache_table(produced);
     REQUIRE(table.at("files").size() == 2);
     CHECK(detail::cache_table(staged_models{{"model.onnx"}, produced.modules}).contains("files") == false);  // one file: as before
-    std::string key;
-    {
-        export_cache c(s, in, nullptr);
-        CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] {
-            test::write(t / "stage" / "encoder_model.onnx", exported());
-            test::write(t / "stage" / "decoder_model.onnx", other_model());
-        }));
-        c.store(t / "stage", {"decoder_model.onnx", "encoder_model.onnx"}, table);
-        c.finish();
-        key = c.outcome().key;
-    }
-    fs::remove_all(t / "stage");
-    fs::create_directories(t / "stage");
-    {
-        export_cache c(s, in, nullptr);
-        auto hit = c.lookup_or_produce(t / "stage", false, [&] { FAIL("a hit runs no strategy"); });
-        REQUIRE(hit);
-        auto back = detail::staged_from_cache<staged_models>(*hit, in, key);
-        CHECK(back.models == produced.models);
-        REQUIRE(back.model_modules.size() == 2);
-        CHECK(back.model_modules[0].size() == 2);
-        CHECK(back.model_modules[0][1].path == "encoder");
-        CHECK(back.model_modules[0][1].order == 1);
-        CHECK(back.model_modules[1].size() == 1);
-        CHECK(back.parameters == 42);
-        CHECK(back.known_hashes.at("decoder_model.onnx") == hash_file(t / "stage" / "decoder_model.onnx"));
-        CHECK(test::read(t / "stage" / "encoder_model.onnx") == exported());
-    }
+    std::string key = store_entry(s, in, t / "stage", {"decoder_model.onnx", "encoder_model.onnx"}, table, [&] {
+        test::write(t / "stage" / "encoder_model.onnx", exported());
+        test::write(t / "stage" / "decoder_model.onnx", other_model());
+    });
+    staged_models back = hit_entry(s, in, t / "stage", key);
+    CHECK(back.models == produced.models);
+    REQUIRE(back.model_modules.size() == 2);
+    CHECK(back.model_modules[0].size() == 2);
+    CHECK(back.model_modules[0][1].path == "encoder");
+    CHECK(back.model_modules[0][1].order == 1);
+    CHECK(back.model_modules[1].size() == 1);
+    CHECK(back.parameters == 42);
+    CHECK(back.known_hashes.at("decoder_model.onnx") == hash_file(t / "stage" / "decoder_model.onnx"));
+    CHECK(test::read(t / "stage" / "encoder_model.onnx") == exported());
     // The same entry with a table naming a third file: restoring it is a miss, and the stage is left clean.
     cache_manifest m = *local_cache(s.dir).find(key);
     m.table["files"].push_back({{"file", "decoder_with_past_model.onnx"}, {"modules", json::array()}});
     local_cache(s.dir).put_entry(key, manifest_text(m));
-    fs::remove_all(t / "stage");
-    fs::create_directories(t / "stage");
-    export_cache c(s, in, nullptr);
-    bool produced_again = false;
-    CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { produced_again = true; }));
-    CHECK(produced_again);
-    CHECK(c.outcome().result == "miss");
-    CHECK(fs::is_empty(t / "stage"));
+    CHECK(next_lookup_misses(s, in, t / "stage"));
 }
 
 TEST_CASE("manifests naming paths outside the stage or bad hashes are refused") {
