@@ -49,6 +49,11 @@ import warnings
 sys.dont_write_bytecode = True
 # The phase timings' clock (PhaseClock) starts before torch's import, most of the start-up.
 STARTED = time.perf_counter()
+# numpy's f2py, which scipy imports and transformers imports scipy for its losses, reads SOURCE_DATE_EPOCH
+# with int(): set but not a number (empty, as some build environments leave it), every transformers model
+# fails to import. No exporter output depends on it (modelexport itself writes the timestamps).
+if not os.environ.get("SOURCE_DATE_EPOCH", "0").strip().isdigit():
+    del os.environ["SOURCE_DATE_EPOCH"]
 
 import torch  # noqa: E402  (after dont_write_bytecode on purpose)
 

@@ -68,9 +68,11 @@ inline std::string replace_all(std::string s, const std::string& from, const std
 }
 
 /// The options both htp exporters take: the opset, the reference check's tolerance or its refusal.
+/// --raise-opset goes to modelexport's own exporters only (htp_exporter.py, or a copy under that name,
+/// and the encoder-decoder one beside it): a custom --exporter-script keeps the arguments it always had.
 inline void add_exporter_options(std::vector<std::string>& args, const export_options& opt) {
     args.insert(args.end(), {"--opset", std::to_string(opt.opset)});
-    if (!opt.opset_given) args.push_back("--raise-opset");
+    if (!opt.opset_given && opt.exporter_script.filename() == "htp_exporter.py") args.push_back("--raise-opset");
     if (!opt.reference_check) args.push_back("--no-reference-check");
     else if (opt.atol > 0) args.insert(args.end(), {"--atol", json(opt.atol).dump()});
 }

@@ -47,6 +47,10 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.dont_write_bytecode = True
+# numpy's f2py (scipy imports it; transformers imports scipy) fails on a SOURCE_DATE_EPOCH that is set but
+# not a number (htp_exporter.py says the same): a runtime that cannot import must not fail a package.
+if not os.environ.get("SOURCE_DATE_EPOCH", "0").strip().isdigit():
+    del os.environ["SOURCE_DATE_EPOCH"]
 
 DEFAULT_TEXT = "the movie was great and i loved it"
 # Optimum's encoder-decoder classes (share/tasks.json rows with encoder_decoder): checked by generating.
@@ -172,8 +176,23 @@ def read_inputs(path):
             for name, spec in doc["inputs"].items()}
 
 
+# The configs size the generated image: a broken or hostile size must fail the check with its reason, not
+# exhaust the machine (the bound of ort_check.mjs's generated inputs: 64 Mi values).
+MAX_GENERATED_VALUES = 64 * 1024 * 1024
+
+
 def image_size(pkg):
-    """(height, width) by share/tasks.json's one image_size rule (docs/design.md §5.3)."""
+    """(height, width) by share/tasks.json's one image_size rule (docs/design.md §5.3), within the bound."""
+    height, width = configured_image_size(pkg)
+    if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0
+            and 3 * height * width <= MAX_GENERATED_VALUES):
+        raise ValueError("the package's configs size the generated image %r x %r: not positive sizes within %d values"
+                         % (height, width, MAX_GENERATED_VALUES))
+    return height, width
+
+
+def configured_image_size(pkg):
+    """(height, width) as the configs give them."""
     rule = task_table()["image_size"]
     docs = {}
     for name in ("preprocessor_config.json", "config.json"):
