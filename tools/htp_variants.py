@@ -214,9 +214,32 @@ def make_onnx_variant(directory, name, variant):
     return os.path.basename(target), carried
 
 
+# personality(2)'s flag that turns address-space randomisation off for a process and what it executes.
+ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def fixed_addresses():
+    """A preexec function giving the child fixed addresses. ONNX Runtime's converter writes maps it keys by
+    pointer in their hash order, so under randomised addresses each run writes other bytes; with fixed ones
+    and the same relative paths, the same model gives the same .ort file. None where personality(2) is not
+    there (then the file is correct, only not byte-reproducible)."""
+    import ctypes
+    try:
+        personality = ctypes.CDLL(None, use_errno=True).personality
+    except (OSError, AttributeError):
+        return None
+    personality.argtypes, personality.restype = [ctypes.c_ulong], ctypes.c_int
+
+    def apply():  # in the child, between fork and exec: a call of a function resolved above, nothing else
+        current = personality(0xFFFFFFFF)
+        if current != -1:
+            personality(current | ADDR_NO_RANDOMIZE)
+    return apply
+
+
 def make_ort(directory, names):
     """convert_onnx_models_to_ort on copies of the fp32 files (it converts every .onnx it finds):
-    NAME.ort each and one required_operators.config."""
+    NAME.ort each and one required_operators.config, the same bytes for the same model."""
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         inputs, outputs = os.path.join(scratch, "in"), os.path.join(scratch, "out")
         os.mkdir(inputs)
@@ -225,9 +248,10 @@ def make_ort(directory, names):
             data = name + "_data"  # model.onnx_data: where gathering puts external data
             if os.path.exists(os.path.join(directory, data)):
                 os.link(os.path.join(directory, data), os.path.join(inputs, data))
-        done = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", inputs,
-                               "--output_dir", outputs, "--optimization_style", "Fixed"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Relative paths: the converter's allocations, hence its output, do not depend on where the package is.
+        done = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", "in",
+                               "--output_dir", "out", "--optimization_style", "Fixed"], cwd=scratch,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=fixed_addresses())
         if done.returncode != 0:
             last = [line for line in done.stdout.splitlines() if line.strip()][-1:] or ["no output"]
             raise RuntimeError("convert_onnx_models_to_ort failed: %s" % last[0])
@@ -236,7 +260,13 @@ def make_ort(directory, names):
             ort = os.path.splitext(name)[0] + ".ort"
             os.replace(os.path.join(outputs, ort), os.path.join(directory, ort))
             made.append(ort)
-        os.replace(os.path.join(outputs, ORT_OPERATORS), os.path.join(directory, ORT_OPERATORS))
+        with open(os.path.join(outputs, ORT_OPERATORS), encoding="utf-8") as handle:
+            config = handle.read()
+        # Its header names the files it was made from by their absolute scratch paths: the package's names instead.
+        config = "".join("# - %s\n" % os.path.basename(line[4:].rstrip("\n")) if line.startswith("# - ") else line
+                         for line in config.splitlines(True))
+        with open(os.path.join(directory, ORT_OPERATORS), "w", encoding="utf-8") as handle:
+            handle.write(config)
     return made
 
 
@@ -467,7 +497,16 @@ def reference_for(options, names):
     try:
         return Reference(options), None
     except Exception as error:  # no loadable torch model (prebuilt without weights, ...): say why
-        return None, "the source's model cannot be loaded to build the reference inputs (%s)" % error
+        return None, "the source's model cannot be loaded to build the reference inputs (%s)" % relocatable(str(error), options)
+
+
+def relocatable(text, options):
+    """`text` with the source's and the package's paths named, not spelled: the reason is recorded in
+    export_metadata.json, which never holds an absolute path (a package is relocatable)."""
+    for path, name in ((options.dir, "the package"), (options.source, "the source")):
+        for spelled in {os.path.realpath(path), os.path.abspath(path), path}:
+            text = text.replace(spelled + os.sep, name + os.sep).replace(spelled, name)
+    return text
 
 
 def run(options):

@@ -379,10 +379,20 @@ inline std::string variant_problem(const fs::path& path, const signature& of) {
 inline void check_variants(report_builder& b, const fs::path& dir, package_layout layout, const std::map<std::string, signature>& sigs) {
     std::vector<std::string> problems, found;
     bool ort = false, operators = false;
+    // A variant where the other layout keeps it is one no client of this package looks for.
+    const package_layout other = layout == package_layout::flat ? package_layout::hub : package_layout::flat;
+    auto misplaced = [&](const std::string& file) {
+        if (!fs::exists(fs::symlink_status(dir / layout_path(other, file)))) return;
+        found.push_back(layout_path(other, file));
+        problems.push_back((dir / layout_path(other, file)).string() + ": a variant where the " + to_string(other) +
+                           " layout keeps it, but the package's model files are " + to_string(layout) +
+                           ": clients look for it at " + layout_path(layout, file));
+    };
     for (const auto& [name, sig] : sigs)
         for (const auto& kind : variant_kinds) {
             const std::string file = variant_file_name(name, std::string(kind.name));
             const fs::path path = dir / layout_path(layout, file);
+            misplaced(file);
             if (!fs::is_regular_file(path)) continue;
             found.push_back(file);
             ort = ort || kind.name == ort_variant;
@@ -392,6 +402,7 @@ inline void check_variants(report_builder& b, const fs::path& dir, package_layou
                 problems.push_back(e.what());
             }
         }
+    misplaced(std::string(ort_operators_file));
     operators = fs::is_regular_file(dir / layout_path(layout, ort_operators_file));
     if (ort && !operators) problems.push_back(layout_path(layout, ort_operators_file) + " is missing beside the ORT-format models");
     if (found.empty() && !operators) return;

@@ -100,6 +100,14 @@ class Variants(unittest.TestCase):
             checks = {c["id"]: c for c in json.loads(run("validate", pkg, "--runtime", runtime, "--json", check=0).stdout)["checks"]}
             self.assertEqual(checks["runtime." + runtime]["status"], "pass")
             self.assertIn(ran, checks["runtime." + runtime]["message"])
+        # A variant in the flat layout's place beside a hub package's model files: no client looks there.
+        misplaced = self.path("misplaced")
+        shutil.copytree(pkg, misplaced)
+        shutil.copy(os.path.join(misplaced, "onnx", "model_quantized.onnx"), misplaced)
+        p = run("validate", misplaced, "--runtime", "none", "--json", check=EXIT["validation_failed"])
+        failed = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["variants.files"]
+        self.assertIn("model_quantized.onnx: a variant where the flat layout keeps it, but the package's model files are hub: "
+                      "clients look for it at onnx/model_quantized.onnx", failed["message"])
         with open(os.path.join(pkg, "onnx", "model.ort"), "r+b") as f:  # no longer ORT's flatbuffer
             f.write(b"\0" * 8)
         python("import onnx, sys; from onnx import helper, TensorProto as T;"
