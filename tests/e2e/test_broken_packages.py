@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import time
 
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -95,6 +96,26 @@ class BrokenPackages(TempDirTest):
         p = run("validate", pkg, "--task", "telepathy")
         self.assertEqual(p.returncode, 7)
         self.assertIn("unknown task 'telepathy'", p.stdout)
+
+
+    def test_an_image_size_past_the_generated_inputs_bound_fails_quickly_with_the_reason(self):
+        # The configs size the runtime checks' generated image: a broken or hostile size is the package's
+        # failure with its reason, not 300 GB of pixels (the check's timeout would end it only after minutes).
+        pkg = self.package("hf-image-classification")
+        path = os.path.join(pkg, "preprocessor_config.json")
+        with open(path) as f:
+            pre = json.load(f)
+        pre["size"] = {"height": 100000, "width": 100000}
+        with open(path, "w") as f:
+            json.dump(pre, f)
+        for runtime, message in (("onnxruntime", 'input "pixel_values" would be generated as [1, 3, 100000, 100000]'),
+                                 ("optimum", "the package's configs size the generated image 100000 x 100000")):
+            with self.subTest(runtime):
+                started = time.monotonic()
+                code, failed = self.failed_checks(pkg, "--runtime", runtime)
+                self.assertLess(time.monotonic() - started, 120)
+                self.assertEqual(code, 7)
+                self.assertIn(message, failed["runtime." + runtime])
 
 
 class TokenizerIds(TempDirTest):

@@ -157,6 +157,20 @@ function choiceCount(meta, names) {
     return fixed;
 }
 
+// The configs size the generated inputs (an image size, mel bins, a context length): a broken or hostile
+// one must fail the check with its reason, not exhaust the machine. 64 Mi values is 256 MiB of float32,
+// past any input a real model of these tasks takes.
+const MAX_GENERATED_VALUES = 64 * 1024 * 1024;
+
+/// `shape`, when every dim is a positive integer and the tensor is within the bound.
+function generatedShape(name, shape) {
+    if (!shape.every((d) => Number.isSafeInteger(d) && d > 0) || product(shape) > MAX_GENERATED_VALUES) {
+        throw new Error(`input "${name}" would be generated as [${shape.join(', ')}] from the package's configs, not a shape ` +
+                        `of positive sizes within ${MAX_GENERATED_VALUES} values (pass --inputs FILE.json)`);
+    }
+    return shape;
+}
+
 function sinFill(n) {
     const out = new Float32Array(n);
     for (let i = 0; i < n; ++i) out[i] = Math.sin(i);
@@ -245,16 +259,17 @@ async function generateInputs(ort, session, pkgDir, text) {
                     'cannot determine pixel_values height/width (no preprocessor_config.json size, no config image_size)',
                 );
             }
-            const shape = [1, c, h, w];
+            const shape = generatedShape(name, [1, c, h, w]);
             feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
         } else if (name === 'input_values') {
             const shape = [1, AUDIO_SAMPLES];
             feeds[name] = new ort.Tensor('float32', sinFill(shape[1]), shape);
         } else if (name === 'past_values') {
-            const shape = seriesShape(graphShape, readJsonIfExists(path.join(pkgDir, 'config.json')));
+            const shape = generatedShape(name, seriesShape(graphShape, readJsonIfExists(path.join(pkgDir, 'config.json'))));
             feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
         } else if (name === 'input_features' && dtype === 'float32') {
-            feeds[name] = new ort.Tensor('float32', sinFill(product(features.shape)), features.shape);
+            const shape = generatedShape(name, features.shape);
+            feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
         } else {
             throw new Error(`do not know how to generate input "${name}"; pass --inputs FILE.json`);
         }
