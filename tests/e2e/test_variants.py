@@ -79,6 +79,12 @@ class Variants(unittest.TestCase):
 
         ort = variant(meta, "ort")
         self.assertEqual(ort["operators_file"], "onnx/required_operators.config")
+        # The same model gives the same bytes wherever it is exported (ONNX Runtime's converter alone does not).
+        again = self.path("elsewhere", "again")
+        run("export", src, again, "--variants", "q8,ort", "--layout", "hub", "--embed-hierarchy", check=EXIT["ok"])
+        for name in ("model.ort", "required_operators.config"):
+            with open(os.path.join(pkg, "onnx", name), "rb") as a, open(os.path.join(again, "onnx", name), "rb") as b:
+                self.assertEqual(a.read(), b.read(), name)
         with open(os.path.join(pkg, "onnx", "required_operators.config"), encoding="utf-8") as f:
             self.assertIn("MatMul", f.read())
         out = python("import onnxruntime, sys; s = onnxruntime.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']);"
