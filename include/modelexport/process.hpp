@@ -14,9 +14,11 @@
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -116,6 +118,55 @@ private:
     std::size_t dropped_ = 0;
 };
 
+/// Kills a child's whole process group when modelexport dies before it has ended the group itself.
+/// The parent-death signal reaches the child only: what the child started (a shell's commands, an
+/// exporter's converter) would outlive a SIGKILL of modelexport under init. A forked watcher holds
+/// the read end of a pipe whose write end only modelexport has: end of file without the "done" byte
+/// means modelexport is gone, and the watcher kills the group. It runs no code but system calls
+/// (it is forked from a process with threads) and keeps no other descriptor (no lock, no pipe).
+class group_watch {
+public:
+    explicit group_watch(pid_t group) {
+        int ends[2];
+        if (group <= 0 || ::pipe2(ends, O_CLOEXEC) != 0) return;
+        pid_t watcher = ::fork();
+        if (watcher == 0) {
+            const int done = ends[0];
+            if (done > 0) ::syscall(SYS_close_range, 0u, static_cast<unsigned>(done - 1), 0u);
+            ::syscall(SYS_close_range, static_cast<unsigned>(done + 1), ~0u, 0u);
+            char byte = 0;
+            ssize_t n;
+            while ((n = ::read(done, &byte, 1)) < 0 && errno == EINTR) {
+            }
+            if (n == 0) ::kill(-group, SIGKILL);
+            ::_exit(0);
+        }
+        ::close(ends[0]);
+        if (watcher < 0) {
+            ::close(ends[1]);
+            return;
+        }
+        done_ = ends[1];
+        watcher_ = watcher;
+    }
+    group_watch(const group_watch&) = delete;
+    group_watch& operator=(const group_watch&) = delete;
+    /// The group has ended (or was terminated): the watcher leaves without killing.
+    ~group_watch() {
+        if (done_ < 0) return;
+        const char byte = 1;
+        while (::write(done_, &byte, 1) < 0 && errno == EINTR) {
+        }
+        ::close(done_);
+        while (::waitpid(watcher_, nullptr, 0) < 0 && errno == EINTR) {
+        }
+    }
+
+private:
+    int done_ = -1;
+    pid_t watcher_ = -1;
+};
+
 }  // namespace detail
 
 /// Runs `program args...` to completion (or timeout). Throws export_failed
@@ -139,6 +190,7 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     } catch (const std::exception& e) {
         throw export_failed(program, std::string("cannot start: ") + e.what());
     }
+    detail::group_watch watch(group.native_handle());  // destroyed after the last group.terminate below
     detail::line_splitter out_lines(1u << 20), err_lines(opts.max_err_line);
     auto on_out = [&](const std::string& line) {
         result.out += line;

@@ -1708,25 +1708,27 @@ class Signals(TempDirTest):
         self.check_signal(signal.SIGHUP)
 
     def test_sigkill_takes_the_exporter_along_and_the_next_export_cleans_up(self):
-        """SIGKILL cannot be caught: the exporter dies with modelexport (the kernel's parent-death
-        signal), and the next export of the target removes the staging directory and lock left."""
+        """SIGKILL cannot be caught: the exporter and what it started die with modelexport (the kernel's
+        parent-death signal, and a watcher that kills the exporter's process group), and the next export
+        of the target removes the staging directory and lock left."""
         out = self.path("pkg")
         script = write(self.path("fake_exporter.py"), self.EXPORTER)
         proc = subprocess.Popen([TOOL, "export", TEXT, out, "--model", "modeling.py:build", "--exporter-script", script, "--no-cache"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         pid_files = [self.path("pids.exporter"), self.path("pids.grandchild")]
-        self.addCleanup(lambda: [kill_recorded_pid(f) for f in pid_files])  # the grandchild left the exporter: not ours to reach
+        self.addCleanup(lambda: [kill_recorded_pid(f) for f in pid_files])
         deadline = time.monotonic() + 60
-        while not (os.path.exists(pid_files[0]) and read(pid_files[0])):
+        while not all(os.path.exists(f) and read(f) for f in pid_files):
             self.assertIsNone(proc.poll(), "modelexport ended before its exporter started")
             self.assertLess(time.monotonic(), deadline, "the fake exporter did not start")
             time.sleep(0.05)
-        exporter = int(read(pid_files[0]))
+        exporter, grandchild = int(read(pid_files[0])), int(read(pid_files[1]))
         proc.kill()
         proc.wait(timeout=30)
-        while not gone(exporter) and time.monotonic() < deadline:
+        while not (gone(exporter) and gone(grandchild)) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.assertTrue(gone(exporter), "the exporter outlived modelexport")
+        self.assertTrue(gone(grandchild), "a process the exporter started outlived modelexport")
         left = sorted(n for n in os.listdir(self.tmp) if n.startswith(".pkg."))
         self.assertTrue(left, "a killed export leaves its staging directory and lock")
         run("export", os.path.join(SOURCES, PREBUILT), out, check=0)

@@ -308,7 +308,9 @@ bool next_lookup_misses(const cache_settings& s, const cache_key_inputs& in, con
 TEST_CASE("a sentence-transformers pipeline travels with its entry; an entry whose pipeline record is malformed is a miss") {
     test::temp_dir t;
     auto [in, s] = command_source(t.path());
-    staged_models produced{{"model.onnx"}, {{"", "SentenceTransformer", false, 0}}};
+    staged_models produced;
+    produced.models = {"model.onnx"};
+    produced.modules = {{"", "SentenceTransformer", false, 0}};
     produced.pipeline = sentence_pipeline{{"Pooling", "Normalize"}, {"mean"}, 32};
     std::string key = store_entry(s, in, t / "stage", {"model.onnx"}, detail::cache_table(produced),
                                   [&] { test::write(t / "stage" / "model.onnx", exported()); });
