@@ -405,6 +405,8 @@ int main(int argc, char** argv) {
     va->add_option("--runtime", runtime_name, "auto, none, onnxruntime, transformers-js, optimum");
     va->add_option("--node", rcfg.node, "Node.js for the onnxruntime and transformers-js checks");
     va->add_option("--python", rcfg.python, "Python with optimum for --runtime optimum");
+    std::string runtime_timeout_text = "300";
+    va->add_option("--timeout", runtime_timeout_text, "seconds each runtime check may take (default 300); past it the check fails");
     va->add_flag("--json", mode.json, "print one JSON object");
     std::string vreference;
     va->add_option("--reference", vreference,
@@ -534,6 +536,7 @@ int main(int argc, char** argv) {
         }
         if (*va && va->count("--reference") && vreference.empty())
             throw me::usage_error("--reference", "needs a model source (a directory or a Hub id); an empty one would skip the comparison");
+        if (*va) rcfg.timeout = parse_timeout(runtime_timeout_text);
         if (*va) return run_validate(vdir, vtask, strict, runtime_name, rcfg, mode, vreport, vreference, {eo.python, eo.exporter_script});
         if (*in) return run_inspect(ipath, iformat, mode);
         if (*vf) return run_verify(vfdir, vfignore, mode);

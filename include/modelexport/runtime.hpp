@@ -196,6 +196,12 @@ private:
         return {run_process(inv.program, inv.args, opts), fs::path(inv.args.front()).stem().string()};  // ort_check, tjs_pipeline, ...
     }
 
+    /// "DIR: onnxruntime failed (timed out after 300 s): its first error line", without an empty tail.
+    std::string failure(const fs::path& shown, runtime_kind k, const run_result& r, const std::string& prog) const {
+        const std::string said = first_error_line(r.last_err, prog);
+        return shown.string() + ": " + to_string(k) + " failed (" + r.describe(cfg_.timeout) + ")" + (said.empty() ? "" : ": " + said);
+    }
+
     attempt run(runtime_kind k, const fs::path& dir, const validation_report& report) const {
         const std::string id = "runtime." + to_string(k);
         const fs::path abs = fs::absolute(dir);
@@ -215,19 +221,13 @@ private:
         const bool verdict = r.ok() || r.timed_out || r.signal || (r.exit_status == 1 && said_error(r, prog));
         if (!verdict) return {{}, first_error_line(r.last_err, prog) + " (" + r.describe(cfg_.timeout) + ")"};
         ran_ = k;
-        if (!r.ok())
-            return {check_result{id, severity::error, check_status::fail,
-                                 abs.string() + ": " + to_string(k) + " failed (" + r.describe(cfg_.timeout) + "): " + first_error_line(r.last_err, prog)},
-                    {}};
+        if (!r.ok()) return {check_result{id, severity::error, check_status::fail, failure(abs, k, r, prog)}, {}};
         last_output_ = last_json_line(r.out);
         std::string how = kind_ == runtime_kind::automatic ? " (auto)" : "";
         std::string ran_variants;
         for (const auto& [shown, variant] : variant_commands(k, abs, report, inv)) {
             auto [vr, vprog] = execute(variant);
-            if (!vr.ok())
-                return {check_result{id, severity::error, check_status::fail,
-                                     (abs / shown).string() + ": " + to_string(k) + " failed (" + vr.describe(cfg_.timeout) + "): " + first_error_line(vr.last_err, vprog)},
-                        {}};
+            if (!vr.ok()) return {check_result{id, severity::error, check_status::fail, failure(abs / shown, k, vr, vprog)}, {}};
             ran_variants += (ran_variants.empty() ? "; variants ran: " : ", ") + shown;
         }
         return {check_result{id, severity::error, check_status::pass, "loaded and ran one inference" + how + ": " + summary(k, last_output_) + ran_variants,

@@ -149,6 +149,15 @@ class Unavailable(TempDirTest):
         os.chmod(wrapper, 0o755)
         return wrapper
 
+    def test_a_check_past_validate_timeout_fails_saying_so(self):
+        # Optimum's check imports torch and transformers: seconds, never within one.
+        p = run("validate", GOOD, "--runtime", "optimum", "--timeout", "1")
+        self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"runtime\.optimum: .*: optimum failed \(timed out after 1 s\)\n")
+        p = run("validate", GOOD, "--timeout", "0")
+        self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
+        self.assertIn("--timeout: '0' is not a positive number of seconds", p.stderr)
+
     def test_no_node(self):
         missing = self.path("no-such-node")
         self.assertUnavailable(["--node", missing], "onnxruntime", f"{missing} not found")
