@@ -32,6 +32,7 @@ SENTENCE_OUTPUT = "sentence_embedding"
 MODULE_NAMES = ("Transformer", "Pooling", "Dense", "Normalize")
 PACKAGE = "sentence_transformers."
 SAFE_WEIGHTS = "model.safetensors"
+MAX_MODULES_BYTES = 1 << 20  # a module list of a few entries; anything near this is not one
 
 
 class RecipeError(Exception):
@@ -42,8 +43,10 @@ def read_modules(source_dir):
     """modules.json's entries [(type name, folder)] after checking what sentence-transformers would import
     and read: known module types only, folders inside the source, the transformer first and at the root."""
     path = os.path.join(source_dir, MODULES_FILE)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise RecipeError("%s: missing: --library sentence-transformers needs the checkpoint's module list" % path)
+    if not os.path.isfile(path) or os.path.getsize(path) > MAX_MODULES_BYTES:
+        raise RecipeError("%s: not a regular file of at most %d bytes" % (path, MAX_MODULES_BYTES))
     try:
         with open(path, encoding="utf-8") as handle:
             entries = json.load(handle)
@@ -82,7 +85,12 @@ def pipeline_for(model, source_dir):
     read_modules(source_dir)
     from sentence_transformers import SentenceTransformer
     from optimum.exporters.tasks import TasksManager
-    pipeline = SentenceTransformer(source_dir, device="cpu", local_files_only=True, trust_remote_code=False)
+    try:
+        pipeline = SentenceTransformer(source_dir, device="cpu", local_files_only=True, trust_remote_code=False)
+    except Exception as error:  # a module's config it cannot take (1_Pooling/config.json, 2_Dense/...): its words
+        said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RecipeError("%s: sentence-transformers cannot load the pipeline it lists: %s"
+                          % (os.path.join(source_dir, MODULES_FILE), said[:300]))
     transformer = pipeline[0]
     # sentence-transformers 5 keeps the model as `model` (auto_model is a read-only alias) and calls its forward
     # method itself; earlier ones keep it as `auto_model` and call the module.

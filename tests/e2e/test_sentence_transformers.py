@@ -269,9 +269,16 @@ class SentenceEmbedding(TempDirTest):
         hostile = self.edited_copy(self.src, "hostile", module_1(type="os.system"))
         bare = self.edited_copy(self.src, "bare", lambda modules: None)
         escaping = self.edited_copy(self.src, "escaping", module_1(path="../bert"))
+        fifo = self.edited_copy(self.src, "fifo", lambda modules: None)
+        os.mkfifo(os.path.join(fifo, "modules.json"))
+        pooling = self.edited_copy(self.src, "pooling", lambda modules: modules)
+        with open(os.path.join(pooling, "1_Pooling", "config.json"), "w") as f:
+            json.dump({"embedding_dimension": 32, "pooling_mode": "nonsense"}, f)
         cases = [(hostile, [], "module type 'os.system' is not one this export traces"),
                  (bare, [], "modules.json: missing"),
                  (escaping, [], "module folder '../bert' must be a relative path inside the source"),
+                 (fifo, [], "modules.json: not a regular file"),
+                 (pooling, [], "modules.json: sentence-transformers cannot load the pipeline it lists: Invalid pooling mode"),
                  (self.src, ["--task", "fill-mask"], "--task feature-extraction")]
         for src, extra, message in cases:
             with self.subTest(message):
