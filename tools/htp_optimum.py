@@ -44,10 +44,10 @@ def load_tasks_manager():
 def export_config(model, task, source_dir, library="transformers", **options):
     """Optimum's OnnxConfig for `model` (a transformers PreTrainedModel, or what `library` makes) and `task`
     (`options`: the configuration's own, use_past_in_inputs)."""
-    manager = load_tasks_manager()
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if not model_type:
+    if not model_type:  # before the import of Optimum's tables, which takes seconds
         raise Unavailable("the model has no config.model_type")
+    manager = load_tasks_manager()
     optimum_task = OPTIMUM_TASK.get(task, task)
     try:
         constructor = manager.get_exporter_config_constructor(

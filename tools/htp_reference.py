@@ -16,7 +16,10 @@ The result goes into the module table as "reference_check" and from there into
 export_metadata.json; a failure is ``ReferenceMismatch`` (the exporter's exit status 4).
 """
 
+import json
 import math
+import os
+import sys
 
 import torch
 
@@ -165,8 +168,39 @@ def tolerance(requested, model, task, source_dir, optimum_atol=None):
 # Inputs
 # --------------------------------------------------------------------------
 
+class FileTokenizer:
+    """tokenizer.json through the tokenizers library, with the two things token_ids asks of a transformers
+    tokenizer: ids with the special tokens (its post-processor adds them, as transformers' fast tokenizer
+    does) and the pad id. For a model that did not import transformers (a --model factory): importing it for
+    the tokenizer alone takes seconds. Any of the source's own ids serve the check: both sides get the same."""
+
+    def __init__(self, source_dir):
+        import tokenizers
+        self.tokenizer = tokenizers.Tokenizer.from_file(os.path.join(source_dir, "tokenizer.json"))
+        self.pad_token_id = None
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            try:
+                with open(os.path.join(source_dir, name), encoding="utf-8") as handle:
+                    pad = json.load(handle).get("pad_token")
+            except (OSError, ValueError, AttributeError):
+                continue
+            pad = pad.get("content") if isinstance(pad, dict) else pad
+            if isinstance(pad, str) and self.tokenizer.token_to_id(pad) is not None:
+                self.pad_token_id = self.tokenizer.token_to_id(pad)
+                break
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids}
+
+
 def load_tokenizer(source_dir):
-    """The source's tokenizer through transformers, or None (no tokenizer files, no transformers)."""
+    """The source's tokenizer through transformers, or None (no tokenizer files, no transformers). Where
+    transformers is not imported yet and the source has a tokenizer.json, that file through tokenizers."""
+    if "transformers" not in sys.modules and os.path.isfile(os.path.join(source_dir, "tokenizer.json")):
+        try:
+            return FileTokenizer(source_dir)
+        except Exception:  # not a file tokenizers reads: transformers may still load the source's tokenizer
+            pass
     try:
         import transformers
         from transformers.utils import logging
