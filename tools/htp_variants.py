@@ -220,9 +220,10 @@ ADDR_NO_RANDOMIZE = 0x0040000
 
 def fixed_addresses():
     """A preexec function giving the child fixed addresses. ONNX Runtime's converter writes maps it keys by
-    pointer in their hash order, so under randomised addresses each run writes other bytes; with fixed ones
-    and the same relative paths, the same model gives the same .ort file. None where personality(2) is not
-    there (then the file is correct, only not byte-reproducible)."""
+    pointer in their hash order, so under randomised addresses each run writes other bytes. With fixed ones,
+    a fixed environment and Python's string hashing seeded, the same model at a path of the same length
+    gives the same .ort file (the paths' lengths move the heap). None where personality(2) is not there
+    (then the file is correct, only not byte-reproducible)."""
     import ctypes
     try:
         personality = ctypes.CDLL(None, use_errno=True).personality
@@ -251,6 +252,7 @@ def make_ort(directory, names):
         # Relative paths: the converter's allocations, hence its output, do not depend on where the package is.
         done = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", "in",
                                "--output_dir", "out", "--optimization_style", "Fixed"], cwd=scratch,
+                              env={"PATH": os.defpath, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=fixed_addresses())
         if done.returncode != 0:
             last = [line for line in done.stdout.splitlines() if line.strip()][-1:] or ["no output"]

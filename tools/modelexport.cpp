@@ -321,6 +321,15 @@ std::chrono::seconds parse_timeout(const std::string& text) {
     return std::chrono::seconds(s);
 }
 
+/// A file bindings or embed generates may live beside the package it describes (Meson keeps the bindings
+/// header in the package's build directory) but is never one of the package's own files.
+void check_not_a_package_file(const fs::path& dir, const fs::path& output) {
+    const fs::path where = fs::weakly_canonical(fs::absolute(output));
+    if (me::path_within(where, fs::weakly_canonical(fs::absolute(dir))) && me::role_of(where.filename().string()))
+        throw me::usage_error(output.string(), "is a file of the package " + dir.string() + ", which it is generated from",
+                              "write it beside the package under another name, or elsewhere");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -558,6 +567,8 @@ int main(int argc, char** argv) {
         if (*bi) {
             std::string ns = bns.empty() ? me::namespace_for(bdir) : bns;
             // Both texts before either file, so a refused --files-header name leaves neither written.
+            for (const fs::path& out : {bheader, bfiles})
+                if (!out.empty()) check_not_a_package_file(bdir, out);
             std::string main = me::bindings_header(bdir, ns, bfiles.empty());
             std::string files = bfiles.empty() ? "" : me::bindings_files_header(bdir, ns, bfiles, bheader);
             me::write_file_if_changed(bheader, main);
@@ -568,6 +579,7 @@ int main(int argc, char** argv) {
             std::string ext = eout.extension().string();
             if (ext != ".S" && ext != ".s" && ext != ".cpp" && ext != ".cc")
                 throw me::usage_error(eout.string(), "--output must end in .S or .cpp");
+            for (const fs::path& out : {eout, eheader}) check_not_a_package_file(edir, out);
             auto sources = me::embed_model(edir, ens.empty() ? me::namespace_for(edir) : ens, ext == ".S" || ext == ".s");
             me::write_file_if_changed(eout, sources.source);
             me::write_file_if_changed(eheader, sources.header);

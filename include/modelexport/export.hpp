@@ -244,6 +244,9 @@ inline export_result export_package(const export_options& opt, const export_hook
     package_writer writer(opt.output, hooks.build_files, opt.log);
     const fs::path stage = writer.staging();
     strategy how = choose_strategy(opt.how, m.source, opt.model_factory);
+    if (opt.library != "transformers" && how != strategy::htp)
+        throw usage_error("--library", opt.library + " is how the htp exporter loads the model; the " + to_string(how) +
+                                           " strategy exports none (it " + (how == strategy::prebuilt ? "copies an ONNX file" : "runs a command") + ")");
     // The cache wraps the produce step: lookup before, store after (docs/design.md §10). prebuilt is a copy already.
     auto log = [&](const std::string& note) { if (opt.log) opt.log(note); };
     // A multi-file (encoder-decoder) export is cached as one entry: every file, a module table per file.

@@ -377,6 +377,9 @@ private:
             try {
                 reference_check::from_table(m.table);
                 sentence_pipeline::from_json(m.table);
+                const json signature = m.table.value("signature", json::object());
+                if (!signature.is_object() || !signature.value("source", json("")).is_string())
+                    throw std::runtime_error("the entry's signature is not an object naming its source");
             } catch (const std::exception& e) {
                 throw cache_error(e.what());
             }

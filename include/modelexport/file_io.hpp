@@ -106,11 +106,20 @@ inline unique_fd open_or_throw(const fs::path& p, int flags, mode_t mode = 0644)
     return fd;
 }
 
-/// Creates `p` as a new regular file (mode 0644): whatever was at `p` (a file,
-/// a link, a FIFO) is unlinked first, and the file is opened with
-/// O_CREAT|O_EXCL|O_NOFOLLOW, so a write never goes through a link or into an
-/// inode that something else shares (a hard link).
+/// Refuses to replace a device, FIFO or socket at `p`, a path modelexport is about to write by unlinking or
+/// renaming over it: a user's `--report /dev/null` run as root would otherwise delete /dev/null.
+inline void refuse_replacing_special_file(const fs::path& p) {
+    struct stat there {};
+    if (::lstat(p.c_str(), &there) == 0 && !S_ISREG(there.st_mode) && !S_ISLNK(there.st_mode) && !S_ISDIR(there.st_mode))
+        throw io_error(p.string(), "is " + file_kind(there.st_mode) + ", not a regular file; refusing to replace it");
+}
+
+/// Creates `p` as a new regular file (mode 0644): a file or a link at `p` is
+/// unlinked first, and the file is opened with O_CREAT|O_EXCL|O_NOFOLLOW, so a
+/// write never goes through a link or into an inode that something else shares
+/// (a hard link). A special file at `p` is refused (refuse_replacing_special_file).
 inline unique_fd create_file(const fs::path& p) {
+    refuse_replacing_special_file(p);
     if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
         struct stat st {};
         int e = errno;

@@ -70,6 +70,7 @@ inline std::string base64_decode(const std::string& in, const std::string& what)
 class temp_file {
 public:
     explicit temp_file(const fs::path& dest) : dest_(dest), path_(dest.string() + ".tmp-" + std::to_string(::getpid())) {
+        refuse_replacing_special_file(dest);  // before any work; commit() renames over it
         unique_fd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
         if (!fd && errno == EEXIST) {  // left by a killed run with our pid
             ::unlink(path_.c_str());
@@ -88,6 +89,7 @@ public:
     }
     const fs::path& path() const { return path_; }
     void commit() {
+        refuse_replacing_special_file(dest_);  // one put there meanwhile
         if (::rename(path_.c_str(), dest_.c_str()) != 0)
             throw io_error(dest_.string(), std::string("cannot rename into place: ") + std::strerror(errno));
         path_.clear();

@@ -29,13 +29,23 @@ struct sentence_pipeline {
         if (record == holder.end() || record->is_null()) return p;
         if (!record->is_object() || !record->contains("modules") || !(*record)["modules"].is_array())
             throw std::runtime_error(std::string(key) + " is not an object with a \"modules\" list");
+        const std::string shape = std::string(key) + " is not {\"modules\": [{\"module\": name, \"modes\": [...]}, ...], \"dimension\": n > 0}";
         for (const auto& step : (*record)["modules"]) {
-            p.modules.push_back(step.at("module").get<std::string>());
-            if (p.modules.back() == "Pooling")
-                for (const auto& mode : step.value("modes", json::array())) p.pooling.push_back(mode.get<std::string>());
+            auto module = step.is_object() ? step.find("module") : step.end();
+            if (module == step.end() || !module->is_string()) throw std::runtime_error(shape);
+            p.modules.push_back(module->get<std::string>());
+            auto modes = step.find("modes");
+            if (p.modules.back() != "Pooling" || modes == step.end()) continue;
+            if (!modes->is_array()) throw std::runtime_error(shape);
+            for (const auto& mode : *modes) {
+                if (!mode.is_string()) throw std::runtime_error(shape);
+                p.pooling.push_back(mode.get<std::string>());
+            }
         }
-        p.dimension = record->value("dimension", 0LL);
-        if (p.modules.empty() || p.dimension <= 0) throw std::runtime_error(std::string(key) + " names no module or no dimension");
+        auto dimension = record->find("dimension");
+        if (p.modules.empty() || dimension == record->end() || !dimension->is_number_integer() || dimension->get<long long>() <= 0)
+            throw std::runtime_error(shape);
+        p.dimension = dimension->get<long long>();
         return p;
     }
 

@@ -513,7 +513,8 @@ inline std::vector<std::string> recipe_modules(const fs::path& modules_json) {
     if (!list.is_array() || list.empty()) throw invalid_input(modules_json.string(), "not a list of modules");
     std::vector<std::string> out;
     for (std::size_t i = 1; i < list.size(); ++i) {
-        std::string type = list[i].is_object() ? list[i].value("type", "") : "";
+        const json* type_field = list[i].is_object() && list[i].contains("type") ? &list[i]["type"] : nullptr;
+        std::string type = type_field && type_field->is_string() ? type_field->get<std::string>() : "";
         out.push_back(type.substr(type.rfind('.') == std::string::npos ? 0 : type.rfind('.') + 1));
     }
     return out;
@@ -530,7 +531,7 @@ inline void check_recipe_pooling(report_builder& b, const fs::path& dir, const s
     try {
         if (fs::is_regular_file(meta_path)) recorded = sentence_pipeline::from_json(read_export_metadata(meta_path).value("model", json::object()));
     } catch (const std::exception& e) {
-        return b.fail(id, severity::error, meta_path.string() + ": model." + e.what());
+        return b.fail(id, severity::error, meta_path.string() + ": model." + std::string(e.what()));
     }
     if (!out && recorded.empty()) return;
     if (!out) return b.fail(id, severity::error, meta_path.string() + ": records a sentence-transformers pipeline, but the graph has no sentence_embedding output");

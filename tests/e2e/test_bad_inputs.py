@@ -1832,3 +1832,45 @@ del _cls  # else unittest would load the last class twice
 
 if __name__ == "__main__":
     unittest.main()
+
+class NamedOutputs(TempDirTest):
+    """Files a user names for modelexport to write: never a special file replaced, never a package's own
+    file overwritten, no option silently ignored."""
+
+    def package(self):
+        pkg = self.path("pkg")
+        shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+        return pkg
+
+    def test_a_fifo_at_an_output_path_is_refused_not_replaced(self):
+        pkg, fifo = self.package(), self.path("out.fifo")
+        os.mkfifo(fifo)
+        for args in (["validate", pkg, "--runtime", "none", "--report", fifo],
+                     ["bindings", pkg, "--header", fifo],
+                     ["pack", pkg, "--output", fifo]):
+            with self.subTest(args[0]):
+                p = run(*args)
+                self.assertEqual(p.returncode, EXIT["io_error"], p.stdout + p.stderr)
+                self.assertIn(fifo + ": is a FIFO, not a regular file; refusing to replace it", p.stderr)
+                self.assertTrue(stat.S_ISFIFO(os.lstat(fifo).st_mode))
+
+    def test_bindings_and_embed_never_overwrite_the_package(self):
+        pkg = self.package()
+        before = read(os.path.join(pkg, "config.json"))
+        for args in (["bindings", pkg, "--header", os.path.join(pkg, "config.json")],
+                     ["embed", pkg, "--output", self.path("m.cpp"), "--header", os.path.join(pkg, "config.json")]):
+            with self.subTest(args[0]):
+                p = run(*args)
+                self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
+                self.assertIn("config.json: is a file of the package", p.stderr)
+        self.assertEqual(read(os.path.join(pkg, "config.json")), before)
+        self.assertEqual(run("verify", pkg).returncode, EXIT["ok"])
+        # Beside the package under its own name, as the Meson template keeps it: fine.
+        self.assertEqual(run("bindings", pkg, "--header", os.path.join(pkg, "pkg_model.hpp")).returncode, EXIT["ok"])
+
+    def test_library_is_refused_where_no_htp_export_runs(self):
+        p = run("export", os.path.join(SOURCES, PREBUILT), self.path("out"), "--library", "sentence-transformers", "--no-cache")
+        self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
+        self.assertIn("--library: sentence-transformers is how the htp exporter loads the model; the prebuilt strategy", p.stderr)
+        self.assertFalse(os.path.exists(self.path("out")))
+

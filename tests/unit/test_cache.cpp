@@ -322,6 +322,10 @@ TEST_CASE("a sentence-transformers pipeline travels with its entry; an entry who
     m.table["sentence_transformers"] = {{"modules", "Pooling"}};
     local_cache(s.dir).put_entry(key, manifest_text(m));
     CHECK(next_lookup_misses(s, in, t / "stage"));
+    m.table["sentence_transformers"] = produced.pipeline.to_json();
+    m.table["signature"] = "x";  // read as an object when the hit is rebuilt
+    local_cache(s.dir).put_entry(key, manifest_text(m));
+    CHECK(next_lookup_misses(s, in, t / "stage"));
 }
 
 TEST_CASE("several ONNX files are one entry with a module table per file; a table naming a file the entry lacks is a miss") {
