@@ -28,6 +28,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace modelexport {
@@ -211,12 +212,29 @@ inline json read_json_object(const fs::path& path, const json_limits& limits = {
 /// What is wrong with the shape of a config.json object that transformers and the bindings
 /// read, or empty: `model_type` must be a non-empty string, `id2label` and `label2id` (when
 /// present) objects (transformers turns a list into nonsense labels; the bindings read a map).
+/// Whether Python's int() reads `text`: blanks around, a sign, digits with single underscores between them.
+inline bool is_python_int(const std::string& text) {
+    const auto first = text.find_first_not_of(" \t\n\r\f\v"), last = text.find_last_not_of(" \t\n\r\f\v");
+    if (first == std::string::npos) return false;
+    std::string_view digits(text.data() + first, last - first + 1);
+    if (digits.front() == '+' || digits.front() == '-') digits.remove_prefix(1);
+    if (digits.empty() || digits.front() == '_' || digits.back() == '_') return false;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (digits[i] == '_' ? digits[i - 1] == '_' : !(digits[i] >= '0' && digits[i] <= '9')) return false;
+    }
+    return true;
+}
+
 inline std::string config_problem(const json& cfg) {
     auto mt = cfg.find("model_type");
     if (mt == cfg.end() || !mt->is_string() || mt->get<std::string>().empty()) return "has no \"model_type\" string";
     for (const char* key : {"id2label", "label2id"})
         if (cfg.contains(key) && !cfg[key].is_object() && !cfg[key].is_null())
             return std::string(key) + " is " + cfg[key].type_name() + ", not an object mapping ids and labels";
+    if (auto labels = cfg.find("id2label"); labels != cfg.end() && labels->is_object())
+        for (const auto& [id, label] : labels->items())
+            if (!is_python_int(id))
+                return "id2label key '" + id + "' is not an integer (transformers reads every key with int())";
     return {};
 }
 

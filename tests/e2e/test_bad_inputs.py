@@ -182,6 +182,9 @@ class BadConfig(Table):
     CASES = [
         ("config_missing", config_case(None, "config.json required"), "config_missing"),
         ("config_empty", config_case(b"", "invalid JSON at byte 1"), "invalid_input"),
+        ("config_id2label_key_not_an_int", config_case('{"model_type": "bert", "architectures": ["BertForSequenceClassification"], '
+                                                       '"id2label": {"0": "N", " 1 ": "P", "abc": "Q"}}',
+                                                       "id2label key 'abc' is not an integer"), "invalid_input"),
         ("config_whitespace_only", config_case(b"  \n\t ", "invalid JSON"), "invalid_input"),
         ("config_array_not_object", config_case('[{"model_type": "bert"}]', "expected a JSON object, found array"), "invalid_input"),
         ("config_string_not_object", config_case('"bert"', "expected a JSON object, found string"), "invalid_input"),
@@ -1021,6 +1024,10 @@ class BadPackage(TempDirTest):
                                              "config.parse", "config.json", "invalid JSON", only=False)),
         ("config_duplicate_key", package_case(lambda t, p: write(os.path.join(p, "config.json"), '{"model_type": "bert", "model_type": "x"}'),
                                               "config.parse", "config.json", "duplicate key", only=False)),
+        ("config_id2label_key_not_an_int", package_case(
+            lambda t, p: write(os.path.join(p, "config.json"), '{"model_type": "bert", "architectures": ["BertForSequenceClassification"], '
+                                                              '"id2label": {"0": "NEG", "abc": "POS"}}'),
+            "config.model_type", "config.json", "id2label key 'abc' is not an integer")),
         ("config_no_model_type", package_case(
             lambda t, p: write(os.path.join(p, "config.json"), '{"architectures": ["BertForSequenceClassification"], '
                                                               '"id2label": {"0": "N", "1": "P"}}'),

@@ -99,3 +99,11 @@ TEST_CASE("export_metadata.json readers refuse a damaged file as invalid input n
         }
     }
 }
+
+TEST_CASE("id2label keys are what Python's int() reads, as transformers reads them") {
+    for (const char* ok : {"0", "12", " 3 ", "+4", "-1", "1_000"}) CHECK(is_python_int(ok));
+    for (const char* bad : {"", " ", "abc", "1.0", "0x1", "_1", "1_", "1__0", "+", "1 2"}) CHECK_FALSE(is_python_int(bad));
+    CHECK(config_problem({{"model_type", "bert"}, {"id2label", {{"0", "N"}, {"1", "P"}}}}).empty());
+    CHECK(config_problem({{"model_type", "bert"}, {"id2label", {{"0", "N"}, {"abc", "P"}}}}) ==
+          "id2label key 'abc' is not an integer (transformers reads every key with int())");
+}
