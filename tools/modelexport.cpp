@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -253,7 +254,9 @@ int run_cache_action(const std::string& action, const me::export_options& eo, co
         return 0;
     }
     // A background store still copying or uploading is part of the cache: the rest wait for it first.
-    auto [waited, left] = cache.wait_for_stores(std::chrono::seconds(action == "wait" ? wait_limit : 0));
+    // At most about 100 years (parse_timeout's bound): a deadline of 12 digits of seconds overflows the clock.
+    constexpr long longest_wait = 100L * 365 * 24 * 3600;
+    auto [waited, left] = cache.wait_for_stores(std::chrono::seconds(action == "wait" ? std::min(wait_limit, longest_wait) : 0));
     if (action == "wait") {
         if (!mode.quiet) std::cout << "waited for " << waited << " background store" << (waited == 1 ? "" : "s") << "\n";
         if (left)  // a cache never fails a build: the stores go on, the command says so and succeeds

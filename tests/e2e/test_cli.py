@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from common import EXAMPLES, EXIT, REPO, SOURCES, TOOL, install_tree, run
@@ -38,6 +39,21 @@ class Cli(unittest.TestCase):
                 p = run("cache", "wait", "--timeout", bad)
                 self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
                 self.assertIn("'%s' is not a number of seconds" % bad, p.stderr)
+
+    def test_cache_wait_with_a_huge_timeout_waits_for_the_store(self):
+        # 12 digits of seconds overflowed the clock: the wait ended at once, saying the store still ran.
+        cache = tempfile.mkdtemp(prefix="modelexport-wait-")
+        try:
+            os.makedirs(os.path.join(cache, "pending"))
+            holder = subprocess.Popen(["flock", "-x", os.path.join(cache, "pending", "a" * 64), "sleep", "3"])
+            time.sleep(0.5)
+            started = time.monotonic()
+            p = run("cache", "wait", "--timeout", "930000000000", env={"MODELEXPORT_CACHE_DIR": cache})
+            self.assertEqual((p.returncode, p.stderr), (EXIT["ok"], ""))
+            self.assertGreater(time.monotonic() - started, 1.5)
+            holder.wait(timeout=30)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
 
     def test_inspect_takes_a_bare_file_name_in_the_current_directory(self):
         tmp = tempfile.mkdtemp(prefix="modelexport-cli-")
