@@ -21,10 +21,11 @@ from optimum-cli:
 import json
 import os
 
+from htp_weights import is_within
+
 LIBRARIES = ("transformers", "sentence-transformers")
 MODULES_FILE = "modules.json"
 TOKEN_OUTPUT = "last_hidden_state"
-SENTENCE_OUTPUT = "sentence_embedding"
 # The modules whose computation Optimum's configuration traces and whose files hold no code.
 # sentence-transformers imports the class modules.json names; only its own package's classes of these
 # names are taken ("sentence_transformers.models.Pooling" in older checkpoints, the class's module path
@@ -63,8 +64,7 @@ def read_modules(source_dir):
                               % (path, kind, ", ".join(MODULE_NAMES)))
         if not isinstance(folder, str) or os.path.isabs(folder) or ".." in folder.replace("\\", "/").split("/"):
             raise RecipeError("%s: module folder %r must be a relative path inside the source" % (path, folder))
-        real = os.path.realpath(os.path.join(source_dir, folder))
-        if not (real == os.path.realpath(source_dir) or real.startswith(os.path.realpath(source_dir) + os.sep)):
+        if not is_within(os.path.realpath(os.path.join(source_dir, folder)), os.path.realpath(source_dir)):
             raise RecipeError("%s: module folder %r leads outside the source" % (path, folder))
         modules.append((name, folder))
     if modules[0] != ("Transformer", ""):
