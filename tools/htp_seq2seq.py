@@ -80,6 +80,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import htp_decoder  # noqa: E402  (traceable_masks, _cache_object, _flat_cache)
 import htp_reference  # noqa: E402
+import htp_tasks  # noqa: E402
 from htp_decoder import first_positive_int  # noqa: E402
 from htp_exporter import (DEFAULT_OPSET, MAX_OPSET, ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json,  # noqa: E402
                           at_needed_opset, recorded_modules, run_export, torchscript_exporter_arguments, trace_modules, write_module_table)
@@ -726,11 +727,13 @@ class PartSpec:
         return self.signature.onnx_feeds(inputs, self.inputs), expected
 
 
-# The encoder inputs the task rows describe, per modality (share/tasks.json: inputs and input_alternatives; an
-# attention_mask may follow): Moonshine's encoder takes the raw waveform. A vision encoder's pixel_values is
-# image-to-text's alone: feature-extraction-with-past's row does not take it, nor does optimum-cli export it so.
-ENCODER_MAIN_INPUTS = {"text": ("input_ids",), "vision": ("pixel_values",), "speech": ("input_features", "input_values")}
-ANY_ENCODER_INPUTS = ("input_ids", "input_features", "input_values")
+def encoder_inputs_of(task, config):
+    """The encoder inputs the task's row describes (share/tasks.json): its first input in any of its forms
+    (input_alternatives: Moonshine's raw waveform, Pix2Struct's flattened_patches), and the others it may
+    take. What the row's Optimum class feeds, so an encoder taking anything else is refused."""
+    row = htp_tasks.task_for(task, config)
+    main = row["inputs"][0]
+    return [main] + row.get("input_alternatives", {}).get(main, []), set(row["inputs"][1:] + row["optional_inputs"])
 
 
 def parts_of(model, task, source):
@@ -783,16 +786,14 @@ def parts_reference_check(parts, directory, atol, origin):
     return htp_reference.judge(steps, atol, origin, notes, log)
 
 
-def export_parts(options, model, modality):
+def export_parts(options, model, config):
     """The export through Optimum's parts; the module table's description."""
     parts = parts_of(model, options.task, options.source)
     takes = parts[ENCODER].inputs
-    # A task for every encoder (feature-extraction-with-past) takes any of them.
-    main = ENCODER_MAIN_INPUTS[modality] if TASKS[options.task].modality else ANY_ENCODER_INPUTS
-    if takes[:1] not in ([name] for name in main) or not set(takes[1:]) <= {"attention_mask"}:  # what the task's class feeds
-        raise Seq2SeqError("%s's encoder takes %s, not %s: Optimum loads it with a class of its own (Pix2Struct's "
-                           "ORTModelForPix2Struct), a package this task does not describe"
-                           % (type(model).__name__, ", ".join(takes), " or ".join(main)))
+    main, others = encoder_inputs_of(options.task, config)
+    if takes[:1] not in ([name] for name in main) or not set(takes[1:]) <= others:
+        raise Seq2SeqError("%s's encoder takes %s, not %s: task %s's Optimum class does not feed it"
+                           % (type(model).__name__, ", ".join(takes), " or ".join(main), options.task))
     path = lambda name: os.path.join(options.output_dir, name)  # noqa: E731
     if options.check_only:
         return {"reference_check": check_parts(parts, options, model)}
@@ -833,7 +834,7 @@ def export(options):
     log("loading model")
     model = load_model(source, options.task, config, options.source_boundary or source)
     if by_parts(config, modality):
-        description = export_parts(options, model, modality)
+        description = export_parts(options, model, config)
         write_module_table(options.modules, dict(description, format=2, torch_version=torch.__version__,
                                                  onnx_exporter=ONNX_EXPORTER))
         return
