@@ -3,7 +3,7 @@
 Usage: optimum_check.py PKGDIR ORT_CLASS [--inputs FILE.json] [--text "sentence"] [--generate N] [--no-cache]
 
 Prints one JSON line on stdout:
-  {"runtime": "optimum", "version": ..., "onnxruntime": ..., "class": ORT_CLASS,
+  {"runtime": "optimum", "version": ..., "onnxruntime": ..., "class": ORT_CLASS, "loaded_class": what it loaded,
    "outputs": {name: {"shape": [...]}},                      (generated inputs)
    "outputs": {name: {"shape": [...], "data": [flat]}},      (with --inputs)
    "latency_ms": median of 5 runs after the first, "peak_rss_mb": the process's peak RSS}
@@ -135,6 +135,8 @@ def run(options, cls):
         "version": version("optimum"),
         "onnxruntime": onnxruntime.__version__,
         "class": options.ort_class,
+        # The class from_pretrained gave: a model type's own where Optimum has one (ORTModelForPix2Struct).
+        "loaded_class": type(model).__name__,
         # The ONNX file Optimum's glob chose (model.onnx, or onnx/model.onnx in a hub package).
         "model_file": os.path.relpath(str(model.path), options.pkg) if hasattr(model, "path") else None,
         "outputs": {name: describe(value, with_data=bool(options.inputs))
@@ -277,8 +279,9 @@ def generated_inputs(pkg, model, text):
     return {k: v for k, v in encoded.items() if k in names or not names}
 
 
-def image_inputs(pkg):
-    """pixel_values of a generated image through the package's image processor, at its size."""
+def image_inputs(pkg, every=False):
+    """pixel_values of a generated image through the package's image processor, at its size; with `every`,
+    all the processor gives (Pix2Struct's: flattened_patches and their attention_mask)."""
     import torch
     from transformers import AutoImageProcessor
     from PIL import Image
@@ -291,14 +294,15 @@ def image_inputs(pkg):
         return {"pixel_values": torch.sin(torch.arange(count, dtype=torch.float64)).float().reshape(1, 3, height, width)}
     pixels = bytes((x * 7 + y * 13) % 256 for y in range(height) for x in range(width) for _ in range(3))
     image = Image.frombytes("RGB", (width, height), pixels)
-    return {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"]}
+    encoded = processor(images=image, return_tensors="pt")
+    return dict(encoded) if every else {"pixel_values": encoded["pixel_values"]}
 
 
 def seq2seq_inputs(pkg, ort_class, text):
     """The encoder's inputs: the sentence through the package's tokenizer, a one-second waveform through
-    its feature extractor (preprocessor_config.json), or an image's pixels."""
-    if ort_class == "ORTModelForVision2Seq":
-        return image_inputs(pkg)
+    its feature extractor (preprocessor_config.json), or an image through its image processor."""
+    if ort_class == "ORTModelForVision2Seq":  # which loads a Pix2Struct package as ORTModelForPix2Struct
+        return image_inputs(pkg, every=True)
     if ort_class == "ORTModelForSeq2SeqLM":
         from transformers import AutoTokenizer
         return dict(AutoTokenizer.from_pretrained(pkg, local_files_only=True)(text, return_tensors="pt"))

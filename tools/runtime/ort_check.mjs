@@ -32,6 +32,10 @@
 //                                                  and an attention_mask of ones), value[i] = float32(sin(double i))
 //                                                  (a speech encoder: the graph's fixed dims, else config.json's
 //                                                  num_mel_bins and 2 * max_source_positions)
+//     flattened_patches                            float32 [1, max_patches, 2 + patch values], value[i] = float32(sin(double i))
+//                                                  and an attention_mask of ones over the patches (Pix2Struct:
+//                                                  the graph's fixed dims, else preprocessor_config.json's
+//                                                  max_patches and config.json's patch_embed_hidden_size)
 //     past_values                                  float32 [1, context_length, channels], value[i] = float32(sin(double i))
 //                                                  (a time series: the graph's fixed dims, else config.json's
 //                                                  context_length and num_input_channels)
@@ -207,6 +211,20 @@ function featuresShape(graphShape, config) {
     return { shape: [1, bins, frames], maskLength: frames };
 }
 
+/// Pix2Struct's flattened_patches shape: [1, patches, 2 + patch values] (each patch's row and column, then
+/// its pixels), the graph's fixed dims, else the processor's max_patches and the vision config's patch width.
+function patchesShape(graphShape, pre, config) {
+    const fixed = (i) => (typeof graphShape[i] === 'number' && graphShape[i] > 0 ? graphShape[i] : null);
+    const width = config?.vision_config?.patch_embed_hidden_size;
+    const patches = fixed(1) ?? pre?.max_patches;
+    const values = fixed(2) ?? (Number.isSafeInteger(width) ? width + 2 : null);
+    if (!patches || !values) {
+        throw new Error('cannot determine flattened_patches size (no fixed dims, no preprocessor_config.json max_patches, ' +
+                        'no config.json vision_config.patch_embed_hidden_size)');
+    }
+    return [1, patches, values];
+}
+
 async function generateInputs(ort, session, pkgDir, text) {
     const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
     const names = session.inputNames;
@@ -215,10 +233,16 @@ async function generateInputs(ort, session, pkgDir, text) {
     const features = names.includes('input_features') && meta.get('input_features')?.isTensor
         ? featuresShape(meta.get('input_features').shape, readJsonIfExists(path.join(pkgDir, 'config.json')))
         : null;
-    const maskLength = features ? features.maskLength : AUDIO_SAMPLES;
-    const audio = names.includes('input_values') || features !== null;
+    const patches = names.includes('flattened_patches') && meta.get('flattened_patches')?.isTensor
+        ? generatedShape('flattened_patches', patchesShape(meta.get('flattened_patches').shape,
+                                                           readJsonIfExists(path.join(pkgDir, 'preprocessor_config.json')),
+                                                           readJsonIfExists(path.join(pkgDir, 'config.json'))))
+        : null;
+    const maskLength = features ? features.maskLength : patches ? patches[1] : AUDIO_SAMPLES;
+    // The attention_mask beside a waveform, features or patches masks them, not a sentence.
+    const masksSignal = names.includes('input_values') || features !== null || patches !== null;
     const choices = choiceCount(meta, names);
-    if (!audio && names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
+    if (!masksSignal && names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
         enc = await tokenize(pkgDir, text, choices ? CHOICES.slice(0, choices) : null);
     }
     // [1, seq], or [1, choices, seq] with the rows of the paired batch.
@@ -232,10 +256,10 @@ async function generateInputs(ort, session, pkgDir, text) {
         const m = meta.get(name);
         const dtype = m && m.isTensor ? m.type : null;
         const graphShape = m && m.isTensor ? m.shape : [];
-        if ((name === 'pixel_values' || name === 'input_values') && dtype && dtype !== 'float32') {
+        if ((name === 'pixel_values' || name === 'input_values' || name === 'flattened_patches') && dtype && dtype !== 'float32') {
             throw new Error(`input "${name}" has dtype ${dtype}; only float32 can be generated (use --inputs)`);
         }
-        if (audio && name === 'attention_mask') {
+        if (masksSignal && name === 'attention_mask') {
             const t = dtype ?? 'int64';
             feeds[name] = new ort.Tensor(t, makeData(t, new Array(maskLength).fill(1)), [1, maskLength]);
         } else if (TEXT_INPUTS.has(name)) {
@@ -261,6 +285,8 @@ async function generateInputs(ort, session, pkgDir, text) {
             }
             const shape = generatedShape(name, [1, c, h, w]);
             feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
+        } else if (name === 'flattened_patches') {
+            feeds[name] = new ort.Tensor('float32', sinFill(product(patches)), patches);
         } else if (name === 'input_values') {
             const shape = [1, AUDIO_SAMPLES];
             feeds[name] = new ort.Tensor('float32', sinFill(shape[1]), shape);
