@@ -135,7 +135,7 @@ def forward_through_call(model):
 
 
 def recipe(pipeline):
-    """What the graph's sentence_embedding computes, for export_metadata.json (sentence_pipeline.hpp): the
+    """What the graph's sentence_embedding computes, for export_metadata.json (export/sentence_pipeline.hpp): the
     modules after the transformer, the pooling modes, and the embedding's width."""
     steps = []
     for module in list(pipeline)[1:]:

@@ -1,17 +1,18 @@
 // modelexport — the generator CLI. A thin layer over the headers in
 // include/modelexport/: it parses arguments, calls one function per
 // subcommand, prints, and maps errors to the documented exit codes.
-#include "modelexport/bindings.hpp"
-#include "modelexport/build_edge.hpp"
-#include "modelexport/inspect.hpp"
-#include "modelexport/pack.hpp"
+#include "modelexport/package/bindings.hpp"
+#include "modelexport/export/build_edge.hpp"
+#include "modelexport/package/inspect.hpp"
+#include "modelexport/package/pack.hpp"
 #include "modelexport/plan.hpp"
-#include "modelexport/progress.hpp"
-#include "modelexport/reference_source.hpp"
-#include "modelexport/runtime.hpp"
+#include "modelexport/export/progress.hpp"
+#include "modelexport/export/reference_source.hpp"
+#include "modelexport/validate/runtime.hpp"
 #include "modelexport/validator.hpp"
-#include "modelexport/verify.hpp"
+#include "modelexport/package/verify.hpp"
 #include "modelexport/version.hpp"
+#include "modelexport/package/reader.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -288,7 +289,7 @@ int run_cache_action(const std::string& action, const me::export_options& eo, co
 
 /// SIGINT, SIGTERM and SIGHUP during an export only set a flag (no SA_RESTART, so a
 /// blocking wait returns EINTR): the process loop, copy loops, the lock wait and the
-/// steps check it (cancel.hpp), stop the exporter's process group, unwind (the
+/// steps check it (detail/cancel.hpp), stop the exporter's process group, unwind (the
 /// staging directory and lock are removed) and the export exits 128 + the signal.
 extern "C" void on_stop_signal(int signo) {
     int none = 0;

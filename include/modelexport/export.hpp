@@ -1,6 +1,6 @@
 // modelexport/export.hpp — one export as a pipeline of named steps (docs/design.md §1-4, §9):
 //
-//   resolve_model -> produce_onnx (strategies.hpp) -> project_model (project.hpp)
+//   resolve_model -> produce_onnx (export/strategies.hpp) -> project_model (onnx/project.hpp)
 //     -> place_models -> assemble_files -> write_metadata -> validate_staged -> commit
 //
 // Each step takes what it needs and returns what it made, so it can be tested
@@ -10,25 +10,26 @@
 // Everything is written into package_writer's staging directory; only the
 // commit touches the target, so every failure leaves the previous package (or
 // none). The build system's additions (--expect, --depfile, --keep, --report)
-// plug in through export_hooks; build_edge.hpp has them.
+// plug in through export_hooks; export/build_edge.hpp has them.
 #pragma once
 
-#include "modelexport/copier.hpp"
+#include "modelexport/package/copier.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export_options.hpp"
-#include "modelexport/export_cache.hpp"
-#include "modelexport/external_data.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/layout.hpp"
-#include "modelexport/metadata.hpp"
-#include "modelexport/package_writer.hpp"
-#include "modelexport/project.hpp"
-#include "modelexport/source.hpp"
-#include "modelexport/step_event.hpp"
-#include "modelexport/strategies.hpp"
+#include "modelexport/plan.hpp"
+#include "modelexport/cache/export_cache.hpp"
+#include "modelexport/onnx/external_data.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/package/layout.hpp"
+#include "modelexport/package/metadata.hpp"
+#include "modelexport/package/writer.hpp"
+#include "modelexport/onnx/project.hpp"
+#include "modelexport/export/source.hpp"
+#include "modelexport/export/step_event.hpp"
+#include "modelexport/export/strategies.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/validator.hpp"
-#include "modelexport/variants.hpp"
+#include "modelexport/export/variants.hpp"
 
 #include <algorithm>
 #include <functional>

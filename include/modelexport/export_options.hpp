@@ -1,14 +1,13 @@
 // modelexport/export_options.hpp — what one export is asked to do (docs/design.md §3).
 //
 // Only the library's concerns: a build system's additions (--depfile, --expect,
-// --keep, --report) are build_edge.hpp's.
+// --keep, --report) are export/build_edge.hpp's.
 #pragma once
 
-#include "modelexport/cache_settings.hpp"
+#include "modelexport/cache/settings.hpp"
 #include "modelexport/error.hpp"
-#include "modelexport/layout.hpp"
-#include "modelexport/source.hpp"
-#include "modelexport/step_event.hpp"
+#include "modelexport/package/layout.hpp"
+#include "modelexport/export/step_event.hpp"
 
 #include <chrono>
 #include <filesystem>
@@ -29,13 +28,6 @@ inline std::string to_string(strategy s) {
         case strategy::command: return "command";
         default: return "auto";
     }
-}
-
-/// `auto` is prebuilt when the source has an ONNX model and no --model factory was given, else htp (§3).
-inline strategy choose_strategy(strategy requested, const model_source& src, const std::string& model_factory) {
-    if (requested != strategy::automatic) return requested;
-    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
-    return has_onnx && model_factory.empty() ? strategy::prebuilt : strategy::htp;
 }
 
 /// `--onnx-file` names a file inside the source (prebuilt) or inside the command's {output}: never one elsewhere.
@@ -61,7 +53,7 @@ struct export_options {
     double atol = 0;                   ///< the reference check's tolerance; 0: the exporter's default
     bool reference_check = true;       ///< compare the ONNX model's outputs with torch's after the export
     bool embed_hierarchy = false;
-    std::vector<std::string> variants;            ///< --variants (variants.hpp); made after the cached step, so not in the cache key
+    std::vector<std::string> variants;            ///< --variants (export/variants.hpp); made after the cached step, so not in the cache key
     std::vector<std::string> variant_tolerances;  ///< --variant-tolerance [VARIANT:]MEASURE=VALUE, passed to the variant tool
     bool include_torch_modules = false;
     package_layout layout = package_layout::flat;  ///< where the ONNX files go; acts after the cached step, so not in the cache key

@@ -1,24 +1,31 @@
 // modelexport/plan.hpp — which files an export of a source will write, decided without exporting.
 //
 // `modelexport plan` prints this so a build can declare a package's outputs (docs/design.md §7).
-// It resolves the source as the export does (source.hpp, the same Hub cache) and walks the same
-// file table (package_files.def) with the same rules: model.onnx (an encoder-decoder task's ONNX
+// It resolves the source as the export does (export/source.hpp, the same Hub cache) and walks the same
+// file table (package/files.def) with the same rules: model.onnx (an encoder-decoder task's ONNX
 // files instead), config.json, the optional files the source has, export_metadata.json. The Meson template applies these rules itself at
 // configure time (the tool may not be built yet); tests compare the three lists.
 #pragma once
 
 #include "modelexport/export_options.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/layout.hpp"
-#include "modelexport/source.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/package/layout.hpp"
+#include "modelexport/export/source.hpp"
 #include "modelexport/tasks.hpp"
-#include "modelexport/variant_names.hpp"
+#include "modelexport/package/variant_names.hpp"
 
 #include <string>
 #include <vector>
 
 namespace modelexport {
+
+/// `auto` is prebuilt when the source has an ONNX model and no --model factory was given, else htp (§3).
+inline strategy choose_strategy(strategy requested, const model_source& src, const std::string& model_factory) {
+    if (requested != strategy::automatic) return requested;
+    bool has_onnx = src.file("model.onnx") || src.file("onnx/model.onnx");
+    return has_onnx && model_factory.empty() ? strategy::prebuilt : strategy::htp;
+}
 
 struct plan_options {
     std::string source;         ///< directory or Hub id org/name[@revision]
@@ -54,7 +61,7 @@ inline std::string prebuilt_model_name(const model_source& src, const std::strin
     return {};
 }
 
-/// Whether the package gets the optional file `name` (a package_files.def entry that is not required).
+/// Whether the package gets the optional file `name` (a package/files.def entry that is not required).
 inline bool plan_has(const package_file& f, const model_source& src, strategy how, const std::string& onnx_file) {
     if (f.role == file_role::metadata) return false;  // always written, listed last
     if (f.role == file_role::variant) return false;   // only on request: plan_package lists them

@@ -4,21 +4,21 @@
 // problem. A failed error-check makes the package invalid; a failed warning
 // means it may not load everywhere, and `strict` makes that fatal too (what
 // the build-time test() uses). The runtime check is a policy so the library
-// does not depend on which runtimes a machine has (see runtime.hpp).
+// does not depend on which runtimes a machine has (see validate/runtime.hpp).
 #pragma once
 
-#include "modelexport/decoder_checks.hpp"
+#include "modelexport/validate/decoder_checks.hpp"
 #include "modelexport/error.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/layout.hpp"
-#include "modelexport/onnx_checks.hpp"
-#include "modelexport/package_reader.hpp"
-#include "modelexport/sentence_pipeline.hpp"
-#include "modelexport/seq2seq_checks.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/package/layout.hpp"
+#include "modelexport/onnx/checks.hpp"
+#include "modelexport/package/reader.hpp"
+#include "modelexport/export/sentence_pipeline.hpp"
+#include "modelexport/validate/seq2seq_checks.hpp"
 #include "modelexport/tasks.hpp"
-#include "modelexport/tokenizer_ids.hpp"
-#include "modelexport/variant_names.hpp"
+#include "modelexport/validate/tokenizer_ids.hpp"
+#include "modelexport/package/variant_names.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -410,7 +410,7 @@ inline void check_variants(report_builder& b, const fs::path& dir, package_layou
     else b.fail("variants.files", severity::error, problems.front() + (problems.size() > 1 ? " (" + std::to_string(problems.size() - 1) + " more)" : ""));
 }
 
-/// An encoder-decoder package: each file's role signature, then the cross-file contract (seq2seq_checks.hpp).
+/// An encoder-decoder package: each file's role signature, then the cross-file contract (validate/seq2seq_checks.hpp).
 inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout layout, const std::map<std::string, signature>& sigs,
                           const json& config, const task_info& task) {
     const bool cached = decodes_with_cache(task);
@@ -423,7 +423,7 @@ inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout
 }
 
 /// tokenizer.ids: the largest id the tokenizer files and the configs can feed the model is
-/// below the embedding rows of every ONNX file that takes ids (tokenizer_ids.hpp). A warning:
+/// below the embedding rows of every ONNX file that takes ids (validate/tokenizer_ids.hpp). A warning:
 /// the graph loads, and fails only on the text that produces such an id.
 inline void check_token_ids(report_builder& b, const fs::path& dir, package_layout layout, const std::vector<std::string>& models,
                             const std::map<std::string, id_embedding>& embeddings, const std::optional<json>& config) {
@@ -566,7 +566,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     r.package = dir;
     detail::report_builder b(r);
     // package.entries: every package file is a regular file inside the package, as for every
-    // reader (package_reader.hpp); a link out or a FIFO would be parsed from elsewhere or block.
+    // reader (package/reader.hpp); a link out or a FIFO would be parsed from elsewhere or block.
     try {
         open_package(dir);
         b.pass("package.entries", severity::error);
@@ -574,7 +574,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         b.fail("package.entries", severity::error, e.what());
         return r;
     }
-    // package.layout: where the ONNX files are (layout.hpp); the same model at the root and under
+    // package.layout: where the ONNX files are (package/layout.hpp); the same model at the root and under
     // onnx/ fails here, naming both, and the rest is checked at the root.
     try {
         r.layout = find_layout(dir);

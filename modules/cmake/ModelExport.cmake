@@ -53,14 +53,14 @@ set(MODELEXPORT_HF_HUB_CACHE "${_modelexport_hub_default}" CACHE PATH
 
 # The optional package files, from the table the C++ code includes (source tree or installed layout).
 set(_modelexport_table "")
-foreach(_candidate "${CMAKE_CURRENT_LIST_DIR}/../../include/modelexport/package_files.def"
-                   "${CMAKE_CURRENT_LIST_DIR}/../../../../include/modelexport/package_files.def")
+foreach(_candidate "${CMAKE_CURRENT_LIST_DIR}/../../include/modelexport/package/files.def"
+                   "${CMAKE_CURRENT_LIST_DIR}/../../../../include/modelexport/package/files.def")
   if(EXISTS "${_candidate}" AND NOT _modelexport_table)
     set(_modelexport_table "${_candidate}")
   endif()
 endforeach()
 if(NOT _modelexport_table)
-  message(FATAL_ERROR "ModelExport.cmake: cannot find include/modelexport/package_files.def next to this module")
+  message(FATAL_ERROR "ModelExport.cmake: cannot find include/modelexport/package/files.def next to this module")
 endif()
 file(STRINGS "${_modelexport_table}" _modelexport_rows REGEX "^MODELEXPORT_PACKAGE_FILE\\(\".*\", (model|config|tokenizer|processor|generation|metadata), false\\)$")
 set(MODELEXPORT_OPTIONAL_FILES "")

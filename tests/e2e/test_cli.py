@@ -93,7 +93,7 @@ class Install(unittest.TestCase):
 
     def test_installed_tree_works(self):
         root = self.root
-        for rel in ("include/modelexport/export.hpp", "include/modelexport/package_files.def", "include/modelexport/version.hpp",
+        for rel in ("include/modelexport/export.hpp", "include/modelexport/package/files.def", "include/modelexport/version.hpp",
                     "share/modelexport/htp_exporter.py", "share/modelexport/htp_weights.py", "share/modelexport/htp_decoder.py", "share/modelexport/htp_seq2seq.py", "share/modelexport/runtime/ort_check.mjs",
                     "share/modelexport/modules/meson/package/meson.build", "share/modelexport/modules/cmake/ModelExport.cmake",
                     "share/modelexport/export_metadata.schema.json", "share/modelexport/tasks.json",
@@ -133,6 +133,29 @@ class Install(unittest.TestCase):
         self.sh("c++", "-std=c++17", os.path.join(REPO, "tests", "install_consumer", "signature.cpp"), "-o", exe, *flags)
         out = self.sh(exe, os.path.join(EXAMPLES, "text-classification", "model.onnx"), "text-classification")
         self.assertRegex(out, rf"^{re.escape(version)} ORTModelForSequenceClassification input_ids attention_mask")
+
+    def test_public_headers_stay_light(self):
+        """What a translation unit pays for each public header of the installed tree: the options stay
+        under 300 headers, fwd.hpp is alone, and only the export itself sees Boost.Process (the
+        validator and the plan never see Boost.Process or curl)."""
+        pcs = glob.glob(os.path.join(self.root, "lib*", "**", "pkgconfig", "modelexport.pc"), recursive=True)
+        env = {**os.environ, "PKG_CONFIG_PATH": os.path.dirname(pcs[0]), "PKG_CONFIG_SYSROOT_DIR": self.dest}
+        cflags = self.sh("pkg-config", "--cflags", "modelexport", env=env).split()
+
+        def seen(header):
+            tu = os.path.join(self.dest, header.replace("/", "_") + ".cpp")
+            with open(tu, "w") as f:
+                f.write(f"#include <modelexport/{header}>\n")
+            p = subprocess.run(["c++", "-std=c++17", "-fsyntax-only", "-H", tu, *cflags], capture_output=True, text=True, timeout=600)
+            self.assertEqual(p.returncode, 0, p.stderr[-3000:])  # each public header compiles on its own
+            return [line.split(" ", 1)[1] for line in p.stderr.splitlines() if re.match(r"^\.+ ", line)]
+
+        self.assertEqual([os.path.basename(h) for h in seen("fwd.hpp")], ["fwd.hpp"])  # itself, nothing more
+        self.assertLessEqual(len(seen("export_options.hpp")), 300)
+        for header in ("validator.hpp", "plan.hpp", "tasks.hpp", "export_options.hpp"):
+            heavy = [h for h in seen(header) if "boost/process" in h or "/curl/" in h]
+            self.assertEqual(heavy, [], header)
+        self.assertTrue(any("boost/process" in h for h in seen("export.hpp")))  # the measure sees what it should
 
     def test_cmake_find_package_builds_against_the_target_and_exports_with_the_installed_tool(self):
         src, build = consumer_tree(self, "install_consumer")

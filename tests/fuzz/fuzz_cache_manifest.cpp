@@ -1,11 +1,11 @@
 // libFuzzer target: what the export cache reads from a cache entry (a local ac/<key> file or a
-// remote server's answer), before it restores anything: the manifest (cache_store.hpp) and the
-// names it may hold (export_cache.hpp's check_entry_names, over the module table's files).
+// remote server's answer), before it restores anything: the manifest (cache/store.hpp) and the
+// names it may hold (cache/export_cache.hpp's check_entry_names, over the module table's files).
 //
 // A manifest is untrusted input that can only ever be a miss: parse_manifest may throw nothing
 // but cache_error, and what it accepts must be plain names and SHA-256 hex that write back
 // unchanged. An entry whose names pass may name only package model files.
-#include "modelexport/export_cache.hpp"
+#include "modelexport/cache/export_cache.hpp"
 
 #include <cstddef>
 #include <cstdint>

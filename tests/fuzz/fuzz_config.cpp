@@ -1,13 +1,13 @@
 // libFuzzer target: the checks modelexport applies to a source's JSON files
-// before copying them (json_file.hpp, copier.hpp), and what export reads
-// from the exporter's module table (hierarchy.hpp).
+// before copying them (detail/json_file.hpp, package/copier.hpp), and what export reads
+// from the exporter's module table (onnx/hierarchy.hpp).
 //
 // Any exception other than modelexport::error escaping a check is a bug
 // (the CLI would report it as "internal", exit 1), so it is left uncaught and
 // libFuzzer reports it as a crash.
-#include "modelexport/copier.hpp"
-#include "modelexport/hierarchy.hpp"
-#include "modelexport/json_file.hpp"
+#include "modelexport/package/copier.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/detail/json_file.hpp"
 #include "modelexport/tasks.hpp"
 
 #include <algorithm>

@@ -1,12 +1,12 @@
 // libFuzzer target: Hub id parsing and the cache paths built from an accepted
-// id (source.hpp), plus the escaping of text quoted in error lines (error.hpp).
+// id (export/source.hpp), plus the escaping of text quoted in error lines (error.hpp).
 //
 // Invariants: an accepted id has no "..", does not start with '/', has no
 // control characters; its cache folder is one path component; the refs and
 // snapshot paths stay inside the repository's cache folder. printable() output
 // is one line of well-formed UTF-8 and escaping is idempotent.
 #include "modelexport/error.hpp"
-#include "modelexport/source.hpp"
+#include "modelexport/export/source.hpp"
 
 #include <unistd.h>
 

@@ -1,8 +1,8 @@
 // libFuzzer target: the exporter's module table (.modules.json), as export reads it after the
-// exporter ran (strategies.hpp): format 1 (one model) and format 2 (one entry per ONNX file of an
+// exporter ran (export/strategies.hpp): format 1 (one model) and format 2 (one entry per ONNX file of an
 // encoder-decoder). The table comes from a child process that read a hostile model, so whatever
 // it holds must end as export_failed ("unusable module table"), never as another exception.
-#include "modelexport/strategies.hpp"
+#include "modelexport/export/strategies.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -9,11 +9,11 @@
 //     node_views + project_hierarchy (scope tags), and the embed_hierarchy_tags
 //     round trip through serialisation; onnx::checker::check_model in a
 //     try/catch (it throws ValidationError for invalid models).
-#include "modelexport/hierarchy.hpp"
-#include "modelexport/hierarchy_embed.hpp"
-#include "modelexport/project.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/onnx/hierarchy_embed.hpp"
+#include "modelexport/onnx/project.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/onnx/model.hpp"
 #include "modelexport/validator.hpp"
 
 #include <onnx/checker.h>

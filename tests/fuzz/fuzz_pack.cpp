@@ -1,4 +1,4 @@
-// libFuzzer target: the single-file model's manifest and stored files (pack.hpp).
+// libFuzzer target: the single-file model's manifest and stored files (package/pack.hpp).
 //
 // The input is a packed model's tail: `MANIFEST` or `MANIFEST\n--\nCONFIG`, where
 // MANIFEST becomes the "modelexport.pack" entry and CONFIG the stored
@@ -9,7 +9,7 @@
 // package (model.onnx equal to the base model, every file matching the
 // manifest) or throw a modelexport error; any other exception, or anything left
 // beside the output on failure, aborts.
-#include "modelexport/pack.hpp"
+#include "modelexport/package/pack.hpp"
 
 #include <unistd.h>
 

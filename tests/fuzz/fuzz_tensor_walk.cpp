@@ -10,11 +10,11 @@
 //  2. check_onnx (export and validate's check) must never call a model ok that
 //     holds an external tensor the generator pointed outside the package, at a
 //     link leaving it, a special file or a missing file (docs/design.md §11).
-//  3. A model it accepts gathers (external_data.hpp) into a staging directory, and
+//  3. A model it accepts gathers (onnx/external_data.hpp) into a staging directory, and
 //     the gathered model passes the same check there.
-#include "modelexport/external_data.hpp"
-#include "modelexport/onnx_checks.hpp"
-#include "modelexport/onnx_stream.hpp"
+#include "modelexport/onnx/external_data.hpp"
+#include "modelexport/onnx/checks.hpp"
+#include "modelexport/onnx/stream.hpp"
 
 #include <fuzzer/FuzzedDataProvider.h>
 #include <sys/stat.h>

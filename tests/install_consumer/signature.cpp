@@ -1,6 +1,6 @@
 // Built against an installed modelexport (pkg-config or find_package) by tests/e2e/test_cli.py's
 // Install tests: needs the ONNX defines to compile, and ONNX, protobuf and libcrypto to link.
-#include <modelexport/onnx_model.hpp>
+#include <modelexport/onnx/model.hpp>
 #include <modelexport/tasks.hpp>
 #include <modelexport/version.hpp>
 

@@ -3,7 +3,7 @@
 
 #include "test_support.hpp"
 
-#include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx/model.hpp"
 
 #include <onnx/onnx_pb.h>
 

@@ -1,8 +1,8 @@
-// C++ bindings of a package (bindings.hpp): a real package exported with the prebuilt strategy.
+// C++ bindings of a package (package/bindings.hpp): a real package exported with the prebuilt strategy.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/bindings.hpp"
+#include "modelexport/package/bindings.hpp"
 #include "modelexport/export.hpp"
 
 using namespace modelexport;

@@ -1,7 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/export_cache.hpp"
+#include "modelexport/cache/export_cache.hpp"
 
 #include <atomic>
 #include <fstream>

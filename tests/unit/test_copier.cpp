@@ -1,7 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/copier.hpp"
+#include "modelexport/package/copier.hpp"
 
 using namespace modelexport;
 

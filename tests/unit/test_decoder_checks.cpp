@@ -1,9 +1,9 @@
-// The KV cache of a decoder package against config.json (decoder_checks.hpp), on real ONNX files.
+// The KV cache of a decoder package against config.json (validate/decoder_checks.hpp), on real ONNX files.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/decoder_checks.hpp"
-#include "modelexport/onnx_stream.hpp"
+#include "modelexport/validate/decoder_checks.hpp"
+#include "modelexport/onnx/stream.hpp"
 
 #include <vector>
 

@@ -1,8 +1,8 @@
-// Make-style depfiles as ninja reads them (depfile.hpp).
+// Make-style depfiles as ninja reads them (export/depfile.hpp).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/depfile.hpp"
+#include "modelexport/export/depfile.hpp"
 
 using namespace modelexport;
 

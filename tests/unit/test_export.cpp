@@ -1,10 +1,10 @@
-// The export pipeline's steps one by one (export.hpp, strategies.hpp, project.hpp) and the
-// build edge (build_edge.hpp), on real files: a prebuilt ONNX model written with the onnx API.
+// The export pipeline's steps one by one (export.hpp, export/strategies.hpp, onnx/project.hpp) and the
+// build edge (export/build_edge.hpp), on real files: a prebuilt ONNX model written with the onnx API.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 #include "onnx_support.hpp"
 
-#include "modelexport/build_edge.hpp"
+#include "modelexport/export/build_edge.hpp"
 #include "modelexport/export.hpp"
 
 using namespace modelexport;

@@ -1,10 +1,10 @@
-// sha256.hpp, file_io.hpp and file_copy.hpp on real files.
+// detail/sha256.hpp, detail/file_io.hpp and detail/file_copy.hpp on real files.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/file_copy.hpp"
-#include "modelexport/file_io.hpp"
-#include "modelexport/sha256.hpp"
+#include "modelexport/detail/file_copy.hpp"
+#include "modelexport/detail/file_io.hpp"
+#include "modelexport/detail/sha256.hpp"
 
 using namespace modelexport;
 

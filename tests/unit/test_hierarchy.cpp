@@ -1,7 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/hierarchy.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
 
 #include <set>
 

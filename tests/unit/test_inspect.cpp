@@ -1,9 +1,9 @@
-// `modelexport inspect`: node counts per hierarchy tag and the tree / DOT / GraphML views (inspect.hpp).
+// `modelexport inspect`: node counts per hierarchy tag and the tree / DOT / GraphML views (package/inspect.hpp).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/inspect.hpp"
-#include "modelexport/onnx_stream.hpp"
+#include "modelexport/package/inspect.hpp"
+#include "modelexport/onnx/stream.hpp"
 
 #include <numeric>
 #include <sstream>

@@ -1,7 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/json_file.hpp"
+#include "modelexport/detail/json_file.hpp"
 
 using namespace modelexport;
 

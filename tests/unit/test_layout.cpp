@@ -1,10 +1,11 @@
-// layout.hpp: where a package keeps its ONNX files, on packages exported with the library API.
+// package/layout.hpp: where a package keeps its ONNX files, on packages exported with the library API.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
 #include "modelexport/export.hpp"
-#include "modelexport/layout.hpp"
-#include "modelexport/verify.hpp"
+#include "modelexport/package/layout.hpp"
+#include "modelexport/package/verify.hpp"
+#include "modelexport/package/reader.hpp"
 
 using namespace modelexport;
 

@@ -1,8 +1,8 @@
-// metadata.hpp: the reproducible timestamp and ISO 8601 formatting.
+// package/metadata.hpp: the reproducible timestamp and ISO 8601 formatting.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/metadata.hpp"
+#include "modelexport/package/metadata.hpp"
 
 using namespace modelexport;
 

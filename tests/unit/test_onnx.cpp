@@ -2,10 +2,10 @@
 #include "test_support.hpp"
 #include "onnx_support.hpp"
 
-#include "modelexport/depfile.hpp"
-#include "modelexport/hierarchy_embed.hpp"
-#include "modelexport/project.hpp"
-#include "modelexport/onnx_model.hpp"
+#include "modelexport/export/depfile.hpp"
+#include "modelexport/onnx/hierarchy_embed.hpp"
+#include "modelexport/onnx/project.hpp"
+#include "modelexport/onnx/model.hpp"
 
 #include <onnx/checker.h>
 

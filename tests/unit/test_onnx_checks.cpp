@@ -1,9 +1,9 @@
-// The ONNX checks export and validate share (onnx_checks.hpp), on models saved to real files.
+// The ONNX checks export and validate share (onnx/checks.hpp), on models saved to real files.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/onnx_checks.hpp"
-#include "modelexport/onnx_stream.hpp"
+#include "modelexport/onnx/checks.hpp"
+#include "modelexport/onnx/stream.hpp"
 
 using namespace modelexport;
 

@@ -1,15 +1,15 @@
-// The light reader (onnx_stream.hpp): the graph without the weights, on real model files;
-// and wire-level tests of it and the checks on what it reads (onnx_checks.hpp,
-// tensor_walk.hpp): bytes built by hand where protobuf's API cannot write them
+// The light reader (onnx/stream.hpp): the graph without the weights, on real model files;
+// and wire-level tests of it and the checks on what it reads (onnx/checks.hpp,
+// onnx/tensor_walk.hpp): bytes built by hand where protobuf's API cannot write them
 // (truncated varints, oversized lengths, a singular field twice), else with the
 // protobuf API. Each hostile case is judged as protobuf, and so ONNX Runtime, would read it.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/external_data.hpp"
-#include "modelexport/onnx_checks.hpp"
-#include "modelexport/onnx_stream.hpp"
-#include "modelexport/tensor_walk.hpp"
+#include "modelexport/onnx/external_data.hpp"
+#include "modelexport/onnx/checks.hpp"
+#include "modelexport/onnx/stream.hpp"
+#include "modelexport/onnx/tensor_walk.hpp"
 
 #include <onnx/checker.h>
 #include <google/protobuf/descriptor.h>

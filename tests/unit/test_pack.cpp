@@ -1,8 +1,8 @@
-// Single-file models (pack.hpp): pack, unpack, byte for byte.
+// Single-file models (package/pack.hpp): pack, unpack, byte for byte.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/pack.hpp"
+#include "modelexport/package/pack.hpp"
 
 using namespace modelexport;
 

@@ -1,8 +1,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/package_writer.hpp"
-#include "modelexport/depfile.hpp"
+#include "modelexport/package/writer.hpp"
+#include "modelexport/export/depfile.hpp"
 
 #include <sys/wait.h>
 

@@ -1,8 +1,8 @@
-// process.hpp: child processes with streamed lines, exit status, signals and a timeout.
+// detail/process.hpp: child processes with streamed lines, exit status, signals and a timeout.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/process.hpp"
+#include "modelexport/detail/process.hpp"
 
 #include <sys/wait.h>
 

@@ -1,8 +1,8 @@
-// What a person sees while modelexport works (progress.hpp): stderr captured in a file, terminals as pseudo-terminals.
+// What a person sees while modelexport works (export/progress.hpp): stderr captured in a file, terminals as pseudo-terminals.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/progress.hpp"
+#include "modelexport/export/progress.hpp"
 
 #include <fcntl.h>
 #include <stdlib.h>

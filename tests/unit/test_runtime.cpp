@@ -1,8 +1,8 @@
-// The runtime check (runtime.hpp) with real child processes: stand-in runtimes written as shell scripts.
+// The runtime check (validate/runtime.hpp) with real child processes: stand-in runtimes written as shell scripts.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/runtime.hpp"
+#include "modelexport/validate/runtime.hpp"
 
 using namespace modelexport;
 

@@ -1,8 +1,8 @@
-// seq2seq_checks.hpp: an encoder-decoder package's files against each other and config.json.
+// validate/seq2seq_checks.hpp: an encoder-decoder package's files against each other and config.json.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/seq2seq_checks.hpp"
+#include "modelexport/validate/seq2seq_checks.hpp"
 
 using namespace modelexport;
 

@@ -1,7 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/source.hpp"
+#include "modelexport/export/source.hpp"
 
 using namespace modelexport;
 

@@ -1,8 +1,8 @@
-// step_event.hpp: the step timer's events and times.
+// export/step_event.hpp: the step timer's events and times.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/step_event.hpp"
+#include "modelexport/export/step_event.hpp"
 
 #include <stdexcept>
 

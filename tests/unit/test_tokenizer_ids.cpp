@@ -1,9 +1,9 @@
 // The ids a package's tokenizer and configs can feed the model, the embedding rows its
-// graph has for them (tokenizer_ids.hpp), and the validator's tokenizer.ids check.
+// graph has for them (validate/tokenizer_ids.hpp), and the validator's tokenizer.ids check.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/tokenizer_ids.hpp"
+#include "modelexport/validate/tokenizer_ids.hpp"
 #include "modelexport/validator.hpp"
 
 using namespace modelexport;

@@ -1,9 +1,9 @@
-// verify.hpp: files against the hashes export_metadata.json records, on an exported package.
+// package/verify.hpp: files against the hashes export_metadata.json records, on an exported package.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
 #include "modelexport/export.hpp"
-#include "modelexport/verify.hpp"
+#include "modelexport/package/verify.hpp"
 
 using namespace modelexport;
 

@@ -1,4 +1,4 @@
-// modelexport/detached.hpp — running work after the command has returned, in a process of its own.
+// modelexport/cache/detached.hpp — running work after the command has returned, in a process of its own.
 //
 // The export cache stores and uploads a miss this way (docs/design.md §10): the build step
 // ends when its package is committed, as Bazel's --remote_cache_async lets a build go on

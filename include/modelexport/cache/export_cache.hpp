@@ -1,4 +1,4 @@
-// modelexport/export_cache.hpp — the export cache as the export sees it (docs/design.md §10):
+// modelexport/cache/export_cache.hpp — the export cache as the export sees it (docs/design.md §10):
 // `lookup_or_produce()` runs the strategy only on a miss, `store()` keeps its output, nothing else.
 //
 // What is cached is the strategy's output (ONNX files and module table), before projection,
@@ -8,19 +8,19 @@
 // miss (a note under --verbose), and the export runs as it would without a cache.
 #pragma once
 
-#include "modelexport/cache_key.hpp"
-#include "modelexport/cache_settings.hpp"
-#include "modelexport/cache_store.hpp"
-#include "modelexport/detached.hpp"
-#include "modelexport/exporter_call.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/hierarchy.hpp"
-#include "modelexport/onnx_checks.hpp"
-#include "modelexport/onnx_stream.hpp"
-#include "modelexport/reference_check.hpp"
-#include "modelexport/sentence_pipeline.hpp"
-#include "modelexport/source.hpp"
-#include "modelexport/remote_cache.hpp"
+#include "modelexport/cache/key.hpp"
+#include "modelexport/cache/settings.hpp"
+#include "modelexport/cache/store.hpp"
+#include "modelexport/cache/detached.hpp"
+#include "modelexport/export/exporter_call.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/onnx/checks.hpp"
+#include "modelexport/onnx/stream.hpp"
+#include "modelexport/export/reference_check.hpp"
+#include "modelexport/export/sentence_pipeline.hpp"
+#include "modelexport/export/source.hpp"
+#include "modelexport/cache/remote.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -461,7 +461,7 @@ private:
         out_.background = true;
     }
 
-    /// Starts the background store in a detached process (detached.hpp) holding pending/<key>,
+    /// Starts the background store in a detached process (cache/detached.hpp) holding pending/<key>,
     /// unless another process is storing this key. Without a marker (no flock on the cache's
     /// file system) or a process to be had it runs here, as without the background.
     void launch_deferred() {

@@ -1,4 +1,4 @@
-// modelexport/cache_key.hpp — the export cache key (docs/design.md §10).
+// modelexport/cache/key.hpp — the export cache key (docs/design.md §10).
 //
 // The key is the SHA-256 of a canonical record of everything that can change the
 // bytes the strategy step produces (the ONNX files and the module table). Each
@@ -8,10 +8,10 @@
 // same inputs compute the same key, which is what makes a shared cache useful.
 #pragma once
 
-#include "modelexport/file_copy.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/process.hpp"
+#include "modelexport/detail/file_copy.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/process.hpp"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -284,7 +284,7 @@ inline key_record make_cache_key(const cache_key_inputs& in, const fs::path& pro
 
 /// True when make_cache_key() would read no source file and start no interpreter: every
 /// hash and the interpreter's identity are remembered. Then the key costs a few stats, and
-/// an export need not start its exporter before knowing whether it is a hit (export_cache.hpp).
+/// an export need not start its exporter before knowing whether it is a hit (cache/export_cache.hpp).
 inline bool cache_key_is_remembered(const cache_key_inputs& in, const fs::path& probe_dir) {
     try {
         std::string program;

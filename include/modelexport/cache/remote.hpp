@@ -1,4 +1,4 @@
-// modelexport/remote_cache.hpp — a client for the Bazel HTTP remote cache layout
+// modelexport/cache/remote.hpp — a client for the Bazel HTTP remote cache layout
 // (`GET/HEAD/PUT <prefix>/cas/<sha256>` and `<prefix>/ac/<key>`), docs/design.md §10.
 //
 // Served by bazel-remote, nginx or Apache WebDAV and the like. Downloads go to a temporary
@@ -8,8 +8,8 @@
 // total time (in proportion to its size: large weights may take long). TLS is verified (libcurl's default, never turned off here).
 #pragma once
 
-#include "modelexport/cache_settings.hpp"
-#include "modelexport/cache_store.hpp"
+#include "modelexport/cache/settings.hpp"
+#include "modelexport/cache/store.hpp"
 
 #include <curl/curl.h>
 

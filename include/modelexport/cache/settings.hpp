@@ -1,4 +1,4 @@
-// modelexport/cache_settings.hpp — where the export cache lives and how it is reached (docs/design.md §10).
+// modelexport/cache/settings.hpp — where the export cache lives and how it is reached (docs/design.md §10).
 //
 // The settings alone, apart from the cache's code: export options carry them, and a translation
 // unit that only fills options must not compile libcurl, the process machinery and the store.

@@ -1,7 +1,7 @@
-// modelexport/cache_store.hpp — the local export cache: content-addressed objects
+// modelexport/cache/store.hpp — the local export cache: content-addressed objects
 // (`cas/<sha256>`) and action entries (`ac/<key>`, a JSON manifest), docs/design.md §10.
 //
-// The layout is the Bazel HTTP remote cache's, so a remote (remote_cache.hpp) mirrors it
+// The layout is the Bazel HTTP remote cache's, so a remote (cache/remote.hpp) mirrors it
 // one to one. Every write is a temporary file in the same directory, fsync'ed and renamed:
 // a concurrent reader sees the old state or the new one, never a partial file, and two
 // builds storing the same key write identical bytes. Readers trust nothing: an object is
@@ -10,10 +10,10 @@
 // which a hit touches, an object's at most hourly (atime is unreliable under noatime/relatime).
 #pragma once
 
-#include "modelexport/cache_key.hpp"
-#include "modelexport/cache_settings.hpp"
-#include "modelexport/file_copy.hpp"
-#include "modelexport/json_file.hpp"
+#include "modelexport/cache/key.hpp"
+#include "modelexport/cache/settings.hpp"
+#include "modelexport/detail/file_copy.hpp"
+#include "modelexport/detail/json_file.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -203,7 +203,7 @@ public:
         return {std::move(fd), path, root_ / sub};
     }
 
-    /// The probe directory (hashes of inputs, the interpreter's identity), held: cache_key.hpp writes there by path.
+    /// The probe directory (hashes of inputs, the interpreter's identity), held: cache/key.hpp writes there by path.
     held_dir probes() const { return dir("probes"); }
 
     /// A fresh temporary name in a cache directory (same file system as the final name, so rename is atomic).
@@ -257,7 +257,7 @@ public:
 
     /// An object's SHA-256 as verified before (when it was stored, or copied out by a hit),
     /// remembered in probes/ under its path, device, inode, size, mtime and ctime as a source
-    /// file's hash is (cache_key.hpp): a hit then copies without reading the object to hash it,
+    /// file's hash is (cache/key.hpp): a hit then copies without reading the object to hash it,
     /// and any write to the object (a corruption) changes its ctime and brings the check back.
     std::optional<std::string> verified_hash(const held_dir& probe, const std::string& sha, const struct stat& st) const {
         return detail::recalled_hash(detail::stat_hash_note(object(sha).string(), probe.path, st));
@@ -295,7 +295,7 @@ public:
         fs::path path() const { return dir->at(tmp); }
     };
 
-    /// cas/, held for staged objects (remote_cache.hpp downloads into it too).
+    /// cas/, held for staged objects (cache/remote.hpp downloads into it too).
     std::shared_ptr<const held_dir> objects_dir() const { return std::make_shared<const held_dir>(dir("cas")); }
 
     /// The first half of a store: copies `files` of `stage` to temporary files in cas/, hashing
@@ -374,7 +374,7 @@ public:
         ac.fsync();
     }
 
-    // Background stores (export_cache.hpp): a store that runs after its export returned holds
+    // Background stores (cache/export_cache.hpp): a store that runs after its export returned holds
     // an exclusive flock on pending/<key> from before the export returns until it has uploaded;
     // once its entry is written it writes "local done" into the marker. A lookup of that key
     // waits for the entry (or that line, or the lock's end: a store that died or failed);

@@ -1,4 +1,4 @@
-// modelexport/cancel.hpp — stopping an export: signals and the --timeout deadline.
+// modelexport/detail/cancel.hpp — stopping an export: signals and the --timeout deadline.
 //
 // One mechanism for both (docs/design.md §11): a process-wide flag set by the
 // CLI's SIGINT/SIGTERM/SIGHUP handler and a process-wide deadline. Every loop
@@ -65,7 +65,7 @@ private:
     std::int64_t saved_, saved_limit_;
 };
 
-/// A speculative exporter (export_cache.hpp starts it while the cache key is computed) is
+/// A speculative exporter (cache/export_cache.hpp starts it while the cache key is computed) is
 /// stopped when the flag its thread set here becomes true: run_process() kills the child's
 /// process group and throws `abandoned`.
 inline thread_local const std::atomic<bool>* abandon_flag = nullptr;

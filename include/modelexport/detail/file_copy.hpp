@@ -1,4 +1,4 @@
-// modelexport/file_copy.hpp — byte-exact copies, hashed in the same read.
+// modelexport/detail/file_copy.hpp — byte-exact copies, hashed in the same read.
 //
 // Copies go through POSIX file descriptors because packages must be fsync'ed
 // before they are renamed into place (std::ofstream cannot fsync). Reflinks
@@ -7,10 +7,10 @@
 // sources are never made: editing the source would silently edit the package.
 #pragma once
 
-#include "modelexport/cancel.hpp"
+#include "modelexport/detail/cancel.hpp"
 #include "modelexport/error.hpp"
-#include "modelexport/file_io.hpp"
-#include "modelexport/sha256.hpp"
+#include "modelexport/detail/file_io.hpp"
+#include "modelexport/detail/sha256.hpp"
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -55,7 +55,7 @@ inline bool kernel_copy(int in, int out, std::uintmax_t size, const fs::path& ds
 
 namespace detail {
 /// `durable`: fsync now; otherwise only start the write-back (sync_file_range), for a
-/// caller that fsyncs the file later, before it renames it into place (export_cache.hpp).
+/// caller that fsyncs the file later, before it renames it into place (cache/export_cache.hpp).
 inline void finish_copy(int fd, const fs::path& dst, bool durable) {
     if (durable) fsync_or_throw(fd, dst);
     else ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
@@ -133,7 +133,7 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
 
 /// Copies `src` to `dst` as copy_file_hashed does, without reading it to hash: for a file whose
 /// SHA-256 the caller verified before and remembers under its stat (a local cache object,
-/// export_cache.hpp). Returns `sha256` as the copy's. A hit then costs one copy, like `cp`.
+/// cache/export_cache.hpp). Returns `sha256` as the copy's. A hit then costs one copy, like `cp`.
 inline written_file copy_file_known(const fs::path& src, const fs::path& dst, const std::string& sha256, bool durable = true) {
     unique_fd in = open_or_throw(src, O_RDONLY);
     struct stat st {};

@@ -1,13 +1,13 @@
-// modelexport/file_io.hpp — POSIX file descriptors: owned fds, whole writes, fsync, block reads,
+// modelexport/detail/file_io.hpp — POSIX file descriptors: owned fds, whole writes, fsync, block reads,
 // hashing a file, writing a file (only when changed).
 //
 // Package files go through descriptors, not streams, because they must be fsync'ed before
 // they are renamed into place (std::ofstream cannot fsync; docs/design.md §1).
 #pragma once
 
-#include "modelexport/cancel.hpp"
+#include "modelexport/detail/cancel.hpp"
 #include "modelexport/error.hpp"
-#include "modelexport/sha256.hpp"
+#include "modelexport/detail/sha256.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-// modelexport/json_file.hpp — reading small JSON files from untrusted sources.
+// modelexport/detail/json_file.hpp — reading small JSON files from untrusted sources.
 //
 // Model configs come from the internet. Before a document is built, a SAX pass
 // checks it against limits: file size, nesting depth (a 100 000-deep array must
@@ -18,7 +18,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_copy.hpp"
+#include "modelexport/detail/file_copy.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-// modelexport/process.hpp — running helper programs (the torch exporter, a
+// modelexport/detail/process.hpp — running helper programs (the torch exporter, a
 // user's export command, runtime checks) through Boost.Process.
 //
 // Output is streamed line by line to a callback while it runs, the last
@@ -8,7 +8,7 @@
 // a daemon that left the group (setsid) holding the pipes can outlast it.
 #pragma once
 
-#include "modelexport/cancel.hpp"
+#include "modelexport/detail/cancel.hpp"
 #include "modelexport/error.hpp"
 
 #include <boost/process.hpp>
@@ -79,7 +79,7 @@ namespace detail {
 /// child in that thread, so this is when the process dies). A parent that died between fork
 /// and prctl is caught by comparing getppid() with the pid that forked (the child was
 /// reparented then). Only helpers run through run_process get it; the detached background
-/// store (detached.hpp) is meant to outlive the command and does not.
+/// store (cache/detached.hpp) is meant to outlive the command and does not.
 struct die_with_parent : boost::process::extend::handler {
     pid_t parent = ::getpid();
     template <class Executor>

@@ -1,4 +1,4 @@
-// modelexport/sha256.hpp — streaming SHA-256 (OpenSSL EVP): package file hashes (docs/design.md §1, §9).
+// modelexport/detail/sha256.hpp — streaming SHA-256 (OpenSSL EVP): package file hashes (docs/design.md §1, §9).
 #pragma once
 
 #include <openssl/evp.h>

@@ -1,4 +1,4 @@
-// modelexport/build_edge.hpp — what a build system adds to an export (docs/design.md §7):
+// modelexport/export/build_edge.hpp — what a build system adds to an export (docs/design.md §7):
 // the declared outputs (--expect), build files kept in the package directory
 // (--keep, the depfile), the depfile and the --report file.
 //
@@ -8,12 +8,13 @@
 // anyway never replaces the export's own error.
 #pragma once
 
-#include "modelexport/depfile.hpp"
+#include "modelexport/export/depfile.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export.hpp"
-#include "modelexport/file_io.hpp"
-#include "modelexport/json_file.hpp"
+#include "modelexport/detail/file_io.hpp"
+#include "modelexport/detail/json_file.hpp"
 #include "modelexport/version.hpp"
+#include "modelexport/package/reader.hpp"
 
 #include <set>
 #include <string>

@@ -1,4 +1,4 @@
-// modelexport/depfile.hpp — Make-style depfiles for ninja (Meson's `depfile:`).
+// modelexport/export/depfile.hpp — Make-style depfiles for ninja (Meson's `depfile:`).
 //
 // Ninja reads `target: dep dep ...` with Make escaping (ninja 1.11's
 // depfile_parser, checked by running ninja in tests/e2e): a space is "\ " (and
@@ -12,7 +12,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_io.hpp"
+#include "modelexport/detail/file_io.hpp"
 
 #include <cctype>
 #include <cstring>

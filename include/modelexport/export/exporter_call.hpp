@@ -1,4 +1,4 @@
-// modelexport/exporter_call.hpp — the command line of modelexport's own exporters and what their
+// modelexport/export/exporter_call.hpp — the command line of modelexport's own exporters and what their
 // exit statuses mean (docs/design.md §3).
 //
 // One place builds the arguments of tools/htp_exporter.py (or the encoder-decoder exporter beside
@@ -6,9 +6,9 @@
 // htp export of an encoder-decoder, and the reference check of a model the exporter did not trace.
 #pragma once
 
-#include "modelexport/process.hpp"
-#include "modelexport/reference_check.hpp"
-#include "modelexport/source.hpp"
+#include "modelexport/detail/process.hpp"
+#include "modelexport/export/reference_check.hpp"
+#include "modelexport/export/source.hpp"
 #include "modelexport/tasks.hpp"
 
 #include <algorithm>
@@ -88,7 +88,7 @@ inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
     std::vector<fs::path> siblings;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
         const std::string name = e.path().filename().string();
-        // htp_variants.py runs after the cached step (variants.hpp): editing it must not lose the fp32 exports.
+        // htp_variants.py runs after the cached step (export/variants.hpp): editing it must not lose the fp32 exports.
         if (name.rfind("htp_", 0) == 0 && e.path().extension() == ".py" && e.path() != script && name != "htp_variants.py" &&
             fs::is_regular_file(e.path(), ec))
             siblings.push_back(e.path());

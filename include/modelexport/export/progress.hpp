@@ -1,4 +1,4 @@
-// modelexport/progress.hpp — what a person sees while modelexport works.
+// modelexport/export/progress.hpp — what a person sees while modelexport works.
 //
 // On a terminal, each step is a live line with the elapsed time (redrawn while
 // a long step such as the torch export runs) that turns into "done" with what
@@ -7,7 +7,7 @@
 // terminal, never with NO_COLOR set (https://no-color.org) or TERM=dumb.
 #pragma once
 
-#include "modelexport/step_event.hpp"
+#include "modelexport/export/step_event.hpp"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-// modelexport/reference_check.hpp — what the exporter's reference check found (docs/design.md §3).
+// modelexport/export/reference_check.hpp — what the exporter's reference check found (docs/design.md §3).
 //
 // The htp exporters compare the ONNX model's outputs with the torch model's on inputs other than
 // the trace's (tools/htp_reference.py) and record the result in their module table. The record
@@ -7,7 +7,7 @@
 // reference_mismatch_status and the export fails with exit_code::reference_mismatch.
 #pragma once
 
-#include "modelexport/json_file.hpp"
+#include "modelexport/detail/json_file.hpp"
 
 #include <string>
 

@@ -1,4 +1,4 @@
-// modelexport/reference_source.hpp — an existing ONNX model compared with a source's torch model
+// modelexport/export/reference_source.hpp — an existing ONNX model compared with a source's torch model
 // (docs/design.md §3, §5.5).
 //
 // The reference check of an export the htp exporter did not trace: `prebuilt` and `command` exports
@@ -9,11 +9,11 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/exporter_call.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/process.hpp"
-#include "modelexport/reference_check.hpp"
-#include "modelexport/source.hpp"
+#include "modelexport/export/exporter_call.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/process.hpp"
+#include "modelexport/export/reference_check.hpp"
+#include "modelexport/export/source.hpp"
 #include "modelexport/tasks.hpp"
 
 #include <stdlib.h>

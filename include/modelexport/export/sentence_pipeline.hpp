@@ -1,4 +1,4 @@
-// modelexport/sentence_pipeline.hpp — what a sentence_embedding output computes (docs/cli.md, --library).
+// modelexport/export/sentence_pipeline.hpp — what a sentence_embedding output computes (docs/cli.md, --library).
 //
 // `export --library sentence-transformers` traces a sentence-transformers checkpoint's whole pipeline
 // (tools/htp_sentence.py): the transformer, then the modules its modules.json lists (Pooling, Dense,
@@ -7,7 +7,7 @@
 // where validate compares it with the package's modules.json and the graph's sentence_embedding.
 #pragma once
 
-#include "modelexport/json_file.hpp"
+#include "modelexport/detail/json_file.hpp"
 
 #include <stdexcept>
 #include <string>

@@ -1,4 +1,4 @@
-// modelexport/source.hpp — where a model comes from: a local directory or the
+// modelexport/export/source.hpp — where a model comes from: a local directory or the
 // offline Hugging Face Hub cache. Never the network.
 //
 // Cache layout (huggingface_hub):
@@ -7,7 +7,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/json_file.hpp"
+#include "modelexport/detail/json_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,10 +1,10 @@
-// modelexport/step_event.hpp — the steps of an export as progress displays see them.
+// modelexport/export/step_event.hpp — the steps of an export as progress displays see them.
 //
 // Shared by the export pipeline (export.hpp), which times its steps, and the
-// progress display (progress.hpp), which shows them; neither needs the other.
+// progress display (export/progress.hpp), which shows them; neither needs the other.
 #pragma once
 
-#include "modelexport/cancel.hpp"
+#include "modelexport/detail/cancel.hpp"
 
 #include <chrono>
 #include <functional>

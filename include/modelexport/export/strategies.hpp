@@ -1,4 +1,4 @@
-// modelexport/strategies.hpp — the "produce ONNX" step: htp, prebuilt, command
+// modelexport/export/strategies.hpp — the "produce ONNX" step: htp, prebuilt, command
 // (docs/design.md §3).
 //
 // Each strategy writes its model file(s) into the staging directory and returns
@@ -10,16 +10,16 @@
 
 #include "modelexport/error.hpp"
 #include "modelexport/export_options.hpp"
-#include "modelexport/exporter_call.hpp"
-#include "modelexport/external_data.hpp"
-#include "modelexport/file_copy.hpp"
-#include "modelexport/hierarchy.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/process.hpp"
-#include "modelexport/reference_check.hpp"
-#include "modelexport/reference_source.hpp"
-#include "modelexport/sentence_pipeline.hpp"
-#include "modelexport/source.hpp"
+#include "modelexport/export/exporter_call.hpp"
+#include "modelexport/onnx/external_data.hpp"
+#include "modelexport/detail/file_copy.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/process.hpp"
+#include "modelexport/export/reference_check.hpp"
+#include "modelexport/export/reference_source.hpp"
+#include "modelexport/export/sentence_pipeline.hpp"
+#include "modelexport/export/source.hpp"
 #include "modelexport/tasks.hpp"
 
 #include <fcntl.h>
@@ -166,7 +166,7 @@ inline void adopt_exporter_file(const fs::path& from, const fs::path& to, const 
         throw io_error(to.string(), std::string("cannot move the copied ") + name + ": " + std::strerror(errno));
 }
 
-/// Per-tensor external data becomes one model.onnx_data (external_data.hpp); what that read and wrote is recorded.
+/// Per-tensor external data becomes one model.onnx_data (onnx/external_data.hpp); what that read and wrote is recorded.
 inline bool gather_into(produced_onnx& out, const fs::path& model, const external_file_resolver& resolve) {
     gathered_data g = gather_external_data(model, out.shown, resolve);
     out.inputs.insert(out.inputs.end(), g.inputs.begin(), g.inputs.end());
@@ -419,7 +419,7 @@ inline produced_onnx produce_prebuilt(const model_source& src, const fs::path& s
 
 /// The "produce ONNX" step: runs strategy `how` (never automatic) into `stage`.
 /// The reference check of a model the htp exporter did not trace (prebuilt, command): run when the
-/// source has torch weights, through the exporter's --check-only mode (reference_source.hpp).
+/// source has torch weights, through the exporter's --check-only mode (export/reference_source.hpp).
 inline void check_against_source(produced_onnx& out, const model_source& src, const task_info& task, const fs::path& stage,
                                   const export_options& opt) {
     if (!opt.reference_check) out.reference = {"skipped", "--no-reference-check", json::object()};

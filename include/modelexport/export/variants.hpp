@@ -1,4 +1,4 @@
-// modelexport/variants.hpp — int8, fp16, 4-bit and ORT-format variants of a package's ONNX files
+// modelexport/export/variants.hpp — int8, fp16, 4-bit and ORT-format variants of a package's ONNX files
 // (docs/variants.md).
 //
 // `export --variants q8,fp16,ort` runs tools/htp_variants.py (beside the exporter, same interpreter)
@@ -11,11 +11,11 @@
 
 #include "modelexport/error.hpp"
 #include "modelexport/export_options.hpp"
-#include "modelexport/exporter_call.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/source.hpp"
-#include "modelexport/variant_names.hpp"
+#include "modelexport/export/exporter_call.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/export/source.hpp"
+#include "modelexport/package/variant_names.hpp"
 
 #include <algorithm>
 #include <functional>

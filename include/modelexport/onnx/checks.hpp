@@ -1,11 +1,11 @@
-// modelexport/onnx_checks.hpp — the checks every ONNX file gets, once, for both
+// modelexport/onnx/checks.hpp — the checks every ONNX file gets, once, for both
 // `export` (before a package is committed) and `validate` (check ids
 // onnx.external_data and onnx.checker).
 #pragma once
 
-#include "modelexport/onnx_model.hpp"
-#include "modelexport/onnx_stream.hpp"
-#include "modelexport/tensor_walk.hpp"
+#include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/stream.hpp"
+#include "modelexport/onnx/tensor_walk.hpp"
 
 #include <onnx/checker.h>
 
@@ -76,7 +76,7 @@ inline void absolutize_external_locations(onnx::ModelProto& model, const fs::pat
 }  // namespace detail
 
 /// Checks a model read by load_onnx_light that lives (or will live) in `package_dir`:
-/// the external data of every tensor the model holds (tensor_walk.hpp) must stay
+/// the external data of every tensor the model holds (onnx/tensor_walk.hpp) must stay
 /// inside the package; then every tensor's payload must have the size its type and
 /// shape need, and onnx::checker must accept the model. Locations resolve against
 /// `package_dir` only, never the working directory (docs/design.md §11). Relative

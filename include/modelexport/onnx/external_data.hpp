@@ -1,4 +1,4 @@
-// modelexport/external_data.hpp — bringing a model's external data into the
+// modelexport/onnx/external_data.hpp — bringing a model's external data into the
 // package as one file, model.onnx_data (docs/design.md §3 and §11).
 //
 // torch.onnx.export above 2 GiB, and onnx.save_model(...,
@@ -13,10 +13,10 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_copy.hpp"
-#include "modelexport/onnx_model.hpp"
-#include "modelexport/onnx_stream.hpp"
-#include "modelexport/tensor_walk.hpp"
+#include "modelexport/detail/file_copy.hpp"
+#include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/stream.hpp"
+#include "modelexport/onnx/tensor_walk.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -139,7 +139,7 @@ inline gathered_data gather_external_data(const fs::path& model, const std::stri
 }
 
 /// The resolver for files an exporter wrote into `dir`: the location must name a
-/// regular file inside it (the package rule, onnx_model.hpp).
+/// regular file inside it (the package rule, onnx/model.hpp).
 inline external_file_resolver files_inside(const fs::path& dir, const std::string& shown) {
     return [dir, shown](const external_reference& r) {
         if (std::string problem = external_reference_problem(r, dir); !problem.empty()) throw invalid_input(shown, problem);

@@ -1,4 +1,4 @@
-// modelexport/hierarchy.hpp — Hierarchical Trace-and-Project (docs/design.md §4).
+// modelexport/onnx/hierarchy.hpp — Hierarchical Trace-and-Project (docs/design.md §4).
 //
 // The exporter traces the module tree (dotted path, class, first call order).
 // Torch's TorchScript exporter names every ONNX node by the module scope it was
@@ -43,7 +43,7 @@ struct traced_module {
     std::optional<int> order;  ///< first forward call, if it ran
 };
 
-/// The minimum of an ONNX node projection needs; built from a GraphProto by node_views() in project.hpp.
+/// The minimum of an ONNX node projection needs; built from a GraphProto by node_views() in onnx/project.hpp.
 struct node_view {
     std::string name;
     std::string op_type;

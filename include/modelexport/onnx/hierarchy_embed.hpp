@@ -1,4 +1,4 @@
-// modelexport/hierarchy_embed.hpp — hierarchy tags inside model.onnx.
+// modelexport/onnx/hierarchy_embed.hpp — hierarchy tags inside model.onnx.
 //
 // Tags go into NodeProto.metadata_props (field 9, ONNX >= 1.16) under the key
 // "hierarchy_tag". A node *attribute* would break onnx::checker ("Unrecognized
@@ -23,7 +23,7 @@ inline constexpr int node_metadata_props_field = 9;
 inline constexpr const char* hierarchy_tag_key = "hierarchy_tag";
 
 /// Calls `visit(node)` for every node in the order hierarchy tags are indexed by (node_views in
-/// project.hpp builds its list this way too): the graph's own nodes first, so their indices are the
+/// onnx/project.hpp builds its list this way too): the graph's own nodes first, so their indices are the
 /// graph's, then, node by node and attribute by attribute, every subgraph (an If's then_branch and
 /// else_branch, a Loop's body) the same way, depth first. The merged seq2seq decoder's nodes all
 /// live in its If's branches, so tags that stopped at the main graph would miss almost all of them.

@@ -1,10 +1,10 @@
-// modelexport/onnx_model.hpp — reading ONNX files and what a package needs
+// modelexport/onnx/model.hpp — reading ONNX files and what a package needs
 // to know about them: the graph's signature and its external data.
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_io.hpp"
-#include "modelexport/tensor_walk.hpp"
+#include "modelexport/detail/file_io.hpp"
+#include "modelexport/onnx/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
@@ -249,7 +249,7 @@ inline std::string external_reference_problem(const external_reference& r, const
     return {};
 }
 
-/// Every external reference in the model: all tensors, wherever they are (tensor_walk.hpp).
+/// Every external reference in the model: all tensors, wherever they are (onnx/tensor_walk.hpp).
 inline std::vector<external_reference> external_references(onnx::ModelProto& model) {
     std::vector<external_reference> refs;
     for_each_tensor(model, [&](onnx::TensorProto& t, const tensor_site& site) {

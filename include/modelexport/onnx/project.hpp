@@ -1,18 +1,18 @@
-// modelexport/project.hpp — the "project" step: the module hierarchy onto an
+// modelexport/onnx/project.hpp — the "project" step: the module hierarchy onto an
 // ONNX model's nodes (docs/design.md §4), with the checks every staged model
 // passes first (§5.1).
 //
-// The model is read without its weights (onnx_stream.hpp): projection needs node
+// The model is read without its weights (onnx/stream.hpp): projection needs node
 // names only. Only --embed-hierarchy rewrites the file, so only then is the whole
 // model loaded.
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/hierarchy.hpp"
-#include "modelexport/hierarchy_embed.hpp"
-#include "modelexport/onnx_checks.hpp"
-#include "modelexport/onnx_model.hpp"
-#include "modelexport/onnx_stream.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/onnx/hierarchy_embed.hpp"
+#include "modelexport/onnx/checks.hpp"
+#include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/stream.hpp"
 
 #include <onnx/onnx_pb.h>
 
@@ -24,7 +24,7 @@
 namespace modelexport {
 
 /// The parts of the graph's nodes projection needs, in for_each_node_in_tag_order's order
-/// (hierarchy_embed.hpp): the main graph's nodes first (their indices are the graph's), then those
+/// (onnx/hierarchy_embed.hpp): the main graph's nodes first (their indices are the graph's), then those
 /// of every subgraph (an If's then_branch and else_branch: the merged decoder's nodes all live
 /// there), depth first, so --embed-hierarchy puts each tag on the node it was projected for.
 inline std::vector<node_view> node_views(const onnx::GraphProto& g) {

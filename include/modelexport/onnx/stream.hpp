@@ -1,4 +1,4 @@
-// modelexport/onnx_stream.hpp — reading an ONNX model without its weights.
+// modelexport/onnx/stream.hpp — reading an ONNX model without its weights.
 //
 // Validation, projection and inspection need the graph, not the initializer
 // bytes that make up almost all of a model file. This reader walks the
@@ -18,8 +18,8 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_io.hpp"
-#include "modelexport/tensor_walk.hpp"
+#include "modelexport/detail/file_io.hpp"
+#include "modelexport/onnx/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>

@@ -1,4 +1,4 @@
-// modelexport/tensor_walk.hpp — every TensorProto a model holds, in one walk.
+// modelexport/onnx/tensor_walk.hpp — every TensorProto a model holds, in one walk.
 //
 // A tensor can carry external data wherever ONNX allows a tensor, and ONNX
 // Runtime reads all of them: graph initializers, sparse initializers (values
@@ -31,7 +31,7 @@ namespace modelexport {
 struct tensor_site {
     std::string where;
     /// Index into the main graph's initializer list, -1 elsewhere: the light reader
-    /// (onnx_stream.hpp) records its skipped payloads by this index.
+    /// (onnx/stream.hpp) records its skipped payloads by this index.
     int main_initializer = -1;
 };
 

@@ -1,4 +1,4 @@
-// modelexport/bindings.hpp — C++ sources generated from a package (docs/design.md §8):
+// modelexport/package/bindings.hpp — C++ sources generated from a package (docs/design.md §8):
 //  - a header describing the model (task, input/output names, element types,
 //    shapes with symbolic dims named, id2label, file hashes), so application
 //    code compiles against the model it ships; a multi-file (encoder-decoder)
@@ -8,13 +8,13 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/file_io.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/layout.hpp"
-#include "modelexport/onnx_model.hpp"
-#include "modelexport/onnx_stream.hpp"
-#include "modelexport/package_reader.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/detail/file_io.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/package/layout.hpp"
+#include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/stream.hpp"
+#include "modelexport/package/reader.hpp"
 #include "modelexport/version.hpp"
 
 #include <algorithm>
@@ -230,7 +230,7 @@ inline void write_files(std::ostream& h, const json& meta) {
 /// Without `with_files` the header leaves `files[]` to bindings_files_header.
 inline std::string bindings_header(const fs::path& dir, const std::string& ns, bool with_files = true) {
     check_identifier(ns, "--namespace");
-    const package_reader pkg = open_package(dir);  // no file read through a link (package_reader.hpp)
+    const package_reader pkg = open_package(dir);  // no file read through a link (package/reader.hpp)
     const std::vector<std::string> several = multi_file_model_names(dir);
     json meta = parse_export_metadata(pkg.read("export_metadata.json", 256u << 20), (dir / "export_metadata.json").string());
     json config = parse_json_object(pkg.read("config.json", json_limits{}.max_bytes), (dir / "config.json").string());

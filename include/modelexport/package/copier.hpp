@@ -1,18 +1,18 @@
-// modelexport/copier.hpp — the configuration copier: brings config, tokenizer,
+// modelexport/package/copier.hpp — the configuration copier: brings config, tokenizer,
 // processor, generation and recipe files from a model source into a package.
 //
 // "Always copy configuration": a package without config.json cannot be loaded
 // by Optimum, and one without its tokenizer cannot be used by transformers.js.
-// Which files exist is driven by the table in file_roles.hpp; how bytes move is
+// Which files exist is driven by the table in package/file_roles.hpp; how bytes move is
 // a policy, so tests and special deployments can change it without touching
 // what is copied.
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_copy.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/source.hpp"
+#include "modelexport/detail/file_copy.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/export/source.hpp"
 
 #include <cctype>
 #include <filesystem>

@@ -1,4 +1,4 @@
-// modelexport/file_roles.hpp — the one table of files a package may hold (docs/design.md §1).
+// modelexport/package/file_roles.hpp — the one table of files a package may hold (docs/design.md §1).
 //
 // Adding a file kind is one line here. Readers of this table: the copier
 // (what to copy, by role), the validator (which files are required; it does
@@ -43,10 +43,10 @@ struct package_file {
 };
 
 /// Every file a package can contain, in the order they are written. The list
-/// itself lives in package_files.def so Meson (modules/meson) reads the same one.
+/// itself lives in package/files.def so Meson (modules/meson) reads the same one.
 inline constexpr package_file package_files[] = {
 #define MODELEXPORT_PACKAGE_FILE(name, role, required) {name, file_role::role, required},
-#include "modelexport/package_files.def"
+#include "modelexport/package/files.def"
 #undef MODELEXPORT_PACKAGE_FILE
 };
 
@@ -60,7 +60,7 @@ inline constexpr std::optional<file_role> role_of(std::string_view name) {
 /// Whether files of role `r` live with the model files (under onnx/ in the hub layout).
 inline constexpr bool in_model_folder(file_role r) { return r == file_role::model || r == file_role::variant; }
 
-/// The subfolder holding the model files in the hub layout (layout.hpp).
+/// The subfolder holding the model files in the hub layout (package/layout.hpp).
 inline constexpr std::string_view hub_onnx_dir = "onnx";
 
 /// The table's files `wanted` that are regular files in `dir`, at the root or under onnx/, in the table's order.

@@ -1,12 +1,12 @@
-// modelexport/inspect.hpp — a package (or a bare model.onnx) described for people.
+// modelexport/package/inspect.hpp — a package (or a bare model.onnx) described for people.
 #pragma once
 
-#include "modelexport/hierarchy.hpp"
-#include "modelexport/hierarchy_embed.hpp"
-#include "modelexport/project.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/onnx_model.hpp"
-#include "modelexport/onnx_stream.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/onnx/hierarchy_embed.hpp"
+#include "modelexport/onnx/project.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/stream.hpp"
 
 #include <algorithm>
 #include <functional>

@@ -1,4 +1,4 @@
-// modelexport/metadata.hpp — export_metadata.json (docs/design.md §9; schema in
+// modelexport/package/metadata.hpp — export_metadata.json (docs/design.md §9; schema in
 // share/export_metadata.schema.json).
 //
 // Everything here must be reproducible: no wall-clock time, no absolute paths.
@@ -6,11 +6,11 @@
 // (see choose_export_time for why not the inputs' mtimes).
 #pragma once
 
-#include "modelexport/copier.hpp"
-#include "modelexport/hierarchy.hpp"
-#include "modelexport/onnx_model.hpp"
-#include "modelexport/sentence_pipeline.hpp"
-#include "modelexport/source.hpp"
+#include "modelexport/package/copier.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/onnx/model.hpp"
+#include "modelexport/export/sentence_pipeline.hpp"
+#include "modelexport/export/source.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/version.hpp"
 
@@ -101,9 +101,9 @@ struct metadata_inputs {
     std::string onnx_exporter;  ///< which torch exporter wrote the ONNX (htp only)
     std::string signature_source;  ///< "optimum" or "task table" (htp only)
     sentence_pipeline pipeline;    ///< --library sentence-transformers: model.sentence_transformers
-    json reference_check = {{"status", "not_run"}};  ///< the comparison with torch (reference_check.hpp)
+    json reference_check = {{"status", "not_run"}};  ///< the comparison with torch (export/reference_check.hpp)
     std::vector<model_section> models;  ///< several ONNX files: each one's section (the top level is the first's)
-    std::string layout = "flat";        ///< "flat" or "hub" (layout.hpp)
+    std::string layout = "flat";        ///< "flat" or "hub" (package/layout.hpp)
     std::vector<std::string> onnx_files;  ///< every ONNX file's package-relative path, the primary first
 };
 

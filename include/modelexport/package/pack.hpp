@@ -1,4 +1,4 @@
-// modelexport/pack.hpp — a self-contained single-file model and back.
+// modelexport/package/pack.hpp — a self-contained single-file model and back.
 //
 // `pack` appends the package's configuration files to model.onnx as
 // ModelProto.metadata_props entries (field 14). Appending a field to a
@@ -13,15 +13,15 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_copy.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/layout.hpp"
-#include "modelexport/onnx_model.hpp"
-#include "modelexport/onnx_stream.hpp"
-#include "modelexport/package_reader.hpp"
-#include "modelexport/package_writer.hpp"
-#include "modelexport/tensor_walk.hpp"
+#include "modelexport/detail/file_copy.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/package/layout.hpp"
+#include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/stream.hpp"
+#include "modelexport/package/reader.hpp"
+#include "modelexport/package/writer.hpp"
+#include "modelexport/onnx/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -151,7 +151,7 @@ namespace detail {
 
 /// The first tensor of `model` that keeps its data in another file, or empty: a packed model is
 /// one file, so it may hold none (its location, even model.onnx_data, would be outside it).
-/// A light model's skipped payloads are its own bytes, not external data (onnx_stream.hpp).
+/// A light model's skipped payloads are its own bytes, not external data (onnx/stream.hpp).
 inline std::string first_external_tensor(light_model& light) {
     std::string found;
     for_each_tensor(light.model, [&](onnx::TensorProto& t, const tensor_site& site) {
@@ -165,7 +165,7 @@ inline std::string first_external_tensor(light_model& light) {
 /// Writes `output`: the package's model.onnx (at the root, or onnx/model.onnx in the hub layout)
 /// with its configuration files appended. A hub package's manifest says so ("layout": "hub"), and
 /// unpack puts the model back under onnx/, where the stored export_metadata.json lists it.
-/// Every file is read through the package's descriptor (package_reader.hpp): a link or special
+/// Every file is read through the package's descriptor (package/reader.hpp): a link or special
 /// file among the package's names is refused, never followed or left out, and so is a model
 /// with external data (the packed file would not be self-contained) and an output inside the
 /// package being read.

@@ -1,10 +1,10 @@
-// modelexport/variant_names.hpp — the variants export --variants makes and the files they are
+// modelexport/package/variant_names.hpp — the variants export --variants makes and the files they are
 // (docs/variants.md): transformers.js's dtype names and file suffixes, and ONNX Runtime's ORT format.
-// The export (variants.hpp), plan and validate name variant files with these functions alone.
+// The export (export/variants.hpp), plan and validate name variant files with these functions alone.
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_roles.hpp"
+#include "modelexport/package/file_roles.hpp"
 
 #include <algorithm>
 #include <iterator>

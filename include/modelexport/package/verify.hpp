@@ -1,6 +1,6 @@
-// modelexport/verify.hpp — do a package's files still match export_metadata.json?
+// modelexport/package/verify.hpp — do a package's files still match export_metadata.json?
 //
-// A re-export may commit (swap the package directory, package_writer.hpp)
+// A re-export may commit (swap the package directory, package/writer.hpp)
 // while verify reads. So verify opens the directory once and reads the
 // metadata and every file through that descriptor (openat): it sees one
 // directory's contents even if the name is swapped meanwhile. If the name no
@@ -9,10 +9,10 @@
 // replaced mid-read.
 #pragma once
 
-#include "modelexport/file_io.hpp"
-#include "modelexport/file_roles.hpp"
-#include "modelexport/json_file.hpp"
-#include "modelexport/package_reader.hpp"
+#include "modelexport/detail/file_io.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/package/reader.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-// modelexport/package_writer.hpp — atomic package assembly.
+// modelexport/package/writer.hpp — atomic package assembly.
 //
 // A package is built in a hidden staging directory beside the target, fsynced,
 // then swapped into place with one rename (renameat2 RENAME_EXCHANGE when a
@@ -19,13 +19,13 @@
 // it succeeded, failed or was stopped by a signal. Long target names get hashed
 // lock and staging names so they stay within NAME_MAX.
 //
-// The one subdirectory a package may hold is onnx/ of the hub layout (layout.hpp), and it
+// The one subdirectory a package may hold is onnx/ of the hub layout (package/layout.hpp), and it
 // holds model files only; every rule above applies to the files in it.
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/file_io.hpp"
-#include "modelexport/file_roles.hpp"
+#include "modelexport/detail/file_io.hpp"
+#include "modelexport/package/file_roles.hpp"
 
 #include <fcntl.h>
 #include <stdio.h>

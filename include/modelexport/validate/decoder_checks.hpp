@@ -1,4 +1,4 @@
-// modelexport/decoder_checks.hpp — the KV cache of a decoder package (docs/design.md §5.3).
+// modelexport/validate/decoder_checks.hpp — the KV cache of a decoder package (docs/design.md §5.3).
 //
 // ORTModelForCausalLM and transformers.js find the cache by name and build the
 // empty first one from the axis names, so every layer needs its past/present
@@ -10,7 +10,7 @@
 // are the task table's `cache` (share/tasks.json, tasks.hpp kv_cache).
 #pragma once
 
-#include "modelexport/onnx_model.hpp"
+#include "modelexport/onnx/model.hpp"
 #include "modelexport/tasks.hpp"
 
 #include <nlohmann/json.hpp>

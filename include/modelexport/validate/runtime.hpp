@@ -1,4 +1,4 @@
-// modelexport/runtime.hpp — the runtime check: load the package in a real
+// modelexport/validate/runtime.hpp — the runtime check: load the package in a real
 // runtime and run one inference (docs/design.md §5.5).
 //
 // Runtimes run as child processes so modelexport links none of them:
@@ -17,11 +17,11 @@
 // unavailable, never a failed check.
 #pragma once
 
-#include "modelexport/json_file.hpp"
-#include "modelexport/process.hpp"
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/process.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/validator.hpp"
-#include "modelexport/variant_names.hpp"
+#include "modelexport/package/variant_names.hpp"
 
 #include <chrono>
 #include <filesystem>

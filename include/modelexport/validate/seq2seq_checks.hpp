@@ -1,9 +1,9 @@
-// modelexport/seq2seq_checks.hpp — an encoder-decoder package's files against each other and
+// modelexport/validate/seq2seq_checks.hpp — an encoder-decoder package's files against each other and
 // against config.json (docs/design.md §5.3): pure functions over signatures, no files.
 #pragma once
 
-#include "modelexport/decoder_checks.hpp"  // detail::config_int (and tasks.hpp's detail::ends_with)
-#include "modelexport/onnx_model.hpp"
+#include "modelexport/validate/decoder_checks.hpp"  // detail::config_int (and tasks.hpp's detail::ends_with)
+#include "modelexport/onnx/model.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-// modelexport/tokenizer_ids.hpp — the token ids a package can feed its model, and the
+// modelexport/validate/tokenizer_ids.hpp — the token ids a package can feed its model, and the
 // embedding rows the model has for them (docs/design.md §5.4).
 //
 // An id at or past the embedding's last row is not an error every runtime reports:
@@ -10,7 +10,7 @@
 #pragma once
 
 #include "modelexport/error.hpp"
-#include "modelexport/json_file.hpp"
+#include "modelexport/detail/json_file.hpp"
 
 #include <onnx/onnx_pb.h>
 
