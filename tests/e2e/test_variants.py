@@ -98,7 +98,8 @@ class Variants(unittest.TestCase):
         self.assertEqual(checks["variants.files"]["status"], "pass")
         self.assertIn("model.ort", checks["variants.files"]["message"])
         for runtime, ran in (("onnxruntime", "variants ran: onnx/model_quantized.onnx, onnx/model.ort"),
-                             ("transformers-js", "variants ran: onnx/model_quantized.onnx (dtype q8)")):
+                             ("transformers-js", "variants ran: onnx/model_quantized.onnx (dtype q8)"),
+                             ("optimum", "variants ran: onnx/model_quantized.onnx")):
             checks = {c["id"]: c for c in json.loads(run("validate", pkg, "--runtime", runtime, "--json", check=0).stdout)["checks"]}
             self.assertEqual(checks["runtime." + runtime]["status"], "pass")
             self.assertIn(ran, checks["runtime." + runtime]["message"])

@@ -79,6 +79,8 @@ def main(argv=None):
     parser.add_argument("--text", default=DEFAULT_TEXT)
     parser.add_argument("--generate", type=int, metavar="N", help="greedy generate() of N new tokens")
     parser.add_argument("--no-cache", action="store_true", help="a decoder without its KV cache")
+    parser.add_argument("--file-name", metavar="FILE", help="the package's ONNX file to load (a variant), as a user "
+                        "loads one: from_pretrained's file_name= and, under a hub layout, subfolder=")
     options = parser.parse_args(argv)
     try:
         result = run(options, start(options.ort_class))
@@ -115,11 +117,22 @@ def start(ort_class):
     return cls
 
 
+def load_options(options):
+    """from_pretrained's keywords beyond the package: no cache for a decoder exported without one, and
+    the file to load when it is not the one Optimum's glob prefers."""
+    kwargs = {"use_cache": False} if options.no_cache else {}
+    if options.file_name:
+        folder, kwargs["file_name"] = os.path.split(options.file_name)
+        if folder:
+            kwargs["subfolder"] = folder
+    return kwargs
+
+
 def run(options, cls):
     import onnxruntime
     from importlib.metadata import version
 
-    model = cls.from_pretrained(options.pkg, local_files_only=True, **({"use_cache": False} if options.no_cache else {}))
+    model = cls.from_pretrained(options.pkg, local_files_only=True, **load_options(options))
     if options.ort_class in SEQ2SEQ_CLASSES and not options.inputs:
         # An encoder-decoder's forward needs decoder ids a caller would have to invent: its one
         # inference is what it is for, a short greedy generate() (encoder, then the merged decoder

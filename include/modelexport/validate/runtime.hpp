@@ -169,7 +169,8 @@ private:
 
     /// Each variant file of the package's model (export --variants) with the invocation that runs it in
     /// `k`: onnxruntime every ONNX and ORT-format variant, transformers.js each dtype's file by its
-    /// dtype (what its `dtype` option loads). Optimum's file_name and encoder-decoder variants: not run.
+    /// dtype (what its `dtype` option loads), Optimum each ONNX variant by its file_name= (Optimum loads
+    /// no ORT format). An encoder-decoder's variants are not run: no client loads one file of the set.
     std::vector<std::pair<std::string, invocation>> variant_commands(runtime_kind k, const fs::path& abs, const validation_report& report,
                                                                      const invocation& main) const {
         std::vector<std::pair<std::string, invocation>> out;
@@ -184,6 +185,11 @@ private:
                 invocation inv = main;
                 inv.args.insert(inv.args.end(), {"--dtype", name});
                 out.push_back({file + " (dtype " + name + ")", inv});
+            }
+            if (k == runtime_kind::optimum && kind.name != ort_variant) {
+                invocation inv = main;
+                inv.args.insert(inv.args.end(), {"--file-name", file});
+                out.push_back({file, inv});
             }
         }
         return out;
