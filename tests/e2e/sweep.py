@@ -497,7 +497,8 @@ def optimum_client(package, row):
     files = (row.get("encoder_decoder") or {}).get("files", [])
     cached = row["with_past"] or "decoder_with_past_model.onnx" in files
     options = argparse.Namespace(pkg=package, ort_class=ort_class, inputs=None, text=optimum_check.DEFAULT_TEXT,
-                                 generate=None, no_cache=(ort_class == "ORTModelForCausalLM" or bool(files)) and not cached)
+                                 generate=None, no_cache=(ort_class == "ORTModelForCausalLM" or bool(files)) and not cached,
+                                 file_name=None)
     try:
         optimum_check.run(options, optimum_check.start(ort_class))
         return "ok"
