@@ -151,18 +151,27 @@ def text_tokenizer(pkg):
 
 
 def optimum(pkg, merged):
-    """ORTModelForSeq2SeqLM / ORTModelForSpeechSeq2Seq (by the reference's task) .generate()."""
+    """ORTModelForSeq2SeqLM / ORTModelForSpeechSeq2Seq / ORTModelForVision2Seq (by the reference's task)
+    .generate(); "class" is the class from_pretrained returned (Pix2Struct's own for a Pix2Struct package)."""
     import torch
     from transformers import AutoProcessor
-    from optimum.onnxruntime import ORTModelForSeq2SeqLM, ORTModelForSpeechSeq2Seq
-    ref = load_json(os.environ["SEQ2SEQ_REFERENCE"])
-    text = ref["task"] == "text2text-generation"
-    cls = ORTModelForSeq2SeqLM if text else ORTModelForSpeechSeq2Seq
+    from optimum.onnxruntime import ORTModelForSeq2SeqLM, ORTModelForSpeechSeq2Seq, ORTModelForVision2Seq
+    reference = os.environ["SEQ2SEQ_REFERENCE"]
+    ref = load_json(reference)
+    text, image = ref["task"] == "text2text-generation", ref["task"].startswith("image-to-text")
+    cls = ORTModelForSeq2SeqLM if text else ORTModelForVision2Seq if image else ORTModelForSpeechSeq2Seq
     model = cls.from_pretrained(pkg, local_files_only=True, use_merged=merged)
     files = sorted(os.path.relpath(p, pkg) for p in (str(model.encoder.path), str(model.decoder.path)))
     n = len(ref["generated_ids"])
     with torch.no_grad():
-        if text:
+        if image:  # the reference's image through the package's processor, as the source's was
+            from PIL import Image
+            processor = AutoProcessor.from_pretrained(pkg, local_files_only=True)
+            encoded = processor(images=Image.open(os.path.join(os.path.dirname(reference), ref["image"])),
+                                return_tensors="pt")
+            out = model.generate(**encoded, max_new_tokens=n, do_sample=False, num_beams=1)
+            text = processor.batch_decode(out, skip_special_tokens=True)[0]
+        elif text:
             tokenizer = text_tokenizer(pkg)
             encoded = tokenizer(ref["text"], return_tensors="pt")
             out = model.generate(**encoded, max_new_tokens=n, do_sample=False, num_beams=1)
@@ -174,7 +183,7 @@ def optimum(pkg, merged):
             out = model.generate(input_features=features, max_new_tokens=n, do_sample=False, num_beams=1,
                                  language="en", task="transcribe")
             text = processor.batch_decode(out, skip_special_tokens=True)[0]
-    return {"class": cls.__name__, "files": files, "merged": bool(model.decoder.is_merged),
+    return {"class": type(model).__name__, "files": files, "merged": bool(model.decoder.is_merged),
             "sequence": out[0].tolist(), "text": text}
 
 

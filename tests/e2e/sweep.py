@@ -329,7 +329,10 @@ def dummy_inputs(source, task):
     constructor = manager.get_exporter_config_constructor(exporter="onnx", model_type=config.model_type,
                                                           task=task, library_name="transformers")
     past = {"use_past": True, "use_past_in_inputs": True} if task.endswith("-with-past") else {}
-    onnx_config = constructor(config, int_dtype="int64", float_dtype="fp32", **past)
+    # The source's preprocessors, as main_export passes them: Pix2Struct's patch count is its processor's.
+    from optimum.utils.save_utils import maybe_load_preprocessors
+    onnx_config = constructor(config, int_dtype="int64", float_dtype="fp32",
+                              preprocessors=maybe_load_preprocessors(source), **past)
     import torch
     torch.manual_seed(SEED)
     dummy = onnx_config.generate_dummy_inputs(framework="pt")
@@ -431,7 +434,7 @@ def modality(input_names):
     for name in input_names:
         if name in ("input_ids", "inputs_embeds", "decoder_input_ids"):
             kinds.add("text")
-        elif name in ("pixel_values", "pixel_mask"):
+        elif name in ("pixel_values", "pixel_mask", "flattened_patches"):  # Pix2Struct's image is patches
             kinds.add("vision")
         elif name in ("input_values", "input_features"):
             kinds.add("audio")

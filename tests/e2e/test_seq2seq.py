@@ -2,7 +2,7 @@
 Optimum's and transformers.js' multi-file layout.
 
 Seq2Seq runs the exporter script alone (tests/fixtures/make_seq2seq_models.py's fixtures,
-tools/htp_seq2seq.py into a temporary directory; CliSeq2Seq, UnseenSeq2Seq and Examples go
+tools/htp_seq2seq.py into a temporary directory; CliSeq2Seq, UnseenSeq2Seq, Pix2Struct and Examples go
 through `modelexport export`): the source's config, tokenizer, processor and generation files are copied
 beside the ONNX files, and the directory is proven in real clients:
 - Optimum's ORTModelForSeq2SeqLM / ORTModelForSpeechSeq2Seq .from_pretrained(dir).generate(), with
@@ -35,6 +35,7 @@ from test_optimum import PYTHON, needs_hf
 TOLERANCE = 1e-4
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "make_seq2seq_models.py")
 UNSEEN_FIXTURES = os.path.join(REPO, "tests", "fixtures", "make_unseen_seq2seq.py")
+PIX2STRUCT_FIXTURE = os.path.join(REPO, "tests", "fixtures", "make_pix2struct.py")
 EXPORTER = os.path.join(REPO, "tools", "htp_seq2seq.py")
 CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seq2seq_clients.py")
 MODELS = {"t5": "text2text-generation-with-past", "whisper": "automatic-speech-recognition-with-past"}
@@ -54,6 +55,15 @@ def pinned(*args, timeout=900, env=None):
     if p.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({p.returncode}): {p.stderr[-3000:]}")
     return p
+
+
+def optimum_cli_export(source, task, output):
+    """optimum-cli's export of `source` for `task` into `output` (the pinned environment's optimum-cli)."""
+    cli = os.path.join(os.path.dirname(PYTHON), "optimum-cli")
+    p = subprocess.run([cli, "export", "onnx", "--model", source, "--task", task, output], capture_output=True, text=True,
+                       env=ENV, timeout=900)
+    if p.returncode != 0:
+        raise AssertionError(f"optimum-cli export of {source} failed: {p.stderr[-3000:]}")
 
 
 def clients(*args, env=None):
@@ -476,16 +486,12 @@ class UnseenSeq2Seq(unittest.TestCase):
         pinned(UNSEEN_FIXTURES, cls.sources)
         cls.packages = {name: os.path.join(cls.tmp, "pkg-" + name) for name in cls.TASKS}
         cls.theirs = {name: os.path.join(cls.tmp, "optimum-cli-" + name) for name in cls.TASKS}
-        cli = os.path.join(os.path.dirname(PYTHON), "optimum-cli")
 
         def ours(name):
             run("export", os.path.join(cls.sources, name), cls.packages[name], "--no-cache", check=EXIT["ok"], timeout=900)
 
         def optimum_cli(name):
-            p = subprocess.run([cli, "export", "onnx", "--model", os.path.join(cls.sources, name), "--task", cls.TASKS[name],
-                                cls.theirs[name]], capture_output=True, text=True, env=ENV, timeout=900)
-            if p.returncode != 0:
-                raise AssertionError(f"optimum-cli export of {name} failed: {p.stderr[-3000:]}")
+            optimum_cli_export(os.path.join(cls.sources, name), cls.TASKS[name], cls.theirs[name])
 
         # The exports mostly wait for Python imports: three at a time roughly halves the wall time.
         with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
@@ -566,6 +572,107 @@ class UnseenSeq2Seq(unittest.TestCase):
                 report = clients("versus", pkg, theirs, os.path.join(self.sources, name), self.reference_path(name))
                 for key, worst in report.items():
                     self.assertLess(worst, TOLERANCE, (key, report))
+
+
+@needs_hf
+class Pix2Struct(unittest.TestCase):
+    """Pix2Struct, built at test time (tests/fixtures/make_pix2struct.py: a tiny genuine
+    Pix2StructForConditionalGeneration with its Pix2StructProcessor): its encoder takes flattened_patches and
+    their attention_mask instead of pixel_values (image-to-text's input_alternatives), and Optimum's
+    ORTModelForVision2Seq, the task row's class, loads the package as ORTModelForPix2Struct.
+    `modelexport export SRC OUT` with no --task exports the four files through Optimum's own Pix2Struct
+    configuration: optimum-cli's names, axes and outputs; a passed reference check; valid --strict with Optimum;
+    transformers' greedy ids from ORTModelForPix2Struct.generate(); and transformers.js 4.3.1, which has no
+    Pix2Struct, refuses it as it refuses optimum-cli's package."""
+
+    TASK = "image-to-text-with-past"
+    # What the package holds beside the ONNX files: the source's own bytes.
+    COPIED = ["config.json", "generation_config.json", "preprocessor_config.json", "tokenizer.json",
+              "tokenizer_config.json", "special_tokens_map.json"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="modelexport-pix2struct-")
+        sources = os.path.join(cls.tmp, "sources")
+        pinned(PIX2STRUCT_FIXTURE, sources)
+        cls.source = os.path.join(sources, "pix2struct")
+        cls.reference = os.path.join(sources, "_reference", "pix2struct.json")
+        cls.pkg, cls.theirs = os.path.join(cls.tmp, "pkg"), os.path.join(cls.tmp, "optimum-cli")
+        cls.export = run("export", cls.source, cls.pkg, "--no-cache", timeout=900)
+        optimum_cli_export(cls.source, cls.TASK, cls.theirs)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_export_infers_the_task_and_records_a_passed_reference_check(self):
+        self.assertEqual(self.export.returncode, EXIT["ok"], self.export.stderr)
+        meta = load_json(os.path.join(self.pkg, "export_metadata.json"))
+        self.assertEqual((meta["model"]["task"], meta["model"]["optimum_class"], meta["model"]["class"]),
+                         (self.TASK, "ORTModelForVision2Seq", "Pix2StructForConditionalGeneration"))
+        self.assertEqual(sorted(meta["models"]), sorted(ONNX_FILES))
+        check = meta["reference_check"]
+        self.assertEqual(check["status"], "passed", check)
+        self.assertLess(check["max_abs_diff"], TOLERANCE)
+        self.assertEqual([step["step"] for step in check["steps"]],
+                         ["encoder", "decoder", "decoder with past", "merged decoder, first step", "merged decoder, cached"])
+        self.assertEqual(sorted(check["steps"][0]["inputs"]), ["attention_mask", "flattened_patches"])
+
+    def test_processor_and_tokenizer_are_the_sources(self):
+        for name in self.COPIED:
+            with self.subTest(name):
+                self.assertEqual(sha256(os.path.join(self.pkg, name)), sha256(os.path.join(self.source, name)))
+
+    def test_valid_strict_with_optimum(self):
+        p = run("validate", "--strict", "--runtime", "optimum", "--json", self.pkg)
+        self.assertEqual(p.returncode, EXIT["ok"], p.stdout + p.stderr)
+        report = json.loads(p.stdout)
+        checks = {c["id"]: c for c in report["checks"]}
+        self.assertEqual(checks["runtime.optimum"]["status"], "pass", checks["runtime.optimum"])
+        self.assertIn("sequences", checks["runtime.optimum"]["message"])
+        self.assertEqual(checks["signature.encoder_decoder"]["status"], "pass", checks["signature.encoder_decoder"])
+
+    def test_optimum_generate_gives_transformers_greedy_ids(self):
+        ref = load_json(self.reference)
+        out = clients("optimum-each", self.pkg, self.reference)[self.pkg]
+        self.assertNotIn("error", out)
+        self.assertEqual(out["class"], "ORTModelForPix2Struct")
+        self.assertEqual(out["files"], ["decoder_model_merged.onnx", "encoder_model.onnx"])
+        self.assertEqual(out["sequence"][1:], ref["generated_ids"])  # less the decoder start
+
+    def test_beside_optimum_cli(self):
+        """optimum-cli's export of the same source: the same files, input and output names, types and axes,
+        and every output within 1e-4 on the same inputs (sweep.py's comparison: Optimum's dummy inputs)."""
+        self.assertEqual({f for f in os.listdir(self.theirs) if f.endswith(".onnx")}, set(ONNX_FILES))
+        ours, other = clients("inspect", self.pkg)["files"], clients("inspect", self.theirs)["files"]
+        for f in ONNX_FILES:
+            with self.subTest(f):
+                self.assertEqual(ours[f]["inputs"], other[f]["inputs"])
+                self.assertEqual(ours[f]["outputs"], other[f]["outputs"])
+        compare = ("import json, sys; sys.path.insert(0, %r); import sweep; print(json.dumps(sweep.compare(*sys.argv[1:])))"
+                   % os.path.dirname(os.path.abspath(__file__)))
+        diffs, problems = json.loads(pinned("-c", compare, self.pkg, self.theirs, self.source, self.TASK).stdout.splitlines()[-1])
+        self.assertEqual(problems, [])
+        self.assertEqual(sorted(diffs), sorted(ONNX_FILES))
+        for f, worst in diffs.items():
+            self.assertLess(worst, TOLERANCE, f)
+
+    def test_transformers_js_refuses_it_as_it_refuses_optimum_clis(self):
+        """transformers.js 4.3.1 has no Pix2Struct: validate fails its runtime check with transformers.js' own
+        message, and transformers.js' pipeline fails optimum-cli's package the same way. (The pipeline loads the
+        model and the processor at once: whichever refuses first names it, "Unsupported model type: pix2struct"
+        or "Unknown image_processor_type: 'Pix2StructImageProcessor'".)"""
+        p = run("validate", "--runtime", "transformers-js", "--json", self.pkg, timeout=600)
+        self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout + p.stderr)
+        check = {c["id"]: c for c in json.loads(p.stdout)["checks"]}["runtime.transformers-js"]
+        self.assertEqual(check["status"], "fail", check)
+        self.assertIn("pix2struct", check["message"].lower(), check)
+        # optimum-cli's package: the pipeline itself (validate stops at its ONNX checks, which optimum-cli's
+        # ReduceMean nodes fail).
+        p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "tjs_seq2seq.mjs"), self.theirs, "--task", "image-to-text",
+                            "--subfolder", ""], capture_output=True, text=True, timeout=600)
+        self.assertEqual(p.returncode, 1, p.stderr[-3000:])
+        self.assertIn("pix2struct", p.stderr.strip().splitlines()[-1].lower(), p.stderr[-3000:])
 
 
 @needs_hf
