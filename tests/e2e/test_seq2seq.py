@@ -632,6 +632,17 @@ class Pix2Struct(unittest.TestCase):
         self.assertIn("sequences", checks["runtime.optimum"]["message"])
         self.assertEqual(checks["signature.encoder_decoder"]["status"], "pass", checks["signature.encoder_decoder"])
 
+    def test_a_config_contradicting_the_decoders_fails_validate(self):
+        """The cross-file contract reads Pix2Struct's text_config: a layer count the decoders do not have fails."""
+        broken = os.path.join(self.tmp, "broken")
+        shutil.copytree(self.pkg, broken)
+        config = load_json(os.path.join(broken, "config.json"))
+        config["text_config"]["num_layers"] += 1
+        with open(os.path.join(broken, "config.json"), "w") as f:
+            json.dump(config, f)
+        p = run("validate", broken, check=EXIT["validation_failed"])
+        self.assertIn("decoder_model.onnx: 2 decoder layers (present.{i}.decoder.key) but config.json states 3", p.stdout)
+
     def test_optimum_generate_gives_transformers_greedy_ids(self):
         ref = load_json(self.reference)
         out = clients("optimum-each", self.pkg, self.reference)[self.pkg]

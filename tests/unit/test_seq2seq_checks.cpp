@@ -79,6 +79,18 @@ TEST_CASE("a vision encoder-decoder: the decoder's own cache, its geometry from 
     CHECK(seq2seq_file_problem("decoder_model.onnx", dec) == "has no output present.0.decoder.key");
 }
 
+TEST_CASE("Pix2Struct: the decoder's T5 keys from config.json's text_config, the encoder's width from vision_config") {
+    nlohmann::json config{{"vision_config", {{"hidden_size", 32}, {"num_hidden_layers", 3}, {"num_attention_heads", 2}}},
+                          {"text_config", {{"hidden_size", 32}, {"num_layers", 2}, {"num_heads", 4}, {"d_kv", 16}}}};
+    CHECK(seq2seq_contract_problem(package(32, 2, 4, 16), config).empty());  // heads * d_kv need not be hidden_size
+    CHECK(seq2seq_contract_problem(package(32, 3, 4, 16), config).find("3 decoder layers") != std::string::npos);
+    CHECK(seq2seq_contract_problem(package(32, 2, 4, 8), config).find("has 8 per head but config.json states 16") != std::string::npos);
+    CHECK(seq2seq_contract_problem(package(32, 2, 2, 16), config).find("has 2 heads but config.json states 4") != std::string::npos);
+    config["vision_config"]["hidden_size"] = 48;
+    CHECK(seq2seq_contract_problem(package(32, 2, 4, 16), config).find("states 48 (d_model, or the encoder's hidden_size)") !=
+          std::string::npos);
+}
+
 TEST_CASE("each file's role needs its names") {
     auto p = package(32, 1);
     CHECK(seq2seq_file_problem("encoder_model.onnx", p["encoder_model.onnx"]).empty());

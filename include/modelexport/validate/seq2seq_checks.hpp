@@ -12,6 +12,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace modelexport {
@@ -54,22 +55,30 @@ inline bool is_cache_tensor(const std::string& name) {
 ///   d_model   d_model (every family), hidden_size
 /// encoder_layers / num_layers (the encoder's depth) are not in any file's signature: the encoder's
 /// graph holds no cache, so they are not checked.
-/// A config.json of two configs (VisionEncoderDecoder: "encoder" and "decoder" objects, each a model's own)
-/// takes the decoder's keys from "decoder", whichever family it is (GPT-2's n_layer, TrOCR's decoder_layers,
-/// BERT's num_hidden_layers), and the encoder's width (encoder_width) from "encoder".
+/// A config.json of two configs, each a model's own (VisionEncoderDecoder's "encoder" and "decoder"; Pix2Struct's
+/// "vision_config", its encoder, and "text_config", its decoder) takes the decoder's keys from the decoder's
+/// config, whichever family it is (GPT-2's n_layer, TrOCR's decoder_layers, BERT's num_hidden_layers, Pix2Struct's
+/// T5-like num_layers, num_heads and d_kv), and the encoder's width (encoder_width) from the encoder's.
 struct seq2seq_geometry {
     std::int64_t layers = -1, heads = -1, head_dim = -1, d_model = -1, encoder_width = -1;
 };
 
 inline seq2seq_geometry seq2seq_config_geometry(const nlohmann::json& config) {
     seq2seq_geometry g;
-    auto encoder = config.find("encoder"), decoder = config.find("decoder");
-    if (encoder != config.end() && decoder != config.end() && encoder->is_object() && decoder->is_object()) {
+    const nlohmann::json *encoder = nullptr, *decoder = nullptr;
+    for (auto [encoder_key, decoder_key] : {std::pair{"encoder", "decoder"}, std::pair{"vision_config", "text_config"}}) {
+        auto e = config.find(encoder_key), d = config.find(decoder_key);
+        if (e != config.end() && d != config.end() && e->is_object() && d->is_object()) {
+            encoder = &*e, decoder = &*d;
+            break;
+        }
+    }
+    if (encoder) {
         const nlohmann::json& d = *decoder;
         g.layers = detail::config_int(d, {"decoder_layers", "num_decoder_layers", "num_hidden_layers", "n_layer", "num_layers"});
         g.heads = detail::config_int(d, {"decoder_attention_heads", "num_attention_heads", "n_head", "num_heads"});
         g.d_model = detail::config_int(d, {"d_model", "hidden_size", "n_embd"});
-        g.head_dim = detail::config_int(d, {"head_dim"});
+        g.head_dim = detail::config_int(d, {"head_dim", "d_kv"});
         g.encoder_width = detail::config_int(*encoder, {"hidden_size", "d_model"});
     } else {
         g.layers = detail::config_int(config, {"decoder_layers", "num_decoder_layers", "num_layers"});
