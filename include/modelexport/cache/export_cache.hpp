@@ -13,12 +13,11 @@
 #include "modelexport/cache/store.hpp"
 #include "modelexport/cache/detached.hpp"
 #include "modelexport/export/exporter_call.hpp"
+#include "modelexport/export/module_table.hpp"
 #include "modelexport/package/file_roles.hpp"
 #include "modelexport/onnx/hierarchy.hpp"
 #include "modelexport/onnx/checks.hpp"
 #include "modelexport/onnx/stream.hpp"
-#include "modelexport/export/reference_check.hpp"
-#include "modelexport/export/sentence_pipeline.hpp"
 #include "modelexport/export/source.hpp"
 #include "modelexport/cache/remote.hpp"
 
@@ -60,20 +59,6 @@ struct cache_outcome {
 };
 
 namespace detail {
-
-/// The ONNX files a cached module table describes, each with its trace: a multi-file export's
-/// table lists them under "files" (`{file, modules}`, the exporter's format-2 order, the primary
-/// first); a single-file table is model.onnx's. Throws when the table has the wrong shape.
-inline std::vector<std::pair<std::string, std::vector<traced_module>>> cached_model_tables(const json& table) {
-    std::vector<std::pair<std::string, std::vector<traced_module>>> out;
-    if (!table.contains("files")) {
-        out.emplace_back("model.onnx", traced_modules_from_json(table));
-        return out;
-    }
-    for (const auto& entry : table.at("files")) out.emplace_back(entry.at("file").get<std::string>(), traced_modules_from_json(entry));
-    if (out.empty()) throw cache_error("the module table lists no files");
-    return out;
-}
 
 /// The names a cache entry may hold, checked before anything is copied: the ONNX files its
 /// module table names (package model files, as a strategy writes them), and besides them only
@@ -367,22 +352,13 @@ private:
         std::vector<local_cache::staged_object> downloaded;
         try {
             // A table of the wrong shape is a miss here, not an error after the files were restored.
-            traced_modules_from_json(m.table);
             std::set<std::string> models;
-            for (const auto& [name, modules] : detail::cached_model_tables(m.table)) models.insert(name);
-            detail::check_entry_names(m, models);
-            m.table.value("torch_version", std::string());
-            m.table.value("onnx_exporter", std::string());
-            m.table.value("parameters", 0LL);
             try {
-                reference_check::from_table(m.table);
-                sentence_pipeline::from_json(m.table);
-                const json signature = m.table.value("signature", json::object());
-                if (!signature.is_object() || !signature.value("source", json("")).is_string())
-                    throw std::runtime_error("the entry's signature is not an object naming its source");
+                for (const auto& name : module_table::from_json(m.table).models) models.insert(name);
             } catch (const std::exception& e) {
-                throw cache_error(e.what());
+                throw cache_error(std::string("its module table: ") + e.what());
             }
+            detail::check_entry_names(m, models);
             cache_manifest local = m;  // what the local store holds
             if (out_.result == "hit-remote") local.files = download(m, stage, downloaded);
             local_.materialize(local, stage);
@@ -594,50 +570,19 @@ inline std::vector<std::string> produced_files(const fs::path& stage) {
     return out;
 }
 
-/// A trace as the cache stores it (the exporter's module-table entries).
-inline json cached_modules(const std::vector<traced_module>& trace) {
-    json modules = json::array();
-    for (const auto& m : trace) {
-        json j{{"path", m.path}, {"class", m.class_name}, {"torch_module", m.torch_module}};
-        if (m.order) j["order"] = *m.order;
-        modules.push_back(std::move(j));
-    }
-    return modules;
-}
-
-/// The part of a staged model that is not a file: the module table and what the exporter reported.
-/// Several ONNX files (an encoder-decoder export) add "files": each file's name and trace, in the
-/// staged order; "modules" stays the primary's. A single file's table has no "files" (unchanged).
+/// The part of a staged model that is not a file: its module table, in the cache's form.
 template <class Staged>
 json cache_table(const Staged& staged) {
-    json table{{"modules", cached_modules(staged.modules)}, {"torch_version", staged.torch_version},
-               {"onnx_exporter", staged.onnx_exporter}, {"parameters", staged.parameters},
-               {"signature", {{"source", staged.signature_source}}}, {"reference_check", staged.reference.to_json()}};
-    if (!staged.pipeline.empty()) table["sentence_transformers"] = staged.pipeline.to_json();
-    if (staged.model_modules.empty()) return table;
-    json files = json::array();
-    for (std::size_t i = 0; i < staged.models.size(); ++i)
-        files.push_back({{"file", staged.models[i]}, {"modules", cached_modules(staged.model_modules.at(i))}});
-    table["files"] = std::move(files);
-    return table;
+    return module_table::of(staged).to_json();
 }
 
 /// A staged model rebuilt from a hit; its files are already in the staging directory.
 template <class Staged>
 Staged staged_from_cache(const cache_manifest& hit, const cache_key_inputs& in, const std::string& key) {
     Staged out;
-    out.modules = traced_modules_from_json(hit.table);  // cannot throw: export_cache::restore parsed it
-    for (auto& [name, modules] : cached_model_tables(hit.table)) {
-        out.models.push_back(name);
-        if (hit.table.contains("files")) out.model_modules.push_back(std::move(modules));
-    }
-    out.torch_version = hit.table.value("torch_version", "");
-    out.onnx_exporter = hit.table.value("onnx_exporter", "");
-    out.parameters = hit.table.value("parameters", 0LL);
-    out.signature_source = hit.table.value("signature", json::object()).value("source", "");
-    // A hit carries the check recorded with it (the key holds the check's options).
-    out.reference = reference_check::from_table(hit.table);
-    out.pipeline = sentence_pipeline::from_json(hit.table);
+    // Cannot throw: export_cache::restore read it. A hit carries the reference check recorded with it
+    // (the key holds the check's options).
+    module_table::from_json(hit.table).fill(out);
     for (const auto& f : hit.files) out.known_hashes[f.path] = f.sha256;
     out.inputs = in.read;
     out.shown = (out.models.size() > 1 ? "the ONNX files" : out.models.front()) + " from the export cache (key " + key + ")";

@@ -11,6 +11,7 @@
 #include "modelexport/error.hpp"
 #include "modelexport/export_options.hpp"
 #include "modelexport/export/exporter_call.hpp"
+#include "modelexport/export/module_table.hpp"
 #include "modelexport/onnx/external_data.hpp"
 #include "modelexport/detail/file_copy.hpp"
 #include "modelexport/onnx/hierarchy.hpp"
@@ -175,48 +176,33 @@ inline bool gather_into(produced_onnx& out, const fs::path& model, const externa
     return g.rewritten;
 }
 
-/// The exporter's module table (--modules): trace, torch version and parameter count.
-inline void read_module_table(const fs::path& table, const std::string& exporter, produced_onnx& out) {
+/// The exporter's module table (--modules), read by module_table; any other shape is the exporter's failure.
+inline module_table read_module_table(const fs::path& table, const std::string& exporter) {
     try {
-        json t = parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64});
-        out.modules = traced_modules_from_json(t);
-        out.torch_version = t.value("torch_version", "");
-        out.onnx_exporter = t.value("onnx_exporter", "");
-        out.parameters = t.value("parameters", 0LL);
-        out.signature_source = t.value("signature", json::object()).value("source", "");
-        out.reference = reference_check::from_table(t);
-        out.pipeline = sentence_pipeline::from_json(t);
-        const json phases = t.value("phase_seconds", json::object());
-        for (const auto& [phase, seconds] : phases.items())
-            if (phases.is_object() && seconds.is_number()) out.exporter_seconds[phase] = seconds;
+        return module_table::from_json(parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64}));
     } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
         throw export_failed(exporter, std::string("the exporter wrote an unusable module table: ") + e.what());
     }
 }
 
-/// The seq2seq exporter's module table (format 2, tools/htp_seq2seq.py): one format-1 entry per
-/// ONNX file, in `files`' order; each must be a file the task declares and the staging directory holds.
+/// The single-file exporter's table (tools/htp_exporter.py): model.onnx's trace and the exporter's reports.
+inline void read_module_table(const fs::path& table, const std::string& exporter, produced_onnx& out) {
+    module_table t = read_module_table(table, exporter);
+    if (t.models.size() != 1) throw export_failed(exporter, "the exporter wrote an unusable module table: several files for one model");
+    t.fill(out);
+}
+
+/// The seq2seq exporter's table (format 2, tools/htp_seq2seq.py): one entry per ONNX file, kept in
+/// `files`' order; each must be a file the task declares.
 inline void read_module_tables(const fs::path& table, const std::string& exporter, const std::vector<std::string_view>& files,
                                produced_onnx& out) {
+    module_table t = read_module_table(table, exporter);
     try {
-        json t = parse_json_text(read_text_file(table, 64u << 20), ".modules.json", {64u << 20, 64});
-        if (t.value("format", 0) != 2 || !t.contains("files") || !t["files"].is_array())
-            throw std::runtime_error("not a format-2 table with \"files\"");
-        out.torch_version = t.value("torch_version", "");
-        out.onnx_exporter = t.value("onnx_exporter", "");
-        out.parameters = t.value("parameters", 0LL);
-        out.signature_source = t.value("signature", json::object()).value("source", "");
-        out.reference = reference_check::from_table(t);
-        for (auto name : files) {
-            auto entry = std::find_if(t["files"].begin(), t["files"].end(), [&](const json& e) { return e.value("file", "") == name; });
-            if (entry == t["files"].end()) throw std::runtime_error("no entry for " + std::string(name));
-            out.models.emplace_back(name);
-            out.model_modules.push_back(traced_modules_from_json(*entry));
-        }
-        out.modules = out.model_modules.front();
-    } catch (const std::exception& e) {  // limits, not JSON, or the wrong shape (nlohmann type errors)
+        t.order_as(files);
+    } catch (const std::exception& e) {
         throw export_failed(exporter, std::string("the exporter wrote an unusable module table: ") + e.what());
     }
+    t.fill(out);
 }
 
 }  // namespace detail
@@ -247,7 +233,6 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
     if (!fs::is_regular_file(table)) throw export_failed(exporter, "the exporter wrote model.onnx but no module table (--modules)");
     detail::read_module_table(table, exporter, out);
     fs::remove(table);
-    out.models = {"model.onnx"};
     for (const auto& f : detail::source_files(src)) out.inputs.push_back(f);
     for (const auto& f : htp_exporter_files(opt.exporter_script)) out.inputs.push_back(f);
     return out;
