@@ -13,6 +13,7 @@
 #include "modelexport/detail/json_file.hpp"
 #include "modelexport/package/layout.hpp"
 #include "modelexport/onnx/checks.hpp"
+#include "modelexport/package/contents.hpp"
 #include "modelexport/package/reader.hpp"
 #include "modelexport/export/sentence_pipeline.hpp"
 #include "modelexport/validate/seq2seq_checks.hpp"
@@ -126,10 +127,6 @@ inline std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
-inline auto takes_input(const signature& sig) {
-    return [&sig](std::string_view n) { return sig.input(std::string(n)) != nullptr; };
-}
-
 inline void check_signature(report_builder& b, const task_info& task, const signature& sig, const std::string& model_name) {
     std::vector<std::string> missing_in, unexpected_in, missing_out;
     for (auto n : task.inputs)
@@ -154,41 +151,21 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
     else b.fail("signature.outputs", severity::error, model_name + ": missing output(s) " + join(missing_out) + " that " + cls + " reads");
 }
 
-/// Whether a graph has the inputs and outputs `task`'s Optimum class needs (signature.* judge the rest).
-inline bool signature_fits(const task_info& task, const signature& sig) {
-    for (auto n : task.inputs)
-        if (!task.takes_required(n, takes_input(sig))) return false;
-    for (auto n : task.outputs)
-        if (!sig.output(std::string(n))) return false;
-    return true;
-}
-
 /// task.recorded: the task export_metadata.json records (model.task) is what tools and people
 /// read (inspect, bindings, audits), so it must agree with the head config.json names and with
 /// the graph (docs/design.md §5.3). A package without metadata (not made by modelexport) skips it.
-inline void check_recorded_task(report_builder& b, const fs::path& dir, const std::optional<signature>& sig, const std::optional<json>& config) {
+inline void check_recorded_task(report_builder& b, const fs::path& dir, const std::optional<signature>& sig, const std::optional<json>& config,
+                                const std::string& primary) {
     const fs::path meta_path = dir / "export_metadata.json";
     if (!fs::is_regular_file(meta_path)) return b.skip("task.recorded", severity::error, meta_path.string() + ": missing");
     std::string recorded;
     try {
-        json meta = read_export_metadata(meta_path);
-        auto m = meta.find("model");
-        if (m != meta.end() && m->is_object() && m->contains("task") && (*m)["task"].is_string()) recorded = (*m)["task"].get<std::string>();
+        recorded = recorded_model_task(read_export_metadata(meta_path));
     } catch (const error& e) {
         return b.fail("task.recorded", severity::error, e.what());
     }
-    const task_info* task = config ? find_task(recorded, *config) : find_task(recorded);
-    if (!task) return b.fail("task.recorded", severity::error, meta_path.string() + ": model.task '" + recorded + "' is not a known task");
-    if (config) {
-        architecture_head head = head_architecture(*config);
-        if (!head.name.empty() && !task_fits_head(*task, *head.task))
-            return b.fail("task.recorded", severity::error,
-                          meta_path.string() + ": model.task is " + recorded + " but config.json's architectures names " + head.name + " (" +
-                              std::string(head.task->name) + ")");
-    }
-    if (sig && !signature_fits(*task, *sig))
-        return b.fail("task.recorded", severity::error,
-                      meta_path.string() + ": model.task is " + recorded + " but model.onnx lacks the signature " + std::string(task->optimum_class) + " needs");
+    if (std::string problem = recorded_task_problem(recorded, config ? &*config : nullptr, sig ? &*sig : nullptr, primary); !problem.empty())
+        return b.fail("task.recorded", severity::error, meta_path.string() + ": " + problem);
     b.pass("task.recorded", severity::error, recorded);
 }
 
@@ -285,39 +262,6 @@ inline void check_cache(report_builder& b, const task_info& task, const signatur
     else
         b.fail("generation.config", severity::warning,
                (dir / "generation_config.json").string() + ": missing, and config.json has no eos_token_id; generate() cannot stop");
-}
-
-/// model.task as the package's export_metadata.json records it, or "" (none, or unreadable: task.recorded says why).
-inline std::string recorded_task(const fs::path& dir) {
-    try {
-        const fs::path meta_path = dir / "export_metadata.json";
-        if (!fs::is_regular_file(meta_path)) return {};
-        json meta = read_export_metadata(meta_path);
-        auto m = meta.find("model");
-        if (m != meta.end() && m->is_object() && m->contains("task") && (*m)["task"].is_string()) return (*m)["task"].get<std::string>();
-    } catch (const error&) {  // task.recorded reports it
-    }
-    return {};
-}
-
-/// The task a package is checked for: --task, else the one its export_metadata.json records (the one it was
-/// exported for: a bare backbone names none, a decoder's base model could be either feature extraction),
-/// else the one config.json's `architectures` names. nullptr: none known.
-inline const task_info* package_task(const fs::path& dir, const validate_options& opt) {
-    json config = json::object();
-    try {
-        if (fs::is_regular_file(dir / "config.json")) config = read_json_object(dir / "config.json");
-    } catch (const error&) {  // config.parse reports it
-    }
-    const std::string named = opt.task.empty() ? recorded_task(dir) : opt.task;
-    if (const task_info* t = find_task(named, config); t || !opt.task.empty()) return t;
-    return task_for_config(config);
-}
-
-/// The package's ONNX files by name: an encoder-decoder task's (the first is the primary), else model.onnx.
-inline std::vector<std::string> package_models(const task_info* t) {
-    if (t && !t->encoder_decoder.empty()) return {t->encoder_decoder.files.begin(), t->encoder_decoder.files.end()};
-    return {"model.onnx"};
 }
 
 /// What the checks after check_model_file need of one ONNX file that parses.
@@ -582,23 +526,16 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     } catch (const error& e) {
         b.fail("package.layout", severity::error, e.what());
     }
-    const task_info* task = detail::package_task(dir, opt);
-    const std::vector<std::string> models = detail::package_models(task);
+    const task_info* task = package_task(dir, opt.task);
+    const std::vector<std::string> models = package_models(task);
     r.model = layout_path(r.layout, models.front());
     const fs::path model_path = dir / r.model, config_path = dir / "config.json";
 
-    std::vector<std::string> missing;
-    std::vector<std::string> required;
-    for (const auto& name : models) required.push_back(layout_path(r.layout, name));
-    for (const auto& f : package_files)
-        if (f.required && f.role != file_role::model) required.emplace_back(f.name);
-    for (const auto& name : required)
-        if (!fs::is_regular_file(dir / name)) {
-            std::string why = regular_file_problem(dir / name);  // "missing", or what it is instead
-            missing.emplace_back(name + (why == "missing" ? "" : " (" + why + ")"));
-        }
-    if (missing.empty()) b.pass("package.files", severity::error);
-    else b.fail("package.files", severity::error, dir.string() + ": missing required file(s) " + detail::join(missing));
+    // A package without export_metadata.json (not made by modelexport) is still checked: loadable, not exported.
+    if (auto missing = missing_package_files(dir, r.layout, models, package_need::loadable); missing.empty())
+        b.pass("package.files", severity::error);
+    else
+        b.fail("package.files", severity::error, dir.string() + ": " + missing_files_problem(missing));
 
     std::map<std::string, signature> sigs;
     std::map<std::string, id_embedding> embeddings;
@@ -638,7 +575,7 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
                                 : unknown_task_message(opt.task));
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
-    detail::check_recorded_task(b, dir, r.sig, config);
+    detail::check_recorded_task(b, dir, r.sig, config, models.front());
     if (task) detail::check_preprocessing(b, *task, dir, r.sig);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
