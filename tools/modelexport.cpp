@@ -12,6 +12,7 @@
 #include "modelexport/validator.hpp"
 #include "modelexport/package/verify.hpp"
 #include "modelexport/version.hpp"
+#include "modelexport/package/contents.hpp"
 #include "modelexport/package/reader.hpp"
 
 #include <CLI/CLI.hpp>
@@ -147,6 +148,8 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
 }
 
 int run_inspect(const fs::path& path, const std::string& format, const output_mode& mode) {
+    // A package's ONNX files are all there, or none is described (config.json and metadata are optional: any ONNX package).
+    if (fs::is_directory(path)) me::open_complete_package(path, me::package_need::models);
     if (std::string several = fs::is_directory(path) ? me::multi_file_models(path) : ""; !several.empty()) {
         if (mode.json || format != "text")
             throw me::usage_error(path.string(), "holds several ONNX models (" + several + "); inspect one of them for --format " +

@@ -1581,6 +1581,74 @@ class TrustPackageReaders(TempDirTest):
         self.assertEqual(read(os.path.join(pkg, "config.json")), config)
         self.assertFalse(os.path.exists(self.path("a.onnx")) or os.path.exists(self.path("b.onnx")))
 
+    def test_embed_refuses_the_models_pack_refuses(self):
+        # One rule for both: the model parses with every payload its size, and holds all its tensors.
+        def truncated(pkg):
+            write(os.path.join(pkg, "model.onnx"), read(os.path.join(pkg, "model.onnx"))[:5000])
+        def data_file(pkg):
+            write(os.path.join(pkg, "model.onnx_data"), b"x")
+        def external_tensor(pkg):
+            write(self.path("outside.bin"), bytes(range(256)) * 64)
+            save_any(in_subgraph(onnx.load(os.path.join(pkg, "model.onnx")), "../../../outside.bin"), os.path.join(pkg, "model.onnx"))
+        for name, mutate, fragment in (("truncated", truncated, "not a valid ONNX model"),
+                                       ("data_file", data_file, "model.onnx_data: external data cannot be taken into one file by"),
+                                       ("external_tensor", external_tensor, "keeps its data in another file")):
+            with self.subTest(name):
+                pkg = self.package("pkg-" + name)
+                mutate(pkg)
+                before = tree_snapshot(self.tmp)
+                lines = []
+                for args in (["pack", pkg, "--output", self.path("packed.onnx")],
+                             ["embed", pkg, "--output", self.path("e.S"), "--header", self.path("e.hpp")]):
+                    p = run(*args)
+                    self.assertFailsWith(p, "invalid_input", pkg, fragment)
+                    lines.append(p.stderr.splitlines()[0].split(pkg, 1)[1].replace(" " + args[0], " CMD"))
+                self.assertEqual(lines[0], lines[1])
+                self.assertEqual(tree_snapshot(self.tmp), before)
+
+    def test_every_reader_refuses_an_incomplete_package(self):
+        # pack, embed and bindings carry the export's record and config; inspect needs the ONNX files only.
+        # A missing file is exit 5 naming it for all of them (validate: package.files, exit 7; verify: missing, exit 9).
+        writers = lambda pkg: (["pack", pkg, "--output", self.path("packed.onnx")],
+                               ["embed", pkg, "--output", self.path("e.cpp"), "--header", self.path("e.hpp")],
+                               ["bindings", pkg, "--header", self.path("b.hpp")])
+        for name in ("config.json", "export_metadata.json", "model.onnx"):
+            with self.subTest(name):
+                pkg = self.package("no-" + name.replace(".", "_"))
+                os.remove(os.path.join(pkg, name))
+                before = tree_snapshot(self.tmp)
+                for args in writers(pkg) + ((["inspect", pkg],) if name == "model.onnx" else ()):
+                    self.assertFailsWith(run(*args), "invalid_input", pkg + ": missing required file(s) " + name)
+                self.assertEqual(tree_snapshot(self.tmp), before)
+        self.assertEqual(run("inspect", self.path("no-export_metadata_json")).returncode, EXIT["ok"])  # any ONNX package
+        p = run("validate", self.path("no-model_onnx"))
+        self.assertEqual(p.returncode, EXIT["validation_failed"], p.stdout + p.stderr)
+        self.assertIn("package.files: " + self.path("no-model_onnx") + ": missing required file(s) model.onnx", p.stdout)
+        self.assertIn("model.onnx: missing", run("verify", self.path("no-model_onnx"), check=EXIT["package_modified"]).stdout)
+
+    def test_an_encoder_decoder_package_lacking_one_of_its_files_is_refused(self):
+        for name in ("encoder_model.onnx", "decoder_model_merged.onnx"):
+            with self.subTest(name):
+                pkg = self.path("t5-no-" + name)
+                shutil.copytree(os.path.join(EXAMPLES, "hf-t5"), pkg)
+                os.remove(os.path.join(pkg, name))
+                problem = pkg + ": missing required file(s) " + name
+                for args in (["inspect", pkg], ["bindings", pkg, "--header", self.path("b.hpp")]):
+                    self.assertFailsWith(run(*args), "invalid_input", problem)
+                self.assertFalse(os.path.exists(self.path("b.hpp")))
+                self.assertIn("package.files: " + problem, run("validate", pkg, check=EXIT["validation_failed"]).stdout)
+
+    def test_bindings_refuse_a_recorded_task_config_contradicts(self):
+        pkg = self.package()
+        cfg = load_json(os.path.join(pkg, "config.json"))
+        cfg["architectures"] = ["BertForTokenClassification"]
+        write(os.path.join(pkg, "config.json"), json.dumps(cfg))
+        problem = (os.path.join(pkg, "export_metadata.json") + ": model.task is text-classification but config.json's architectures "
+                   "names BertForTokenClassification (token-classification)")
+        self.assertFailsWith(run("bindings", pkg, "--header", self.path("b.hpp")), "invalid_input", problem)
+        self.assertFalse(os.path.exists(self.path("b.hpp")))
+        self.assertIn("task.recorded: " + problem, run("validate", pkg, check=EXIT["validation_failed"]).stdout)
+
     def test_unpack_refuses_a_model_with_external_data(self):
         model = in_subgraph(onnx.load(os.path.join(EXAMPLES, "text-classification", "model.onnx")), "../../../outside.bin").SerializeToString()
         import hashlib

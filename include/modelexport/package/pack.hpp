@@ -20,6 +20,7 @@
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/onnx/stream.hpp"
 #include "modelexport/package/reader.hpp"
+#include "modelexport/package/single_file.hpp"
 #include "modelexport/package/writer.hpp"
 #include "modelexport/onnx/tensor_walk.hpp"
 
@@ -147,21 +148,6 @@ inline std::string metadata_entry_bytes(const std::string& key, const std::strin
 
 }  // namespace detail
 
-namespace detail {
-
-/// The first tensor of `model` that keeps its data in another file, or empty: a packed model is
-/// one file, so it may hold none (its location, even model.onnx_data, would be outside it).
-/// A light model's skipped payloads are its own bytes, not external data (onnx/stream.hpp).
-inline std::string first_external_tensor(light_model& light) {
-    std::string found;
-    for_each_tensor(light.model, [&](onnx::TensorProto& t, const tensor_site& site) {
-        if (found.empty() && is_external(t) && !light.skipped_at(site)) found = external_reference_of(t, site.where).tensor;
-    });
-    return found;
-}
-
-}  // namespace detail
-
 /// Writes `output`: the package's model.onnx (at the root, or onnx/model.onnx in the hub layout)
 /// with its configuration files appended. A hub package's manifest says so ("layout": "hub"), and
 /// unpack puts the model back under onnx/, where the stored export_metadata.json lists it.
@@ -170,29 +156,17 @@ inline std::string first_external_tensor(light_model& light) {
 /// with external data (the packed file would not be self-contained) and an output inside the
 /// package being read.
 inline void pack_package(const fs::path& dir, const fs::path& output) {
-    const package_reader pkg = open_package(dir);
-    if (std::string several = multi_file_models(dir); !several.empty())
-        throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); pack takes a single-file package (model.onnx)");
+    const single_file_model m = open_single_file_model(dir, "pack");
     // A variant is a model of its own that loaders open by file name: no metadata entry of model.onnx stands for it.
     if (std::string variants = variant_files_in(dir); !variants.empty())
         throw invalid_input(dir.string(), "holds variant files (" + variants + "); pack takes a package without variants");
     if (path_within(fs::weakly_canonical(fs::absolute(output)), fs::weakly_canonical(fs::absolute(dir))))
         throw usage_error(output.string(), "is inside the package " + dir.string() + ", which pack reads", "write the packed model outside the package");
-    const package_layout layout = find_layout(dir);
-    const std::string model_name = layout_path(layout, "model.onnx"), data_name = layout_path(layout, "model.onnx_data");
-    const fs::path model = dir / model_name;
-    unique_fd model_fd = pkg.open(model_name);
-    if (!model_fd) throw invalid_input(model.string(), "missing");
-    if (pkg.open(data_name)) throw invalid_input((dir / data_name).string(), "external data cannot be packed into one file");
-    const fs::path model_read = "/proc/self/fd/" + std::to_string(model_fd.get());  // the checked file, whatever the name says now
-    {
-        light_model graph = load_onnx_light(model_read, model.string());
-        if (std::string tensor = detail::first_external_tensor(graph); !tensor.empty())
-            throw invalid_input(model.string(), tensor + " keeps its data in another file; a packed model must hold all its tensors");
-    }
+    const package_reader& pkg = m.package;
+    const fs::path model = m.shown, model_read = m.read_path();
     std::string tail;
     json manifest{{"format_version", 1}, {"model", {{"size", fs::file_size(model_read)}, {"sha256", hash_file(model_read)}}}, {"files", json::object()}};
-    if (layout == package_layout::hub) manifest["layout"] = "hub";  // absent for flat: flat packs keep their bytes
+    if (m.layout == package_layout::hub) manifest["layout"] = "hub";  // absent for flat: flat packs keep their bytes
     for (const auto& f : package_files) {
         std::string name(f.name);
         if (f.role == file_role::model || !pkg.open(name)) continue;
