@@ -136,10 +136,10 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
                           : c.status == me::check_status::unavailable ? "n/a   "
                           : c.level == me::severity::error            ? "FAIL  "
                                                                       : "WARN  ")
-                      << c.id << ": " << c.message << "\n";
+                      << c.id << ": " << me::printable(c.message) << "\n";  // names from the package, quoted as in error lines
         }
         if (!mode.quiet)
-            std::cout << dir.string() << ": " << (unavailable ? "not checked in its runtime" : ok ? "valid" : "INVALID") << " for "
+            std::cout << me::printable(dir.string()) << ": " << (unavailable ? "not checked in its runtime" : ok ? "valid" : "INVALID") << " for "
                       << (report.task.empty() ? "?" : report.task) << (report.optimum_class.empty() ? "" : " (" + report.optimum_class + ")")
                       << (strict ? " [strict]" : "") << "\n";
     }

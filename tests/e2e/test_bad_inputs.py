@@ -1860,6 +1860,15 @@ class Names(Contained):
         self.check_contained(lambda t: (export_args(src, out), [out, "mount point"]), "io_error", out="mnt")
         run("export", src, os.path.join(out, "pkg"), check=0)  # the hint's way works
 
+    def test_validate_report_escapes_control_characters_in_names(self):
+        pkg = self.path("bad\nname\x1b[31m")
+        shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+        os.remove(os.path.join(pkg, "config.json"))  # failed checks name the directory and the file
+        p = run("validate", pkg, check=EXIT["validation_failed"])
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in p.stdout), repr(p.stdout))
+        self.assertIn("package.files: " + self.path("bad\\x0aname\\x1b[31m") + ": missing required file(s) config.json\n", p.stdout)
+        self.assertIn(self.path("bad\\x0aname\\x1b[31m") + ": INVALID for", p.stdout)
+
     def test_pictures_escape_control_characters_in_node_names(self):
         import xml.etree.ElementTree as ET
         name = '/enc\x01oder/la"yer\n<1>&\\/Add'
