@@ -1509,6 +1509,24 @@ class SpecialFiles(Contained):
                 self.assertNotEqual(p.returncode, 0)
                 self.assertIn("FIFO", p.stderr + p.stdout, args)
 
+    def test_cache_reports_refuse_a_fifo_or_a_link_out_of_the_cache(self):
+        # stats and verify name the entry (exit 8) instead of counting around it, or deleting it
+        outside = write(self.path("outside", "victim"), "not the cache's")
+        for sub, make in (("pending", lambda p: os.mkfifo(p)), ("ac", lambda p: os.symlink(outside, p)),
+                          ("cas", lambda p: os.symlink(outside, p))):
+            with self.subTest(sub):
+                cache = self.path("cache-" + sub)
+                os.makedirs(os.path.join(cache, sub))
+                entry = os.path.join(cache, sub, "0" * 64)
+                make(entry)
+                for action in ("stats", "verify"):
+                    start = time.monotonic()
+                    p = run("cache", action, env={"MODELEXPORT_CACHE_DIR": cache}, timeout=60)
+                    self.assertLess(time.monotonic() - start, 30)
+                    self.assertFailsWith(p, "io_error", entry, "FIFO" if sub == "pending" else "symbolic link")
+                    self.assertTrue(os.path.lexists(entry))
+                self.assertEqual(read(outside), b"not the cache's")
+
     def test_timeout_values(self):
         src = self.src()
         for bad in ("abc", "0", "-5", "1e3", "", "5s"):

@@ -472,7 +472,28 @@ public:
         }
     }
 
+    /// Refuses the cache (a cache_error naming the entry) when something below its root is not the
+    /// cache's own: ac/, cas/, probes/ or pending/ that is not a directory, or a name in one of them,
+    /// or store.log, that is not a regular file with one link (a link leaving the cache, a FIFO,
+    /// a device, a hard link). The commands that report on the cache (stats, verify) call it
+    /// first: a report that counted around such an entry would describe a cache that is not there.
+    void check_own_entries() const {
+        held_dir root = root_dir(false);
+        struct stat st {};
+        if (!root) return;
+        if (root.stat("store.log", st))
+            if (std::string problem = foreign_problem(st); !problem.empty()) throw cache_error((root_ / "store.log").string() + " " + problem);
+        for (const char* sub : {"ac", "cas", "probes", "pending"}) {
+            held_dir d = dir(sub, false);
+            if (!d) continue;
+            for_each_name(d, [&](const std::string& name, const struct stat& entry) {
+                if (std::string problem = foreign_problem(entry); !problem.empty()) throw cache_error((d.shown / name).string() + " " + problem);
+            });
+        }
+    }
+
     cache_stats stats() const {
+        check_own_entries();
         cache_stats s;
         for (const auto& f : files()) {
             if (f.is_temp || f.foreign) continue;
@@ -533,16 +554,13 @@ public:
         if (root.stat("pending", st) && !S_ISDIR(st.st_mode)) ::unlinkat(root.fd.get(), "pending", 0);  // the markers of running stores stay
     }
 
-    /// Re-hashes every object and checks every entry; removes what is bad (and what is not the cache's).
+    /// Re-hashes every object and checks every entry; removes what is bad. A cache holding what is
+    /// not its own is refused (check_own_entries): prune or clear remove such names.
     cache_verify_result verify() const {
+        check_own_entries();
         cache_verify_result r;
         for (const auto& f : files()) {
-            if (f.is_temp) continue;
-            if (f.foreign) {
-                ::unlinkat(f.dir->fd.get(), f.name.c_str(), 0);
-                continue;
-            }
-            if (f.is_entry) continue;
+            if (f.is_temp || f.is_entry) continue;
             ++r.objects;
             bool ok = false;
             try {
@@ -599,6 +617,15 @@ private:
         return {std::move(fd), path, root_};
     }
 
+    /// What an entry lstat'ed as `st` is when it is not a file the cache wrote (a regular file with
+    /// one link: nothing outside shares its inode); "" when it is one.
+    static std::string foreign_problem(const struct stat& st) {
+        if (S_ISLNK(st.st_mode)) return "is a symbolic link; the cache follows none";
+        if (!S_ISREG(st.st_mode)) return "is " + file_kind(st.st_mode) + ", not a regular file";
+        if (st.st_nlink != 1) return "has " + std::to_string(st.st_nlink) + " links";
+        return {};
+    }
+
     /// Calls `f(name, lstat)` for each name in `d` (not . and ..).
     template <class F>
     static void for_each_name(const held_dir& d, F&& f) {
@@ -623,9 +650,8 @@ private:
             auto d = std::make_shared<const held_dir>(dir(sub, false));
             if (!*d) continue;
             for_each_name(*d, [&](const std::string& name, const struct stat& st) {
-                bool regular = S_ISREG(st.st_mode) && st.st_nlink == 1;
                 out.push_back({d, name, static_cast<std::uintmax_t>(st.st_size), std::chrono::system_clock::from_time_t(st.st_mtime),
-                               sub[0] == 'a', name.rfind(".tmp-", 0) == 0, !regular});
+                               sub[0] == 'a', name.rfind(".tmp-", 0) == 0, !foreign_problem(st).empty()});
             });
         }
         return out;
