@@ -269,12 +269,7 @@ int run_cache_action(const std::string& action, const me::export_options& eo, co
         return 0;
     }
     if (action == "prune") {
-        std::uintmax_t limit = eo.cache.max_size;
-        if (!max_size.empty()) {
-            auto n = me::parse_size(max_size);
-            if (!n) throw me::usage_error("--max-size", "'" + max_size + "' is not a size (e.g. 500M, 10G)");
-            limit = *n;
-        }
+        const std::uintmax_t limit = max_size.empty() ? eo.cache.max_size : *me::parse_size(max_size);  // checked when parsed
         std::uintmax_t freed = cache.prune(limit);
         if (!mode.quiet) std::cout << "freed " << freed << " bytes\n";
         return 0;
@@ -503,7 +498,9 @@ int main(int argc, char** argv) {
     ca->add_option("--command", eo.command, "key: the command strategy's command");
     ca->add_option("--onnx-file", eo.onnx_file, "key: the command's ONNX file name");
     ca->add_option("--opset", eo.opset, "key: ONNX opset")->each([&eo](const std::string&) { eo.opset_given = true; });
-    ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)");
+    ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)")
+        ->check(CLI::Validator(  // given, it is a size: an empty one is not "the default"
+            [](std::string& text) { return me::parse_size(text) ? std::string() : "'" + text + "' is not a size (e.g. 500M, 10G)"; }, "SIZE"));
     ca->add_option("--timeout", wait_limit, "wait: give up after this many seconds (the stores go on; exit 0 with a warning)")
         ->check(CLI::Validator(
             [](std::string& text) {

@@ -1970,6 +1970,14 @@ class NamedOutputs(TempDirTest):
         # Beside the package under its own name, as the Meson template keeps it: fine.
         self.assertEqual(run("bindings", pkg, "--header", os.path.join(pkg, "pkg_model.hpp")).returncode, EXIT["ok"])
 
+    def test_cache_max_size_must_be_a_size(self):
+        for bad in ("", "abc", "5X", "-1", " 5"):
+            with self.subTest(bad):
+                p = run("cache", "prune", "--max-size", bad, env={"MODELEXPORT_CACHE_DIR": self.path("cache")})
+                self.assertFailsWith(p, "usage", "--max-size", f"'{bad}' is not a size")
+        self.assertEqual(run("cache", "prune", "--max-size", "10G", env={"MODELEXPORT_CACHE_DIR": self.path("cache")}).returncode,
+                         EXIT["ok"])
+
     def test_library_is_refused_where_no_htp_export_runs(self):
         p = run("export", os.path.join(SOURCES, PREBUILT), self.path("out"), "--library", "sentence-transformers", "--no-cache")
         self.assertEqual(p.returncode, EXIT["usage"], p.stderr)
