@@ -158,7 +158,8 @@ class RefusedTasks(unittest.TestCase):
         os.mkdir(src)
         with open(os.path.join(src, "config.json"), "w") as f:
             json.dump({"model_type": "musicgen", "architectures": ["MusicgenForConditionalGeneration"]}, f)
-        for task, reason in (("text-to-audio", "encodec_decode"), ("text-to-speech", "encodec_decode")):
+        for task, reason in (("text-to-audio", "encodec_decode"), ("text-to-speech", "encodec_decode"),
+                             ("reinforcement-learning", "keeps the trace's sequence length")):
             with self.subTest(task):
                 out = os.path.join(tmp, "out-" + task)
                 p = run("export", src, out, "--task", task)

@@ -187,6 +187,14 @@ class OptimumAgreement(unittest.TestCase):
                 self.assertIn(entry["name"], self.optimum["supported"])
                 self.assertFalse(({entry["name"]} | set(entry["aliases"])) & names)
 
+    def test_every_task_optimum_exports_is_a_row_or_refused_with_its_reason(self):
+        """A task optimum-onnx exports that the table neither exports nor refuses would be an
+        "unknown task" usage error, which tells a user nothing about why."""
+        with open(os.path.join(REPO, "share", "tasks.json"), encoding="utf-8") as f:
+            refused = {entry["name"] for entry in json.load(f)["not_exported"]}
+        known = {name for row in self.rows for name in [self.optimum_task(row)] + row["aliases"]} | refused
+        self.assertEqual(sorted(set(self.optimum["supported"]) - known), [])
+
     def test_the_outputs_are_optimums(self):
         for row in self.rows:
             if row.get("encoder_decoder") or row["with_past"]:  # an encoder-decoder row's outputs are its encoder's
