@@ -21,6 +21,7 @@ A variant past a bound is exit status 4; the report (JSON) names every figure ei
 """
 
 import argparse
+import heapq
 import json
 import math
 import os
@@ -170,16 +171,69 @@ def make_8bit(source, target, variant, external):
 
 def make_fp16(model):
     """ONNX Runtime's float16 conversion; inputs and outputs stay fp32, as transformers.js feeds them.
-    The casts it adds for the inputs come last in the node list: ONNX Runtime's own graph helper
-    sorts the nodes again (transformers.js's script slims the model for the same reason)."""
+    The converter appends the casts it adds: every graph's nodes are sorted again (transformers.js's
+    script slims the model for the same reason). A merged decoder does not come here (merge_converted)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
-    from onnxruntime.transformers.onnx_model import OnnxModel
     converted = convert_float_to_float16(model, keep_io_types=True,
                                          disable_shape_infer=model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF)
-    wrapped = OnnxModel(converted)
-    wrapped.topological_sort()
-    return wrapped.model
+    sort_nodes(converted.graph)
+    return converted
+
+
+def subgraphs(node):
+    import onnx
+    for attribute in node.attribute:
+        if attribute.type == onnx.AttributeProto.GRAPH:
+            yield attribute.g
+        for graph in attribute.graphs:
+            yield graph
+
+
+def defined_in(graph):
+    """The names a graph itself defines: its inputs, initializers and node outputs."""
+    return ({v.name for v in graph.input} | {t.name for t in graph.initializer}
+            | {t.values.name for t in graph.sparse_initializer} | {o for n in graph.node for o in n.output if o})
+
+
+def sort_nodes(graph):
+    """Orders each graph's nodes so that every value is defined before it is read, counting the names a
+    node's subgraphs read from this scope as its inputs; the original order breaks ties."""
+    produced = {o: index for index, n in enumerate(graph.node) for o in n.output if o}
+
+    def reads(node):
+        names = {i for i in node.input if i}
+        for sub in subgraphs(node):
+            inner = defined_in(sub)
+            for inner_node in sub.node:
+                names |= {i for i in reads(inner_node) if i not in inner}
+        return names
+
+    needs = [{produced[i] for i in reads(n) if i in produced and produced[i] != index}
+             for index, n in enumerate(graph.node)]
+    waiting = [len(n) for n in needs]
+    readers = {}
+    for index, producers in enumerate(needs):
+        for producer in producers:
+            readers.setdefault(producer, []).append(index)
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for reader in readers.get(index, ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                heapq.heappush(ready, reader)
+    if len(order) < len(graph.node):
+        raise RuntimeError("the fp16 conversion left a cycle in graph %s" % graph.name)
+    nodes = [graph.node[i] for i in order]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for node in graph.node:
+        for sub in subgraphs(node):
+            sort_nodes(sub)
 
 
 def make_q4(model):
@@ -194,20 +248,48 @@ def make_q4(model):
     return quantizer.model.model
 
 
+def convert(model, variant):
+    """The q4, fp16 or q4f16 form of an in-memory model."""
+    if variant in ("q4", "q4f16"):
+        model = make_q4(model)
+    if variant in ("fp16", "q4f16"):
+        model = make_fp16(model)
+    return model
+
+
+# A merged decoder and the two decoders it is made of (its If's branches).
+MERGED_FROM = {"decoder_model_merged.onnx": ("decoder_model.onnx", "decoder_with_past_model.onnx")}
+
+
+def merge_converted(parts, variant):
+    """The fp16 conversion renames the outputs of an If's branches that share the graph's output names
+    (Optimum's merged decoders do), leaving branches that return nothing: the two decoders are
+    converted instead and merged again as the exporter merged them (htp_seq2seq.merge_decoders)."""
+    import onnx
+    import htp_seq2seq
+    with tempfile.TemporaryDirectory(prefix="modelexport-merge-") as scratch:
+        made = []
+        for part in parts:
+            made.append(os.path.join(scratch, os.path.basename(part)))
+            save(convert(onnx.load(part), variant), made[-1], has_external_data(part))
+        merged = os.path.join(scratch, "merged.onnx")
+        htp_seq2seq.merge_decoders(made[0], made[1], merged, set())
+        return onnx.load(merged)
+
+
 def make_onnx_variant(directory, name, variant):
     """Writes the variant of `name` into `directory`; its file name."""
     import onnx
     source = os.path.join(directory, name)
     target = os.path.join(directory, variant_file(name, variant))
     external = has_external_data(source)
+    parts = [os.path.join(directory, part) for part in MERGED_FROM.get(name, ())]
     if variant in ("q8", "int8", "uint8"):
         model = make_8bit(source, target, variant, external)
+    elif variant in ("fp16", "q4f16") and parts and all(os.path.isfile(part) for part in parts):
+        model = merge_converted(parts, variant)
     else:
-        model = onnx.load(source)
-        if variant in ("q4", "q4f16"):
-            model = make_q4(model)
-        if variant in ("fp16", "q4f16"):
-            model = make_fp16(model)
+        model = convert(onnx.load(source), variant)
     carried = carry_tags(onnx.load(source, load_external_data=False), model)
     save(model, target, external)
     onnx.checker.check_model(target)

@@ -198,17 +198,46 @@ class Variants(unittest.TestCase):
 
     @unittest.skipUnless(os.path.isdir(SEQ2SEQ_SOURCES), "no seq2seq sources")
     def test_seq2seq_gets_a_variant_per_onnx_file(self):
-        """T5's four ONNX files each get their q8 file under onnx/ (the merged decoder's If branches
-        quantized too); their accuracy is recorded as not measured, with the reason; validate checks each."""
+        """T5's four ONNX files each get their q8 and fp16 files under onnx/ (the merged decoder's If
+        branches quantized too; its fp16 merged again from the two fp16 decoders, since the converter
+        empties branches that share the graph's output names); their accuracy is recorded as not
+        measured, with the reason; validate checks each, and the fp16 merged decoder runs both branches
+        in ONNX Runtime close to fp32's."""
         pkg = self.path("pkg")
-        run("export", os.path.join(SEQ2SEQ_SOURCES, "t5"), pkg, "--variants", "q8", "--layout", "hub", check=EXIT["ok"])
-        q8 = variant(load_json(os.path.join(pkg, "export_metadata.json")), "q8")
-        self.assertEqual(sorted(f["file"] for f in q8["files"]),
-                         ["onnx/decoder_model_merged_quantized.onnx", "onnx/decoder_model_quantized.onnx",
-                          "onnx/decoder_with_past_model_quantized.onnx", "onnx/encoder_model_quantized.onnx"])
-        self.assertEqual({f["accuracy"]["status"] for f in q8["files"]}, {"not_measured"})
+        run("export", os.path.join(SEQ2SEQ_SOURCES, "t5"), pkg, "--variants", "q8,fp16", "--layout", "hub", check=EXIT["ok"])
+        meta = load_json(os.path.join(pkg, "export_metadata.json"))
+        for name, suffix in (("q8", "quantized"), ("fp16", "fp16")):
+            made = variant(meta, name)
+            self.assertEqual(sorted(f["file"] for f in made["files"]),
+                             sorted(f"onnx/{part}_{suffix}.onnx" for part in ("decoder_model_merged", "decoder_model",
+                                                                              "decoder_with_past_model", "encoder_model")))
+            self.assertEqual({f["accuracy"]["status"] for f in made["files"]}, {"not_measured"})
         checks = {c["id"]: c for c in json.loads(run("validate", pkg, "--runtime", "none", "--json", check=0).stdout)["checks"]}
         self.assertEqual(checks["variants.files"]["status"], "pass")
+        print_diffs = (
+            "import json, sys, numpy as np, onnxruntime as ort\n"
+            "def session(p): return ort.InferenceSession(p, providers=['CPUExecutionProvider'])\n"
+            "fp32, fp16 = session(sys.argv[1]), session(sys.argv[2])\n"
+            "rng = np.random.default_rng(0)\n"
+            "feeds = {}\n"
+            "for i in fp32.get_inputs():\n"
+            "    shape = [2 if isinstance(d, str) and 'batch' in d else 3 if isinstance(d, str) else d for d in i.shape]\n"
+            "    if 'past' in i.name: shape[2] = 3 if 'encoder' in i.name else 4\n"
+            "    if i.type == 'tensor(int64)': feeds[i.name] = rng.integers(0, 50, shape).astype(np.int64)\n"
+            "    elif i.type == 'tensor(bool)': feeds[i.name] = np.array([False])\n"
+            "    else: feeds[i.name] = rng.standard_normal(shape).astype(np.float32)\n"
+            "feeds['encoder_attention_mask'] = np.ones_like(feeds['encoder_attention_mask'])\n"
+            "out = []\n"
+            "for branch in (False, True):\n"
+            "    feeds['use_cache_branch'] = np.array([branch])\n"
+            "    a, b = fp32.run(['logits'], feeds)[0], fp16.run(['logits'], feeds)[0]\n"
+            "    out.append(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-6)))\n"
+            "print(json.dumps(out))\n")
+        merged = os.path.join(pkg, "onnx", "decoder_model_merged")
+        diffs = json.loads(python(print_diffs, merged + ".onnx", merged + "_fp16.onnx"))
+        self.assertEqual(len(diffs), 2)
+        for diff in diffs:
+            self.assertLess(diff, 1e-2)  # relative to the logits' scale: fp16's 11-bit mantissa, not another model
 
     def test_the_fp32_export_is_cached_apart_from_the_variant_list(self):
         """Variants are made after the cached step: another list is a cache hit for the fp32 export."""
