@@ -132,6 +132,40 @@ def step_record(name, inputs, expected, produced, atol):
     return {"step": name, "inputs": shapes(inputs), "outputs": outputs}
 
 
+# An output ONNX Runtime misses by no more than this many times torch's own float32-to-float64 spread
+# (plus atol) is judged by that spread: each side can sit on either side of the float64 value.
+SPREAD_FACTOR = 2
+
+
+def allow_torch_spread(step, expected, float64_outputs, atol, notes):
+    """Where an output fails, asks torch's own float64 run whether float32 determines that output at
+    all on these inputs. A top-k over near-equal scores (a DETR-like query selection on untrained
+    weights) picks other queries at another precision, so torch's float32 misses its own float64 run
+    by as much as ONNX Runtime misses torch. A difference within SPREAD_FACTOR times that spread (plus
+    atol) is the model's, not the export's: the output passes, its spread recorded and noted."""
+    import numpy
+    failing = [out for out in step["outputs"] if not out["passed"]]
+    if not failing:
+        return
+    try:
+        wide = float64_outputs()
+    except Exception as error:  # a model that cannot run in float64 keeps its verdict
+        notes.append("torch's float64 run, which would tell a precision-unstable output, failed: %s"
+                     % str(error).splitlines()[0][:200] if str(error) else type(error).__name__)
+        return
+    for out in failing:
+        name = out["output"]
+        if name not in wide or not torch.is_tensor(wide[name]) or not wide[name].is_floating_point():
+            continue
+        spread = float(numpy.nanmax(numpy.abs(as_numpy(expected[name]) - as_numpy(wide[name])))) if wide[name].numel() else 0.0
+        out["torch_float64_spread"] = spread
+        if out["max_abs_diff"] <= SPREAD_FACTOR * spread + atol:
+            out["passed"] = True
+            notes.append("output %r: torch's float32 run differs from its own float64 run by %.3g on these inputs, "
+                         "so float32 does not determine it; ONNX Runtime's difference %.3g is within %d times that"
+                         % (name, spread, out["max_abs_diff"], SPREAD_FACTOR))
+
+
 def judge(steps, atol, tolerance_origin, notes, log):
     """The check's record, with the largest difference of any output at any step (logged when the
     check passed); raises ReferenceMismatch naming the worst failing output."""
