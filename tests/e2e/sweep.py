@@ -335,7 +335,9 @@ def dummy_inputs(source, task):
                               preprocessors=maybe_load_preprocessors(source), **past)
     import torch
     torch.manual_seed(SEED)
-    dummy = onnx_config.generate_dummy_inputs(framework="pt")
+    # The shapes main_export passes (RT-DETR's configuration reads the image height and width from them).
+    from optimum.utils import DEFAULT_DUMMY_SHAPES
+    dummy = onnx_config.generate_dummy_inputs(framework="pt", **DEFAULT_DUMMY_SHAPES)
     dummy = onnx_config.rename_ambiguous_inputs(dummy)
     out = {}
     for name, value in dummy.items():
