@@ -630,6 +630,7 @@ class Pix2Struct(unittest.TestCase):
         checks = {c["id"]: c for c in report["checks"]}
         self.assertEqual(checks["runtime.optimum"]["status"], "pass", checks["runtime.optimum"])
         self.assertIn("sequences", checks["runtime.optimum"]["message"])
+        self.assertIn("loaded by ORTModelForVision2Seq as ORTModelForPix2Struct", checks["runtime.optimum"]["message"])
         self.assertEqual(checks["signature.encoder_decoder"]["status"], "pass", checks["signature.encoder_decoder"])
 
     def test_a_config_contradicting_the_decoders_fails_validate(self):

@@ -269,6 +269,10 @@ private:
     static std::string summary(runtime_kind k, const json& out) {
         if (!out.is_object()) return to_string(k);
         std::string s = out.value("runtime", to_string(k)) + " " + out.value("version", "");
+        // from_pretrained may hand a package to a model type's own class (ORTModelForPix2Struct for ORTModelForVision2Seq).
+        const json loaded = out.value("loaded_class", json()), asked = out.value("class", json());
+        if (loaded.is_string() && asked.is_string() && loaded != asked)
+            s += ", loaded by " + asked.get<std::string>() + " as " + loaded.get<std::string>();
         if (out.contains("outputs") && out["outputs"].is_object()) {
             s += "; outputs";
             for (const auto& [name, v] : out["outputs"].items()) s += " " + name + (v.contains("shape") ? v["shape"].dump() : "");
