@@ -90,6 +90,19 @@ class Variants(unittest.TestCase):
         plan = json.loads(run("plan", src, "--variants", "q8,ort", "--layout", "hub", check=0).stdout)
         self.assertEqual(sorted(plan["files"]), sorted(list(meta["files"]) + ["export_metadata.json"]))
         run("verify", pkg, check=EXIT["ok"])
+        # bindings lists the .ort models' operators, so firmware checks its reduced ONNX Runtime build against them at compile time.
+        run("bindings", pkg, "--header", self.path("b.hpp"), "--namespace", "tc", check=EXIT["ok"])
+        with open(os.path.join(pkg, "onnx", "required_operators.config"), encoding="utf-8") as f:
+            listed = sum(len(line.split(";")[2].split(",")) for line in f.read().splitlines() if line and not line.startswith("#"))
+        with open(self.path("tu.cpp"), "w", encoding="utf-8") as f:
+            f.write('#include "b.hpp"\n'
+                    "constexpr bool needs(std::string_view op) {\n"
+                    "    for (const auto& o : tc::ort_required_operators) if (o.domain == \"ai.onnx\" && o.op == op) return true;\n"
+                    "    return false;\n}\n"
+                    "static_assert(tc::ort_required_operator_count > 0);\n"
+                    f"static_assert(tc::ort_required_operator_count == {listed});\n"
+                    'static_assert(needs("MatMul") && !needs("NoSuchOp"));\n')
+        subprocess.run(["c++", "-std=c++17", "-fsyntax-only", "-Werror", self.path("tu.cpp")], check=True, capture_output=True)
         self.assertIn("task: text-classification", run("inspect", os.path.join(pkg, "onnx", "model_quantized.onnx"), check=0).stdout)
         p = run("pack", pkg, "--output", self.path("packed.onnx"), check=EXIT["invalid_input"])
         self.assertIn("model_quantized.onnx", p.stderr)

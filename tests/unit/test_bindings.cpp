@@ -91,3 +91,38 @@ TEST_CASE("id2label must map 0..n-1 to strings") {
     CHECK_THROWS_AS(labels_in_order({{"id2label", {{"0", "a"}, {"2", "b"}}}}, "c"), invalid_input);
     CHECK_THROWS_AS(labels_in_order({{"id2label", {{"0", 5}}}}, "c"), invalid_input);
 }
+
+TEST_CASE("the ORT-format models' operators: parsed strictly, listed in the header, none without the file") {
+    const std::string config = "# Generated from model/s:\n# - model.ort\nai.onnx;13;Gather,MatMul\n\ncom.microsoft;1;FusedMatMul\n";
+    const auto ops = parse_ort_operators(config, "c");
+    REQUIRE(ops.size() == 3);
+    CHECK((ops[1].domain == "ai.onnx" && ops[1].opset == 13 && ops[1].op == "MatMul"));
+    CHECK((ops[2].domain == "com.microsoft" && ops[2].opset == 1 && ops[2].op == "FusedMatMul"));
+    for (const char* bad : {"ai.onnx;13", "ai.onnx;13;", "ai.onnx;13;Add,", "ai.onnx;013;Add", "ai.onnx;-1;Add", "ai.onnx;11,12;Add",
+                            ";13;Add", "ai.onnx;13;Add;Mul", "ai.onnx;13;Add Mul", "ai.onnx;13;Cast{\"inputs\": {}}",
+                            "!no_ops_specified_means_all_ops_are_required", "ai.onnx;13;Add\r"}) {
+        CAPTURE(bad);
+        CHECK_THROWS_WITH_AS(parse_ort_operators(std::string("# c\n") + bad + "\n", "ops.config"),
+                             doctest::Contains("ops.config: line 2 is not"), invalid_input);
+    }
+    CHECK_THROWS_AS(parse_ort_operators(std::string("ai.onnx;13;A\0b\n", 15), "c"), invalid_input);
+
+    test::temp_dir t;
+    fs::path pkg = exported_package(t);
+    const std::string none = bindings_header(pkg, "tiny");
+    CHECK(none.find("inline constexpr std::size_t ort_required_operator_count = 0;\n") != std::string::npos);
+    CHECK(none.find("ort_required_operators[]") == std::string::npos);
+    test::write(pkg / "required_operators.config", config);
+    const std::string h = bindings_header(pkg, "tiny");
+    CHECK(h.find("struct ort_operator { std::string_view domain; int opset; std::string_view op; };") != std::string::npos);
+    CHECK(h.find("inline constexpr modelexport_bindings::ort_operator ort_required_operators[] = {\n    {\"ai.onnx\", 13, \"Gather\"},\n"
+                 "    {\"ai.onnx\", 13, \"MatMul\"},\n    {\"com.microsoft\", 1, \"FusedMatMul\"},\n};\n"
+                 "inline constexpr std::size_t ort_required_operator_count = 3;\n") != std::string::npos);
+    test::write(pkg / "required_operators.config", config + "ai.onnx;14;Add,,Mul\n");
+    CHECK_THROWS_WITH_AS(bindings_header(pkg, "tiny"), doctest::Contains("required_operators.config: line 6 is not"), invalid_input);
+    // Read as every package file is: a link to a list outside the package is refused.
+    test::write(t / "outside.config", config);
+    fs::remove(pkg / "required_operators.config");
+    fs::create_symlink(t / "outside.config", pkg / "required_operators.config");
+    CHECK_THROWS_WITH_AS(bindings_header(pkg, "tiny"), doctest::Contains("symbolic link"), invalid_input);
+}

@@ -3,6 +3,8 @@
 //    shapes with symbolic dims named, id2label, file hashes), so application
 //    code compiles against the model it ships; a multi-file (encoder-decoder)
 //    package gets a nested namespace per ONNX file;
+//  - the operators the package's ORT-format models need (required_operators.config), so a
+//    firmware build can check its reduced ONNX Runtime against them;
 //  - the model bytes in a form the compiler links (.S with .incbin, or a .cpp
 //    array), for targets without a file system.
 #pragma once
@@ -17,6 +19,7 @@
 #include "modelexport/package/contents.hpp"
 #include "modelexport/package/reader.hpp"
 #include "modelexport/package/single_file.hpp"
+#include "modelexport/package/variant_names.hpp"
 #include "modelexport/version.hpp"
 
 #include <algorithm>
@@ -157,7 +160,8 @@ inline std::string namespace_for(const fs::path& dir) {
 inline std::string file_namespace(const std::string& file) {
     std::string stem = file.size() > 5 && file.compare(file.size() - 5, 5, ".onnx") == 0 ? file.substr(0, file.size() - 5) : file;
     std::string id = identifier_for(stem);
-    for (const char* taken : {"task", "optimum_class", "model_type", "id2label", "label_count", "files", "models", "inputs", "outputs", "file"})
+    for (const char* taken : {"task", "optimum_class", "model_type", "id2label", "label_count", "files", "models", "inputs", "outputs", "file",
+                              "ort_required_operators", "ort_required_operator_count"})
         if (id == taken) return "model_" + id;
     return id;
 }
@@ -180,6 +184,63 @@ inline std::vector<std::string> labels_in_order(const json& config, const std::s
         labels[id] = v.get<std::string>();
     }
     return labels;
+}
+
+/// One operator a package's ORT-format models need, as required_operators.config lists it.
+struct ort_operator {
+    std::string domain;
+    int opset;
+    std::string op;
+};
+
+/// The operators of ONNX Runtime's operator list `text` (required_operators.config; `shown` names it),
+/// in file order. Lines are empty, '#' comments, or `domain;opset;Op1,Op2,...` with one decimal opset
+/// and names of ASCII letters, digits and `_` (a domain also `.` and `-`). Anything else is
+/// invalid_input naming the line: type-reduction JSON, several opsets, `!` directives (of which
+/// `!no_ops_specified_means_all_ops_are_required` turns an empty list into "every operator"),
+/// spaces. convert_onnx_models_to_ort writes none of them, and a list read loosely would misstate
+/// what a reduced build must hold.
+inline std::vector<ort_operator> parse_ort_operators(const std::string& text, const std::string& shown) {
+    auto name = [](const std::string& s, const char* also) {
+        return !s.empty() && std::all_of(s.begin(), s.end(), [&](unsigned char c) {
+                   return c < 0x80 && (std::isalnum(c) || (c != 0 && std::strchr(also, c)));
+               });
+    };
+    std::vector<ort_operator> out;
+    std::size_t number = 0;
+    for (std::size_t start = 0; start < text.size();) {
+        const std::size_t end = std::min(text.find('\n', start), text.size());
+        const std::string line = text.substr(start, end - start);
+        start = end + 1;
+        ++number;
+        if (line.empty() || line[0] == '#') continue;
+        const std::size_t a = line.find(';'), b = a == std::string::npos ? a : line.find(';', a + 1);
+        const std::string domain = line.substr(0, a), opset = b == std::string::npos ? "" : line.substr(a + 1, b - a - 1);
+        int version = 0;
+        bool ok = b != std::string::npos && name(domain, "._-") && !opset.empty() && opset.size() <= 9 && opset[0] >= '1' && opset[0] <= '9' &&
+                  std::from_chars(opset.data(), opset.data() + opset.size(), version).ptr == opset.data() + opset.size();
+        std::vector<ort_operator> ops;
+        for (std::size_t from = b + 1; ok && from <= line.size();) {
+            const std::size_t comma = std::min(line.find(',', from), line.size());
+            ops.push_back({domain, version, line.substr(from, comma - from)});
+            ok = name(ops.back().op, "");
+            from = comma + 1;
+        }
+        if (!ok)
+            throw invalid_input(shown, "line " + std::to_string(number) + " is not `domain;opset;Op1,Op2,...`: '" + printable(line.substr(0, 120)) + "'",
+                                "re-export the package with --variants ort to write it again");
+        out.insert(out.end(), ops.begin(), ops.end());
+    }
+    return out;
+}
+
+/// The operators of the package's required_operators.config (beside its ONNX files: under onnx/ in
+/// the hub layout), read through `pkg` as every package file is; none without the file (no `ort` variant).
+inline std::vector<ort_operator> package_ort_operators(const package_reader& pkg) {
+    const std::string name = layout_path(find_layout(pkg.dir()), ort_operators_file);
+    if (!pkg.open(name)) return {};
+    // An operator list names some hundreds of operators: 1 MiB leaves room and bounds what a damaged file costs.
+    return parse_ort_operators(pkg.read(name, 1u << 20), (pkg.dir() / name).string());
 }
 
 namespace detail {
@@ -214,6 +275,18 @@ inline void write_signature(std::ostream& h, const signature& sig, const std::st
 
 namespace detail {
 
+/// `ort_required_operators[]` and its count (0, and no array, without ORT-format models).
+inline void write_ort_operators(std::ostream& h, const std::vector<ort_operator>& ops) {
+    h << "\n/// The operators the package's ORT-format models need (required_operators.config), as a reduced\n"
+      << "/// ONNX Runtime build takes them (--include_ops_by_config): domain, opset, operator.\n";
+    if (!ops.empty()) {
+        h << "inline constexpr modelexport_bindings::ort_operator ort_required_operators[] = {\n";
+        for (const auto& o : ops) h << "    {" << cpp_string_view(o.domain) << ", " << o.opset << ", " << cpp_string_view(o.op) << "},\n";
+        h << "};\n";
+    }
+    h << "inline constexpr std::size_t ort_required_operator_count = " << ops.size() << ";\n";
+}
+
 /// `files[]`: every package file with its size and SHA-256, as export_metadata.json records them.
 inline void write_files(std::ostream& h, const json& meta) {
     h << "\n/// The package's files as export_metadata.json records them.\n"
@@ -229,7 +302,8 @@ inline void write_files(std::ostream& h, const json& meta) {
 /// is `ns::inputs` / `ns::outputs`; a multi-file (encoder-decoder) package gets a nested namespace
 /// per ONNX file (`ns::encoder_model::inputs`, `ns::decoder_model_merged::outputs`, ...: the
 /// file's name without `.onnx`, file_namespace) holding its `file` name and signature, and the
-/// package-level declarations (task, labels, the files' hashes) once, in `ns`.
+/// package-level declarations (task, labels, the ORT-format models' operators, the files' hashes)
+/// once, in `ns`.
 /// Without `with_files` the header leaves `files[]` to bindings_files_header.
 inline std::string bindings_header(const fs::path& dir, const std::string& ns, bool with_files = true) {
     check_identifier(ns, "--namespace");
@@ -258,6 +332,7 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns, b
       << "struct dim { std::int64_t size; std::string_view symbol; };\n"
       << "struct tensor { std::string_view name; std::string_view type; const dim* shape; std::size_t rank; };\n"
       << "struct file { std::string_view name; std::uint64_t size; std::string_view sha256; };\n"
+      << "struct ort_operator { std::string_view domain; int opset; std::string_view op; };\n"
       << "}  // namespace modelexport_bindings\n#endif\n\n"
       << "namespace " << ns << " {\n\n"
       << "inline constexpr std::string_view task = " << cpp_string_view(meta["model"].value("task", "")) << ";\n"
@@ -292,6 +367,7 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns, b
         for (std::size_t i = 0; i < labels.size(); ++i) h << (i ? ",\n    " : "\n    ") << cpp_string_view(labels[i]);
         h << "};\ninline constexpr std::size_t label_count = " << labels.size() << ";\n";
     }
+    detail::write_ort_operators(h, package_ort_operators(pkg));
     if (with_files) detail::write_files(h, meta);
     h << "\n}  // namespace " << ns << "\n";
     return h.str();
