@@ -151,12 +151,61 @@ def operators(graph, found=None):
     return found
 
 
+def graphs_of(graph):
+    """The graph and every subgraph inside it, depth first."""
+    yield graph
+    for node in graph.node:
+        for sub in subgraphs(node):
+            yield from graphs_of(sub)
+
+
+def gemm_as_matmul(model):
+    """Each Gemm with a constant weight becomes MatMul (+ Add of its bias). ONNX Runtime's dynamic
+    quantization (IntegerOpsRegistry) and MatMulNBitsQuantizer take MatMul, not Gemm: the linear layers
+    of a model that exports them as Gemm (GPT-2's Conv1D, torch's addmm) would stay fp32 in a file
+    named as quantized. The MatMul keeps the Gemm's name and tags, so the quantized nodes' tags carry."""
+    import numpy
+    from onnx import helper, numpy_helper
+    transposed = {}
+    for graph in graphs_of(model.graph):
+        weights = {t.name: t for t in graph.initializer}
+        nodes = []
+        for node in graph.node:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if (node.op_type != "Gemm" or len(node.input) < 2 or node.input[1] not in weights or attrs.get("transA", 0)
+                    or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+                nodes.append(node)
+                continue
+            weight = node.input[1]
+            if attrs.get("transB", 0):
+                if weight not in transposed:
+                    transposed[weight] = weight + "_transposed"
+                    array = numpy.ascontiguousarray(numpy_helper.to_array(weights[weight]).T)
+                    graph.initializer.append(numpy_helper.from_array(array, transposed[weight]))
+                weight = transposed[weight]
+            bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            product = node.output[0] + "_matmul" if bias else node.output[0]
+            rewritten = [helper.make_node("MatMul", [node.input[0], weight], [product], name=node.name)]
+            if bias:
+                rewritten.append(helper.make_node("Add", [product, bias], [node.output[0]], name=node.name + "_bias"))
+            for new in rewritten:
+                new.metadata_props.extend(node.metadata_props)
+            nodes.extend(rewritten)
+        del graph.node[:]
+        graph.node.extend(nodes)
+    used = {name for graph in graphs_of(model.graph) for node in graph.node for name in node.input}
+    for graph in graphs_of(model.graph):
+        for tensor in [t for t in graph.initializer if t.name in transposed and t.name not in used]:
+            graph.initializer.remove(tensor)
+    return model
+
+
 def make_8bit(source, target, variant, external):
     """Dynamic quantization with the operator set and options of transformers.js's script."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.registry import IntegerOpsRegistry
-    model = onnx.load(source)
+    model = gemm_as_matmul(onnx.load(source))
     if variant == "q8":
         weight = QuantType.QUInt8 if operators(model.graph) & set(QUINT8_OPS) else QuantType.QInt8
     else:
@@ -251,7 +300,7 @@ def make_q4(model):
 def convert(model, variant):
     """The q4, fp16 or q4f16 form of an in-memory model."""
     if variant in ("q4", "q4f16"):
-        model = make_q4(model)
+        model = make_q4(gemm_as_matmul(model))
     if variant in ("fp16", "q4f16"):
         model = make_fp16(model)
     return model

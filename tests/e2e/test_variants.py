@@ -209,6 +209,20 @@ class Variants(unittest.TestCase):
         ops = {n.op_type for n in onnx.load(os.path.join(pkg, "model_q4.onnx")).graph.node}
         self.assertIn("MatMulNBits", ops)
 
+    @unittest.skipUnless(os.path.isdir(DECODER_SOURCES), "no decoder sources")
+    def test_gemm_weights_are_quantized_too(self):
+        """GPT-2's linear layers export as Gemm, which neither ONNX Runtime's dynamic quantization nor
+        MatMulNBitsQuantizer takes: they become MatMul + Add first, so q8 and q4 quantize them."""
+        pkg = self.path("pkg")
+        run("export", os.path.join(DECODER_SOURCES, "gpt2"), pkg, "--variants", "q8,q4", "--variant-tolerance", "greedy=0",
+            check=EXIT["ok"])
+        fp32 = [n.op_type for n in onnx.load(os.path.join(pkg, "model.onnx")).graph.node]
+        self.assertIn("Gemm", fp32)
+        for name, quantized in (("model_quantized.onnx", "MatMulInteger"), ("model_q4.onnx", "MatMulNBits")):
+            ops = [n.op_type for n in onnx.load(os.path.join(pkg, name)).graph.node]
+            self.assertNotIn("Gemm", ops, name)
+            self.assertGreaterEqual(ops.count(quantized), fp32.count("Gemm"), name)
+
     @unittest.skipUnless(os.path.isdir(SEQ2SEQ_SOURCES), "no seq2seq sources")
     def test_seq2seq_gets_a_variant_per_onnx_file(self):
         """T5's four ONNX files each get their q8 and fp16 files under onnx/ (the merged decoder's If
