@@ -188,9 +188,12 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
         std::cout << me::to_canonical_text(out);
         return 0;
     }
-    std::cout << "model: " << model_path.string() << " (" << model.graph().node_size() << " nodes, opset "
+    // Names come from the package (directory, metadata): no terminal control reaches the screen.
+    std::cout << "model: " << me::printable(model_path.string()) << " (" << model.graph().node_size() << " nodes, opset "
               << (model.opset_import_size() ? model.opset_import(0).version() : 0) << ")\n";
-    if (!meta.is_null()) std::cout << "task: " << meta["model"].value("task", "?") << " (" << meta["model"].value("optimum_class", "?") << ")\n";
+    if (!meta.is_null())
+        std::cout << "task: " << me::printable(meta["model"].value("task", "?")) << " ("
+                  << me::printable(meta["model"].value("optimum_class", "?")) << ")\n";
     auto print_tensors = [](const char* what, const std::vector<me::tensor_info>& v) {
         std::cout << what << ":\n";
         for (const auto& t : v) std::cout << "  " << me::printable(t.name) << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump() << "\n";
@@ -200,7 +203,8 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
     if (!meta.is_null() && meta.contains("files")) {
         std::cout << "files:\n";
         for (const auto& [name, f] : meta["files"].items())
-            std::cout << "  " << name << "  " << f["size"] << " bytes  sha256 " << f["sha256"].get<std::string>() << "  (" << f["role"].get<std::string>() << ")\n";
+            std::cout << "  " << me::printable(name) << "  " << f["size"] << " bytes  sha256 " << me::printable(f["sha256"].get<std::string>())
+                      << "  (" << me::printable(f["role"].get<std::string>()) << ")\n";
     }
     std::cout << "hierarchy:\n";
     me::print_tree(std::cout, per_tag);

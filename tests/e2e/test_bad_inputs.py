@@ -1887,6 +1887,13 @@ class Names(Contained):
         self.assertIn("package.files: " + self.path("bad\\x0aname\\x1b[31m") + ": missing required file(s) config.json\n", p.stdout)
         self.assertIn(self.path("bad\\x0aname\\x1b[31m") + ": INVALID for", p.stdout)
 
+    def test_inspect_text_escapes_control_characters_in_names(self):
+        pkg = self.path("bad\nname\x1b[31m")
+        shutil.copytree(os.path.join(EXAMPLES, "text-classification"), pkg)
+        text = run("inspect", pkg, check=0).stdout
+        self.assertFalse(any(ord(c) < 0x20 and c != "\n" for c in text), repr(text))
+        self.assertIn("model: " + self.path("bad\\x0aname\\x1b[31m"), text)
+
     def test_pictures_escape_control_characters_in_node_names(self):
         import xml.etree.ElementTree as ET
         name = '/enc\x01oder/la"yer\n<1>&\\/Add'
