@@ -2,9 +2,9 @@
 safetensors (single and sharded, with or without the safetensors package), pytorch_model.bin
 only through torch.load(weights_only=True), every key checked, no weights = error.
 
-The reader (tools/htp_weights.py) is called directly with this interpreter; where
-MODELEXPORT_VENV_PYTHON names an interpreter with the safetensors package, the same files are
-also read there and both results must agree. Files are written by the small writer below."""
+The reader (tools/htp_weights.py) is called directly with this interpreter; the same files are
+also read with the safetensors package in MODELEXPORT_VENV_PYTHON, by default the pinned
+environment (MODELEXPORT_PYTHON), and both results must agree. Files are written by the small writer below."""
 import json
 import os
 import pickle
@@ -24,7 +24,7 @@ from htp_weights import WeightsError  # noqa: E402
 
 EXPORTER = os.path.join(TOOLS, "htp_exporter.py")
 PYTHON = os.environ.get("MODELEXPORT_PYTHON", sys.executable)
-VENV_PYTHON = os.environ.get("MODELEXPORT_VENV_PYTHON", "")
+VENV_PYTHON = os.environ.get("MODELEXPORT_VENV_PYTHON") or os.environ.get("MODELEXPORT_PYTHON", "")
 NO_VENV = "MODELEXPORT_VENV_PYTHON is not set to an interpreter with torch and the safetensors package"
 
 DTYPE_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
