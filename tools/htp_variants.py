@@ -141,14 +141,8 @@ def save(model, path, external):
         onnx.save_model(model, path)
 
 
-def operators(graph, found=None):
-    found = set() if found is None else found
-    for node in graph.node:
-        found.add(node.op_type)
-        for attribute in node.attribute:
-            if attribute.g.node:
-                operators(attribute.g, found)
-    return found
+def operators(graph):
+    return {node.op_type for node in all_nodes(graph)}
 
 
 def graphs_of(graph):
@@ -413,12 +407,9 @@ def variant_file(name, variant):
 # --------------------------------------------------------------------------
 
 def all_nodes(graph):
-    for node in graph.node:
-        yield node
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.g.node:
-                yield from all_nodes(attribute.g)
+    """Every node of the graph and of its subgraphs."""
+    for each in graphs_of(graph):
+        yield from each.node
 
 
 def tag_of(node):
