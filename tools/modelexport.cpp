@@ -1,19 +1,19 @@
 // modelexport — the generator CLI. A thin layer over the headers in
 // include/modelexport/: it parses arguments, calls one function per
 // subcommand, prints, and maps errors to the documented exit codes.
-#include "modelexport/package/bindings.hpp"
 #include "modelexport/export/build_edge.hpp"
-#include "modelexport/package/inspect.hpp"
-#include "modelexport/package/pack.hpp"
-#include "modelexport/plan.hpp"
 #include "modelexport/export/progress.hpp"
 #include "modelexport/export/reference_source.hpp"
+#include "modelexport/package/bindings.hpp"
+#include "modelexport/package/contents.hpp"
+#include "modelexport/package/inspect.hpp"
+#include "modelexport/package/pack.hpp"
+#include "modelexport/package/reader.hpp"
+#include "modelexport/package/verify.hpp"
+#include "modelexport/plan.hpp"
 #include "modelexport/validate/runtime.hpp"
 #include "modelexport/validator.hpp"
-#include "modelexport/package/verify.hpp"
 #include "modelexport/version.hpp"
-#include "modelexport/package/contents.hpp"
-#include "modelexport/package/reader.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -80,16 +80,19 @@ int run_export(const me::export_options& base, const me::build_edge& edge, const
     auto display = std::make_shared<me::progress_display>(me::console_style::detect(mode.quiet, mode.verbose));
     opt.on_step = [display](const me::step_event& e) { display->on_step(e); };
     opt.log = [display](const std::string& m) { display->note(m); };
-    if (!mode.quiet && mode.verbose) opt.exporter_line = [display](const std::string& l, bool) { display->child_line(l); };
+    if (!mode.quiet && mode.verbose)
+        opt.exporter_line = [display](const std::string& l, bool) { display->child_line(l); };
     auto r = me::export_for_build(opt, edge);
-    if (mode.json) std::cout << me::to_canonical_text(r.metadata);
-    else if (!mode.quiet) std::cout << r.package.string() << "\n";
+    if (mode.json)
+        std::cout << me::to_canonical_text(r.metadata);
+    else if (!mode.quiet)
+        std::cout << r.package.string() << "\n";
     return 0;
 }
 
 /// validate --reference: the export's reference check again, on the package's ONNX file(s).
-me::check_result reference_check_result(const fs::path& dir, const me::validation_report& report, const std::string& source,
-                                        const me::reference_runner& runner) {
+me::check_result reference_check_result(const fs::path& dir, const me::validation_report& report,
+                                        const std::string& source, const me::reference_runner& runner) {
     me::check_result c{"reference", me::severity::error, me::check_status::fail, {}, me::json::object()};
     const me::task_info* task = report.row ? report.row : me::find_task(report.task);
     if (!task) {
@@ -108,7 +111,8 @@ me::check_result reference_check_result(const fs::path& dir, const me::validatio
         const double worst = o.record.detail.value("max_abs_diff", 0.0);
         c.status = me::check_status::pass;
         c.metrics = {{"max_abs_diff", worst}, {"atol", o.record.detail.value("atol", 0.0)}};
-        c.message = "outputs within the tolerance of " + source + "'s torch model (max abs diff " + me::json(worst).dump() + ")";
+        c.message = "outputs within the tolerance of " + source + "'s torch model (max abs diff " +
+                    me::json(worst).dump() + ")";
     }
     return c;
 }
@@ -117,13 +121,16 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
                  const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path,
                  const std::string& reference, const me::reference_runner& runner) {
     auto kind = me::parse_runtime(runtime_name);
-    if (!kind) throw me::usage_error("--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
+    if (!kind)
+        throw me::usage_error(
+            "--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
     if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
     me::runtime_check runtime(*kind, rcfg);
     auto report = me::validate_package(dir, {task}, runtime);
     if (*kind == me::runtime_kind::automatic && runtime.ran() != me::runtime_kind::none && !mode.quiet && !mode.json)
         std::cerr << "modelexport: runtime check: " << me::to_string(runtime.ran()) << " (auto)\n";
-    if (!reference.empty() && report.ok(false)) report.checks.push_back(reference_check_result(dir, report, reference, runner));
+    if (!reference.empty() && report.ok(false))
+        report.checks.push_back(reference_check_result(dir, report, reference, runner));
     bool ok = report.ok(strict);
     // A named runtime that cannot start leaves the package's verdict open: neither valid nor INVALID.
     const me::check_result* unavailable = ok ? report.unavailable() : nullptr;
@@ -139,25 +146,36 @@ int run_validate(const fs::path& dir, const std::string& task, bool strict, cons
                           : c.status == me::check_status::unavailable ? "n/a   "
                           : c.level == me::severity::error            ? "FAIL  "
                                                                       : "WARN  ")
-                      << c.id << ": " << me::printable(c.message) << "\n";  // names from the package, quoted as in error lines
+                      << c.id << ": " << me::printable(c.message)
+                      << "\n";  // names from the package, quoted as in error lines
         }
         if (!mode.quiet)
-            std::cout << me::printable(dir.string()) << ": " << (unavailable ? "not checked in its runtime" : ok ? "valid" : "INVALID") << " for "
-                      << (report.task.empty() ? "?" : report.task) << (report.optimum_class.empty() ? "" : " (" + report.optimum_class + ")")
+            std::cout << me::printable(dir.string()) << ": "
+                      << (unavailable ? "not checked in its runtime"
+                          : ok        ? "valid"
+                                      : "INVALID")
+                      << " for " << (report.task.empty() ? "?" : report.task)
+                      << (report.optimum_class.empty() ? "" : " (" + report.optimum_class + ")")
                       << (strict ? " [strict]" : "") << "\n";
     }
-    if (unavailable) throw me::runtime_unavailable("", unavailable->message, "install it, or validate with --runtime auto to skip a runtime that cannot start");
+    if (unavailable)
+        throw me::runtime_unavailable(
+            "", unavailable->message,
+            "install it, or validate with --runtime auto to skip a runtime that cannot start");
     return ok ? 0 : static_cast<int>(me::exit_code::validation_failed);
 }
 
 int run_inspect(const fs::path& path, const std::string& format, const output_mode& mode) {
-    // A package's ONNX files are all there, or none is described (config.json and metadata are optional: any ONNX package).
+    // A package's ONNX files are all there, or none is described (config.json and metadata are optional: any ONNX
+    // package).
     if (fs::is_directory(path)) me::open_complete_package(path, me::package_need::models);
     if (std::string several = fs::is_directory(path) ? me::multi_file_models(path) : ""; !several.empty()) {
         if (mode.json || format != "text")
-            throw me::usage_error(path.string(), "holds several ONNX models (" + several + "); inspect one of them for --format " +
+            throw me::usage_error(path.string(), "holds several ONNX models (" + several +
+                                                     "); inspect one of them for --format " +
                                                      (mode.json ? std::string("json") : format));
-        for (const auto& name : me::multi_file_model_names(path)) run_inspect(me::package_file_path(path, name), format, mode);  // a tree per file
+        for (const auto& name : me::multi_file_model_names(path))
+            run_inspect(me::package_file_path(path, name), format, mode);  // a tree per file
         return 0;
     }
     fs::path dir = fs::is_directory(path) ? path : me::package_dir_of(path);
@@ -166,13 +184,14 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
     auto model = me::load_onnx_light(model_path).model;  // the graph; weights are not needed to describe it
     auto sig = me::graph_signature(model.graph());
     me::json meta;
-    if (fs::is_regular_file(dir / "export_metadata.json")) meta = me::read_export_metadata(dir / "export_metadata.json");
+    if (fs::is_regular_file(dir / "export_metadata.json"))
+        meta = me::read_export_metadata(dir / "export_metadata.json");
     meta = me::metadata_for_file(meta, model_path.filename().string());
     const me::shown_hierarchy shown = me::nodes_per_tag(model, meta);
     const auto& per_tag = shown.nodes_per_tag;
     if (shown.cut)
-        std::cerr << "inspect: " << shown.cut << " hierarchy tag(s) shown cut to " << me::shown_depth << " levels of at most "
-                  << me::shown_name_bytes << "-byte names\n";
+        std::cerr << "inspect: " << shown.cut << " hierarchy tag(s) shown cut to " << me::shown_depth
+                  << " levels of at most " << me::shown_name_bytes << "-byte names\n";
     if (format == "dot") {
         std::cout << me::hierarchy_dot(per_tag, model_path.string());
         return 0;
@@ -182,29 +201,37 @@ int run_inspect(const fs::path& path, const std::string& format, const output_mo
         return 0;
     }
     if (mode.json || format == "json") {
-        me::json out{{"model", model_path.string()}, {"signature", me::to_json(sig)}, {"nodes", model.graph().node_size()},
+        me::json out{{"model", model_path.string()},
+                     {"signature", me::to_json(sig)},
+                     {"nodes", model.graph().node_size()},
                      {"hierarchy", me::subtree_counts(per_tag)}};
-        if (!meta.is_null()) out.update({{"task", meta["model"]["task"]}, {"optimum_class", meta["model"]["optimum_class"]}, {"files", meta["files"]}});
+        if (!meta.is_null())
+            out.update({{"task", meta["model"]["task"]},
+                        {"optimum_class", meta["model"]["optimum_class"]},
+                        {"files", meta["files"]}});
         std::cout << me::to_canonical_text(out);
         return 0;
     }
     // Names come from the package (directory, metadata): no terminal control reaches the screen.
-    std::cout << "model: " << me::printable(model_path.string()) << " (" << model.graph().node_size() << " nodes, opset "
-              << (model.opset_import_size() ? model.opset_import(0).version() : 0) << ")\n";
+    std::cout << "model: " << me::printable(model_path.string()) << " (" << model.graph().node_size()
+              << " nodes, opset " << (model.opset_import_size() ? model.opset_import(0).version() : 0) << ")\n";
     if (!meta.is_null())
         std::cout << "task: " << me::printable(meta["model"].value("task", "?")) << " ("
                   << me::printable(meta["model"].value("optimum_class", "?")) << ")\n";
     auto print_tensors = [](const char* what, const std::vector<me::tensor_info>& v) {
         std::cout << what << ":\n";
-        for (const auto& t : v) std::cout << "  " << me::printable(t.name) << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump() << "\n";
+        for (const auto& t : v)
+            std::cout << "  " << me::printable(t.name) << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump()
+                      << "\n";
     };
     print_tensors("inputs", sig.inputs);
     print_tensors("outputs", sig.outputs);
     if (!meta.is_null() && meta.contains("files")) {
         std::cout << "files:\n";
         for (const auto& [name, f] : meta["files"].items())
-            std::cout << "  " << me::printable(name) << "  " << f["size"] << " bytes  sha256 " << me::printable(f["sha256"].get<std::string>())
-                      << "  (" << me::printable(f["role"].get<std::string>()) << ")\n";
+            std::cout << "  " << me::printable(name) << "  " << f["size"] << " bytes  sha256 "
+                      << me::printable(f["sha256"].get<std::string>()) << "  ("
+                      << me::printable(f["role"].get<std::string>()) << ")\n";
     }
     std::cout << "hierarchy:\n";
     me::print_tree(std::cout, per_tag);
@@ -216,20 +243,25 @@ int run_verify(const fs::path& dir, const std::vector<std::string>& ignore, cons
     if (mode.json) {
         me::json out = me::json::array();
         for (const auto& p : problems) out.push_back({{"file", p.file}, {"problem", p.kind}, {"detail", p.detail}});
-        std::cout << me::to_canonical_text(me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}});
+        std::cout << me::to_canonical_text(
+            me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}});
     } else {
-        for (const auto& p : problems) std::cout << me::printable((dir / p.file).string()) << ": " << p.kind << " (" << me::printable(p.detail) << ")\n";
+        for (const auto& p : problems)
+            std::cout << me::printable((dir / p.file).string()) << ": " << p.kind << " (" << me::printable(p.detail)
+                      << ")\n";
         if (problems.empty() && !mode.quiet) std::cout << dir.string() << ": all files match export_metadata.json\n";
     }
     return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
 }
 
-int run_cache_action(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit, const output_mode& mode);
+int run_cache_action(const std::string& action, const me::export_options& eo, const std::string& max_size,
+                     long wait_limit, const output_mode& mode);
 
 /// `modelexport cache ...`: the local export cache (docs/design.md §10). A cache directory
 /// that is refused (a link or a special file where it keeps something) is an I/O error here:
 /// an export only misses, but the maintenance commands say why they cannot work on it.
-int run_cache(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit, const output_mode& mode) {
+int run_cache(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit,
+              const output_mode& mode) {
     try {
         return run_cache_action(action, eo, max_size, wait_limit, mode);
     } catch (const me::cache_error& e) {
@@ -237,7 +269,8 @@ int run_cache(const std::string& action, const me::export_options& eo, const std
     }
 }
 
-int run_cache_action(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit, const output_mode& mode) {
+int run_cache_action(const std::string& action, const me::export_options& eo, const std::string& max_size,
+                     long wait_limit, const output_mode& mode) {
     me::local_cache cache(eo.cache.dir);
     if (action == "key") {
         std::optional<me::key_record> record;
@@ -257,26 +290,35 @@ int run_cache_action(const std::string& action, const me::export_options& eo, co
         auto st = cache.stats();
         std::size_t running = cache.running_stores();
         if (mode.json)
-            std::cout << me::to_canonical_text(me::json{{"dir", cache.root().string()}, {"entries", st.entries}, {"objects", st.objects}, {"bytes", st.bytes},
-                                                        {"max_size", eo.cache.max_size}, {"running_stores", running}});
+            std::cout << me::to_canonical_text(me::json{{"dir", cache.root().string()},
+                                                        {"entries", st.entries},
+                                                        {"objects", st.objects},
+                                                        {"bytes", st.bytes},
+                                                        {"max_size", eo.cache.max_size},
+                                                        {"running_stores", running}});
         else
-            std::cout << cache.root().string() << ": " << st.entries << " exports, " << st.objects << " objects, " << st.bytes << " bytes (limit "
-                      << eo.cache.max_size << "), " << running << " background store" << (running == 1 ? "" : "s") << " running\n";
+            std::cout << cache.root().string() << ": " << st.entries << " exports, " << st.objects << " objects, "
+                      << st.bytes << " bytes (limit " << eo.cache.max_size << "), " << running << " background store"
+                      << (running == 1 ? "" : "s") << " running\n";
         return 0;
     }
     // A background store still copying or uploading is part of the cache: the rest wait for it first.
     // At most about 100 years (parse_timeout's bound): a deadline of 12 digits of seconds overflows the clock.
     constexpr long longest_wait = 100L * 365 * 24 * 3600;
-    auto [waited, left] = cache.wait_for_stores(std::chrono::seconds(action == "wait" ? std::min(wait_limit, longest_wait) : 0));
+    auto [waited, left] =
+        cache.wait_for_stores(std::chrono::seconds(action == "wait" ? std::min(wait_limit, longest_wait) : 0));
     if (action == "wait") {
-        if (!mode.quiet) std::cout << "waited for " << waited << " background store" << (waited == 1 ? "" : "s") << "\n";
+        if (!mode.quiet)
+            std::cout << "waited for " << waited << " background store" << (waited == 1 ? "" : "s") << "\n";
         if (left)  // a cache never fails a build: the stores go on, the command says so and succeeds
-            std::cerr << "modelexport: warning: " << left << " background store" << (left == 1 ? "" : "s") << " still running after "
-                      << wait_limit << " s (" << cache.root().string() << "/store.log says what they did)\n";
+            std::cerr << "modelexport: warning: " << left << " background store" << (left == 1 ? "" : "s")
+                      << " still running after " << wait_limit << " s (" << cache.root().string()
+                      << "/store.log says what they did)\n";
         return 0;
     }
     if (action == "prune") {
-        const std::uintmax_t limit = max_size.empty() ? eo.cache.max_size : *me::parse_size(max_size);  // checked when parsed
+        const std::uintmax_t limit =
+            max_size.empty() ? eo.cache.max_size : *me::parse_size(max_size);  // checked when parsed
         std::uintmax_t freed = cache.prune(limit);
         if (!mode.quiet) std::cout << "freed " << freed << " bytes\n";
         return 0;
@@ -287,8 +329,8 @@ int run_cache_action(const std::string& action, const me::export_options& eo, co
     }
     auto r = cache.verify();  // verify
     if (!mode.quiet)
-        std::cout << r.objects << " objects (" << r.bad_objects << " corrupt, removed), " << r.entries << " exports (" << r.broken_entries
-                  << " incomplete, removed)\n";
+        std::cout << r.objects << " objects (" << r.bad_objects << " corrupt, removed), " << r.entries << " exports ("
+                  << r.broken_entries << " incomplete, removed)\n";
     return 0;
 }
 
@@ -309,7 +351,8 @@ void install_stop_handlers() {
     for (int s : {SIGINT, SIGTERM, SIGHUP}) {
         struct sigaction old {};
         ::sigaction(s, &sa, &old);
-        if (old.sa_handler == SIG_IGN) ::sigaction(s, &old, nullptr);  // ignored by whoever started us (nohup, &): stays ignored
+        if (old.sa_handler == SIG_IGN)
+            ::sigaction(s, &old, nullptr);  // ignored by whoever started us (nohup, &): stays ignored
     }
 }
 
@@ -335,7 +378,8 @@ std::chrono::seconds parse_timeout(const std::string& text) {
 void check_not_a_package_file(const fs::path& dir, const fs::path& output) {
     const fs::path where = fs::weakly_canonical(fs::absolute(output));
     if (me::path_within(where, fs::weakly_canonical(fs::absolute(dir))) && me::role_of(where.filename().string()))
-        throw me::usage_error(output.string(), "is a file of the package " + dir.string() + ", which it is generated from",
+        throw me::usage_error(output.string(),
+                              "is a file of the package " + dir.string() + ", which it is generated from",
                               "write it beside the package under another name, or elsewhere");
 }
 
@@ -384,40 +428,63 @@ struct export_command {
     CLI::App* add_to(CLI::App& app) {
         me::export_options& eo = args.eo;
         auto* ex = app.add_subcommand("export", "export a model source into a package directory");
-        ex->add_option("source", eo.source, "local model directory or Hub id org/name[@revision] (offline cache)")->required();
+        ex->add_option("source", eo.source, "local model directory or Hub id org/name[@revision] (offline cache)")
+            ->required();
         ex->add_option("outdir", eo.output, "package directory to write (replaced atomically)")->required();
         ex->add_option("--task", eo.task, "Optimum task (default: from config.json architectures)");
-        ex->add_option("--strategy", args.strategy, "htp, prebuilt, command, or auto (prebuilt when the source has an ONNX file)")
+        ex->add_option("--strategy", args.strategy,
+                       "htp, prebuilt, command, or auto (prebuilt when the source has an ONNX file)")
             ->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
-        ex->add_option("--model", eo.model_factory, "htp without transformers: FILE.py:FACTORY building the torch module");
-        ex->add_option("--library", eo.library, "htp: transformers (default), or sentence-transformers: the checkpoint's pooling "
-                                                "too (modules.json), a sentence_embedding output (feature-extraction)")
+        ex->add_option("--model", eo.model_factory,
+                       "htp without transformers: FILE.py:FACTORY building the torch module");
+        ex->add_option("--library", eo.library,
+                       "htp: transformers (default), or sentence-transformers: the checkpoint's pooling "
+                       "too (modules.json), a sentence_embedding output (feature-extraction)")
             ->check(CLI::IsMember({"transformers", "sentence-transformers"}));
         ex->add_option("--python", eo.python, "interpreter with torch for the exporter (env MODELEXPORT_PYTHON)");
         ex->add_option("--exporter-script", eo.exporter_script, "the HTP exporter script (env MODELEXPORT_EXPORTER)");
-        ex->add_option("--command", eo.command, "command strategy: shell command with {source} and {output} placeholders");
-        ex->add_option("--onnx-file", eo.onnx_file, "prebuilt/command: ONNX file name to take (default model.onnx, onnx/model.onnx)");
-        ex->add_option("--opset", eo.opset, "ONNX opset for the torch exporter (default 14, raised up to 17 where an operator needs it)")
+        ex->add_option("--command", eo.command,
+                       "command strategy: shell command with {source} and {output} placeholders");
+        ex->add_option("--onnx-file", eo.onnx_file,
+                       "prebuilt/command: ONNX file name to take (default model.onnx, onnx/model.onnx)");
+        ex->add_option("--opset", eo.opset,
+                       "ONNX opset for the torch exporter (default 14, raised up to 17 where an operator needs it)")
             ->check(CLI::Range(9, 20))
             ->each([&eo](const std::string&) { eo.opset_given = true; });
-        ex->add_option("--atol", eo.atol, "reference check: largest allowed |onnx - torch| beside 1e-5 * |torch| (default 1e-4, or Optimum's larger one)")
+        ex->add_option("--atol", eo.atol,
+                       "reference check: largest allowed |onnx - torch| beside 1e-5 * |torch| (default 1e-4, or "
+                       "Optimum's larger one)")
             ->check(CLI::PositiveNumber);
-        ex->add_flag("--no-reference-check", no_reference_check, "do not compare the ONNX model with torch after the export (recorded as skipped)");
-        ex->add_flag("--embed-hierarchy", eo.embed_hierarchy, "write each node's hierarchy tag into its metadata_props");
+        ex->add_flag("--no-reference-check", no_reference_check,
+                     "do not compare the ONNX model with torch after the export (recorded as skipped)");
+        ex->add_flag("--embed-hierarchy", eo.embed_hierarchy,
+                     "write each node's hierarchy tag into its metadata_props");
         ex->add_flag("--torch-module", eo.include_torch_modules, "make plain torch.nn modules hierarchy levels too");
-        ex->add_option("--layout", args.layout, "flat (ONNX files at the package root, default) or hub (under onnx/, as Hub ONNX repositories)")
+        ex->add_option("--layout", args.layout,
+                       "flat (ONNX files at the package root, default) or hub (under onnx/, as Hub ONNX repositories)")
             ->check(CLI::IsMember({"flat", "hub"}));
-        ex->add_option("--variants", variants, "also write these variants of the ONNX files, measured against fp32: q8, int8, uint8, fp16, q4, q4f16, ort (comma-separated)");
-        ex->add_option("--variant-tolerance", eo.variant_tolerances, "[VARIANT:]MEASURE=VALUE: another accuracy bound for --variants (cosine, argmax, greedy, max_abs_diff); repeatable");
-        ex->add_option("--timeout", timeout, "seconds the whole export may take (exporter, copies, checks); default 1800");
+        ex->add_option("--variants", variants,
+                       "also write these variants of the ONNX files, measured against fp32: q8, int8, uint8, fp16, q4, "
+                       "q4f16, ort (comma-separated)");
+        ex->add_option("--variant-tolerance", eo.variant_tolerances,
+                       "[VARIANT:]MEASURE=VALUE: another accuracy bound for --variants (cosine, argmax, greedy, "
+                       "max_abs_diff); repeatable");
+        ex->add_option("--timeout", timeout,
+                       "seconds the whole export may take (exporter, copies, checks); default 1800");
         ex->add_option("--depfile", edge.depfile, "write a Make-style depfile of every input read");
-        ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")->delimiter(',');
-        ex->add_option("--keep", edge.keep, "a build file that lives in OUTDIR beside the package (kept across exports)");
-        ex->add_option("--report", edge.report, "write a JSON report (timings, sizes, result) to this file, outside the package");
-        ex->add_option("--hf-hub-cache", eo.hub_cache, "Hugging Face cache for Hub ids (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)");
-        ex->add_flag("--validate", eo.validate, "validate the package before it replaces OUTDIR (errors fail the export)");
+        ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")
+            ->delimiter(',');
+        ex->add_option("--keep", edge.keep,
+                       "a build file that lives in OUTDIR beside the package (kept across exports)");
+        ex->add_option("--report", edge.report,
+                       "write a JSON report (timings, sizes, result) to this file, outside the package");
+        ex->add_option("--hf-hub-cache", eo.hub_cache,
+                       "Hugging Face cache for Hub ids (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)");
+        ex->add_flag("--validate", eo.validate,
+                     "validate the package before it replaces OUTDIR (errors fail the export)");
         ex->add_flag("--json", mode.json, "print export_metadata.json instead of the package path");
-        ex->add_flag("--no-cache", no_cache, "neither read nor write the export cache (MODELEXPORT_CACHE_DIR, MODELEXPORT_REMOTE_CACHE)");
+        ex->add_flag("--no-cache", no_cache,
+                     "neither read nor write the export cache (MODELEXPORT_CACHE_DIR, MODELEXPORT_REMOTE_CACHE)");
         ex->footer("Example:\n  modelexport export ./tiny-bert pkg/bert --model modeling.py:build --embed-hierarchy");
         return ex;
     }
@@ -429,7 +496,8 @@ struct export_command {
         eo.cache.enabled = eo.cache.enabled && !no_cache;
         eo.reference_check = !no_reference_check;
         eo.variants = me::parse_variants(variants);
-        if (!eo.variant_tolerances.empty() && eo.variants.empty()) throw me::usage_error("--variant-tolerance", "needs --variants");
+        if (!eo.variant_tolerances.empty() && eo.variants.empty())
+            throw me::usage_error("--variant-tolerance", "needs --variants");
         install_stop_handlers();
         return run_export(eo, edge, mode);
     }
@@ -462,20 +530,26 @@ struct validate_command {
         va->add_option("--runtime", runtime, "auto, none, onnxruntime, transformers-js, optimum");
         va->add_option("--node", rcfg.node, "Node.js for the onnxruntime and transformers-js checks");
         va->add_option("--python", rcfg.python, "Python with optimum for --runtime optimum");
-        va->add_option("--timeout", timeout, "seconds each runtime check may take (default 300); past it the check fails");
+        va->add_option("--timeout", timeout,
+                       "seconds each runtime check may take (default 300); past it the check fails");
         va->add_flag("--json", mode.json, "print one JSON object");
-        reference_option = va->add_option("--reference", reference,
-                                          "also compare the package's outputs with this source's torch model (directory or Hub id), as export does");
-        va->add_option("--report", report, "also write the --json document to this file (runtime latency_ms, peak_rss_mb)");
+        reference_option = va->add_option(
+            "--reference", reference,
+            "also compare the package's outputs with this source's torch model (directory or Hub id), as export does");
+        va->add_option("--report", report,
+                       "also write the --json document to this file (runtime latency_ms, peak_rss_mb)");
         va->footer("Example:\n  modelexport validate pkg/bert --strict --runtime onnxruntime");
         return va;
     }
 
     int run() {
         if (reference_option->count() && reference.empty())
-            throw me::usage_error("--reference", "needs a model source (a directory or a Hub id); an empty one would skip the comparison");
+            throw me::usage_error(
+                "--reference",
+                "needs a model source (a directory or a Hub id); an empty one would skip the comparison");
         rcfg.timeout = parse_timeout(timeout);
-        return run_validate(dir, task, strict, runtime, rcfg, mode, report, reference, {exporter.eo.python, exporter.eo.exporter_script});
+        return run_validate(dir, task, strict, runtime, rcfg, mode, report, reference,
+                            {exporter.eo.python, exporter.eo.exporter_script});
     }
 };
 
@@ -489,9 +563,12 @@ struct inspect_command {
     CLI::App* add_to(CLI::App& app) {
         auto* in = app.add_subcommand("inspect", "print signature, task, files and the module hierarchy");
         in->add_option("path", path, "package directory or model.onnx")->required()->check(CLI::ExistingPath);
-        in->add_option("--format", format, "text, json, dot (Graphviz) or graphml")->check(CLI::IsMember({"text", "json", "dot", "graphml"}));
+        in->add_option("--format", format, "text, json, dot (Graphviz) or graphml")
+            ->check(CLI::IsMember({"text", "json", "dot", "graphml"}));
         in->add_flag("--json", mode.json, "print JSON (same as --format json)");
-        in->footer("Example:\n  modelexport inspect pkg/bert\n  modelexport inspect pkg/bert --format dot | dot -Tsvg > bert.svg");
+        in->footer(
+            "Example:\n  modelexport inspect pkg/bert\n  modelexport inspect pkg/bert --format dot | dot -Tsvg > "
+            "bert.svg");
         return in;
     }
 
@@ -508,7 +585,8 @@ struct verify_command {
     CLI::App* add_to(CLI::App& app) {
         auto* vf = app.add_subcommand("verify", "check the package files against the hashes in export_metadata.json");
         vf->add_option("dir", dir, "package directory")->required();
-        vf->add_option("--ignore", ignore, "a build file kept in DIR on purpose (export --keep, the depfile); repeatable");
+        vf->add_option("--ignore", ignore,
+                       "a build file kept in DIR on purpose (export --keep, the depfile); repeatable");
         vf->add_flag("--json", mode.json, "print JSON");
         vf->footer("Example:\n  modelexport verify pkg/bert");
         return vf;
@@ -522,14 +600,19 @@ struct plan_command {
     std::string strategy = "auto", layout = "flat", variants;
 
     CLI::App* add_to(CLI::App& app) {
-        auto* pl = app.add_subcommand("plan", "print, as JSON, the files an export of SOURCE will write (for build files)");
-        pl->add_option("source", po.source, "local model directory or Hub id org/name[@revision] (offline cache)")->required();
+        auto* pl =
+            app.add_subcommand("plan", "print, as JSON, the files an export of SOURCE will write (for build files)");
+        pl->add_option("source", po.source, "local model directory or Hub id org/name[@revision] (offline cache)")
+            ->required();
         pl->add_option("--task", po.task, "Optimum task (default: from config.json architectures)");
-        pl->add_option("--strategy", strategy, "htp, prebuilt, command, or auto")->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
+        pl->add_option("--strategy", strategy, "htp, prebuilt, command, or auto")
+            ->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
         pl->add_option("--onnx-file", po.onnx_file, "prebuilt: ONNX file name to take");
         pl->add_option("--model", po.model_factory, "the export's --model (makes auto choose htp)");
-        pl->add_option("--hf-hub-cache", po.hub_cache, "Hugging Face cache for Hub ids (default: from the environment)");
-        pl->add_option("--layout", layout, "the export's --layout: flat or hub (ONNX files listed as onnx/...)")->check(CLI::IsMember({"flat", "hub"}));
+        pl->add_option("--hf-hub-cache", po.hub_cache,
+                       "Hugging Face cache for Hub ids (default: from the environment)");
+        pl->add_option("--layout", layout, "the export's --layout: flat or hub (ONNX files listed as onnx/...)")
+            ->check(CLI::IsMember({"flat", "hub"}));
         pl->add_option("--variants", variants, "the export's --variants: their files are listed too");
         pl->footer("Example:\n  modelexport plan acme/tiny-bert@v2 --hf-hub-cache ~/.cache/huggingface/hub");
         return pl;
@@ -549,7 +632,9 @@ struct package_sources {
     fs::path dir;
     std::string ns;
 
-    void add_namespace_option(CLI::App* sub) { sub->add_option("--namespace", ns, "C++ namespace (default: from the package directory name)"); }
+    void add_namespace_option(CLI::App* sub) {
+        sub->add_option("--namespace", ns, "C++ namespace (default: from the package directory name)");
+    }
     std::string namespace_name() const { return ns.empty() ? me::namespace_for(dir) : ns; }
 };
 
@@ -561,7 +646,9 @@ struct bindings_command : package_sources {
         bi->add_option("dir", dir, "package directory")->required();
         bi->add_option("--header", header, "header file to write")->required();
         add_namespace_option(bi);
-        bi->add_option("--files-header", files_header, "put files[] (sizes, SHA-256) in this header instead, so a tokenizer or weight edit leaves --header as it was");
+        bi->add_option("--files-header", files_header,
+                       "put files[] (sizes, SHA-256) in this header instead, so a tokenizer or weight edit leaves "
+                       "--header as it was");
         bi->footer("Example:\n  modelexport bindings pkg/bert --header bert_model.hpp --namespace bert");
         return bi;
     }
@@ -588,13 +675,15 @@ struct embed_command : package_sources {
         em->add_option("--output", output, "model_data.S (GNU as .incbin) or model_data.cpp (byte array)")->required();
         em->add_option("--header", header, "header declaring the bytes, their size and SHA-256")->required();
         add_namespace_option(em);
-        em->footer("Example:\n  modelexport embed pkg/bert --output bert_data.S --header bert_data.hpp --namespace bert");
+        em->footer(
+            "Example:\n  modelexport embed pkg/bert --output bert_data.S --header bert_data.hpp --namespace bert");
         return em;
     }
 
     int run() {
         std::string ext = output.extension().string();
-        if (ext != ".S" && ext != ".s" && ext != ".cpp" && ext != ".cc") throw me::usage_error(output.string(), "--output must end in .S or .cpp");
+        if (ext != ".S" && ext != ".s" && ext != ".cpp" && ext != ".cc")
+            throw me::usage_error(output.string(), "--output must end in .S or .cpp");
         for (const fs::path& out : {output, header}) check_not_a_package_file(dir, out);
         auto sources = me::embed_model(dir, namespace_name(), ext == ".S" || ext == ".s");
         me::write_file_if_changed(output, sources.source);
@@ -607,7 +696,8 @@ struct pack_command {
     fs::path dir, output;
 
     CLI::App* add_to(CLI::App& app) {
-        auto* pk = app.add_subcommand("pack", "store a package's configuration files inside its model.onnx (one self-contained file)");
+        auto* pk = app.add_subcommand(
+            "pack", "store a package's configuration files inside its model.onnx (one self-contained file)");
         pk->add_option("dir", dir, "package directory")->required();
         pk->add_option("--output", output, "the single-file model to write")->required();
         pk->footer("Example:\n  modelexport pack pkg/bert --output bert.onnx");
@@ -630,13 +720,17 @@ struct cache_command {
 
     CLI::App* add_to(CLI::App& app) {
         me::export_options& eo = args.eo;
-        auto* ca = app.add_subcommand("cache", "the export cache: key SOURCE [options] | stats | prune [--max-size N] | clear | verify | wait");
-        ca->add_option("action", action, "key, stats, prune, clear, verify, or wait (for background stores and uploads to finish; the others wait too)")
+        auto* ca = app.add_subcommand(
+            "cache", "the export cache: key SOURCE [options] | stats | prune [--max-size N] | clear | verify | wait");
+        ca->add_option("action", action,
+                       "key, stats, prune, clear, verify, or wait (for background stores and uploads to finish; the "
+                       "others wait too)")
             ->required()
             ->check(CLI::IsMember({"key", "stats", "prune", "clear", "verify", "wait"}));
         ca->add_option("source", eo.source, "key: the model source");
         ca->add_option("--task", eo.task, "key: Optimum task");
-        ca->add_option("--strategy", args.strategy, "key: htp, command or auto")->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
+        ca->add_option("--strategy", args.strategy, "key: htp, command or auto")
+            ->check(CLI::IsMember({"auto", "htp", "prebuilt", "command"}));
         ca->add_option("--model", eo.model_factory, "key: FILE.py:FACTORY");
         ca->add_option("--library", eo.library, "key: transformers or sentence-transformers")
             ->check(CLI::IsMember({"transformers", "sentence-transformers"}));
@@ -644,20 +738,30 @@ struct cache_command {
         ca->add_option("--exporter-script", eo.exporter_script, "key: the HTP exporter script");
         ca->add_option("--command", eo.command, "key: the command strategy's command");
         ca->add_option("--onnx-file", eo.onnx_file, "key: the command's ONNX file name");
-        ca->add_option("--opset", eo.opset, "key: ONNX opset")->each([&eo](const std::string&) { eo.opset_given = true; });
+        ca->add_option("--opset", eo.opset, "key: ONNX opset")->each([&eo](const std::string&) {
+            eo.opset_given = true;
+        });
         ca->add_option("--max-size", max_size, "prune: size limit (default MODELEXPORT_CACHE_MAX_SIZE, else 10G)")
             ->check(CLI::Validator(  // given, it is a size: an empty one is not "the default"
-                [](std::string& text) { return me::parse_size(text) ? std::string() : "'" + text + "' is not a size (e.g. 500M, 10G)"; }, "SIZE"));
-        ca->add_option("--timeout", wait_limit, "wait: give up after this many seconds (the stores go on; exit 0 with a warning)")
+                [](std::string& text) {
+                    return me::parse_size(text) ? std::string() : "'" + text + "' is not a size (e.g. 500M, 10G)";
+                },
+                "SIZE"));
+        ca->add_option("--timeout", wait_limit,
+                       "wait: give up after this many seconds (the stores go on; exit 0 with a warning)")
             ->check(CLI::Validator(
                 [](std::string& text) {
-                    const bool digits = !text.empty() && text.size() <= 12 && text.find_first_not_of("0123456789") == std::string::npos;
-                    return digits ? std::string() : "'" + text + "' is not a number of seconds (a whole number, 0 or more, e.g. 600)";
+                    const bool digits =
+                        !text.empty() && text.size() <= 12 && text.find_first_not_of("0123456789") == std::string::npos;
+                    return digits ? std::string()
+                                  : "'" + text + "' is not a number of seconds (a whole number, 0 or more, e.g. 600)";
                 },
                 "SECONDS"));
         ca->add_flag("--json", mode.json, "stats: print JSON");
-        ca->footer("Example:\n  modelexport cache key ./tiny-bert --model modeling.py:build\n  modelexport cache prune --max-size 2G\n"
-                   "  modelexport cache wait    # at the end of a CI job: the uploads are done");
+        ca->footer(
+            "Example:\n  modelexport cache key ./tiny-bert --model modeling.py:build\n  modelexport cache prune "
+            "--max-size 2G\n"
+            "  modelexport cache wait    # at the end of a CI job: the uploads are done");
         return ca;
     }
 
@@ -672,7 +776,8 @@ struct unpack_command {
     fs::path file, outdir;
 
     CLI::App* add_to(CLI::App& app) {
-        auto* up = app.add_subcommand("unpack", "restore a package directory from a packed model (byte-identical files)");
+        auto* up =
+            app.add_subcommand("unpack", "restore a package directory from a packed model (byte-identical files)");
         up->add_option("file", file, "packed model")->required()->check(CLI::ExistingFile);
         up->add_option("outdir", outdir, "package directory to write")->required();
         up->footer("Example:\n  modelexport unpack bert.onnx pkg/bert");
@@ -692,9 +797,10 @@ void add_global_options(CLI::App& app, output_mode& mode) {
     app.fallthrough();  // -q/-v also after the subcommand, as build files write them
     app.add_flag("-q,--quiet", mode.quiet, "no progress or results; errors and their hints still print");
     app.add_flag("-v,--verbose", mode.verbose, "show progress and the exporter's output even when not on a terminal");
-    app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 model not found, 4 config.json missing, 5 invalid input,\n"
-               "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify),\n"
-               "10 runtime unavailable (validate --runtime X: X cannot start), 11 reference mismatch (export).");
+    app.footer(
+        "Exit codes: 0 ok, 1 internal error, 2 usage, 3 model not found, 4 config.json missing, 5 invalid input,\n"
+        "6 export failed, 7 validation failed, 8 I/O error, 9 package modified (verify),\n"
+        "10 runtime unavailable (validate --runtime X: X cannot start), 11 reference mismatch (export).");
 }
 
 /// A subcommand's run(), its errors printed as one line (and a hint) and turned into their exit codes.
@@ -702,7 +808,8 @@ int run_reporting_errors(const std::function<int()>& run) {
     try {
         return run();
     } catch (const me::error& e) {
-        std::cerr << "modelexport: " << me::console_style::detect(false, false).red("error:") << " " << me::printable(e.what()) << "\n";
+        std::cerr << "modelexport: " << me::console_style::detect(false, false).red("error:") << " "
+                  << me::printable(e.what()) << "\n";
         // The hint is part of the error, not progress: --quiet (what build systems pass) keeps it.
         if (!e.hint().empty()) std::cerr << "  hint: " << me::printable(e.hint()) << "\n";
         return static_cast<int>(e.code());
@@ -759,9 +866,10 @@ int main(int argc, char** argv) {
     unpack_command unpack_cmd;
     // Declared in the order --help lists them.
     const std::pair<CLI::App*, std::function<int()>> commands[] = {
-        add_command(app, export_cmd), add_command(app, validate_cmd), add_command(app, inspect_cmd), add_command(app, verify_cmd),
-        add_command(app, plan_cmd),   add_command(app, bindings_cmd), add_command(app, embed_cmd),   add_command(app, pack_cmd),
-        add_command(app, cache_cmd),  add_command(app, unpack_cmd)};
+        add_command(app, export_cmd), add_command(app, validate_cmd), add_command(app, inspect_cmd),
+        add_command(app, verify_cmd), add_command(app, plan_cmd),     add_command(app, bindings_cmd),
+        add_command(app, embed_cmd),  add_command(app, pack_cmd),     add_command(app, cache_cmd),
+        add_command(app, unpack_cmd)};
 
     if (std::optional<int> done = parse_arguments(app, argc, argv)) return *done;
     for (const auto& [sub, run] : commands)

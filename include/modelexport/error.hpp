@@ -14,18 +14,18 @@ namespace modelexport {
 /// Process exit codes; the README's table mirrors this enum.
 enum class exit_code : int {
     ok = 0,
-    internal = 1,           ///< a bug in modelexport: please report it
-    usage = 2,              ///< bad command line
-    model_not_found = 3,    ///< neither a local directory nor a cached Hub model
-    config_missing = 4,     ///< the source has no config.json
-    invalid_input = 5,      ///< a source file is malformed, unsafe or inconsistent
-    export_failed = 6,      ///< the exporter process failed, hung or wrote no ONNX
-    validation_failed = 7,  ///< a package check failed (or warned, with --strict)
-    io_error = 8,           ///< the package could not be written (permissions, disk full, ...)
-    package_modified = 9,   ///< `verify` found files that no longer match their hashes
+    internal = 1,              ///< a bug in modelexport: please report it
+    usage = 2,                 ///< bad command line
+    model_not_found = 3,       ///< neither a local directory nor a cached Hub model
+    config_missing = 4,        ///< the source has no config.json
+    invalid_input = 5,         ///< a source file is malformed, unsafe or inconsistent
+    export_failed = 6,         ///< the exporter process failed, hung or wrote no ONNX
+    validation_failed = 7,     ///< a package check failed (or warned, with --strict)
+    io_error = 8,              ///< the package could not be written (permissions, disk full, ...)
+    package_modified = 9,      ///< `verify` found files that no longer match their hashes
     runtime_unavailable = 10,  ///< `validate --runtime X`: runtime X cannot start here (the package's checks pass)
-    reference_mismatch = 11,  ///< the exported model's outputs differ from the torch model's (the reference check)
-    variant_inaccurate = 12,  ///< a requested variant (export --variants) is past its accuracy bound against fp32
+    reference_mismatch = 11,   ///< the exported model's outputs differ from the torch model's (the reference check)
+    variant_inaccurate = 12,   ///< a requested variant (export --variants) is past its accuracy bound against fp32
 };
 
 /// Base of all modelexport errors: a message about one file, plus an exit code.
@@ -33,7 +33,9 @@ class error : public std::runtime_error {
 public:
     error(exit_code code, std::string file, const std::string& problem, std::string hint = {})
         : std::runtime_error(file.empty() ? problem : file + ": " + problem),
-          code_(code), file_(std::move(file)), hint_(std::move(hint)) {}
+          code_(code),
+          file_(std::move(file)),
+          hint_(std::move(hint)) {}
 
     exit_code code() const noexcept { return code_; }
     const std::string& file() const noexcept { return file_; }
@@ -76,8 +78,10 @@ inline std::size_t utf8_sequence_length(const std::string& text, std::size_t i) 
     if (i >= text.size()) return 0;
     if (c < 0x80) return 1;
     if (c >= 0xc2 && c <= 0xdf && cont(1)) return 2;
-    if (c >= 0xe0 && c <= 0xef && cont(1) && cont(2)) return (c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0) ? 0 : 3;
-    if (c >= 0xf0 && c <= 0xf4 && cont(1) && cont(2) && cont(3)) return (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 >= 0x90) ? 0 : 4;
+    if (c >= 0xe0 && c <= 0xef && cont(1) && cont(2))
+        return (c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0) ? 0 : 3;
+    if (c >= 0xf0 && c <= 0xf4 && cont(1) && cont(2) && cont(3))
+        return (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 >= 0x90) ? 0 : 4;
     return 0;
 }
 
@@ -99,7 +103,8 @@ inline std::string printable(const std::string& text) {
     for (std::size_t i = 0; i < text.size();) {
         auto c = static_cast<unsigned char>(text[i]);
         std::size_t n = utf8_sequence_length(text, i);
-        bool control = c < 0x20 || c == 0x7f || (n == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0);  // C0, DEL, C1
+        bool control = c < 0x20 || c == 0x7f ||
+                       (n == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0);  // C0, DEL, C1
         if (n && !control) {
             out.append(text, i, n);
             i += n;

@@ -13,23 +13,23 @@
 // plug in through export_hooks; export/build_edge.hpp has them.
 #pragma once
 
-#include "modelexport/package/copier.hpp"
-#include "modelexport/error.hpp"
-#include "modelexport/export_options.hpp"
-#include "modelexport/plan.hpp"
 #include "modelexport/cache/export_cache.hpp"
-#include "modelexport/onnx/external_data.hpp"
 #include "modelexport/detail/json_file.hpp"
-#include "modelexport/package/layout.hpp"
-#include "modelexport/package/metadata.hpp"
-#include "modelexport/package/writer.hpp"
-#include "modelexport/onnx/project.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/export/source.hpp"
 #include "modelexport/export/step_event.hpp"
 #include "modelexport/export/strategies.hpp"
+#include "modelexport/export/variants.hpp"
+#include "modelexport/export_options.hpp"
+#include "modelexport/onnx/external_data.hpp"
+#include "modelexport/onnx/project.hpp"
+#include "modelexport/package/copier.hpp"
+#include "modelexport/package/layout.hpp"
+#include "modelexport/package/metadata.hpp"
+#include "modelexport/package/writer.hpp"
+#include "modelexport/plan.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/validator.hpp"
-#include "modelexport/export/variants.hpp"
 
 #include <algorithm>
 #include <functional>
@@ -44,19 +44,20 @@ namespace modelexport {
 
 /// What an export produced, for reports and the CLI.
 struct export_result {
-    fs::path package;                  ///< the target directory
-    json metadata;                     ///< export_metadata.json's document
-    std::vector<fs::path> inputs;      ///< every file read, sorted, for the depfile
-    step_times step_seconds;           ///< resolve, export, project, copy, [validate,] commit
+    fs::path package;                        ///< the target directory
+    json metadata;                           ///< export_metadata.json's document
+    std::vector<fs::path> inputs;            ///< every file read, sorted, for the depfile
+    step_times step_seconds;                 ///< resolve, export, project, copy, [validate,] commit
     json exporter_seconds = json::object();  ///< the exporter's phases inside "export" (htp; empty on a cache hit)
-    cache_outcome cache;               ///< what the export cache did (§10)
+    cache_outcome cache;                     ///< what the export cache did (§10)
 };
 
 /// Where a caller (the build edge) joins the pipeline.
 struct export_hooks {
     std::set<std::string> build_files;  ///< names the build keeps in the package directory (carried across the swap)
     std::function<void(const fs::path& staging)> check_staged;  ///< after metadata, before validation (--expect)
-    std::function<void(const fs::path& staging, const export_result&)> before_commit;  ///< side outputs (--depfile, --report)
+    std::function<void(const fs::path& staging, const export_result&)>
+        before_commit;  ///< side outputs (--depfile, --report)
 };
 
 /// The "resolve" step's result: the source, its config and the task.
@@ -79,7 +80,8 @@ inline resolved_model resolve_model(const std::string& spec, const std::string& 
         if (model_source::is_within(fs::weakly_canonical(out_abs), s))
             throw usage_error(output.string(), "the output directory is inside the model source " + s.string());
         if (package_writer::claims(out_abs, s))
-            throw usage_error(output.string(), "the model source " + s.string() + " is inside the output directory (the export would replace it)");
+            throw usage_error(output.string(), "the model source " + s.string() +
+                                                   " is inside the output directory (the export would replace it)");
     }
     std::tie(r.config_path, r.config) = read_source_config(r.source);
     r.task = &resolve_task(requested_task, r.config, r.config_path.string());
@@ -108,14 +110,18 @@ inline assembled_files assemble_files(const resolved_model& m, const produced_on
         for (const auto& name : *names) {
             fs::path p = stage / name;
             auto known = known_hashes.find(name);
-            out.files.push_back({name, file_role::model, fs::file_size(p), known != known_hashes.end() ? known->second : hash_file(p), p});
+            out.files.push_back({name, file_role::model, fs::file_size(p),
+                                 known != known_hashes.end() ? known->second : hash_file(p), p});
         }
-    for (const auto& name : variant_files) out.files.push_back({name, file_role::variant, fs::file_size(stage / name), hash_file(stage / name), stage / name});
+    for (const auto& name : variant_files)
+        out.files.push_back(
+            {name, file_role::variant, fs::file_size(stage / name), hash_file(stage / name), stage / name});
     for (auto& f : configuration_copier<>(m.source, stage).copy_all()) {
         if (f.name != "config.json") out.inputs.push_back(f.source);
         out.files.push_back(std::move(f));
     }
-    if (!m.source.ref.empty()) out.inputs.push_back(m.source.ref);  // not for a commit given as such: a missing input is always dirty
+    if (!m.source.ref.empty())
+        out.inputs.push_back(m.source.ref);  // not for a commit given as such: a missing input is always dirty
     out.inputs.push_back(m.source.dir);
     if (!tool.empty()) out.inputs.push_back(tool);
     std::sort(out.inputs.begin(), out.inputs.end());
@@ -129,19 +135,22 @@ inline std::vector<traced_module> metadata_modules(const std::vector<traced_modu
                                                    const std::string& root_class) {
     if (!trace.empty()) return trace;
     std::vector<traced_module> levels;
-    for (const auto& [path, tag] : proj.module_tags) levels.push_back({path, path.empty() ? root_class : "", false, std::nullopt});
+    for (const auto& [path, tag] : proj.module_tags)
+        levels.push_back({path, path.empty() ? root_class : "", false, std::nullopt});
     return levels;
 }
 
 /// project: every staged ONNX file with its own trace (each must reach 100% coverage); an
 /// --embed-hierarchy rewrite's new hash replaces the known one.
-inline std::vector<projected_model> project_models(const resolved_model& m, const produced_onnx& onnx, const fs::path& stage,
-                                                   const export_options& opt, std::map<std::string, std::string>& known_hashes) {
+inline std::vector<projected_model> project_models(const resolved_model& m, const produced_onnx& onnx,
+                                                   const fs::path& stage, const export_options& opt,
+                                                   std::map<std::string, std::string>& known_hashes) {
     std::vector<projected_model> out;
     for (std::size_t i = 0; i < onnx.models.size(); ++i) {
         const std::vector<traced_module>& trace = onnx.model_modules.empty() ? onnx.modules : onnx.model_modules[i];
         std::string shown = onnx.models.size() > 1 ? onnx.models[i] + " (" + onnx.shown + ")" : onnx.shown;
-        out.push_back(project_model({stage / onnx.models[i], shown, stage, &trace, m.root_class, opt.include_torch_modules, opt.embed_hierarchy}));
+        out.push_back(project_model({stage / onnx.models[i], shown, stage, &trace, m.root_class,
+                                     opt.include_torch_modules, opt.embed_hierarchy}));
         if (out.back().rewritten_sha256) known_hashes[onnx.models[i]] = *out.back().rewritten_sha256;
     }
     return out;
@@ -152,8 +161,8 @@ inline std::vector<projected_model> project_models(const resolved_model& m, cons
 /// external-data locations stay valid, since model and data move together); from here on
 /// `onnx.models`/`data_files` are package-relative paths. Strategies, the export cache and
 /// projection never see the layout, which is why it is not part of the cache key (§10).
-inline void place_models(produced_onnx& onnx, const fs::path& stage, package_layout layout, std::map<std::string, std::string>& known_hashes,
-                         std::vector<std::string>& variant_files) {
+inline void place_models(produced_onnx& onnx, const fs::path& stage, package_layout layout,
+                         std::map<std::string, std::string>& known_hashes, std::vector<std::string>& variant_files) {
     if (layout == package_layout::flat) return;
     const fs::path sub = stage / std::string(hub_onnx_dir);
     fs::create_directory(sub);
@@ -173,11 +182,10 @@ inline void place_models(produced_onnx& onnx, const fs::path& stage, package_lay
 /// metadata: builds export_metadata.json from the steps' results and writes it into `stage`.
 /// `all` (several ONNX files) adds a section per file; `p` is the primary's. Returns the
 /// document and the sha256 of every staged file (for the commit).
-inline std::pair<json, std::map<std::string, std::string>> write_metadata(const resolved_model& m, strategy how, const produced_onnx& onnx,
-                                                                          const projected_model& p, const assembled_files& a,
-                                                                          const export_options& opt, const fs::path& stage,
-                                                                          const std::vector<projected_model>& all = {},
-                                                                          const json& variants = json()) {
+inline std::pair<json, std::map<std::string, std::string>> write_metadata(
+    const resolved_model& m, strategy how, const produced_onnx& onnx, const projected_model& p,
+    const assembled_files& a, const export_options& opt, const fs::path& stage,
+    const std::vector<projected_model>& all = {}, const json& variants = json()) {
     std::vector<traced_module> modules = metadata_modules(onnx.modules, p.proj, m.root_class);
     std::vector<std::vector<traced_module>> file_modules;
     for (std::size_t i = 0; all.size() > 1 && i < all.size(); ++i)
@@ -203,12 +211,14 @@ inline std::pair<json, std::map<std::string, std::string>> write_metadata(const 
     mi.pipeline = onnx.pipeline;
     mi.reference_check = onnx.reference.to_json();
     for (std::size_t i = 0; i < file_modules.size(); ++i)
-        mi.models.push_back({fs::path(onnx.models[i]).filename().string(), &all[i].sig, &file_modules[i], &all[i].proj});
+        mi.models.push_back(
+            {fs::path(onnx.models[i]).filename().string(), &all[i].sig, &file_modules[i], &all[i].proj});
     mi.layout = to_string(opt.layout);
     mi.onnx_files = onnx.models;
     json doc = build_metadata(mi);
     if (!variants.is_null()) doc["variants"] = variants;
-    std::map<std::string, std::string> sha256{{"export_metadata.json", write_file(stage / "export_metadata.json", to_canonical_text(doc)).sha256}};
+    std::map<std::string, std::string> sha256{
+        {"export_metadata.json", write_file(stage / "export_metadata.json", to_canonical_text(doc)).sha256}};
     for (const auto& f : a.files) sha256[f.name] = f.sha256;
     return {std::move(doc), std::move(sha256)};
 }
@@ -240,25 +250,35 @@ inline export_result export_package(const export_options& opt, const export_hook
     check_onnx_file_option(opt.onnx_file);
     timer.begin("resolve", "resolving " + opt.source);
     resolved_model m = resolve_model(opt.source, opt.task, opt.output, opt.hub_cache);
-    timer.end((m.source.from_cache() ? m.source.spec + " at commit " + m.source.commit : m.source.dir.string()) + ", task " + std::string(m.task->name));
+    timer.end((m.source.from_cache() ? m.source.spec + " at commit " + m.source.commit : m.source.dir.string()) +
+              ", task " + std::string(m.task->name));
 
     package_writer writer(opt.output, hooks.build_files, opt.log);
     const fs::path stage = writer.staging();
     strategy how = choose_strategy(opt.how, m.source, opt.model_factory);
     if (opt.library != "transformers" && how != strategy::htp)
         throw usage_error("--library", opt.library + " is how the htp exporter loads the model; the " + to_string(how) +
-                                           " strategy exports none (it " + (how == strategy::prebuilt ? "copies an ONNX file" : "runs a command") + ")");
+                                           " strategy exports none (it " +
+                                           (how == strategy::prebuilt ? "copies an ONNX file" : "runs a command") +
+                                           ")");
     // The cache wraps the produce step: lookup before, store after (docs/design.md §10). prebuilt is a copy already.
-    auto log = [&](const std::string& note) { if (opt.log) opt.log(note); };
+    auto log = [&](const std::string& note) {
+        if (opt.log) opt.log(note);
+    };
     // A multi-file (encoder-decoder) export is cached as one entry: every file, a module table per file.
     bool cacheable = opt.cache.enabled && how != strategy::prebuilt;
     if (cacheable) timer.begin("cache", "looking up the export cache");
-    auto key_inputs = detail::cache_key_inputs_for(opt, to_string(how), std::string(m.task->name), m.source, detail::source_files(m.source));
+    auto key_inputs = detail::cache_key_inputs_for(opt, to_string(how), std::string(m.task->name), m.source,
+                                                   detail::source_files(m.source));
     export_cache cache(opt.cache, cacheable ? std::optional(key_inputs) : std::nullopt, log);
     produced_onnx onnx;
     bool exporting = false;
     auto end_cache_step = [&](const std::string& what) {
-        if (cacheable) timer.end(cache.outcome().speculative ? "key computed alongside the exporter" : cache.outcome().result + (cache.active() ? ", key " + cache.outcome().key.substr(0, 16) : ""));
+        if (cacheable)
+            timer.end(cache.outcome().speculative
+                          ? "key computed alongside the exporter"
+                          : cache.outcome().result +
+                                (cache.active() ? ", key " + cache.outcome().key.substr(0, 16) : ""));
         timer.begin("export", what);
         exporting = true;
     };
@@ -268,8 +288,10 @@ inline export_result export_package(const export_options& opt, const export_hook
         onnx = produce_onnx(how, m.source, *m.task, stage, opt);
     });
     if (!exporting) end_cache_step("restoring the cached export");
-    if (hit) onnx = detail::onnx_from_cache(*hit, key_inputs, cache.outcome().key);
-    else onnx.known_hashes.merge(cache.store(stage, detail::produced_files(stage), detail::cache_table(onnx)));
+    if (hit)
+        onnx = detail::onnx_from_cache(*hit, key_inputs, cache.outcome().key);
+    else
+        onnx.known_hashes.merge(cache.store(stage, detail::produced_files(stage), detail::cache_table(onnx)));
     result.exporter_seconds = onnx.exporter_seconds;
     timer.end(std::to_string(fs::file_size(stage / onnx.models.front())) + " bytes of ONNX");
 
@@ -293,8 +315,9 @@ inline export_result export_package(const export_options& opt, const export_hook
     assembled_files files = assemble_files(m, onnx, stage, known_hashes, opt.tool_path, variants.files);
     timer.end(std::to_string(files.files.size()) + " files");
 
-    json variant_record = opt.variants.empty() ? json()
-                                               : variants_metadata(variants.record, [&](const std::string& f) { return layout_path(opt.layout, f); });
+    json variant_record = opt.variants.empty() ? json() : variants_metadata(variants.record, [&](const std::string& f) {
+        return layout_path(opt.layout, f);
+    });
     auto [metadata, staged_sha256] = write_metadata(m, how, onnx, p, files, opt, stage, projected, variant_record);
     if (hooks.check_staged) hooks.check_staged(stage);
     if (opt.validate) {

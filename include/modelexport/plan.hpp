@@ -3,17 +3,17 @@
 // `modelexport plan` prints this so a build can declare a package's outputs (docs/design.md §7).
 // It resolves the source as the export does (export/source.hpp, the same Hub cache) and walks the same
 // file table (package/files.def) with the same rules: model.onnx (an encoder-decoder task's ONNX
-// files instead), config.json, the optional files the source has, export_metadata.json. The Meson template applies these rules itself at
-// configure time (the tool may not be built yet); tests compare the three lists.
+// files instead), config.json, the optional files the source has, export_metadata.json. The Meson template applies
+// these rules itself at configure time (the tool may not be built yet); tests compare the three lists.
 #pragma once
 
+#include "modelexport/detail/json_file.hpp"
+#include "modelexport/export/source.hpp"
 #include "modelexport/export_options.hpp"
 #include "modelexport/package/file_roles.hpp"
-#include "modelexport/detail/json_file.hpp"
 #include "modelexport/package/layout.hpp"
-#include "modelexport/export/source.hpp"
-#include "modelexport/tasks.hpp"
 #include "modelexport/package/variant_names.hpp"
+#include "modelexport/tasks.hpp"
 
 #include <string>
 #include <vector>
@@ -28,14 +28,14 @@ inline strategy choose_strategy(strategy requested, const model_source& src, con
 }
 
 struct plan_options {
-    std::string source;         ///< directory or Hub id org/name[@revision]
-    fs::path hub_cache;         ///< empty: hub_cache_dir() (the environment)
-    std::string task;           ///< empty: from config.json architectures
+    std::string source;  ///< directory or Hub id org/name[@revision]
+    fs::path hub_cache;  ///< empty: hub_cache_dir() (the environment)
+    std::string task;    ///< empty: from config.json architectures
     strategy how = strategy::automatic;
-    std::string onnx_file;      ///< prebuilt: the ONNX file to take
-    std::string model_factory;  ///< htp's --model (it makes `auto` choose htp)
+    std::string onnx_file;                         ///< prebuilt: the ONNX file to take
+    std::string model_factory;                     ///< htp's --model (it makes `auto` choose htp)
     package_layout layout = package_layout::flat;  ///< the export's --layout: where the ONNX files are listed
-    std::vector<std::string> variants;               ///< the export's --variants: their files follow the ONNX files
+    std::vector<std::string> variants;             ///< the export's --variants: their files follow the ONNX files
 };
 
 struct package_plan {
@@ -43,20 +43,25 @@ struct package_plan {
     strategy how = strategy::automatic;  ///< never automatic once planned
     package_layout layout = package_layout::flat;
     std::string task;
-    std::vector<std::string> files;  ///< package-relative paths (onnx/model.onnx in hub), in the order a build declares them
-    std::vector<fs::path> read;      ///< what the decision depends on (config, Hub ref, the source listing)
+    std::vector<std::string>
+        files;  ///< package-relative paths (onnx/model.onnx in hub), in the order a build declares them
+    std::vector<fs::path> read;  ///< what the decision depends on (config, Hub ref, the source listing)
 };
 
 /// A strategy name as the CLI takes it (already checked against the four names).
 inline strategy parse_strategy(const std::string& name) {
-    return name == "htp" ? strategy::htp : name == "prebuilt" ? strategy::prebuilt : name == "command" ? strategy::command : strategy::automatic;
+    return name == "htp"        ? strategy::htp
+           : name == "prebuilt" ? strategy::prebuilt
+           : name == "command"  ? strategy::command
+                                : strategy::automatic;
 }
 
 namespace detail {
 
 /// The source file the prebuilt strategy copies as model.onnx (stage_prebuilt's candidates), or "".
 inline std::string prebuilt_model_name(const model_source& src, const std::string& onnx_file) {
-    for (const std::string& c : onnx_file.empty() ? std::vector<std::string>{"model.onnx", "onnx/model.onnx"} : std::vector<std::string>{onnx_file})
+    for (const std::string& c : onnx_file.empty() ? std::vector<std::string>{"model.onnx", "onnx/model.onnx"}
+                                                  : std::vector<std::string>{onnx_file})
         if (src.file(c)) return c;
     return {};
 }
@@ -113,11 +118,12 @@ inline package_plan plan_package(const plan_options& opt) {
 inline json to_json(const package_plan& p) {
     json read = json::array();
     for (const auto& r : p.read) read.push_back(r.string());
-    return {{"source", {{"kind", p.source.from_cache() ? "hub_cache" : "local"},
-                        {"spec", p.source.spec},
-                        {"dir", p.source.dir.string()},
-                        {"revision", p.source.revision},
-                        {"commit", p.source.commit}}},
+    return {{"source",
+             {{"kind", p.source.from_cache() ? "hub_cache" : "local"},
+              {"spec", p.source.spec},
+              {"dir", p.source.dir.string()},
+              {"revision", p.source.revision},
+              {"commit", p.source.commit}}},
             {"strategy", to_string(p.how)},
             {"layout", to_string(p.layout)},
             {"task", p.task},

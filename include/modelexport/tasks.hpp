@@ -46,24 +46,24 @@ struct fused_cache_rule {
 /// A cache kept as one tensor per layer, <prefix>.{i}.<suffix> shaped [batch, <length>, 2 * head_dim] (key, then
 /// value, on the last axis): how transformers.js reads a multi_query model's cache (GPT-BigCode).
 struct fused_kv_cache {
-    std::string_view suffix;                          ///< "key_value"
+    std::string_view suffix;  ///< "key_value"
     std::vector<fused_cache_rule> when;
-    std::vector<axis_name> input_axes, output_axes;   ///< the symbolic axes of each fused tensor
+    std::vector<axis_name> input_axes, output_axes;  ///< the symbolic axes of each fused tensor
 };
 
 /// A decoder's KV cache: <input_prefix>.{i}.key/.value in, <output_prefix>.{i}.key/.value out.
 struct kv_cache {
-    std::string_view input_prefix, output_prefix;  ///< "past_key_values", "present"
-    std::vector<axis_name> input_axes, output_axes;   ///< the symbolic axes of each cache tensor
-    fused_kv_cache fused;                             ///< the configs that take the fused form instead
+    std::string_view input_prefix, output_prefix;    ///< "past_key_values", "present"
+    std::vector<axis_name> input_axes, output_axes;  ///< the symbolic axes of each cache tensor
+    fused_kv_cache fused;                            ///< the configs that take the fused form instead
 };
 
 /// An encoder-decoder task's multi-file package (Optimum's seq2seq layout, docs/design.md §1).
 struct encoder_decoder_files {
-    std::string_view exporter;               ///< the exporter script beside htp_exporter.py ("htp_seq2seq.py")
-    std::string_view exporter_task;          ///< the --task it takes
-    std::vector<std::string_view> files;     ///< the ONNX files it writes; the first (the encoder) is the primary
-    std::string_view decoder_output;         ///< what the decoder returns besides its cache ("logits", "last_hidden_state")
+    std::string_view exporter;            ///< the exporter script beside htp_exporter.py ("htp_seq2seq.py")
+    std::string_view exporter_task;       ///< the --task it takes
+    std::vector<std::string_view> files;  ///< the ONNX files it writes; the first (the encoder) is the primary
+    std::string_view decoder_output;  ///< what the decoder returns besides its cache ("logits", "last_hidden_state")
 
     bool empty() const { return files.empty(); }
 };
@@ -77,25 +77,27 @@ struct input_alternative {
 
 /// One entry of share/tasks.json (the field meanings are documented there and in docs/design.md §5.3).
 struct task_info {
-    std::string_view name;                          ///< Optimum's task name
-    std::vector<std::string_view> aliases;          ///< other names accepted for it ("image-segmentation")
-    std::string_view optimum_class;                 ///< the ORTModel class that loads it
+    std::string_view name;                  ///< Optimum's task name
+    std::vector<std::string_view> aliases;  ///< other names accepted for it ("image-segmentation")
+    std::string_view optimum_class;         ///< the ORTModel class that loads it
     modality kind;
-    std::vector<std::string_view> inputs;            ///< required graph inputs
-    std::vector<std::string_view> optional_inputs;   ///< fed only when the graph has them
-    std::vector<std::string_view> outputs;           ///< required graph outputs
+    std::vector<std::string_view> inputs;           ///< required graph inputs
+    std::vector<std::string_view> optional_inputs;  ///< fed only when the graph has them
+    std::vector<std::string_view> outputs;          ///< required graph outputs
     std::vector<std::string_view> optional_outputs;
-    std::vector<tensor_axes> dynamic_axes;           ///< per input/output, as the exporter names them
-    std::vector<std::string_view> architecture_suffixes;  ///< transformers' class-name suffixes ("ForSequenceClassification")
-    std::vector<suffix_rule> model_type_suffixes;    ///< suffixes that name this task only for some model_types
-    std::string_view auto_class;                     ///< transformers' Auto class the exporter loads with ("architectures": config.json's class)
-    std::string_view transformers_js_pipeline;       ///< transformers.js pipeline name, empty when none
-    bool needs_tokenizer = false;                    ///< the pipeline reads the model's tokenizer or vocabulary
-    bool labels = false;                             ///< logits' last axis: one entry per id2label label ...
-    int labels_extra = 0;                            ///< ... plus these ("no object" for detection)
-    bool with_past = false;                          ///< decoder: the KV cache is a graph input and output
-    kv_cache cache;                                  ///< its names and axes (with_past only)
-    encoder_decoder_files encoder_decoder;           ///< empty: one model.onnx
+    std::vector<tensor_axes> dynamic_axes;  ///< per input/output, as the exporter names them
+    std::vector<std::string_view>
+        architecture_suffixes;                     ///< transformers' class-name suffixes ("ForSequenceClassification")
+    std::vector<suffix_rule> model_type_suffixes;  ///< suffixes that name this task only for some model_types
+    std::string_view
+        auto_class;  ///< transformers' Auto class the exporter loads with ("architectures": config.json's class)
+    std::string_view transformers_js_pipeline;          ///< transformers.js pipeline name, empty when none
+    bool needs_tokenizer = false;                       ///< the pipeline reads the model's tokenizer or vocabulary
+    bool labels = false;                                ///< logits' last axis: one entry per id2label label ...
+    int labels_extra = 0;                               ///< ... plus these ("no object" for detection)
+    bool with_past = false;                             ///< decoder: the KV cache is a graph input and output
+    kv_cache cache;                                     ///< its names and axes (with_past only)
+    encoder_decoder_files encoder_decoder;              ///< empty: one model.onnx
     std::vector<input_alternative> input_alternatives;  ///< required inputs a graph may take under another name
 
     /// Whether a graph whose inputs are `has(name)` takes required input `name`, in one of its forms.
@@ -162,8 +164,8 @@ inline const task_info* find_task(std::string_view name, const nlohmann::json& c
 /// Whether the task's package decodes with a KV cache: a decoder-only row's with_past, an encoder-decoder's
 /// cached decoder files (Optimum's -with-past tasks; its text2text-generation has none).
 inline bool decodes_with_cache(const task_info& t) {
-    return t.with_past ||
-           std::find(t.encoder_decoder.files.begin(), t.encoder_decoder.files.end(), "decoder_with_past_model.onnx") != t.encoder_decoder.files.end();
+    return t.with_past || std::find(t.encoder_decoder.files.begin(), t.encoder_decoder.files.end(),
+                                    "decoder_with_past_model.onnx") != t.encoder_decoder.files.end();
 }
 
 /// Whether transformers knows a config.json model_type: Optimum's ORTModel and transformers.js read no other.
@@ -243,7 +245,7 @@ inline const task_info* task_for_config(const nlohmann::json& config) {
 
 /// A task head config.json's `architectures` names ("BertForQuestionAnswering") and its task.
 struct architecture_head {
-    std::string name;              ///< empty: no head (a bare `<X>Model` backbone, or unknown classes)
+    std::string name;  ///< empty: no head (a bare `<X>Model` backbone, or unknown classes)
     const task_info* task = nullptr;
 };
 
@@ -277,15 +279,17 @@ inline bool task_fits_head(const task_info& requested, const task_info& head) {
 /// class) accepts any task: then --task is what says which head to build. feature-extraction is
 /// accepted from any head, as optimum-cli accepts it: the bare base model, the head left out (the
 /// exporter's weights gate checks that the base's weights are all there).
-inline void check_task_matches_architecture(const task_info& requested, const nlohmann::json& config, const std::string& config_name) {
+inline void check_task_matches_architecture(const task_info& requested, const nlohmann::json& config,
+                                            const std::string& config_name) {
     architecture_head head = head_architecture(config);
     if (head.name.empty()) return;
     const task_info* inferred = head.task;
     if (task_fits_head(requested, *inferred)) return;
-    throw usage_error(config_name, "\"architectures\" names " + head.name + " (task " + std::string(inferred->name) +
-                                       "), which contradicts --task " + std::string(requested.name),
-                      "drop --task (or pass --task " + std::string(inferred->name) + "), or export a checkpoint whose head is for " +
-                          std::string(requested.name));
+    throw usage_error(config_name,
+                      "\"architectures\" names " + head.name + " (task " + std::string(inferred->name) +
+                          "), which contradicts --task " + std::string(requested.name),
+                      "drop --task (or pass --task " + std::string(inferred->name) +
+                          "), or export a checkpoint whose head is for " + std::string(requested.name));
 }
 
 /// Why task_for_config found nothing, for the "pass --task" error: which classes were named.
@@ -316,7 +320,8 @@ inline std::string unknown_task_message(std::string_view requested) {
 }
 
 /// The task for a config: `requested` if given (its row for this kind of model), else from `architectures`.
-inline const task_info& resolve_task(const std::string& requested, const nlohmann::json& config, const std::string& config_name) {
+inline const task_info& resolve_task(const std::string& requested, const nlohmann::json& config,
+                                     const std::string& config_name) {
     if (!requested.empty()) {
         const auto* t = find_task(requested, config);
         if (!t) throw usage_error("--task", unknown_task_message(requested));
@@ -324,7 +329,9 @@ inline const task_info& resolve_task(const std::string& requested, const nlohman
         return *t;
     }
     if (const auto* t = task_for_config(config)) return *t;
-    throw invalid_input(config_name, "cannot infer the task from \"architectures\" (" + architectures_hint(config) + ")", "pass --task (one of: " + task_names() + ")");
+    throw invalid_input(config_name,
+                        "cannot infer the task from \"architectures\" (" + architectures_hint(config) + ")",
+                        "pass --task (one of: " + task_names() + ")");
 }
 
 }  // namespace modelexport

@@ -7,19 +7,19 @@
 // does not depend on which runtimes a machine has (see validate/runtime.hpp).
 #pragma once
 
-#include "modelexport/validate/decoder_checks.hpp"
-#include "modelexport/error.hpp"
-#include "modelexport/package/file_roles.hpp"
 #include "modelexport/detail/json_file.hpp"
-#include "modelexport/package/layout.hpp"
+#include "modelexport/error.hpp"
+#include "modelexport/export/sentence_pipeline.hpp"
 #include "modelexport/onnx/checks.hpp"
 #include "modelexport/package/contents.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/package/layout.hpp"
 #include "modelexport/package/reader.hpp"
-#include "modelexport/export/sentence_pipeline.hpp"
-#include "modelexport/validate/seq2seq_checks.hpp"
-#include "modelexport/tasks.hpp"
-#include "modelexport/validate/tokenizer_ids.hpp"
 #include "modelexport/package/variant_names.hpp"
+#include "modelexport/tasks.hpp"
+#include "modelexport/validate/decoder_checks.hpp"
+#include "modelexport/validate/seq2seq_checks.hpp"
+#include "modelexport/validate/tokenizer_ids.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -84,17 +84,22 @@ struct no_runtime {
 inline std::string to_string(severity s) { return s == severity::error ? "error" : "warning"; }
 inline std::string to_string(check_status s) {
     switch (s) {
-        case check_status::pass: return "pass";
-        case check_status::fail: return "fail";
-        case check_status::skip: return "skip";
-        default: return "unavailable";
+        case check_status::pass:
+            return "pass";
+        case check_status::fail:
+            return "fail";
+        case check_status::skip:
+            return "skip";
+        default:
+            return "unavailable";
     }
 }
 
 inline json to_json(const validation_report& r, bool strict) {
     json checks = json::array();
     for (const auto& c : r.checks) {
-        json check{{"id", c.id}, {"severity", to_string(c.level)}, {"status", to_string(c.status)}, {"message", c.message}};
+        json check{
+            {"id", c.id}, {"severity", to_string(c.level)}, {"status", to_string(c.status)}, {"message", c.message}};
         check.update(c.metrics);
         checks.push_back(std::move(check));
     }
@@ -117,7 +122,9 @@ public:
     void skip(const std::string& id, severity s, const std::string& msg) { add(id, s, check_status::skip, msg); }
 
 private:
-    void add(const std::string& id, severity s, check_status st, const std::string& msg) { r_.checks.push_back({id, s, st, msg}); }
+    void add(const std::string& id, severity s, check_status st, const std::string& msg) {
+        r_.checks.push_back({id, s, st, msg});
+    }
     validation_report& r_;
 };
 
@@ -127,13 +134,15 @@ inline std::string join(const std::vector<std::string>& v) {
     return s;
 }
 
-inline void check_signature(report_builder& b, const task_info& task, const signature& sig, const std::string& model_name) {
+inline void check_signature(report_builder& b, const task_info& task, const signature& sig,
+                            const std::string& model_name) {
     std::vector<std::string> missing_in, unexpected_in, missing_out;
     for (auto n : task.inputs)
         if (!task.takes_required(n, takes_input(sig))) missing_in.emplace_back(n);
     for (const auto& in : sig.inputs) {
         bool known = std::find(task.inputs.begin(), task.inputs.end(), in.name) != task.inputs.end() ||
-                     std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) != task.optional_inputs.end() ||
+                     std::find(task.optional_inputs.begin(), task.optional_inputs.end(), in.name) !=
+                         task.optional_inputs.end() ||
                      task.is_alternative_input(in.name) ||
                      (task.with_past && is_cache_input(in.name, task.cache));  // checked by check_cache
         if (!known) unexpected_in.push_back(in.name);
@@ -141,30 +150,39 @@ inline void check_signature(report_builder& b, const task_info& task, const sign
     for (auto n : task.outputs)
         if (!sig.output(std::string(n))) missing_out.emplace_back(n);
     std::string cls(task.optimum_class);
-    if (missing_in.empty() && unexpected_in.empty()) b.pass("signature.inputs", severity::error);
+    if (missing_in.empty() && unexpected_in.empty())
+        b.pass("signature.inputs", severity::error);
     else
-        b.fail("signature.inputs", severity::error,
-               model_name + ": " + (missing_in.empty() ? "" : "missing input(s) " + join(missing_in) + " that " + cls + " feeds") +
-                   (missing_in.empty() || unexpected_in.empty() ? "" : "; ") +
-                   (unexpected_in.empty() ? "" : "input(s) " + join(unexpected_in) + " that " + cls + " cannot provide"));
-    if (missing_out.empty()) b.pass("signature.outputs", severity::error);
-    else b.fail("signature.outputs", severity::error, model_name + ": missing output(s) " + join(missing_out) + " that " + cls + " reads");
+        b.fail(
+            "signature.inputs", severity::error,
+            model_name + ": " +
+                (missing_in.empty() ? "" : "missing input(s) " + join(missing_in) + " that " + cls + " feeds") +
+                (missing_in.empty() || unexpected_in.empty() ? "" : "; ") +
+                (unexpected_in.empty() ? "" : "input(s) " + join(unexpected_in) + " that " + cls + " cannot provide"));
+    if (missing_out.empty())
+        b.pass("signature.outputs", severity::error);
+    else
+        b.fail("signature.outputs", severity::error,
+               model_name + ": missing output(s) " + join(missing_out) + " that " + cls + " reads");
 }
 
 /// task.recorded: the task export_metadata.json records (model.task) is what tools and people
 /// read (inspect, bindings, audits), so it must agree with the head config.json names and with
 /// the graph (docs/design.md §5.3). A package without metadata (not made by modelexport) skips it.
-inline void check_recorded_task(report_builder& b, const fs::path& dir, const std::optional<signature>& sig, const std::optional<json>& config,
-                                const std::string& primary) {
+inline void check_recorded_task(report_builder& b, const fs::path& dir, const std::optional<signature>& sig,
+                                const std::optional<json>& config, const std::string& primary) {
     const fs::path meta_path = dir / "export_metadata.json";
-    if (!fs::is_regular_file(meta_path)) return b.skip("task.recorded", severity::error, meta_path.string() + ": missing");
+    if (!fs::is_regular_file(meta_path))
+        return b.skip("task.recorded", severity::error, meta_path.string() + ": missing");
     std::string recorded;
     try {
         recorded = recorded_model_task(read_export_metadata(meta_path));
     } catch (const error& e) {
         return b.fail("task.recorded", severity::error, e.what());
     }
-    if (std::string problem = recorded_task_problem(recorded, config ? &*config : nullptr, sig ? &*sig : nullptr, primary); !problem.empty())
+    if (std::string problem =
+            recorded_task_problem(recorded, config ? &*config : nullptr, sig ? &*sig : nullptr, primary);
+        !problem.empty())
         return b.fail("task.recorded", severity::error, meta_path.string() + ": " + problem);
     b.pass("task.recorded", severity::error, recorded);
 }
@@ -172,9 +190,11 @@ inline void check_recorded_task(report_builder& b, const fs::path& dir, const st
 /// What an audio feature extractor's config lacks for a pipeline to prepare waveforms, or "".
 inline std::string feature_extractor_problem(const json& pre) {
     auto type = pre.find("feature_extractor_type");
-    if (type == pre.end() || !type->is_string() || type->get<std::string>().empty()) return "no \"feature_extractor_type\" string";
+    if (type == pre.end() || !type->is_string() || type->get<std::string>().empty())
+        return "no \"feature_extractor_type\" string";
     auto rate = pre.find("sampling_rate");
-    if (rate == pre.end() || !rate->is_number_integer() || rate->get<std::int64_t>() <= 0) return "no positive integer \"sampling_rate\"";
+    if (rate == pre.end() || !rate->is_number_integer() || rate->get<std::int64_t>() <= 0)
+        return "no positive integer \"sampling_rate\"";
     // Wav2Vec2 models were trained on zero-mean unit-variance waveforms, or not: the flag must say which.
     auto norm = pre.find("do_normalize");
     if (norm != pre.end() && !norm->is_boolean()) return "\"do_normalize\" is not a boolean";
@@ -191,8 +211,9 @@ inline void check_known_model_type(report_builder& b, const json& config, const 
     }
     b.fail("config.model_type_known", severity::warning,
            config_path.string() + ": model_type \"" + printable(type) + "\" is not a model type transformers knows; " +
-               (config.contains("auto_map") ? "Optimum loads its custom code (auto_map) only with trust_remote_code, transformers.js not at all"
-                                            : "Optimum and transformers.js cannot load this package"));
+               (config.contains("auto_map")
+                    ? "Optimum loads its custom code (auto_map) only with trust_remote_code, transformers.js not at all"
+                    : "Optimum and transformers.js cannot load this package"));
 }
 
 /// Audio packages: preprocessor_config.json describes a feature extractor (type, rate, normalisation).
@@ -208,32 +229,49 @@ inline void check_feature_extractor(report_builder& b, const fs::path& dir) {
     } catch (const error& e) {
         problem = e.what();
     }
-    if (problem.empty()) b.pass("preprocessing.feature_extractor", severity::warning);
-    else b.fail("preprocessing.feature_extractor", severity::warning, path.string() + ": " + problem);
+    if (problem.empty())
+        b.pass("preprocessing.feature_extractor", severity::warning);
+    else
+        b.fail("preprocessing.feature_extractor", severity::warning, path.string() + ": " + problem);
 }
 
-inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir, const std::optional<signature>& sig) {
-    if (task.kind == modality::time_series) return b.pass("preprocessing.processor", severity::warning, "none needed: the inputs are the raw series");
+inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir,
+                                const std::optional<signature>& sig) {
+    if (task.kind == modality::time_series)
+        return b.pass("preprocessing.processor", severity::warning, "none needed: the inputs are the raw series");
     auto present = [&](const char* n) { return fs::is_regular_file(dir / n); };
     // A task of several modalities (feature-extraction of ViT, of Wav2Vec2): the graph's inputs tell which.
     const bool text = sig ? sig->input("input_ids") != nullptr : task.kind == modality::text;
     if (text) {
-        bool tok = present("tokenizer.json") || present("vocab.txt") || present("vocab.json") || present("spiece.model") ||
-                   present("tokenizer.model") || present("sentencepiece.bpe.model");
-        if (tok) b.pass("preprocessing.tokenizer", severity::warning);
-        else b.fail("preprocessing.tokenizer", severity::warning, (dir / "tokenizer.json").string() + ": missing; a " + std::string(task.name) + " pipeline needs the model's tokenizer");
+        bool tok = present("tokenizer.json") || present("vocab.txt") || present("vocab.json") ||
+                   present("spiece.model") || present("tokenizer.model") || present("sentencepiece.bpe.model");
+        if (tok)
+            b.pass("preprocessing.tokenizer", severity::warning);
+        else
+            b.fail("preprocessing.tokenizer", severity::warning,
+                   (dir / "tokenizer.json").string() + ": missing; a " + std::string(task.name) +
+                       " pipeline needs the model's tokenizer");
     } else {
-        bool proc = present("preprocessor_config.json") || present("image_processor_config.json") || present("feature_extractor_config.json");
-        if (proc) b.pass("preprocessing.processor", severity::warning);
-        else b.fail("preprocessing.processor", severity::warning, (dir / "preprocessor_config.json").string() + ": missing; a " + std::string(task.name) + " pipeline needs it");
+        bool proc = present("preprocessor_config.json") || present("image_processor_config.json") ||
+                    present("feature_extractor_config.json");
+        if (proc)
+            b.pass("preprocessing.processor", severity::warning);
+        else
+            b.fail("preprocessing.processor", severity::warning,
+                   (dir / "preprocessor_config.json").string() + ": missing; a " + std::string(task.name) +
+                       " pipeline needs it");
     }
     if (task.kind == modality::audio) check_feature_extractor(b, dir);
     // CTC packages decode ids with the model's character vocabulary.
-    if (task.kind != modality::text && task.needs_tokenizer && !fs::is_regular_file(dir / "tokenizer.json") && !fs::is_regular_file(dir / "vocab.json"))
-        b.fail("preprocessing.tokenizer", severity::warning, (dir / "tokenizer.json").string() + ": missing; CTC ids cannot be decoded to text without the vocabulary");
+    if (task.kind != modality::text && task.needs_tokenizer && !fs::is_regular_file(dir / "tokenizer.json") &&
+        !fs::is_regular_file(dir / "vocab.json"))
+        b.fail(
+            "preprocessing.tokenizer", severity::warning,
+            (dir / "tokenizer.json").string() + ": missing; CTC ids cannot be decoded to text without the vocabulary");
 }
 
-inline void check_labels(report_builder& b, const task_info& task, const signature& sig, const json& config, const fs::path& config_path) {
+inline void check_labels(report_builder& b, const task_info& task, const signature& sig, const json& config,
+                         const fs::path& config_path) {
     const tensor_info* logits = sig.output("logits");
     if (!task.labels || !logits || !config.contains("id2label") || !config["id2label"].is_object()) {
         b.skip("labels.width", severity::warning, "no id2label or no classifier output");
@@ -243,25 +281,34 @@ inline void check_labels(report_builder& b, const task_info& task, const signatu
     auto labels = static_cast<std::int64_t>(config["id2label"].size());
     std::int64_t expected = labels + task.labels_extra;  // DETR/YOLOS add one "no object" class to the logits
 
-    if (width < 0) b.skip("labels.width", severity::warning, "classifier width is symbolic");
-    else if (width == expected) b.pass("labels.width", severity::warning);
+    if (width < 0)
+        b.skip("labels.width", severity::warning, "classifier width is symbolic");
+    else if (width == expected)
+        b.pass("labels.width", severity::warning);
     else
         b.fail("labels.width", severity::warning,
-               config_path.string() + ": id2label has " + std::to_string(labels) + " labels but logits has width " + std::to_string(width));
+               config_path.string() + ": id2label has " + std::to_string(labels) + " labels but logits has width " +
+                   std::to_string(width));
 }
 
 /// Decoders: the cache against config.json, and the token ids generation needs.
-inline void check_cache(report_builder& b, const task_info& task, const signature& sig, const json& config, const fs::path& dir,
-                        const std::string& model_name) {
+inline void check_cache(report_builder& b, const task_info& task, const signature& sig, const json& config,
+                        const fs::path& dir, const std::string& model_name) {
     if (!task.with_past) return;
-    if (auto problem = cache_problem(sig, config, task.cache); problem.empty()) b.pass("signature.cache", severity::error);
-    else b.fail("signature.cache", severity::error, model_name + ": " + problem);
-    if (auto problem = transformers_js_cache_problem(config, task.cache); problem.empty()) b.pass("signature.transformers_js_cache", severity::warning);
-    else b.fail("signature.transformers_js_cache", severity::warning, (dir / "config.json").string() + ": " + problem);
-    if (has_generation_settings(dir, config)) b.pass("generation.config", severity::warning);
+    if (auto problem = cache_problem(sig, config, task.cache); problem.empty())
+        b.pass("signature.cache", severity::error);
+    else
+        b.fail("signature.cache", severity::error, model_name + ": " + problem);
+    if (auto problem = transformers_js_cache_problem(config, task.cache); problem.empty())
+        b.pass("signature.transformers_js_cache", severity::warning);
+    else
+        b.fail("signature.transformers_js_cache", severity::warning, (dir / "config.json").string() + ": " + problem);
+    if (has_generation_settings(dir, config))
+        b.pass("generation.config", severity::warning);
     else
         b.fail("generation.config", severity::warning,
-               (dir / "generation_config.json").string() + ": missing, and config.json has no eos_token_id; generate() cannot stop");
+               (dir / "generation_config.json").string() +
+                   ": missing, and config.json has no eos_token_id; generate() cannot stop");
 }
 
 /// What the checks after check_model_file need of one ONNX file that parses.
@@ -284,12 +331,18 @@ inline std::optional<model_file_facts> check_model_file(report_builder& b, const
         b.fail("onnx.parse", severity::error, e.what());
         return std::nullopt;
     }
-    onnx_verdict v = check_onnx(*model, model_path.parent_path());  // external data is read beside the model (onnx/ in hub)
-    if (v.external_data.empty()) b.pass("onnx.external_data", severity::error);
-    else b.fail("onnx.external_data", severity::error, model_path.string() + ": " + v.external_data);
-    if (!v.checker) b.skip("onnx.checker", severity::error, model_path.string() + ": not run: the external data is unsafe to read");
-    else if (v.checker->empty()) b.pass("onnx.checker", severity::error);
-    else b.fail("onnx.checker", severity::error, model_path.string() + ": " + *v.checker);
+    onnx_verdict v =
+        check_onnx(*model, model_path.parent_path());  // external data is read beside the model (onnx/ in hub)
+    if (v.external_data.empty())
+        b.pass("onnx.external_data", severity::error);
+    else
+        b.fail("onnx.external_data", severity::error, model_path.string() + ": " + v.external_data);
+    if (!v.checker)
+        b.skip("onnx.checker", severity::error, model_path.string() + ": not run: the external data is unsafe to read");
+    else if (v.checker->empty())
+        b.pass("onnx.checker", severity::error);
+    else
+        b.fail("onnx.checker", severity::error, model_path.string() + ": " + *v.checker);
     return model_file_facts{graph_signature(model->model.graph()), find_id_embedding(model->model.graph())};
 }
 
@@ -308,19 +361,22 @@ inline std::string variant_problem(const fs::path& path, const signature& of) {
     if (path.extension() == ".ort") {
         char head[8] = {};
         unique_fd fd = open_or_throw(path, O_RDONLY);  // a FIFO or device is refused, never waited on
-        bool ort = ::pread(fd.get(), head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) && std::string(head + 4, 4) == "ORTM";
+        bool ort = ::pread(fd.get(), head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) &&
+                   std::string(head + 4, 4) == "ORTM";
         return ort ? "" : "is not an ORT-format model (no ORTM flatbuffer identifier)";
     }
     light_model model = load_onnx_light(path);
     onnx_verdict v = check_onnx(model, path.parent_path());
     if (!v.external_data.empty()) return v.external_data;
     if (v.checker && !v.checker->empty()) return *v.checker;
-    if (io_types(graph_signature(model.model.graph())) != io_types(of)) return "takes or gives other tensors than the file it was made of";
+    if (io_types(graph_signature(model.model.graph())) != io_types(of))
+        return "takes or gives other tensors than the file it was made of";
     return "";
 }
 
 /// variants.files, only for a package holding variant files (export --variants): each one's problem.
-inline void check_variants(report_builder& b, const fs::path& dir, package_layout layout, const std::map<std::string, signature>& sigs) {
+inline void check_variants(report_builder& b, const fs::path& dir, package_layout layout,
+                           const std::map<std::string, signature>& sigs) {
     std::vector<std::string> problems, found;
     bool ort = false, operators = false;
     // A variant where the other layout keeps it is one no client of this package looks for.
@@ -341,40 +397,51 @@ inline void check_variants(report_builder& b, const fs::path& dir, package_layou
             found.push_back(file);
             ort = ort || kind.name == ort_variant;
             try {
-                if (std::string problem = variant_problem(path, sig); !problem.empty()) problems.push_back(path.string() + ": " + problem);
+                if (std::string problem = variant_problem(path, sig); !problem.empty())
+                    problems.push_back(path.string() + ": " + problem);
             } catch (const error& e) {
                 problems.push_back(e.what());
             }
         }
     misplaced(std::string(ort_operators_file));
     operators = fs::is_regular_file(dir / layout_path(layout, ort_operators_file));
-    if (ort && !operators) problems.push_back(layout_path(layout, ort_operators_file) + " is missing beside the ORT-format models");
+    if (ort && !operators)
+        problems.push_back(layout_path(layout, ort_operators_file) + " is missing beside the ORT-format models");
     if (found.empty() && !operators) return;
-    if (problems.empty()) b.pass("variants.files", severity::error, join(found));
-    else b.fail("variants.files", severity::error, problems.front() + (problems.size() > 1 ? " (" + std::to_string(problems.size() - 1) + " more)" : ""));
+    if (problems.empty())
+        b.pass("variants.files", severity::error, join(found));
+    else
+        b.fail("variants.files", severity::error,
+               problems.front() + (problems.size() > 1 ? " (" + std::to_string(problems.size() - 1) + " more)" : ""));
 }
 
 /// An encoder-decoder package: each file's role signature, then the cross-file contract (validate/seq2seq_checks.hpp).
-inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout layout, const std::map<std::string, signature>& sigs,
-                          const json& config, const task_info& task) {
+inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout layout,
+                          const std::map<std::string, signature>& sigs, const json& config, const task_info& task) {
     const bool cached = decodes_with_cache(task);
     for (const auto& [name, sig] : sigs)
-        if (auto problem = seq2seq_file_problem(name, sig, cached, task.encoder_decoder.decoder_output); !problem.empty())
-            return b.fail("signature.files", severity::error, (dir / layout_path(layout, name)).string() + ": " + problem);
+        if (auto problem = seq2seq_file_problem(name, sig, cached, task.encoder_decoder.decoder_output);
+            !problem.empty())
+            return b.fail("signature.files", severity::error,
+                          (dir / layout_path(layout, name)).string() + ": " + problem);
     b.pass("signature.files", severity::error);
-    if (auto problem = seq2seq_contract_problem(sigs, config, cached); problem.empty()) b.pass("signature.encoder_decoder", severity::error);
-    else b.fail("signature.encoder_decoder", severity::error, dir.string() + ": " + problem);
+    if (auto problem = seq2seq_contract_problem(sigs, config, cached); problem.empty())
+        b.pass("signature.encoder_decoder", severity::error);
+    else
+        b.fail("signature.encoder_decoder", severity::error, dir.string() + ": " + problem);
 }
 
 /// tokenizer.ids: the largest id the tokenizer files and the configs can feed the model is
 /// below the embedding rows of every ONNX file that takes ids (validate/tokenizer_ids.hpp). A warning:
 /// the graph loads, and fails only on the text that produces such an id.
-inline void check_token_ids(report_builder& b, const fs::path& dir, package_layout layout, const std::vector<std::string>& models,
+inline void check_token_ids(report_builder& b, const fs::path& dir, package_layout layout,
+                            const std::vector<std::string>& models,
                             const std::map<std::string, id_embedding>& embeddings, const std::optional<json>& config) {
     const char* id = "tokenizer.ids";
     std::vector<std::string> takes_ids;
     for (const auto& name : models)
-        if (auto e = embeddings.find(name); e != embeddings.end() && !e->second.input.empty()) takes_ids.push_back(name);
+        if (auto e = embeddings.find(name); e != embeddings.end() && !e->second.input.empty())
+            takes_ids.push_back(name);
     if (takes_ids.empty()) return;
     std::vector<token_id> ids;
     try {
@@ -386,8 +453,11 @@ inline void check_token_ids(report_builder& b, const fs::path& dir, package_layo
     } catch (const error& e) {
         return b.fail(id, severity::warning, e.what());
     }
-    if (ids.empty()) return b.skip(id, severity::warning, dir.string() + ": not run: no tokenizer file and no token id in the configs");
-    const token_id& largest = *std::max_element(ids.begin(), ids.end(), [](const token_id& a, const token_id& c) { return a.id < c.id; });
+    if (ids.empty())
+        return b.skip(id, severity::warning,
+                      dir.string() + ": not run: no tokenizer file and no token id in the configs");
+    const token_id& largest =
+        *std::max_element(ids.begin(), ids.end(), [](const token_id& a, const token_id& c) { return a.id < c.id; });
     const bool encoder_decoder = models.size() > 1;
     std::vector<std::string> fits, unknown;
     for (const auto& name : takes_ids) {
@@ -410,15 +480,18 @@ inline void check_token_ids(report_builder& b, const fs::path& dir, package_layo
         }
         if (largest.id >= rows)
             return b.fail(id, severity::warning,
-                          largest.file + ": " + largest.describe() + " but the model's embedding (" + source + ") has " +
-                              std::to_string(rows) + " rows");
+                          largest.file + ": " + largest.describe() + " but the model's embedding (" + source +
+                              ") has " + std::to_string(rows) + " rows");
         fits.push_back(file + " " + std::to_string(rows) + " rows");
     }
-    const std::string not_known = "no Gather of the ids reads an embedding initializer and config.json states no vocab_size";
-    if (fits.empty()) return b.skip(id, severity::warning, (dir / layout_path(layout, takes_ids.front())).string() + ": not run: " + not_known);
+    const std::string not_known =
+        "no Gather of the ids reads an embedding initializer and config.json states no vocab_size";
+    if (fits.empty())
+        return b.skip(id, severity::warning,
+                      (dir / layout_path(layout, takes_ids.front())).string() + ": not run: " + not_known);
     b.pass(id, severity::warning,
-           "largest id " + std::to_string(largest.id) + " (" + fs::path(largest.file).filename().string() + ") fits " + join(fits) +
-               (unknown.empty() ? "" : "; not checked: " + join(unknown) + " (" + not_known + ")"));
+           "largest id " + std::to_string(largest.id) + " (" + fs::path(largest.file).filename().string() + ") fits " +
+               join(fits) + (unknown.empty() ? "" : "; not checked: " + join(unknown) + " (" + not_known + ")"));
 }
 
 /// recipe.max_seq_length: a sentence-transformers recipe cuts inputs at sentence_bert_config.json's
@@ -435,19 +508,23 @@ inline void check_recipe_length(report_builder& b, const fs::path& dir, const st
         return b.fail(id, severity::warning, e.what());
     }
     auto length = r.find("max_seq_length");
-    if (length == r.end() || length->is_null()) return b.skip(id, severity::warning, recipe.string() + ": not run: no max_seq_length");
+    if (length == r.end() || length->is_null())
+        return b.skip(id, severity::warning, recipe.string() + ": not run: no max_seq_length");
     if (!length->is_number_integer() || length->get<std::int64_t>() <= 0)
         return b.fail(id, severity::warning, recipe.string() + ": max_seq_length is not a positive integer");
     const std::int64_t n = length->get<std::int64_t>();
     const json positions = config ? config->value("max_position_embeddings", json()) : json();
     if (!positions.is_number_integer())
-        return b.skip(id, severity::warning, recipe.string() + ": not run: config.json states no max_position_embeddings");
+        return b.skip(id, severity::warning,
+                      recipe.string() + ": not run: config.json states no max_position_embeddings");
     const std::int64_t rows = positions.get<std::int64_t>();
     if (n > rows)
         return b.fail(id, severity::warning,
-                      recipe.string() + ": max_seq_length " + std::to_string(n) + " exceeds config.json's max_position_embeddings " +
-                          std::to_string(rows) + ": inputs that long index past the model's position embedding");
-    b.pass(id, severity::warning, "max_seq_length " + std::to_string(n) + " fits max_position_embeddings " + std::to_string(rows));
+                      recipe.string() + ": max_seq_length " + std::to_string(n) +
+                          " exceeds config.json's max_position_embeddings " + std::to_string(rows) +
+                          ": inputs that long index past the model's position embedding");
+    b.pass(id, severity::warning,
+           "max_seq_length " + std::to_string(n) + " fits max_position_embeddings " + std::to_string(rows));
 }
 
 /// The module classes after the transformer that a modules.json lists ("Pooling", "Normalize"), by the
@@ -473,16 +550,24 @@ inline void check_recipe_pooling(report_builder& b, const fs::path& dir, const s
     const fs::path meta_path = dir / "export_metadata.json", modules_path = dir / "modules.json";
     sentence_pipeline recorded;
     try {
-        if (fs::is_regular_file(meta_path)) recorded = sentence_pipeline::from_json(read_export_metadata(meta_path).value("model", json::object()));
+        if (fs::is_regular_file(meta_path))
+            recorded = sentence_pipeline::from_json(read_export_metadata(meta_path).value("model", json::object()));
     } catch (const std::exception& e) {
         return b.fail(id, severity::error, meta_path.string() + ": model." + std::string(e.what()));
     }
     if (!out && recorded.empty()) return;
-    if (!out) return b.fail(id, severity::error, meta_path.string() + ": records a sentence-transformers pipeline, but the graph has no sentence_embedding output");
+    if (!out)
+        return b.fail(id, severity::error,
+                      meta_path.string() +
+                          ": records a sentence-transformers pipeline, but the graph has no sentence_embedding output");
     if (recorded.empty())
-        return b.skip(id, severity::warning, "not run: " + meta_path.string() + " records no sentence-transformers pipeline for sentence_embedding");
+        return b.skip(
+            id, severity::warning,
+            "not run: " + meta_path.string() + " records no sentence-transformers pipeline for sentence_embedding");
     if (!fs::is_regular_file(modules_path))
-        return b.fail(id, severity::error, modules_path.string() + ": missing: nothing in the package says how sentence_embedding was pooled");
+        return b.fail(
+            id, severity::error,
+            modules_path.string() + ": missing: nothing in the package says how sentence_embedding was pooled");
     std::vector<std::string> listed;
     try {
         listed = recipe_modules(modules_path);
@@ -490,14 +575,18 @@ inline void check_recipe_pooling(report_builder& b, const fs::path& dir, const s
         return b.fail(id, severity::error, e.what());
     }
     if (listed != recorded.modules)
-        return b.fail(id, severity::error, modules_path.string() + ": lists " + join(listed) + " after the transformer, but sentence_embedding computes " +
-                                               join(recorded.modules) + " (export_metadata.json)");
+        return b.fail(id, severity::error,
+                      modules_path.string() + ": lists " + join(listed) +
+                          " after the transformer, but sentence_embedding computes " + join(recorded.modules) +
+                          " (export_metadata.json)");
     const std::int64_t width = out->fixed_dim(out->shape.size() ? out->shape.size() - 1 : 0);
     if (width >= 0 && width != recorded.dimension)
-        return b.fail(id, severity::error, "sentence_embedding is " + std::to_string(width) + " wide, but export_metadata.json records " +
-                                               std::to_string(recorded.dimension));
-    b.pass(id, severity::error, join(recorded.modules) + (recorded.pooling.empty() ? "" : " (" + join(recorded.pooling) + ")") + ", " +
-                                    std::to_string(recorded.dimension) + " wide");
+        return b.fail(id, severity::error,
+                      "sentence_embedding is " + std::to_string(width) + " wide, but export_metadata.json records " +
+                          std::to_string(recorded.dimension));
+    b.pass(id, severity::error,
+           join(recorded.modules) + (recorded.pooling.empty() ? "" : " (" + join(recorded.pooling) + ")") + ", " +
+               std::to_string(recorded.dimension) + " wide");
 }
 
 }  // namespace detail
@@ -505,7 +594,8 @@ inline void check_recipe_pooling(report_builder& b, const fs::path& dir, const s
 /// Validates the package in `dir`. Never throws for problems of the package:
 /// they become failed checks.
 template <class Runtime = no_runtime>
-validation_report validate_package(const fs::path& dir, const validate_options& opt = {}, Runtime&& runtime = Runtime{}) {
+validation_report validate_package(const fs::path& dir, const validate_options& opt = {},
+                                   Runtime&& runtime = Runtime{}) {
     validation_report r;
     r.package = dir;
     detail::report_builder b(r);
@@ -548,7 +638,8 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
 
     std::optional<json> config;
     try {
-        if (!fs::is_regular_file(config_path)) throw config_missing(config_path.string(), "missing; Optimum cannot infer the model without it");
+        if (!fs::is_regular_file(config_path))
+            throw config_missing(config_path.string(), "missing; Optimum cannot infer the model without it");
         config = read_json_object(config_path);
         b.pass("config.parse", severity::error);
     } catch (const error& e) {
@@ -570,16 +661,18 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
         b.pass("task.known", severity::error, r.task + " (" + r.optimum_class + ")");
     } else {
         b.fail("task.known", severity::error,
-               opt.task.empty() ? config_path.string() + ": cannot infer the task from \"architectures\" (" +
-                                     (config ? architectures_hint(*config) : std::string("no config")) + "); pass --task"
-                                : unknown_task_message(opt.task));
+               opt.task.empty()
+                   ? config_path.string() + ": cannot infer the task from \"architectures\" (" +
+                         (config ? architectures_hint(*config) : std::string("no config")) + "); pass --task"
+                   : unknown_task_message(opt.task));
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
     detail::check_recorded_task(b, dir, r.sig, config, models.front());
     if (task) detail::check_preprocessing(b, *task, dir, r.sig);
     if (task && r.sig && config) detail::check_labels(b, *task, *r.sig, *config, config_path);
     if (task && r.sig && config) detail::check_cache(b, *task, *r.sig, *config, dir, model_path.string());
-    if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size()) detail::check_seq2seq(b, dir, r.layout, sigs, *config, *task);
+    if (task && !task->encoder_decoder.empty() && config && sigs.size() == models.size())
+        detail::check_seq2seq(b, dir, r.layout, sigs, *config, *task);
     detail::check_token_ids(b, dir, r.layout, models, embeddings, config);
     detail::check_variants(b, dir, r.layout, sigs);
     detail::check_recipe_length(b, dir, config);

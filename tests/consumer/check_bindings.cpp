@@ -16,18 +16,21 @@ namespace fs = std::filesystem;
 static nlohmann::json load(const fs::path& p) { return nlohmann::json::parse(std::ifstream(p)); }
 
 template <class Labels, class Files>
-static int check(const fs::path& pkg, std::string_view task, const Labels& labels, std::size_t label_count, const Files& files) {
+static int check(const fs::path& pkg, std::string_view task, const Labels& labels, std::size_t label_count,
+                 const Files& files) {
     int bad = 0;
     auto config = load(pkg / "config.json");
     auto meta = load(pkg / "export_metadata.json");
     if (meta["model"]["task"] != std::string(task)) ++bad, std::cerr << pkg << ": task differs\n";
     if (config["id2label"].size() != label_count) ++bad, std::cerr << pkg << ": label count differs\n";
     for (std::size_t i = 0; i < label_count; ++i)
-        if (config["id2label"][std::to_string(i)] != std::string(labels[i])) ++bad, std::cerr << pkg << ": label " << i << " differs\n";
+        if (config["id2label"][std::to_string(i)] != std::string(labels[i]))
+            ++bad, std::cerr << pkg << ": label " << i << " differs\n";
     std::size_t n = 0;
     for (const auto& f : files) {
         ++n;
-        if (meta["files"][std::string(f.name)]["sha256"] != std::string(f.sha256)) ++bad, std::cerr << f.name << ": hash differs\n";
+        if (meta["files"][std::string(f.name)]["sha256"] != std::string(f.sha256))
+            ++bad, std::cerr << f.name << ": hash differs\n";
     }
     if (n != meta["files"].size()) ++bad, std::cerr << pkg << ": file count differs\n";
     return bad;

@@ -1,6 +1,6 @@
 // Reads a model package at run time, as an application shipping it would.
-#include <nlohmann/json.hpp>
 #include <openssl/evp.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>

@@ -72,6 +72,35 @@ class Cli(unittest.TestCase):
         self.assertIn("unknown runtime 'tensorflow'", p.stderr)
 
 
+class Sources(unittest.TestCase):
+    """The C++ sources keep the style of .clang-format (scripts/bootstrap installs clang-format)."""
+
+    def sources(self):
+        found = []
+        for top in ("include", "tools", "tests", "examples", "modules"):
+            for dirpath, dirnames, filenames in os.walk(os.path.join(REPO, top)):
+                dirnames[:] = [d for d in dirnames if d not in ("node_modules", "subprojects")]
+                found += [os.path.join(dirpath, f) for f in filenames if f.endswith((".hpp", ".cpp", ".h"))]
+        return sorted(found)
+
+    def test_cpp_sources_follow_clang_format(self):
+        files = self.sources()
+        self.assertGreater(len(files), 90)  # the walk sees the headers, the tool and the tests
+        p = subprocess.run(["clang-format", "--dry-run", "--Werror", *files], capture_output=True, text=True,
+                           cwd=REPO, timeout=300)
+        self.assertEqual(p.returncode, 0, "not formatted (run clang-format -i on them):\n" + p.stderr[-4000:])
+
+    def test_the_check_sees_a_misformatted_file(self):
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copy(os.path.join(REPO, ".clang-format"), d)
+            bad = os.path.join(d, "bad.hpp")
+            with open(bad, "w") as f:
+                f.write("inline int  twice(int x){return 2*x;}\n")
+            p = subprocess.run(["clang-format", "--dry-run", "--Werror", bad], capture_output=True, text=True,
+                               cwd=d, timeout=60)
+            self.assertNotEqual(p.returncode, 0)
+
+
 class Install(unittest.TestCase):
     """meson install puts headers, tool, exporter, runtime scripts, a pkg-config file and a CMake
     package config in place; an installed tool uses its own exporter, and programs and CMake

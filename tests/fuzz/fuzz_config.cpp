@@ -5,9 +5,9 @@
 // Any exception other than modelexport::error escaping a check is a bug
 // (the CLI would report it as "internal", exit 1), so it is left uncaught and
 // libFuzzer reports it as a crash.
-#include "modelexport/package/copier.hpp"
-#include "modelexport/onnx/hierarchy.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/package/copier.hpp"
 #include "modelexport/tasks.hpp"
 
 #include <algorithm>
@@ -56,7 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (doc.contains("architectures") && doc["architectures"].is_array())
         for (const auto& a : doc["architectures"])
             if (a.is_string())
-                if (const auto* t = me::task_for_architecture(a.get<std::string>(), model_type)) require(me::find_task(std::string(t->name)) == t);
+                if (const auto* t = me::task_for_architecture(a.get<std::string>(), model_type))
+                    require(me::find_task(std::string(t->name)) == t);
     // tokenizer_config.json: "*_file" keys must stay inside the source.
     try {
         me::detail::check_tokenizer_config_object(doc, "tokenizer_config.json");

@@ -91,7 +91,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(!id.name.empty() && id.name.find('/') == std::string::npos && id.org.find('/') == std::string::npos);
     require(!id.revision.empty());
     std::string folder = id.cache_folder();
-    require(folder.rfind("models--", 0) == 0 && folder.find('/') == std::string::npos && folder != "." && folder != "..");
+    require(folder.rfind("models--", 0) == 0 && folder.find('/') == std::string::npos && folder != "." &&
+            folder != "..");
     require(id.repo() == (id.org.empty() ? id.name : id.org + "/" + id.name));
 
     // The paths resolve_in_cache builds stay inside the repository folder.

@@ -9,11 +9,11 @@
 //     node_views + project_hierarchy (scope tags), and the embed_hierarchy_tags
 //     round trip through serialisation; onnx::checker::check_model in a
 //     try/catch (it throws ValidationError for invalid models).
+#include "modelexport/detail/json_file.hpp"
 #include "modelexport/onnx/hierarchy.hpp"
 #include "modelexport/onnx/hierarchy_embed.hpp"
-#include "modelexport/onnx/project.hpp"
-#include "modelexport/detail/json_file.hpp"
 #include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/project.hpp"
 #include "modelexport/validator.hpp"
 
 #include <onnx/checker.h>
@@ -38,21 +38,23 @@ void require(bool ok) {
 
 /// A package directory with a real config.json; model.onnx is rewritten per input.
 const fs::path& package_dir() {
-    static const fs::path dir = [] {
-        fs::path root = fs::temp_directory_path() / ("modelexport-fuzz-onnx-" + std::to_string(::getpid()));
-        fs::path d = root / "pkg";
-        fs::create_directories(d);
-        std::ofstream(d / "config.json") << R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert",
+    static const fs::path dir =
+        [] {
+            fs::path root = fs::temp_directory_path() / ("modelexport-fuzz-onnx-" + std::to_string(::getpid()));
+            fs::path d = root / "pkg";
+            fs::create_directories(d);
+            std::ofstream(d / "config.json")
+                << R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert",
             "id2label": {"0": "NEGATIVE", "1": "POSITIVE"}})";
-        std::ofstream(d / "vocab.txt") << "[PAD]\n[UNK]\n";
-        std::ofstream(d / "model.onnx_data") << std::string(64, '\0');
-        std::ofstream(root / "outside.bin") << std::string(64, '\0');
-        std::atexit([] {
-            std::error_code ec;
-            fs::remove_all(fs::temp_directory_path() / ("modelexport-fuzz-onnx-" + std::to_string(::getpid())), ec);
-        });
-        return d;
-    }();
+            std::ofstream(d / "vocab.txt") << "[PAD]\n[UNK]\n";
+            std::ofstream(d / "model.onnx_data") << std::string(64, '\0');
+            std::ofstream(root / "outside.bin") << std::string(64, '\0');
+            std::atexit([] {
+                std::error_code ec;
+                fs::remove_all(fs::temp_directory_path() / ("modelexport-fuzz-onnx-" + std::to_string(::getpid())), ec);
+            });
+            return d;
+        }();
     return dir;
 }
 
@@ -107,7 +109,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     try {
         onnx::checker::check_model(model);
-    } catch (const std::exception&) {
-    }
+    } catch (const std::exception&) {}
     return 0;
 }

@@ -86,7 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (auto sep = input.find("\n--\n"); sep != std::string::npos) {
             manifest = input.substr(0, sep);
             config = input.substr(sep + 4);
-            file = base_model() + me::detail::metadata_entry_bytes(std::string(me::pack_file_prefix) + "config.json", config);
+            file = base_model() +
+                   me::detail::metadata_entry_bytes(std::string(me::pack_file_prefix) + "config.json", config);
         } else {
             file = base_model();
         }
@@ -104,15 +105,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
         me::unpack_model(packed, out);
         ok = true;
-    } catch (const me::error&) {
-    }
+    } catch (const me::error&) {}
     if (ok) {
         // A restored package: model.onnx is a prefix of the packed file with the
         // recorded hash, and every other file is a package file.
         require(fs::is_regular_file(out / "model.onnx"));
         std::string model = me::read_text_file(out / "model.onnx", 1u << 30);
         require(file.compare(0, model.size(), model) == 0);
-        for (const auto& e : fs::directory_iterator(out)) require(me::role_of(e.path().filename().string()).has_value());
+        for (const auto& e : fs::directory_iterator(out))
+            require(me::role_of(e.path().filename().string()).has_value());
     } else {
         require(!fs::exists(out));
     }

@@ -12,8 +12,8 @@
 //     link leaving it, a special file or a missing file (docs/design.md §11).
 //  3. A model it accepts gathers (onnx/external_data.hpp) into a staging directory, and
 //     the gathered model passes the same check there.
-#include "modelexport/onnx/external_data.hpp"
 #include "modelexport/onnx/checks.hpp"
+#include "modelexport/onnx/external_data.hpp"
 #include "modelexport/onnx/stream.hpp"
 
 #include <fuzzer/FuzzedDataProvider.h>
@@ -66,19 +66,26 @@ struct generator {
 
     std::string byte_count() {
         switch (in.ConsumeIntegralInRange(0, 5)) {
-            case 0: return "0";
-            case 1: return std::to_string(in.ConsumeIntegralInRange(0, 9000));
-            case 2: return "-1";
-            case 3: return "18446744073709551615";
-            case 4: return "9223372036854775807";
-            default: return in.ConsumeRandomLengthString(24);
+            case 0:
+                return "0";
+            case 1:
+                return std::to_string(in.ConsumeIntegralInRange(0, 9000));
+            case 2:
+                return "-1";
+            case 3:
+                return "18446744073709551615";
+            case 4:
+                return "9223372036854775807";
+            default:
+                return in.ConsumeRandomLengthString(24);
         }
     }
 
     void external(onnx::TensorProto& t) {
         t.set_data_location(onnx::TensorProto_DataLocation_EXTERNAL);
         static const char* good[] = {"w.bin", "model.onnx_data", "dir/../w.bin"};
-        static const char* bad[] = {"../outside.bin", "/etc/hostname", "link.bin", "fifo", "dir", "missing.bin", "", "./../w.bin"};
+        static const char* bad[] = {"../outside.bin", "/etc/hostname", "link.bin", "fifo", "dir", "missing.bin", "",
+                                    "./../w.bin"};
         int entries = in.ConsumeIntegralInRange(0, 4);
         std::string last_location;
         bool has_location = false;
@@ -88,14 +95,21 @@ struct generator {
                 case 0: {
                     e->set_key("location");
                     has_location = true;
-                    if (in.ConsumeBool()) last_location = good[in.ConsumeIntegralInRange<std::size_t>(0, 2)];
-                    else last_location = bad[in.ConsumeIntegralInRange<std::size_t>(0, 7)];
+                    if (in.ConsumeBool())
+                        last_location = good[in.ConsumeIntegralInRange<std::size_t>(0, 2)];
+                    else
+                        last_location = bad[in.ConsumeIntegralInRange<std::size_t>(0, 7)];
                     e->set_value(last_location);
                     break;
                 }
-                case 1: e->set_key("offset"), e->set_value(byte_count()); break;
-                case 2: e->set_key("length"), e->set_value(byte_count()); break;
-                default: e->set_key(in.ConsumeRandomLengthString(8)), e->set_value(in.ConsumeRandomLengthString(8));
+                case 1:
+                    e->set_key("offset"), e->set_value(byte_count());
+                    break;
+                case 2:
+                    e->set_key("length"), e->set_value(byte_count());
+                    break;
+                default:
+                    e->set_key(in.ConsumeRandomLengthString(8)), e->set_value(in.ConsumeRandomLengthString(8));
             }
         }
         // The last location counts, as in ONNX Runtime; only plain names of package files may pass.
@@ -105,19 +119,29 @@ struct generator {
     onnx::TensorProto tensor() {
         onnx::TensorProto t;
         t.set_name(name("t"));
-        static const int types[] = {onnx::TensorProto_DataType_FLOAT, onnx::TensorProto_DataType_UINT8, onnx::TensorProto_DataType_INT64,
-                                    onnx::TensorProto_DataType_STRING, 0, 99};
+        static const int types[] = {onnx::TensorProto_DataType_FLOAT,
+                                    onnx::TensorProto_DataType_UINT8,
+                                    onnx::TensorProto_DataType_INT64,
+                                    onnx::TensorProto_DataType_STRING,
+                                    0,
+                                    99};
         t.set_data_type(types[in.ConsumeIntegralInRange<std::size_t>(0, 5)]);
         int rank = in.ConsumeIntegralInRange(0, 3);
         for (int i = 0; i < rank; ++i)
-            t.add_dims(in.ConsumeBool() ? in.ConsumeIntegralInRange<std::int64_t>(0, 16) : in.ConsumeIntegral<std::int64_t>());
+            t.add_dims(in.ConsumeBool() ? in.ConsumeIntegralInRange<std::int64_t>(0, 16)
+                                        : in.ConsumeIntegral<std::int64_t>());
         switch (in.ConsumeIntegralInRange(0, 3)) {
-            case 0: t.set_raw_data(std::string(in.ConsumeIntegralInRange<std::size_t>(0, 64), '\0')); break;
-            case 1: t.set_raw_data(std::string(in.ConsumeIntegralInRange<std::size_t>(4096, 4200), '\0')); break;
+            case 0:
+                t.set_raw_data(std::string(in.ConsumeIntegralInRange<std::size_t>(0, 64), '\0'));
+                break;
+            case 1:
+                t.set_raw_data(std::string(in.ConsumeIntegralInRange<std::size_t>(4096, 4200), '\0'));
+                break;
             case 2:
                 for (int i = in.ConsumeIntegralInRange(0, 8); i > 0; --i) t.add_float_data(1.0f);
                 break;
-            default: break;
+            default:
+                break;
         }
         if (in.ConsumeBool()) external(t);
         return t;
@@ -138,11 +162,15 @@ struct generator {
             auto* a = n.add_attribute();
             a->set_name(name("a"));
             switch (in.ConsumeIntegralInRange(0, 4)) {
-                case 0: *a->mutable_t() = tensor(); break;
+                case 0:
+                    *a->mutable_t() = tensor();
+                    break;
                 case 1:
                     for (int k = in.ConsumeIntegralInRange(0, 2); k > 0; --k) *a->add_tensors() = tensor();
                     break;
-                case 2: sparse(*a->mutable_sparse_tensor()); break;
+                case 2:
+                    sparse(*a->mutable_sparse_tensor());
+                    break;
                 case 3:
                     if (depth < 5) graph(*a->mutable_g(), depth + 1);
                     break;
@@ -217,11 +245,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fs::remove_all(stage);
     fs::create_directories(stage);
     fs::copy_file(dir / "model.onnx", stage / "model.onnx");
-    fs::copy_file(dir / "model.onnx_data", stage / "model.onnx_data");  // what a strategy copies when nothing needs gathering
+    fs::copy_file(dir / "model.onnx_data",
+                  stage / "model.onnx_data");  // what a strategy copies when nothing needs gathering
     try {
         me::gather_external_data(stage / "model.onnx", "fuzz model", me::files_inside(dir, "fuzz model"));
     } catch (const me::invalid_input&) {
-        return 0;  // a payload range the check leaves to the size check (length past a tensor's shape) may still be refused
+        return 0;  // a payload range the check leaves to the size check (length past a tensor's shape) may still be
+                   // refused
     }
     me::light_model gathered = me::load_onnx_light(stage / "model.onnx");
     require(me::check_onnx(gathered, stage).external_data.empty());

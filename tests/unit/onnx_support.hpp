@@ -11,17 +11,20 @@
 
 namespace test {
 
-inline void add_tensor_value(onnx::ValueInfoProto* v, const std::string& name, int elem_type, const std::string& dim0, std::int64_t dim1) {
+inline void add_tensor_value(onnx::ValueInfoProto* v, const std::string& name, int elem_type, const std::string& dim0,
+                             std::int64_t dim1) {
     v->set_name(name);
     auto* tt = v->mutable_type()->mutable_tensor_type();
     tt->set_elem_type(elem_type);
     tt->mutable_shape()->add_dim()->set_dim_param(dim0);
-    if (dim1 > 0) tt->mutable_shape()->add_dim()->set_dim_value(dim1);
-    else tt->mutable_shape()->add_dim()->set_dim_param("sequence_length");
+    if (dim1 > 0)
+        tt->mutable_shape()->add_dim()->set_dim_value(dim1);
+    else
+        tt->mutable_shape()->add_dim()->set_dim_param("sequence_length");
 }
 
-inline onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& name, const std::string& op, std::initializer_list<std::string> in,
-                                 const std::string& out) {
+inline onnx::NodeProto* add_node(onnx::GraphProto* g, const std::string& name, const std::string& op,
+                                 std::initializer_list<std::string> in, const std::string& out) {
     auto* n = g->add_node();
     n->set_name(name);
     n->set_op_type(op);

@@ -2,8 +2,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/package/bindings.hpp"
 #include "modelexport/export.hpp"
+#include "modelexport/package/bindings.hpp"
 
 using namespace modelexport;
 
@@ -26,8 +26,8 @@ TEST_CASE("the header states the package's task, signature, labels and files") {
     CHECK(h.find("{\"input_ids\", \"int64\", input_0_shape, 2}") != std::string::npos);
     CHECK(h.find("output_0_shape[] = {{-1, \"batch_size\"}, {2, \"\"}}") != std::string::npos);
     CHECK(h.find("id2label[] = {\n    \"NEG\",\n    \"POS\"}") != std::string::npos);
-    CHECK(h.find("{\"model.onnx\", " + std::to_string(fs::file_size(pkg / "model.onnx")) + "ull, \"" + hash_file(pkg / "model.onnx") + "\"}") !=
-          std::string::npos);
+    CHECK(h.find("{\"model.onnx\", " + std::to_string(fs::file_size(pkg / "model.onnx")) + "ull, \"" +
+                 hash_file(pkg / "model.onnx") + "\"}") != std::string::npos);
     CHECK_THROWS_AS(bindings_header(pkg, "class"), usage_error);  // a keyword is no namespace
 }
 
@@ -45,7 +45,8 @@ TEST_CASE("with a files header the hashes leave the main header, which a new has
     CHECK(main == whole.substr(0, block) + "\n}  // namespace tiny\n");
     CHECK(files.find("#include \"tiny.hpp\"") != std::string::npos);
     CHECK(files.find(whole.substr(block, whole.find("};\n", block) + 3 - block)) != std::string::npos);
-    CHECK(bindings_files_header(pkg, "tiny", t / "a" / "f.hpp", t / "b" / "m.hpp").find("#include \"../b/m.hpp\"") != std::string::npos);
+    CHECK(bindings_files_header(pkg, "tiny", t / "a" / "f.hpp", t / "b" / "m.hpp").find("#include \"../b/m.hpp\"") !=
+          std::string::npos);
     CHECK_THROWS_AS(bindings_files_header(pkg, "tiny", t / "f.hpp", t / "m\"x.hpp"), usage_error);
 
     // A tokenizer edit: new hashes, the same main header.
@@ -71,7 +72,7 @@ TEST_CASE("namespaces derived from directory names are always valid identifiers"
 TEST_CASE("an encoder-decoder's files get namespaces that cannot collide with the package's names") {
     CHECK(file_namespace("decoder_model_merged.onnx") == "decoder_model_merged");
     CHECK(file_namespace("encoder_model.onnx") == "encoder_model");
-    CHECK(file_namespace("task.onnx") == "model_task");    // the package-level `task`
+    CHECK(file_namespace("task.onnx") == "model_task");  // the package-level `task`
     CHECK(file_namespace("files.onnx") == "model_files");
     CHECK(file_namespace("2nd-decoder.onnx") == "model_2nd_decoder");
     CHECK(file_namespace("class.onnx") == "model_class");
@@ -79,7 +80,8 @@ TEST_CASE("an encoder-decoder's files get namespaces that cannot collide with th
 
 TEST_CASE("string literals keep exact bytes; NUL needs a sized string_view") {
     CHECK(cpp_string_literal("a\"b\\c") == "\"a\\\"b\\\\c\"");
-    CHECK(cpp_string_literal("\xc3\xa9" "1") == "\"\\303\\2511\"");  // octal, never a greedy \x
+    CHECK(cpp_string_literal("\xc3\xa9"
+                             "1") == "\"\\303\\2511\"");  // octal, never a greedy \x
     CHECK(cpp_string_literal("??=") == "\"\\?\\?=\"");
     CHECK(cpp_string_view(std::string("a\0b", 3)) == "std::string_view{\"a\\000b\", 3}");
 }
@@ -93,14 +95,16 @@ TEST_CASE("id2label must map 0..n-1 to strings") {
 }
 
 TEST_CASE("the ORT-format models' operators: parsed strictly, listed in the header, none without the file") {
-    const std::string config = "# Generated from model/s:\n# - model.ort\nai.onnx;13;Gather,MatMul\n\ncom.microsoft;1;FusedMatMul\n";
+    const std::string config =
+        "# Generated from model/s:\n# - model.ort\nai.onnx;13;Gather,MatMul\n\ncom.microsoft;1;FusedMatMul\n";
     const auto ops = parse_ort_operators(config, "c");
     REQUIRE(ops.size() == 3);
     CHECK((ops[1].domain == "ai.onnx" && ops[1].opset == 13 && ops[1].op == "MatMul"));
     CHECK((ops[2].domain == "com.microsoft" && ops[2].opset == 1 && ops[2].op == "FusedMatMul"));
-    for (const char* bad : {"ai.onnx;13", "ai.onnx;13;", "ai.onnx;13;Add,", "ai.onnx;013;Add", "ai.onnx;-1;Add", "ai.onnx;11,12;Add",
-                            ";13;Add", "ai.onnx;13;Add;Mul", "ai.onnx;13;Add Mul", "ai.onnx;13;Cast{\"inputs\": {}}",
-                            "!no_ops_specified_means_all_ops_are_required", "ai.onnx;13;Add\r"}) {
+    for (const char* bad :
+         {"ai.onnx;13", "ai.onnx;13;", "ai.onnx;13;Add,", "ai.onnx;013;Add", "ai.onnx;-1;Add", "ai.onnx;11,12;Add",
+          ";13;Add", "ai.onnx;13;Add;Mul", "ai.onnx;13;Add Mul", "ai.onnx;13;Cast{\"inputs\": {}}",
+          "!no_ops_specified_means_all_ops_are_required", "ai.onnx;13;Add\r"}) {
         CAPTURE(bad);
         CHECK_THROWS_WITH_AS(parse_ort_operators(std::string("# c\n") + bad + "\n", "ops.config"),
                              doctest::Contains("ops.config: line 2 is not"), invalid_input);
@@ -114,12 +118,15 @@ TEST_CASE("the ORT-format models' operators: parsed strictly, listed in the head
     CHECK(none.find("ort_required_operators[]") == std::string::npos);
     test::write(pkg / "required_operators.config", config);
     const std::string h = bindings_header(pkg, "tiny");
-    CHECK(h.find("struct ort_operator { std::string_view domain; int opset; std::string_view op; };") != std::string::npos);
-    CHECK(h.find("inline constexpr modelexport_bindings::ort_operator ort_required_operators[] = {\n    {\"ai.onnx\", 13, \"Gather\"},\n"
+    CHECK(h.find("struct ort_operator { std::string_view domain; int opset; std::string_view op; };") !=
+          std::string::npos);
+    CHECK(h.find("inline constexpr modelexport_bindings::ort_operator ort_required_operators[] = {\n    {\"ai.onnx\", "
+                 "13, \"Gather\"},\n"
                  "    {\"ai.onnx\", 13, \"MatMul\"},\n    {\"com.microsoft\", 1, \"FusedMatMul\"},\n};\n"
                  "inline constexpr std::size_t ort_required_operator_count = 3;\n") != std::string::npos);
     test::write(pkg / "required_operators.config", config + "ai.onnx;14;Add,,Mul\n");
-    CHECK_THROWS_WITH_AS(bindings_header(pkg, "tiny"), doctest::Contains("required_operators.config: line 6 is not"), invalid_input);
+    CHECK_THROWS_WITH_AS(bindings_header(pkg, "tiny"), doctest::Contains("required_operators.config: line 6 is not"),
+                         invalid_input);
     // Read as every package file is: a link to a list outside the package is refused.
     test::write(t / "outside.config", config);
     fs::remove(pkg / "required_operators.config");

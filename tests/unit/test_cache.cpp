@@ -4,8 +4,8 @@
 #include "modelexport/cache/export_cache.hpp"
 
 #include <atomic>
-#include <fstream>
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include <sys/stat.h>
@@ -35,8 +35,9 @@ TEST_CASE("the key record is length-prefixed: a value cannot imitate a field bou
 }
 
 TEST_CASE("tokenizer, processor and generation files do not reach the key") {
-    std::vector<fs::path> files{"/s/config.json", "/s/tokenizer.json", "/s/vocab.txt", "/s/model.safetensors",
-                                "/s/preprocessor_config.json", "/s/generation_config.json", "/s/modeling.py"};
+    std::vector<fs::path> files{"/s/config.json",       "/s/tokenizer.json",           "/s/vocab.txt",
+                                "/s/model.safetensors", "/s/preprocessor_config.json", "/s/generation_config.json",
+                                "/s/modeling.py"};
     auto in = exporter_inputs(files);
     CHECK(in == std::vector<fs::path>{"/s/config.json", "/s/model.safetensors", "/s/modeling.py"});
 }
@@ -82,7 +83,8 @@ TEST_CASE("a file's hash is remembered under its stat, and an edit is never answ
     CHECK(notes() == 1);
     CHECK(cache_key_is_remembered(in, probes));  // the key now costs a stat: no speculative exporter
     // The note is what answers now: a forged note for this stat is believed (that is the memo)...
-    for (const auto& e : fs::directory_iterator(probes)) test::write(e.path(), R"({"sha256":")" + std::string(64, 'f') + R"("})");
+    for (const auto& e : fs::directory_iterator(probes))
+        test::write(e.path(), R"({"sha256":")" + std::string(64, 'f') + R"("})");
     CHECK(remembered_file_hash(f, probes) == std::string(64, 'f'));
     // ...but any write changes mtime/ctime, so the edited file is hashed again.
     test::write(f, "weights v2");
@@ -147,8 +149,10 @@ TEST_CASE("background store: after the export, from the staged inodes, visible t
     std::string key;
     {
         export_cache c(s, in, nullptr);
-        CHECK_FALSE(c.lookup_or_produce(t / "stage", false, [&] { test::write(t / "stage" / "model.onnx", exported()); }));
-        CHECK(c.store(t / "stage", {"model.onnx"}, json{{"modules", json::array()}}).empty());  // the package hashes for itself
+        CHECK_FALSE(
+            c.lookup_or_produce(t / "stage", false, [&] { test::write(t / "stage" / "model.onnx", exported()); }));
+        CHECK(c.store(t / "stage", {"model.onnx"}, json{{"modules", json::array()}})
+                  .empty());  // the package hashes for itself
         key = c.outcome().key;
         // What the export does next: commit the package (a rename) and rewrite a file through a
         // new inode (--embed-hierarchy). The store still reads the strategy's bytes.
@@ -163,7 +167,8 @@ TEST_CASE("background store: after the export, from the staged inodes, visible t
     local_cache local(s.dir);
     fs::create_directories(t / "stage2");
     export_cache again(s, in, nullptr);
-    auto hit = again.lookup_or_produce(t / "stage2", false, [&] { FAIL("the lookup did not wait for the background store's entry"); });
+    auto hit = again.lookup_or_produce(t / "stage2", false,
+                                       [&] { FAIL("the lookup did not wait for the background store's entry"); });
     REQUIRE(hit);
     CHECK(test::read(t / "stage2" / "model.onnx") == exported());
     local.wait_for_stores();
@@ -171,7 +176,9 @@ TEST_CASE("background store: after the export, from the staged inodes, visible t
     CHECK(local.verify().bad_objects == 0);
 }
 
-TEST_CASE("pending markers: one store per key; a lookup waits for the entry or the local part, wait for the store's end; a dead store is not waited for") {
+TEST_CASE(
+    "pending markers: one store per key; a lookup waits for the entry or the local part, wait for the store's end; a "
+    "dead store is not waited for") {
     test::temp_dir t;
     local_cache c(t / "cache");
     const std::string key(64, 'a');
@@ -199,7 +206,9 @@ TEST_CASE("pending markers: one store per key; a lookup waits for the entry or t
     CHECK(c.wait_for_stores().first == 1);
     CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(300));
     store.join();
-    { local_cache::store_claim died = c.claim_store(std::string(64, 'b')); }  // closed without end_store: a store that died
+    {
+        local_cache::store_claim died = c.claim_store(std::string(64, 'b'));
+    }  // closed without end_store: a store that died
     CHECK(c.wait_for_stores().first == 0);
     CHECK(c.running_stores() == 0);
     c.wait_for_entry(std::string(64, 'b'));  // returns: nobody holds the marker
@@ -245,7 +254,8 @@ TEST_CASE("background store: a file edited in place after the export is not stor
     fs::path kept = t / "stage" / "model.onnx";
     c.finish();  // the store starts in the background...
     {
-        std::fstream f(kept, std::ios::in | std::ios::out | std::ios::binary);  // ...and a build step edits the package in place
+        std::fstream f(
+            kept, std::ios::in | std::ios::out | std::ios::binary);  // ...and a build step edits the package in place
         f << "EDITED!!";
     }
     local_cache local(s.dir);
@@ -276,8 +286,8 @@ struct staged_models {  // produced_onnx's fields the cache reads and rebuilds
 
 /// Stores what `produce` writes into `stage` under `table` as a miss of `in`; the entry's key.
 template <class Produce>
-std::string store_entry(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage, const std::vector<std::string>& names,
-                        const json& table, Produce produce) {
+std::string store_entry(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage,
+                        const std::vector<std::string>& names, const json& table, Produce produce) {
     export_cache c(s, in, nullptr);
     CHECK_FALSE(c.lookup_or_produce(stage, false, produce));
     c.store(stage, names, table);
@@ -286,7 +296,8 @@ std::string store_entry(const cache_settings& s, const cache_key_inputs& in, con
 }
 
 /// The staged models of the next lookup of `in`, which must hit, into an emptied `stage`.
-staged_models hit_entry(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage, const std::string& key) {
+staged_models hit_entry(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage,
+                        const std::string& key) {
     fs::remove_all(stage);
     fs::create_directories(stage);
     export_cache c(s, in, nullptr);
@@ -306,7 +317,8 @@ bool next_lookup_misses(const cache_settings& s, const cache_key_inputs& in, con
 }
 }  // namespace
 
-TEST_CASE("a sentence-transformers pipeline travels with its entry; an entry whose pipeline record is malformed is a miss") {
+TEST_CASE(
+    "a sentence-transformers pipeline travels with its entry; an entry whose pipeline record is malformed is a miss") {
     test::temp_dir t;
     auto [in, s] = command_source(t.path());
     staged_models produced;
@@ -329,12 +341,14 @@ TEST_CASE("a sentence-transformers pipeline travels with its entry; an entry who
     CHECK(next_lookup_misses(s, in, t / "stage"));
 }
 
-TEST_CASE("several ONNX files are one entry with a module table per file; a table naming a file the entry lacks is a miss") {
+TEST_CASE(
+    "several ONNX files are one entry with a module table per file; a table naming a file the entry lacks is a miss") {
     test::temp_dir t;
     auto [in, s] = command_source(t.path());
     staged_models produced;
     produced.models = {"encoder_model.onnx", "decoder_model.onnx"};
-    produced.model_modules = {{{"", "T5", false, 0}, {"encoder", "T5Stack", true, 1}}, {{"", "T5", false, std::nullopt}}};
+    produced.model_modules = {{{"", "T5", false, 0}, {"encoder", "T5Stack", true, 1}},
+                              {{"", "T5", false, std::nullopt}}};
     produced.modules = produced.model_modules.front();
     produced.torch_version = "2.x";
     produced.parameters = 42;
@@ -367,11 +381,14 @@ TEST_CASE("several ONNX files are one entry with a module table per file; a tabl
 
 TEST_CASE("manifests naming paths outside the stage or bad hashes are refused") {
     std::string sha(64, 'a');
-    CHECK_NOTHROW(parse_manifest(R"({"format":1,"files":[{"path":"model.onnx","size":1,"sha256":")" + sha + R"("}],"table":{}})"));
+    CHECK_NOTHROW(parse_manifest(R"({"format":1,"files":[{"path":"model.onnx","size":1,"sha256":")" + sha +
+                                 R"("}],"table":{}})"));
     for (std::string bad : {"../x", "/etc/passwd", ".modules.json", "a/b", ""})
-        CHECK_THROWS_AS(parse_manifest(R"({"format":1,"files":[{"path":")" + bad + R"(","size":1,"sha256":")" + sha + R"("}],"table":{}})"),
+        CHECK_THROWS_AS(parse_manifest(R"({"format":1,"files":[{"path":")" + bad + R"(","size":1,"sha256":")" + sha +
+                                       R"("}],"table":{}})"),
                         cache_error);
-    CHECK_THROWS_AS(parse_manifest(R"({"format":1,"files":[{"path":"model.onnx","size":1,"sha256":"AB"}],"table":{}})"), cache_error);
+    CHECK_THROWS_AS(parse_manifest(R"({"format":1,"files":[{"path":"model.onnx","size":1,"sha256":"AB"}],"table":{}})"),
+                    cache_error);
     CHECK_THROWS_AS(parse_manifest("not json"), cache_error);
     CHECK_THROWS_AS(parse_manifest(R"({"format":2,"files":[],"table":{}})"), cache_error);
 }
@@ -382,10 +399,10 @@ TEST_CASE("sizes") {
     CHECK(parse_size("123") == 123u);
     CHECK_FALSE(parse_size("ten"));
     CHECK_FALSE(parse_size("5X"));
-    CHECK_FALSE(parse_size("-5"));                          // strtoull alone would read a huge number
+    CHECK_FALSE(parse_size("-5"));  // strtoull alone would read a huge number
     CHECK_FALSE(parse_size(" 5"));
-    CHECK_FALSE(parse_size("99999999999999999999"));        // past 64 bits
-    CHECK_FALSE(parse_size("16777216T"));                   // 2^24 TiB: the shift would overflow
+    CHECK_FALSE(parse_size("99999999999999999999"));  // past 64 bits
+    CHECK_FALSE(parse_size("16777216T"));             // 2^24 TiB: the shift would overflow
     CHECK(parse_size("16777215T") == (16777215ull << 40));
 }
 
@@ -412,7 +429,8 @@ TEST_CASE("store, find, materialize; a corrupt object is removed and reported") 
     CHECK(verified() == stored.files[0].sha256);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the clock tick of the store's stat
     {
-        std::fstream f(obj, std::ios::in | std::ios::out | std::ios::binary);  // in place: same inode, same size, other bytes
+        std::fstream f(
+            obj, std::ios::in | std::ios::out | std::ios::binary);  // in place: same inode, same size, other bytes
         f << "onnx bytez";
     }
     CHECK_FALSE(verified());  // the write moved its ctime: read and hash it again
@@ -445,11 +463,14 @@ TEST_CASE("prune evicts the least recently used until the limit holds") {
 TEST_CASE("credentials in a remote cache URL are never shown, in any form") {
     CHECK(redacted_url("https://user:secret@cache.example/p") == "https://***@cache.example/p");
     CHECK(redacted_url("https://cache.example:8080/p") == "https://cache.example:8080/p");
-    CHECK(redacted_url("user:secret@127.0.0.1:9/prefix") == "***@127.0.0.1:9/prefix");          // no scheme: libcurl reads it as http
-    CHECK(redacted_url("http://user:p@ss@host/prefix") == "http://***@host/prefix");            // an unencoded '@' in the password
-    CHECK(redacted_url("http://user:pa/ss@host/prefix") == "http://***@host/prefix");           // an unencoded '/' too
-    CHECK(redacted_url("http://host/a@b") == "http://***@b");                                   // a path's '@' is over-redacted: harmless
-    // A transfer's error names the URL redacted, and with credentials none of libcurl's own text (it may quote the host part).
+    CHECK(redacted_url("user:secret@127.0.0.1:9/prefix") ==
+          "***@127.0.0.1:9/prefix");  // no scheme: libcurl reads it as http
+    CHECK(redacted_url("http://user:p@ss@host/prefix") ==
+          "http://***@host/prefix");  // an unencoded '@' in the password
+    CHECK(redacted_url("http://user:pa/ss@host/prefix") == "http://***@host/prefix");  // an unencoded '/' too
+    CHECK(redacted_url("http://host/a@b") == "http://***@b");  // a path's '@' is over-redacted: harmless
+    // A transfer's error names the URL redacted, and with credentials none of libcurl's own text (it may quote the host
+    // part).
     remote_settings s;
     s.url = "user:s3cr3t@pw@127.0.0.1:1/prefix";
     s.timeout_s = 2;
@@ -485,7 +506,8 @@ struct outside_dir {
 };
 
 /// One export through the cache (miss and store, or hit); returns whether the strategy ran. Never throws.
-bool export_once(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage, std::vector<std::string>& notes) {
+bool export_once(const cache_settings& s, const cache_key_inputs& in, const fs::path& stage,
+                 std::vector<std::string>& notes) {
     fs::remove_all(stage);
     fs::create_directories(stage);
     bool produced = false;
@@ -516,7 +538,9 @@ struct stored_source {
 };
 }  // namespace
 
-TEST_CASE("a link where the cache keeps something is refused: a miss with a note, nothing outside written, deleted or touched") {
+TEST_CASE(
+    "a link where the cache keeps something is refused: a miss with a note, nothing outside written, deleted or "
+    "touched") {
     for (const char* sub : {"cas", "ac", "probes", "pending"}) {
         CAPTURE(sub);
         test::temp_dir t;
@@ -528,7 +552,8 @@ TEST_CASE("a link where the cache keeps something is refused: a miss with a note
             fs::create_directory_symlink(outside.dir, s.dir / sub);
             std::vector<std::string> notes;
             CHECK(export_once(s, in, t / "stage", notes));
-            CHECK(export_once(s, in, t / "stage", notes) == (std::string(sub) != "pending"));  // only pending/ is not needed for a hit
+            CHECK(export_once(s, in, t / "stage", notes) ==
+                  (std::string(sub) != "pending"));  // only pending/ is not needed for a hit
             local_cache local(s.dir);
             local.wait_for_stores();
             if (std::string(sub) != "pending") {  // said by the export, or by its background store in store.log
@@ -542,8 +567,7 @@ TEST_CASE("a link where the cache keeps something is refused: a miss with a note
                             +[](const local_cache& c) { c.stats(); }})
                 try {
                     op(local);
-                } catch (const cache_error&) {
-                }
+                } catch (const cache_error&) {}
             CHECK(outside.untouched());
             local.clear();
             CHECK(outside.untouched());
@@ -582,15 +606,19 @@ TEST_CASE("linked, hard-linked or special objects and entries are misses; their 
     // An entry that is a link or a FIFO.
     for (int form = 0; form < 2; ++form) {
         replace(local.entry(key), [&](const fs::path& p) {
-            if (form == 0) fs::create_symlink(outside.dir / "victim", p);
-            else REQUIRE(::mkfifo(p.c_str(), 0644) == 0);
+            if (form == 0)
+                fs::create_symlink(outside.dir / "victim", p);
+            else
+                REQUIRE(::mkfifo(p.c_str(), 0644) == 0);
         });
         CHECK(export_once(s, in, t / "stage", notes));
         CHECK(outside.untouched());
     }
 }
 
-TEST_CASE("a FIFO or a device anywhere in the cache never blocks: lookups, waits and prune return at once, stats and verify refuse it") {
+TEST_CASE(
+    "a FIFO or a device anywhere in the cache never blocks: lookups, waits and prune return at once, stats and verify "
+    "refuse it") {
     test::temp_dir t;
     auto [in, s] = command_source(t.path());
     s.background = true;
@@ -608,13 +636,15 @@ TEST_CASE("a FIFO or a device anywhere in the cache never blocks: lookups, waits
     CHECK(local.running_stores() == 0);
     CHECK_THROWS_WITH_AS(local.stats(), doctest::Contains("is a FIFO"), cache_error);  // a report would count around it
     local.prune(local_cache::default_max_size);  // removes the FIFOs among entries, objects and markers
-    const std::string log_refused = (s.dir / "store.log").string() + " is a FIFO";  // prune leaves the log to its writers
+    const std::string log_refused =
+        (s.dir / "store.log").string() + " is a FIFO";  // prune leaves the log to its writers
     CHECK_THROWS_WITH_AS(local.verify(), doctest::Contains(log_refused.c_str()), cache_error);
     CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
     CHECK_FALSE(export_once(s, in, t / "stage", notes));  // the FIFOs are gone (prune), the store went through: a hit
 }
 
-TEST_CASE("an entry may only hold what its strategy produces, and models that pass the checks; anything else is a miss") {
+TEST_CASE(
+    "an entry may only hold what its strategy produces, and models that pass the checks; anything else is a miss") {
     test::temp_dir t;
     stored_source src(t.path());
     auto& [in, s, local, key, notes] = src;
@@ -632,11 +662,12 @@ TEST_CASE("an entry may only hold what its strategy produces, and models that pa
     json names_config = table;
     names_config["files"] = json::array({{{"file", "config.json"}, {"modules", json::array()}}});
     for (const auto& [files, t2] : std::vector<std::pair<std::map<std::string, std::string>, json>>{
-             {{{"model.onnx", exported()}, {"evil.sh", "#!/bin/sh\n"}}, table},                  // a file no strategy writes
-             {{{"model.onnx", exported()}, {"model.onnx_data", std::string(64, 'x')}}, table},   // external data nothing references
-             {{{"model.onnx", exported()}, {"config.json", "{}"}}, table},                       // a package file of another role
-             {{{"config.json", exported()}}, names_config},                                     // a table naming a non-model
-             {{{"model.onnx", "not an ONNX model"}}, table}}) {                                   // a model failing check_onnx
+             {{{"model.onnx", exported()}, {"evil.sh", "#!/bin/sh\n"}}, table},  // a file no strategy writes
+             {{{"model.onnx", exported()}, {"model.onnx_data", std::string(64, 'x')}},
+              table},                                                       // external data nothing references
+             {{{"model.onnx", exported()}, {"config.json", "{}"}}, table},  // a package file of another role
+             {{{"config.json", exported()}}, names_config},                 // a table naming a non-model
+             {{{"model.onnx", "not an ONNX model"}}, table}}) {             // a model failing check_onnx
         store_entry(files, t2);
         notes.clear();
         CHECK(export_once(s, in, t / "stage", notes));  // a miss, never a failed export

@@ -66,7 +66,8 @@ TEST_CASE("tokenizer_config entries that point at files must stay inside the sou
     fs::create_directories(t / "pkg");
     test::write(t / "src" / "tokenizer_config.json", R"({"vocab_file": "../../etc/passwd"})");
     configuration_copier<> copier(local(t / "src"), t / "pkg");
-    CHECK_THROWS_WITH_AS(copier.copy_tokenizer(), doctest::Contains("\"vocab_file\" points outside the model source"), invalid_input);
+    CHECK_THROWS_WITH_AS(copier.copy_tokenizer(), doctest::Contains("\"vocab_file\" points outside the model source"),
+                         invalid_input);
     test::write(t / "src" / "tokenizer_config.json", R"({"merges_file": "/abs/merges.txt"})");
     CHECK_THROWS_AS(copier.copy_tokenizer(), invalid_input);
 }
@@ -77,7 +78,8 @@ TEST_CASE("a malformed generation_config.json is refused before it reaches the p
     test::write(t / "src" / "generation_config.json", R"({"max_length": 20,})");
     fs::create_directories(t / "pkg");
     configuration_copier<> copier(local(t / "src"), t / "pkg");
-    CHECK_THROWS_WITH_AS(copier.copy_generation_config(), doctest::Contains("generation_config.json: invalid JSON"), invalid_input);
+    CHECK_THROWS_WITH_AS(copier.copy_generation_config(), doctest::Contains("generation_config.json: invalid JSON"),
+                         invalid_input);
 }
 
 namespace {
@@ -137,7 +139,8 @@ TEST_CASE("a copy stops at the export's deadline and on a signal, and refuses sp
     {
         cancel::deadline_scope d(1);
         cancel::deadline_ns = 1;  // already past
-        CHECK_THROWS_WITH_AS(copy_file_hashed(t / "src.bin", t / "a.bin"), doctest::Contains("timed out"), export_failed);
+        CHECK_THROWS_WITH_AS(copy_file_hashed(t / "src.bin", t / "a.bin"), doctest::Contains("timed out"),
+                             export_failed);
     }
     cancel::pending_signal = 15;
     CHECK_THROWS_AS(copy_file_hashed(t / "src.bin", t / "b.bin"), interrupted);
@@ -149,7 +152,8 @@ TEST_CASE("a copy stops at the export's deadline and on a signal, and refuses sp
     cancel::pending_signal = 0;
     CHECK(copy_file_hashed(t / "src.bin", t / "c.bin").size == (3u << 20));
     REQUIRE(::mkfifo((t / "fifo").c_str(), 0644) == 0);
-    CHECK_THROWS_WITH_AS(copy_file_hashed(t / "fifo", t / "d.bin"), doctest::Contains("is a FIFO, not a regular file"), invalid_input);
+    CHECK_THROWS_WITH_AS(copy_file_hashed(t / "fifo", t / "d.bin"), doctest::Contains("is a FIFO, not a regular file"),
+                         invalid_input);
     CHECK_THROWS_WITH_AS(read_text_file(t / "fifo"), doctest::Contains("is a FIFO"), invalid_input);
     // never written through a link: the link is replaced, its target untouched
     test::write(t / "target.txt", "keep");

@@ -18,7 +18,7 @@ TEST_CASE("escaping: spaces, '#', ':' and '$' as ninja's depfile parser reads th
 TEST_CASE("backslashes stand for themselves, doubled only right before a space") {
     CHECK(depfile_escape("/a\\b") == "/a\\b");
     CHECK(depfile_escape("/a\\ b") == "/a\\\\\\ b");  // one backslash + space -> three backslashes + space
-    CHECK(depfile_escape("/a\\\\") == "/a\\\\");       // an even run at the end is fine
+    CHECK(depfile_escape("/a\\\\") == "/a\\\\");      // an even run at the end is fine
 }
 
 TEST_CASE("names the syntax cannot express are refused, naming the file") {

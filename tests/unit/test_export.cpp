@@ -1,11 +1,11 @@
 // The export pipeline's steps one by one (export.hpp, export/strategies.hpp, onnx/project.hpp) and the
 // build edge (export/build_edge.hpp), on real files: a prebuilt ONNX model written with the onnx API.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include "test_support.hpp"
 #include "onnx_support.hpp"
+#include "test_support.hpp"
 
-#include "modelexport/export/build_edge.hpp"
 #include "modelexport/export.hpp"
+#include "modelexport/export/build_edge.hpp"
 
 using namespace modelexport;
 
@@ -40,7 +40,8 @@ TEST_CASE("resolve: source, config, task from architectures, and the output may 
     CHECK_THROWS_AS(resolve_model(src.string(), "", t / "out"), config_missing);
 }
 
-TEST_CASE_FIXTURE(resolved_fixture, "produce: auto picks prebuilt for a source with model.onnx, which is copied byte for byte") {
+TEST_CASE_FIXTURE(resolved_fixture,
+                  "produce: auto picks prebuilt for a source with model.onnx, which is copied byte for byte") {
     CHECK(choose_strategy(strategy::automatic, m.source, "") == strategy::prebuilt);
     CHECK(choose_strategy(strategy::automatic, m.source, "modeling.py:build") == strategy::htp);
     produced_onnx p = produce_onnx(strategy::prebuilt, m.source, *m.task, stage, opt);
@@ -54,12 +55,14 @@ TEST_CASE_FIXTURE(resolved_fixture, "produce: auto picks prebuilt for a source w
 TEST_CASE("project: scope tags without a trace, parameters from initializers, embedding rewrites the file") {
     test::temp_dir t;
     save_onnx(test::tiny_model(), t / "model.onnx");
-    projected_model p = project_model({t / "model.onnx", "src/model.onnx", t.path(), nullptr, "BertModel", false, false});
+    projected_model p =
+        project_model({t / "model.onnx", "src/model.onnx", t.path(), nullptr, "BertModel", false, false});
     CHECK(p.proj.tags == std::vector<std::string>{"/BertModel/layer", "/BertModel"});
     CHECK(p.initializer_parameters == 2);
     CHECK_FALSE(p.rewritten_sha256);
     CHECK(p.sig.inputs.at(0).name == "x");
-    projected_model e = project_model({t / "model.onnx", "src/model.onnx", t.path(), nullptr, "BertModel", false, true});
+    projected_model e =
+        project_model({t / "model.onnx", "src/model.onnx", t.path(), nullptr, "BertModel", false, true});
     REQUIRE(e.rewritten_sha256);
     CHECK(*e.rewritten_sha256 == hash_file(t / "model.onnx"));
     test::write(t / "model.onnx", "not onnx");
@@ -108,8 +111,9 @@ TEST_CASE("build edge: --expect names missing and extra files; a depfile in the 
     test::write(t / "stage" / "model.onnx", "x");
     test::write(t / "stage" / "config.json", "{}");
     CHECK_NOTHROW(check_expected(t / "stage", {"model.onnx", "config.json"}, t / "pkg"));
-    CHECK_THROWS_WITH_AS(check_expected(t / "stage", {"model.onnx", "vocab.txt"}, t / "pkg"),
-                         doctest::Contains("declared but not produced: vocab.txt; produced but not declared: config.json"), usage_error);
+    CHECK_THROWS_WITH_AS(
+        check_expected(t / "stage", {"model.onnx", "vocab.txt"}, t / "pkg"),
+        doctest::Contains("declared but not produced: vocab.txt; produced but not declared: config.json"), usage_error);
 
     fs::path src = prebuilt_source(t);
     export_options opt;

@@ -59,13 +59,13 @@ TEST_CASE("--torch-module makes torch.nn leaves levels") {
 
 TEST_CASE("projection: direct, parent, neighbour and root matches, all nodes tagged") {
     std::vector<node_view> nodes{
-        {"/bert/embeddings/word_embeddings/Gather", "Gather", {"input_ids", "w"}, {"e"}},        // direct (leaf module)
-        {"/bert/encoder/layer.0/attention/self/query/MatMul", "MatMul", {"e", "q"}, {"m"}},      // direct
-        {"/bert/encoder/layer.0/attention/self/inner/Add", "Add", {"m", "c"}, {"a"}},           // parent: 'inner' was not traced
-        {"", "Constant", {}, {"c"}},                                                             // neighbour: its consumer
-        {"Gemm_3", "Gemm", {"a"}, {"logits"}},                                                  // no scope, no tagged neighbour... consumer none, producer Add
-        {"/Reshape", "Reshape", {"x"}, {"y"}},                                                   // root module's own op
-        {"", "Constant", {}, {"unused"}},                                                        // nothing to borrow: root
+        {"/bert/embeddings/word_embeddings/Gather", "Gather", {"input_ids", "w"}, {"e"}},    // direct (leaf module)
+        {"/bert/encoder/layer.0/attention/self/query/MatMul", "MatMul", {"e", "q"}, {"m"}},  // direct
+        {"/bert/encoder/layer.0/attention/self/inner/Add", "Add", {"m", "c"}, {"a"}},  // parent: 'inner' was not traced
+        {"", "Constant", {}, {"c"}},                                                   // neighbour: its consumer
+        {"Gemm_3", "Gemm", {"a"}, {"logits"}},  // no scope, no tagged neighbour... consumer none, producer Add
+        {"/Reshape", "Reshape", {"x"}, {"y"}},  // root module's own op
+        {"", "Constant", {}, {"unused"}},       // nothing to borrow: root
     };
     auto p = project_hierarchy(nodes, bert_modules(), "");
     CHECK(p.matches[0] == match_kind::direct);
@@ -91,13 +91,15 @@ TEST_CASE("Identity nodes for merged initializers are tagged by their parameter'
 }
 
 TEST_CASE("unnamed and duplicate node names get deterministic keys") {
-    std::vector<node_view> nodes{{"", "Constant", {}, {"a"}}, {"x", "Add", {}, {}}, {"x", "Mul", {}, {}}, {"y", "Relu", {}, {}}};
+    std::vector<node_view> nodes{
+        {"", "Constant", {}, {"a"}}, {"x", "Add", {}, {}}, {"x", "Mul", {}, {}}, {"y", "Relu", {}, {}}};
     auto keys = node_keys(nodes);
     CHECK(keys == std::vector<std::string>{"Constant_0", "Add_1", "Mul_2", "y"});
 }
 
 TEST_CASE("without a trace, scope components are the levels under the model class") {
-    std::vector<node_view> nodes{{"/bert/encoder/layer.0/attention/self/query/MatMul", "MatMul", {}, {}}, {"/Softmax", "Softmax", {}, {}}};
+    std::vector<node_view> nodes{{"/bert/encoder/layer.0/attention/self/query/MatMul", "MatMul", {}, {}},
+                                 {"/Softmax", "Softmax", {}, {}}};
     auto p = project_hierarchy(nodes, {}, "BertForSequenceClassification");
     CHECK(p.tags[0] == "/BertForSequenceClassification/bert/encoder/layer.0/attention/self/query");
     CHECK(p.tags[1] == "/BertForSequenceClassification");
@@ -106,7 +108,9 @@ TEST_CASE("without a trace, scope components are the levels under the model clas
 
 TEST_CASE("a module table without its root entry projects under the model class") {
     std::vector<traced_module> modules{{"encoder", "Encoder", false, 0}, {"encoder.layer.0", "Layer", false, 1}};
-    std::vector<node_view> nodes{{"/encoder/layer.0/MatMul", "MatMul", {"x"}, {"y"}}, {"/other/Add", "Add", {"y"}, {"z"}}, {"", "Constant", {}, {"k"}}};
+    std::vector<node_view> nodes{{"/encoder/layer.0/MatMul", "MatMul", {"x"}, {"y"}},
+                                 {"/other/Add", "Add", {"y"}, {"z"}},
+                                 {"", "Constant", {}, {"k"}}};
     auto p = project_hierarchy(nodes, modules, "MyModel");
     CHECK(p.tags[0] == "/MyModel/Encoder/Layer.0");
     CHECK(p.tags[1] == "/MyModel");
@@ -115,7 +119,8 @@ TEST_CASE("a module table without its root entry projects under the model class"
 }
 
 TEST_CASE("a generated key never equals another node's name") {
-    std::vector<node_view> nodes{{"Add_1", "Mul", {}, {"a"}}, {"", "Add", {}, {"b"}}, {"", "Add", {}, {"c"}}, {"Add_2_2", "Neg", {}, {"d"}}};
+    std::vector<node_view> nodes{
+        {"Add_1", "Mul", {}, {"a"}}, {"", "Add", {}, {"b"}}, {"", "Add", {}, {"c"}}, {"Add_2_2", "Neg", {}, {"d"}}};
     auto keys = node_keys(nodes);
     CHECK(keys == std::vector<std::string>{"Add_1", "Add_1_1", "Add_2", "Add_2_2"});
     nodes[2].name = "";

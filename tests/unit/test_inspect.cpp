@@ -2,8 +2,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/package/inspect.hpp"
 #include "modelexport/onnx/stream.hpp"
+#include "modelexport/package/inspect.hpp"
 
 #include <numeric>
 #include <sstream>
@@ -12,7 +12,8 @@ using namespace modelexport;
 
 namespace {
 std::size_t total(const std::map<std::string, std::size_t>& m) {
-    return std::accumulate(m.begin(), m.end(), std::size_t{0}, [](std::size_t s, const auto& kv) { return s + kv.second; });
+    return std::accumulate(m.begin(), m.end(), std::size_t{0},
+                           [](std::size_t s, const auto& kv) { return s + kv.second; });
 }
 }  // namespace
 
@@ -26,7 +27,8 @@ TEST_CASE("without embedded tags or metadata, the tags are projected from the sa
     for (const auto& [tag, n] : per_tag) {
         CHECK(tag.rfind("/BertForSequenceClassification", 0) == 0);  // rooted at the model class
         bert = bert || (tag.find("bert") != std::string::npos || tag.find("Bert") != std::string::npos);
-        classifier = classifier || tag.find("classifier") != std::string::npos || tag.find("Classifier") != std::string::npos;
+        classifier =
+            classifier || tag.find("classifier") != std::string::npos || tag.find("Classifier") != std::string::npos;
     }
     CHECK(bert);
     CHECK(classifier);
@@ -56,7 +58,8 @@ TEST_CASE("subtree counts add every level; the tree, DOT and GraphML views show 
 }
 
 TEST_CASE("names with control characters or bad UTF-8 stay valid XML and DOT") {
-    CHECK(detail::xml_escape("a\x01" "b") == "a\\x01b");
+    CHECK(detail::xml_escape("a\x01"
+                             "b") == "a\\x01b");
     CHECK(detail::xml_escape("\xff") == "\\xff");
     CHECK(detail::dot_escape("line\nbreak") == "line\\\\x0abreak");  // \x0a as text, its backslash escaped for DOT
 }
@@ -65,7 +68,10 @@ TEST_CASE("a tag with thousands of levels or a huge name is shown cut, and the o
     std::string deep;
     for (int i = 0; i < 20000; ++i) deep += "/m" + std::to_string(i);
     onnx::ModelProto m = test::text_classifier();
-    nlohmann::json meta{{"nodes", {{"/bert/Cast", deep}, {"/bert/ReduceMean", deep + "/x"}, {"/classifier/Mul", "/M/" + std::string(100000, 'n')}}}};
+    nlohmann::json meta{{"nodes",
+                         {{"/bert/Cast", deep},
+                          {"/bert/ReduceMean", deep + "/x"},
+                          {"/classifier/Mul", "/M/" + std::string(100000, 'n')}}}};
     shown_hierarchy shown = nodes_per_tag(m, meta);
     CHECK(shown.cut == 3);
     CHECK(total(shown.nodes_per_tag) == 3);  // the cut levels' nodes stay with their deepest shown ancestor

@@ -4,8 +4,8 @@
 
 #include "modelexport/export.hpp"
 #include "modelexport/package/layout.hpp"
-#include "modelexport/package/verify.hpp"
 #include "modelexport/package/reader.hpp"
+#include "modelexport/package/verify.hpp"
 
 using namespace modelexport;
 
@@ -56,7 +56,8 @@ TEST_CASE("the same model at the root and under onnx/ is an error naming both") 
     fs::copy_file(t / "pkg" / "onnx" / "model.onnx", t / "pkg" / "model.onnx");
     CHECK_THROWS_WITH_AS(find_layout(t / "pkg"),
                          doctest::Contains(((t / "pkg" / "model.onnx").string() + ") and under onnx/ (" +
-                                            (t / "pkg" / "onnx" / "model.onnx").string()).c_str()),
+                                            (t / "pkg" / "onnx" / "model.onnx").string())
+                                               .c_str()),
                          invalid_input);
     auto report = validate_package(t / "pkg");
     CHECK_FALSE(report.ok(false));

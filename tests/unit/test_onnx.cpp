@@ -1,11 +1,11 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
-#include "test_support.hpp"
 #include "onnx_support.hpp"
+#include "test_support.hpp"
 
 #include "modelexport/export/depfile.hpp"
 #include "modelexport/onnx/hierarchy_embed.hpp"
-#include "modelexport/onnx/project.hpp"
 #include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/project.hpp"
 
 #include <onnx/checker.h>
 
@@ -84,7 +84,8 @@ TEST_CASE("tags reach the nodes inside If branches, in node_views' order, and st
     save_onnx(m, t / "merged.onnx");
     auto back = load_onnx(t / "merged.onnx");
     CHECK_NOTHROW(onnx::checker::check_model(back));
-    CHECK(embedded_hierarchy_tags(back.graph()) == std::map<int, std::string>{{0, "/M"}, {1, "/M/Layer"}, {2, "/M"}, {3, "/M/Decoder"}});
+    CHECK(embedded_hierarchy_tags(back.graph()) ==
+          std::map<int, std::string>{{0, "/M"}, {1, "/M/Layer"}, {2, "/M"}, {3, "/M/Decoder"}});
     // The branch node itself carries the entry (field 9 of that NodeProto, not of the If).
     const auto& neg = back.graph().node(0).attribute(1).g().node(0);
     CHECK(neg.GetReflection()->GetUnknownFields(neg).field_count() == 1);
@@ -112,7 +113,8 @@ TEST_CASE("truncated, empty and random files are not ONNX models") {
     test::write(t / "empty.onnx", "");
     test::write(t / "random.onnx", std::string("\xff\xfe\x01\x02garbage\x99", 12));
     CHECK_NOTHROW(load_onnx(t / "good.onnx"));
-    CHECK_THROWS_WITH_AS(load_onnx(t / "truncated.onnx"), doctest::Contains("truncated.onnx: is not a valid ONNX model"), invalid_input);
+    CHECK_THROWS_WITH_AS(load_onnx(t / "truncated.onnx"),
+                         doctest::Contains("truncated.onnx: is not a valid ONNX model"), invalid_input);
     CHECK_THROWS_AS(load_onnx(t / "empty.onnx"), invalid_input);
     CHECK_THROWS_AS(load_onnx(t / "random.onnx"), invalid_input);
 }
@@ -157,7 +159,8 @@ TEST_CASE("malformed external-data offsets and lengths are problems, not excepti
             std::vector<external_reference> refs;
             REQUIRE_NOTHROW(refs = external_references(m));
             REQUIRE(refs.size() == 1);
-            CHECK(external_reference_problem(refs[0], t.path()).find(std::string("malformed external data ") + key) != std::string::npos);
+            CHECK(external_reference_problem(refs[0], t.path()).find(std::string("malformed external data ") + key) !=
+                  std::string::npos);
         }
     }
 }

@@ -6,17 +6,17 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "onnx_support.hpp"
 
-#include "modelexport/onnx/external_data.hpp"
 #include "modelexport/onnx/checks.hpp"
+#include "modelexport/onnx/external_data.hpp"
 #include "modelexport/onnx/stream.hpp"
 #include "modelexport/onnx/tensor_walk.hpp"
 
-#include <onnx/checker.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/wire_format_lite.h>
+#include <onnx/checker.h>
 #include <unistd.h>
 
 #include <map>
@@ -105,7 +105,8 @@ onnx::TensorProto float_tensor(const std::string& name, std::int64_t n) {
     return t;
 }
 
-void make_external(onnx::TensorProto& t, const std::string& location, std::uint64_t offset = 0, std::int64_t length = -1) {
+void make_external(onnx::TensorProto& t, const std::string& location, std::uint64_t offset = 0,
+                   std::int64_t length = -1) {
     t.clear_raw_data();
     t.clear_float_data();
     t.clear_int64_data();
@@ -169,7 +170,8 @@ onnx::ModelProto if_model(const onnx::NodeProto& then_node, const onnx::NodeProt
     node->set_op_type("If");
     node->add_input("cond");
     node->add_output("y");
-    for (auto [name, inner] : {std::pair<const char*, const onnx::NodeProto*>{"then_branch", &then_node}, {"else_branch", &else_node}}) {
+    for (auto [name, inner] :
+         {std::pair<const char*, const onnx::NodeProto*>{"then_branch", &then_node}, {"else_branch", &else_node}}) {
         auto* a = node->add_attribute();
         a->set_name(name);
         a->set_type(onnx::AttributeProto_AttributeType_GRAPH);
@@ -355,7 +357,8 @@ TEST_CASE("sparse initializers' values and indices are checked") {
         make_external(values ? *s->mutable_values() : *s->mutable_indices(), "../outside.bin", 0, 16);
         package p;
         p.write(bytes(m));
-        CHECK(contains(p.check().external_data, std::string("sparse initializer ") + (values ? "values" : "indices") + " points outside"));
+        CHECK(contains(p.check().external_data,
+                       std::string("sparse initializer ") + (values ? "values" : "indices") + " points outside"));
     }
 }
 
@@ -383,10 +386,12 @@ TEST_CASE("links, special files and ranges outside the file are refused everywhe
         std::int64_t length;
         std::string says;
     };
-    for (const auto& e : {expectation{"link.bin", 0, 16, "links outside the package"}, expectation{"fifo.bin", 0, 16, "not a regular file"},
-                          expectation{"w.bin", 8, 16, "which has only 16"}, expectation{"w.bin", 17, -1, "which has only 16"},
-                          expectation{"w.bin", 9223372036854775807ull, 9223372036854775807ll, "which has only 16"},
-                          expectation{"missing.bin", 0, 16, "needs missing file missing.bin"}}) {
+    for (const auto& e :
+         {expectation{"link.bin", 0, 16, "links outside the package"},
+          expectation{"fifo.bin", 0, 16, "not a regular file"}, expectation{"w.bin", 8, 16, "which has only 16"},
+          expectation{"w.bin", 17, -1, "which has only 16"},
+          expectation{"w.bin", 9223372036854775807ull, 9223372036854775807ll, "which has only 16"},
+          expectation{"missing.bin", 0, 16, "needs missing file missing.bin"}}) {
         CAPTURE(e.location);
         onnx::TensorProto t = float_tensor("c", 4);
         make_external(t, e.location, e.offset, e.length);
@@ -454,7 +459,8 @@ TEST_CASE("external locations resolve against the package, not the working direc
 }
 
 TEST_CASE("the walk visits every place a tensor can be, in a fixed order") {
-    onnx::ModelProto m = if_model(constant("k", float_tensor("c", 4), "then_out"), constant("e", float_tensor("e", 4), "else_out"));
+    onnx::ModelProto m =
+        if_model(constant("k", float_tensor("c", 4), "then_out"), constant("e", float_tensor("e", 4), "else_out"));
     *m.mutable_graph()->add_initializer() = float_tensor("w", 4);
     auto* s = m.mutable_graph()->add_sparse_initializer();
     *s->mutable_values() = float_tensor("sv", 1);
@@ -552,7 +558,8 @@ TEST_CASE("the walk visits a function's attribute defaults whether or not the sc
     {
         google::protobuf::io::StringOutputStream sos(&wire);
         google::protobuf::io::CodedOutputStream out(&sos);
-        out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(11, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+        out.WriteTag(google::protobuf::internal::WireFormatLite::MakeTag(
+            11, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
         const std::string body = a.SerializeAsString();
         out.WriteVarint32(static_cast<std::uint32_t>(body.size()));
         out.WriteRaw(body.data(), static_cast<int>(body.size()));
@@ -560,7 +567,8 @@ TEST_CASE("the walk visits a function's attribute defaults whether or not the sc
     REQUIRE(f->MergeFromString(wire));
     const std::string before = bytes(m);
     std::vector<std::string> seen;
-    for_each_tensor(m, [&](onnx::TensorProto& t, const tensor_site& site) { seen.push_back(site.where + ": " + t.name()); });
+    for_each_tensor(
+        m, [&](onnx::TensorProto& t, const tensor_site& site) { seen.push_back(site.where + ": " + t.name()); });
     REQUIRE(seen.size() == 1);
     CHECK(contains(seen[0], "function 'f' default attribute 'alpha'"));
     CHECK(bytes(m) == before);  // walking changes nothing
@@ -575,11 +583,18 @@ TEST_CASE("the walk visits a function's attribute defaults whether or not the sc
 
 TEST_CASE("gathering per-tensor files streams them into model.onnx_data at aligned offsets") {
     test::temp_dir data, stage;
-    onnx::ModelProto m = if_model(constant("k", float_tensor("c", 4), "then_out"), constant("e", float_tensor("e", 4), "else_out"));
+    onnx::ModelProto m =
+        if_model(constant("k", float_tensor("c", 4), "then_out"), constant("e", float_tensor("e", 4), "else_out"));
     *m.mutable_graph()->add_initializer() = float_tensor("w", 3);
     test::write(data / "c.bin", std::string(16, 'c'));
     test::write(data / "w.bin", std::string(4, '-') + std::string(12, 'w'));  // w's bytes start at offset 4
-    make_external(*m.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_g()->mutable_node(0)->mutable_attribute(0)->mutable_t(),
+    make_external(*m.mutable_graph()
+                       ->mutable_node(0)
+                       ->mutable_attribute(0)
+                       ->mutable_g()
+                       ->mutable_node(0)
+                       ->mutable_attribute(0)
+                       ->mutable_t(),
                   "c.bin");
     make_external(*m.mutable_graph()->mutable_initializer(0), "w.bin", 4, 12);
     test::write(stage / "model.onnx", bytes(m));

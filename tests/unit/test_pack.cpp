@@ -23,7 +23,8 @@ TEST_CASE("pack then unpack restores every file byte for byte, text and binary")
     test::write(pkg / "spiece.model", std::string("\x00\xff\xfe binary \x80", 13));  // not UTF-8: base64
     pack_package(pkg, t / "packed.onnx");
     unpack_model(t / "packed.onnx", t / "out");
-    for (const char* name : {"model.onnx", "config.json", "tokenizer.json", "vocab.txt", "spiece.model", "export_metadata.json"}) {
+    for (const char* name :
+         {"model.onnx", "config.json", "tokenizer.json", "vocab.txt", "spiece.model", "export_metadata.json"}) {
         CAPTURE(name);
         CHECK(hash_file(t / "out" / name) == hash_file(pkg / name));
     }
@@ -33,7 +34,8 @@ TEST_CASE("a model that is not packed, an incomplete package, or a package with 
     test::temp_dir t;
     fs::path pkg = test::prebuilt_source(t / "pkg");
     CHECK_THROWS_AS(unpack_model(pkg / "model.onnx", t / "out"), invalid_input);
-    CHECK_THROWS_WITH_AS(pack_package(pkg, t / "packed.onnx"), doctest::Contains("missing required file(s) export_metadata.json"), invalid_input);
+    CHECK_THROWS_WITH_AS(pack_package(pkg, t / "packed.onnx"),
+                         doctest::Contains("missing required file(s) export_metadata.json"), invalid_input);
     exported_package(pkg);
     test::write(pkg / "model.onnx_data", "x");
     CHECK_THROWS_WITH_AS(pack_package(pkg, t / "packed.onnx"), doctest::Contains("external data"), invalid_input);

@@ -1,8 +1,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
-#include "modelexport/package/writer.hpp"
 #include "modelexport/export/depfile.hpp"
+#include "modelexport/package/writer.hpp"
 
 #include <sys/wait.h>
 
@@ -20,7 +20,8 @@ TEST_CASE("commit makes the staged package the target") {
     }
     CHECK(test::read(t / "pkg" / "config.json") == "{}");
     CHECK(test::mode_of(t / "pkg") == 0755);
-    for (const auto& e : fs::directory_iterator(t.path())) CHECK(e.path().filename().string().find("staging") == std::string::npos);
+    for (const auto& e : fs::directory_iterator(t.path()))
+        CHECK(e.path().filename().string().find("staging") == std::string::npos);
 }
 
 TEST_CASE("a failure before commit leaves the previous package untouched and no staging directory") {
@@ -34,8 +35,7 @@ TEST_CASE("a failure before commit leaves the previous package untouched and no 
         package_writer w(t / "pkg");
         test::write(w.staging() / "config.json", "new, half written");
         throw std::runtime_error("exporter crashed");
-    } catch (const std::runtime_error&) {
-    }
+    } catch (const std::runtime_error&) {}
     CHECK(test::read(t / "pkg" / "config.json") == "old");
     int entries = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(t.path())) ++entries;
@@ -68,7 +68,11 @@ TEST_CASE("unchanged files but the metadata keep their inode, so ninja's restat 
         test::write(w.staging() / "export_metadata.json", "{}");
         w.commit();
     }
-    auto inode = [](const fs::path& p) { struct stat st {}; ::stat(p.c_str(), &st); return st.st_ino; };
+    auto inode = [](const fs::path& p) {
+        struct stat st {};
+        ::stat(p.c_str(), &st);
+        return st.st_ino;
+    };
     auto config_inode = inode(t / "pkg" / "config.json"), vocab_inode = inode(t / "pkg" / "vocab.txt");
     auto metadata_inode = inode(t / "pkg" / "export_metadata.json");
     {
@@ -90,7 +94,8 @@ TEST_CASE("an output directory that is a file, or holds foreign files, is refuse
     test::write(t / "file", "x");
     CHECK_THROWS_WITH_AS(package_writer(t / "file"), doctest::Contains("exists and is not a directory"), io_error);
     test::write(t / "home" / "notes.txt", "precious");
-    CHECK_THROWS_WITH_AS(package_writer(t / "home"), doctest::Contains("is not a modelexport package (it holds 'notes.txt')"), io_error);
+    CHECK_THROWS_WITH_AS(package_writer(t / "home"),
+                         doctest::Contains("is not a modelexport package (it holds 'notes.txt')"), io_error);
     CHECK(test::read(t / "home" / "notes.txt") == "precious");
 }
 
@@ -196,7 +201,10 @@ TEST_CASE("only regular files with one link are committed; links of a previous p
 TEST_CASE("without RENAME_EXCHANGE (EINVAL) the swap falls back to two renames") {
     test::temp_dir t;
     auto saved = detail::rename_exchange;
-    detail::rename_exchange = [](const char*, const char*) { errno = EINVAL; return -1; };
+    detail::rename_exchange = [](const char*, const char*) {
+        errno = EINVAL;
+        return -1;
+    };
     {
         package_writer w(t / "pkg");
         test::write(w.staging() / "config.json", "old");
@@ -224,7 +232,8 @@ TEST_CASE("names near 255 bytes get hashed lock and staging names") {
         w.commit();
     }
     CHECK(test::read(t / name / "config.json") == "{}");
-    CHECK_THROWS_WITH_AS(package_writer(t / std::string(256, 'n')), doctest::Contains("longer than 255 bytes"), usage_error);
+    CHECK_THROWS_WITH_AS(package_writer(t / std::string(256, 'n')), doctest::Contains("longer than 255 bytes"),
+                         usage_error);
 }
 
 TEST_CASE("claims: the target, what is inside it and its staging names belong to the export") {

@@ -9,7 +9,9 @@
 using namespace modelexport;
 
 namespace {
-bool has(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+bool has(const std::vector<std::string>& v, const std::string& s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+}
 }  // namespace
 
 TEST_CASE("a source with model.onnx plans prebuilt: the model, config, tokenizer files present, metadata last") {
@@ -58,26 +60,29 @@ TEST_CASE("plan refuses what the export refuses: no config.json, a contradicting
     CHECK(parse_strategy("auto") == strategy::automatic);
 }
 
-TEST_CASE("variants: transformers.js's file names per ONNX file, ORT's operators file once, in the package file table") {
+TEST_CASE(
+    "variants: transformers.js's file names per ONNX file, ORT's operators file once, in the package file table") {
     CHECK(parse_variants("q8,fp16,ort") == std::vector<std::string>{"q8", "fp16", "ort"});
     CHECK(parse_variants("").empty());
     CHECK_THROWS_AS(parse_variants("q9"), usage_error);
     CHECK_THROWS_AS(parse_variants("q8,"), usage_error);
     CHECK_THROWS_AS(parse_variants("q8,q8"), usage_error);
     CHECK(variant_files({"model.onnx"}, {"q8", "int8", "uint8", "fp16", "q4", "q4f16"}) ==
-          std::vector<std::string>{"model_quantized.onnx", "model_int8.onnx", "model_uint8.onnx", "model_fp16.onnx", "model_q4.onnx",
-                                   "model_q4f16.onnx"});
+          std::vector<std::string>{"model_quantized.onnx", "model_int8.onnx", "model_uint8.onnx", "model_fp16.onnx",
+                                   "model_q4.onnx", "model_q4f16.onnx"});
     std::vector<std::string> seq2seq{"encoder_model.onnx", "decoder_model_merged.onnx"};
     CHECK(variant_files(seq2seq, {"q8", "ort"}) ==
-          std::vector<std::string>{"encoder_model_quantized.onnx", "decoder_model_merged_quantized.onnx", "encoder_model.ort",
-                                   "decoder_model_merged.ort", "required_operators.config"});
+          std::vector<std::string>{"encoder_model_quantized.onnx", "decoder_model_merged_quantized.onnx",
+                                   "encoder_model.ort", "decoder_model_merged.ort", "required_operators.config"});
     for (const auto& f : variant_files(seq2seq, {"ort"})) CHECK(role_of(f) == file_role::variant);
     CHECK(layout_path(package_layout::hub, "model.ort") == "onnx/model.ort");
     CHECK(layout_path(package_layout::hub, "required_operators.config") == "onnx/required_operators.config");
     CHECK(multi_file_models(fs::temp_directory_path() / "no-such-package").empty());
 }
 
-TEST_CASE("plan lists the variant files after the ONNX files, in the layout's place; a source's own model.ort is not planned") {
+TEST_CASE(
+    "plan lists the variant files after the ONNX files, in the layout's place; a source's own model.ort is not "
+    "planned") {
     test::temp_dir t;
     fs::path src = test::prebuilt_source(t / "src");
     test::write(src / "model.ort", "not ours");
@@ -89,5 +94,6 @@ TEST_CASE("plan lists the variant files after the ONNX files, in the layout's pl
     package_plan p = plan_package(o);
     REQUIRE(p.files.size() >= 5);
     CHECK(std::vector<std::string>(p.files.begin(), p.files.begin() + 4) ==
-          std::vector<std::string>{"onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/model.ort", "onnx/required_operators.config"});
+          std::vector<std::string>{"onnx/model.onnx", "onnx/model_quantized.onnx", "onnx/model.ort",
+                                   "onnx/required_operators.config"});
 }

@@ -77,7 +77,8 @@ TEST_CASE("a child dies with its parent, even when the parent is killed by SIGKI
         auto close = line.rfind(')');
         return close != std::string::npos && line.size() > close + 2 && line[close + 2] == 'Z';
     };
-    while (!gone() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    while (!gone() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(gone());
     if (!gone()) ::kill(child, SIGKILL);
 }

@@ -1,4 +1,5 @@
-// What a person sees while modelexport works (export/progress.hpp): stderr captured in a file, terminals as pseudo-terminals.
+// What a person sees while modelexport works (export/progress.hpp): stderr captured in a file, terminals as
+// pseudo-terminals.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 

@@ -32,16 +32,19 @@ validation_report report_for(const std::string& task) {
 }  // namespace
 
 TEST_CASE("runtime names parse both ways") {
-    for (const char* n : {"none", "auto", "onnxruntime", "transformers-js", "optimum"}) CHECK(to_string(*parse_runtime(n)) == n);
+    for (const char* n : {"none", "auto", "onnxruntime", "transformers-js", "optimum"})
+        CHECK(to_string(*parse_runtime(n)) == n);
     CHECK_FALSE(parse_runtime("tensorflow"));
 }
 
 TEST_CASE("onnxruntime: the script's last JSON line becomes the check's summary and metrics") {
     test::temp_dir t;
     runtime_check check(runtime_kind::onnxruntime,
-                        stand_in(t, "echo 'some library log'\n"
-                                    "echo '{\"runtime\": \"onnxruntime\", \"version\": \"1.2.3\", \"outputs\": {\"logits\": {\"shape\": [1, 2]}}, "
-                                    "\"latency_ms\": 1.5, \"peak_rss_mb\": 40}'\n"));
+                        stand_in(t,
+                                 "echo 'some library log'\n"
+                                 "echo '{\"runtime\": \"onnxruntime\", \"version\": \"1.2.3\", \"outputs\": "
+                                 "{\"logits\": {\"shape\": [1, 2]}}, "
+                                 "\"latency_ms\": 1.5, \"peak_rss_mb\": 40}'\n"));
     auto r = check(t / "pkg", report_for("text-classification"));
     REQUIRE(r);
     CHECK(r->id == "runtime.onnxruntime");
@@ -55,7 +58,9 @@ TEST_CASE("onnxruntime: the script's last JSON line becomes the check's summary 
 TEST_CASE("a runtime that fails is an error check carrying the script's own message line") {
     test::temp_dir t;
     runtime_check check(runtime_kind::onnxruntime,
-                        stand_in(t, "echo 'Error: stack' >&2\necho '    at f (x.mjs:1)' >&2\necho 'ort_check: error: cannot load model.onnx' >&2\nexit 1\n"));
+                        stand_in(t,
+                                 "echo 'Error: stack' >&2\necho '    at f (x.mjs:1)' >&2\necho 'ort_check: error: "
+                                 "cannot load model.onnx' >&2\nexit 1\n"));
     auto r = check(t / "pkg", report_for("text-classification"));
     REQUIRE(r);
     CHECK(r->status == check_status::fail);
@@ -66,7 +71,8 @@ TEST_CASE("a runtime that fails is an error check carrying the script's own mess
 
 TEST_CASE("a script that says it cannot start makes its runtime unavailable, never a failed check") {
     test::temp_dir t;
-    runtime_check named(runtime_kind::onnxruntime, stand_in(t, "echo 'ort_check: unavailable: cannot load onnxruntime-node: gone' >&2\nexit 3\n"));
+    runtime_check named(runtime_kind::onnxruntime,
+                        stand_in(t, "echo 'ort_check: unavailable: cannot load onnxruntime-node: gone' >&2\nexit 3\n"));
     auto r = named(t / "pkg", report_for("text-classification"));
     REQUIRE(r);
     CHECK(r->id == "runtime.onnxruntime");
@@ -83,10 +89,14 @@ TEST_CASE("a script that says it cannot start makes its runtime unavailable, nev
     CHECK(automatic->message.find("transformers-js: ") != std::string::npos);
 }
 
-TEST_CASE("a script that crashes before its own verdict (an uncaught Node exception) is unavailable, quoting the Error line") {
+TEST_CASE(
+    "a script that crashes before its own verdict (an uncaught Node exception) is unavailable, quoting the Error "
+    "line") {
     test::temp_dir t;
     runtime_check check(runtime_kind::onnxruntime,
-                        stand_in(t, "printf 'file:///r/tasks.mjs:10\\nthrow x;\\n^\\n\\nError: tasks.json not found\\n    at a (b)\\n\\nNode.js v20\\n' >&2\nexit 1\n"));
+                        stand_in(t,
+                                 "printf 'file:///r/tasks.mjs:10\\nthrow x;\\n^\\n\\nError: tasks.json not found\\n    "
+                                 "at a (b)\\n\\nNode.js v20\\n' >&2\nexit 1\n"));
     auto r = check(t / "pkg", report_for("text-classification"));
     REQUIRE(r);
     CHECK(r->status == check_status::unavailable);
@@ -95,17 +105,20 @@ TEST_CASE("a script that crashes before its own verdict (an uncaught Node except
 
 TEST_CASE("first_error_line: the script's line, a Python traceback's last line, a Node exception's Error line") {
     CHECK(first_error_line({"noise", "optimum_check: error: ValueError: bad"}, "optimum_check") == "ValueError: bad");
-    CHECK(first_error_line({"Traceback (most recent call last):", "  File \"x.py\", line 1", "ModuleNotFoundError: No module named 'optimum'"}, "optimum_check") ==
-          "ModuleNotFoundError: No module named 'optimum'");
-    CHECK(first_error_line({"node:internal/errors:496", "    ErrorCaptureStackTrace(err);", "",
-                            "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'x'", "    at y", "", "Node.js v20.20.2"}, "ort_check") ==
-          "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'x'");
+    CHECK(first_error_line({"Traceback (most recent call last):", "  File \"x.py\", line 1",
+                            "ModuleNotFoundError: No module named 'optimum'"},
+                           "optimum_check") == "ModuleNotFoundError: No module named 'optimum'");
+    CHECK(
+        first_error_line({"node:internal/errors:496", "    ErrorCaptureStackTrace(err);", "",
+                          "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'x'", "    at y", "", "Node.js v20.20.2"},
+                         "ort_check") == "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'x'");
     CHECK(first_error_line({"something odd", ""}, "ort_check") == "something odd");
 }
 
 TEST_CASE("transformers.js runs only for tasks with a pipeline in the task table") {
     test::temp_dir t;
-    runtime_check check(runtime_kind::transformers_js, stand_in(t, "echo \"{\\\"runtime\\\": \\\"transformers.js\\\", \\\"args\\\": \\\"$*\\\"}\"\n"));
+    runtime_check check(runtime_kind::transformers_js,
+                        stand_in(t, "echo \"{\\\"runtime\\\": \\\"transformers.js\\\", \\\"args\\\": \\\"$*\\\"}\"\n"));
     auto skipped = check(t / "pkg", report_for("semantic-segmentation"));
     REQUIRE(skipped);
     CHECK(skipped->status == check_status::skip);

@@ -36,9 +36,10 @@ TEST_CASE("hub ids parse into org, name and revision") {
 }
 
 TEST_CASE("invalid hub ids are rejected before touching the file system") {
-    for (const std::string& bad : std::vector<std::string>{"", "../etc", "acme/..", "/etc/passwd", "acme/", "/acme", "acme//x", "a/b/c", "acme/x@",
-                            "acme/x@../../etc", "acme/x\n", std::string("acme/x\x01"), "acme/" + std::string(600, 'x'),
-                            "acme/na--me", "acme/.hidden", "acme/x@a b"}) {
+    for (const std::string& bad :
+         std::vector<std::string>{"", "../etc", "acme/..", "/etc/passwd", "acme/", "/acme", "acme//x", "a/b/c",
+                                  "acme/x@", "acme/x@../../etc", "acme/x\n", std::string("acme/x\x01"),
+                                  "acme/" + std::string(600, 'x'), "acme/na--me", "acme/.hidden", "acme/x@a b"}) {
         CAPTURE(bad);
         CHECK_THROWS_AS(parse_hub_id(bad), invalid_input);
     }

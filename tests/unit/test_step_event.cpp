@@ -33,8 +33,7 @@ TEST_CASE("a step left by an exception ends as failed and records no time") {
         step_timer timer(times, [&](const step_event& e) { events.push_back(e); });
         timer.begin("export", "running");
         throw std::runtime_error("boom");
-    } catch (const std::runtime_error&) {
-    }
+    } catch (const std::runtime_error&) {}
     REQUIRE(events.size() == 2);
     CHECK((events[1].step == "export" && events[1].detail == "failed" && events[1].finished));
     CHECK(times.empty());

@@ -56,7 +56,9 @@ inline unsigned mode_of(const fs::path& p) {
 
 /// A minimal Hugging Face text model source (no weights).
 inline void make_text_source(const fs::path& dir) {
-    write(dir / "config.json", R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "id2label": {"0": "NEG", "1": "POS"}})");
+    write(
+        dir / "config.json",
+        R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "id2label": {"0": "NEG", "1": "POS"}})");
     write(dir / "tokenizer.json", R"({"version": "1.0", "model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}})");
     write(dir / "tokenizer_config.json", R"({"tokenizer_class": "BertTokenizer", "vocab_file": "vocab.txt"})");
     write(dir / "vocab.txt", "[UNK]\nhello\n");

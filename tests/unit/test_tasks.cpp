@@ -41,7 +41,8 @@ TEST_CASE("text-generation is Optimum's: the same head without its cache, asked 
     nlohmann::json config{{"architectures", {"GPT2LMHeadModel"}}, {"model_type", "gpt2"}};
     CHECK_NOTHROW(check_task_matches_architecture(*plain, config, "config.json"));
     CHECK_NOTHROW(check_task_matches_architecture(*find_task("feature-extraction-with-past"), config, "config.json"));
-    CHECK_THROWS_AS(check_task_matches_architecture(*find_task("text-classification"), config, "config.json"), usage_error);
+    CHECK_THROWS_AS(check_task_matches_architecture(*find_task("text-classification"), config, "config.json"),
+                    usage_error);
 }
 
 TEST_CASE("a bare <X>Model names feature-extraction only for encoder model types, zero-shot classification for CLIP") {
@@ -55,7 +56,8 @@ TEST_CASE("a bare <X>Model names feature-extraction only for encoder model types
     CHECK(architectures_hint(gpt2).find("GPT2Model") != std::string::npos);
     CHECK(task_for_architecture("OwlViTForObjectDetection", "owlvit")->name == "zero-shot-object-detection");
     CHECK(task_for_architecture("YolosForObjectDetection", "yolos")->name == "object-detection");
-    CHECK(task_for_architecture("UniSpeechSatForSequenceClassification", "unispeech-sat")->name == "audio-classification");
+    CHECK(task_for_architecture("UniSpeechSatForSequenceClassification", "unispeech-sat")->name ==
+          "audio-classification");
 }
 
 TEST_CASE("audio model types: ForSequenceClassification is audio-classification, ForCTC speech recognition") {
@@ -89,15 +91,17 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
         // Optimum infers every task from some class except these, which only --task names.
         // (text-generation, text2text-generation, image-to-text and automatic-speech-recognition of an
         // encoder-decoder: Optimum infers the -with-past task instead.)
-        const bool task_only = t.name == "feature-extraction-with-past" || t.name == "keypoint-detection" || t.name == "time-series-forecasting" ||
-                               t.name == "text-generation" || t.name == "text2text-generation" || t.name == "image-to-text" ||
+        const bool task_only = t.name == "feature-extraction-with-past" || t.name == "keypoint-detection" ||
+                               t.name == "time-series-forecasting" || t.name == "text-generation" ||
+                               t.name == "text2text-generation" || t.name == "image-to-text" ||
                                (t.name == "automatic-speech-recognition" && !t.encoder_decoder.empty());
         CHECK(task_only == (t.architecture_suffixes.empty() && t.model_type_suffixes.empty()));
         for (const auto* names : {&t.inputs, &t.optional_inputs, &t.outputs})
             for (auto n : *names)
                 CHECK(std::any_of(t.dynamic_axes.begin(), t.dynamic_axes.end(), [&](const tensor_axes& a) {
                     return a.tensor == n && !a.axes.empty() && a.axes.front().index == 0 &&
-                           a.axes.front().name.size() >= 10 && a.axes.front().name.substr(a.axes.front().name.size() - 10) == "batch_size";
+                           a.axes.front().name.size() >= 10 &&
+                           a.axes.front().name.substr(a.axes.front().name.size() - 10) == "batch_size";
                 }));
         CHECK(t.with_past != t.cache.input_prefix.empty());
     }
@@ -130,13 +134,15 @@ TEST_CASE("encoder-decoders: ForConditionalGeneration names a task only for the 
     REQUIRE(whisper);
     CHECK(whisper->optimum_class == "ORTModelForSpeechSeq2Seq");
     CHECK(whisper->encoder_decoder.exporter_task == "automatic-speech-recognition-with-past");
-    CHECK(find_task("automatic-speech-recognition")->encoder_decoder.empty());  // CTC stays one model.onnx
+    CHECK(find_task("automatic-speech-recognition")->encoder_decoder.empty());        // CTC stays one model.onnx
     CHECK(task_for_architecture("BlipForConditionalGeneration", "blip") == nullptr);  // not guessed
     CHECK(find_task("text2text-generation-with-past") == t5);
 }
 
 TEST_CASE("a task name shared by two rows: the encoder-decoder's for an is_encoder_decoder config") {
-    const nlohmann::json whisper{{"model_type", "whisper"}, {"is_encoder_decoder", true}, {"architectures", {"WhisperForConditionalGeneration"}}};
+    const nlohmann::json whisper{{"model_type", "whisper"},
+                                 {"is_encoder_decoder", true},
+                                 {"architectures", {"WhisperForConditionalGeneration"}}};
     const nlohmann::json wav2vec2{{"model_type", "wav2vec2"}, {"architectures", {"Wav2Vec2ForCTC"}}};
     const task_info* ctc = find_task("automatic-speech-recognition", wav2vec2);
     const task_info* speech = find_task("automatic-speech-recognition", whisper);
@@ -146,7 +152,8 @@ TEST_CASE("a task name shared by two rows: the encoder-decoder's for an is_encod
     CHECK(speech->optimum_class == "ORTModelForSpeechSeq2Seq");
     CHECK(speech->encoder_decoder.files.size() == 2);  // Optimum's task without the cache
     CHECK_FALSE(decodes_with_cache(*speech));
-    CHECK(&resolve_task("automatic-speech-recognition", whisper, "config.json") == speech);  // the head, without its cache
+    CHECK(&resolve_task("automatic-speech-recognition", whisper, "config.json") ==
+          speech);  // the head, without its cache
     CHECK(&resolve_task("", whisper, "config.json") == find_task("automatic-speech-recognition-with-past"));
     const nlohmann::json t5{{"model_type", "t5"}, {"is_encoder_decoder", true}, {"architectures", {"T5Model"}}};
     const task_info* base = find_task("feature-extraction-with-past", t5);
@@ -158,7 +165,8 @@ TEST_CASE("a task name shared by two rows: the encoder-decoder's for an is_encod
 }
 
 TEST_CASE("input_alternatives: Moonshine's input_values stands for the speech encoder's input_features") {
-    const task_info* asr = find_task("automatic-speech-recognition-with-past", nlohmann::json{{"is_encoder_decoder", true}});
+    const task_info* asr =
+        find_task("automatic-speech-recognition-with-past", nlohmann::json{{"is_encoder_decoder", true}});
     REQUIRE(asr);
     auto takes = [](std::initializer_list<std::string_view> names) {
         return [names](std::string_view n) { return std::find(names.begin(), names.end(), n) != names.end(); };

@@ -38,7 +38,8 @@ onnx::ModelProto embedding_classifier(int rows, bool cast = false) {
     add_table(g, "embeddings.word_embeddings.weight", rows, 2);
     std::string ids = "input_ids";
     if (cast) {
-        set_int_attribute(test::add_node(g, "/embeddings/Cast", "Cast", {"input_ids"}, "ids32"), "to", onnx::TensorProto_DataType_INT32);
+        set_int_attribute(test::add_node(g, "/embeddings/Cast", "Cast", {"input_ids"}, "ids32"), "to",
+                          onnx::TensorProto_DataType_INT32);
         ids = "ids32";
     }
     test::add_node(g, "/embeddings/Gather", "Gather", {"embeddings.word_embeddings.weight", ids}, "e");
@@ -56,7 +57,8 @@ fs::path package(const fs::path& dir, int rows, int pieces, bool cast = false) {
     test::prebuilt_source(dir, embedding_classifier(rows, cast));
     json vocab = json::object();
     for (int i = 0; i < pieces; ++i) vocab["piece" + std::to_string(i)] = i;
-    test::write(dir / "tokenizer.json", json{{"version", "1.0"}, {"model", {{"type", "WordPiece"}, {"vocab", vocab}}}}.dump());
+    test::write(dir / "tokenizer.json",
+                json{{"version", "1.0"}, {"model", {{"type", "WordPiece"}, {"vocab", vocab}}}}.dump());
     fs::remove(dir / "vocab.txt");
     return dir;
 }
@@ -87,7 +89,8 @@ TEST_CASE("tokenizer.json: the largest id of a {piece: id} vocabulary, of a Unig
     CHECK(ids[1].token == "</s>");
 
     // Unigram ids are list positions: a piece listed twice still takes an id.
-    test::write(t / "tokenizer.json", R"({"model": {"type": "Unigram", "vocab": [["<pad>", 0.0], ["\u2581a", -1.0], ["\u2581a", -2.0]]}})");
+    test::write(t / "tokenizer.json",
+                R"({"model": {"type": "Unigram", "vocab": [["<pad>", 0.0], ["\u2581a", -1.0], ["\u2581a", -2.0]]}})");
     ids = tokenizer_ids(t.path());
     REQUIRE(ids.size() == 1);
     CHECK(ids[0].id == 2);
@@ -95,7 +98,8 @@ TEST_CASE("tokenizer.json: the largest id of a {piece: id} vocabulary, of a Unig
     CHECK(ids[0].file == (t / "tokenizer.json").string());
 }
 
-TEST_CASE("without tokenizer.json: vocab.txt's lines, vocab.json's ids; added_tokens.json and added_tokens_decoder always") {
+TEST_CASE(
+    "without tokenizer.json: vocab.txt's lines, vocab.json's ids; added_tokens.json and added_tokens_decoder always") {
     test::temp_dir t;
     test::write(t / "vocab.txt", "[PAD]\r\n[UNK]\nhello\rworld");  // Python's text mode: four lines
     std::vector<token_id> ids = tokenizer_ids(t.path());
@@ -107,7 +111,8 @@ TEST_CASE("without tokenizer.json: vocab.txt's lines, vocab.json's ids; added_to
     fs::remove(t / "vocab.txt");
     test::write(t / "vocab.json", R"({"<|endoftext|>": 5, "a": 0})");
     test::write(t / "added_tokens.json", R"({"<|en|>": 6, "<|fr|>": 7})");
-    test::write(t / "tokenizer_config.json", R"({"added_tokens_decoder": {"6": {"content": "<|en|>"}, "12": {"content": "<x>"}}})");
+    test::write(t / "tokenizer_config.json",
+                R"({"added_tokens_decoder": {"6": {"content": "<|en|>"}, "12": {"content": "<x>"}}})");
     ids = tokenizer_ids(t.path());
     REQUIRE(ids.size() == 3);
     CHECK(ids[0].id == 5);
@@ -127,7 +132,8 @@ TEST_CASE("without tokenizer.json: vocab.txt's lines, vocab.json's ids; added_to
 TEST_CASE("a malformed tokenizer file is invalid input naming it") {
     test::temp_dir t;
     test::write(t / "tokenizer.json", R"({"model": {"vocab": {"a": "zero"}}})");
-    CHECK_THROWS_WITH_AS(tokenizer_ids(t.path()), ((t / "tokenizer.json").string() + ": model.vocab entry 'a' is not an integer id").c_str(),
+    CHECK_THROWS_WITH_AS(tokenizer_ids(t.path()),
+                         ((t / "tokenizer.json").string() + ": model.vocab entry 'a' is not an integer id").c_str(),
                          invalid_input);
     test::write(t / "tokenizer.json", R"({"model": {"vocab": {}}, "added_tokens": [{"content": "<s>"}]})");
     CHECK_THROWS_AS(tokenizer_ids(t.path()), invalid_input);
@@ -135,11 +141,13 @@ TEST_CASE("a malformed tokenizer file is invalid input naming it") {
     CHECK_THROWS_WITH_AS(tokenizer_ids(t.path()), doctest::Contains("duplicate key"), invalid_input);
     fs::remove(t / "tokenizer.json");
     test::write(t / "tokenizer_config.json", R"({"added_tokens_decoder": {"x1": {"content": "<s>"}}})");
-    CHECK_THROWS_WITH_AS(tokenizer_ids(t.path()), doctest::Contains("added_tokens_decoder key 'x1' is not an id"), invalid_input);
+    CHECK_THROWS_WITH_AS(tokenizer_ids(t.path()), doctest::Contains("added_tokens_decoder key 'x1' is not an id"),
+                         invalid_input);
 }
 
 TEST_CASE("special ids: ints and lists of ints of each key, forced_decoder_ids; null and negative ids are not ids") {
-    json config = json::parse(R"({"pad_token_id": null, "bos_token_id": -1, "eos_token_id": [2, 50], "decoder_start_token_id": 4,
+    json config =
+        json::parse(R"({"pad_token_id": null, "bos_token_id": -1, "eos_token_id": [2, 50], "decoder_start_token_id": 4,
         "forced_bos_token_id": 5, "forced_eos_token_id": 6, "forced_decoder_ids": [[1, 70], [2, null]], "vocab_size": 99})");
     std::vector<token_id> ids = special_ids(config, "generation_config.json");
     std::vector<std::int64_t> values;
@@ -220,19 +228,22 @@ TEST_CASE("validate: a tokenizer with one piece more than the embedding rows fai
     const check_result& c = ids_check(r);
     CHECK(c.status == check_status::fail);
     CHECK(c.level == severity::warning);
-    CHECK(c.message == (pkg / "tokenizer.json").string() +
-                           ": token 'piece30' has id 30 but the model's embedding (model.onnx, Gather of input_ids) has 30 rows");
+    CHECK(c.message ==
+          (pkg / "tokenizer.json").string() +
+              ": token 'piece30' has id 30 but the model's embedding (model.onnx, Gather of input_ids) has 30 rows");
     CHECK(r.ok(false));
     CHECK_FALSE(r.ok(true));
 }
 
-TEST_CASE("validate: a special id past the rows fails; config.json's vocab_size stands in for a graph without the Gather") {
+TEST_CASE(
+    "validate: a special id past the rows fails; config.json's vocab_size stands in for a graph without the Gather") {
     test::temp_dir t;
     fs::path pkg = package(t / "pkg", 30, 20);
     test::write(pkg / "generation_config.json", R"({"eos_token_id": [1, 30]})");
     validation_report r = validate_package(pkg);
     CHECK(ids_check(r).message ==
-          (pkg / "generation_config.json").string() + ": eos_token_id is 30 but the model's embedding (model.onnx, Gather of input_ids) has 30 rows");
+          (pkg / "generation_config.json").string() +
+              ": eos_token_id is 30 but the model's embedding (model.onnx, Gather of input_ids) has 30 rows");
 
     fs::remove(pkg / "generation_config.json");
     test::prebuilt_source(pkg);  // the mean of the ids: no embedding table
@@ -242,11 +253,13 @@ TEST_CASE("validate: a special id past the rows fails; config.json's vocab_size 
     CHECK(ids_check(r).message.find("not run: no Gather of the ids") != std::string::npos);
     CHECK(r.ok(true));
 
-    test::write(pkg / "config.json", R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "vocab_size": 19,
+    test::write(pkg / "config.json",
+                R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "vocab_size": 19,
         "id2label": {"0": "NEG", "1": "POS"}})");
     r = validate_package(pkg);
-    CHECK(ids_check(r).message == (pkg / "tokenizer.json").string() +
-                                      ": token 'b' has id 19 but the model's embedding (config.json vocab_size, for model.onnx) has 19 rows");
+    CHECK(ids_check(r).message ==
+          (pkg / "tokenizer.json").string() +
+              ": token 'b' has id 19 but the model's embedding (config.json vocab_size, for model.onnx) has 19 rows");
 
     test::write(pkg / "tokenizer.json", R"({"model": {"vocab": {"a": 0, "b": "x"}}})");
     r = validate_package(pkg);

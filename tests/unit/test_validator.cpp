@@ -47,8 +47,9 @@ TEST_CASE("a missing tokenizer and a label count that differs from the logits ar
     fs::remove(pkg / "tokenizer.json");
     fs::remove(pkg / "tokenizer_config.json");
     fs::remove(pkg / "vocab.txt");
-    test::write(pkg / "config.json",
-                R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "id2label": {"0": "A", "1": "B", "2": "C"}})");
+    test::write(
+        pkg / "config.json",
+        R"({"architectures": ["BertForSequenceClassification"], "model_type": "bert", "id2label": {"0": "A", "1": "B", "2": "C"}})");
     validation_report r = validate_package(pkg);
     CHECK(status_of(r, "preprocessing.tokenizer") == check_status::fail);
     CHECK(status_of(r, "labels.width") == check_status::fail);
@@ -60,11 +61,13 @@ TEST_CASE("a model_type transformers does not know is a warning, so --strict ref
     test::temp_dir t;
     fs::path pkg = test::prebuilt_source(t / "pkg");
     CHECK(status_of(validate_package(pkg), "config.model_type_known") == check_status::pass);
-    test::write(pkg / "config.json", R"({"architectures": ["BertForSequenceClassification"], "model_type": "no-such-type",
+    test::write(pkg / "config.json",
+                R"({"architectures": ["BertForSequenceClassification"], "model_type": "no-such-type",
                                          "id2label": {"0": "A", "1": "B"}})");
     validation_report r = validate_package(pkg);
     CHECK(status_of(r, "config.model_type_known") == check_status::fail);
-    CHECK(r.find("config.model_type_known")->message.find("\"no-such-type\" is not a model type transformers knows") != std::string::npos);
+    CHECK(r.find("config.model_type_known")->message.find("\"no-such-type\" is not a model type transformers knows") !=
+          std::string::npos);
     CHECK(r.ok(false));
     CHECK_FALSE(r.ok(true));
 }

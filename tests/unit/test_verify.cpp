@@ -19,7 +19,8 @@ TEST_CASE("an exported package verifies; changed, missing and added files are na
     test::write(t / "pkg" / "merges.txt", "new\n");
     std::map<std::string, std::string> kinds;
     for (const auto& p : verify_package(t / "pkg")) kinds[p.file] = p.kind;
-    CHECK(kinds == std::map<std::string, std::string>{{"vocab.txt", "changed"}, {"tokenizer.json", "missing"}, {"merges.txt", "added"}});
+    CHECK(kinds == std::map<std::string, std::string>{
+                       {"vocab.txt", "changed"}, {"tokenizer.json", "missing"}, {"merges.txt", "added"}});
     fs::remove(t / "pkg" / "export_metadata.json");
     CHECK_THROWS_AS(verify_package(t / "pkg"), invalid_input);
 }

@@ -60,13 +60,11 @@ bool run_detached(std::vector<int> keep, Job&& job) {
         detail::close_all_but(keep);
         try {
             job();
-        } catch (...) {
-        }
+        } catch (...) {}
         ::_exit(0);
     }
     int status = 0;
-    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {}
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 

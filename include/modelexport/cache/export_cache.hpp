@@ -8,18 +8,18 @@
 // miss (a note under --verbose), and the export runs as it would without a cache.
 #pragma once
 
+#include "modelexport/cache/detached.hpp"
 #include "modelexport/cache/key.hpp"
+#include "modelexport/cache/remote.hpp"
 #include "modelexport/cache/settings.hpp"
 #include "modelexport/cache/store.hpp"
-#include "modelexport/cache/detached.hpp"
 #include "modelexport/export/exporter_call.hpp"
 #include "modelexport/export/module_table.hpp"
-#include "modelexport/package/file_roles.hpp"
-#include "modelexport/onnx/hierarchy.hpp"
-#include "modelexport/onnx/checks.hpp"
-#include "modelexport/onnx/stream.hpp"
 #include "modelexport/export/source.hpp"
-#include "modelexport/cache/remote.hpp"
+#include "modelexport/onnx/checks.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/onnx/stream.hpp"
+#include "modelexport/package/file_roles.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -30,10 +30,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
-#include <thread>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 
 namespace modelexport {
 
@@ -52,8 +52,8 @@ struct cache_outcome {
     /// time is not in `seconds`; `modelexport cache wait` waits for it.
     bool background = false;
     json to_json() const {
-        return {{"result", result},   {"key", key},
-                {"seconds", seconds}, {"steps", steps},
+        return {{"result", result},           {"key", key},
+                {"seconds", seconds},         {"steps", steps},
                 {"speculative", speculative}, {"background", background}};
     }
 };
@@ -193,7 +193,8 @@ public:
     /// the package needs too (the export does not read them again). Only the copies are made
     /// here: making them durable and the entry (one thread), and the upload (another, reading
     /// the copies through descriptors opened now), run beside the rest of the export until finish().
-    std::map<std::string, std::string> store(const fs::path& stage, const std::vector<std::string>& files, const json& table) {
+    std::map<std::string, std::string> store(const fs::path& stage, const std::vector<std::string>& files,
+                                             const json& table) {
         std::map<std::string, std::string> hashes;
         if (!active() || out_.result != "miss") return hashes;
         if (s_.background) {
@@ -215,13 +216,10 @@ public:
             m.files.push_back(o.file);
             hashes[o.file.path] = o.file.sha256;
         }
-        background_.emplace_back([this, staged, m] {
-            timed("commit", false, [&] {
-                keep_entry(*staged, m);
-            });
-        });
+        background_.emplace_back([this, staged, m] { timed("commit", false, [&] { keep_entry(*staged, m); }); });
         if (remote_usable() && !s_.remote->read_only)
-            background_.emplace_back([this, readers, m] { timed("upload", true, [&] { upload(m, descriptors(*readers)); }); });
+            background_.emplace_back(
+                [this, readers, m] { timed("upload", true, [&] { upload(m, descriptors(*readers)); }); });
         return hashes;
     }
 
@@ -263,7 +261,8 @@ private:
         } catch (const std::exception& e) {  // cache_error, filesystem_error, io_error, bad JSON: all misses
             std::lock_guard<std::mutex> lock(mutex_);
             notes_.push_back("export cache: " + std::string(e.what()));
-            remote_failed_ = remote_failed_ || remote;  // a server that failed once is not asked again in this export (no second timeout)
+            remote_failed_ = remote_failed_ ||
+                             remote;  // a server that failed once is not asked again in this export (no second timeout)
         }
         double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::lock_guard<std::mutex> lock(mutex_);
@@ -288,7 +287,8 @@ private:
         background_.clear();
     }
 
-    /// Whether the key costs only stats now; a cache directory refused (a link below it) is a miss later, not an error here.
+    /// Whether the key costs only stats now; a cache directory refused (a link below it) is a miss later, not an error
+    /// here.
     bool key_is_remembered() {
         try {
             return cache_key_is_remembered(*inputs_, local_.probes().path);
@@ -363,7 +363,8 @@ private:
             if (out_.result == "hit-remote") local.files = download(m, stage, downloaded);
             local_.materialize(local, stage);
             detail::check_restored_models(m, models, stage);
-            if (out_.result == "hit-remote") keep_download(m, std::move(downloaded), local.files.size() == m.files.size());
+            if (out_.result == "hit-remote")
+                keep_download(m, std::move(downloaded), local.files.size() == m.files.size());
             if (s_.background && local.files.size() < m.files.size()) {
                 defer_store(stage, names_of(m), m.table, false);
                 deferred_->expected = m.files;
@@ -382,13 +383,17 @@ private:
     /// others. Without `background` the same pass writes each into cas/ under a temporary name
     /// (`pending`), kept by keep_download() once the restored entry passed its checks; with it a
     /// background store fills the local cache from the package afterwards, so the hit writes the model once.
-    std::vector<cached_file> download(const cache_manifest& m, const fs::path& stage, std::vector<local_cache::staged_object>& pending) {
+    std::vector<cached_file> download(const cache_manifest& m, const fs::path& stage,
+                                      std::vector<local_cache::staged_object>& pending) {
         remote_cache remote(*s_.remote);
         std::vector<cached_file> local;
         for (const auto& f : m.files) {
-            if (local_.has_object(f)) local.push_back(f);
-            else if (s_.background) remote.fetch_object_to(f, stage / f.path);
-            else pending.push_back(*remote.fetch_object(f, local_, stage / f.path, false));
+            if (local_.has_object(f))
+                local.push_back(f);
+            else if (s_.background)
+                remote.fetch_object_to(f, stage / f.path);
+            else
+                pending.push_back(*remote.fetch_object(f, local_, stage / f.path, false));
         }
         return local;
     }
@@ -403,8 +408,10 @@ private:
         }
         auto staged = std::make_shared<std::vector<local_cache::staged_object>>(std::move(pending));
         auto keep = [this, staged, m] { keep_entry(*staged, m); };
-        if (staged->empty()) keep();
-        else background_.emplace_back([this, keep] { timed("commit", false, keep); });
+        if (staged->empty())
+            keep();
+        else
+            background_.emplace_back([this, keep] { timed("commit", false, keep); });
     }
 
     /// Makes staged objects durable and named, then writes the entry (objects before the entry:
@@ -443,7 +450,9 @@ private:
     void launch_deferred() {
         deferred_store d = std::move(*deferred_);
         deferred_.reset();
-        for (const auto& f : d.files) d.committed.push_back(file_state::of(f.second.get()));  // the export is over: nothing of ours changes them now
+        for (const auto& f : d.files)
+            d.committed.push_back(
+                file_state::of(f.second.get()));  // the export is over: nothing of ours changes them now
         local_cache::store_claim claim;
         timed("store", false, [&] { claim = local_.claim_store(key_); });
         if (claim.busy) return;
@@ -478,9 +487,11 @@ private:
             try {
                 for (std::size_t i = 0; i < staged.size(); ++i) {
                     if (file_state::of(d.files[i].second.get()) != d.committed[i])
-                        throw cache_error(d.files[i].first + " changed after the export (edited in place?): not stored");
+                        throw cache_error(d.files[i].first +
+                                          " changed after the export (edited in place?): not stored");
                     if (!d.expected.empty() && staged[i].file.sha256 != d.expected[i].sha256)
-                        throw cache_error(d.files[i].first + " does not hash to the remote entry's " + d.expected[i].sha256 + ": not stored");
+                        throw cache_error(d.files[i].first + " does not hash to the remote entry's " +
+                                          d.expected[i].sha256 + ": not stored");
                     copies.push_back(staged[i].dir->open(staged[i].tmp));
                 }
             } catch (...) {
@@ -501,7 +512,8 @@ private:
     void upload(const cache_manifest& m, const std::vector<int>& objects) {
         remote_cache remote(*s_.remote);
         for (std::size_t i = 0; i < m.files.size(); ++i)
-            if (!remote.has("cas/" + m.files[i].sha256)) remote.put_fd("cas/" + m.files[i].sha256, objects[i], m.files[i].size);
+            if (!remote.has("cas/" + m.files[i].sha256))
+                remote.put_fd("cas/" + m.files[i].sha256, objects[i], m.files[i].size);
         remote.put_text("ac/" + key_, manifest_text(m));
     }
 
@@ -510,7 +522,7 @@ private:
     note_fn note_;
     std::optional<cache_key_inputs> inputs_;
     std::string key_;
-    std::optional<cache_manifest> entry_;  ///< what the lookup found (local, or the remote's manifest)
+    std::optional<cache_manifest> entry_;     ///< what the lookup found (local, or the remote's manifest)
     std::optional<deferred_store> deferred_;  ///< the background store finish() launches
     cache_outcome out_;
     bool remote_failed_ = false;
@@ -539,7 +551,9 @@ cache_key_inputs cache_key_inputs_for(const Options& opt, const std::string& str
     if (strategy == "htp") {
         in.options.push_back({"opset", std::to_string(opt.opset)});
         if (opt.opset_given) in.options.push_back({"opset_given", "1"});  // no raise: another result for some models
-        in.options.push_back({"reference-check", !opt.reference_check ? std::string("off") : opt.atol > 0 ? json(opt.atol).dump() : "default"});
+        in.options.push_back({"reference-check", !opt.reference_check ? std::string("off")
+                                                 : opt.atol > 0       ? json(opt.atol).dump()
+                                                                      : "default"});
         in.options.push_back({"model", opt.model_factory});
         if (opt.library != "transformers") in.options.push_back({"library", opt.library});
         in.python = opt.python;
@@ -585,11 +599,11 @@ Staged staged_from_cache(const cache_manifest& hit, const cache_key_inputs& in, 
     module_table::from_json(hit.table).fill(out);
     for (const auto& f : hit.files) out.known_hashes[f.path] = f.sha256;
     out.inputs = in.read;
-    out.shown = (out.models.size() > 1 ? "the ONNX files" : out.models.front()) + " from the export cache (key " + key + ")";
+    out.shown =
+        (out.models.size() > 1 ? "the ONNX files" : out.models.front()) + " from the export cache (key " + key + ")";
     return out;
 }
 
 }  // namespace detail
 
 }  // namespace modelexport
-

@@ -9,9 +9,9 @@
 #pragma once
 
 #include "modelexport/detail/file_copy.hpp"
-#include "modelexport/package/file_roles.hpp"
 #include "modelexport/detail/json_file.hpp"
 #include "modelexport/detail/process.hpp"
+#include "modelexport/package/file_roles.hpp"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -57,14 +57,14 @@ private:
 
 /// What the export contributes to the key; export.hpp fills it from its options.
 struct cache_key_inputs {
-    std::string strategy;                            ///< htp or command (prebuilt is not cached)
+    std::string strategy;                                      ///< htp or command (prebuilt is not cached)
     std::vector<std::pair<std::string, std::string>> options;  ///< name -> value of every ONNX-affecting option
-    std::vector<fs::path> exporter_files;            ///< htp_exporter.py, htp_weights.py (hashed, names only)
-    std::string python;                              ///< htp: the interpreter, identified by probing it
-    fs::path source_dir;                             ///< files are keyed relative to it
-    std::vector<fs::path> source_files;              ///< what reaches the exporter (see exporter_inputs)
-    std::string salt;                                ///< $MODELEXPORT_CACHE_SALT: a user's way to invalidate
-    std::vector<fs::path> read;                      ///< not keyed: every file the strategy reads, for the depfile
+    std::vector<fs::path> exporter_files;                      ///< htp_exporter.py, htp_weights.py (hashed, names only)
+    std::string python;                                        ///< htp: the interpreter, identified by probing it
+    fs::path source_dir;                                       ///< files are keyed relative to it
+    std::vector<fs::path> source_files;                        ///< what reaches the exporter (see exporter_inputs)
+    std::string salt;                                          ///< $MODELEXPORT_CACHE_SALT: a user's way to invalidate
+    std::vector<fs::path> read;  ///< not keyed: every file the strategy reads, for the depfile
 };
 
 /// Source files that can change the exporter's output: all but tokenizer, processor and
@@ -73,7 +73,8 @@ inline std::vector<fs::path> exporter_inputs(const std::vector<fs::path>& source
     std::vector<fs::path> out;
     for (const auto& f : source_files) {
         auto role = role_of(f.filename().string());
-        if (role && (*role == file_role::tokenizer || *role == file_role::processor || *role == file_role::generation)) continue;
+        if (role && (*role == file_role::tokenizer || *role == file_role::processor || *role == file_role::generation))
+            continue;
         out.push_back(f);
     }
     return out;
@@ -118,7 +119,8 @@ inline std::string temp_name() {
     static std::atomic<unsigned> counter{0};
     static const std::string ns = pid_namespace();
     auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    return ".tmp-" + ns + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(now);
+    return ".tmp-" + ns + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
+           std::to_string(now);
 }
 
 /// True when `name` is a temp_name() whose process is gone: it was made in this pid namespace
@@ -157,9 +159,10 @@ namespace detail {
 inline fs::path stat_hash_note(const std::string& name, const fs::path& probe_dir, const struct stat& st) {
     if (probe_dir.empty()) return {};
     std::string identity = name;
-    for (long long v : {static_cast<long long>(st.st_dev), static_cast<long long>(st.st_ino), static_cast<long long>(st.st_size),
-                        static_cast<long long>(st.st_mtim.tv_sec), static_cast<long long>(st.st_mtim.tv_nsec),
-                        static_cast<long long>(st.st_ctim.tv_sec), static_cast<long long>(st.st_ctim.tv_nsec)})
+    for (long long v :
+         {static_cast<long long>(st.st_dev), static_cast<long long>(st.st_ino), static_cast<long long>(st.st_size),
+          static_cast<long long>(st.st_mtim.tv_sec), static_cast<long long>(st.st_mtim.tv_nsec),
+          static_cast<long long>(st.st_ctim.tv_sec), static_cast<long long>(st.st_ctim.tv_nsec)})
         identity += "\n" + std::to_string(v);
     sha256 h;
     h.update(identity.data(), identity.size());
@@ -222,7 +225,8 @@ inline std::optional<std::string> recalled_identity(const fs::path& note) {
     try {
         json p = recall(note);
         bool fresh = true;
-        for (const auto& [file, stamp] : p.at("stamps").items()) fresh = fresh && mtime_ns(file) == stamp.get<long long>();
+        for (const auto& [file, stamp] : p.at("stamps").items())
+            fresh = fresh && mtime_ns(file) == stamp.get<long long>();
         if (fresh) return p.at("identity").get<std::string>();
     } catch (const std::exception&) {  // absent or unusable: probe again
     }
@@ -250,7 +254,8 @@ inline std::string interpreter_identity(const std::string& python, const fs::pat
         throw cache_key_error(std::string("probing ") + python + ": " + e.what());
     }
     json stamps = json::object();
-    for (const auto& s : d.value("stamps", json::array())) stamps[s.get<std::string>()] = detail::mtime_ns(s.get<std::string>());
+    for (const auto& s : d.value("stamps", json::array()))
+        stamps[s.get<std::string>()] = detail::mtime_ns(s.get<std::string>());
     d.erase("stamps");
     std::string identity = d.dump();  // sorted keys: canonical
     detail::remember(remembered, json{{"identity", identity}, {"stamps", stamps}});
@@ -288,7 +293,8 @@ inline key_record make_cache_key(const cache_key_inputs& in, const fs::path& pro
 inline bool cache_key_is_remembered(const cache_key_inputs& in, const fs::path& probe_dir) {
     try {
         std::string program;
-        if (!in.python.empty() && !detail::recalled_identity(detail::interpreter_note(in.python, probe_dir, program))) return false;
+        if (!in.python.empty() && !detail::recalled_identity(detail::interpreter_note(in.python, probe_dir, program)))
+            return false;
         for (const auto& f : in.source_files) {
             struct stat st {};
             if (!detail::recalled_hash(detail::file_hash_note(f, probe_dir, st))) return false;

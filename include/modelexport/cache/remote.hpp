@@ -5,7 +5,8 @@
 // file in the local cache's cas/ directory and are renamed into place only after their size
 // and SHA-256 matched, so a corrupt, truncated or hostile server costs a miss, never a wrong
 // package. Timeouts bound a connect, a transfer that stalls or drips, and every transfer's
-// total time (in proportion to its size: large weights may take long). TLS is verified (libcurl's default, never turned off here).
+// total time (in proportion to its size: large weights may take long). TLS is verified (libcurl's default, never turned
+// off here).
 #pragma once
 
 #include "modelexport/cache/settings.hpp"
@@ -49,8 +50,8 @@ public:
     /// no second copy out of the store); it is removed unless the object checked out, and not
     /// fsync'ed (the package's commit does that). With `durable` false the object stays a
     /// temporary file in cas/ whose write-back has started, returned for commit_staged().
-    std::optional<local_cache::staged_object> fetch_object(const cached_file& f, const local_cache& local, const fs::path& also = {},
-                                                           bool durable = true) {
+    std::optional<local_cache::staged_object> fetch_object(const cached_file& f, const local_cache& local,
+                                                           const fs::path& also = {}, bool durable = true) {
         local_cache::staged_object staged{f, local_cache::temp_in(), local.objects_dir()};
         std::vector<fs::path> to{staged.path()};
         if (!also.empty()) to.push_back(also);
@@ -119,7 +120,9 @@ private:
         if (!c->on_data) return sz * n;
         return c->on_data(d, sz * n) ? sz * n : 0;  // 0 aborts the transfer
     }
-    static std::size_t read_cb(char* d, std::size_t sz, std::size_t n, void* u) { return static_cast<callbacks*>(u)->on_read(d, sz * n); }
+    static std::size_t read_cb(char* d, std::size_t sz, std::size_t n, void* u) {
+        return static_cast<callbacks*>(u)->on_read(d, sz * n);
+    }
     /// A signal to modelexport or the --timeout deadline ends a transfer (it may run in a cache thread).
     static int progress_cb(void*, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
         return cancel::pending_signal.load() || cancel::expired() ? 1 : 0;
@@ -139,17 +142,23 @@ private:
         for (const auto& p : to) out.push_back(create_file(p));
         sha256 h;
         std::uintmax_t got = 0;
-        long status = transfer("cas/" + f.sha256, request::get, [&](const char* d, std::size_t n) {
-            if (got + n > f.size) return false;  // longer than the manifest says: stop reading
-            for (std::size_t i = 0; i < out.size(); ++i) detail::write_all(out[i].get(), d, n, to[i]);
-            h.update(d, n);
-            got += n;
-            return true;
-        }, nullptr, 0, f.size);
+        long status = transfer(
+            "cas/" + f.sha256, request::get,
+            [&](const char* d, std::size_t n) {
+                if (got + n > f.size) return false;  // longer than the manifest says: stop reading
+                for (std::size_t i = 0; i < out.size(); ++i) detail::write_all(out[i].get(), d, n, to[i]);
+                h.update(d, n);
+                got += n;
+                return true;
+            },
+            nullptr, 0, f.size);
         expect_ok(status, "cas/" + f.sha256);
-        if (got != f.size) throw cache_error("cas/" + f.sha256 + ": " + std::to_string(got) + " bytes, expected " + std::to_string(f.size));
+        if (got != f.size)
+            throw cache_error("cas/" + f.sha256 + ": " + std::to_string(got) + " bytes, expected " +
+                              std::to_string(f.size));
         if (h.hex() != f.sha256) throw cache_error("cas/" + f.sha256 + ": content does not match its SHA-256");
-        for (const auto& fd : out) ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // start the write-back; commits fsync
+        for (const auto& fd : out)
+            ::sync_file_range(fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // start the write-back; commits fsync
         cleanup.paths.clear();
         return out;
     }
@@ -165,8 +174,8 @@ private:
 
     /// One request; returns the HTTP status. Transport failures (refused, timeout, TLS) throw.
     /// `expected_bytes`: the body's size when known (an object, an upload), for the deadline.
-    long transfer(const std::string& path, request how, sink on_data, source on_read = nullptr, std::uintmax_t upload_size = 0,
-                  std::uintmax_t expected_bytes = 0) {
+    long transfer(const std::string& path, request how, sink on_data, source on_read = nullptr,
+                  std::uintmax_t upload_size = 0, std::uintmax_t expected_bytes = 0) {
         std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
         if (!curl) throw cache_error("libcurl: no handle");
         CURL* c = curl.get();
@@ -194,7 +203,8 @@ private:
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &write_cb);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &cb);
         std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(nullptr, &curl_slist_free_all);
-        if (!s_.token.empty()) headers.reset(curl_slist_append(headers.release(), ("Authorization: Bearer " + s_.token).c_str()));
+        if (!s_.token.empty())
+            headers.reset(curl_slist_append(headers.release(), ("Authorization: Bearer " + s_.token).c_str()));
         if (how == request::head) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
         if (how == request::put) {
             curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
@@ -209,14 +219,15 @@ private:
         // credentials in the URL only its fixed text for the code is shown.
         bool userinfo = redacted_url(url) != url;
         if (rc != CURLE_OK)
-            throw cache_error(redacted_url(url) + ": " + (errbuf[0] && !userinfo ? std::string(errbuf) : std::string(curl_easy_strerror(rc))));
+            throw cache_error(redacted_url(url) + ": " +
+                              (errbuf[0] && !userinfo ? std::string(errbuf) : std::string(curl_easy_strerror(rc))));
         long status = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         return status;
     }
 
-    static constexpr long min_speed = 1024;                       ///< bytes/s, below which for timeout_s a transfer is cut
-    static constexpr std::uintmax_t deadline_speed = 1u << 20;    ///< bytes/s a transfer's deadline allows for its size
+    static constexpr long min_speed = 1024;  ///< bytes/s, below which for timeout_s a transfer is cut
+    static constexpr std::uintmax_t deadline_speed = 1u << 20;  ///< bytes/s a transfer's deadline allows for its size
 
     remote_settings s_;
 };

@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 
 /// "10G", "500M", "64K", plain bytes; nullopt when it is none of these.
 inline std::optional<std::uintmax_t> parse_size(const std::string& s) {
-    if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0]))) return std::nullopt;  // strtoull would take "-5" and " 5"
+    if (s.empty() || !std::isdigit(static_cast<unsigned char>(s[0])))
+        return std::nullopt;  // strtoull would take "-5" and " 5"
     errno = 0;
     char* end = nullptr;
     unsigned long long n = std::strtoull(s.c_str(), &end, 10);
@@ -26,8 +27,14 @@ inline std::optional<std::uintmax_t> parse_size(const std::string& s) {
     std::string unit(end);
     if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
     if (!unit.empty() && (unit.back() == 'i')) unit.pop_back();
-    int shift = unit.empty() ? 0 : unit == "K" || unit == "k" ? 10 : unit == "M" || unit == "m" ? 20 : unit == "G" || unit == "g" ? 30 : unit == "T" || unit == "t" ? 40 : -1;
-    if (shift < 0 || errno == ERANGE || (shift > 0 && (static_cast<std::uintmax_t>(n) >> (64 - shift)) != 0)) return std::nullopt;
+    int shift = unit.empty()                 ? 0
+                : unit == "K" || unit == "k" ? 10
+                : unit == "M" || unit == "m" ? 20
+                : unit == "G" || unit == "g" ? 30
+                : unit == "T" || unit == "t" ? 40
+                                             : -1;
+    if (shift < 0 || errno == ERANGE || (shift > 0 && (static_cast<std::uintmax_t>(n) >> (64 - shift)) != 0))
+        return std::nullopt;
     return static_cast<std::uintmax_t>(n) << shift;
 }
 
@@ -44,10 +51,10 @@ inline fs::path default_cache_dir() {
 inline constexpr std::uintmax_t default_cache_max_size = 10ull << 30;
 
 struct remote_settings {
-    std::string url;        ///< http[s]://[user:password@]host[:port]/prefix
-    std::string token;      ///< bearer token
-    bool read_only = false; ///< look up, never upload
-    long timeout_s = 30;    ///< connect timeout, how long a transfer may crawl, the base of its deadline
+    std::string url;         ///< http[s]://[user:password@]host[:port]/prefix
+    std::string token;       ///< bearer token
+    bool read_only = false;  ///< look up, never upload
+    long timeout_s = 30;     ///< connect timeout, how long a transfer may crawl, the base of its deadline
 
     /// $MODELEXPORT_REMOTE_CACHE (+ _TOKEN, _READONLY=1, _TIMEOUT seconds); nullopt when unset.
     static std::optional<remote_settings> from_env() {
@@ -58,7 +65,8 @@ struct remote_settings {
         while (!s.url.empty() && s.url.back() == '/') s.url.pop_back();
         if (const char* t = std::getenv("MODELEXPORT_REMOTE_CACHE_TOKEN")) s.token = t;
         if (const char* r = std::getenv("MODELEXPORT_REMOTE_CACHE_READONLY")) s.read_only = std::string(r) == "1";
-        if (const char* t = std::getenv("MODELEXPORT_REMOTE_CACHE_TIMEOUT"); t && std::atol(t) > 0) s.timeout_s = std::atol(t);
+        if (const char* t = std::getenv("MODELEXPORT_REMOTE_CACHE_TIMEOUT"); t && std::atol(t) > 0)
+            s.timeout_s = std::atol(t);
         return s;
     }
 };

@@ -67,13 +67,15 @@ inline std::string manifest_text(const cache_manifest& m) {
 namespace detail {
 
 inline bool is_sha256_hex(const std::string& s) {
-    return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    return s.size() == 64 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 /// A cached file name is one plain component: a hostile manifest cannot write outside the stage.
 inline bool is_plain_name(const std::string& s) {
-    return !s.empty() && s.size() < 256 && s[0] != '.' &&
-           std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; });
+    return !s.empty() && s.size() < 256 && s[0] != '.' && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+    });
 }
 
 }  // namespace detail
@@ -85,8 +87,10 @@ inline cache_manifest parse_manifest(const std::string& text) {
         if (doc.at("format").get<int>() != 1) throw cache_error("unknown manifest format");
         cache_manifest m;
         for (const auto& f : doc.at("files")) {
-            cached_file c{f.at("path").get<std::string>(), f.at("size").get<std::uintmax_t>(), f.at("sha256").get<std::string>()};
-            if (!detail::is_plain_name(c.path) || !detail::is_sha256_hex(c.sha256)) throw cache_error("bad manifest entry");
+            cached_file c{f.at("path").get<std::string>(), f.at("size").get<std::uintmax_t>(),
+                          f.at("sha256").get<std::string>()};
+            if (!detail::is_plain_name(c.path) || !detail::is_sha256_hex(c.sha256))
+                throw cache_error("bad manifest entry");
             m.files.push_back(std::move(c));
         }
         if (m.files.empty()) throw cache_error("manifest lists no files");
@@ -98,7 +102,6 @@ inline cache_manifest parse_manifest(const std::string& text) {
         throw cache_error(std::string("unusable manifest: ") + e.what());
     }
 }
-
 
 /// A file's identity and last change (device, inode, size, mtime, ctime), as fstat gives it:
 /// equal states mean nothing wrote to the file in between (a write moves mtime and ctime).
@@ -115,7 +118,8 @@ struct file_state {
                 st.st_ctim.tv_sec * 1000000000LL + st.st_ctim.tv_nsec};
     }
     bool operator==(const file_state& o) const {
-        return size >= 0 && dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns && ctime_ns == o.ctime_ns;
+        return size >= 0 && dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns &&
+               ctime_ns == o.ctime_ns;
     }
     bool operator!=(const file_state& o) const { return !(*this == o); }
 };
@@ -143,7 +147,9 @@ struct held_dir {
     fs::path at(const std::string& name) const { return path / name; }
 
     /// The entry `name` as lstat sees it; false when it does not exist.
-    bool stat(const std::string& name, struct stat& st) const { return ::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0; }
+    bool stat(const std::string& name, struct stat& st) const {
+        return ::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    }
 
     /// Opens the regular file `name` (never through a link, never blocking on a FIFO; one link:
     /// nothing outside shares its inode). Empty when it does not exist; a cache_error naming it otherwise.
@@ -153,8 +159,10 @@ struct held_dir {
         struct stat st {};
         if (!f && errno == ELOOP) throw cache_error((shown / name).string() + " is a symbolic link");
         if (!f) throw cache_error((shown / name).string() + ": " + std::strerror(errno));
-        if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode)) throw cache_error((shown / name).string() + " is " + file_kind(st.st_mode) + ", not a regular file");
-        if (st.st_nlink != 1) throw cache_error((shown / name).string() + " has " + std::to_string(st.st_nlink) + " links");
+        if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode))
+            throw cache_error((shown / name).string() + " is " + file_kind(st.st_mode) + ", not a regular file");
+        if (st.st_nlink != 1)
+            throw cache_error((shown / name).string() + " has " + std::to_string(st.st_nlink) + " links");
         ::fcntl(f.get(), F_SETFL, ::fcntl(f.get(), F_GETFL) & ~O_NONBLOCK);
         return f;
     }
@@ -196,7 +204,8 @@ public:
             if (errno == ENOENT && !create) return held_dir();
             struct stat st {};
             if (root.stat(sub, st) && !S_ISDIR(st.st_mode))
-                throw cache_error((root_ / sub).string() + " is " + file_kind(st.st_mode) + ", not a directory: the cache is not used (modelexport cache clear removes it)");
+                throw cache_error((root_ / sub).string() + " is " + file_kind(st.st_mode) +
+                                  ", not a directory: the cache is not used (modelexport cache clear removes it)");
             throw cache_error((root_ / sub).string() + ": " + std::strerror(errno));
         }
         fs::path path = fd_path(fd.get());
@@ -223,7 +232,8 @@ public:
     bool has_object(const cached_file& f) const {
         held_dir cas = dir("cas", false);
         struct stat st {};
-        return cas && cas.stat(f.sha256, st) && S_ISREG(st.st_mode) && st.st_nlink == 1 && static_cast<std::uintmax_t>(st.st_size) == f.size;
+        return cas && cas.stat(f.sha256, st) && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+               static_cast<std::uintmax_t>(st.st_size) == f.size;
     }
 
     /// Copies the manifest's objects into `stage`, verifying each one's size and SHA-256 in the
@@ -259,7 +269,8 @@ public:
     /// remembered in probes/ under its path, device, inode, size, mtime and ctime as a source
     /// file's hash is (cache/key.hpp): a hit then copies without reading the object to hash it,
     /// and any write to the object (a corruption) changes its ctime and brings the check back.
-    std::optional<std::string> verified_hash(const held_dir& probe, const std::string& sha, const struct stat& st) const {
+    std::optional<std::string> verified_hash(const held_dir& probe, const std::string& sha,
+                                             const struct stat& st) const {
         return detail::recalled_hash(detail::stat_hash_note(object(sha).string(), probe.path, st));
     }
 
@@ -276,7 +287,8 @@ public:
 
     /// Stores `files` of `stage` as objects, then the entry (the entry is the commit: a reader
     /// that finds it finds its objects, unless eviction raced it, which readers detect).
-    cache_manifest store(const std::string& key, const fs::path& stage, const std::vector<std::string>& files, const json& table) const {
+    cache_manifest store(const std::string& key, const fs::path& stage, const std::vector<std::string>& files,
+                         const json& table) const {
         cache_manifest m;
         m.table = table;
         std::vector<staged_object> staged = stage_objects(stage, files);
@@ -349,7 +361,8 @@ public:
         const held_dir& cas = *o.dir;
         const std::string& sha = o.file.sha256;
         struct stat st {};
-        if (cas.stat(sha, st) && S_ISREG(st.st_mode) && st.st_nlink == 1) {  // same name, same bytes (readers verify anyway)
+        if (cas.stat(sha, st) && S_ISREG(st.st_mode) &&
+            st.st_nlink == 1) {  // same name, same bytes (readers verify anyway)
             ::unlinkat(cas.fd.get(), o.tmp.c_str(), 0);
             if (unique_fd obj = cas.open(sha)) touch_object(obj.get(), st);
             return;
@@ -358,7 +371,8 @@ public:
         if (::renameat(cas.fd.get(), o.tmp.c_str(), cas.fd.get(), sha.c_str()) != 0)
             throw cache_error(object(sha).string() + ": cannot rename into place: " + std::strerror(errno));
         cas.fsync();
-        if (unique_fd obj = cas.open(sha)) remember_verified(probes(), obj.get(), sha);  // its bytes were hashed as they were written
+        if (unique_fd obj = cas.open(sha))
+            remember_verified(probes(), obj.get(), sha);  // its bytes were hashed as they were written
     }
 
     /// Writes an entry atomically.
@@ -403,8 +417,10 @@ public:
                 std::this_thread::sleep_for(std::chrono::milliseconds(10));
                 continue;
             }
-            struct stat held {}, named {};
-            if (::fstat(fd.get(), &held) == 0 && markers.stat(key, named) && held.st_ino == named.st_ino && held.st_dev == named.st_dev)
+            struct stat held {
+            }, named{};
+            if (::fstat(fd.get(), &held) == 0 && markers.stat(key, named) && held.st_ino == named.st_ino &&
+                held.st_dev == named.st_dev)
                 return {std::move(fd), false};
         }
         return {unique_fd(), true};
@@ -467,8 +483,9 @@ public:
             char stamp[32] = {};
             std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
             std::string text = std::string(stamp) + " " + line + "\n";
-            (void)!::write(fd.get(), text.data(), text.size());  // one write: lines of concurrent stores do not interleave
-        } catch (const cache_error&) {  // a log that is a link or a FIFO is not written
+            (void)!::write(fd.get(), text.data(),
+                           text.size());  // one write: lines of concurrent stores do not interleave
+        } catch (const cache_error&) {    // a log that is a link or a FIFO is not written
         }
     }
 
@@ -482,12 +499,14 @@ public:
         struct stat st {};
         if (!root) return;
         if (root.stat("store.log", st))
-            if (std::string problem = foreign_problem(st); !problem.empty()) throw cache_error((root_ / "store.log").string() + " " + problem);
+            if (std::string problem = foreign_problem(st); !problem.empty())
+                throw cache_error((root_ / "store.log").string() + " " + problem);
         for (const char* sub : {"ac", "cas", "probes", "pending"}) {
             held_dir d = dir(sub, false);
             if (!d) continue;
             for_each_name(d, [&](const std::string& name, const struct stat& entry) {
-                if (std::string problem = foreign_problem(entry); !problem.empty()) throw cache_error((d.shown / name).string() + " " + problem);
+                if (std::string problem = foreign_problem(entry); !problem.empty())
+                    throw cache_error((d.shown / name).string() + " " + problem);
             });
         }
     }
@@ -514,7 +533,8 @@ public:
         const auto now = std::chrono::system_clock::now();
         std::vector<cache_file> kept;
         for (auto& f : all) {
-            if (f.foreign || (f.is_temp && (detail::temp_owner_gone(f.name) || now - f.mtime > std::chrono::hours(1)))) {
+            if (f.foreign ||
+                (f.is_temp && (detail::temp_owner_gone(f.name) || now - f.mtime > std::chrono::hours(1)))) {
                 if (::unlinkat(f.dir->fd.get(), f.name.c_str(), 0) == 0 && !f.foreign) freed += f.size;
                 continue;
             }
@@ -525,13 +545,18 @@ public:
         if (held_dir probe = dir("probes", false))  // hashes of files in states long gone (recomputed if not)
             for_each_name(probe, [&](const std::string& name, const struct stat& st) {
                 bool old = std::chrono::system_clock::from_time_t(st.st_mtime) < now - std::chrono::hours(24 * 7);
-                bool stale_temp = name.rfind(".tmp-", 0) == 0 && (detail::temp_owner_gone(name) || std::chrono::system_clock::from_time_t(st.st_mtime) < now - std::chrono::hours(1));
-                if (!S_ISREG(st.st_mode) || stale_temp || (old && name.rfind("file-", 0) == 0)) ::unlinkat(probe.fd.get(), name.c_str(), 0);
+                bool stale_temp = name.rfind(".tmp-", 0) == 0 &&
+                                  (detail::temp_owner_gone(name) ||
+                                   std::chrono::system_clock::from_time_t(st.st_mtime) < now - std::chrono::hours(1));
+                if (!S_ISREG(st.st_mode) || stale_temp || (old && name.rfind("file-", 0) == 0))
+                    ::unlinkat(probe.fd.get(), name.c_str(), 0);
             });
-        for_each_marker([&](int fd, const std::string& name, const struct stat&) {  // markers of stores that died
-            if (!locked(fd))
-                if (held_dir markers = dir("pending", false)) remove_if_same(markers, name, fd);
-        }, true);
+        for_each_marker(
+            [&](int fd, const std::string& name, const struct stat&) {  // markers of stores that died
+                if (!locked(fd))
+                    if (held_dir markers = dir("pending", false)) remove_if_same(markers, name, fd);
+            },
+            true);
         std::sort(kept.begin(), kept.end(), [](const cache_file& a, const cache_file& b) { return a.mtime < b.mtime; });
         for (const auto& f : kept) {
             if (total <= max_bytes) break;
@@ -551,7 +576,8 @@ public:
         std::error_code ec;
         for (const char* sub : {"ac", "cas", "probes"}) fs::remove_all(root.at(sub), ec);
         struct stat st {};
-        if (root.stat("pending", st) && !S_ISDIR(st.st_mode)) ::unlinkat(root.fd.get(), "pending", 0);  // the markers of running stores stay
+        if (root.stat("pending", st) && !S_ISDIR(st.st_mode))
+            ::unlinkat(root.fd.get(), "pending", 0);  // the markers of running stores stay
     }
 
     /// Re-hashes every object and checks every entry; removes what is bad. A cache holding what is
@@ -566,8 +592,7 @@ public:
             try {
                 unique_fd obj = f.dir->open(f.name);
                 ok = obj && hash_file(fd_path(obj.get())) == f.name;
-            } catch (const std::exception&) {
-            }
+            } catch (const std::exception&) {}
             if (!ok) {
                 ++r.bad_objects;
                 ::unlinkat(f.dir->fd.get(), f.name.c_str(), 0);
@@ -581,8 +606,7 @@ public:
                 unique_fd text = f.dir->open(f.name);
                 cache_manifest m = parse_manifest(read_text_file(fd_path(text.get()), max_manifest_bytes));
                 ok = std::all_of(m.files.begin(), m.files.end(), [&](const cached_file& c) { return has_object(c); });
-            } catch (const std::exception&) {
-            }
+            } catch (const std::exception&) {}
             if (!ok) {
                 ++r.broken_entries;
                 ::unlinkat(f.dir->fd.get(), f.name.c_str(), 0);
@@ -650,8 +674,9 @@ private:
             auto d = std::make_shared<const held_dir>(dir(sub, false));
             if (!*d) continue;
             for_each_name(*d, [&](const std::string& name, const struct stat& st) {
-                out.push_back({d, name, static_cast<std::uintmax_t>(st.st_size), std::chrono::system_clock::from_time_t(st.st_mtime),
-                               sub[0] == 'a', name.rfind(".tmp-", 0) == 0, !foreign_problem(st).empty()});
+                out.push_back({d, name, static_cast<std::uintmax_t>(st.st_size),
+                               std::chrono::system_clock::from_time_t(st.st_mtime), sub[0] == 'a',
+                               name.rfind(".tmp-", 0) == 0, !foreign_problem(st).empty()});
             });
         }
         return out;
@@ -682,8 +707,10 @@ private:
 
     /// Unlinks `name` in `d` if it is still the file open at `fd` (a new store may have claimed the name since).
     static void remove_if_same(const held_dir& d, const std::string& name, int fd) {
-        struct stat held {}, named {};
-        if (::fstat(fd, &held) == 0 && d.stat(name, named) && held.st_ino == named.st_ino && held.st_dev == named.st_dev)
+        struct stat held {
+        }, named{};
+        if (::fstat(fd, &held) == 0 && d.stat(name, named) && held.st_ino == named.st_ino &&
+            held.st_dev == named.st_dev)
             ::unlinkat(d.fd.get(), name.c_str(), 0);
     }
 
@@ -705,7 +732,9 @@ private:
     /// once an hour: a touch changes the stat its verified hash is remembered under, and an
     /// hour is fine grain enough for eviction. The inode opened is touched, never a link's target.
     static void touch_object(int fd, const struct stat& st) {
-        if (std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtime) > std::chrono::hours(1)) ::futimens(fd, nullptr);
+        if (std::chrono::system_clock::now() - std::chrono::system_clock::from_time_t(st.st_mtime) >
+            std::chrono::hours(1))
+            ::futimens(fd, nullptr);
     }
 
     fs::path root_;

@@ -22,8 +22,9 @@ namespace modelexport {
 class interrupted : public error {
 public:
     explicit interrupted(int signo)
-        : error(static_cast<exit_code>(128 + signo), "", "interrupted by signal " + std::to_string(signo) +
-                                                             "; the exporter was stopped and nothing was committed") {}
+        : error(static_cast<exit_code>(128 + signo), "",
+                "interrupted by signal " + std::to_string(signo) +
+                    "; the exporter was stopped and nothing was committed") {}
 };
 
 namespace cancel {
@@ -35,7 +36,8 @@ inline std::atomic<std::int64_t> deadline_ns{0};
 inline std::atomic<std::int64_t> limit_seconds{0};
 
 inline std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
 }
 
 inline bool expired() {
@@ -72,7 +74,9 @@ inline thread_local const std::atomic<bool>* abandon_flag = nullptr;
 
 class abandoned : public std::exception {
 public:
-    const char* what() const noexcept override { return "the speculative exporter was stopped: the export cache has the result"; }
+    const char* what() const noexcept override {
+        return "the speculative exporter was stopped: the export cache has the result";
+    }
 };
 
 inline bool abandon_requested() { return abandon_flag && abandon_flag->load(); }
@@ -84,7 +88,9 @@ inline bool abandon_requested() { return abandon_flag && abandon_flag->load(); }
 inline void check_cancel(const std::string& where = {}) {
     if (int s = cancel::pending_signal.load()) throw interrupted(s);
     if (cancel::expired())
-        throw export_failed(where, "timed out after " + std::to_string(cancel::limit_seconds.load()) + " s (--timeout bounds the whole export)",
+        throw export_failed(where,
+                            "timed out after " + std::to_string(cancel::limit_seconds.load()) +
+                                " s (--timeout bounds the whole export)",
                             "raise --timeout if the model is large");
 }
 

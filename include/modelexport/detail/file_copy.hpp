@@ -8,9 +8,9 @@
 #pragma once
 
 #include "modelexport/detail/cancel.hpp"
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_io.hpp"
 #include "modelexport/detail/sha256.hpp"
+#include "modelexport/error.hpp"
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -39,10 +39,12 @@ inline bool kernel_copy(int in, int out, std::uintmax_t size, const fs::path& ds
     std::uintmax_t done = 0;
     while (done < size) {
         check_cancel(dst.string());  // chunks of 64 MiB: a signal or the deadline is noticed within one
-        ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<std::size_t>(std::min<std::uintmax_t>(size - done, 64u << 20)), 0);
+        ssize_t n = ::copy_file_range(in, nullptr, out, nullptr,
+                                      static_cast<std::size_t>(std::min<std::uintmax_t>(size - done, 64u << 20)), 0);
         if (n < 0) {
             if (errno == EINTR) continue;
-            if (done == 0 && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP)) return false;
+            if (done == 0 && (errno == ENOSYS || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP))
+                return false;
             throw io_error(dst.string(), std::string("copy failed: ") + std::strerror(errno));
         }
         if (n == 0) throw io_error(dst.string(), "the source became shorter while it was copied");
@@ -57,8 +59,10 @@ namespace detail {
 /// `durable`: fsync now; otherwise only start the write-back (sync_file_range), for a
 /// caller that fsyncs the file later, before it renames it into place (cache/export_cache.hpp).
 inline void finish_copy(int fd, const fs::path& dst, bool durable) {
-    if (durable) fsync_or_throw(fd, dst);
-    else ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (durable)
+        fsync_or_throw(fd, dst);
+    else
+        ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 }  // namespace detail
 
@@ -134,14 +138,16 @@ inline written_file copy_file_hashed(const fs::path& src, const fs::path& dst, c
 /// Copies `src` to `dst` as copy_file_hashed does, without reading it to hash: for a file whose
 /// SHA-256 the caller verified before and remembers under its stat (a local cache object,
 /// cache/export_cache.hpp). Returns `sha256` as the copy's. A hit then costs one copy, like `cp`.
-inline written_file copy_file_known(const fs::path& src, const fs::path& dst, const std::string& sha256, bool durable = true) {
+inline written_file copy_file_known(const fs::path& src, const fs::path& dst, const std::string& sha256,
+                                    bool durable = true) {
     unique_fd in = open_or_throw(src, O_RDONLY);
     struct stat st {};
     if (::fstat(in.get(), &st) != 0 || !S_ISREG(st.st_mode)) throw invalid_input(src.string(), "is not a regular file");
     unique_fd out = create_file(dst);
     const auto size = static_cast<std::uintmax_t>(st.st_size);
     if (::ioctl(out.get(), FICLONE, in.get()) != 0 && !detail::kernel_copy(in.get(), out.get(), size, dst))
-        detail::read_blocks(in.get(), src, [&](const char* data, std::size_t n) { detail::write_all(out.get(), data, n, dst); });
+        detail::read_blocks(in.get(), src,
+                            [&](const char* data, std::size_t n) { detail::write_all(out.get(), data, n, dst); });
     detail::finish_copy(out.get(), dst, durable);
     return {size, sha256};
 }

@@ -6,8 +6,8 @@
 #pragma once
 
 #include "modelexport/detail/cancel.hpp"
-#include "modelexport/error.hpp"
 #include "modelexport/detail/sha256.hpp"
+#include "modelexport/error.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -39,7 +39,11 @@ public:
     ~unique_fd() { reset(); }
     int get() const { return fd_; }
     explicit operator bool() const { return fd_ >= 0; }
-    int release() { int f = fd_; fd_ = -1; return f; }
+    int release() {
+        int f = fd_;
+        fd_ = -1;
+        return f;
+    }
     void reset(int fd = -1) {
         if (fd_ >= 0) ::close(fd_);
         fd_ = fd;
@@ -110,7 +114,8 @@ inline unique_fd open_or_throw(const fs::path& p, int flags, mode_t mode = 0644)
 /// renaming over it: a user's `--report /dev/null` run as root would otherwise delete /dev/null.
 inline void refuse_replacing_special_file(const fs::path& p) {
     struct stat there {};
-    if (::lstat(p.c_str(), &there) == 0 && !S_ISREG(there.st_mode) && !S_ISLNK(there.st_mode) && !S_ISDIR(there.st_mode))
+    if (::lstat(p.c_str(), &there) == 0 && !S_ISREG(there.st_mode) && !S_ISLNK(there.st_mode) &&
+        !S_ISDIR(there.st_mode))
         throw io_error(p.string(), "is " + file_kind(there.st_mode) + ", not a regular file; refusing to replace it");
 }
 
@@ -123,7 +128,8 @@ inline unique_fd create_file(const fs::path& p) {
     if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
         struct stat st {};
         int e = errno;
-        if (::lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) throw io_error(p.string(), "is a directory, not a regular file");
+        if (::lstat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+            throw io_error(p.string(), "is a directory, not a regular file");
         throw io_error(p.string(), std::string("cannot replace: ") + std::strerror(e));
     }
     unique_fd fd = open_or_throw(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);

@@ -17,8 +17,8 @@
 // deeper than the limit.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_copy.hpp"
+#include "modelexport/error.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -179,14 +179,16 @@ inline json parse_json_text(const std::string& raw, const std::string& name, con
 /// Reads a whole (small) file into memory, through open_or_throw (a FIFO or
 /// device is refused, never waited on) and within `max_bytes` however the file
 /// grows while it is read.
-inline std::string read_text_file(const fs::path& path, std::uintmax_t max_bytes = json_limits{}.max_bytes, int extra_flags = 0) {
+inline std::string read_text_file(const fs::path& path, std::uintmax_t max_bytes = json_limits{}.max_bytes,
+                                  int extra_flags = 0) {
     unique_fd fd = open_or_throw(path, O_RDONLY | extra_flags);
     struct stat st {};
     if (::fstat(fd.get(), &st) == 0 && static_cast<std::uintmax_t>(st.st_size) > max_bytes)
         throw invalid_input(path.string(), "larger than " + std::to_string(max_bytes) + " bytes");
     std::string out;
     detail::read_blocks(fd.get(), path, [&](const char* data, std::size_t n) {
-        if (out.size() + n > max_bytes) throw invalid_input(path.string(), "larger than " + std::to_string(max_bytes) + " bytes");
+        if (out.size() + n > max_bytes)
+            throw invalid_input(path.string(), "larger than " + std::to_string(max_bytes) + " bytes");
         out.append(data, n);
     });
     return out;

@@ -48,7 +48,7 @@ struct run_result {
     int exit_status = -1;  ///< exit code when the child exited normally
     int signal = 0;        ///< the signal that ended it, if any
     bool timed_out = false;
-    std::string out;                  ///< all of stdout
+    std::string out;                   ///< all of stdout
     std::deque<std::string> last_err;  ///< the last `keep_lines` stderr lines
 
     bool ok() const { return !timed_out && signal == 0 && exit_status == 0; }
@@ -60,7 +60,8 @@ struct run_result {
     }
     std::string stderr_tail() const {
         std::string s;
-        for (const auto& l : last_err) s += (s.empty() ? "" : " | ") + printable(l);  // a child's bytes, quoted in one line
+        for (const auto& l : last_err)
+            s += (s.empty() ? "" : " | ") + printable(l);  // a child's bytes, quoted in one line
         return s;
     }
 };
@@ -98,9 +99,12 @@ public:
     template <class Emit>
     void feed(const char* p, std::size_t n, Emit&& emit) {
         for (std::size_t i = 0; i < n; ++i) {
-            if (p[i] == '\n') flush(emit);
-            else if (line_.size() < max_) line_ += p[i];
-            else ++dropped_;
+            if (p[i] == '\n')
+                flush(emit);
+            else if (line_.size() < max_)
+                line_ += p[i];
+            else
+                ++dropped_;
         }
     }
     template <class Emit>
@@ -136,8 +140,7 @@ public:
             ::syscall(SYS_close_range, static_cast<unsigned>(done + 1), ~0u, 0u);
             char byte = 0;
             ssize_t n;
-            while ((n = ::read(done, &byte, 1)) < 0 && errno == EINTR) {
-            }
+            while ((n = ::read(done, &byte, 1)) < 0 && errno == EINTR) {}
             if (n == 0) ::kill(-group, SIGKILL);
             ::_exit(0);
         }
@@ -155,11 +158,9 @@ public:
     ~group_watch() {
         if (done_ < 0) return;
         const char byte = 1;
-        while (::write(done_, &byte, 1) < 0 && errno == EINTR) {
-        }
+        while (::write(done_, &byte, 1) < 0 && errno == EINTR) {}
         ::close(done_);
-        while (::waitpid(watcher_, nullptr, 0) < 0 && errno == EINTR) {
-        }
+        while (::waitpid(watcher_, nullptr, 0) < 0 && errno == EINTR) {}
     }
 
 private:
@@ -171,7 +172,8 @@ private:
 
 /// Runs `program args...` to completion (or timeout). Throws export_failed
 /// only when the program cannot be started; a failing child is reported in the result.
-inline run_result run_process(const std::string& program, const std::vector<std::string>& args, const run_options& opts = {}) {
+inline run_result run_process(const std::string& program, const std::vector<std::string>& args,
+                              const run_options& opts = {}) {
     namespace bp = boost::process;
     std::string exe = find_program(program);
     if (exe.empty()) throw export_failed(program, "program not found on PATH");
@@ -223,7 +225,8 @@ inline run_result run_process(const std::string& program, const std::vector<std:
         if (!ended && !child.running(ec)) {
             ended = now;
             group.terminate(ec);  // nothing the child started outlives it (and keeps our pipes open)
-        } else if (!ended && !result.timed_out && ((opts.timeout.count() > 0 && now - start > opts.timeout) || cancel::expired())) {
+        } else if (!ended && !result.timed_out &&
+                   ((opts.timeout.count() > 0 && now - start > opts.timeout) || cancel::expired())) {
             // its own limit, or the deadline of the whole operation (export --timeout)
             result.timed_out = true;
             group.terminate(ec);  // SIGKILL to the child and everything it started
@@ -235,9 +238,12 @@ inline run_result run_process(const std::string& program, const std::vector<std:
         for (int i = 0; i < 2; ++i) {
             if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             ssize_t r = ::read(fds[i].fd, buf.data(), buf.size());
-            if (r > 0 && i == 0) out_lines.feed(buf.data(), static_cast<std::size_t>(r), on_out);
-            else if (r > 0) err_lines.feed(buf.data(), static_cast<std::size_t>(r), on_err);
-            else if (r == 0 || (errno != EINTR && errno != EAGAIN)) fds[i].fd = -1;  // end of file
+            if (r > 0 && i == 0)
+                out_lines.feed(buf.data(), static_cast<std::size_t>(r), on_out);
+            else if (r > 0)
+                err_lines.feed(buf.data(), static_cast<std::size_t>(r), on_err);
+            else if (r == 0 || (errno != EINTR && errno != EAGAIN))
+                fds[i].fd = -1;  // end of file
         }
     }
     if (out_lines.pending()) out_lines.flush(on_out);
@@ -245,8 +251,10 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     child.wait(ec);
     group.terminate(ec);
     int status = child.native_exit_code();
-    if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
-    else if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        result.signal = WTERMSIG(status);
+    else if (WIFEXITED(status))
+        result.exit_status = WEXITSTATUS(status);
     return result;
 }
 

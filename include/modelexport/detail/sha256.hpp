@@ -14,7 +14,8 @@ namespace modelexport {
 class sha256 {
 public:
     sha256() : ctx_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {
-        if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("OpenSSL SHA-256 unavailable");
+        if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1)
+            throw std::runtime_error("OpenSSL SHA-256 unavailable");
     }
     void update(const void* data, std::size_t n) { EVP_DigestUpdate(ctx_.get(), data, n); }
     /// Lower-case hex digest; the object cannot be updated afterwards.

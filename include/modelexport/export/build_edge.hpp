@@ -8,13 +8,13 @@
 // anyway never replaces the export's own error.
 #pragma once
 
-#include "modelexport/export/depfile.hpp"
-#include "modelexport/error.hpp"
-#include "modelexport/export.hpp"
 #include "modelexport/detail/file_io.hpp"
 #include "modelexport/detail/json_file.hpp"
-#include "modelexport/version.hpp"
+#include "modelexport/error.hpp"
+#include "modelexport/export.hpp"
+#include "modelexport/export/depfile.hpp"
 #include "modelexport/package/reader.hpp"
+#include "modelexport/version.hpp"
 
 #include <set>
 #include <string>
@@ -24,17 +24,18 @@ namespace modelexport {
 
 /// The build system's side of one export.
 struct build_edge {
-    fs::path depfile;                  ///< Make-style depfile of every input read; empty: none
-    std::vector<std::string> expect;   ///< declared package files; empty: not checked
-    std::vector<std::string> keep;     ///< build files that live in the package directory
-    fs::path report;                   ///< JSON report (timings, sizes, result); empty: none
+    fs::path depfile;                 ///< Make-style depfile of every input read; empty: none
+    std::vector<std::string> expect;  ///< declared package files; empty: not checked
+    std::vector<std::string> keep;    ///< build files that live in the package directory
+    fs::path report;                  ///< JSON report (timings, sizes, result); empty: none
 };
 
 /// --expect: the staged package must hold exactly the declared files (§7 "Declared outputs").
 inline void check_expected(const fs::path& staging, const std::vector<std::string>& expect, const fs::path& output) {
     if (expect.empty()) return;
     std::set<std::string> declared(expect.begin(), expect.end()), actual;
-    for (const auto& name : package_entries(staging)) actual.insert(name);  // package-relative: "onnx/model.onnx" in hub
+    for (const auto& name : package_entries(staging))
+        actual.insert(name);                  // package-relative: "onnx/model.onnx" in hub
     std::vector<std::string> missing, extra;  // declared but not produced; produced but not declared
     for (const auto& d : declared)
         if (!actual.count(d)) missing.push_back(d);
@@ -44,13 +45,17 @@ inline void check_expected(const fs::path& staging, const std::vector<std::strin
     // The build decided the list when it was configured (from the source) or took the user's
     // explicit 'files'/FILES list: the fix is a reconfigure after a source change, else that list.
     std::string both = missing.empty() || extra.empty() ? "" : " and ";
-    std::string edit = (missing.empty() ? "" : "remove " + detail::join(missing)) + both + (extra.empty() ? "" : "add " + detail::join(extra));
-    throw usage_error(output.string(),
-                      "the package does not match the declared outputs (" +
-                          (missing.empty() ? "" : "declared but not produced: " + detail::join(missing)) + (both.empty() ? "" : "; ") +
-                          (extra.empty() ? "" : "produced but not declared: " + detail::join(extra)) + ")",
-                      "if the source changed since the build was configured, reconfigure (meson setup --reconfigure, or "
-                      "rerun cmake); if the model's 'files' list is explicit, " + edit + " there");
+    std::string edit = (missing.empty() ? "" : "remove " + detail::join(missing)) + both +
+                       (extra.empty() ? "" : "add " + detail::join(extra));
+    throw usage_error(
+        output.string(),
+        "the package does not match the declared outputs (" +
+            (missing.empty() ? "" : "declared but not produced: " + detail::join(missing)) +
+            (both.empty() ? "" : "; ") + (extra.empty() ? "" : "produced but not declared: " + detail::join(extra)) +
+            ")",
+        "if the source changed since the build was configured, reconfigure (meson setup --reconfigure, or "
+        "rerun cmake); if the model's 'files' list is explicit, " +
+            edit + " there");
 }
 
 /// True when `file` names an entry of the package directory `output` itself.
@@ -81,7 +86,8 @@ inline json success_report(const export_result& r, const fs::path& metadata_file
     json steps = json::object();
     for (const auto& [name, secs] : r.step_seconds) steps[name] = secs;
     std::uintmax_t model = 0, configs = 0;
-    for (const auto& [name, f] : r.metadata["files"].items()) (f["role"] == "model" ? model : configs) += f["size"].get<std::uintmax_t>();
+    for (const auto& [name, f] : r.metadata["files"].items())
+        (f["role"] == "model" ? model : configs) += f["size"].get<std::uintmax_t>();
     std::uintmax_t metadata = fs::file_size(metadata_file);
     double overhead = model ? 100.0 * static_cast<double>(configs + metadata) / static_cast<double>(model) : 0.0;
     return {{"result", "ok"},
@@ -104,13 +110,17 @@ inline export_result export_for_build(const export_options& opt, const build_edg
     export_hooks hooks;
     for (const auto& name : edge.keep)  // a file beside the package's own: one name in OUTDIR, never a path out of it
         if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || role_of(name))
-            throw usage_error("--keep", "'" + printable(name) + "' is not a file name in OUTDIR (one component, not a package file's name)");
+            throw usage_error(
+                "--keep",
+                "'" + printable(name) + "' is not a file name in OUTDIR (one component, not a package file's name)");
     hooks.build_files.insert(edge.keep.begin(), edge.keep.end());
-    if (!edge.depfile.empty() && inside_package_dir(edge.depfile, opt.output)) hooks.build_files.insert(edge.depfile.filename().string());
+    if (!edge.depfile.empty() && inside_package_dir(edge.depfile, opt.output))
+        hooks.build_files.insert(edge.depfile.filename().string());
     hooks.check_staged = [&](const fs::path& staging) { check_expected(staging, edge.expect, opt.output); };
     hooks.before_commit = [&](const fs::path& staging, const export_result& r) {
         if (!edge.depfile.empty())
-            write_depfile_before_commit(edge.depfile, staging, opt.output, depfile_target(opt.output, edge.expect, r.metadata), r.inputs);
+            write_depfile_before_commit(edge.depfile, staging, opt.output,
+                                        depfile_target(opt.output, edge.expect, r.metadata), r.inputs);
         if (!edge.report.empty()) write_report(success_report(r, staging / "export_metadata.json"));
     };
     export_result r;

@@ -11,8 +11,8 @@
 // touching any of them re-runs exactly that export.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_io.hpp"
+#include "modelexport/error.hpp"
 
 #include <cctype>
 #include <cstring>
@@ -35,15 +35,21 @@ inline std::string depfile_escape(const std::string& path) {
             if (j == std::string::npos) j = path.size();
             std::size_t k = j - i;
             if (j == path.size() && k % 2) throw refuse("it ends in an odd number of backslashes");
-            out.append(j < path.size() && path[j] == ' ' ? 2 * k : k, '\\');  // "\\ " -> 2k+1 backslashes, then the space
+            out.append(j < path.size() && path[j] == ' ' ? 2 * k : k,
+                       '\\');  // "\\ " -> 2k+1 backslashes, then the space
             i = j;
             continue;
         }
-        if (c < 0x20 || c == 0x7f) throw refuse(c == '\n' ? "it contains a newline" : "it contains a control character");
+        if (c < 0x20 || c == 0x7f)
+            throw refuse(c == '\n' ? "it contains a newline" : "it contains a control character");
         bool plain = c >= 0x80 || std::isalnum(c) || std::strchr("+,/_.~(){}%=@[]!-", c);
-        if (c == ' ' || c == '#' || c == ':') out += '\\';
-        else if (c == '$') out += '$';
-        else if (!plain) throw refuse(std::string("it contains '") + static_cast<char>(c) + "', which ninja's depfile syntax cannot express");
+        if (c == ' ' || c == '#' || c == ':')
+            out += '\\';
+        else if (c == '$')
+            out += '$';
+        else if (!plain)
+            throw refuse(std::string("it contains '") + static_cast<char>(c) +
+                         "', which ninja's depfile syntax cannot express");
         out += static_cast<char>(c);
         ++i;
     }

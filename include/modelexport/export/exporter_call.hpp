@@ -32,12 +32,19 @@ inline exporter_call exporter_call_for(const fs::path& htp_script, const task_in
     exporter_call call;
     if (task.encoder_decoder.empty()) {
         call.script = htp_script.string();
-        call.args = {call.script, "--source", src.dir.string(), "--task", std::string(task.name),
-                     "--onnx", model.string(), "--modules", table.string()};
+        call.args = {call.script, "--source",     src.dir.string(), "--task",      std::string(task.name),
+                     "--onnx",    model.string(), "--modules",      table.string()};
     } else {
         call.script = (htp_script.parent_path() / std::string(task.encoder_decoder.exporter)).string();
-        call.args = {call.script, "--source", src.dir.string(), "--task", std::string(task.encoder_decoder.exporter_task),
-                     "--output-dir", model.parent_path().string(), "--modules", table.string()};
+        call.args = {call.script,
+                     "--source",
+                     src.dir.string(),
+                     "--task",
+                     std::string(task.encoder_decoder.exporter_task),
+                     "--output-dir",
+                     model.parent_path().string(),
+                     "--modules",
+                     table.string()};
     }
     // Hub snapshots link into ../../blobs: the exporter must accept links inside the repository folder.
     // Only then, so that custom --exporter-script programs keep their argument list for local sources.
@@ -57,10 +64,14 @@ inline run_result run_exporter_process(const std::string& program, const std::ve
 }
 
 /// The last line the exporter wrote to stderr, printable.
-inline std::string last_error_line(const run_result& r) { return r.last_err.empty() ? std::string() : printable(r.last_err.back()); }
+inline std::string last_error_line(const run_result& r) {
+    return r.last_err.empty() ? std::string() : printable(r.last_err.back());
+}
 
 /// Whether the child exited on its own with `status` (not killed, not timed out).
-inline bool exited_with(const run_result& r, int status) { return !r.timed_out && r.signal == 0 && r.exit_status == status; }
+inline bool exited_with(const run_result& r, int status) {
+    return !r.timed_out && r.signal == 0 && r.exit_status == status;
+}
 
 /// The last stderr line from `marker` on (the whole line when it has no marker): the tool's own
 /// account of a failure, without the prefix its logger adds.
@@ -89,8 +100,8 @@ inline std::vector<fs::path> htp_exporter_files(const fs::path& script) {
     for (const auto& e : fs::directory_iterator(dir, ec)) {
         const std::string name = e.path().filename().string();
         // htp_variants.py runs after the cached step (export/variants.hpp): editing it must not lose the fp32 exports.
-        if (name.rfind("htp_", 0) == 0 && e.path().extension() == ".py" && e.path() != script && name != "htp_variants.py" &&
-            fs::is_regular_file(e.path(), ec))
+        if (name.rfind("htp_", 0) == 0 && e.path().extension() == ".py" && e.path() != script &&
+            name != "htp_variants.py" && fs::is_regular_file(e.path(), ec))
             siblings.push_back(e.path());
     }
     std::sort(siblings.begin(), siblings.end());  // directory order is the file system's: the key must not depend on it

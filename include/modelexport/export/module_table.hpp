@@ -65,12 +65,17 @@ struct module_table {
 
     /// The cache's form: "modules" is the primary's trace; several files add "files", each one's name and trace.
     json to_json() const {
-        json table{{"modules", modules_json(traces.at(0))}, {"torch_version", torch_version}, {"onnx_exporter", onnx_exporter},
-                   {"parameters", parameters}, {"signature", {{"source", signature_source}}}, {"reference_check", reference.to_json()}};
+        json table{{"modules", modules_json(traces.at(0))},
+                   {"torch_version", torch_version},
+                   {"onnx_exporter", onnx_exporter},
+                   {"parameters", parameters},
+                   {"signature", {{"source", signature_source}}},
+                   {"reference_check", reference.to_json()}};
         if (!pipeline.empty()) table["sentence_transformers"] = pipeline.to_json();
         if (models.size() < 2) return table;
         json files = json::array();
-        for (std::size_t i = 0; i < models.size(); ++i) files.push_back({{"file", models[i]}, {"modules", modules_json(traces.at(i))}});
+        for (std::size_t i = 0; i < models.size(); ++i)
+            files.push_back({{"file", models[i]}, {"modules", modules_json(traces.at(i))}});
         table["files"] = std::move(files);
         return table;
     }
@@ -80,7 +85,8 @@ struct module_table {
     static module_table of(const Staged& staged) {
         module_table t;
         t.models = staged.models;
-        t.traces = staged.model_modules.empty() ? std::vector<std::vector<traced_module>>{staged.modules} : staged.model_modules;
+        t.traces = staged.model_modules.empty() ? std::vector<std::vector<traced_module>>{staged.modules}
+                                                : staged.model_modules;
         t.torch_version = staged.torch_version;
         t.onnx_exporter = staged.onnx_exporter;
         t.signature_source = staged.signature_source;

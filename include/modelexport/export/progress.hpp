@@ -27,7 +27,8 @@ struct console_style {
     bool live = false;     ///< redraw a live line (terminal)
     bool color = false;
 
-    /// quiet: no progress (errors and hints are printed by the caller regardless). verbose: progress even when stderr is not a terminal.
+    /// quiet: no progress (errors and hints are printed by the caller regardless). verbose: progress even when stderr
+    /// is not a terminal.
     static console_style detect(bool quiet, bool verbose, int fd = STDERR_FILENO) {
         console_style s;
         bool tty = ::isatty(fd) == 1;
@@ -72,7 +73,8 @@ public:
         std::snprintf(secs, sizeof secs, "%.2f s", e.seconds);
         bool failed = e.detail == "failed";
         std::string mark = failed ? style_.red("failed") : style_.green("done");
-        std::string line = "modelexport: " + style_.bold(e.step) + " " + mark + " in " + secs + (failed || e.detail.empty() ? "" : ": " + e.detail);
+        std::string line = "modelexport: " + style_.bold(e.step) + " " + mark + " in " + secs +
+                           (failed || e.detail.empty() ? "" : ": " + e.detail);
         std::fprintf(stderr, "%s%s\n", style_.live ? "\r\033[K" : "", line.c_str());
     }
 
@@ -94,7 +96,8 @@ public:
 private:
     void draw() {
         char elapsed[32];
-        std::snprintf(elapsed, sizeof elapsed, "%.1f s", std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+        std::snprintf(elapsed, sizeof elapsed, "%.1f s",
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
         std::fprintf(stderr, "\r\033[Kmodelexport: %s... %s", step_.c_str(), style_.dim(elapsed).c_str());
         std::fflush(stderr);
     }

@@ -20,7 +20,8 @@ struct reference_check {
     /// passed, skipped (--no-reference-check) or not_run (the reason says why: a prebuilt model, no onnxruntime)
     std::string status = "not_run";
     std::string reason;
-    json detail = json::object();  ///< the exporter's record: atol, rtol, steps (inputs' shapes, per-output max abs diff)
+    json detail =
+        json::object();  ///< the exporter's record: atol, rtol, steps (inputs' shapes, per-output max abs diff)
 
     static reference_check not_run(std::string why) { return {"not_run", std::move(why), json::object()}; }
 

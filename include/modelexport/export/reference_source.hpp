@@ -8,10 +8,10 @@
 // validator.hpp, which runs no process of its own.
 #pragma once
 
-#include "modelexport/error.hpp"
-#include "modelexport/export/exporter_call.hpp"
 #include "modelexport/detail/json_file.hpp"
 #include "modelexport/detail/process.hpp"
+#include "modelexport/error.hpp"
+#include "modelexport/export/exporter_call.hpp"
 #include "modelexport/export/reference_check.hpp"
 #include "modelexport/export/source.hpp"
 #include "modelexport/tasks.hpp"
@@ -51,7 +51,8 @@ public:
         std::string templ = (root && *root ? std::string(root) : std::string("/tmp")) + "/modelexport-reference-XXXXXX";
         std::vector<char> buffer(templ.begin(), templ.end());
         buffer.push_back('\0');
-        if (!::mkdtemp(buffer.data())) throw io_error(templ, std::string("cannot create a temporary directory: ") + std::strerror(errno));
+        if (!::mkdtemp(buffer.data()))
+            throw io_error(templ, std::string("cannot create a temporary directory: ") + std::strerror(errno));
         path_ = buffer.data();
     }
     ~temp_dir() {
@@ -80,8 +81,8 @@ inline reference_outcome compare_with_source(const fs::path& model, const task_i
     if (ended_on_reference_mismatch(r)) return {reference_check::not_run("mismatch"), reference_mismatch_text(r)};
     if (!r.ok()) {
         const std::string last = last_error_line(r);
-        return {reference_check::not_run("the source's torch model could not be compared (" + r.describe(runner.timeout) +
-                                         (last.empty() ? "" : ": " + last) + ")"),
+        return {reference_check::not_run("the source's torch model could not be compared (" +
+                                         r.describe(runner.timeout) + (last.empty() ? "" : ": " + last) + ")"),
                 {}};
     }
     try {
@@ -94,7 +95,8 @@ inline reference_outcome compare_with_source(const fs::path& model, const task_i
 
 /// Whether a source has torch weights the comparison can load (any layout htp_weights.py reads).
 inline bool has_torch_weights(const model_source& src) {
-    for (const char* name : {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"})
+    for (const char* name :
+         {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"})
         if (src.file(name)) return true;
     return false;
 }

@@ -29,7 +29,9 @@ struct sentence_pipeline {
         if (record == holder.end() || record->is_null()) return p;
         if (!record->is_object() || !record->contains("modules") || !(*record)["modules"].is_array())
             throw std::runtime_error(std::string(key) + " is not an object with a \"modules\" list");
-        const std::string shape = std::string(key) + " is not {\"modules\": [{\"module\": name, \"modes\": [...]}, ...], \"dimension\": n > 0}";
+        const std::string shape =
+            std::string(key) +
+            " is not {\"modules\": [{\"module\": name, \"modes\": [...]}, ...], \"dimension\": n > 0}";
         for (const auto& step : (*record)["modules"]) {
             auto module = step.is_object() ? step.find("module") : step.end();
             if (module == step.end() || !module->is_string()) throw std::runtime_error(shape);
@@ -43,7 +45,8 @@ struct sentence_pipeline {
             }
         }
         auto dimension = record->find("dimension");
-        if (p.modules.empty() || dimension == record->end() || !dimension->is_number_integer() || dimension->get<long long>() <= 0)
+        if (p.modules.empty() || dimension == record->end() || !dimension->is_number_integer() ||
+            dimension->get<long long>() <= 0)
             throw std::runtime_error(shape);
         p.dimension = dimension->get<long long>();
         return p;

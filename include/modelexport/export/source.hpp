@@ -6,8 +6,8 @@
 //   <cache>/models--<org>--<name>/snapshots/<commit>/<file> -> symlink into ../../blobs/<hash>
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/error.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -27,7 +27,7 @@ namespace fs = std::filesystem;
 
 /// A parsed `org/name[@revision]` (or `name[@revision]`) Hub id.
 struct hub_id {
-    std::string org;       ///< may be empty for legacy root-level models ("bert-base-uncased")
+    std::string org;  ///< may be empty for legacy root-level models ("bert-base-uncased")
     std::string name;
     std::string revision;  ///< branch, tag or commit; "main" when not given
 
@@ -116,12 +116,12 @@ inline fs::path hub_cache_dir() {
 /// A resolved model source: a directory to read files from, and where it came from.
 struct model_source {
     enum class kind { local, hub_cache } kind = kind::local;
-    std::string spec;     ///< what the user wrote
-    fs::path dir;         ///< directory holding config.json (a snapshot for the cache)
-    fs::path boundary;    ///< files (after following links) must stay inside this folder
-    std::string revision; ///< hub only: the revision asked for
-    std::string commit;   ///< hub only: the commit it resolved to
-    fs::path ref;         ///< hub only: the refs/<revision> file the commit came from; empty for a commit given as such
+    std::string spec;      ///< what the user wrote
+    fs::path dir;          ///< directory holding config.json (a snapshot for the cache)
+    fs::path boundary;     ///< files (after following links) must stay inside this folder
+    std::string revision;  ///< hub only: the revision asked for
+    std::string commit;    ///< hub only: the commit it resolved to
+    fs::path ref;  ///< hub only: the refs/<revision> file the commit came from; empty for a commit given as such
 
     bool from_cache() const { return kind == kind::hub_cache; }
 
@@ -135,7 +135,8 @@ struct model_source {
         fs::path real = fs::canonical(p, ec);
         if (ec) throw invalid_input(p.string(), "is a broken link (" + ec.message() + ")");
         if (!is_within(real, boundary))
-            throw invalid_input(p.string(), "links outside " + boundary.string() + " (to " + real.string() + "); refusing to read it");
+            throw invalid_input(
+                p.string(), "links outside " + boundary.string() + " (to " + real.string() + "); refusing to read it");
         if (!fs::is_regular_file(real)) throw invalid_input(p.string(), "is not a regular file");
         return real;
     }
@@ -160,7 +161,8 @@ inline std::string read_ref(const fs::path& ref) {
     if (!regular) throw invalid_input(ref.string(), "is not a regular file");
     if (n < 0) throw invalid_input(ref.string(), "cannot be read");
     if (static_cast<std::size_t>(n) > max_ref_bytes)
-        throw invalid_input(ref.string(), "larger than " + std::to_string(max_ref_bytes) + " bytes; does not hold a commit hash");
+        throw invalid_input(ref.string(),
+                            "larger than " + std::to_string(max_ref_bytes) + " bytes; does not hold a commit hash");
     std::string commit(buf, static_cast<std::size_t>(n));
     commit = commit.substr(0, commit.find('\n'));
     while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back()))) commit.pop_back();
@@ -186,8 +188,9 @@ inline model_source resolve_in_cache(const std::string& spec, const hub_id& id, 
     } else if (is_commit_hash(id.revision)) {
         commit = id.revision;
     } else {
-        throw model_not_found(spec, "revision '" + id.revision + "' is not in the cache (no " + ref.string() + ")",
-                              "download it first: huggingface-cli download " + id.repo() + " --revision " + id.revision);
+        throw model_not_found(
+            spec, "revision '" + id.revision + "' is not in the cache (no " + ref.string() + ")",
+            "download it first: huggingface-cli download " + id.repo() + " --revision " + id.revision);
     }
     fs::path snapshot = repo / "snapshots" / commit;
     if (!fs::is_directory(snapshot, ec))
@@ -232,8 +235,9 @@ inline model_source resolve_source(const std::string& spec, const fs::path& cach
 inline std::pair<fs::path, json> read_source_config(const model_source& src) {
     auto path = src.file("config.json");
     if (!path)
-        throw config_missing(src.spec, "config.json required but the source has none",
-                             "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
+        throw config_missing(
+            src.spec, "config.json required but the source has none",
+            "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
     return {*path, read_json_object(*path)};
 }
 

@@ -29,7 +29,8 @@ using step_times = std::vector<std::pair<std::string, double>>;
 /// running when the timer is destroyed (an exception left it) ends as "failed".
 class step_timer {
 public:
-    step_timer(step_times& out, std::function<void(const step_event&)> on_step) : out_(out), on_step_(std::move(on_step)) {}
+    step_timer(step_times& out, std::function<void(const step_event&)> on_step)
+        : out_(out), on_step_(std::move(on_step)) {}
     step_timer(const step_timer&) = delete;
     step_timer& operator=(const step_timer&) = delete;
     ~step_timer() {

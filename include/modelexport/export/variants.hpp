@@ -9,12 +9,12 @@
 // step, so the cache holds the fp32 export alone and a build that only changes the list reuses it.
 #pragma once
 
-#include "modelexport/error.hpp"
-#include "modelexport/export_options.hpp"
-#include "modelexport/export/exporter_call.hpp"
-#include "modelexport/package/file_roles.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/error.hpp"
+#include "modelexport/export/exporter_call.hpp"
 #include "modelexport/export/source.hpp"
+#include "modelexport/export_options.hpp"
+#include "modelexport/package/file_roles.hpp"
 #include "modelexport/package/variant_names.hpp"
 
 #include <algorithm>
@@ -41,15 +41,18 @@ inline std::vector<std::string> report_files(const json& report, const std::stri
     std::vector<std::string> out;
     auto take = [&](const json& name) {
         if (!name.is_string() || role_of(name.get<std::string>()) != file_role::variant)
-            throw export_failed(shown, "reports a variant file " + printable(name.dump()) + " that is not a package's variant file");
+            throw export_failed(
+                shown, "reports a variant file " + printable(name.dump()) + " that is not a package's variant file");
         out.push_back(name.get<std::string>());
     };
     if (!report.is_object() || !report.contains("variants") || !report["variants"].is_array())
         throw export_failed(shown, "wrote a report without a \"variants\" list");
     for (const auto& v : report["variants"]) {
-        if (!v.is_object() || !v.contains("files") || !v["files"].is_array()) throw export_failed(shown, "wrote a variant without \"files\"");
+        if (!v.is_object() || !v.contains("files") || !v["files"].is_array())
+            throw export_failed(shown, "wrote a variant without \"files\"");
         for (const auto& f : v["files"]) {
-            if (!f.is_object() || !f.contains("file")) throw export_failed(shown, "wrote a variant file entry without \"file\"");
+            if (!f.is_object() || !f.contains("file"))
+                throw export_failed(shown, "wrote a variant file entry without \"file\"");
             take(f["file"]);
             if (f.contains("data_file")) take(f["data_file"]);
         }
@@ -63,16 +66,16 @@ inline std::vector<std::string> report_files(const json& report, const std::stri
 /// The variant step: tools/htp_variants.py makes `opt.variants` of the staged ONNX files `models`
 /// (the source's model gives the reference inputs). Throws variant_inaccurate for a variant past its
 /// bound, export_failed when the tool fails or writes something else than the files it names.
-inline made_variants make_variants(const fs::path& stage, const std::vector<std::string>& models, const model_source& src,
-                                   const std::string& task, const export_options& opt) {
+inline made_variants make_variants(const fs::path& stage, const std::vector<std::string>& models,
+                                   const model_source& src, const std::string& task, const export_options& opt) {
     const fs::path script = opt.exporter_script.parent_path() / "htp_variants.py";
     const std::string shown = script.string();
     if (!fs::is_regular_file(script)) throw export_failed(shown, "variant tool not found", "reinstall modelexport");
     const fs::path report = stage / ".variants.json";
     std::string list;
     for (const auto& v : opt.variants) list += (list.empty() ? "" : ",") + v;
-    std::vector<std::string> args{shown, "--dir", stage.string(), "--variants", list, "--report", report.string(),
-                                  "--source", src.dir.string(), "--task", task, "--files"};
+    std::vector<std::string> args{shown,           "--dir",    stage.string(),   "--variants", list, "--report",
+                                  report.string(), "--source", src.dir.string(), "--task",     task, "--files"};
     args.insert(args.end(), models.begin(), models.end());
     if (src.boundary != src.dir) args.insert(args.end(), {"--source-boundary", src.boundary.string()});
     if (!opt.model_factory.empty()) args.insert(args.end(), {"--model", opt.model_factory});
@@ -84,14 +87,16 @@ inline made_variants make_variants(const fs::path& stage, const std::vector<std:
     if (exited_with(r, 2)) throw usage_error("--variant-tolerance", last_error_line(r));
     if (!r.ok()) {
         std::string tail = r.stderr_tail();
-        throw export_failed(shown, "variant tool failed (" + r.describe(opt.timeout) + ")" + (tail.empty() ? "" : ": " + tail));
+        throw export_failed(
+            shown, "variant tool failed (" + r.describe(opt.timeout) + ")" + (tail.empty() ? "" : ": " + tail));
     }
     made_variants out;
     json doc = read_json_object(report);
     fs::remove(report);
     out.files = detail::report_files(doc, shown);
     for (const auto& f : out.files)
-        if (!fs::is_regular_file(fs::symlink_status(stage / f))) throw export_failed(shown, "reports " + f + " but did not write it as a file");
+        if (!fs::is_regular_file(fs::symlink_status(stage / f)))
+            throw export_failed(shown, "reports " + f + " but did not write it as a file");
     out.record = doc["variants"];
     return out;
 }

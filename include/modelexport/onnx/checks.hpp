@@ -31,14 +31,16 @@ inline std::optional<std::uint64_t> typed_value_count(const onnx::TensorProto& t
     std::uint64_t n = 1;
     for (auto d : t.dims())
         if (d < 0 || __builtin_mul_overflow(n, static_cast<std::uint64_t>(d), &n)) return std::nullopt;
-    bool complex = t.data_type() == onnx::TensorProto_DataType_COMPLEX64 || t.data_type() == onnx::TensorProto_DataType_COMPLEX128;
+    bool complex =
+        t.data_type() == onnx::TensorProto_DataType_COMPLEX64 || t.data_type() == onnx::TensorProto_DataType_COMPLEX128;
     if (complex && __builtin_mul_overflow(n, 2u, &n)) return std::nullopt;
     return n;
 }
 
 /// An inline or external tensor whose payload is not the size its type and shape
 /// need (ONNX Runtime refuses those when it loads the tensor); empty when fine.
-inline std::string tensor_size_problem(const onnx::TensorProto& t, const std::string& where, const fs::path& package_dir) {
+inline std::string tensor_size_problem(const onnx::TensorProto& t, const std::string& where,
+                                       const fs::path& package_dir) {
     std::vector<std::int64_t> dims(t.dims().begin(), t.dims().end());
     if (is_external(t)) {
         external_reference r = external_reference_of(t, where);
@@ -69,7 +71,8 @@ inline void absolutize_external_locations(onnx::ModelProto& model, const fs::pat
     for_each_tensor(model, [&](onnx::TensorProto& t, const tensor_site&) {
         if (!is_external(t)) return;
         for (auto& kv : *t.mutable_external_data())
-            if (kv.key() == "location" && !fs::path(kv.value()).is_absolute()) kv.set_value((dir / kv.value()).string());
+            if (kv.key() == "location" && !fs::path(kv.value()).is_absolute())
+                kv.set_value((dir / kv.value()).string());
     });
 }
 
@@ -88,7 +91,8 @@ inline onnx_verdict check_onnx(light_model& m, const fs::path& package_dir) {
         if (!v.external_data.empty()) return;
         if (const skipped_payload* p = m.skipped_at(site)) {
             // Its raw_data was skipped: ONNX Runtime would follow the EXTERNAL location it also declares.
-            if (p->declared_external) v.external_data = site.where + " has both inline data and an external data location";
+            if (p->declared_external)
+                v.external_data = site.where + " has both inline data and an external data location";
             return;
         }
         if (is_external(t)) v.external_data = external_reference_problem(external_reference_of(t, site.where), dir);

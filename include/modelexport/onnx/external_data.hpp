@@ -12,8 +12,8 @@
 // Memory is the graph plus one block, whatever the size of the weights.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_copy.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/onnx/stream.hpp"
 #include "modelexport/onnx/tensor_walk.hpp"
@@ -41,8 +41,8 @@ using external_file_resolver = std::function<fs::path(const external_reference&)
 
 /// What gathering did.
 struct gathered_data {
-    bool rewritten = false;               ///< model.onnx and model.onnx_data were written anew
-    std::vector<fs::path> inputs;         ///< the files read (for the depfile)
+    bool rewritten = false;                     ///< model.onnx and model.onnx_data were written anew
+    std::vector<fs::path> inputs;               ///< the files read (for the depfile)
     std::map<std::string, std::string> sha256;  ///< of the files written, by package name
 };
 
@@ -51,8 +51,8 @@ namespace detail {
 inline constexpr std::uint64_t external_alignment = 4096;
 
 /// Appends `length` bytes of `from` at `offset` to `out`, hashing them.
-inline void append_range(const fs::path& from, std::uint64_t offset, std::uint64_t length, int out, const fs::path& out_path,
-                         sha256& hash) {
+inline void append_range(const fs::path& from, std::uint64_t offset, std::uint64_t length, int out,
+                         const fs::path& out_path, sha256& hash) {
     unique_fd in = open_or_throw(from, O_RDONLY);
     std::vector<char> block(1u << 20);
     while (length > 0) {
@@ -69,7 +69,8 @@ inline void append_range(const fs::path& from, std::uint64_t offset, std::uint64
 
 inline void set_external(onnx::TensorProto& t, std::uint64_t offset, std::uint64_t length) {
     t.clear_external_data();
-    for (auto [k, v] : {std::pair<const char*, std::string>{"location", external_data_name}, {"offset", std::to_string(offset)},
+    for (auto [k, v] : {std::pair<const char*, std::string>{"location", external_data_name},
+                        {"offset", std::to_string(offset)},
                         {"length", std::to_string(length)}}) {
         auto* e = t.add_external_data();
         e->set_key(k);
@@ -86,7 +87,8 @@ inline bool has_foreign_external_data(const fs::path& model, const std::string& 
     light_model light = load_onnx_light(model, shown);
     bool foreign = false;
     for_each_tensor(light.model, [&](onnx::TensorProto& t, const tensor_site& site) {
-        if (is_external(t) && !light.skipped_at(site)) foreign = foreign || external_reference_of(t, site.where).location != external_data_name;
+        if (is_external(t) && !light.skipped_at(site))
+            foreign = foreign || external_reference_of(t, site.where).location != external_data_name;
     });
     return foreign;
 }
@@ -95,12 +97,15 @@ inline bool has_foreign_external_data(const fs::path& model, const std::string& 
 /// model.onnx_data beside it. Locations are resolved by `resolve`. Files it gathered
 /// from inside the model's own directory (the staging directory) are removed, so the
 /// package holds model.onnx and model.onnx_data only.
-inline gathered_data gather_external_data(const fs::path& model, const std::string& shown, const external_file_resolver& resolve) {
+inline gathered_data gather_external_data(const fs::path& model, const std::string& shown,
+                                          const external_file_resolver& resolve) {
     gathered_data result;
-    if (!has_foreign_external_data(model, shown)) return result;  // byte for byte: the strategy copies model.onnx_data as it is
+    if (!has_foreign_external_data(model, shown))
+        return result;                             // byte for byte: the strategy copies model.onnx_data as it is
     onnx::ModelProto m = load_onnx(model, shown);  // the weights are in other files: this is about the graph's size
 
-    const fs::path dir = model.parent_path(), data = dir / external_data_name, partial = dir / ".model.onnx_data.partial";
+    const fs::path dir = model.parent_path(), data = dir / external_data_name,
+                   partial = dir / ".model.onnx_data.partial";
     std::set<fs::path> read;
     sha256 hash;
     std::uint64_t end = 0;
@@ -110,12 +115,15 @@ inline gathered_data gather_external_data(const fs::path& model, const std::stri
             if (!is_external(t)) return;
             external_reference r = external_reference_of(t, site.where);
             fs::path file = resolve(r);
-            std::uint64_t size = fs::file_size(file), length = r.length < 0 ? size - std::min(size, r.offset) : static_cast<std::uint64_t>(r.length);
+            std::uint64_t size = fs::file_size(file), length = r.length < 0 ? size - std::min(size, r.offset)
+                                                                            : static_cast<std::uint64_t>(r.length);
             std::uint64_t stop = 0;
             if (r.offset > size || __builtin_add_overflow(r.offset, length, &stop) || stop > size)
-                throw invalid_input(shown, r.tensor + " reads bytes " + std::to_string(r.offset) + "+" + std::to_string(length) + " of " +
-                                               r.location + " which has only " + std::to_string(size));
-            std::uint64_t aligned = (end + detail::external_alignment - 1) / detail::external_alignment * detail::external_alignment;
+                throw invalid_input(shown, r.tensor + " reads bytes " + std::to_string(r.offset) + "+" +
+                                               std::to_string(length) + " of " + r.location + " which has only " +
+                                               std::to_string(size));
+            std::uint64_t aligned =
+                (end + detail::external_alignment - 1) / detail::external_alignment * detail::external_alignment;
             std::string pad(static_cast<std::size_t>(aligned - end), '\0');
             hash.update(pad.data(), pad.size());
             detail::write_all(out.get(), pad.data(), pad.size(), partial);
@@ -129,7 +137,8 @@ inline gathered_data gather_external_data(const fs::path& model, const std::stri
     for (const auto& f : read) {
         result.inputs.push_back(f);
         // The exporter's per-tensor files in the staging directory are not package files.
-        if (f.parent_path() == dir && f.filename() != external_data_name && f.filename() != model.filename()) fs::remove(f);
+        if (f.parent_path() == dir && f.filename() != external_data_name && f.filename() != model.filename())
+            fs::remove(f);
     }
     fs::rename(partial, data);
     result.sha256[external_data_name] = hash.hex();
@@ -142,16 +151,19 @@ inline gathered_data gather_external_data(const fs::path& model, const std::stri
 /// regular file inside it (the package rule, onnx/model.hpp).
 inline external_file_resolver files_inside(const fs::path& dir, const std::string& shown) {
     return [dir, shown](const external_reference& r) {
-        if (std::string problem = external_reference_problem(r, dir); !problem.empty()) throw invalid_input(shown, problem);
+        if (std::string problem = external_reference_problem(r, dir); !problem.empty())
+            throw invalid_input(shown, problem);
         return dir / r.location;
     };
 }
 
 /// The resolver for a source's files: the location's form is checked here, and `find`
 /// (model_source::file) applies the source's own containment rule; nullopt is missing.
-inline external_file_resolver files_of_source(std::function<std::optional<fs::path>(const std::string&)> find, const std::string& shown) {
+inline external_file_resolver files_of_source(std::function<std::optional<fs::path>(const std::string&)> find,
+                                              const std::string& shown) {
     return [find = std::move(find), shown](const external_reference& r) {
-        if (std::string problem = external_reference_form_problem(r); !problem.empty()) throw invalid_input(shown, problem);
+        if (std::string problem = external_reference_form_problem(r); !problem.empty())
+            throw invalid_input(shown, problem);
         if (auto f = find(r.location)) return *f;
         throw invalid_input(shown, r.tensor + " needs missing file " + r.location);
     };

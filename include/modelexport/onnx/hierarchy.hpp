@@ -60,7 +60,9 @@ struct projection {
     std::map<std::string, std::string> module_tags;  ///< module path -> tag (levels and leaves)
     std::map<std::string, std::size_t> nodes_per_tag;
 
-    std::size_t count(match_kind k) const { return static_cast<std::size_t>(std::count(matches.begin(), matches.end(), k)); }
+    std::size_t count(match_kind k) const {
+        return static_cast<std::size_t>(std::count(matches.begin(), matches.end(), k));
+    }
     double coverage() const {
         if (tags.empty()) return 100.0;
         auto tagged = std::count_if(tags.begin(), tags.end(), [](const std::string& t) { return !t.empty(); });
@@ -96,7 +98,8 @@ inline std::string parent_path(const std::string& path) {
 
 /// torch containers only group children; their index already shows in the child's tag.
 inline bool is_container(const std::string& cls) {
-    return cls == "ModuleList" || cls == "ModuleDict" || cls == "Sequential" || cls == "ParameterList" || cls == "ParameterDict";
+    return cls == "ModuleList" || cls == "ModuleDict" || cls == "Sequential" || cls == "ParameterList" ||
+           cls == "ParameterDict";
 }
 
 /// Ops the exporter hoists out of module scopes; they belong to whoever uses them.
@@ -130,7 +133,8 @@ inline std::optional<std::string> scope_of(const std::string& node_name) {
 }
 
 /// Tags for every traced module. Non-level modules inherit their nearest level's tag.
-inline std::map<std::string, std::string> module_tags(const std::vector<traced_module>& modules, bool include_torch_modules) {
+inline std::map<std::string, std::string> module_tags(const std::vector<traced_module>& modules,
+                                                      bool include_torch_modules) {
     std::unordered_map<std::string, const traced_module*> by_path;
     for (const auto& m : modules) by_path.emplace(m.path, &m);
     std::map<std::string, std::string> tags;
@@ -188,7 +192,8 @@ namespace detail {
 
 /// Tags a node that has a module scope: without a trace the scope components are the levels;
 /// with one, the deepest traced module (direct) or its nearest traced ancestor (parent).
-inline void tag_by_scope(projection& p, std::size_t i, const std::string& scope, bool traced, const std::string& root_tag) {
+inline void tag_by_scope(projection& p, std::size_t i, const std::string& scope, bool traced,
+                         const std::string& root_tag) {
     if (!traced) {
         p.tags[i] = tag_from_scope(root_tag, scope);
         p.module_tags.emplace(scope, p.tags[i]);
@@ -214,8 +219,8 @@ inline bool tag_parameter_identity(projection& p, std::size_t i, const node_view
 
 /// Scopeless nodes take the tag of their first tagged consumer, else producer (neighbour);
 /// constants feeding constants resolve over rounds (bounded by the count); the rest get the root.
-inline void tag_by_neighbours(projection& p, const std::vector<node_view>& nodes, const std::vector<std::size_t>& scopeless,
-                              const std::string& root_tag) {
+inline void tag_by_neighbours(projection& p, const std::vector<node_view>& nodes,
+                              const std::vector<std::size_t>& scopeless, const std::string& root_tag) {
     std::unordered_map<std::string, std::vector<std::size_t>> consumers;
     std::unordered_map<std::string, std::size_t> producer;
     for (std::size_t i = 0; i < nodes.size(); ++i) {

@@ -31,16 +31,36 @@ inline constexpr const char* hierarchy_tag_key = "hierarchy_tag";
 template <class Graph, class Visit>
 void for_each_node_in_tag_order(Graph& g, Visit&& visit) {
     constexpr bool readonly = std::is_const_v<Graph>;
-    auto& nodes = [&]() -> auto& { if constexpr (readonly) return g.node(); else return *g.mutable_node(); }();
+    auto& nodes = [&]() -> auto& {
+        if constexpr (readonly)
+            return g.node();
+        else
+            return *g.mutable_node();
+    }
+    ();
     for (auto& n : nodes) visit(n);
     for (auto& n : nodes) {
-        auto& attributes = [&]() -> auto& { if constexpr (readonly) return n.attribute(); else return *n.mutable_attribute(); }();
+        auto& attributes = [&]() -> auto& {
+            if constexpr (readonly)
+                return n.attribute();
+            else
+                return *n.mutable_attribute();
+        }
+        ();
         for (auto& a : attributes) {
             if (a.has_g()) {
-                if constexpr (readonly) for_each_node_in_tag_order(a.g(), visit);
-                else for_each_node_in_tag_order(*a.mutable_g(), visit);
+                if constexpr (readonly)
+                    for_each_node_in_tag_order(a.g(), visit);
+                else
+                    for_each_node_in_tag_order(*a.mutable_g(), visit);
             }
-            auto& graphs = [&]() -> auto& { if constexpr (readonly) return a.graphs(); else return *a.mutable_graphs(); }();
+            auto& graphs = [&]() -> auto& {
+                if constexpr (readonly)
+                    return a.graphs();
+                else
+                    return *a.mutable_graphs();
+            }
+            ();
             for (auto& sg : graphs) for_each_node_in_tag_order(sg, visit);
         }
     }
@@ -56,9 +76,12 @@ inline void embed_hierarchy_tags(onnx::ModelProto& model, const std::vector<std:
         auto* unknown = node.GetReflection()->MutableUnknownFields(&node);
         for (int k = unknown->field_count() - 1; k >= 0; --k) {
             const auto& f = unknown->field(k);
-            if (f.number() != node_metadata_props_field || f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+            if (f.number() != node_metadata_props_field ||
+                f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED)
+                continue;
             onnx::StringStringEntryProto entry;
-            if (entry.ParseFromString(f.length_delimited()) && entry.key() == hierarchy_tag_key) unknown->DeleteSubrange(k, 1);
+            if (entry.ParseFromString(f.length_delimited()) && entry.key() == hierarchy_tag_key)
+                unknown->DeleteSubrange(k, 1);
         }
         onnx::StringStringEntryProto entry;
         entry.set_key(hierarchy_tag_key);
@@ -75,9 +98,12 @@ inline std::map<int, std::string> embedded_hierarchy_tags(const onnx::GraphProto
         const auto& unknown = node.GetReflection()->GetUnknownFields(node);
         for (int k = 0; k < unknown.field_count(); ++k) {
             const auto& f = unknown.field(k);
-            if (f.number() != node_metadata_props_field || f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+            if (f.number() != node_metadata_props_field ||
+                f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED)
+                continue;
             onnx::StringStringEntryProto entry;
-            if (entry.ParseFromString(f.length_delimited()) && entry.key() == hierarchy_tag_key) tags[i] = entry.value();
+            if (entry.ParseFromString(f.length_delimited()) && entry.key() == hierarchy_tag_key)
+                tags[i] = entry.value();
         }
         ++i;
     });

@@ -2,14 +2,14 @@
 // to know about them: the graph's signature and its external data.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_io.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/onnx/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
-#include <nlohmann/json.hpp>
 #include <onnx/onnx_pb.h>
+#include <nlohmann/json.hpp>
 
 #include <fcntl.h>
 
@@ -87,21 +87,36 @@ struct signature {
 
 inline std::string elem_type_name(int t) {
     switch (t) {
-        case onnx::TensorProto_DataType_FLOAT: return "float32";
-        case onnx::TensorProto_DataType_UINT8: return "uint8";
-        case onnx::TensorProto_DataType_INT8: return "int8";
-        case onnx::TensorProto_DataType_UINT16: return "uint16";
-        case onnx::TensorProto_DataType_INT16: return "int16";
-        case onnx::TensorProto_DataType_INT32: return "int32";
-        case onnx::TensorProto_DataType_INT64: return "int64";
-        case onnx::TensorProto_DataType_STRING: return "string";
-        case onnx::TensorProto_DataType_BOOL: return "bool";
-        case onnx::TensorProto_DataType_FLOAT16: return "float16";
-        case onnx::TensorProto_DataType_DOUBLE: return "float64";
-        case onnx::TensorProto_DataType_UINT32: return "uint32";
-        case onnx::TensorProto_DataType_UINT64: return "uint64";
-        case onnx::TensorProto_DataType_BFLOAT16: return "bfloat16";
-        default: return "unknown";
+        case onnx::TensorProto_DataType_FLOAT:
+            return "float32";
+        case onnx::TensorProto_DataType_UINT8:
+            return "uint8";
+        case onnx::TensorProto_DataType_INT8:
+            return "int8";
+        case onnx::TensorProto_DataType_UINT16:
+            return "uint16";
+        case onnx::TensorProto_DataType_INT16:
+            return "int16";
+        case onnx::TensorProto_DataType_INT32:
+            return "int32";
+        case onnx::TensorProto_DataType_INT64:
+            return "int64";
+        case onnx::TensorProto_DataType_STRING:
+            return "string";
+        case onnx::TensorProto_DataType_BOOL:
+            return "bool";
+        case onnx::TensorProto_DataType_FLOAT16:
+            return "float16";
+        case onnx::TensorProto_DataType_DOUBLE:
+            return "float64";
+        case onnx::TensorProto_DataType_UINT32:
+            return "uint32";
+        case onnx::TensorProto_DataType_UINT64:
+            return "uint64";
+        case onnx::TensorProto_DataType_BFLOAT16:
+            return "bfloat16";
+        default:
+            return "unknown";
     }
 }
 
@@ -114,9 +129,12 @@ inline tensor_info to_tensor_info(const onnx::ValueInfoProto& v) {
         t.elem_type = elem_type_name(tt.elem_type());
         t.has_shape = tt.has_shape();
         for (const auto& d : tt.shape().dim()) {
-            if (d.has_dim_value()) t.shape.emplace_back(static_cast<std::int64_t>(d.dim_value()));
-            else if (d.has_dim_param() && !d.dim_param().empty()) t.shape.emplace_back(d.dim_param());
-            else t.shape.emplace_back(std::string("?"));
+            if (d.has_dim_value())
+                t.shape.emplace_back(static_cast<std::int64_t>(d.dim_value()));
+            else if (d.has_dim_param() && !d.dim_param().empty())
+                t.shape.emplace_back(d.dim_param());
+            else
+                t.shape.emplace_back(std::string("?"));
         }
     }
     return t;
@@ -148,11 +166,11 @@ inline nlohmann::json to_json(const signature& s) {
 
 /// A tensor whose bytes live in another file (ONNX external data).
 struct external_reference {
-    std::string tensor;        ///< where the tensor is (tensor_site::where), for messages
+    std::string tensor;  ///< where the tensor is (tensor_site::where), for messages
     std::string location;
     std::uint64_t offset = 0;
-    std::int64_t length = -1;  ///< -1: to the end of the file
-    std::string malformed;     ///< "offset" or "length" when its value is not a decimal byte count
+    std::int64_t length = -1;      ///< -1: to the end of the file
+    std::string malformed;         ///< "offset" or "length" when its value is not a decimal byte count
     bool has_inline_data = false;  ///< raw_data or typed data beside the external location
 };
 
@@ -178,13 +196,15 @@ inline bool parse_byte_count(const std::string& s, std::uint64_t& out) {
 
 /// Whether the tensor holds its values in the message itself (raw_data or a typed field).
 inline bool has_inline_data(const onnx::TensorProto& t) {
-    return t.has_raw_data() || t.float_data_size() || t.int32_data_size() || t.string_data_size() || t.int64_data_size() ||
-           t.double_data_size() || t.uint64_data_size();
+    return t.has_raw_data() || t.float_data_size() || t.int32_data_size() || t.string_data_size() ||
+           t.int64_data_size() || t.double_data_size() || t.uint64_data_size();
 }
 
 /// Whether ONNX Runtime reads this tensor from a file: it looks at data_location only
 /// (external_data entries without it are ignored, and so are they here).
-inline bool is_external(const onnx::TensorProto& t) { return t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL; }
+inline bool is_external(const onnx::TensorProto& t) {
+    return t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL;
+}
 
 /// The external reference of a tensor with is_external(t); `where` names it in messages.
 /// Repeated keys: the last one wins, as in ONNX Runtime's reader.
@@ -195,7 +215,8 @@ inline external_reference external_reference_of(const onnx::TensorProto& t, std:
     bool bad_offset = false, bad_length = false;
     for (const auto& kv : t.external_data()) {
         std::uint64_t v = 0;
-        if (kv.key() == "location") r.location = kv.value();
+        if (kv.key() == "location")
+            r.location = kv.value();
         else if (kv.key() == "offset") {
             bad_offset = !detail::parse_byte_count(kv.value(), v);
             r.offset = bad_offset ? 0 : v;
@@ -214,7 +235,8 @@ inline std::string external_reference_form_problem(const external_reference& r) 
     const std::string& what = r.tensor;
     if (r.location.empty()) return what + " has external data without a location";
     if (r.location.find('\0') != std::string::npos) return what + " has a malformed external data location (NUL byte)";
-    if (!r.malformed.empty()) return what + " has a malformed external data " + r.malformed + " (not a decimal byte count)";
+    if (!r.malformed.empty())
+        return what + " has a malformed external data " + r.malformed + " (not a decimal byte count)";
     if (r.has_inline_data) return what + " has both inline data and an external data location " + r.location;
     const fs::path loc = r.location;
     if (loc.is_absolute()) return what + " points at an absolute path: " + r.location;
@@ -244,8 +266,8 @@ inline std::string external_reference_problem(const external_reference& r, const
     if (ec || r.offset > size ||
         __builtin_add_overflow(r.offset, static_cast<std::uint64_t>(r.length < 0 ? 0 : r.length), &end) || end > size)
         return what + " reads bytes " + std::to_string(r.offset) + ".." +
-               (r.length < 0 ? std::string("end") : std::to_string(r.offset) + "+" + std::to_string(r.length)) + " of " + r.location +
-               " which has only " + std::to_string(size);
+               (r.length < 0 ? std::string("end") : std::to_string(r.offset) + "+" + std::to_string(r.length)) +
+               " of " + r.location + " which has only " + std::to_string(size);
     return {};
 }
 

@@ -8,9 +8,9 @@
 #pragma once
 
 #include "modelexport/error.hpp"
+#include "modelexport/onnx/checks.hpp"
 #include "modelexport/onnx/hierarchy.hpp"
 #include "modelexport/onnx/hierarchy_embed.hpp"
-#include "modelexport/onnx/checks.hpp"
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/onnx/stream.hpp"
 
@@ -31,7 +31,8 @@ inline std::vector<node_view> node_views(const onnx::GraphProto& g) {
     std::vector<node_view> nodes;
     nodes.reserve(static_cast<std::size_t>(g.node_size()));
     for_each_node_in_tag_order(g, [&](const onnx::NodeProto& n) {
-        nodes.push_back({n.name(), n.op_type(), {n.input().begin(), n.input().end()}, {n.output().begin(), n.output().end()}});
+        nodes.push_back(
+            {n.name(), n.op_type(), {n.input().begin(), n.input().end()}, {n.output().begin(), n.output().end()}});
     });
     return nodes;
 }
@@ -50,13 +51,13 @@ inline long long initializer_parameters(const onnx::GraphProto& g) {
 
 /// What to project onto one staged ONNX file.
 struct projection_request {
-    std::filesystem::path model;             ///< the staged file
-    std::string shown;                       ///< how errors name it (where it came from)
-    std::filesystem::path package_dir;       ///< where its external data must stay
+    std::filesystem::path model;                          ///< the staged file
+    std::string shown;                                    ///< how errors name it (where it came from)
+    std::filesystem::path package_dir;                    ///< where its external data must stay
     const std::vector<traced_module>* modules = nullptr;  ///< the trace; empty or null: scope names only
-    std::string root_class;                  ///< the model class ("BertModel"); "Model" when unknown
+    std::string root_class;                               ///< the model class ("BertModel"); "Model" when unknown
     bool include_torch_modules = false;
-    bool embed = false;                      ///< write the tags into the file (--embed-hierarchy)
+    bool embed = false;  ///< write the tags into the file (--embed-hierarchy)
 };
 
 /// What projecting one model gave.
@@ -84,8 +85,10 @@ inline projected_model project_model(const projection_request& req) {
     projected_model out;
     out.sig = graph_signature(graph);
     static const std::vector<traced_module> no_trace;
-    out.proj = project_hierarchy(node_views(graph), req.modules ? *req.modules : no_trace, req.root_class, req.include_torch_modules);
-    if (out.proj.coverage() < 100.0) throw export_failed(req.model.string(), "hierarchy projection left nodes untagged");
+    out.proj = project_hierarchy(node_views(graph), req.modules ? *req.modules : no_trace, req.root_class,
+                                 req.include_torch_modules);
+    if (out.proj.coverage() < 100.0)
+        throw export_failed(req.model.string(), "hierarchy projection left nodes untagged");
     out.initializer_parameters = initializer_parameters(graph);
     light.model.Clear();
     if (req.embed) {

@@ -17,8 +17,8 @@
 // it is used.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_io.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/onnx/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
@@ -40,9 +40,9 @@ namespace modelexport {
 /// An initializer whose raw_data was left in the file.
 struct skipped_payload {
     std::string tensor;
-    int initializer = -1;      ///< index in the main graph's initializers (tensor_site::main_initializer)
+    int initializer = -1;            ///< index in the main graph's initializers (tensor_site::main_initializer)
     bool declared_external = false;  ///< the tensor also says its data is EXTERNAL: malformed
-    std::uint64_t offset = 0;  ///< in the model file
+    std::uint64_t offset = 0;        ///< in the model file
     std::uint64_t length = 0;
     int data_type = 0;
     std::vector<std::int64_t> dims;
@@ -71,20 +71,35 @@ using WFL = google::protobuf::internal::WireFormatLite;
 inline constexpr std::uint32_t skip_threshold = 4096;
 
 /// Copies the field whose tag was just read into `out` (tag and value), as wire bytes.
-inline bool copy_field(google::protobuf::io::CodedInputStream& in, std::uint32_t tag, google::protobuf::io::CodedOutputStream& out) {
+inline bool copy_field(google::protobuf::io::CodedInputStream& in, std::uint32_t tag,
+                       google::protobuf::io::CodedOutputStream& out) {
     return WFL::SkipField(&in, tag, &out);
 }
 
 inline std::size_t element_size(int data_type) {
     switch (data_type) {
-        case onnx::TensorProto_DataType_FLOAT: case onnx::TensorProto_DataType_INT32: case onnx::TensorProto_DataType_UINT32: return 4;
-        case onnx::TensorProto_DataType_DOUBLE: case onnx::TensorProto_DataType_INT64: case onnx::TensorProto_DataType_UINT64:
-        case onnx::TensorProto_DataType_COMPLEX64: return 8;
-        case onnx::TensorProto_DataType_COMPLEX128: return 16;
-        case onnx::TensorProto_DataType_FLOAT16: case onnx::TensorProto_DataType_BFLOAT16: case onnx::TensorProto_DataType_INT16:
-        case onnx::TensorProto_DataType_UINT16: return 2;
-        case onnx::TensorProto_DataType_INT8: case onnx::TensorProto_DataType_UINT8: case onnx::TensorProto_DataType_BOOL: return 1;
-        default: return 0;
+        case onnx::TensorProto_DataType_FLOAT:
+        case onnx::TensorProto_DataType_INT32:
+        case onnx::TensorProto_DataType_UINT32:
+            return 4;
+        case onnx::TensorProto_DataType_DOUBLE:
+        case onnx::TensorProto_DataType_INT64:
+        case onnx::TensorProto_DataType_UINT64:
+        case onnx::TensorProto_DataType_COMPLEX64:
+            return 8;
+        case onnx::TensorProto_DataType_COMPLEX128:
+            return 16;
+        case onnx::TensorProto_DataType_FLOAT16:
+        case onnx::TensorProto_DataType_BFLOAT16:
+        case onnx::TensorProto_DataType_INT16:
+        case onnx::TensorProto_DataType_UINT16:
+            return 2;
+        case onnx::TensorProto_DataType_INT8:
+        case onnx::TensorProto_DataType_UINT8:
+        case onnx::TensorProto_DataType_BOOL:
+            return 1;
+        default:
+            return 0;
     }
 }
 
@@ -96,8 +111,8 @@ inline bool fits(google::protobuf::io::CodedInputStream& in, std::uint32_t n) {
 
 /// Reads one TensorProto of `length` bytes; a large raw_data is skipped and recorded
 /// as payload number `index` of the main graph.
-inline bool read_tensor(google::protobuf::io::CodedInputStream& in, std::uint32_t length, const std::string& location, int index,
-                        onnx::TensorProto& tensor, std::vector<skipped_payload>& payloads) {
+inline bool read_tensor(google::protobuf::io::CodedInputStream& in, std::uint32_t length, const std::string& location,
+                        int index, onnx::TensorProto& tensor, std::vector<skipped_payload>& payloads) {
     if (!fits(in, length)) return false;
     auto limit = in.PushLimit(static_cast<int>(length));
     std::string kept;
@@ -135,8 +150,13 @@ inline bool read_tensor(google::protobuf::io::CodedInputStream& in, std::uint32_
     if (!tensor.ParseFromString(kept)) return false;
     if (skipped) {
         tensor.clear_raw_data();  // an earlier small raw_data that the skipped one replaces
-        payloads.push_back({tensor.name(), index, tensor.data_location() == onnx::TensorProto_DataLocation_EXTERNAL, raw_offset,
-                            raw_length, tensor.data_type(), {tensor.dims().begin(), tensor.dims().end()}});
+        payloads.push_back({tensor.name(),
+                            index,
+                            tensor.data_location() == onnx::TensorProto_DataLocation_EXTERNAL,
+                            raw_offset,
+                            raw_length,
+                            tensor.data_type(),
+                            {tensor.dims().begin(), tensor.dims().end()}});
         tensor.set_data_location(onnx::TensorProto_DataLocation_EXTERNAL);
         tensor.clear_external_data();
         auto add = [&](const char* k, const std::string& v) {
@@ -195,7 +215,8 @@ inline light_model load_onnx_light(const fs::path& path, const std::string& show
     in.SetTotalBytesLimit(INT_MAX);
     // Protobuf cannot represent a larger message; the limit makes every length checkable.
     const std::uint64_t size = fs::file_size(path);
-    if (size > static_cast<std::uint64_t>(INT_MAX)) throw invalid_input(name, "is larger than protobuf's 2 GiB message limit");
+    if (size > static_cast<std::uint64_t>(INT_MAX))
+        throw invalid_input(name, "is larger than protobuf's 2 GiB message limit");
     in.PushLimit(static_cast<int>(size));
     light_model result;
     std::string kept;
@@ -215,7 +236,8 @@ inline light_model load_onnx_light(const fs::path& path, const std::string& show
             if (detail::WFL::GetTagFieldNumber(tag) == onnx::ModelProto::kGraphFieldNumber &&
                 detail::WFL::GetTagWireType(tag) == detail::WFL::WIRETYPE_LENGTH_DELIMITED) {
                 std::uint32_t n = 0;
-                ok = in.ReadVarint32(&n) && detail::read_graph(in, n, location, *result.model.mutable_graph(), result.payloads);
+                ok = in.ReadVarint32(&n) &&
+                     detail::read_graph(in, n, location, *result.model.mutable_graph(), result.payloads);
                 continue;
             }
             ok = detail::copy_field(in, tag, out);
@@ -225,7 +247,8 @@ inline light_model load_onnx_light(const fs::path& path, const std::string& show
     ok = ok && static_cast<std::uint64_t>(in.CurrentPosition()) == size;
     for (const auto& p : result.payloads) ok = ok && p.offset + p.length <= size;
     onnx::ModelProto rest;
-    if (!ok || !rest.ParseFromString(kept)) throw invalid_input(name, "is not a valid ONNX model (protobuf parse failed)");
+    if (!ok || !rest.ParseFromString(kept))
+        throw invalid_input(name, "is not a valid ONNX model (protobuf parse failed)");
     rest.MergeFrom(result.model);  // graph after the other fields; field order does not matter to readers
     result.model.Swap(&rest);
     if (!result.model.has_graph()) throw invalid_input(name, "is not an ONNX model (no graph)");
@@ -235,21 +258,25 @@ inline light_model load_onnx_light(const fs::path& path, const std::string& show
 /// The bytes a tensor of `data_type` and `dims` needs; nullopt when the type has no
 /// fixed element size (strings, unknown types). Checked arithmetic: hostile dims
 /// must not wrap around to a small, matching size.
-inline std::optional<std::uint64_t> payload_bytes(int data_type, const std::vector<std::int64_t>& dims, std::string& problem) {
+inline std::optional<std::uint64_t> payload_bytes(int data_type, const std::vector<std::int64_t>& dims,
+                                                  std::string& problem) {
     // A type outside TensorProto.DataType (or UNDEFINED) has no meaning for its bytes; ONNX Runtime refuses it.
     if (!onnx::TensorProto_DataType_IsValid(data_type) || data_type == onnx::TensorProto_DataType_UNDEFINED)
-        return problem = "has data_type " + std::to_string(data_type) + ", which is not an ONNX TensorProto.DataType", std::nullopt;
+        return problem = "has data_type " + std::to_string(data_type) + ", which is not an ONNX TensorProto.DataType",
+               std::nullopt;
     std::uint64_t bytes = detail::element_size(data_type);
     if (bytes == 0) return std::nullopt;
     for (auto d : dims) {
         if (d < 0) return problem = "has a negative dimension", std::nullopt;
-        if (__builtin_mul_overflow(bytes, static_cast<std::uint64_t>(d), &bytes)) return problem = "has dimensions whose size overflows", std::nullopt;
+        if (__builtin_mul_overflow(bytes, static_cast<std::uint64_t>(d), &bytes))
+            return problem = "has dimensions whose size overflows", std::nullopt;
     }
     return bytes;
 }
 
 /// A payload of `length` bytes that is not the size `data_type` and `dims` need; empty when fine.
-inline std::string payload_size_problem(const std::string& tensor, int data_type, const std::vector<std::int64_t>& dims, std::uint64_t length) {
+inline std::string payload_size_problem(const std::string& tensor, int data_type, const std::vector<std::int64_t>& dims,
+                                        std::uint64_t length) {
     std::string problem;
     auto need = payload_bytes(data_type, dims, problem);
     if (!problem.empty()) return tensor + " " + problem;

@@ -78,16 +78,20 @@ void walk_function_attribute_defaults(onnx::FunctionProto& f, const std::string&
     const auto* reflection = f.GetReflection();
     if (const auto* known = f.GetDescriptor()->FindFieldByNumber(function_attribute_proto_field)) {
         for (int i = 0; i < reflection->FieldSize(f, known); ++i)
-            if (auto* a = dynamic_cast<onnx::AttributeProto*>(reflection->MutableRepeatedMessage(&f, known, i))) walk_attribute(*a, where, visit);
+            if (auto* a = dynamic_cast<onnx::AttributeProto*>(reflection->MutableRepeatedMessage(&f, known, i)))
+                walk_attribute(*a, where, visit);
         return;
     }
     if (reflection->GetUnknownFields(f).empty()) return;
     google::protobuf::UnknownFieldSet& unknown = *reflection->MutableUnknownFields(&f);
     for (int i = 0; i < unknown.field_count(); ++i) {
         google::protobuf::UnknownField& field = *unknown.mutable_field(i);
-        if (field.number() != function_attribute_proto_field || field.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+        if (field.number() != function_attribute_proto_field ||
+            field.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED)
+            continue;
         onnx::AttributeProto a;
-        if (!a.ParseFromString(field.length_delimited())) continue;  // not an AttributeProto: no runtime reads a tensor from it
+        if (!a.ParseFromString(field.length_delimited()))
+            continue;  // not an AttributeProto: no runtime reads a tensor from it
         const std::string before = a.SerializeAsString();
         walk_attribute(a, where, visit);
         if (std::string after = a.SerializeAsString(); after != before) *field.mutable_length_delimited() = after;
@@ -104,7 +108,8 @@ void walk_function(onnx::FunctionProto& f, Visit& visit) {
 template <class Visit>
 void walk_training_info(onnx::TrainingInfoProto& info, int index, Visit& visit) {
     const std::string here = "training_info " + std::to_string(index);
-    if (info.has_initialization()) walk_graph(*info.mutable_initialization(), here + " initialization > ", false, visit);
+    if (info.has_initialization())
+        walk_graph(*info.mutable_initialization(), here + " initialization > ", false, visit);
     if (info.has_algorithm()) walk_graph(*info.mutable_algorithm(), here + " algorithm > ", false, visit);
 }
 

@@ -9,14 +9,14 @@
 //    array), for targets without a file system.
 #pragma once
 
-#include "modelexport/error.hpp"
-#include "modelexport/package/file_roles.hpp"
 #include "modelexport/detail/file_io.hpp"
 #include "modelexport/detail/json_file.hpp"
-#include "modelexport/package/layout.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/onnx/stream.hpp"
 #include "modelexport/package/contents.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/package/layout.hpp"
 #include "modelexport/package/reader.hpp"
 #include "modelexport/package/single_file.hpp"
 #include "modelexport/package/variant_names.hpp"
@@ -24,12 +24,12 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstring>
+#include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <sstream>
-#include <charconv>
 #include <string>
 #include <vector>
 
@@ -82,23 +82,168 @@ namespace detail {
 /// The list was taken by compiling `namespace X {}` after those includes for every identifier
 /// they declare (glibc, libstdc++); the patterns cover what other C libraries add.
 inline bool reserved_word(const std::string& w) {
-    static const char* const words[] = {
-        "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break", "case", "catch", "char",
-        "char8_t", "char16_t", "char32_t", "class", "compl", "concept", "const", "consteval", "constexpr", "constinit",
-        "const_cast", "continue", "co_await", "co_return", "co_yield", "decltype", "default", "delete", "do", "double",
-        "dynamic_cast", "else", "enum", "explicit", "export", "extern", "false", "float", "for", "friend", "goto", "if",
-        "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq", "nullptr", "operator", "or",
-        "or_eq", "private", "protected", "public", "register", "reinterpret_cast", "requires", "return", "short", "signed",
-        "sizeof", "static", "static_assert", "static_cast", "struct", "switch", "template", "this", "thread_local", "throw",
-        "true", "try", "typedef", "typeid", "typename", "union", "unsigned", "using", "virtual", "void", "volatile",
-        "wchar_t", "while", "xor", "xor_eq", "linux", "unix", "i386", "NULL", "errno", "assert", "offsetof", "std",
-        "modelexport_bindings", "main", "tm", "btowc", "fgetwc", "fgetwc_unlocked", "fgetws", "fgetws_unlocked", "fputwc",
-        "fputwc_unlocked", "fputws", "fputws_unlocked", "fwide", "fwprintf", "fwscanf", "getwc", "getwc_unlocked", "getwchar",
-        "getwchar_unlocked", "open_wmemstream", "putwc", "putwc_unlocked", "putwchar", "putwchar_unlocked", "swprintf",
-        "swscanf", "ungetwc", "vfwprintf", "vfwscanf", "vswprintf", "vswscanf", "vwprintf", "vwscanf", "wcpcpy", "wcpncpy",
-        "wcrtomb", "wctob", "wcwidth", "wprintf", "wscanf", "printf", "fprintf", "sprintf", "snprintf", "puts", "putchar",
-        "getchar", "fopen", "fclose", "fread", "fwrite", "fflush", "abort", "exit", "malloc", "calloc", "realloc", "free",
-        "abs", "labs", "div", "ldiv"};
+    static const char* const words[] = {"alignas",
+                                        "alignof",
+                                        "and",
+                                        "and_eq",
+                                        "asm",
+                                        "auto",
+                                        "bitand",
+                                        "bitor",
+                                        "bool",
+                                        "break",
+                                        "case",
+                                        "catch",
+                                        "char",
+                                        "char8_t",
+                                        "char16_t",
+                                        "char32_t",
+                                        "class",
+                                        "compl",
+                                        "concept",
+                                        "const",
+                                        "consteval",
+                                        "constexpr",
+                                        "constinit",
+                                        "const_cast",
+                                        "continue",
+                                        "co_await",
+                                        "co_return",
+                                        "co_yield",
+                                        "decltype",
+                                        "default",
+                                        "delete",
+                                        "do",
+                                        "double",
+                                        "dynamic_cast",
+                                        "else",
+                                        "enum",
+                                        "explicit",
+                                        "export",
+                                        "extern",
+                                        "false",
+                                        "float",
+                                        "for",
+                                        "friend",
+                                        "goto",
+                                        "if",
+                                        "inline",
+                                        "int",
+                                        "long",
+                                        "mutable",
+                                        "namespace",
+                                        "new",
+                                        "noexcept",
+                                        "not",
+                                        "not_eq",
+                                        "nullptr",
+                                        "operator",
+                                        "or",
+                                        "or_eq",
+                                        "private",
+                                        "protected",
+                                        "public",
+                                        "register",
+                                        "reinterpret_cast",
+                                        "requires",
+                                        "return",
+                                        "short",
+                                        "signed",
+                                        "sizeof",
+                                        "static",
+                                        "static_assert",
+                                        "static_cast",
+                                        "struct",
+                                        "switch",
+                                        "template",
+                                        "this",
+                                        "thread_local",
+                                        "throw",
+                                        "true",
+                                        "try",
+                                        "typedef",
+                                        "typeid",
+                                        "typename",
+                                        "union",
+                                        "unsigned",
+                                        "using",
+                                        "virtual",
+                                        "void",
+                                        "volatile",
+                                        "wchar_t",
+                                        "while",
+                                        "xor",
+                                        "xor_eq",
+                                        "linux",
+                                        "unix",
+                                        "i386",
+                                        "NULL",
+                                        "errno",
+                                        "assert",
+                                        "offsetof",
+                                        "std",
+                                        "modelexport_bindings",
+                                        "main",
+                                        "tm",
+                                        "btowc",
+                                        "fgetwc",
+                                        "fgetwc_unlocked",
+                                        "fgetws",
+                                        "fgetws_unlocked",
+                                        "fputwc",
+                                        "fputwc_unlocked",
+                                        "fputws",
+                                        "fputws_unlocked",
+                                        "fwide",
+                                        "fwprintf",
+                                        "fwscanf",
+                                        "getwc",
+                                        "getwc_unlocked",
+                                        "getwchar",
+                                        "getwchar_unlocked",
+                                        "open_wmemstream",
+                                        "putwc",
+                                        "putwc_unlocked",
+                                        "putwchar",
+                                        "putwchar_unlocked",
+                                        "swprintf",
+                                        "swscanf",
+                                        "ungetwc",
+                                        "vfwprintf",
+                                        "vfwscanf",
+                                        "vswprintf",
+                                        "vswscanf",
+                                        "vwprintf",
+                                        "vwscanf",
+                                        "wcpcpy",
+                                        "wcpncpy",
+                                        "wcrtomb",
+                                        "wctob",
+                                        "wcwidth",
+                                        "wprintf",
+                                        "wscanf",
+                                        "printf",
+                                        "fprintf",
+                                        "sprintf",
+                                        "snprintf",
+                                        "puts",
+                                        "putchar",
+                                        "getchar",
+                                        "fopen",
+                                        "fclose",
+                                        "fread",
+                                        "fwrite",
+                                        "fflush",
+                                        "abort",
+                                        "exit",
+                                        "malloc",
+                                        "calloc",
+                                        "realloc",
+                                        "free",
+                                        "abs",
+                                        "labs",
+                                        "div",
+                                        "ldiv"};
     for (const char* k : words)
         if (w == k) return true;
     if (w.rfind("model_", 0) == 0) return false;  // the prefix a reserved name gets: no C or POSIX header declares one
@@ -119,7 +264,9 @@ inline void check_identifier(const std::string& ns, const std::string& what) {
     bool ok = !ns.empty() && ns.size() <= 200 && !std::isdigit(static_cast<unsigned char>(ns[0])) && ns[0] != '_' &&
               ns.find("__") == std::string::npos && !detail::reserved_word(ns);
     for (unsigned char c : ns) ok = ok && c < 0x80 && (std::isalnum(c) || c == '_');
-    if (!ok) throw usage_error(what, "'" + ns + "' is not a usable C++ namespace name (an identifier, not a keyword or reserved)");
+    if (!ok)
+        throw usage_error(what,
+                          "'" + ns + "' is not a usable C++ namespace name (an identifier, not a keyword or reserved)");
 }
 
 /// A name made a valid, deterministic identifier (docs/design.md §8): every byte that is not an
@@ -131,8 +278,10 @@ inline std::string identifier_for(const std::string& name) {
     std::string ns;
     for (unsigned char c : name) {
         bool keep = c < 0x80 && std::isalnum(c);
-        if (keep) ns += static_cast<char>(c);
-        else if (!ns.empty() && ns.back() != '_') ns += '_';
+        if (keep)
+            ns += static_cast<char>(c);
+        else if (!ns.empty() && ns.back() != '_')
+            ns += '_';
     }
     while (!ns.empty() && ns.back() == '_') ns.pop_back();
     if (ns.empty()) ns = "model";
@@ -158,10 +307,11 @@ inline std::string namespace_for(const fs::path& dir) {
 /// (`decoder_model_merged.onnx` -> `decoder_model_merged`), made an identifier; a name the
 /// package-level declarations already use gets the prefix `model_`, so the two cannot collide.
 inline std::string file_namespace(const std::string& file) {
-    std::string stem = file.size() > 5 && file.compare(file.size() - 5, 5, ".onnx") == 0 ? file.substr(0, file.size() - 5) : file;
+    std::string stem =
+        file.size() > 5 && file.compare(file.size() - 5, 5, ".onnx") == 0 ? file.substr(0, file.size() - 5) : file;
     std::string id = identifier_for(stem);
-    for (const char* taken : {"task", "optimum_class", "model_type", "id2label", "label_count", "files", "models", "inputs", "outputs", "file",
-                              "ort_required_operators", "ort_required_operator_count"})
+    for (const char* taken : {"task", "optimum_class", "model_type", "id2label", "label_count", "files", "models",
+                              "inputs", "outputs", "file", "ort_required_operators", "ort_required_operator_count"})
         if (id == taken) return "model_" + id;
     return id;
 }
@@ -203,8 +353,8 @@ struct ort_operator {
 inline std::vector<ort_operator> parse_ort_operators(const std::string& text, const std::string& shown) {
     auto name = [](const std::string& s, const char* also) {
         return !s.empty() && std::all_of(s.begin(), s.end(), [&](unsigned char c) {
-                   return c < 0x80 && (std::isalnum(c) || (c != 0 && std::strchr(also, c)));
-               });
+            return c < 0x80 && (std::isalnum(c) || (c != 0 && std::strchr(also, c)));
+        });
     };
     std::vector<ort_operator> out;
     std::size_t number = 0;
@@ -215,10 +365,13 @@ inline std::vector<ort_operator> parse_ort_operators(const std::string& text, co
         ++number;
         if (line.empty() || line[0] == '#') continue;
         const std::size_t a = line.find(';'), b = a == std::string::npos ? a : line.find(';', a + 1);
-        const std::string domain = line.substr(0, a), opset = b == std::string::npos ? "" : line.substr(a + 1, b - a - 1);
+        const std::string domain = line.substr(0, a),
+                          opset = b == std::string::npos ? "" : line.substr(a + 1, b - a - 1);
         int version = 0;
-        bool ok = b != std::string::npos && name(domain, "._-") && !opset.empty() && opset.size() <= 9 && opset[0] >= '1' && opset[0] <= '9' &&
-                  std::from_chars(opset.data(), opset.data() + opset.size(), version).ptr == opset.data() + opset.size();
+        bool ok =
+            b != std::string::npos && name(domain, "._-") && !opset.empty() && opset.size() <= 9 && opset[0] >= '1' &&
+            opset[0] <= '9' &&
+            std::from_chars(opset.data(), opset.data() + opset.size(), version).ptr == opset.data() + opset.size();
         std::vector<ort_operator> ops;
         for (std::size_t from = b + 1; ok && from <= line.size();) {
             const std::size_t comma = std::min(line.find(',', from), line.size());
@@ -227,7 +380,9 @@ inline std::vector<ort_operator> parse_ort_operators(const std::string& text, co
             from = comma + 1;
         }
         if (!ok)
-            throw invalid_input(shown, "line " + std::to_string(number) + " is not `domain;opset;Op1,Op2,...`: '" + printable(line.substr(0, 120)) + "'",
+            throw invalid_input(shown,
+                                "line " + std::to_string(number) + " is not `domain;opset;Op1,Op2,...`: '" +
+                                    printable(line.substr(0, 120)) + "'",
                                 "re-export the package with --variants ort to write it again");
         out.insert(out.end(), ops.begin(), ops.end());
     }
@@ -254,17 +409,18 @@ inline void write_signature(std::ostream& h, const signature& sig, const std::st
                 const auto& dim = list[i].shape[d];
                 const auto* fixed = std::get_if<std::int64_t>(&dim);
                 if (fixed && *fixed < 0)  // ONNX dims are >= 0; -1 here means "symbolic"
-                    throw invalid_input(model_name, std::string(what) + " '" + list[i].name + "' has the negative dimension " +
-                                                        std::to_string(*fixed));
-                h << (d ? ", " : "") << "{" << (fixed ? *fixed : -1) << ", " << cpp_string_view(fixed ? "" : std::get<std::string>(dim)) << "}";
+                    throw invalid_input(model_name, std::string(what) + " '" + list[i].name +
+                                                        "' has the negative dimension " + std::to_string(*fixed));
+                h << (d ? ", " : "") << "{" << (fixed ? *fixed : -1) << ", "
+                  << cpp_string_view(fixed ? "" : std::get<std::string>(dim)) << "}";
             }
             if (list[i].shape.empty()) h << "{0, \"\"}";  // no zero-length arrays; rank says 0
             h << "};\n";
         }
         h << "inline constexpr modelexport_bindings::tensor " << what << "s[] = {\n";
         for (std::size_t i = 0; i < list.size(); ++i)
-            h << "    {" << cpp_string_view(list[i].name) << ", " << cpp_string_view(list[i].elem_type) << ", " << what << "_" << i
-              << "_shape, " << list[i].shape.size() << "},\n";
+            h << "    {" << cpp_string_view(list[i].name) << ", " << cpp_string_view(list[i].elem_type) << ", " << what
+              << "_" << i << "_shape, " << list[i].shape.size() << "},\n";
         h << "};\n\n";
     };
     tensors("input", sig.inputs);
@@ -281,7 +437,8 @@ inline void write_ort_operators(std::ostream& h, const std::vector<ort_operator>
       << "/// ONNX Runtime build takes them (--include_ops_by_config): domain, opset, operator.\n";
     if (!ops.empty()) {
         h << "inline constexpr modelexport_bindings::ort_operator ort_required_operators[] = {\n";
-        for (const auto& o : ops) h << "    {" << cpp_string_view(o.domain) << ", " << o.opset << ", " << cpp_string_view(o.op) << "},\n";
+        for (const auto& o : ops)
+            h << "    {" << cpp_string_view(o.domain) << ", " << o.opset << ", " << cpp_string_view(o.op) << "},\n";
         h << "};\n";
     }
     h << "inline constexpr std::size_t ort_required_operator_count = " << ops.size() << ";\n";
@@ -292,7 +449,8 @@ inline void write_files(std::ostream& h, const json& meta) {
     h << "\n/// The package's files as export_metadata.json records them.\n"
       << "inline constexpr modelexport_bindings::file files[] = {\n";
     for (const auto& [name, f] : meta["files"].items())
-        h << "    {" << cpp_string_view(name) << ", " << f["size"].get<std::uint64_t>() << "ull, " << cpp_string_view(f["sha256"].get<std::string>()) << "},\n";
+        h << "    {" << cpp_string_view(name) << ", " << f["size"].get<std::uint64_t>() << "ull, "
+          << cpp_string_view(f["sha256"].get<std::string>()) << "},\n";
     h << "};\n";
 }
 
@@ -315,11 +473,14 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns, b
     json config = parse_json_object(pkg.read("config.json", json_limits{}.max_bytes), (dir / "config.json").string());
     std::map<std::string, signature> sigs;  // by file name; the first of `models` is the primary
     const std::vector<std::string> models = several.empty() ? std::vector<std::string>{"model.onnx"} : several;
-    for (const auto& name : models) sigs[name] = graph_signature(load_onnx_light(package_file_path(dir, name)).model.graph());
-    // The header states the recorded task: one validate would call wrong is refused, as validate's task.recorded fails it.
+    for (const auto& name : models)
+        sigs[name] = graph_signature(load_onnx_light(package_file_path(dir, name)).model.graph());
+    // The header states the recorded task: one validate would call wrong is refused, as validate's task.recorded fails
+    // it.
     const std::string primary = package_models(package_task(dir)).front();
     const signature* primary_sig = sigs.count(primary) ? &sigs[primary] : nullptr;
-    if (std::string problem = recorded_task_problem(recorded_model_task(meta), &config, primary_sig, primary); !problem.empty())
+    if (std::string problem = recorded_task_problem(recorded_model_task(meta), &config, primary_sig, primary);
+        !problem.empty())
         throw invalid_input(meta_path.string(), problem);
 
     std::ostringstream h;
@@ -336,9 +497,12 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns, b
       << "}  // namespace modelexport_bindings\n#endif\n\n"
       << "namespace " << ns << " {\n\n"
       << "inline constexpr std::string_view task = " << cpp_string_view(meta["model"].value("task", "")) << ";\n"
-      << "inline constexpr std::string_view optimum_class = " << cpp_string_view(meta["model"].value("optimum_class", "")) << ";\n"
+      << "inline constexpr std::string_view optimum_class = "
+      << cpp_string_view(meta["model"].value("optimum_class", "")) << ";\n"
       << "inline constexpr std::string_view model_type = "
-      << cpp_string_view(config.contains("model_type") && config["model_type"].is_string() ? config["model_type"].get<std::string>() : "")
+      << cpp_string_view(config.contains("model_type") && config["model_type"].is_string()
+                             ? config["model_type"].get<std::string>()
+                             : "")
       << ";\n\n";
 
     if (several.empty()) {
@@ -377,13 +541,16 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns, b
 /// `main_header` (the text of bindings_header without its files): a tokenizer or weight edit
 /// changes the hashes but no name or shape, so code that includes only the main header is not
 /// recompiled. `main_header` is named relative to this header's directory.
-inline std::string bindings_files_header(const fs::path& dir, const std::string& ns, const fs::path& header, const fs::path& main_header) {
+inline std::string bindings_files_header(const fs::path& dir, const std::string& ns, const fs::path& header,
+                                         const fs::path& main_header) {
     check_identifier(ns, "--namespace");
-    std::string include = fs::absolute(main_header).lexically_relative(fs::absolute(header).parent_path()).generic_string();
+    std::string include =
+        fs::absolute(main_header).lexically_relative(fs::absolute(header).parent_path()).generic_string();
     // An #include's header-name has no escapes: a name it cannot spell is refused, not mangled.
     for (unsigned char c : include)
         if (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
-            throw usage_error(main_header.string(), "this header name cannot be written in an #include line", "name the header without quotes, backslashes or control characters");
+            throw usage_error(main_header.string(), "this header name cannot be written in an #include line",
+                              "name the header without quotes, backslashes or control characters");
     json meta = read_export_metadata(dir / "export_metadata.json");
     std::ostringstream h;
     h << "// Generated by modelexport " << version << " from a model package. Do not edit.\n"
@@ -406,7 +573,8 @@ struct embedded_sources {
 
 inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, bool assembly) {
     check_identifier(ns, "--namespace");
-    // One symbol holds one model's bytes, all of them: pack's rule (an encoder-decoder's files are loaded as separate files anyway).
+    // One symbol holds one model's bytes, all of them: pack's rule (an encoder-decoder's files are loaded as separate
+    // files anyway).
     const single_file_model m = open_single_file_model(dir, "embed");
     const fs::path model = fs::absolute(m.shown);  // .incbin reads it by name when the program is assembled
     std::string sha = hash_file(m.read_path());
@@ -419,19 +587,23 @@ inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, 
         std::string quoted;
         for (unsigned char c : model.string()) {
             char buf[8];
-            if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f) std::snprintf(buf, sizeof buf, "\\%03o", c);
-            else buf[0] = static_cast<char>(c), buf[1] = '\0';
+            if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f)
+                std::snprintf(buf, sizeof buf, "\\%03o", c);
+            else
+                buf[0] = static_cast<char>(c), buf[1] = '\0';
             quoted += buf;
         }
         // The size and hash in the comment make the file change whenever the model does,
         // so the object is rebuilt even though .incbin is invisible to dependency scanning.
-        s << "/* Generated by modelexport " << version << ". model.onnx: " << size << " bytes, sha256 " << sha << " */\n"
+        s << "/* Generated by modelexport " << version << ". model.onnx: " << size << " bytes, sha256 " << sha
+          << " */\n"
           << "    .section .rodata\n    .global " << sym << "\n    .type " << sym << ", @object\n    .balign 16\n"
           << sym << ":\n    .incbin \"" << quoted << "\"\n    .size " << sym << ", . - " << sym << "\n"
           << "    .section .note.GNU-stack,\"\",@progbits\n";
     } else {
         s << "// Generated by modelexport " << version << ". model.onnx: " << size << " bytes, sha256 " << sha << "\n"
-          << "extern \"C\" {\nalignas(16) extern const unsigned char " << sym << "[];\nalignas(16) const unsigned char " << sym << "[] = {\n";
+          << "extern \"C\" {\nalignas(16) extern const unsigned char " << sym << "[];\nalignas(16) const unsigned char "
+          << sym << "[] = {\n";
         unique_fd in = open_or_throw(m.read_path(), O_RDONLY);
         std::vector<unsigned char> buf(1 << 16);
         std::size_t col = 0;
@@ -444,7 +616,8 @@ inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, 
     }
     out.source = s.str();
     std::ostringstream h;
-    h << "// Generated by modelexport " << version << ". Do not edit.\n#pragma once\n\n#include <cstddef>\n#include <string_view>\n\n"
+    h << "// Generated by modelexport " << version
+      << ". Do not edit.\n#pragma once\n\n#include <cstddef>\n#include <string_view>\n\n"
       << "extern \"C\" const unsigned char " << sym << "[];\n\n"
       << "namespace " << ns << " {\n"
       << "inline constexpr std::size_t model_size = " << size << ";\n"

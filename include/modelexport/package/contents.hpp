@@ -7,9 +7,9 @@
 // takes a package another reader calls incomplete, or writes a task validate calls wrong.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_io.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/package/file_roles.hpp"
 #include "modelexport/package/layout.hpp"
@@ -26,7 +26,8 @@ namespace modelexport {
 /// model.task of an export_metadata.json document, or "" when it records none.
 inline std::string recorded_model_task(const json& meta) {
     auto m = meta.find("model");
-    if (m != meta.end() && m->is_object() && m->contains("task") && (*m)["task"].is_string()) return (*m)["task"].get<std::string>();
+    if (m != meta.end() && m->is_object() && m->contains("task") && (*m)["task"].is_string())
+        return (*m)["task"].get<std::string>();
     return {};
 }
 
@@ -35,8 +36,7 @@ inline std::string recorded_task(const fs::path& dir) {
     try {
         const fs::path meta_path = dir / "export_metadata.json";
         if (fs::is_regular_file(meta_path)) return recorded_model_task(read_export_metadata(meta_path));
-    } catch (const error&) {
-    }
+    } catch (const error&) {}
     return {};
 }
 
@@ -63,14 +63,16 @@ inline std::vector<std::string> package_models(const task_info* t) {
 /// What a reader needs of a package besides its ONNX files.
 enum class package_need {
     models,    ///< the ONNX files alone: inspect describes any ONNX package, optimum-cli's too
-    loadable,  ///< and the files package/files.def requires (config.json): what a loader needs, validate's package.files
-    exported,  ///< and export_metadata.json, the export's record: what verify compares with, pack, embed and bindings carry
+    loadable,  ///< and the files package/files.def requires (config.json): what a loader needs, validate's
+               ///< package.files
+    exported,  ///< and export_metadata.json, the export's record: what verify compares with, pack, embed and bindings
+               ///< carry
 };
 
 /// The files `need` asks of the package in `dir` whose ONNX files are `models` (by name, placed by
 /// `layout`) that are not regular files there, package-relative, each with what it is when it is there.
-inline std::vector<std::string> missing_package_files(const fs::path& dir, package_layout layout, const std::vector<std::string>& models,
-                                                      package_need need) {
+inline std::vector<std::string> missing_package_files(const fs::path& dir, package_layout layout,
+                                                      const std::vector<std::string>& models, package_need need) {
     std::vector<std::string> required, missing;
     for (const auto& name : models) required.push_back(layout_path(layout, name));
     for (const auto& f : package_files)
@@ -84,13 +86,16 @@ inline std::vector<std::string> missing_package_files(const fs::path& dir, packa
 }
 
 /// The problem missing_package_files' answer is, as every reader words it.
-inline std::string missing_files_problem(const std::vector<std::string>& missing) { return "missing required file(s) " + joined(missing); }
+inline std::string missing_files_problem(const std::vector<std::string>& missing) {
+    return "missing required file(s) " + joined(missing);
+}
 
 /// Opens the package in `dir` as open_package does, then refuses it when it lacks a file `need` asks
 /// for (its task's ONNX files included): invalid_input naming the package and the files.
 inline package_reader open_complete_package(const fs::path& dir, package_need need) {
     package_reader pkg = open_package(dir);
-    const std::vector<std::string> missing = missing_package_files(dir, find_layout(dir), package_models(package_task(dir)), need);
+    const std::vector<std::string> missing =
+        missing_package_files(dir, find_layout(dir), package_models(package_task(dir)), need);
     if (!missing.empty()) throw invalid_input(dir.string(), missing_files_problem(missing));
     return pkg;
 }
@@ -116,16 +121,19 @@ inline bool signature_fits(const task_info& task, const signature& sig) {
 /// it is what tools and people read (inspect, bindings, audits), so it must be a known task, agree
 /// with the head config.json's `architectures` names (docs/design.md §5.3), and fit the primary
 /// ONNX file `primary_name` (signature `primary`). Without `config` or `primary` those parts are not judged.
-inline std::string recorded_task_problem(const std::string& recorded, const json* config, const signature* primary, const std::string& primary_name) {
+inline std::string recorded_task_problem(const std::string& recorded, const json* config, const signature* primary,
+                                         const std::string& primary_name) {
     const task_info* task = config ? find_task(recorded, *config) : find_task(recorded);
     if (!task) return "model.task '" + recorded + "' is not a known task";
     if (config) {
         architecture_head head = head_architecture(*config);
         if (!head.name.empty() && !task_fits_head(*task, *head.task))
-            return "model.task is " + recorded + " but config.json's architectures names " + head.name + " (" + std::string(head.task->name) + ")";
+            return "model.task is " + recorded + " but config.json's architectures names " + head.name + " (" +
+                   std::string(head.task->name) + ")";
     }
     if (primary && !detail::signature_fits(*task, *primary))
-        return "model.task is " + recorded + " but " + primary_name + " lacks the signature " + std::string(task->optimum_class) + " needs";
+        return "model.task is " + recorded + " but " + primary_name + " lacks the signature " +
+               std::string(task->optimum_class) + " needs";
     return {};
 }
 

@@ -8,11 +8,11 @@
 // what is copied.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_copy.hpp"
-#include "modelexport/package/file_roles.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/export/source.hpp"
+#include "modelexport/package/file_roles.hpp"
 
 #include <cctype>
 #include <filesystem>
@@ -85,12 +85,14 @@ public:
     copied_file copy_model_config() {
         auto real = source_.file("config.json");
         if (!real)
-            throw config_missing(source_.spec, "config.json required but the source has none",
-                                 "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
+            throw config_missing(
+                source_.spec, "config.json required but the source has none",
+                "Optimum's from_pretrained cannot infer the model without it; add the model's config.json");
         std::string shown = shown_name("config.json");
         json cfg = read_json_object(*real);
         if (std::string problem = config_problem(cfg); !problem.empty())
-            throw invalid_input(shown, problem, "transformers' AutoConfig reads it to pick and configure the model class");
+            throw invalid_input(shown, problem,
+                                "transformers' AutoConfig reads it to pick and configure the model class");
         return place("config.json", file_role::config, *real);
     }
 
@@ -120,9 +122,12 @@ private:
             auto real = source_.file(name);
             if (!real) continue;
             std::string shown = shown_name(name);
-            if (name == "tokenizer_config.json") detail::check_tokenizer_config(*real, shown);
-            else if (name == "tokenizer.json") detail::check_json_file(*real, shown, 1u << 30);
-            else if (fs::path(name).extension() == ".json") detail::check_json_file(*real, shown, json_limits{}.max_bytes);
+            if (name == "tokenizer_config.json")
+                detail::check_tokenizer_config(*real, shown);
+            else if (name == "tokenizer.json")
+                detail::check_json_file(*real, shown, 1u << 30);
+            else if (fs::path(name).extension() == ".json")
+                detail::check_json_file(*real, shown, json_limits{}.max_bytes);
             out.push_back(place(name, role, *real));
         }
         return out;

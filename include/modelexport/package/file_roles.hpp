@@ -24,14 +24,22 @@ enum class file_role { model, variant, config, tokenizer, processor, generation,
 
 inline constexpr std::string_view to_string(file_role r) {
     switch (r) {
-        case file_role::model: return "model";
-        case file_role::variant: return "variant";
-        case file_role::config: return "config";
-        case file_role::tokenizer: return "tokenizer";
-        case file_role::processor: return "processor";
-        case file_role::generation: return "generation";
-        case file_role::recipe: return "recipe";
-        case file_role::metadata: return "metadata";
+        case file_role::model:
+            return "model";
+        case file_role::variant:
+            return "variant";
+        case file_role::config:
+            return "config";
+        case file_role::tokenizer:
+            return "tokenizer";
+        case file_role::processor:
+            return "processor";
+        case file_role::generation:
+            return "generation";
+        case file_role::recipe:
+            return "recipe";
+        case file_role::metadata:
+            return "metadata";
     }
     return "unknown";
 }
@@ -69,7 +77,8 @@ std::vector<std::string> present_files(const std::filesystem::path& dir, Wanted&
     std::vector<std::string> out;
     for (const auto& f : package_files) {
         std::string n(f.name);
-        if (wanted(f) && (std::filesystem::is_regular_file(dir / n) || std::filesystem::is_regular_file(dir / std::string(hub_onnx_dir) / n)))
+        if (wanted(f) && (std::filesystem::is_regular_file(dir / n) ||
+                          std::filesystem::is_regular_file(dir / std::string(hub_onnx_dir) / n)))
             out.push_back(n);
     }
     return out;
@@ -91,7 +100,8 @@ inline std::string joined(const std::vector<std::string>& names) {
     return out;
 }
 
-/// The same, comma-separated ("" for a single-file package): tools that handle one model.onnx refuse the others with it.
+/// The same, comma-separated ("" for a single-file package): tools that handle one model.onnx refuse the others with
+/// it.
 inline std::string multi_file_models(const std::filesystem::path& dir) { return joined(multi_file_model_names(dir)); }
 
 /// The variant files (export --variants) present in `dir`, comma-separated ("" when none).

@@ -1,11 +1,11 @@
 // modelexport/package/inspect.hpp — a package (or a bare model.onnx) described for people.
 #pragma once
 
+#include "modelexport/detail/json_file.hpp"
 #include "modelexport/onnx/hierarchy.hpp"
 #include "modelexport/onnx/hierarchy_embed.hpp"
-#include "modelexport/onnx/project.hpp"
-#include "modelexport/detail/json_file.hpp"
 #include "modelexport/onnx/model.hpp"
+#include "modelexport/onnx/project.hpp"
 #include "modelexport/onnx/stream.hpp"
 
 #include <algorithm>
@@ -104,17 +104,20 @@ inline void print_tree(std::ostream& out, const std::map<std::string, std::size_
     std::vector<std::string> roots;
     for (const auto& [tag, n] : totals) {
         auto slash = tag.rfind('/');
-        if (slash == 0) roots.push_back(tag);
-        else children[tag.substr(0, slash)].push_back(tag);
+        if (slash == 0)
+            roots.push_back(tag);
+        else
+            children[tag.substr(0, slash)].push_back(tag);
     }
-    std::function<void(const std::string&, const std::string&, bool, bool)> draw = [&](const std::string& tag, const std::string& prefix,
-                                                                                      bool last, bool root) {
-        std::string name = tag.substr(tag.rfind('/') + 1);
-        out << (root ? "" : prefix + (last ? "└── " : "├── ")) << printable(name) << " (" << totals[tag] << " nodes)\n";  // names from the model: no terminal control
-        const auto& kids = children[tag];
-        for (std::size_t i = 0; i < kids.size(); ++i)
-            draw(kids[i], root ? "" : prefix + (last ? "    " : "│   "), i + 1 == kids.size(), false);
-    };
+    std::function<void(const std::string&, const std::string&, bool, bool)> draw =
+        [&](const std::string& tag, const std::string& prefix, bool last, bool root) {
+            std::string name = tag.substr(tag.rfind('/') + 1);
+            out << (root ? "" : prefix + (last ? "└── " : "├── ")) << printable(name) << " (" << totals[tag]
+                << " nodes)\n";  // names from the model: no terminal control
+            const auto& kids = children[tag];
+            for (std::size_t i = 0; i < kids.size(); ++i)
+                draw(kids[i], root ? "" : prefix + (last ? "    " : "│   "), i + 1 == kids.size(), false);
+        };
     for (const auto& r : roots) draw(r, "", true, true);
 }
 
@@ -141,12 +144,23 @@ inline std::string xml_escape(const std::string& s) {
     std::string out;
     for (char c : printable(s)) {
         switch (c) {
-            case '&': out += "&amp;"; break;
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '"': out += "&quot;"; break;
-            case '\'': out += "&apos;"; break;
-            default: out += c;
+            case '&':
+                out += "&amp;";
+                break;
+            case '<':
+                out += "&lt;";
+                break;
+            case '>':
+                out += "&gt;";
+                break;
+            case '"':
+                out += "&quot;";
+                break;
+            case '\'':
+                out += "&apos;";
+                break;
+            default:
+                out += c;
         }
     }
     return out;
@@ -173,7 +187,8 @@ inline std::string hierarchy_dot(const std::map<std::string, std::size_t>& nodes
         << "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#eef3fb\", fontname=\"Helvetica\"];\n";
     for (const auto& [tag, n] : totals) {
         std::string name = tag.substr(tag.rfind('/') + 1);
-        out << "  \"" << detail::dot_escape(tag) << "\" [label=\"" << detail::dot_escape(name) << "\\n" << n << " nodes\"];\n";
+        out << "  \"" << detail::dot_escape(tag) << "\" [label=\"" << detail::dot_escape(name) << "\\n"
+            << n << " nodes\"];\n";
     }
     for (const auto& [parent, child] : detail::tag_edges(totals))
         out << "  \"" << detail::dot_escape(parent) << "\" -> \"" << detail::dot_escape(child) << "\";\n";
@@ -191,11 +206,13 @@ inline std::string hierarchy_graphml(const std::map<std::string, std::size_t>& n
         << "  <key id=\"nodes\" for=\"node\" attr.name=\"onnx_nodes\" attr.type=\"int\"/>\n"
         << "  <graph id=\"hierarchy\" edgedefault=\"directed\">\n";
     for (const auto& [tag, n] : totals)
-        out << "    <node id=\"" << detail::xml_escape(tag) << "\"><data key=\"name\">" << detail::xml_escape(tag.substr(tag.rfind('/') + 1))
-            << "</data><data key=\"nodes\">" << n << "</data></node>\n";
+        out << "    <node id=\"" << detail::xml_escape(tag) << "\"><data key=\"name\">"
+            << detail::xml_escape(tag.substr(tag.rfind('/') + 1)) << "</data><data key=\"nodes\">" << n
+            << "</data></node>\n";
     std::size_t i = 0;
     for (const auto& [parent, child] : detail::tag_edges(totals))
-        out << "    <edge id=\"e" << i++ << "\" source=\"" << detail::xml_escape(parent) << "\" target=\"" << detail::xml_escape(child) << "\"/>\n";
+        out << "    <edge id=\"e" << i++ << "\" source=\"" << detail::xml_escape(parent) << "\" target=\""
+            << detail::xml_escape(child) << "\"/>\n";
     out << "  </graph>\n</graphml>\n";
     return out.str();
 }

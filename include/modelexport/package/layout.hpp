@@ -38,7 +38,8 @@ inline package_layout parse_layout(const std::string& name, const std::string& s
 /// external data, ORT format) go under onnx/ in hub, everything else stays at the root.
 inline std::string layout_path(package_layout layout, std::string_view name) {
     auto role = role_of(name);
-    if (layout == package_layout::hub && role && in_model_folder(*role)) return std::string(hub_onnx_dir) + "/" + std::string(name);
+    if (layout == package_layout::hub && role && in_model_folder(*role))
+        return std::string(hub_onnx_dir) + "/" + std::string(name);
     return std::string(name);
 }
 

@@ -6,11 +6,11 @@
 // (see choose_export_time for why not the inputs' mtimes).
 #pragma once
 
-#include "modelexport/package/copier.hpp"
-#include "modelexport/onnx/hierarchy.hpp"
-#include "modelexport/onnx/model.hpp"
 #include "modelexport/export/sentence_pipeline.hpp"
 #include "modelexport/export/source.hpp"
+#include "modelexport/onnx/hierarchy.hpp"
+#include "modelexport/onnx/model.hpp"
+#include "modelexport/package/copier.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/version.hpp"
 
@@ -45,8 +45,10 @@ inline long long parse_source_date_epoch(std::string_view text) {
     long long v = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
     std::string shown = "'" + std::string(text) + "'";
-    if (ec == std::errc::result_out_of_range || (ec == std::errc() && end == text.data() + text.size() && v > max_export_seconds))
-        throw usage_error("SOURCE_DATE_EPOCH", shown + " is too large (at most " + std::to_string(max_export_seconds) + ", the year 9999)");
+    if (ec == std::errc::result_out_of_range ||
+        (ec == std::errc() && end == text.data() + text.size() && v > max_export_seconds))
+        throw usage_error("SOURCE_DATE_EPOCH",
+                          shown + " is too large (at most " + std::to_string(max_export_seconds) + ", the year 9999)");
     if (ec != std::errc() || end != text.data() + text.size() || text.front() == '-')
         throw usage_error("SOURCE_DATE_EPOCH", "must be seconds since 1970 as decimal digits, got " + shown);
     return v;
@@ -61,7 +63,8 @@ inline long long parse_source_date_epoch(std::string_view text) {
 /// identical sources byte-identical whatever built the tool and when; a build that
 /// wants a meaningful date sets SOURCE_DATE_EPOCH (reproducible-builds.org practice).
 inline export_time choose_export_time() {
-    if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde && *sde) return {parse_source_date_epoch(sde), "SOURCE_DATE_EPOCH"};
+    if (const char* sde = std::getenv("SOURCE_DATE_EPOCH"); sde && *sde)
+        return {parse_source_date_epoch(sde), "SOURCE_DATE_EPOCH"};
     return {0, "fixed"};
 }
 
@@ -76,7 +79,8 @@ inline std::string iso8601(long long seconds) {
 
 /// One ONNX file's part of the metadata: its signature, modules (tag, order), node tags, statistics.
 struct model_section {
-    std::string file;  ///< the file's name ("encoder_model.onnx"), whatever the layout; `layout.onnx_files` has its path
+    std::string
+        file;  ///< the file's name ("encoder_model.onnx"), whatever the layout; `layout.onnx_files` has its path
     const signature* sig = nullptr;
     const std::vector<traced_module>* modules = nullptr;
     const projection* proj = nullptr;
@@ -98,12 +102,12 @@ struct metadata_inputs {
     const std::vector<traced_module>* modules = nullptr;
     const projection* proj = nullptr;
     std::string torch_version;
-    std::string onnx_exporter;  ///< which torch exporter wrote the ONNX (htp only)
-    std::string signature_source;  ///< "optimum" or "task table" (htp only)
-    sentence_pipeline pipeline;    ///< --library sentence-transformers: model.sentence_transformers
+    std::string onnx_exporter;                       ///< which torch exporter wrote the ONNX (htp only)
+    std::string signature_source;                    ///< "optimum" or "task table" (htp only)
+    sentence_pipeline pipeline;                      ///< --library sentence-transformers: model.sentence_transformers
     json reference_check = {{"status", "not_run"}};  ///< the comparison with torch (export/reference_check.hpp)
-    std::vector<model_section> models;  ///< several ONNX files: each one's section (the top level is the first's)
-    std::string layout = "flat";        ///< "flat" or "hub" (package/layout.hpp)
+    std::vector<model_section> models;    ///< several ONNX files: each one's section (the top level is the first's)
+    std::string layout = "flat";          ///< "flat" or "hub" (package/layout.hpp)
     std::vector<std::string> onnx_files;  ///< every ONNX file's package-relative path, the primary first
 };
 
@@ -123,7 +127,8 @@ inline json statistics_json(const projection& p, const std::vector<traced_module
     std::map<std::string, int> types;
     for (const auto& m : modules)
         if (!m.class_name.empty()) ++types[m.class_name];
-    std::size_t tagged = p.tags.size() - static_cast<std::size_t>(std::count(p.tags.begin(), p.tags.end(), std::string()));
+    std::size_t tagged =
+        p.tags.size() - static_cast<std::size_t>(std::count(p.tags.begin(), p.tags.end(), std::string()));
     return {{"node_count", p.tags.size()},
             {"tagged_nodes", tagged},
             {"direct_matches", p.count(match_kind::direct)},
@@ -138,7 +143,9 @@ inline json modules_json(const std::vector<traced_module>* modules, const projec
     json out = json::object();
     if (modules)
         for (const auto& m : *modules) {
-            json entry{{"class_name", m.class_name}, {"torch_module", m.torch_module}, {"traced_tag", proj ? proj->module_tags.at(m.path) : ""}};
+            json entry{{"class_name", m.class_name},
+                       {"torch_module", m.torch_module},
+                       {"traced_tag", proj ? proj->module_tags.at(m.path) : ""}};
             entry["execution_order"] = m.order ? json(*m.order) : json(nullptr);
             out[m.path] = entry;
         }
@@ -165,7 +172,8 @@ inline json models_json(const std::vector<model_section>& sections) {
 
 inline json build_metadata(const metadata_inputs& in) {
     json files = json::object();
-    for (const auto& f : in.files) files[f.name] = {{"size", f.size}, {"sha256", f.sha256}, {"role", std::string(to_string(f.role))}};
+    for (const auto& f : in.files)
+        files[f.name] = {{"size", f.size}, {"sha256", f.sha256}, {"role", std::string(to_string(f.role))}};
     json modules = modules_json(in.modules, in.proj);
     json nodes = nodes_json(in.proj);
     const json& cfg = *in.config;

@@ -12,17 +12,17 @@
 // "modelexport.pack" holds the manifest (JSON) and is written last.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_copy.hpp"
-#include "modelexport/package/file_roles.hpp"
 #include "modelexport/detail/json_file.hpp"
-#include "modelexport/package/layout.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/onnx/stream.hpp"
+#include "modelexport/onnx/tensor_walk.hpp"
+#include "modelexport/package/file_roles.hpp"
+#include "modelexport/package/layout.hpp"
 #include "modelexport/package/reader.hpp"
 #include "modelexport/package/single_file.hpp"
 #include "modelexport/package/writer.hpp"
-#include "modelexport/onnx/tensor_walk.hpp"
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -48,8 +48,8 @@ namespace detail {
 
 inline std::string base64_encode(const std::string& in) {
     std::string out(4 * ((in.size() + 2) / 3), '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
-                            static_cast<int>(in.size()));
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
     out.resize(static_cast<std::size_t>(n));
     return out;
 }
@@ -57,8 +57,8 @@ inline std::string base64_encode(const std::string& in) {
 inline std::string base64_decode(const std::string& in, const std::string& what) {
     if (in.size() % 4 != 0 || in.size() > (1u << 31)) throw invalid_input(what, "invalid base64");
     std::string out(3 * in.size() / 4 + 3, '\0');
-    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
-                            static_cast<int>(in.size()));
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
     std::size_t pad = in.size() >= 2 ? (in[in.size() - 1] == '=') + (in[in.size() - 2] == '=') : 0;
     if (n < 0 || static_cast<std::size_t>(n) < pad) throw invalid_input(what, "invalid base64");
     out.resize(static_cast<std::size_t>(n) - pad);
@@ -70,7 +70,8 @@ inline std::string base64_decode(const std::string& in, const std::string& what)
 /// link or over a file someone else put there.
 class temp_file {
 public:
-    explicit temp_file(const fs::path& dest) : dest_(dest), path_(dest.string() + ".tmp-" + std::to_string(::getpid())) {
+    explicit temp_file(const fs::path& dest)
+        : dest_(dest), path_(dest.string() + ".tmp-" + std::to_string(::getpid())) {
         refuse_replacing_special_file(dest);  // before any work; commit() renames over it
         unique_fd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
         if (!fd && errno == EEXIST) {  // left by a killed run with our pid
@@ -113,18 +114,26 @@ inline bool is_sha256_hex(const json& v) {
 /// file names other than model.onnx, unsigned sizes, hex hashes and a known
 /// encoding. Anything else is invalid input naming the packed file.
 inline void check_pack_manifest(const json& m, const std::string& name) {
-    auto bad = [&](const std::string& what) { return invalid_input(name, "malformed " + std::string(pack_manifest_key) + " manifest: " + what); };
+    auto bad = [&](const std::string& what) {
+        return invalid_input(name, "malformed " + std::string(pack_manifest_key) + " manifest: " + what);
+    };
     if (!m.is_object()) throw bad("not a JSON object");
-    if (!m.contains("format_version") || !m["format_version"].is_number_unsigned() || m["format_version"].get<std::uint64_t>() != 1)
+    if (!m.contains("format_version") || !m["format_version"].is_number_unsigned() ||
+        m["format_version"].get<std::uint64_t>() != 1)
         throw bad("format_version is not 1");
-    auto sized = [](const json& e) { return e.is_object() && e.contains("size") && e["size"].is_number_unsigned() && e.contains("sha256") && is_sha256_hex(e["sha256"]); };
+    auto sized = [](const json& e) {
+        return e.is_object() && e.contains("size") && e["size"].is_number_unsigned() && e.contains("sha256") &&
+               is_sha256_hex(e["sha256"]);
+    };
     if (!m.contains("model") || !sized(m["model"])) throw bad("\"model\" is not {size, sha256}");
     if (!m.contains("files") || !m["files"].is_object()) throw bad("no \"files\" object");
     if (m.contains("layout") && m["layout"] != "hub") throw bad("\"layout\" is not \"hub\"");  // absent: flat
     for (const auto& [file, e] : m["files"].items()) {
         auto role = role_of(file);
-        if (!role || *role == file_role::model || file == "model.onnx_data") throw bad("names an unexpected file '" + file + "'");
-        if (!sized(e) || !e.contains("encoding") || !e["encoding"].is_string() || (e["encoding"] != "utf-8" && e["encoding"] != "base64"))
+        if (!role || *role == file_role::model || file == "model.onnx_data")
+            throw bad("names an unexpected file '" + file + "'");
+        if (!sized(e) || !e.contains("encoding") || !e["encoding"].is_string() ||
+            (e["encoding"] != "utf-8" && e["encoding"] != "base64"))
             throw bad("files entry '" + file + "' is not {size, sha256, encoding: utf-8|base64}");
     }
 }
@@ -159,13 +168,17 @@ inline void pack_package(const fs::path& dir, const fs::path& output) {
     const single_file_model m = open_single_file_model(dir, "pack");
     // A variant is a model of its own that loaders open by file name: no metadata entry of model.onnx stands for it.
     if (std::string variants = variant_files_in(dir); !variants.empty())
-        throw invalid_input(dir.string(), "holds variant files (" + variants + "); pack takes a package without variants");
+        throw invalid_input(dir.string(),
+                            "holds variant files (" + variants + "); pack takes a package without variants");
     if (path_within(fs::weakly_canonical(fs::absolute(output)), fs::weakly_canonical(fs::absolute(dir))))
-        throw usage_error(output.string(), "is inside the package " + dir.string() + ", which pack reads", "write the packed model outside the package");
+        throw usage_error(output.string(), "is inside the package " + dir.string() + ", which pack reads",
+                          "write the packed model outside the package");
     const package_reader& pkg = m.package;
     const fs::path model = m.shown, model_read = m.read_path();
     std::string tail;
-    json manifest{{"format_version", 1}, {"model", {{"size", fs::file_size(model_read)}, {"sha256", hash_file(model_read)}}}, {"files", json::object()}};
+    json manifest{{"format_version", 1},
+                  {"model", {{"size", fs::file_size(model_read)}, {"sha256", hash_file(model_read)}}},
+                  {"files", json::object()}};
     if (m.layout == package_layout::hub) manifest["layout"] = "hub";  // absent for flat: flat packs keep their bytes
     for (const auto& f : package_files) {
         std::string name(f.name);
@@ -173,7 +186,8 @@ inline void pack_package(const fs::path& dir, const fs::path& output) {
         std::string bytes = pkg.read(name, 1u << 30);
         bool text = valid_utf8(bytes);
         tail += detail::metadata_entry_bytes(pack_file_prefix + name, text ? bytes : detail::base64_encode(bytes));
-        manifest["files"][name] = {{"size", bytes.size()}, {"sha256", sha256_hex(bytes)}, {"encoding", text ? "utf-8" : "base64"}};
+        manifest["files"][name] = {
+            {"size", bytes.size()}, {"sha256", sha256_hex(bytes)}, {"encoding", text ? "utf-8" : "base64"}};
     }
     tail += detail::metadata_entry_bytes(pack_manifest_key, manifest.dump());
     detail::temp_file tmp(output);  // removed on any failure below: no OUT.tmp-PID stays
@@ -193,10 +207,13 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
     json manifest;
     std::map<std::string, std::string> stored;
     for (const auto& kv : model.metadata_props()) {
-        if (kv.key() == pack_manifest_key) manifest = parse_json_text(kv.value(), packed.string() + " (" + pack_manifest_key + ")");
-        else if (kv.key().rfind(pack_file_prefix, 0) == 0) stored[kv.key().substr(std::string(pack_file_prefix).size())] = kv.value();
+        if (kv.key() == pack_manifest_key)
+            manifest = parse_json_text(kv.value(), packed.string() + " (" + pack_manifest_key + ")");
+        else if (kv.key().rfind(pack_file_prefix, 0) == 0)
+            stored[kv.key().substr(std::string(pack_file_prefix).size())] = kv.value();
     }
-    if (manifest.is_null()) throw invalid_input(packed.string(), "is not a packed model (no " + std::string(pack_manifest_key) + " entry)");
+    if (manifest.is_null())
+        throw invalid_input(packed.string(), "is not a packed model (no " + std::string(pack_manifest_key) + " entry)");
     detail::check_pack_manifest(manifest, packed.string());
     model.Clear();
     // Everything is checked in memory before the package writer touches the output.
@@ -204,8 +221,11 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
     if (size > fs::file_size(packed)) throw invalid_input(packed.string(), "shorter than the model it claims to hold");
     std::map<std::string, std::string> files;
     for (const auto& [name, entry] : manifest["files"].items()) {
-        if (!stored.count(name)) throw invalid_input(packed.string(), "manifest names '" + name + "' but the model holds no such file");
-        std::string bytes = entry["encoding"] == "base64" ? detail::base64_decode(stored[name], packed.string() + " (" + name + ")") : stored[name];
+        if (!stored.count(name))
+            throw invalid_input(packed.string(), "manifest names '" + name + "' but the model holds no such file");
+        std::string bytes = entry["encoding"] == "base64"
+                                ? detail::base64_decode(stored[name], packed.string() + " (" + name + ")")
+                                : stored[name];
         sha256 h;
         h.update(bytes.data(), bytes.size());
         if (bytes.size() != entry["size"].get<std::uintmax_t>() || h.hex() != entry["sha256"].get<std::string>())
@@ -213,7 +233,8 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
         files[name] = std::move(bytes);
     }
     if (package_writer::claims(outdir, fs::weakly_canonical(fs::absolute(packed))))
-        throw usage_error(outdir.string(), "holds " + packed.string() + ", which unpacking would replace", "unpack to another directory");
+        throw usage_error(outdir.string(), "holds " + packed.string() + ", which unpacking would replace",
+                          "unpack to another directory");
     package_writer writer(outdir);
     for (const auto& [name, bytes] : files) write_file(writer.staging() / name, bytes);
     // model.onnx: the packed file cut at the original length, where the packed package's layout had it.
@@ -226,10 +247,13 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
     copy_file_hashed(packed, staged);
     fs::resize_file(staged, size);
     if (hash_file(staged) != manifest["model"]["sha256"].get<std::string>())
-        throw invalid_input(packed.string(), "the model bytes before the packed files do not match the recorded SHA-256");
+        throw invalid_input(packed.string(),
+                            "the model bytes before the packed files do not match the recorded SHA-256");
     light_model restored = load_onnx_light(staged, packed.string());
     if (std::string tensor = detail::first_external_tensor(restored); !tensor.empty())
-        throw invalid_input(packed.string(), "the packed model's " + tensor + " keeps its data in another file; a packed model holds all its tensors");
+        throw invalid_input(
+            packed.string(),
+            "the packed model's " + tensor + " keeps its data in another file; a packed model holds all its tensors");
     writer.commit();
 }
 

@@ -12,9 +12,9 @@
 // loaders, the validator's checks) then see exactly the files checked here.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_io.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/package/file_roles.hpp"
 #include "modelexport/package/layout.hpp"
 
@@ -46,7 +46,8 @@ inline unique_fd open_package_file(int dir_fd, const std::string& name) {
 inline unique_fd open_model_subfolder(int dir_fd, const std::string& name) {
     std::string prefix = std::string(hub_onnx_dir) + "/";
     if (name.rfind(prefix, 0) != 0 || name.find('/', prefix.size()) != std::string::npos) return unique_fd();
-    return unique_fd(::openat(dir_fd, std::string(hub_onnx_dir).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    return unique_fd(
+        ::openat(dir_fd, std::string(hub_onnx_dir).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
 }
 
 /// Why the entry `name` of `dir_fd` is not a package file a reader may open: empty when it is
@@ -63,7 +64,8 @@ inline std::string package_entry_problem(int dir_fd, const std::string& name) {
 /// A package directory opened for reading.
 class package_reader {
 public:
-    explicit package_reader(fs::path dir) : dir_(std::move(dir)), fd_(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    explicit package_reader(fs::path dir)
+        : dir_(std::move(dir)), fd_(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
         if (!fd_) throw invalid_input(dir_.string(), "is not a package directory (cannot open it)");
     }
 
@@ -91,7 +93,8 @@ public:
         if (!fd) throw invalid_input(shown.string(), "missing");
         std::string out;
         detail::read_blocks(fd.get(), shown, [&](const char* data, std::size_t n) {
-            if (out.size() + n > max_bytes) throw invalid_input(shown.string(), "larger than " + std::to_string(max_bytes) + " bytes");
+            if (out.size() + n > max_bytes)
+                throw invalid_input(shown.string(), "larger than " + std::to_string(max_bytes) + " bytes");
             out.append(data, n);
         });
         return out;
@@ -102,8 +105,10 @@ public:
     void check_entries() const {
         if (std::string problem = detail::package_entry_problem(fd_.get(), std::string(hub_onnx_dir));
             !problem.empty() && problem.find("symbolic link") != std::string::npos)
-            throw invalid_input((dir_ / std::string(hub_onnx_dir)).string(), "is a symbolic link; a package's onnx/ must be a directory inside it");
-        unique_fd onnx(::openat(fd_.get(), std::string(hub_onnx_dir).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            throw invalid_input((dir_ / std::string(hub_onnx_dir)).string(),
+                                "is a symbolic link; a package's onnx/ must be a directory inside it");
+        unique_fd onnx(
+            ::openat(fd_.get(), std::string(hub_onnx_dir).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         for (const auto& f : package_files) {
             const std::string name(f.name);
             if (std::string problem = detail::package_entry_problem(fd_.get(), name); !problem.empty())
@@ -151,15 +156,17 @@ inline package_layout find_layout(const fs::path& dir) {
         const fs::path root = dir / std::string(f.name), hub = dir / std::string(hub_onnx_dir) / std::string(f.name);
         bool r = detail::entry_exists(root), h = detail::entry_exists(hub);
         if (r && h)
-            throw invalid_input(dir.string(), "holds " + std::string(f.name) + " both at the root (" + root.string() + ") and under onnx/ (" +
-                                                  hub.string() + "); a loader would pick either",
+            throw invalid_input(dir.string(),
+                                "holds " + std::string(f.name) + " both at the root (" + root.string() +
+                                    ") and under onnx/ (" + hub.string() + "); a loader would pick either",
                                 "remove one of them (modelexport export --layout flat|hub writes one)");
         if (r) at_root.emplace_back(f.name);
         if (h) under_onnx.push_back(std::string(hub_onnx_dir) + "/" + std::string(f.name));
     }
     if (!at_root.empty() && !under_onnx.empty())
-        throw invalid_input(dir.string(), "holds ONNX files both at the root (" + at_root.front() + ") and under onnx/ (" + under_onnx.front() +
-                                              "); a package has one layout",
+        throw invalid_input(dir.string(),
+                            "holds ONNX files both at the root (" + at_root.front() + ") and under onnx/ (" +
+                                under_onnx.front() + "); a package has one layout",
                             "re-export it with --layout flat or --layout hub");
     const fs::path meta = dir / "export_metadata.json";
     std::string recorded;
@@ -167,24 +174,30 @@ inline package_layout find_layout(const fs::path& dir) {
         try {
             json doc = read_json_object(meta);
             auto l = doc.find("layout");
-            if (l != doc.end() && l->is_object() && l->contains("name") && (*l)["name"].is_string()) recorded = (*l)["name"].get<std::string>();
+            if (l != doc.end() && l->is_object() && l->contains("name") && (*l)["name"].is_string())
+                recorded = (*l)["name"].get<std::string>();
         } catch (const error&) {  // a damaged metadata file is its readers' to report; the files decide here
         }
     }
     if (recorded == "flat") return package_layout::flat;
     if (recorded == "hub") return package_layout::hub;
-    if (!recorded.empty()) throw invalid_input(meta.string(), "layout.name is '" + printable(recorded) + "', not flat or hub");
+    if (!recorded.empty())
+        throw invalid_input(meta.string(), "layout.name is '" + printable(recorded) + "', not flat or hub");
     return under_onnx.empty() ? package_layout::flat : package_layout::hub;
 }
 
 /// The path of the package file `name` (e.g. "model.onnx") in the package `dir`, by its layout.
-inline fs::path package_file_path(const fs::path& dir, std::string_view name) { return dir / layout_path(find_layout(dir), name); }
+inline fs::path package_file_path(const fs::path& dir, std::string_view name) {
+    return dir / layout_path(find_layout(dir), name);
+}
 
 /// The package directory of the model file `model`: its directory, or for a file under a hub
 /// package's onnx/ (no export_metadata.json beside it) the parent, where config and metadata are.
 inline fs::path package_dir_of(const fs::path& model) {
-    fs::path dir = model.has_parent_path() ? model.parent_path() : fs::path(".");  // a bare name is in the current directory
-    if (dir.filename() == hub_onnx_dir && !fs::exists(dir / "export_metadata.json") && fs::exists(dir.parent_path() / "config.json"))
+    fs::path dir =
+        model.has_parent_path() ? model.parent_path() : fs::path(".");  // a bare name is in the current directory
+    if (dir.filename() == hub_onnx_dir && !fs::exists(dir / "export_metadata.json") &&
+        fs::exists(dir.parent_path() / "config.json"))
         return dir.parent_path();
     return dir;
 }
@@ -198,7 +211,8 @@ inline std::vector<std::string> package_entries(const fs::path& dir) {
         if (!fs::is_directory(e.symlink_status())) {
             out.push_back(name);
         } else if (name == hub_onnx_dir) {
-            for (const auto& sub : fs::directory_iterator(e.path())) out.push_back(name + "/" + sub.path().filename().string());
+            for (const auto& sub : fs::directory_iterator(e.path()))
+                out.push_back(name + "/" + sub.path().filename().string());
         } else {
             out.push_back(name + "/");
         }

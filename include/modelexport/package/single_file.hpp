@@ -7,8 +7,8 @@
 // another file (that file would be outside the artifact).
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_io.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/onnx/stream.hpp"
 #include "modelexport/onnx/tensor_walk.hpp"
@@ -30,7 +30,8 @@ namespace detail {
 inline std::string first_external_tensor(light_model& light) {
     std::string found;
     for_each_tensor(light.model, [&](onnx::TensorProto& t, const tensor_site& site) {
-        if (found.empty() && is_external(t) && !light.skipped_at(site)) found = external_reference_of(t, site.where).tensor;
+        if (found.empty() && is_external(t) && !light.skipped_at(site))
+            found = external_reference_of(t, site.where).tensor;
     });
     return found;
 }
@@ -52,16 +53,20 @@ struct single_file_model {
 inline single_file_model open_single_file_model(const fs::path& dir, const std::string& command) {
     package_reader pkg = open_complete_package(dir, package_need::exported);
     if (std::string several = multi_file_models(dir); !several.empty())
-        throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); " + command + " takes a single-file package (model.onnx)");
+        throw invalid_input(dir.string(), "holds several ONNX models (" + several + "); " + command +
+                                              " takes a single-file package (model.onnx)");
     const package_layout layout = find_layout(dir);
-    const std::string model_name = layout_path(layout, "model.onnx"), data_name = layout_path(layout, "model.onnx_data");
+    const std::string model_name = layout_path(layout, "model.onnx"),
+                      data_name = layout_path(layout, "model.onnx_data");
     single_file_model m{std::move(pkg), layout, dir / model_name, unique_fd()};
     m.fd = m.package.open(model_name);
     if (!m.fd) throw invalid_input(m.shown.string(), "missing");  // removed since the package was opened
-    if (m.package.open(data_name)) throw invalid_input((dir / data_name).string(), "external data cannot be taken into one file by " + command);
+    if (m.package.open(data_name))
+        throw invalid_input((dir / data_name).string(), "external data cannot be taken into one file by " + command);
     light_model graph = load_onnx_light(m.read_path(), m.shown.string());
     if (std::string tensor = detail::first_external_tensor(graph); !tensor.empty())
-        throw invalid_input(m.shown.string(), tensor + " keeps its data in another file; " + command + " takes a model that holds all its tensors");
+        throw invalid_input(m.shown.string(), tensor + " keeps its data in another file; " + command +
+                                                  " takes a model that holds all its tensors");
     return m;
 }
 

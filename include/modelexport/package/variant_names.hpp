@@ -22,7 +22,8 @@ struct variant_kind {
 
 /// transformers.js's names (DEFAULT_DTYPE_SUFFIX_MAPPING) and ONNX Runtime's ORT format.
 inline constexpr variant_kind variant_kinds[] = {
-    {"q8", "_quantized"}, {"int8", "_int8"}, {"uint8", "_uint8"}, {"fp16", "_fp16"}, {"q4", "_q4"}, {"q4f16", "_q4f16"}, {"ort", ""},
+    {"q8", "_quantized"}, {"int8", "_int8"},   {"uint8", "_uint8"}, {"fp16", "_fp16"},
+    {"q4", "_q4"},        {"q4f16", "_q4f16"}, {"ort", ""},
 };
 
 inline constexpr std::string_view ort_variant = "ort";
@@ -42,9 +43,11 @@ inline std::vector<std::string> parse_variants(const std::string& text, const st
     while (start <= text.size() && !text.empty()) {
         std::size_t comma = std::min(text.find(',', start), text.size());
         std::string name = text.substr(start, comma - start);
-        if (std::none_of(std::begin(variant_kinds), std::end(variant_kinds), [&](const variant_kind& k) { return k.name == name; }))
+        if (std::none_of(std::begin(variant_kinds), std::end(variant_kinds),
+                         [&](const variant_kind& k) { return k.name == name; }))
             throw usage_error(shown, "unknown variant '" + printable(name) + "'; known: " + variant_names());
-        if (std::find(out.begin(), out.end(), name) != out.end()) throw usage_error(shown, "lists '" + name + "' twice");
+        if (std::find(out.begin(), out.end(), name) != out.end())
+            throw usage_error(shown, "lists '" + name + "' twice");
         out.push_back(name);
         start = comma + 1;
     }
@@ -62,14 +65,16 @@ inline std::string variant_file_name(const std::string& onnx, const std::string&
 
 /// Every file `variants` make of the ONNX files `onnx` (package file names; ort adds required_operators.config),
 /// in the order: per variant, per ONNX file. Only names of the package file table come out.
-inline std::vector<std::string> variant_files(const std::vector<std::string>& onnx, const std::vector<std::string>& variants) {
+inline std::vector<std::string> variant_files(const std::vector<std::string>& onnx,
+                                              const std::vector<std::string>& variants) {
     std::vector<std::string> out;
     for (const auto& v : variants) {
         for (const auto& f : onnx) out.push_back(variant_file_name(f, v));
         if (v == ort_variant) out.emplace_back(ort_operators_file);
     }
     for (const auto& f : out)
-        if (role_of(f) != file_role::variant) throw usage_error("--variants", "makes " + f + ", which is not a file a package holds");
+        if (role_of(f) != file_role::variant)
+            throw usage_error("--variants", "makes " + f + ", which is not a file a package holds");
     return out;
 }
 

@@ -10,8 +10,8 @@
 #pragma once
 
 #include "modelexport/detail/file_io.hpp"
-#include "modelexport/package/file_roles.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/package/file_roles.hpp"
 #include "modelexport/package/reader.hpp"
 
 #include <dirent.h>
@@ -56,7 +56,8 @@ inline std::vector<std::string> list_directory(int dir_fd, const fs::path& dir) 
 /// Every entry under the directory `dir_fd`, recursively, as paths relative to it ("onnx/model.onnx").
 /// Subdirectories are opened through their parent's descriptor without following links; an empty
 /// subdirectory is listed as "name/" so that it counts too.
-inline void list_tree(int dir_fd, const fs::path& dir, const std::string& prefix, int depth, std::vector<std::string>& out) {
+inline void list_tree(int dir_fd, const fs::path& dir, const std::string& prefix, int depth,
+                      std::vector<std::string>& out) {
     for (const auto& name : list_directory(dir_fd, dir)) {
         unique_fd sub(::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!sub || depth >= 16) {  // a file, a link, a special file (or a tree too deep to walk): one entry
@@ -69,17 +70,21 @@ inline void list_tree(int dir_fd, const fs::path& dir, const std::string& prefix
     }
 }
 
-inline bool same_inode(const struct stat& a, const struct stat& b) { return a.st_dev == b.st_dev && a.st_ino == b.st_ino; }
+inline bool same_inode(const struct stat& a, const struct stat& b) {
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
 
 /// One consistent pass over the directory open as `dir_fd`.
-inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& dir, const std::vector<std::string>& ignore) {
+inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& dir,
+                                                    const std::vector<std::string>& ignore) {
     fs::path meta_path = dir / "export_metadata.json";
     unique_fd meta_fd = open_package_file(dir_fd, "export_metadata.json");
     if (!meta_fd) throw invalid_input(meta_path.string(), "missing; not a modelexport package");
     std::string text;
     constexpr std::uintmax_t max_meta = 256u << 20;
     read_blocks(meta_fd.get(), meta_path, [&](const char* data, std::size_t n) {
-        if (text.size() + n > max_meta) throw invalid_input(meta_path.string(), "larger than " + std::to_string(max_meta) + " bytes");
+        if (text.size() + n > max_meta)
+            throw invalid_input(meta_path.string(), "larger than " + std::to_string(max_meta) + " bytes");
         text.append(data, n);
     });
     json meta = parse_export_metadata(text, meta_path.string());
@@ -90,13 +95,16 @@ inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& 
         const int parent = sub ? sub.get() : dir_fd;
         const std::string base = sub ? name.substr(hub_onnx_dir.size() + 1) : name;
         unique_fd fd;
-        if (base.find('/') == std::string::npos && base != ".." && base != "." && !base.empty() && base.find('\0') == std::string::npos)
+        if (base.find('/') == std::string::npos && base != ".." && base != "." && !base.empty() &&
+            base.find('\0') == std::string::npos)
             fd = open_package_file(parent, base);
         if (!fd) {
             struct stat st {};  // there but not a regular file (a FIFO, a link): say what it is
             bool there = base.find('/') == std::string::npos && base.find('\0') == std::string::npos &&
                          ::fstatat(parent, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode);
-            problems.push_back({name, "missing", there ? "is " + file_kind(st.st_mode) + ", not a regular file" : "listed in export_metadata.json"});
+            problems.push_back(
+                {name, "missing",
+                 there ? "is " + file_kind(st.st_mode) + ", not a regular file" : "listed in export_metadata.json"});
             continue;
         }
         sha256 h;

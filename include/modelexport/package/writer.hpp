@@ -23,14 +23,14 @@
 // holds model files only; every rule above applies to the files in it.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/file_io.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/package/file_roles.hpp"
 
 #include <fcntl.h>
+#include <linux/stat.h>
 #include <stdio.h>
 #include <sys/file.h>
-#include <linux/stat.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -61,7 +61,8 @@ inline bool is_mount_point(const fs::path& dir) {
     if (::syscall(SYS_statx, AT_FDCWD, dir.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &sx) == 0 &&
         (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
         return (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
-    struct stat a {}, b {};  // old kernels: a different device than the parent
+    struct stat a {
+    }, b{};  // old kernels: a different device than the parent
     return ::lstat(dir.c_str(), &a) == 0 && ::stat(dir.parent_path().c_str(), &b) == 0 && a.st_dev != b.st_dev;
 }
 
@@ -136,14 +137,16 @@ public:
             unique_fd fd = open_or_throw(staging_ / name, O_RDONLY | O_NOFOLLOW);
             ::fsync(fd.get());
         }
-        if (fs::is_directory(fs::symlink_status(staging_ / std::string(hub_onnx_dir)))) fsync_directory(staging_ / std::string(hub_onnx_dir));
+        if (fs::is_directory(fs::symlink_status(staging_ / std::string(hub_onnx_dir))))
+            fsync_directory(staging_ / std::string(hub_onnx_dir));
         fsync_directory(staging_);
         check_cancel(target_.string());  // the last moment a signal or the deadline stops the export
         if (detail::rename_exchange(staging_.c_str(), target_.c_str()) == 0) {
             // staging_ now holds the previous package; the destructor removes it.
         } else if (errno == ENOENT) {
             if (::rename(staging_.c_str(), target_.c_str()) != 0)
-                throw io_error(target_.string(), std::string("cannot rename package into place: ") + std::strerror(errno));
+                throw io_error(target_.string(),
+                               std::string("cannot rename package into place: ") + std::strerror(errno));
             staging_.clear();
         } else if (errno == EXDEV || errno == EBUSY) {
             throw io_error(target_.string(), std::string("cannot swap package into place: ") + std::strerror(errno),
@@ -162,13 +165,16 @@ private:
         auto st = fs::symlink_status(target_, ec);
         if (!fs::exists(st)) return;
         if (fs::is_directory(st) && detail::is_mount_point(target_))
-            throw io_error(target_.string(), "is a mount point; a package is swapped into place by rename, which cannot replace a mount point",
-                           "export to a directory inside it, e.g. " + (target_ / "package").string());
+            throw io_error(
+                target_.string(),
+                "is a mount point; a package is swapped into place by rename, which cannot replace a mount point",
+                "export to a directory inside it, e.g. " + (target_ / "package").string());
         if (!fs::is_directory(st)) throw io_error(target_.string(), "exists and is not a directory");
         for (const auto& e : fs::directory_iterator(target_, ec)) {
             std::string name = e.path().filename().string();
             if (role_of(name) || extra_allowed_.count(name) || is_model_subfolder(e.path())) continue;
-            throw io_error(target_.string(), "is not a modelexport package (it holds '" + name + "'); refusing to replace it",
+            throw io_error(target_.string(),
+                           "is not a modelexport package (it holds '" + name + "'); refusing to replace it",
                            "choose an empty or new output directory");
         }
     }
@@ -185,11 +191,13 @@ private:
                 if (on_wait && !told) on_wait("waiting for another export to " + target_.string());
                 told = true;
                 while (::flock(fd.get(), LOCK_EX) != 0) {
-                    if (errno != EINTR) throw io_error(lock_path_.string(), std::string("cannot lock: ") + std::strerror(errno));
+                    if (errno != EINTR)
+                        throw io_error(lock_path_.string(), std::string("cannot lock: ") + std::strerror(errno));
                     check_cancel(lock_path_.string());  // a signal while waiting
                 }
             }
-            struct stat held {}, now {};
+            struct stat held {
+            }, now{};
             if (::fstat(fd.get(), &held) == 0 && ::lstat(lock_path_.c_str(), &now) == 0 && held.st_dev == now.st_dev &&
                 held.st_ino == now.st_ino) {
                 lock_fd_ = std::move(fd);
@@ -221,7 +229,8 @@ private:
         for (const auto& e : fs::directory_iterator(staging_)) {
             std::string name = e.path().filename().string();
             if (name == hub_onnx_dir && fs::is_directory(e.symlink_status()))
-                for (const auto& sub : fs::directory_iterator(e.path())) out.push_back(name + "/" + sub.path().filename().string());
+                for (const auto& sub : fs::directory_iterator(e.path()))
+                    out.push_back(name + "/" + sub.path().filename().string());
             else
                 out.push_back(name);
         }
@@ -233,11 +242,14 @@ private:
         for (const auto& name : staged_files()) {
             const fs::path p = staging_ / name;
             struct stat st {};
-            if (::lstat(p.c_str(), &st) != 0) throw io_error(p.string(), std::string("cannot stat: ") + std::strerror(errno));
+            if (::lstat(p.c_str(), &st) != 0)
+                throw io_error(p.string(), std::string("cannot stat: ") + std::strerror(errno));
             if (!S_ISREG(st.st_mode))
-                throw io_error(p.string(), "is " + file_kind(st.st_mode) + "; only regular files are committed to a package");
+                throw io_error(p.string(),
+                               "is " + file_kind(st.st_mode) + "; only regular files are committed to a package");
             if (st.st_nlink != 1)
-                throw io_error(p.string(), "has " + std::to_string(st.st_nlink) + " links; a package file may not share its inode");
+                throw io_error(p.string(),
+                               "has " + std::to_string(st.st_nlink) + " links; a package file may not share its inode");
         }
     }
 
@@ -248,8 +260,9 @@ private:
         fs::path aside = staging_.string() + "-old";
         if (::rename(target_.c_str(), aside.c_str()) != 0) {
             if (errno != ENOENT)
-                throw io_error(target_.string(), std::string("cannot swap package into place: ") + std::strerror(exchange_errno) +
-                                                     ", and cannot move the previous package aside: " + std::strerror(errno));
+                throw io_error(target_.string(),
+                               std::string("cannot swap package into place: ") + std::strerror(exchange_errno) +
+                                   ", and cannot move the previous package aside: " + std::strerror(errno));
             aside.clear();
         }
         if (::rename(staging_.c_str(), target_.c_str()) != 0) {
@@ -284,7 +297,8 @@ private:
             if (name == "export_metadata.json") continue;
             const fs::path staged = staging_ / name, old = target_ / name;
             struct stat st {};
-            if (!own_regular_file(old, st) || static_cast<std::uintmax_t>(st.st_size) != fs::file_size(staged, ec)) continue;
+            if (!own_regular_file(old, st) || static_cast<std::uintmax_t>(st.st_size) != fs::file_size(staged, ec))
+                continue;
             auto known = staged_sha256.find(name);
             if (hash_file(old) != (known != staged_sha256.end() ? known->second : hash_file(staged))) continue;
             fs::path tmp = staged.string() + ".keep";
@@ -300,7 +314,8 @@ private:
         for (const auto& name : extra_allowed_) {
             fs::path old = target_ / name;
             struct stat st {};
-            if (own_regular_file(old, st) && !fs::exists(fs::symlink_status(staging_ / name, ec))) fs::rename(old, staging_ / name, ec);
+            if (own_regular_file(old, st) && !fs::exists(fs::symlink_status(staging_ / name, ec)))
+                fs::rename(old, staging_ / name, ec);
         }
     }
 

@@ -24,11 +24,13 @@ namespace modelexport {
 
 /// Whether `name` is one of the cache's inputs ("past_key_values.0.key").
 inline bool is_cache_input(std::string_view name, const kv_cache& cache = decoder_cache()) {
-    return name.size() > cache.input_prefix.size() && name.compare(0, cache.input_prefix.size(), cache.input_prefix) == 0 &&
+    return name.size() > cache.input_prefix.size() &&
+           name.compare(0, cache.input_prefix.size(), cache.input_prefix) == 0 &&
            name[cache.input_prefix.size()] == '.';
 }
 
-/// Layers, key/value heads and head dim as config.json states them (GPT-2's, Llama's, GPT-BigCode's and Falcon's key names).
+/// Layers, key/value heads and head dim as config.json states them (GPT-2's, Llama's, GPT-BigCode's and Falcon's key
+/// names).
 struct cache_geometry {
     std::int64_t layers = -1, kv_heads = -1, head_dim = -1;
 };
@@ -38,7 +40,8 @@ namespace detail {
 inline std::int64_t config_int(const nlohmann::json& config, std::initializer_list<const char*> keys) {
     for (const char* k : keys) {
         auto it = config.find(k);
-        if (it != config.end() && it->is_number_integer() && it->get<std::int64_t>() > 0) return it->get<std::int64_t>();
+        if (it != config.end() && it->is_number_integer() && it->get<std::int64_t>() > 0)
+            return it->get<std::int64_t>();
     }
     return -1;
 }
@@ -47,7 +50,8 @@ inline std::int64_t config_int(const nlohmann::json& config, std::initializer_li
 inline std::vector<const tensor_info*> cache_tensors(const std::vector<tensor_info>& v, std::string_view prefix) {
     std::vector<const tensor_info*> out;
     for (const auto& t : v)
-        if (t.name.size() > prefix.size() && t.name.compare(0, prefix.size(), prefix) == 0 && t.name[prefix.size()] == '.')
+        if (t.name.size() > prefix.size() && t.name.compare(0, prefix.size(), prefix) == 0 &&
+            t.name[prefix.size()] == '.')
             out.push_back(&t);
     return out;
 }
@@ -61,7 +65,8 @@ using dim = std::variant<std::int64_t, std::string>;
 
 /// "" when `t`'s shape is `want` (a negative size: not known from config.json, not checked), else what is wrong;
 /// `what` names each axis for the message.
-inline std::string shape_problem(const tensor_info& t, const std::vector<dim>& want, const std::vector<const char*>& what) {
+inline std::string shape_problem(const tensor_info& t, const std::vector<dim>& want,
+                                 const std::vector<const char*>& what) {
     if (t.shape.size() != want.size())
         return t.name + " has rank " + std::to_string(t.shape.size()) + ", not " + std::to_string(want.size());
     for (std::size_t i = 0; i < want.size(); ++i) {
@@ -73,24 +78,29 @@ inline std::string shape_problem(const tensor_info& t, const std::vector<dim>& w
 }
 
 /// "" when `t` is [<axis 0>, kv_heads, <axis 2>, head_dim] with the table's axis names, else what is wrong.
-inline std::string cache_shape_problem(const tensor_info& t, const std::vector<axis_name>& axes, const cache_geometry& g) {
+inline std::string cache_shape_problem(const tensor_info& t, const std::vector<axis_name>& axes,
+                                       const cache_geometry& g) {
     return shape_problem(t, {std::string(axis_at(axes, 0)), g.kv_heads, std::string(axis_at(axes, 2)), g.head_dim},
                          {"batch axis", "key/value heads", "length axis", "head dim"});
 }
 
 /// "" when the fused `t` is [<axis 0>, <axis 1>, 2 * head_dim] with the table's axis names, else what is wrong.
-inline std::string fused_shape_problem(const tensor_info& t, const std::vector<axis_name>& axes, const cache_geometry& g) {
-    return shape_problem(t, {std::string(axis_at(axes, 0)), std::string(axis_at(axes, 1)), g.head_dim > 0 ? 2 * g.head_dim : -1},
-                         {"batch axis", "length axis", "last axis (key and value, 2 x head dim)"});
+inline std::string fused_shape_problem(const tensor_info& t, const std::vector<axis_name>& axes,
+                                       const cache_geometry& g) {
+    return shape_problem(
+        t, {std::string(axis_at(axes, 0)), std::string(axis_at(axes, 1)), g.head_dim > 0 ? 2 * g.head_dim : -1},
+        {"batch axis", "length axis", "last axis (key and value, 2 x head dim)"});
 }
 
 }  // namespace detail
 
 inline cache_geometry cache_geometry_of(const nlohmann::json& config) {
     cache_geometry g;
-    // The key names of htp_decoder.cache_geometry: num_layers, attention_heads (XGLM), n_layers, n_heads (MPT), num_heads (GPT-Neo).
+    // The key names of htp_decoder.cache_geometry: num_layers, attention_heads (XGLM), n_layers, n_heads (MPT),
+    // num_heads (GPT-Neo).
     g.layers = detail::config_int(config, {"num_hidden_layers", "n_layer", "num_layers", "n_layers"});
-    std::int64_t heads = detail::config_int(config, {"num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads"});
+    std::int64_t heads =
+        detail::config_int(config, {"num_attention_heads", "n_head", "num_heads", "n_heads", "attention_heads"});
     // A boolean multi_query decides over num_key_value_heads (as htp_decoder.cache_geometry): GPT-BigCode's attention
     // reads only the flag, and its config.json can carry a stale num_key_value_heads.
     auto mq = config.find("multi_query");
@@ -123,21 +133,25 @@ inline bool takes_fused_cache(const nlohmann::json& config, const kv_cache& cach
 /// "" unless transformers.js cannot read this config's cache: for a config.json whose multi_query is true it reads only
 /// one fused <prefix>.{i}.key_value per layer (configs.js getKeyValueNames), which Optimum reads only for the families
 /// of the table's cache.fused (GPT-BigCode). Falcon with multi_query has no form both clients read.
-inline std::string transformers_js_cache_problem(const nlohmann::json& config, const kv_cache& cache = decoder_cache()) {
+inline std::string transformers_js_cache_problem(const nlohmann::json& config,
+                                                 const kv_cache& cache = decoder_cache()) {
     auto mq = config.find("multi_query");
     if (mq == config.end() || !mq->is_boolean() || !mq->get<bool>() || takes_fused_cache(config, cache)) return {};
     return "multi_query is true, for which transformers.js reads only a fused " + std::string(cache.input_prefix) +
            ".{i}." + std::string(cache.fused.suffix) + " cache; Optimum reads that form only for " +
-           (cache.fused.when.empty() ? std::string("no model_type") : std::string(cache.fused.when.front().model_type)) +
-           ", so this " + model_type_of(config) + " package runs in Optimum and ONNX Runtime but not in transformers.js";
+           (cache.fused.when.empty() ? std::string("no model_type")
+                                     : std::string(cache.fused.when.front().model_type)) +
+           ", so this " + model_type_of(config) +
+           " package runs in Optimum and ONNX Runtime but not in transformers.js";
 }
 
 /// "" when the signature carries a complete cache matching `config`, else the first problem found.
-inline std::string cache_problem(const signature& sig, const nlohmann::json& config, const kv_cache& cache = decoder_cache()) {
+inline std::string cache_problem(const signature& sig, const nlohmann::json& config,
+                                 const kv_cache& cache = decoder_cache()) {
     const std::string in(cache.input_prefix), out(cache.output_prefix);
     const bool fused = takes_fused_cache(config, cache);
-    const std::vector<std::string> kinds = fused ? std::vector<std::string>{std::string(cache.fused.suffix)}
-                                                 : std::vector<std::string>{"key", "value"};
+    const std::vector<std::string> kinds =
+        fused ? std::vector<std::string>{std::string(cache.fused.suffix)} : std::vector<std::string>{"key", "value"};
     const std::string form = fused ? "." + kinds[0] : ".key/.value";
     const std::string why = fused ? " (" + model_type_of(config) + " with multi_query: one fused " + kinds[0] +
                                         " tensor per layer, the form transformers.js reads)"
@@ -146,15 +160,18 @@ inline std::string cache_problem(const signature& sig, const nlohmann::json& con
     cache_geometry g = cache_geometry_of(config);
     if (past.empty()) return "no " + in + ".{i}" + form + " inputs: export with the cache (text-generation-with-past)";
     if (past.size() != present.size())
-        return std::to_string(past.size()) + " " + in + " inputs but " + std::to_string(present.size()) + " " + out + " outputs";
+        return std::to_string(past.size()) + " " + in + " inputs but " + std::to_string(present.size()) + " " + out +
+               " outputs";
     auto name_problem = [&](std::size_t i) -> std::string {
         std::string suffix = "." + std::to_string(i / kinds.size()) + "." + kinds[i % kinds.size()];
         if (past[i]->name != in + suffix) return "input " + past[i]->name + " where " + in + suffix + " belongs" + why;
-        if (present[i]->name != out + suffix) return "output " + present[i]->name + " where " + out + suffix + " belongs" + why;
+        if (present[i]->name != out + suffix)
+            return "output " + present[i]->name + " where " + out + suffix + " belongs" + why;
         return {};
     };
     if (auto p = name_problem(0); !p.empty()) return p;  // the wrong form is named before its count
-    if (past.size() % kinds.size() != 0) return "an odd number (" + std::to_string(past.size()) + ") of " + in + " inputs";
+    if (past.size() % kinds.size() != 0)
+        return "an odd number (" + std::to_string(past.size()) + ") of " + in + " inputs";
     auto layers = static_cast<std::int64_t>(past.size() / kinds.size());
     if (g.layers > 0 && layers != g.layers)
         return "cache for " + std::to_string(layers) + " layers, config.json says " + std::to_string(g.layers);
@@ -164,7 +181,8 @@ inline std::string cache_problem(const signature& sig, const nlohmann::json& con
     for (std::size_t i = 0; i < past.size(); ++i) {
         if (auto p = name_problem(i); !p.empty()) return p;
         if (past[i]->elem_type != present[i]->elem_type)
-            return past[i]->name + " is " + past[i]->elem_type + " but " + present[i]->name + " is " + present[i]->elem_type;
+            return past[i]->name + " is " + past[i]->elem_type + " but " + present[i]->name + " is " +
+                   present[i]->elem_type;
         if (auto p = shape(*past[i], in_axes, g); !p.empty()) return p;
         if (auto p = shape(*present[i], out_axes, g); !p.empty()) return p;
     }

@@ -19,9 +19,9 @@
 
 #include "modelexport/detail/json_file.hpp"
 #include "modelexport/detail/process.hpp"
+#include "modelexport/package/variant_names.hpp"
 #include "modelexport/tasks.hpp"
 #include "modelexport/validator.hpp"
-#include "modelexport/package/variant_names.hpp"
 
 #include <chrono>
 #include <filesystem>
@@ -48,11 +48,16 @@ inline std::optional<runtime_kind> parse_runtime(const std::string& s) {
 
 inline std::string to_string(runtime_kind k) {
     switch (k) {
-        case runtime_kind::onnxruntime: return "onnxruntime";
-        case runtime_kind::transformers_js: return "transformers-js";
-        case runtime_kind::optimum: return "optimum";
-        case runtime_kind::automatic: return "auto";
-        default: return "none";
+        case runtime_kind::onnxruntime:
+            return "onnxruntime";
+        case runtime_kind::transformers_js:
+            return "transformers-js";
+        case runtime_kind::optimum:
+            return "optimum";
+        case runtime_kind::automatic:
+            return "auto";
+        default:
+            return "none";
     }
 }
 
@@ -74,7 +79,8 @@ constexpr int runtime_script_unavailable = 3;
 inline std::string first_error_line(const std::deque<std::string>& lines, const std::string& prog) {
     for (auto it = lines.rbegin(); it != lines.rend(); ++it)
         for (const char* verdict : {": error: ", ": unavailable: "})
-            if (it->rfind(prog + verdict, 0) == 0) return printable(it->substr(prog.size() + std::string(verdict).size()));
+            if (it->rfind(prog + verdict, 0) == 0)
+                return printable(it->substr(prog.size() + std::string(verdict).size()));
     std::string last;
     for (const auto& l : lines)
         if (l.find_first_not_of(" \t") != std::string::npos) last = l;
@@ -110,7 +116,8 @@ public:
             if (a.result) return a.result;
             reasons += (reasons.empty() ? "" : "; ") + to_string(k) + ": " + a.unavailable;
         }
-        return check_result{"runtime", severity::warning, check_status::skip, "no runtime available (auto): " + reasons};
+        return check_result{"runtime", severity::warning, check_status::skip,
+                            "no runtime available (auto): " + reasons};
     }
 
     /// The runtime's JSON answer from the last run (outputs, pipeline result).
@@ -136,31 +143,47 @@ private:
         switch (k) {
             case runtime_kind::onnxruntime:
                 // The model where the layout put it.
-                return {cfg_.node, {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string(), "--model", report.model}, {}};
+                return {cfg_.node,
+                        {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string(), "--model", report.model},
+                        {}};
             case runtime_kind::transformers_js: {
                 if (!task || task->transformers_js_pipeline.empty())
-                    return {{}, {}, check_result{id, severity::warning, check_status::skip, "no transformers.js pipeline check for task " + report.task}};
+                    return {{},
+                            {},
+                            check_result{id, severity::warning, check_status::skip,
+                                         "no transformers.js pipeline check for task " + report.task}};
                 std::string pipeline(task->transformers_js_pipeline);
                 if (!task->encoder_decoder.empty() && !decodes_with_cache(*task))
-                    return {{}, {}, check_result{id, severity::warning, check_status::skip,
-                                                 "transformers.js reads only decoder_model_merged.onnx, which " + report.task +
-                                                     " has not (its -with-past task writes it)"}};
+                    return {{},
+                            {},
+                            check_result{id, severity::warning, check_status::skip,
+                                         "transformers.js reads only decoder_model_merged.onnx, which " + report.task +
+                                             " has not (its -with-past task writes it)"}};
                 if (!task->encoder_decoder.empty()) {
                     // Two ONNX files and generate(): transformers.js reads them from onnx/ unless told the flat layout.
-                    std::vector<std::string> args{(cfg_.scripts_dir / "tjs_seq2seq.mjs").string(), abs.string(), "--task", pipeline};
+                    std::vector<std::string> args{(cfg_.scripts_dir / "tjs_seq2seq.mjs").string(), abs.string(),
+                                                  "--task", pipeline};
                     if (report.layout == package_layout::flat) args.insert(args.end(), {"--subfolder", ""});
                     return {cfg_.node, args, {}};
                 }
-                std::vector<std::string> args{(cfg_.scripts_dir / "tjs_pipeline.mjs").string(), abs.string(), "--task", report.task, "--layout", to_string(report.layout)};
-                if (report.task == "question-answering") args.insert(args.end(), {"--text", "where does john live ?", "--context", "john lives in paris"});
+                std::vector<std::string> args{(cfg_.scripts_dir / "tjs_pipeline.mjs").string(),
+                                              abs.string(),
+                                              "--task",
+                                              report.task,
+                                              "--layout",
+                                              to_string(report.layout)};
+                if (report.task == "question-answering")
+                    args.insert(args.end(), {"--text", "where does john live ?", "--context", "john lives in paris"});
                 if (report.task == "fill-mask") args.insert(args.end(), {"--text", "the movie was [MASK] ."});
                 return {cfg_.node, args, {}};
             }
             default: {
-                std::vector<std::string> args{(cfg_.scripts_dir / "optimum_check.py").string(), abs.string(), report.optimum_class};
+                std::vector<std::string> args{(cfg_.scripts_dir / "optimum_check.py").string(), abs.string(),
+                                              report.optimum_class};
                 // Optimum's ORTModel classes of generators expect a cache unless told otherwise (its text-generation
                 // and text2text-generation have none).
-                if (task && (!task->encoder_decoder.empty() || task->optimum_class == "ORTModelForCausalLM") && !decodes_with_cache(*task))
+                if (task && (!task->encoder_decoder.empty() || task->optimum_class == "ORTModelForCausalLM") &&
+                    !decodes_with_cache(*task))
                     args.emplace_back("--no-cache");
                 return {cfg_.python, args, {}};
             }
@@ -171,7 +194,8 @@ private:
     /// `k`: onnxruntime every ONNX and ORT-format variant, transformers.js each dtype's file by its
     /// dtype (what its `dtype` option loads), Optimum each ONNX variant by its file_name= (Optimum loads
     /// no ORT format). An encoder-decoder's variants are not run: no client loads one file of the set.
-    std::vector<std::pair<std::string, invocation>> variant_commands(runtime_kind k, const fs::path& abs, const validation_report& report,
+    std::vector<std::pair<std::string, invocation>> variant_commands(runtime_kind k, const fs::path& abs,
+                                                                     const validation_report& report,
                                                                      const invocation& main) const {
         std::vector<std::pair<std::string, invocation>> out;
         const task_info* task = report.row ? report.row : find_task(report.task);
@@ -180,7 +204,10 @@ private:
         for (const auto& kind : variant_kinds) {
             const std::string name(kind.name), file = layout_path(report.layout, variant_file_name(primary, name));
             if (!fs::is_regular_file(abs / file)) continue;
-            if (k == runtime_kind::onnxruntime) out.push_back({file, {cfg_.node, {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string(), "--model", file}, {}}});
+            if (k == runtime_kind::onnxruntime)
+                out.push_back(
+                    {file,
+                     {cfg_.node, {(cfg_.scripts_dir / "ort_check.mjs").string(), abs.string(), "--model", file}, {}}});
             if (k == runtime_kind::transformers_js && kind.name != ort_variant) {
                 invocation inv = main;
                 inv.args.insert(inv.args.end(), {"--dtype", name});
@@ -199,13 +226,15 @@ private:
     std::pair<run_result, std::string> execute(const invocation& inv) const {
         run_options opts{cfg_.timeout, {}, {}, 20};
         if (!cfg_.tasks_file.empty()) opts.env["MODELEXPORT_TASKS"] = fs::absolute(cfg_.tasks_file).string();
-        return {run_process(inv.program, inv.args, opts), fs::path(inv.args.front()).stem().string()};  // ort_check, tjs_pipeline, ...
+        return {run_process(inv.program, inv.args, opts),
+                fs::path(inv.args.front()).stem().string()};  // ort_check, tjs_pipeline, ...
     }
 
     /// "DIR: onnxruntime failed (timed out after 300 s): its first error line", without an empty tail.
     std::string failure(const fs::path& shown, runtime_kind k, const run_result& r, const std::string& prog) const {
         const std::string said = first_error_line(r.last_err, prog);
-        return shown.string() + ": " + to_string(k) + " failed (" + r.describe(cfg_.timeout) + ")" + (said.empty() ? "" : ": " + said);
+        return shown.string() + ": " + to_string(k) + " failed (" + r.describe(cfg_.timeout) + ")" +
+               (said.empty() ? "" : ": " + said);
     }
 
     attempt run(runtime_kind k, const fs::path& dir, const validation_report& report) const {
@@ -216,7 +245,8 @@ private:
             ran_ = k;
             return {inv.skip, {}};
         }
-        if (std::string exe = find_program(inv.program); exe.empty() || !fs::exists(exe)) return {{}, inv.program + " not found"};
+        if (std::string exe = find_program(inv.program); exe.empty() || !fs::exists(exe))
+            return {{}, inv.program + " not found"};
         run_result r;
         std::string prog;
         try {
@@ -233,10 +263,12 @@ private:
         std::string ran_variants;
         for (const auto& [shown, variant] : variant_commands(k, abs, report, inv)) {
             auto [vr, vprog] = execute(variant);
-            if (!vr.ok()) return {check_result{id, severity::error, check_status::fail, failure(abs / shown, k, vr, vprog)}, {}};
+            if (!vr.ok())
+                return {check_result{id, severity::error, check_status::fail, failure(abs / shown, k, vr, vprog)}, {}};
             ran_variants += (ran_variants.empty() ? "; variants ran: " : ", ") + shown;
         }
-        return {check_result{id, severity::error, check_status::pass, "loaded and ran one inference" + how + ": " + summary(k, last_output_) + ran_variants,
+        return {check_result{id, severity::error, check_status::pass,
+                             "loaded and ran one inference" + how + ": " + summary(k, last_output_) + ran_variants,
                              metrics(last_output_)},
                 {}};
     }
@@ -269,17 +301,20 @@ private:
     static std::string summary(runtime_kind k, const json& out) {
         if (!out.is_object()) return to_string(k);
         std::string s = out.value("runtime", to_string(k)) + " " + out.value("version", "");
-        // from_pretrained may hand a package to a model type's own class (ORTModelForPix2Struct for ORTModelForVision2Seq).
+        // from_pretrained may hand a package to a model type's own class (ORTModelForPix2Struct for
+        // ORTModelForVision2Seq).
         const json loaded = out.value("loaded_class", json()), asked = out.value("class", json());
         if (loaded.is_string() && asked.is_string() && loaded != asked)
             s += ", loaded by " + asked.get<std::string>() + " as " + loaded.get<std::string>();
         if (out.contains("outputs") && out["outputs"].is_object()) {
             s += "; outputs";
-            for (const auto& [name, v] : out["outputs"].items()) s += " " + name + (v.contains("shape") ? v["shape"].dump() : "");
+            for (const auto& [name, v] : out["outputs"].items())
+                s += " " + name + (v.contains("shape") ? v["shape"].dump() : "");
         }
         if (out.contains("result")) s += "; result " + out["result"].dump().substr(0, 160);
         json m = metrics(out);
-        if (m.contains("latency_ms")) s += "; median latency " + std::to_string(m["latency_ms"].get<double>()).substr(0, 6) + " ms";
+        if (m.contains("latency_ms"))
+            s += "; median latency " + std::to_string(m["latency_ms"].get<double>()).substr(0, 6) + " ms";
         if (m.contains("peak_rss_mb")) s += ", peak RSS " + std::to_string(m["peak_rss_mb"].get<long long>()) + " MB";
         return s;
     }

@@ -2,8 +2,8 @@
 // against config.json (docs/design.md §5.3): pure functions over signatures, no files.
 #pragma once
 
-#include "modelexport/validate/decoder_checks.hpp"  // detail::config_int (and tasks.hpp's detail::ends_with)
 #include "modelexport/onnx/model.hpp"
+#include "modelexport/validate/decoder_checks.hpp"  // detail::config_int (and tasks.hpp's detail::ends_with)
 
 #include <nlohmann/json.hpp>
 
@@ -26,10 +26,14 @@ struct seq2seq_file_contract {
 inline const std::vector<seq2seq_file_contract>& seq2seq_contracts() {
     static const std::vector<seq2seq_file_contract> c{
         {"encoder_model.onnx", {}, {"last_hidden_state"}},
-        {"decoder_model.onnx", {"input_ids", "encoder_hidden_states"}, {"logits", "present.0.decoder.key", "present.0.encoder.key"}},
-        {"decoder_with_past_model.onnx", {"input_ids", "past_key_values.0.decoder.key", "past_key_values.0.encoder.key"},
+        {"decoder_model.onnx",
+         {"input_ids", "encoder_hidden_states"},
+         {"logits", "present.0.decoder.key", "present.0.encoder.key"}},
+        {"decoder_with_past_model.onnx",
+         {"input_ids", "past_key_values.0.decoder.key", "past_key_values.0.encoder.key"},
          {"logits", "present.0.decoder.key"}},
-        {"decoder_model_merged.onnx", {"input_ids", "encoder_hidden_states", "use_cache_branch", "past_key_values.0.decoder.key"},
+        {"decoder_model_merged.onnx",
+         {"input_ids", "encoder_hidden_states", "use_cache_branch", "past_key_values.0.decoder.key"},
          {"logits", "present.0.decoder.key", "present.0.encoder.key"}},
     };
     return c;
@@ -66,7 +70,8 @@ struct seq2seq_geometry {
 inline seq2seq_geometry seq2seq_config_geometry(const nlohmann::json& config) {
     seq2seq_geometry g;
     const nlohmann::json *encoder = nullptr, *decoder = nullptr;
-    for (auto [encoder_key, decoder_key] : {std::pair{"encoder", "decoder"}, std::pair{"vision_config", "text_config"}}) {
+    for (auto [encoder_key, decoder_key] :
+         {std::pair{"encoder", "decoder"}, std::pair{"vision_config", "text_config"}}) {
         auto e = config.find(encoder_key), d = config.find(decoder_key);
         if (e != config.end() && d != config.end() && e->is_object() && d->is_object()) {
             encoder = &*e, decoder = &*d;
@@ -75,7 +80,8 @@ inline seq2seq_geometry seq2seq_config_geometry(const nlohmann::json& config) {
     }
     if (encoder) {
         const nlohmann::json& d = *decoder;
-        g.layers = detail::config_int(d, {"decoder_layers", "num_decoder_layers", "num_hidden_layers", "n_layer", "num_layers"});
+        g.layers = detail::config_int(
+            d, {"decoder_layers", "num_decoder_layers", "num_hidden_layers", "n_layer", "num_layers"});
         g.heads = detail::config_int(d, {"decoder_attention_heads", "num_attention_heads", "n_head", "num_heads"});
         g.d_model = detail::config_int(d, {"d_model", "hidden_size", "n_embd"});
         g.head_dim = detail::config_int(d, {"head_dim", "d_kv"});
@@ -115,10 +121,12 @@ inline std::string seq2seq_file_problem(const std::string& name, const signature
     for (const auto& c : seq2seq_contracts()) {
         if (name != c.file) continue;
         for (const char* contract : c.inputs)
-            if (std::string in = in_cache_form(contract, own); !in.empty() && !detail::has_input(sig, in)) return "has no input " + in;
+            if (std::string in = in_cache_form(contract, own); !in.empty() && !detail::has_input(sig, in))
+                return "has no input " + in;
         for (const char* contract : c.outputs) {
             std::string out = contract == std::string_view("logits") ? std::string(head) : in_cache_form(contract, own);
-            if (!out.empty() && (cached || !detail::is_cache_tensor(out)) && !sig.output(out)) return "has no output " + out;
+            if (!out.empty() && (cached || !detail::is_cache_tensor(out)) && !sig.output(out))
+                return "has no output " + out;
         }
     }
     return "";
@@ -129,9 +137,11 @@ inline std::string seq2seq_file_problem(const std::string& name, const signature
 /// - every decoder has one present.{i}.decoder.key per decoder layer (when the package has a cache);
 /// - every cache tensor (past_key_values.*, present.*; self- and cross-attention) is
 ///   [batch, heads, length, head_dim] where its dims are fixed.
-inline std::string seq2seq_contract_problem(const std::map<std::string, signature>& sigs, const nlohmann::json& config, bool cached = true) {
+inline std::string seq2seq_contract_problem(const std::map<std::string, signature>& sigs, const nlohmann::json& config,
+                                            bool cached = true) {
     auto enc = sigs.find("encoder_model.onnx");
-    if (enc == sigs.end() || !enc->second.output("last_hidden_state")) return "encoder_model.onnx has no last_hidden_state";
+    if (enc == sigs.end() || !enc->second.output("last_hidden_state"))
+        return "encoder_model.onnx has no last_hidden_state";
     const tensor_info& hidden = *enc->second.output("last_hidden_state");
     std::int64_t width = hidden.fixed_dim(hidden.shape.empty() ? 0 : hidden.shape.size() - 1);
     const seq2seq_geometry g = seq2seq_config_geometry(config);
@@ -140,7 +150,8 @@ inline std::string seq2seq_contract_problem(const std::map<std::string, signatur
                std::to_string(g.encoder_width) + " (d_model, or the encoder's hidden_size)";
     auto cache_problem = [&](const std::string& file, const tensor_info& t) -> std::string {
         if (!detail::is_cache_tensor(t.name)) return "";
-        if (t.has_shape && t.shape.size() != 4) return file + ": " + t.name + " has " + std::to_string(t.shape.size()) + " dims, not 4";
+        if (t.has_shape && t.shape.size() != 4)
+            return file + ": " + t.name + " has " + std::to_string(t.shape.size()) + " dims, not 4";
         const std::pair<std::size_t, std::int64_t> wanted[] = {{1, g.heads}, {3, g.head_dim}};
         for (auto [axis, size] : wanted) {
             std::int64_t got = t.fixed_dim(axis);
@@ -157,8 +168,8 @@ inline std::string seq2seq_contract_problem(const std::map<std::string, signatur
             if (in.name == "encoder_hidden_states") {
                 std::int64_t w = in.fixed_dim(in.shape.empty() ? 0 : in.shape.size() - 1);
                 if (w >= 0 && width >= 0 && w != width)
-                    return name + ": encoder_hidden_states has width " + std::to_string(w) + " but the encoder's last_hidden_state " +
-                           std::to_string(width);
+                    return name + ": encoder_hidden_states has width " + std::to_string(w) +
+                           " but the encoder's last_hidden_state " + std::to_string(width);
             }
             if (auto problem = cache_problem(name, in); !problem.empty()) return problem;
         }
@@ -170,8 +181,9 @@ inline std::string seq2seq_contract_problem(const std::map<std::string, signatur
                    t.name.find('.', 8) == t.name.size() - key.size();  // present.{i}<key>, nothing between
         });
         if (cached && g.layers >= 0 && present != g.layers)
-            return name + ": " + std::to_string(present) + " decoder layers (present.{i}" + key + ") but config.json states " +
-                   std::to_string(g.layers) + " (decoder_layers / num_decoder_layers / num_layers, or the decoder's)";
+            return name + ": " + std::to_string(present) + " decoder layers (present.{i}" + key +
+                   ") but config.json states " + std::to_string(g.layers) +
+                   " (decoder_layers / num_decoder_layers / num_layers, or the decoder's)";
     }
     return "";
 }

@@ -9,8 +9,8 @@
 // generation_config.json, the rows from the graph's own embedding table.
 #pragma once
 
-#include "modelexport/error.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/error.hpp"
 
 #include <onnx/onnx_pb.h>
 
@@ -35,14 +35,16 @@ struct token_id {
 
     /// "token 'xyz' has id 112" or "eos_token_id is 112".
     std::string describe() const {
-        return key.empty() ? "token '" + printable(token) + "' has id " + std::to_string(id) : key + " is " + std::to_string(id);
+        return key.empty() ? "token '" + printable(token) + "' has id " + std::to_string(id)
+                           : key + " is " + std::to_string(id);
     }
 };
 
 /// The ids input of a graph and the rows of the embedding table it indexes.
 struct id_embedding {
-    std::string input;                 ///< "input_ids" or "decoder_input_ids"; empty when the graph takes no ids
-    std::optional<std::int64_t> rows;  ///< the table's size along the Gather axis, when a Gather reads it from an initializer
+    std::string input;  ///< "input_ids" or "decoder_input_ids"; empty when the graph takes no ids
+    std::optional<std::int64_t>
+        rows;  ///< the table's size along the Gather axis, when a Gather reads it from an initializer
 };
 
 namespace detail {
@@ -82,7 +84,8 @@ inline std::vector<token_id> tokenizer_json_ids(const json& doc, const std::stri
             if (auto best = largest_in_map(*vocab, file, "model.vocab")) out.push_back(*best);
         } else if (vocab != model->end() && vocab->is_array() && !vocab->empty()) {
             const json& last = vocab->back();
-            std::string piece = last.is_array() && !last.empty() && last[0].is_string() ? last[0].get<std::string>() : "";
+            std::string piece =
+                last.is_array() && !last.empty() && last[0].is_string() ? last[0].get<std::string>() : "";
             out.push_back({static_cast<std::int64_t>(vocab->size()) - 1, file, piece, ""});
         }
     }
@@ -92,7 +95,8 @@ inline std::vector<token_id> tokenizer_json_ids(const json& doc, const std::stri
         for (const auto& t : *added) {
             auto id = t.is_object() && t.contains("id") ? json_id(t["id"], file, "an added_tokens id") : std::nullopt;
             if (!id) throw invalid_input(file, "an added_tokens entry has no integer \"id\"");
-            std::string piece = t.contains("content") && t["content"].is_string() ? t["content"].get<std::string>() : "";
+            std::string piece =
+                t.contains("content") && t["content"].is_string() ? t["content"].get<std::string>() : "";
             if (!best || *id > best->id) best = token_id{*id, file, piece, ""};
         }
         if (best) out.push_back(*best);
@@ -122,11 +126,13 @@ inline std::optional<token_id> added_tokens_decoder_id(const json& config, const
     if (decoder == config.end() || !decoder->is_object()) return std::nullopt;
     std::optional<token_id> best;
     for (const auto& [key, token] : decoder->items()) {
-        bool digits = !key.empty() && key.size() <= 18 && std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+        bool digits = !key.empty() && key.size() <= 18 &&
+                      std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
         if (!digits) throw invalid_input(file, "added_tokens_decoder key '" + printable(key) + "' is not an id");
         std::int64_t id = std::stoll(key);
         auto content = token.is_object() ? token.find("content") : token.end();
-        std::string piece = token.is_object() && content != token.end() && content->is_string() ? content->get<std::string>() : "";
+        std::string piece =
+            token.is_object() && content != token.end() && content->is_string() ? content->get<std::string>() : "";
         if (!best || id > best->id) best = token_id{id, file, piece, ""};
     }
     return best;
@@ -141,7 +147,8 @@ inline void append_special(const json& config, const char* key, const std::strin
     };
     if (it->is_array())
         for (const auto& v : *it) add(v);
-    else add(*it);
+    else
+        add(*it);
 }
 
 }  // namespace detail
@@ -159,14 +166,16 @@ inline std::vector<token_id> tokenizer_ids(const fs::path& dir) {
     const fs::path tokenizer = dir / "tokenizer.json", vocab_txt = dir / "vocab.txt", vocab_json = dir / "vocab.json",
                    added = dir / "added_tokens.json", config = dir / "tokenizer_config.json";
     if (fs::is_regular_file(tokenizer)) {
-        auto ids = detail::tokenizer_json_ids(read_json_object(tokenizer, detail::tokenizer_json_limits), tokenizer.string());
+        auto ids =
+            detail::tokenizer_json_ids(read_json_object(tokenizer, detail::tokenizer_json_limits), tokenizer.string());
         out.insert(out.end(), ids.begin(), ids.end());
     } else if (fs::is_regular_file(vocab_txt)) {
         append(detail::vocab_txt_id(read_text_file(vocab_txt), vocab_txt.string()));
     } else if (fs::is_regular_file(vocab_json)) {
         append(detail::largest_in_map(read_json_object(vocab_json), vocab_json.string(), "the vocabulary"));
     }
-    if (fs::is_regular_file(added)) append(detail::largest_in_map(read_json_object(added), added.string(), "the added tokens"));
+    if (fs::is_regular_file(added))
+        append(detail::largest_in_map(read_json_object(added), added.string(), "the added tokens"));
     if (fs::is_regular_file(config)) append(detail::added_tokens_decoder_id(read_json_object(config), config.string()));
     return out;
 }
@@ -176,7 +185,8 @@ inline std::vector<token_id> tokenizer_ids(const fs::path& dir) {
 /// forced_decoder_ids ([[position, id], ...], Whisper's prompt).
 inline std::vector<token_id> special_ids(const json& config, const std::string& file) {
     std::vector<token_id> out;
-    for (const char* key : {"pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id"})
+    for (const char* key : {"pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id",
+                            "forced_bos_token_id", "forced_eos_token_id"})
         detail::append_special(config, key, file, out);
     auto forced = config.find("forced_decoder_ids");
     if (forced != config.end() && forced->is_array())
@@ -193,8 +203,8 @@ namespace detail {
 /// only change an id tensor's type or shape) and whose table is an initializer of `g` or
 /// of an enclosing graph (`tables`), in `g` and in its subgraphs (an If's branches read the
 /// outer graph's names). Returns the smallest table's size along the Gather axis.
-inline void gather_rows(const onnx::GraphProto& g, std::set<std::string>& derived, std::map<std::string, std::vector<std::int64_t>> tables,
-                        std::optional<std::int64_t>& rows) {
+inline void gather_rows(const onnx::GraphProto& g, std::set<std::string>& derived,
+                        std::map<std::string, std::vector<std::int64_t>> tables, std::optional<std::int64_t>& rows) {
     for (const auto& t : g.initializer()) tables[t.name()] = {t.dims().begin(), t.dims().end()};
     static const std::set<std::string> passthrough{"Cast", "Reshape", "Unsqueeze", "Flatten"};
     for (const auto& n : g.node()) {
