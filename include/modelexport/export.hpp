@@ -96,26 +96,21 @@ struct assembled_files {
     std::vector<fs::path> inputs;  ///< sorted, unique
 };
 
-/// assemble: hashes the staged model files (reusing hashes already known) and copies
-/// config, tokenizer, processor and generation files byte for byte. Collects the
+/// assemble: hashes the staged model and variant files (reusing hashes already known) and
+/// copies config, tokenizer, processor and generation files byte for byte. Collects the
 /// depfile's inputs: everything read, the source directory itself (a file added to or
 /// removed from it changes its mtime) and `tool`.
 inline assembled_files assemble_files(const resolved_model& m, const produced_onnx& onnx, const fs::path& stage,
-                                      const std::map<std::string, std::string>& known_hashes, const fs::path& tool,
-                                      const std::vector<std::string>& variant_files = {}) {
+                                      const fs::path& tool, const std::vector<std::string>& variant_files = {}) {
     assembled_files out;
     out.inputs = {m.config_path};
     out.inputs.insert(out.inputs.end(), onnx.inputs.begin(), onnx.inputs.end());
+    auto staged = [&](const std::string& name, file_role role) {
+        out.files.push_back({name, role, fs::file_size(stage / name), onnx.hashes.of(stage, name), stage / name});
+    };
     for (const auto* names : {&onnx.models, &onnx.data_files})
-        for (const auto& name : *names) {
-            fs::path p = stage / name;
-            auto known = known_hashes.find(name);
-            out.files.push_back({name, file_role::model, fs::file_size(p),
-                                 known != known_hashes.end() ? known->second : hash_file(p), p});
-        }
-    for (const auto& name : variant_files)
-        out.files.push_back(
-            {name, file_role::variant, fs::file_size(stage / name), hash_file(stage / name), stage / name});
+        for (const auto& name : *names) staged(name, file_role::model);
+    for (const auto& name : variant_files) staged(name, file_role::variant);
     for (auto& f : configuration_copier<>(m.source, stage).copy_all()) {
         if (f.name != "config.json") out.inputs.push_back(f.source);
         out.files.push_back(std::move(f));
@@ -142,16 +137,15 @@ inline std::vector<traced_module> metadata_modules(const std::vector<traced_modu
 
 /// project: every staged ONNX file with its own trace (each must reach 100% coverage); an
 /// --embed-hierarchy rewrite's new hash replaces the known one.
-inline std::vector<projected_model> project_models(const resolved_model& m, const produced_onnx& onnx,
-                                                   const fs::path& stage, const export_options& opt,
-                                                   std::map<std::string, std::string>& known_hashes) {
+inline std::vector<projected_model> project_models(const resolved_model& m, produced_onnx& onnx, const fs::path& stage,
+                                                   const export_options& opt) {
     std::vector<projected_model> out;
     for (std::size_t i = 0; i < onnx.models.size(); ++i) {
         const std::vector<traced_module>& trace = onnx.model_modules.empty() ? onnx.modules : onnx.model_modules[i];
         std::string shown = onnx.models.size() > 1 ? onnx.models[i] + " (" + onnx.shown + ")" : onnx.shown;
         out.push_back(project_model({stage / onnx.models[i], shown, stage, &trace, m.root_class,
                                      opt.include_torch_modules, opt.embed_hierarchy}));
-        if (out.back().rewritten_sha256) known_hashes[onnx.models[i]] = *out.back().rewritten_sha256;
+        if (out.back().rewritten_sha256) onnx.hashes.remember(onnx.models[i], *out.back().rewritten_sha256);
     }
     return out;
 }
@@ -162,7 +156,7 @@ inline std::vector<projected_model> project_models(const resolved_model& m, cons
 /// `onnx.models`/`data_files` are package-relative paths. Strategies, the export cache and
 /// projection never see the layout, which is why it is not part of the cache key (§10).
 inline void place_models(produced_onnx& onnx, const fs::path& stage, package_layout layout,
-                         std::map<std::string, std::string>& known_hashes, std::vector<std::string>& variant_files) {
+                         std::vector<std::string>& variant_files) {
     if (layout == package_layout::flat) return;
     const fs::path sub = stage / std::string(hub_onnx_dir);
     fs::create_directory(sub);
@@ -170,11 +164,7 @@ inline void place_models(produced_onnx& onnx, const fs::path& stage, package_lay
     for (auto* names : {&onnx.models, &onnx.data_files, &variant_files})
         for (auto& name : *names) {
             std::string to = layout_path(layout, name);
-            fs::rename(stage / name, stage / to);
-            if (auto k = known_hashes.find(name); k != known_hashes.end()) {
-                known_hashes[to] = k->second;
-                known_hashes.erase(name);
-            }
+            onnx.hashes.rename(stage, name, to);
             name = to;
         }
 }
@@ -239,6 +229,13 @@ inline produced_onnx onnx_from_cache(const cache_manifest& hit, const cache_key_
         if (f.path == external_data_name) out.data_files = {external_data_name};
     return out;
 }
+
+/// The produce step's result after a miss: the strategy's, with the hashes the cache's store
+/// computed while copying its files (none when the store runs in the background).
+inline produced_onnx onnx_stored(produced_onnx made, export_cache& cache, const fs::path& stage) {
+    made.hashes.remember(cache.store(stage, produced_files(stage), cache_table(made)));
+    return made;
+}
 }  // namespace detail
 
 /// Runs one export. Throws modelexport::error subclasses; the target is untouched on failure.
@@ -271,33 +268,28 @@ inline export_result export_package(const export_options& opt, const export_hook
     auto key_inputs = detail::cache_key_inputs_for(opt, to_string(how), std::string(m.task->name), m.source,
                                                    detail::source_files(m.source));
     export_cache cache(opt.cache, cacheable ? std::optional(key_inputs) : std::nullopt, log);
-    produced_onnx onnx;
-    bool exporting = false;
-    auto end_cache_step = [&](const std::string& what) {
-        if (cacheable)
-            timer.end(cache.outcome().speculative
-                          ? "key computed alongside the exporter"
-                          : cache.outcome().result +
-                                (cache.active() ? ", key " + cache.outcome().key.substr(0, 16) : ""));
-        timer.begin("export", what);
-        exporting = true;
+    auto cache_summary = [&] {
+        const cache_outcome& o = cache.outcome();
+        return o.speculative ? std::string("key computed alongside the exporter")
+                             : o.result + (cache.active() ? ", key " + o.key.substr(0, 16) : "");
     };
-    // htp may start while the key is computed (export_cache::lookup_or_produce): a hit stops it.
+    // The cache step ends and the export step begins once, where exporting starts: in the strategy's
+    // callback on a miss (which runs twice when a hit cannot be restored after all), after the
+    // lookup on a hit. htp may start while the key is computed (export_cache::lookup_or_produce):
+    // a hit stops it, and the hit's files replace whatever it made.
+    std::optional<produced_onnx> made;
     std::optional<cache_manifest> hit = cache.lookup_or_produce(stage, how == strategy::htp, [&] {
-        if (!exporting) end_cache_step(describe(how, opt));
-        onnx = produce_onnx(how, m.source, *m.task, stage, opt);
+        timer.enter("export", describe(how, opt), cache_summary);
+        made = produce_onnx(how, m.source, *m.task, stage, opt);
     });
-    if (!exporting) end_cache_step("restoring the cached export");
-    if (hit)
-        onnx = detail::onnx_from_cache(*hit, key_inputs, cache.outcome().key);
-    else
-        onnx.known_hashes.merge(cache.store(stage, detail::produced_files(stage), detail::cache_table(onnx)));
+    timer.enter("export", "restoring the cached export", cache_summary);
+    produced_onnx onnx = hit ? detail::onnx_from_cache(*hit, key_inputs, cache.outcome().key)
+                             : detail::onnx_stored(std::move(*made), cache, stage);
     result.exporter_seconds = onnx.exporter_seconds;
     timer.end(std::to_string(fs::file_size(stage / onnx.models.front())) + " bytes of ONNX");
 
     timer.begin("project", "projecting the module hierarchy onto the graph");
-    std::map<std::string, std::string> known_hashes = onnx.known_hashes;
-    std::vector<projected_model> projected = project_models(m, onnx, stage, opt, known_hashes);
+    std::vector<projected_model> projected = project_models(m, onnx, stage, opt);
     const projected_model& p = projected.front();
     std::size_t nodes = 0;
     for (const auto& each : projected) nodes += each.proj.tags.size();
@@ -310,9 +302,9 @@ inline export_result export_package(const export_options& opt, const export_hook
         variants = make_variants(stage, onnx.models, m.source, std::string(m.task->name), opt);
         timer.end(std::to_string(variants.files.size()) + " files");
     }
-    place_models(onnx, stage, opt.layout, known_hashes, variants.files);
+    place_models(onnx, stage, opt.layout, variants.files);
     timer.begin("copy", "hashing the model and copying configuration files");
-    assembled_files files = assemble_files(m, onnx, stage, known_hashes, opt.tool_path, variants.files);
+    assembled_files files = assemble_files(m, onnx, stage, opt.tool_path, variants.files);
     timer.end(std::to_string(files.files.size()) + " files");
 
     json variant_record = opt.variants.empty() ? json() : variants_metadata(variants.record, [&](const std::string& f) {

@@ -2,6 +2,7 @@
 #include "onnx_support.hpp"
 
 #include "modelexport/cache/export_cache.hpp"
+#include "modelexport/export/staged_hashes.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -276,7 +277,7 @@ struct staged_models {  // produced_onnx's fields the cache reads and rebuilds
     std::vector<std::vector<traced_module>> model_modules;
     std::string torch_version, onnx_exporter, shown;
     long long parameters = 0;
-    std::map<std::string, std::string> known_hashes;
+    staged_hashes hashes;
     std::vector<fs::path> inputs;
     std::string signature_source;
     reference_check reference;
@@ -370,7 +371,7 @@ TEST_CASE(
     CHECK(back.model_modules[0][1].order == 1);
     CHECK(back.model_modules[1].size() == 1);
     CHECK(back.parameters == 42);
-    CHECK(back.known_hashes.at("decoder_model.onnx") == hash_file(t / "stage" / "decoder_model.onnx"));
+    CHECK(back.hashes.known("decoder_model.onnx") == hash_file(t / "stage" / "decoder_model.onnx"));
     CHECK(test::read(t / "stage" / "encoder_model.onnx") == exported());
     // The same entry with a table naming a third file: restoring it is a miss, and the stage is left clean.
     cache_manifest m = *local_cache(s.dir).find(key);

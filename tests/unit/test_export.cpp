@@ -48,8 +48,27 @@ TEST_CASE_FIXTURE(resolved_fixture,
     REQUIRE(p.models == std::vector<std::string>{"model.onnx"});
     CHECK(p.data_files.empty());
     CHECK(test::read(stage / "model.onnx") == test::read(src / "model.onnx"));
-    CHECK(p.known_hashes.at("model.onnx") == hash_file(src / "model.onnx"));
+    CHECK(p.hashes.known("model.onnx") == hash_file(src / "model.onnx"));
     CHECK_THROWS_AS(produce_onnx(strategy::automatic, m.source, *m.task, stage, opt), usage_error);
+}
+
+TEST_CASE("staged hashes: a known hash is kept, not read again, and follows its file's rename") {
+    test::temp_dir t;
+    test::write(t / "model.onnx", "bytes");
+    test::write(t / "other.onnx", "other bytes");
+    staged_hashes h;
+    CHECK_FALSE(h.known("model.onnx"));
+    CHECK(h.of(t.path(), "other.onnx") == hash_file(t / "other.onnx"));  // unknown: read
+    h.remember("model.onnx", "recorded");
+    CHECK(h.of(t.path(), "model.onnx") == "recorded");  // known: never read again
+    h.remember({{"model.onnx", "rewritten"}});
+    fs::create_directory(t / "onnx");
+    h.rename(t.path(), "model.onnx", "onnx/model.onnx");
+    CHECK(fs::exists(t / "onnx" / "model.onnx"));
+    CHECK_FALSE(h.known("model.onnx"));
+    CHECK(h.known("onnx/model.onnx") == std::optional<std::string>("rewritten"));
+    h.rename(t.path(), "other.onnx", "onnx/other.onnx");  // no hash to carry
+    CHECK_FALSE(h.known("onnx/other.onnx"));
 }
 
 TEST_CASE("project: scope tags without a trace, parameters from initializers, embedding rewrites the file") {
@@ -73,7 +92,7 @@ TEST_CASE("project: scope tags without a trace, parameters from initializers, em
 TEST_CASE_FIXTURE(resolved_fixture, "assemble and metadata: every package file hashed, inputs sorted and unique") {
     produced_onnx p = produce_onnx(strategy::prebuilt, m.source, *m.task, stage, opt);
     projected_model pr = project_model({stage / "model.onnx", p.shown, stage, &p.modules, m.root_class, false, false});
-    assembled_files a = assemble_files(m, p, stage, p.known_hashes, {});
+    assembled_files a = assemble_files(m, p, stage, {});
     std::vector<std::string> names;
     for (const auto& f : a.files) names.push_back(f.name);
     CHECK(names.front() == "model.onnx");

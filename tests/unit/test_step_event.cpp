@@ -38,3 +38,22 @@ TEST_CASE("a step left by an exception ends as failed and records no time") {
     CHECK((events[1].step == "export" && events[1].detail == "failed" && events[1].finished));
     CHECK(times.empty());
 }
+
+TEST_CASE("enter begins a step once, ending the one before it, whichever call comes first") {
+    step_times times;
+    std::vector<step_event> events;
+    step_timer timer(times, [&](const step_event& e) { events.push_back(e); });
+    int summaries = 0;
+    auto summary = [&] { return "looked up " + std::to_string(++summaries); };
+    timer.enter("export", "exporting", summary);  // nothing running: nothing ends
+    REQUIRE(events.size() == 1);
+    timer.end();
+    timer.begin("cache", "looking up");
+    timer.enter("export", "exporting", summary);
+    timer.enter("export", "restoring", summary);  // running already: neither ends nor begins
+    REQUIRE(events.size() == 5);
+    CHECK((events[3].step == "cache" && events[3].detail == "looked up 1" && events[3].finished));
+    CHECK((events[4].step == "export" && events[4].detail == "exporting"));
+    CHECK(summaries == 1);
+    timer.end();
+}

@@ -597,7 +597,7 @@ Staged staged_from_cache(const cache_manifest& hit, const cache_key_inputs& in, 
     // Cannot throw: export_cache::restore read it. A hit carries the reference check recorded with it
     // (the key holds the check's options).
     module_table::from_json(hit.table).fill(out);
-    for (const auto& f : hit.files) out.known_hashes[f.path] = f.sha256;
+    for (const auto& f : hit.files) out.hashes.remember(f.path, f.sha256);
     out.inputs = in.read;
     out.shown =
         (out.models.size() > 1 ? "the ONNX files" : out.models.front()) + " from the export cache (key " + key + ")";

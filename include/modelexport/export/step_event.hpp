@@ -42,6 +42,15 @@ public:
         start_ = std::chrono::steady_clock::now();
         if (on_step_) on_step_({step, what, false, 0.0});
     }
+    /// Begins `step` unless it is running already, ending the running step, if any, with
+    /// `summary()`: for a step entered from more than one place, such as a callback that may run
+    /// twice or not at all, and again after it.
+    template <class Summary>
+    void enter(const std::string& step, const std::string& what, Summary&& summary) {
+        if (current_ == step) return;
+        if (!current_.empty()) end(summary());
+        begin(step, what);
+    }
     void end(const std::string& summary = {}) {
         double s = seconds();
         out_.emplace_back(current_, s);

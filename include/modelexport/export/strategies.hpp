@@ -18,6 +18,7 @@
 #include "modelexport/export/reference_source.hpp"
 #include "modelexport/export/sentence_pipeline.hpp"
 #include "modelexport/export/source.hpp"
+#include "modelexport/export/staged_hashes.hpp"
 #include "modelexport/export_options.hpp"
 #include "modelexport/onnx/external_data.hpp"
 #include "modelexport/onnx/hierarchy.hpp"
@@ -42,7 +43,7 @@ struct produced_onnx {
     std::vector<std::string> models;  ///< ONNX files staged, by package name ("model.onnx"); the first is the primary
     std::vector<std::string> data_files;                    ///< their external data files ("model.onnx_data")
     std::vector<fs::path> inputs;                           ///< source files read, for the depfile
-    std::map<std::string, std::string> known_hashes;        ///< sha256 of staged files a copy already computed
+    staged_hashes hashes;                                   ///< sha256 of staged files a copy already computed
     std::vector<traced_module> modules;                     ///< the trace (htp only); of the primary file
     std::vector<std::vector<traced_module>> model_modules;  ///< several models: each one's trace, parallel to `models`
     std::string torch_version;
@@ -180,7 +181,7 @@ inline void adopt_exporter_file(const fs::path& from, const fs::path& to, const 
 inline bool gather_into(produced_onnx& out, const fs::path& model, const external_file_resolver& resolve) {
     gathered_data g = gather_external_data(model, out.shown, resolve);
     out.inputs.insert(out.inputs.end(), g.inputs.begin(), g.inputs.end());
-    for (const auto& [name, sha] : g.sha256) out.known_hashes[name] = sha;
+    out.hashes.remember(g.sha256);
     if (g.rewritten) out.data_files = {external_data_name};
     return g.rewritten;
 }
@@ -426,7 +427,7 @@ inline produced_onnx produce_prebuilt(const model_source& src, const fs::path& s
         if (!found && (found = src.file(c))) found_name = c;
     if (!found) throw invalid_input(src.dir.string(), "has no " + candidates.front() + " for the prebuilt strategy");
     out.shown = (src.dir / found_name).string();
-    out.known_hashes["model.onnx"] = copy_file_hashed(*found, stage / "model.onnx").sha256;
+    out.hashes.remember("model.onnx", copy_file_hashed(*found, stage / "model.onnx").sha256);
     out.models = {"model.onnx"};
     out.inputs.push_back(*found);
     // Beside the model in the source (not beside a cache blob), under the same containment rule.
@@ -434,7 +435,7 @@ inline produced_onnx produce_prebuilt(const model_source& src, const fs::path& s
     auto find = [&](const std::string& location) { return src.file((beside / location).string()); };
     if (detail::gather_into(out, stage / "model.onnx", files_of_source(find, out.shown))) return out;
     if (auto data = find("model.onnx_data")) {
-        out.known_hashes["model.onnx_data"] = copy_file_hashed(*data, stage / "model.onnx_data").sha256;
+        out.hashes.remember("model.onnx_data", copy_file_hashed(*data, stage / "model.onnx_data").sha256);
         out.data_files = {"model.onnx_data"};
         out.inputs.push_back(*data);
     }
