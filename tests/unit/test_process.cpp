@@ -51,34 +51,126 @@ TEST_CASE("control characters in stderr are escaped in the tail") {
     CHECK(r.stderr_tail() == "a\\x1b[31mb");
 }
 
-TEST_CASE("a child dies with its parent, even when the parent is killed by SIGKILL") {
-    test::temp_dir t;
-    const fs::path pid_file = t / "child.pid";
-    // The parent: a process of its own running a helper, killed with SIGKILL (no handler, no unwinding).
-    pid_t parent = ::fork();
-    REQUIRE(parent >= 0);
-    if (parent == 0) {
-        run_process("/bin/sh", {"-c", "echo $$ > '" + pid_file.string() + "'; exec sleep 120"});
-        ::_exit(0);
-    }
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+namespace {
+
+/// True when `pid` no longer runs (a zombie nobody reaped yet counts as gone).
+bool gone(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    auto close = line.rfind(')');
+    return close != std::string::npos && line.size() > close + 2 && line[close + 2] == 'Z';
+}
+
+bool gone_within(pid_t pid, std::chrono::seconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!gone(pid) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return gone(pid);
+}
+
+/// A shell command that starts `sleep 300` in a session of its own (out of the helper's process
+/// group, as a daemon leaves it), writes the sleeper's pid to `pid_file` and waits until it is there.
+std::string escape_the_group(const fs::path& pid_file) {
+    const std::string f = "'" + pid_file.string() + "'";
+    return "setsid sh -c 'echo $$ > \"$0\"; exec sleep 300' " + f + " </dev/null >/dev/null 2>&1 & while [ ! -s " + f +
+           " ]; do sleep 0.02; done";
+}
+
+pid_t wait_for_pid(const fs::path& pid_file, std::chrono::seconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
     while (!(fs::exists(pid_file) && fs::file_size(pid_file) > 0) && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     REQUIRE(fs::exists(pid_file));
-    const pid_t child = std::stoi(test::read(pid_file));
-    REQUIRE(::kill(child, 0) == 0);
+    return std::stoi(test::read(pid_file));
+}
+
+}  // namespace
+
+TEST_CASE("a process that left the helper's group (setsid) ends with the helper") {
+    test::temp_dir t;
+    const fs::path pid_file = t / "escaped.pid";
+    run_result r = run_process("/bin/sh", {"-c", escape_the_group(pid_file)});
+    CHECK(r.ok());
+    const pid_t escaped = std::stoi(test::read(pid_file));
+    REQUIRE(escaped > 0);
+    CHECK(gone_within(escaped, std::chrono::seconds(5)));
+    if (!gone(escaped)) ::kill(escaped, SIGKILL);
+}
+
+TEST_CASE("the environment mark is found exactly, across read chunks, and nowhere else") {
+    const std::string want = "MODELEXPORT_RUN_ID=1-2-abc";
+    auto holds = [&](const std::string& block) {
+        int ends[2];
+        REQUIRE(::pipe(ends) == 0);
+        std::thread writer([&] {
+            for (std::size_t at = 0; at < block.size();) {
+                ssize_t w = ::write(ends[1], block.data() + at, block.size() - at);
+                if (w <= 0) break;
+                at += static_cast<std::size_t>(w);
+            }
+            ::close(ends[1]);
+        });
+        bool found = detail::environ_holds(ends[0], want.data(), want.size());
+        writer.join();
+        ::close(ends[0]);
+        return found;
+    };
+    const std::string pad(4090, 'x');  // the entry after it crosses the 4096-byte chunk boundary
+    CHECK(holds("A=1" + std::string(1, '\0') + want + std::string(1, '\0')));
+    CHECK(holds("P=" + pad + std::string(1, '\0') + want + std::string(1, '\0') + "B=2" + std::string(1, '\0')));
+    CHECK(holds("P=" + pad + std::string(1, '\0') + want));  // the last entry, without its NUL
+    CHECK_FALSE(holds(want + "d" + std::string(1, '\0')));   // a longer value
+    CHECK_FALSE(holds("X" + want + std::string(1, '\0')));   // inside another entry
+    CHECK_FALSE(holds(want.substr(0, want.size() - 1) + std::string(1, '\0') + "c" + std::string(1, '\0')));
+    CHECK_FALSE(holds("P=" + pad + want + std::string(1, '\0')));  // the same bytes, not at an entry's start
+    CHECK_FALSE(holds(""));
+}
+
+TEST_CASE("each helper gets a mark of its own") {
+    CHECK(run_process("/bin/sh", {"-c", "echo $MODELEXPORT_RUN_ID"}).out !=
+          run_process("/bin/sh", {"-c", "echo $MODELEXPORT_RUN_ID"}).out);
+    run_options o;
+    o.env = {{"MODELEXPORT_RUN_ID", "chosen"}};  // a caller's entry does not replace the mark
+    CHECK(
+        run_process("/bin/sh", {"-c", "echo $MODELEXPORT_RUN_ID"}, o).out.rfind(std::to_string(::getpid()) + "-", 0) ==
+        0);
+}
+
+namespace {
+
+/// Runs the shell command `command` as a helper in a process of its own (the parent), waits until
+/// `pid_file` names a process, then kills the parent with SIGKILL (no handler, no unwinding).
+/// Returns the named process.
+pid_t run_then_kill_the_parent(const std::string& command, const fs::path& pid_file) {
+    pid_t parent = ::fork();
+    REQUIRE(parent >= 0);
+    if (parent == 0) {
+        run_process("/bin/sh", {"-c", command});
+        ::_exit(0);
+    }
+    const pid_t named = wait_for_pid(pid_file, std::chrono::seconds(20));
+    REQUIRE(::kill(named, 0) == 0);
     ::kill(parent, SIGKILL);
     ::waitpid(parent, nullptr, 0);
+    return named;
+}
+
+}  // namespace
+
+TEST_CASE("a child dies with its parent, even when the parent is killed by SIGKILL") {
+    test::temp_dir t;
+    const fs::path pid_file = t / "child.pid";
+    const pid_t child = run_then_kill_the_parent("echo $$ > '" + pid_file.string() + "'; exec sleep 120", pid_file);
     // The child was reparented and killed; it is gone (or a zombie of init's, which reaps it at once).
-    auto gone = [&] {
-        std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
-        std::string line;
-        if (!std::getline(stat, line)) return true;
-        auto close = line.rfind(')');
-        return close != std::string::npos && line.size() > close + 2 && line[close + 2] == 'Z';
-    };
-    while (!gone() && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    CHECK(gone());
-    if (!gone()) ::kill(child, SIGKILL);
+    CHECK(gone_within(child, std::chrono::seconds(20)));
+    if (!gone(child)) ::kill(child, SIGKILL);
+}
+
+TEST_CASE("a process that left the helper's group dies when the parent is killed by SIGKILL") {
+    test::temp_dir t;
+    const fs::path pid_file = t / "escaped.pid";
+    const pid_t escaped = run_then_kill_the_parent(escape_the_group(pid_file) + "; exec sleep 120", pid_file);
+    CHECK(gone_within(escaped, std::chrono::seconds(5)));
+    if (!gone(escaped)) ::kill(escaped, SIGKILL);
 }

@@ -6,9 +6,15 @@
 // after a timeout together with everything it started (a process group).
 // Both pipes are read by one poll() loop, so neither a line of megabytes nor
 // a daemon that left the group (setsid) holding the pipes can outlast it.
+// Nothing a helper started outlives it: when the group is stopped (the child
+// ended, timed out, was cancelled) or modelexport dies (even by SIGKILL: a
+// watcher process), the group is killed, and so is every process carrying the
+// helper's environment mark (detail/run_cookie.hpp), which a descendant that
+// left the group with setsid()/setpgid() still has.
 #pragma once
 
 #include "modelexport/detail/cancel.hpp"
+#include "modelexport/detail/run_cookie.hpp"
 #include "modelexport/error.hpp"
 
 #include <boost/process.hpp>
@@ -122,17 +128,20 @@ private:
     std::size_t dropped_ = 0;
 };
 
-/// Kills a child's whole process group when modelexport dies before it has ended the group itself.
-/// The parent-death signal reaches the child only: what the child started (a shell's commands, an
-/// exporter's converter) would outlive a SIGKILL of modelexport under init. A forked watcher holds
-/// the read end of a pipe whose write end only modelexport has: end of file without the "done" byte
-/// means modelexport is gone, and the watcher kills the group. It runs no code but system calls
-/// (it is forked from a process with threads) and keeps no other descriptor (no lock, no pipe).
+/// Kills a child's whole process group, and every process carrying the child's mark (`cookie`,
+/// detail/run_cookie.hpp), when modelexport dies before it has ended them itself. The parent-death
+/// signal reaches the child only: what the child started (a shell's commands, an exporter's
+/// converter, a daemon that left the group) would outlive a SIGKILL of modelexport under init. A
+/// forked watcher holds the read end of a pipe whose write end only modelexport has: end of file
+/// without the "done" byte means modelexport is gone, and the watcher kills. It runs no code but
+/// system calls (it is forked from a process with threads) and keeps no other descriptor (no lock,
+/// no pipe).
 class group_watch {
 public:
-    explicit group_watch(pid_t group) {
+    group_watch(pid_t group, const run_cookie& cookie) {
         int ends[2];
         if (group <= 0 || ::pipe2(ends, O_CLOEXEC) != 0) return;
+        const pid_t modelexport = ::getpid();
         pid_t watcher = ::fork();
         if (watcher == 0) {
             const int done = ends[0];
@@ -141,7 +150,10 @@ public:
             char byte = 0;
             ssize_t n;
             while ((n = ::read(done, &byte, 1)) < 0 && errno == EINTR) {}
-            if (n == 0) ::kill(-group, SIGKILL);
+            if (n == 0) {
+                ::kill(-group, SIGKILL);
+                kill_carriers(cookie, modelexport);  // never modelexport's pid, as in modelexport itself
+            }
             ::_exit(0);
         }
         ::close(ends[0]);
@@ -185,6 +197,8 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     // set(), not operator[]: Boost 1.74's environment find() compares past the end of
     // shorter entries (a heap-buffer-overflow AddressSanitizer reports).
     for (const auto& [k, v] : opts.env) child_env.set(k, v);
+    const detail::run_cookie cookie;  // after opts.env: a caller's entry of that name must not hide the mark
+    child_env.set(detail::run_cookie_name, cookie.value());
     bp::child child;
     try {
         child = bp::child(bp::exe = exe, bp::args = args, bp::std_out > out, bp::std_err > err, bp::std_in < bp::null,
@@ -192,7 +206,13 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     } catch (const std::exception& e) {
         throw export_failed(program, std::string("cannot start: ") + e.what());
     }
-    detail::group_watch watch(group.native_handle());  // destroyed after the last group.terminate below
+    detail::group_watch watch(group.native_handle(), cookie);  // destroyed after the last stop() below
+    std::error_code ec;
+    // SIGKILL to the child, everything in its group, and what left the group but carries the mark.
+    auto stop = [&] {
+        group.terminate(ec);
+        detail::kill_carriers(cookie);
+    };
     detail::line_splitter out_lines(1u << 20), err_lines(opts.max_err_line);
     auto on_out = [&](const std::string& line) {
         result.out += line;
@@ -209,27 +229,26 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     std::vector<char> buf(1u << 16);
     const auto start = std::chrono::steady_clock::now();
     std::optional<std::chrono::steady_clock::time_point> ended;  // when the child was reaped
-    std::error_code ec;
-    while (!ended || fds[0].fd >= 0 || fds[1].fd >= 0) {  // a child may close its output and keep running
+    while (!ended || fds[0].fd >= 0 || fds[1].fd >= 0) {         // a child may close its output and keep running
         auto now = std::chrono::steady_clock::now();
         if (cancel::pending_signal.load()) {  // SIGINT/SIGTERM/SIGHUP to modelexport: stop the whole group, then unwind
-            group.terminate(ec);
+            stop();
             child.wait(ec);
             check_cancel(program);
         }
         if (!ended && cancel::abandon_requested()) {  // a speculative exporter whose result the cache has
-            group.terminate(ec);
+            stop();
             child.wait(ec);
             throw cancel::abandoned();
         }
         if (!ended && !child.running(ec)) {
             ended = now;
-            group.terminate(ec);  // nothing the child started outlives it (and keeps our pipes open)
+            stop();  // nothing the child started outlives it (and keeps our pipes open)
         } else if (!ended && !result.timed_out &&
                    ((opts.timeout.count() > 0 && now - start > opts.timeout) || cancel::expired())) {
             // its own limit, or the deadline of the whole operation (export --timeout)
             result.timed_out = true;
-            group.terminate(ec);  // SIGKILL to the child and everything it started
+            stop();
         }
         // A descendant that left the group may hold the pipes open for ever: once the
         // child is gone, read what is still buffered, then stop waiting for end of file.
@@ -249,7 +268,7 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     if (out_lines.pending()) out_lines.flush(on_out);
     if (err_lines.pending()) err_lines.flush(on_err);
     child.wait(ec);
-    group.terminate(ec);
+    stop();  // what was started while the pipes were drained
     int status = child.native_exit_code();
     if (WIFSIGNALED(status))
         result.signal = WTERMSIG(status);
