@@ -21,9 +21,11 @@ A variant past a bound is exit status 4; the report (JSON) names every figure ei
 """
 
 import argparse
+import concurrent.futures
 import heapq
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -323,6 +325,7 @@ def merge_converted(parts, variant):
 def make_onnx_variant(directory, name, variant):
     """Writes the variant of `name` into `directory`; its file name."""
     import onnx
+    log("making %s of %s" % (variant, name))
     source = os.path.join(directory, name)
     target = os.path.join(directory, variant_file(name, variant))
     external = has_external_data(source)
@@ -627,6 +630,29 @@ def listed_files(names, variants):
     return out
 
 
+def make_onnx_variants(directory, names, variants):
+    """Every ONNX variant of every file: {(name, variant): (file name, carried tags)}."""
+    return {(name, variant): make_onnx_variant(directory, name, variant) for variant in variants for name in names}
+
+
+def onnx_variants_beside(directory, names, variants, build_reference):
+    """Makes the ONNX variants in a forked child while this process builds the reference inputs
+    (`build_reference()`, returned with the variants). The quantizer and the torch import and model
+    load each keep one core busy for seconds; in turn they cost their sum. The child is forked before
+    torch is imported here (forking a process whose torch threads run is unsafe), and an error in it
+    is raised here. One core, or nothing to measure: in turn, in this process."""
+    if not variants or build_reference is None or (os.cpu_count() or 1) < 2:
+        made = make_onnx_variants(directory, names, variants)
+        return made, build_reference() if build_reference else (None, None)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
+        pending = child.submit(make_onnx_variants, directory, names, variants)
+        try:
+            reference = build_reference()
+        finally:
+            made = pending.result()  # joined on every path: no child outlives the step
+    return made, reference
+
+
 def reference_for(options, names):
     """The reference inputs, or the reason the figures cannot be measured."""
     if len(names) > 1:
@@ -655,8 +681,21 @@ def run(options):
     for name in names:
         if os.sep in name or not name.endswith(".onnx") or not os.path.isfile(os.path.join(options.dir, name)):
             raise UsageError("%s is not an ONNX file in %s" % (name, options.dir))
-    reference, reason = reference_for(options, names) if set(variants) - {ORT} else (None, None)
+    onnx_variants = [variant for variant in variants if variant != ORT]
     fp32_sessions, fp32_cache = {}, {}
+
+    def reference_and_fp32():
+        # The fp32 side of every measure, made while the child quantizes.
+        reference, reason = reference_for(options, names)
+        if reference is not None:
+            fp32_sessions[names[0]] = reference.session(os.path.join(options.dir, names[0]))
+            fp32_cache["outputs"] = reference.outputs(fp32_sessions[names[0]])
+            if reference.decoder:
+                fp32_cache["greedy"] = reference.greedy(fp32_sessions[names[0]])
+        return reference, reason
+
+    measured = reference_and_fp32 if onnx_variants else None
+    made_onnx, (reference, reason) = onnx_variants_beside(options.dir, names, onnx_variants, measured)
     report = {"format": 1, "variants": []}
     failures = []
     for variant in variants:
@@ -671,8 +710,7 @@ def run(options):
             continue
         entry["bounds"] = bounds[variant]
         for name in names:
-            log("making %s of %s" % (variant, name))
-            made, tags = make_onnx_variant(options.dir, name, variant)
+            made, tags = made_onnx[(name, variant)]
             path = os.path.join(options.dir, made)
             record = {"file": made, "of": name, "bytes": os.path.getsize(path), "hierarchy_tags": tags}
             data = made + "_data"
@@ -682,8 +720,6 @@ def run(options):
             if reference is None:
                 record["accuracy"] = {"status": "not_measured", "reason": reason}
             else:
-                if name not in fp32_sessions:
-                    fp32_sessions[name] = reference.session(os.path.join(options.dir, name))
                 figures = measure(reference, fp32_sessions[name], path, fp32_cache)
                 failing = judge(figures, bounds[variant])
                 record["accuracy"] = {"status": "failed" if failing else "passed", **figures}
