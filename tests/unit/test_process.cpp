@@ -2,6 +2,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "test_support.hpp"
 
+#include "modelexport/cache/detached.hpp"
 #include "modelexport/detail/process.hpp"
 
 #include <sys/wait.h>
@@ -173,4 +174,31 @@ TEST_CASE("a process that left the helper's group dies when the parent is killed
     const pid_t escaped = run_then_kill_the_parent(escape_the_group(pid_file) + "; exec sleep 120", pid_file);
     CHECK(gone_within(escaped, std::chrono::seconds(5)));
     if (!gone(escaped)) ::kill(escaped, SIGKILL);
+}
+
+TEST_CASE("the background store drops the mark it inherited, and outlives the helper it was started by") {
+    // Inner run: this binary, started as a helper below (so its environment block holds a mark),
+    // starts a background store the way the cache does and ends once the store is running.
+    if (const char* inner = std::getenv("MODELEXPORT_TEST_DETACHED_PID_FILE")) {
+        const fs::path pid_file = inner;
+        REQUIRE(run_detached({}, [&] {
+            test::write(pid_file, std::to_string(::getpid()));
+            std::this_thread::sleep_for(std::chrono::seconds(30));
+        }));
+        wait_for_pid(pid_file, std::chrono::seconds(20));
+        return;
+    }
+    test::temp_dir t;
+    const fs::path pid_file = t / "store.pid";
+    run_options o;
+    o.env = {{"MODELEXPORT_TEST_DETACHED_PID_FILE", pid_file.string()}};
+    run_result r = run_process(fs::read_symlink("/proc/self/exe").string(),
+                               {"--test-case=the background store drops the mark*", "--no-intro"}, o);
+    REQUIRE_MESSAGE(r.ok(), (r.out + r.stderr_tail()));
+    const pid_t store = std::stoi(test::read(pid_file));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    CHECK_FALSE(gone(store));
+    CHECK(test::read("/proc/" + std::to_string(store) + "/environ")
+              .find("MODELEXPORT_RUN_ID=" + std::to_string(::getpid())) == std::string::npos);
+    ::kill(store, SIGKILL);
 }

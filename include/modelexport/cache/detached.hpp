@@ -6,8 +6,12 @@
 // no zombie for a caller that lives on, no terminal signals), with stdin/stdout/stderr on
 // /dev/null, so neither ninja nor a pipe reading the command waits for it, and with every
 // other descriptor closed but those it needs: an inherited lock (the package writer's) must
-// not outlive the command.
+// not outlive the command. It drops the environment mark of a helper (detail/run_cookie.hpp)
+// it may have inherited: when modelexport itself runs as another modelexport's helper, that
+// helper's end must not take the store along.
 #pragma once
+
+#include "modelexport/detail/run_cookie.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -54,6 +58,7 @@ bool run_detached(std::vector<int> keep, Job&& job) {
         ::setsid();
         pid_t grandchild = ::fork();
         if (grandchild != 0) ::_exit(grandchild < 0 ? 1 : 0);
+        detail::drop_run_cookie();
         int null = ::open("/dev/null", O_RDWR);
         for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
         keep.insert(keep.end(), {0, 1, 2});
