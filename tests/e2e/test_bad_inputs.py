@@ -12,6 +12,7 @@ generated per row so a failure names its case.
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import stat
@@ -1826,6 +1827,33 @@ class Signals(TempDirTest):
         self.assertTrue(left, "a killed export leaves its staging directory and lock")
         run("export", os.path.join(SOURCES, PREBUILT), out, check=0)
         self.assertEqual(sorted(n for n in os.listdir(self.tmp) if n.startswith(".pkg.")), [])
+
+    def test_sigkill_takes_along_what_left_the_commands_group(self):
+        """A process the user's command started in a session of its own (setsid: out of the command's
+        process group, as a daemon leaves it) dies too when modelexport is killed by SIGKILL: it still
+        carries the command's environment mark, and the watcher kills every process that does."""
+        pid_file = self.path("escaped.pid")
+        command = (f"setsid sh -c 'echo $$ > \"$0\"; exec sleep 300' {shlex.quote(pid_file)} "
+                   "</dev/null >/dev/null 2>&1 & sleep 300")
+        proc = subprocess.Popen([TOOL, "export", TEXT, self.path("pkg"), "--strategy", "command", "--command", command,
+                                 "--no-cache"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(kill_recorded_pid, pid_file)
+        deadline = time.monotonic() + 60
+        while not (os.path.exists(pid_file) and read(pid_file)):
+            self.assertIsNone(proc.poll(), "modelexport ended before the command started its sleeper")
+            self.assertLess(time.monotonic(), deadline, "the command did not start")
+            time.sleep(0.05)
+        escaped = int(read(pid_file))
+        self.assertFalse(gone(escaped))
+        with open(f"/proc/{escaped}/stat") as f:
+            sid = int(f.read().rsplit(")", 1)[1].split()[3])
+        self.assertEqual(sid, escaped, "the sleeper is in a session of its own")
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        while not gone(escaped) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(gone(escaped), "a process that left the command's process group outlived modelexport")
 
 
 class Names(Contained):
