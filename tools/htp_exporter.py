@@ -672,12 +672,26 @@ class OptimumSpec:
         return default
 
 
+def decoder_side(model, config):
+    """config.json's keys as the decoder reads them (cache sizes, vocabulary, positions). A multimodal
+    checkpoint exported as a causal LM (Gemma 3, ...) keeps its text decoder's sizes in a sub-config,
+    the one transformers' own `get_text_config(decoder=True)` returns; its values win over the top
+    level's, whose model_type and architectures stay the checkpoint's."""
+    own = getattr(model, "config", None)
+    text = own.get_text_config(decoder=True) if hasattr(own, "get_text_config") else own
+    if text is None or text is own:
+        return config
+    kept = ("model_type", "architectures")
+    return {**config, **{k: v for k, v in text.to_dict().items() if v is not None and k not in kept}}
+
+
 class DecoderSpec:
     """A decoder with its KV cache in one model.onnx (htp_decoder.py): flat tensors in and out."""
 
     source = "task table"
 
     def __init__(self, task, model, config, source_dir):
+        config = decoder_side(model, config)
         self.task, self.model, self.config, self.source_dir = task, model, config, source_dir
         self.form = htp_decoder.CacheForm(config)
         self.optimum_config = htp_optimum.decoder_config(model, source_dir) if is_transformers_model(model) else None

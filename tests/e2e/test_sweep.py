@@ -29,7 +29,9 @@ COVERAGE = os.path.join(REPO, "docs", "coverage.md")
 GROUPS = {
     "Text": ["bert:text-classification", "distilbert:token-classification", "roberta:question-answering",
              "bert:multiple-choice", "albert:fill-mask", "bert:feature-extraction",
-             "gpt2:text-generation-with-past", "qwen2:text-generation", "t5:text2text-generation-with-past",
+             "gpt2:text-generation-with-past", "qwen2:text-generation",
+             # a multimodal checkpoint as a causal LM: its decoder's sizes are in text_config
+             "gemma3:text-generation-with-past", "t5:text2text-generation-with-past",
              "pegasus:text2text-generation", "t5:feature-extraction-with-past"],
     "Vision": ["vit:image-classification", "segformer:semantic-segmentation", "yolos:object-detection",
                "dpt:depth-estimation", "vit:masked-im", "swin2sr:image-to-image", "dinov2:feature-extraction",
