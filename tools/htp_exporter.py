@@ -397,12 +397,25 @@ def load_transformers_model(source_dir, task, boundary=None):
     try:
         return auto_class.from_pretrained(source_dir, local_files_only=True, output_loading_info=True,
                                           use_safetensors=os.path.basename(shown) in (SAFETENSORS, SAFETENSORS_INDEX))
+    except ValueError as error:
+        if "Unrecognized configuration class" not in str(error):
+            raise
+        raise UsageError(no_class_for_task(source_dir, task, auto_class.__name__))
     except RuntimeError as error:
         # A shape mismatch: transformers lists every tensor over many lines; name the first.
         lines = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
         if lines:
             raise WeightsError(shown, lines[0].rstrip(".") + " (%d tensor(s) differ)" % len(lines))
         raise
+
+
+def no_class_for_task(source_dir, task, auto_class):
+    """Why the task's Auto class cannot load the source, with the tasks Optimum exports for its model type."""
+    model_type = read_json(os.path.join(source_dir, "config.json")).get("model_type")
+    offered = sorted(htp_optimum.supported_tasks(model_type)) if isinstance(model_type, str) else []
+    return "%s: model type %s has no %s, the class --task %s loads%s" % (
+        os.path.join(source_dir, "config.json"), model_type, auto_class, task,
+        "; Optimum exports it for: " + ", ".join(offered) if offered else "")
 
 
 def model_class(transformers, task, source_dir):

@@ -172,6 +172,26 @@ class RefusedTasks(unittest.TestCase):
                 self.assertEqual(check["status"], "fail")
                 self.assertIn(reason, check["message"])
 
+    @needs_hf
+    def test_a_task_the_model_type_has_no_class_for_names_the_tasks_it_has(self):
+        """A multimodal checkpoint (Gemma 3: text and vision configs) passes the modality check for an image
+        task, but transformers has no AutoModelForImageClassification for it: one line naming config.json,
+        the class and the tasks Optimum exports for the model type, not transformers' traceback."""
+        tmp = tempfile.mkdtemp(prefix="modelexport-noclass-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        src, out = os.path.join(tmp, "gemma3"), os.path.join(tmp, "out")
+        subprocess.run([PYTHON, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import sweep;"
+                        "sweep.build_source('gemma3', 'text-generation-with-past', sys.argv[2])",
+                        os.path.dirname(os.path.abspath(__file__)), src], check=True, capture_output=True, timeout=600)
+        p = run("export", src, out, "--task", "image-classification", "--no-cache", timeout=600)
+        self.assertEqual(p.returncode, EXIT["export_failed"], p.stderr)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn(os.path.join(src, "config.json") + ": model type gemma3 has no AutoModelForImageClassification",
+                      p.stderr)
+        self.assertIn("Optimum exports it for: feature-extraction", p.stderr)
+        self.assertNotIn("Traceback", p.stderr)
+        self.assertFalse(os.path.exists(out))
+
 
 if __name__ == "__main__":
     unittest.main()
