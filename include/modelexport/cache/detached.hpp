@@ -56,9 +56,11 @@ bool run_detached(std::vector<int> keep, Job&& job) {
     if (child < 0) return false;
     if (child == 0) {
         ::setsid();
+        // Before the second fork: the caller's waitpid below then proves the mark is gone, so a
+        // helper's own stop, scanning for the mark as soon as this command ends, cannot catch the store.
+        detail::drop_run_cookie();
         pid_t grandchild = ::fork();
         if (grandchild != 0) ::_exit(grandchild < 0 ? 1 : 0);
-        detail::drop_run_cookie();
         int null = ::open("/dev/null", O_RDWR);
         for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
         keep.insert(keep.end(), {0, 1, 2});
