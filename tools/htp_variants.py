@@ -641,15 +641,31 @@ def onnx_variants_beside(directory, names, variants, build_reference):
     load each keep one core busy for seconds; in turn they cost their sum. The child is forked before
     torch is imported here (forking a process whose torch threads run is unsafe), and an error in it
     is raised here. One core, or nothing to measure: in turn, in this process."""
-    if not variants or build_reference is None or (os.cpu_count() or 1) < 2:
+    def in_turn():
         made = make_onnx_variants(directory, names, variants)
         return made, build_reference() if build_reference else (None, None)
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as child:
+
+    # In turn: one usable core; or a model in external data (over 2 GiB), where the quantizer's copy
+    # and the fp32 session side by side could exhaust memory that each alone fits in.
+    if (not variants or build_reference is None or len(os.sched_getaffinity(0)) < 2
+            or any(os.path.exists(os.path.join(directory, name + "_data")) for name in names)):
+        return in_turn()
+    try:
+        child = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    except (OSError, NotImplementedError):  # no POSIX semaphores here (no /dev/shm)
+        return in_turn()
+    with child:
         pending = child.submit(make_onnx_variants, directory, names, variants)
         try:
             reference = build_reference()
-        finally:
+        except BaseException:
+            pending.cancel()
+            raise  # this process's error, not the child's
+        try:
             made = pending.result()  # joined on every path: no child outlives the step
+        except concurrent.futures.process.BrokenProcessPool:
+            raise RuntimeError("the process making the variants %s of %s died (killed: out of memory?)"
+                               % (",".join(variants), ", ".join(names)))
     return made, reference
 
 
