@@ -47,6 +47,30 @@ class Variants(unittest.TestCase):
     def path(self, *parts):
         return os.path.join(self.tmp, *parts)
 
+    def test_a_model_in_external_data_gets_variants_in_external_data(self):
+        """A source whose weights are external (torch past 2 GiB writes one file per tensor): each ONNX variant
+        keeps its tensors in its own NAME.onnx_data, declared in the metadata, mode 0644 like every package
+        file, verified and run by validate."""
+        src = self.path("src")
+        shutil.copytree(os.path.join(SOURCES, "text-classification-prebuilt"), src)
+        model = os.path.join(src, "onnx", "model.onnx")
+        onnx.save_model(onnx.load(model), model, save_as_external_data=True, all_tensors_to_one_file=False,
+                        size_threshold=0)
+        out = self.path("pkg")
+        run("export", src, out, "--variants", "q8,fp16", "--no-cache", check=0, timeout=600)
+        files = load_json(os.path.join(out, "export_metadata.json"))["files"]
+        for name in ("model_quantized.onnx", "model_quantized.onnx_data", "model_fp16.onnx", "model_fp16.onnx_data"):
+            with self.subTest(name):
+                self.assertEqual(files[name]["role"], "variant")
+                self.assertEqual(os.stat(os.path.join(out, name)).st_mode & 0o777, 0o644)
+        for name in ("model_quantized.onnx", "model_fp16.onnx"):
+            locations = {e.value for t in onnx.load(os.path.join(out, name), load_external_data=False).graph.initializer
+                         for e in t.external_data if e.key == "location"}
+            self.assertEqual(locations, {name + "_data"})
+        run("verify", out, check=0)
+        p = run("validate", out, "--strict", "--runtime", "onnxruntime", check=0, timeout=600)
+        self.assertIn("variants ran: model_quantized.onnx, model_fp16.onnx", p.stdout)
+
     def test_classifier_q8_and_ort_in_the_hub_layout(self):
         """q8 is onnx/model_quantized.onnx: transformers.js loads it with dtype 'q8' (what its wasm device
         defaults to) and answers what fp32 answers; the .ort model runs in ONNX Runtime; plan lists what the
