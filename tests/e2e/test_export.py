@@ -175,6 +175,15 @@ class HtpExport(TempDirTest):
         self.assertEqual(meta["export_context"]["strategy"], "command")
         self.assertEqual(sha256(os.path.join(src, "onnx", "model.onnx")), sha256(os.path.join(out, "model.onnx")))
 
+    def test_package_files_are_0644_whatever_mode_the_exporter_gave_them(self):
+        src = os.path.join(SOURCES, "text-classification-prebuilt")
+        out = self.path("pkg")
+        run("export", src, out, "--strategy", "command", "--command",
+            "sh -c 'cp {source}/onnx/model.onnx {output}/model.onnx && chmod 600 {output}/model.onnx'", check=0)
+        modes = {name: os.stat(os.path.join(out, name)).st_mode & 0o777 for name in os.listdir(out)}
+        self.assertEqual(modes, dict.fromkeys(modes, 0o644))
+        self.assertIn("model.onnx", modes)
+
 
 def save_per_tensor(model_path, out_path):
     """Saves a model the way torch.onnx.export does above 2 GiB: one external file per tensor."""

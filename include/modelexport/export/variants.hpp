@@ -94,12 +94,9 @@ inline made_variants make_variants(const fs::path& stage, const std::vector<std:
     json doc = read_json_object(report);
     fs::remove(report);
     out.files = detail::report_files(doc, shown);
-    for (const auto& f : out.files) {
+    for (const auto& f : out.files)
         if (!fs::is_regular_file(fs::symlink_status(stage / f)))
             throw export_failed(shown, "reports " + f + " but did not write it as a file");
-        // A package's files are 0644 whoever wrote them: onnx writes external data 0600.
-        fs::permissions(stage / f, fs::perms(0644));
-    }
     out.record = doc["variants"];
     return out;
 }

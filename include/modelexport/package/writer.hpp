@@ -135,6 +135,9 @@ public:
         carry_over_build_files();
         for (const auto& name : staged_files()) {
             unique_fd fd = open_or_throw(staging_ / name, O_RDONLY | O_NOFOLLOW);
+            // A package file is 0644 whoever wrote it: an exporter or a user's command under its own
+            // umask, onnx's external-data writer (0600). The build files carried over keep theirs.
+            if (!extra_allowed_.count(name)) ::fchmod(fd.get(), 0644);
             ::fsync(fd.get());
         }
         if (fs::is_directory(fs::symlink_status(staging_ / std::string(hub_onnx_dir))))
