@@ -561,17 +561,22 @@ def common_prefix_share(want, got):
     return float(sum(shares) / len(shares)) if shares else 1.0
 
 
-def measure(reference, fp32_session, variant_path, fp32_cache):
-    """The variant file's figures against the fp32 file on the reference inputs."""
+def fp32_side(reference, path):
+    """What the fp32 file gives on the reference inputs: its outputs, and a decoder's greedy ids."""
+    session = reference.session(path)
+    fp32 = {"outputs": reference.outputs(session)}
+    if reference.decoder:
+        fp32["greedy"] = reference.greedy(session)
+    return fp32
+
+
+def measure(reference, fp32, variant_path):
+    """The variant file's figures against the fp32 side (fp32_side) on the reference inputs."""
     session = reference.session(variant_path)
-    if "outputs" not in fp32_cache:
-        fp32_cache["outputs"] = reference.outputs(fp32_session)
-    expected, produced = fp32_cache["outputs"], reference.outputs(session)
+    expected, produced = fp32["outputs"], reference.outputs(session)
     figures = {"max_abs_diff": max_abs_diff(expected, produced)}
     if reference.decoder:
-        if "greedy" not in fp32_cache:
-            fp32_cache["greedy"] = reference.greedy(fp32_session)
-        want, got = fp32_cache["greedy"], reference.greedy(session)
+        want, got = fp32["greedy"], reference.greedy(session)
         figures["greedy"] = common_prefix_share(want, got)
         figures["greedy_ids"] = {"fp32": want.tolist(), "variant": got.tolist()}
     elif any("logits" in name for name in float_outputs(expected)):
@@ -637,17 +642,17 @@ def make_onnx_variants(directory, names, variants):
 
 def onnx_variants_beside(directory, names, variants, build_reference):
     """Makes the ONNX variants in a forked child while this process builds the reference inputs
-    (`build_reference()`, returned with the variants). The quantizer and the torch import and model
+    (`build_reference()`, returned with the variants; None without it). The quantizer and the torch import and model
     load each keep one core busy for seconds; in turn they cost their sum. The child is forked before
     torch is imported here (forking a process whose torch threads run is unsafe), and an error in it
     is raised here. One core, or nothing to measure: in turn, in this process."""
     def in_turn():
         made = make_onnx_variants(directory, names, variants)
-        return made, build_reference() if build_reference else (None, None)
+        return made, build_reference() if build_reference else None
 
     # In turn: one usable core; or a model in external data (over 2 GiB), where the quantizer's copy
     # and the fp32 session side by side could exhaust memory that each alone fits in.
-    if (not variants or build_reference is None or len(os.sched_getaffinity(0)) < 2
+    if (build_reference is None or len(os.sched_getaffinity(0)) < 2
             or any(os.path.exists(os.path.join(directory, name + "_data")) for name in names)):
         return in_turn()
     try:
@@ -698,20 +703,15 @@ def run(options):
         if os.sep in name or not name.endswith(".onnx") or not os.path.isfile(os.path.join(options.dir, name)):
             raise UsageError("%s is not an ONNX file in %s" % (name, options.dir))
     onnx_variants = [variant for variant in variants if variant != ORT]
-    fp32_sessions, fp32_cache = {}, {}
 
     def reference_and_fp32():
-        # The fp32 side of every measure, made while the child quantizes.
+        # The fp32 side of every measure, made while the child quantizes (reference_for measures one file).
         reference, reason = reference_for(options, names)
-        if reference is not None:
-            fp32_sessions[names[0]] = reference.session(os.path.join(options.dir, names[0]))
-            fp32_cache["outputs"] = reference.outputs(fp32_sessions[names[0]])
-            if reference.decoder:
-                fp32_cache["greedy"] = reference.greedy(fp32_sessions[names[0]])
-        return reference, reason
+        return reference, reason, fp32_side(reference, os.path.join(options.dir, names[0])) if reference else None
 
-    measured = reference_and_fp32 if onnx_variants else None
-    made_onnx, (reference, reason) = onnx_variants_beside(options.dir, names, onnx_variants, measured)
+    made_onnx, measured = onnx_variants_beside(options.dir, names, onnx_variants,
+                                               reference_and_fp32 if onnx_variants else None)
+    reference, reason, fp32 = measured or (None, None, None)
     report = {"format": 1, "variants": []}
     failures = []
     for variant in variants:
@@ -736,7 +736,7 @@ def run(options):
             if reference is None:
                 record["accuracy"] = {"status": "not_measured", "reason": reason}
             else:
-                figures = measure(reference, fp32_sessions[name], path, fp32_cache)
+                figures = measure(reference, fp32, path)
                 failing = judge(figures, bounds[variant])
                 record["accuracy"] = {"status": "failed" if failing else "passed", **figures}
                 if failing:
