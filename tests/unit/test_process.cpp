@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <csignal>
+#include <map>
+#include <sstream>
 #include <thread>
 
 using namespace modelexport;
@@ -100,7 +102,7 @@ TEST_CASE("a process that left the helper's group (setsid) ends with the helper"
 }
 
 TEST_CASE("the environment mark is found exactly, across read chunks, and nowhere else") {
-    const std::string want = "MODELEXPORT_RUN_ID=1-2-abc";
+    const std::string want = "MODELEXPORT_RUN_ID_1_2=abc";
     auto holds = [&](const std::string& block) {
         int ends[2];
         REQUIRE(::pipe(ends) == 0);
@@ -128,14 +130,133 @@ TEST_CASE("the environment mark is found exactly, across read chunks, and nowher
     CHECK_FALSE(holds(""));
 }
 
-TEST_CASE("each helper gets a mark of its own") {
-    CHECK(run_process("/bin/sh", {"-c", "echo $MODELEXPORT_RUN_ID"}).out !=
-          run_process("/bin/sh", {"-c", "echo $MODELEXPORT_RUN_ID"}).out);
+namespace {
+
+/// The marks (name to value) among the environment entries in `block`, separated by `sep`: `env`'s
+/// output or a /proc/PID/environ.
+std::map<std::string, std::string> marks_in(const std::string& block, char sep = '\n') {
+    std::map<std::string, std::string> marks;
+    std::istringstream in(block);
+    for (std::string entry; std::getline(in, entry, sep);) {
+        const auto eq = entry.find('=');
+        if (eq != std::string::npos && detail::is_run_cookie_name(entry.data(), eq))
+            marks[entry.substr(0, eq)] = entry.substr(eq + 1);
+    }
+    return marks;
+}
+
+/// The mark name of a helper this process starts ("MODELEXPORT_RUN_ID_<pid>_"), without its counter.
+std::string own_mark_prefix() { return detail::run_cookie_prefix + std::to_string(::getpid()) + "_"; }
+
+/// Runs this binary's test case `test_case` as a helper, a run nested in this one, with `variable`
+/// naming `pid_file` in its environment: that case's inner part runs then.
+run_result run_nested(const std::string& test_case, const char* variable, const fs::path& pid_file) {
     run_options o;
-    o.env = {{"MODELEXPORT_RUN_ID", "chosen"}};  // a caller's entry does not replace the mark
-    CHECK(
-        run_process("/bin/sh", {"-c", "echo $MODELEXPORT_RUN_ID"}, o).out.rfind(std::to_string(::getpid()) + "-", 0) ==
-        0);
+    o.env = {{variable, pid_file.string()}};
+    return run_process(fs::read_symlink("/proc/self/exe").string(), {"--test-case=" + test_case, "--no-intro"}, o);
+}
+
+/// Puts an enclosing run's mark into this process's environment for the test's scope, as a
+/// modelexport started by another one has it.
+struct outer_mark {
+    detail::run_cookie cookie;
+    outer_mark() { ::setenv(cookie.name().c_str(), cookie.value().c_str(), 1); }
+    ~outer_mark() { ::unsetenv(cookie.name().c_str()); }
+};
+
+}  // namespace
+
+TEST_CASE("a mark is told from other entries by its name, and dropping takes marks only") {
+    auto is_mark = [](const std::string& name) { return detail::is_run_cookie_name(name.data(), name.size()); };
+    CHECK(is_mark(detail::run_cookie().name()));
+    CHECK(is_mark("MODELEXPORT_RUN_ID_12_3"));
+    CHECK(is_mark("MODELEXPORT_RUN_ID"));  // an older modelexport's, as the outer run
+    for (const char* other :
+         {"MODELEXPORT_RUN_IDX", "MODELEXPORT_RUN_ID_", "MODELEXPORT_RUN_ID_12", "MODELEXPORT_RUN_ID_12_",
+          "MODELEXPORT_RUN_ID_1a_2", "MODELEXPORT_RUN_ID_1_2_3", "MODELEXPORT_RUN_I"})
+        CHECK_MESSAGE(!is_mark(other), other);
+    // In a child: the test's own environment (and whatever marks it inherited) stays as it is.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::setenv("MODELEXPORT_RUN_ID_1_2", "a", 1);
+        ::setenv("MODELEXPORT_RUN_ID_3_4", "b", 1);
+        ::setenv("MODELEXPORT_RUN_ID_1_2_KEEP", "c", 1);
+        detail::drop_run_cookies();
+        const char* keep = std::getenv("MODELEXPORT_RUN_ID_1_2_KEEP");
+        const bool ok = !std::getenv("MODELEXPORT_RUN_ID_1_2") && !std::getenv("MODELEXPORT_RUN_ID_3_4") && keep &&
+                        std::string(keep) == "c";
+        ::_exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+}
+
+TEST_CASE("each helper gets a mark of its own") {
+    auto marks = [](const run_options& o = {}) { return marks_in(run_process("/bin/sh", {"-c", "env"}, o).out); };
+    const auto first = marks(), second = marks();
+    REQUIRE(first.size() == 1);
+    REQUIRE(second.size() == 1);
+    CHECK(first.begin()->first.rfind(own_mark_prefix(), 0) == 0);
+    CHECK(first.begin()->first != second.begin()->first);
+    CHECK(first.begin()->second != second.begin()->second);
+    // A caller's entry of the name the next mark would have replaces no mark: the mark takes another name.
+    const detail::run_cookie probe;
+    const std::string next =
+        own_mark_prefix() + std::to_string(std::stoul(probe.name().substr(own_mark_prefix().size())) + 1);
+    run_options o;
+    o.env = {{next, "chosen"}};
+    const auto chosen = marks(o);
+    CHECK(chosen.size() == 2);
+    CHECK(chosen.count(next));
+    CHECK(chosen.at(next) == "chosen");
+}
+
+TEST_CASE("a nested run keeps the outer run's mark, and its kill spares what carries that mark only") {
+    const outer_mark outer;
+    const auto marks = marks_in(run_process("/bin/sh", {"-c", "env"}).out);
+    REQUIRE(marks.size() == 2);
+    CHECK(marks.count(outer.cookie.name()));
+    CHECK(marks.at(outer.cookie.name()) == outer.cookie.value());
+    for (const auto& [name, value] : marks)  // the other one is the inner helper's own
+        if (name != outer.cookie.name()) CHECK(value.size() == 16);
+
+    // A process of the outer run's (it has the outer mark only) outlives the inner helper; what
+    // the helper started, out of its group, does not.
+    const pid_t outer_only = ::fork();
+    REQUIRE(outer_only >= 0);
+    if (outer_only == 0) {
+        ::setsid();
+        ::execl("/bin/sleep", "sleep", "300", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    test::temp_dir t;
+    const fs::path pid_file = t / "escaped.pid";
+    CHECK(run_process("/bin/sh", {"-c", escape_the_group(pid_file)}).ok());
+    const pid_t escaped = std::stoi(test::read(pid_file));
+    CHECK(gone_within(escaped, std::chrono::seconds(5)));
+    CHECK_FALSE(gone(outer_only));
+    ::kill(outer_only, SIGKILL);
+    ::waitpid(outer_only, nullptr, 0);
+    if (!gone(escaped)) ::kill(escaped, SIGKILL);
+}
+
+TEST_CASE("the outer run's kill reaches what a nested run started, when the nested run dies with its watcher") {
+    // Inner run: this binary, started as a helper below. Its own helper starts a process out of
+    // the group, then kills the inner run's process group with SIGKILL, the inner run and its
+    // watcher at once (as the outer run's stop does), so the inner run kills nothing itself.
+    if (const char* inner = std::getenv("MODELEXPORT_TEST_NESTED_PID_FILE")) {
+        run_process("/bin/sh",
+                    {"-c", escape_the_group(inner) + "; kill -9 -" + std::to_string(::getpgrp()) + "; exec sleep 120"});
+        return;
+    }
+    test::temp_dir t;
+    const fs::path pid_file = t / "escaped.pid";
+    CHECK(run_nested("the outer run's kill reaches*", "MODELEXPORT_TEST_NESTED_PID_FILE", pid_file).signal == SIGKILL);
+    const pid_t escaped = wait_for_pid(pid_file, std::chrono::seconds(5));
+    CHECK(gone_within(escaped, std::chrono::seconds(5)));
+    if (!gone(escaped)) ::kill(escaped, SIGKILL);
 }
 
 namespace {
@@ -176,8 +297,8 @@ TEST_CASE("a process that left the helper's group dies when the parent is killed
     if (!gone(escaped)) ::kill(escaped, SIGKILL);
 }
 
-TEST_CASE("the background store drops the mark it inherited, and outlives the helper it was started by") {
-    // Inner run: this binary, started as a helper below (so its environment block holds a mark),
+TEST_CASE("the background store drops the marks it inherited, and outlives the runs it is nested in") {
+    // Inner run: this binary, started as a helper below (so its environment block holds marks),
     // starts a background store the way the cache does and ends once the store is running.
     if (const char* inner = std::getenv("MODELEXPORT_TEST_DETACHED_PID_FILE")) {
         const fs::path pid_file = inner;
@@ -188,17 +309,17 @@ TEST_CASE("the background store drops the mark it inherited, and outlives the he
         wait_for_pid(pid_file, std::chrono::seconds(20));
         return;
     }
+    const outer_mark outer;  // the inner run is nested in two: it carries two marks
     test::temp_dir t;
     const fs::path pid_file = t / "store.pid";
-    run_options o;
-    o.env = {{"MODELEXPORT_TEST_DETACHED_PID_FILE", pid_file.string()}};
-    run_result r = run_process(fs::read_symlink("/proc/self/exe").string(),
-                               {"--test-case=the background store drops the mark*", "--no-intro"}, o);
+    run_result r = run_nested("the background store drops the mark*", "MODELEXPORT_TEST_DETACHED_PID_FILE", pid_file);
     REQUIRE_MESSAGE(r.ok(), (r.out + r.stderr_tail()));
     const pid_t store = std::stoi(test::read(pid_file));
+    detail::kill_carriers(outer.cookie);  // the end of the outer run's helper
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     CHECK_FALSE(gone(store));
-    CHECK(test::read("/proc/" + std::to_string(store) + "/environ")
-              .find("MODELEXPORT_RUN_ID=" + std::to_string(::getpid())) == std::string::npos);
+    const auto marks = marks_in(test::read("/proc/" + std::to_string(store) + "/environ"), '\0');
+    CHECK(marks.size() == 2);  // both overwritten in the block the store started with
+    for (const auto& [name, value] : marks) CHECK_MESSAGE(value.find_first_not_of('-') == std::string::npos, name);
     ::kill(store, SIGKILL);
 }

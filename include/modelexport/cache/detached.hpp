@@ -6,9 +6,9 @@
 // no zombie for a caller that lives on, no terminal signals), with stdin/stdout/stderr on
 // /dev/null, so neither ninja nor a pipe reading the command waits for it, and with every
 // other descriptor closed but those it needs: an inherited lock (the package writer's) must
-// not outlive the command. It drops the environment mark of a helper (detail/run_cookie.hpp)
-// it may have inherited: when modelexport itself runs as another modelexport's helper, that
-// helper's end must not take the store along.
+// not outlive the command. It drops every helper's environment mark (detail/run_cookie.hpp) it
+// may have inherited: when modelexport itself runs as another modelexport's helper (that one
+// perhaps nested in a third), no enclosing helper's end may take the store along.
 #pragma once
 
 #include "modelexport/detail/run_cookie.hpp"
@@ -56,9 +56,9 @@ bool run_detached(std::vector<int> keep, Job&& job) {
     if (child < 0) return false;
     if (child == 0) {
         ::setsid();
-        // Before the second fork: the caller's waitpid below then proves the mark is gone, so a
-        // helper's own stop, scanning for the mark as soon as this command ends, cannot catch the store.
-        detail::drop_run_cookie();
+        // Before the second fork: the caller's waitpid below then proves the marks are gone, so a
+        // helper's own stop, scanning for its mark as soon as this command ends, cannot catch the store.
+        detail::drop_run_cookies();
         pid_t grandchild = ::fork();
         if (grandchild != 0) ::_exit(grandchild < 0 ? 1 : 0);
         int null = ::open("/dev/null", O_RDWR);

@@ -10,7 +10,8 @@
 // ended, timed out, was cancelled) or modelexport dies (even by SIGKILL: a
 // watcher process), the group is killed, and so is every process carrying the
 // helper's environment mark (detail/run_cookie.hpp), which a descendant that
-// left the group with setsid()/setpgid() still has.
+// left the group with setsid()/setpgid() still has. Marks an enclosing
+// modelexport gave this one stay in the child's environment beside its own.
 #pragma once
 
 #include "modelexport/detail/cancel.hpp"
@@ -30,6 +31,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
@@ -197,8 +199,11 @@ inline run_result run_process(const std::string& program, const std::vector<std:
     // set(), not operator[]: Boost 1.74's environment find() compares past the end of
     // shorter entries (a heap-buffer-overflow AddressSanitizer reports).
     for (const auto& [k, v] : opts.env) child_env.set(k, v);
-    const detail::run_cookie cookie;  // after opts.env: a caller's entry of that name must not hide the mark
-    child_env.set(detail::run_cookie_name, cookie.value());
+    // A name the child's environment already has is not taken, so the mark replaces no entry (a
+    // caller's, an enclosing run's mark made by the same pid in another pid namespace) and none hides it.
+    detail::run_cookie cookie;
+    while (std::getenv(cookie.name().c_str()) || opts.env.count(cookie.name())) cookie = detail::run_cookie();
+    child_env.set(cookie.name(), cookie.value());
     bp::child child;
     try {
         child = bp::child(bp::exe = exe, bp::args = args, bp::std_out > out, bp::std_err > err, bp::std_in < bp::null,

@@ -2,14 +2,18 @@
 // its process group.
 //
 // run_process() (detail/process.hpp) gives each helper an environment entry of its own,
-// MODELEXPORT_RUN_ID=<pid>-<counter>-<random>. Fork and exec pass it on, so a descendant that
+// MODELEXPORT_RUN_ID_<pid>_<counter>=<random>. Fork and exec pass it on, so a descendant that
 // called setsid() or setpgid() (a daemon, `setsid sleep &` in a user's command) is out of the
 // helper's process group but still carries the entry; this is how Jenkins' ProcessTreeKiller finds
 // what a build started. kill_carriers() reads /proc/PID/environ of this user's processes and kills
-// those holding the entry. The scan makes system calls only and uses stack buffers: the watcher
-// that runs it when modelexport was killed is forked from a process with threads, where malloc
-// (and so opendir, std::string) may deadlock. A process that rewrote or cleared its environment
-// (env -i) is not found; neither is one of another user.
+// those holding the entry. Each run's mark has a name of its own, so marks accumulate: a
+// modelexport run nested under another (a `--strategy command` running modelexport, a build run by
+// a helper) keeps the outer run's mark beside its own, and the outer run's kill still reaches what
+// the inner run started. One shared name would make the inner mark replace the outer one. The scan
+// makes system calls only and uses stack buffers: the watcher that runs it when modelexport was
+// killed is forked from a process with threads, where malloc (and so opendir, std::string) may
+// deadlock. A process that rewrote or cleared its environment (env -i) is not found; neither is one
+// of another user.
 #pragma once
 
 #include <fcntl.h>
@@ -32,25 +36,29 @@ extern char** environ;
 
 namespace modelexport::detail {
 
-inline constexpr char run_cookie_name[] = "MODELEXPORT_RUN_ID";
+/// What every mark's name starts with; the rest is "<pid>_<counter>" of the run that made it.
+inline constexpr char run_cookie_prefix[] = "MODELEXPORT_RUN_ID_";
 
-/// One helper's mark, "MODELEXPORT_RUN_ID=<pid>-<counter>-<random>": unique per run_process call
-/// (the pid and counter within this machine's live processes, the random part against a reused
-/// pid). A fixed array, not a std::string: the watcher reads it after fork.
+/// One helper's mark, "MODELEXPORT_RUN_ID_<pid>_<counter>=<random>": the name is unique per
+/// run_process call among this machine's live processes, the random value against a reused pid.
+/// A fixed array, not a std::string: the watcher reads it after fork.
 struct run_cookie {
     char entry[96] = {};
     std::size_t size = 0;
+    std::size_t name_size = 0;  ///< bytes before the '='
 
     run_cookie() {
         static std::atomic<unsigned long> counter{0};
         // No entropy (getrandom fails): the clock and the counter still differ per call.
         std::uint64_t random = std::chrono::steady_clock::now().time_since_epoch().count(), entropy = 0;
         if (::getrandom(&entropy, sizeof entropy, GRND_NONBLOCK) == sizeof entropy) random ^= entropy;
-        int n = std::snprintf(entry, sizeof entry, "%s=%ld-%lu-%016llx", run_cookie_name, static_cast<long>(::getpid()),
-                              ++counter, static_cast<unsigned long long>(random));
+        int n = std::snprintf(entry, sizeof entry, "%s%ld_%lu=%016llx", run_cookie_prefix,
+                              static_cast<long>(::getpid()), ++counter, static_cast<unsigned long long>(random));
         size = n > 0 ? static_cast<std::size_t>(n) : 0;
+        name_size = size ? static_cast<std::size_t>(std::strchr(entry, '=') - entry) : 0;
     }
-    std::string value() const { return std::string(entry + sizeof run_cookie_name, entry + size); }
+    std::string name() const { return std::string(entry, entry + name_size); }
+    std::string value() const { return size ? std::string(entry + name_size + 1, entry + size) : std::string(); }
 };
 
 /// True when the environment block read from `fd` (a /proc/PID/environ: NUL-separated entries)
@@ -152,18 +160,49 @@ inline void kill_carriers(const run_cookie& cookie, pid_t spare = 0) noexcept {
     kill_carriers(cookie.entry, cookie.size, spare);
 }
 
-/// Takes the mark of a helper this process may carry off it, so kill_carriers() of that helper
-/// spares it. For the background store (cache/detached.hpp), forked without exec and meant to
-/// outlive the command: when modelexport itself runs as a helper (of another modelexport), its
-/// store would otherwise carry that helper's mark. /proc/PID/environ shows the block the process
-/// started with, so the value is overwritten there (this process's own memory after fork), not
-/// only removed from `environ`. Not async-signal-safe (unsetenv).
-inline void drop_run_cookie() noexcept {
-    const std::size_t n = sizeof run_cookie_name - 1;
+/// True when the `n` bytes at `name` are the name of a mark: "MODELEXPORT_RUN_ID_<digits>_<digits>",
+/// or "MODELEXPORT_RUN_ID", the one name every mark had before names were per run (an older
+/// modelexport may be the outer run).
+inline bool is_run_cookie_name(const char* name, std::size_t n) noexcept {
+    const std::size_t head = sizeof run_cookie_prefix - 2;  // without the last '_'
+    if (n < head || std::strncmp(name, run_cookie_prefix, head) != 0) return false;
+    if (n == head) return true;
+    const char *p = name + head + 1, *end = name + n;
+    auto digits = [&] {
+        const char* from = p;
+        while (p < end && *p >= '0' && *p <= '9') ++p;
+        return p > from;
+    };
+    return name[head] == '_' && digits() && p < end && *p++ == '_' && digits() && p == end;
+}
+
+/// Takes every mark this process carries off it, so that no helper's kill_carriers() reaches it.
+/// For the background store (cache/detached.hpp), forked without exec and meant to outlive the
+/// command: when modelexport itself runs as a helper of another modelexport (itself perhaps a
+/// helper of a third), each enclosing run's mark would let that run's end take the store along.
+/// Only marks go: other entries, whatever their name, stay. /proc/PID/environ shows the block the
+/// process started with, so the values are overwritten there (this process's own memory after
+/// fork), not only removed from `environ`. Not async-signal-safe (unsetenv).
+inline void drop_run_cookies() noexcept {
+    int marks = 0;
     for (char** e = environ; e && *e; ++e)
-        if (std::strncmp(*e, run_cookie_name, n) == 0 && (*e)[n] == '=')
-            for (char* p = *e + n + 1; *p; ++p) *p = '-';
-    ::unsetenv(run_cookie_name);
+        if (const char* eq = std::strchr(*e, '='); eq && is_run_cookie_name(*e, eq - *e)) {
+            ++marks;
+            for (char* p = *e + (eq - *e) + 1; *p; ++p) *p = '-';
+        }
+    // unsetenv() moves the entries after the one it removes: each round looks from the start.
+    for (bool removed = true; removed && marks-- > 0;) {
+        removed = false;
+        for (char** e = environ; e && *e && !removed; ++e) {
+            const char* eq = std::strchr(*e, '=');
+            char name[96];
+            const std::size_t n = eq ? static_cast<std::size_t>(eq - *e) : 0;
+            if (!eq || n >= sizeof name || !is_run_cookie_name(*e, n)) continue;
+            std::memcpy(name, *e, n);
+            name[n] = '\0';
+            removed = ::unsetenv(name) == 0;
+        }
+    }
 }
 
 }  // namespace modelexport::detail
