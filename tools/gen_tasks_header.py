@@ -71,26 +71,27 @@ def main(argv):
         doc = json.load(f)
     lines = [
         "// modelexport/tasks_table.hpp — GENERATED from share/tasks.json by tools/gen_tasks_header.py.",
-        "// Edit the JSON, not this file. Included by tasks.hpp after task_info is defined.",
+        "// Edit the JSON, not this file. Included by tasks.hpp after task_info is defined, and by the",
+        "// compiled library's src/tasks.cpp only when MODELEXPORT_COMPILED_LIB is defined.",
         "#pragma once",
         "",
         "namespace modelexport {",
         "",
         "/// The task table, in share/tasks.json's order (architecture suffixes are matched in this order).",
-        "inline const std::vector<task_info>& tasks() {",
+        "MODELEXPORT_ENTRY const std::vector<task_info>& tasks() {",
         "    static const std::vector<task_info> table{",
     ]
     lines += [task_entry(t) for t in doc["tasks"]]
     lines += ["    };", "    return table;", "}", "",
               "/// Optimum's tasks modelexport does not export, with the reason.",
-              "inline const std::vector<refused_task>& refused_tasks() {",
+              "MODELEXPORT_ENTRY const std::vector<refused_task>& refused_tasks() {",
               "    static const std::vector<refused_task> table{"]
     lines += ["        {%s, %s, %s}," % (literal(t["name"]), strings(t["aliases"]), literal(t["reason"])) for t in doc["not_exported"]]
     lines += ["    };", "    return table;", "}", ""]
     names = sorted(doc["model_types"]["names"])
     lines += [
         "/// The config.json model_type values transformers knows, sorted (share/tasks.json \"model_types\").",
-        "inline const std::vector<std::string_view>& known_model_types() {",
+        "MODELEXPORT_ENTRY const std::vector<std::string_view>& known_model_types() {",
         "    static const std::vector<std::string_view> names{",
     ]
     lines += ["        %s," % literal(n) for n in names]

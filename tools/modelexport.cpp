@@ -1,18 +1,11 @@
 // modelexport — the generator CLI. A thin layer over the headers in
 // include/modelexport/: it parses arguments, calls one function per
-// subcommand, prints, and maps errors to the documented exit codes.
-#include "modelexport/export/build_edge.hpp"
+// subcommand (tools/commands.hpp), and maps errors to the documented exit codes.
+#include "commands.hpp"
+#include "modelexport/cache/settings.hpp"
+#include "modelexport/error.hpp"
 #include "modelexport/export/progress.hpp"
-#include "modelexport/export/reference_source.hpp"
-#include "modelexport/package/bindings.hpp"
-#include "modelexport/package/contents.hpp"
-#include "modelexport/package/inspect.hpp"
-#include "modelexport/package/pack.hpp"
-#include "modelexport/package/reader.hpp"
-#include "modelexport/package/verify.hpp"
-#include "modelexport/plan.hpp"
-#include "modelexport/validate/runtime.hpp"
-#include "modelexport/validator.hpp"
+#include "modelexport/package/variant_names.hpp"
 #include "modelexport/version.hpp"
 
 #include <CLI/CLI.hpp>
@@ -47,13 +40,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct output_mode {
-    bool quiet = false;
-    bool verbose = false;
-    bool json = false;
-    /// Progress goes to a terminal only, or anywhere with --verbose; never with --quiet.
-    bool progress() const { return !quiet && (verbose || ::isatty(STDERR_FILENO)); }
-};
+using tool::output_mode;
 
 fs::path self_path() {
     std::error_code ec;
@@ -73,265 +60,6 @@ fs::path locate(const char* env, const std::string& name, const std::string& bui
 std::string default_python() {
     if (const char* e = std::getenv("MODELEXPORT_PYTHON"); e && *e) return e;
     return MODELEXPORT_DEFAULT_PYTHON;
-}
-
-int run_export(const me::export_options& base, const me::build_edge& edge, const output_mode& mode) {
-    me::export_options opt = base;
-    auto display = std::make_shared<me::progress_display>(me::console_style::detect(mode.quiet, mode.verbose));
-    opt.on_step = [display](const me::step_event& e) { display->on_step(e); };
-    opt.log = [display](const std::string& m) { display->note(m); };
-    if (!mode.quiet && mode.verbose)
-        opt.exporter_line = [display](const std::string& l, bool) { display->child_line(l); };
-    auto r = me::export_for_build(opt, edge);
-    if (mode.json)
-        std::cout << me::to_canonical_text(r.metadata);
-    else if (!mode.quiet)
-        std::cout << r.package.string() << "\n";
-    return 0;
-}
-
-/// validate --reference: the export's reference check again, on the package's ONNX file(s).
-me::check_result reference_check_result(const fs::path& dir, const me::validation_report& report,
-                                        const std::string& source, const me::reference_runner& runner) {
-    me::check_result c{"reference", me::severity::error, me::check_status::fail, {}, me::json::object()};
-    const me::task_info* task = report.row ? report.row : me::find_task(report.task);
-    if (!task) {
-        c.message = dir.string() + ": the package's task is unknown: no torch model to compare with";
-        return c;
-    }
-    // The source as export takes it: config.json a regular file inside it (a FIFO would block the exporter).
-    const me::model_source src = me::resolve_source(source);
-    me::read_source_config(src);
-    me::reference_outcome o = me::compare_with_source(dir / report.model, *task, src, runner);
-    if (!o.mismatch.empty()) {
-        c.message = (dir / report.model).string() + ": " + o.mismatch;
-    } else if (o.record.status != "passed") {
-        c.message = o.record.reason + "; this says nothing about the package";
-    } else {
-        const double worst = o.record.detail.value("max_abs_diff", 0.0);
-        c.status = me::check_status::pass;
-        c.metrics = {{"max_abs_diff", worst}, {"atol", o.record.detail.value("atol", 0.0)}};
-        c.message = "outputs within the tolerance of " + source + "'s torch model (max abs diff " +
-                    me::json(worst).dump() + ")";
-    }
-    return c;
-}
-
-int run_validate(const fs::path& dir, const std::string& task, bool strict, const std::string& runtime_name,
-                 const me::runtime_config& rcfg, const output_mode& mode, const fs::path& report_path,
-                 const std::string& reference, const me::reference_runner& runner) {
-    auto kind = me::parse_runtime(runtime_name);
-    if (!kind)
-        throw me::usage_error(
-            "--runtime", "unknown runtime '" + runtime_name + "' (auto, none, onnxruntime, transformers-js, optimum)");
-    if (!fs::is_directory(dir)) throw me::validation_failed(dir.string(), "not a package directory");
-    me::runtime_check runtime(*kind, rcfg);
-    auto report = me::validate_package(dir, {task}, runtime);
-    if (*kind == me::runtime_kind::automatic && runtime.ran() != me::runtime_kind::none && !mode.quiet && !mode.json)
-        std::cerr << "modelexport: runtime check: " << me::to_string(runtime.ran()) << " (auto)\n";
-    if (!reference.empty() && report.ok(false))
-        report.checks.push_back(reference_check_result(dir, report, reference, runner));
-    bool ok = report.ok(strict);
-    // A named runtime that cannot start leaves the package's verdict open: neither valid nor INVALID.
-    const me::check_result* unavailable = ok ? report.unavailable() : nullptr;
-    // The same document as --json, for monitoring across a build (the runtime check's latency_ms, peak_rss_mb).
-    if (!report_path.empty()) me::write_file(report_path, me::to_canonical_text(me::to_json(report, strict)));
-    if (mode.json) {
-        std::cout << me::to_canonical_text(me::to_json(report, strict));
-    } else {
-        for (const auto& c : report.checks) {
-            if (mode.quiet && c.status != me::check_status::fail) continue;
-            std::cout << (c.status == me::check_status::pass          ? "ok    "
-                          : c.status == me::check_status::skip        ? "skip  "
-                          : c.status == me::check_status::unavailable ? "n/a   "
-                          : c.level == me::severity::error            ? "FAIL  "
-                                                                      : "WARN  ")
-                      << c.id << ": " << me::printable(c.message)
-                      << "\n";  // names from the package, quoted as in error lines
-        }
-        if (!mode.quiet)
-            std::cout << me::printable(dir.string()) << ": "
-                      << (unavailable ? "not checked in its runtime"
-                          : ok        ? "valid"
-                                      : "INVALID")
-                      << " for " << (report.task.empty() ? "?" : report.task)
-                      << (report.optimum_class.empty() ? "" : " (" + report.optimum_class + ")")
-                      << (strict ? " [strict]" : "") << "\n";
-    }
-    if (unavailable)
-        throw me::runtime_unavailable(
-            "", unavailable->message,
-            "install it, or validate with --runtime auto to skip a runtime that cannot start");
-    return ok ? 0 : static_cast<int>(me::exit_code::validation_failed);
-}
-
-int run_inspect(const fs::path& path, const std::string& format, const output_mode& mode) {
-    // A package's ONNX files are all there, or none is described (config.json and metadata are optional: any ONNX
-    // package).
-    if (fs::is_directory(path)) me::open_complete_package(path, me::package_need::models);
-    if (std::string several = fs::is_directory(path) ? me::multi_file_models(path) : ""; !several.empty()) {
-        if (mode.json || format != "text")
-            throw me::usage_error(path.string(), "holds several ONNX models (" + several +
-                                                     "); inspect one of them for --format " +
-                                                     (mode.json ? std::string("json") : format));
-        for (const auto& name : me::multi_file_model_names(path))
-            run_inspect(me::package_file_path(path, name), format, mode);  // a tree per file
-        return 0;
-    }
-    fs::path dir = fs::is_directory(path) ? path : me::package_dir_of(path);
-    me::open_package(dir);  // package files are read only as regular files inside it, never through a link
-    fs::path model_path = fs::is_directory(path) ? me::package_file_path(path, "model.onnx") : path;
-    auto model = me::load_onnx_light(model_path).model;  // the graph; weights are not needed to describe it
-    auto sig = me::graph_signature(model.graph());
-    me::json meta;
-    if (fs::is_regular_file(dir / "export_metadata.json"))
-        meta = me::read_export_metadata(dir / "export_metadata.json");
-    meta = me::metadata_for_file(meta, model_path.filename().string());
-    const me::shown_hierarchy shown = me::nodes_per_tag(model, meta);
-    const auto& per_tag = shown.nodes_per_tag;
-    if (shown.cut)
-        std::cerr << "inspect: " << shown.cut << " hierarchy tag(s) shown cut to " << me::shown_depth
-                  << " levels of at most " << me::shown_name_bytes << "-byte names\n";
-    if (format == "dot") {
-        std::cout << me::hierarchy_dot(per_tag, model_path.string());
-        return 0;
-    }
-    if (format == "graphml") {
-        std::cout << me::hierarchy_graphml(per_tag);
-        return 0;
-    }
-    if (mode.json || format == "json") {
-        me::json out{{"model", model_path.string()},
-                     {"signature", me::to_json(sig)},
-                     {"nodes", model.graph().node_size()},
-                     {"hierarchy", me::subtree_counts(per_tag)}};
-        if (!meta.is_null())
-            out.update({{"task", meta["model"]["task"]},
-                        {"optimum_class", meta["model"]["optimum_class"]},
-                        {"files", meta["files"]}});
-        std::cout << me::to_canonical_text(out);
-        return 0;
-    }
-    // Names come from the package (directory, metadata): no terminal control reaches the screen.
-    std::cout << "model: " << me::printable(model_path.string()) << " (" << model.graph().node_size()
-              << " nodes, opset " << (model.opset_import_size() ? model.opset_import(0).version() : 0) << ")\n";
-    if (!meta.is_null())
-        std::cout << "task: " << me::printable(meta["model"].value("task", "?")) << " ("
-                  << me::printable(meta["model"].value("optimum_class", "?")) << ")\n";
-    auto print_tensors = [](const char* what, const std::vector<me::tensor_info>& v) {
-        std::cout << what << ":\n";
-        for (const auto& t : v)
-            std::cout << "  " << me::printable(t.name) << "  " << t.elem_type << " " << me::to_json(t)["shape"].dump()
-                      << "\n";
-    };
-    print_tensors("inputs", sig.inputs);
-    print_tensors("outputs", sig.outputs);
-    if (!meta.is_null() && meta.contains("files")) {
-        std::cout << "files:\n";
-        for (const auto& [name, f] : meta["files"].items())
-            std::cout << "  " << me::printable(name) << "  " << f["size"] << " bytes  sha256 "
-                      << me::printable(f["sha256"].get<std::string>()) << "  ("
-                      << me::printable(f["role"].get<std::string>()) << ")\n";
-    }
-    std::cout << "hierarchy:\n";
-    me::print_tree(std::cout, per_tag);
-    return 0;
-}
-
-int run_verify(const fs::path& dir, const std::vector<std::string>& ignore, const output_mode& mode) {
-    auto problems = me::verify_package(dir, ignore);
-    if (mode.json) {
-        me::json out = me::json::array();
-        for (const auto& p : problems) out.push_back({{"file", p.file}, {"problem", p.kind}, {"detail", p.detail}});
-        std::cout << me::to_canonical_text(
-            me::json{{"package", dir.string()}, {"ok", problems.empty()}, {"problems", out}});
-    } else {
-        for (const auto& p : problems)
-            std::cout << me::printable((dir / p.file).string()) << ": " << p.kind << " (" << me::printable(p.detail)
-                      << ")\n";
-        if (problems.empty() && !mode.quiet) std::cout << dir.string() << ": all files match export_metadata.json\n";
-    }
-    return problems.empty() ? 0 : static_cast<int>(me::exit_code::package_modified);
-}
-
-int run_cache_action(const std::string& action, const me::export_options& eo, const std::string& max_size,
-                     long wait_limit, const output_mode& mode);
-
-/// `modelexport cache ...`: the local export cache (docs/design.md §10). A cache directory
-/// that is refused (a link or a special file where it keeps something) is an I/O error here:
-/// an export only misses, but the maintenance commands say why they cannot work on it.
-int run_cache(const std::string& action, const me::export_options& eo, const std::string& max_size, long wait_limit,
-              const output_mode& mode) {
-    try {
-        return run_cache_action(action, eo, max_size, wait_limit, mode);
-    } catch (const me::cache_error& e) {
-        throw me::io_error(eo.cache.dir.string(), std::string("the export cache is refused: ") + e.what());
-    }
-}
-
-int run_cache_action(const std::string& action, const me::export_options& eo, const std::string& max_size,
-                     long wait_limit, const output_mode& mode) {
-    me::local_cache cache(eo.cache.dir);
-    if (action == "key") {
-        std::optional<me::key_record> record;
-        try {
-            record = me::export_cache_key(eo);
-        } catch (const me::cache_key_error& e) {
-            throw me::export_failed("cache key", e.what());
-        }
-        if (!record) {
-            std::cout << "prebuilt: not cached (the export is already a copy of the source's ONNX)\n";
-            return 0;
-        }
-        std::cout << record->text() << "key " << record->key() << "\n";
-        return 0;
-    }
-    if (action == "stats") {  // what is stored now; stores still running are counted, not waited for
-        auto st = cache.stats();
-        std::size_t running = cache.running_stores();
-        if (mode.json)
-            std::cout << me::to_canonical_text(me::json{{"dir", cache.root().string()},
-                                                        {"entries", st.entries},
-                                                        {"objects", st.objects},
-                                                        {"bytes", st.bytes},
-                                                        {"max_size", eo.cache.max_size},
-                                                        {"running_stores", running}});
-        else
-            std::cout << cache.root().string() << ": " << st.entries << " exports, " << st.objects << " objects, "
-                      << st.bytes << " bytes (limit " << eo.cache.max_size << "), " << running << " background store"
-                      << (running == 1 ? "" : "s") << " running\n";
-        return 0;
-    }
-    // A background store still copying or uploading is part of the cache: the rest wait for it first.
-    // At most about 100 years (parse_timeout's bound): a deadline of 12 digits of seconds overflows the clock.
-    constexpr long longest_wait = 100L * 365 * 24 * 3600;
-    auto [waited, left] =
-        cache.wait_for_stores(std::chrono::seconds(action == "wait" ? std::min(wait_limit, longest_wait) : 0));
-    if (action == "wait") {
-        if (!mode.quiet)
-            std::cout << "waited for " << waited << " background store" << (waited == 1 ? "" : "s") << "\n";
-        if (left)  // a cache never fails a build: the stores go on, the command says so and succeeds
-            std::cerr << "modelexport: warning: " << left << " background store" << (left == 1 ? "" : "s")
-                      << " still running after " << wait_limit << " s (" << cache.root().string()
-                      << "/store.log says what they did)\n";
-        return 0;
-    }
-    if (action == "prune") {
-        const std::uintmax_t limit =
-            max_size.empty() ? eo.cache.max_size : *me::parse_size(max_size);  // checked when parsed
-        std::uintmax_t freed = cache.prune(limit);
-        if (!mode.quiet) std::cout << "freed " << freed << " bytes\n";
-        return 0;
-    }
-    if (action == "clear") {
-        cache.clear();
-        return 0;
-    }
-    auto r = cache.verify();  // verify
-    if (!mode.quiet)
-        std::cout << r.objects << " objects (" << r.bad_objects << " corrupt, removed), " << r.entries << " exports ("
-                  << r.broken_entries << " incomplete, removed)\n";
-    return 0;
 }
 
 /// SIGINT, SIGTERM and SIGHUP during an export only set a flag (no SA_RESTART, so a
@@ -371,16 +99,6 @@ std::chrono::seconds parse_timeout(const std::string& text) {
     if (frac.find_first_not_of('0') != std::string::npos && s < max_s) ++s;  // round up
     if (s == 0) throw me::usage_error("--timeout", "'" + text + "' is not a positive number of seconds");
     return std::chrono::seconds(s);
-}
-
-/// A file bindings or embed generates may live beside the package it describes (Meson keeps the bindings
-/// header in the package's build directory) but is never one of the package's own files.
-void check_not_a_package_file(const fs::path& dir, const fs::path& output) {
-    const fs::path where = fs::weakly_canonical(fs::absolute(output));
-    if (me::path_within(where, fs::weakly_canonical(fs::absolute(dir))) && me::role_of(where.filename().string()))
-        throw me::usage_error(output.string(),
-                              "is a file of the package " + dir.string() + ", which it is generated from",
-                              "write it beside the package under another name, or elsewhere");
 }
 
 // Each subcommand below is a struct: its options (with their defaults), add_to() declaring them
@@ -499,7 +217,7 @@ struct export_command {
         if (!eo.variant_tolerances.empty() && eo.variants.empty())
             throw me::usage_error("--variant-tolerance", "needs --variants");
         install_stop_handlers();
-        return run_export(eo, edge, mode);
+        return tool::run_export(eo, edge, mode);
     }
 };
 
@@ -548,8 +266,7 @@ struct validate_command {
                 "--reference",
                 "needs a model source (a directory or a Hub id); an empty one would skip the comparison");
         rcfg.timeout = parse_timeout(timeout);
-        return run_validate(dir, task, strict, runtime, rcfg, mode, report, reference,
-                            {exporter.eo.python, exporter.eo.exporter_script});
+        return tool::run_validate(dir, task, strict, runtime, rcfg, mode, report, reference, exporter.eo);
     }
 };
 
@@ -572,7 +289,7 @@ struct inspect_command {
         return in;
     }
 
-    int run() { return run_inspect(path, format, mode); }
+    int run() { return tool::run_inspect(path, format, mode); }
 };
 
 struct verify_command {
@@ -592,7 +309,7 @@ struct verify_command {
         return vf;
     }
 
-    int run() { return run_verify(dir, ignore, mode); }
+    int run() { return tool::run_verify(dir, ignore, mode); }
 };
 
 struct plan_command {
@@ -622,8 +339,7 @@ struct plan_command {
         po.how = me::parse_strategy(strategy);
         po.layout = me::parse_layout(layout);
         po.variants = me::parse_variants(variants);
-        std::cout << me::to_canonical_text(me::to_json(me::plan_package(po)));
-        return 0;
+        return tool::run_plan(po);
     }
 };
 
@@ -635,7 +351,7 @@ struct package_sources {
     void add_namespace_option(CLI::App* sub) {
         sub->add_option("--namespace", ns, "C++ namespace (default: from the package directory name)");
     }
-    std::string namespace_name() const { return ns.empty() ? me::namespace_for(dir) : ns; }
+    std::string namespace_name() const { return ns.empty() ? tool::namespace_for(dir) : ns; }
 };
 
 struct bindings_command : package_sources {
@@ -653,17 +369,7 @@ struct bindings_command : package_sources {
         return bi;
     }
 
-    int run() {
-        const std::string name = namespace_name();
-        // Both texts before either file, so a refused --files-header name leaves neither written.
-        for (const fs::path& out : {header, files_header})
-            if (!out.empty()) check_not_a_package_file(dir, out);
-        std::string main = me::bindings_header(dir, name, files_header.empty());
-        std::string files = files_header.empty() ? "" : me::bindings_files_header(dir, name, files_header, header);
-        me::write_file_if_changed(header, main);
-        if (!files_header.empty()) me::write_file_if_changed(files_header, files);
-        return 0;
-    }
+    int run() { return tool::run_bindings(dir, namespace_name(), header, files_header); }
 };
 
 struct embed_command : package_sources {
@@ -680,16 +386,7 @@ struct embed_command : package_sources {
         return em;
     }
 
-    int run() {
-        std::string ext = output.extension().string();
-        if (ext != ".S" && ext != ".s" && ext != ".cpp" && ext != ".cc")
-            throw me::usage_error(output.string(), "--output must end in .S or .cpp");
-        for (const fs::path& out : {output, header}) check_not_a_package_file(dir, out);
-        auto sources = me::embed_model(dir, namespace_name(), ext == ".S" || ext == ".s");
-        me::write_file_if_changed(output, sources.source);
-        me::write_file_if_changed(header, sources.header);
-        return 0;
-    }
+    int run() { return tool::run_embed(dir, namespace_name(), output, header); }
 };
 
 struct pack_command {
@@ -704,10 +401,7 @@ struct pack_command {
         return pk;
     }
 
-    int run() {
-        me::pack_package(dir, output);
-        return 0;
-    }
+    int run() { return tool::run_pack(dir, output); }
 };
 
 struct cache_command {
@@ -768,7 +462,7 @@ struct cache_command {
     int run() {
         args.resolve();
         if (action == "key" && args.eo.source.empty()) throw me::usage_error("cache key", "needs the model SOURCE");
-        return run_cache(action, args.eo, max_size, wait_limit, mode);
+        return tool::run_cache(action, args.eo, max_size, wait_limit, mode);
     }
 };
 
@@ -784,10 +478,7 @@ struct unpack_command {
         return up;
     }
 
-    int run() {
-        me::unpack_model(file, outdir);
-        return 0;
-    }
+    int run() { return tool::run_unpack(file, outdir); }
 };
 
 /// What applies before and after any subcommand: --version, -q/-v, the exit code table.

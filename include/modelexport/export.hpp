@@ -15,6 +15,7 @@
 
 #include "modelexport/cache/export_cache.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export/source.hpp"
 #include "modelexport/export/step_event.hpp"
@@ -239,7 +240,14 @@ inline produced_onnx onnx_stored(produced_onnx made, export_cache& cache, const 
 }  // namespace detail
 
 /// Runs one export. Throws modelexport::error subclasses; the target is untouched on failure.
-inline export_result export_package(const export_options& opt, const export_hooks& hooks = {}) {
+MODELEXPORT_ENTRY export_result export_package(const export_options& opt, const export_hooks& hooks = {});
+
+/// The export cache key of `opt` with its record (`modelexport cache key`, to explain a miss);
+/// nullopt for prebuilt, which is not cached. Throws cache_key_error when it cannot be computed.
+MODELEXPORT_ENTRY std::optional<key_record> export_cache_key(const export_options& opt);
+
+#if MODELEXPORT_DEFINES(EXPORT)
+MODELEXPORT_ENTRY export_result export_package(const export_options& opt, const export_hooks& hooks) {
     export_result result;
     step_timer timer(result.step_seconds, opt.on_step);
     cancel::deadline_scope deadline(opt.timeout.count());  // --timeout bounds the whole export
@@ -331,9 +339,7 @@ inline export_result export_package(const export_options& opt, const export_hook
     return result;
 }
 
-/// The export cache key of `opt` with its record (`modelexport cache key`, to explain a miss);
-/// nullopt for prebuilt, which is not cached. Throws cache_key_error when it cannot be computed.
-inline std::optional<key_record> export_cache_key(const export_options& opt) {
+MODELEXPORT_ENTRY std::optional<key_record> export_cache_key(const export_options& opt) {
     model_source src = resolve_source(opt.source, opt.hub_cache.empty() ? hub_cache_dir() : opt.hub_cache);
     auto [config_path, config] = read_source_config(src);
     const task_info& task = resolve_task(opt.task, config, config_path.string());
@@ -347,5 +353,6 @@ inline std::optional<key_record> export_cache_key(const export_options& opt) {
     }
     return make_cache_key(in, probes.path);
 }
+#endif
 
 }  // namespace modelexport

@@ -75,4 +75,12 @@ struct export_options {
     std::function<void(const std::string&, bool)> exporter_line;  ///< exporter's output lines
 };
 
+/// The build system's side of one export (export/build_edge.hpp runs it).
+struct build_edge {
+    fs::path depfile;                 ///< Make-style depfile of every input read; empty: none
+    std::vector<std::string> expect;  ///< declared package files; empty: not checked
+    std::vector<std::string> keep;    ///< build files that live in the package directory
+    fs::path report;                  ///< JSON report (timings, sizes, result); empty: none
+};
+
 }  // namespace modelexport

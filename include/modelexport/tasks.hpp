@@ -3,6 +3,7 @@
 // The table is share/tasks.json, the one source the exporter and the runtime scripts read too.
 #pragma once
 
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/error.hpp"
 
 #include <nlohmann/json.hpp>
@@ -125,10 +126,19 @@ struct refused_task {
     std::string_view reason;  ///< why, for the usage error
 };
 
+/// The task table, in share/tasks.json's order (architecture suffixes are matched in this order).
+MODELEXPORT_ENTRY const std::vector<task_info>& tasks();
+/// Optimum's tasks modelexport does not export, with the reason.
+MODELEXPORT_ENTRY const std::vector<refused_task>& refused_tasks();
+/// The config.json model_type values transformers knows, sorted.
+MODELEXPORT_ENTRY const std::vector<std::string_view>& known_model_types();
+
 }  // namespace modelexport
 
 // The table itself, generated from share/tasks.json at build time (docs/design.md §13).
+#if MODELEXPORT_DEFINES(TASKS)
 #include "modelexport/tasks_table.hpp"
+#endif
 
 namespace modelexport {
 

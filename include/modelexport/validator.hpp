@@ -8,6 +8,7 @@
 #pragma once
 
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export/sentence_pipeline.hpp"
 #include "modelexport/onnx/checks.hpp"
@@ -591,11 +592,23 @@ inline void check_recipe_pooling(report_builder& b, const fs::path& dir, const s
 
 }  // namespace detail
 
-/// Validates the package in `dir`. Never throws for problems of the package:
-/// they become failed checks.
+/// Every check of the package in `dir` that needs no runtime. Never throws for problems of the
+/// package: they become failed checks.
+MODELEXPORT_ENTRY validation_report check_package(const fs::path& dir, const validate_options& opt);
+
+/// Validates the package in `dir`: check_package, then `runtime` when every error-level check passed.
+/// Never throws for problems of the package: they become failed checks.
 template <class Runtime = no_runtime>
 validation_report validate_package(const fs::path& dir, const validate_options& opt = {},
                                    Runtime&& runtime = Runtime{}) {
+    validation_report r = check_package(dir, opt);
+    if (r.ok(false))
+        if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);
+    return r;
+}
+
+#if MODELEXPORT_DEFINES(VALIDATE)
+MODELEXPORT_ENTRY validation_report check_package(const fs::path& dir, const validate_options& opt) {
     validation_report r;
     r.package = dir;
     detail::report_builder b(r);
@@ -677,10 +690,8 @@ validation_report validate_package(const fs::path& dir, const validate_options& 
     detail::check_variants(b, dir, r.layout, sigs);
     detail::check_recipe_length(b, dir, config);
     detail::check_recipe_pooling(b, dir, r.sig);
-
-    if (r.ok(false))
-        if (auto rc = runtime(dir, r)) r.checks.push_back(*rc);
     return r;
 }
+#endif
 
 }  // namespace modelexport

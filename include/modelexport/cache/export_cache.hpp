@@ -13,6 +13,7 @@
 #include "modelexport/cache/remote.hpp"
 #include "modelexport/cache/settings.hpp"
 #include "modelexport/cache/store.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/export/exporter_call.hpp"
 #include "modelexport/export/module_table.hpp"
 #include "modelexport/export/source.hpp"
@@ -111,14 +112,11 @@ public:
     using note_fn = std::function<void(const std::string&)>;
 
     /// `inputs` empty: not cacheable (prebuilt is already a copy; a cache would add nothing).
-    export_cache(const cache_settings& s, const std::optional<cache_key_inputs>& inputs, note_fn note)
-        : s_(s), local_(s.dir), note_(std::move(note)) {
-        if (s_.enabled && inputs) inputs_ = *inputs;
-    }
+    export_cache(const cache_settings& s, const std::optional<cache_key_inputs>& inputs, note_fn note);
 
     /// Joins the store's threads. A background store not launched by finish() is dropped: the
     /// export failed after its strategy ran, and no process is forked while an exception unwinds.
-    ~export_cache() { join(); }
+    ~export_cache();
     export_cache(const export_cache&) = delete;
     export_cache& operator=(const export_cache&) = delete;
 
@@ -132,55 +130,8 @@ public:
     /// the key, and a hit stops the exporter (its process group, cancel::abandoned) as soon as an
     /// entry is found, empties `stage` and restores the cached files (a remote entry's objects
     /// are downloaded then, with the exporter gone). With a remembered key the lookup simply comes first.
-    template <class Produce>
-    std::optional<cache_manifest> lookup_or_produce(const fs::path& stage, bool speculate, Produce&& produce) {
-        if (!inputs_) {
-            produce();
-            return std::nullopt;
-        }
-        if (!speculate || key_is_remembered()) {
-            find_key_and_entry();
-            std::optional<cache_manifest> hit = restore_found(stage);
-            if (!hit) produce();
-            return hit;
-        }
-        out_.speculative = true;
-        std::atomic<bool> found{false};
-        std::thread finder([&] {
-            find_key_and_entry();
-            found = entry_.has_value();
-        });
-        bool produced = false;
-        std::exception_ptr failure;
-        {
-            const std::atomic<bool>* saved = cancel::abandon_flag;
-            cancel::abandon_flag = &found;
-            try {
-                produce();
-                produced = true;
-            } catch (const cancel::abandoned&) {
-            } catch (...) {
-                failure = std::current_exception();
-            }
-            cancel::abandon_flag = saved;
-        }
-        finder.join();
-        flush_notes();
-        // A signal or the deadline stops the export whatever the cache found; an exporter that
-        // failed otherwise is as if it never ran when the cache has the result (as without speculation).
-        if (failure && (!entry_ || cancel::pending_signal.load() || cancel::expired())) std::rethrow_exception(failure);
-        if (produced && !entry_) return std::nullopt;
-        // A found entry decides, whoever finished first: hit or miss depends on the cache's
-        // content, never on a race with a quick exporter (a small model's export can end before
-        // the key's interpreter probe). The exporter's files are dropped; a hit is byte-identical.
-        empty_stage(stage);
-        std::optional<cache_manifest> hit = restore_found(stage);
-        if (!hit) {
-            empty_stage(stage);
-            produce();  // the hit could not be restored after all: export as without a cache
-        }
-        return hit;
-    }
+    std::optional<cache_manifest> lookup_or_produce(const fs::path& stage, bool speculate,
+                                                    const std::function<void()>& produce);
 
     /// Keeps what the strategy wrote into `stage` (the named files and its table), then shares it.
     ///
@@ -194,46 +145,11 @@ public:
     /// here: making them durable and the entry (one thread), and the upload (another, reading
     /// the copies through descriptors opened now), run beside the rest of the export until finish().
     std::map<std::string, std::string> store(const fs::path& stage, const std::vector<std::string>& files,
-                                             const json& table) {
-        std::map<std::string, std::string> hashes;
-        if (!active() || out_.result != "miss") return hashes;
-        if (s_.background) {
-            timed("store", false, [&] { defer_store(stage, files, table, remote_usable() && !s_.remote->read_only); });
-            return hashes;
-        }
-        auto staged = std::make_shared<std::vector<local_cache::staged_object>>();
-        auto readers = std::make_shared<std::vector<unique_fd>>();
-        bool ok = false;
-        timed("store", false, [&] {
-            *staged = local_.stage_objects(stage, files);
-            for (const auto& o : *staged) readers->push_back(o.dir->open(o.tmp));
-            ok = true;
-        });
-        if (!ok) return hashes;
-        cache_manifest m;
-        m.table = table;
-        for (const auto& o : *staged) {
-            m.files.push_back(o.file);
-            hashes[o.file.path] = o.file.sha256;
-        }
-        background_.emplace_back([this, staged, m] { timed("commit", false, [&] { keep_entry(*staged, m); }); });
-        if (remote_usable() && !s_.remote->read_only)
-            background_.emplace_back(
-                [this, readers, m] { timed("upload", true, [&] { upload(m, descriptors(*readers)); }); });
-        return hashes;
-    }
+                                             const json& table);
 
     /// Called once the package is committed: waits for the store's threads, or launches the
     /// background store; after it the outcome is final.
-    void finish() {
-        join();
-        flush_notes();
-        if (deferred_) launch_deferred();
-        // A store prunes; a hit only clears what killed writers left (temporary files, markers).
-        if (active() && out_.result != "miss" && !out_.background)
-            timed("commit", false, [&] { local_.prune(std::numeric_limits<std::uintmax_t>::max()); });
-        flush_notes();
-    }
+    void finish();
 
     /// The outcome so far, while the store's threads may still run (the report before the commit).
     cache_outcome snapshot() {
@@ -530,6 +446,109 @@ private:
     std::mutex mutex_;  ///< guards out_'s times, notes_ and remote_failed_ while the store's thread runs
     std::vector<std::string> notes_;
 };
+
+// The members that run the cache, out of the class so that a compiled build makes their code
+// once, in src/cache.cpp (detail/linkage.hpp).
+#if MODELEXPORT_DEFINES(CACHE)
+MODELEXPORT_ENTRY export_cache::export_cache(const cache_settings& s, const std::optional<cache_key_inputs>& inputs,
+                                             note_fn note)
+    : s_(s), local_(s.dir), note_(std::move(note)) {
+    if (s_.enabled && inputs) inputs_ = *inputs;
+}
+
+MODELEXPORT_ENTRY export_cache::~export_cache() { join(); }
+
+MODELEXPORT_ENTRY std::optional<cache_manifest> export_cache::lookup_or_produce(const fs::path& stage, bool speculate,
+                                                                                const std::function<void()>& produce) {
+    if (!inputs_) {
+        produce();
+        return std::nullopt;
+    }
+    if (!speculate || key_is_remembered()) {
+        find_key_and_entry();
+        std::optional<cache_manifest> hit = restore_found(stage);
+        if (!hit) produce();
+        return hit;
+    }
+    out_.speculative = true;
+    std::atomic<bool> found{false};
+    std::thread finder([&] {
+        find_key_and_entry();
+        found = entry_.has_value();
+    });
+    bool produced = false;
+    std::exception_ptr failure;
+    {
+        const std::atomic<bool>* saved = cancel::abandon_flag;
+        cancel::abandon_flag = &found;
+        try {
+            produce();
+            produced = true;
+        } catch (const cancel::abandoned&) {
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        cancel::abandon_flag = saved;
+    }
+    finder.join();
+    flush_notes();
+    // A signal or the deadline stops the export whatever the cache found; an exporter that
+    // failed otherwise is as if it never ran when the cache has the result (as without speculation).
+    if (failure && (!entry_ || cancel::pending_signal.load() || cancel::expired())) std::rethrow_exception(failure);
+    if (produced && !entry_) return std::nullopt;
+    // A found entry decides, whoever finished first: hit or miss depends on the cache's
+    // content, never on a race with a quick exporter (a small model's export can end before
+    // the key's interpreter probe). The exporter's files are dropped; a hit is byte-identical.
+    empty_stage(stage);
+    std::optional<cache_manifest> hit = restore_found(stage);
+    if (!hit) {
+        empty_stage(stage);
+        produce();  // the hit could not be restored after all: export as without a cache
+    }
+    return hit;
+}
+
+MODELEXPORT_ENTRY std::map<std::string, std::string> export_cache::store(const fs::path& stage,
+                                                                         const std::vector<std::string>& files,
+                                                                         const json& table) {
+    std::map<std::string, std::string> hashes;
+    if (!active() || out_.result != "miss") return hashes;
+    if (s_.background) {
+        timed("store", false, [&] { defer_store(stage, files, table, remote_usable() && !s_.remote->read_only); });
+        return hashes;
+    }
+    auto staged = std::make_shared<std::vector<local_cache::staged_object>>();
+    auto readers = std::make_shared<std::vector<unique_fd>>();
+    bool ok = false;
+    timed("store", false, [&] {
+        *staged = local_.stage_objects(stage, files);
+        for (const auto& o : *staged) readers->push_back(o.dir->open(o.tmp));
+        ok = true;
+    });
+    if (!ok) return hashes;
+    cache_manifest m;
+    m.table = table;
+    for (const auto& o : *staged) {
+        m.files.push_back(o.file);
+        hashes[o.file.path] = o.file.sha256;
+    }
+    background_.emplace_back([this, staged, m] { timed("commit", false, [&] { keep_entry(*staged, m); }); });
+    if (remote_usable() && !s_.remote->read_only)
+        background_.emplace_back(
+            [this, readers, m] { timed("upload", true, [&] { upload(m, descriptors(*readers)); }); });
+    return hashes;
+}
+
+MODELEXPORT_ENTRY void export_cache::finish() {
+    join();
+    flush_notes();
+    if (deferred_) launch_deferred();
+    // A store prunes; a hit only clears what killed writers left (temporary files, markers).
+    if (active() && out_.result != "miss" && !out_.background)
+        timed("commit", false, [&] { local_.prune(std::numeric_limits<std::uintmax_t>::max()); });
+    flush_notes();
+}
+#endif
 
 namespace detail {
 

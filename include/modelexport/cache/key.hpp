@@ -10,6 +10,7 @@
 
 #include "modelexport/detail/file_copy.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/detail/process.hpp"
 #include "modelexport/package/file_roles.hpp"
 
@@ -271,7 +272,10 @@ inline std::string platform_identity() {
 
 /// The record for an export. Hashes every input file (weights too: the key must change when
 /// they do, and their names alone say nothing), remembering the hashes of unchanged files.
-inline key_record make_cache_key(const cache_key_inputs& in, const fs::path& probe_dir) {
+MODELEXPORT_ENTRY key_record make_cache_key(const cache_key_inputs& in, const fs::path& probe_dir);
+
+#if MODELEXPORT_DEFINES(CACHE)
+MODELEXPORT_ENTRY key_record make_cache_key(const cache_key_inputs& in, const fs::path& probe_dir) {
     key_record r;
     r.add("format", "modelexport-export-cache " + std::to_string(cache_key_format));
     r.add("strategy", in.strategy);
@@ -286,6 +290,7 @@ inline key_record make_cache_key(const cache_key_inputs& in, const fs::path& pro
     if (!in.salt.empty()) r.add("salt", in.salt);
     return r;
 }
+#endif
 
 /// True when make_cache_key() would read no source file and start no interpreter: every
 /// hash and the interpreter's identity are remembered. Then the key costs a few stats, and

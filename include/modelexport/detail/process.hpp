@@ -15,11 +15,9 @@
 #pragma once
 
 #include "modelexport/detail/cancel.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/detail/run_cookie.hpp"
 #include "modelexport/error.hpp"
-
-#include <boost/process.hpp>
-#include <boost/process/extend.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -75,7 +73,24 @@ struct run_result {
 };
 
 /// Finds `program` on PATH unless it names a path; empty when not found.
-inline std::string find_program(const std::string& program) {
+MODELEXPORT_ENTRY std::string find_program(const std::string& program);
+
+/// Runs `program args...` to completion (or timeout). Throws export_failed
+/// only when the program cannot be started; a failing child is reported in the result.
+MODELEXPORT_ENTRY run_result run_process(const std::string& program, const std::vector<std::string>& args,
+                                         const run_options& opts = {});
+
+}  // namespace modelexport
+
+// Boost.Process is seen only where processes are started: everywhere header-only, in
+// src/process.cpp only when compiled (detail/linkage.hpp).
+#if MODELEXPORT_DEFINES(PROCESS)
+#include <boost/process.hpp>
+#include <boost/process/extend.hpp>
+
+namespace modelexport {
+
+MODELEXPORT_ENTRY std::string find_program(const std::string& program) {
     if (program.find('/') != std::string::npos) return program;
     auto p = boost::process::search_path(program);
     return p.empty() ? std::string() : p.string();
@@ -184,10 +199,8 @@ private:
 
 }  // namespace detail
 
-/// Runs `program args...` to completion (or timeout). Throws export_failed
-/// only when the program cannot be started; a failing child is reported in the result.
-inline run_result run_process(const std::string& program, const std::vector<std::string>& args,
-                              const run_options& opts = {}) {
+MODELEXPORT_ENTRY run_result run_process(const std::string& program, const std::vector<std::string>& args,
+                                         const run_options& opts) {
     namespace bp = boost::process;
     std::string exe = find_program(program);
     if (exe.empty()) throw export_failed(program, "program not found on PATH");
@@ -283,3 +296,4 @@ inline run_result run_process(const std::string& program, const std::vector<std:
 }
 
 }  // namespace modelexport
+#endif

@@ -22,14 +22,6 @@
 
 namespace modelexport {
 
-/// The build system's side of one export.
-struct build_edge {
-    fs::path depfile;                 ///< Make-style depfile of every input read; empty: none
-    std::vector<std::string> expect;  ///< declared package files; empty: not checked
-    std::vector<std::string> keep;    ///< build files that live in the package directory
-    fs::path report;                  ///< JSON report (timings, sizes, result); empty: none
-};
-
 /// --expect: the staged package must hold exactly the declared files (§7 "Declared outputs").
 inline void check_expected(const fs::path& staging, const std::vector<std::string>& expect, const fs::path& output) {
     if (expect.empty()) return;
@@ -100,7 +92,10 @@ inline json success_report(const export_result& r, const fs::path& metadata_file
 }
 
 /// Runs export_package with the build edge's additions.
-inline export_result export_for_build(const export_options& opt, const build_edge& edge) {
+MODELEXPORT_ENTRY export_result export_for_build(const export_options& opt, const build_edge& edge);
+
+#if MODELEXPORT_DEFINES(EXPORT)
+MODELEXPORT_ENTRY export_result export_for_build(const export_options& opt, const build_edge& edge) {
     json report{{"tool", "modelexport"}, {"version", version}, {"source", opt.source}, {"output", opt.output.string()}};
     auto write_report = [&](const json& outcome) {
         json doc = report;
@@ -145,5 +140,6 @@ inline export_result export_for_build(const export_options& opt, const build_edg
         }
     return r;
 }
+#endif
 
 }  // namespace modelexport

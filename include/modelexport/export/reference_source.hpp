@@ -9,6 +9,7 @@
 #pragma once
 
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/detail/process.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export/exporter_call.hpp"
@@ -71,8 +72,12 @@ private:
 
 /// Compares `model` (a single-file task's ONNX file, or an encoder-decoder's primary file, whose
 /// directory holds the others) with `src`'s torch model for `task`.
-inline reference_outcome compare_with_source(const fs::path& model, const task_info& task, const model_source& src,
-                                             const reference_runner& runner) {
+MODELEXPORT_ENTRY reference_outcome compare_with_source(const fs::path& model, const task_info& task,
+                                                        const model_source& src, const reference_runner& runner);
+
+#if MODELEXPORT_DEFINES(PRODUCE)
+MODELEXPORT_ENTRY reference_outcome compare_with_source(const fs::path& model, const task_info& task,
+                                                        const model_source& src, const reference_runner& runner) {
     detail::temp_dir tmp;
     const fs::path record_file = tmp.path() / "reference.json";
     std::vector<std::string> args = exporter_call_for(runner.exporter_script, task, src, model, record_file).args;
@@ -92,6 +97,7 @@ inline reference_outcome compare_with_source(const fs::path& model, const task_i
         return {reference_check::not_run(std::string("the comparison wrote no usable record: ") + e.what()), {}};
     }
 }
+#endif
 
 /// Whether a source has torch weights the comparison can load (any layout htp_weights.py reads).
 inline bool has_torch_weights(const model_source& src) {

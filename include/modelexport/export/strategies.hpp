@@ -10,6 +10,7 @@
 
 #include "modelexport/detail/file_copy.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/detail/process.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export/exporter_call.hpp"
@@ -464,8 +465,12 @@ inline void check_against_source(produced_onnx& out, const model_source& src, co
     }
 }
 
-inline produced_onnx produce_onnx(strategy how, const model_source& src, const task_info& task, const fs::path& stage,
-                                  const export_options& opt) {
+MODELEXPORT_ENTRY produced_onnx produce_onnx(strategy how, const model_source& src, const task_info& task,
+                                             const fs::path& stage, const export_options& opt);
+
+#if MODELEXPORT_DEFINES(PRODUCE)
+MODELEXPORT_ENTRY produced_onnx produce_onnx(strategy how, const model_source& src, const task_info& task,
+                                             const fs::path& stage, const export_options& opt) {
     produced_onnx out;
     switch (how) {
         case strategy::htp:
@@ -483,6 +488,7 @@ inline produced_onnx produce_onnx(strategy how, const model_source& src, const t
     check_against_source(out, src, task, stage, opt);
     return out;
 }
+#endif
 
 /// What the export step says it is doing, for progress.
 inline std::string describe(strategy how, const export_options& opt) {

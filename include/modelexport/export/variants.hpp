@@ -10,6 +10,7 @@
 #pragma once
 
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export/exporter_call.hpp"
 #include "modelexport/export/source.hpp"
@@ -66,8 +67,14 @@ inline std::vector<std::string> report_files(const json& report, const std::stri
 /// The variant step: tools/htp_variants.py makes `opt.variants` of the staged ONNX files `models`
 /// (the source's model gives the reference inputs). Throws variant_inaccurate for a variant past its
 /// bound, export_failed when the tool fails or writes something else than the files it names.
-inline made_variants make_variants(const fs::path& stage, const std::vector<std::string>& models,
-                                   const model_source& src, const std::string& task, const export_options& opt) {
+MODELEXPORT_ENTRY made_variants make_variants(const fs::path& stage, const std::vector<std::string>& models,
+                                              const model_source& src, const std::string& task,
+                                              const export_options& opt);
+
+#if MODELEXPORT_DEFINES(PRODUCE)
+MODELEXPORT_ENTRY made_variants make_variants(const fs::path& stage, const std::vector<std::string>& models,
+                                              const model_source& src, const std::string& task,
+                                              const export_options& opt) {
     const fs::path script = opt.exporter_script.parent_path() / "htp_variants.py";
     const std::string shown = script.string();
     if (!fs::is_regular_file(script)) throw export_failed(shown, "variant tool not found", "reinstall modelexport");
@@ -100,6 +107,7 @@ inline made_variants make_variants(const fs::path& stage, const std::vector<std:
     out.record = doc["variants"];
     return out;
 }
+#endif
 
 /// The report's file names as package-relative paths of `layout` (what export_metadata.json lists).
 inline json variants_metadata(json record, const std::function<std::string(const std::string&)>& path_of) {

@@ -7,6 +7,7 @@
 // model loaded.
 #pragma once
 
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/onnx/checks.hpp"
 #include "modelexport/onnx/hierarchy.hpp"
@@ -71,7 +72,10 @@ struct projected_model {
 /// Reads the staged model without weights, refuses bad ONNX with the checks validate runs
 /// (external data leaving the package, cycles, undefined inputs), projects the hierarchy and
 /// with `embed` writes the tags into the file.
-inline projected_model project_model(const projection_request& req) {
+MODELEXPORT_ENTRY projected_model project_model(const projection_request& req);
+
+#if MODELEXPORT_DEFINES(PROJECT)
+MODELEXPORT_ENTRY projected_model project_model(const projection_request& req) {
     light_model light;
     try {
         light = load_onnx_light(req.model);
@@ -98,5 +102,6 @@ inline projected_model project_model(const projection_request& req) {
     }
     return out;
 }
+#endif
 
 }  // namespace modelexport

@@ -11,6 +11,7 @@
 
 #include "modelexport/detail/file_io.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/onnx/stream.hpp"
@@ -463,7 +464,10 @@ inline void write_files(std::ostream& h, const json& meta) {
 /// package-level declarations (task, labels, the ORT-format models' operators, the files' hashes)
 /// once, in `ns`.
 /// Without `with_files` the header leaves `files[]` to bindings_files_header.
-inline std::string bindings_header(const fs::path& dir, const std::string& ns, bool with_files = true) {
+MODELEXPORT_ENTRY std::string bindings_header(const fs::path& dir, const std::string& ns, bool with_files = true);
+
+#if MODELEXPORT_DEFINES(BINDINGS)
+MODELEXPORT_ENTRY std::string bindings_header(const fs::path& dir, const std::string& ns, bool with_files) {
     check_identifier(ns, "--namespace");
     // No file read through a link (package/reader.hpp), none missing (package/contents.hpp).
     const package_reader pkg = open_complete_package(dir, package_need::exported);
@@ -536,13 +540,18 @@ inline std::string bindings_header(const fs::path& dir, const std::string& ns, b
     h << "\n}  // namespace " << ns << "\n";
     return h.str();
 }
+#endif
 
 /// `files[]` in a header of its own (`modelexport bindings --files-header`), including the header
 /// `main_header` (the text of bindings_header without its files): a tokenizer or weight edit
 /// changes the hashes but no name or shape, so code that includes only the main header is not
 /// recompiled. `main_header` is named relative to this header's directory.
-inline std::string bindings_files_header(const fs::path& dir, const std::string& ns, const fs::path& header,
-                                         const fs::path& main_header) {
+MODELEXPORT_ENTRY std::string bindings_files_header(const fs::path& dir, const std::string& ns, const fs::path& header,
+                                                    const fs::path& main_header);
+
+#if MODELEXPORT_DEFINES(BINDINGS)
+MODELEXPORT_ENTRY std::string bindings_files_header(const fs::path& dir, const std::string& ns, const fs::path& header,
+                                                    const fs::path& main_header) {
     check_identifier(ns, "--namespace");
     std::string include =
         fs::absolute(main_header).lexically_relative(fs::absolute(header).parent_path()).generic_string();
@@ -562,6 +571,7 @@ inline std::string bindings_files_header(const fs::path& dir, const std::string&
     h << "\n}  // namespace " << ns << "\n";
     return h.str();
 }
+#endif
 
 /// The model bytes as a linkable source: `.S` (GNU as .incbin, no copy of the
 /// bytes through the compiler) or `.cpp` (a byte array, for other toolchains),
@@ -571,7 +581,10 @@ struct embedded_sources {
     std::string header;
 };
 
-inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, bool assembly) {
+MODELEXPORT_ENTRY embedded_sources embed_model(const fs::path& dir, const std::string& ns, bool assembly);
+
+#if MODELEXPORT_DEFINES(BINDINGS)
+MODELEXPORT_ENTRY embedded_sources embed_model(const fs::path& dir, const std::string& ns, bool assembly) {
     check_identifier(ns, "--namespace");
     // One symbol holds one model's bytes, all of them: pack's rule (an encoder-decoder's files are loaded as separate
     // files anyway).
@@ -627,5 +640,6 @@ inline embedded_sources embed_model(const fs::path& dir, const std::string& ns, 
     out.header = h.str();
     return out;
 }
+#endif
 
 }  // namespace modelexport

@@ -6,6 +6,7 @@
 // (see choose_export_time for why not the inputs' mtimes).
 #pragma once
 
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/export/sentence_pipeline.hpp"
 #include "modelexport/export/source.hpp"
 #include "modelexport/onnx/hierarchy.hpp"
@@ -170,7 +171,10 @@ inline json models_json(const std::vector<model_section>& sections) {
     return out;
 }
 
-inline json build_metadata(const metadata_inputs& in) {
+MODELEXPORT_ENTRY json build_metadata(const metadata_inputs& in);
+
+#if MODELEXPORT_DEFINES(PACKAGE)
+MODELEXPORT_ENTRY json build_metadata(const metadata_inputs& in) {
     json files = json::object();
     for (const auto& f : in.files)
         files[f.name] = {{"size", f.size}, {"sha256", f.sha256}, {"role", std::string(to_string(f.role))}};
@@ -210,5 +214,6 @@ inline json build_metadata(const metadata_inputs& in) {
     if (in.models.size() > 1) doc["models"] = models_json(in.models);  // a single-file package's document is unchanged
     return doc;
 }
+#endif
 
 }  // namespace modelexport

@@ -14,6 +14,7 @@
 
 #include "modelexport/detail/file_copy.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/onnx/model.hpp"
 #include "modelexport/onnx/stream.hpp"
@@ -164,7 +165,10 @@ inline std::string metadata_entry_bytes(const std::string& key, const std::strin
 /// file among the package's names is refused, never followed or left out, and so is a model
 /// with external data (the packed file would not be self-contained) and an output inside the
 /// package being read.
-inline void pack_package(const fs::path& dir, const fs::path& output) {
+MODELEXPORT_ENTRY void pack_package(const fs::path& dir, const fs::path& output);
+
+#if MODELEXPORT_DEFINES(PACKAGE)
+MODELEXPORT_ENTRY void pack_package(const fs::path& dir, const fs::path& output) {
     const single_file_model m = open_single_file_model(dir, "pack");
     // A variant is a model of its own that loaders open by file name: no metadata entry of model.onnx stands for it.
     if (std::string variants = variant_files_in(dir); !variants.empty())
@@ -200,9 +204,13 @@ inline void pack_package(const fs::path& dir, const fs::path& output) {
     }
     tmp.commit();
 }
+#endif
 
 /// Restores a package directory from a packed model: model.onnx and every file byte-identical.
-inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
+MODELEXPORT_ENTRY void unpack_model(const fs::path& packed, const fs::path& outdir);
+
+#if MODELEXPORT_DEFINES(PACKAGE)
+MODELEXPORT_ENTRY void unpack_model(const fs::path& packed, const fs::path& outdir) {
     onnx::ModelProto model = load_onnx_light(packed).model;
     json manifest;
     std::map<std::string, std::string> stored;
@@ -256,5 +264,6 @@ inline void unpack_model(const fs::path& packed, const fs::path& outdir) {
             "the packed model's " + tensor + " keeps its data in another file; a packed model holds all its tensors");
     writer.commit();
 }
+#endif
 
 }  // namespace modelexport

@@ -11,6 +11,7 @@
 
 #include "modelexport/detail/file_io.hpp"
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/package/file_roles.hpp"
 #include "modelexport/package/reader.hpp"
 
@@ -138,7 +139,12 @@ inline std::vector<verify_problem> verify_directory(int dir_fd, const fs::path& 
 /// `<name>_model.hpp` (export --keep); they are not recorded in the package, so a package's
 /// bytes do not depend on how a build declared it (docs/design.md §7).
 /// Throws invalid_input when the metadata itself is missing or malformed.
-inline std::vector<verify_problem> verify_package(const fs::path& dir, const std::vector<std::string>& ignore = {}) {
+MODELEXPORT_ENTRY std::vector<verify_problem> verify_package(const fs::path& dir,
+                                                             const std::vector<std::string>& ignore = {});
+
+#if MODELEXPORT_DEFINES(PACKAGE)
+MODELEXPORT_ENTRY std::vector<verify_problem> verify_package(const fs::path& dir,
+                                                             const std::vector<std::string>& ignore) {
     for (int attempt = 0;; ++attempt) {
         unique_fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!dir_fd) throw invalid_input((dir / "export_metadata.json").string(), "missing; not a modelexport package");
@@ -160,5 +166,6 @@ inline std::vector<verify_problem> verify_package(const fs::path& dir, const std
         return problems;
     }
 }
+#endif
 
 }  // namespace modelexport

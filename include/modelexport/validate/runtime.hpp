@@ -18,9 +18,11 @@
 #pragma once
 
 #include "modelexport/detail/json_file.hpp"
+#include "modelexport/detail/linkage.hpp"
 #include "modelexport/detail/process.hpp"
 #include "modelexport/package/variant_names.hpp"
 #include "modelexport/tasks.hpp"
+#include "modelexport/validate/runtime_config.hpp"
 #include "modelexport/validator.hpp"
 
 #include <chrono>
@@ -34,40 +36,6 @@
 #include <vector>
 
 namespace modelexport {
-
-enum class runtime_kind { none, automatic, onnxruntime, transformers_js, optimum };
-
-inline std::optional<runtime_kind> parse_runtime(const std::string& s) {
-    if (s == "none") return runtime_kind::none;
-    if (s == "auto") return runtime_kind::automatic;
-    if (s == "onnxruntime") return runtime_kind::onnxruntime;
-    if (s == "transformers-js") return runtime_kind::transformers_js;
-    if (s == "optimum") return runtime_kind::optimum;
-    return std::nullopt;
-}
-
-inline std::string to_string(runtime_kind k) {
-    switch (k) {
-        case runtime_kind::onnxruntime:
-            return "onnxruntime";
-        case runtime_kind::transformers_js:
-            return "transformers-js";
-        case runtime_kind::optimum:
-            return "optimum";
-        case runtime_kind::automatic:
-            return "auto";
-        default:
-            return "none";
-    }
-}
-
-struct runtime_config {
-    std::string node = "node";
-    std::string python = "python3";
-    fs::path scripts_dir;  ///< tools/runtime (with node_modules/ from `npm install --ignore-scripts`)
-    fs::path tasks_file;   ///< the task table the scripts read (MODELEXPORT_TASKS); empty: they look beside themselves
-    std::chrono::seconds timeout{300};
-};
 
 /// The exit status with which a runtime script says it could not start (tools/runtime/cli.mjs,
 /// optimum_check.py).
@@ -101,24 +69,8 @@ public:
     /// The runtime that ran the last check (what `auto` resolved to), or none.
     runtime_kind ran() const { return ran_; }
 
-    std::optional<check_result> operator()(const fs::path& dir, const validation_report& report) const {
-        ran_ = runtime_kind::none;
-        if (kind_ == runtime_kind::none) return std::nullopt;
-        if (kind_ != runtime_kind::automatic) {
-            attempt a = run(kind_, dir, report);
-            if (a.result) return a.result;
-            return check_result{"runtime." + to_string(kind_), severity::error, check_status::unavailable,
-                                to_string(kind_) + " unavailable: " + a.unavailable};
-        }
-        std::string reasons;
-        for (auto k : {runtime_kind::optimum, runtime_kind::onnxruntime, runtime_kind::transformers_js}) {
-            attempt a = run(k, dir, report);
-            if (a.result) return a.result;
-            reasons += (reasons.empty() ? "" : "; ") + to_string(k) + ": " + a.unavailable;
-        }
-        return check_result{"runtime", severity::warning, check_status::skip,
-                            "no runtime available (auto): " + reasons};
-    }
+    /// Runs the package in the chosen runtime (`auto`: the first that starts); nullopt for none.
+    std::optional<check_result> operator()(const fs::path& dir, const validation_report& report) const;
 
     /// The runtime's JSON answer from the last run (outputs, pipeline result).
     const json& last_output() const { return last_output_; }
@@ -324,5 +276,28 @@ private:
     mutable json last_output_;
     mutable runtime_kind ran_ = runtime_kind::none;
 };
+
+// Out of the class so that a compiled build makes the runtime check's code once, in
+// src/validate.cpp (detail/linkage.hpp).
+#if MODELEXPORT_DEFINES(VALIDATE)
+MODELEXPORT_ENTRY std::optional<check_result> runtime_check::operator()(const fs::path& dir,
+                                                                        const validation_report& report) const {
+    ran_ = runtime_kind::none;
+    if (kind_ == runtime_kind::none) return std::nullopt;
+    if (kind_ != runtime_kind::automatic) {
+        attempt a = run(kind_, dir, report);
+        if (a.result) return a.result;
+        return check_result{"runtime." + to_string(kind_), severity::error, check_status::unavailable,
+                            to_string(kind_) + " unavailable: " + a.unavailable};
+    }
+    std::string reasons;
+    for (auto k : {runtime_kind::optimum, runtime_kind::onnxruntime, runtime_kind::transformers_js}) {
+        attempt a = run(k, dir, report);
+        if (a.result) return a.result;
+        reasons += (reasons.empty() ? "" : "; ") + to_string(k) + ": " + a.unavailable;
+    }
+    return check_result{"runtime", severity::warning, check_status::skip, "no runtime available (auto): " + reasons};
+}
+#endif
 
 }  // namespace modelexport
