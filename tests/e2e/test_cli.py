@@ -166,16 +166,16 @@ class Install(unittest.TestCase):
     def test_public_headers_stay_light(self):
         """What a translation unit pays for each public header of the installed tree: the options stay
         under 300 headers, fwd.hpp is alone, and only the export itself sees Boost.Process (the
-        validator and the plan never see Boost.Process or curl)."""
+        validator and the plan never see Boost.Process or curl); compiled, only its own unit does."""
         pcs = glob.glob(os.path.join(self.root, "lib*", "**", "pkgconfig", "modelexport.pc"), recursive=True)
         env = {**os.environ, "PKG_CONFIG_PATH": os.path.dirname(pcs[0]), "PKG_CONFIG_SYSROOT_DIR": self.dest}
         cflags = self.sh("pkg-config", "--cflags", "modelexport", env=env).split()
 
-        def seen(header):
+        def seen(header, *defines):
             tu = os.path.join(self.dest, header.replace("/", "_") + ".cpp")
             with open(tu, "w") as f:
                 f.write(f"#include <modelexport/{header}>\n")
-            p = subprocess.run(["c++", "-std=c++17", "-fsyntax-only", "-H", tu, *cflags], capture_output=True, text=True, timeout=600)
+            p = subprocess.run(["c++", "-std=c++17", "-fsyntax-only", "-H", *defines, tu, *cflags], capture_output=True, text=True, timeout=600)
             self.assertEqual(p.returncode, 0, p.stderr[-3000:])  # each public header compiles on its own
             return [line.split(" ", 1)[1] for line in p.stderr.splitlines() if re.match(r"^\.+ ", line)]
 
@@ -185,6 +185,11 @@ class Install(unittest.TestCase):
             heavy = [h for h in seen(header) if "boost/process" in h or "/curl/" in h]
             self.assertEqual(heavy, [], header)
         self.assertTrue(any("boost/process" in h for h in seen("export.hpp")))  # the measure sees what it should
+        # Compiled mode (detail/linkage.hpp): the pipeline's callers see no Boost.Process; its one unit does.
+        compiled = "-DMODELEXPORT_COMPILED_LIB"
+        for header in ("export.hpp", "export/build_edge.hpp", "validate/runtime.hpp"):
+            self.assertEqual([h for h in seen(header, compiled) if "boost/process" in h], [], header)
+        self.assertTrue(any("boost/process" in h for h in seen("detail/process.hpp", compiled, "-DMODELEXPORT_UNIT_PROCESS=1")))
 
     def test_cmake_find_package_builds_against_the_target_and_exports_with_the_installed_tool(self):
         src, build = consumer_tree(self, "install_consumer")
