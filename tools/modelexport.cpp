@@ -189,13 +189,7 @@ struct export_command {
                        "max_abs_diff); repeatable");
         ex->add_option("--timeout", timeout,
                        "seconds the whole export may take (exporter, copies, checks); default 1800");
-        ex->add_option("--depfile", edge.depfile, "write a Make-style depfile of every input read");
-        ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")
-            ->delimiter(',');
-        ex->add_option("--keep", edge.keep,
-                       "a build file that lives in OUTDIR beside the package (kept across exports)");
-        ex->add_option("--report", edge.report,
-                       "write a JSON report (timings, sizes, result) to this file, outside the package");
+        add_build_edge_options(ex);
         ex->add_option("--hf-hub-cache", eo.hub_cache,
                        "Hugging Face cache for Hub ids (default: HF_HUB_CACHE, HF_HOME/hub, ~/.cache/huggingface/hub)");
         ex->add_flag("--validate", eo.validate,
@@ -205,6 +199,17 @@ struct export_command {
                      "neither read nor write the export cache (MODELEXPORT_CACHE_DIR, MODELEXPORT_REMOTE_CACHE)");
         ex->footer("Example:\n  modelexport export ./tiny-bert pkg/bert --model modeling.py:build --embed-hierarchy");
         return ex;
+    }
+
+    /// What a build system adds to the export (export/build_edge.hpp).
+    void add_build_edge_options(CLI::App* ex) {
+        ex->add_option("--depfile", edge.depfile, "write a Make-style depfile of every input read");
+        ex->add_option("--expect", edge.expect, "files the build declared; fail if the package differs")
+            ->delimiter(',');
+        ex->add_option("--keep", edge.keep,
+                       "a build file that lives in OUTDIR beside the package (kept across exports)");
+        ex->add_option("--report", edge.report,
+                       "write a JSON report (timings, sizes, result) to this file, outside the package");
     }
 
     int run() {
