@@ -1,5 +1,5 @@
 """A throwaway bazel-remote for the remote export cache tests: installed by
-scripts/install-bazel-remote (go install from the Go module proxy), on 127.0.0.1 at an ephemeral
+scripts/install-bazel-remote (built from the Go module proxy), on 127.0.0.1 at an ephemeral
 port, its storage under one directory, stopped by the pid it was started with."""
 import os
 import re
