@@ -469,7 +469,7 @@ class Reference:
         self.inputs, _ = self.spec.reference_case(self.notes)  # the reference check's inputs
 
     def session(self, path):
-        return self.reference.onnx_session(path)
+        return self.reference.onnx_session(path, as_written=False)
 
     def outputs(self, session):
         return self.reference.run_onnx(session, self.inputs)
