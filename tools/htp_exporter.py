@@ -82,6 +82,8 @@ TEXT_DUMMY_DIMS = {"batch_size": TEXT_BATCH, "num_choices": MULTIPLE_CHOICE_CHOI
 DEFAULT_SAMPLING_RATE = 16000
 # The exit status of a failed reference check: modelexport maps it to its own exit code.
 REFERENCE_MISMATCH_STATUS = 4
+# The line that says the ONNX file is final (export/final_file.hpp), its name after it.
+FINAL_FILE_LINE = "htp: final file: "
 # The default opset. Not Optimum's (18 in every configuration of optimum-onnx 2.1): 14 is what every
 # client was proven with, and the ONNX checker modelexport links (Debian 12's ONNX 1.12) knows opsets
 # up to 17 only.
@@ -944,6 +946,8 @@ def export(options):
         with clock.phase("static axes"):
             spec.signature.fix_static_axes(options.onnx)
 
+    # From here the file is only read: modelexport hashes it and makes it durable meanwhile.
+    print(FINAL_FILE_LINE + os.path.basename(options.onnx), flush=True)
     with clock.phase("reference check"):
         checked = run_reference_check(spec, options)
 

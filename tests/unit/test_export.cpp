@@ -7,6 +7,8 @@
 #include "modelexport/export.hpp"
 #include "modelexport/export/build_edge.hpp"
 
+#include <thread>
+
 using namespace modelexport;
 
 namespace {
@@ -146,4 +148,63 @@ TEST_CASE("build edge: --expect names missing and extra files; a depfile in the 
     CHECK_THROWS_AS(export_for_build(opt, edge), io_error);
     CHECK(fs::is_regular_file(t / "pkg" / "model.onnx"));
     CHECK(fs::exists(t / "pkg" / "pkg-package.d"));  // the previous package, with its depfile, stays
+}
+
+TEST_CASE(
+    "final_file_hash: the exporter's final-file line starts the hash; a file changed or relinked since is hashed "
+    "again") {
+    test::temp_dir t;
+    const std::string line = std::string(final_file_line) + "model.onnx";
+    SUBCASE("the line names the file: its hash, once the file is unchanged") {
+        test::write(t / "model.onnx", "onnx bytes");
+        final_file_hash early(t.path(), "model.onnx");
+        early.on_line("htp: exporting");
+        early.on_line(line);
+        early.on_line(line);  // a repeat starts nothing more
+        CHECK(early.result() == std::optional<std::string>(sha256_hex("onnx bytes")));
+    }
+    SUBCASE("no line, or another file's: nothing known") {
+        test::write(t / "model.onnx", "onnx bytes");
+        final_file_hash early(t.path(), "model.onnx");
+        early.on_line(std::string(final_file_line) + "other.onnx");
+        CHECK_FALSE(early.result().has_value());
+    }
+    SUBCASE("rewritten after the line (another inode or size): not trusted") {
+        test::write(t / "model.onnx", "onnx bytes");
+        final_file_hash early(t.path(), "model.onnx");
+        early.on_line(line);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        fs::remove(t / "model.onnx");
+        test::write(t / "model.onnx", "other bytes, longer");
+        auto sha = early.result();  // none, unless the thread began after the rewrite: then the new bytes'
+        CHECK((!sha || *sha == hash_file(t / "model.onnx")));
+    }
+    SUBCASE("a file with a second name (its bytes may change through it), a link or none: not trusted") {
+        test::write(t / "outside", "onnx bytes");
+        fs::create_hard_link(t / "outside", t / "model.onnx");
+        final_file_hash linked(t.path(), "model.onnx");
+        linked.on_line(line);
+        CHECK_FALSE(linked.result().has_value());
+        fs::remove(t / "model.onnx");
+        fs::create_symlink(t / "outside", t / "model.onnx");
+        final_file_hash symlinked(t.path(), "model.onnx");
+        symlinked.on_line(line);
+        CHECK_FALSE(symlinked.result().has_value());
+        fs::remove(t / "model.onnx");
+        final_file_hash missing(t.path(), "model.onnx");
+        missing.on_line(line);
+        CHECK_FALSE(missing.result().has_value());
+    }
+    SUBCASE("watching() still shows every line to the caller's own callback") {
+        test::write(t / "model.onnx", "onnx bytes");
+        final_file_hash early(t.path(), "model.onnx");
+        export_options opt;
+        std::vector<std::string> shown;
+        opt.exporter_line = [&](const std::string& l, bool) { shown.push_back(l); };
+        export_options watched = early.watching(opt);
+        watched.exporter_line("htp: loading", false);
+        watched.exporter_line(line, false);
+        CHECK(shown == std::vector<std::string>{"htp: loading", line});
+        CHECK(early.result() == std::optional<std::string>(sha256_hex("onnx bytes")));
+    }
 }

@@ -14,6 +14,7 @@
 #include "modelexport/detail/process.hpp"
 #include "modelexport/error.hpp"
 #include "modelexport/export/exporter_call.hpp"
+#include "modelexport/export/final_file.hpp"
 #include "modelexport/export/module_table.hpp"
 #include "modelexport/export/reference_check.hpp"
 #include "modelexport/export/reference_source.hpp"
@@ -237,13 +238,15 @@ inline produced_onnx produce_htp(const model_source& src, const task_info& task,
         std::string file = opt.model_factory.substr(0, opt.model_factory.rfind(':'));
         out.inputs.push_back(fs::path(file).is_absolute() ? fs::path(file) : src.dir / file);
     }
-    detail::run_exporter(exporter, opt.python, args, opt);
+    final_file_hash early(stage, "model.onnx");  // hashed and made durable while the exporter checks it
+    detail::run_exporter(exporter, opt.python, args, early.watching(opt));
     std::error_code ec;
     if (!fs::exists(fs::symlink_status(model, ec)) || fs::is_directory(fs::symlink_status(model, ec)))
         throw export_failed(exporter, "the exporter exited successfully but wrote no ONNX model");
     detail::adopt_exporter_file(model, model, exporter);
     if (fs::file_size(model) == 0)
         throw export_failed(exporter, "the exporter exited successfully but wrote no ONNX model");
+    if (auto sha = early.result()) out.hashes.remember("model.onnx", *sha);
     detail::gather_into(out, model, files_inside(stage, out.shown));  // torch writes a file per tensor above 2 GiB
     if (!fs::is_regular_file(table))
         throw export_failed(exporter, "the exporter wrote model.onnx but no module table (--modules)");
