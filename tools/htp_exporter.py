@@ -40,6 +40,7 @@ import mmap
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -808,22 +809,57 @@ def float64_outputs(spec, inputs):
         spec.model.float()
 
 
-def reference_check(spec, onnx_path, atol, atol_origin):
+class TorchSide:
+    """The torch half of the reference check: the inputs and torch's outputs for them (a decoder's
+    cached step too). It needs no file, so a decoder's export computes it while the tied-weight pass
+    writes model.onnx (`in_background`); an exception is raised where the result is taken."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self._thread, self._result, self._error = None, None, None
+
+    def in_background(self):
+        self._thread = threading.Thread(target=self._compute, name="reference-torch-side", daemon=True)
+        self._thread.start()
+        return self
+
+    def result(self):
+        """(notes, inputs, expected, step): step is (chosen ids, torch's step inputs, its outputs) or None."""
+        if self._thread is not None:
+            self._thread.join()
+        elif self._result is None and self._error is None:
+            self._compute()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def _compute(self):
+        try:
+            spec, notes = self.spec, []
+            inputs, expected = spec.reference_case(notes)
+            step = None
+            if isinstance(spec, DecoderSpec):
+                # The cached step continues each side's own prompt: torch's presents to torch, ONNX
+                # Runtime's to the ONNX model, both with the token torch chose.
+                chosen = expected["logits"][:, -1, :].argmax(dim=-1)
+                torch_step = spec.next_step(inputs, expected, chosen)
+                with torch.no_grad():
+                    step = (chosen, torch_step, spec.run(torch_step))
+            self._result = (notes, inputs, expected, step)
+        except BaseException as error:  # raised again in the caller's thread, as if computed there
+            self._error = error
+
+
+def reference_check(spec, onnx_path, atol, atol_origin, torch_side=None):
     """Compare the exported file with torch on fresh inputs (htp_reference.py); the record."""
-    notes = []
-    inputs, expected = spec.reference_case(notes)
+    notes, inputs, expected, step = (torch_side or TorchSide(spec)).result()
     session = htp_reference.onnx_session(onnx_path)
-    if not isinstance(spec, DecoderSpec):
+    if step is None:
         produced = htp_reference.run_onnx(session, inputs)
         steps = [htp_reference.step_record("", inputs, expected, produced, atol)]
         htp_reference.allow_torch_spread(steps[0], expected, lambda: float64_outputs(spec, inputs), atol, notes)
         return htp_reference.judge(steps, atol, atol_origin, notes, log)
-    # The cached step continues each side's own prompt: torch's presents to torch, ONNX Runtime's to
-    # the ONNX model, both with the token torch chose.
-    chosen = expected["logits"][:, -1, :].argmax(dim=-1)
-    torch_step = spec.next_step(inputs, expected, chosen)
-    with torch.no_grad():
-        expected_step = spec.run(torch_step)
+    chosen, torch_step, expected_step = step
     produced = htp_reference.run_onnx(session, inputs)
     steps = [htp_reference.step_record("prompt", inputs, {"logits": expected["logits"]}, {"logits": produced["logits"]}, atol)]
     onnx_step = spec.next_step(inputs, {k: torch.from_numpy(v) for k, v in produced.items()}, chosen)
@@ -934,7 +970,10 @@ def export(options):
             opset_version=version,
             do_constant_folding=True,
             **torchscript_exporter_arguments()), opset, options.raise_opset)
+    torch_side = None
     if decoder:
+        if not options.no_reference_check:
+            torch_side = TorchSide(spec).in_background()
         with clock.phase("tied weights"):
             parameter_names = {n for n, _ in model.named_parameters()}
             if target is options.onnx:
@@ -949,7 +988,7 @@ def export(options):
     # From here the file is only read: modelexport hashes it and makes it durable meanwhile.
     print(FINAL_FILE_LINE + os.path.basename(options.onnx), flush=True)
     with clock.phase("reference check"):
-        checked = run_reference_check(spec, options)
+        checked = run_reference_check(spec, options, torch_side)
 
     description = {
         "format": 1,
@@ -970,14 +1009,14 @@ def export(options):
     write_module_table(options.modules, description)
 
 
-def run_reference_check(spec, options):
+def run_reference_check(spec, options, torch_side=None):
     """The reference check's record: run, skipped on request, or not run with the reason."""
     if options.no_reference_check:
         return {"status": "skipped", "reason": "--no-reference-check"}
     optimum_atol = htp_optimum.atol(spec.signature.config, spec.task) if isinstance(spec, OptimumSpec) else None
     atol, origin = htp_reference.tolerance(options.atol, spec.model, spec.task, spec.source_dir, optimum_atol)
     try:
-        record = reference_check(spec, options.onnx, atol, origin)
+        record = reference_check(spec, options.onnx, atol, origin, torch_side)
     except htp_reference.NotRun as reason:
         return {"status": "not_run", "reason": str(reason)}
     return record

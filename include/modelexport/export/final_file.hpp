@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -34,7 +35,9 @@ public:
 
     final_file_hash(const final_file_hash&) = delete;
     final_file_hash& operator=(const final_file_hash&) = delete;
+    /// An export that failed or was stopped does not wait for the rest of the hash.
     ~final_file_hash() {
+        stop_ = true;
         if (running_.valid()) running_.wait();
     }
 
@@ -53,7 +56,7 @@ public:
         if (line != final_file_line + name_) return;
         std::lock_guard<std::mutex> lock(mutex_);
         if (running_.valid()) return;
-        running_ = std::async(std::launch::async, [path = stage_ / name_] { return hash_and_sync(path); });
+        running_ = std::async(std::launch::async, [this] { return hash_and_sync(stage_ / name_); });
     }
 
     /// The hash, if it was computed and the file is still the one hashed (same inode, size and time,
@@ -90,22 +93,31 @@ private:
 
     /// Hash, then fsync: the commit's own fsync of the file then has nothing left to write. Any failure
     /// leaves the file to the usual path, which reports it.
-    static std::optional<hashed> hash_and_sync(const fs::path& p) {
+    std::optional<hashed> hash_and_sync(const fs::path& p) const {
         try {
             identity before = identity_of(p);
             if (before.size < 0) return std::nullopt;
-            std::string sha = hash_file(p);
-            unique_fd fd = open_or_throw(p, O_RDONLY);
+            unique_fd fd = open_or_throw(p, O_RDONLY | O_NOFOLLOW);
+            struct stat opened {};
+            if (::fstat(fd.get(), &opened) != 0 || opened.st_ino != before.inode) return std::nullopt;
+            sha256 h;
+            detail::read_blocks(fd.get(), p, [&](const char* data, std::size_t n) {
+                if (stop_) throw stopped{};
+                h.update(data, n);
+            });
             ::fsync(fd.get());
             if (identity_of(p) != before) return std::nullopt;
-            return hashed{before, std::move(sha)};
-        } catch (const std::exception&) {
+            return hashed{before, h.hex()};
+        } catch (const std::exception&) {  // stopped, cancelled, unreadable
             return std::nullopt;
         }
     }
 
+    struct stopped : std::exception {};
+
     fs::path stage_;
     std::string name_;
+    std::atomic<bool> stop_{false};
     std::mutex mutex_;
     std::future<std::optional<hashed>> running_;
 };
