@@ -179,6 +179,21 @@ TEST_CASE(
         auto sha = early.result();  // none, unless the thread began after the rewrite: then the new bytes'
         CHECK((!sha || *sha == hash_file(t / "model.onnx")));
     }
+    SUBCASE("rewritten in place, same size, modification time put back: the change time gives it away") {
+        test::write(t / "model.onnx", "onnx bytes");
+        auto written = fs::last_write_time(t / "model.onnx");
+        final_file_hash early(t.path(), "model.onnx");
+        early.on_line(line);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        {
+            unique_fd fd = open_or_throw(t / "model.onnx", O_WRONLY);
+            CHECK(::pwrite(fd.get(), "ONNX", 4, 0) == 4);
+        }
+        fs::last_write_time(t / "model.onnx", written);
+        auto sha = early.result();
+        CHECK((!sha || *sha == hash_file(t / "model.onnx")));
+        CHECK(hash_file(t / "model.onnx") == sha256_hex("ONNX bytes"));
+    }
     SUBCASE("a file with a second name (its bytes may change through it), a link or none: not trusted") {
         test::write(t / "outside", "onnx bytes");
         fs::create_hard_link(t / "outside", t / "model.onnx");

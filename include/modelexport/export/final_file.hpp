@@ -59,8 +59,8 @@ public:
         running_ = std::async(std::launch::async, [this] { return hash_and_sync(stage_ / name_); });
     }
 
-    /// The hash, if it was computed and the file is still the one hashed (same inode, size and time,
-    /// a regular file of one link); asked once the exporter succeeded and its file was adopted.
+    /// The hash, if it was computed and the file is still the one hashed (same inode, size, modification
+    /// and change times, a regular file of one link); asked once the exporter succeeded and its file was adopted.
     std::optional<std::string> result() {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!running_.valid()) return std::nullopt;
@@ -70,13 +70,16 @@ public:
     }
 
 private:
+    /// The change time too: a write that restores the modification time (utime) still moves it.
     struct identity {
         ino_t inode = 0;
         off_t size = -1;
-        timespec mtime{};
+        timespec mtime{}, ctime{};
         bool operator!=(const identity& o) const {
-            return inode != o.inode || size != o.size || mtime.tv_sec != o.mtime.tv_sec ||
-                   mtime.tv_nsec != o.mtime.tv_nsec;
+            auto differ = [](const timespec& a, const timespec& b) {
+                return a.tv_sec != b.tv_sec || a.tv_nsec != b.tv_nsec;
+            };
+            return inode != o.inode || size != o.size || differ(mtime, o.mtime) || differ(ctime, o.ctime);
         }
     };
     struct hashed {
@@ -88,7 +91,7 @@ private:
     static identity identity_of(const fs::path& p) {
         struct stat st {};
         if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) return {};
-        return {st.st_ino, st.st_size, st.st_mtim};
+        return {st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
     }
 
     /// Hash, then fsync: the commit's own fsync of the file then has nothing left to write. Any failure
