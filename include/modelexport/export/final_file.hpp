@@ -3,9 +3,10 @@
 // htp_exporter.py writes model.onnx, then spends its last seconds on the reference check, which
 // only reads the file. It says so with one line (final_file_line, then the file's name); from that
 // line this side hashes the file and makes it durable in a thread of its own, so the package's
-// hash and the commit's fsync are already done when the exporter exits (docs/design.md §9). The
-// hash is kept only if the file's size and modification time are what they were when hashing
-// began and the exporter succeeded; otherwise the file is hashed again where it always was.
+// hash and the commit's fsync are already done when the exporter exits (docs/design.md §3). The
+// hash is kept only if the exporter succeeded and the file is still a regular file of one link
+// with the inode, size, modification and change times it had when hashing began; otherwise the
+// file is hashed again where it always was.
 #pragma once
 
 #include "modelexport/detail/file_io.hpp"
