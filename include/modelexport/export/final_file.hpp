@@ -74,36 +74,37 @@ private:
     /// The change time too: a write that restores the modification time (utime) still moves it.
     struct identity {
         ino_t inode = 0;
-        off_t size = -1;
+        off_t size = 0;
         timespec mtime{}, ctime{};
-        bool operator!=(const identity& o) const {
-            auto differ = [](const timespec& a, const timespec& b) {
-                return a.tv_sec != b.tv_sec || a.tv_nsec != b.tv_nsec;
+        bool operator==(const identity& o) const {
+            auto same = [](const timespec& a, const timespec& b) {
+                return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
             };
-            return inode != o.inode || size != o.size || differ(mtime, o.mtime) || differ(ctime, o.ctime);
+            return inode == o.inode && size == o.size && same(mtime, o.mtime) && same(ctime, o.ctime);
         }
+        bool operator!=(const identity& o) const { return !(*this == o); }
     };
     struct hashed {
         identity id;
         std::string sha256;
     };
 
-    /// A link or a file of several names counts as no file: the package copies those (their bytes may change).
-    static identity identity_of(const fs::path& p) {
+    /// None for a link or a file of several names: the package copies those (their bytes may change).
+    static std::optional<identity> identity_of(const fs::path& p) {
         struct stat st {};
-        if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) return {};
-        return {st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
+        if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) return std::nullopt;
+        return identity{st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
     }
 
     /// Hash, then fsync: the commit's own fsync of the file then has nothing left to write. Any failure
     /// leaves the file to the usual path, which reports it.
     std::optional<hashed> hash_and_sync(const fs::path& p) const {
         try {
-            identity before = identity_of(p);
-            if (before.size < 0) return std::nullopt;
+            std::optional<identity> before = identity_of(p);
+            if (!before) return std::nullopt;
             unique_fd fd = open_or_throw(p, O_RDONLY | O_NOFOLLOW);
             struct stat opened {};
-            if (::fstat(fd.get(), &opened) != 0 || opened.st_ino != before.inode) return std::nullopt;
+            if (::fstat(fd.get(), &opened) != 0 || opened.st_ino != before->inode) return std::nullopt;
             sha256 h;
             detail::read_blocks(fd.get(), p, [&](const char* data, std::size_t n) {
                 if (stop_) throw stopped{};
@@ -111,7 +112,7 @@ private:
             });
             ::fsync(fd.get());
             if (identity_of(p) != before) return std::nullopt;
-            return hashed{before, h.hex()};
+            return hashed{*before, h.hex()};
         } catch (const std::exception&) {  // stopped, cancelled, unreadable
             return std::nullopt;
         }
