@@ -266,6 +266,15 @@ def audio_samples(source_dir):
     return int(rate) if isinstance(rate, int) and rate > 0 else DEFAULT_SAMPLING_RATE
 
 
+def config_size(config, key, task):
+    """A positive size config.json must give for the task's inputs."""
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise RuntimeError("config.json: %s is %s; %s inputs are shaped by it (a positive integer)"
+                           % (key, "missing" if value is None else repr(value), task))
+    return value
+
+
 def make_dummy_inputs(task, config, source_dir, input_names, batch=TEXT_BATCH, sequence=None):
     """Deterministic dummy inputs, as a dict name -> tensor.
 
@@ -276,8 +285,11 @@ def make_dummy_inputs(task, config, source_dir, input_names, batch=TEXT_BATCH, s
             from torch.Generator seeded with 0 (H, W from image_size()).
     audio:  input_values float32 [1, audio_samples()], standard normal from
             torch.Generator seeded with 0.
+    time_series: past_values float32 [1, context_length, num_input_channels], standard normal.
+    trajectory: states, actions, returns_to_go float32 [1, 8, state_dim | act_dim | 1], standard
+            normal; timesteps 0..7 and an attention_mask of ones, int64.
     `batch` and `sequence` (text) change the batch and sequence axes, and a batch other than 1
-    gives audio 1234 more samples: the reference check's inputs.
+    gives audio 1234 more samples and a trajectory 3 more steps: the reference check's inputs.
     """
     modality = task_modality(task)
     generator = torch.Generator().manual_seed(DUMMY_SEED)
@@ -301,6 +313,16 @@ def make_dummy_inputs(task, config, source_dir, input_names, batch=TEXT_BATCH, s
         pixels = torch.rand((batch, channels, height, width), generator=generator,
                             dtype=torch.float32)
         tensors["pixel_values"] = pixels * 2.0 - 1.0
+    elif modality == "time_series":
+        shape = (batch, config_size(config, "context_length", task), config_size(config, "num_input_channels", task))
+        tensors["past_values"] = torch.randn(shape, generator=generator, dtype=torch.float32)
+    elif modality == "trajectory":
+        steps = TEXT_SEQUENCE_LENGTH + (0 if batch == TEXT_BATCH else 3)
+        for name, width in (("states", config_size(config, "state_dim", task)),
+                            ("actions", config_size(config, "act_dim", task)), ("returns_to_go", 1)):
+            tensors[name] = torch.randn((batch, steps, width), generator=generator, dtype=torch.float32)
+        tensors["timesteps"] = torch.arange(steps, dtype=torch.int64).expand(batch, steps).contiguous()
+        tensors["attention_mask"] = torch.ones((batch, steps), dtype=torch.int64)
     else:
         samples = audio_samples(source_dir) + (0 if batch == TEXT_BATCH else 1234)
         tensors["input_values"] = torch.randn((batch, samples), generator=generator, dtype=torch.float32)
@@ -496,6 +518,22 @@ def recorded_modules(model):
             handle.remove()
         for record in records:
             record["order"] = first_call.get(record["path"])
+
+
+@contextlib.contextmanager
+def traced_outputs(model):
+    """The model's outputs in the trace (a list holding the last call's) while the block runs: their sizes
+    tell which of the configuration's output axes are not the input axes they are named after."""
+    seen = []
+
+    def hook(module, inputs, outputs):
+        seen[:] = [outputs]
+
+    handle = model.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 def trace_modules(model, args):
@@ -856,11 +894,13 @@ def reference_check(spec, onnx_path, atol, atol_origin, torch_side=None):
     session = htp_reference.onnx_session(onnx_path)
     if step is None:
         produced = htp_reference.run_onnx(session, inputs)
+        htp_reference.check_declared_shapes(session, inputs, produced)
         steps = [htp_reference.step_record("", inputs, expected, produced, atol)]
         htp_reference.allow_torch_spread(steps[0], expected, lambda: float64_outputs(spec, inputs), atol, notes)
         return htp_reference.judge(steps, atol, atol_origin, notes, log)
     chosen, torch_step, expected_step = step
     produced = htp_reference.run_onnx(session, inputs)
+    htp_reference.check_declared_shapes(session, inputs, produced)
     steps = [htp_reference.step_record("prompt", inputs, {"logits": expected["logits"]}, {"logits": produced["logits"]}, atol)]
     onnx_step = spec.next_step(inputs, {k: torch.from_numpy(v) for k, v in produced.items()}, chosen)
     produced = htp_reference.run_onnx(session, onnx_step)
@@ -961,7 +1001,7 @@ def export(options):
     # The hierarchy is recorded during torch's own trace of the forward (the hooks only note
     # which module runs first; the graph is the same), rather than in a forward of its own.
     with htp_decoder.traceable_masks(), spec.patched(), recorded_modules(model) as modules, \
-            clock.phase("torch.onnx.export"):
+            traced_outputs(model) as traced, clock.phase("torch.onnx.export"):
         opset = at_needed_opset(lambda version: torch.onnx.export(
             model, spec.args, target,
             input_names=input_names,
@@ -984,6 +1024,10 @@ def export(options):
     if isinstance(spec, OptimumSpec):
         with clock.phase("static axes"):
             spec.signature.fix_static_axes(options.onnx)
+            renamed = spec.signature.name_own_axes(options.onnx, traced[0] if traced else {})
+            if renamed:
+                log("output axes named after an input's but sized otherwise in the trace, renamed: %s"
+                    % ", ".join("%s -> %s" % item for item in sorted(renamed.items())))
 
     # From here the file is only read: modelexport hashes it and makes it durable meanwhile.
     print(FINAL_FILE_LINE + os.path.basename(options.onnx), flush=True)

@@ -188,6 +188,36 @@ class Signature:
         torch.manual_seed(0)  # its dummy inputs come from torch's global generator: the same export, the same run
         self.config.fix_dynamic_axes(pathlib.Path(onnx_path), device="cpu", dtype="fp32")
 
+    def name_own_axes(self, onnx_path, traced):
+        """An output axis the configuration names after an input's axis although the trace gave it another
+        size (Decision Transformer's last_hidden_state: 3 x the steps, called sequence_length) gets a name of
+        its own, `<output>_axis_<i>`, in the file and in `axes`: ONNX Runtime's optimiser takes dims of one
+        name for one size, so the file as Optimum names it fails in every optimising client. Runs after
+        fix_static_axes, whose test allows only the configuration's names. `traced`: the patched forward's
+        outputs in the trace. Returns the renamed axes, "output.axis" -> new name."""
+        import torch
+        traced = {name: list(t.shape) for name, t in self.named_outputs(traced).items() if torch.is_tensor(t)}
+        sizes = {}
+        for name in self.inputs:
+            for axis, label in self.axes.get(name, {}).items():
+                sizes.setdefault(label, int(self.dummy[name].shape[int(axis)]))
+        renamed = {}
+        for name in self.outputs:
+            shape = traced.get(name)
+            for axis, label in self.axes.get(name, {}).items():
+                if shape is not None and int(axis) < len(shape) and sizes.get(label, shape[int(axis)]) != shape[int(axis)]:
+                    self.axes[name][axis] = renamed["%s.%s" % (name, axis)] = "%s_axis_%s" % (name, axis)
+        if renamed:
+            import onnx
+            model = onnx.load(str(onnx_path), load_external_data=False)
+            for output in model.graph.output:
+                for key, label in renamed.items():
+                    name, axis = key.rsplit(".", 1)
+                    if output.name == name:
+                        output.type.tensor_type.shape.dim[int(axis)].dim_param = label
+            onnx.save(model, str(onnx_path))
+        return renamed
+
     def _has_unnamed_symbolic_output(self, onnx_path):
         """Optimum's own test (an output dim that is symbolic but none of the configuration's axis names),
         on the file's declared output shapes; an output whose shape the file leaves open counts, so

@@ -93,7 +93,7 @@ def run_onnx(session, inputs):
         feeds[arg.name] = array.astype(dtype) if dtype and str(array.dtype) != dtype else array
     names = [o.name for o in session.get_outputs()]
     try:
-        return dict(zip(names, session.run(names, feeds)))
+        produced = dict(zip(names, session.run(names, feeds)))
     except Exception as error:  # onnxruntime's own failure class is not importable by name across versions
         if "ONNXRuntimeError" not in str(error) and type(error).__module__.split(".")[0] != "onnxruntime":
             raise
@@ -102,6 +102,35 @@ def run_onnx(session, inputs):
         raise ReferenceMismatch("ONNX Runtime cannot run the model on inputs torch runs (%s): %s"
                                 % (", ".join("%s %s" % (n, list(a.shape)) for n, a in feeds.items()),
                                    str(error).splitlines()[0][:300]))
+    return produced
+
+
+def check_declared_shapes(session, inputs, produced):
+    """Every output of a one-file model has the shape the file declares. A symbolic dim names one size
+    wherever it appears: ONNX Runtime's optimiser takes two tensors whose dims share a name to be equally
+    long (the file as written runs, an optimising client's session fails), so an output axis named after
+    an input's axis but sized otherwise (Decision Transformer's 3 x steps called sequence_length) is a
+    defect, as is a fixed size the output does not have. (An encoder-decoder's merged decoder is not held
+    to it: its first step's past inputs are empty placeholders named as the cache they stand for.)"""
+    sizes = {}
+    for arg in session.get_inputs():
+        if arg.name not in inputs:
+            continue
+        for dim, size in zip(arg.shape or [], inputs[arg.name].shape):
+            if isinstance(dim, str):
+                sizes.setdefault(dim, (size, "input %r" % arg.name))
+    for arg in session.get_outputs():
+        actual = produced[arg.name].shape
+        for axis, (dim, size) in enumerate(zip(arg.shape or [], actual)):
+            if isinstance(dim, int) and dim > 0 and dim != size:
+                raise ReferenceMismatch("output %r axis %d is declared of size %d but ONNX Runtime computes %d"
+                                        % (arg.name, axis, dim, size))
+            if isinstance(dim, str):
+                bound, where = sizes.setdefault(dim, (size, "output %r" % arg.name))
+                if bound != size:
+                    raise ReferenceMismatch(
+                        "output %r axis %d is declared %r, which %s makes %d, but ONNX Runtime computes %d: an "
+                        "optimising client takes the two for one size and fails" % (arg.name, axis, dim, where, bound, size))
 
 
 def as_numpy(value):
