@@ -16,8 +16,9 @@
 
 namespace modelexport {
 
-/// What a task's inputs are; time_series is a raw float series (past_values) that needs no preprocessor.
-enum class modality { text, vision, audio, time_series };
+/// What a task's inputs are. time_series (past_values) and trajectory (a Decision Transformer's states,
+/// actions, returns and timesteps) are raw numbers that need no preprocessor.
+enum class modality { text, vision, audio, time_series, trajectory };
 
 /// One symbolic axis of a graph input or output: {0, "batch_size"}.
 struct axis_name {

@@ -238,8 +238,8 @@ inline void check_feature_extractor(report_builder& b, const fs::path& dir) {
 
 inline void check_preprocessing(report_builder& b, const task_info& task, const fs::path& dir,
                                 const std::optional<signature>& sig) {
-    if (task.kind == modality::time_series)
-        return b.pass("preprocessing.processor", severity::warning, "none needed: the inputs are the raw series");
+    if (task.kind == modality::time_series || task.kind == modality::trajectory)
+        return b.pass("preprocessing.processor", severity::warning, "none needed: the inputs are raw numbers");
     auto present = [&](const char* n) { return fs::is_regular_file(dir / n); };
     // A task of several modalities (feature-extraction of ViT, of Wav2Vec2): the graph's inputs tell which.
     const bool text = sig ? sig->input("input_ids") != nullptr : task.kind == modality::text;

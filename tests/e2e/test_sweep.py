@@ -41,7 +41,10 @@ GROUPS = {
                         "wav2vec2:audio-xvector", "wav2vec2:automatic-speech-recognition", "whisper:automatic-speech-recognition",
                         "speech_to_text:automatic-speech-recognition-with-past", "moonshine:automatic-speech-recognition-with-past",
                         "hubert:feature-extraction",
-                        "clip:zero-shot-image-classification", "owlvit:zero-shot-object-detection"],
+                        "clip:zero-shot-image-classification", "owlvit:zero-shot-object-detection",
+                        # raw numbers in: a time series, a Decision Transformer's trajectory (optimum-cli's package of
+                        # it runs in no client, as written it computes modelexport's numbers: docs/tasks.md)
+                        "patchtst:time-series-forecasting", "decision_transformer:reinforcement-learning"],
 }
 
 

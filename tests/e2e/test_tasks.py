@@ -82,6 +82,9 @@ KNOWN_DIFFERENCES = [
     ("feature-extraction", ["markuplm"], ["xpath_subs_seq", "xpath_tags_seq"]),
     ("fill-mask", ["layoutlm"], ["bbox"]),
     ("feature-extraction", ["decision_transformer"], ["actions", "returns_to_go", "states", "timesteps"]),
+    # Three tokens per step: Optimum names the axis sequence_length, the steps' name, and ONNX Runtime's optimiser
+    # then fails the file; the row (and the exporter) give it a name of its own.
+    ("reinforcement-learning", ["decision_transformer"], ["last_hidden_state"]),
     ("feature-extraction", ["sam"], ["image_embeddings", "image_positional_embeddings", "input_labels", "input_points"]),
     ("feature-extraction", ["patchtsmixer", "patchtst"], ["last_hidden_state", "past_values"]),
     ("feature-extraction", ["visual_bert"], ["last_hidden_state", "visual_embeds"]),
@@ -202,6 +205,8 @@ class OptimumAgreement(unittest.TestCase):
             with self.subTest(row["name"]):
                 # A with-past task's common outputs are its base task's (the presents are added per model).
                 common = self.optimum["outputs"].get(row["name"].removesuffix("-with-past"))
+                if common is None and self.signatures.get(row["name"]):
+                    continue  # only its model types' configurations name outputs (reinforcement-learning's), held below
                 self.assertIsNotNone(common, "Optimum names no common outputs for " + row["name"])
                 self.assertEqual(row["outputs"], [o for o in common if o in row["outputs"] + row["optional_outputs"]])
                 self.assertTrue(set(row["outputs"]) <= set(common))

@@ -92,8 +92,9 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
         // (text-generation, text2text-generation, image-to-text and automatic-speech-recognition of an
         // encoder-decoder: Optimum infers the -with-past task instead.)
         const bool task_only = t.name == "feature-extraction-with-past" || t.name == "keypoint-detection" ||
-                               t.name == "time-series-forecasting" || t.name == "text-generation" ||
-                               t.name == "text2text-generation" || t.name == "image-to-text" ||
+                               t.name == "time-series-forecasting" || t.name == "reinforcement-learning" ||
+                               t.name == "text-generation" || t.name == "text2text-generation" ||
+                               t.name == "image-to-text" ||
                                (t.name == "automatic-speech-recognition" && !t.encoder_decoder.empty());
         CHECK(task_only == (t.architecture_suffixes.empty() && t.model_type_suffixes.empty()));
         for (const auto* names : {&t.inputs, &t.optional_inputs, &t.outputs})
@@ -110,6 +111,7 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
     CHECK(find_task("fill-mask")->transformers_js_pipeline == "fill-mask");
     CHECK(find_task("object-detection")->labels_extra == 1);
     CHECK(find_task("time-series-forecasting")->kind == modality::time_series);
+    CHECK(find_task("reinforcement-learning")->kind == modality::trajectory);
     for (const auto& r : refused_tasks()) {
         CAPTURE(r.name);
         CHECK(find_task(r.name) == nullptr);

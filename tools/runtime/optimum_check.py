@@ -16,7 +16,8 @@ Inputs: --inputs FILE.json feeds exactly the tensors of
 format); otherwise they are generated from the names the loaded model takes: a sentence through
 the package's own tokenizer, pixel_values of the processor's size, a waveform (with a mask of ones
 where the graph takes one), a waveform's input_features through the package's feature extractor, or a
-time series (past_values of config.json's context_length and num_input_channels).
+time series (past_values of config.json's context_length and num_input_channels), or a Decision Transformer's
+trajectory (states, actions, returns_to_go, timesteps, attention_mask: ort_check.mjs's).
 
 --generate N (ORTModelForCausalLM): greedy generate() of exactly N new tokens from the tokenized
 --text; adds "generate": {"prompt_ids": [...], "generated_ids": [...]} to the line.
@@ -269,6 +270,8 @@ def generated_inputs(pkg, model, text):
         count = config["context_length"] * config["num_input_channels"]
         series = [math.sin(i) for i in range(count)]
         return {"past_values": torch.tensor(series, dtype=torch.float32).reshape(1, config["context_length"], config["num_input_channels"])}
+    if "states" in names:  # a Decision Transformer's trajectory, as ort_check.mjs makes it
+        return trajectory_inputs(pkg, model)
     if "input_values" in names:
         samples = [math.sin(i * 0.05) for i in range(12345)]
         inputs = {"input_values": torch.tensor([samples], dtype=torch.float32)}
@@ -290,6 +293,28 @@ def generated_inputs(pkg, model, text):
         ids = encoded["input_ids"]
         encoded["position_ids"] = torch.arange(ids.shape[-1], dtype=torch.int64).expand(ids.shape).contiguous()
     return {k: v for k, v in encoded.items() if k in names or not names}
+
+
+# Steps of a generated trajectory (ort_check.mjs's TRAJECTORY_STEPS).
+TRAJECTORY_STEPS = 20
+
+
+def trajectory_inputs(pkg, model):
+    """states, actions and returns_to_go of sin values, timesteps 0..steps-1 and a mask of ones, each in the
+    dtype the graph declares; steps within config.json's max_ep_len and a third of its n_positions."""
+    import torch
+    config = json.load(open(os.path.join(pkg, "config.json"), encoding="utf-8"))
+    steps = min(TRAJECTORY_STEPS, config.get("max_ep_len", TRAJECTORY_STEPS), config.get("n_positions", 3 * TRAJECTORY_STEPS) // 3)
+    types = {i.name: i.type for i in model.session.get_inputs()}
+    dtype = lambda name: torch.float32 if types.get(name) == "tensor(float)" else torch.int64  # noqa: E731
+
+    def series(width):
+        return torch.tensor([math.sin(i) for i in range(steps * width)], dtype=torch.float32).reshape(1, steps, width)
+
+    inputs = {"states": series(config["state_dim"]), "actions": series(config["act_dim"]), "returns_to_go": series(1),
+              "timesteps": torch.arange(steps, dtype=dtype("timesteps")).reshape(1, steps),
+              "attention_mask": torch.ones((1, steps), dtype=dtype("attention_mask"))}
+    return {name: value for name, value in inputs.items() if name in types}
 
 
 def image_inputs(pkg, every=False):

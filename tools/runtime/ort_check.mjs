@@ -39,6 +39,10 @@
 //     past_values                                  float32 [1, context_length, channels], value[i] = float32(sin(double i))
 //                                                  (a time series: the graph's fixed dims, else config.json's
 //                                                  context_length and num_input_channels)
+//     states, actions, returns_to_go               float32 [1, steps, state_dim | act_dim | 1], value[i] = float32(sin(double i))
+//     timesteps, attention_mask beside them        0..steps-1 and ones, in the graph's dtype (a Decision Transformer's
+//                                                  trajectory: steps = min(20, max_ep_len, n_positions / 3), state_dim
+//                                                  and act_dim the graph's fixed dims, else config.json's)
 //   Integer inputs use the dtype the graph declares (int64 or int32).
 //
 // Decoders (inputs past_key_values.{i}.key/.value or fused .key_value, outputs present.*): without --inputs, the text is
@@ -225,6 +229,23 @@ function patchesShape(graphShape, pre, config) {
     return [1, patches, values];
 }
 
+// Steps of a generated trajectory, within the model's timestep table and its 3 x steps positions.
+const TRAJECTORY_STEPS = 20;
+
+/// A Decision Transformer's trajectory: its step count and each per-step input's width (the graph's fixed
+/// last dim, else config.json's state_dim / act_dim; returns_to_go is one number per step).
+function trajectoryShapes(meta, config) {
+    const steps = Math.min(TRAJECTORY_STEPS, config?.max_ep_len ?? TRAJECTORY_STEPS,
+                           Math.floor((config?.n_positions ?? 3 * TRAJECTORY_STEPS) / 3));
+    const width = (name, key) => {
+        const last = meta.get(name)?.shape?.[2];
+        const size = typeof last === 'number' && last > 0 ? last : key ? config?.[key] : 1;
+        if (!Number.isSafeInteger(size) || size <= 0) throw new Error(`cannot determine ${name} width (no config.json ${key})`);
+        return [1, steps, size];
+    };
+    return { steps, states: width('states', 'state_dim'), actions: width('actions', 'act_dim'), returns_to_go: width('returns_to_go', null) };
+}
+
 async function generateInputs(ort, session, pkgDir, text) {
     const meta = new Map(session.inputMetadata.map((m) => [m.name, m]));
     const names = session.inputNames;
@@ -238,9 +259,10 @@ async function generateInputs(ort, session, pkgDir, text) {
                                                            readJsonIfExists(path.join(pkgDir, 'preprocessor_config.json')),
                                                            readJsonIfExists(path.join(pkgDir, 'config.json'))))
         : null;
-    const maskLength = features ? features.maskLength : patches ? patches[1] : AUDIO_SAMPLES;
-    // The attention_mask beside a waveform, features or patches masks them, not a sentence.
-    const masksSignal = names.includes('input_values') || features !== null || patches !== null;
+    const trajectory = names.includes('states') ? trajectoryShapes(meta, readJsonIfExists(path.join(pkgDir, 'config.json'))) : null;
+    const maskLength = features ? features.maskLength : patches ? patches[1] : trajectory ? trajectory.steps : AUDIO_SAMPLES;
+    // The attention_mask beside a waveform, features, patches or a trajectory masks them, not a sentence.
+    const masksSignal = names.includes('input_values') || features !== null || patches !== null || trajectory !== null;
     const choices = choiceCount(meta, names);
     if (!masksSignal && names.some((n) => TEXT_INPUTS.has(n) && n !== 'position_ids')) {
         enc = await tokenize(pkgDir, text, choices ? CHOICES.slice(0, choices) : null);
@@ -290,6 +312,12 @@ async function generateInputs(ort, session, pkgDir, text) {
         } else if (name === 'input_values') {
             const shape = [1, AUDIO_SAMPLES];
             feeds[name] = new ort.Tensor('float32', sinFill(shape[1]), shape);
+        } else if (trajectory && (name === 'states' || name === 'actions' || name === 'returns_to_go')) {
+            const shape = generatedShape(name, trajectory[name]);
+            feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
+        } else if (trajectory && name === 'timesteps') {
+            const t = dtype ?? 'int64';
+            feeds[name] = new ort.Tensor(t, makeData(t, [...Array(trajectory.steps).keys()]), [1, trajectory.steps]);
         } else if (name === 'past_values') {
             const shape = generatedShape(name, seriesShape(graphShape, readJsonIfExists(path.join(pkgDir, 'config.json'))));
             feeds[name] = new ort.Tensor('float32', sinFill(product(shape)), shape);
