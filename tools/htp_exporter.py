@@ -618,8 +618,8 @@ def named_outputs_forward(forward, keep):
 
 
 def with_torch_outputs(spec, inputs):
-    """(inputs, torch's outputs for them through the spec's forward)."""
-    with torch.no_grad():
+    """(inputs, torch's outputs for them through the spec's forward), random draws held (htp_reference.HELD)."""
+    with torch.no_grad(), htp_reference.HELD:
         return inputs, spec.run(inputs)
 
 
@@ -841,7 +841,7 @@ def float64_outputs(spec, inputs):
     try:
         wide = {name: value.double() if torch.is_tensor(value) and value.is_floating_point() else value
                 for name, value in inputs.items()}
-        with torch.no_grad():
+        with torch.no_grad(), htp_reference.HELD:
             return spec.run(wide)
     finally:
         spec.model.float()
@@ -881,7 +881,7 @@ class TorchSide:
                 # Runtime's to the ONNX model, both with the token torch chose.
                 chosen = expected["logits"][:, -1, :].argmax(dim=-1)
                 torch_step = spec.next_step(inputs, expected, chosen)
-                with torch.no_grad():
+                with torch.no_grad(), htp_reference.HELD:
                     step = (chosen, torch_step, spec.run(torch_step))
             self._result = (notes, inputs, expected, step)
         except BaseException as error:  # raised again in the caller's thread, as if computed there
@@ -891,7 +891,12 @@ class TorchSide:
 def reference_check(spec, onnx_path, atol, atol_origin, torch_side=None):
     """Compare the exported file with torch on fresh inputs (htp_reference.py); the record."""
     notes, inputs, expected, step = (torch_side or TorchSide(spec)).result()
-    session = htp_reference.onnx_session(onnx_path)
+    held = htp_reference.held_copy(onnx_path, notes) if htp_reference.HELD.calls else None
+    try:
+        session = htp_reference.onnx_session(held or onnx_path)
+    finally:
+        if held:
+            os.remove(held)
     if step is None:
         produced = htp_reference.run_onnx(session, inputs)
         htp_reference.check_declared_shapes(session, inputs, produced)

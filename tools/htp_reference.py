@@ -37,6 +37,118 @@ SENTENCES = [
 ]
 
 
+class HeldRandomness:
+    """A model that draws random numbers in its forward (VITS's noise, hence its waveform's length) computes
+    nothing a check can hold on either side. Inside `with HELD:` torch's draws are held at their mean (zeros
+    from randn and rand, `mean` from normal, `low` from uniform_), and `calls` counts them; the ONNX file's
+    RandomNormal/RandomUniform(Like) nodes are held the same way in a copy for the check (`held_copy`). What
+    is checked is everything the draws feed; their scale is a constant of the graph."""
+
+    NAMES = ("randn", "randn_like", "rand", "rand_like", "normal")
+
+    def __init__(self):
+        self.calls = 0
+        self._saved = None
+        self._depth = 0
+
+    def __enter__(self):
+        self._depth += 1
+        if self._depth > 1:
+            return self
+        saved = {name: getattr(torch, name) for name in self.NAMES}
+        saved.update({"Tensor.normal_": torch.Tensor.normal_, "Tensor.uniform_": torch.Tensor.uniform_})
+        self._saved = saved
+
+        def counted(function):
+            def held(*args, **kwargs):
+                self.calls += 1
+                return function(*args, **kwargs)
+            return held
+
+        def normal(mean, std=1.0, *args, **kwargs):
+            if torch.is_tensor(mean):
+                return mean + torch.zeros_like(std) if torch.is_tensor(std) else mean.clone()
+            if torch.is_tensor(std):
+                return torch.full_like(std, float(mean))
+            return torch.full(kwargs.get("size", args[0] if args else ()), float(mean))
+
+        torch.randn = counted(lambda *size, **kw: torch.zeros(*size, **{k: v for k, v in kw.items() if k != "generator"}))
+        torch.rand = counted(lambda *size, **kw: torch.zeros(*size, **{k: v for k, v in kw.items() if k != "generator"}))
+        torch.randn_like = counted(lambda t, **kw: torch.zeros_like(t, **kw))
+        torch.rand_like = counted(lambda t, **kw: torch.zeros_like(t, **kw))
+        torch.normal = counted(normal)
+        torch.Tensor.normal_ = counted(lambda t, mean=0.0, std=1.0, **kw: t.fill_(mean))
+        torch.Tensor.uniform_ = counted(lambda t, a=0.0, b=1.0, **kw: t.fill_(a))
+        return self
+
+    def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth:
+            return False
+        for name, function in self._saved.items():
+            if name.startswith("Tensor."):
+                setattr(torch.Tensor, name.split(".", 1)[1], function)
+            else:
+                setattr(torch, name, function)
+        return False
+
+
+# The one instance the check's torch runs go through: its count tells whether the file needs a held copy.
+HELD = HeldRandomness()
+
+# ONNX's random draws the check holds, with the attribute that is their value at the mean (0 by default).
+HELD_NODES = {"RandomNormal": "mean", "RandomNormalLike": "mean", "RandomUniform": "low", "RandomUniformLike": "low"}
+UNHELD_NODES = ("Bernoulli", "Multinomial")
+
+
+def held_copy(path, notes):
+    """A copy of the ONNX file beside it (its external data resolves the same) whose random draws give their
+    mean: a RandomNormal(Like)/RandomUniform(Like) node becomes a constant of its shape. Returns the copy's
+    path, or None when the file draws nothing. The caller removes the copy."""
+    import onnx
+    from onnx import helper
+    model = onnx.load(path, load_external_data=False)
+    held = []
+
+    def hold(graph):
+        nodes = []
+        for node in graph.node:
+            for attribute in node.attribute:
+                for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)):
+                    hold(sub)
+            if node.op_type in UNHELD_NODES:
+                raise ReferenceMismatch("the model draws from %s at run time (node %r): no check can hold its outputs"
+                                        % (node.op_type, node.name))
+            if node.op_type not in HELD_NODES:
+                nodes.append(node)
+                continue
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            value = float(attrs.get(HELD_NODES[node.op_type], 0.0))
+            dtype = attrs.get("dtype", onnx.TensorProto.FLOAT)
+            filled = helper.make_tensor("value", dtype, [1], [value])
+            held.append(node.op_type)
+            if node.op_type.endswith("Like"):
+                shape = node.output[0] + "/held_shape"
+                nodes.append(helper.make_node("Shape", [node.input[0]], [shape], name=node.name + "/held_shape"))
+                nodes.append(helper.make_node("ConstantOfShape", [shape], list(node.output), name=node.name + "/held", value=filled))
+            else:
+                size = helper.make_tensor("shape", onnx.TensorProto.INT64, [len(attrs["shape"])], list(attrs["shape"]))
+                shape = node.output[0] + "/held_shape"
+                nodes.append(helper.make_node("Constant", [], [shape], name=node.name + "/held_shape", value=size))
+                nodes.append(helper.make_node("ConstantOfShape", [shape], list(node.output), name=node.name + "/held", value=filled))
+        del graph.node[:]
+        graph.node.extend(nodes)
+
+    hold(model.graph)
+    if not held:
+        return None
+    copy = os.path.join(os.path.dirname(os.path.abspath(path)), ".held-random." + os.path.basename(path))
+    onnx.save(model, copy)
+    notes.append("the model draws random numbers (%s): both sides ran with every draw held at its mean"
+                 % ", ".join("%d %s" % (held.count(op), op) for op in sorted(set(held))))
+    return copy
+
+
 class ReferenceMismatch(Exception):
     """An output of the ONNX model is not within the tolerance of torch's."""
 
