@@ -86,7 +86,8 @@ def main(argv):
               "/// Optimum's tasks modelexport does not export, with the reason.",
               "MODELEXPORT_ENTRY const std::vector<refused_task>& refused_tasks() {",
               "    static const std::vector<refused_task> table{"]
-    lines += ["        {%s, %s, %s}," % (literal(t["name"]), strings(t["aliases"]), literal(t["reason"])) for t in doc["not_exported"]]
+    lines += ["        {%s, %s, %s, %s}," % (literal(t["name"]), strings(t["aliases"]), literal(t["reason"]),
+                                           strings(t.get("model_types", []))) for t in doc["not_exported"]]
     lines += ["    };", "    return table;", "}", ""]
     names = sorted(doc["model_types"]["names"])
     lines += [

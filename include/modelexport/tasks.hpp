@@ -120,11 +120,13 @@ struct task_info {
     }
 };
 
-/// A task Optimum exports and modelexport does not (share/tasks.json's not_exported).
+/// A task Optimum exports and modelexport does not (share/tasks.json's not_exported), for every model type
+/// or only for some (text-to-audio's several-model layouts, beside the row for VITS's one file).
 struct refused_task {
     std::string_view name;
     std::vector<std::string_view> aliases;
-    std::string_view reason;  ///< why, for the usage error
+    std::string_view reason;                    ///< why, for the usage error
+    std::vector<std::string_view> model_types;  ///< the config.json model_types refused; empty: every one
 };
 
 /// The task table, in share/tasks.json's order (architecture suffixes are matched in this order).
@@ -157,10 +159,27 @@ inline const task_info* find_task(std::string_view name) {
     return nullptr;
 }
 
+/// The not_exported entry that refuses a task name (or alias) for this config.json (any, when null): one for
+/// every model type, or one listing the config's model_type.
+inline const refused_task* refused_for(std::string_view name, const nlohmann::json* config) {
+    std::string_view model_type;
+    if (config && config->is_object())
+        if (auto it = config->find("model_type"); it != config->end() && it->is_string())
+            model_type = it->get_ref<const std::string&>();
+    for (const auto& r : refused_tasks()) {
+        if (r.name != name && std::find(r.aliases.begin(), r.aliases.end(), name) == r.aliases.end()) continue;
+        if (r.model_types.empty() ||
+            (config && std::find(r.model_types.begin(), r.model_types.end(), model_type) != r.model_types.end()))
+            return &r;
+    }
+    return nullptr;
+}
+
 /// The row of a task name for a model: where two rows share the name, the one with an encoder_decoder layout is
 /// for a config.json whose is_encoder_decoder is true (Whisper's automatic-speech-recognition), the other for
 /// every other config (wav2vec2's).
 inline const task_info* find_task(std::string_view name, const nlohmann::json& config) {
+    if (refused_for(name, &config)) return nullptr;
     const auto flag = config.find("is_encoder_decoder");
     const bool encoder_decoder = flag != config.end() && flag->is_boolean() && flag->get<bool>();
     const task_info* first = nullptr;
@@ -321,12 +340,12 @@ inline std::string task_names() {
     return out;
 }
 
-/// The usage error's message for a --task that names no row: the reason when it is one of Optimum's tasks
-/// modelexport does not export, else the known names.
-inline std::string unknown_task_message(std::string_view requested) {
-    for (const auto& r : refused_tasks())
-        if (r.name == requested || std::find(r.aliases.begin(), r.aliases.end(), requested) != r.aliases.end())
-            return "task '" + std::string(requested) + "' is not exported by modelexport: " + std::string(r.reason);
+/// The usage error's message for a --task that names no row for the config (any config, when null): the
+/// reason when modelexport does not export that task of Optimum's (for this model type), else the known names.
+inline std::string unknown_task_message(std::string_view requested, const nlohmann::json* config = nullptr) {
+    if (const auto* r = refused_for(requested, config))
+        return "task '" + std::string(requested) + "' is not exported by modelexport" +
+               (r->model_types.empty() ? std::string() : " for this model_type") + ": " + std::string(r->reason);
     return "unknown task '" + std::string(requested) + "'; known tasks: " + task_names();
 }
 
@@ -335,7 +354,7 @@ inline const task_info& resolve_task(const std::string& requested, const nlohman
                                      const std::string& config_name) {
     if (!requested.empty()) {
         const auto* t = find_task(requested, config);
-        if (!t) throw usage_error("--task", unknown_task_message(requested));
+        if (!t) throw usage_error("--task", unknown_task_message(requested, &config));
         check_task_matches_architecture(*t, config, config_name);
         return *t;
     }

@@ -677,7 +677,7 @@ MODELEXPORT_ENTRY validation_report check_package(const fs::path& dir, const val
                opt.task.empty()
                    ? config_path.string() + ": cannot infer the task from \"architectures\" (" +
                          (config ? architectures_hint(*config) : std::string("no config")) + "); pass --task"
-                   : unknown_task_message(opt.task));
+                   : unknown_task_message(opt.task, config ? &*config : nullptr));
     }
     if (task && r.sig) detail::check_signature(b, *task, *r.sig, model_path.string());
     detail::check_recorded_task(b, dir, r.sig, config, models.front());

@@ -10,7 +10,8 @@
 //
 // TASK is a task with a transformers_js_pipeline in share/tasks.json (text-classification,
 // token-classification, question-answering, fill-mask, feature-extraction (also -with-past), image-classification,
-// object-detection, audio-classification, automatic-speech-recognition (CTC), text-generation). For question-answering, --text is the question
+// object-detection, audio-classification, automatic-speech-recognition (CTC), text-generation, text-to-audio: the
+// waveform's sampling rate and length). For question-answering, --text is the question
 // and --context the context. For fill-mask, a literal "[MASK]" in --text is replaced by the tokenizer's
 // own mask token. text-generation is greedy (do_sample: false) for exactly --max-new-tokens tokens
 // (default 16) and returns the prompt's and the new token ids.
@@ -250,6 +251,12 @@ async function run(opts) {
             case 'automatic-speech-recognition':
                 result = await runAudio(pipe, call, kind, generatedWaveform(Number(opts.samples ?? DEFAULT_SAMPLES)));
                 break;
+            case 'text-to-audio': {
+                // The waveform comes from noise the model draws (VITS): its length and values differ per call.
+                const out = await call(opts.text ?? DEFAULT_TEXT);
+                result = { sampling_rate: out.sampling_rate, samples: out.audio.length, finite: out.audio.every(Number.isFinite) };
+                break;
+            }
             default:
                 // A task the table gives a pipeline but this script has no inputs for.
                 throw new Error(`no inputs for task "${opts.task}" in ${PROG}.mjs`);
