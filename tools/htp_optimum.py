@@ -119,13 +119,19 @@ def set_pad_token_id(model, task, source_dir):
 
 
 def supported_tasks(model_type):
-    """The tasks optimum-onnx exports for a model type (Optimum's names), or an empty set."""
+    """The tasks optimum-onnx exports for a model type (Optimum's names), or an empty set. Optimum registers
+    most model types with '-' for config.json's '_' (unispeech-sat) and some as config.json spells them
+    (decision_transformer, m2m_100): both spellings are asked."""
     try:
         manager = load_tasks_manager()
-        return set(manager.get_supported_tasks_for_model_type(model_type.replace("_", "-"), "onnx",
-                                                              library_name="transformers"))
-    except Exception:  # an unknown model type, or no optimum: nothing to offer
+    except Exception:  # no optimum: nothing to offer
         return set()
+    for spelling in dict.fromkeys((model_type, model_type.replace("_", "-"))):
+        try:
+            return set(manager.get_supported_tasks_for_model_type(spelling, "onnx", library_name="transformers"))
+        except Exception:  # not registered under this spelling (or at all): nothing to offer
+            continue
+    return set()
 
 
 def atol(onnx_config, task):

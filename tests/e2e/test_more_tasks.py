@@ -201,6 +201,15 @@ print(json.dumps({k: [list(a[k].shape), float(np.max(np.abs(a[k] - b[k])))] for 
         for name, (shape, diff) in compared.items():
             self.assertLessEqual(diff, 1e-4, name)
 
+    def test_a_task_without_a_class_names_optimums_tasks_for_the_model_type(self):
+        """Optimum registers decision_transformer as config.json spells it (most types with '-')."""
+        out = os.path.join(self.tmp, "out-text-to-audio")
+        p = run("export", os.path.join(self.tmp, "decision_transformer"), out, "--task", "text-to-audio", "--no-cache")
+        self.assertEqual(p.returncode, EXIT["export_failed"], p.stderr)
+        self.assertIn("model type decision_transformer has no AutoModelForTextToWaveform", p.stderr)
+        self.assertIn("Optimum exports it for: feature-extraction, reinforcement-learning", p.stderr)
+        self.assertFalse(os.path.exists(out))
+
     def test_optimum_clis_package_fails_in_its_own_clients_and_in_the_reference_check(self):
         theirs = self.theirs["decision_transformer"]
         # optimum-cli's own validation says so first, and keeps the file.
