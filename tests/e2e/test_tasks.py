@@ -6,10 +6,11 @@ exports, the inputs and dynamic axes of Optimum's OnnxConfig are the row's (the 
 today are listed with their reason, so a new one fails)."""
 import json
 import os
+import shutil
 import subprocess
 import unittest
 
-from common import REPO
+from common import REPO, run
 
 PYTHON = os.environ.get("MODELEXPORT_PYTHON", "")
 
@@ -24,7 +25,27 @@ for model_type, exporters in TasksManager._SUPPORTED_MODEL_TYPE.items():
         supported.setdefault(task, []).append(model_type)
 outputs = {task: list(axes) for task, axes in OnnxConfig._TASK_TO_COMMON_OUTPUTS.items()}
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-print(json.dumps({"supported": supported, "outputs": outputs, "model_types": sorted(CONFIG_MAPPING_NAMES)}))
+# (task, model type, class): the head class transformers' Auto class for the task loads for each model type
+# Optimum exports the task for, as config.json's `architectures` names it.
+import transformers
+from transformers import AutoConfig
+from transformers.utils import logging
+logging.set_verbosity_error()
+heads = []
+for task, loaders in TasksManager._TRANSFORMERS_TASKS_TO_MODEL_LOADERS.items():
+    for loader in loaders if isinstance(loaders, tuple) else (loaders,):
+        auto = getattr(transformers, loader, None)
+        for model_type, names in (getattr(getattr(auto, "_model_mapping", None), "_model_mapping", None) or {}).items():
+            registered = TasksManager._SUPPORTED_MODEL_TYPE.get(model_type) or \
+                TasksManager._SUPPORTED_MODEL_TYPE.get(model_type.replace("_", "-")) or {}
+            if task in registered.get("onnx", {}):
+                try:  # the default config's encoder-decoder flag picks the row, as config.json's does
+                    flag = AutoConfig.for_model(model_type).to_dict().get("is_encoder_decoder") is True
+                except Exception:
+                    flag = False
+                heads.append((task, model_type, names[0] if isinstance(names, (list, tuple)) else names, flag))
+print(json.dumps({"supported": supported, "outputs": outputs, "model_types": sorted(CONFIG_MAPPING_NAMES),
+                  "heads": heads}))
 '''
 
 # Per row and supported model type, the inputs and outputs (with their axes) of Optimum's OnnxConfig
@@ -59,6 +80,10 @@ for row in rows:
         view.setdefault(row["name"], {})[model_type] = {"inputs": axes(config.inputs), "outputs": axes(config.outputs)}
 print(json.dumps(view))
 '''
+
+# Optimum's task -> the table's tasks a head class of it may name: Optimum's image-segmentation is the table's
+# semantic-segmentation (an alias) for the *ForSemanticSegmentation heads.
+SAME_TASK = {"image-segmentation": {"semantic-segmentation"}}
 
 # Our names for Optimum's tasks where they differ (none today: every row is named as Optimum names the task).
 OPTIMUM_NAME = {}
@@ -178,6 +203,38 @@ class OptimumAgreement(unittest.TestCase):
     def test_the_known_model_types_are_the_pinned_transformers(self):
         # validate warns on any other model_type (config.model_type_known): the list must be transformers' own.
         self.assertEqual(sorted(self.model_types), self.optimum["model_types"])
+
+    def test_a_task_optimum_exports_is_never_refused_for_its_head_class(self):
+        """For every head class transformers loads for a task Optimum exports (XLMWithLMHeadModel for fill-mask,
+        XLMForQuestionAnsweringSimple), `--task` with that task is accepted for a config.json naming it (`plan`
+        resolves the task as export does), and inference from a head class gives that task or none (then --task
+        names it), never another."""
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="modelexport-heads-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        names = {name for row in self.rows for name in [row["name"]] + row["aliases"]}
+        checked = 0
+        for task, model_type, head, encoder_decoder in self.optimum["heads"]:
+            if task not in names:
+                continue  # a task the table names otherwise
+            config = os.path.join(tmp, "config.json")
+            with open(config, "w") as f:
+                json.dump({"model_type": model_type, "architectures": [head], "is_encoder_decoder": encoder_decoder}, f)
+            with self.subTest(task=task, head=head):
+                checked += 1
+                p = run("plan", tmp, "--task", task)
+                if "is not exported by modelexport for this model_type" in p.stderr:
+                    continue
+                self.assertEqual(p.returncode, 0, p.stderr)
+                if task.startswith("feature-extraction"):
+                    continue  # AutoModel's bare model: inferred as feature-extraction only where the table says
+                p = run("plan", tmp)
+                if p.returncode == 0:
+                    inferred = json.loads(p.stdout)["task"]
+                    self.assertIn(inferred, {task, task + "-with-past"} | SAME_TASK.get(task, set()))
+                else:
+                    self.assertIn("cannot infer the task", p.stderr)
+        self.assertGreater(checked, 200)
 
     def test_every_task_is_one_optimum_exports(self):
         for row in self.rows:
