@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import unittest
 
 from common import REPO, run
@@ -209,7 +210,6 @@ class OptimumAgreement(unittest.TestCase):
         XLMForQuestionAnsweringSimple), `--task` with that task is accepted for a config.json naming it (`plan`
         resolves the task as export does), and inference from a head class gives that task or none (then --task
         names it), never another."""
-        import tempfile
         tmp = tempfile.mkdtemp(prefix="modelexport-heads-")
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
         names = {name for row in self.rows for name in [row["name"]] + row["aliases"]}
