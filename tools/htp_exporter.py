@@ -891,12 +891,10 @@ class TorchSide:
 def reference_check(spec, onnx_path, atol, atol_origin, torch_side=None):
     """Compare the exported file with torch on fresh inputs (htp_reference.py); the record."""
     notes, inputs, expected, step = (torch_side or TorchSide(spec)).result()
-    held = htp_reference.held_copy(onnx_path, notes) if htp_reference.HELD.calls else None
-    try:
-        session = htp_reference.onnx_session(held or onnx_path)
-    finally:
-        if held:
-            os.remove(held)
+    if htp_reference.HELD.calls:  # torch drew random numbers: the file's draws are held too
+        session = htp_reference.held_session(onnx_path, notes, htp_reference.onnx_session)
+    else:
+        session = htp_reference.onnx_session(onnx_path)
     if step is None:
         produced = htp_reference.run_onnx(session, inputs)
         htp_reference.check_declared_shapes(session, inputs, produced)

@@ -207,22 +207,20 @@ class Signature:
         for name in self.inputs:
             for axis, label in self.axes.get(name, {}).items():
                 sizes.setdefault(label, int(self.dummy[name].shape[int(axis)]))
-        renamed = {}
+        own = {}  # output -> {axis: its own name}
         for name in self.outputs:
             shape = traced.get(name)
             for axis, label in self.axes.get(name, {}).items():
                 if shape is not None and int(axis) < len(shape) and sizes.get(label, shape[int(axis)]) != shape[int(axis)]:
-                    self.axes[name][axis] = renamed["%s.%s" % (name, axis)] = "%s_axis_%s" % (name, axis)
-        if renamed:
+                    self.axes[name][axis] = own.setdefault(name, {})[int(axis)] = "%s_axis_%s" % (name, axis)
+        if own:
             import onnx
             model = onnx.load(str(onnx_path), load_external_data=False)
             for output in model.graph.output:
-                for key, label in renamed.items():
-                    name, axis = key.rsplit(".", 1)
-                    if output.name == name:
-                        output.type.tensor_type.shape.dim[int(axis)].dim_param = label
+                for axis, label in own.get(output.name, {}).items():
+                    output.type.tensor_type.shape.dim[axis].dim_param = label
             onnx.save(model, str(onnx_path))
-        return renamed
+        return {"%s.%d" % (name, axis): label for name, axes in own.items() for axis, label in axes.items()}
 
     def _has_unnamed_symbolic_output(self, onnx_path):
         """Optimum's own test (an output dim that is symbolic but none of the configuration's axis names),

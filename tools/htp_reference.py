@@ -127,15 +127,13 @@ def held_copy(path, notes):
             dtype = attrs.get("dtype", onnx.TensorProto.FLOAT)
             filled = helper.make_tensor("value", dtype, [1], [value])
             held.append(node.op_type)
-            if node.op_type.endswith("Like"):
-                shape = node.output[0] + "/held_shape"
-                nodes.append(helper.make_node("Shape", [node.input[0]], [shape], name=node.name + "/held_shape"))
-                nodes.append(helper.make_node("ConstantOfShape", [shape], list(node.output), name=node.name + "/held", value=filled))
-            else:
+            shape = node.output[0] + "/held_shape"
+            if node.op_type.endswith("Like"):  # the shape of its input
+                nodes.append(helper.make_node("Shape", [node.input[0]], [shape], name=shape))
+            else:  # the shape its attribute gives
                 size = helper.make_tensor("shape", onnx.TensorProto.INT64, [len(attrs["shape"])], list(attrs["shape"]))
-                shape = node.output[0] + "/held_shape"
-                nodes.append(helper.make_node("Constant", [], [shape], name=node.name + "/held_shape", value=size))
-                nodes.append(helper.make_node("ConstantOfShape", [shape], list(node.output), name=node.name + "/held", value=filled))
+                nodes.append(helper.make_node("Constant", [], [shape], name=shape, value=size))
+            nodes.append(helper.make_node("ConstantOfShape", [shape], list(node.output), name=node.name + "/held", value=filled))
         del graph.node[:]
         graph.node.extend(nodes)
 
@@ -147,6 +145,17 @@ def held_copy(path, notes):
     notes.append("the model draws random numbers (%s): both sides ran with every draw held at its mean"
                  % ", ".join("%d %s" % (held.count(op), op) for op in sorted(set(held))))
     return copy
+
+
+def held_session(path, notes, open_session):
+    """`open_session(path)` of the file with its random draws held (`held_copy`), or of the file itself when
+    it draws nothing; the copy is removed once the session holds the graph."""
+    held = held_copy(path, notes)
+    try:
+        return open_session(held or path)
+    finally:
+        if held:
+            os.remove(held)
 
 
 class ReferenceMismatch(Exception):

@@ -397,12 +397,7 @@ def held_session(path, options):
     import onnxruntime as ort
     sys.path.insert(0, os.path.join(REPO, "tools"))
     import htp_reference
-    held = htp_reference.held_copy(path, [])
-    try:
-        return ort.InferenceSession(held or path, options, providers=["CPUExecutionProvider"])
-    finally:
-        if held:
-            os.remove(held)
+    return htp_reference.held_session(path, [], lambda p: ort.InferenceSession(p, options, providers=["CPUExecutionProvider"]))
 
 
 def compare(ours, theirs, source, task):

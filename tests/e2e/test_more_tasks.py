@@ -235,12 +235,8 @@ import json, os, sys, numpy as np, onnxruntime as ort
 sys.path.insert(0, os.path.join(sys.argv[3], "tools"))
 import htp_reference
 def session(path, hold):
-    held = htp_reference.held_copy(path, []) if hold else None
-    try:
-        return ort.InferenceSession(held or path, providers=["CPUExecutionProvider"])
-    finally:
-        if held:
-            os.remove(held)
+    open_session = lambda p: ort.InferenceSession(p, providers=["CPUExecutionProvider"])
+    return htp_reference.held_session(path, [], open_session) if hold else open_session(path)
 ids = np.array([[3, 17, 5, 9, 22, 4, 8], [6, 2, 30, 11, 7, 1, 1]], dtype=np.int64)
 feeds = {"input_ids": ids, "attention_mask": (ids != 1).astype(np.int64)}
 out = {}
