@@ -58,6 +58,23 @@ def export_config(model, task, source_dir, library="transformers", **options):
     return constructor(model.config, int_dtype="int64", float_dtype="fp32", preprocessors=preprocessors(source_dir), **options)
 
 
+def submodels(model, task, source_dir):
+    """{part name: (module, OnnxConfig)} of optimum-cli's several-file export of `model` for `task`, in its
+    order, from Optimum's own dispatcher (an encoder-decoder's encoder and decoders; MusicGen's text encoder,
+    EnCodec decoder, decoders and delay-pattern builder), or Unavailable."""
+    load_tasks_manager()
+    from optimum.exporters.onnx.utils import _get_submodels_and_onnx_configs
+    optimum_task = OPTIMUM_TASK.get(task, task)
+    try:
+        _, parts = _get_submodels_and_onnx_configs(
+            model=model, task=optimum_task, monolith=False, custom_onnx_configs={}, custom_architecture=False,
+            _variant="default", library_name="transformers", preprocessors=preprocessors(source_dir))
+    except (KeyError, ValueError) as error:  # no configuration, or one that refuses this config.json
+        raise Unavailable("optimum-onnx cannot export model type %r for task %r: %s"
+                          % (model.config.model_type, optimum_task, str(error).splitlines()[0] if str(error) else type(error).__name__))
+    return parts
+
+
 def preprocessors(source_dir):
     """The source's tokenizer/processors as optimum-cli loads them: some configurations read static
     shapes (an image size) from them."""
@@ -165,8 +182,8 @@ class Signature:
             ordered = onnx_config.ordered_inputs(model)
         # An input the generators made, alone or inside a collection ("past_key_values.0.key" of the
         # cache, "encoder_hidden_states" of encoder_outputs): the configuration may list others.
-        torch_names = {onnx: torch for torch, onnx in (onnx_config.torch_to_onnx_input_map or {}).items()}
-        self.inputs = [name for name in ordered if torch_names.get(name, name).split(".")[0] in self.dummy]
+        self.torch_names = {onnx: torch for torch, onnx in (onnx_config.torch_to_onnx_input_map or {}).items()}
+        self.inputs = [name for name in ordered if self.torch_names.get(name, name).split(".")[0] in self.dummy]
         outputs = {self.renamed.get(name, name): axes for name, axes in onnx_config.outputs.items()}
         self.outputs = list(outputs)
         self.axes = {name: dict(axes) for name, axes in chain(ordered.items(), outputs.items())
@@ -205,8 +222,10 @@ class Signature:
         traced = {name: list(t.shape) for name, t in self.named_outputs(traced).items() if torch.is_tensor(t)}
         sizes = {}
         for name in self.inputs:
+            value = self.dummy.get(self.torch_names.get(name, name))
             for axis, label in self.axes.get(name, {}).items():
-                sizes.setdefault(label, int(self.dummy[name].shape[int(axis)]))
+                if torch.is_tensor(value):  # not a collection (the cache, encoder_outputs)
+                    sizes.setdefault(label, int(value.shape[int(axis)]))
         own = {}  # output -> {axis: its own name}
         for name in self.outputs:
             shape = traced.get(name)

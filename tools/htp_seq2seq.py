@@ -83,7 +83,8 @@ import htp_reference  # noqa: E402
 import htp_tasks  # noqa: E402
 from htp_decoder import first_positive_int  # noqa: E402
 from htp_exporter import (DEFAULT_OPSET, MAX_OPSET, ONNX_EXPORTER, MissingTransformers, UsageError, log, read_json,  # noqa: E402
-                          at_needed_opset, recorded_modules, run_export, torchscript_exporter_arguments, trace_modules, write_module_table)
+                          at_needed_opset, recorded_modules, run_export, torchscript_exporter_arguments, trace_modules,
+                          traced_outputs, write_module_table)
 from htp_weights import WeightsError, load_weights, weight_files  # noqa: E402
 
 class Seq2SeqTask(collections.namedtuple("Seq2SeqTask", "modality auto_class cached head")):
@@ -115,6 +116,7 @@ TASKS = {
     "feature-extraction-with-past": Seq2SeqTask(None, "AutoModel", True, "last_hidden_state"),
     "image-to-text-with-past": Seq2SeqTask("vision", "AutoModelForVision2Seq", True, "logits"),
     "image-to-text": Seq2SeqTask("vision", "AutoModelForVision2Seq", False, "logits"),
+    "text-to-audio": Seq2SeqTask("text", "AutoModelForTextToWaveform", True, "logits"),
 }
 ENCODER = "encoder_model.onnx"
 DECODER = "decoder_model.onnx"
@@ -708,23 +710,45 @@ class PartSpec:
         self.inputs, self.outputs, self.axes = self.signature.inputs, self.signature.outputs, self.signature.axes
 
     def export(self, path, opset, raise_opset=False):
-        """Writes the part's ONNX file; its module records."""
-        with htp_decoder.traceable_masks(), self.signature.patched(), recorded_modules(self.model) as modules:
+        """Writes the part's ONNX file; its module records. Output axes are named as the one-file export names
+        them (Signature.fix_static_axes, then name_own_axes: MusicGen's logits are batch x codebooks rows,
+        which its configuration calls batch_size)."""
+        with htp_decoder.traceable_masks(), self.signature.patched(), recorded_modules(self.model) as modules, \
+                traced_outputs(self.model) as traced:
             at_needed_opset(lambda version: torch.onnx.export(
                 self.model, (self.signature.dummy,), path, input_names=self.inputs, output_names=self.outputs,
                 dynamic_axes=self.axes, opset_version=version, do_constant_folding=True,
                 **torchscript_exporter_arguments()), opset, raise_opset)
         self.signature.fix_static_axes(path)
+        self.signature.name_own_axes(path, traced[0] if traced else {})
         return modules
 
     def reference_case(self):
         """Fresh inputs (batch 3 and other lengths than the trace's, seeded) and torch's outputs for them,
-        the inputs as the ONNX file takes them."""
-        shapes = {"batch_size": 3, "sequence_length": 5, "past_sequence_length": 4}
+        the inputs as the ONNX file takes them. The lengths are longer than a convolution's reflect padding
+        (EnCodec's decoder, traced on the branch for inputs longer than its padding). A file whose
+        configuration declares an input's length static (MusicGen's build_delay_pattern_mask) gets the
+        trace's lengths with the new batch."""
+        shapes = {"batch_size": 3, "sequence_length": 9, "past_sequence_length": 4}
         inputs = self.signature.inputs_for(seed=1, **shapes)
+        if not self.keeps_static_axes(inputs):
+            inputs = self.signature.inputs_for(seed=1, batch_size=3)
         with torch.no_grad(), self.signature.patched():
             expected = self.signature.named_outputs(self.model(**inputs))
         return self.signature.onnx_feeds(inputs, self.inputs), expected
+
+    def keeps_static_axes(self, inputs):
+        """Whether `inputs` have the traced sizes along every axis the configuration does not declare dynamic."""
+        onnx_names = self.signature.config.torch_to_onnx_input_map or {}
+        for name, traced in self.signature.dummy.items():
+            value, onnx_name = inputs.get(name), onnx_names.get(name, name)
+            if onnx_name not in self.inputs or not (torch.is_tensor(traced) and torch.is_tensor(value)) \
+                    or value.dim() != traced.dim():
+                continue  # a collection (the cache, encoder_outputs): its tensors' axes are all declared
+            dynamic = self.axes.get(onnx_name, {})
+            if any(value.shape[axis] != traced.shape[axis] for axis in range(traced.dim()) if axis not in dynamic):
+                return False
+        return True
 
 
 def encoder_inputs_of(task, config):
@@ -739,17 +763,14 @@ def encoder_inputs_of(task, config):
 def parts_of(model, task, source):
     """{file name: PartSpec} of optimum-cli's export of `model` for `task`, in export order."""
     import htp_optimum
-    from optimum.exporters.utils import get_encoder_decoder_models_for_export
     if not callable(getattr(model, "get_encoder", None)):  # a decoder whose config.json claims is_encoder_decoder
         raise Seq2SeqError("config.json: cannot tell the decoder cache shape: it says is_encoder_decoder, but %s "
                            "has no encoder" % type(model).__name__)
     try:
-        onnx_config = htp_optimum.export_config(model, task, source)
+        parts = htp_optimum.submodels(model, task, source)
     except htp_optimum.Unavailable as reason:
         raise Seq2SeqError(str(reason))
-    parts = get_encoder_decoder_models_for_export(model, onnx_config)
-    return {name + ".onnx": PartSpec(name + ".onnx", *parts[name])
-            for name in ("encoder_model", "decoder_model", "decoder_with_past_model") if name in parts}
+    return {name + ".onnx": PartSpec(name + ".onnx", *part) for name, part in parts.items()}
 
 
 def empty_past(feeds_with_past):
@@ -759,8 +780,9 @@ def empty_past(feeds_with_past):
 
 
 def parts_reference_check(parts, directory, atol, origin):
-    """Each part's file against torch on fresh inputs; the merged decoder's two branches on the same
-    inputs as the decoders they were made of."""
+    """Each part's file against torch on fresh inputs, its outputs of the shapes it declares
+    (htp_reference.check_declared_shapes); the merged decoder's two branches on the same inputs as the
+    decoders they were made of."""
     notes = []
     steps = []
     cases = {}
@@ -768,9 +790,11 @@ def parts_reference_check(parts, directory, atol, origin):
         for name, part in parts.items():
             feeds, expected = part.reference_case()
             cases[name] = (feeds, expected)
-            produced = htp_reference.run_onnx(htp_reference.onnx_session(os.path.join(directory, name)), feeds)
-            steps.append(htp_reference.step_record(name.replace("_model.onnx", "").replace("_", " "), feeds, expected,
-                                                   produced, atol))
+            session = htp_reference.onnx_session(os.path.join(directory, name))
+            produced = htp_reference.run_onnx(session, feeds)
+            htp_reference.check_declared_shapes(session, feeds, produced)
+            label = os.path.splitext(name)[0].replace("_model", "").replace("_", " ")
+            steps.append(htp_reference.step_record(label, feeds, expected, produced, atol))
         if DECODER_WITH_PAST in parts:
             session = htp_reference.onnx_session(os.path.join(directory, MERGED))
             for name, branch in ((DECODER, False), (DECODER_WITH_PAST, True)):
@@ -789,7 +813,7 @@ def parts_reference_check(parts, directory, atol, origin):
 def export_parts(options, model, config):
     """The export through Optimum's parts; the module table's description."""
     parts = parts_of(model, options.task, options.source)
-    takes = parts[ENCODER].inputs
+    takes = next(iter(parts.values())).inputs  # the primary file's: the encoder's
     main, others = encoder_inputs_of(options.task, config)
     if takes[:1] not in ([name] for name in main) or not set(takes[1:]) <= others:
         raise Seq2SeqError("%s's encoder takes %s, not %s: task %s's Optimum class does not feed it"
@@ -797,15 +821,16 @@ def export_parts(options, model, config):
     path = lambda name: os.path.join(options.output_dir, name)  # noqa: E731
     if options.check_only:
         return {"reference_check": check_parts(parts, options, model)}
-    entries = []
+    entries = {}
     for name, part in parts.items():
         log("exporting %s" % name)
         modules = part.export(path(name), options.opset, options.raise_opset)
-        entries.append(table(name, options.task, part.model, part.inputs, part.outputs, modules))
+        entries[name] = table(name, options.task, part.model, part.inputs, part.outputs, modules)
     if DECODER_WITH_PAST in parts:
-        entries.append(merged_decoder(model, options, path, entries[1:3]))
+        entries[MERGED] = merged_decoder(model, options, path, (entries[DECODER], entries[DECODER_WITH_PAST]))
     return {"task": options.task, "root_class": type(model).__name__, "parameters": int(sum(p.numel() for p in model.parameters())),
-            "signature": {"source": "optimum"}, "reference_check": check_parts(parts, options, model), "files": entries}
+            "signature": {"source": "optimum"}, "reference_check": check_parts(parts, options, model),
+            "files": list(entries.values())}
 
 
 def check_parts(parts, options, model):
