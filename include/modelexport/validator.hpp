@@ -426,15 +426,18 @@ inline void check_seq2seq(report_builder& b, const fs::path& dir, package_layout
             return b.fail("signature.files", severity::error,
                           (dir / layout_path(layout, name)).string() + ": " + problem);
     b.pass("signature.files", severity::error);
-    if (auto problem = seq2seq_contract_problem(sigs, config, cached); problem.empty())
+    if (auto problem = seq2seq_contract_problem(sigs, config, cached, std::string(task.encoder_decoder.files.front()));
+        problem.empty())
         b.pass("signature.encoder_decoder", severity::error);
     else
         b.fail("signature.encoder_decoder", severity::error, dir.string() + ": " + problem);
 }
 
 /// tokenizer.ids: the largest id the tokenizer files and the configs can feed the model is
-/// below the embedding rows of every ONNX file that takes ids (validate/tokenizer_ids.hpp). A warning:
-/// the graph loads, and fails only on the text that produces such an id.
+/// below the embedding rows of every ONNX file that takes ids (validate/tokenizer_ids.hpp). In a package of
+/// several files the tokenizer feeds the primary file (the encoder) alone; a decoder reads the ids it generates
+/// and the configs' special ids (MusicGen's decoder takes audio codes, from a vocabulary of its own). A
+/// warning: the graph loads, and fails only on the text that produces such an id.
 inline void check_token_ids(report_builder& b, const fs::path& dir, package_layout layout,
                             const std::vector<std::string>& models,
                             const std::map<std::string, id_embedding>& embeddings, const std::optional<json>& config) {
@@ -444,25 +447,35 @@ inline void check_token_ids(report_builder& b, const fs::path& dir, package_layo
         if (auto e = embeddings.find(name); e != embeddings.end() && !e->second.input.empty())
             takes_ids.push_back(name);
     if (takes_ids.empty()) return;
-    std::vector<token_id> ids;
+    std::vector<token_id> tokenizer, special;
     try {
-        ids = tokenizer_ids(dir);
-        auto append = [&](const std::vector<token_id>& more) { ids.insert(ids.end(), more.begin(), more.end()); };
+        tokenizer = tokenizer_ids(dir);
+        auto append = [&](const std::vector<token_id>& more) {
+            special.insert(special.end(), more.begin(), more.end());
+        };
         if (config) append(special_ids(*config, (dir / "config.json").string()));
         if (const fs::path generation = dir / "generation_config.json"; fs::is_regular_file(generation))
             append(special_ids(read_json_object(generation), generation.string()));
     } catch (const error& e) {
         return b.fail(id, severity::warning, e.what());
     }
-    if (ids.empty())
+    if (tokenizer.empty() && special.empty())
         return b.skip(id, severity::warning,
                       dir.string() + ": not run: no tokenizer file and no token id in the configs");
-    const token_id& largest =
-        *std::max_element(ids.begin(), ids.end(), [](const token_id& a, const token_id& c) { return a.id < c.id; });
     const bool encoder_decoder = models.size() > 1;
     std::vector<std::string> fits, unknown;
+    std::optional<token_id> largest_fed;
     for (const auto& name : takes_ids) {
+        const bool encoder = encoder_decoder && name == models.front();
         const id_embedding& e = embeddings.at(name);
+        // A file beside the encoder that indexes nothing with its ids (MusicGen's delay-pattern builder) embeds none.
+        if (encoder_decoder && !encoder && !e.indexes) continue;
+        std::vector<token_id> fed = special;
+        if (!encoder_decoder || encoder) fed.insert(fed.end(), tokenizer.begin(), tokenizer.end());
+        if (fed.empty()) continue;
+        const token_id& largest =
+            *std::max_element(fed.begin(), fed.end(), [](const token_id& a, const token_id& c) { return a.id < c.id; });
+        if (!largest_fed || largest.id > largest_fed->id) largest_fed = largest;
         const std::string file = layout_path(layout, name);
         std::int64_t rows = -1;
         std::string source;
@@ -470,7 +483,6 @@ inline void check_token_ids(report_builder& b, const fs::path& dir, package_layo
             rows = *e.rows;
             source = file + ", Gather of " + e.input;
         } else if (config) {
-            bool encoder = encoder_decoder && name == models.front();
             stated_vocab v = config_vocab_size(*config, encoder_decoder && !encoder, encoder);
             rows = v.size;
             source = "config.json " + v.key + ", for " + file;
@@ -491,8 +503,9 @@ inline void check_token_ids(report_builder& b, const fs::path& dir, package_layo
         return b.skip(id, severity::warning,
                       (dir / layout_path(layout, takes_ids.front())).string() + ": not run: " + not_known);
     b.pass(id, severity::warning,
-           "largest id " + std::to_string(largest.id) + " (" + fs::path(largest.file).filename().string() + ") fits " +
-               join(fits) + (unknown.empty() ? "" : "; not checked: " + join(unknown) + " (" + not_known + ")"));
+           "largest id " + std::to_string(largest_fed->id) + " (" + fs::path(largest_fed->file).filename().string() +
+               ") fits " + join(fits) +
+               (unknown.empty() ? "" : "; not checked: " + join(unknown) + " (" + not_known + ")"));
 }
 
 /// recipe.max_seq_length: a sentence-transformers recipe cuts inputs at sentence_bert_config.json's

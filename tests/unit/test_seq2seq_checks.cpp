@@ -118,3 +118,29 @@ TEST_CASE("each file's role needs its names") {
           "has no input use_cache_branch");
     CHECK(seq2seq_file_problem("encoder_model.onnx", p["decoder_model.onnx"]) == "has no output last_hidden_state");
 }
+
+TEST_CASE("MusicGen: the text encoder is the primary file, and the files beside the decoders hold no cache") {
+    // Its config.json: "text_encoder" (T5: d_model) and "decoder" (num_hidden_layers, num_attention_heads,
+    // hidden_size); encodec_decode and build_delay_pattern_mask have no present output to count.
+    std::map<std::string, signature> files = package(32, 2);
+    files["text_encoder.onnx"] = files["encoder_model.onnx"];
+    files.erase("encoder_model.onnx");
+    files["encodec_decode.onnx"] = signature{{tensor("audio_codes", 1)}, {tensor("audio_values", 1)}};
+    files["build_delay_pattern_mask.onnx"] =
+        signature{{tensor("input_ids", 1), tensor("pad_token_id", 1), tensor("max_length", 1)},
+                  {tensor("input_ids_edited", 1), tensor("delay_pattern_mask", 1)}};
+    nlohmann::json config{{"text_encoder", {{"d_model", 32}}},
+                          {"decoder", {{"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"hidden_size", 32}}}};
+    CHECK(seq2seq_contract_problem(files, config, true, "text_encoder.onnx").empty());
+    CHECK(seq2seq_contract_problem(files, config).find("encoder_model.onnx has no last_hidden_state") !=
+          std::string::npos);
+    config["decoder"]["num_hidden_layers"] = 3;
+    CHECK(seq2seq_contract_problem(files, config, true, "text_encoder.onnx")
+              .find("decoder_model.onnx: 2 decoder layers") != std::string::npos);
+    config["text_encoder"]["d_model"] = 48;
+    CHECK(seq2seq_contract_problem(files, config, true, "text_encoder.onnx")
+              .find("text_encoder.onnx: last_hidden_state has width 32") != std::string::npos);
+    CHECK(seq2seq_file_problem("encodec_decode.onnx", signature{{tensor("audio_codes", 1)}, {}}) ==
+          "has no output audio_values");
+    CHECK(seq2seq_file_problem("build_delay_pattern_mask.onnx", files["build_delay_pattern_mask.onnx"]).empty());
+}

@@ -205,6 +205,31 @@ TEST_CASE("the embedding rows: the Gather of input_ids, through a Cast, in an If
     CHECK(find_id_embedding(test::tiny_model().graph()).input.empty());
 }
 
+TEST_CASE("the embedding rows: ids selected before the table (MusicGen's codebooks); ids that index nothing") {
+    onnx::ModelProto m = test::empty_model();
+    auto* g = m.mutable_graph();
+    test::add_tensor_value(g->add_input(), "input_ids", onnx::TensorProto_DataType_INT64, "batch_size", 0);
+    add_table(g, "embed_tokens.0.weight", 65, 2);
+    test::add_node(g, "/Reshape", "Reshape", {"input_ids", "shape"}, "codes");
+    test::add_node(g, "/Gather", "Gather", {"codes", "codebook"}, "row");  // one codebook's ids
+    test::add_node(g, "/Slice", "Slice", {"row", "starts", "ends"}, "part");
+    test::add_node(g, "/embed_tokens.0/Gather", "Gather", {"embed_tokens.0.weight", "part"}, "h");
+    id_embedding e = find_id_embedding(m.graph());
+    CHECK(e.indexes);
+    REQUIRE(e.rows);
+    CHECK(*e.rows == 65);
+
+    // The delay-pattern builder: ids in, ids out, no table indexed.
+    onnx::ModelProto plain = test::empty_model();
+    g = plain.mutable_graph();
+    test::add_tensor_value(g->add_input(), "input_ids", onnx::TensorProto_DataType_INT64, "batch_size", 0);
+    test::add_node(g, "/Where", "Where", {"mask", "input_ids", "pad"}, "edited");
+    e = find_id_embedding(plain.graph());
+    CHECK(e.input == "input_ids");
+    CHECK_FALSE(e.indexes);
+    CHECK_FALSE(e.rows);
+}
+
 TEST_CASE("config_vocab_size: a nested decoder's, decoder_vocab_size, else vocab_size") {
     json nested = json::parse(R"({"vocab_size": 10, "encoder": {"vocab_size": 20}, "decoder": {"vocab_size": 30}})");
     CHECK(config_vocab_size(nested, true, false).size == 30);

@@ -35,6 +35,13 @@ inline const std::vector<seq2seq_file_contract>& seq2seq_contracts() {
         {"decoder_model_merged.onnx",
          {"input_ids", "encoder_hidden_states", "use_cache_branch", "past_key_values.0.decoder.key"},
          {"logits", "present.0.decoder.key", "present.0.encoder.key"}},
+        // MusicGen's text-to-audio: its encoder, the audio codes' decoder, and the delay pattern the generation
+        // loop applies to the codes (what transformers.js and Optimum's parts read).
+        {"text_encoder.onnx", {}, {"last_hidden_state"}},
+        {"encodec_decode.onnx", {"audio_codes"}, {"audio_values"}},
+        {"build_delay_pattern_mask.onnx",
+         {"input_ids", "pad_token_id", "max_length"},
+         {"input_ids_edited", "delay_pattern_mask"}},
     };
     return c;
 }
@@ -60,9 +67,10 @@ inline bool is_cache_tensor(const std::string& name) {
 /// encoder_layers / num_layers (the encoder's depth) are not in any file's signature: the encoder's
 /// graph holds no cache, so they are not checked.
 /// A config.json of two configs, each a model's own (VisionEncoderDecoder's "encoder" and "decoder"; Pix2Struct's
-/// "vision_config", its encoder, and "text_config", its decoder) takes the decoder's keys from the decoder's
-/// config, whichever family it is (GPT-2's n_layer, TrOCR's decoder_layers, BERT's num_hidden_layers, Pix2Struct's
-/// T5-like num_layers, num_heads and d_kv), and the encoder's width (encoder_width) from the encoder's.
+/// "vision_config", its encoder, and "text_config", its decoder; MusicGen's "text_encoder" and "decoder") takes the
+/// decoder's keys from the decoder's config, whichever family it is (GPT-2's n_layer, TrOCR's decoder_layers, BERT's
+/// num_hidden_layers, Pix2Struct's T5-like num_layers, num_heads and d_kv), and the encoder's width (encoder_width)
+/// from the encoder's.
 struct seq2seq_geometry {
     std::int64_t layers = -1, heads = -1, head_dim = -1, d_model = -1, encoder_width = -1;
 };
@@ -70,8 +78,8 @@ struct seq2seq_geometry {
 inline seq2seq_geometry seq2seq_config_geometry(const nlohmann::json& config) {
     seq2seq_geometry g;
     const nlohmann::json *encoder = nullptr, *decoder = nullptr;
-    for (auto [encoder_key, decoder_key] :
-         {std::pair{"encoder", "decoder"}, std::pair{"vision_config", "text_config"}}) {
+    for (auto [encoder_key, decoder_key] : {std::pair{"encoder", "decoder"}, std::pair{"vision_config", "text_config"},
+                                            std::pair{"text_encoder", "decoder"}}) {
         auto e = config.find(encoder_key), d = config.find(decoder_key);
         if (e != config.end() && d != config.end() && e->is_object() && d->is_object()) {
             encoder = &*e, decoder = &*d;
@@ -133,20 +141,21 @@ inline std::string seq2seq_file_problem(const std::string& name, const signature
 }
 
 /// The cross-file contract, against config.json (seq2seq_config_geometry):
-/// - the encoder's last_hidden_state width is d_model and the decoders' encoder_hidden_states width;
-/// - every decoder has one present.{i}.decoder.key per decoder layer (when the package has a cache);
+/// - the encoder's (`encoder`, the package's primary file) last_hidden_state width is d_model and the decoders'
+///   encoder_hidden_states width;
+/// - every decoder (a file with a present output) has one present.{i}.decoder.key per decoder layer (when the
+///   package has a cache);
 /// - every cache tensor (past_key_values.*, present.*; self- and cross-attention) is
 ///   [batch, heads, length, head_dim] where its dims are fixed.
 inline std::string seq2seq_contract_problem(const std::map<std::string, signature>& sigs, const nlohmann::json& config,
-                                            bool cached = true) {
-    auto enc = sigs.find("encoder_model.onnx");
-    if (enc == sigs.end() || !enc->second.output("last_hidden_state"))
-        return "encoder_model.onnx has no last_hidden_state";
+                                            bool cached = true, const std::string& encoder = "encoder_model.onnx") {
+    auto enc = sigs.find(encoder);
+    if (enc == sigs.end() || !enc->second.output("last_hidden_state")) return encoder + " has no last_hidden_state";
     const tensor_info& hidden = *enc->second.output("last_hidden_state");
     std::int64_t width = hidden.fixed_dim(hidden.shape.empty() ? 0 : hidden.shape.size() - 1);
     const seq2seq_geometry g = seq2seq_config_geometry(config);
     if (width >= 0 && g.encoder_width >= 0 && width != g.encoder_width)
-        return "encoder_model.onnx: last_hidden_state has width " + std::to_string(width) + " but config.json states " +
+        return encoder + ": last_hidden_state has width " + std::to_string(width) + " but config.json states " +
                std::to_string(g.encoder_width) + " (d_model, or the encoder's hidden_size)";
     auto cache_problem = [&](const std::string& file, const tensor_info& t) -> std::string {
         if (!detail::is_cache_tensor(t.name)) return "";
@@ -163,7 +172,7 @@ inline std::string seq2seq_contract_problem(const std::map<std::string, signatur
         return "";
     };
     for (const auto& [name, sig] : sigs) {
-        if (name == "encoder_model.onnx") continue;
+        if (name == encoder) continue;
         for (const auto& in : sig.inputs) {
             if (in.name == "encoder_hidden_states") {
                 std::int64_t w = in.fixed_dim(in.shape.empty() ? 0 : in.shape.size() - 1);
@@ -180,7 +189,9 @@ inline std::string seq2seq_contract_problem(const std::map<std::string, signatur
             return t.name.rfind("present.", 0) == 0 && detail::ends_with(t.name, key) &&
                    t.name.find('.', 8) == t.name.size() - key.size();  // present.{i}<key>, nothing between
         });
-        if (cached && g.layers >= 0 && present != g.layers)
+        const bool decoder = std::any_of(sig.outputs.begin(), sig.outputs.end(),
+                                         [](const tensor_info& t) { return t.name.rfind("present.", 0) == 0; });
+        if (cached && decoder && g.layers >= 0 && present != g.layers)
             return name + ": " + std::to_string(present) + " decoder layers (present.{i}" + key +
                    ") but config.json states " + std::to_string(g.layers) +
                    " (decoder_layers / num_decoder_layers / num_layers, or the decoder's)";

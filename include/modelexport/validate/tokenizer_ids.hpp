@@ -44,7 +44,8 @@ struct token_id {
 struct id_embedding {
     std::string input;  ///< "input_ids" or "decoder_input_ids"; empty when the graph takes no ids
     std::optional<std::int64_t>
-        rows;  ///< the table's size along the Gather axis, when a Gather reads it from an initializer
+        rows;              ///< the table's size along the Gather axis, when a Gather reads it from an initializer
+    bool indexes = false;  ///< some Gather takes the ids as its indices (whatever its table)
 };
 
 namespace detail {
@@ -204,14 +205,21 @@ namespace detail {
 /// of an enclosing graph (`tables`), in `g` and in its subgraphs (an If's branches read the
 /// outer graph's names). Returns the smallest table's size along the Gather axis.
 inline void gather_rows(const onnx::GraphProto& g, std::set<std::string>& derived,
-                        std::map<std::string, std::vector<std::int64_t>> tables, std::optional<std::int64_t>& rows) {
+                        std::map<std::string, std::vector<std::int64_t>> tables, id_embedding& out) {
+    std::optional<std::int64_t>& rows = out.rows;
     for (const auto& t : g.initializer()) tables[t.name()] = {t.dims().begin(), t.dims().end()};
-    static const std::set<std::string> passthrough{"Cast", "Reshape", "Unsqueeze", "Flatten"};
+    // Ops whose first input's values pass to the output unchanged: ids cast, reshaped, or a part of them taken
+    // (MusicGen's decoder embeds each codebook's row of its ids: a Gather or Slice of the ids, then the table's).
+    static const std::set<std::string> passthrough{"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Slice"};
     for (const auto& n : g.node()) {
         const bool domain_ok = n.domain().empty() || n.domain() == "ai.onnx";
-        if (domain_ok && passthrough.count(n.op_type()) && n.input_size() > 0 && derived.count(n.input(0)))
+        const bool selects_ids =
+            n.op_type() == "Gather" && n.input_size() == 2 && derived.count(n.input(0)) && !tables.count(n.input(0));
+        if (domain_ok &&
+            ((passthrough.count(n.op_type()) && n.input_size() > 0 && derived.count(n.input(0))) || selects_ids))
             for (const auto& o : n.output()) derived.insert(o);
         if (domain_ok && n.op_type() == "Gather" && n.input_size() == 2 && derived.count(n.input(1))) {
+            out.indexes = true;
             auto table = tables.find(n.input(0));
             if (table != tables.end() && !table->second.empty()) {
                 std::int64_t axis = 0, rank = static_cast<std::int64_t>(table->second.size());
@@ -222,8 +230,8 @@ inline void gather_rows(const onnx::GraphProto& g, std::set<std::string>& derive
             }
         }
         for (const auto& a : n.attribute()) {
-            if (a.has_g()) gather_rows(a.g(), derived, tables, rows);
-            for (const auto& sub : a.graphs()) gather_rows(sub, derived, tables, rows);
+            if (a.has_g()) gather_rows(a.g(), derived, tables, out);
+            for (const auto& sub : a.graphs()) gather_rows(sub, derived, tables, out);
         }
     }
 }
@@ -232,8 +240,8 @@ inline void gather_rows(const onnx::GraphProto& g, std::set<std::string>& derive
 
 /// The ids input of `g` (input_ids, else decoder_input_ids) and the rows of the embedding
 /// that reads it: a Gather whose indices are that input, possibly after Cast, Reshape,
-/// Unsqueeze or Flatten, and whose table is an initializer. Of several such Gathers the
-/// smallest table counts, since an id must fit each.
+/// Unsqueeze, Squeeze, Flatten, Slice or a Gather of some of them, and whose table is an initializer. Of several such
+/// Gathers the smallest table counts, since an id must fit each.
 inline id_embedding find_id_embedding(const onnx::GraphProto& g) {
     id_embedding out;
     std::set<std::string> initializers;
@@ -243,7 +251,7 @@ inline id_embedding find_id_embedding(const onnx::GraphProto& g) {
             if (out.input.empty() && in.name() == name && !initializers.count(name)) out.input = name;
     if (out.input.empty()) return out;
     std::set<std::string> derived{out.input};
-    detail::gather_rows(g, derived, {}, out.rows);
+    detail::gather_rows(g, derived, {}, out);
     return out;
 }
 
