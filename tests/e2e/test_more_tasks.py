@@ -1,6 +1,6 @@
 """Tasks exported through Optimum's own configurations that the examples do not cover:
 feature-extraction-with-past (GPT-2, Llama), keypoint-detection (VitPose), time-series-forecasting
-(PatchTST, PatchTSMixer), reinforcement-learning (Decision Transformer) and text-to-audio (VITS).
+(PatchTST, PatchTSMixer), reinforcement-learning (Decision Transformer) and text-to-audio (VITS, MusicGen).
 
 Each source is a tiny genuine transformers model built at test time (tests/fixtures/make_task_models.py:
 seeded, save_pretrained, with its tokenizer or image processor). modelexport exports it with --task (Optimum
@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import unittest
 
-from common import EXIT, REPO, assert_outputs_close, load_json, node, run
+from common import EXIT, NODE, REPO, RUNTIME_DIR, assert_outputs_close, load_json, node, run
 from test_optimum import PYTHON, needs_hf
 
 RUNTIMES = ["onnxruntime", "optimum", "transformers-js"]
@@ -97,8 +97,8 @@ class TaskBesideOptimumCli:
                 assert_outputs_close(self, ours_out, theirs_out, f"{name} vs optimum-cli")
 
 
-def signature(pkg):
-    return json.loads(run("inspect", os.path.join(pkg, "model.onnx"), "--json", check=0).stdout)["signature"]
+def signature(pkg, name="model.onnx"):
+    return json.loads(run("inspect", os.path.join(pkg, name), "--json", check=0).stdout)["signature"]
 
 
 @needs_hf
@@ -291,6 +291,95 @@ class TextToAudio(TaskBesideOptimumCli, unittest.TestCase):
                 self.assertEqual(load_json(os.path.join(out, "export_metadata.json"))["model"]["task"], self.TASK)
 
 
+MUSICGEN_COMPARISON = """
+import json, sys
+sys.path.insert(0, sys.argv[4])
+import sweep
+diffs, problems = sweep.compare(sys.argv[1], sys.argv[2], sys.argv[3], "text-to-audio")
+print(json.dumps({"diffs": diffs, "problems": problems}))
+"""
+
+
+@needs_hf
+class MusicgenTextToAudio(TaskBesideOptimumCli, unittest.TestCase):
+    """MusicGen's text-to-audio, inferred from MusicgenForConditionalGeneration as Optimum infers it: Optimum's own
+    parts (text_encoder, encodec_decode, decoder_model, decoder_with_past_model, build_delay_pattern_mask; its
+    configurations, dummy inputs and patchers), each traced with the hierarchy hooks, and the two decoders merged
+    into decoder_model_merged.onnx, which transformers.js reads and optimum-cli does not write (its merge runs only
+    for a -with-past task, and MusicGen has none)."""
+    TASK = "text-to-audio"
+    MODELS = ("musicgen",)
+    FILES = {"text_encoder.onnx", "encodec_decode.onnx", "decoder_model.onnx", "decoder_with_past_model.onnx",
+             "decoder_model_merged.onnx", "build_delay_pattern_mask.onnx"}
+
+    def test_reference_check_passed_on_every_output(self):
+        meta = load_json(os.path.join(self.ours["musicgen"], "export_metadata.json"))
+        self.assertEqual(meta["model"]["task"], self.TASK)
+        check = meta["reference_check"]
+        self.assertEqual(check["status"], "passed", check)
+        self.assertEqual([step["step"] for step in check["steps"]],
+                         ["text encoder", "encodec decode", "decoder", "decoder with past", "build delay pattern mask",
+                          "merged decoder, first step", "merged decoder, cached"])
+        for step in check["steps"]:
+            self.assertTrue(step["outputs"] and all(o["passed"] for o in step["outputs"]), step)
+        # The decoder's logits are batch x codebooks rows, which Optimum's configuration calls batch_size, the
+        # mask's: the axis gets a name of its own, as in a one-file export.
+        logits = next(o for o in signature(self.ours["musicgen"], "decoder_model_merged.onnx")["outputs"]
+                      if o["name"] == "logits")
+        self.assertEqual(logits["shape"][0], "logits_axis_0")
+
+    def test_beside_optimum_cli(self):
+        ours, theirs = self.ours["musicgen"], self.theirs["musicgen"]
+        onnx = lambda d: {f for f in os.listdir(d) if f.endswith(".onnx")}  # noqa: E731
+        self.assertEqual(onnx(ours), self.FILES)
+        self.assertEqual(onnx(theirs), self.FILES - {"decoder_model_merged.onnx"})
+        p = subprocess.run([PYTHON, "-c", MUSICGEN_COMPARISON, ours, theirs, os.path.join(self.tmp, "musicgen"),
+                            os.path.dirname(os.path.abspath(__file__))], capture_output=True, text=True, timeout=600)
+        self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+        compared = json.loads(p.stdout)
+        self.assertEqual(compared["problems"], [])
+        self.assertEqual(set(compared["diffs"]), self.FILES - {"decoder_model_merged.onnx"})
+        for name, diff in compared["diffs"].items():
+            self.assertLessEqual(diff, 1e-4, name)
+
+    def test_transformers_js_generates_audio_from_ours_only(self):
+        """transformers.js' MusicgenForConditionalGeneration reads the merged decoder: it generates a waveform
+        from modelexport's package and cannot load optimum-cli's."""
+        for pkg, works in ((self.ours["musicgen"], True), (self.theirs["musicgen"], False)):
+            with self.subTest(pkg):
+                p = subprocess.run([NODE, os.path.join(RUNTIME_DIR, "tjs_seq2seq.mjs"), pkg, "--task",
+                                    self.TASK, "--subfolder", ""], capture_output=True, text=True, timeout=600)
+                if works:
+                    self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+                    shape = json.loads(p.stdout)["result"]["audio_shape"]
+                    self.assertEqual(shape[:2], [1, 1])
+                    self.assertGreater(shape[2], 0)
+                else:
+                    self.assertNotEqual(p.returncode, 0)
+                    self.assertIn("decoder_model_merged.onnx", p.stderr)
+
+    def test_variants_of_every_file(self):
+        """--variants q8,ort: a quantized file and an ORT-format model of each of the six, as transformers.js's
+        dtype option names them; verify and validate --strict hold the package."""
+        out = os.path.join(self.tmp, "variants")
+        p = run("export", os.path.join(self.tmp, "musicgen"), out, "--no-cache", "--no-reference-check",
+                "--variants", "q8,ort", timeout=900)
+        self.assertEqual(p.returncode, EXIT["ok"], p.stderr)
+        for name in self.FILES:
+            stem = name[:-len(".onnx")]
+            self.assertTrue(os.path.isfile(os.path.join(out, stem + "_quantized.onnx")), stem)
+            self.assertTrue(os.path.isfile(os.path.join(out, stem + ".ort")), stem)
+        self.assertEqual(run("verify", out).returncode, EXIT["ok"])
+        p = run("validate", out, "--strict", "--runtime", "none")
+        self.assertEqual(p.returncode, EXIT["ok"], p.stdout + p.stderr)
+
+    def test_inferred_without_task(self):
+        out = os.path.join(self.tmp, "inferred")
+        p = run("export", os.path.join(self.tmp, "musicgen"), out, "--no-cache", "--no-reference-check", timeout=900)
+        self.assertEqual(p.returncode, EXIT["ok"], p.stderr)
+        self.assertEqual(load_json(os.path.join(out, "export_metadata.json"))["model"]["task"], self.TASK)
+
+
 class RefusedTasks(unittest.TestCase):
     """Optimum's tasks modelexport does not export: a --task naming one (or its alias) is a usage error giving the
     reason, in export and in validate, and nothing is written."""
@@ -298,11 +387,11 @@ class RefusedTasks(unittest.TestCase):
     def test_usage_error_names_the_reason(self):
         tmp = tempfile.mkdtemp(prefix="modelexport-refused-")
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        src = os.path.join(tmp, "musicgen")
+        src = os.path.join(tmp, "speecht5")
         os.mkdir(src)
         with open(os.path.join(src, "config.json"), "w") as f:
-            json.dump({"model_type": "musicgen", "architectures": ["MusicgenForConditionalGeneration"]}, f)
-        for task, reason in (("text-to-audio", "encodec_decode"), ("text-to-speech", "encodec_decode")):
+            json.dump({"model_type": "speecht5", "is_encoder_decoder": True, "architectures": ["SpeechT5ForTextToSpeech"]}, f)
+        for task, reason in (("text-to-audio", "decoder_postnet_and_vocoder"), ("text-to-speech", "decoder_postnet_and_vocoder")):
             with self.subTest(task):
                 out = os.path.join(tmp, "out-" + task)
                 p = run("export", src, out, "--task", task)

@@ -126,11 +126,17 @@ TEST_CASE("every task is complete: inputs, outputs and their dynamic axes, Auto 
             CHECK(unknown_task_message(r.name, &config).find(std::string(r.reason)) != std::string::npos);
         }
     }
-    const nlohmann::json musicgen{{"model_type", "musicgen"}}, vits{{"model_type", "vits"}};
-    CHECK(unknown_task_message("text-to-speech", &musicgen).find("MusicGen") != std::string::npos);
+    const nlohmann::json speecht5{{"model_type", "speecht5"}, {"is_encoder_decoder", true}},
+        musicgen{{"model_type", "musicgen"}, {"is_encoder_decoder", true}}, vits{{"model_type", "vits"}};
+    CHECK(unknown_task_message("text-to-speech", &speecht5).find("SpeechT5") != std::string::npos);
     REQUIRE(find_task("text-to-speech", vits));
     CHECK(find_task("text-to-speech", vits)->name == "text-to-audio");
+    CHECK(find_task("text-to-speech", vits)->encoder_decoder.empty());
     CHECK(task_for_architecture("VitsModel", "vits") == find_task("text-to-audio"));
+    // MusicGen's text-to-audio is its row of several files, the one for encoder-decoder configs.
+    REQUIRE(find_task("text-to-audio", musicgen));
+    CHECK(find_task("text-to-audio", musicgen)->encoder_decoder.files.front() == "text_encoder.onnx");
+    CHECK(task_for_architecture("MusicgenForConditionalGeneration", "musicgen")->name == "text-to-audio");
     CHECK(unknown_task_message("no-such-task").find("known tasks: text-classification") != std::string::npos);
     CHECK(task_for_architecture("PatchTSTForPrediction", "patchtst") == nullptr);
     CHECK(decoder_cache().input_prefix == "past_key_values");

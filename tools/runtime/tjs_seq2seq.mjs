@@ -2,7 +2,7 @@
 // tjs_seq2seq.mjs: run a transformers.js encoder-decoder pipeline on a package directory, fully
 // offline, and print the result as one JSON line on stdout.
 //
-// Usage: node tjs_seq2seq.mjs PKGDIR --task text2text-generation|automatic-speech-recognition|image-to-text
+// Usage: node tjs_seq2seq.mjs PKGDIR --task text2text-generation|automatic-speech-recognition|image-to-text|text-to-audio
 //                              [--text T] [--samples N] [--max-new-tokens N] [--subfolder S]
 //                              [--language L] [--speech-task transcribe|translate]
 //
@@ -11,6 +11,9 @@
 // with config.json, generation_config.json, the tokenizer and (speech) preprocessor_config.json from
 // PKGDIR itself. --subfolder defaults to "onnx", transformers.js' own default (the Hub layout);
 // pass --subfolder "" for a flat package.
+//
+// text-to-audio is MusicGen's: text_encoder.onnx, decoder_model_merged.onnx and encodec_decode.onnx, driven by
+// generate() (its pipeline cannot), the answer the waveform's shape and first samples.
 //
 // Generation is greedy (do_sample: false) for --max-new-tokens tokens (default 10). The answer holds
 // the model's generate() ids (decoder prompt and new tokens) and the pipeline's text. Speech gets
@@ -29,7 +32,12 @@ import path from 'node:path';
 import { UsageError, importRuntime, runCli } from './cli.mjs';
 
 const PROG = 'tjs_seq2seq';
-const TASKS = ['text2text-generation', 'automatic-speech-recognition', 'image-to-text'];
+const TASKS = ['text2text-generation', 'automatic-speech-recognition', 'image-to-text', 'text-to-audio'];
+// The files transformers.js loads per task (its session config): an encoder-decoder's two, MusicGen's three.
+const SESSION_FILES = {
+    'text-to-audio': ['text_encoder.onnx', 'decoder_model_merged.onnx', 'encodec_decode.onnx'],
+};
+const ENCODER_DECODER_FILES = ['encoder_model.onnx', 'decoder_model_merged.onnx'];
 const USAGE = `usage: ${PROG}.mjs PKGDIR --task ${TASKS.join('|')} [--text T] [--samples N] [--max-new-tokens N] [--subfolder S] [--language L] [--speech-task T]`;
 const DEFAULT_TEXT = 'translate english to onnx: the quick brown fox';
 const DEFAULT_SAMPLES = 12345;
@@ -69,9 +77,10 @@ async function run(opts) {
     const pkgDir = path.resolve(opts.pkgDir);
     if (!fs.statSync(pkgDir, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`package directory not found: ${pkgDir}`);
     const subfolder = opts.subfolder ?? 'onnx';
-    for (const name of ['encoder_model.onnx', 'decoder_model_merged.onnx']) {
+    const loaded = SESSION_FILES[opts.task] ?? ENCODER_DECODER_FILES;
+    for (const name of loaded) {
         const file = path.join(pkgDir, subfolder, name);
-        if (!fs.existsSync(file)) throw new Error(`file not found: ${file} (transformers.js loads encoder_model and decoder_model_merged)`);
+        if (!fs.existsSync(file)) throw new Error(`file not found: ${file} (transformers.js loads ${loaded.join(', ')})`);
     }
     // Without --subfolder no file option is passed: the library's own default ('onnx') finds a hub
     // package, as a user's pipeline(task, dir) would.
@@ -91,6 +100,17 @@ async function run(opts) {
                 input_ids: inputs.input_ids.tolist()[0].map(Number),
                 sequence: out.tolist()[0].map(Number),
                 generated_text: answer.generated_text,
+            };
+        } else if (opts.task === 'text-to-audio') {
+            // MusicGen: its pipeline cannot drive the generation loop; a user calls generate(), which decodes the
+            // codes with encodec_decode (transformers.js' own example). Greedy, without guidance, so reproducible.
+            const text = opts.text ?? DEFAULT_TEXT;
+            const inputs = pipe.tokenizer(text);
+            const audio = await pipe.model.generate({ ...inputs, max_new_tokens: n, do_sample: false, guidance_scale: 1 });
+            result = {
+                input_ids: inputs.input_ids.tolist()[0].map(Number),
+                audio_shape: Array.from(audio.dims),
+                audio_head: Array.from(audio.data.slice(0, 8), Number),
             };
         } else if (opts.task === 'image-to-text') {
             const image = generatedImage(RawImage);
