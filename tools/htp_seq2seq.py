@@ -3,8 +3,11 @@
 to Optimum's multi-file ONNX layout, with the module hierarchy of every file.
 
 Usage:
-  htp_seq2seq.py --source DIR --task text2text-generation[-with-past]|automatic-speech-recognition
+  htp_seq2seq.py --source DIR --task text2text-generation[-with-past]|automatic-speech-recognition|text-to-audio|...
                  --output-dir DIR --modules FILE.json [--opset N] [--source-boundary DIR]
+
+(text-to-audio is MusicGen's, exported through Optimum's parts only: text_encoder.onnx, encodec_decode.onnx,
+the three decoders below and build_delay_pattern_mask.onnx; see "Optimum's parts".)
 
 Writes into --output-dir, with Optimum's seq2seq names and axes (what
 ``optimum-cli export onnx --task text2text-generation-with-past`` /
@@ -87,19 +90,21 @@ from htp_exporter import (DEFAULT_OPSET, MAX_OPSET, ONNX_EXPORTER, MissingTransf
                           traced_outputs, write_module_table)
 from htp_weights import WeightsError, load_weights, weight_files  # noqa: E402
 
-class Seq2SeqTask(collections.namedtuple("Seq2SeqTask", "modality auto_class cached head")):
+class Seq2SeqTask(collections.namedtuple("Seq2SeqTask", "modality auto_class cached head parts_only", defaults=(False,))):
     """An exporter task: its inputs ("text", "speech", or None: speech when config.json has mel bins), the
-    transformers Auto class, whether the decoder reads and returns its cache, and what it returns besides."""
+    transformers Auto class, whether the decoder reads and returns its cache, what it returns besides, and
+    whether only Optimum's parts describe it (MusicGen's text-to-audio: no T5-like tracing of this file's own)."""
 
     def modality_for(self, config):
         return self.modality or ("speech" if "num_mel_bins" in config or "input_feat_per_channel" in config else "text")
 
 
-def by_parts(config, modality):
+def by_parts(config, modality, task):
     """Whether the model is exported through Optimum's parts (below) rather than this file's own tracing of
-    T5-, BART- and Whisper-like models: a vision encoder, Speech2Text's encoder ([batch, frames, features] with
-    a mask, not Whisper's layout), or a config.json without the decoder geometry the own tracing reads."""
-    if modality == "vision" or "input_feat_per_channel" in config:
+    T5-, BART- and Whisper-like models: a task only the parts describe, a vision encoder, Speech2Text's encoder
+    ([batch, frames, features] with a mask, not Whisper's layout), or a config.json without the decoder
+    geometry the own tracing reads."""
+    if task.parts_only or modality == "vision" or "input_feat_per_channel" in config:
         return True
     try:
         geometry(config)
@@ -116,7 +121,7 @@ TASKS = {
     "feature-extraction-with-past": Seq2SeqTask(None, "AutoModel", True, "last_hidden_state"),
     "image-to-text-with-past": Seq2SeqTask("vision", "AutoModelForVision2Seq", True, "logits"),
     "image-to-text": Seq2SeqTask("vision", "AutoModelForVision2Seq", False, "logits"),
-    "text-to-audio": Seq2SeqTask("text", "AutoModelForTextToWaveform", True, "logits"),
+    "text-to-audio": Seq2SeqTask("text", "AutoModelForTextToWaveform", True, "logits", parts_only=True),
 }
 ENCODER = "encoder_model.onnx"
 DECODER = "decoder_model.onnx"
@@ -858,7 +863,7 @@ def export(options):
 
     log("loading model")
     model = load_model(source, options.task, config, options.source_boundary or source)
-    if by_parts(config, modality):
+    if by_parts(config, modality, task):
         description = export_parts(options, model, config)
         write_module_table(options.modules, dict(description, format=2, torch_version=torch.__version__,
                                                  onnx_exporter=ONNX_EXPORTER))
