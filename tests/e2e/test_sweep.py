@@ -44,7 +44,9 @@ GROUPS = {
                         "clip:zero-shot-image-classification", "owlvit:zero-shot-object-detection",
                         # raw numbers in: a time series, a Decision Transformer's trajectory (optimum-cli's package of
                         # it runs in no client, as written it computes modelexport's numbers: docs/tasks.md)
-                        "patchtst:time-series-forecasting", "decision_transformer:reinforcement-learning"],
+                        "patchtst:time-series-forecasting", "decision_transformer:reinforcement-learning",
+                        # several models that generate together, one more than optimum-cli writes (the merged decoder)
+                        "musicgen:text-to-audio"],
 }
 
 
