@@ -221,11 +221,9 @@ class Signature:
         import torch
         traced = {name: list(t.shape) for name, t in self.named_outputs(traced).items() if torch.is_tensor(t)}
         sizes = {}
-        for name in self.inputs:
-            value = self.dummy.get(self.torch_names.get(name, name))
+        for name, value in self.tensor_inputs(self.dummy):
             for axis, label in self.axes.get(name, {}).items():
-                if torch.is_tensor(value):  # not a collection (the cache, encoder_outputs)
-                    sizes.setdefault(label, int(value.shape[int(axis)]))
+                sizes.setdefault(label, int(value.shape[int(axis)]))
         own = {}  # output -> {axis: its own name}
         for name in self.outputs:
             shape = traced.get(name)
@@ -240,6 +238,15 @@ class Signature:
                     output.type.tensor_type.shape.dim[axis].dim_param = label
             onnx.save(model, str(onnx_path))
         return {"%s.%d" % (name, axis): label for name, axes in own.items() for axis, label in axes.items()}
+
+    def tensor_inputs(self, inputs):
+        """(graph input name, tensor) of each graph input that `inputs` (the forward's, by torch name) holds as
+        one tensor; the tensors inside a collection (the cache, encoder_outputs) are left out."""
+        import torch
+        for name in self.inputs:
+            value = inputs.get(self.torch_names.get(name, name))
+            if torch.is_tensor(value):
+                yield name, value
 
     def _has_unnamed_symbolic_output(self, onnx_path):
         """Optimum's own test (an output dim that is symbolic but none of the configuration's axis names),

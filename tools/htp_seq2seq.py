@@ -127,7 +127,6 @@ ENCODER = "encoder_model.onnx"
 DECODER = "decoder_model.onnx"
 DECODER_WITH_PAST = "decoder_with_past_model.onnx"
 MERGED = "decoder_model_merged.onnx"
-FILES = (ENCODER, DECODER, DECODER_WITH_PAST, MERGED)
 USE_CACHE_BRANCH = "use_cache_branch"
 IF_NODE = "/If_use_cache_branch"
 
@@ -743,15 +742,15 @@ class PartSpec:
         return self.signature.onnx_feeds(inputs, self.inputs), expected
 
     def keeps_static_axes(self, inputs):
-        """Whether `inputs` have the traced sizes along every axis the configuration does not declare dynamic."""
-        onnx_names = self.signature.config.torch_to_onnx_input_map or {}
-        for name, traced in self.signature.dummy.items():
-            value, onnx_name = inputs.get(name), onnx_names.get(name, name)
-            if onnx_name not in self.inputs or not (torch.is_tensor(traced) and torch.is_tensor(value)) \
-                    or value.dim() != traced.dim():
-                continue  # a collection (the cache, encoder_outputs): its tensors' axes are all declared
-            dynamic = self.axes.get(onnx_name, {})
-            if any(value.shape[axis] != traced.shape[axis] for axis in range(traced.dim()) if axis not in dynamic):
+        """Whether `inputs` have the traced sizes along every axis the configuration does not declare dynamic
+        (a collection's tensors, the cache's, have every axis declared)."""
+        traced = dict(self.signature.tensor_inputs(self.signature.dummy))
+        for name, value in self.signature.tensor_inputs(inputs):
+            before = traced.get(name)
+            if before is None or value.dim() != before.dim():
+                continue
+            dynamic = self.axes.get(name, {})
+            if any(value.shape[axis] != before.shape[axis] for axis in range(before.dim()) if axis not in dynamic):
                 return False
         return True
 
